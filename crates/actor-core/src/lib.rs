@@ -1,0 +1,1 @@
+//! Actors with bounded mailboxes, ask with timeout, supervision and a local registry.

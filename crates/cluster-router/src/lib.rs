@@ -1,0 +1,1 @@
+//! Actor addresses, the envelope, routing, membership and gossip.

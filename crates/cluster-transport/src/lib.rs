@@ -1,0 +1,1 @@
+//! Authenticated WebSocket links between cluster nodes: sans-IO codec, handshake, heartbeats, reconnect.

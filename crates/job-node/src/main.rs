@@ -1,0 +1,2 @@
+//! The `job-node` binary.
+fn main() {}

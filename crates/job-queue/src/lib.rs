@@ -1,0 +1,1 @@
+//! Jobs, worker pools, the Coordinator, dispatch strategies, retries, timeouts and statistics.
