@@ -1,0 +1,2 @@
+//! Benchmark placeholder: actor_core (filled in by its issue).
+fn main() {}

@@ -1,0 +1,2 @@
+//! Benchmark placeholder: job_queue (filled in by its issue).
+fn main() {}

@@ -1,0 +1,2 @@
+//! Benchmark placeholder: transport (filled in by its issue).
+fn main() {}
