@@ -1,2 +1,187 @@
-//! Benchmark placeholder: actor_core (filled in by its issue).
-fn main() {}
+//! Release benchmark of actor-core: local `tell` throughput with 1 and 4
+//! senders, and `ask` round-trip latency (p50 / p99, one ask at a time), each
+//! the median of 3 rounds, on a 2-worker multi-thread runtime (plus the ask
+//! latency on a current-thread runtime).
+//!
+//! Run with `cargo bench -p jobmesh --bench actor_core`. Set
+//! `ACTOR_BENCH_MESSAGES` / `ACTOR_BENCH_ASKS` to change the workload.
+
+use std::time::{Duration, Instant};
+
+use actor_core::{spawn_with, Actor, BoxError, Context, ReplyTo, SpawnOptions};
+use tokio::sync::oneshot;
+
+const ROUNDS: usize = 3;
+const CAPACITY: usize = 1024;
+
+/// Counts messages and signals once `target` have been handled.
+struct Sink {
+    seen: u64,
+    target: u64,
+    done: Option<oneshot::Sender<()>>,
+}
+
+#[async_trait::async_trait]
+impl Actor for Sink {
+    type Message = u64;
+
+    async fn handle(&mut self, msg: u64, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        self.seen += 1;
+        std::hint::black_box(msg);
+        if self.seen == self.target {
+            if let Some(done) = self.done.take() {
+                let _ = done.send(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Answers every request with its argument plus one.
+struct Echo;
+
+#[async_trait::async_trait]
+impl Actor for Echo {
+    type Message = (u64, ReplyTo<u64>);
+
+    async fn handle(
+        &mut self,
+        (n, reply): Self::Message,
+        _ctx: &mut Context<Self>,
+    ) -> Result<(), BoxError> {
+        reply.send(n + 1);
+        Ok(())
+    }
+}
+
+/// Sends `messages` in total from `senders` tasks; returns messages/s.
+async fn tell_throughput(messages: u64, senders: u64) -> f64 {
+    let (done_tx, done_rx) = oneshot::channel();
+    let sink = Sink {
+        seen: 0,
+        target: messages,
+        done: Some(done_tx),
+    };
+    let actor =
+        spawn_with("sink", sink, SpawnOptions::default().capacity(CAPACITY)).expect("spawn sink");
+    let per_sender = messages / senders;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..senders)
+        .map(|s| {
+            let actor = actor.clone();
+            let count = if s == senders - 1 {
+                messages - per_sender * (senders - 1)
+            } else {
+                per_sender
+            };
+            tokio::spawn(async move {
+                for i in 0..count {
+                    actor.tell(i).await.expect("sink alive");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("sender task");
+    }
+    tokio::time::timeout(Duration::from_secs(120), done_rx)
+        .await
+        .expect("sink finished in time")
+        .expect("sink signalled");
+    let elapsed = start.elapsed();
+    actor.stop();
+    messages as f64 / elapsed.as_secs_f64()
+}
+
+/// Runs `asks` sequential asks; returns (p50, p99) in microseconds.
+async fn ask_latency(asks: usize) -> (f64, f64) {
+    let actor =
+        spawn_with("echo", Echo, SpawnOptions::default().capacity(CAPACITY)).expect("spawn echo");
+    let mut samples = Vec::with_capacity(asks);
+    for i in 0..asks as u64 {
+        let start = Instant::now();
+        let reply = actor
+            .ask(|r| (i, r), Duration::from_secs(5))
+            .await
+            .expect("echo reply");
+        samples.push(start.elapsed());
+        assert_eq!(reply, i + 1);
+    }
+    actor.stop();
+    samples.sort_unstable();
+    let pick = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+    (pick(0.50), pick(0.99))
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let messages = env_or("ACTOR_BENCH_MESSAGES", 10_000_000);
+    let asks = env_or("ACTOR_BENCH_ASKS", 100_000) as usize;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut one = Vec::new();
+    let mut four = Vec::new();
+    let mut p50s = Vec::new();
+    let mut p99s = Vec::new();
+    for round in 1..=ROUNDS {
+        let (t1, t4, (p50, p99)) = runtime.block_on(async {
+            (
+                tell_throughput(messages, 1).await,
+                tell_throughput(messages, 4).await,
+                ask_latency(asks).await,
+            )
+        });
+        println!("round {round}: tell x1 {:.2} M/s, tell x4 {:.2} M/s, ask p50 {p50:.2} us, p99 {p99:.2} us", t1 / 1e6, t4 / 1e6);
+        one.push(t1);
+        four.push(t4);
+        p50s.push(p50);
+        p99s.push(p99);
+    }
+    let current_thread = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut ct_p50s = Vec::new();
+    let mut ct_p99s = Vec::new();
+    for _ in 0..ROUNDS {
+        let (p50, p99) = current_thread.block_on(ask_latency(asks));
+        ct_p50s.push(p50);
+        ct_p99s.push(p99);
+    }
+    println!();
+    println!("actor-core (median of {ROUNDS} rounds; {messages} tells, {asks} asks, capacity {CAPACITY}, 2 worker threads)");
+    println!("| metric                  | value        |");
+    println!("|-------------------------|--------------|");
+    println!(
+        "| tell, 1 sender          | {:>7.2} M/s  |",
+        median(one) / 1e6
+    );
+    println!(
+        "| tell, 4 senders         | {:>7.2} M/s  |",
+        median(four) / 1e6
+    );
+    println!("| ask round-trip p50      | {:>7.2} us   |", median(p50s));
+    println!("| ask round-trip p99      | {:>7.2} us   |", median(p99s));
+    println!(
+        "| ask p50, current_thread | {:>7.2} us   |",
+        median(ct_p50s)
+    );
+    println!(
+        "| ask p99, current_thread | {:>7.2} us   |",
+        median(ct_p99s)
+    );
+}

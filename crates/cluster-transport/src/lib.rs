@@ -1,1 +1,78 @@
-//! Authenticated WebSocket links between cluster nodes: sans-IO codec, handshake, heartbeats, reconnect.
+//! Authenticated WebSocket links between cluster nodes, and the edge where
+//! external clients connect.
+//!
+//! A [`Transport`] listens on one address and dials others. Between two nodes
+//! it keeps exactly one link (also when both dial each other at the same
+//! moment: the connection dialed by the node whose name sorts lower wins). A
+//! link is established by a mutual challenge-response handshake over the
+//! cluster [`Secret`] (HMAC-SHA256 over fresh nonces bound to both node names;
+//! the secret never crosses the wire) after a protocol version check.
+//!
+//! * **Frames.** Node links carry binary frames: bincode-encoded *batches* of
+//!   [`Envelope`]s plus control frames (handshake, heartbeat, error). One
+//!   writer task per link drains everything queued into one frame per write.
+//!   External clients exchange one JSON envelope per text frame.
+//! * **Limits.** Every frame is checked against
+//!   [`TransportConfig::max_frame_size`] before it is allocated; a larger frame
+//!   closes the connection with code 1009. An undecodable frame is counted,
+//!   logged and answered with an error frame; the link stays up.
+//! * **Liveness.** Heartbeats every [`TransportConfig::heartbeat_interval`]; a
+//!   link that hears nothing for `heartbeat_misses` intervals is reported
+//!   [`LinkEvent::Down`]. Links we dialled with [`Transport::connect`] are
+//!   redialled with capped exponential backoff and jitter until
+//!   [`Transport::disconnect`].
+//! * **Flow control.** Each link has a bounded outbound queue:
+//!   [`Transport::send`] waits when it is full, [`Transport::try_send`] hands the
+//!   envelope back. Incoming envelopes arrive batched per frame through the one
+//!   receiver returned by [`Transport::take_incoming`].
+//!
+//! The codec and the handshake are sans-IO (bytes in, bytes out); the socket
+//! code is a thin layer around them. The wire format is in `docs/wire.md`.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use cluster_transport::{Envelope, Source, Transport, TransportConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let a = Transport::bind(TransportConfig::new("node-a", "cookie")).await?;
+//! let b = Transport::bind(TransportConfig::new("node-b", "cookie")).await?;
+//! let mut inbox = b.take_incoming().expect("taken once");
+//!
+//! let peer = a.connect(&b.url()).await?;
+//! assert_eq!(peer, "node-b");
+//! a.send("node-b", Envelope::json("worker@node-b", "me@node-a", r#"{"n":1}"#)).await?;
+//!
+//! let got = tokio::time::timeout(Duration::from_secs(5), inbox.recv()).await?.expect("open");
+//! assert_eq!(got.source, Source::Node("node-a".into()));
+//! assert_eq!(&got.envelopes[0].payload[..], br#"{"n":1}"#);
+//! a.shutdown().await;
+//! b.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod auth;
+mod client;
+mod codec;
+mod config;
+mod envelope;
+mod event;
+mod handshake;
+mod link;
+mod stats;
+mod transport;
+mod wire;
+
+pub use auth::client_token;
+pub use config::{Backoff, Secret, TransportConfig};
+pub use envelope::{Envelope, EnvelopeKind, PayloadFormat};
+pub use error::{HandshakeError, SendError, TransportError, TrySendError};
+pub use event::{ClientId, Incoming, LinkEvent, Source};
+pub use stats::TransportStats;
+pub use transport::Transport;
+pub use wire::PROTOCOL_VERSION;
+
+pub mod error;

@@ -1,1 +1,89 @@
-//! Jobs, worker pools, the Coordinator, dispatch strategies, retries, timeouts and statistics.
+//! Jobs, worker pools, the coordinator, dispatch strategies, retries,
+//! timeouts and statistics for jobmesh.
+//!
+//! # Guide
+//!
+//! A [`Job`] names a handler `kind`, carries opaque `data` (conventionally
+//! JSON text), the tags a node must have, a per-attempt timeout (default
+//! 30 s) and a maximum number of attempts (default 3). Its outcome is a
+//! [`JobResult`]: `result` on success, `error` ([`JobFailure`] with a
+//! [`FailureCause`] and whether it is retryable) otherwise. Both have a JSON
+//! form for the edges and a bincode form between nodes (`docs/jobs.md`).
+//!
+//! **Workers.** Handlers are registered per kind in a [`HandlerRegistry`];
+//! a handler is any async `Fn(JobContext) -> Result<String, HandlerError>`.
+//! A [`WorkerEngine`] runs them on K supervised worker loops that pull from
+//! one shared bounded queue. An unknown kind, bad data, a handler error, an
+//! overrun timeout or a panic each become an error result; the loop goes on.
+//!
+//! **Coordinator.** [`CoordinatorCore`] is a sans-IO state machine: feed it
+//! submissions, results, membership changes and clock ticks; drain the
+//! [`Action`]s it emits (`Dispatch`, `Complete`, `DeadLettered`). Before a
+//! [`Strategy`] picks a node, eligibility is settled: the node is Up, has
+//! every required tag and advertises the kind (`kind:<name>`, see
+//! [`kind_tag`]). Failed attempts are retried with exponential backoff and
+//! jitter on another node where one is eligible; attempts on a node that
+//! goes Down are retried at once; permanent errors are not retried; jobs out
+//! of attempts go to a dead-letter list that can be listed and resubmitted.
+//! Each accepted job yields exactly one `Complete`; late results are dropped
+//! and counted. [`StatsSnapshot`] gives per-node and per-kind figures.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use job_queue::{Action, CoordinatorConfig, CoordinatorCore, FailureCause, Job, JobFailure,
+//!                 JobResult, NodeInfo, StrategyKind};
+//!
+//! let config = CoordinatorConfig {
+//!     node: "node-a".into(),
+//!     strategy: StrategyKind::RoundRobin,
+//!     seed: Some(7),
+//!     ..CoordinatorConfig::default()
+//! };
+//! let mut core = CoordinatorCore::new(config);
+//! let t0 = Instant::now();
+//! core.update_node(NodeInfo::up("node-b", ["kind:resize"]), t0);
+//! core.update_node(NodeInfo::up("node-c", ["kind:resize"]), t0);
+//!
+//! let id = core.submit(Job::new("resize", r#"{"w":64}"#), t0).unwrap();
+//! let Some(Action::Dispatch { node, .. }) = core.poll_action() else { unreachable!() };
+//! assert_eq!(node, "node-b");
+//!
+//! // The worker fails with a retryable error: after backoff, node-c gets attempt 2.
+//! let failure = JobFailure::new(FailureCause::Handler, "disk full");
+//! core.result_received(JobResult::failure(id.clone(), failure, "node-b", 1, Duration::ZERO), "node-b", t0);
+//! core.tick(core.next_wakeup().unwrap());
+//! let Some(Action::Dispatch { job, node }) = core.poll_action() else { unreachable!() };
+//! assert_eq!((job.attempt, node.as_str()), (2, "node-c"));
+//! ```
+
+mod coordinator;
+mod failure;
+mod handler;
+mod histogram;
+mod job;
+mod stats;
+mod strategy;
+mod wire;
+mod worker;
+
+pub use coordinator::{
+    Action, AttemptFailure, Backoff, CoordinatorConfig, CoordinatorCore, DeadLetter, JobStatus,
+    NodeInfo, NodeLoad, NodeStatus, ResultDisposition, LATENCY_EWMA_ALPHA,
+};
+pub use error::{
+    DecodeError, EngineClosed, InvalidJob, JobError, ParseJobIdError, SubmitError, TrySubmitError,
+};
+pub use failure::{BoxError, FailureCause, HandlerError, JobFailure};
+pub use handler::{kind_tag, Handler, HandlerRegistry, JobContext, ProgressUpdate, KIND_TAG_PREFIX};
+pub use job::{Job, JobId, JobResult};
+pub use stats::{KindStatsSnapshot, NodeStatsSnapshot, StatsSnapshot, TimingSnapshot};
+pub use strategy::{
+    Candidate, LeastCpu, LeastInFlight, LowestLatency, ParseStrategyError, Random, RoundRobin,
+    Strategy, StrategyKind,
+};
+pub use wire::{MAX_BINCODE_BYTES, WIRE_VERSION};
+pub use worker::{WorkerConfig, WorkerEngine, WorkerEvent};
+
+pub mod error;

@@ -1,0 +1,314 @@
+//! [`ActorRef`], the handle used to talk to an actor, and [`ReplyTo`], the
+//! one-shot reply handle carried inside `ask` requests.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use std::task::Waker;
+
+use futures_util::task::AtomicWaker;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::error::{AskError, SendError, TrySendError};
+use crate::registry::RegistryInner;
+
+/// State shared by every handle of one actor and by its run loop.
+pub(crate) struct Lifecycle {
+    name: Arc<str>,
+    /// Set by [`ActorRef::stop`]; the run loop checks it after every message.
+    stop_requested: AtomicBool,
+    /// Wakes the run loop when it is idle and a stop is requested.
+    stop_waker: AtomicWaker,
+    /// True from spawn until the actor stops accepting messages.
+    alive: AtomicBool,
+    /// Becomes `true` once the actor has fully stopped (hooks run, names removed).
+    stopped: watch::Sender<bool>,
+    /// Registries holding this actor; `None` once the actor has stopped.
+    registries: Mutex<Option<Vec<Weak<RegistryInner>>>>,
+}
+
+impl Lifecycle {
+    pub(crate) fn new(name: Arc<str>) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            stop_requested: AtomicBool::new(false),
+            stop_waker: AtomicWaker::new(),
+            alive: AtomicBool::new(true),
+            stopped: watch::Sender::new(false),
+            registries: Mutex::new(Some(Vec::new())),
+        })
+    }
+
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    pub(crate) fn request_stop(&self) {
+        self.stop_requested.store(true, Ordering::Release);
+        self.stop_waker.wake();
+    }
+
+    pub(crate) fn stop_requested(&self) -> bool {
+        self.stop_requested.load(Ordering::Acquire)
+    }
+
+    /// Arranges for `waker` to be woken by [`Self::request_stop`]. Check
+    /// [`Self::stop_requested`] after registering to not miss a stop.
+    pub(crate) fn register_stop_waker(&self, waker: &Waker) {
+        self.stop_waker.register(waker);
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_not_alive(&self) {
+        self.alive.store(false, Ordering::Release);
+    }
+
+    /// Records that `registry` holds this actor, unless it has stopped.
+    /// `insert` runs under the lifecycle lock so a concurrent stop cannot
+    /// miss the new entry.
+    pub(crate) fn attach_registry<E>(
+        &self,
+        registry: Weak<RegistryInner>,
+        insert: impl FnOnce() -> Result<(), E>,
+        stopped: impl FnOnce() -> E,
+    ) -> Result<(), E> {
+        let mut guard = self.registries.lock();
+        let Some(list) = guard.as_mut() else {
+            return Err(stopped());
+        };
+        insert()?;
+        list.retain(|weak| weak.strong_count() > 0);
+        list.push(registry);
+        Ok(())
+    }
+
+    /// Final step of the run loop: removes the actor's names and wakes
+    /// every `wait_stopped` caller. Idempotent.
+    pub(crate) fn finish(&self) {
+        self.mark_not_alive();
+        let registries = self.registries.lock().take().unwrap_or_default();
+        for registry in registries.iter().filter_map(Weak::upgrade) {
+            registry.remove_if(&self.name, self);
+        }
+        self.stopped.send_replace(true);
+    }
+
+    /// Identity used by the registry to tell two actors of the same name apart.
+    pub(crate) fn id(&self) -> usize {
+        self as *const Self as usize
+    }
+}
+
+/// A handle to a running actor that accepts messages of type `M`.
+///
+/// Cloning is cheap (two reference-count increments). An actor stops on its
+/// own once every `ActorRef` to it is gone and its mailbox is drained.
+pub struct ActorRef<M> {
+    tx: mpsc::Sender<M>,
+    lifecycle: Arc<Lifecycle>,
+}
+
+impl<M> Clone for ActorRef<M> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            lifecycle: Arc::clone(&self.lifecycle),
+        }
+    }
+}
+
+impl<M> fmt::Debug for ActorRef<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActorRef")
+            .field("name", &self.lifecycle.name())
+            .field("alive", &self.lifecycle.is_alive())
+            .finish()
+    }
+}
+
+impl<M: Send + 'static> ActorRef<M> {
+    pub(crate) fn new(tx: mpsc::Sender<M>, lifecycle: Arc<Lifecycle>) -> Self {
+        Self { tx, lifecycle }
+    }
+
+    pub(crate) fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.lifecycle
+    }
+
+    /// The name the actor was spawned with.
+    pub fn name(&self) -> &str {
+        self.lifecycle.name()
+    }
+
+    /// Sends a message, waiting for mailbox space when the mailbox is full
+    /// (backpressure).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] carrying the message back if the actor has stopped.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if the future is dropped before completion the message
+    /// was not queued (and is dropped with the future).
+    pub async fn tell(&self, msg: M) -> Result<(), SendError<M>> {
+        self.tx.send(msg).await.map_err(|err| SendError(err.0))
+    }
+
+    /// Sends a message without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`] if the mailbox is full, [`TrySendError::Closed`]
+    /// if the actor has stopped; both hand the message back.
+    pub fn try_tell(&self, msg: M) -> Result<(), TrySendError<M>> {
+        self.tx.try_send(msg).map_err(|err| match err {
+            mpsc::error::TrySendError::Full(msg) => TrySendError::Full(msg),
+            mpsc::error::TrySendError::Closed(msg) => TrySendError::Closed(msg),
+        })
+    }
+
+    /// Sends a request built by `make` around a fresh [`ReplyTo`] and waits
+    /// for the reply. `timeout` bounds the whole exchange: waiting for
+    /// mailbox space and waiting for the answer.
+    ///
+    /// # Errors
+    ///
+    /// - [`AskError::Full`]: the mailbox stayed full until the deadline;
+    /// - [`AskError::Timeout`]: delivered, but no reply before the deadline;
+    /// - [`AskError::ActorGone`]: the actor stopped before answering;
+    /// - [`AskError::NoReply`]: the actor dropped the [`ReplyTo`] unanswered.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the request; the actor's later
+    /// [`ReplyTo::send`] then returns `false`.
+    pub async fn ask<R: Send + 'static>(
+        &self,
+        make: impl FnOnce(ReplyTo<R>) -> M,
+        timeout: Duration,
+    ) -> Result<R, AskError> {
+        let deadline = Instant::now().checked_add(timeout);
+        let remaining =
+            || deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let msg = make(ReplyTo { tx: reply_tx });
+        match self.tx.try_send(msg) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(AskError::ActorGone),
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                match tokio::time::timeout(remaining(), self.tx.send(msg)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Err(AskError::ActorGone),
+                    Err(_) => return Err(AskError::Full),
+                }
+            }
+        }
+        match tokio::time::timeout(remaining(), reply_rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) if self.is_alive() => Err(AskError::NoReply),
+            Ok(Err(_)) => Err(AskError::ActorGone),
+            Err(_) => Err(AskError::Timeout),
+        }
+    }
+
+    /// Asks the actor to stop after the message it is handling now.
+    /// Messages still queued are dropped. Idempotent.
+    pub fn stop(&self) {
+        self.lifecycle.request_stop();
+    }
+
+    /// Whether the actor still accepts messages.
+    pub fn is_alive(&self) -> bool {
+        self.lifecycle.is_alive() && !self.tx.is_closed()
+    }
+
+    /// Waits until the actor has fully stopped: its `stopped` hook has run
+    /// and its names are removed from every registry.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn wait_stopped(&self) {
+        let mut rx = self.lifecycle.stopped.subscribe();
+        // The sender lives in `self.lifecycle`, so it cannot be dropped here.
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    }
+
+    /// Number of free slots in the mailbox right now.
+    pub fn free_capacity(&self) -> usize {
+        self.tx.capacity()
+    }
+
+    /// The mailbox capacity the actor was spawned with.
+    pub fn max_capacity(&self) -> usize {
+        self.tx.max_capacity()
+    }
+
+    /// Whether two handles point at the same actor.
+    pub fn same_actor(&self, other: &ActorRef<M>) -> bool {
+        Arc::ptr_eq(&self.lifecycle, &other.lifecycle)
+    }
+}
+
+/// A weak handle kept by the actor's own [`Context`](crate::Context), so that
+/// an actor does not keep itself alive.
+pub(crate) struct WeakActorRef<M> {
+    tx: mpsc::WeakSender<M>,
+    lifecycle: Arc<Lifecycle>,
+}
+
+impl<M: Send + 'static> WeakActorRef<M> {
+    pub(crate) fn new(actor: &ActorRef<M>) -> Self {
+        Self {
+            tx: actor.tx.downgrade(),
+            lifecycle: Arc::clone(&actor.lifecycle),
+        }
+    }
+
+    pub(crate) fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.lifecycle
+    }
+
+    /// A strong handle; if every handle is gone, a handle whose sends fail
+    /// with `Closed` (the actor is finishing its last queued messages).
+    pub(crate) fn upgrade(&self) -> ActorRef<M> {
+        let tx = self.tx.upgrade().unwrap_or_else(|| mpsc::channel(1).0);
+        ActorRef::new(tx, Arc::clone(&self.lifecycle))
+    }
+}
+
+/// The reply handle of one [`ActorRef::ask`] request; answer it with
+/// [`ReplyTo::send`]. Dropping it unanswered makes the asker fail with
+/// [`AskError::NoReply`] (or [`AskError::ActorGone`] if the actor stopped).
+pub struct ReplyTo<R> {
+    tx: oneshot::Sender<R>,
+}
+
+impl<R> ReplyTo<R> {
+    /// Sends the reply. Returns `false` if the asker stopped waiting
+    /// (timed out or was cancelled).
+    pub fn send(self, reply: R) -> bool {
+        self.tx.send(reply).is_ok()
+    }
+
+    /// Whether the asker has stopped waiting, so computing a reply is moot.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+impl<R> fmt::Debug for ReplyTo<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplyTo")
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}

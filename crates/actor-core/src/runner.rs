@@ -1,0 +1,207 @@
+//! The run loop shared by plain and supervised actors.
+//!
+//! The loop owns the mailbox receiver and a reused batch buffer; an actor
+//! value can be replaced (restart) without touching either, so queued
+//! messages survive restarts.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::task::Poll;
+
+use futures_util::FutureExt;
+use tokio::sync::mpsc;
+
+use crate::actor::{Actor, Context};
+use crate::actor_ref::Lifecycle;
+use crate::supervisor::Failure;
+
+/// Most messages taken from the channel in one go.
+pub(crate) const MAX_BATCH: usize = 64;
+
+/// The receiving side of an actor's mailbox.
+pub(crate) struct Mailbox<M> {
+    rx: mpsc::Receiver<M>,
+    /// Received but not yet handled messages, in *reverse* order so that
+    /// `pop` yields the oldest. Kept across restarts.
+    batch: Vec<M>,
+}
+
+impl<M: Send + 'static> Mailbox<M> {
+    pub(crate) fn new(rx: mpsc::Receiver<M>) -> Self {
+        Self {
+            rx,
+            batch: Vec::with_capacity(MAX_BATCH),
+        }
+    }
+
+    /// Stops accepting messages and drops the ones still queued (their
+    /// `ask` callers see the actor gone).
+    pub(crate) fn close(&mut self, lifecycle: &Lifecycle) {
+        lifecycle.mark_not_alive();
+        self.rx.close();
+        self.batch.clear();
+        while self.rx.try_recv().is_ok() {}
+    }
+}
+
+/// Why [`serve`] returned.
+pub(crate) enum Exit {
+    /// A stop was requested by the actor or through a handle.
+    Stopped,
+    /// Every handle was dropped and the mailbox is drained.
+    Closed,
+    /// The handler (or `started`) returned an error or panicked.
+    Failed(Failure),
+}
+
+/// Marks the actor stopped when dropped, even if the run loop task is
+/// cancelled (runtime shutdown).
+pub(crate) struct FinishGuard(Arc<Lifecycle>);
+
+impl FinishGuard {
+    pub(crate) fn new(lifecycle: Arc<Lifecycle>) -> Self {
+        Self(lifecycle)
+    }
+}
+
+impl Drop for FinishGuard {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
+}
+
+/// Runs an unsupervised actor to completion. A failure is logged and stops
+/// the actor.
+pub(crate) async fn run_plain<A: Actor>(
+    mut actor: A,
+    mut ctx: Context<A>,
+    mut mailbox: Mailbox<A::Message>,
+) {
+    let _guard = FinishGuard::new(Arc::clone(ctx.lifecycle()));
+    if let Exit::Failed(failure) = start_and_serve(&mut actor, &mut ctx, &mut mailbox).await {
+        tracing::error!(
+            actor = ctx.name(),
+            %failure,
+            "actor failed and is stopped (spawn it under a Supervisor to restart it)"
+        );
+    }
+    shut_down(&mut actor, &mut ctx, &mut mailbox).await;
+}
+
+/// Runs `started`, then the message loop.
+pub(crate) async fn start_and_serve<A: Actor>(
+    actor: &mut A,
+    ctx: &mut Context<A>,
+    mailbox: &mut Mailbox<A::Message>,
+) -> Exit {
+    match AssertUnwindSafe(actor.started(ctx)).catch_unwind().await {
+        Ok(Ok(())) => serve(actor, ctx, mailbox).await,
+        Ok(Err(error)) => Exit::Failed(Failure::Errored(error)),
+        Err(panic) => Exit::Failed(Failure::from_panic(panic)),
+    }
+}
+
+/// Handles messages until a stop, a failure or a closed mailbox.
+async fn serve<A: Actor>(
+    actor: &mut A,
+    ctx: &mut Context<A>,
+    mailbox: &mut Mailbox<A::Message>,
+) -> Exit {
+    let lifecycle = Arc::clone(ctx.lifecycle());
+    loop {
+        if ctx.stop_called() || lifecycle.stop_requested() {
+            return Exit::Stopped;
+        }
+        let Some(msg) = mailbox.batch.pop() else {
+            match refill(mailbox, &lifecycle).await {
+                Refill::Received => {}
+                Refill::Closed => return Exit::Closed,
+                Refill::StopRequested => return Exit::Stopped,
+            }
+            mailbox.batch.reverse();
+            continue;
+        };
+        match AssertUnwindSafe(actor.handle(msg, ctx))
+            .catch_unwind()
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Exit::Failed(Failure::Errored(error)),
+            Err(panic) => return Exit::Failed(Failure::from_panic(panic)),
+        }
+    }
+}
+
+/// Outcome of waiting for messages.
+enum Refill {
+    Received,
+    Closed,
+    StopRequested,
+}
+
+/// Waits until messages arrive (moving up to [`MAX_BATCH`] of them into the
+/// batch buffer), every sender is gone, or a stop is requested.
+async fn refill<M: Send + 'static>(mailbox: &mut Mailbox<M>, lifecycle: &Lifecycle) -> Refill {
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(n) = mailbox.rx.poll_recv_many(cx, &mut mailbox.batch, MAX_BATCH) {
+            return Poll::Ready(if n == 0 {
+                Refill::Closed
+            } else {
+                Refill::Received
+            });
+        }
+        // Register before checking the flag so a concurrent stop is not missed.
+        lifecycle.register_stop_waker(cx.waker());
+        if lifecycle.stop_requested() {
+            Poll::Ready(Refill::StopRequested)
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Runs the `stopped` hook; a panic in it is logged and swallowed.
+pub(crate) async fn stop_hook<A: Actor>(actor: &mut A, ctx: &mut Context<A>) {
+    if let Err(panic) = AssertUnwindSafe(actor.stopped(ctx)).catch_unwind().await {
+        tracing::error!(
+            actor = ctx.name(),
+            panic = panic_message(panic.as_ref()),
+            "`stopped` hook panicked"
+        );
+    }
+}
+
+/// Finishes a run loop: closes the mailbox and runs the `stopped` hook.
+pub(crate) async fn shut_down<A: Actor>(
+    actor: &mut A,
+    ctx: &mut Context<A>,
+    mailbox: &mut Mailbox<A::Message>,
+) {
+    mailbox.close(ctx.lifecycle());
+    stop_hook(actor, ctx).await;
+}
+
+/// The text of a panic payload (`&str` or `String`), or a placeholder.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_messages_are_extracted() {
+        assert_eq!(panic_message(&"static"), "static");
+        assert_eq!(panic_message(&String::from("owned")), "owned");
+        assert_eq!(panic_message(&42_u32), "non-string panic payload");
+    }
+}

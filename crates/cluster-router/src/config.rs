@@ -1,0 +1,147 @@
+//! Router configuration.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use cluster_transport::{Secret, TransportConfig};
+
+/// Configuration of a [`Router`](crate::Router).
+///
+/// The defaults suit a LAN cluster: gossip every second to 3 peers, Suspect
+/// after 3 s of silence, Down after 6 s, stop redialling a Down node after
+/// 60 s. Tests use about 100 ms / 300 ms / 600 ms.
+///
+/// ```
+/// use std::time::Duration;
+/// use cluster_router::RouterConfig;
+///
+/// let cfg = RouterConfig::new("node-b", "cookie")
+///     .seeds(["ws://127.0.0.1:7000"])
+///     .tags(["gpu"])
+///     .timing(Duration::from_millis(100), Duration::from_millis(300), Duration::from_millis(600));
+/// assert_eq!(cfg.seeds.len(), 1);
+/// ```
+#[derive(Clone, Debug)]
+pub struct RouterConfig {
+    /// This node's logical name (`node-a`): 1..=64 characters of `[A-Za-z0-9_.-]`.
+    pub node_name: String,
+    /// Address the transport listens on (default `127.0.0.1:0`).
+    pub listen: SocketAddr,
+    /// The shared cluster secret (nodes and client tokens derive from it).
+    pub secret: Secret,
+    /// WebSocket URLs of seed nodes to join through (empty for the first node).
+    pub seeds: Vec<String>,
+    /// Initial capability tags of this node.
+    pub tags: Vec<String>,
+    /// Interval between gossip rounds (and heartbeat increments).
+    pub gossip_interval: Duration,
+    /// Peers gossiped to per round.
+    pub gossip_fanout: usize,
+    /// Silence after which a member becomes Suspect.
+    pub suspect_after: Duration,
+    /// Silence after which a member becomes Down.
+    pub down_after: Duration,
+    /// How long a Down member's link is still redialled before giving up.
+    pub give_up_after: Duration,
+    /// Timeout of [`Router::ping`](crate::Router::ping) and of the
+    /// acknowledgements [`Router::leave`](crate::Router::leave) waits for.
+    pub request_timeout: Duration,
+    /// How long [`Router::send`](crate::Router::send) waits for the link to a
+    /// member that is known but not connected yet (just learned by gossip).
+    pub link_wait: Duration,
+    /// Mailbox capacity of the `system` actor.
+    pub system_mailbox: usize,
+    /// The rest of the transport settings (its `node_name`, `listen` and
+    /// `secret` are taken from the fields above).
+    pub transport: TransportConfig,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            node_name: "node".to_owned(),
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            secret: Secret::default(),
+            seeds: Vec::new(),
+            tags: Vec::new(),
+            gossip_interval: Duration::from_secs(1),
+            gossip_fanout: 3,
+            suspect_after: Duration::from_secs(3),
+            down_after: Duration::from_secs(6),
+            give_up_after: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(5),
+            link_wait: Duration::from_secs(2),
+            system_mailbox: 1024,
+            transport: TransportConfig::default(),
+        }
+    }
+}
+
+impl RouterConfig {
+    /// The defaults with a node name and a cluster secret.
+    pub fn new(node_name: impl Into<String>, secret: impl Into<Secret>) -> Self {
+        RouterConfig {
+            node_name: node_name.into(),
+            secret: secret.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the seed URLs.
+    pub fn seeds<I, S>(mut self, seeds: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.seeds = seeds.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the initial tags.
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the gossip interval and the failure detector's thresholds.
+    pub fn timing(mut self, gossip: Duration, suspect_after: Duration, down_after: Duration) -> Self {
+        self.gossip_interval = gossip;
+        self.suspect_after = suspect_after;
+        self.down_after = down_after;
+        self
+    }
+
+    /// The transport configuration with this router's name, address and secret.
+    pub(crate) fn transport_config(&self) -> TransportConfig {
+        TransportConfig {
+            node_name: self.node_name.clone(),
+            listen: self.listen,
+            secret: self.secret.clone(),
+            ..self.transport.clone()
+        }
+    }
+
+    /// Checks the timings.
+    pub(crate) fn validate(&self) -> Result<(), &'static str> {
+        if self.gossip_interval.is_zero() {
+            return Err("gossip_interval must be positive");
+        }
+        if self.gossip_fanout == 0 {
+            return Err("gossip_fanout must be at least 1");
+        }
+        if self.suspect_after <= self.gossip_interval {
+            return Err("suspect_after must be longer than gossip_interval");
+        }
+        if self.down_after < self.suspect_after {
+            return Err("down_after must not be shorter than suspect_after");
+        }
+        if self.system_mailbox == 0 {
+            return Err("system_mailbox must be at least 1");
+        }
+        Ok(())
+    }
+}

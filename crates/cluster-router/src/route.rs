@@ -1,0 +1,420 @@
+//! Routing: local delivery, the remote path, bounces, and the two tasks that
+//! consume the transport (incoming batches and link events).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use actor_core::TrySendError as TellError;
+use bytes::Bytes;
+use cluster_transport::{self as transport, ClientId, Incoming, LinkEvent, SendError, Source};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::addr::{ActorAddr, ActorName, NodeId};
+use crate::convert::{from_transport, to_transport, ConvertError};
+use crate::envelope::{json_string, Envelope, EnvelopeKind, MessageId, PayloadFormat};
+use crate::error::RouterError;
+use crate::gossip;
+use crate::router::{Inner, CLIENT_PREFIX, REPLY};
+use crate::stats::bump;
+
+/// `err` and its causes, joined by ": ".
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+impl Inner {
+    /// See [`Router::send`](crate::Router::send).
+    pub(crate) async fn send(&self, env: Envelope) -> Result<(), RouterError> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(RouterError::Stopped);
+        }
+        if *env.to.node() == self.node {
+            self.deliver_local(env).await;
+            Ok(())
+        } else {
+            self.send_remote(env).await
+        }
+    }
+
+    /// Delivers to a local mailbox, the reply mailbox or a local client;
+    /// bounces what cannot be delivered.
+    pub(crate) async fn deliver_local(&self, env: Envelope) {
+        let name = env.to.actor().as_str();
+        if name == REPLY {
+            self.complete(env);
+            return;
+        }
+        if let Some(id) = name.strip_prefix(CLIENT_PREFIX) {
+            let client = id.parse().ok().map(ClientId::new);
+            self.deliver_to_client(client, env).await;
+            return;
+        }
+        let waiting = {
+            let actors = self.actors.read();
+            match actors.get(env.to.actor().as_str()) {
+                None => None,
+                Some(actor) => match actor.try_tell(env) {
+                    Ok(()) => {
+                        bump(&self.counters.routed_local, 1);
+                        return;
+                    }
+                    Err(TellError::Full(env)) => Some((actor.clone(), env)),
+                    Err(TellError::Closed(env)) => {
+                        drop(actors);
+                        self.actor_gone(env);
+                        return;
+                    }
+                },
+            }
+        };
+        match waiting {
+            Some((actor, env)) => match actor.tell(env).await {
+                Ok(()) => bump(&self.counters.routed_local, 1),
+                Err(err) => self.actor_gone(err.into_inner()),
+            },
+            None => {
+                let reason = format!("no actor named {} on node {}", env.to.actor(), self.node);
+                self.bounce(env, &reason);
+            }
+        }
+    }
+
+    /// The addressee's mailbox is closed: forget it and bounce.
+    fn actor_gone(&self, env: Envelope) {
+        {
+            let mut actors = self.actors.write();
+            if actors.get(env.to.actor()).is_some_and(|a| !a.is_alive()) {
+                actors.remove(env.to.actor());
+            }
+        }
+        let reason = format!("actor {} has stopped", env.to);
+        self.bounce(env, &reason);
+    }
+
+    async fn deliver_to_client(&self, client: Option<ClientId>, env: Envelope) {
+        let Some(client) = client else {
+            let reason = format!("no client named {} on node {}", env.to.actor(), self.node);
+            self.bounce(env, &reason);
+            return;
+        };
+        let header = Envelope {
+            payload: Bytes::new(),
+            ..env.clone()
+        };
+        match self.transport.send_to_client(client, to_transport(env)).await {
+            Ok(()) => bump(&self.counters.routed_to_clients, 1),
+            Err(err) => {
+                let reason = format!("cannot deliver to {}: {err}", header.to);
+                self.bounce(header, &reason);
+            }
+        }
+    }
+
+    /// Sends to another node's link (waiting for the link of a member that
+    /// was just learned and is still being dialled).
+    async fn send_remote(&self, env: Envelope) -> Result<(), RouterError> {
+        let node = env.to.node().clone();
+        let status = self.membership.read().get(&node).map(|m| m.status);
+        match status {
+            None => return Err(RouterError::UnknownNode(node)),
+            Some(status) if !status.is_reachable() => {
+                return Err(RouterError::NodeUnavailable { node, status })
+            }
+            Some(_) => {}
+        }
+        match self.transport.send(node.as_str(), to_transport(env)).await {
+            Ok(()) => {
+                bump(&self.counters.routed_remote, 1);
+                Ok(())
+            }
+            Err(SendError::NoLink(env)) => self.send_when_linked(node, env).await,
+            Err(source) => Err(RouterError::Link { node, source }),
+        }
+    }
+
+    async fn send_when_linked(
+        &self,
+        node: NodeId,
+        mut env: transport::Envelope,
+    ) -> Result<(), RouterError> {
+        let deadline = tokio::time::Instant::now() + self.config.link_wait;
+        loop {
+            let notified = self.link_up.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.transport.send(node.as_str(), env).await {
+                Ok(()) => {
+                    bump(&self.counters.routed_remote, 1);
+                    return Ok(());
+                }
+                Err(SendError::NoLink(back)) => env = back,
+                Err(source) => return Err(RouterError::Link { node, source }),
+            }
+            let reachable = self
+                .membership
+                .read()
+                .get(&node)
+                .is_some_and(|m| m.status.is_reachable());
+            if !reachable || tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let source = SendError::NoLink(env);
+                return Err(RouterError::Link { node, source });
+            }
+        }
+    }
+
+    /// Completes a pending [`Router::request`](crate::Router::request).
+    fn complete(&self, env: Envelope) {
+        let waiter = env
+            .correlation_id
+            .and_then(|id| self.pending.lock().remove(&id));
+        match waiter {
+            Some(tx) => {
+                if tx.send(env).is_err() {
+                    bump(&self.counters.late_replies, 1);
+                }
+            }
+            None => bump(&self.counters.late_replies, 1),
+        }
+    }
+
+    /// Counts a dead letter and sends the Undeliverable answer, unless `env`
+    /// is itself an Undeliverable or Error (never bounced: no loops).
+    pub(crate) fn bounce(&self, env: Envelope, reason: &str) {
+        bump(&self.counters.dead_letters, 1);
+        tracing::debug!(to = %env.to, from = %env.from, kind = ?env.kind, reason, "dead letter");
+        if let Some(answer) = env.undeliverable(reason) {
+            bump(&self.counters.undeliverable_sent, 1);
+            self.post(answer);
+        }
+    }
+
+    /// Routes `env` without waiting: the non-blocking path used for bounces
+    /// and system replies. Where a queue is full the send continues in a
+    /// task; what cannot be delivered is bounced.
+    pub(crate) fn post(&self, env: Envelope) {
+        if *env.to.node() != self.node {
+            self.post_remote(env);
+            return;
+        }
+        let name = env.to.actor().as_str();
+        if name == REPLY {
+            self.complete(env);
+            return;
+        }
+        if name.starts_with(CLIENT_PREFIX) {
+            let transport = self.transport.clone();
+            let client = name[CLIENT_PREFIX.len()..].parse().ok().map(ClientId::new);
+            if let Some(client) = client {
+                bump(&self.counters.routed_to_clients, 1);
+                tokio::spawn(async move {
+                    if let Err(err) = transport.send_to_client(client, to_transport(env)).await {
+                        tracing::debug!(%err, "reply to a departed client dropped");
+                    }
+                });
+            } else {
+                self.bounce(env, "no such client");
+            }
+            return;
+        }
+        let actor = self.actors.read().get(name).cloned();
+        let Some(actor) = actor else {
+            let reason = format!("no actor named {} on node {}", env.to.actor(), self.node);
+            self.bounce(env, &reason);
+            return;
+        };
+        match actor.try_tell(env) {
+            Ok(()) => bump(&self.counters.routed_local, 1),
+            Err(TellError::Full(env)) => {
+                bump(&self.counters.routed_local, 1);
+                tokio::spawn(async move { actor.tell(env).await.ok() });
+            }
+            Err(TellError::Closed(env)) => self.actor_gone(env),
+        }
+    }
+
+    fn post_remote(&self, env: Envelope) {
+        let node = env.to.node().clone();
+        let reachable = self
+            .membership
+            .read()
+            .get(&node)
+            .is_some_and(|m| m.status.is_reachable());
+        if !reachable {
+            bump(&self.counters.dead_letters, 1);
+            tracing::debug!(to = %env.to, "answer to an unreachable node dropped");
+            return;
+        }
+        match self.transport.try_send(node.as_str(), to_transport(env)) {
+            Ok(()) => bump(&self.counters.routed_remote, 1),
+            Err(transport::TrySendError::Full(env)) => {
+                bump(&self.counters.routed_remote, 1);
+                let transport = self.transport.clone();
+                tokio::spawn(async move { transport.send(node.as_str(), env).await.ok() });
+            }
+            Err(err) => {
+                bump(&self.counters.dead_letters, 1);
+                tracing::debug!(%node, %err, "answer dropped");
+            }
+        }
+    }
+
+    /// Handles one incoming batch from a node or a client.
+    async fn dispatch(self: &Arc<Self>, batch: Incoming) {
+        match batch.source {
+            Source::Node(peer) => self.dispatch_from_node(&peer, batch.envelopes).await,
+            Source::Client(id) => self.dispatch_from_client(id, batch.envelopes).await,
+        }
+    }
+
+    async fn dispatch_from_node(&self, peer: &str, envelopes: Vec<transport::Envelope>) {
+        let peer_id = NodeId::new(peer).ok();
+        let mut known = vec![&self.node];
+        known.extend(peer_id.as_ref());
+        for raw in envelopes {
+            let env = match from_transport(raw, &known, None) {
+                Ok(env) => env,
+                Err(err) => {
+                    self.malformed(err);
+                    continue;
+                }
+            };
+            if *env.to.node() != self.node {
+                let reason = format!("{} arrived at node {} (misrouted)", env.to, self.node);
+                self.bounce(env, &reason);
+                continue;
+            }
+            self.deliver_local(env).await;
+        }
+    }
+
+    /// An envelope with a malformed address: counted, and answered with an
+    /// Error when the sender is known.
+    fn malformed(&self, err: ConvertError) {
+        bump(&self.counters.dead_letters, 1);
+        tracing::warn!(%err, "malformed envelope");
+        if let ConvertError::To { from, id, kind, .. } = &err {
+            if *kind == EnvelopeKind::Message {
+                let answer = Envelope {
+                    to: from.clone(),
+                    from: self.system_addr.clone(),
+                    id: MessageId::next(),
+                    correlation_id: (*id != 0).then_some(MessageId(*id)),
+                    kind: EnvelopeKind::Error,
+                    format: PayloadFormat::Json,
+                    payload: json_string(&err.to_string()),
+                };
+                self.post(answer);
+            }
+        }
+    }
+
+    async fn dispatch_from_client(&self, id: ClientId, envelopes: Vec<transport::Envelope>) {
+        let Some(client) = self.client_addr(id) else {
+            return;
+        };
+        for raw in envelopes {
+            bump(&self.counters.from_clients, 1);
+            let env = match from_transport(raw, &[&self.node], Some(&client)) {
+                Ok(env) => env,
+                Err(err) => {
+                    self.malformed(err);
+                    continue;
+                }
+            };
+            let answer_on_error = Envelope {
+                payload: Bytes::new(),
+                ..env.clone()
+            };
+            if let Err(err) = self.send(env).await {
+                bump(&self.counters.dead_letters, 1);
+                let reason = error_chain(&err);
+                tracing::debug!(client = %client, %reason, "client envelope not routed");
+                self.post(answer_on_error.error_reply(&reason));
+            }
+        }
+    }
+
+    /// `client-<id>@<this node>`.
+    pub(crate) fn client_addr(&self, id: ClientId) -> Option<ActorAddr> {
+        let name = ActorName::new(&format!("{CLIENT_PREFIX}{id}")).ok()?;
+        Some(ActorAddr::new(name, self.node.clone()))
+    }
+
+    /// Tells a newly connected client its address.
+    async fn welcome(&self, id: ClientId) {
+        let Some(client) = self.client_addr(id) else {
+            return;
+        };
+        let payload = serde_json::json!({ "welcome": client.to_string() });
+        let env = match Envelope::json(client, self.system_addr.clone(), &payload) {
+            Ok(env) => env,
+            Err(err) => {
+                tracing::error!(%err, "cannot encode the welcome");
+                return;
+            }
+        };
+        if let Err(err) = self.transport.send_to_client(id, to_transport(env)).await {
+            tracing::debug!(%err, client = %id, "client left before its welcome");
+        }
+    }
+
+    fn on_link_event(self: &Arc<Self>, event: LinkEvent) {
+        match event {
+            LinkEvent::Up { peer } => {
+                self.link_up.notify_waiters();
+                if let Ok(node) = NodeId::new(&peer) {
+                    gossip::push_table(self, &node, gossip::Push::Gossip);
+                }
+            }
+            LinkEvent::Down { peer, reason } => {
+                tracing::debug!(node = %self.node, %peer, %reason, "link down");
+                if let Ok(node) = NodeId::new(&peer) {
+                    let changes = self.membership.write().link_down(&node, Instant::now());
+                    gossip::apply(self, changes);
+                }
+            }
+            LinkEvent::ClientConnected { id } => {
+                let inner = Arc::clone(self);
+                tokio::spawn(async move { inner.welcome(id).await });
+            }
+            LinkEvent::ClientDisconnected { id } => {
+                tracing::debug!(node = %self.node, client = %id, "client disconnected");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Consumes the transport's incoming batches and dispatches them, one at a
+/// time, to local mailboxes (waiting when one is full: backpressure).
+pub(crate) async fn incoming_loop(weak: Weak<Inner>, mut incoming: mpsc::Receiver<Incoming>) {
+    while let Some(batch) = incoming.recv().await {
+        let Some(inner) = weak.upgrade() else { return };
+        inner.dispatch(batch).await;
+    }
+}
+
+/// Consumes link events: wakes senders waiting for a link, suspects nodes
+/// whose link dropped, welcomes clients.
+pub(crate) async fn link_event_loop(weak: Weak<Inner>, mut events: broadcast::Receiver<LinkEvent>) {
+    loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "router lagged behind link events");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let Some(inner) = weak.upgrade() else { return };
+        inner.on_link_event(event);
+    }
+}

@@ -1,0 +1,434 @@
+//! The [`Router`] handle: start, registration, sending, requests, membership
+//! queries, leave and shutdown.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actor_core::{ActorRef, SpawnOptions};
+use bytes::Bytes;
+use cluster_transport::{Transport, TransportStats};
+use parking_lot::{Mutex, RwLock};
+use rustc_hash::{FxHashMap, FxHashSet};
+use tokio::sync::{broadcast, oneshot, Notify};
+use tokio::task::JoinHandle;
+
+use crate::addr::{ActorAddr, ActorName, NodeId};
+use crate::config::RouterConfig;
+use crate::envelope::{Envelope, EnvelopeKind, MessageId, PayloadFormat};
+use crate::error::RouterError;
+use crate::member::{Load, Member, MemberEvent, MemberStatus};
+use crate::membership::{Membership, MembershipTiming};
+use crate::stats::{Counters, RouterStats};
+use crate::system::SystemActor;
+use crate::{gossip, route};
+
+/// Name of the router's own actor on every node.
+pub(crate) const SYSTEM: &str = "system";
+/// Name of the per-router reply mailbox used by [`Router::request`].
+pub(crate) const REPLY: &str = "_reply";
+/// Prefix of external clients' temporary actor names (`client-<id>`).
+pub(crate) const CLIENT_PREFIX: &str = "client-";
+
+/// Capacity of the member event broadcast.
+const EVENT_CAPACITY: usize = 1024;
+
+/// State shared by the handle, the system actor and the background tasks.
+pub(crate) struct Inner {
+    pub(crate) node: NodeId,
+    pub(crate) url: String,
+    pub(crate) config: RouterConfig,
+    pub(crate) transport: Transport,
+    pub(crate) actors: RwLock<FxHashMap<ActorName, ActorRef<Envelope>>>,
+    pub(crate) membership: RwLock<Membership>,
+    pub(crate) events: broadcast::Sender<MemberEvent>,
+    pub(crate) pending: Mutex<FxHashMap<MessageId, oneshot::Sender<Envelope>>>,
+    pub(crate) counters: Counters,
+    pub(crate) system_addr: ActorAddr,
+    pub(crate) reply_addr: ActorAddr,
+    /// Woken on every link Up, for senders waiting for a fresh link.
+    pub(crate) link_up: Notify,
+    /// Nodes with a dial in progress.
+    pub(crate) dialing: Mutex<FxHashSet<NodeId>>,
+    pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
+    pub(crate) stopped: AtomicBool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for task in self.tasks.get_mut().drain(..) {
+            task.abort();
+        }
+        if !self.stopped.load(Ordering::Acquire) {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let transport = self.transport.clone();
+                rt.spawn(async move { transport.shutdown().await });
+            }
+        }
+    }
+}
+
+/// Routes [`Envelope`]s to local actors, peer nodes and external clients,
+/// and keeps the cluster membership. `Clone` is cheap (an `Arc` inside).
+///
+/// See the [crate documentation](crate) for a guide.
+#[derive(Clone)]
+pub struct Router {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router")
+            .field("node", &self.inner.node)
+            .field("url", &self.inner.url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn incarnation_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_millis() as u64)
+}
+
+/// Drops the pending entry of an abandoned request.
+struct PendingGuard<'a> {
+    inner: &'a Inner,
+    id: MessageId,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.inner.pending.lock().remove(&self.id);
+    }
+}
+
+impl Router {
+    /// Binds the transport, starts the `system` actor, gossip and dispatch,
+    /// and makes a first attempt to join through the seeds (later attempts
+    /// run in the background until a peer answers).
+    ///
+    /// # Errors
+    ///
+    /// [`RouterError::InvalidConfig`] for unusable timings,
+    /// [`RouterError::Addr`] for a bad node name,
+    /// [`RouterError::Transport`] when the listener cannot be bound.
+    pub async fn start(config: RouterConfig) -> Result<Router, RouterError> {
+        config.validate().map_err(RouterError::InvalidConfig)?;
+        let node = NodeId::new(&config.node_name)?;
+        let transport = Transport::bind(config.transport_config())
+            .await
+            .map_err(RouterError::Transport)?;
+        let incoming = transport.take_incoming().ok_or(RouterError::Stopped)?;
+        let link_events = transport.subscribe();
+        let url = transport.url();
+        let me = Member {
+            node: node.clone(),
+            url: url.clone(),
+            incarnation: incarnation_now(),
+            status: MemberStatus::Up,
+            heartbeat: 0,
+            tags: config.tags.clone(),
+            load: Load::default(),
+        };
+        let timing = MembershipTiming {
+            suspect_after: config.suspect_after,
+            down_after: config.down_after,
+            give_up_after: config.give_up_after,
+        };
+        let system_name = ActorName::new(SYSTEM)?;
+        let inner = Arc::new(Inner {
+            system_addr: ActorAddr::new(system_name.clone(), node.clone()),
+            reply_addr: ActorAddr::new(ActorName::new(REPLY)?, node.clone()),
+            membership: RwLock::new(Membership::new(me, timing, Instant::now())),
+            node,
+            url,
+            transport,
+            actors: RwLock::default(),
+            events: broadcast::channel(EVENT_CAPACITY).0,
+            pending: Mutex::default(),
+            counters: Counters::default(),
+            link_up: Notify::new(),
+            dialing: Mutex::default(),
+            tasks: Mutex::default(),
+            stopped: AtomicBool::new(false),
+            config,
+        });
+        let opts = SpawnOptions::default().capacity(inner.config.system_mailbox);
+        let system = actor_core::spawn_with(SYSTEM, SystemActor::new(&inner), opts)
+            .map_err(RouterError::Actor)?;
+        inner.actors.write().insert(system_name, system);
+        let weak: Weak<Inner> = Arc::downgrade(&inner);
+        inner.tasks.lock().extend([
+            tokio::spawn(route::incoming_loop(weak.clone(), incoming)),
+            tokio::spawn(route::link_event_loop(weak.clone(), link_events)),
+            tokio::spawn(gossip::gossip_loop(weak)),
+        ]);
+        gossip::join_seeds(&inner).await;
+        tracing::info!(node = %inner.node, url = %inner.url, "router started");
+        Ok(Router { inner })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &NodeId {
+        &self.inner.node
+    }
+
+    /// This node's WebSocket URL (what other nodes use as a seed).
+    pub fn url(&self) -> String {
+        self.inner.url.clone()
+    }
+
+    /// The address `name@<this node>`.
+    ///
+    /// # Errors
+    ///
+    /// [`RouterError::Addr`] when `name` is not a valid actor name.
+    pub fn addr(&self, name: &str) -> Result<ActorAddr, RouterError> {
+        Ok(ActorAddr::new(ActorName::new(name)?, self.inner.node.clone()))
+    }
+
+    /// Registers a local actor under `name`; envelopes to `name@<this node>`
+    /// go to its mailbox. Returns its full address.
+    ///
+    /// # Errors
+    ///
+    /// [`RouterError::Addr`] for an invalid name,
+    /// [`RouterError::ReservedName`] for `system`, `_reply` and `client-*`,
+    /// [`RouterError::NameTaken`] when a live actor already has the name.
+    pub fn register(
+        &self,
+        name: &str,
+        mailbox: ActorRef<Envelope>,
+    ) -> Result<ActorAddr, RouterError> {
+        let actor = ActorName::new(name)?;
+        if is_reserved(name) {
+            return Err(RouterError::ReservedName(name.to_owned()));
+        }
+        let mut actors = self.inner.actors.write();
+        if actors.get(&actor).is_some_and(ActorRef::is_alive) {
+            return Err(RouterError::NameTaken(name.to_owned()));
+        }
+        actors.insert(actor.clone(), mailbox);
+        Ok(ActorAddr::new(actor, self.inner.node.clone()))
+    }
+
+    /// Removes a local actor's registration (reserved names are ignored).
+    pub fn unregister(&self, name: &str) {
+        if !is_reserved(name) {
+            self.inner.actors.write().remove(name);
+        }
+    }
+
+    /// Names of the registered local actors (the `system` actor included), sorted.
+    pub fn local_actors(&self) -> Vec<String> {
+        self.inner.local_actor_names()
+    }
+
+    /// Routes `env`: to a local mailbox without touching the network (waits
+    /// while the mailbox is full), or to the link of the node in `env.to`
+    /// (waits while the link's queue is full).
+    ///
+    /// A message for an actor that does not exist at its destination comes
+    /// back to `env.from` as an [`EnvelopeKind::Undeliverable`] envelope
+    /// (and is counted as a dead letter); `send` itself still succeeds.
+    ///
+    /// # Errors
+    ///
+    /// [`RouterError::UnknownNode`] when the node is not a member,
+    /// [`RouterError::NodeUnavailable`] when it is Down or Left,
+    /// [`RouterError::Link`] when no link came up within
+    /// [`RouterConfig::link_wait`] or the envelope is over the frame limit,
+    /// [`RouterError::Stopped`] after shutdown.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancelling while waiting for queue space drops the envelope unsent.
+    pub async fn send(&self, env: Envelope) -> Result<(), RouterError> {
+        self.inner.send(env).await
+    }
+
+    /// Sends `payload` to `to` from this router's reply mailbox and waits for
+    /// the answer (the envelope whose `correlation_id` is the request's id),
+    /// whatever its kind: check [`Envelope::kind`] for
+    /// [`EnvelopeKind::Undeliverable`] or [`EnvelopeKind::Error`].
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`Router::send`], and [`RouterError::Timeout`] when no
+    /// answer arrives within `timeout`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancelling abandons the request; a late answer is counted and dropped.
+    pub async fn request(
+        &self,
+        to: ActorAddr,
+        format: PayloadFormat,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Envelope, RouterError> {
+        let env = Envelope::new(to.clone(), self.inner.reply_addr.clone(), format, payload);
+        let (tx, rx) = oneshot::channel();
+        self.inner.pending.lock().insert(env.id, tx);
+        let _guard = PendingGuard {
+            inner: &self.inner,
+            id: env.id,
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        match tokio::time::timeout_at(deadline, self.inner.send(env)).await {
+            Ok(sent) => sent?,
+            Err(_) => return Err(RouterError::Timeout { to, after: timeout }),
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(RouterError::Stopped),
+            Err(_) => Err(RouterError::Timeout { to, after: timeout }),
+        }
+    }
+
+    /// Round-trip time of a `{"cmd":"ping"}` to `system@node`.
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`Router::request`] (with
+    /// [`RouterConfig::request_timeout`]), or [`RouterError::Rejected`] when
+    /// the answer is not a pong.
+    pub async fn ping(&self, node: &NodeId) -> Result<Duration, RouterError> {
+        let to = ActorAddr::new(self.inner.system_addr.actor().clone(), node.clone());
+        let started = Instant::now();
+        let payload = Bytes::from_static(br#"{"cmd":"ping"}"#);
+        let timeout = self.inner.config.request_timeout;
+        let reply = self
+            .request(to.clone(), PayloadFormat::Json, payload, timeout)
+            .await?;
+        let elapsed = started.elapsed();
+        rejected(&to, &reply)?;
+        Ok(elapsed)
+    }
+
+    /// Every member, this node included, whatever its status, sorted by node id.
+    pub fn members(&self) -> Vec<Member> {
+        self.inner.membership.read().members()
+    }
+
+    /// The members that are [`MemberStatus::Up`], **this node included**
+    /// (while it is Up), sorted by node id: the nodes work can be sent to.
+    pub fn get_all_peers(&self) -> Vec<Member> {
+        self.inner.membership.read().up_members()
+    }
+
+    /// The row of one member.
+    pub fn member(&self, node: &NodeId) -> Option<Member> {
+        self.inner.membership.read().get(node).cloned()
+    }
+
+    /// Subscribes to membership events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<MemberEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Publishes this node's load; it reaches the others with the next
+    /// gossip round.
+    pub fn set_load(&self, load: Load) {
+        self.inner.membership.write().set_load(load);
+    }
+
+    /// Replaces this node's tags (e.g. `gpu`, `kind:sha256`); they reach the
+    /// others with the next gossip round. Subscribers here see `Updated`.
+    pub fn set_tags(&self, tags: Vec<String>) {
+        let changes = self.inner.membership.write().set_tags(tags);
+        gossip::apply(&self.inner, changes);
+    }
+
+    /// A snapshot of the routing counters.
+    pub fn stats(&self) -> RouterStats {
+        self.inner.counters.snapshot()
+    }
+
+    /// A snapshot of the transport's counters.
+    pub fn transport_stats(&self) -> TransportStats {
+        self.inner.transport.stats()
+    }
+
+    /// Leaves the cluster gracefully: announces Leaving, then Left, to every
+    /// reachable peer (waiting up to [`RouterConfig::request_timeout`] for
+    /// each to acknowledge), then shuts down. The others mark this node Left
+    /// and never Down.
+    pub async fn leave(&self) {
+        if self.inner.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        for status in [MemberStatus::Leaving, MemberStatus::Left] {
+            let changes = self
+                .inner
+                .membership
+                .write()
+                .set_my_status(status, Instant::now());
+            gossip::apply(&self.inner, changes);
+            gossip::announce(self).await;
+        }
+        tracing::info!(node = %self.inner.node, "left the cluster");
+        self.shutdown().await;
+    }
+
+    /// Stops abruptly, without telling anyone (the others will detect the
+    /// silence and mark this node Down): stops gossip, dispatch and the
+    /// `system` actor, fails pending requests with
+    /// [`RouterError::Stopped`], and shuts the transport down. Local actors
+    /// registered by the caller are left running. Idempotent.
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        if inner.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for task in inner.tasks.lock().drain(..) {
+            task.abort();
+        }
+        let system = inner.actors.write().remove(SYSTEM);
+        if let Some(system) = system {
+            system.stop();
+        }
+        inner.pending.lock().clear();
+        inner.transport.shutdown().await;
+    }
+}
+
+/// `Err(Rejected)` when `reply` is an Undeliverable or Error answer.
+pub(crate) fn rejected(to: &ActorAddr, reply: &Envelope) -> Result<(), RouterError> {
+    let kind = match reply.kind {
+        EnvelopeKind::Undeliverable => "undeliverable",
+        EnvelopeKind::Error => "error",
+        _ => return Ok(()),
+    };
+    let reason = reply
+        .payload_json::<String>()
+        .ok()
+        .or_else(|| reply.payload_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{} bytes", reply.payload.len()));
+    Err(RouterError::Rejected {
+        to: to.clone(),
+        kind,
+        reason,
+    })
+}
+
+/// Names the router keeps for itself.
+pub(crate) fn is_reserved(name: &str) -> bool {
+    name == SYSTEM || name == REPLY || name.starts_with(CLIENT_PREFIX)
+}
+
+impl Inner {
+    pub(crate) fn local_actor_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.actors.read().keys().map(|n| n.to_string()).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// `system@node`.
+    pub(crate) fn system_of(&self, node: &NodeId) -> ActorAddr {
+        ActorAddr::new(self.system_addr.actor().clone(), node.clone())
+    }
+}

@@ -1,0 +1,134 @@
+//! The `system` actor of every node: JSON cluster commands (for nodes and
+//! external clients alike) and the binary gossip/join protocol.
+
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use actor_core::{Actor, BoxError, Context};
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::envelope::{Envelope, EnvelopeKind, PayloadFormat};
+use crate::gossip;
+use crate::route::error_chain;
+use crate::router::Inner;
+use crate::wire::{self, SystemMessage, WireError};
+
+/// A JSON command: `{"cmd":"members"}`, `{"cmd":"info"}`, `{"cmd":"ping"}`.
+#[derive(Debug, Deserialize)]
+struct Command {
+    cmd: String,
+}
+
+/// The actor registered as `system` on every node.
+pub(crate) struct SystemActor {
+    inner: Weak<Inner>,
+}
+
+impl SystemActor {
+    pub(crate) fn new(inner: &Arc<Inner>) -> Self {
+        Self {
+            inner: Arc::downgrade(inner),
+        }
+    }
+}
+
+#[async_trait]
+impl Actor for SystemActor {
+    type Message = Envelope;
+
+    async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        let Some(inner) = self.inner.upgrade() else {
+            return Ok(());
+        };
+        if env.kind != EnvelopeKind::Message {
+            tracing::debug!(from = %env.from, kind = ?env.kind, "system actor ignores a non-message");
+            return Ok(());
+        }
+        match env.format {
+            PayloadFormat::Binary => on_system_message(&inner, env),
+            _ => on_command(&inner, env).await,
+        }
+        // Never fail: a failing plain actor would stop, taking gossip with it.
+        Ok(())
+    }
+}
+
+/// A gossip/join message from another node.
+fn on_system_message(inner: &Arc<Inner>, env: Envelope) {
+    let result = wire::decode(&env.payload).and_then(|msg| match msg {
+        SystemMessage::Join(rows) | SystemMessage::Gossip(rows) => {
+            merge(inner, rows)?;
+            Ok(true)
+        }
+        SystemMessage::Table(rows) => {
+            merge(inner, rows)?;
+            Ok(false)
+        }
+    });
+    match result {
+        Ok(true) => {
+            let rows = wire::to_wire(&inner.membership.read().members());
+            let table = wire::encode(&SystemMessage::Table(rows));
+            inner.post(env.reply_with(EnvelopeKind::Message, PayloadFormat::Binary, table));
+        }
+        Ok(false) => {}
+        Err(err) => {
+            let reason = error_chain(&err);
+            tracing::warn!(from = %env.from, %reason, "refused a system message");
+            inner.post(env.error_reply(&reason));
+        }
+    }
+}
+
+fn merge(inner: &Arc<Inner>, rows: Vec<wire::WireMember>) -> Result<(), WireError> {
+    let members = wire::from_wire(rows)?;
+    let changes = inner.membership.write().merge(members, Instant::now());
+    gossip::apply(inner, changes);
+    Ok(())
+}
+
+/// A JSON cluster command; the answer goes back to `from`.
+async fn on_command(inner: &Arc<Inner>, env: Envelope) {
+    let answer = match serde_json::from_slice::<Command>(&env.payload) {
+        Ok(command) => match command_answer(inner, &command.cmd) {
+            Some(value) => env.reply(Bytes::from(value.to_string())),
+            None => env.error_reply(&format!(
+                "unknown command {:?} (expected \"members\", \"info\" or \"ping\")",
+                command.cmd
+            )),
+        },
+        Err(err) => env.error_reply(&format!(
+            "expected a JSON command such as {{\"cmd\":\"members\"}}: {err}"
+        )),
+    };
+    let mut answer = answer;
+    answer.format = PayloadFormat::Json;
+    if let Err(err) = inner.send(answer).await {
+        tracing::debug!(to = %env.from, err = %error_chain(&err), "system answer not delivered");
+    }
+}
+
+fn command_answer(inner: &Inner, cmd: &str) -> Option<serde_json::Value> {
+    Some(match cmd {
+        "ping" => json!({ "pong": inner.node }),
+        "members" => json!({ "members": inner.membership.read().members() }),
+        "info" => {
+            let me = inner.membership.read().me().clone();
+            json!({
+                "node": inner.node,
+                "url": inner.url,
+                "incarnation": me.incarnation,
+                "status": me.status,
+                "tags": me.tags,
+                "load": me.load,
+                "actors": inner.local_actor_names(),
+                "peers_up": inner.membership.read().up_members().len(),
+                "stats": inner.counters.snapshot(),
+            })
+        }
+        _ => return None,
+    })
+}

@@ -1,0 +1,240 @@
+//! External clients: bearer or first-frame authentication, then one JSON
+//! envelope per text frame.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures_util::stream::SplitStream;
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::handshake::server::{
+    Callback, ErrorResponse, Request, Response,
+};
+use tokio_tungstenite::tungstenite::http::{header::AUTHORIZATION, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use crate::auth;
+use crate::codec;
+use crate::config::Secret;
+use crate::envelope::Envelope;
+use crate::event::{ClientId, Incoming, LinkEvent, Source};
+use crate::link::Ws;
+use crate::stats::Counters;
+use crate::transport::Shared;
+use crate::wire::{AuthReply, AuthRequest, ClientErrorFrame};
+
+/// Most envelopes a client writer takes per wake-up.
+const DRAIN_CHUNK: usize = 256;
+
+/// Outcome of inspecting the upgrade request's `Authorization` header.
+#[derive(Debug)]
+pub(crate) struct HeaderAuth<'a> {
+    secret: &'a Secret,
+    verdict: Option<bool>,
+}
+
+impl<'a> HeaderAuth<'a> {
+    pub(crate) fn new(secret: &'a Secret) -> Self {
+        HeaderAuth { secret, verdict: None }
+    }
+
+    /// A valid bearer token was presented.
+    pub(crate) fn accepted(&self) -> bool {
+        self.verdict == Some(true)
+    }
+
+    /// An invalid bearer token was presented (the upgrade was answered 401).
+    pub(crate) fn refused(&self) -> bool {
+        self.verdict == Some(false)
+    }
+}
+
+impl Callback for &mut HeaderAuth<'_> {
+    fn on_request(self, request: &Request, response: Response) -> Result<Response, ErrorResponse> {
+        let Some(value) = request.headers().get(AUTHORIZATION) else {
+            return Ok(response);
+        };
+        let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer "));
+        if token.is_some_and(|t| auth::verify_client_token(self.secret, t)) {
+            self.verdict = Some(true);
+            return Ok(response);
+        }
+        self.verdict = Some(false);
+        let mut refusal = ErrorResponse::new(Some("invalid client token".to_owned()));
+        *refusal.status_mut() = StatusCode::UNAUTHORIZED;
+        Err(refusal)
+    }
+}
+
+fn error_text(why: &str) -> Message {
+    let text = serde_json::to_string(&ClientErrorFrame { error: why })
+        .unwrap_or_else(|_| r#"{"error":"internal"}"#.to_owned());
+    Message::Text(Utf8Bytes::from(text))
+}
+
+/// Refuses an unauthenticated client: error frame, then close 1008.
+async fn refuse(mut ws: Ws, why: &'static str) {
+    let _ = ws.feed(error_text(why)).await;
+    let close = CloseFrame { code: CloseCode::Policy, reason: why.into() };
+    let _ = ws.close(Some(close)).await;
+}
+
+/// Handles a client whose first message was `text` (it must be the auth frame).
+pub(crate) async fn first_frame(shared: Arc<Shared>, ws: Ws, text: Utf8Bytes, addr: SocketAddr) {
+    match serde_json::from_str::<AuthRequest>(text.as_str()) {
+        Ok(req) if auth::verify_client_token(&shared.config.secret, &req.auth) => {
+            run(shared, ws, addr).await;
+        }
+        Ok(_) => {
+            Counters::bump(&shared.counters.auth_failures);
+            tracing::warn!(%addr, "client refused: invalid token");
+            refuse(ws, "authentication failed").await;
+        }
+        Err(_) => {
+            Counters::bump(&shared.counters.auth_failures);
+            tracing::warn!(%addr, "client refused: sent data before authenticating");
+            refuse(ws, "not authenticated: send {\"auth\":\"<token>\"} first").await;
+        }
+    }
+}
+
+/// Runs an authenticated client until it disconnects.
+pub(crate) async fn run(shared: Arc<Shared>, mut ws: Ws, addr: SocketAddr) {
+    let id = ClientId::new(shared.next_id());
+    let reply = AuthReply { auth: "ok", client_id: id.get() };
+    let Ok(text) = serde_json::to_string(&reply) else { return };
+    if ws.send(Message::Text(Utf8Bytes::from(text))).await.is_err() {
+        return;
+    }
+    let (tx, rx) = mpsc::channel(shared.config.outbound_queue.max(1));
+    shared.clients.write().insert(id.get(), tx);
+    Counters::bump(&shared.counters.clients_connected);
+    tracing::info!(%addr, client = %id, "client connected");
+    shared.emit(LinkEvent::ClientConnected { id });
+
+    let (sink, stream) = ws.split();
+    let (err_tx, err_rx) = mpsc::channel(64);
+    let writer = tokio::spawn(write_loop(Arc::clone(&shared), sink, rx, err_rx));
+    let oversized = tokio::select! {
+        s = read_loop(&shared, stream, id, &err_tx) => s,
+        () = shared.shutdown.cancelled() => {
+            let close = CloseFrame { code: CloseCode::Away, reason: "shutting down".into() };
+            let _ = err_tx.send(Message::Close(Some(close))).await;
+            None
+        }
+    };
+    shared.clients.write().remove(&id.get());
+    drop(err_tx);
+    let written = tokio::time::timeout(shared.config.handshake_timeout, writer).await;
+    if let (Some(stream), Ok(Ok(sink))) = (oversized, written) {
+        if let Ok(ws) = stream.reunite(sink) {
+            crate::link::linger(ws).await;
+        }
+    }
+    Counters::drop_one(&shared.counters.clients_connected);
+    tracing::info!(client = %id, "client disconnected");
+    shared.emit(LinkEvent::ClientDisconnected { id });
+}
+
+async fn read_loop(
+    shared: &Shared,
+    mut stream: SplitStream<Ws>,
+    id: ClientId,
+    replies: &mpsc::Sender<Message>,
+) -> Option<SplitStream<Ws>> {
+    let counters = &shared.counters;
+    while let Some(msg) = stream.next().await {
+        let text = match msg {
+            Ok(Message::Text(text)) => text,
+            Ok(Message::Binary(_)) => {
+                bad_frame(shared, id, replies, "binary frames are for nodes; send JSON text");
+                continue;
+            }
+            Ok(Message::Close(_)) => break,
+            Ok(_) => continue,
+            Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })) => {
+                Counters::bump(&counters.oversize_closes);
+                tracing::warn!(client = %id, size, max_size, "client frame above limit; closing with 1009");
+                let close = CloseFrame { code: CloseCode::Size, reason: "frame too large".into() };
+                let _ = replies.send(Message::Close(Some(close))).await;
+                return Some(stream);
+            }
+            Err(err) => {
+                tracing::debug!(client = %id, %err, "client read error");
+                break;
+            }
+        };
+        match codec::decode_client_text(text.as_str()) {
+            Ok(env) => {
+                Counters::bump(&counters.frames_in);
+                Counters::bump(&counters.envelopes_in);
+                let incoming = Incoming { source: Source::Client(id), envelopes: vec![env] };
+                let _ = shared.incoming.send(incoming).await;
+            }
+            Err(err) => bad_frame(shared, id, replies, &format!("malformed envelope: {err}")),
+        }
+    }
+    None
+}
+
+fn bad_frame(shared: &Shared, id: ClientId, replies: &mpsc::Sender<Message>, why: &str) {
+    Counters::bump(&shared.counters.malformed_frames);
+    tracing::warn!(client = %id, why, "malformed client frame");
+    let _ = replies.try_send(error_text(why));
+}
+
+/// Writes queued envelopes (one text frame each) and error replies; flushes
+/// once per wake-up.
+/// Returns the sink when done.
+async fn write_loop(
+    shared: Arc<Shared>,
+    mut sink: ClientSink,
+    mut queue: mpsc::Receiver<Envelope>,
+    mut replies: mpsc::Receiver<Message>,
+) -> ClientSink {
+    let mut batch = Vec::with_capacity(DRAIN_CHUNK);
+    loop {
+        tokio::select! {
+            biased;
+            r = replies.recv() => match r {
+                Some(msg @ Message::Close(_)) => { let _ = sink.send(msg).await; return sink }
+                Some(msg) => if sink.send(msg).await.is_err() { return sink },
+                None => { let _ = sink.close().await; return sink }
+            },
+            n = queue.recv_many(&mut batch, DRAIN_CHUNK) => {
+                if n == 0 || write_envelopes(&shared, &mut sink, &mut queue, &mut batch).await.is_err() {
+                    return sink;
+                }
+            }
+        }
+    }
+}
+
+type ClientSink = futures_util::stream::SplitSink<Ws, Message>;
+
+async fn write_envelopes(
+    shared: &Shared,
+    sink: &mut ClientSink,
+    queue: &mut mpsc::Receiver<Envelope>,
+    batch: &mut Vec<Envelope>,
+) -> Result<(), WsError> {
+    loop {
+        for env in batch.drain(..) {
+            match codec::encode_client_text(&env) {
+                Ok(text) => {
+                    sink.feed(Message::Text(Utf8Bytes::from(text))).await?;
+                    Counters::bump(&shared.counters.frames_out);
+                    Counters::bump(&shared.counters.envelopes_out);
+                }
+                Err(err) => tracing::error!(to = %env.to, %err, "envelope not encodable for a client"),
+            }
+        }
+        if queue.recv_many(batch, DRAIN_CHUNK).now_or_never().unwrap_or(0) == 0 {
+            break;
+        }
+    }
+    sink.flush().await
+}

@@ -1,0 +1,137 @@
+//! Error types.
+
+use std::io;
+
+use crate::envelope::Envelope;
+
+/// Errors of the transport as a whole (binding, dialling, handshakes).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The listener could not be bound.
+    #[error("cannot bind {addr}")]
+    Bind {
+        /// The address that failed.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A non-loopback listen address needs a cluster secret.
+    #[error("refusing to listen on public address {0} without a cluster secret")]
+    PublicWithoutSecret(std::net::SocketAddr),
+    /// The configuration is unusable.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(&'static str),
+    /// The URL is not a `ws://host:port[/path]` URL.
+    #[error("invalid URL {0:?} (expected ws://host:port)")]
+    InvalidUrl(String),
+    /// TCP connect failed.
+    #[error("cannot connect to {url}")]
+    Connect {
+        /// The URL dialled.
+        url: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The WebSocket layer failed.
+    #[error("websocket error")]
+    WebSocket(#[source] Box<tokio_tungstenite::tungstenite::Error>),
+    /// The node handshake failed or was refused.
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The transport has been shut down.
+    #[error("transport is shut down")]
+    Shutdown,
+}
+
+impl From<tokio_tungstenite::tungstenite::Error> for TransportError {
+    fn from(err: tokio_tungstenite::tungstenite::Error) -> Self {
+        TransportError::WebSocket(Box::new(err))
+    }
+}
+
+/// Why a node handshake did not complete.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The two sides speak different protocol versions.
+    #[error("protocol version mismatch: local version {local}, remote version {remote}")]
+    VersionMismatch {
+        /// Our version.
+        local: u32,
+        /// The peer's version.
+        remote: u32,
+    },
+    /// The peer could not prove knowledge of the cluster secret.
+    #[error("authentication failed: peer did not prove the cluster secret")]
+    AuthFailed,
+    /// The peer refused us.
+    #[error("refused by peer: {0}")]
+    Refused(String),
+    /// The peer sent something that is not the expected handshake message.
+    #[error("unexpected handshake message: {0}")]
+    Unexpected(&'static str),
+    /// The peer uses our own node name or an invalid one.
+    #[error("invalid peer node name {0:?}")]
+    BadName(String),
+    /// The handshake did not finish in time.
+    #[error("handshake timed out")]
+    Timeout,
+    /// The connection closed during the handshake.
+    #[error("connection closed during handshake")]
+    Closed,
+}
+
+/// Error of [`Transport::send`](crate::Transport::send) and
+/// [`Transport::send_to_client`](crate::Transport::send_to_client); hands the
+/// envelope back.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// No link to that peer or client.
+    #[error("no link to the destination")]
+    NoLink(Envelope),
+    /// The envelope cannot fit in one frame (`max_frame_size`).
+    #[error("envelope larger than the maximum frame size")]
+    TooLarge(Envelope),
+    /// A client cannot receive this envelope: a payload sent to a JSON client
+    /// must be valid UTF-8 (it travels as a JSON string).
+    #[error("payload is not valid UTF-8 and cannot be sent to a JSON client")]
+    NotUtf8(Envelope),
+}
+
+impl SendError {
+    /// Recovers the envelope.
+    pub fn into_inner(self) -> Envelope {
+        match self {
+            SendError::NoLink(e) | SendError::TooLarge(e) | SendError::NotUtf8(e) => e,
+        }
+    }
+}
+
+/// Error of [`Transport::try_send`](crate::Transport::try_send); hands the
+/// envelope back.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrySendError {
+    /// The link's outbound queue is full.
+    #[error("outbound queue full")]
+    Full(Envelope),
+    /// No link to that peer.
+    #[error("no link to the peer")]
+    NoLink(Envelope),
+    /// The envelope cannot fit in one frame (`max_frame_size`).
+    #[error("envelope larger than the maximum frame size")]
+    TooLarge(Envelope),
+}
+
+impl TrySendError {
+    /// Recovers the envelope.
+    pub fn into_inner(self) -> Envelope {
+        match self {
+            TrySendError::Full(e) | TrySendError::NoLink(e) | TrySendError::TooLarge(e) => e,
+        }
+    }
+}

@@ -1,0 +1,519 @@
+//! The `Transport` handle: shared state, the public API and the accept loop.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use parking_lot::{Mutex, RwLock};
+use rustc_hash::{FxHashMap, FxHashSet};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc, Notify};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{self, HeaderAuth};
+use crate::codec;
+use crate::config::TransportConfig;
+use crate::envelope::Envelope;
+use crate::error::{SendError, TransportError, TrySendError};
+use crate::event::{ClientId, Incoming, LinkEvent};
+use crate::handshake::Params;
+use crate::link;
+use crate::stats::{Counters, TransportStats};
+
+/// Capacity, in frames, of the incoming channel.
+const INCOMING_CAPACITY: usize = 1024;
+/// Capacity of the link event broadcast.
+const EVENT_CAPACITY: usize = 1024;
+
+/// The queue shared by all connections that serve one peer in turn.
+pub(crate) type SharedQueue = Arc<tokio::sync::Mutex<mpsc::Receiver<Envelope>>>;
+
+/// The installed link to one peer.
+#[derive(Debug)]
+pub(crate) struct PeerLink {
+    pub(crate) conn: u64,
+    pub(crate) tx: mpsc::Sender<Envelope>,
+    pub(crate) queue: SharedQueue,
+    pub(crate) cancel: CancellationToken,
+    /// The serving connection's writer controls (test hook for raw frames).
+    pub(crate) ctrl: mpsc::Sender<link::Ctrl>,
+}
+
+/// State shared by the handle and all tasks.
+pub(crate) struct Shared {
+    pub(crate) config: TransportConfig,
+    pub(crate) local_addr: SocketAddr,
+    pub(crate) counters: Counters,
+    pub(crate) links: RwLock<FxHashMap<String, PeerLink>>,
+    pub(crate) clients: RwLock<FxHashMap<u64, mpsc::Sender<Envelope>>>,
+    /// Peers we `connect`ed to, with their URL: redialled after loss.
+    pub(crate) wanted: Mutex<FxHashMap<String, String>>,
+    /// Peers with an authenticated dial of ours awaiting the verdict.
+    pub(crate) dialing: Mutex<FxHashSet<String>>,
+    redialing: Mutex<FxHashSet<String>>,
+    pub(crate) events: broadcast::Sender<LinkEvent>,
+    pub(crate) incoming: mpsc::Sender<Incoming>,
+    incoming_rx: Mutex<Option<mpsc::Receiver<Incoming>>>,
+    next_id: AtomicU64,
+    pub(crate) shutdown: CancellationToken,
+    active_tasks: AtomicUsize,
+    tasks_done: Notify,
+}
+
+impl Shared {
+    pub(crate) fn params(&self) -> Params {
+        Params {
+            local: self.config.node_name.clone(),
+            secret: self.config.secret.clone(),
+            version: self.config.protocol_version,
+        }
+    }
+
+    pub(crate) fn ws_config(&self) -> WebSocketConfig {
+        let max = self.config.max_frame_size;
+        WebSocketConfig::default()
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max))
+            .read_buffer_size(256 * 1024)
+            .write_buffer_size(256 * 1024)
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn emit(&self, event: LinkEvent) {
+        // No subscriber is fine.
+        let _ = self.events.send(event);
+    }
+
+    /// Spawns a task counted by `shutdown`.
+    pub(crate) fn spawn<F>(self: &Arc<Self>, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.active_tasks.fetch_add(1, Ordering::SeqCst);
+        let shared = Arc::clone(self);
+        tokio::spawn(async move {
+            fut.await;
+            if shared.active_tasks.fetch_sub(1, Ordering::SeqCst) == 1 {
+                shared.tasks_done.notify_waiters();
+            }
+        });
+    }
+
+    /// Installs `conn` as the link to `peer`, replacing (and closing) any
+    /// previous connection but keeping its queue. Returns the queue to drain.
+    pub(crate) fn install(
+        &self,
+        peer: &str,
+        conn: u64,
+        cancel: CancellationToken,
+        ctrl: mpsc::Sender<link::Ctrl>,
+    ) -> SharedQueue {
+        let mut links = self.links.write();
+        if let Some(old) = links.get_mut(peer) {
+            old.cancel.cancel();
+            old.conn = conn;
+            old.cancel = cancel;
+            old.ctrl = ctrl;
+            Counters::bump(&self.counters.duplicate_links);
+            tracing::debug!(peer, conn, "link replaced by the preferred connection");
+            return Arc::clone(&old.queue);
+        }
+        let (tx, rx) = mpsc::channel(self.config.outbound_queue.max(1));
+        let queue = Arc::new(tokio::sync::Mutex::new(rx));
+        links.insert(
+            peer.to_owned(),
+            PeerLink { conn, tx, queue: Arc::clone(&queue), cancel, ctrl },
+        );
+        drop(links);
+        tracing::info!(local = %self.config.node_name, peer, "link up");
+        self.emit(LinkEvent::Up { peer: peer.to_owned() });
+        queue
+    }
+
+    /// Removes the link to `peer` if `conn` still serves it; reports it down
+    /// and starts redialling when the peer is wanted.
+    pub(crate) fn link_lost(self: &Arc<Self>, peer: &str, conn: u64, reason: String) {
+        let removed = {
+            let mut links = self.links.write();
+            match links.get(peer) {
+                Some(l) if l.conn == conn => links.remove(peer).is_some(),
+                _ => false,
+            }
+        };
+        if !removed {
+            return;
+        }
+        tracing::warn!(local = %self.config.node_name, peer, %reason, "link down");
+        self.emit(LinkEvent::Down { peer: peer.to_owned(), reason });
+        if self.shutdown.is_cancelled() {
+            return;
+        }
+        let url = self.wanted.lock().get(peer).cloned();
+        if let Some(url) = url {
+            self.start_redial(peer.to_owned(), url);
+        }
+    }
+
+    fn start_redial(self: &Arc<Self>, peer: String, url: String) {
+        if !self.redialing.lock().insert(peer.clone()) {
+            return;
+        }
+        let shared = Arc::clone(self);
+        self.spawn(async move {
+            redial(&shared, &peer, &url).await;
+            shared.redialing.lock().remove(&peer);
+        });
+    }
+
+    pub(crate) fn has_link(&self, peer: &str) -> bool {
+        self.links.read().contains_key(peer)
+    }
+}
+
+/// Redials `peer` at `url` with backoff until linked, unwanted or shut down.
+async fn redial(shared: &Arc<Shared>, peer: &str, url: &str) {
+    let mut attempt = 0u32;
+    loop {
+        let delay = shared.config.reconnect.delay(attempt);
+        tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+        if shared.has_link(peer) || shared.wanted.lock().get(peer).map(String::as_str) != Some(url) {
+            return;
+        }
+        match link::dial(shared, url, true).await {
+            Ok(_) => return,
+            Err(err) => {
+                tracing::debug!(peer, url, %err, attempt, "redial failed");
+                attempt = attempt.saturating_add(1);
+            }
+        }
+    }
+}
+
+/// A node's endpoint: listener, dialer and the set of links. `Clone` is cheap.
+#[derive(Clone)]
+pub struct Transport {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport")
+            .field("node_name", &self.shared.config.node_name)
+            .field("local_addr", &self.shared.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transport {
+    /// Binds the listener and starts accepting nodes and clients.
+    ///
+    /// # Errors
+    ///
+    /// [`TransportError::Bind`] if the address cannot be bound,
+    /// [`TransportError::PublicWithoutSecret`] for a non-loopback address
+    /// without a secret, [`TransportError::InvalidConfig`] for an empty node
+    /// name, a zero frame limit or zero heartbeat interval.
+    pub async fn bind(config: TransportConfig) -> Result<Transport, TransportError> {
+        validate(&config)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| TransportError::Bind { addr: config.listen, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| TransportError::Bind { addr: config.listen, source })?;
+        let (incoming, incoming_rx) = mpsc::channel(INCOMING_CAPACITY);
+        let shared = Arc::new(Shared {
+            config,
+            local_addr,
+            counters: Counters::default(),
+            links: RwLock::default(),
+            clients: RwLock::default(),
+            wanted: Mutex::default(),
+            dialing: Mutex::default(),
+            redialing: Mutex::default(),
+            events: broadcast::channel(EVENT_CAPACITY).0,
+            incoming,
+            incoming_rx: Mutex::new(Some(incoming_rx)),
+            next_id: AtomicU64::new(0),
+            shutdown: CancellationToken::new(),
+            active_tasks: AtomicUsize::new(0),
+            tasks_done: Notify::new(),
+        });
+        let accept_shared = Arc::clone(&shared);
+        shared.spawn(accept_loop(accept_shared, listener));
+        tracing::info!(node = %shared.config.node_name, %local_addr, "transport listening");
+        Ok(Transport { shared })
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// `ws://IP:PORT` of the listener.
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.shared.local_addr)
+    }
+
+    /// This node's name.
+    pub fn node_name(&self) -> &str {
+        &self.shared.config.node_name
+    }
+
+    /// Dials `url`, runs the handshake and returns the peer's node name. The
+    /// link is redialled after a loss until [`disconnect`](Self::disconnect).
+    /// If the peer is dialling us at the same moment, whichever connection the
+    /// duplicate rule keeps serves the link and this still returns its name.
+    ///
+    /// # Errors
+    ///
+    /// Invalid URL, TCP or WebSocket failure, handshake refusal
+    /// ([`TransportError::Handshake`]) or timeout, or shutdown.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancelling drops the connection attempt; nothing is registered.
+    pub async fn connect(&self, url: &str) -> Result<String, TransportError> {
+        if self.shared.shutdown.is_cancelled() {
+            return Err(TransportError::Shutdown);
+        }
+        link::dial(&self.shared, url, true).await
+    }
+
+    /// Closes the link to `peer` and stops redialling it.
+    pub fn disconnect(&self, peer: &str) {
+        self.shared.wanted.lock().remove(peer);
+        let removed = self.shared.links.write().remove(peer);
+        if let Some(link) = removed {
+            link.cancel.cancel();
+            self.shared.emit(LinkEvent::Down {
+                peer: peer.to_owned(),
+                reason: "disconnected locally".to_owned(),
+            });
+        }
+    }
+
+    /// Queues `env` for `peer`, waiting while the link's queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::NoLink`] when there is no link (or it closed while
+    /// waiting), [`SendError::TooLarge`] when the envelope cannot fit in one
+    /// frame. The envelope is handed back.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancelling while waiting for space drops the envelope unsent.
+    pub async fn send(&self, peer: &str, env: Envelope) -> Result<(), SendError> {
+        if !codec::fits_in_frame(&env, self.shared.config.max_frame_size) {
+            return Err(SendError::TooLarge(env));
+        }
+        let tx = self.shared.links.read().get(peer).map(|l| l.tx.clone());
+        match tx {
+            Some(tx) => tx.send(env).await.map_err(|e| SendError::NoLink(e.0)),
+            None => Err(SendError::NoLink(env)),
+        }
+    }
+
+    /// Queues `env` for `peer` without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`], [`TrySendError::NoLink`] or
+    /// [`TrySendError::TooLarge`], each handing the envelope back.
+    pub fn try_send(&self, peer: &str, env: Envelope) -> Result<(), TrySendError> {
+        if !codec::fits_in_frame(&env, self.shared.config.max_frame_size) {
+            return Err(TrySendError::TooLarge(env));
+        }
+        let links = self.shared.links.read();
+        let Some(link) = links.get(peer) else {
+            return Err(TrySendError::NoLink(env));
+        };
+        link.tx.try_send(env).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(env) => TrySendError::Full(env),
+            mpsc::error::TrySendError::Closed(env) => TrySendError::NoLink(env),
+        })
+    }
+
+    /// Queues `env` for an external client (one JSON text frame).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::NoLink`] when the client is gone,
+    /// [`SendError::NotUtf8`] when the payload is not valid UTF-8 (a client
+    /// receives every payload as a JSON string, whatever its format),
+    /// [`SendError::TooLarge`] above the frame limit.
+    pub async fn send_to_client(&self, client: ClientId, env: Envelope) -> Result<(), SendError> {
+        if !codec::client_encodable(&env) {
+            return Err(SendError::NotUtf8(env));
+        }
+        if !codec::fits_in_frame(&env, self.shared.config.max_frame_size) {
+            return Err(SendError::TooLarge(env));
+        }
+        let tx = self.shared.clients.read().get(&client.get()).cloned();
+        match tx {
+            Some(tx) => tx.send(env).await.map_err(|e| SendError::NoLink(e.0)),
+            None => Err(SendError::NoLink(env)),
+        }
+    }
+
+    /// Test hook: sends `frame` as one raw binary frame on the link to `peer`
+    /// (to exercise the peer's handling of malformed frames). Returns false
+    /// without a link.
+    #[doc(hidden)]
+    pub fn send_raw_frame(&self, peer: &str, frame: Bytes) -> bool {
+        let ctrl = self.shared.links.read().get(peer).map(|l| l.ctrl.clone());
+        ctrl.is_some_and(|c| c.try_send(link::Ctrl::Frame(frame)).is_ok())
+    }
+
+    /// The receiver of all incoming batches; `Some` only on the first call.
+    pub fn take_incoming(&self) -> Option<mpsc::Receiver<Incoming>> {
+        self.shared.incoming_rx.lock().take()
+    }
+
+    /// Subscribes to link events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<LinkEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Names of the peers with an established link, sorted.
+    pub fn peers(&self) -> Vec<String> {
+        let mut peers: Vec<String> = self.shared.links.read().keys().cloned().collect();
+        peers.sort_unstable();
+        peers
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> TransportStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Stops listening, closes every link and client connection and stops
+    /// redialling. Waits (at most about two seconds) for connections to close.
+    pub async fn shutdown(&self) {
+        self.shared.wanted.lock().clear();
+        self.shared.shutdown.cancel();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let done = self.shared.tasks_done.notified();
+            if self.shared.active_tasks.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, done).await.is_err() {
+                break;
+            }
+        }
+        self.shared.links.write().clear();
+        self.shared.clients.write().clear();
+    }
+}
+
+fn validate(config: &TransportConfig) -> Result<(), TransportError> {
+    if config.node_name.is_empty() || config.node_name.len() > 255 {
+        return Err(TransportError::InvalidConfig("node_name must be 1..=255 bytes"));
+    }
+    if config.max_frame_size < 1024 {
+        return Err(TransportError::InvalidConfig("max_frame_size must be at least 1024"));
+    }
+    if config.heartbeat_interval.is_zero() || config.heartbeat_misses == 0 {
+        return Err(TransportError::InvalidConfig("heartbeats need a non-zero interval and misses"));
+    }
+    if !config.listen.ip().is_loopback() && config.secret.is_empty() {
+        return Err(TransportError::PublicWithoutSecret(config.listen));
+    }
+    Ok(())
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                let conn_shared = Arc::clone(&shared);
+                shared.spawn(async move { accept_one(conn_shared, stream, addr).await });
+            }
+            Err(err) => {
+                tracing::warn!(%err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Upgrades one accepted socket and hands it to the node or client path.
+async fn accept_one(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let timeout = shared.config.handshake_timeout;
+    let mut header = HeaderAuth::new(&shared.config.secret);
+    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        &mut header,
+        Some(shared.ws_config()),
+    );
+    let ws = match tokio::time::timeout(timeout, upgrade).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(err)) => {
+            if header.refused() {
+                Counters::bump(&shared.counters.auth_failures);
+                tracing::warn!(%addr, "client refused: invalid bearer token");
+            } else {
+                tracing::debug!(%addr, %err, "websocket upgrade failed");
+            }
+            return;
+        }
+        Err(_) => {
+            Counters::bump(&shared.counters.handshake_timeouts);
+            tracing::warn!(%addr, "websocket upgrade timed out");
+            return;
+        }
+    };
+    if header.accepted() {
+        client::run(shared, ws, addr).await;
+        return;
+    }
+    first_message(shared, ws, addr).await;
+}
+
+/// Without a bearer header, the first message tells a node (binary `Hello`)
+/// from a client (text `{"auth":..}`).
+async fn first_message(shared: Arc<Shared>, mut ws: link::Ws, addr: SocketAddr) {
+    let timeout = shared.config.handshake_timeout;
+    let first = tokio::select! {
+        () = shared.shutdown.cancelled() => return,
+        r = tokio::time::timeout(timeout, ws.next()) => r,
+    };
+    match first {
+        Ok(Some(Ok(Message::Binary(frame)))) => link::accept(shared, ws, frame, addr).await,
+        Ok(Some(Ok(Message::Text(text)))) => client::first_frame(shared, ws, text, addr).await,
+        Ok(Some(Ok(_))) => {
+            let _ = ws.close(None).await;
+        }
+        Ok(Some(Err(err))) => tracing::debug!(%addr, %err, "connection failed before handshake"),
+        Ok(None) => {}
+        Err(_) => {
+            Counters::bump(&shared.counters.handshake_timeouts);
+            tracing::warn!(%addr, "handshake timed out: no first message");
+            let _ = ws.close(None).await;
+        }
+    }
+}
+
+/// Sends one already-encoded frame and flushes (handshake and refusals).
+pub(crate) async fn send_frame(ws: &mut link::Ws, frame: Bytes) -> bool {
+    ws.send(Message::Binary(frame)).await.is_ok()
+}

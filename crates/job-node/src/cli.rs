@@ -1,0 +1,335 @@
+//! The command line, as clap derive structs.
+//!
+//! Parsing only: turning [`StartArgs`] into a checked node configuration
+//! (with the environment and the config file underneath) is
+//! [`crate::config`]'s job.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// `job-node`: one node of a jobmesh cluster, and the tools to use one.
+#[derive(Debug, Parser)]
+#[command(
+    name = "job-node",
+    version,
+    about = "A node of a distributed job queue, and the client tools to use a cluster",
+    long_about = "A node of a distributed job queue, and the client tools to use a cluster.\n\n\
+                  Without a subcommand, `job-node` runs `demo`: a local cluster of several \
+                  node processes running a real workload.\n\n\
+                  Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) to change the level."
+)]
+pub struct Cli {
+    /// What to do (default: `demo`).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node until SIGINT/SIGTERM, then drain and leave the cluster.
+    Start(StartArgs),
+    /// Submit jobs to a cluster and print the results as JSON lines.
+    Submit(SubmitArgs),
+    /// Show a cluster's members, tags, load and per-node statistics.
+    Status(StatusArgs),
+    /// Start a local cluster of node processes and run a workload on it.
+    Demo(DemoArgs),
+}
+
+/// `job-node start`. Every option may also come from the environment
+/// (`JOBMESH_*`) or from the `--config` TOML file; the command line wins,
+/// then the environment, then the file, then the defaults.
+#[derive(Debug, Clone, Default, Args, PartialEq)]
+pub struct StartArgs {
+    /// TOML config file with the same keys as the long options
+    /// (name, listen, join, tags, workers, secret_file, http, data_dir,
+    /// allow_exec). [env: JOBMESH_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Node name, 1..=64 of [A-Za-z0-9_.-] (default: node-<port>).
+    /// [env: JOBMESH_NAME]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Address for cluster links (default 127.0.0.1:7700). [env: JOBMESH_LISTEN]
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// Seed node URL to join (ws://host:port), repeatable.
+    /// [env: JOBMESH_JOIN, comma-separated]
+    #[arg(long, value_name = "URL")]
+    pub join: Option<Vec<String>>,
+    /// Tags this node offers, comma-separated (e.g. gpu,ssd). [env: JOBMESH_TAGS]
+    #[arg(long, value_name = "TAG,...", value_delimiter = ',')]
+    pub tags: Option<Vec<String>>,
+    /// Concurrent jobs on this node (default: number of CPUs). [env: JOBMESH_WORKERS]
+    #[arg(long, value_name = "K")]
+    pub workers: Option<usize>,
+    /// File holding the cluster secret (trimmed, non-empty). Required to
+    /// listen on a non-loopback address. [env: JOBMESH_SECRET_FILE]
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Serve the HTTP API and /metrics on this address. [env: JOBMESH_HTTP]
+    #[arg(long, value_name = "IP:PORT")]
+    pub http: Option<SocketAddr>,
+    /// Directory for the job journal (jobs survive a restart). [env: JOBMESH_DATA_DIR]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Programs the `exec` job kind may run, comma-separated, exact match
+    /// (default: none). [env: JOBMESH_ALLOW_EXEC]
+    #[arg(long, value_name = "PROG,...", value_delimiter = ',')]
+    pub allow_exec: Option<Vec<String>>,
+    /// Exit when standard input closes (used by `demo` so nodes never
+    /// outlive it).
+    #[arg(long, hide = true)]
+    pub exit_with_parent: bool,
+}
+
+/// Where a client command finds the cluster.
+#[derive(Debug, Clone, Args, PartialEq)]
+pub struct ClusterArgs {
+    /// WebSocket URL of any node (ws://host:port). [env: JOBMESH_CLUSTER]
+    #[arg(long, value_name = "URL", env = "JOBMESH_CLUSTER")]
+    pub cluster: String,
+    /// File holding the cluster secret (default: the development secret).
+    /// [env: JOBMESH_SECRET_FILE]
+    #[arg(long, value_name = "FILE", env = "JOBMESH_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// How long to wait for the cluster to answer, in seconds.
+    #[arg(long, value_name = "S", default_value = "10", value_parser = parse_seconds)]
+    pub connect_timeout: Duration,
+}
+
+/// `job-node submit`.
+#[derive(Debug, Clone, Args, PartialEq)]
+pub struct SubmitArgs {
+    /// The cluster to submit to.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Job kind (echo, sleep, sha256, exec, or any kind the workers register).
+    #[arg(long, value_name = "KIND", required_unless_present = "file", conflicts_with = "file")]
+    pub kind: Option<String>,
+    /// Job data (a string; JSON for structured kinds; default empty).
+    #[arg(long, value_name = "DATA", conflicts_with = "file")]
+    pub data: Option<String>,
+    /// Read jobs from a JSON-lines file instead: one job object per line,
+    /// e.g. {"kind":"echo","data":"hi","tags":["gpu"]}.
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Tags a worker node must have, comma-separated.
+    #[arg(long, value_name = "TAG,...", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Per-attempt timeout in seconds (default: the cluster's, 30 s).
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    pub timeout: Option<Duration>,
+    /// Attempts before the job is dead-lettered (default 3).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: Option<u32>,
+    /// Wait for the results and print them; otherwise print the job ids.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `job-node status`.
+#[derive(Debug, Clone, Args, PartialEq)]
+pub struct StatusArgs {
+    /// The cluster to ask.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `job-node demo`.
+#[derive(Debug, Clone, Args, PartialEq)]
+pub struct DemoArgs {
+    /// How many node processes to start.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub nodes: u16,
+    /// How many jobs to run.
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub jobs: u32,
+    /// Workers per node.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: u16,
+    /// Also serve the HTTP API of the first node on this address.
+    #[arg(long, value_name = "IP:PORT")]
+    pub http: Option<SocketAddr>,
+}
+
+impl Default for DemoArgs {
+    fn default() -> Self {
+        DemoArgs {
+            nodes: 3,
+            jobs: 3000,
+            workers: 4,
+            http: None,
+        }
+    }
+}
+
+/// Parses a positive number of seconds, fractions allowed (`0.5`, `30`).
+pub(crate) fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0) {
+        return Err(format!("`{text}` must be more than 0 and at most 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("job-node").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_subcommand_means_demo() {
+        assert!(parse(&[]).unwrap().command.is_none());
+    }
+
+    #[test]
+    fn start_with_everything() {
+        let cli = parse(&[
+            "start", "--name", "node-a", "--listen", "127.0.0.1:7800", "--join",
+            "ws://127.0.0.1:7700", "--join", "ws://127.0.0.1:7701", "--tags", "gpu,ssd",
+            "--workers", "8", "--secret-file", "/etc/jobmesh/secret", "--http",
+            "127.0.0.1:8080", "--data-dir", "/var/lib/jobmesh", "--allow-exec", "echo,/bin/ls",
+        ])
+        .unwrap();
+        let Some(Command::Start(args)) = cli.command else {
+            panic!("expected start");
+        };
+        assert_eq!(args.name.as_deref(), Some("node-a"));
+        assert_eq!(args.listen, Some("127.0.0.1:7800".parse().unwrap()));
+        assert_eq!(args.join.unwrap(), ["ws://127.0.0.1:7700", "ws://127.0.0.1:7701"]);
+        assert_eq!(args.tags.unwrap(), ["gpu", "ssd"]);
+        assert_eq!(args.workers, Some(8));
+        assert_eq!(args.http, Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(args.allow_exec.unwrap(), ["echo", "/bin/ls"]);
+        assert!(!args.exit_with_parent);
+    }
+
+    #[test]
+    fn start_defaults_are_unset() {
+        let Some(Command::Start(args)) = parse(&["start"]).unwrap().command else {
+            panic!("expected start");
+        };
+        assert_eq!(args, StartArgs::default());
+    }
+
+    #[test]
+    fn bad_start_arguments() {
+        let cases: &[(&[&str], ErrorKind)] = &[
+            (&["start", "--listen", "nowhere"], ErrorKind::ValueValidation),
+            (&["start", "--listen", "127.0.0.1"], ErrorKind::ValueValidation),
+            (&["start", "--workers", "-1"], ErrorKind::UnknownArgument),
+            (&["start", "--workers", "many"], ErrorKind::ValueValidation),
+            (&["start", "--bogus"], ErrorKind::UnknownArgument),
+            (&["start", "--name"], ErrorKind::InvalidValue),
+            (&["launch"], ErrorKind::InvalidSubcommand),
+        ];
+        for (args, kind) in cases {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), *kind, "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn submit_single_and_file() {
+        let Some(Command::Submit(args)) = parse(&[
+            "submit", "--cluster", "ws://127.0.0.1:7700", "--kind", "sleep", "--data", "50",
+            "--tags", "gpu", "--timeout", "1.5", "--max-attempts", "5", "--wait",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("expected submit");
+        };
+        assert_eq!(args.kind.as_deref(), Some("sleep"));
+        assert_eq!(args.data.as_deref(), Some("50"));
+        assert_eq!(args.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(args.max_attempts, Some(5));
+        assert!(args.wait);
+        assert_eq!(args.cluster.connect_timeout, Duration::from_secs(10));
+        let Some(Command::Submit(args)) =
+            parse(&["submit", "--cluster", "ws://h:1", "--file", "jobs.jsonl"]).unwrap().command
+        else {
+            panic!("expected submit");
+        };
+        assert_eq!(args.file, Some(PathBuf::from("jobs.jsonl")));
+        assert!(args.kind.is_none());
+    }
+
+    #[test]
+    fn bad_submit_arguments() {
+        let cases: &[(&[&str], ErrorKind)] = &[
+            (&["submit", "--cluster", "ws://h:1"], ErrorKind::MissingRequiredArgument),
+            (
+                &["submit", "--cluster", "ws://h:1", "--kind", "echo", "--file", "f"],
+                ErrorKind::ArgumentConflict,
+            ),
+            (&["submit", "--cluster", "ws://h:1", "--file", "f", "--data", "x"], ErrorKind::ArgumentConflict),
+            (&["submit", "--cluster", "ws://h:1", "--kind", "e", "--timeout", "0"], ErrorKind::ValueValidation),
+            (&["submit", "--cluster", "ws://h:1", "--kind", "e", "--timeout", "abc"], ErrorKind::ValueValidation),
+            (&["submit", "--cluster", "ws://h:1", "--kind", "e", "--max-attempts", "0"], ErrorKind::ValueValidation),
+        ];
+        for (args, kind) in cases {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), *kind, "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn status_and_demo() {
+        let Some(Command::Status(args)) =
+            parse(&["status", "--cluster", "ws://h:1", "--json"]).unwrap().command
+        else {
+            panic!("expected status");
+        };
+        assert!(args.json);
+        let Some(Command::Demo(args)) = parse(&["demo"]).unwrap().command else {
+            panic!("expected demo");
+        };
+        assert_eq!(args, DemoArgs::default());
+        assert_eq!(parse(&["demo", "--nodes", "0"]).unwrap_err().kind(), ErrorKind::ValueValidation);
+        assert_eq!(parse(&["demo", "--nodes", "17"]).unwrap_err().kind(), ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn every_subcommand_has_help() {
+        for sub in ["start", "submit", "status", "demo"] {
+            let err = parse(&[sub, "--help"]).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::DisplayHelp);
+            assert!(err.to_string().contains("Usage: job-node"), "{sub}");
+        }
+        let help = parse(&["start", "--help"]).unwrap_err().to_string();
+        for needle in ["JOBMESH_NAME", "--allow-exec", "--secret-file", "--config"] {
+            assert!(help.contains(needle), "start --help lacks {needle}");
+        }
+    }
+
+    #[test]
+    fn seconds_parser() {
+        assert_eq!(parse_seconds("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_seconds("0.25").unwrap(), Duration::from_millis(250));
+        for bad in ["0", "-1", "NaN", "inf", "86401", "", "1s"] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+    }
+}

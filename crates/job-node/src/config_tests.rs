@@ -1,0 +1,167 @@
+use std::collections::HashMap;
+
+use super::*;
+use crate::test_util::TempDir;
+
+fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k| map.get(k).cloned()
+}
+
+fn no_env() -> impl Fn(&str) -> Option<String> {
+    env(&[])
+}
+
+#[test]
+fn defaults() {
+    let config = NodeConfig::resolve_with(&StartArgs::default(), no_env()).unwrap();
+    assert_eq!(config.listen, DEFAULT_LISTEN);
+    assert_eq!(config.name, "node-7700");
+    assert!(config.join.is_empty() && config.tags.is_empty() && config.allow_exec.is_empty());
+    assert!(config.workers >= 1);
+    assert!(config.uses_development_secret());
+    assert!(config.http.is_none() && config.data_dir.is_none());
+    assert!(!format!("{config:?}").contains(config.secret.expose()), "secret leaked in Debug");
+}
+
+#[test]
+fn precedence_cli_over_env_over_file() {
+    let dir = TempDir::new();
+    let file_secret = dir.write("file.secret", "from-file\n");
+    let env_secret = dir.write("env.secret", "  from-env  ");
+    let config_file = dir.write(
+        "node.toml",
+        &format!(
+            "name = \"file-name\"\nlisten = \"127.0.0.1:9000\"\nworkers = 3\n\
+             tags = [\"file-tag\"]\njoin = [\"ws://127.0.0.1:9100\"]\n\
+             http = \"127.0.0.1:9200\"\nallow_exec = [\"ls\"]\nsecret_file = {:?}\n\
+             data_dir = \"/file/data\"\n",
+            file_secret.display()
+        ),
+    );
+    let environment = env(&[
+        ("JOBMESH_CONFIG", config_file.to_str().unwrap()),
+        ("JOBMESH_NAME", "env-name"),
+        ("JOBMESH_WORKERS", "5"),
+        ("JOBMESH_TAGS", "gpu, ssd"),
+        ("JOBMESH_SECRET_FILE", env_secret.to_str().unwrap()),
+        ("JOBMESH_HTTP", ""),
+    ]);
+    let args = StartArgs {
+        name: Some("cli-name".into()),
+        ..StartArgs::default()
+    };
+    let config = NodeConfig::resolve_with(&args, environment).unwrap();
+    assert_eq!(config.name, "cli-name", "CLI beats env");
+    assert_eq!(config.workers, 5, "env beats file");
+    assert_eq!(config.tags, ["gpu", "ssd"], "env lists are comma-separated");
+    assert_eq!(config.secret.expose(), "from-env", "env beats file, trimmed");
+    assert_eq!(config.listen, "127.0.0.1:9000".parse().unwrap(), "file beats default");
+    assert_eq!(config.join, ["ws://127.0.0.1:9100"]);
+    assert_eq!(config.http, Some("127.0.0.1:9200".parse().unwrap()), "empty env is unset");
+    assert_eq!(config.allow_exec, ["ls"]);
+    assert_eq!(config.data_dir, Some(PathBuf::from("/file/data")));
+}
+
+#[test]
+fn cli_config_flag_beats_env_config() {
+    let dir = TempDir::new();
+    let a = dir.write("a.toml", "name = \"from-a\"\n");
+    let b = dir.write("b.toml", "name = \"from-b\"\n");
+    let args = StartArgs {
+        config: Some(a),
+        ..StartArgs::default()
+    };
+    let environment = env(&[("JOBMESH_CONFIG", b.to_str().unwrap())]);
+    assert_eq!(NodeConfig::resolve_with(&args, environment).unwrap().name, "from-a");
+}
+
+#[test]
+fn bad_file_and_env() {
+    let dir = TempDir::new();
+    let unknown = dir.write("unknown.toml", "nmae = \"typo\"\n");
+    let args = StartArgs {
+        config: Some(unknown),
+        ..StartArgs::default()
+    };
+    let err = NodeConfig::resolve_with(&args, no_env()).unwrap_err();
+    assert!(matches!(err, ConfigError::ParseFile { .. }), "{err}");
+    assert!(err.to_string().contains("nmae"), "{err}");
+    let args = StartArgs {
+        config: Some(dir.path().join("missing.toml")),
+        ..StartArgs::default()
+    };
+    let err = NodeConfig::resolve_with(&args, no_env()).unwrap_err();
+    assert!(matches!(err, ConfigError::ReadFile { .. }));
+    let err = NodeConfig::resolve_with(&StartArgs::default(), env(&[("JOBMESH_WORKERS", "lots")]))
+        .unwrap_err();
+    assert!(matches!(err, ConfigError::BadEnv { var: "JOBMESH_WORKERS", .. }), "{err}");
+    let err = NodeConfig::resolve_with(&StartArgs::default(), env(&[("JOBMESH_LISTEN", "x:1")]))
+        .unwrap_err();
+    assert!(err.to_string().contains("JOBMESH_LISTEN"), "{err}");
+}
+
+#[test]
+fn rules_are_enforced() {
+    let layer = |f: fn(&mut ConfigLayer)| {
+        let mut layer = ConfigLayer::default();
+        f(&mut layer);
+        NodeConfig::from_layer(layer)
+    };
+    assert!(matches!(layer(|l| l.name = Some("a@b".into())), Err(ConfigError::InvalidName(_))));
+    assert!(matches!(layer(|l| l.name = Some(String::new())), Err(ConfigError::InvalidName(_))));
+    assert!(matches!(layer(|l| l.name = Some("x".repeat(65))), Err(ConfigError::InvalidName(_))));
+    assert!(layer(|l| l.name = Some("Node_1.a-b".into())).is_ok());
+    assert!(matches!(layer(|l| l.tags = Some(vec!["g pu".into()])), Err(ConfigError::InvalidTag(_))));
+    assert!(matches!(
+        layer(|l| l.join = Some(vec!["http://127.0.0.1:1".into()])),
+        Err(ConfigError::InvalidJoinUrl(_))
+    ));
+    assert!(layer(|l| l.join = Some(vec!["wss://example.invalid:443".into()])).is_ok());
+    assert!(matches!(layer(|l| l.workers = Some(0)), Err(ConfigError::ZeroWorkers)));
+}
+
+#[test]
+fn public_address_needs_a_secret() {
+    let public = ConfigLayer {
+        listen: Some("0.0.0.0:7700".parse().unwrap()),
+        ..ConfigLayer::default()
+    };
+    let err = NodeConfig::from_layer(public.clone()).unwrap_err();
+    assert!(matches!(err, ConfigError::SecretRequired(_)));
+    assert!(err.to_string().contains("--secret-file"), "{err}");
+    let dir = TempDir::new();
+    let with_secret = ConfigLayer {
+        secret_file: Some(dir.write("s", "s3cret")),
+        ..public
+    };
+    let config = NodeConfig::from_layer(with_secret).unwrap();
+    assert!(!config.uses_development_secret());
+    let v6_loopback = ConfigLayer {
+        listen: Some("[::1]:7700".parse().unwrap()),
+        ..ConfigLayer::default()
+    };
+    assert!(NodeConfig::from_layer(v6_loopback).unwrap().uses_development_secret());
+}
+
+#[test]
+fn secret_file_must_not_be_empty() {
+    let dir = TempDir::new();
+    let layer = ConfigLayer {
+        secret_file: Some(dir.write("empty", " \n\t\n")),
+        ..ConfigLayer::default()
+    };
+    let err = NodeConfig::from_layer(layer).unwrap_err();
+    assert!(matches!(err, ConfigError::Secret(SecretError::Empty { .. })), "{err}");
+    let layer = ConfigLayer {
+        secret_file: Some(dir.path().join("absent")),
+        ..ConfigLayer::default()
+    };
+    assert!(matches!(
+        NodeConfig::from_layer(layer),
+        Err(ConfigError::Secret(SecretError::Read { .. }))
+    ));
+}

@@ -1,0 +1,270 @@
+//! The backend the HTTP layer serves: the [`Api`] trait and the JSON views
+//! it trades in.
+//!
+//! The views mirror the JSON forms of the job queue (`docs/jobs.md`) so the
+//! real backend converts field for field.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A boxed error from the backend.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A job as a client submits it. `data` may be any JSON value: a string is
+/// used as is, anything else as its JSON text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSubmission {
+    /// A caller-chosen id (default: the coordinator assigns one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The handler kind.
+    pub kind: String,
+    /// The input (default empty).
+    #[serde(default, with = "data_text")]
+    pub data: String,
+    /// Tags a worker node must carry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Per-attempt timeout in milliseconds (default: the cluster's, 30 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Attempts before the job is dead-lettered (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+}
+
+impl JobSubmission {
+    /// A job of `kind` over `data` with every other field defaulted.
+    pub fn new(kind: impl Into<String>, data: impl Into<String>) -> Self {
+        JobSubmission {
+            id: None,
+            kind: kind.into(),
+            data: data.into(),
+            tags: Vec::new(),
+            timeout_ms: None,
+            max_attempts: None,
+        }
+    }
+}
+
+/// `data` accepts any JSON value and keeps it as text.
+mod data_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(data: &str, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(data)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        Ok(match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(text) => text,
+            serde_json::Value::Null => String::new(),
+            other => other.to_string(),
+        })
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum JobState {
+    /// Accepted, not yet running.
+    Pending,
+    /// An attempt is running.
+    Running,
+    /// Finished with a result.
+    Succeeded,
+    /// Finished with an error that was not retried.
+    Failed,
+    /// Failed after its last attempt and kept in the dead-letter list.
+    Dead,
+}
+
+impl JobState {
+    /// Whether the job has finished (no more attempts will run).
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Dead)
+    }
+}
+
+/// Why a job failed, as the queue reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureView {
+    /// The category (`timeout`, `handler`, `bad_data`, ...).
+    pub cause: String,
+    /// A human-readable explanation.
+    pub message: String,
+    /// Whether the failure was retryable.
+    pub retryable: bool,
+}
+
+/// A job's status and, once finished, its outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    /// The job's id.
+    pub id: String,
+    /// Its state.
+    pub state: JobState,
+    /// Its kind, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The latest attempt (0 before the first).
+    pub attempt: u32,
+    /// The output, once succeeded.
+    #[serde(default)]
+    pub result: Option<String>,
+    /// The failure, once failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<FailureView>,
+    /// The node that produced the outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_node: Option<String>,
+    /// Processing time of the final attempt, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_ms: Option<f64>,
+}
+
+/// A node's load as gossiped.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadView {
+    /// CPU use in percent.
+    pub cpu_percent: f32,
+    /// Jobs running.
+    pub in_flight: u32,
+    /// Jobs queued.
+    pub queue_depth: u32,
+}
+
+/// One cluster member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberView {
+    /// Node name.
+    pub node: String,
+    /// Its WebSocket URL.
+    pub url: String,
+    /// `up`, `suspect`, `leaving`, `down`, ...
+    pub status: String,
+    /// Tags it offers.
+    pub tags: Vec<String>,
+    /// Its load.
+    pub load: LoadView,
+}
+
+/// The cluster as one node sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// The answering node.
+    pub node: String,
+    /// Open links to other nodes.
+    pub links: u64,
+    /// Every known member, the answering node included, sorted by name.
+    pub members: Vec<MemberView>,
+}
+
+/// Processing-time figures in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimingView {
+    /// Samples.
+    pub samples: u64,
+    /// Mean.
+    pub avg_ms: f64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+}
+
+/// Figures for one job kind on one worker node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KindStatsView {
+    /// The kind.
+    pub kind: String,
+    /// Attempts that succeeded.
+    pub completed: u64,
+    /// Attempts that failed.
+    pub failed: u64,
+    /// Processing times.
+    pub timing: TimingView,
+}
+
+/// Figures for one worker node, as the answering coordinator saw them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatsView {
+    /// Node name.
+    pub node: String,
+    /// Attempts that succeeded.
+    pub completed: u64,
+    /// Attempts that failed.
+    pub failed: u64,
+    /// Attempts running now.
+    pub in_flight: u64,
+    /// Round-trip EWMA in milliseconds (0 until measured).
+    pub latency_ms: f64,
+    /// Processing times over all kinds.
+    pub timing: TimingView,
+    /// Per kind, sorted by kind.
+    pub kinds: Vec<KindStatsView>,
+}
+
+/// A coordinator's statistics (the job queue's `StatsSnapshot` form).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatsView {
+    /// Jobs accepted.
+    pub submitted: u64,
+    /// Jobs that succeeded.
+    pub succeeded: u64,
+    /// Jobs that failed.
+    pub failed: u64,
+    /// Attempts beyond the first.
+    pub retries: u64,
+    /// Jobs in progress.
+    pub in_progress: u64,
+    /// Jobs in the dead-letter list.
+    pub dead_letters: u64,
+    /// Late or duplicate results dropped.
+    pub late_results: u64,
+    /// Per worker node, sorted by name.
+    pub nodes: Vec<NodeStatsView>,
+}
+
+/// Why the backend could not serve a request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The job was refused (bad kind, zero timeout, ...): the client's fault.
+    #[error("invalid job: {0}")]
+    InvalidJob(#[source] BoxError),
+    /// The node cannot take more work right now.
+    #[error("the node is overloaded; retry later")]
+    Overloaded,
+    /// The node is draining and takes no new jobs.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// Anything else.
+    #[error("internal error: {0}")]
+    Internal(#[source] BoxError),
+}
+
+/// What the HTTP layer needs from a node. The node implements it over its
+/// Coordinator and Router; tests implement it with a fake.
+#[async_trait::async_trait]
+pub trait Api: Send + Sync + 'static {
+    /// Accepts jobs and returns their ids, in order.
+    async fn submit(&self, jobs: Vec<JobSubmission>) -> Result<Vec<String>, ApiError>;
+    /// Waits until every job in `ids` is final or `timeout` passes, then
+    /// returns each job's view, in order (unknown ids are skipped).
+    async fn wait(&self, ids: &[String], timeout: Duration) -> Result<Vec<JobView>, ApiError>;
+    /// One job's view, if the node knows the id.
+    async fn job(&self, id: &str) -> Result<Option<JobView>, ApiError>;
+    /// The dead-letter list.
+    async fn dead_letters(&self) -> Result<Vec<JobView>, ApiError>;
+    /// Membership as this node sees it.
+    async fn cluster(&self) -> Result<ClusterView, ApiError>;
+    /// The coordinator's statistics.
+    async fn stats(&self) -> Result<StatsView, ApiError>;
+}

@@ -1,0 +1,77 @@
+//! The HTTP API (`--http ADDR`), served with axum over an [`Api`] backend.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `POST /v1/jobs` | one job or an array; `{"id"}` / `{"ids"}`, or the results with `?wait=true` |
+//! | `GET /v1/jobs/{id}` | the job's state and outcome |
+//! | `GET /v1/jobs?state=dead` | the dead-letter list |
+//! | `GET /v1/cluster` | members, tags, load |
+//! | `GET /v1/stats` | the coordinator's per-node statistics |
+//! | `GET /metrics` | Prometheus / OpenMetrics text |
+//!
+//! Every error is a 4xx or 5xx with a JSON body `{"error": "..."}`,
+//! including malformed JSON, unknown routes and wrong methods.
+
+mod api;
+mod error;
+mod handlers;
+
+pub use api::{
+    Api, ApiError, BoxError, ClusterView, FailureView, JobState, JobSubmission, JobView,
+    KindStatsView, LoadView, MemberView, NodeStatsView, StatsView, TimingView,
+};
+pub use error::HttpError;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+
+/// The largest request body accepted: 16 MiB.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// The most jobs one `POST /v1/jobs` may carry.
+pub const MAX_BATCH: usize = 10_000;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) api: Arc<dyn Api>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+/// The API's routes over `api`, with `metrics` served at `/metrics`.
+pub fn router(api: Arc<dyn Api>, metrics: Arc<Metrics>) -> axum::Router {
+    axum::Router::new()
+        .route("/v1/jobs", post(handlers::submit).get(handlers::list_jobs))
+        .route("/v1/jobs/{id}", get(handlers::job))
+        .route("/v1/cluster", get(handlers::cluster))
+        .route("/v1/stats", get(handlers::stats))
+        .route("/metrics", get(handlers::metrics))
+        .fallback(handlers::no_route)
+        .method_not_allowed_fallback(handlers::wrong_method)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(AppState { api, metrics })
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then finishes
+/// the requests in progress.
+///
+/// # Errors
+///
+/// The I/O error that stopped the server.
+pub async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests;

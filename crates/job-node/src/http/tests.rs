@@ -1,0 +1,538 @@
+//! The HTTP layer against a fake backend, over real loopback sockets.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+
+use super::*;
+use crate::metrics::Metrics;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// Runs `echo` jobs at once; kind `fail` goes to the dead letters; kind
+/// `overload` is refused; kind `slow` never finishes.
+#[derive(Default)]
+struct FakeApi {
+    jobs: Mutex<HashMap<String, JobView>>,
+    next: Mutex<u64>,
+}
+
+fn view(id: &str, job: &JobSubmission) -> JobView {
+    let mut view = JobView {
+        id: id.to_owned(),
+        state: JobState::Pending,
+        kind: Some(job.kind.clone()),
+        attempt: 0,
+        result: None,
+        error: None,
+        worker_node: None,
+        elapsed_ms: None,
+    };
+    match job.kind.as_str() {
+        "echo" => {
+            view.state = JobState::Succeeded;
+            view.attempt = 1;
+            view.result = Some(job.data.clone());
+            view.worker_node = Some("node-b".into());
+            view.elapsed_ms = Some(0.5);
+        }
+        "fail" => {
+            view.state = JobState::Dead;
+            view.attempt = 3;
+            view.error = Some(FailureView {
+                cause: "handler".into(),
+                message: "boom".into(),
+                retryable: true,
+            });
+        }
+        _ => {}
+    }
+    view
+}
+
+#[async_trait::async_trait]
+impl Api for FakeApi {
+    async fn submit(&self, jobs: Vec<JobSubmission>) -> Result<Vec<String>, ApiError> {
+        if jobs.iter().any(|j| j.kind == "overload") {
+            return Err(ApiError::Overloaded);
+        }
+        if jobs.iter().any(|j| j.kind == "broken") {
+            return Err(ApiError::Internal("disk on fire".into()));
+        }
+        let mut ids = Vec::new();
+        for job in jobs {
+            let id = job.id.clone().unwrap_or_else(|| {
+                let mut next = self.next.lock().unwrap();
+                *next += 1;
+                format!("node-a-{next}")
+            });
+            self.jobs.lock().unwrap().insert(id.clone(), view(&id, &job));
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    async fn wait(&self, ids: &[String], _timeout: Duration) -> Result<Vec<JobView>, ApiError> {
+        let jobs = self.jobs.lock().unwrap();
+        Ok(ids.iter().filter_map(|id| jobs.get(id).cloned()).collect())
+    }
+
+    async fn job(&self, id: &str) -> Result<Option<JobView>, ApiError> {
+        Ok(self.jobs.lock().unwrap().get(id).cloned())
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<JobView>, ApiError> {
+        let jobs = self.jobs.lock().unwrap();
+        Ok(jobs.values().filter(|v| v.state == JobState::Dead).cloned().collect())
+    }
+
+    async fn cluster(&self) -> Result<ClusterView, ApiError> {
+        let member = |node: &str, status: &str, in_flight| MemberView {
+            node: node.into(),
+            url: "ws://127.0.0.1:1".into(),
+            status: status.into(),
+            tags: vec!["gpu".into()],
+            load: LoadView {
+                cpu_percent: 12.5,
+                in_flight,
+                queue_depth: 0,
+            },
+        };
+        Ok(ClusterView {
+            node: "node-a".into(),
+            links: 2,
+            members: vec![
+                member("node-a", "up", 1),
+                member("node-b", "up", 4),
+                member("node-c", "suspect", 0),
+            ],
+        })
+    }
+
+    async fn stats(&self) -> Result<StatsView, ApiError> {
+        let dead = self.dead_letters().await?.len() as u64;
+        Ok(StatsView {
+            submitted: self.jobs.lock().unwrap().len() as u64,
+            dead_letters: dead,
+            ..StatsView::default()
+        })
+    }
+}
+
+struct Server {
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn start() -> Server {
+        let metrics = Arc::new(Metrics::new());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = router(Arc::new(FakeApi::default()), metrics.clone());
+        let task = tokio::spawn(serve(listener, app, async move {
+            let _ = stopped.await;
+        }));
+        Server {
+            addr,
+            metrics,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<&str>) -> Reply {
+        timeout(LIMIT, request(self.addr, method, path, body))
+            .await
+            .expect("HTTP request hung")
+    }
+
+    async fn shutdown(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        timeout(LIMIT, self.task).await.unwrap().unwrap().unwrap();
+    }
+}
+
+struct Reply {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+
+    /// Asserts a JSON error answer and returns its message.
+    fn error(&self, status: u16) -> String {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        let body = self.json();
+        let message = body["error"].as_str().expect("error body has `error`").to_owned();
+        assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
+        assert!(!message.is_empty());
+        message
+    }
+}
+
+/// A minimal HTTP/1.1 client: one request per connection.
+async fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Reply {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let body = body.unwrap_or("");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (headers, body) = raw.split_once("\r\n\r\n").expect("no header end");
+    let status = headers[9..12].parse().unwrap();
+    let body = if headers.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Reply {
+        status,
+        headers: headers.to_owned(),
+        body,
+    }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").unwrap();
+        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+}
+
+#[tokio::test]
+async fn submit_one_and_batch() {
+    let server = Server::start().await;
+    let reply = server
+        .call("POST", "/v1/jobs", Some(r#"{"kind":"echo","data":"hi"}"#))
+        .await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let id = reply.json()["id"].as_str().unwrap().to_owned();
+    let reply = server.call("GET", &format!("/v1/jobs/{id}"), None).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["state"], "succeeded");
+    assert_eq!(reply.json()["result"], "hi");
+
+    let batch = json!([
+        {"kind": "echo", "data": {"structured": [1, 2]}},
+        {"kind": "slow", "id": "mine-1", "tags": ["gpu"], "timeout_ms": 500, "max_attempts": 2},
+    ]);
+    let reply = server.call("POST", "/v1/jobs", Some(&batch.to_string())).await;
+    assert_eq!(reply.status, 202);
+    let ids = reply.json()["ids"].as_array().unwrap().clone();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ids[1], "mine-1");
+    let first = server.call("GET", &format!("/v1/jobs/{}", ids[0].as_str().unwrap()), None).await;
+    assert_eq!(first.json()["result"], r#"{"structured":[1,2]}"#, "non-string data becomes JSON text");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn submit_and_wait() {
+    let server = Server::start().await;
+    let reply = server
+        .call("POST", "/v1/jobs?wait=true", Some(r#"{"kind":"echo","data":"x"}"#))
+        .await;
+    assert_eq!(reply.status, 200);
+    let body = reply.json();
+    assert_eq!((body["state"].as_str(), body["result"].as_str()), (Some("succeeded"), Some("x")));
+    assert_eq!(body["worker_node"], "node-b");
+    let batch = r#"[{"kind":"echo","data":"a"},{"kind":"fail"},{"kind":"slow"}]"#;
+    let reply = server.call("POST", "/v1/jobs?wait=true&timeout=0.5", Some(batch)).await;
+    assert_eq!(reply.status, 200);
+    let states: Vec<_> = reply.json()["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["state"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(states, ["succeeded", "dead", "pending"]);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_bodies_get_json_errors() {
+    let server = Server::start().await;
+    let cases: &[(&str, u16, &str)] = &[
+        ("{not json", 400, "parse"),
+        (r#"{"data":"no kind"}"#, 422, "kind"),
+        (r#"{"kind":"echo","bogus":1}"#, 422, "bogus"),
+        (r#"{"kind":""}"#, 422, "kind"),
+        (r#"{"kind":"echo","timeout_ms":0}"#, 422, "timeout_ms"),
+        (r#"{"kind":"echo","max_attempts":0}"#, 422, "max_attempts"),
+        (r#"{"kind":"echo","tags":"gpu"}"#, 422, "expected a sequence"),
+        ("[]", 422, "empty batch"),
+        ("42", 422, "expected a job object"),
+        (r#"[{"kind":"echo"},{"kynd":"echo"}]"#, 422, "job 1"),
+    ];
+    for (body, status, needle) in cases {
+        let reply = server.call("POST", "/v1/jobs", Some(body)).await;
+        let message = reply.error(*status);
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+    let reply = server.call("POST", "/v1/jobs?wait=maybe", Some(r#"{"kind":"echo"}"#)).await;
+    reply.error(400);
+    let reply = server.call("POST", "/v1/jobs?timeout=5", Some(r#"{"kind":"echo"}"#)).await;
+    assert!(reply.error(400).contains("wait=true"));
+    let reply = server.call("POST", "/v1/jobs?wait=true&timeout=-1", Some(r#"{"kind":"echo"}"#)).await;
+    reply.error(400);
+    let too_many = serde_json::to_string(&vec![json!({"kind": "echo"}); MAX_BATCH + 1]).unwrap();
+    server.call("POST", "/v1/jobs", Some(&too_many)).await.error(413);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn missing_content_type_is_a_json_error() {
+    let server = Server::start().await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let raw = "POST /v1/jobs HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}";
+    stream.write_all(raw.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    timeout(LIMIT, stream.read_to_string(&mut reply)).await.unwrap().unwrap();
+    assert!(reply.starts_with("HTTP/1.1 415"), "{reply}");
+    assert!(reply.contains(r#"{"error":"#), "{reply}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn backend_errors_map_to_statuses() {
+    let server = Server::start().await;
+    let reply = server.call("POST", "/v1/jobs", Some(r#"{"kind":"overload"}"#)).await;
+    assert!(reply.error(429).contains("overloaded"));
+    let reply = server.call("POST", "/v1/jobs", Some(r#"{"kind":"broken"}"#)).await;
+    assert!(reply.error(500).contains("disk on fire"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn lookups_and_listing() {
+    let server = Server::start().await;
+    let reply = server.call("GET", "/v1/jobs/unknown-7", None).await;
+    assert!(reply.error(404).contains("unknown-7"));
+    server.call("POST", "/v1/jobs", Some(r#"{"kind":"fail","id":"bad-1"}"#)).await;
+    server.call("POST", "/v1/jobs", Some(r#"{"kind":"echo"}"#)).await;
+    let reply = server.call("GET", "/v1/jobs?state=dead", None).await;
+    assert_eq!(reply.status, 200);
+    let jobs = reply.json()["jobs"].as_array().unwrap().clone();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0]["id"], "bad-1");
+    assert_eq!(jobs[0]["error"]["cause"], "handler");
+    assert!(server.call("GET", "/v1/jobs", None).await.error(400).contains("state=dead"));
+    server.call("GET", "/v1/jobs?state=running", None).await.error(400);
+    server.call("GET", "/v1/jobs?state=dead&x=1", None).await.error(400);
+
+    let cluster = server.call("GET", "/v1/cluster", None).await.json();
+    assert_eq!(cluster["members"].as_array().unwrap().len(), 3);
+    assert_eq!(cluster["members"][1]["load"]["in_flight"], 4);
+    let stats = server.call("GET", "/v1/stats", None).await.json();
+    assert_eq!(stats["submitted"], 2);
+    assert_eq!(stats["dead_letters"], 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods() {
+    let server = Server::start().await;
+    assert!(server.call("GET", "/nope", None).await.error(404).contains("/nope"));
+    assert!(server.call("DELETE", "/v1/jobs", None).await.error(405).contains("DELETE"));
+    server.call("POST", "/v1/cluster", Some("{}")).await.error(405);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_text_parses() {
+    let server = Server::start().await;
+    server.metrics.record_submitted("sha256", "node-a");
+    server.metrics.record_result("sha256", "node-b", true, Duration::from_millis(3));
+    server.metrics.record_result("sha256", "node-b", false, Duration::from_millis(40));
+    server.metrics.record_retry("sha256", "node-b");
+    server.call("POST", "/v1/jobs", Some(r#"{"kind":"fail"}"#)).await;
+    let reply = server.call("GET", "/metrics", None).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.headers.to_ascii_lowercase().contains("content-type: application/openmetrics-text"));
+    let samples = prometheus_text::check(&reply.body).unwrap_or_else(|e| panic!("{e}\n{}", reply.body));
+    let get = |name: &str, labels: &str| {
+        samples
+            .iter()
+            .find(|s| s.name == name && s.labels == labels)
+            .unwrap_or_else(|| panic!("no sample {name}{{{labels}}} in\n{}", reply.body))
+            .value
+    };
+    assert_eq!(get("jobmesh_jobs_submitted_total", r#"kind="sha256",node="node-a""#), 1.0);
+    assert_eq!(get("jobmesh_jobs_completed_total", r#"kind="sha256",node="node-b""#), 1.0);
+    assert_eq!(get("jobmesh_jobs_failed_total", r#"kind="sha256",node="node-b""#), 1.0);
+    assert_eq!(get("jobmesh_jobs_retried_total", r#"kind="sha256",node="node-b""#), 1.0);
+    assert_eq!(get("jobmesh_job_duration_seconds_count", r#"kind="sha256",node="node-b""#), 2.0);
+    assert_eq!(get("jobmesh_links", ""), 2.0);
+    assert_eq!(get("jobmesh_members", r#"status="up""#), 2.0);
+    assert_eq!(get("jobmesh_node_in_flight", r#"node="node-b""#), 4.0);
+    assert_eq!(get("jobmesh_dead_letters", ""), 1.0);
+    server.shutdown().await;
+}
+
+#[test]
+fn line_checker_rejects_bad_text() {
+    let good = "# TYPE a counter\n# HELP a help\na_total 1\n# EOF\n";
+    assert!(prometheus_text::check(good).is_ok());
+    for bad in [
+        "# TYPE a counter\na_total 1\n",                 // no EOF
+        "# TYPE a counter\na_total one\n# EOF\n",        // bad value
+        "b 1\n# EOF\n",                                  // undeclared family
+        "# TYPE a gauge\na{x=\"1\" 1\n# EOF\n",          // broken labels
+        "# TYPE a gauge\na{x=1} 1\n# EOF\n",             // unquoted label
+        "# TYPE 9a gauge\n9a 1\n# EOF\n",                // bad name
+        "# TYPE a wobble\na 1\n# EOF\n",                 // bad type
+        "# TYPE a gauge\n# EOF\na 1\n",                  // after EOF
+    ] {
+        assert!(prometheus_text::check(bad).is_err(), "accepted: {bad:?}");
+    }
+}
+
+/// A small checker of the Prometheus / OpenMetrics text format.
+mod prometheus_text {
+    use std::collections::HashSet;
+
+    pub(super) struct Sample {
+        pub(super) name: String,
+        pub(super) labels: String,
+        pub(super) value: f64,
+    }
+
+    const TYPES: [&str; 8] = [
+        "counter", "gauge", "histogram", "summary", "unknown", "info", "stateset", "gaugehistogram",
+    ];
+    const SUFFIXES: [&str; 6] = ["", "_total", "_bucket", "_count", "_sum", "_created"];
+
+    fn valid_name(name: &str) -> bool {
+        let mut chars = name.chars();
+        matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    }
+
+    pub(super) fn check(text: &str) -> Result<Vec<Sample>, String> {
+        let mut families = HashSet::new();
+        let mut samples = Vec::new();
+        let mut eof = false;
+        for (n, line) in text.lines().enumerate() {
+            let err = |what: &str| format!("line {}: {what}: {line:?}", n + 1);
+            if eof {
+                return Err(err("content after # EOF"));
+            }
+            if line == "# EOF" {
+                eof = true;
+            } else if let Some(rest) = line.strip_prefix("# ") {
+                let mut parts = rest.splitn(3, ' ');
+                let (keyword, name, arg) = (parts.next(), parts.next(), parts.next());
+                let name = name.filter(|n| valid_name(n)).ok_or_else(|| err("bad metric name"))?;
+                match (keyword, arg) {
+                    (Some("TYPE"), Some(t)) if TYPES.contains(&t) => {
+                        families.insert(name.to_owned());
+                    }
+                    (Some("HELP" | "UNIT"), _) => {}
+                    _ => return Err(err("bad descriptor")),
+                }
+            } else {
+                let sample = parse_sample(line).map_err(|e| err(&e))?;
+                let declared = SUFFIXES.iter().any(|suffix| {
+                    sample
+                        .name
+                        .strip_suffix(suffix)
+                        .is_some_and(|base| families.contains(base))
+                });
+                if !declared {
+                    return Err(err("sample of an undeclared family"));
+                }
+                samples.push(sample);
+            }
+        }
+        if !eof {
+            return Err("missing # EOF".into());
+        }
+        Ok(samples)
+    }
+
+    fn parse_sample(line: &str) -> Result<Sample, String> {
+        let name_end = line.find(['{', ' ']).ok_or("no value")?;
+        let name = &line[..name_end];
+        if !valid_name(name) {
+            return Err("bad sample name".into());
+        }
+        let mut rest = &line[name_end..];
+        let mut labels = String::new();
+        if let Some(inner) = rest.strip_prefix('{') {
+            let close = inner.find('}').ok_or("unclosed labels")?;
+            labels = inner[..close].to_owned();
+            check_labels(&labels)?;
+            rest = &inner[close + 1..];
+        }
+        let mut fields = rest.strip_prefix(' ').ok_or("no space before value")?.split(' ');
+        let value = fields.next().ok_or("no value")?;
+        let value = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            v => v.parse().map_err(|_| format!("bad value {v:?}"))?,
+        };
+        if let Some(ts) = fields.next() {
+            ts.parse::<f64>().map_err(|_| "bad timestamp")?;
+        }
+        if fields.next().is_some() {
+            return Err("trailing fields".into());
+        }
+        Ok(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        })
+    }
+
+    fn check_labels(labels: &str) -> Result<(), String> {
+        let mut rest = labels;
+        while !rest.is_empty() {
+            let eq = rest.find('=').ok_or("label without =")?;
+            if !valid_name(&rest[..eq]) {
+                return Err("bad label name".into());
+            }
+            let value = rest[eq + 1..].strip_prefix('"').ok_or("unquoted label value")?;
+            let mut escaped = false;
+            let end = value
+                .char_indices()
+                .find(|&(_, c)| {
+                    let closes = c == '"' && !escaped;
+                    escaped = c == '\\' && !escaped;
+                    closes
+                })
+                .ok_or("unterminated label value")?
+                .0;
+            rest = &value[end + 1..];
+            rest = rest.strip_prefix(',').unwrap_or(rest);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,120 @@
+//! The built-in job kinds: `echo`, `sleep`, `sha256` and `exec`.
+//!
+//! Each kind is a plain async function over the job's data (a string) that
+//! returns the result text or a [`KindError`]. They know nothing about the
+//! job queue: [`Builtin`] names them, and the node's wiring registers
+//! [`Builtin::run`] into the worker's handler registry, mapping
+//! [`KindError::is_retryable`] onto the queue's retryable / permanent split.
+
+mod error;
+mod exec;
+mod hash;
+mod simple;
+
+pub use error::KindError;
+pub use exec::{exec, ExecOutput, ExecPolicy, ExecRequest};
+pub use hash::{sha256, Sha256Request, MAX_SHA256_ROUNDS};
+pub use simple::{echo, sleep, MAX_SLEEP_MS};
+
+use std::fmt;
+use std::str::FromStr;
+
+/// One of the built-in job kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Builtin {
+    /// Returns the job data unchanged.
+    Echo,
+    /// Sleeps for `data` milliseconds.
+    Sleep,
+    /// Hashes the input N rounds with SHA-256.
+    Sha256,
+    /// Runs an allow-listed program.
+    Exec,
+}
+
+impl Builtin {
+    /// Every built-in kind, in a stable order.
+    pub const ALL: [Builtin; 4] = [Builtin::Echo, Builtin::Sleep, Builtin::Sha256, Builtin::Exec];
+
+    /// The kind name jobs use (`"echo"`, `"sleep"`, `"sha256"`, `"exec"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Builtin::Echo => "echo",
+            Builtin::Sleep => "sleep",
+            Builtin::Sha256 => "sha256",
+            Builtin::Exec => "exec",
+        }
+    }
+
+    /// Runs this kind over `data`. `policy` only matters for [`Builtin::Exec`].
+    ///
+    /// # Errors
+    ///
+    /// The kind's [`KindError`]; see each function.
+    pub async fn run(self, data: &str, policy: &ExecPolicy) -> Result<String, KindError> {
+        match self {
+            Builtin::Echo => echo(data).await,
+            Builtin::Sleep => sleep(data).await,
+            Builtin::Sha256 => sha256(data).await,
+            Builtin::Exec => exec(data, policy).await,
+        }
+    }
+}
+
+impl fmt::Display for Builtin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The name is not one of the built-in kinds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown built-in job kind `{0}` (expected echo, sleep, sha256 or exec)")]
+pub struct UnknownKind(pub String);
+
+impl FromStr for Builtin {
+    type Err = UnknownKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Builtin::ALL
+            .into_iter()
+            .find(|kind| kind.name() == s)
+            .ok_or_else(|| UnknownKind(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for kind in Builtin::ALL {
+            assert_eq!(kind.name().parse::<Builtin>().unwrap(), kind);
+            assert_eq!(kind.to_string(), kind.name());
+        }
+        assert!("ECHO".parse::<Builtin>().is_err());
+        assert!("".parse::<Builtin>().is_err());
+    }
+
+    #[tokio::test]
+    async fn run_dispatches_by_kind() {
+        let policy = ExecPolicy::deny_all();
+        let out = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            (
+                Builtin::Echo.run("hi", &policy).await,
+                Builtin::Sha256.run("abc", &policy).await,
+                Builtin::Exec.run(r#"{"program":"true"}"#, &policy).await,
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(out.0.unwrap(), "hi");
+        assert_eq!(
+            out.1.unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(matches!(out.2, Err(KindError::ExecNotAllowed { .. })));
+    }
+}

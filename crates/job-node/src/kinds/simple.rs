@@ -1,0 +1,80 @@
+//! `echo` and `sleep`.
+
+use std::time::Duration;
+
+use super::KindError;
+
+/// The longest `sleep` accepted: one hour.
+pub const MAX_SLEEP_MS: u64 = 3_600_000;
+
+/// `echo`: returns the job data unchanged.
+///
+/// # Errors
+///
+/// Never fails; the `Result` keeps the kinds uniform.
+pub async fn echo(data: &str) -> Result<String, KindError> {
+    Ok(data.to_owned())
+}
+
+/// `sleep`: waits `data` milliseconds (surrounding whitespace allowed) and
+/// returns the number of milliseconds slept.
+///
+/// # Errors
+///
+/// [`KindError::InvalidSleep`] when `data` is not a whole number, and
+/// [`KindError::LimitExceeded`] above [`MAX_SLEEP_MS`].
+///
+/// # Cancel safety
+///
+/// Cancel safe: dropping the future stops the sleep.
+pub async fn sleep(data: &str) -> Result<String, KindError> {
+    let trimmed = data.trim();
+    let ms: u64 = trimmed.parse().map_err(|_| KindError::InvalidSleep {
+        data: trimmed.chars().take(64).collect(),
+    })?;
+    if ms > MAX_SLEEP_MS {
+        return Err(KindError::LimitExceeded {
+            what: "sleep milliseconds",
+            value: ms,
+            max: MAX_SLEEP_MS,
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    Ok(ms.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::{timeout, Instant};
+
+    const LIMIT: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn echo_returns_data() {
+        let out = timeout(LIMIT, echo("{\"a\": 1} ünïcode")).await.unwrap();
+        assert_eq!(out.unwrap(), "{\"a\": 1} ünïcode");
+        assert_eq!(timeout(LIMIT, echo("")).await.unwrap().unwrap(), "");
+    }
+
+    #[tokio::test]
+    async fn sleep_waits_and_reports() {
+        let start = Instant::now();
+        let out = timeout(LIMIT, sleep(" 30\n")).await.unwrap().unwrap();
+        assert_eq!(out, "30");
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        assert_eq!(timeout(LIMIT, sleep("0")).await.unwrap().unwrap(), "0");
+    }
+
+    #[tokio::test]
+    async fn sleep_rejects_bad_data() {
+        for bad in ["", "abc", "-5", "1.5", "10ms"] {
+            let err = timeout(LIMIT, sleep(bad)).await.unwrap().unwrap_err();
+            assert!(matches!(err, KindError::InvalidSleep { .. }), "{bad}: {err}");
+            assert!(!err.is_retryable());
+        }
+        let err = timeout(LIMIT, sleep("3600001")).await.unwrap().unwrap_err();
+        assert!(matches!(err, KindError::LimitExceeded { value: 3_600_001, .. }));
+        assert!(err.to_string().contains("3600000"), "{err}");
+    }
+}

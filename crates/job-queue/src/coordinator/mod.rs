@@ -1,0 +1,470 @@
+//! The coordinator core: a sans-IO state machine that places jobs on nodes,
+//! enforces timeouts, retries with backoff on other nodes, deduplicates
+//! results and keeps dead letters and per-node statistics.
+//!
+//! It owns no socket, no task and no clock: every input carries `now`, and
+//! every effect is an [`Action`] the caller drains with
+//! [`CoordinatorCore::poll_action`] and carries out (send a dispatch, deliver
+//! a result). [`CoordinatorCore::next_wakeup`] says when to call
+//! [`CoordinatorCore::tick`]: one shared deadline sweep for every job.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rustc_hash::FxHashMap;
+
+use crate::error::SubmitError;
+use crate::failure::{FailureCause, JobFailure};
+use crate::job::{Job, JobId, JobResult};
+use crate::stats::StatsSnapshot;
+use crate::strategy::{Strategy, StrategyKind};
+
+mod config;
+mod dead_letter;
+mod nodes;
+mod timers;
+
+pub use config::{Backoff, CoordinatorConfig};
+pub use dead_letter::{AttemptFailure, DeadLetter};
+pub use nodes::{NodeInfo, NodeLoad, NodeStatus, LATENCY_EWMA_ALPHA};
+
+use dead_letter::DeadLetters;
+use nodes::NodeTable;
+use timers::{TimerKey, TimerKind, Timers};
+
+/// An effect the caller must carry out.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Send `job` (its `attempt` set) to `worker@<node>`.
+    Dispatch {
+        /// The job, with the attempt number of this dispatch.
+        job: Job,
+        /// The chosen node.
+        node: String,
+    },
+    /// The job's final result: emitted exactly once per accepted job.
+    Complete(JobResult),
+    /// The job failed for good and was added to the dead-letter list
+    /// (emitted right after its [`Action::Complete`]).
+    DeadLettered {
+        /// The job.
+        id: JobId,
+        /// The attempts made.
+        attempts: u32,
+        /// The cause of the last failure.
+        cause: FailureCause,
+    },
+}
+
+/// What happened to a result handed to the coordinator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResultDisposition {
+    /// It answered the current attempt and was processed.
+    Accepted,
+    /// It was late (an earlier attempt, a finished job) or from the wrong
+    /// node: dropped and counted.
+    Dropped,
+}
+
+/// Where a job in progress stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobStatus {
+    /// The current (or last) attempt number.
+    pub attempt: u32,
+    /// The node running it, if dispatched; `None` while waiting to retry.
+    pub node: Option<String>,
+    /// Why earlier attempts failed.
+    pub failures: Vec<AttemptFailure>,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Pending,
+    Running {
+        node: Arc<str>,
+        dispatched_at: Instant,
+    },
+    Backoff,
+}
+
+#[derive(Debug)]
+struct JobEntry {
+    job: Job,
+    phase: Phase,
+    timer: Option<TimerKey>,
+    failures: Vec<AttemptFailure>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    submitted: u64,
+    succeeded: u64,
+    failed: u64,
+    retries: u64,
+    late: u64,
+}
+
+#[derive(Debug)]
+struct Strategies {
+    default: StrategyKind,
+    custom: Option<Box<dyn Strategy>>,
+    built: FxHashMap<StrategyKind, Box<dyn Strategy>>,
+    seed: Option<u64>,
+}
+
+impl Strategies {
+    fn get(&mut self, wanted: Option<StrategyKind>) -> &mut dyn Strategy {
+        if wanted.is_none() {
+            if let Some(custom) = &mut self.custom {
+                return custom.as_mut();
+            }
+        }
+        let kind = wanted.unwrap_or(self.default);
+        let seed = self.seed;
+        self.built
+            .entry(kind)
+            .or_insert_with(|| kind.build(seed))
+            .as_mut()
+    }
+}
+
+/// The sans-IO coordinator. See the [module docs](self) and `docs/jobs.md`.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use job_queue::{Action, CoordinatorConfig, CoordinatorCore, Job, JobResult, NodeInfo};
+///
+/// let mut core = CoordinatorCore::new(CoordinatorConfig { node: "node-a".into(), ..Default::default() });
+/// let now = Instant::now();
+/// core.update_node(NodeInfo::up("node-b", ["kind:echo"]), now);
+/// let id = core.submit(Job::new("echo", "hi"), now).unwrap();
+/// let Some(Action::Dispatch { job, node }) = core.poll_action() else { panic!() };
+/// assert_eq!((job.attempt, node.as_str()), (1, "node-b"));
+/// let result = JobResult::success(id, "hi", "node-b", 1, Duration::from_millis(1));
+/// core.result_received(result.clone(), "node-b", now);
+/// assert_eq!(core.poll_action(), Some(Action::Complete(result)));
+/// ```
+#[derive(Debug)]
+pub struct CoordinatorCore {
+    config: CoordinatorConfig,
+    next_id: u64,
+    jobs: FxHashMap<JobId, JobEntry>,
+    timers: Timers,
+    nodes: NodeTable,
+    strategies: Strategies,
+    dead: DeadLetters,
+    actions: VecDeque<Action>,
+    rng: StdRng,
+    counters: Counters,
+}
+
+impl CoordinatorCore {
+    /// A coordinator with no known nodes and no jobs.
+    pub fn new(config: CoordinatorConfig) -> Self {
+        let rng = match config.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_entropy(),
+        };
+        CoordinatorCore {
+            strategies: Strategies {
+                default: config.strategy,
+                custom: None,
+                built: FxHashMap::default(),
+                seed: config.seed,
+            },
+            config,
+            next_id: 0,
+            jobs: FxHashMap::default(),
+            timers: Timers::default(),
+            nodes: NodeTable::default(),
+            dead: DeadLetters::default(),
+            actions: VecDeque::new(),
+            rng,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Replaces the default strategy with a custom one (jobs naming a
+    /// built-in strategy still get it).
+    pub fn with_default_strategy(mut self, strategy: Box<dyn Strategy>) -> Self {
+        self.strategies.custom = Some(strategy);
+        self
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.config
+    }
+
+    // ---------- inputs: jobs ----------
+
+    /// Accepts a job and places its first attempt; returns its id (generated
+    /// as `<node>-<counter>` if the job's id is unassigned).
+    ///
+    /// If no Up node has the job's tags and serves its kind, the job fails
+    /// at once: an [`Action::Complete`] with cause
+    /// [`FailureCause::NoEligibleNode`] (not retried, not dead-lettered).
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError`]: invalid job, duplicate id in progress, at capacity.
+    pub fn submit(&mut self, mut job: Job, now: Instant) -> Result<JobId, SubmitError> {
+        job.validate()?;
+        if self.jobs.len() >= self.config.max_jobs {
+            return Err(SubmitError::AtCapacity {
+                limit: self.config.max_jobs,
+            });
+        }
+        if job.id.is_unassigned() {
+            job.id = self.fresh_id();
+        } else if self.jobs.contains_key(&job.id) {
+            return Err(SubmitError::Duplicate(job.id));
+        }
+        job.attempt = 0;
+        self.counters.submitted += 1;
+        let id = job.id.clone();
+        if !self.nodes.any_eligible(&job) {
+            self.counters.failed += 1;
+            let failure = no_eligible_node(&job, false);
+            let result = JobResult::failure(id.clone(), failure, "", 0, Duration::ZERO);
+            self.actions.push_back(Action::Complete(result));
+            return Ok(id);
+        }
+        let entry = JobEntry {
+            job,
+            phase: Phase::Pending,
+            timer: None,
+            failures: Vec::new(),
+        };
+        self.jobs.insert(id.clone(), entry);
+        self.dispatch(&id, now);
+        Ok(id)
+    }
+
+    /// Hands over a result received from `from_node`.
+    ///
+    /// Only a result for the job's current attempt, from the node that runs
+    /// it, is processed; anything else (an earlier attempt, a job already
+    /// finished, a stranger) is dropped and counted in
+    /// [`StatsSnapshot::late_results`].
+    pub fn result_received(
+        &mut self,
+        result: JobResult,
+        from_node: &str,
+        now: Instant,
+    ) -> ResultDisposition {
+        if !self.is_current(&result.id, result.attempt, Some(from_node)) {
+            self.counters.late += 1;
+            tracing::debug!(id = %result.id, attempt = result.attempt, from_node, "late result dropped");
+            return ResultDisposition::Dropped;
+        }
+        let (node, dispatched_at) = self.end_running(&result.id);
+        if let Some(state) = self.nodes.get_mut(&node) {
+            state.observe_latency(now.saturating_duration_since(dispatched_at));
+        }
+        match result.error.clone() {
+            None => self.succeed(result, &node),
+            Some(failure) => {
+                let elapsed = Some(result.elapsed);
+                self.fail_attempt(&result.id, Some(node), failure, elapsed, now, false);
+            }
+        }
+        ResultDisposition::Accepted
+    }
+
+    /// Reports that an attempt failed without a result from the worker, e.g.
+    /// [`FailureCause::Undeliverable`] when the dispatch could not be sent.
+    pub fn attempt_failed(
+        &mut self,
+        id: &JobId,
+        attempt: u32,
+        failure: JobFailure,
+        now: Instant,
+    ) -> ResultDisposition {
+        if !self.is_current(id, attempt, None) {
+            self.counters.late += 1;
+            return ResultDisposition::Dropped;
+        }
+        let (node, _) = self.end_running(id);
+        self.fail_attempt(id, Some(node), failure, None, now, false);
+        ResultDisposition::Accepted
+    }
+
+    /// The shared deadline sweep: times out overdue attempts and dispatches
+    /// retries whose backoff has ended.
+    pub fn tick(&mut self, now: Instant) {
+        while let Some((id, kind)) = self.timers.pop_due(now) {
+            let Some(entry) = self.jobs.get_mut(&id) else {
+                continue;
+            };
+            entry.timer = None;
+            match kind {
+                TimerKind::Deadline => self.time_out(&id, now),
+                TimerKind::Retry => self.dispatch(&id, now),
+            }
+        }
+    }
+
+    /// When [`tick`](Self::tick) next has work, if ever.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    // ---------- inputs: membership ----------
+
+    /// Adds or updates a node (status, tags, gossiped load). A node turning
+    /// Down has its running attempts retried elsewhere at once.
+    pub fn update_node(&mut self, info: NodeInfo, now: Instant) {
+        let name = info.name.clone();
+        let down = info.status == NodeStatus::Down;
+        let previous = self.nodes.upsert(info);
+        if down && previous != Some(NodeStatus::Down) {
+            self.retry_running_on(&name, now);
+        }
+    }
+
+    /// Replaces the node table: listed nodes are upserted, known nodes not
+    /// listed are marked Down.
+    pub fn set_nodes(&mut self, infos: Vec<NodeInfo>, now: Instant) {
+        let missing: Vec<String> = self
+            .nodes
+            .names()
+            .filter(|n| !infos.iter().any(|i| i.name == ***n))
+            .map(|n| n.to_string())
+            .collect();
+        for name in missing {
+            self.member_down(&name, now);
+        }
+        for info in infos {
+            self.update_node(info, now);
+        }
+    }
+
+    /// Marks a node Down and retries its running attempts elsewhere at once
+    /// (cause [`FailureCause::NodeDown`]). Unknown nodes are ignored.
+    pub fn member_down(&mut self, node: &str, now: Instant) {
+        let Some(state) = self.nodes.get_mut(node) else {
+            return;
+        };
+        if state.status != NodeStatus::Down {
+            state.status = NodeStatus::Down;
+            self.retry_running_on(node, now);
+        }
+    }
+
+    /// Feeds a round-trip measurement (e.g. a ping) into the node's EWMA.
+    pub fn observe_latency(&mut self, node: &str, rtt: Duration) {
+        if let Some(state) = self.nodes.get_mut(node) {
+            state.observe_latency(rtt);
+        }
+    }
+
+    // ---------- outputs and queries ----------
+
+    /// The next action to carry out, oldest first.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// All pending actions, oldest first.
+    pub fn drain_actions(&mut self) -> std::collections::vec_deque::Drain<'_, Action> {
+        self.actions.drain(..)
+    }
+
+    /// Jobs in progress (dispatched or waiting to retry).
+    pub fn in_progress(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Where a job in progress stands.
+    pub fn job_status(&self, id: &JobId) -> Option<JobStatus> {
+        let entry = self.jobs.get(id)?;
+        let node = match &entry.phase {
+            Phase::Running { node, .. } => Some(node.to_string()),
+            Phase::Pending | Phase::Backoff => None,
+        };
+        Some(JobStatus {
+            attempt: entry.job.attempt,
+            node,
+            failures: entry.failures.clone(),
+        })
+    }
+
+    /// The dead-letter list, oldest first.
+    pub fn dead_letters(&self) -> Vec<&DeadLetter> {
+        self.dead.list()
+    }
+
+    /// One dead letter.
+    pub fn dead_letter(&self, id: &JobId) -> Option<&DeadLetter> {
+        self.dead.get(id)
+    }
+
+    /// Removes a dead letter without resubmitting it.
+    pub fn discard_dead_letter(&mut self, id: &JobId) -> Option<DeadLetter> {
+        self.dead.remove(id)
+    }
+
+    /// Submits a dead-lettered job again, with fresh attempts and the same
+    /// id, and removes it from the list.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::NotDeadLettered`] if there is no such dead letter, or
+    /// any error of [`submit`](Self::submit) (the letter is then kept).
+    pub fn resubmit_dead_letter(&mut self, id: &JobId, now: Instant) -> Result<JobId, SubmitError> {
+        let job = match self.dead.get(id) {
+            Some(letter) => letter.job.clone(),
+            None => return Err(SubmitError::NotDeadLettered(id.clone())),
+        };
+        let id = self.submit(job, now)?;
+        self.dead.remove(&id);
+        Ok(id)
+    }
+
+    /// Late or duplicate results dropped so far.
+    pub fn late_results(&self) -> u64 {
+        self.counters.late
+    }
+
+    /// Statistics, per node and overall.
+    pub fn stats(&self) -> StatsSnapshot {
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|(name, n)| n.stats.snapshot(name, u64::from(n.outstanding), n.latency))
+            .collect();
+        StatsSnapshot {
+            submitted: self.counters.submitted,
+            succeeded: self.counters.succeeded,
+            failed: self.counters.failed,
+            retries: self.counters.retries,
+            in_progress: self.jobs.len() as u64,
+            dead_letters: self.dead.len() as u64,
+            late_results: self.counters.late,
+            nodes,
+        }
+    }
+}
+
+mod transitions;
+
+#[cfg(test)]
+mod tests;
+
+fn no_eligible_node(job: &Job, retrying: bool) -> JobFailure {
+    let mut message = format!("no Up node serves kind {:?}", job.kind);
+    if !job.tags.is_empty() {
+        message.push_str(&format!(" with tags {:?}", job.tags));
+    }
+    JobFailure {
+        cause: FailureCause::NoEligibleNode,
+        message,
+        retryable: retrying,
+    }
+}

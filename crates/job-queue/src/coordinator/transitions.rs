@@ -1,0 +1,216 @@
+//! The coordinator's internal state transitions (dispatch, success,
+//! failure, retry, dead letter), kept apart from its public inputs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{
+    no_eligible_node, Action, AttemptFailure, CoordinatorCore, DeadLetter, JobEntry, Phase,
+    TimerKind,
+};
+use crate::failure::{FailureCause, JobFailure};
+use crate::job::{JobId, JobResult};
+use crate::strategy::Strategy;
+
+impl CoordinatorCore {
+    /// A generated id not used by any job in progress.
+    pub(super) fn fresh_id(&mut self) -> JobId {
+        loop {
+            self.next_id += 1;
+            let id = JobId::generated(&self.config.node, self.next_id);
+            if !self.jobs.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Whether `attempt` of `id` is running (on `node`, when given).
+    pub(super) fn is_current(&self, id: &JobId, attempt: u32, node: Option<&str>) -> bool {
+        match self.jobs.get(id) {
+            Some(JobEntry {
+                job,
+                phase: Phase::Running { node: running, .. },
+                ..
+            }) => job.attempt == attempt && node.is_none_or(|n| n == &**running),
+            _ => false,
+        }
+    }
+
+    /// Ends the running attempt of `id`: cancels its deadline and releases
+    /// the node's slot. Callers check [`is_current`](Self::is_current) first.
+    pub(super) fn end_running(&mut self, id: &JobId) -> (Arc<str>, Instant) {
+        let entry = self.jobs.get_mut(id).expect("caller checked the job exists");
+        if let Some(key) = entry.timer.take() {
+            self.timers.remove(key);
+        }
+        let Phase::Running {
+            node,
+            dispatched_at,
+        } = std::mem::replace(&mut entry.phase, Phase::Pending)
+        else {
+            unreachable!("caller checked the job is running");
+        };
+        if let Some(state) = self.nodes.get_mut(&node) {
+            state.outstanding = state.outstanding.saturating_sub(1);
+        }
+        (node, dispatched_at)
+    }
+
+    /// Starts the next attempt of `id` on a node chosen by its strategy.
+    pub(super) fn dispatch(&mut self, id: &JobId, now: Instant) {
+        let Some(entry) = self.jobs.get_mut(id) else {
+            return;
+        };
+        let chosen = choose_node(&self.nodes, self.strategies.get(entry.job.strategy), entry);
+        entry.job.attempt += 1;
+        if entry.job.attempt > 1 {
+            self.counters.retries += 1;
+        }
+        let Some(node) = chosen else {
+            let failure = no_eligible_node(&entry.job, true);
+            self.fail_attempt(id, None, failure, None, now, false);
+            return;
+        };
+        let deadline = now + entry.job.timeout;
+        entry.timer = Some(self.timers.insert(deadline, id.clone(), TimerKind::Deadline));
+        entry.phase = Phase::Running {
+            node: node.clone(),
+            dispatched_at: now,
+        };
+        let job = entry.job.clone();
+        if let Some(state) = self.nodes.get_mut(&node) {
+            state.outstanding += 1;
+        }
+        self.actions.push_back(Action::Dispatch {
+            job,
+            node: node.to_string(),
+        });
+    }
+
+    /// Completes a job whose current attempt succeeded.
+    pub(super) fn succeed(&mut self, result: JobResult, node: &str) {
+        let Some(entry) = self.jobs.remove(&result.id) else {
+            return;
+        };
+        if let Some(state) = self.nodes.get_mut(node) {
+            state.stats.record(&entry.job.kind, true, Some(result.elapsed));
+        }
+        self.counters.succeeded += 1;
+        self.actions.push_back(Action::Complete(result));
+    }
+
+    /// Records a failed attempt, then retries (after backoff, or at once if
+    /// `immediate`) or finishes the job as failed.
+    pub(super) fn fail_attempt(
+        &mut self,
+        id: &JobId,
+        node: Option<Arc<str>>,
+        failure: JobFailure,
+        elapsed: Option<Duration>,
+        now: Instant,
+        immediate: bool,
+    ) {
+        let Some(entry) = self.jobs.get_mut(id) else {
+            return;
+        };
+        if let Some(state) = node.as_deref().and_then(|n| self.nodes.get_mut(n)) {
+            state.stats.record(&entry.job.kind, false, elapsed);
+        }
+        let retry = failure.retryable && entry.job.attempt < entry.job.max_attempts;
+        tracing::debug!(%id, attempt = entry.job.attempt, %failure, retry, "attempt failed");
+        entry.failures.push(AttemptFailure {
+            attempt: entry.job.attempt,
+            node: node.map(|n| n.to_string()),
+            failure,
+        });
+        if !retry {
+            self.finish_failed(id, elapsed.unwrap_or_default());
+            return;
+        }
+        let delay = if immediate {
+            Duration::ZERO
+        } else {
+            let failures = entry.failures.len() as u32;
+            self.config.backoff.delay(failures, &mut self.rng)
+        };
+        if delay.is_zero() {
+            self.dispatch(id, now);
+        } else {
+            entry.phase = Phase::Backoff;
+            entry.timer = Some(self.timers.insert(now + delay, id.clone(), TimerKind::Retry));
+        }
+    }
+
+    /// Completes a job as failed and moves it to the dead-letter list.
+    fn finish_failed(&mut self, id: &JobId, elapsed: Duration) {
+        let Some(entry) = self.jobs.remove(id) else {
+            return;
+        };
+        let last = entry.failures.last().expect("a failed job has a failure");
+        let cause = last.failure.cause;
+        let attempts = entry.job.attempt;
+        let node = last.node.clone().unwrap_or_default();
+        let result = JobResult::failure(id.clone(), last.failure.clone(), node, attempts, elapsed);
+        self.counters.failed += 1;
+        self.actions.push_back(Action::Complete(result));
+        let letter = DeadLetter {
+            job: entry.job,
+            failures: entry.failures,
+        };
+        self.dead.push(letter, self.config.max_dead_letters);
+        self.actions.push_back(Action::DeadLettered {
+            id: id.clone(),
+            attempts,
+            cause,
+        });
+    }
+
+    /// The running attempt of `id` missed its deadline.
+    pub(super) fn time_out(&mut self, id: &JobId, now: Instant) {
+        let Some(entry) = self.jobs.get(id) else {
+            return;
+        };
+        if !matches!(entry.phase, Phase::Running { .. }) {
+            return;
+        }
+        let timeout_ms = entry.job.timeout.as_millis();
+        let (node, dispatched_at) = self.end_running(id);
+        let failure = JobFailure::new(
+            FailureCause::Timeout,
+            format!("no result from {node} within {timeout_ms} ms"),
+        );
+        let waited = now.saturating_duration_since(dispatched_at);
+        self.fail_attempt(id, Some(node), failure, Some(waited), now, false);
+    }
+
+    /// Fails every attempt running on `node` with `NodeDown` and retries it
+    /// at once, in id order (deterministic).
+    pub(super) fn retry_running_on(&mut self, node: &str, now: Instant) {
+        let mut ids: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, e)| matches!(&e.phase, Phase::Running { node: n, .. } if &**n == node))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort_unstable();
+        for id in ids {
+            let (node, _) = self.end_running(&id);
+            let failure = JobFailure::new(FailureCause::NodeDown, format!("node {node} went down"));
+            self.fail_attempt(&id, Some(node), failure, None, now, true);
+        }
+    }
+}
+
+/// Runs the job's strategy over its eligible candidates.
+fn choose_node(
+    nodes: &super::NodeTable,
+    strategy: &mut dyn Strategy,
+    entry: &JobEntry,
+) -> Option<Arc<str>> {
+    let tried = |n: &str| entry.failures.iter().any(|f| f.node.as_deref() == Some(n));
+    let last_failed = entry.failures.last().and_then(|f| f.node.as_deref());
+    let candidates = nodes.candidates(&entry.job, tried, last_failed);
+    let index = strategy.select(&entry.job, &candidates)?;
+    let name = candidates.get(index)?.node;
+    nodes.key(name)
+}

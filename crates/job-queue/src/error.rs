@@ -1,0 +1,145 @@
+//! Errors of the job queue: the crate-wide [`JobError`] and small
+//! per-operation error types.
+
+use crate::job::{Job, JobId};
+
+/// The crate-wide error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JobError {
+    /// A job id was malformed.
+    #[error(transparent)]
+    JobId(#[from] ParseJobIdError),
+    /// A job failed validation.
+    #[error(transparent)]
+    InvalidJob(#[from] InvalidJob),
+    /// A wire form could not be decoded.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A coordinator refused a submission.
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+}
+
+/// Why a string is not a valid [`JobId`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseJobIdError {
+    /// The id is empty.
+    #[error("job id is empty")]
+    Empty,
+    /// The id is longer than [`JobId::MAX_LEN`] bytes.
+    #[error("job id is {len} bytes, more than the limit of {max}", max = JobId::MAX_LEN)]
+    TooLong {
+        /// The id's length in bytes.
+        len: usize,
+    },
+    /// The id contains whitespace or a control character.
+    #[error("job id contains the forbidden character {c:?}")]
+    BadChar {
+        /// The offending character.
+        c: char,
+    },
+}
+
+/// Why a [`Job`] is not acceptable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidJob {
+    /// The kind is empty or longer than [`Job::MAX_KIND_LEN`].
+    #[error("job kind must be 1..={max} bytes, got {len}", max = Job::MAX_KIND_LEN)]
+    Kind {
+        /// The kind's length in bytes.
+        len: usize,
+    },
+    /// `max_attempts` is zero.
+    #[error("max_attempts must be at least 1")]
+    ZeroAttempts,
+    /// The timeout is zero.
+    #[error("timeout must be positive")]
+    ZeroTimeout,
+    /// A required tag is empty.
+    #[error("required tag {tag:?} is invalid")]
+    Tag {
+        /// The offending tag.
+        tag: String,
+    },
+}
+
+/// Why a JSON or bincode form could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Malformed JSON or a missing/mistyped field.
+    #[error("invalid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Malformed bincode, or input above the size limit.
+    #[error("invalid bincode: {0}")]
+    Bincode(#[from] bincode::Error),
+    /// The bincode form was written by another wire version.
+    #[error("wire version {found} is not supported (expected {expected})")]
+    Version {
+        /// The version found in the input.
+        found: u8,
+        /// The version this build speaks.
+        expected: u8,
+    },
+    /// A job id in the input is malformed.
+    #[error(transparent)]
+    JobId(#[from] ParseJobIdError),
+    /// A field holds a value out of range.
+    #[error("field `{field}` is invalid: {reason}")]
+    Field {
+        /// The field's name.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+/// Why a coordinator refused a job.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// The job failed validation.
+    #[error(transparent)]
+    Invalid(#[from] InvalidJob),
+    /// A job with this id is still running.
+    #[error("job {0} is already in progress")]
+    Duplicate(JobId),
+    /// The coordinator already tracks its maximum number of jobs.
+    #[error("coordinator is at capacity ({limit} jobs in progress)")]
+    AtCapacity {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// No dead letter has this id.
+    #[error("no dead letter with id {0}")]
+    NotDeadLettered(JobId),
+}
+
+/// Why the worker engine did not accept a job; hands the job back.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrySubmitError<T> {
+    /// The queue is full.
+    #[error("worker queue is full")]
+    Full(T),
+    /// The engine has shut down.
+    #[error("worker engine is shut down")]
+    Closed(T),
+}
+
+impl<T> TrySubmitError<T> {
+    /// The value that was not accepted.
+    pub fn into_inner(self) -> T {
+        match self {
+            TrySubmitError::Full(v) | TrySubmitError::Closed(v) => v,
+        }
+    }
+}
+
+/// The worker engine has shut down; hands the job back.
+#[derive(Debug, thiserror::Error)]
+#[error("worker engine is shut down")]
+pub struct EngineClosed<T>(pub T);

@@ -1,0 +1,270 @@
+//! Job handlers: the [`Handler`] trait, the per-kind [`HandlerRegistry`] and
+//! the [`JobContext`] a handler receives.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rustc_hash::FxHashMap;
+use serde::de::DeserializeOwned;
+
+use crate::failure::HandlerError;
+use crate::job::{Job, JobId};
+
+/// The tag prefix with which a node advertises a kind it serves
+/// (`kind:resize`).
+pub const KIND_TAG_PREFIX: &str = "kind:";
+
+/// The tag that advertises `kind` (`kind:<kind>`).
+pub fn kind_tag(kind: &str) -> String {
+    format!("{KIND_TAG_PREFIX}{kind}")
+}
+
+/// Runs jobs of one kind.
+///
+/// Any `Fn(JobContext) -> impl Future<Output = Result<String, HandlerError>>`
+/// that is `Send + Sync + 'static` is a handler.
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// Runs one attempt of a job and returns its output.
+    ///
+    /// # Errors
+    ///
+    /// A [`HandlerError`]: retryable errors are retried on another node,
+    /// permanent and bad-data errors fail the job at once.
+    async fn handle(&self, ctx: JobContext) -> Result<String, HandlerError>;
+}
+
+#[async_trait]
+impl<F, Fut> Handler for F
+where
+    F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<String, HandlerError>> + Send + 'static,
+{
+    async fn handle(&self, ctx: JobContext) -> Result<String, HandlerError> {
+        (self)(ctx).await
+    }
+}
+
+/// A progress report from a running handler.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProgressUpdate {
+    /// The job reporting.
+    pub job_id: JobId,
+    /// Its attempt number.
+    pub attempt: u32,
+    /// Fraction done, clamped to 0.0..=1.0.
+    pub fraction: f32,
+    /// A free-form note (`"resized 3 of 10"`).
+    pub note: String,
+}
+
+pub(crate) type ProgressFn = Arc<dyn Fn(ProgressUpdate) + Send + Sync>;
+
+/// What a handler gets: the job, its attempt and a progress reporter.
+pub struct JobContext {
+    job: Job,
+    node: Arc<str>,
+    progress: Option<ProgressFn>,
+}
+
+impl fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobContext")
+            .field("job", &self.job)
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobContext {
+    /// A context for `job` running on `node`, without a progress sink
+    /// (progress reports are dropped). Useful to unit-test handlers.
+    pub fn new(job: Job, node: &str) -> Self {
+        JobContext {
+            job,
+            node: Arc::from(node),
+            progress: None,
+        }
+    }
+
+    pub(crate) fn with_progress(job: Job, node: Arc<str>, progress: Option<ProgressFn>) -> Self {
+        JobContext {
+            job,
+            node,
+            progress,
+        }
+    }
+
+    /// The job being run.
+    pub fn job(&self) -> &Job {
+        &self.job
+    }
+
+    /// The job's data.
+    pub fn data(&self) -> &str {
+        &self.job.data
+    }
+
+    /// The 1-based attempt number.
+    pub fn attempt(&self) -> u32 {
+        self.job.attempt
+    }
+
+    /// The node running the job.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Decodes the data as JSON.
+    ///
+    /// # Errors
+    ///
+    /// [`HandlerError::BadData`] if the data is not a JSON `T`; return it
+    /// with `?` to fail the job without retries.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
+        serde_json::from_str(&self.job.data).map_err(HandlerError::bad_data)
+    }
+
+    /// Reports progress (`fraction` is clamped to 0.0..=1.0). Best effort:
+    /// reports may be dropped under load.
+    pub fn progress(&self, fraction: f32, note: impl Into<String>) {
+        if let Some(report) = &self.progress {
+            let fraction = if fraction.is_nan() {
+                0.0
+            } else {
+                fraction.clamp(0.0, 1.0)
+            };
+            report(ProgressUpdate {
+                job_id: self.job.id.clone(),
+                attempt: self.job.attempt,
+                fraction,
+                note: note.into(),
+            });
+        }
+    }
+}
+
+/// Handlers by job kind.
+///
+/// ```
+/// use job_queue::{HandlerError, HandlerRegistry, JobContext};
+///
+/// let mut registry = HandlerRegistry::new();
+/// registry.register("echo", |ctx: JobContext| async move {
+///     Ok::<_, HandlerError>(ctx.data().to_owned())
+/// });
+/// assert_eq!(registry.kind_tags(), vec!["kind:echo".to_owned()]);
+/// ```
+#[derive(Clone, Default)]
+pub struct HandlerRegistry {
+    handlers: FxHashMap<String, Arc<dyn Handler>>,
+}
+
+impl fmt::Debug for HandlerRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandlerRegistry")
+            .field("kinds", &self.kinds())
+            .finish()
+    }
+}
+
+impl HandlerRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        HandlerRegistry::default()
+    }
+
+    /// Registers `handler` for `kind`, replacing any previous one; returns
+    /// the registry for chaining.
+    pub fn register(&mut self, kind: impl Into<String>, handler: impl Handler) -> &mut Self {
+        self.handlers.insert(kind.into(), Arc::new(handler));
+        self
+    }
+
+    /// Removes the handler of `kind`; returns whether there was one.
+    pub fn unregister(&mut self, kind: &str) -> bool {
+        self.handlers.remove(kind).is_some()
+    }
+
+    /// The handler of `kind`.
+    pub fn get(&self, kind: &str) -> Option<Arc<dyn Handler>> {
+        self.handlers.get(kind).cloned()
+    }
+
+    /// Whether `kind` has a handler.
+    pub fn contains(&self, kind: &str) -> bool {
+        self.handlers.contains_key(kind)
+    }
+
+    /// The registered kinds, sorted.
+    pub fn kinds(&self) -> Vec<&str> {
+        let mut kinds: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
+        kinds.sort_unstable();
+        kinds
+    }
+
+    /// The `kind:<name>` tags a node serving these kinds advertises, sorted.
+    pub fn kind_tags(&self) -> Vec<String> {
+        self.kinds().into_iter().map(kind_tag).collect()
+    }
+
+    /// The number of registered kinds.
+    pub fn len(&self) -> usize {
+        self.handlers.len()
+    }
+
+    /// Whether no kind is registered.
+    pub fn is_empty(&self) -> bool {
+        self.handlers.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parking_lot::Mutex;
+
+    #[derive(serde::Deserialize)]
+    struct Size {
+        w: u32,
+    }
+
+    #[tokio::test]
+    async fn closures_are_handlers_and_json_errors_are_bad_data() {
+        let mut registry = HandlerRegistry::new();
+        registry.register("double", |ctx: JobContext| async move {
+            let size: Size = ctx.json()?;
+            Ok(format!("{}", size.w * 2))
+        });
+        let handler = registry.get("double").unwrap();
+        let ok = handler
+            .handle(JobContext::new(Job::new("double", r#"{"w":21}"#), "n"))
+            .await;
+        assert_eq!(ok.unwrap(), "42");
+        let bad = handler
+            .handle(JobContext::new(Job::new("double", "nope"), "n"))
+            .await;
+        assert!(matches!(bad, Err(HandlerError::BadData(_))));
+        assert!(registry.get("other").is_none());
+        assert!(registry.unregister("double"));
+        assert!(registry.is_empty());
+    }
+
+    #[test]
+    fn progress_is_clamped_and_tagged() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let report: ProgressFn = Arc::new(move |u| sink.lock().push(u));
+        let job = Job::new("k", "").with_id(JobId::new("j1").unwrap());
+        let ctx = JobContext::with_progress(job, Arc::from("n"), Some(report));
+        ctx.progress(1.5, "over");
+        ctx.progress(f32::NAN, "nan");
+        let seen = seen.lock();
+        assert_eq!(seen[0].fraction, 1.0);
+        assert_eq!(seen[0].job_id.as_str(), "j1");
+        assert_eq!(seen[1].fraction, 0.0);
+        assert_eq!(seen[1].note, "nan");
+    }
+}

@@ -1,0 +1,338 @@
+//! The job and its result: [`JobId`], [`Job`], [`JobResult`].
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{InvalidJob, ParseJobIdError};
+use crate::failure::JobFailure;
+use crate::strategy::StrategyKind;
+
+/// The identity of a job: a cheap-to-clone string.
+///
+/// A valid id is 1..=[`JobId::MAX_LEN`] bytes with no whitespace and no
+/// control characters. [`JobId::default()`] is the empty, *unassigned* id: a
+/// coordinator replaces it with a generated `<node>-<counter>` id on submit.
+/// `Display` and `FromStr` round-trip for every valid id.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(Arc<str>);
+
+impl JobId {
+    /// The longest id accepted, in bytes.
+    pub const MAX_LEN: usize = 128;
+
+    /// Validates and wraps an id.
+    ///
+    /// # Errors
+    ///
+    /// [`ParseJobIdError`] if the id is empty, too long, or contains
+    /// whitespace or control characters.
+    pub fn new(id: &str) -> Result<Self, ParseJobIdError> {
+        if id.is_empty() {
+            return Err(ParseJobIdError::Empty);
+        }
+        if id.len() > Self::MAX_LEN {
+            return Err(ParseJobIdError::TooLong { len: id.len() });
+        }
+        if let Some(c) = id.chars().find(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ParseJobIdError::BadChar { c });
+        }
+        Ok(JobId(Arc::from(id)))
+    }
+
+    /// The id a coordinator on `node` generates for its `counter`-th job.
+    pub(crate) fn generated(node: &str, counter: u64) -> Self {
+        JobId(Arc::from(format!("{node}-{counter}")))
+    }
+
+    /// The id as a string slice (empty when unassigned).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is the empty id that asks the coordinator to assign one.
+    pub fn is_unassigned(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Parses a wire id, where the empty string means unassigned.
+    pub(crate) fn from_wire(id: &str) -> Result<Self, ParseJobIdError> {
+        if id.is_empty() {
+            Ok(JobId::default())
+        } else {
+            JobId::new(id)
+        }
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JobId({:?})", &*self.0)
+    }
+}
+
+impl FromStr for JobId {
+    type Err = ParseJobIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobId::new(s)
+    }
+}
+
+impl Serialize for JobId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for JobId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        JobId::from_wire(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A unit of work: run handler `kind` on `data` on some eligible node.
+///
+/// JSON and bincode forms are documented in `docs/jobs.md`; use
+/// [`Job::to_json`], [`Job::from_json`], [`Job::to_bincode`] and
+/// [`Job::from_bincode`].
+///
+/// ```
+/// use std::time::Duration;
+/// use job_queue::Job;
+///
+/// let job = Job::new("resize", r#"{"w":64}"#)
+///     .with_tag("gpu")
+///     .with_timeout(Duration::from_secs(5));
+/// let back = Job::from_json(&job.to_json()).unwrap();
+/// assert_eq!(back, job);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    /// The job's id; [`JobId::default()`] lets the coordinator assign one.
+    pub id: JobId,
+    /// The handler kind that runs the job (`resize`, `wordcount-map`, ...).
+    pub kind: String,
+    /// Opaque input, conventionally JSON text.
+    pub data: String,
+    /// Tags a node must carry to run the job (`gpu`, ...).
+    pub tags: Vec<String>,
+    /// How long one attempt may take before it is retried elsewhere.
+    pub timeout: Duration,
+    /// The most attempts made before the job is dead-lettered (>= 1).
+    pub max_attempts: u32,
+    /// The 1-based number of this attempt (set by the coordinator).
+    pub attempt: u32,
+    /// A strategy that overrides the coordinator's default for this job.
+    pub strategy: Option<StrategyKind>,
+}
+
+impl Job {
+    /// The default per-attempt timeout: 30 s.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The default number of attempts: 3.
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+    /// The longest kind name accepted, in bytes.
+    pub const MAX_KIND_LEN: usize = 64;
+
+    /// A job of `kind` with `data`, default timeout and attempts, no tags and
+    /// an unassigned id.
+    pub fn new(kind: impl Into<String>, data: impl Into<String>) -> Self {
+        Job {
+            id: JobId::default(),
+            kind: kind.into(),
+            data: data.into(),
+            tags: Vec::new(),
+            timeout: Self::DEFAULT_TIMEOUT,
+            max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
+            attempt: 1,
+            strategy: None,
+        }
+    }
+
+    /// Sets the id (instead of letting the coordinator assign one).
+    pub fn with_id(mut self, id: JobId) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// Adds a required tag.
+    pub fn with_tag(mut self, tag: impl Into<String>) -> Self {
+        self.tags.push(tag.into());
+        self
+    }
+
+    /// Sets the per-attempt timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the maximum number of attempts.
+    pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    /// Overrides the coordinator's strategy for this job.
+    pub fn with_strategy(mut self, strategy: StrategyKind) -> Self {
+        self.strategy = Some(strategy);
+        self
+    }
+
+    /// Checks the fields a coordinator relies on.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidJob`] naming the first bad field.
+    pub fn validate(&self) -> Result<(), InvalidJob> {
+        if self.kind.is_empty() || self.kind.len() > Self::MAX_KIND_LEN {
+            return Err(InvalidJob::Kind {
+                len: self.kind.len(),
+            });
+        }
+        if self.max_attempts == 0 {
+            return Err(InvalidJob::ZeroAttempts);
+        }
+        if self.timeout.is_zero() {
+            return Err(InvalidJob::ZeroTimeout);
+        }
+        if let Some(tag) = self.tags.iter().find(|t| t.is_empty()) {
+            return Err(InvalidJob::Tag { tag: tag.clone() });
+        }
+        Ok(())
+    }
+
+    /// A rough count of the heap bytes this job owns (for memory budgets).
+    pub fn heap_bytes(&self) -> usize {
+        self.id.as_str().len()
+            + self.kind.capacity()
+            + self.data.capacity()
+            + self.tags.capacity() * std::mem::size_of::<String>()
+            + self.tags.iter().map(String::capacity).sum::<usize>()
+    }
+}
+
+/// The outcome of a job: exactly one of `result` and `error` is set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobResult {
+    /// The job's id.
+    pub id: JobId,
+    /// The handler's output on success.
+    pub result: Option<String>,
+    /// Why the job failed, otherwise.
+    pub error: Option<JobFailure>,
+    /// The node that produced this result (empty if none ran it).
+    pub worker_node: String,
+    /// The attempt that produced this result (0 if none was made).
+    pub attempt: u32,
+    /// Processing time on the worker.
+    pub elapsed: Duration,
+}
+
+impl JobResult {
+    /// A successful result.
+    pub fn success(
+        id: JobId,
+        result: impl Into<String>,
+        worker_node: impl Into<String>,
+        attempt: u32,
+        elapsed: Duration,
+    ) -> Self {
+        JobResult {
+            id,
+            result: Some(result.into()),
+            error: None,
+            worker_node: worker_node.into(),
+            attempt,
+            elapsed,
+        }
+    }
+
+    /// A failed result.
+    pub fn failure(
+        id: JobId,
+        error: JobFailure,
+        worker_node: impl Into<String>,
+        attempt: u32,
+        elapsed: Duration,
+    ) -> Self {
+        JobResult {
+            id,
+            result: None,
+            error: Some(error),
+            worker_node: worker_node.into(),
+            attempt,
+            elapsed,
+        }
+    }
+
+    /// Whether the job succeeded.
+    pub fn is_success(&self) -> bool {
+        self.error.is_none() && self.result.is_some()
+    }
+
+    /// The output or the failure, as a `Result`.
+    pub fn outcome(&self) -> Result<&str, &JobFailure> {
+        match (&self.result, &self.error) {
+            (_, Some(err)) => Err(err),
+            (Some(out), None) => Ok(out),
+            (None, None) => Ok(""),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn job_id_validation() {
+        assert!(JobId::new("node-a-1").is_ok());
+        assert_eq!(JobId::new(""), Err(ParseJobIdError::Empty));
+        assert!(matches!(
+            JobId::new("a b"),
+            Err(ParseJobIdError::BadChar { c: ' ' })
+        ));
+        assert!(matches!(
+            JobId::new(&"x".repeat(129)),
+            Err(ParseJobIdError::TooLong { len: 129 })
+        ));
+        assert!(JobId::default().is_unassigned());
+        assert_eq!(JobId::generated("n1", 7).as_str(), "n1-7");
+    }
+
+    #[test]
+    fn job_validation() {
+        assert!(Job::new("k", "").validate().is_ok());
+        assert_eq!(Job::new("", "").validate(), Err(InvalidJob::Kind { len: 0 }));
+        assert_eq!(
+            Job::new("k", "").with_max_attempts(0).validate(),
+            Err(InvalidJob::ZeroAttempts)
+        );
+        assert_eq!(
+            Job::new("k", "").with_timeout(Duration::ZERO).validate(),
+            Err(InvalidJob::ZeroTimeout)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn job_id_display_from_str_round_trip(s in "[!-~]{1,128}") {
+            let id: JobId = s.parse().unwrap();
+            prop_assert_eq!(id.to_string(), s.clone());
+            prop_assert_eq!(id.to_string().parse::<JobId>().unwrap(), id);
+        }
+    }
+}

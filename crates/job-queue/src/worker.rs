@@ -1,0 +1,408 @@
+//! The worker execution engine: K supervised worker loops pulling jobs from
+//! one shared bounded queue and emitting results on a channel.
+//!
+//! The engine knows nothing about the network: the network shell submits
+//! `(Job, ticket)` pairs (the ticket says where the result goes, e.g. the
+//! coordinator's address) and forwards the [`WorkerEvent`]s it receives.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actor_core::{
+    Actor, ActorRef, BoxError, ChildEvent, Context, RestartPolicy, SpawnOptions, Supervisor,
+};
+use async_trait::async_trait;
+use futures_util::FutureExt;
+use tokio::sync::{mpsc, Mutex};
+
+use crate::error::{EngineClosed, TrySubmitError};
+use crate::failure::{FailureCause, JobFailure};
+use crate::handler::{HandlerRegistry, JobContext, ProgressFn, ProgressUpdate};
+use crate::job::{Job, JobResult};
+
+/// Settings of a [`WorkerEngine`].
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// This node's name, written into every result's `worker_node`.
+    pub node: String,
+    /// Concurrent worker loops (K); at least 1.
+    pub workers: usize,
+    /// Capacity of the shared job queue; at least 1.
+    pub queue_capacity: usize,
+    /// Capacity of the event channel the engine returns.
+    pub event_capacity: usize,
+    /// Restart budget of each worker loop.
+    pub restart_policy: RestartPolicy,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            node: "local".to_owned(),
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            queue_capacity: 1024,
+            event_capacity: 1024,
+            restart_policy: RestartPolicy {
+                max_restarts: 10,
+                within: Duration::from_secs(10),
+            },
+        }
+    }
+}
+
+/// What the engine emits.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum WorkerEvent<T> {
+    /// A job finished (successfully or not); exactly one per accepted job.
+    Finished {
+        /// The outcome.
+        result: JobResult,
+        /// The job's kind.
+        kind: String,
+        /// The ticket submitted with the job.
+        ticket: T,
+    },
+    /// A running handler reported progress (best effort, may be dropped
+    /// when the event channel is full).
+    Progress {
+        /// The report.
+        update: ProgressUpdate,
+        /// The ticket submitted with the job.
+        ticket: T,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    in_flight: AtomicUsize,
+    finished: AtomicU64,
+    panics: AtomicU64,
+    restarts: AtomicU64,
+}
+
+struct Task<T> {
+    job: Job,
+    ticket: T,
+}
+
+struct LoopShared<T> {
+    node: Arc<str>,
+    registry: Arc<HandlerRegistry>,
+    events: mpsc::Sender<WorkerEvent<T>>,
+    counters: Arc<Counters>,
+}
+
+/// Runs jobs on K worker loops, each a child of an actor-core
+/// [`Supervisor`].
+///
+/// Every accepted job yields exactly one [`WorkerEvent::Finished`]: an
+/// unknown kind, undecodable data, a handler error, a handler that overruns
+/// the job's timeout, and a handler panic all become error results with the
+/// matching [`FailureCause`], and the loop goes on with the next job. Should a
+/// loop fail outside a handler, its supervisor rebuilds it on the same
+/// mailbox.
+///
+/// ```
+/// use std::sync::Arc;
+/// use job_queue::{HandlerError, HandlerRegistry, Job, JobContext, WorkerConfig, WorkerEngine, WorkerEvent};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let mut registry = HandlerRegistry::new();
+/// registry.register("upper", |ctx: JobContext| async move {
+///     Ok::<_, HandlerError>(ctx.data().to_uppercase())
+/// });
+/// let config = WorkerConfig { node: "node-a".into(), workers: 2, ..WorkerConfig::default() };
+/// let (engine, mut events) = WorkerEngine::start(config, Arc::new(registry)).unwrap();
+/// engine.submit(Job::new("upper", "hi"), ()).await.unwrap();
+/// match events.recv().await.unwrap() {
+///     WorkerEvent::Finished { result, .. } => assert_eq!(result.result.as_deref(), Some("HI")),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// engine.shutdown().await;
+/// # }
+/// ```
+pub struct WorkerEngine<T> {
+    queue: mpsc::Sender<Task<T>>,
+    counters: Arc<Counters>,
+    loops: Vec<ActorRef<Pull>>,
+}
+
+impl<T> std::fmt::Debug for WorkerEngine<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerEngine")
+            .field("workers", &self.loops.len())
+            .field("in_flight", &self.in_flight())
+            .field("queue_depth", &self.queue_depth())
+            .finish()
+    }
+}
+
+impl<T> std::fmt::Debug for Task<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Task").field("job", &self.job.id).finish()
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> WorkerEngine<T> {
+    /// Starts K worker loops on the current Tokio runtime; returns the engine
+    /// and the receiver of its events.
+    ///
+    /// # Errors
+    ///
+    /// [`actor_core::ActorError`] if a loop cannot be spawned (no runtime).
+    pub fn start(
+        config: WorkerConfig,
+        registry: Arc<HandlerRegistry>,
+    ) -> Result<(Self, mpsc::Receiver<WorkerEvent<T>>), actor_core::ActorError> {
+        let (queue, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let (events, events_rx) = mpsc::channel(config.event_capacity.max(1));
+        let counters = Arc::new(Counters::default());
+        let shared = Arc::new(LoopShared {
+            node: Arc::from(config.node.as_str()),
+            registry,
+            events,
+            counters: counters.clone(),
+        });
+        let rx = Arc::new(Mutex::new(rx));
+        let (supervisor, child_events) = Supervisor::new(config.restart_policy);
+        let mut loops = Vec::with_capacity(config.workers.max(1));
+        for i in 0..config.workers.max(1) {
+            let (rx, shared) = (rx.clone(), shared.clone());
+            let factory = move || WorkerLoop {
+                rx: rx.clone(),
+                shared: shared.clone(),
+            };
+            let name = format!("{}/worker-{i}", config.node);
+            loops.push(supervisor.spawn_child(name, factory, SpawnOptions::default().capacity(4))?);
+        }
+        tokio::spawn(watch_children(child_events, counters.clone()));
+        Ok((
+            WorkerEngine {
+                queue,
+                counters,
+                loops,
+            },
+            events_rx,
+        ))
+    }
+
+    /// Queues a job, waiting while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineClosed`] with the job and ticket if the engine has shut down.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if cancelled, the job was not queued.
+    pub async fn submit(&self, job: Job, ticket: T) -> Result<(), EngineClosed<(Job, T)>> {
+        self.queue
+            .send(Task { job, ticket })
+            .await
+            .map_err(|e| EngineClosed((e.0.job, e.0.ticket)))
+    }
+
+    /// Queues a job without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySubmitError::Full`] or [`TrySubmitError::Closed`], handing the
+    /// job and ticket back.
+    pub fn try_submit(&self, job: Job, ticket: T) -> Result<(), TrySubmitError<(Job, T)>> {
+        self.queue.try_send(Task { job, ticket }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(t) => TrySubmitError::Full((t.job, t.ticket)),
+            mpsc::error::TrySendError::Closed(t) => TrySubmitError::Closed((t.job, t.ticket)),
+        })
+    }
+
+    /// Stops accepting jobs, lets the loops finish every queued job, and
+    /// waits for them to stop.
+    pub async fn shutdown(self) {
+        let WorkerEngine { queue, loops, .. } = self;
+        drop(queue);
+        for worker in &loops {
+            worker.wait_stopped().await;
+        }
+    }
+}
+
+impl<T> WorkerEngine<T> {
+    /// Jobs being run right now.
+    pub fn in_flight(&self) -> usize {
+        self.counters.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Jobs waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
+    /// Jobs finished since start (any outcome).
+    pub fn finished(&self) -> u64 {
+        self.counters.finished.load(Ordering::Relaxed)
+    }
+
+    /// Handler panics caught since start.
+    pub fn panics(&self) -> u64 {
+        self.counters.panics.load(Ordering::Relaxed)
+    }
+
+    /// Worker-loop restarts by the supervisor since start.
+    pub fn restarts(&self) -> u64 {
+        self.counters.restarts.load(Ordering::Relaxed)
+    }
+
+    /// The number of worker loops (K).
+    pub fn workers(&self) -> usize {
+        self.loops.len()
+    }
+}
+
+async fn watch_children(mut events: mpsc::UnboundedReceiver<ChildEvent>, counters: Arc<Counters>) {
+    while let Some(event) = events.recv().await {
+        match event {
+            ChildEvent::Restarted { name, cause } => {
+                counters.restarts.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%name, %cause, "worker loop restarted");
+            }
+            ChildEvent::GaveUp { name, cause } => {
+                tracing::error!(%name, %cause, "worker loop gave up after too many restarts");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The one message a worker loop handles: "pull jobs until the queue closes".
+#[derive(Debug)]
+pub(crate) struct Pull;
+
+struct WorkerLoop<T> {
+    rx: Arc<Mutex<mpsc::Receiver<Task<T>>>>,
+    shared: Arc<LoopShared<T>>,
+}
+
+#[async_trait]
+impl<T: Clone + Send + Sync + 'static> Actor for WorkerLoop<T> {
+    type Message = Pull;
+
+    async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        // Every instance, first or restarted, kicks itself into pulling.
+        let _ = ctx.myself().try_tell(Pull);
+        Ok(())
+    }
+
+    async fn handle(&mut self, _msg: Pull, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        loop {
+            let next = {
+                let mut rx = self.rx.lock().await;
+                rx.recv().await
+            };
+            match next {
+                Some(task) => run_task(&self.shared, task).await,
+                None => {
+                    ctx.stop();
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Decrements `in_flight` even if the task is torn down by a panic.
+struct InFlight<'a>(&'a Counters);
+
+impl<'a> InFlight<'a> {
+    fn enter(counters: &'a Counters) -> Self {
+        counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(counters)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn run_task<T: Clone + Send + Sync + 'static>(shared: &LoopShared<T>, task: Task<T>) {
+    let Task { job, ticket } = task;
+    let guard = InFlight::enter(&shared.counters);
+    let started = Instant::now();
+    let (id, attempt, kind) = (job.id.clone(), job.attempt, job.kind.clone());
+    let outcome = execute(shared, job, &ticket).await;
+    let elapsed = started.elapsed();
+    let node = &*shared.node;
+    let result = match outcome {
+        Ok(output) => JobResult::success(id, output, node, attempt, elapsed),
+        Err(failure) => JobResult::failure(id, failure, node, attempt, elapsed),
+    };
+    drop(guard);
+    shared.counters.finished.fetch_add(1, Ordering::Relaxed);
+    let event = WorkerEvent::Finished {
+        result,
+        kind,
+        ticket,
+    };
+    if shared.events.send(event).await.is_err() {
+        tracing::debug!("worker event receiver dropped; result discarded");
+    }
+}
+
+async fn execute<T: Clone + Send + Sync + 'static>(
+    shared: &LoopShared<T>,
+    job: Job,
+    ticket: &T,
+) -> Result<String, JobFailure> {
+    let Some(handler) = shared.registry.get(&job.kind) else {
+        return Err(JobFailure::new(
+            FailureCause::UnknownKind,
+            format!("node {} has no handler for kind {:?}", shared.node, job.kind),
+        ));
+    };
+    let timeout = job.timeout;
+    let events = shared.events.clone();
+    let ticket = ticket.clone();
+    let progress: ProgressFn = Arc::new(move |update| {
+        let _ = events.try_send(WorkerEvent::Progress {
+            update,
+            ticket: ticket.clone(),
+        });
+    });
+    let ctx = JobContext::with_progress(job, shared.node.clone(), Some(progress));
+    let run = AssertUnwindSafe(async move { handler.handle(ctx).await }).catch_unwind();
+    // One timer per *running* job (at most K per node), so a stuck handler
+    // cannot hold a worker loop forever.
+    match tokio::time::timeout(timeout, run).await {
+        Err(_) => Err(JobFailure::new(
+            FailureCause::Timeout,
+            format!("handler did not finish within {} ms", timeout.as_millis()),
+        )),
+        Ok(Err(panic)) => {
+            shared.counters.panics.fetch_add(1, Ordering::Relaxed);
+            Err(JobFailure::new(
+                FailureCause::Panic,
+                format!("handler panicked: {}", panic_message(panic.as_ref())),
+            ))
+        }
+        Ok(Ok(Err(err))) => Err(JobFailure::from_handler_error(&err)),
+        Ok(Ok(Ok(output))) => Ok(output),
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;

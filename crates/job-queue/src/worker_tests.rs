@@ -1,0 +1,220 @@
+//! Unit tests of the worker engine (inline module, kept in its own file).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::timeout;
+
+use super::*;
+use crate::failure::HandlerError;
+use crate::job::JobId;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+#[derive(serde::Deserialize)]
+struct Input {
+    n: u64,
+}
+
+fn registry() -> HandlerRegistry {
+    let mut registry = HandlerRegistry::new();
+    registry
+        .register("square", |ctx: JobContext| async move {
+            let input: Input = ctx.json()?;
+            ctx.progress(0.5, "halfway");
+            Ok(format!("{}", input.n * input.n))
+        })
+        .register("flaky", |_ctx: JobContext| async move {
+            Err::<String, _>(HandlerError::retryable("try again"))
+        })
+        .register("broken", |_ctx: JobContext| async move {
+            Err::<String, _>(HandlerError::permanent("never works"))
+        })
+        .register("boom", |ctx: JobContext| async move {
+            if ctx.data() == "panic" {
+                panic!("handler exploded");
+            }
+            Ok::<_, HandlerError>("calm".to_owned())
+        })
+        .register("slow", |_ctx: JobContext| async move {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, HandlerError>("late".to_owned())
+        });
+    registry
+}
+
+fn engine(workers: usize) -> (WorkerEngine<u32>, mpsc::Receiver<WorkerEvent<u32>>) {
+    let config = WorkerConfig {
+        node: "node-w".to_owned(),
+        workers,
+        queue_capacity: 16,
+        ..WorkerConfig::default()
+    };
+    WorkerEngine::start(config, Arc::new(registry())).unwrap()
+}
+
+async fn next_finished(events: &mut mpsc::Receiver<WorkerEvent<u32>>) -> (JobResult, u32) {
+    loop {
+        let event = timeout(WAIT, events.recv()).await.unwrap().unwrap();
+        if let WorkerEvent::Finished { result, ticket, .. } = event {
+            return (result, ticket);
+        }
+    }
+}
+
+fn job(kind: &str, data: &str, id: &str) -> Job {
+    Job::new(kind, data).with_id(JobId::new(id).unwrap())
+}
+
+#[tokio::test]
+async fn every_failure_is_a_result_and_the_loop_keeps_going() {
+    let (engine, mut events) = engine(1);
+    let cases = [
+        (job("nope", "", "j1"), FailureCause::UnknownKind, true),
+        (job("square", "not json", "j2"), FailureCause::BadData, false),
+        (job("flaky", "", "j3"), FailureCause::Handler, true),
+        (job("broken", "", "j4"), FailureCause::Handler, false),
+        (job("boom", "panic", "j5"), FailureCause::Panic, true),
+        (
+            job("slow", "", "j6").with_timeout(Duration::from_millis(20)),
+            FailureCause::Timeout,
+            true,
+        ),
+    ];
+    for (i, (job, cause, retryable)) in cases.into_iter().enumerate() {
+        let id = job.id.clone();
+        timeout(WAIT, engine.submit(job, i as u32)).await.unwrap().unwrap();
+        let (result, ticket) = next_finished(&mut events).await;
+        assert_eq!((result.id.clone(), ticket), (id, i as u32));
+        let failure = result.error.expect("an error result");
+        assert_eq!((failure.cause, failure.retryable), (cause, retryable), "{failure}");
+        assert_eq!(result.worker_node, "node-w");
+        // The same single worker loop runs the next job successfully.
+        timeout(WAIT, engine.submit(job_ok(i), 100)).await.unwrap().unwrap();
+        let (ok, _) = next_finished(&mut events).await;
+        assert_eq!(ok.outcome(), Ok(format!("{}", i * i).as_str()));
+    }
+    assert_eq!(engine.panics(), 1);
+    assert_eq!(engine.finished(), 12);
+    assert_eq!(engine.workers(), 1);
+    timeout(WAIT, engine.shutdown()).await.unwrap();
+}
+
+fn job_ok(n: usize) -> Job {
+    Job::new("square", format!(r#"{{"n":{n}}}"#))
+}
+
+#[tokio::test]
+async fn panic_message_is_reported() {
+    let (engine, mut events) = engine(2);
+    timeout(WAIT, engine.submit(job("boom", "panic", "p1"), 0)).await.unwrap().unwrap();
+    let (result, _) = next_finished(&mut events).await;
+    assert!(result.error.unwrap().message.contains("handler exploded"));
+    timeout(WAIT, engine.submit(job("boom", "ok", "p2"), 0)).await.unwrap().unwrap();
+    let (result, _) = next_finished(&mut events).await;
+    assert_eq!(result.outcome(), Ok("calm"));
+    assert_eq!(engine.restarts(), 0, "a caught panic does not need a restart");
+}
+
+#[tokio::test]
+async fn k_loops_run_concurrently_and_report_load() {
+    let gate = Arc::new(Semaphore::new(0));
+    let (started_tx, mut started_rx) = mpsc::unbounded_channel();
+    let mut registry = HandlerRegistry::new();
+    let handler_gate = gate.clone();
+    registry.register("gated", move |ctx: JobContext| {
+        let gate = handler_gate.clone();
+        let started = started_tx.clone();
+        async move {
+            let _ = started.send(ctx.job().id.clone());
+            let _permit = gate.acquire().await.map_err(HandlerError::permanent)?;
+            Ok::<_, HandlerError>("through".to_owned())
+        }
+    });
+    let config = WorkerConfig {
+        node: "node-k".to_owned(),
+        workers: 3,
+        queue_capacity: 8,
+        ..WorkerConfig::default()
+    };
+    let (engine, mut events) = WorkerEngine::<u32>::start(config, Arc::new(registry)).unwrap();
+    for i in 0..5 {
+        let job = job("gated", "", &format!("g{i}"));
+        timeout(WAIT, engine.submit(job, i)).await.unwrap().unwrap();
+    }
+    for _ in 0..3 {
+        timeout(WAIT, started_rx.recv()).await.unwrap().unwrap();
+    }
+    assert_eq!(engine.in_flight(), 3);
+    assert_eq!(engine.queue_depth(), 2);
+    gate.add_permits(5);
+    let mut tickets = Vec::new();
+    for _ in 0..5 {
+        tickets.push(next_finished(&mut events).await.1);
+    }
+    tickets.sort_unstable();
+    assert_eq!(tickets, vec![0, 1, 2, 3, 4]);
+    assert_eq!(engine.in_flight(), 0);
+    assert_eq!(engine.queue_depth(), 0);
+    timeout(WAIT, engine.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
+async fn progress_events_carry_the_ticket() {
+    let (engine, mut events) = engine(1);
+    timeout(WAIT, engine.submit(job("square", r#"{"n":3}"#, "s1"), 7)).await.unwrap().unwrap();
+    let event = timeout(WAIT, events.recv()).await.unwrap().unwrap();
+    match event {
+        WorkerEvent::Progress { update, ticket } => {
+            assert_eq!(ticket, 7);
+            assert_eq!(update.job_id.as_str(), "s1");
+            assert_eq!(update.fraction, 0.5);
+            assert_eq!(update.note, "halfway");
+        }
+        other => panic!("expected progress, got {other:?}"),
+    }
+    let (result, _) = next_finished(&mut events).await;
+    assert_eq!(result.outcome(), Ok("9"));
+}
+
+#[tokio::test]
+async fn shutdown_drains_the_queue_and_refuses_new_jobs() {
+    let (engine, mut events) = engine(1);
+    for i in 0..10 {
+        engine.try_submit(job_ok(i), i as u32).unwrap();
+    }
+    timeout(WAIT, engine.shutdown()).await.unwrap();
+    let mut finished = 0;
+    while let Ok(Some(event)) = timeout(WAIT, events.recv()).await {
+        if matches!(event, WorkerEvent::Finished { .. }) {
+            finished += 1;
+        }
+    }
+    assert_eq!(finished, 10);
+}
+
+#[tokio::test]
+async fn full_queue_hands_the_job_back() {
+    let config = WorkerConfig {
+        node: "n".to_owned(),
+        workers: 1,
+        queue_capacity: 1,
+        ..WorkerConfig::default()
+    };
+    let (engine, _events) = WorkerEngine::<u32>::start(config, Arc::new(registry())).unwrap();
+    let slow = || job("slow", "", "s").with_timeout(Duration::from_secs(30));
+    // Fill the loop and the one queue slot; keep offering until refused.
+    let mut refused = None;
+    for i in 0..4 {
+        if let Err(err) = engine.try_submit(slow(), i) {
+            refused = Some(err);
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    match refused.expect("a full queue refuses") {
+        TrySubmitError::Full((job, _)) => assert_eq!(job.kind, "slow"),
+        other => panic!("expected Full, got {other:?}"),
+    }
+}
