@@ -9,18 +9,30 @@ const T: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn wrong_secret_is_refused_on_both_sides() {
-    let a = timeout(T, Transport::bind(TransportConfig::new("node-a", "right"))).await.unwrap().unwrap();
-    let b = timeout(T, Transport::bind(TransportConfig::new("node-b", "wrong"))).await.unwrap().unwrap();
+    let a = timeout(T, Transport::bind(TransportConfig::new("node-a", "right")))
+        .await
+        .unwrap()
+        .unwrap();
+    let b = timeout(T, Transport::bind(TransportConfig::new("node-b", "wrong")))
+        .await
+        .unwrap()
+        .unwrap();
     let mut rx_b = b.take_incoming().unwrap();
     let mut rx_a = a.take_incoming().unwrap();
 
-    let err = timeout(T, a.connect(&b.url())).await.unwrap().expect_err("refused");
+    let err = timeout(T, a.connect(&b.url()))
+        .await
+        .unwrap()
+        .expect_err("refused");
     assert!(
         matches!(err, TransportError::Handshake(HandshakeError::AuthFailed)),
         "dialer sees the refusal: {err:?}"
     );
     let text = err.to_string();
-    assert!(!text.contains("right") && !text.contains("wrong"), "reveals no secret: {text}");
+    assert!(
+        !text.contains("right") && !text.contains("wrong"),
+        "reveals no secret: {text}"
+    );
 
     // The dialer rejects the listener's proof first and tells it so; the
     // listener counts the failed handshake as well.
@@ -30,13 +42,18 @@ async fn wrong_secret_is_refused_on_both_sides() {
             tokio::task::yield_now().await;
         }
     };
-    timeout(T, wait_b).await.expect("listener counted the refusal");
+    timeout(T, wait_b)
+        .await
+        .expect("listener counted the refusal");
 
     assert!(a.peers().is_empty() && b.peers().is_empty());
     let env = Envelope::json("x", "y", "{}");
     assert!(a.send("node-b", env.clone()).await.is_err());
     assert!(b.send("node-a", env).await.is_err());
-    assert!(rx_a.try_recv().is_err() && rx_b.try_recv().is_err(), "nothing delivered");
+    assert!(
+        rx_a.try_recv().is_err() && rx_b.try_recv().is_err(),
+        "nothing delivered"
+    );
     timeout(T, a.shutdown()).await.unwrap();
     timeout(T, b.shutdown()).await.unwrap();
 }
@@ -44,10 +61,22 @@ async fn wrong_secret_is_refused_on_both_sides() {
 #[tokio::test]
 async fn wrong_secret_on_the_listener_side_is_refused_too() {
     // b dials a: now the listener (a) holds the right secret and b the wrong one.
-    let a = timeout(T, Transport::bind(TransportConfig::new("node-a", "right"))).await.unwrap().unwrap();
-    let b = timeout(T, Transport::bind(TransportConfig::new("node-b", "wrong"))).await.unwrap().unwrap();
-    let err = timeout(T, b.connect(&a.url())).await.unwrap().expect_err("refused");
-    assert!(matches!(err, TransportError::Handshake(HandshakeError::AuthFailed)), "{err:?}");
+    let a = timeout(T, Transport::bind(TransportConfig::new("node-a", "right")))
+        .await
+        .unwrap()
+        .unwrap();
+    let b = timeout(T, Transport::bind(TransportConfig::new("node-b", "wrong")))
+        .await
+        .unwrap()
+        .unwrap();
+    let err = timeout(T, b.connect(&a.url()))
+        .await
+        .unwrap()
+        .expect_err("refused");
+    assert!(
+        matches!(err, TransportError::Handshake(HandshakeError::AuthFailed)),
+        "{err:?}"
+    );
     assert!(a.stats().auth_failures >= 1 || b.stats().auth_failures >= 1);
     assert!(a.peers().is_empty() && b.peers().is_empty());
     timeout(T, a.shutdown()).await.unwrap();

@@ -42,11 +42,20 @@ async fn drain(mut rx: mpsc::Receiver<Incoming>, from: &'static str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_thousand_each_way_in_order() {
-    let a = timeout(T, Transport::bind(TransportConfig::new("node-a", "k"))).await.unwrap().unwrap();
-    let b = timeout(T, Transport::bind(TransportConfig::new("node-b", "k"))).await.unwrap().unwrap();
+    let a = timeout(T, Transport::bind(TransportConfig::new("node-a", "k")))
+        .await
+        .unwrap()
+        .unwrap();
+    let b = timeout(T, Transport::bind(TransportConfig::new("node-b", "k")))
+        .await
+        .unwrap()
+        .unwrap();
     let (rx_a, rx_b) = (a.take_incoming().unwrap(), b.take_incoming().unwrap());
     assert!(a.take_incoming().is_none(), "handed out once");
-    assert_eq!(timeout(T, a.connect(&b.url())).await.unwrap().unwrap(), "node-b");
+    assert_eq!(
+        timeout(T, a.connect(&b.url())).await.unwrap().unwrap(),
+        "node-b"
+    );
     assert_eq!(a.peers(), vec!["node-b".to_owned()]);
 
     let recv_a = tokio::spawn(drain(rx_a, "node-b"));
@@ -61,7 +70,11 @@ async fn hundred_thousand_each_way_in_order() {
     let (sa, sb) = (a.stats(), b.stats());
     assert_eq!((sa.envelopes_out, sb.envelopes_in), (N, N));
     assert_eq!((sb.envelopes_out, sa.envelopes_in), (N, N));
-    assert!(sa.frames_out < N, "writes were coalesced: {} frames", sa.frames_out);
+    assert!(
+        sa.frames_out < N,
+        "writes were coalesced: {} frames",
+        sa.frames_out
+    );
     assert_eq!(sa.malformed_frames + sb.malformed_frames, 0);
     timeout(T, a.shutdown()).await.unwrap();
     timeout(T, b.shutdown()).await.unwrap();
@@ -77,11 +90,15 @@ async fn try_send_hands_back_the_envelope() {
         Err(TrySendError::NoLink(back)) => assert_eq!(back, env),
         other => panic!("expected NoLink, got {other:?}"),
     }
-    let b = timeout(T, Transport::bind(TransportConfig::new("node-b", "k"))).await.unwrap().unwrap();
+    let b = timeout(T, Transport::bind(TransportConfig::new("node-b", "k")))
+        .await
+        .unwrap()
+        .unwrap();
     timeout(T, a.connect(&b.url())).await.unwrap().unwrap();
     // Queue of one on a current-thread runtime: the writer cannot drain
     // between these two calls, so the second one finds the queue full.
-    a.try_send("node-b", envelope(1, "node-a")).expect("first fits");
+    a.try_send("node-b", envelope(1, "node-a"))
+        .expect("first fits");
     match a.try_send("node-b", envelope(2, "node-a")) {
         Err(TrySendError::Full(back)) => assert_eq!(back.id, 2),
         other => panic!("expected Full, got {other:?}"),

@@ -15,9 +15,15 @@ async fn version_mismatch_is_refused_with_both_versions() {
     let mut cfg = TransportConfig::new("node-new", "k");
     cfg.protocol_version = future;
     let new = timeout(T, Transport::bind(cfg)).await.unwrap().unwrap();
-    let old = timeout(T, Transport::bind(TransportConfig::new("node-old", "k"))).await.unwrap().unwrap();
+    let old = timeout(T, Transport::bind(TransportConfig::new("node-old", "k")))
+        .await
+        .unwrap()
+        .unwrap();
 
-    let err = timeout(T, new.connect(&old.url())).await.unwrap().expect_err("refused");
+    let err = timeout(T, new.connect(&old.url()))
+        .await
+        .unwrap()
+        .expect_err("refused");
     match &err {
         TransportError::Handshake(HandshakeError::VersionMismatch { local, remote }) => {
             assert_eq!((*local, *remote), (future, PROTOCOL_VERSION));
@@ -25,14 +31,27 @@ async fn version_mismatch_is_refused_with_both_versions() {
         other => panic!("expected a version mismatch, got {other:?}"),
     }
     let text = err.to_string();
-    assert!(text.contains(&future.to_string()) && text.contains(&PROTOCOL_VERSION.to_string()), "{text}");
+    assert!(
+        text.contains(&future.to_string()) && text.contains(&PROTOCOL_VERSION.to_string()),
+        "{text}"
+    );
     assert_eq!(new.stats().version_mismatches, 1);
-    assert_eq!(old.stats().version_mismatches, 1, "the listener refused and counted it");
+    assert_eq!(
+        old.stats().version_mismatches,
+        1,
+        "the listener refused and counted it"
+    );
     assert!(new.peers().is_empty() && old.peers().is_empty());
 
     // The other direction is refused as well.
-    let err = timeout(T, old.connect(&new.url())).await.unwrap().expect_err("refused");
-    assert!(matches!(err, TransportError::Handshake(HandshakeError::VersionMismatch { .. })));
+    let err = timeout(T, old.connect(&new.url()))
+        .await
+        .unwrap()
+        .expect_err("refused");
+    assert!(matches!(
+        err,
+        TransportError::Handshake(HandshakeError::VersionMismatch { .. })
+    ));
     timeout(T, new.shutdown()).await.unwrap();
     timeout(T, old.shutdown()).await.unwrap();
 }

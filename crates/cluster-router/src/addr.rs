@@ -373,7 +373,9 @@ mod tests {
                 position: 3
             }
         );
-        assert!(err.to_string().contains("actor name contains ' ' at position 3"));
+        assert!(err
+            .to_string()
+            .contains("actor name contains ' ' at position 3"));
         let err = ActorAddr::parse(&format!("a@{}", "n".repeat(65))).unwrap_err();
         assert_eq!(
             err,

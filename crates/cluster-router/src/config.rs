@@ -108,7 +108,12 @@ impl RouterConfig {
     }
 
     /// Sets the gossip interval and the failure detector's thresholds.
-    pub fn timing(mut self, gossip: Duration, suspect_after: Duration, down_after: Duration) -> Self {
+    pub fn timing(
+        mut self,
+        gossip: Duration,
+        suspect_after: Duration,
+        down_after: Duration,
+    ) -> Self {
         self.gossip_interval = gossip;
         self.suspect_after = suspect_after;
         self.down_after = down_after;

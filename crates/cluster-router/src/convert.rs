@@ -82,12 +82,12 @@ pub(crate) fn from_transport(
 ) -> Result<Envelope, ConvertError> {
     let from = match from_override {
         Some(addr) => addr.clone(),
-        None => ActorAddr::parse_reusing(&env.from, known).map_err(|source| {
-            ConvertError::From {
+        None => {
+            ActorAddr::parse_reusing(&env.from, known).map_err(|source| ConvertError::From {
                 raw: truncate(&env.from),
                 source,
-            }
-        })?,
+            })?
+        }
     };
     let to = ActorAddr::parse_reusing(&env.to, known).map_err(|source| ConvertError::To {
         raw: truncate(&env.to),
@@ -160,8 +160,8 @@ mod tests {
             .unwrap_err();
         assert!(matches!(&err, ConvertError::To { from: f, .. } if *f == addr("c@a")));
         assert!(err.to_string().contains("bad 'to' address \"nobody\""));
-        let err = from_transport(transport::Envelope::json("w@b", "c@@a", "{}"), &[], None)
-            .unwrap_err();
+        let err =
+            from_transport(transport::Envelope::json("w@b", "c@@a", "{}"), &[], None).unwrap_err();
         assert!(matches!(err, ConvertError::From { .. }));
     }
 }

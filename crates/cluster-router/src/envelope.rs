@@ -146,7 +146,11 @@ impl Envelope {
 
     /// An [`EnvelopeKind::Error`] answer carrying `reason` as a JSON string.
     pub fn error_reply(&self, reason: &str) -> Envelope {
-        self.reply_with(EnvelopeKind::Error, PayloadFormat::Json, json_string(reason))
+        self.reply_with(
+            EnvelopeKind::Error,
+            PayloadFormat::Json,
+            json_string(reason),
+        )
     }
 
     /// The [`EnvelopeKind::Undeliverable`] answer sent back to `from` when
@@ -225,7 +229,10 @@ mod tests {
             Bytes::from_static(b"x"),
         );
         let rep = req.reply(Bytes::from_static(b"y"));
-        assert_eq!((rep.to.clone(), rep.from.clone()), (addr("b@n2"), addr("a@n1")));
+        assert_eq!(
+            (rep.to.clone(), rep.from.clone()),
+            (addr("b@n2"), addr("a@n1"))
+        );
         assert_eq!(rep.correlation_id, Some(req.id));
         assert_ne!(rep.id, req.id);
         assert_eq!(rep.format, PayloadFormat::Binary);
@@ -234,7 +241,8 @@ mod tests {
 
     #[test]
     fn undeliverable_is_never_bounced_twice() {
-        let req = Envelope::json(addr("ghost@n1"), addr("b@n2"), &serde_json::json!({"x": 1})).unwrap();
+        let req =
+            Envelope::json(addr("ghost@n1"), addr("b@n2"), &serde_json::json!({"x": 1})).unwrap();
         let und = req.undeliverable("no actor \"ghost\" on node n1").unwrap();
         assert_eq!(und.kind, EnvelopeKind::Undeliverable);
         assert_eq!(und.correlation_id, Some(req.id));
@@ -248,7 +256,12 @@ mod tests {
     fn debug_shows_short_json_payloads() {
         let e = Envelope::json(addr("a@n"), addr("b@n"), &"hi").unwrap();
         assert!(format!("{e:?}").contains("\"\\\"hi\\\"\""));
-        let e = Envelope::new(addr("a@n"), addr("b@n"), PayloadFormat::Binary, Bytes::from_static(b"\0\0"));
+        let e = Envelope::new(
+            addr("a@n"),
+            addr("b@n"),
+            PayloadFormat::Binary,
+            Bytes::from_static(b"\0\0"),
+        );
         assert!(format!("{e:?}").contains("payload_len: 2"));
     }
 }

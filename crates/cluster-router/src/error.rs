@@ -34,9 +34,9 @@ pub enum RouterError {
     Link {
         /// The node.
         node: NodeId,
-        /// What the transport said.
+        /// What the transport said (it holds the unsent envelope).
         #[source]
-        source: cluster_transport::SendError,
+        source: Box<cluster_transport::SendError>,
     },
     /// Another actor is registered under this name on this node.
     #[error("an actor named {0} is already registered on this node")]

@@ -57,6 +57,19 @@ fn send_system(inner: &Inner, node: &NodeId, payload: Bytes) {
     }
 }
 
+/// Sends a gossip answer straight on the link of its addressee's node
+/// (not counted as routed traffic; dropped when the link is full or gone).
+pub(crate) fn send_gossip_answer(inner: &Inner, env: Envelope) {
+    if *env.to.node() == inner.node {
+        inner.post(env);
+        return;
+    }
+    let node = env.to.node().clone();
+    if let Err(err) = inner.transport.try_send(node.as_str(), to_transport(env)) {
+        tracing::debug!(%node, %err, "gossip answer skipped");
+    }
+}
+
 /// Pushes this node's table to `node` (it answers with its own).
 pub(crate) fn push_table(inner: &Inner, node: &NodeId, push: Push) {
     send_system(inner, node, table_message(inner, push));
@@ -99,7 +112,9 @@ fn dial(inner: &Arc<Inner>, node: NodeId, url: String) {
         inner.dialing.lock().remove(&node);
         match result {
             Ok(peer) if peer == node.as_str() => {}
-            Ok(peer) => tracing::warn!(%node, %url, %peer, "dialled a member's URL, another node answered"),
+            Ok(peer) => {
+                tracing::warn!(%node, %url, %peer, "dialled a member's URL, another node answered")
+            }
             Err(err) => tracing::debug!(%node, %url, %err, "cannot dial member"),
         }
     });
@@ -151,7 +166,11 @@ pub(crate) async fn join_seeds(inner: &Arc<Inner>) -> usize {
                 }
             }
         });
-    join_all(attempts).await.into_iter().filter(|ok| *ok).count()
+    join_all(attempts)
+        .await
+        .into_iter()
+        .filter(|ok| *ok)
+        .count()
 }
 
 /// One gossip round: heartbeat, failure detection, push-pull to a few

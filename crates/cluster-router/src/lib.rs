@@ -1,1 +1,119 @@
 //! Actor addresses, the envelope, routing, membership and gossip.
+//!
+//! A [`Router`] runs on every node. It owns the node's
+//! [`cluster_transport::Transport`] and gives actors cluster-wide addresses:
+//!
+//! - **Addresses.** [`ActorAddr`] is `actor@node` ([`ActorName`] `@`
+//!   [`NodeId`]); node ids are logical names, resolved to WebSocket URLs by
+//!   the membership table. Cloning an address is cheap (shared strings).
+//! - **Envelopes.** An [`Envelope`] carries `to`, `from`, an id, an optional
+//!   correlation id, a kind (Message, Undeliverable, Error), a payload format
+//!   (Json, Binary) and a `Bytes` payload. Because every envelope names its
+//!   sender, any receiver answers with [`Envelope::reply`] and
+//!   [`Router::send`], across nodes or to an external client.
+//! - **Routing.** [`Router::register`] binds a name to a local
+//!   `ActorRef<Envelope>`. [`Router::send`] delivers to a local mailbox
+//!   without touching the network, or hands the envelope to the link of the
+//!   destination node; an unknown node is an error
+//!   ([`RouterError::UnknownNode`]). A message for an actor that does not
+//!   exist at its destination comes back to the sender as an
+//!   [`EnvelopeKind::Undeliverable`] envelope and is counted as a dead
+//!   letter; Undeliverable and Error envelopes are never bounced, so no two
+//!   nodes can ping-pong them. [`Router::request`] is request/reply over a
+//!   per-router reply mailbox.
+//! - **External clients.** Any WebSocket client that presents the client
+//!   token (see [`cluster_transport::client_token`]) gets a temporary
+//!   address `client-<id>@<node>`, announced in a welcome envelope from
+//!   `system@<node>` (`{"welcome":"client-7@node-a"}`). Its envelopes (JSON
+//!   text frames) are routed like any other, with `from` overwritten by its
+//!   address, so the answers come back on the same socket.
+//! - **Membership.** A node joins through seed URLs and learns everyone
+//!   else by push-pull gossip of the member table (node, URL, incarnation,
+//!   status, heartbeat, tags, load). A member whose heartbeat stops
+//!   advancing becomes Suspect after `suspect_after` and Down after
+//!   `down_after`; [`Router::leave`] announces Leaving then Left, which the
+//!   others never mistake for a failure; a restarted node (higher
+//!   incarnation) is Up again. [`Router::subscribe`] streams
+//!   [`MemberEvent`]s; [`Router::get_all_peers`] lists the Up members, this
+//!   node included.
+//! - **The `system` actor** on each node answers `{"cmd":"members"}`,
+//!   `{"cmd":"info"}` and `{"cmd":"ping"}` (JSON, usable by external
+//!   clients) and carries the binary gossip protocol.
+//!
+//! The public JSON form of envelopes and the system protocol are described
+//! in `docs/wire.md` ("Addresses and envelopes (router)").
+//!
+//! # Example
+//!
+//! Two nodes; an echo actor on `node-b` answers a request from `node-a`.
+//!
+//! ```
+//! use std::time::Duration;
+//! use actor_core::{spawn, Actor, BoxError, Context};
+//! use bytes::Bytes;
+//! use cluster_router::{EnvelopeKind, Envelope, MemberEvent, PayloadFormat, Router, RouterConfig};
+//!
+//! struct Echo(Router);
+//!
+//! #[async_trait::async_trait]
+//! impl Actor for Echo {
+//!     type Message = Envelope;
+//!     async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
+//!         self.0.send(env.reply(env.payload.clone())).await?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let fast = |name: &str| RouterConfig::new(name, "cookie").timing(
+//!     Duration::from_millis(50), Duration::from_millis(500), Duration::from_secs(1));
+//! let a = Router::start(fast("node-a")).await?;
+//! let mut events = a.subscribe();
+//! let b = Router::start(fast("node-b").seeds([a.url()])).await?;
+//! let echo = b.register("echo", spawn("echo", Echo(b.clone())))?;
+//! assert_eq!(echo.to_string(), "echo@node-b");
+//!
+//! // Wait until node-a sees node-b Up.
+//! tokio::time::timeout(Duration::from_secs(5), async {
+//!     while let Ok(event) = events.recv().await {
+//!         if matches!(&event, MemberEvent::Up(m) if m.node == "node-b") { break; }
+//!     }
+//! }).await?;
+//!
+//! let reply = a.request(echo, PayloadFormat::Json, Bytes::from_static(b"[1,2]"),
+//!                       Duration::from_secs(5)).await?;
+//! assert_eq!(reply.kind, EnvelopeKind::Message);
+//! assert_eq!(&reply.payload[..], b"[1,2]");
+//! assert_eq!(a.get_all_peers().len(), 2);
+//!
+//! b.leave().await;
+//! a.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod addr;
+mod config;
+mod convert;
+mod detector;
+mod envelope;
+mod gossip;
+mod member;
+mod membership;
+mod route;
+mod router;
+mod stats;
+mod system;
+mod wire;
+
+pub use addr::{ActorAddr, ActorName, AddrError, AddrPart, NodeId, MAX_PART_LEN};
+pub use cluster_transport::{client_token, Secret, TransportConfig};
+pub use config::RouterConfig;
+pub use envelope::{Envelope, EnvelopeKind, MessageId, PayloadFormat};
+pub use error::RouterError;
+pub use member::{Load, Member, MemberEvent, MemberStatus};
+pub use router::Router;
+pub use stats::RouterStats;
+
+pub mod error;

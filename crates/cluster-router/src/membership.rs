@@ -50,6 +50,7 @@ pub(crate) struct Changes {
 }
 
 impl Changes {
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.events.is_empty() && self.connect.is_empty() && self.disconnect.is_empty()
     }
@@ -217,15 +218,20 @@ impl Membership {
         let tags_changed = old.tags != entry.member.tags;
         self.detector.progress(&node, now);
         let entry = self.entries.get_mut(&node).expect("present");
-        if new_status.is_reachable() && (url_changed || !old.status.is_reachable() || entry.given_up)
+        if new_status.is_reachable()
+            && (url_changed || !old.status.is_reachable() || entry.given_up)
         {
             entry.given_up = false;
-            changes.connect.push((node.clone(), entry.member.url.clone()));
+            changes
+                .connect
+                .push((node.clone(), entry.member.url.clone()));
         }
         if new_status != old.status {
             self.transition(&node, new_status, now, changes);
         } else if tags_changed || url_changed {
-            changes.events.push(MemberEvent::Updated(entry.member.clone()));
+            changes
+                .events
+                .push(MemberEvent::Updated(entry.member.clone()));
         }
     }
 
@@ -302,7 +308,8 @@ impl Membership {
         if to == MemberStatus::Up && !from.is_reachable() {
             entry.given_up = false;
         }
-        ch.events.push(MemberEvent::for_status(entry.member.clone()));
+        ch.events
+            .push(MemberEvent::for_status(entry.member.clone()));
     }
 
     /// Runs the failure detector and gives up on long-Down members.

@@ -97,7 +97,9 @@ fn a_suspect_that_beats_again_is_up() {
     assert_eq!(statuses(&ch), vec![("b".into(), MemberStatus::Suspect)]);
     assert!(t.link_down(&node("b"), t0 + ms(20)).is_empty());
     // Same heartbeat: no progress, still suspect.
-    assert!(t.merge(vec![member("b", 1, 1, MemberStatus::Up)], t0 + ms(30)).is_empty());
+    assert!(t
+        .merge(vec![member("b", 1, 1, MemberStatus::Up)], t0 + ms(30))
+        .is_empty());
     let ch = t.merge(vec![member("b", 1, 2, MemberStatus::Up)], t0 + ms(40));
     assert_eq!(statuses(&ch), vec![("b".into(), MemberStatus::Up)]);
 }
@@ -114,7 +116,9 @@ fn graceful_leave_is_never_a_failure() {
     assert_eq!(ch.disconnect, vec![node("b")]);
     // Silence after leaving is not a failure, and Left beats stale Up rows.
     assert!(t.check(t0 + ms(5000)).is_empty());
-    assert!(t.merge(vec![member("b", 1, 9, MemberStatus::Up)], t0).is_empty());
+    assert!(t
+        .merge(vec![member("b", 1, 9, MemberStatus::Up)], t0)
+        .is_empty());
     assert_eq!(t.get(&node("b")).unwrap().status, MemberStatus::Left);
 }
 
@@ -131,7 +135,9 @@ fn a_silent_leaving_member_becomes_left_not_down() {
 fn false_suspicion_of_self_is_refuted_with_a_higher_incarnation() {
     let t0 = Instant::now();
     let mut t = table(t0);
-    assert!(t.merge(vec![member("me", 1, 0, MemberStatus::Up)], t0).is_empty());
+    assert!(t
+        .merge(vec![member("me", 1, 0, MemberStatus::Up)], t0)
+        .is_empty());
     assert_eq!(t.me().incarnation, 1);
     t.merge(vec![member("me", 1, 0, MemberStatus::Down)], t0);
     assert_eq!(t.me().incarnation, 2);

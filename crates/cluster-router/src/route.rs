@@ -60,13 +60,13 @@ impl Inner {
         let waiting = {
             let actors = self.actors.read();
             match actors.get(env.to.actor().as_str()) {
-                None => None,
+                None => Err(env),
                 Some(actor) => match actor.try_tell(env) {
                     Ok(()) => {
                         bump(&self.counters.routed_local, 1);
                         return;
                     }
-                    Err(TellError::Full(env)) => Some((actor.clone(), env)),
+                    Err(TellError::Full(env)) => Ok((actor.clone(), env)),
                     Err(TellError::Closed(env)) => {
                         drop(actors);
                         self.actor_gone(env);
@@ -76,11 +76,11 @@ impl Inner {
             }
         };
         match waiting {
-            Some((actor, env)) => match actor.tell(env).await {
+            Ok((actor, env)) => match actor.tell(env).await {
                 Ok(()) => bump(&self.counters.routed_local, 1),
                 Err(err) => self.actor_gone(err.into_inner()),
             },
-            None => {
+            Err(env) => {
                 let reason = format!("no actor named {} on node {}", env.to.actor(), self.node);
                 self.bounce(env, &reason);
             }
@@ -109,7 +109,11 @@ impl Inner {
             payload: Bytes::new(),
             ..env.clone()
         };
-        match self.transport.send_to_client(client, to_transport(env)).await {
+        match self
+            .transport
+            .send_to_client(client, to_transport(env))
+            .await
+        {
             Ok(()) => bump(&self.counters.routed_to_clients, 1),
             Err(err) => {
                 let reason = format!("cannot deliver to {}: {err}", header.to);
@@ -136,7 +140,10 @@ impl Inner {
                 Ok(())
             }
             Err(SendError::NoLink(env)) => self.send_when_linked(node, env).await,
-            Err(source) => Err(RouterError::Link { node, source }),
+            Err(source) => Err(RouterError::Link {
+                node,
+                source: Box::new(source),
+            }),
         }
     }
 
@@ -156,7 +163,12 @@ impl Inner {
                     return Ok(());
                 }
                 Err(SendError::NoLink(back)) => env = back,
-                Err(source) => return Err(RouterError::Link { node, source }),
+                Err(source) => {
+                    return Err(RouterError::Link {
+                        node,
+                        source: Box::new(source),
+                    })
+                }
             }
             let reachable = self
                 .membership
@@ -164,7 +176,7 @@ impl Inner {
                 .get(&node)
                 .is_some_and(|m| m.status.is_reachable());
             if !reachable || tokio::time::timeout_at(deadline, notified).await.is_err() {
-                let source = SendError::NoLink(env);
+                let source = Box::new(SendError::NoLink(env));
                 return Err(RouterError::Link { node, source });
             }
         }
@@ -209,9 +221,9 @@ impl Inner {
             self.complete(env);
             return;
         }
-        if name.starts_with(CLIENT_PREFIX) {
+        if let Some(id) = name.strip_prefix(CLIENT_PREFIX) {
             let transport = self.transport.clone();
-            let client = name[CLIENT_PREFIX.len()..].parse().ok().map(ClientId::new);
+            let client = id.parse().ok().map(ClientId::new);
             if let Some(client) = client {
                 bump(&self.counters.routed_to_clients, 1);
                 tokio::spawn(async move {

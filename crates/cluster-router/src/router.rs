@@ -187,7 +187,10 @@ impl Router {
     ///
     /// [`RouterError::Addr`] when `name` is not a valid actor name.
     pub fn addr(&self, name: &str) -> Result<ActorAddr, RouterError> {
-        Ok(ActorAddr::new(ActorName::new(name)?, self.inner.node.clone()))
+        Ok(ActorAddr::new(
+            ActorName::new(name)?,
+            self.inner.node.clone(),
+        ))
     }
 
     /// Registers a local actor under `name`; envelopes to `name@<this node>`

@@ -72,7 +72,8 @@ fn on_system_message(inner: &Arc<Inner>, env: Envelope) {
         Ok(true) => {
             let rows = wire::to_wire(&inner.membership.read().members());
             let table = wire::encode(&SystemMessage::Table(rows));
-            inner.post(env.reply_with(EnvelopeKind::Message, PayloadFormat::Binary, table));
+            let answer = env.reply_with(EnvelopeKind::Message, PayloadFormat::Binary, table);
+            gossip::send_gossip_answer(inner, answer);
         }
         Ok(false) => {}
         Err(err) => {

@@ -249,10 +249,16 @@ mod tests {
     fn validates_rows() {
         let mut row = WireMember::from(&sample());
         row.node = "bad node".into();
-        assert!(matches!(from_wire(vec![row]), Err(WireError::NodeId { index: 0, .. })));
+        assert!(matches!(
+            from_wire(vec![row]),
+            Err(WireError::NodeId { index: 0, .. })
+        ));
         let mut row = WireMember::from(&sample());
         row.status = 77;
-        assert!(matches!(from_wire(vec![row]), Err(WireError::InvalidRow { .. })));
+        assert!(matches!(
+            from_wire(vec![row]),
+            Err(WireError::InvalidRow { .. })
+        ));
         let mut row = WireMember::from(&sample());
         row.cpu_percent = f32::NAN;
         assert!(from_wire(vec![row]).is_err());

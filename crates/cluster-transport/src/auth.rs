@@ -57,7 +57,10 @@ pub(crate) fn proof(
 
 /// Constant-time check of a received proof.
 pub(crate) fn verify_proof(expected: &Block, received: &Block) -> bool {
-    let diff = expected.iter().zip(received).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    let diff = expected
+        .iter()
+        .zip(received)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
     diff == 0
 }
 

@@ -38,7 +38,10 @@ pub(crate) struct HeaderAuth<'a> {
 
 impl<'a> HeaderAuth<'a> {
     pub(crate) fn new(secret: &'a Secret) -> Self {
-        HeaderAuth { secret, verdict: None }
+        HeaderAuth {
+            secret,
+            verdict: None,
+        }
     }
 
     /// A valid bearer token was presented.
@@ -78,7 +81,10 @@ fn error_text(why: &str) -> Message {
 /// Refuses an unauthenticated client: error frame, then close 1008.
 async fn refuse(mut ws: Ws, why: &'static str) {
     let _ = ws.feed(error_text(why)).await;
-    let close = CloseFrame { code: CloseCode::Policy, reason: why.into() };
+    let close = CloseFrame {
+        code: CloseCode::Policy,
+        reason: why.into(),
+    };
     let _ = ws.close(Some(close)).await;
 }
 
@@ -104,8 +110,13 @@ pub(crate) async fn first_frame(shared: Arc<Shared>, ws: Ws, text: Utf8Bytes, ad
 /// Runs an authenticated client until it disconnects.
 pub(crate) async fn run(shared: Arc<Shared>, mut ws: Ws, addr: SocketAddr) {
     let id = ClientId::new(shared.next_id());
-    let reply = AuthReply { auth: "ok", client_id: id.get() };
-    let Ok(text) = serde_json::to_string(&reply) else { return };
+    let reply = AuthReply {
+        auth: "ok",
+        client_id: id.get(),
+    };
+    let Ok(text) = serde_json::to_string(&reply) else {
+        return;
+    };
     if ws.send(Message::Text(Utf8Bytes::from(text))).await.is_err() {
         return;
     }
@@ -150,7 +161,12 @@ async fn read_loop(
         let text = match msg {
             Ok(Message::Text(text)) => text,
             Ok(Message::Binary(_)) => {
-                bad_frame(shared, id, replies, "binary frames are for nodes; send JSON text");
+                bad_frame(
+                    shared,
+                    id,
+                    replies,
+                    "binary frames are for nodes; send JSON text",
+                );
                 continue;
             }
             Ok(Message::Close(_)) => break,
@@ -158,7 +174,10 @@ async fn read_loop(
             Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })) => {
                 Counters::bump(&counters.oversize_closes);
                 tracing::warn!(client = %id, size, max_size, "client frame above limit; closing with 1009");
-                let close = CloseFrame { code: CloseCode::Size, reason: "frame too large".into() };
+                let close = CloseFrame {
+                    code: CloseCode::Size,
+                    reason: "frame too large".into(),
+                };
                 let _ = replies.send(Message::Close(Some(close))).await;
                 return Some(stream);
             }
@@ -171,7 +190,10 @@ async fn read_loop(
             Ok(env) => {
                 Counters::bump(&counters.frames_in);
                 Counters::bump(&counters.envelopes_in);
-                let incoming = Incoming { source: Source::Client(id), envelopes: vec![env] };
+                let incoming = Incoming {
+                    source: Source::Client(id),
+                    envelopes: vec![env],
+                };
                 let _ = shared.incoming.send(incoming).await;
             }
             Err(err) => bad_frame(shared, id, replies, &format!("malformed envelope: {err}")),
@@ -229,10 +251,17 @@ async fn write_envelopes(
                     Counters::bump(&shared.counters.frames_out);
                     Counters::bump(&shared.counters.envelopes_out);
                 }
-                Err(err) => tracing::error!(to = %env.to, %err, "envelope not encodable for a client"),
+                Err(err) => {
+                    tracing::error!(to = %env.to, %err, "envelope not encodable for a client")
+                }
             }
         }
-        if queue.recv_many(batch, DRAIN_CHUNK).now_or_never().unwrap_or(0) == 0 {
+        if queue
+            .recv_many(batch, DRAIN_CHUNK)
+            .now_or_never()
+            .unwrap_or(0)
+            == 0
+        {
             break;
         }
     }

@@ -58,7 +58,10 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(5) }
+        Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+        }
     }
 }
 
@@ -66,7 +69,10 @@ impl Backoff {
     /// The delay before redial attempt `attempt` (0-based): `initial * 2^attempt`
     /// capped at `max`, then jittered uniformly into its upper half.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let base = self.initial.saturating_mul(1u32 << attempt.min(20)).min(self.max);
+        let base = self
+            .initial
+            .saturating_mul(1u32 << attempt.min(20))
+            .min(self.max);
         let half = base / 2;
         let jitter_nanos = rand::random::<u64>() % (half.as_nanos() as u64).max(1);
         half + Duration::from_nanos(jitter_nanos)
@@ -126,6 +132,10 @@ impl Default for TransportConfig {
 impl TransportConfig {
     /// A default configuration with the given node name and secret.
     pub fn new(node_name: impl Into<String>, secret: impl Into<Secret>) -> Self {
-        TransportConfig { node_name: node_name.into(), secret: secret.into(), ..Self::default() }
+        TransportConfig {
+            node_name: node_name.into(),
+            secret: secret.into(),
+            ..Self::default()
+        }
     }
 }

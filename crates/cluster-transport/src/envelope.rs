@@ -34,12 +34,20 @@ impl Envelope {
     /// assert_eq!(env.format, PayloadFormat::Json);
     /// assert_eq!(&env.payload[..], br#"{"id":1}"#);
     /// ```
-    pub fn json(to: impl Into<String>, from: impl Into<String>, payload: impl Into<String>) -> Self {
+    pub fn json(
+        to: impl Into<String>,
+        from: impl Into<String>,
+        payload: impl Into<String>,
+    ) -> Self {
         Self::new(to, from, PayloadFormat::Json, Bytes::from(payload.into()))
     }
 
     /// A plain [`EnvelopeKind::Message`] with a binary payload and no ids.
-    pub fn binary(to: impl Into<String>, from: impl Into<String>, payload: impl Into<Bytes>) -> Self {
+    pub fn binary(
+        to: impl Into<String>,
+        from: impl Into<String>,
+        payload: impl Into<Bytes>,
+    ) -> Self {
         Self::new(to, from, PayloadFormat::Binary, payload.into())
     }
 

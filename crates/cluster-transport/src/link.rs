@@ -58,15 +58,21 @@ pub(crate) async fn dial(
     if want {
         shared.wanted.lock().insert(peer.clone(), url.to_owned());
     }
-    if accepted {
-        let conn = Conn::install(shared, &peer);
-        drop(pending);
+    let preferred = shared.config.node_name < peer;
+    let conn = if accepted {
+        Conn::install(shared, &peer, preferred)
+    } else {
+        None
+    };
+    drop(pending);
+    if let Some(conn) = conn {
         let task_shared = Arc::clone(shared);
         shared.spawn(run_link(task_shared, ws, peer.clone(), conn));
         return Ok(peer);
     }
-    drop(pending);
-    Counters::bump(&shared.counters.duplicate_links);
+    if !accepted {
+        Counters::bump(&shared.counters.duplicate_links);
+    }
     let mut ws = ws;
     let _ = ws.close(None).await;
     wait_for_link(shared, &peer).await?;
@@ -90,7 +96,9 @@ async fn wait_for_link(shared: &Shared, peer: &str) -> Result<(), TransportError
             }
         }
     };
-    tokio::time::timeout(limit, wait).await.map_err(|_| HandshakeError::Timeout)?
+    tokio::time::timeout(limit, wait)
+        .await
+        .map_err(|_| HandshakeError::Timeout)?
 }
 
 fn host_port(url: &str) -> Option<&str> {
@@ -131,7 +139,10 @@ async fn dial_handshake(
     let hp = host_port(url).ok_or_else(|| TransportError::InvalidUrl(url.to_owned()))?;
     let tcp = TcpStream::connect(hp)
         .await
-        .map_err(|source| TransportError::Connect { url: url.to_owned(), source })?;
+        .map_err(|source| TransportError::Connect {
+            url: url.to_owned(),
+            source,
+        })?;
     let _ = tcp.set_nodelay(true);
     let (mut ws, _) =
         tokio_tungstenite::client_async_with_config(url, tcp, Some(shared.ws_config())).await?;
@@ -165,12 +176,16 @@ async fn next_control(shared: &Shared, ws: &mut Ws) -> Result<ControlFrame, Hand
             Some(Ok(Message::Binary(b))) => {
                 return match codec::decode_node_frame(&b, shared.config.max_frame_size) {
                     Ok(NodeFrame::Control(c)) => Ok(c),
-                    Ok(NodeFrame::Batch(_)) => Err(HandshakeError::Unexpected("data before handshake")),
+                    Ok(NodeFrame::Batch(_)) => {
+                        Err(HandshakeError::Unexpected("data before handshake"))
+                    }
                     Err(_) => Err(HandshakeError::Unexpected("undecodable handshake frame")),
                 };
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Err(HandshakeError::Closed),
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                return Err(HandshakeError::Closed)
+            }
             Some(Ok(_)) => return Err(HandshakeError::Unexpected("text frame during handshake")),
         }
     }
@@ -195,7 +210,10 @@ async fn refuse(
     if let Some(reply) = reply {
         let _ = send_frame(&mut ws, codec::encode_control(&reply)).await;
     }
-    let close = CloseFrame { code: CloseCode::Policy, reason: "handshake refused".into() };
+    let close = CloseFrame {
+        code: CloseCode::Policy,
+        reason: "handshake refused".into(),
+    };
     let _ = ws.close(Some(close)).await;
     error
 }
@@ -244,7 +262,9 @@ pub(crate) async fn accept(shared: Arc<Shared>, mut ws: Ws, first: Bytes, addr: 
 }
 
 fn protocol_refusal() -> ControlFrame {
-    ControlFrame::Refuse { reason: crate::wire::RefuseReason::Protocol }
+    ControlFrame::Refuse {
+        reason: crate::wire::RefuseReason::Protocol,
+    }
 }
 
 /// Applies the duplicate rule to an authenticated incoming connection: the
@@ -262,8 +282,12 @@ async fn decide(shared: Arc<Shared>, mut ws: Ws, peer: String) {
     if !send_frame(&mut ws, codec::encode_control(&ControlFrame::Welcome)).await {
         return;
     }
-    let conn = Conn::install(&shared, &peer);
-    run_link(shared, ws, peer, conn).await;
+    match Conn::install(&shared, &peer, preferred) {
+        Some(conn) => run_link(shared, ws, peer, conn).await,
+        None => {
+            let _ = ws.close(None).await;
+        }
+    }
 }
 
 /// One installed connection's handles.
@@ -277,13 +301,19 @@ struct Conn {
 }
 
 impl Conn {
-    /// Installs a new connection as the link to `peer`.
-    fn install(shared: &Shared, peer: &str) -> Conn {
+    /// Installs a new connection as the link to `peer` (see [`Shared::install`]).
+    fn install(shared: &Shared, peer: &str, preferred: bool) -> Option<Conn> {
         let id = shared.next_id();
         let cancel = shared.shutdown.child_token();
         let (ctrl_tx, ctrl_rx) = mpsc::channel(64);
-        let queue = shared.install(peer, id, cancel.clone(), ctrl_tx.clone());
-        Conn { id, cancel, queue, ctrl_tx, ctrl_rx }
+        let queue = shared.install(peer, id, preferred, cancel.clone(), ctrl_tx.clone())?;
+        Some(Conn {
+            id,
+            cancel,
+            queue,
+            ctrl_tx,
+            ctrl_rx,
+        })
     }
 }
 
@@ -326,7 +356,13 @@ impl LinkState {
 /// Runs an established link until it closes, then reports it lost.
 async fn run_link(shared: Arc<Shared>, ws: Ws, peer: String, conn: Conn) {
     Counters::bump(&shared.counters.links_open);
-    let Conn { id: conn, cancel, queue, ctrl_tx, ctrl_rx } = conn;
+    let Conn {
+        id: conn,
+        cancel,
+        queue,
+        ctrl_tx,
+        ctrl_rx,
+    } = conn;
     let (sink, stream) = ws.split();
     let state = Arc::new(LinkState {
         started: Instant::now(),
@@ -344,7 +380,12 @@ async fn run_link(shared: Arc<Shared>, ws: Ws, peer: String, conn: Conn) {
         Arc::clone(&state),
     ));
     let enc = BatchEncoder::new(shared.config.max_frame_size);
-    let mut writer = Writer { shared: &shared, sink, state: &state, enc };
+    let mut writer = Writer {
+        shared: &shared,
+        sink,
+        state: &state,
+        enc,
+    };
     let graceful = writer.run(queue, ctrl_rx, &cancel).await;
     if graceful {
         let grace = shared.config.handshake_timeout;
@@ -360,7 +401,11 @@ async fn run_link(shared: Arc<Shared>, ws: Ws, peer: String, conn: Conn) {
         reader.abort();
     }
     Counters::drop_one(&shared.counters.links_open);
-    let reason = state.reason.lock().take().unwrap_or_else(|| "connection closed".to_owned());
+    let reason = state
+        .reason
+        .lock()
+        .take()
+        .unwrap_or_else(|| "connection closed".to_owned());
     shared.link_lost(&peer, conn, reason);
 }
 
@@ -385,14 +430,23 @@ async fn read_loop(
                     if envelopes.is_empty() {
                         continue;
                     }
-                    let incoming = Incoming { source: Source::Node(peer.clone()), envelopes };
+                    let incoming = Incoming {
+                        source: Source::Node(peer.clone()),
+                        envelopes,
+                    };
                     state.delivering.store(true, Ordering::Relaxed);
                     let _ = shared.incoming.send(incoming).await;
                     state.delivering.store(false, Ordering::Relaxed);
                     state.touch();
                 }
                 Ok(NodeFrame::Control(c)) => on_control(&shared, &peer, c),
-                Err(err) => malformed(&shared, &peer, &ctrl, &err.to_string(), ErrorCode::Malformed),
+                Err(err) => malformed(
+                    &shared,
+                    &peer,
+                    &ctrl,
+                    &err.to_string(),
+                    ErrorCode::Malformed,
+                ),
             },
             Ok(Message::Text(_)) => {
                 let why = "text frame on a node link";
@@ -411,7 +465,9 @@ async fn read_loop(
                 tracing::warn!(peer, size, max_size, "frame above limit; closing with 1009");
                 state.set_reason(format!("frame of {size} bytes above limit {max_size}"));
                 state.oversize.store(true, Ordering::Relaxed);
-                let _ = ctrl.send(Ctrl::Close(CloseCode::Size, "frame too large")).await;
+                let _ = ctrl
+                    .send(Ctrl::Close(CloseCode::Size, "frame too large"))
+                    .await;
                 state.reader_done.cancel();
                 return Some(stream);
             }
@@ -445,14 +501,21 @@ fn on_control(shared: &Shared, peer: &str, frame: ControlFrame) {
             Counters::bump(&shared.counters.error_frames_in);
             tracing::warn!(peer, ?code, message, "peer rejected a frame of ours");
         }
-        other => tracing::debug!(peer, ?other, "ignoring handshake frame on an established link"),
+        other => tracing::debug!(
+            peer,
+            ?other,
+            "ignoring handshake frame on an established link"
+        ),
     }
 }
 
 fn malformed(shared: &Shared, peer: &str, ctrl: &mpsc::Sender<Ctrl>, why: &str, code: ErrorCode) {
     Counters::bump(&shared.counters.malformed_frames);
     tracing::warn!(peer, why, "malformed frame");
-    let frame = ControlFrame::Error { code, message: why.to_owned() };
+    let frame = ControlFrame::Error {
+        code,
+        message: why.to_owned(),
+    };
     // A full control queue means the peer floods us with garbage: drop the answer.
     let _ = ctrl.try_send(Ctrl::Frame(codec::encode_control(&frame)));
 }
@@ -531,7 +594,12 @@ impl Writer<'_> {
                     tracing::error!(to = %env.to, "dropping envelope above the frame limit");
                 }
             }
-            if queue.recv_many(batch, DRAIN_CHUNK).now_or_never().unwrap_or(0) == 0 {
+            if queue
+                .recv_many(batch, DRAIN_CHUNK)
+                .now_or_never()
+                .unwrap_or(0)
+                == 0
+            {
                 break;
             }
         }
@@ -563,14 +631,17 @@ impl Writer<'_> {
         if !cfg.send_heartbeats {
             return true;
         }
-        self.write_now(codec::encode_control(&ControlFrame::Heartbeat)).await
+        self.write_now(codec::encode_control(&ControlFrame::Heartbeat))
+            .await
     }
 
     /// Sends a close frame; returns true (a graceful close of ours).
     async fn close(&mut self, code: CloseCode, why: &'static str) -> bool {
-        let frame = CloseFrame { code, reason: why.into() };
+        let frame = CloseFrame {
+            code,
+            reason: why.into(),
+        };
         let _ = self.sink.send(Message::Close(Some(frame))).await;
         true
     }
 }
-

@@ -38,6 +38,8 @@ pub(crate) type SharedQueue = Arc<tokio::sync::Mutex<mpsc::Receiver<Envelope>>>;
 #[derive(Debug)]
 pub(crate) struct PeerLink {
     pub(crate) conn: u64,
+    /// Dialled by the node whose name sorts lower (wins over the other).
+    pub(crate) preferred: bool,
     pub(crate) tx: mpsc::Sender<Envelope>,
     pub(crate) queue: SharedQueue,
     pub(crate) cancel: CancellationToken,
@@ -109,34 +111,54 @@ impl Shared {
     }
 
     /// Installs `conn` as the link to `peer`, replacing (and closing) any
-    /// previous connection but keeping its queue. Returns the queue to drain.
+    /// previous connection but keeping its queue. A connection dialled by the
+    /// higher-named node (`preferred == false`) never replaces one dialled by
+    /// the lower-named node: then `None` is returned and the caller closes it.
+    /// Otherwise returns the queue to drain.
     pub(crate) fn install(
         &self,
         peer: &str,
         conn: u64,
+        preferred: bool,
         cancel: CancellationToken,
         ctrl: mpsc::Sender<link::Ctrl>,
-    ) -> SharedQueue {
+    ) -> Option<SharedQueue> {
         let mut links = self.links.write();
         if let Some(old) = links.get_mut(peer) {
+            Counters::bump(&self.counters.duplicate_links);
+            if old.preferred && !preferred {
+                tracing::debug!(
+                    peer,
+                    conn,
+                    "duplicate connection dropped; preferred link kept"
+                );
+                return None;
+            }
             old.cancel.cancel();
             old.conn = conn;
+            old.preferred = preferred;
             old.cancel = cancel;
             old.ctrl = ctrl;
-            Counters::bump(&self.counters.duplicate_links);
             tracing::debug!(peer, conn, "link replaced by the preferred connection");
-            return Arc::clone(&old.queue);
+            return Some(Arc::clone(&old.queue));
         }
         let (tx, rx) = mpsc::channel(self.config.outbound_queue.max(1));
         let queue = Arc::new(tokio::sync::Mutex::new(rx));
-        links.insert(
-            peer.to_owned(),
-            PeerLink { conn, tx, queue: Arc::clone(&queue), cancel, ctrl },
-        );
+        let link = PeerLink {
+            conn,
+            preferred,
+            tx,
+            queue: Arc::clone(&queue),
+            cancel,
+            ctrl,
+        };
+        links.insert(peer.to_owned(), link);
         drop(links);
         tracing::info!(local = %self.config.node_name, peer, "link up");
-        self.emit(LinkEvent::Up { peer: peer.to_owned() });
-        queue
+        self.emit(LinkEvent::Up {
+            peer: peer.to_owned(),
+        });
+        Some(queue)
     }
 
     /// Removes the link to `peer` if `conn` still serves it; reports it down
@@ -153,7 +175,10 @@ impl Shared {
             return;
         }
         tracing::warn!(local = %self.config.node_name, peer, %reason, "link down");
-        self.emit(LinkEvent::Down { peer: peer.to_owned(), reason });
+        self.emit(LinkEvent::Down {
+            peer: peer.to_owned(),
+            reason,
+        });
         if self.shutdown.is_cancelled() {
             return;
         }
@@ -188,7 +213,8 @@ async fn redial(shared: &Arc<Shared>, peer: &str, url: &str) {
             () = shared.shutdown.cancelled() => return,
             () = tokio::time::sleep(delay) => {}
         }
-        if shared.has_link(peer) || shared.wanted.lock().get(peer).map(String::as_str) != Some(url) {
+        if shared.has_link(peer) || shared.wanted.lock().get(peer).map(String::as_str) != Some(url)
+        {
             return;
         }
         match link::dial(shared, url, true).await {
@@ -227,12 +253,19 @@ impl Transport {
     /// name, a zero frame limit or zero heartbeat interval.
     pub async fn bind(config: TransportConfig) -> Result<Transport, TransportError> {
         validate(&config)?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| TransportError::Bind { addr: config.listen, source })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| TransportError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let local_addr = listener
             .local_addr()
-            .map_err(|source| TransportError::Bind { addr: config.listen, source })?;
+            .map_err(|source| TransportError::Bind {
+                addr: config.listen,
+                source,
+            })?;
         let (incoming, incoming_rx) = mpsc::channel(INCOMING_CAPACITY);
         let shared = Arc::new(Shared {
             config,
@@ -422,13 +455,19 @@ impl Transport {
 
 fn validate(config: &TransportConfig) -> Result<(), TransportError> {
     if config.node_name.is_empty() || config.node_name.len() > 255 {
-        return Err(TransportError::InvalidConfig("node_name must be 1..=255 bytes"));
+        return Err(TransportError::InvalidConfig(
+            "node_name must be 1..=255 bytes",
+        ));
     }
     if config.max_frame_size < 1024 {
-        return Err(TransportError::InvalidConfig("max_frame_size must be at least 1024"));
+        return Err(TransportError::InvalidConfig(
+            "max_frame_size must be at least 1024",
+        ));
     }
     if config.heartbeat_interval.is_zero() || config.heartbeat_misses == 0 {
-        return Err(TransportError::InvalidConfig("heartbeats need a non-zero interval and misses"));
+        return Err(TransportError::InvalidConfig(
+            "heartbeats need a non-zero interval and misses",
+        ));
     }
     if !config.listen.ip().is_loopback() && config.secret.is_empty() {
         return Err(TransportError::PublicWithoutSecret(config.listen));

@@ -73,9 +73,18 @@ pub(crate) enum ErrorCode {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum ControlFrame {
     /// Dialer -> listener: first message.
-    Hello { version: u32, node: String, nonce: Block },
+    Hello {
+        version: u32,
+        node: String,
+        nonce: Block,
+    },
     /// Listener -> dialer: listener's nonce and its proof.
-    Challenge { version: u32, node: String, nonce: Block, proof: Block },
+    Challenge {
+        version: u32,
+        node: String,
+        nonce: Block,
+        proof: Block,
+    },
     /// Dialer -> listener: dialer's proof.
     Proof { proof: Block },
     /// Listener -> dialer: link accepted.

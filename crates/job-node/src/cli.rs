@@ -50,7 +50,7 @@ pub struct StartArgs {
     /// allow_exec). [env: JOBMESH_CONFIG]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Node name, 1..=64 of [A-Za-z0-9_.-] (default: node-<port>).
+    /// Node name, 1..=64 of [A-Za-z0-9_.-] (default: node-PORT).
     /// [env: JOBMESH_NAME]
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
@@ -81,10 +81,10 @@ pub struct StartArgs {
     /// (default: none). [env: JOBMESH_ALLOW_EXEC]
     #[arg(long, value_name = "PROG,...", value_delimiter = ',')]
     pub allow_exec: Option<Vec<String>>,
-    /// Exit when standard input closes (used by `demo` so nodes never
-    /// outlive it).
+    /// Run under a supervisor (`demo`): print a JSON readiness line on
+    /// stdout once up, and drain and exit when stdin closes.
     #[arg(long, hide = true)]
-    pub exit_with_parent: bool,
+    pub supervised: bool,
 }
 
 /// Where a client command finds the cluster.
@@ -109,7 +109,12 @@ pub struct SubmitArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// Job kind (echo, sleep, sha256, exec, or any kind the workers register).
-    #[arg(long, value_name = "KIND", required_unless_present = "file", conflicts_with = "file")]
+    #[arg(
+        long,
+        value_name = "KIND",
+        required_unless_present = "file",
+        conflicts_with = "file"
+    )]
     pub kind: Option<String>,
     /// Job data (a string; JSON for structured kinds; default empty).
     #[arg(long, value_name = "DATA", conflicts_with = "file")]
@@ -178,7 +183,9 @@ pub(crate) fn parse_seconds(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("`{text}` is not a number of seconds"))?;
     if !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0) {
-        return Err(format!("`{text}` must be more than 0 and at most 86400 seconds"));
+        return Err(format!(
+            "`{text}` must be more than 0 and at most 86400 seconds"
+        ));
     }
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -206,10 +213,27 @@ mod tests {
     #[test]
     fn start_with_everything() {
         let cli = parse(&[
-            "start", "--name", "node-a", "--listen", "127.0.0.1:7800", "--join",
-            "ws://127.0.0.1:7700", "--join", "ws://127.0.0.1:7701", "--tags", "gpu,ssd",
-            "--workers", "8", "--secret-file", "/etc/jobmesh/secret", "--http",
-            "127.0.0.1:8080", "--data-dir", "/var/lib/jobmesh", "--allow-exec", "echo,/bin/ls",
+            "start",
+            "--name",
+            "node-a",
+            "--listen",
+            "127.0.0.1:7800",
+            "--join",
+            "ws://127.0.0.1:7700",
+            "--join",
+            "ws://127.0.0.1:7701",
+            "--tags",
+            "gpu,ssd",
+            "--workers",
+            "8",
+            "--secret-file",
+            "/etc/jobmesh/secret",
+            "--http",
+            "127.0.0.1:8080",
+            "--data-dir",
+            "/var/lib/jobmesh",
+            "--allow-exec",
+            "echo,/bin/ls",
         ])
         .unwrap();
         let Some(Command::Start(args)) = cli.command else {
@@ -217,12 +241,15 @@ mod tests {
         };
         assert_eq!(args.name.as_deref(), Some("node-a"));
         assert_eq!(args.listen, Some("127.0.0.1:7800".parse().unwrap()));
-        assert_eq!(args.join.unwrap(), ["ws://127.0.0.1:7700", "ws://127.0.0.1:7701"]);
+        assert_eq!(
+            args.join.unwrap(),
+            ["ws://127.0.0.1:7700", "ws://127.0.0.1:7701"]
+        );
         assert_eq!(args.tags.unwrap(), ["gpu", "ssd"]);
         assert_eq!(args.workers, Some(8));
         assert_eq!(args.http, Some("127.0.0.1:8080".parse().unwrap()));
         assert_eq!(args.allow_exec.unwrap(), ["echo", "/bin/ls"]);
-        assert!(!args.exit_with_parent);
+        assert!(!args.supervised);
     }
 
     #[test]
@@ -236,8 +263,14 @@ mod tests {
     #[test]
     fn bad_start_arguments() {
         let cases: &[(&[&str], ErrorKind)] = &[
-            (&["start", "--listen", "nowhere"], ErrorKind::ValueValidation),
-            (&["start", "--listen", "127.0.0.1"], ErrorKind::ValueValidation),
+            (
+                &["start", "--listen", "nowhere"],
+                ErrorKind::ValueValidation,
+            ),
+            (
+                &["start", "--listen", "127.0.0.1"],
+                ErrorKind::ValueValidation,
+            ),
             (&["start", "--workers", "-1"], ErrorKind::UnknownArgument),
             (&["start", "--workers", "many"], ErrorKind::ValueValidation),
             (&["start", "--bogus"], ErrorKind::UnknownArgument),
@@ -253,8 +286,20 @@ mod tests {
     #[test]
     fn submit_single_and_file() {
         let Some(Command::Submit(args)) = parse(&[
-            "submit", "--cluster", "ws://127.0.0.1:7700", "--kind", "sleep", "--data", "50",
-            "--tags", "gpu", "--timeout", "1.5", "--max-attempts", "5", "--wait",
+            "submit",
+            "--cluster",
+            "ws://127.0.0.1:7700",
+            "--kind",
+            "sleep",
+            "--data",
+            "50",
+            "--tags",
+            "gpu",
+            "--timeout",
+            "1.5",
+            "--max-attempts",
+            "5",
+            "--wait",
         ])
         .unwrap()
         .command
@@ -268,7 +313,9 @@ mod tests {
         assert!(args.wait);
         assert_eq!(args.cluster.connect_timeout, Duration::from_secs(10));
         let Some(Command::Submit(args)) =
-            parse(&["submit", "--cluster", "ws://h:1", "--file", "jobs.jsonl"]).unwrap().command
+            parse(&["submit", "--cluster", "ws://h:1", "--file", "jobs.jsonl"])
+                .unwrap()
+                .command
         else {
             panic!("expected submit");
         };
@@ -279,15 +326,70 @@ mod tests {
     #[test]
     fn bad_submit_arguments() {
         let cases: &[(&[&str], ErrorKind)] = &[
-            (&["submit", "--cluster", "ws://h:1"], ErrorKind::MissingRequiredArgument),
             (
-                &["submit", "--cluster", "ws://h:1", "--kind", "echo", "--file", "f"],
+                &["submit", "--cluster", "ws://h:1"],
+                ErrorKind::MissingRequiredArgument,
+            ),
+            (
+                &[
+                    "submit",
+                    "--cluster",
+                    "ws://h:1",
+                    "--kind",
+                    "echo",
+                    "--file",
+                    "f",
+                ],
                 ErrorKind::ArgumentConflict,
             ),
-            (&["submit", "--cluster", "ws://h:1", "--file", "f", "--data", "x"], ErrorKind::ArgumentConflict),
-            (&["submit", "--cluster", "ws://h:1", "--kind", "e", "--timeout", "0"], ErrorKind::ValueValidation),
-            (&["submit", "--cluster", "ws://h:1", "--kind", "e", "--timeout", "abc"], ErrorKind::ValueValidation),
-            (&["submit", "--cluster", "ws://h:1", "--kind", "e", "--max-attempts", "0"], ErrorKind::ValueValidation),
+            (
+                &[
+                    "submit",
+                    "--cluster",
+                    "ws://h:1",
+                    "--file",
+                    "f",
+                    "--data",
+                    "x",
+                ],
+                ErrorKind::ArgumentConflict,
+            ),
+            (
+                &[
+                    "submit",
+                    "--cluster",
+                    "ws://h:1",
+                    "--kind",
+                    "e",
+                    "--timeout",
+                    "0",
+                ],
+                ErrorKind::ValueValidation,
+            ),
+            (
+                &[
+                    "submit",
+                    "--cluster",
+                    "ws://h:1",
+                    "--kind",
+                    "e",
+                    "--timeout",
+                    "abc",
+                ],
+                ErrorKind::ValueValidation,
+            ),
+            (
+                &[
+                    "submit",
+                    "--cluster",
+                    "ws://h:1",
+                    "--kind",
+                    "e",
+                    "--max-attempts",
+                    "0",
+                ],
+                ErrorKind::ValueValidation,
+            ),
         ];
         for (args, kind) in cases {
             let err = parse(args).unwrap_err();
@@ -297,8 +399,9 @@ mod tests {
 
     #[test]
     fn status_and_demo() {
-        let Some(Command::Status(args)) =
-            parse(&["status", "--cluster", "ws://h:1", "--json"]).unwrap().command
+        let Some(Command::Status(args)) = parse(&["status", "--cluster", "ws://h:1", "--json"])
+            .unwrap()
+            .command
         else {
             panic!("expected status");
         };
@@ -307,8 +410,14 @@ mod tests {
             panic!("expected demo");
         };
         assert_eq!(args, DemoArgs::default());
-        assert_eq!(parse(&["demo", "--nodes", "0"]).unwrap_err().kind(), ErrorKind::ValueValidation);
-        assert_eq!(parse(&["demo", "--nodes", "17"]).unwrap_err().kind(), ErrorKind::ValueValidation);
+        assert_eq!(
+            parse(&["demo", "--nodes", "0"]).unwrap_err().kind(),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            parse(&["demo", "--nodes", "17"]).unwrap_err().kind(),
+            ErrorKind::ValueValidation
+        );
     }
 
     #[test]

@@ -15,10 +15,8 @@ use crate::cli::StartArgs;
 use crate::secret::{ClusterSecret, SecretError, SecretSource};
 
 /// The default cluster listen address.
-pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(
-    std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
-    7700,
-);
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 7700);
 
 /// One source of settings; `None` means "not set here".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -224,8 +222,8 @@ pub struct NodeConfig {
     pub data_dir: Option<PathBuf>,
     /// Programs `exec` may run.
     pub allow_exec: Vec<String>,
-    /// Exit when stdin closes.
-    pub exit_with_parent: bool,
+    /// Report readiness on stdout and exit when stdin closes.
+    pub supervised: bool,
 }
 
 impl NodeConfig {
@@ -248,17 +246,18 @@ impl NodeConfig {
         args: &StartArgs,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<NodeConfig, ConfigError> {
-        let config_file = args
-            .config
-            .clone()
-            .or_else(|| env("JOBMESH_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from));
+        let config_file = args.config.clone().or_else(|| {
+            env("JOBMESH_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        });
         let file = match config_file {
             Some(path) => ConfigLayer::from_file(&path)?,
             None => ConfigLayer::default(),
         };
         let layer = ConfigLayer::from_args(args).over(ConfigLayer::from_env(env)?.over(file));
         let mut config = NodeConfig::from_layer(layer)?;
-        config.exit_with_parent = args.exit_with_parent;
+        config.supervised = args.supervised;
         Ok(config)
     }
 
@@ -269,7 +268,9 @@ impl NodeConfig {
     /// Any [`ConfigError`] but the file and environment ones.
     pub fn from_layer(layer: ConfigLayer) -> Result<NodeConfig, ConfigError> {
         let listen = layer.listen.unwrap_or(DEFAULT_LISTEN);
-        let name = layer.name.unwrap_or_else(|| format!("node-{}", listen.port()));
+        let name = layer
+            .name
+            .unwrap_or_else(|| format!("node-{}", listen.port()));
         if !is_valid_name(&name) {
             return Err(ConfigError::InvalidName(name));
         }
@@ -300,7 +301,7 @@ impl NodeConfig {
             http: layer.http,
             data_dir: layer.data_dir,
             allow_exec: layer.allow_exec.unwrap_or_default(),
-            exit_with_parent: false,
+            supervised: false,
         })
     }
 

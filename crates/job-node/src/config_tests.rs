@@ -24,7 +24,10 @@ fn defaults() {
     assert!(config.workers >= 1);
     assert!(config.uses_development_secret());
     assert!(config.http.is_none() && config.data_dir.is_none());
-    assert!(!format!("{config:?}").contains(config.secret.expose()), "secret leaked in Debug");
+    assert!(
+        !format!("{config:?}").contains(config.secret.expose()),
+        "secret leaked in Debug"
+    );
 }
 
 #[test]
@@ -58,10 +61,22 @@ fn precedence_cli_over_env_over_file() {
     assert_eq!(config.name, "cli-name", "CLI beats env");
     assert_eq!(config.workers, 5, "env beats file");
     assert_eq!(config.tags, ["gpu", "ssd"], "env lists are comma-separated");
-    assert_eq!(config.secret.expose(), "from-env", "env beats file, trimmed");
-    assert_eq!(config.listen, "127.0.0.1:9000".parse().unwrap(), "file beats default");
+    assert_eq!(
+        config.secret.expose(),
+        "from-env",
+        "env beats file, trimmed"
+    );
+    assert_eq!(
+        config.listen,
+        "127.0.0.1:9000".parse().unwrap(),
+        "file beats default"
+    );
     assert_eq!(config.join, ["ws://127.0.0.1:9100"]);
-    assert_eq!(config.http, Some("127.0.0.1:9200".parse().unwrap()), "empty env is unset");
+    assert_eq!(
+        config.http,
+        Some("127.0.0.1:9200".parse().unwrap()),
+        "empty env is unset"
+    );
     assert_eq!(config.allow_exec, ["ls"]);
     assert_eq!(config.data_dir, Some(PathBuf::from("/file/data")));
 }
@@ -76,7 +91,10 @@ fn cli_config_flag_beats_env_config() {
         ..StartArgs::default()
     };
     let environment = env(&[("JOBMESH_CONFIG", b.to_str().unwrap())]);
-    assert_eq!(NodeConfig::resolve_with(&args, environment).unwrap().name, "from-a");
+    assert_eq!(
+        NodeConfig::resolve_with(&args, environment).unwrap().name,
+        "from-a"
+    );
 }
 
 #[test]
@@ -98,7 +116,16 @@ fn bad_file_and_env() {
     assert!(matches!(err, ConfigError::ReadFile { .. }));
     let err = NodeConfig::resolve_with(&StartArgs::default(), env(&[("JOBMESH_WORKERS", "lots")]))
         .unwrap_err();
-    assert!(matches!(err, ConfigError::BadEnv { var: "JOBMESH_WORKERS", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ConfigError::BadEnv {
+                var: "JOBMESH_WORKERS",
+                ..
+            }
+        ),
+        "{err}"
+    );
     let err = NodeConfig::resolve_with(&StartArgs::default(), env(&[("JOBMESH_LISTEN", "x:1")]))
         .unwrap_err();
     assert!(err.to_string().contains("JOBMESH_LISTEN"), "{err}");
@@ -111,17 +138,32 @@ fn rules_are_enforced() {
         f(&mut layer);
         NodeConfig::from_layer(layer)
     };
-    assert!(matches!(layer(|l| l.name = Some("a@b".into())), Err(ConfigError::InvalidName(_))));
-    assert!(matches!(layer(|l| l.name = Some(String::new())), Err(ConfigError::InvalidName(_))));
-    assert!(matches!(layer(|l| l.name = Some("x".repeat(65))), Err(ConfigError::InvalidName(_))));
+    assert!(matches!(
+        layer(|l| l.name = Some("a@b".into())),
+        Err(ConfigError::InvalidName(_))
+    ));
+    assert!(matches!(
+        layer(|l| l.name = Some(String::new())),
+        Err(ConfigError::InvalidName(_))
+    ));
+    assert!(matches!(
+        layer(|l| l.name = Some("x".repeat(65))),
+        Err(ConfigError::InvalidName(_))
+    ));
     assert!(layer(|l| l.name = Some("Node_1.a-b".into())).is_ok());
-    assert!(matches!(layer(|l| l.tags = Some(vec!["g pu".into()])), Err(ConfigError::InvalidTag(_))));
+    assert!(matches!(
+        layer(|l| l.tags = Some(vec!["g pu".into()])),
+        Err(ConfigError::InvalidTag(_))
+    ));
     assert!(matches!(
         layer(|l| l.join = Some(vec!["http://127.0.0.1:1".into()])),
         Err(ConfigError::InvalidJoinUrl(_))
     ));
     assert!(layer(|l| l.join = Some(vec!["wss://example.invalid:443".into()])).is_ok());
-    assert!(matches!(layer(|l| l.workers = Some(0)), Err(ConfigError::ZeroWorkers)));
+    assert!(matches!(
+        layer(|l| l.workers = Some(0)),
+        Err(ConfigError::ZeroWorkers)
+    ));
 }
 
 #[test]
@@ -144,7 +186,9 @@ fn public_address_needs_a_secret() {
         listen: Some("[::1]:7700".parse().unwrap()),
         ..ConfigLayer::default()
     };
-    assert!(NodeConfig::from_layer(v6_loopback).unwrap().uses_development_secret());
+    assert!(NodeConfig::from_layer(v6_loopback)
+        .unwrap()
+        .uses_development_secret());
 }
 
 #[test]
@@ -155,7 +199,10 @@ fn secret_file_must_not_be_empty() {
         ..ConfigLayer::default()
     };
     let err = NodeConfig::from_layer(layer).unwrap_err();
-    assert!(matches!(err, ConfigError::Secret(SecretError::Empty { .. })), "{err}");
+    assert!(
+        matches!(err, ConfigError::Secret(SecretError::Empty { .. })),
+        "{err}"
+    );
     let layer = ConfigLayer {
         secret_file: Some(dir.path().join("absent")),
         ..ConfigLayer::default()

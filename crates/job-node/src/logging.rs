@@ -12,7 +12,9 @@ pub fn filter_from(rust_log: Option<&str>) -> EnvFilter {
     match rust_log.map(str::trim).filter(|s| !s.is_empty()) {
         None => EnvFilter::new(DEFAULT_FILTER),
         Some(spec) => EnvFilter::try_new(spec).unwrap_or_else(|err| {
-            eprintln!("job-node: ignoring invalid RUST_LOG {spec:?} ({err}); using {DEFAULT_FILTER:?}");
+            eprintln!(
+                "job-node: ignoring invalid RUST_LOG {spec:?} ({err}); using {DEFAULT_FILTER:?}"
+            );
             EnvFilter::new(DEFAULT_FILTER)
         }),
     }
@@ -36,8 +38,14 @@ mod tests {
 
     #[test]
     fn default_and_explicit_filters() {
-        assert_eq!(filter_from(None).to_string(), EnvFilter::new(DEFAULT_FILTER).to_string());
-        assert_eq!(filter_from(Some("  ")).to_string(), EnvFilter::new(DEFAULT_FILTER).to_string());
+        assert_eq!(
+            filter_from(None).to_string(),
+            EnvFilter::new(DEFAULT_FILTER).to_string()
+        );
+        assert_eq!(
+            filter_from(Some("  ")).to_string(),
+            EnvFilter::new(DEFAULT_FILTER).to_string()
+        );
         assert_eq!(filter_from(Some("debug")).to_string(), "debug");
         let bad = filter_from(Some("job_node=loud"));
         assert_eq!(bad.to_string(), EnvFilter::new(DEFAULT_FILTER).to_string());

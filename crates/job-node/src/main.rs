@@ -1,2 +1,51 @@
-//! The `job-node` binary.
-fn main() {}
+//! The `job-node` binary: run a node, submit jobs, show a cluster's status,
+//! or run the local demo (the default). See `docs/cli.md`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use job_node::cli::{Cli, Command, DemoArgs};
+use job_node::config::NodeConfig;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    job_node::logging::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("job-node: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("job-node: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Demo(DemoArgs::default())) {
+        Command::Start(args) => {
+            let config = NodeConfig::resolve(&args)?;
+            if config.uses_development_secret() {
+                tracing::warn!(
+                    listen = %config.listen,
+                    "no --secret-file: using the built-in development secret (loopback only)"
+                );
+            }
+            anyhow::bail!(
+                "node {} is configured, but the node runtime is not wired to the job queue yet",
+                config.name
+            )
+        }
+        Command::Submit(_) | Command::Status(_) | Command::Demo(_) => anyhow::bail!(
+            "this command needs the node runtime, which is not wired to the job queue yet"
+        ),
+    }
+}

@@ -133,7 +133,9 @@ impl Metrics {
         } else {
             self.failed.get_or_create(&key).inc();
         }
-        self.latency.get_or_create(&key).observe(elapsed.as_secs_f64());
+        self.latency
+            .get_or_create(&key)
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Counts a retry of a job that failed on `node`.

@@ -84,7 +84,16 @@ fn read_jobs(reader: impl BufRead, path: &Path) -> Result<Vec<JobSubmission>, Jo
 /// coordinator's figures for it.
 pub fn render_status(cluster: &ClusterView, stats: &StatsView) -> String {
     let header = [
-        "NODE", "STATUS", "TAGS", "CPU%", "IN-FLIGHT", "QUEUE", "DONE", "FAILED", "P50 ms", "P99 ms",
+        "NODE",
+        "STATUS",
+        "TAGS",
+        "CPU%",
+        "IN-FLIGHT",
+        "QUEUE",
+        "DONE",
+        "FAILED",
+        "P50 ms",
+        "P99 ms",
     ];
     let mut rows: Vec<[String; 10]> = Vec::new();
     for member in &cluster.members {
@@ -94,7 +103,8 @@ pub fn render_status(cluster: &ClusterView, stats: &StatsView) -> String {
         } else {
             member.tags.join(",")
         };
-        let figure = |f: fn(&crate::http::NodeStatsView) -> String| node_stats.map_or("-".to_owned(), f);
+        let figure =
+            |f: fn(&crate::http::NodeStatsView) -> String| node_stats.map_or("-".to_owned(), f);
         rows.push([
             member.node.clone(),
             member.status.clone(),
@@ -180,7 +190,10 @@ mod tests {
         assert!(matches!(err, JobsFileError::Line { line: 2, .. }), "{err}");
         assert!(err.to_string().contains("bad.jsonl:2"), "{err}");
         let empty = dir.write("empty.jsonl", "\n  \n");
-        assert!(matches!(read_jobs_file(&empty), Err(JobsFileError::Empty { .. })));
+        assert!(matches!(
+            read_jobs_file(&empty),
+            Err(JobsFileError::Empty { .. })
+        ));
         assert!(matches!(
             read_jobs_file(&dir.path().join("none")),
             Err(JobsFileError::Read { .. })
@@ -203,7 +216,10 @@ mod tests {
         let cluster = ClusterView {
             node: "node-a".into(),
             links: 1,
-            members: vec![member("node-a", vec!["gpu".into(), "ssd".into()]), member("node-bb", vec![])],
+            members: vec![
+                member("node-a", vec!["gpu".into(), "ssd".into()]),
+                member("node-bb", vec![]),
+            ],
         };
         let stats = StatsView {
             submitted: 10,
@@ -225,9 +241,15 @@ mod tests {
         let table = render_status(&cluster, &stats);
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].starts_with("NODE     STATUS  TAGS"), "{table}");
-        assert!(lines[1].starts_with("node-a   up      gpu,ssd  42"), "{table}");
+        assert!(
+            lines[1].starts_with("node-a   up      gpu,ssd  42"),
+            "{table}"
+        );
         assert!(lines[1].ends_with("-     -       -       -"), "{table}");
         assert!(lines[2].contains("9     1       1.25    8.00"), "{table}");
-        assert!(table.contains("2 members, 1 links from node-a; jobs: 10 submitted"), "{table}");
+        assert!(
+            table.contains("2 members, 1 links from node-a; jobs: 10 submitted"),
+            "{table}"
+        );
     }
 }

@@ -48,9 +48,9 @@ impl SupervisedChild {
     /// `TimedOut` if no line arrives within `timeout`, `UnexpectedEof` if
     /// the child closes stdout (usually: it exited) first, or the read error.
     pub async fn ready_line(&mut self, timeout: Duration) -> io::Result<String> {
-        let stdout = self.take_stdout().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "stdout already taken")
-        })?;
+        let stdout = self
+            .take_stdout()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "stdout already taken"))?;
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();
         let read = tokio::time::timeout(timeout, reader.read_line(&mut line)).await;
@@ -106,7 +106,11 @@ impl ProcessGroup {
     /// # Errors
     ///
     /// The spawn error.
-    pub fn spawn(&mut self, label: impl Into<String>, mut command: Command) -> io::Result<&mut SupervisedChild> {
+    pub fn spawn(
+        &mut self,
+        label: impl Into<String>,
+        mut command: Command,
+    ) -> io::Result<&mut SupervisedChild> {
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -207,7 +211,9 @@ mod tests {
         let mut group = ProcessGroup::new();
         let mut outs = Vec::new();
         for i in 0..2 {
-            let child = group.spawn(format!("sleeper-{i}"), sh("exec sleep 30")).unwrap();
+            let child = group
+                .spawn(format!("sleeper-{i}"), sh("exec sleep 30"))
+                .unwrap();
             assert!(child.id().is_some());
             outs.push(child.take_stdout().unwrap());
         }
@@ -246,28 +252,49 @@ mod tests {
         assert_eq!(exits.len(), 2);
         assert_eq!(exits[0].label, "reader");
         assert!(!exits[0].killed);
-        assert!(exits[0].status.unwrap().success(), "cat exits 0 at stdin EOF");
+        assert!(
+            exits[0].status.unwrap().success(),
+            "cat exits 0 at stdin EOF"
+        );
         assert_eq!(exits[1].label, "stubborn");
         assert!(exits[1].killed);
-        assert_eq!(exits[1].status.and_then(|s| s.code()), None, "ended by a signal");
+        assert_eq!(
+            exits[1].status.and_then(|s| s.code()),
+            None,
+            "ended by a signal"
+        );
     }
 
     #[tokio::test]
     async fn ready_line_and_early_exit() {
         let mut group = ProcessGroup::new();
         let child = group
-            .spawn("node", sh(r#"echo '{"event":"ready"}'; yes | head -c 1000000; exec cat"#))
+            .spawn(
+                "node",
+                sh(r#"echo '{"event":"ready"}'; yes | head -c 1000000; exec cat"#),
+            )
             .unwrap();
-        let line = timeout(LIMIT, child.ready_line(LIMIT)).await.unwrap().unwrap();
+        let line = timeout(LIMIT, child.ready_line(LIMIT))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(line, r#"{"event":"ready"}"#);
         let dead = group.spawn("dead", sh("exit 3")).unwrap();
         let err = dead.ready_line(LIMIT).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         let silent = group.spawn("silent", sh("read -r line; exit 0")).unwrap();
-        let err = silent.ready_line(Duration::from_millis(100)).await.unwrap_err();
+        let err = silent
+            .ready_line(Duration::from_millis(100))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        let exits = timeout(LIMIT, group.shutdown(Duration::from_secs(5))).await.unwrap();
-        assert!(!exits[0].killed, "the drained child must see stdin EOF and exit");
+        let exits = timeout(LIMIT, group.shutdown(Duration::from_secs(5)))
+            .await
+            .unwrap();
+        assert!(
+            !exits[0].killed,
+            "the drained child must see stdin EOF and exit"
+        );
         assert_eq!(exits[1].status.and_then(|s| s.code()), Some(3));
     }
 }

@@ -19,6 +19,24 @@ pub enum JobError {
     /// A coordinator refused a submission.
     #[error(transparent)]
     Submit(#[from] SubmitError),
+    /// The router refused an operation (registering a name, sending).
+    #[error("router error")]
+    Router(#[source] Box<cluster_router::RouterError>),
+    /// An actor could not be spawned.
+    #[error("cannot spawn an actor")]
+    Actor(#[from] actor_core::ActorError),
+    /// An actor did not answer a request.
+    #[error("no answer from the coordinator")]
+    Ask(#[from] actor_core::AskError),
+    /// The coordinator or worker pool has stopped.
+    #[error("the job service has stopped")]
+    Stopped,
+}
+
+impl From<cluster_router::RouterError> for JobError {
+    fn from(err: cluster_router::RouterError) -> Self {
+        JobError::Router(Box::new(err))
+    }
 }
 
 /// Why a string is not a valid [`JobId`].

@@ -316,7 +316,10 @@ mod tests {
     #[test]
     fn job_validation() {
         assert!(Job::new("k", "").validate().is_ok());
-        assert_eq!(Job::new("", "").validate(), Err(InvalidJob::Kind { len: 0 }));
+        assert_eq!(
+            Job::new("", "").validate(),
+            Err(InvalidJob::Kind { len: 0 })
+        );
         assert_eq!(
             Job::new("k", "").with_max_attempts(0).validate(),
             Err(InvalidJob::ZeroAttempts)

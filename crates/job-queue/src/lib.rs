@@ -76,7 +76,9 @@ pub use error::{
     DecodeError, EngineClosed, InvalidJob, JobError, ParseJobIdError, SubmitError, TrySubmitError,
 };
 pub use failure::{BoxError, FailureCause, HandlerError, JobFailure};
-pub use handler::{kind_tag, Handler, HandlerRegistry, JobContext, ProgressUpdate, KIND_TAG_PREFIX};
+pub use handler::{
+    kind_tag, Handler, HandlerRegistry, JobContext, ProgressUpdate, KIND_TAG_PREFIX,
+};
 pub use job::{Job, JobId, JobResult};
 pub use stats::{KindStatsSnapshot, NodeStatsSnapshot, StatsSnapshot, TimingSnapshot};
 pub use strategy::{
@@ -87,3 +89,4 @@ pub use wire::{MAX_BINCODE_BYTES, WIRE_VERSION};
 pub use worker::{WorkerConfig, WorkerEngine, WorkerEvent};
 
 pub mod error;
+pub mod mapreduce;

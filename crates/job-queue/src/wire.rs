@@ -450,7 +450,8 @@ mod tests {
         assert_eq!(job.timeout, Job::DEFAULT_TIMEOUT);
         assert_eq!(job.max_attempts, 3);
         assert_eq!(job.attempt, 1);
-        let job = Job::from_json(r#"{"kind":"echo","data":"plain","strategy":"least-cpu"}"#).unwrap();
+        let job =
+            Job::from_json(r#"{"kind":"echo","data":"plain","strategy":"least-cpu"}"#).unwrap();
         assert!(job.id.is_unassigned());
         assert_eq!(job.data, "plain");
         assert_eq!(job.strategy, Some(StrategyKind::LeastCpu));
@@ -458,7 +459,10 @@ mod tests {
 
     #[test]
     fn malformed_forms_are_refused() {
-        assert!(Job::from_json(r#"{"data":"x"}"#).is_err(), "kind is required");
+        assert!(
+            Job::from_json(r#"{"data":"x"}"#).is_err(),
+            "kind is required"
+        );
         assert!(Job::from_json(r#"{"kind":"k","bogus":1}"#).is_err());
         assert!(Job::from_json(r#"{"kind":"k","attempt":0}"#).is_err());
         assert!(Job::from_json(r#"{"kind":"k","id":"a b"}"#).is_err());
@@ -470,7 +474,10 @@ mod tests {
         bytes[0] = 9;
         assert!(matches!(
             Job::from_bincode(&bytes),
-            Err(DecodeError::Version { found: 9, expected: 1 })
+            Err(DecodeError::Version {
+                found: 9,
+                expected: 1
+            })
         ));
     }
 
@@ -485,7 +492,13 @@ mod tests {
 
     #[test]
     fn documented_result_json() {
-        let ok = JobResult::success(JobId::new("n-1").unwrap(), "done", "node-b", 2, Duration::from_micros(1500));
+        let ok = JobResult::success(
+            JobId::new("n-1").unwrap(),
+            "done",
+            "node-b",
+            2,
+            Duration::from_micros(1500),
+        );
         assert_eq!(
             ok.to_json(),
             r#"{"id":"n-1","result":"done","worker_node":"node-b","attempt":2,"elapsed_ms":1.5}"#

@@ -125,9 +125,33 @@ struct LoopShared<T> {
 /// # }
 /// ```
 pub struct WorkerEngine<T> {
-    queue: mpsc::Sender<Task<T>>,
-    counters: Arc<Counters>,
+    queue: WorkerQueue<T>,
     loops: Vec<ActorRef<Pull>>,
+}
+
+/// A cloneable handle that queues jobs on a [`WorkerEngine`] and reads its
+/// load. The queue closes once the engine and every handle are dropped.
+pub struct WorkerQueue<T> {
+    tx: mpsc::Sender<Task<T>>,
+    counters: Arc<Counters>,
+}
+
+impl<T> Clone for WorkerQueue<T> {
+    fn clone(&self) -> Self {
+        WorkerQueue {
+            tx: self.tx.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for WorkerQueue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerQueue")
+            .field("in_flight", &self.in_flight())
+            .field("queue_depth", &self.queue_depth())
+            .finish()
+    }
 }
 
 impl<T> std::fmt::Debug for WorkerEngine<T> {
@@ -157,7 +181,7 @@ impl<T: Clone + Send + Sync + 'static> WorkerEngine<T> {
         config: WorkerConfig,
         registry: Arc<HandlerRegistry>,
     ) -> Result<(Self, mpsc::Receiver<WorkerEvent<T>>), actor_core::ActorError> {
-        let (queue, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let (events, events_rx) = mpsc::channel(config.event_capacity.max(1));
         let counters = Arc::new(Counters::default());
         let shared = Arc::new(LoopShared {
@@ -179,14 +203,8 @@ impl<T: Clone + Send + Sync + 'static> WorkerEngine<T> {
             loops.push(supervisor.spawn_child(name, factory, SpawnOptions::default().capacity(4))?);
         }
         tokio::spawn(watch_children(child_events, counters.clone()));
-        Ok((
-            WorkerEngine {
-                queue,
-                counters,
-                loops,
-            },
-            events_rx,
-        ))
+        let queue = WorkerQueue { tx, counters };
+        Ok((WorkerEngine { queue, loops }, events_rx))
     }
 
     /// Queues a job, waiting while the queue is full.
@@ -199,7 +217,80 @@ impl<T: Clone + Send + Sync + 'static> WorkerEngine<T> {
     ///
     /// Cancel safe: if cancelled, the job was not queued.
     pub async fn submit(&self, job: Job, ticket: T) -> Result<(), EngineClosed<(Job, T)>> {
-        self.queue
+        self.queue.submit(job, ticket).await
+    }
+
+    /// Queues a job without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySubmitError::Full`] or [`TrySubmitError::Closed`], handing the
+    /// job and ticket back.
+    pub fn try_submit(&self, job: Job, ticket: T) -> Result<(), TrySubmitError<(Job, T)>> {
+        self.queue.try_submit(job, ticket)
+    }
+
+    /// Stops accepting jobs through this engine, lets the loops finish every
+    /// queued job, and waits for them to stop (which happens once every
+    /// [`WorkerQueue`] handle is dropped too).
+    pub async fn shutdown(self) {
+        let WorkerEngine { queue, loops } = self;
+        drop(queue);
+        for worker in &loops {
+            worker.wait_stopped().await;
+        }
+    }
+}
+
+impl<T> WorkerEngine<T> {
+    /// A cloneable handle to queue jobs and read the load.
+    pub fn queue(&self) -> WorkerQueue<T> {
+        self.queue.clone()
+    }
+
+    /// Jobs being run right now.
+    pub fn in_flight(&self) -> usize {
+        self.queue.in_flight()
+    }
+
+    /// Jobs waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.queue_depth()
+    }
+
+    /// Jobs finished since start (any outcome).
+    pub fn finished(&self) -> u64 {
+        self.queue.counters.finished.load(Ordering::Relaxed)
+    }
+
+    /// Handler panics caught since start.
+    pub fn panics(&self) -> u64 {
+        self.queue.counters.panics.load(Ordering::Relaxed)
+    }
+
+    /// Worker-loop restarts by the supervisor since start.
+    pub fn restarts(&self) -> u64 {
+        self.queue.counters.restarts.load(Ordering::Relaxed)
+    }
+
+    /// The number of worker loops (K).
+    pub fn workers(&self) -> usize {
+        self.loops.len()
+    }
+}
+
+impl<T> WorkerQueue<T> {
+    /// Queues a job, waiting while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineClosed`] with the job and ticket if the engine has shut down.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if cancelled, the job was not queued.
+    pub async fn submit(&self, job: Job, ticket: T) -> Result<(), EngineClosed<(Job, T)>> {
+        self.tx
             .send(Task { job, ticket })
             .await
             .map_err(|e| EngineClosed((e.0.job, e.0.ticket)))
@@ -212,24 +303,12 @@ impl<T: Clone + Send + Sync + 'static> WorkerEngine<T> {
     /// [`TrySubmitError::Full`] or [`TrySubmitError::Closed`], handing the
     /// job and ticket back.
     pub fn try_submit(&self, job: Job, ticket: T) -> Result<(), TrySubmitError<(Job, T)>> {
-        self.queue.try_send(Task { job, ticket }).map_err(|e| match e {
+        self.tx.try_send(Task { job, ticket }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(t) => TrySubmitError::Full((t.job, t.ticket)),
             mpsc::error::TrySendError::Closed(t) => TrySubmitError::Closed((t.job, t.ticket)),
         })
     }
 
-    /// Stops accepting jobs, lets the loops finish every queued job, and
-    /// waits for them to stop.
-    pub async fn shutdown(self) {
-        let WorkerEngine { queue, loops, .. } = self;
-        drop(queue);
-        for worker in &loops {
-            worker.wait_stopped().await;
-        }
-    }
-}
-
-impl<T> WorkerEngine<T> {
     /// Jobs being run right now.
     pub fn in_flight(&self) -> usize {
         self.counters.in_flight.load(Ordering::Relaxed)
@@ -237,27 +316,7 @@ impl<T> WorkerEngine<T> {
 
     /// Jobs waiting in the queue.
     pub fn queue_depth(&self) -> usize {
-        self.queue.max_capacity() - self.queue.capacity()
-    }
-
-    /// Jobs finished since start (any outcome).
-    pub fn finished(&self) -> u64 {
-        self.counters.finished.load(Ordering::Relaxed)
-    }
-
-    /// Handler panics caught since start.
-    pub fn panics(&self) -> u64 {
-        self.counters.panics.load(Ordering::Relaxed)
-    }
-
-    /// Worker-loop restarts by the supervisor since start.
-    pub fn restarts(&self) -> u64 {
-        self.counters.restarts.load(Ordering::Relaxed)
-    }
-
-    /// The number of worker loops (K).
-    pub fn workers(&self) -> usize {
-        self.loops.len()
+        self.tx.max_capacity() - self.tx.capacity()
     }
 }
 
@@ -360,7 +419,10 @@ async fn execute<T: Clone + Send + Sync + 'static>(
     let Some(handler) = shared.registry.get(&job.kind) else {
         return Err(JobFailure::new(
             FailureCause::UnknownKind,
-            format!("node {} has no handler for kind {:?}", shared.node, job.kind),
+            format!(
+                "node {} has no handler for kind {:?}",
+                shared.node, job.kind
+            ),
         ));
     };
     let timeout = job.timeout;

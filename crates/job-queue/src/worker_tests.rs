@@ -72,7 +72,11 @@ async fn every_failure_is_a_result_and_the_loop_keeps_going() {
     let (engine, mut events) = engine(1);
     let cases = [
         (job("nope", "", "j1"), FailureCause::UnknownKind, true),
-        (job("square", "not json", "j2"), FailureCause::BadData, false),
+        (
+            job("square", "not json", "j2"),
+            FailureCause::BadData,
+            false,
+        ),
         (job("flaky", "", "j3"), FailureCause::Handler, true),
         (job("broken", "", "j4"), FailureCause::Handler, false),
         (job("boom", "panic", "j5"), FailureCause::Panic, true),
@@ -84,14 +88,24 @@ async fn every_failure_is_a_result_and_the_loop_keeps_going() {
     ];
     for (i, (job, cause, retryable)) in cases.into_iter().enumerate() {
         let id = job.id.clone();
-        timeout(WAIT, engine.submit(job, i as u32)).await.unwrap().unwrap();
+        timeout(WAIT, engine.submit(job, i as u32))
+            .await
+            .unwrap()
+            .unwrap();
         let (result, ticket) = next_finished(&mut events).await;
         assert_eq!((result.id.clone(), ticket), (id, i as u32));
         let failure = result.error.expect("an error result");
-        assert_eq!((failure.cause, failure.retryable), (cause, retryable), "{failure}");
+        assert_eq!(
+            (failure.cause, failure.retryable),
+            (cause, retryable),
+            "{failure}"
+        );
         assert_eq!(result.worker_node, "node-w");
         // The same single worker loop runs the next job successfully.
-        timeout(WAIT, engine.submit(job_ok(i), 100)).await.unwrap().unwrap();
+        timeout(WAIT, engine.submit(job_ok(i), 100))
+            .await
+            .unwrap()
+            .unwrap();
         let (ok, _) = next_finished(&mut events).await;
         assert_eq!(ok.outcome(), Ok(format!("{}", i * i).as_str()));
     }
@@ -108,13 +122,23 @@ fn job_ok(n: usize) -> Job {
 #[tokio::test]
 async fn panic_message_is_reported() {
     let (engine, mut events) = engine(2);
-    timeout(WAIT, engine.submit(job("boom", "panic", "p1"), 0)).await.unwrap().unwrap();
+    timeout(WAIT, engine.submit(job("boom", "panic", "p1"), 0))
+        .await
+        .unwrap()
+        .unwrap();
     let (result, _) = next_finished(&mut events).await;
     assert!(result.error.unwrap().message.contains("handler exploded"));
-    timeout(WAIT, engine.submit(job("boom", "ok", "p2"), 0)).await.unwrap().unwrap();
+    timeout(WAIT, engine.submit(job("boom", "ok", "p2"), 0))
+        .await
+        .unwrap()
+        .unwrap();
     let (result, _) = next_finished(&mut events).await;
     assert_eq!(result.outcome(), Ok("calm"));
-    assert_eq!(engine.restarts(), 0, "a caught panic does not need a restart");
+    assert_eq!(
+        engine.restarts(),
+        0,
+        "a caught panic does not need a restart"
+    );
 }
 
 #[tokio::test]
@@ -163,7 +187,10 @@ async fn k_loops_run_concurrently_and_report_load() {
 #[tokio::test]
 async fn progress_events_carry_the_ticket() {
     let (engine, mut events) = engine(1);
-    timeout(WAIT, engine.submit(job("square", r#"{"n":3}"#, "s1"), 7)).await.unwrap().unwrap();
+    timeout(WAIT, engine.submit(job("square", r#"{"n":3}"#, "s1"), 7))
+        .await
+        .unwrap()
+        .unwrap();
     let event = timeout(WAIT, events.recv()).await.unwrap().unwrap();
     match event {
         WorkerEvent::Progress { update, ticket } => {

@@ -87,12 +87,20 @@ pub(crate) fn decode_node_frame(frame: &Bytes, limit: usize) -> Result<NodeFrame
 }
 
 fn decode_batch(frame: &Bytes, body: &[u8], limit: usize) -> Result<Vec<Envelope>, CodecError> {
-    let (count, rest) = body.split_first_chunk::<4>().ok_or(CodecError::TruncatedHeader)?;
+    let (count, rest) = body
+        .split_first_chunk::<4>()
+        .ok_or(CodecError::TruncatedHeader)?;
     let count = u32::from_le_bytes(*count);
     if count as usize > rest.len() / MIN_ENVELOPE {
-        return Err(CodecError::ImpossibleCount { count, bytes: rest.len() });
+        return Err(CodecError::ImpossibleCount {
+            count,
+            bytes: rest.len(),
+        });
     }
-    let seed = BatchSeed { frame, count: count as usize };
+    let seed = BatchSeed {
+        frame,
+        count: count as usize,
+    };
     Ok(options(limit).deserialize_seed(seed, rest)?)
 }
 
@@ -146,17 +154,28 @@ pub(crate) enum Push {
     TooLarge,
 }
 
-/// Builds batch frames in a reusable buffer, never above `max_frame_size`.
+/// Preferred upper size of a coalesced frame: large enough to amortize the
+/// per-write cost, small enough to stay cache-friendly on both ends.
+pub(crate) const COALESCE_TARGET: usize = 512 * 1024;
+
+/// Builds batch frames in a reusable buffer, never above `max_frame_size`;
+/// a batch that has reached [`COALESCE_TARGET`] takes no more envelopes.
 #[derive(Debug)]
 pub(crate) struct BatchEncoder {
     buf: BytesMut,
     count: u32,
     max_frame_size: usize,
+    target: usize,
 }
 
 impl BatchEncoder {
     pub(crate) fn new(max_frame_size: usize) -> Self {
-        BatchEncoder { buf: BytesMut::with_capacity(64 * 1024), count: 0, max_frame_size }
+        BatchEncoder {
+            buf: BytesMut::with_capacity(64 * 1024),
+            count: 0,
+            max_frame_size,
+            target: COALESCE_TARGET.min(max_frame_size),
+        }
     }
 
     /// Number of envelopes in the current batch.
@@ -173,8 +192,13 @@ impl BatchEncoder {
         }
         let before = self.buf.len();
         let fits = before + envelope_bound(env) <= self.max_frame_size;
-        if !fits || self.count == u32::MAX {
-            return if self.count == 0 { Push::TooLarge } else { Push::Full };
+        let reached = self.count > 0 && before >= self.target;
+        if !fits || reached || self.count == u32::MAX {
+            return if self.count == 0 {
+                Push::TooLarge
+            } else {
+                Push::Full
+            };
         }
         self.buf.reserve(envelope_bound(env));
         if let Err(err) = options(usize::MAX).serialize_into((&mut self.buf).writer(), env) {

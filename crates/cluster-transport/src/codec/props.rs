@@ -22,17 +22,26 @@ fn format() -> impl Strategy<Value = PayloadFormat> {
 }
 
 fn envelope_with(payload: impl Strategy<Value = Vec<u8>>) -> impl Strategy<Value = Envelope> {
-    (".{0,40}", ".{0,40}", any::<u64>(), any::<u64>(), kind(), format(), payload).prop_map(
-        |(to, from, id, correlation_id, kind, format, payload)| Envelope {
-            to,
-            from,
-            id,
-            correlation_id,
-            kind,
-            format,
-            payload: Bytes::from(payload),
-        },
+    (
+        ".{0,40}",
+        ".{0,40}",
+        any::<u64>(),
+        any::<u64>(),
+        kind(),
+        format(),
+        payload,
     )
+        .prop_map(
+            |(to, from, id, correlation_id, kind, format, payload)| Envelope {
+                to,
+                from,
+                id,
+                correlation_id,
+                kind,
+                format,
+                payload: Bytes::from(payload),
+            },
+        )
 }
 
 fn envelope() -> impl Strategy<Value = Envelope> {
@@ -46,10 +55,20 @@ fn utf8_envelope() -> impl Strategy<Value = Envelope> {
 fn control() -> impl Strategy<Value = ControlFrame> {
     let name = ".{0,20}";
     prop_oneof![
-        (any::<u32>(), name, any::<[u8; 32]>())
-            .prop_map(|(version, node, nonce)| ControlFrame::Hello { version, node, nonce }),
+        (any::<u32>(), name, any::<[u8; 32]>()).prop_map(|(version, node, nonce)| {
+            ControlFrame::Hello {
+                version,
+                node,
+                nonce,
+            }
+        }),
         (any::<u32>(), name, any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(
-            |(version, node, nonce, proof)| ControlFrame::Challenge { version, node, nonce, proof }
+            |(version, node, nonce, proof)| ControlFrame::Challenge {
+                version,
+                node,
+                nonce,
+                proof
+            }
         ),
         any::<[u8; 32]>().prop_map(|proof| ControlFrame::Proof { proof }),
         Just(ControlFrame::Welcome),
@@ -57,9 +76,14 @@ fn control() -> impl Strategy<Value = ControlFrame> {
         (any::<u32>(), any::<u32>()).prop_map(|(ours, yours)| ControlFrame::Refuse {
             reason: RefuseReason::VersionMismatch { ours, yours }
         }),
-        Just(ControlFrame::Refuse { reason: RefuseReason::AuthFailed }),
+        Just(ControlFrame::Refuse {
+            reason: RefuseReason::AuthFailed
+        }),
         Just(ControlFrame::Heartbeat),
-        name.prop_map(|m| ControlFrame::Error { code: ErrorCode::Malformed, message: m }),
+        name.prop_map(|m| ControlFrame::Error {
+            code: ErrorCode::Malformed,
+            message: m
+        }),
     ]
 }
 

@@ -86,7 +86,10 @@ pub enum JobState {
 impl JobState {
     /// Whether the job has finished (no more attempts will run).
     pub fn is_final(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Dead)
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Dead
+        )
     }
 }
 

@@ -84,7 +84,10 @@ fn parse_jobs(body: Value) -> Result<(Vec<JobSubmission>, bool), HttpError> {
             if items.len() > MAX_BATCH {
                 return Err(HttpError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("batch of {} jobs is above the limit of {MAX_BATCH}", items.len()),
+                    format!(
+                        "batch of {} jobs is above the limit of {MAX_BATCH}",
+                        items.len()
+                    ),
                 ));
             }
             let jobs = items

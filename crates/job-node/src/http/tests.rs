@@ -72,7 +72,10 @@ impl Api for FakeApi {
                 *next += 1;
                 format!("node-a-{next}")
             });
-            self.jobs.lock().unwrap().insert(id.clone(), view(&id, &job));
+            self.jobs
+                .lock()
+                .unwrap()
+                .insert(id.clone(), view(&id, &job));
             ids.push(id);
         }
         Ok(ids)
@@ -89,7 +92,11 @@ impl Api for FakeApi {
 
     async fn dead_letters(&self) -> Result<Vec<JobView>, ApiError> {
         let jobs = self.jobs.lock().unwrap();
-        Ok(jobs.values().filter(|v| v.state == JobState::Dead).cloned().collect())
+        Ok(jobs
+            .values()
+            .filter(|v| v.state == JobState::Dead)
+            .cloned()
+            .collect())
     }
 
     async fn cluster(&self) -> Result<ClusterView, ApiError> {
@@ -178,7 +185,10 @@ impl Reply {
     fn error(&self, status: u16) -> String {
         assert_eq!(self.status, status, "body: {}", self.body);
         let body = self.json();
-        let message = body["error"].as_str().expect("error body has `error`").to_owned();
+        let message = body["error"]
+            .as_str()
+            .expect("error body has `error`")
+            .to_owned();
         assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
         assert!(!message.is_empty());
         message
@@ -201,7 +211,10 @@ async fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>)
     let raw = String::from_utf8(raw).unwrap();
     let (headers, body) = raw.split_once("\r\n\r\n").expect("no header end");
     let status = headers[9..12].parse().unwrap();
-    let body = if headers.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if headers
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_owned()
@@ -243,13 +256,25 @@ async fn submit_one_and_batch() {
         {"kind": "echo", "data": {"structured": [1, 2]}},
         {"kind": "slow", "id": "mine-1", "tags": ["gpu"], "timeout_ms": 500, "max_attempts": 2},
     ]);
-    let reply = server.call("POST", "/v1/jobs", Some(&batch.to_string())).await;
+    let reply = server
+        .call("POST", "/v1/jobs", Some(&batch.to_string()))
+        .await;
     assert_eq!(reply.status, 202);
     let ids = reply.json()["ids"].as_array().unwrap().clone();
     assert_eq!(ids.len(), 2);
     assert_eq!(ids[1], "mine-1");
-    let first = server.call("GET", &format!("/v1/jobs/{}", ids[0].as_str().unwrap()), None).await;
-    assert_eq!(first.json()["result"], r#"{"structured":[1,2]}"#, "non-string data becomes JSON text");
+    let first = server
+        .call(
+            "GET",
+            &format!("/v1/jobs/{}", ids[0].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        first.json()["result"],
+        r#"{"structured":[1,2]}"#,
+        "non-string data becomes JSON text"
+    );
     server.shutdown().await;
 }
 
@@ -257,14 +282,23 @@ async fn submit_one_and_batch() {
 async fn submit_and_wait() {
     let server = Server::start().await;
     let reply = server
-        .call("POST", "/v1/jobs?wait=true", Some(r#"{"kind":"echo","data":"x"}"#))
+        .call(
+            "POST",
+            "/v1/jobs?wait=true",
+            Some(r#"{"kind":"echo","data":"x"}"#),
+        )
         .await;
     assert_eq!(reply.status, 200);
     let body = reply.json();
-    assert_eq!((body["state"].as_str(), body["result"].as_str()), (Some("succeeded"), Some("x")));
+    assert_eq!(
+        (body["state"].as_str(), body["result"].as_str()),
+        (Some("succeeded"), Some("x"))
+    );
     assert_eq!(body["worker_node"], "node-b");
     let batch = r#"[{"kind":"echo","data":"a"},{"kind":"fail"},{"kind":"slow"}]"#;
-    let reply = server.call("POST", "/v1/jobs?wait=true&timeout=0.5", Some(batch)).await;
+    let reply = server
+        .call("POST", "/v1/jobs?wait=true&timeout=0.5", Some(batch))
+        .await;
     assert_eq!(reply.status, 200);
     let states: Vec<_> = reply.json()["jobs"]
         .as_array()
@@ -286,7 +320,11 @@ async fn bad_bodies_get_json_errors() {
         (r#"{"kind":""}"#, 422, "kind"),
         (r#"{"kind":"echo","timeout_ms":0}"#, 422, "timeout_ms"),
         (r#"{"kind":"echo","max_attempts":0}"#, 422, "max_attempts"),
-        (r#"{"kind":"echo","tags":"gpu"}"#, 422, "expected a sequence"),
+        (
+            r#"{"kind":"echo","tags":"gpu"}"#,
+            422,
+            "expected a sequence",
+        ),
         ("[]", 422, "empty batch"),
         ("42", 422, "expected a job object"),
         (r#"[{"kind":"echo"},{"kynd":"echo"}]"#, 422, "job 1"),
@@ -296,14 +334,27 @@ async fn bad_bodies_get_json_errors() {
         let message = reply.error(*status);
         assert!(message.contains(needle), "{body}: {message}");
     }
-    let reply = server.call("POST", "/v1/jobs?wait=maybe", Some(r#"{"kind":"echo"}"#)).await;
+    let reply = server
+        .call("POST", "/v1/jobs?wait=maybe", Some(r#"{"kind":"echo"}"#))
+        .await;
     reply.error(400);
-    let reply = server.call("POST", "/v1/jobs?timeout=5", Some(r#"{"kind":"echo"}"#)).await;
+    let reply = server
+        .call("POST", "/v1/jobs?timeout=5", Some(r#"{"kind":"echo"}"#))
+        .await;
     assert!(reply.error(400).contains("wait=true"));
-    let reply = server.call("POST", "/v1/jobs?wait=true&timeout=-1", Some(r#"{"kind":"echo"}"#)).await;
+    let reply = server
+        .call(
+            "POST",
+            "/v1/jobs?wait=true&timeout=-1",
+            Some(r#"{"kind":"echo"}"#),
+        )
+        .await;
     reply.error(400);
     let too_many = serde_json::to_string(&vec![json!({"kind": "echo"}); MAX_BATCH + 1]).unwrap();
-    server.call("POST", "/v1/jobs", Some(&too_many)).await.error(413);
+    server
+        .call("POST", "/v1/jobs", Some(&too_many))
+        .await
+        .error(413);
     server.shutdown().await;
 }
 
@@ -311,10 +362,14 @@ async fn bad_bodies_get_json_errors() {
 async fn missing_content_type_is_a_json_error() {
     let server = Server::start().await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    let raw = "POST /v1/jobs HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}";
+    let raw =
+        "POST /v1/jobs HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}";
     stream.write_all(raw.as_bytes()).await.unwrap();
     let mut reply = String::new();
-    timeout(LIMIT, stream.read_to_string(&mut reply)).await.unwrap().unwrap();
+    timeout(LIMIT, stream.read_to_string(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(reply.starts_with("HTTP/1.1 415"), "{reply}");
     assert!(reply.contains(r#"{"error":"#), "{reply}");
     server.shutdown().await;
@@ -323,9 +378,13 @@ async fn missing_content_type_is_a_json_error() {
 #[tokio::test]
 async fn backend_errors_map_to_statuses() {
     let server = Server::start().await;
-    let reply = server.call("POST", "/v1/jobs", Some(r#"{"kind":"overload"}"#)).await;
+    let reply = server
+        .call("POST", "/v1/jobs", Some(r#"{"kind":"overload"}"#))
+        .await;
     assert!(reply.error(429).contains("overloaded"));
-    let reply = server.call("POST", "/v1/jobs", Some(r#"{"kind":"broken"}"#)).await;
+    let reply = server
+        .call("POST", "/v1/jobs", Some(r#"{"kind":"broken"}"#))
+        .await;
     assert!(reply.error(500).contains("disk on fire"));
     server.shutdown().await;
 }
@@ -335,17 +394,31 @@ async fn lookups_and_listing() {
     let server = Server::start().await;
     let reply = server.call("GET", "/v1/jobs/unknown-7", None).await;
     assert!(reply.error(404).contains("unknown-7"));
-    server.call("POST", "/v1/jobs", Some(r#"{"kind":"fail","id":"bad-1"}"#)).await;
-    server.call("POST", "/v1/jobs", Some(r#"{"kind":"echo"}"#)).await;
+    server
+        .call("POST", "/v1/jobs", Some(r#"{"kind":"fail","id":"bad-1"}"#))
+        .await;
+    server
+        .call("POST", "/v1/jobs", Some(r#"{"kind":"echo"}"#))
+        .await;
     let reply = server.call("GET", "/v1/jobs?state=dead", None).await;
     assert_eq!(reply.status, 200);
     let jobs = reply.json()["jobs"].as_array().unwrap().clone();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0]["id"], "bad-1");
     assert_eq!(jobs[0]["error"]["cause"], "handler");
-    assert!(server.call("GET", "/v1/jobs", None).await.error(400).contains("state=dead"));
-    server.call("GET", "/v1/jobs?state=running", None).await.error(400);
-    server.call("GET", "/v1/jobs?state=dead&x=1", None).await.error(400);
+    assert!(server
+        .call("GET", "/v1/jobs", None)
+        .await
+        .error(400)
+        .contains("state=dead"));
+    server
+        .call("GET", "/v1/jobs?state=running", None)
+        .await
+        .error(400);
+    server
+        .call("GET", "/v1/jobs?state=dead&x=1", None)
+        .await
+        .error(400);
 
     let cluster = server.call("GET", "/v1/cluster", None).await.json();
     assert_eq!(cluster["members"].as_array().unwrap().len(), 3);
@@ -359,9 +432,20 @@ async fn lookups_and_listing() {
 #[tokio::test]
 async fn unknown_routes_and_methods() {
     let server = Server::start().await;
-    assert!(server.call("GET", "/nope", None).await.error(404).contains("/nope"));
-    assert!(server.call("DELETE", "/v1/jobs", None).await.error(405).contains("DELETE"));
-    server.call("POST", "/v1/cluster", Some("{}")).await.error(405);
+    assert!(server
+        .call("GET", "/nope", None)
+        .await
+        .error(404)
+        .contains("/nope"));
+    assert!(server
+        .call("DELETE", "/v1/jobs", None)
+        .await
+        .error(405)
+        .contains("DELETE"));
+    server
+        .call("POST", "/v1/cluster", Some("{}"))
+        .await
+        .error(405);
     server.shutdown().await;
 }
 
@@ -369,14 +453,24 @@ async fn unknown_routes_and_methods() {
 async fn metrics_text_parses() {
     let server = Server::start().await;
     server.metrics.record_submitted("sha256", "node-a");
-    server.metrics.record_result("sha256", "node-b", true, Duration::from_millis(3));
-    server.metrics.record_result("sha256", "node-b", false, Duration::from_millis(40));
+    server
+        .metrics
+        .record_result("sha256", "node-b", true, Duration::from_millis(3));
+    server
+        .metrics
+        .record_result("sha256", "node-b", false, Duration::from_millis(40));
     server.metrics.record_retry("sha256", "node-b");
-    server.call("POST", "/v1/jobs", Some(r#"{"kind":"fail"}"#)).await;
+    server
+        .call("POST", "/v1/jobs", Some(r#"{"kind":"fail"}"#))
+        .await;
     let reply = server.call("GET", "/metrics", None).await;
     assert_eq!(reply.status, 200);
-    assert!(reply.headers.to_ascii_lowercase().contains("content-type: application/openmetrics-text"));
-    let samples = prometheus_text::check(&reply.body).unwrap_or_else(|e| panic!("{e}\n{}", reply.body));
+    assert!(reply
+        .headers
+        .to_ascii_lowercase()
+        .contains("content-type: application/openmetrics-text"));
+    let samples =
+        prometheus_text::check(&reply.body).unwrap_or_else(|e| panic!("{e}\n{}", reply.body));
     let get = |name: &str, labels: &str| {
         samples
             .iter()
@@ -384,11 +478,41 @@ async fn metrics_text_parses() {
             .unwrap_or_else(|| panic!("no sample {name}{{{labels}}} in\n{}", reply.body))
             .value
     };
-    assert_eq!(get("jobmesh_jobs_submitted_total", r#"kind="sha256",node="node-a""#), 1.0);
-    assert_eq!(get("jobmesh_jobs_completed_total", r#"kind="sha256",node="node-b""#), 1.0);
-    assert_eq!(get("jobmesh_jobs_failed_total", r#"kind="sha256",node="node-b""#), 1.0);
-    assert_eq!(get("jobmesh_jobs_retried_total", r#"kind="sha256",node="node-b""#), 1.0);
-    assert_eq!(get("jobmesh_job_duration_seconds_count", r#"kind="sha256",node="node-b""#), 2.0);
+    assert_eq!(
+        get(
+            "jobmesh_jobs_submitted_total",
+            r#"kind="sha256",node="node-a""#
+        ),
+        1.0
+    );
+    assert_eq!(
+        get(
+            "jobmesh_jobs_completed_total",
+            r#"kind="sha256",node="node-b""#
+        ),
+        1.0
+    );
+    assert_eq!(
+        get(
+            "jobmesh_jobs_failed_total",
+            r#"kind="sha256",node="node-b""#
+        ),
+        1.0
+    );
+    assert_eq!(
+        get(
+            "jobmesh_jobs_retried_total",
+            r#"kind="sha256",node="node-b""#
+        ),
+        1.0
+    );
+    assert_eq!(
+        get(
+            "jobmesh_job_duration_seconds_count",
+            r#"kind="sha256",node="node-b""#
+        ),
+        2.0
+    );
     assert_eq!(get("jobmesh_links", ""), 2.0);
     assert_eq!(get("jobmesh_members", r#"status="up""#), 2.0);
     assert_eq!(get("jobmesh_node_in_flight", r#"node="node-b""#), 4.0);
@@ -401,14 +525,14 @@ fn line_checker_rejects_bad_text() {
     let good = "# TYPE a counter\n# HELP a help\na_total 1\n# EOF\n";
     assert!(prometheus_text::check(good).is_ok());
     for bad in [
-        "# TYPE a counter\na_total 1\n",                 // no EOF
-        "# TYPE a counter\na_total one\n# EOF\n",        // bad value
-        "b 1\n# EOF\n",                                  // undeclared family
-        "# TYPE a gauge\na{x=\"1\" 1\n# EOF\n",          // broken labels
-        "# TYPE a gauge\na{x=1} 1\n# EOF\n",             // unquoted label
-        "# TYPE 9a gauge\n9a 1\n# EOF\n",                // bad name
-        "# TYPE a wobble\na 1\n# EOF\n",                 // bad type
-        "# TYPE a gauge\n# EOF\na 1\n",                  // after EOF
+        "# TYPE a counter\na_total 1\n",          // no EOF
+        "# TYPE a counter\na_total one\n# EOF\n", // bad value
+        "b 1\n# EOF\n",                           // undeclared family
+        "# TYPE a gauge\na{x=\"1\" 1\n# EOF\n",   // broken labels
+        "# TYPE a gauge\na{x=1} 1\n# EOF\n",      // unquoted label
+        "# TYPE 9a gauge\n9a 1\n# EOF\n",         // bad name
+        "# TYPE a wobble\na 1\n# EOF\n",          // bad type
+        "# TYPE a gauge\n# EOF\na 1\n",           // after EOF
     ] {
         assert!(prometheus_text::check(bad).is_err(), "accepted: {bad:?}");
     }
@@ -425,7 +549,14 @@ mod prometheus_text {
     }
 
     const TYPES: [&str; 8] = [
-        "counter", "gauge", "histogram", "summary", "unknown", "info", "stateset", "gaugehistogram",
+        "counter",
+        "gauge",
+        "histogram",
+        "summary",
+        "unknown",
+        "info",
+        "stateset",
+        "gaugehistogram",
     ];
     const SUFFIXES: [&str; 6] = ["", "_total", "_bucket", "_count", "_sum", "_created"];
 
@@ -449,7 +580,9 @@ mod prometheus_text {
             } else if let Some(rest) = line.strip_prefix("# ") {
                 let mut parts = rest.splitn(3, ' ');
                 let (keyword, name, arg) = (parts.next(), parts.next(), parts.next());
-                let name = name.filter(|n| valid_name(n)).ok_or_else(|| err("bad metric name"))?;
+                let name = name
+                    .filter(|n| valid_name(n))
+                    .ok_or_else(|| err("bad metric name"))?;
                 match (keyword, arg) {
                     (Some("TYPE"), Some(t)) if TYPES.contains(&t) => {
                         families.insert(name.to_owned());
@@ -491,7 +624,10 @@ mod prometheus_text {
             check_labels(&labels)?;
             rest = &inner[close + 1..];
         }
-        let mut fields = rest.strip_prefix(' ').ok_or("no space before value")?.split(' ');
+        let mut fields = rest
+            .strip_prefix(' ')
+            .ok_or("no space before value")?
+            .split(' ');
         let value = fields.next().ok_or("no value")?;
         let value = match value {
             "+Inf" => f64::INFINITY,
@@ -519,7 +655,9 @@ mod prometheus_text {
             if !valid_name(&rest[..eq]) {
                 return Err("bad label name".into());
             }
-            let value = rest[eq + 1..].strip_prefix('"').ok_or("unquoted label value")?;
+            let value = rest[eq + 1..]
+                .strip_prefix('"')
+                .ok_or("unquoted label value")?;
             let mut escaped = false;
             let end = value
                 .char_indices()

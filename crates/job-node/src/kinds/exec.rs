@@ -266,19 +266,31 @@ mod tests {
     const LIMIT: Duration = Duration::from_secs(10);
 
     async fn run(data: &str, policy: &ExecPolicy) -> Result<ExecOutput, KindError> {
-        let text = timeout(LIMIT, exec(data, policy)).await.expect("exec hung")?;
+        let text = timeout(LIMIT, exec(data, policy))
+            .await
+            .expect("exec hung")?;
         Ok(serde_json::from_str(&text).unwrap())
     }
 
     fn shell_tools() -> ExecPolicy {
-        ExecPolicy::allow(["echo", "cat", "sh", "sleep", "head", "no-such-program-jobmesh"])
+        ExecPolicy::allow([
+            "echo",
+            "cat",
+            "sh",
+            "sleep",
+            "head",
+            "no-such-program-jobmesh",
+        ])
     }
 
     #[tokio::test]
     async fn allowed_program_runs() {
-        let out = run(r#"{"program":"echo","args":["hello","world"]}"#, &shell_tools())
-            .await
-            .unwrap();
+        let out = run(
+            r#"{"program":"echo","args":["hello","world"]}"#,
+            &shell_tools(),
+        )
+        .await
+        .unwrap();
         assert_eq!(out.status, Some(0));
         assert_eq!(out.stdout, "hello world\n");
         assert_eq!(out.stderr, "");
@@ -321,7 +333,11 @@ mod tests {
         let out = run(data, &policy).await.unwrap();
         assert_eq!(out.stdout.len(), 1000);
         assert!(out.stdout_truncated);
-        assert_eq!(out.status, Some(0), "the program must not block on a full pipe");
+        assert_eq!(
+            out.status,
+            Some(0),
+            "the program must not block on a full pipe"
+        );
         let data = r#"{"program":"sh","args":["-c","head -c 5000 /dev/zero >&2"]}"#;
         let out = run(data, &policy).await.unwrap();
         assert!(out.stderr_truncated && !out.stdout_truncated);
@@ -330,25 +346,41 @@ mod tests {
     #[tokio::test]
     async fn timeout_kills_the_program() {
         let start = Instant::now();
-        let err = run(r#"{"program":"sleep","args":["20"],"timeout_ms":100}"#, &shell_tools())
-            .await
-            .unwrap_err();
+        let err = run(
+            r#"{"program":"sleep","args":["20"],"timeout_ms":100}"#,
+            &shell_tools(),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, KindError::ExecTimeout { .. }), "{err}");
         assert!(err.is_retryable());
         assert!(start.elapsed() < Duration::from_secs(5));
         let policy = shell_tools().with_default_timeout(Duration::from_millis(100));
-        let err = run(r#"{"program":"sleep","args":["20"]}"#, &policy).await.unwrap_err();
+        let err = run(r#"{"program":"sleep","args":["20"]}"#, &policy)
+            .await
+            .unwrap_err();
         assert!(matches!(err, KindError::ExecTimeout { .. }));
         let policy = shell_tools().with_max_timeout(Duration::from_secs(1));
         let err = run(r#"{"program":"echo","timeout_ms":1001}"#, &policy)
             .await
             .unwrap_err();
-        assert!(matches!(err, KindError::LimitExceeded { value: 1001, max: 1000, .. }));
+        assert!(matches!(
+            err,
+            KindError::LimitExceeded {
+                value: 1001,
+                max: 1000,
+                ..
+            }
+        ));
     }
 
     #[tokio::test]
     async fn bad_data_and_missing_program() {
-        for bad in ["not json", r#"{"args":[]}"#, r#"{"program":"echo","bogus":1}"#] {
+        for bad in [
+            "not json",
+            r#"{"args":[]}"#,
+            r#"{"program":"echo","bogus":1}"#,
+        ] {
             let err = run(bad, &shell_tools()).await.unwrap_err();
             assert!(matches!(err, KindError::InvalidJson { .. }), "{bad}");
         }

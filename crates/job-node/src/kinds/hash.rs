@@ -150,7 +150,9 @@ mod tests {
         }
         let zero = run(r#"{"input":"abc","rounds":0}"#).await.unwrap_err();
         assert!(matches!(zero, KindError::LimitExceeded { value: 0, .. }));
-        let huge = run(r#"{"input":"abc","rounds":10000001}"#).await.unwrap_err();
+        let huge = run(r#"{"input":"abc","rounds":10000001}"#)
+            .await
+            .unwrap_err();
         assert!(matches!(huge, KindError::LimitExceeded { .. }));
     }
 }

@@ -35,7 +35,12 @@ pub enum Builtin {
 
 impl Builtin {
     /// Every built-in kind, in a stable order.
-    pub const ALL: [Builtin; 4] = [Builtin::Echo, Builtin::Sleep, Builtin::Sha256, Builtin::Exec];
+    pub const ALL: [Builtin; 4] = [
+        Builtin::Echo,
+        Builtin::Sleep,
+        Builtin::Sha256,
+        Builtin::Exec,
+    ];
 
     /// The kind name jobs use (`"echo"`, `"sleep"`, `"sha256"`, `"exec"`).
     pub fn name(self) -> &'static str {

@@ -70,11 +70,20 @@ mod tests {
     async fn sleep_rejects_bad_data() {
         for bad in ["", "abc", "-5", "1.5", "10ms"] {
             let err = timeout(LIMIT, sleep(bad)).await.unwrap().unwrap_err();
-            assert!(matches!(err, KindError::InvalidSleep { .. }), "{bad}: {err}");
+            assert!(
+                matches!(err, KindError::InvalidSleep { .. }),
+                "{bad}: {err}"
+            );
             assert!(!err.is_retryable());
         }
         let err = timeout(LIMIT, sleep("3600001")).await.unwrap().unwrap_err();
-        assert!(matches!(err, KindError::LimitExceeded { value: 3_600_001, .. }));
+        assert!(matches!(
+            err,
+            KindError::LimitExceeded {
+                value: 3_600_001,
+                ..
+            }
+        ));
         assert!(err.to_string().contains("3600000"), "{err}");
     }
 }

@@ -35,7 +35,11 @@ impl Backoff {
     /// The un-jittered delay after `failures` failed attempts (>= 1).
     pub fn ceiling(&self, failures: u32) -> Duration {
         let exp = failures.saturating_sub(1).min(64) as i32;
-        let factor = if self.factor.is_finite() { self.factor.max(1.0) } else { 1.0 };
+        let factor = if self.factor.is_finite() {
+            self.factor.max(1.0)
+        } else {
+            1.0
+        };
         let secs = self.base.as_secs_f64() * factor.powi(exp);
         let max = self.max.as_secs_f64();
         Duration::from_secs_f64(if secs.is_finite() { secs.min(max) } else { max })

@@ -133,7 +133,7 @@ impl Strategies {
     }
 }
 
-/// The sans-IO coordinator. See the [module docs](self) and `docs/jobs.md`.
+/// The sans-IO coordinator; see the crate guide and `docs/jobs.md`.
 ///
 /// ```
 /// use std::time::{Duration, Instant};

@@ -176,7 +176,10 @@ impl NodeTable {
         let chosen: Vec<&(&str, &NodeState)> = if fresh().next().is_some() {
             fresh().collect()
         } else if eligible.len() > 1 && last_failed.is_some() {
-            eligible.iter().filter(|(k, _)| Some(*k) != last_failed).collect()
+            eligible
+                .iter()
+                .filter(|(k, _)| Some(*k) != last_failed)
+                .collect()
         } else {
             eligible.iter().collect()
         };

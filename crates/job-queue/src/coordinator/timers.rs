@@ -75,7 +75,10 @@ mod tests {
         assert_eq!(timers.pop_due(t0), None);
         let due = timers.pop_due(t0 + Duration::from_secs(5)).unwrap();
         assert_eq!(due, (id("c"), TimerKind::Deadline));
-        assert_eq!(timers.pop_due(t0 + Duration::from_secs(5)).unwrap().0, id("b"));
+        assert_eq!(
+            timers.pop_due(t0 + Duration::from_secs(5)).unwrap().0,
+            id("b")
+        );
         assert_eq!(timers.len(), 0);
     }
 }

@@ -39,7 +39,10 @@ impl CoordinatorCore {
     /// Ends the running attempt of `id`: cancels its deadline and releases
     /// the node's slot. Callers check [`is_current`](Self::is_current) first.
     pub(super) fn end_running(&mut self, id: &JobId) -> (Arc<str>, Instant) {
-        let entry = self.jobs.get_mut(id).expect("caller checked the job exists");
+        let entry = self
+            .jobs
+            .get_mut(id)
+            .expect("caller checked the job exists");
         if let Some(key) = entry.timer.take() {
             self.timers.remove(key);
         }
@@ -72,7 +75,10 @@ impl CoordinatorCore {
             return;
         };
         let deadline = now + entry.job.timeout;
-        entry.timer = Some(self.timers.insert(deadline, id.clone(), TimerKind::Deadline));
+        entry.timer = Some(
+            self.timers
+                .insert(deadline, id.clone(), TimerKind::Deadline),
+        );
         entry.phase = Phase::Running {
             node: node.clone(),
             dispatched_at: now,
@@ -93,7 +99,9 @@ impl CoordinatorCore {
             return;
         };
         if let Some(state) = self.nodes.get_mut(node) {
-            state.stats.record(&entry.job.kind, true, Some(result.elapsed));
+            state
+                .stats
+                .record(&entry.job.kind, true, Some(result.elapsed));
         }
         self.counters.succeeded += 1;
         self.actions.push_back(Action::Complete(result));
@@ -137,7 +145,10 @@ impl CoordinatorCore {
             self.dispatch(id, now);
         } else {
             entry.phase = Phase::Backoff;
-            entry.timer = Some(self.timers.insert(now + delay, id.clone(), TimerKind::Retry));
+            entry.timer = Some(
+                self.timers
+                    .insert(now + delay, id.clone(), TimerKind::Retry),
+            );
         }
     }
 

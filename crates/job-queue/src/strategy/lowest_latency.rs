@@ -44,6 +44,10 @@ mod tests {
         let job = Job::new("k", "");
         assert_eq!(LowestLatency::new().select(&job, &nodes), Some(1));
         nodes[2].latency = None;
-        assert_eq!(LowestLatency::new().select(&job, &nodes), Some(2), "unmeasured is probed");
+        assert_eq!(
+            LowestLatency::new().select(&job, &nodes),
+            Some(2),
+            "unmeasured is probed"
+        );
     }
 }

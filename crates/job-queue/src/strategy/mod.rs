@@ -48,8 +48,10 @@ impl Candidate<'_> {
     /// The best estimate of the node's current load in jobs: the larger of
     /// what this coordinator knows it sent and what the node reported.
     pub fn load_estimate(&self) -> u32 {
-        self.outstanding
-            .max(self.reported_in_flight.saturating_add(self.reported_queue_depth))
+        self.outstanding.max(
+            self.reported_in_flight
+                .saturating_add(self.reported_queue_depth),
+        )
     }
 }
 

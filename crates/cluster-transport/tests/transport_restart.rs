@@ -1,0 +1,1 @@
+/work/main/tests/transport_restart.rs

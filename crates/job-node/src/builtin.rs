@@ -1,0 +1,109 @@
+//! The adapter from the built-in kinds ([`crate::kinds`]) to the job
+//! queue's handler registry.
+
+use std::sync::Arc;
+
+use job_queue::{HandlerError, HandlerRegistry, JobContext};
+
+use crate::kinds::{Builtin, ExecPolicy, KindError};
+
+/// Registers `echo`, `sleep`, `sha256` and `exec` (under `policy`).
+pub fn register_builtins(registry: &mut HandlerRegistry, policy: ExecPolicy) {
+    let policy = Arc::new(policy);
+    for kind in Builtin::ALL {
+        let policy = Arc::clone(&policy);
+        registry.register(kind.name(), move |ctx: JobContext| {
+            let policy = Arc::clone(&policy);
+            async move {
+                kind.run(ctx.data(), &policy)
+                    .await
+                    .map_err(to_handler_error)
+            }
+        });
+    }
+}
+
+/// A registry holding only the built-in kinds.
+pub fn builtin_registry(policy: ExecPolicy) -> HandlerRegistry {
+    let mut registry = HandlerRegistry::new();
+    register_builtins(&mut registry, policy);
+    registry
+}
+
+/// Maps a kind's error onto the queue's retry semantics: undecodable data
+/// is bad data, other permanent errors are permanent, the rest retryable.
+pub fn to_handler_error(err: KindError) -> HandlerError {
+    match err {
+        KindError::InvalidJson { .. } | KindError::InvalidSleep { .. } => {
+            HandlerError::bad_data(err)
+        }
+        err if err.is_retryable() => HandlerError::retryable(err),
+        err => HandlerError::permanent(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use job_queue::{FailureCause, Job, JobFailure};
+    use tokio::time::timeout;
+
+    use super::*;
+
+    async fn run(
+        registry: &HandlerRegistry,
+        kind: &str,
+        data: &str,
+    ) -> Result<String, HandlerError> {
+        let handler = registry.get(kind).expect("registered");
+        let ctx = JobContext::new(Job::new(kind, data), "node-a");
+        timeout(Duration::from_secs(10), handler.handle(ctx))
+            .await
+            .expect("handler hung")
+    }
+
+    #[tokio::test]
+    async fn builtins_are_registered_and_run() {
+        let registry = builtin_registry(ExecPolicy::allow(["echo"]));
+        assert_eq!(registry.kinds(), ["echo", "exec", "sha256", "sleep"]);
+        assert_eq!(registry.kind_tags()[0], "kind:echo");
+        assert_eq!(run(&registry, "echo", "hi").await.unwrap(), "hi");
+        assert_eq!(run(&registry, "sleep", "1").await.unwrap(), "1");
+        assert_eq!(run(&registry, "sha256", "abc").await.unwrap().len(), 64);
+        let out = run(&registry, "exec", r#"{"program":"echo","args":["x"]}"#)
+            .await
+            .unwrap();
+        assert!(out.contains(r#""stdout":"x\n""#), "{out}");
+    }
+
+    #[tokio::test]
+    async fn errors_keep_their_retry_semantics() {
+        let registry = builtin_registry(ExecPolicy::deny_all());
+        let refused = run(&registry, "exec", r#"{"program":"rm"}"#)
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, HandlerError::Permanent(_)), "{refused}");
+        let failure = JobFailure::from_handler_error(&refused);
+        assert_eq!(
+            (failure.cause, failure.retryable),
+            (FailureCause::Handler, false)
+        );
+        assert!(
+            failure.message.contains("--allow-exec"),
+            "{}",
+            failure.message
+        );
+        let bad = run(&registry, "sleep", "soon").await.unwrap_err();
+        assert!(matches!(bad, HandlerError::BadData(_)), "{bad}");
+        let huge = run(&registry, "sha256", r#"{"input":"a","rounds":0}"#)
+            .await
+            .unwrap_err();
+        assert!(matches!(huge, HandlerError::Permanent(_)), "{huge}");
+        let timed_out = to_handler_error(KindError::ExecTimeout {
+            program: "x".into(),
+            timeout: Duration::from_millis(1),
+        });
+        assert!(timed_out.is_retryable());
+    }
+}

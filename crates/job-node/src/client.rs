@@ -1,0 +1,320 @@
+//! The external WebSocket client that `submit` and `status` use.
+//!
+//! It speaks the transport's client edge (`docs/wire.md`): the upgrade
+//! request carries `Authorization: Bearer <client token>`, the node answers
+//! `{"auth":"ok","client_id":N}`, and then every text frame is one JSON
+//! envelope `{"to","from","payload",...}`. Error reports arrive as
+//! `{"error":"..."}`. What the payloads mean (job submissions, results,
+//! statistics requests) is up to the actor addressed in `to`.
+
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::header::{HeaderValue, AUTHORIZATION};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Why talking to the cluster failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The URL is not a valid WebSocket URL.
+    #[error("invalid cluster URL {url:?}: {source}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// The parser's error.
+        #[source]
+        source: tokio_tungstenite::tungstenite::Error,
+    },
+    /// The node did not answer in time.
+    #[error("no answer from {url} within {timeout:?}")]
+    Timeout {
+        /// The URL.
+        url: String,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// Connecting or the upgrade failed (a 401 means a wrong secret).
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        /// The URL.
+        url: String,
+        /// The WebSocket error.
+        #[source]
+        source: tokio_tungstenite::tungstenite::Error,
+    },
+    /// The node refused us (bad token, protocol error).
+    #[error("the node refused the client: {0}")]
+    Refused(String),
+    /// The connection failed after it was established.
+    #[error("connection to the cluster lost: {0}")]
+    Lost(#[source] tokio_tungstenite::tungstenite::Error),
+    /// The node closed the connection.
+    #[error("the node closed the connection{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Closed {
+        /// The close reason, if one was given.
+        reason: Option<String>,
+    },
+    /// The node sent a frame that is not an envelope, an error or an auth reply.
+    #[error("unexpected frame from the node: {0}")]
+    Protocol(String),
+}
+
+/// One envelope as the client sends it.
+#[derive(Debug, Serialize)]
+struct EnvelopeOut<'a> {
+    to: &'a str,
+    from: &'a str,
+    payload: serde_json::Value,
+    id: u64,
+}
+
+/// One envelope as the client receives it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ClientEnvelope {
+    /// Our temporary address.
+    #[serde(default)]
+    pub to: String,
+    /// The sender.
+    #[serde(default)]
+    pub from: String,
+    /// The payload (JSON text).
+    pub payload: String,
+    /// The sender's message id (0 = none).
+    #[serde(default)]
+    pub id: u64,
+    /// The id of our message this answers (0 = none).
+    #[serde(default)]
+    pub correlation_id: u64,
+    /// `message`, `undeliverable` or `error`.
+    #[serde(default = "message_kind")]
+    pub kind: String,
+}
+
+fn message_kind() -> String {
+    "message".to_owned()
+}
+
+/// What the node sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientFrame {
+    /// An envelope.
+    Envelope(ClientEnvelope),
+    /// An error report about one of our frames (the connection stays up).
+    Error(String),
+}
+
+#[derive(Deserialize)]
+struct AuthReply {
+    auth: String,
+    #[serde(default)]
+    client_id: u64,
+}
+
+#[derive(Deserialize)]
+struct ErrorFrame {
+    error: String,
+}
+
+/// The sending half of a connection.
+#[derive(Debug)]
+pub struct ClientSender {
+    sink: SplitSink<Ws, Message>,
+    next_id: u64,
+}
+
+/// The receiving half of a connection.
+#[derive(Debug)]
+pub struct ClientReceiver {
+    stream: SplitStream<Ws>,
+}
+
+/// An authenticated connection to one node.
+#[derive(Debug)]
+pub struct ClusterClient {
+    sender: ClientSender,
+    receiver: ClientReceiver,
+    client_id: u64,
+}
+
+impl ClusterClient {
+    /// Connects to `url` and authenticates with `token`, all within `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Url`], [`ClientError::Timeout`],
+    /// [`ClientError::Connect`], [`ClientError::Refused`] or
+    /// [`ClientError::Protocol`].
+    pub async fn connect(url: &str, token: &str, timeout: Duration) -> Result<Self, ClientError> {
+        let url_error = |source| ClientError::Url {
+            url: url.to_owned(),
+            source,
+        };
+        let mut request = url.into_client_request().map_err(url_error)?;
+        let bearer = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| {
+            ClientError::Refused(format!("the client token is not a valid header: {e}"))
+        })?;
+        request.headers_mut().insert(AUTHORIZATION, bearer);
+        let connected = tokio::time::timeout(timeout, async {
+            let (ws, _) = tokio_tungstenite::connect_async(request)
+                .await
+                .map_err(|source| ClientError::Connect {
+                    url: url.to_owned(),
+                    source,
+                })?;
+            let (sink, stream) = ws.split();
+            let mut receiver = ClientReceiver { stream };
+            let client_id = receiver.auth_reply().await?;
+            Ok::<_, ClientError>((sink, receiver, client_id))
+        })
+        .await
+        .map_err(|_| ClientError::Timeout {
+            url: url.to_owned(),
+            timeout,
+        })?;
+        let (sink, receiver, client_id) = connected?;
+        Ok(ClusterClient {
+            sender: ClientSender { sink, next_id: 1 },
+            receiver,
+            client_id,
+        })
+    }
+
+    /// The id the node gave this client.
+    pub fn client_id(&self) -> u64 {
+        self.client_id
+    }
+
+    /// Sends one envelope; see [`ClientSender::send`].
+    ///
+    /// # Errors
+    ///
+    /// See [`ClientSender::send`].
+    pub async fn send(&mut self, to: &str, payload_json: &str) -> Result<u64, ClientError> {
+        self.sender.send(to, payload_json).await
+    }
+
+    /// Receives the next frame; see [`ClientReceiver::recv`].
+    ///
+    /// # Errors
+    ///
+    /// See [`ClientReceiver::recv`].
+    pub async fn recv(&mut self) -> Result<ClientFrame, ClientError> {
+        self.receiver.recv().await
+    }
+
+    /// Splits into halves that can be used from two tasks.
+    pub fn into_split(self) -> (ClientSender, ClientReceiver) {
+        (self.sender, self.receiver)
+    }
+}
+
+impl ClientSender {
+    /// Sends `payload_json` (JSON text) to the actor address `to` and
+    /// returns the message id it carries; replies name it in
+    /// `correlation_id`.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Protocol`] if `payload_json` is not JSON,
+    /// [`ClientError::Lost`] if the connection failed.
+    pub async fn send(&mut self, to: &str, payload_json: &str) -> Result<u64, ClientError> {
+        let payload: serde_json::Value = serde_json::from_str(payload_json)
+            .map_err(|e| ClientError::Protocol(format!("payload is not JSON: {e}")))?;
+        let id = self.next_id;
+        self.next_id += 1;
+        let text = serde_json::to_string(&EnvelopeOut {
+            to,
+            from: "",
+            payload,
+            id,
+        })
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        self.sink
+            .send(Message::Text(text.into()))
+            .await
+            .map_err(ClientError::Lost)?;
+        Ok(id)
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(mut self) {
+        let _ = self.sink.send(Message::Close(None)).await;
+        let _ = self.sink.close().await;
+    }
+}
+
+impl ClientReceiver {
+    async fn next_text(&mut self) -> Result<String, ClientError> {
+        loop {
+            match self.stream.next().await {
+                None => return Err(ClientError::Closed { reason: None }),
+                Some(Err(err)) => return Err(ClientError::Lost(err)),
+                Some(Ok(Message::Text(text))) => return Ok(text.as_str().to_owned()),
+                Some(Ok(Message::Close(frame))) => {
+                    let reason = frame
+                        .map(|f| f.reason.to_string())
+                        .filter(|r| !r.is_empty());
+                    return Err(ClientError::Closed { reason });
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    return Err(ClientError::Protocol(
+                        "binary frame sent to a client".into(),
+                    ))
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    async fn auth_reply(&mut self) -> Result<u64, ClientError> {
+        let text = self.next_text().await?;
+        if let Ok(reply) = serde_json::from_str::<AuthReply>(&text) {
+            if reply.auth == "ok" {
+                return Ok(reply.client_id);
+            }
+            return Err(ClientError::Refused(reply.auth));
+        }
+        if let Ok(err) = serde_json::from_str::<ErrorFrame>(&text) {
+            return Err(ClientError::Refused(err.error));
+        }
+        Err(ClientError::Protocol(truncate(&text)))
+    }
+
+    /// Waits for the next envelope or error report.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Closed`], [`ClientError::Lost`] or
+    /// [`ClientError::Protocol`] for a frame that is neither.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a frame is consumed only when it is returned.
+    pub async fn recv(&mut self) -> Result<ClientFrame, ClientError> {
+        let text = self.next_text().await?;
+        if let Ok(envelope) = serde_json::from_str::<ClientEnvelope>(&text) {
+            return Ok(ClientFrame::Envelope(envelope));
+        }
+        if let Ok(err) = serde_json::from_str::<ErrorFrame>(&text) {
+            return Ok(ClientFrame::Error(err.error));
+        }
+        Err(ClientError::Protocol(truncate(&text)))
+    }
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(200).collect()
+}
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

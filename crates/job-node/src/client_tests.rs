@@ -1,0 +1,154 @@
+//! The client against a small fake node edge.
+
+use std::net::SocketAddr;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpListener;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::*;
+
+const LIMIT: Duration = Duration::from_secs(10);
+const TOKEN: &str = "good-token";
+
+/// Accepts one client: checks the bearer token, answers auth ok, then
+/// echoes each envelope back as a reply (payload wrapped in `{"echo":..}`)
+/// and answers the text `bad` with an error frame.
+async fn fake_node() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        #[allow(clippy::result_large_err)] // the signature tungstenite's callback requires
+        let check = |req: &Request, resp: Response| {
+            let ok = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                == Some("Bearer good-token");
+            if ok {
+                Ok(resp)
+            } else {
+                let mut refusal = ErrorResponse::new(Some("invalid client token".into()));
+                *refusal.status_mut() = StatusCode::UNAUTHORIZED;
+                Err(refusal)
+            }
+        };
+        let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, check).await else {
+            return;
+        };
+        ws.send(Message::Text(r#"{"auth":"ok","client_id":7}"#.into()))
+            .await
+            .unwrap();
+        while let Some(Ok(msg)) = ws.next().await {
+            let Message::Text(text) = msg else { continue };
+            let env: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+            if env["payload"] == "bad" {
+                ws.send(Message::Text(r#"{"error":"malformed envelope"}"#.into()))
+                    .await
+                    .unwrap();
+                continue;
+            }
+            if env["payload"] == "bye" {
+                ws.close(None).await.unwrap();
+                return;
+            }
+            let reply = serde_json::json!({
+                "to": "client-7@node-a",
+                "from": env["to"],
+                "payload": serde_json::json!({ "echo": env["payload"] }).to_string(),
+                "correlation_id": env["id"],
+            });
+            ws.send(Message::Text(reply.to_string().into()))
+                .await
+                .unwrap();
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn round_trip() {
+    let addr = fake_node().await;
+    let mut client = ClusterClient::connect(&format!("ws://{addr}"), TOKEN, LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(client.client_id(), 7);
+    let id = timeout(LIMIT, client.send("coordinator@node-a", r#"{"n":1}"#))
+        .await
+        .unwrap()
+        .unwrap();
+    let ClientFrame::Envelope(reply) = timeout(LIMIT, client.recv()).await.unwrap().unwrap() else {
+        panic!("expected an envelope");
+    };
+    assert_eq!(reply.correlation_id, id);
+    assert_eq!(reply.from, "coordinator@node-a");
+    assert_eq!(reply.kind, "message");
+    assert_eq!(reply.payload, r#"{"echo":{"n":1}}"#);
+
+    let (mut tx, mut rx) = client.into_split();
+    let second = timeout(LIMIT, tx.send("x@node-a", r#""bad""#))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second, id + 1);
+    let frame = timeout(LIMIT, rx.recv()).await.unwrap().unwrap();
+    assert_eq!(frame, ClientFrame::Error("malformed envelope".into()));
+    timeout(LIMIT, tx.send("x@node-a", r#""bye""#))
+        .await
+        .unwrap()
+        .unwrap();
+    let err = timeout(LIMIT, rx.recv()).await.unwrap().unwrap_err();
+    assert!(matches!(err, ClientError::Closed { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn payload_must_be_json() {
+    let addr = fake_node().await;
+    let mut client = ClusterClient::connect(&format!("ws://{addr}"), TOKEN, LIMIT)
+        .await
+        .unwrap();
+    let err = client.send("x@node-a", "not json").await.unwrap_err();
+    assert!(matches!(err, ClientError::Protocol(_)));
+}
+
+#[tokio::test]
+async fn wrong_token_and_bad_urls() {
+    let addr = fake_node().await;
+    let err = ClusterClient::connect(&format!("ws://{addr}"), "wrong", LIMIT)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Connect { .. }), "{err}");
+    assert!(err.to_string().contains("401"), "{err}");
+    let err = ClusterClient::connect("not a url", TOKEN, LIMIT)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Url { .. }), "{err}");
+    // Nobody listens on a freshly closed port.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let err = ClusterClient::connect(&format!("ws://{closed}"), TOKEN, LIMIT)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Connect { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn silent_node_times_out() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _hold = tokio::spawn(async move {
+        let (_tcp, _) = listener.accept().await.unwrap();
+        std::future::pending::<()>().await;
+    });
+    let err = ClusterClient::connect(&format!("ws://{addr}"), TOKEN, Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Timeout { .. }), "{err}");
+}

@@ -1,0 +1,1 @@
+//! Map-shuffle-reduce on the cluster (see docs/mapreduce.md).

@@ -1,0 +1,309 @@
+//! Where shuffle data lives: the per-node [`PartitionStore`], and the
+//! [`PartitionFetcher`] that reads another node's store.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+/// Which stage of a job produced a blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Stage {
+    /// An input split, staged on the driver's node (`task` = split number).
+    Input,
+    /// A map task's output for one partition.
+    Map,
+    /// A reduce task's output (`task` = `partition` = the partition).
+    Reduce,
+}
+
+/// The name of one blob in a [`PartitionStore`]:
+/// `(job, stage, task, partition)`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BlobId {
+    /// The map-reduce job's id.
+    pub job: String,
+    /// The stage that produced it.
+    pub stage: Stage,
+    /// The task (split number for inputs and map outputs).
+    pub task: u32,
+    /// The partition (0 for inputs).
+    pub partition: u32,
+}
+
+impl BlobId {
+    /// The staged bytes of input split `split`.
+    pub fn input(job: &str, split: u32) -> Self {
+        BlobId {
+            job: job.to_owned(),
+            stage: Stage::Input,
+            task: split,
+            partition: 0,
+        }
+    }
+
+    /// Map task `task`'s output for partition `partition`.
+    pub fn map_output(job: &str, task: u32, partition: u32) -> Self {
+        BlobId {
+            job: job.to_owned(),
+            stage: Stage::Map,
+            task,
+            partition,
+        }
+    }
+
+    /// Reduce task `partition`'s output.
+    pub fn reduce_output(job: &str, partition: u32) -> Self {
+        BlobId {
+            job: job.to_owned(),
+            stage: Stage::Reduce,
+            task: partition,
+            partition,
+        }
+    }
+}
+
+impl fmt::Display for BlobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{:?}/{}/{}",
+            self.job, self.stage, self.task, self.partition
+        )
+    }
+}
+
+/// A store refused a blob because it would exceed its byte limit.
+#[derive(Debug, thiserror::Error)]
+#[error("partition store full: {needed} more bytes with {used} of {limit} in use (blob {id})")]
+#[non_exhaustive]
+pub struct StoreFull {
+    /// The refused blob.
+    pub id: BlobId,
+    /// Its size.
+    pub needed: usize,
+    /// Bytes in use.
+    pub used: usize,
+    /// The limit.
+    pub limit: usize,
+}
+
+#[derive(Debug, Default)]
+struct StoreInner {
+    blobs: FxHashMap<BlobId, Bytes>,
+    bytes: usize,
+}
+
+/// One node's in-memory blob store: map outputs (and staged inputs and
+/// reduce outputs) keyed by [`BlobId`], with an optional byte limit.
+///
+/// Cheap to clone (shared). Blobs are `Bytes`, so reads do not copy.
+#[derive(Clone, Debug)]
+pub struct PartitionStore {
+    inner: Arc<Mutex<StoreInner>>,
+    limit: usize,
+}
+
+impl Default for PartitionStore {
+    fn default() -> Self {
+        PartitionStore::new()
+    }
+}
+
+impl PartitionStore {
+    /// An unlimited store.
+    pub fn new() -> Self {
+        PartitionStore::with_limit(usize::MAX)
+    }
+
+    /// A store that refuses blobs past `limit` bytes in total.
+    pub fn with_limit(limit: usize) -> Self {
+        PartitionStore {
+            inner: Arc::default(),
+            limit,
+        }
+    }
+
+    /// Stores `data` under `id`, replacing (and un-counting) any blob there.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreFull`] if the blob does not fit in the limit.
+    pub fn put(&self, id: BlobId, data: Bytes) -> Result<(), StoreFull> {
+        let mut inner = self.inner.lock();
+        let replaced = inner.blobs.get(&id).map_or(0, Bytes::len);
+        let used = inner.bytes - replaced;
+        if data.len() > self.limit.saturating_sub(used) {
+            return Err(StoreFull {
+                id,
+                needed: data.len(),
+                used,
+                limit: self.limit,
+            });
+        }
+        inner.bytes = used + data.len();
+        inner.blobs.insert(id, data);
+        Ok(())
+    }
+
+    /// The blob under `id`.
+    pub fn get(&self, id: &BlobId) -> Option<Bytes> {
+        self.inner.lock().blobs.get(id).cloned()
+    }
+
+    /// Removes every blob of job `job`; returns how many there were.
+    pub fn remove_job(&self, job: &str) -> usize {
+        let mut inner = self.inner.lock();
+        let before = inner.blobs.len();
+        inner.blobs.retain(|id, _| id.job != job);
+        inner.bytes = inner.blobs.values().map(Bytes::len).sum();
+        before - inner.blobs.len()
+    }
+
+    /// The bytes stored.
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().bytes
+    }
+
+    /// The number of blobs stored.
+    pub fn len(&self) -> usize {
+        self.inner.lock().blobs.len()
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Why a blob could not be fetched.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The holder node is unknown, Down, or did not answer.
+    #[error("node {node} is unavailable")]
+    NodeUnavailable {
+        /// The holder node.
+        node: String,
+    },
+    /// The holder node answered but does not have the blob (it restarted
+    /// or dropped the job).
+    #[error("node {node} has no blob {id}")]
+    Missing {
+        /// The holder node.
+        node: String,
+        /// The blob asked for.
+        id: BlobId,
+    },
+}
+
+/// Reads a blob from the store of a (possibly remote) node.
+///
+/// In a cluster this is a request to the partition actor on `node`; in
+/// process, [`InMemoryFetcher`] reads the node's store directly.
+#[async_trait]
+pub trait PartitionFetcher: Send + Sync + 'static {
+    /// Fetches blob `id` from node `node`.
+    ///
+    /// # Errors
+    ///
+    /// [`FetchError`] if the node is unavailable or lacks the blob.
+    async fn fetch(&self, node: &str, id: &BlobId) -> Result<Bytes, FetchError>;
+}
+
+/// A [`PartitionFetcher`] over in-process stores, one per node name.
+///
+/// Removing a node simulates its death: its blobs become unavailable.
+#[derive(Clone, Debug, Default)]
+pub struct InMemoryFetcher {
+    nodes: Arc<RwLock<FxHashMap<String, PartitionStore>>>,
+}
+
+impl InMemoryFetcher {
+    /// A fetcher that knows no node.
+    pub fn new() -> Self {
+        InMemoryFetcher::default()
+    }
+
+    /// Makes `store` reachable as node `node`.
+    pub fn add_node(&self, node: impl Into<String>, store: PartitionStore) {
+        self.nodes.write().insert(node.into(), store);
+    }
+
+    /// Makes node `node` unreachable; returns its store if it was known.
+    pub fn remove_node(&self, node: &str) -> Option<PartitionStore> {
+        self.nodes.write().remove(node)
+    }
+
+    /// The store of node `node`.
+    pub fn store(&self, node: &str) -> Option<PartitionStore> {
+        self.nodes.read().get(node).cloned()
+    }
+}
+
+#[async_trait]
+impl PartitionFetcher for InMemoryFetcher {
+    async fn fetch(&self, node: &str, id: &BlobId) -> Result<Bytes, FetchError> {
+        let store = self
+            .store(node)
+            .ok_or_else(|| FetchError::NodeUnavailable {
+                node: node.to_owned(),
+            })?;
+        store.get(id).ok_or_else(|| FetchError::Missing {
+            node: node.to_owned(),
+            id: id.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_counts_bytes_and_enforces_its_limit() {
+        let store = PartitionStore::with_limit(10);
+        store
+            .put(BlobId::map_output("j", 0, 0), Bytes::from_static(b"123456"))
+            .unwrap();
+        let full = store
+            .put(BlobId::map_output("j", 1, 0), Bytes::from_static(b"12345"))
+            .unwrap_err();
+        assert_eq!((full.needed, full.used, full.limit), (5, 6, 10));
+        // Replacing a blob frees its old size first.
+        store
+            .put(BlobId::map_output("j", 0, 0), Bytes::from_static(b"1234567890"))
+            .unwrap();
+        assert_eq!(store.bytes(), 10);
+        store
+            .put(BlobId::input("k", 0), Bytes::new())
+            .unwrap();
+        assert_eq!(store.remove_job("j"), 1);
+        assert_eq!((store.bytes(), store.len()), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn in_memory_fetcher_reports_missing_and_dead_nodes() {
+        let fetcher = InMemoryFetcher::new();
+        let store = PartitionStore::new();
+        let id = BlobId::reduce_output("j", 2);
+        store.put(id.clone(), Bytes::from_static(b"x")).unwrap();
+        fetcher.add_node("n1", store);
+        assert_eq!(&fetcher.fetch("n1", &id).await.unwrap()[..], b"x");
+        let other = BlobId::reduce_output("j", 3);
+        assert!(matches!(
+            fetcher.fetch("n1", &other).await,
+            Err(FetchError::Missing { .. })
+        ));
+        assert!(fetcher.remove_node("n1").is_some());
+        assert!(matches!(
+            fetcher.fetch("n1", &id).await,
+            Err(FetchError::NodeUnavailable { .. })
+        ));
+        assert_eq!(id.to_string(), "j/Reduce/2/2");
+    }
+}

@@ -1,0 +1,330 @@
+//! [`WorkerPool`]: the network shell of a node's [`WorkerEngine`],
+//! registered as `worker@<node>`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actor_core::{spawn_with, Actor, ActorRef, BoxError, Context, SpawnOptions};
+use async_trait::async_trait;
+use cluster_router::{
+    ActorAddr, Envelope, EnvelopeKind, Load, MessageId, PayloadFormat, Router,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::error::{JobError, TrySubmitError};
+use crate::failure::{FailureCause, JobFailure};
+use crate::handler::{HandlerRegistry, KIND_TAG_PREFIX};
+use crate::job::{Job, JobResult};
+use crate::protocol::{decode_job, encode_reply, WorkerReply};
+use crate::worker::{WorkerConfig, WorkerEngine, WorkerEvent};
+
+/// The well-known name of a node's worker pool.
+pub const WORKER: &str = "worker";
+
+/// Settings of a [`WorkerPool`].
+#[derive(Clone, Debug)]
+pub struct WorkerPoolConfig {
+    /// Concurrent worker loops (K).
+    pub workers: usize,
+    /// Capacity of the shared job queue; a job arriving when it is full is
+    /// answered at once with a retryable `undeliverable` failure.
+    pub queue_capacity: usize,
+    /// How often the pool publishes its load through gossip.
+    pub load_interval: Duration,
+}
+
+impl Default for WorkerPoolConfig {
+    fn default() -> Self {
+        let engine = WorkerConfig::default();
+        WorkerPoolConfig {
+            workers: engine.workers,
+            queue_capacity: engine.queue_capacity,
+            load_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Where a job's replies go.
+#[derive(Clone, Debug)]
+struct Ticket {
+    reply_to: ActorAddr,
+    me: ActorAddr,
+    request: MessageId,
+    format: PayloadFormat,
+}
+
+/// A node's worker pool: receives jobs at `worker@<node>`, runs them on a
+/// [`WorkerEngine`] and answers each with a [`JobResult`] (and progress
+/// reports) in the request's payload format.
+///
+/// Starting a pool advertises `kind:<name>` tags for every registered kind
+/// (keeping the node's other tags) and publishes the pool's in-flight count,
+/// queue depth and the node's CPU use through gossip.
+pub struct WorkerPool {
+    addr: ActorAddr,
+    router: Router,
+    inbox: ActorRef<Envelope>,
+    engine: Arc<WorkerEngine<Ticket>>,
+    load_task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for WorkerPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerPool")
+            .field("addr", &self.addr)
+            .field("engine", &self.engine)
+            .finish()
+    }
+}
+
+impl WorkerPool {
+    /// Starts the pool on `router` and registers it as `worker@<node>`.
+    ///
+    /// # Errors
+    ///
+    /// [`JobError::Router`] if the name is taken, [`JobError::Actor`] if an
+    /// actor cannot be spawned.
+    pub async fn start(
+        router: &Router,
+        registry: HandlerRegistry,
+        config: WorkerPoolConfig,
+    ) -> Result<WorkerPool, JobError> {
+        let node = router.node_id().to_string();
+        let engine_config = WorkerConfig {
+            node: node.clone(),
+            workers: config.workers.max(1),
+            queue_capacity: config.queue_capacity.max(1),
+            ..WorkerConfig::default()
+        };
+        let kind_tags = registry.kind_tags();
+        let (engine, events) = WorkerEngine::start(engine_config, Arc::new(registry))?;
+        let engine = Arc::new(engine);
+        let me = router.addr(WORKER)?;
+        let inbox_actor = PoolInbox {
+            router: router.clone(),
+            engine: engine.clone(),
+            me: me.clone(),
+        };
+        let opts = SpawnOptions::default().capacity(config.queue_capacity.max(16));
+        let inbox = spawn_with(format!("{WORKER}@{node}"), inbox_actor, opts)?;
+        let addr = match router.register(WORKER, inbox.clone()) {
+            Ok(addr) => addr,
+            Err(err) => {
+                inbox.stop();
+                return Err(err.into());
+            }
+        };
+        advertise_kinds(router, kind_tags);
+        // The forwarder ends by itself once the engine is shut down.
+        tokio::spawn(forward_events(router.clone(), events));
+        let load_task = tokio::spawn(report_load(router.clone(), engine.clone(), config.load_interval));
+        Ok(WorkerPool {
+            addr,
+            router: router.clone(),
+            inbox,
+            engine,
+            load_task,
+        })
+    }
+
+    /// The pool's address, `worker@<node>`.
+    pub fn addr(&self) -> &ActorAddr {
+        &self.addr
+    }
+
+    /// Jobs running now.
+    pub fn in_flight(&self) -> usize {
+        self.engine.in_flight()
+    }
+
+    /// Jobs waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.engine.queue_depth()
+    }
+
+    /// Jobs finished since start.
+    pub fn finished(&self) -> u64 {
+        self.engine.finished()
+    }
+
+    /// Unregisters the pool, finishes the queued jobs (their results are
+    /// still sent) and stops.
+    pub async fn shutdown(self) {
+        let WorkerPool {
+            router,
+            inbox,
+            engine,
+            load_task,
+            ..
+        } = self;
+        router.unregister(WORKER);
+        inbox.stop();
+        inbox.wait_stopped().await;
+        drop(inbox);
+        load_task.abort();
+        let _ = load_task.await;
+        match Arc::try_unwrap(engine) {
+            Ok(engine) => engine.shutdown().await,
+            Err(_) => tracing::warn!("worker engine still shared at shutdown"),
+        }
+    }
+}
+
+/// Replaces the node's `kind:*` tags with `kind_tags`, keeping the others.
+fn advertise_kinds(router: &Router, kind_tags: Vec<String>) {
+    let mut tags: Vec<String> = router
+        .member(router.node_id())
+        .map(|m| m.tags)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| !t.starts_with(KIND_TAG_PREFIX))
+        .collect();
+    tags.extend(kind_tags);
+    router.set_tags(tags);
+}
+
+struct PoolInbox {
+    router: Router,
+    engine: Arc<WorkerEngine<Ticket>>,
+    me: ActorAddr,
+}
+
+#[async_trait]
+impl Actor for PoolInbox {
+    type Message = Envelope;
+
+    async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        if env.kind != EnvelopeKind::Message {
+            tracing::debug!(from = %env.from, kind = ?env.kind, "worker pool ignores a non-message envelope");
+            return Ok(());
+        }
+        let job = match decode_job(&env.payload, env.format) {
+            Ok(job) => job,
+            Err(err) => {
+                tracing::warn!(from = %env.from, %err, "undecodable job");
+                let reply = env.error_reply(&format!("cannot decode job: {err}"));
+                let _ = self.router.send(reply).await;
+                return Ok(());
+            }
+        };
+        let ticket = Ticket {
+            reply_to: env.from.clone(),
+            me: self.me.clone(),
+            request: env.id,
+            format: env.format,
+        };
+        if let Err(refused) = self.engine.try_submit(job, ticket) {
+            let reason = match &refused {
+                TrySubmitError::Full(_) => "is full",
+                _ => "is shutting down",
+            };
+            let (job, ticket) = refused.into_inner();
+            let failure = JobFailure::new(
+                FailureCause::Undeliverable,
+                format!("worker queue on {} {reason}", self.me.node()),
+            );
+            self.reply_refused(&job, failure, &ticket).await;
+        }
+        Ok(())
+    }
+}
+
+impl PoolInbox {
+    async fn reply_refused(&self, job: &Job, failure: JobFailure, ticket: &Ticket) {
+        let node = self.me.node().to_string();
+        let result = JobResult::failure(job.id.clone(), failure, node, job.attempt, Duration::ZERO);
+        let env = reply_envelope(ticket, &WorkerReply::Result(result));
+        if let Err(err) = self.router.send(env).await {
+            tracing::warn!(%err, "cannot answer a refused job");
+        }
+    }
+}
+
+fn reply_envelope(ticket: &Ticket, reply: &WorkerReply) -> Envelope {
+    let mut env = Envelope::new(
+        ticket.reply_to.clone(),
+        ticket.me.clone(),
+        ticket.format,
+        encode_reply(reply, ticket.format),
+    );
+    env.correlation_id = Some(ticket.request);
+    env
+}
+
+/// Sends the engine's results and progress reports to their requesters.
+async fn forward_events(router: Router, mut events: mpsc::Receiver<WorkerEvent<Ticket>>) {
+    while let Some(event) = events.recv().await {
+        let (reply, ticket) = match event {
+            WorkerEvent::Finished { result, ticket, .. } => (WorkerReply::Result(result), ticket),
+            WorkerEvent::Progress { update, ticket } => (WorkerReply::Progress(update), ticket),
+        };
+        if let Err(err) = router.send(reply_envelope(&ticket, &reply)).await {
+            tracing::warn!(to = %ticket.reply_to, %err, "cannot deliver a worker reply");
+        }
+    }
+}
+
+/// Publishes in-flight, queue depth and CPU use every `interval`.
+async fn report_load(router: Router, engine: Arc<WorkerEngine<Ticket>>, interval: Duration) {
+    let mut cpu = CpuSampler::default();
+    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        router.set_load(Load {
+            cpu_percent: cpu.sample(),
+            in_flight: u32::try_from(engine.in_flight()).unwrap_or(u32::MAX),
+            queue_depth: u32::try_from(engine.queue_depth()).unwrap_or(u32::MAX),
+        });
+    }
+}
+
+/// Machine CPU use from `/proc/stat` deltas, in percent summed over cores
+/// (0 where `/proc/stat` is not available).
+#[derive(Debug, Default)]
+struct CpuSampler {
+    last: Option<(u64, u64)>,
+}
+
+impl CpuSampler {
+    fn sample(&mut self) -> f32 {
+        let Some((busy, total)) = read_proc_stat() else {
+            return 0.0;
+        };
+        let percent = match self.last {
+            Some((last_busy, last_total)) if total > last_total => {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let share = busy.saturating_sub(last_busy) as f64 / (total - last_total) as f64;
+                (share * 100.0 * cores as f64) as f32
+            }
+            _ => 0.0,
+        };
+        self.last = Some((busy, total));
+        percent
+    }
+}
+
+fn read_proc_stat() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    Some((total.saturating_sub(idle), total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_sampler_is_bounded() {
+        let mut cpu = CpuSampler::default();
+        let first = cpu.sample();
+        let second = cpu.sample();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f32;
+        assert_eq!(first, 0.0, "the first sample has no delta");
+        assert!((0.0..=100.0 * cores).contains(&second), "{second}");
+    }
+}

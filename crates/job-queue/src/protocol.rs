@@ -1,0 +1,193 @@
+//! The worker protocol carried in router envelopes.
+//!
+//! - coordinator -> `worker@<node>`: the [`Job`] (bincode for
+//!   [`PayloadFormat::Binary`], JSON for [`PayloadFormat::Json`]).
+//! - `worker@<node>` -> requester, as a reply (`correlation_id` = the
+//!   dispatch's id), in the request's format: a [`JobResult`] or a progress
+//!   report. Binary replies start with a tag byte (`0` result, `1`
+//!   progress) followed by the bincode form; JSON replies are the
+//!   `JobResult` JSON, or `{"progress":{"id","attempt","fraction","note"}}`.
+
+use bincode::Options;
+use bytes::Bytes;
+use cluster_router::PayloadFormat;
+use serde::{Deserialize, Serialize};
+
+use crate::error::DecodeError;
+use crate::handler::ProgressUpdate;
+use crate::job::{Job, JobId, JobResult};
+use crate::wire::{MAX_BINCODE_BYTES, WIRE_VERSION};
+
+const TAG_RESULT: u8 = 0;
+const TAG_PROGRESS: u8 = 1;
+
+/// A reply from a worker pool.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum WorkerReply {
+    Result(JobResult),
+    Progress(ProgressUpdate),
+}
+
+#[derive(Serialize, Deserialize)]
+struct ProgressWire {
+    id: String,
+    attempt: u32,
+    fraction: f32,
+    note: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ProgressJson {
+    progress: ProgressWire,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ProgressBin {
+    version: u8,
+    progress: ProgressWire,
+}
+
+fn progress_wire(update: &ProgressUpdate) -> ProgressWire {
+    ProgressWire {
+        id: update.job_id.to_string(),
+        attempt: update.attempt,
+        fraction: update.fraction,
+        note: update.note.clone(),
+    }
+}
+
+fn progress_from_wire(wire: ProgressWire) -> Result<ProgressUpdate, DecodeError> {
+    Ok(ProgressUpdate {
+        job_id: JobId::new(&wire.id)?,
+        attempt: wire.attempt,
+        fraction: if wire.fraction.is_finite() {
+            wire.fraction.clamp(0.0, 1.0)
+        } else {
+            0.0
+        },
+        note: wire.note,
+    })
+}
+
+/// Encodes a job for `worker@<node>`.
+pub(crate) fn encode_job(job: &Job, format: PayloadFormat) -> Bytes {
+    match format {
+        PayloadFormat::Json => Bytes::from(job.to_json()),
+        _ => Bytes::from(job.to_bincode()),
+    }
+}
+
+/// Decodes a job sent to a worker pool or a coordinator.
+pub(crate) fn decode_job(payload: &[u8], format: PayloadFormat) -> Result<Job, DecodeError> {
+    match format {
+        PayloadFormat::Json => {
+            let text = std::str::from_utf8(payload).map_err(|_| DecodeError::Field {
+                field: "payload",
+                reason: "JSON payload is not UTF-8",
+            })?;
+            Job::from_json(text)
+        }
+        _ => Job::from_bincode(payload),
+    }
+}
+
+/// Encodes a worker reply in `format`.
+pub(crate) fn encode_reply(reply: &WorkerReply, format: PayloadFormat) -> Bytes {
+    match (reply, format) {
+        (WorkerReply::Result(result), PayloadFormat::Json) => Bytes::from(result.to_json()),
+        (WorkerReply::Progress(update), PayloadFormat::Json) => {
+            let json = ProgressJson {
+                progress: progress_wire(update),
+            };
+            Bytes::from(serde_json::to_vec(&json).expect("progress serializes"))
+        }
+        (WorkerReply::Result(result), _) => {
+            let mut out = vec![TAG_RESULT];
+            out.extend_from_slice(&result.to_bincode());
+            Bytes::from(out)
+        }
+        (WorkerReply::Progress(update), _) => {
+            let bin = ProgressBin {
+                version: WIRE_VERSION,
+                progress: progress_wire(update),
+            };
+            let mut out = vec![TAG_PROGRESS];
+            let body = bincode::DefaultOptions::new()
+                .serialize(&bin)
+                .expect("progress serializes");
+            out.extend_from_slice(&body);
+            Bytes::from(out)
+        }
+    }
+}
+
+/// Decodes a worker reply.
+pub(crate) fn decode_reply(payload: &[u8], format: PayloadFormat) -> Result<WorkerReply, DecodeError> {
+    if format == PayloadFormat::Json {
+        let text = std::str::from_utf8(payload).map_err(|_| DecodeError::Field {
+            field: "payload",
+            reason: "JSON payload is not UTF-8",
+        })?;
+        if let Ok(json) = serde_json::from_str::<ProgressJson>(text) {
+            return Ok(WorkerReply::Progress(progress_from_wire(json.progress)?));
+        }
+        return Ok(WorkerReply::Result(JobResult::from_json(text)?));
+    }
+    match payload.split_first() {
+        Some((&TAG_RESULT, body)) => Ok(WorkerReply::Result(JobResult::from_bincode(body)?)),
+        Some((&TAG_PROGRESS, body)) => {
+            let bin: ProgressBin = bincode::DefaultOptions::new()
+                .with_limit(MAX_BINCODE_BYTES)
+                .deserialize(body)?;
+            if bin.version != WIRE_VERSION {
+                return Err(DecodeError::Version {
+                    found: bin.version,
+                    expected: WIRE_VERSION,
+                });
+            }
+            Ok(WorkerReply::Progress(progress_from_wire(bin.progress)?))
+        }
+        _ => Err(DecodeError::Field {
+            field: "payload",
+            reason: "unknown worker reply tag",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn replies_round_trip_in_both_formats() {
+        let id = JobId::new("n-1").unwrap();
+        let replies = [
+            WorkerReply::Result(JobResult::success(id.clone(), "out", "b", 2, Duration::from_micros(7))),
+            WorkerReply::Progress(ProgressUpdate {
+                job_id: id,
+                attempt: 2,
+                fraction: 0.25,
+                note: "a quarter".into(),
+            }),
+        ];
+        for format in [PayloadFormat::Json, PayloadFormat::Binary] {
+            for reply in &replies {
+                let bytes = encode_reply(reply, format);
+                assert_eq!(&decode_reply(&bytes, format).unwrap(), reply);
+            }
+        }
+        let job = Job::new("k", "d").with_id(JobId::new("j").unwrap());
+        for format in [PayloadFormat::Json, PayloadFormat::Binary] {
+            assert_eq!(decode_job(&encode_job(&job, format), format).unwrap(), job);
+        }
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(decode_reply(&[9, 1, 2], PayloadFormat::Binary).is_err());
+        assert!(decode_reply(&[], PayloadFormat::Binary).is_err());
+        assert!(decode_reply(&[0xff], PayloadFormat::Json).is_err());
+        assert!(decode_job(b"{}", PayloadFormat::Json).is_err());
+    }
+}

@@ -1,0 +1,82 @@
+//! A lost link comes back by itself after the other endpoint restarts on the
+//! same port; `disconnect` stops redialling.
+
+use std::time::Duration;
+
+use cluster_transport::{Backoff, Envelope, LinkEvent, Transport, TransportConfig};
+use tokio::sync::broadcast;
+use tokio::time::timeout;
+
+const T: Duration = Duration::from_secs(10);
+
+fn config(name: &str) -> TransportConfig {
+    let mut cfg = TransportConfig::new(name, "k");
+    cfg.heartbeat_interval = Duration::from_millis(100);
+    cfg.reconnect = Backoff {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(200),
+    };
+    cfg
+}
+
+async fn next_link_event(events: &mut broadcast::Receiver<LinkEvent>) -> LinkEvent {
+    loop {
+        match timeout(T, events.recv()).await.unwrap().unwrap() {
+            e @ (LinkEvent::Up { .. } | LinkEvent::Down { .. }) => return e,
+            _ => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn link_returns_after_peer_restart_on_same_port() {
+    let a = timeout(T, Transport::bind(config("node-a")))
+        .await
+        .unwrap()
+        .unwrap();
+    let b = timeout(T, Transport::bind(config("node-b")))
+        .await
+        .unwrap()
+        .unwrap();
+    let addr = b.local_addr();
+    let mut events = a.subscribe();
+    timeout(T, a.connect(&b.url())).await.unwrap().unwrap();
+    assert_eq!(
+        next_link_event(&mut events).await,
+        LinkEvent::Up {
+            peer: "node-b".into()
+        }
+    );
+
+    timeout(T, b.shutdown()).await.unwrap();
+    assert!(
+        matches!(next_link_event(&mut events).await, LinkEvent::Down { peer, .. } if peer == "node-b")
+    );
+
+    let mut cfg = config("node-b");
+    cfg.listen = addr;
+    let b2 = timeout(T, Transport::bind(cfg)).await.unwrap().unwrap();
+    let mut rx = b2.take_incoming().unwrap();
+    assert_eq!(
+        next_link_event(&mut events).await,
+        LinkEvent::Up {
+            peer: "node-b".into()
+        }
+    );
+    timeout(T, a.send("node-b", Envelope::json("x", "y", "\"again\"")))
+        .await
+        .unwrap()
+        .unwrap();
+    let inc = timeout(T, rx.recv()).await.unwrap().unwrap();
+    assert_eq!(&inc.envelopes[0].payload[..], b"\"again\"");
+
+    // After disconnect, a restart of b is not redialled.
+    a.disconnect("node-b");
+    assert!(matches!(
+        next_link_event(&mut events).await,
+        LinkEvent::Down { .. }
+    ));
+    assert!(a.peers().is_empty());
+    timeout(T, a.shutdown()).await.unwrap();
+    timeout(T, b2.shutdown()).await.unwrap();
+}

@@ -1,0 +1,63 @@
+//! Two nodes dialling each other at the same moment end up with exactly one
+//! link, and both `connect` calls resolve with the peer's name.
+
+use std::time::Duration;
+
+use cluster_transport::{Envelope, Transport, TransportConfig};
+use tokio::time::timeout;
+
+const T: Duration = Duration::from_secs(10);
+
+async fn one_link(t: &Transport) {
+    while t.stats().links_open != 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_dialling_keeps_exactly_one_link() {
+    for round in 0..20 {
+        let a = timeout(T, Transport::bind(TransportConfig::new("node-a", "k")))
+            .await
+            .unwrap()
+            .unwrap();
+        let b = timeout(T, Transport::bind(TransportConfig::new("node-b", "k")))
+            .await
+            .unwrap()
+            .unwrap();
+        let (mut rx_a, mut rx_b) = (a.take_incoming().unwrap(), b.take_incoming().unwrap());
+        let (url_a, url_b) = (a.url(), b.url());
+        let both = async { tokio::join!(a.connect(&url_b), b.connect(&url_a)) };
+        let (ra, rb) = timeout(T, both).await.expect("both connects resolve");
+        assert_eq!(ra.unwrap(), "node-b", "round {round}");
+        assert_eq!(rb.unwrap(), "node-a", "round {round}");
+        timeout(T, one_link(&a))
+            .await
+            .expect("a settles on one connection");
+        timeout(T, one_link(&b))
+            .await
+            .expect("b settles on one connection");
+        assert_eq!(a.peers(), vec!["node-b".to_owned()]);
+        assert_eq!(b.peers(), vec!["node-a".to_owned()]);
+
+        timeout(T, a.send("node-b", Envelope::json("x", "node-a", "1")))
+            .await
+            .unwrap()
+            .unwrap();
+        timeout(T, b.send("node-a", Envelope::json("x", "node-b", "2")))
+            .await
+            .unwrap()
+            .unwrap();
+        let got_b = timeout(T, rx_b.recv()).await.unwrap().unwrap();
+        let got_a = timeout(T, rx_a.recv()).await.unwrap().unwrap();
+        assert_eq!(&got_b.envelopes[0].payload[..], b"1");
+        assert_eq!(&got_a.envelopes[0].payload[..], b"2");
+        assert_eq!(
+            (a.stats().links_open, b.stats().links_open),
+            (1, 1),
+            "round {round}"
+        );
+        timeout(T, a.shutdown()).await.unwrap();
+        timeout(T, b.shutdown()).await.unwrap();
+    }
+}
