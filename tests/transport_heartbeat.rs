@@ -36,8 +36,8 @@ async fn silent_peer_is_reported_down() {
 #[tokio::test]
 async fn heartbeats_keep_an_idle_link_up() {
     let mut cfg_a = TransportConfig::new("node-a", "k");
-    cfg_a.heartbeat_interval = Duration::from_millis(20);
-    cfg_a.heartbeat_misses = 3;
+    cfg_a.heartbeat_interval = Duration::from_millis(50);
+    cfg_a.heartbeat_misses = 4;
     let mut cfg_b = cfg_a.clone();
     cfg_b.node_name = "node-b".into();
     let a = timeout(T, Transport::bind(cfg_a)).await.unwrap().unwrap();
@@ -50,7 +50,7 @@ async fn heartbeats_keep_an_idle_link_up() {
             peer: "node-b".into()
         }
     );
-    // Ten miss windows of idleness: no Down event may arrive.
+    // Three miss windows of idleness: no Down event may arrive.
     let quiet = timeout(Duration::from_millis(600), events.recv()).await;
     assert!(quiet.is_err(), "link stayed up: {quiet:?}");
     assert_eq!(a.peers(), vec!["node-b".to_owned()]);

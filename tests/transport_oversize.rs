@@ -44,6 +44,7 @@ async fn oversized_client_frame_is_closed_with_1009() {
     assert_eq!(code, CloseCode::Size);
     assert_eq!(u16::from(code), 1009);
     assert_eq!(a.stats().oversize_closes, 1);
+    drop(ws);
     timeout(T, a.shutdown()).await.unwrap();
 }
 

@@ -134,7 +134,13 @@ impl Inner {
             }
             Some(_) => {}
         }
-        match self.transport.send(node.as_str(), to_transport(env)).await {
+        // Fast path without waiting; the awaiting send only when the queue is full.
+        let sent = match self.transport.try_send(node.as_str(), to_transport(env)) {
+            Ok(()) => Ok(()),
+            Err(transport::TrySendError::NoLink(env)) => Err(SendError::NoLink(env)),
+            Err(other) => self.transport.send(node.as_str(), other.into_inner()).await,
+        };
+        match sent {
             Ok(()) => {
                 bump(&self.counters.routed_remote, 1);
                 Ok(())

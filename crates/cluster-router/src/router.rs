@@ -380,8 +380,9 @@ impl Router {
     /// Stops abruptly, without telling anyone (the others will detect the
     /// silence and mark this node Down): stops gossip, dispatch and the
     /// `system` actor, fails pending requests with
-    /// [`RouterError::Stopped`], and shuts the transport down. Local actors
-    /// registered by the caller are left running. Idempotent.
+    /// [`RouterError::Stopped`], forgets the local registrations (actors are
+    /// not stopped, but one whose only handle was its registration then
+    /// ends), and shuts the transport down. Idempotent.
     pub async fn shutdown(&self) {
         let inner = &self.inner;
         if inner.stopped.swap(true, Ordering::AcqRel) {
@@ -394,6 +395,9 @@ impl Router {
         if let Some(system) = system {
             system.stop();
         }
+        // Forget the registrations: actors holding a `Router` would otherwise
+        // keep the router alive through their own mailbox handles.
+        inner.actors.write().clear();
         inner.pending.lock().clear();
         inner.transport.shutdown().await;
     }

@@ -1,7 +1,7 @@
 //! Node links: dialling, accepting, and the per-link reader and writer tasks.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -327,9 +327,6 @@ pub(crate) enum Ctrl {
 /// State the reader and the writer of one connection share.
 #[derive(Debug)]
 struct LinkState {
-    started: Instant,
-    last_rx_ms: AtomicU64,
-    delivering: AtomicBool,
     /// The reader stopped on an oversized frame (1009): linger before closing.
     oversize: AtomicBool,
     reason: Mutex<Option<String>>,
@@ -338,16 +335,6 @@ struct LinkState {
 }
 
 impl LinkState {
-    fn touch(&self) {
-        let ms = self.started.elapsed().as_millis() as u64;
-        self.last_rx_ms.store(ms, Ordering::Relaxed);
-    }
-
-    fn silent_for(&self) -> Duration {
-        let now = self.started.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(self.last_rx_ms.load(Ordering::Relaxed)))
-    }
-
     fn set_reason(&self, reason: String) {
         self.reason.lock().get_or_insert(reason);
     }
@@ -365,9 +352,6 @@ async fn run_link(shared: Arc<Shared>, ws: Ws, peer: String, conn: Conn) {
     } = conn;
     let (sink, stream) = ws.split();
     let state = Arc::new(LinkState {
-        started: Instant::now(),
-        last_rx_ms: AtomicU64::new(0),
-        delivering: AtomicBool::new(false),
         oversize: AtomicBool::new(false),
         reason: Mutex::new(None),
         reader_done: CancellationToken::new(),
@@ -418,36 +402,23 @@ async fn read_loop(
     ctrl: mpsc::Sender<Ctrl>,
     state: Arc<LinkState>,
 ) -> Option<SplitStream<Ws>> {
-    let limit = shared.config.max_frame_size;
     let counters = &shared.counters;
-    while let Some(msg) = stream.next().await {
-        state.touch();
+    let cfg = &shared.config;
+    let allowed = cfg.heartbeat_interval * cfg.heartbeat_misses;
+    loop {
+        // Any frame is a sign of life; waiting longer than the allowed misses
+        // (not counting time spent delivering) means the peer is gone.
+        let msg = match tokio::time::timeout(allowed, stream.next()).await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => break,
+            Err(_) => {
+                state.set_reason(format!("missed {} heartbeats", cfg.heartbeat_misses));
+                let _ = ctrl.try_send(Ctrl::Close(CloseCode::Away, "missed heartbeats"));
+                break;
+            }
+        };
         match msg {
-            Ok(Message::Binary(frame)) => match codec::decode_node_frame(&frame, limit) {
-                Ok(NodeFrame::Batch(envelopes)) => {
-                    Counters::bump(&counters.frames_in);
-                    Counters::add(&counters.envelopes_in, envelopes.len() as u64);
-                    if envelopes.is_empty() {
-                        continue;
-                    }
-                    let incoming = Incoming {
-                        source: Source::Node(peer.clone()),
-                        envelopes,
-                    };
-                    state.delivering.store(true, Ordering::Relaxed);
-                    let _ = shared.incoming.send(incoming).await;
-                    state.delivering.store(false, Ordering::Relaxed);
-                    state.touch();
-                }
-                Ok(NodeFrame::Control(c)) => on_control(&shared, &peer, c),
-                Err(err) => malformed(
-                    &shared,
-                    &peer,
-                    &ctrl,
-                    &err.to_string(),
-                    ErrorCode::Malformed,
-                ),
-            },
+            Ok(Message::Binary(frame)) => on_binary(&shared, &peer, &ctrl, &frame).await,
             Ok(Message::Text(_)) => {
                 let why = "text frame on a node link";
                 malformed(&shared, &peer, &ctrl, why, ErrorCode::Unexpected);
@@ -492,6 +463,27 @@ pub(crate) async fn linger(mut ws: Ws) {
         while matches!(tcp.read(&mut buf).await, Ok(n) if n > 0) {}
     };
     let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
+/// Decodes one binary frame and delivers its batch (one `Incoming` per frame).
+async fn on_binary(shared: &Shared, peer: &str, ctrl: &mpsc::Sender<Ctrl>, frame: &Bytes) {
+    let counters = &shared.counters;
+    match codec::decode_node_frame(frame, shared.config.max_frame_size) {
+        Ok(NodeFrame::Batch(envelopes)) => {
+            Counters::bump(&counters.frames_in);
+            Counters::add(&counters.envelopes_in, envelopes.len() as u64);
+            if !envelopes.is_empty() {
+                let incoming = Incoming {
+                    source: Source::Node(peer.to_owned()),
+                    envelopes,
+                };
+                // A closed receiver means the transport is shutting down.
+                let _ = shared.incoming.send(incoming).await;
+            }
+        }
+        Ok(NodeFrame::Control(c)) => on_control(shared, peer, c),
+        Err(err) => malformed(shared, peer, ctrl, &err.to_string(), ErrorCode::Malformed),
+    }
 }
 
 fn on_control(shared: &Shared, peer: &str, frame: ControlFrame) {
@@ -543,6 +535,7 @@ impl Writer<'_> {
         };
         let interval = self.shared.config.heartbeat_interval;
         let mut tick = tokio::time::interval_at(Instant::now() + interval, interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(DRAIN_CHUNK);
         loop {
             tokio::select! {
@@ -558,9 +551,15 @@ impl Writer<'_> {
                     if n == 0 {
                         return self.close(CloseCode::Normal, "link removed").await;
                     }
-                    if let Err(err) = self.write_batches(&mut queue, &mut batch).await {
-                        self.state.set_reason(format!("write error: {err}"));
-                        return false;
+                    // A peer that stops reading must not wedge us: the reader
+                    // ends the link on missed heartbeats, which aborts the write.
+                    let reader_done = self.state.reader_done.clone();
+                    tokio::select! {
+                        r = self.write_batches(&mut queue, &mut batch) => if let Err(err) = r {
+                            self.state.set_reason(format!("write error: {err}"));
+                            return false;
+                        },
+                        () = reader_done.cancelled() => return false,
                     }
                 }
                 _ = tick.tick() => if !self.heartbeat().await { return false },
@@ -617,18 +616,9 @@ impl Writer<'_> {
         self.enc.finish()
     }
 
-    /// Sends a heartbeat and checks the peer's; false when the link must end.
+    /// Sends a heartbeat; false when the link must end.
     async fn heartbeat(&mut self) -> bool {
-        let cfg = &self.shared.config;
-        let allowed = cfg.heartbeat_interval * cfg.heartbeat_misses;
-        let busy = self.state.delivering.load(Ordering::Relaxed);
-        if !busy && self.state.silent_for() > allowed {
-            let why = format!("missed {} heartbeats", cfg.heartbeat_misses);
-            self.state.set_reason(why);
-            self.close(CloseCode::Away, "missed heartbeats").await;
-            return false;
-        }
-        if !cfg.send_heartbeats {
+        if !self.shared.config.send_heartbeats {
             return true;
         }
         self.write_now(codec::encode_control(&ControlFrame::Heartbeat))

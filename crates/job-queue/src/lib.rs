@@ -63,6 +63,9 @@ mod failure;
 mod handler;
 mod histogram;
 mod job;
+mod pool;
+mod protocol;
+mod service;
 mod stats;
 mod strategy;
 mod wire;
@@ -80,13 +83,15 @@ pub use handler::{
     kind_tag, Handler, HandlerRegistry, JobContext, ProgressUpdate, KIND_TAG_PREFIX,
 };
 pub use job::{Job, JobId, JobResult};
+pub use pool::{WorkerPool, WorkerPoolConfig, WORKER};
+pub use service::{Coordinator, CoordinatorOptions, PendingJob, COORDINATOR};
 pub use stats::{KindStatsSnapshot, NodeStatsSnapshot, StatsSnapshot, TimingSnapshot};
 pub use strategy::{
     Candidate, LeastCpu, LeastInFlight, LowestLatency, ParseStrategyError, Random, RoundRobin,
     Strategy, StrategyKind,
 };
 pub use wire::{MAX_BINCODE_BYTES, WIRE_VERSION};
-pub use worker::{WorkerConfig, WorkerEngine, WorkerEvent};
+pub use worker::{WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue};
 
 pub mod error;
 pub mod mapreduce;

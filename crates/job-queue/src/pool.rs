@@ -17,7 +17,7 @@ use crate::failure::{FailureCause, JobFailure};
 use crate::handler::{HandlerRegistry, KIND_TAG_PREFIX};
 use crate::job::{Job, JobResult};
 use crate::protocol::{decode_job, encode_reply, WorkerReply};
-use crate::worker::{WorkerConfig, WorkerEngine, WorkerEvent};
+use crate::worker::{WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue};
 
 /// The well-known name of a node's worker pool.
 pub const WORKER: &str = "worker";
@@ -65,7 +65,7 @@ pub struct WorkerPool {
     addr: ActorAddr,
     router: Router,
     inbox: ActorRef<Envelope>,
-    engine: Arc<WorkerEngine<Ticket>>,
+    engine: WorkerEngine<Ticket>,
     load_task: JoinHandle<()>,
 }
 
@@ -99,11 +99,10 @@ impl WorkerPool {
         };
         let kind_tags = registry.kind_tags();
         let (engine, events) = WorkerEngine::start(engine_config, Arc::new(registry))?;
-        let engine = Arc::new(engine);
         let me = router.addr(WORKER)?;
         let inbox_actor = PoolInbox {
             router: router.clone(),
-            engine: engine.clone(),
+            queue: engine.queue(),
             me: me.clone(),
         };
         let opts = SpawnOptions::default().capacity(config.queue_capacity.max(16));
@@ -118,7 +117,7 @@ impl WorkerPool {
         advertise_kinds(router, kind_tags);
         // The forwarder ends by itself once the engine is shut down.
         tokio::spawn(forward_events(router.clone(), events));
-        let load_task = tokio::spawn(report_load(router.clone(), engine.clone(), config.load_interval));
+        let load_task = tokio::spawn(report_load(router.clone(), engine.queue(), config.load_interval));
         Ok(WorkerPool {
             addr,
             router: router.clone(),
@@ -164,10 +163,7 @@ impl WorkerPool {
         drop(inbox);
         load_task.abort();
         let _ = load_task.await;
-        match Arc::try_unwrap(engine) {
-            Ok(engine) => engine.shutdown().await,
-            Err(_) => tracing::warn!("worker engine still shared at shutdown"),
-        }
+        engine.shutdown().await;
     }
 }
 
@@ -186,7 +182,7 @@ fn advertise_kinds(router: &Router, kind_tags: Vec<String>) {
 
 struct PoolInbox {
     router: Router,
-    engine: Arc<WorkerEngine<Ticket>>,
+    queue: WorkerQueue<Ticket>,
     me: ActorAddr,
 }
 
@@ -214,7 +210,7 @@ impl Actor for PoolInbox {
             request: env.id,
             format: env.format,
         };
-        if let Err(refused) = self.engine.try_submit(job, ticket) {
+        if let Err(refused) = self.queue.try_submit(job, ticket) {
             let reason = match &refused {
                 TrySubmitError::Full(_) => "is full",
                 _ => "is shutting down",
@@ -266,7 +262,7 @@ async fn forward_events(router: Router, mut events: mpsc::Receiver<WorkerEvent<T
 }
 
 /// Publishes in-flight, queue depth and CPU use every `interval`.
-async fn report_load(router: Router, engine: Arc<WorkerEngine<Ticket>>, interval: Duration) {
+async fn report_load(router: Router, engine: WorkerQueue<Ticket>, interval: Duration) {
     let mut cpu = CpuSampler::default();
     let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

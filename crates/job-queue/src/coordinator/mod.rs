@@ -376,6 +376,11 @@ impl CoordinatorCore {
         self.actions.drain(..)
     }
 
+    /// Whether `attempt` of job `id` is dispatched and not finished.
+    pub fn is_running(&self, id: &JobId, attempt: u32) -> bool {
+        self.is_current(id, attempt, None)
+    }
+
     /// Jobs in progress (dispatched or waiting to retry).
     pub fn in_progress(&self) -> usize {
         self.jobs.len()

@@ -1,1 +1,0 @@
-/work/main/tests/transport_heartbeat.rs

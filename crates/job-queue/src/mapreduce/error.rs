@@ -1,0 +1,76 @@
+//! The errors of map-shuffle-reduce.
+
+use crate::failure::JobFailure;
+use crate::job::JobId;
+
+use super::store::{FetchError, StoreFull};
+
+/// Why a map-reduce job could not be planned or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MapReduceError {
+    /// The job id is not 1..=64 characters of `[A-Za-z0-9_.-]`.
+    #[error("invalid map-reduce job id {id:?}: expected 1..=64 characters of [A-Za-z0-9_.-]")]
+    InvalidJobId {
+        /// The offending id.
+        id: String,
+    },
+    /// Split `index` is not numbered by its position in the split list.
+    #[error("split at position {position} is numbered {index}; splits must be numbered 0..n in order")]
+    SplitNumbering {
+        /// Its position in the list.
+        position: usize,
+        /// Its number.
+        index: u32,
+    },
+    /// Zero reducers were asked for.
+    #[error("the number of reducers must be at least 1")]
+    ZeroReducers,
+    /// No job definition of that name is registered.
+    #[error("no map-reduce job named {name:?} is registered")]
+    UnknownJob {
+        /// The requested name.
+        name: String,
+    },
+    /// A map or reduce task failed for good (after its retries).
+    #[error("task {task} failed: {failure}")]
+    TaskFailed {
+        /// The task's job id.
+        task: JobId,
+        /// Its last failure.
+        failure: JobFailure,
+    },
+    /// A task succeeded but its report could not be read.
+    #[error("task {task} returned an unreadable report")]
+    BadReport {
+        /// The task's job id.
+        task: JobId,
+        /// The decode error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Lost outputs were re-run more often than allowed.
+    #[error("gave up after {limit} re-runs of tasks whose outputs were lost")]
+    TooManyRecoveries {
+        /// The limit that was reached.
+        limit: u32,
+    },
+    /// The coordinator refused a task job.
+    #[error("the coordinator refused a task")]
+    Submit(#[from] crate::error::SubmitError),
+    /// A blob could not be fetched.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// A store refused a blob.
+    #[error(transparent)]
+    Store(#[from] StoreFull),
+    /// Shuffle data could not be encoded or decoded.
+    #[error("shuffle data could not be encoded or decoded")]
+    Codec(#[from] bincode::Error),
+    /// The local executor's worker loops could not be started.
+    #[error("the local executor could not start its workers")]
+    Engine(#[from] actor_core::ActorError),
+    /// The local executor's workers stopped while a job was running.
+    #[error("the local executor's workers stopped")]
+    ExecutorClosed,
+}

@@ -1,0 +1,57 @@
+//! JSON commands external clients may send to `coordinator@<node>`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::coordinator::{AttemptFailure, DeadLetter};
+
+/// `{"cmd":"stats"}`, `{"cmd":"dead_letters"}`, `{"cmd":"resubmit","id":"..."}`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub(super) enum Command {
+    Stats,
+    DeadLetters,
+    Resubmit { id: String },
+}
+
+/// `None` if the payload is not a command (no `cmd` field): it is then a
+/// job. `Some(Err)` for a malformed command.
+pub(super) fn parse(payload: &[u8]) -> Option<Result<Command, String>> {
+    let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    value.get("cmd")?;
+    Some(serde_json::from_value(value).map_err(|e| format!("bad command: {e}")))
+}
+
+#[derive(Serialize)]
+struct DeadLetterJson<'a> {
+    job: serde_json::Value,
+    failures: &'a [AttemptFailure],
+}
+
+/// The JSON answer to `dead_letters`: `[{"job": {...}, "failures": [...]}]`.
+pub(super) fn dead_letters_json(letters: &[&DeadLetter]) -> Vec<u8> {
+    let list: Vec<DeadLetterJson<'_>> = letters
+        .iter()
+        .map(|l| DeadLetterJson {
+            job: serde_json::from_str(&l.job.to_json()).unwrap_or(serde_json::Value::Null),
+            failures: &l.failures,
+        })
+        .collect();
+    serde_json::to_vec(&list).expect("dead letters serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_and_jobs_are_told_apart() {
+        assert!(matches!(parse(br#"{"cmd":"stats"}"#), Some(Ok(Command::Stats))));
+        assert!(matches!(
+            parse(br#"{"cmd":"resubmit","id":"x-1"}"#),
+            Some(Ok(Command::Resubmit { id })) if id == "x-1"
+        ));
+        assert!(matches!(parse(br#"{"cmd":"reboot"}"#), Some(Err(_))));
+        assert!(parse(br#"{"kind":"echo"}"#).is_none());
+        assert!(parse(b"not json").is_none());
+    }
+}

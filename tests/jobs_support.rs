@@ -1,0 +1,168 @@
+//! Shared helpers of the job-queue integration tests (`tests/jobs_*.rs`):
+//! a fast cluster with worker pools, and bounded awaits. Included by each
+//! test file with `#[path]`; as a target of its own it has no tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use cluster_router::{MemberEvent, Router, RouterConfig};
+use job_queue::{
+    Coordinator, CoordinatorOptions, HandlerError, HandlerRegistry, JobContext, StrategyKind,
+    WorkerPool, WorkerPoolConfig,
+};
+
+/// The cluster secret of every test.
+pub const SECRET: &str = "jobs-test-cookie";
+
+/// Bound of every single await in these tests.
+pub const STEP: Duration = Duration::from_secs(15);
+
+/// Awaits `fut`, failing the test if it takes longer than `limit`.
+pub async fn within<F: Future>(limit: Duration, what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(out) => out,
+        Err(_) => panic!("timed out after {limit:?}: {what}"),
+    }
+}
+
+/// A fast configuration: 100 ms gossip, Suspect after 300 ms, Down after 600 ms.
+pub fn fast(name: &str, tags: &[&str]) -> RouterConfig {
+    let mut cfg = RouterConfig::new(name, SECRET)
+        .timing(
+            Duration::from_millis(100),
+            Duration::from_millis(300),
+            Duration::from_millis(600),
+        )
+        .tags(tags.iter().copied());
+    cfg.request_timeout = Duration::from_secs(3);
+    cfg.give_up_after = Duration::from_secs(2);
+    cfg.transport.heartbeat_interval = Duration::from_millis(100);
+    cfg.transport.reconnect.initial = Duration::from_millis(20);
+    cfg.transport.reconnect.max = Duration::from_millis(200);
+    cfg
+}
+
+/// The handlers every test node serves.
+///
+/// - `echo`: returns its data;
+/// - `whoami`: returns the node's name;
+/// - `boom`: panics; `reject`: permanent error;
+/// - `stall`: never finishes on `stall_node` (hangs), echoes elsewhere.
+pub fn registry(stall_node: &'static str) -> HandlerRegistry {
+    let mut registry = HandlerRegistry::new();
+    registry
+        .register("echo", |ctx: JobContext| async move {
+            Ok::<_, HandlerError>(ctx.data().to_owned())
+        })
+        .register("whoami", |ctx: JobContext| async move {
+            Ok::<_, HandlerError>(ctx.node().to_owned())
+        })
+        .register("boom", |ctx: JobContext| async move {
+            if ctx.attempt() > 0 {
+                panic!("boom on {}", ctx.node());
+            }
+            Ok::<_, HandlerError>(String::new())
+        })
+        .register("reject", |_ctx: JobContext| async move {
+            Err::<String, _>(HandlerError::permanent("never"))
+        })
+        .register("stall", move |ctx: JobContext| async move {
+            if ctx.node() == stall_node {
+                std::future::pending::<()>().await;
+            }
+            Ok::<_, HandlerError>(ctx.node().to_owned())
+        });
+    registry
+}
+
+/// A node: its router and worker pool.
+pub struct Node {
+    pub router: Router,
+    pub pool: WorkerPool,
+}
+
+/// Starts one node per `(name, tags)`, all joining through the first, each
+/// with a worker pool of 2 loops serving [`registry`]; waits until the first
+/// node sees every node Up and advertising `kind:echo`.
+pub async fn cluster(nodes: &[(&str, &[&str])], stall_node: &'static str) -> Vec<Node> {
+    let mut out: Vec<Node> = Vec::new();
+    for (name, tags) in nodes {
+        let mut cfg = fast(name, tags);
+        if let Some(first) = out.first() {
+            cfg = cfg.seeds([first.router.url()]);
+        }
+        let router = within(STEP, "router start", Router::start(cfg)).await.expect("router starts");
+        let config = WorkerPoolConfig {
+            workers: 2,
+            queue_capacity: 256,
+            load_interval: Duration::from_millis(100),
+        };
+        let pool = within(STEP, "pool start", WorkerPool::start(&router, registry(stall_node), config))
+            .await
+            .expect("pool starts");
+        out.push(Node { router, pool });
+    }
+    let names: Vec<&str> = nodes.iter().map(|(n, _)| *n).collect();
+    within(STEP, "cluster convergence", converged(&out[0].router, &names)).await;
+    out
+}
+
+fn sees_all(router: &Router, names: &[&str]) -> bool {
+    let peers = router.get_all_peers();
+    names.iter().all(|n| {
+        peers
+            .iter()
+            .any(|m| m.node == *n && m.tags.iter().any(|t| t == "kind:echo"))
+    })
+}
+
+/// Waits (on membership events) until `router` sees every node in `names`
+/// Up with its kinds advertised.
+pub async fn converged(router: &Router, names: &[&str]) {
+    let mut events = router.subscribe();
+    while !sees_all(router, names) {
+        match events.recv().await {
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(e) => panic!("membership events closed: {e}"),
+        }
+    }
+}
+
+/// Waits until `router` reports `node` Down.
+pub async fn wait_down(router: &Router, node: &str) {
+    let mut events = router.subscribe();
+    loop {
+        let down = router
+            .members()
+            .iter()
+            .any(|m| m.node == node && !m.status.is_reachable());
+        if down {
+            return;
+        }
+        match events.recv().await {
+            Ok(MemberEvent::Down(m)) if m.node == node => return,
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(e) => panic!("membership events closed: {e}"),
+        }
+    }
+}
+
+/// A coordinator on `router` with `strategy`, a 20 ms sweep and short backoff.
+pub async fn coordinator(router: &Router, strategy: StrategyKind) -> Coordinator {
+    let mut options = CoordinatorOptions::default();
+    options.core.strategy = strategy;
+    options.core.backoff.base = Duration::from_millis(20);
+    options.core.backoff.max = Duration::from_millis(200);
+    within(STEP, "coordinator start", Coordinator::start(router, options))
+        .await
+        .expect("coordinator starts")
+}
+
+/// Shuts every node down.
+pub async fn stop_all(nodes: Vec<Node>) {
+    for node in nodes {
+        within(STEP, "pool shutdown", node.pool.shutdown()).await;
+        within(STEP, "router shutdown", node.router.shutdown()).await;
+    }
+}
