@@ -79,7 +79,12 @@ impl Pinger {
         self.sent += 1;
         self.last_sent = Instant::now();
         let payload = Bytes::copy_from_slice(&self.sent.to_le_bytes());
-        let env = Envelope::new(self.target.clone(), self.me.clone(), PayloadFormat::Binary, payload);
+        let env = Envelope::new(
+            self.target.clone(),
+            self.me.clone(),
+            PayloadFormat::Binary,
+            payload,
+        );
         self.router.send(env).await?;
         Ok(())
     }
@@ -98,7 +103,8 @@ impl Actor for Pinger {
         }
         self.received += 1;
         if self.window == 1 {
-            self.samples.push(self.last_sent.elapsed().as_micros() as u32);
+            self.samples
+                .push(self.last_sent.elapsed().as_micros() as u32);
         }
         if self.sent < self.total {
             self.send_one().await?;
@@ -117,7 +123,9 @@ fn opts() -> SpawnOptions {
 }
 
 async fn pair() -> (Router, Router) {
-    let a = Router::start(RouterConfig::new("bench-a", "k")).await.expect("start a");
+    let a = Router::start(RouterConfig::new("bench-a", "k"))
+        .await
+        .expect("start a");
     let b = Router::start(RouterConfig::new("bench-b", "k").seeds([a.url()]))
         .await
         .expect("start b");
@@ -132,19 +140,33 @@ async fn pair() -> (Router, Router) {
 async fn one_way() -> f64 {
     let (a, b) = pair().await;
     let (done_tx, done_rx) = oneshot::channel();
-    let sink = Sink { seen: 0, target: ONE_WAY, done: Some(done_tx) };
-    let sink_addr = b.register("sink", spawn_with("sink", sink, opts()).unwrap()).unwrap();
+    let sink = Sink {
+        seen: 0,
+        target: ONE_WAY,
+        done: Some(done_tx),
+    };
+    let sink_addr = b
+        .register("sink", spawn_with("sink", sink, opts()).unwrap())
+        .unwrap();
     let from = a.addr("source").unwrap();
     let payload = Bytes::from_static(&[7; 16]);
     let start = Instant::now();
     let sender = a.clone();
     tokio::spawn(async move {
         for _ in 0..ONE_WAY {
-            let env = Envelope::new(sink_addr.clone(), from.clone(), PayloadFormat::Binary, payload.clone());
+            let env = Envelope::new(
+                sink_addr.clone(),
+                from.clone(),
+                PayloadFormat::Binary,
+                payload.clone(),
+            );
             sender.send(env).await.expect("send");
         }
     });
-    let end = tokio::time::timeout(Duration::from_secs(120), done_rx).await.expect("in time").unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(120), done_rx)
+        .await
+        .expect("in time")
+        .unwrap();
     a.shutdown().await;
     b.shutdown().await;
     ONE_WAY as f64 / (end - start).as_secs_f64()
@@ -153,7 +175,9 @@ async fn one_way() -> f64 {
 /// Runs a pinger with `window` in flight for `total` round trips.
 async fn ping_pong(window: u64, total: u64) -> (Duration, Vec<u32>) {
     let (a, b) = pair().await;
-    let echo = b.register("echo", spawn_with("echo", Echo(b.clone()), opts()).unwrap()).unwrap();
+    let echo = b
+        .register("echo", spawn_with("echo", Echo(b.clone()), opts()).unwrap())
+        .unwrap();
     let (done_tx, done_rx) = oneshot::channel();
     let me = a.addr("pinger").unwrap();
     let pinger = Pinger {
@@ -168,7 +192,8 @@ async fn ping_pong(window: u64, total: u64) -> (Duration, Vec<u32>) {
         samples: Vec::with_capacity(total as usize),
         done: Some(done_tx),
     };
-    a.register("pinger", spawn_with("pinger", pinger, opts()).unwrap()).unwrap();
+    a.register("pinger", spawn_with("pinger", pinger, opts()).unwrap())
+        .unwrap();
     let start = Instant::now();
     let kick = Envelope::new(me.clone(), me, PayloadFormat::Binary, Bytes::new());
     a.send(kick).await.expect("kick-off");

@@ -28,14 +28,23 @@ async fn round_robin_spreads_jobs_evenly_over_three_nodes() {
     for job in pending {
         let result = within(STEP, "result", job.result()).await.unwrap();
         assert_eq!(result.attempt, 1);
-        assert_eq!(result.outcome(), Ok(result.worker_node.as_str()), "ran where it says");
+        assert_eq!(
+            result.outcome(),
+            Ok(result.worker_node.as_str()),
+            "ran where it says"
+        );
         *per_node.entry(result.worker_node).or_default() += 1;
     }
-    let expected: HashMap<String, u32> =
-        ["rr-a", "rr-b", "rr-c"].iter().map(|n| (n.to_string(), 10)).collect();
+    let expected: HashMap<String, u32> = ["rr-a", "rr-b", "rr-c"]
+        .iter()
+        .map(|n| (n.to_string(), 10))
+        .collect();
     assert_eq!(per_node, expected);
     let stats = within(STEP, "stats", coord.stats()).await.unwrap();
-    assert_eq!((stats.succeeded, stats.failed, stats.in_progress), (30, 0, 0));
+    assert_eq!(
+        (stats.succeeded, stats.failed, stats.in_progress),
+        (30, 0, 0)
+    );
     for node in &stats.nodes {
         assert_eq!((node.completed, node.in_flight), (10, 0), "{}", node.node);
         assert_eq!(node.kinds[0].kind, "whoami");
@@ -50,25 +59,40 @@ async fn gpu_jobs_only_run_on_gpu_nodes_and_fail_clearly_without_one() {
     let nodes = cluster(&[("tg-a", &[]), ("tg-b", &["gpu"]), ("tg-c", &[])], "").await;
     within(STEP, "gpu tag gossip", async {
         let mut events = nodes[0].router.subscribe();
-        while !nodes[0].router.get_all_peers().iter().any(|m| m.node == "tg-b" && m.has_tag("gpu")) {
+        while !nodes[0]
+            .router
+            .get_all_peers()
+            .iter()
+            .any(|m| m.node == "tg-b" && m.has_tag("gpu"))
+        {
             let _ = events.recv().await;
         }
     })
     .await;
     let coord = coordinator(&nodes[0].router, StrategyKind::RoundRobin).await;
     for _ in 0..6 {
-        let result = within(STEP, "gpu job", coord.run(Job::new("whoami", "").with_tag("gpu")))
-            .await
-            .unwrap();
-        assert_eq!(result.outcome(), Ok("tg-b"));
-    }
-    let result = within(STEP, "tpu job", coord.run(Job::new("whoami", "").with_tag("tpu")))
+        let result = within(
+            STEP,
+            "gpu job",
+            coord.run(Job::new("whoami", "").with_tag("gpu")),
+        )
         .await
         .unwrap();
+        assert_eq!(result.outcome(), Ok("tg-b"));
+    }
+    let result = within(
+        STEP,
+        "tpu job",
+        coord.run(Job::new("whoami", "").with_tag("tpu")),
+    )
+    .await
+    .unwrap();
     let failure = result.error.expect("no tpu node: a clear failure");
     assert_eq!(failure.cause, FailureCause::NoEligibleNode);
     assert!(failure.message.contains("tpu"), "{}", failure.message);
-    let unknown = within(STEP, "unknown kind", coord.run(Job::new("transcode", ""))).await.unwrap();
+    let unknown = within(STEP, "unknown kind", coord.run(Job::new("transcode", "")))
+        .await
+        .unwrap();
     assert_eq!(unknown.error.unwrap().cause, FailureCause::NoEligibleNode);
     within(STEP, "coordinator shutdown", coord.shutdown()).await;
     stop_all(nodes).await;
@@ -81,28 +105,48 @@ async fn other_nodes_submit_json_and_bincode_envelopes() {
     let remote = &nodes[1].router;
     // JSON, as any language would send it.
     let payload = bytes::Bytes::from_static(br#"{"kind":"echo","data":{"n":1}}"#);
-    let reply = within(STEP, "json request", remote.request(coord.addr().clone(), PayloadFormat::Json, payload, STEP))
-        .await
-        .unwrap();
+    let reply = within(
+        STEP,
+        "json request",
+        remote.request(coord.addr().clone(), PayloadFormat::Json, payload, STEP),
+    )
+    .await
+    .unwrap();
     assert_eq!(reply.kind, EnvelopeKind::Message);
     let result = JobResult::from_json(reply.payload_str().unwrap()).unwrap();
     assert_eq!(result.outcome(), Ok(r#"{"n":1}"#));
-    assert!(result.id.as_str().starts_with("env-a-"), "generated id {}", result.id);
+    assert!(
+        result.id.as_str().starts_with("env-a-"),
+        "generated id {}",
+        result.id
+    );
     // Bincode between nodes.
     let job = Job::new("echo", "binary");
     let payload = bytes::Bytes::from(job.to_bincode());
-    let reply = within(STEP, "bincode request", remote.request(coord.addr().clone(), PayloadFormat::Binary, payload, STEP))
-        .await
-        .unwrap();
+    let reply = within(
+        STEP,
+        "bincode request",
+        remote.request(coord.addr().clone(), PayloadFormat::Binary, payload, STEP),
+    )
+    .await
+    .unwrap();
     let result = JobResult::from_bincode(&reply.payload).unwrap();
     assert_eq!(result.outcome(), Ok("binary"));
     // A malformed job is answered with an Error envelope.
     let bad = bytes::Bytes::from_static(br#"{"data":"no kind"}"#);
-    let reply = within(STEP, "bad request", remote.request(coord.addr().clone(), PayloadFormat::Json, bad, STEP))
-        .await
-        .unwrap();
+    let reply = within(
+        STEP,
+        "bad request",
+        remote.request(coord.addr().clone(), PayloadFormat::Json, bad, STEP),
+    )
+    .await
+    .unwrap();
     assert_eq!(reply.kind, EnvelopeKind::Error);
-    assert!(reply.payload_str().unwrap().contains("kind"), "{:?}", reply.payload_str());
+    assert!(
+        reply.payload_str().unwrap().contains("kind"),
+        "{:?}",
+        reply.payload_str()
+    );
     within(STEP, "coordinator shutdown", coord.shutdown()).await;
     stop_all(nodes).await;
 }
@@ -114,8 +158,12 @@ async fn an_external_websocket_client_submits_a_job_and_reads_stats() {
     // The client connects to node b; the coordinator lives on node a.
     let mut request = nodes[1].router.url().into_client_request().unwrap();
     let bearer = format!("Bearer {}", client_token(&Secret::from(SECRET)));
-    request.headers_mut().insert("Authorization", HeaderValue::from_str(&bearer).unwrap());
-    let (ws, _) = within(STEP, "connect", tokio_tungstenite::connect_async(request)).await.unwrap();
+    request
+        .headers_mut()
+        .insert("Authorization", HeaderValue::from_str(&bearer).unwrap());
+    let (ws, _) = within(STEP, "connect", tokio_tungstenite::connect_async(request))
+        .await
+        .unwrap();
     let (mut sink, mut stream) = ws.split();
     let mut read = async || -> Value {
         loop {
@@ -129,12 +177,22 @@ async fn an_external_websocket_client_submits_a_job_and_reads_stats() {
     // Skip the auth acknowledgement and the welcome.
     loop {
         let frame = read().await;
-        if frame.get("payload").and_then(Value::as_str).is_some_and(|p| p.contains("welcome")) {
+        if frame
+            .get("payload")
+            .and_then(Value::as_str)
+            .is_some_and(|p| p.contains("welcome"))
+        {
             break;
         }
     }
     let job = json!({"to": "coordinator@ws-a", "id": 5, "payload": {"id": "client-job-1", "kind": "whoami"}});
-    within(STEP, "send job", sink.send(Message::Text(job.to_string().into()))).await.unwrap();
+    within(
+        STEP,
+        "send job",
+        sink.send(Message::Text(job.to_string().into())),
+    )
+    .await
+    .unwrap();
     let reply = read().await;
     assert_eq!(reply["correlation_id"], 5);
     let result: Value = serde_json::from_str(reply["payload"].as_str().unwrap()).unwrap();
@@ -143,7 +201,13 @@ async fn an_external_websocket_client_submits_a_job_and_reads_stats() {
     assert!(result["error"].is_null());
     assert_eq!(result["result"], result["worker_node"]);
     let cmd = json!({"to": "coordinator@ws-a", "id": 6, "payload": {"cmd": "stats"}});
-    within(STEP, "send stats", sink.send(Message::Text(cmd.to_string().into()))).await.unwrap();
+    within(
+        STEP,
+        "send stats",
+        sink.send(Message::Text(cmd.to_string().into())),
+    )
+    .await
+    .unwrap();
     let reply = read().await;
     assert_eq!(reply["correlation_id"], 6);
     let stats: Value = serde_json::from_str(reply["payload"].as_str().unwrap()).unwrap();

@@ -77,8 +77,11 @@ pub fn registry(stall_node: &'static str) -> HandlerRegistry {
 }
 
 /// A node: its router and worker pool.
+#[derive(Debug)]
 pub struct Node {
+    /// The node's router.
     pub router: Router,
+    /// The node's worker pool.
     pub pool: WorkerPool,
 }
 
@@ -92,19 +95,31 @@ pub async fn cluster(nodes: &[(&str, &[&str])], stall_node: &'static str) -> Vec
         if let Some(first) = out.first() {
             cfg = cfg.seeds([first.router.url()]);
         }
-        let router = within(STEP, "router start", Router::start(cfg)).await.expect("router starts");
+        let router = within(STEP, "router start", Router::start(cfg))
+            .await
+            .expect("router starts");
         let config = WorkerPoolConfig {
             workers: 2,
             queue_capacity: 256,
             load_interval: Duration::from_millis(100),
+            shutdown_grace: Duration::from_millis(200),
         };
-        let pool = within(STEP, "pool start", WorkerPool::start(&router, registry(stall_node), config))
-            .await
-            .expect("pool starts");
+        let pool = within(
+            STEP,
+            "pool start",
+            WorkerPool::start(&router, registry(stall_node), config),
+        )
+        .await
+        .expect("pool starts");
         out.push(Node { router, pool });
     }
     let names: Vec<&str> = nodes.iter().map(|(n, _)| *n).collect();
-    within(STEP, "cluster convergence", converged(&out[0].router, &names)).await;
+    within(
+        STEP,
+        "cluster convergence",
+        converged(&out[0].router, &names),
+    )
+    .await;
     out
 }
 
@@ -154,9 +169,13 @@ pub async fn coordinator(router: &Router, strategy: StrategyKind) -> Coordinator
     options.core.strategy = strategy;
     options.core.backoff.base = Duration::from_millis(20);
     options.core.backoff.max = Duration::from_millis(200);
-    within(STEP, "coordinator start", Coordinator::start(router, options))
-        .await
-        .expect("coordinator starts")
+    within(
+        STEP,
+        "coordinator start",
+        Coordinator::start(router, options),
+    )
+    .await
+    .expect("coordinator starts")
 }
 
 /// Shuts every node down.

@@ -24,9 +24,13 @@ async fn connect_with_bearer(url: &str) -> Ws {
     let mut request = url.into_client_request().unwrap();
     let value = HeaderValue::from_str(&format!("Bearer {}", token())).unwrap();
     request.headers_mut().insert("Authorization", value);
-    let (ws, _) = within(STEP, "client connect", tokio_tungstenite::connect_async(request))
-        .await
-        .expect("upgrade accepted");
+    let (ws, _) = within(
+        STEP,
+        "client connect",
+        tokio_tungstenite::connect_async(request),
+    )
+    .await
+    .expect("upgrade accepted");
     ws
 }
 
@@ -46,9 +50,13 @@ async fn next_json(ws: &mut Ws) -> Value {
 }
 
 async fn send_json(ws: &mut Ws, value: Value) {
-    within(STEP, "client send", ws.send(Message::Text(value.to_string().into())))
-        .await
-        .unwrap();
+    within(
+        STEP,
+        "client send",
+        ws.send(Message::Text(value.to_string().into())),
+    )
+    .await
+    .unwrap();
 }
 
 /// Reads the auth acknowledgement and the welcome; returns the address.
@@ -60,7 +68,10 @@ async fn welcome(ws: &mut Ws, node: &str) -> String {
     let payload: Value = serde_json::from_str(welcome["payload"].as_str().unwrap()).unwrap();
     let addr = payload["welcome"].as_str().unwrap().to_owned();
     assert_eq!(welcome["to"], addr.as_str());
-    assert!(addr.starts_with("client-") && addr.ends_with(&format!("@{node}")), "{addr}");
+    assert!(
+        addr.starts_with("client-") && addr.ends_with(&format!("@{node}")),
+        "{addr}"
+    );
     addr
 }
 
@@ -72,7 +83,11 @@ async fn a_client_talks_to_an_actor_on_another_node() {
     let me = welcome(&mut ws, "c-a").await;
 
     // The client lies about `from`; the router uses its assigned address.
-    send_json(&mut ws, json!({"to": "echo@c-b", "from": "forged@c-b", "id": 77, "payload": {"hello": "world"}})).await;
+    send_json(
+        &mut ws,
+        json!({"to": "echo@c-b", "from": "forged@c-b", "id": 77, "payload": {"hello": "world"}}),
+    )
+    .await;
     let reply = next_json(&mut ws).await;
     assert_eq!(reply["to"], me.as_str());
     assert_eq!(reply["from"], "echo@c-b");
@@ -81,7 +96,11 @@ async fn a_client_talks_to_an_actor_on_another_node() {
     assert_eq!(payload, json!({"hello": "world"}));
 
     // Cluster commands work for clients too.
-    send_json(&mut ws, json!({"to": "system@c-b", "id": 78, "payload": {"cmd": "members"}})).await;
+    send_json(
+        &mut ws,
+        json!({"to": "system@c-b", "id": 78, "payload": {"cmd": "members"}}),
+    )
+    .await;
     let members = next_json(&mut ws).await;
     assert_eq!(members["correlation_id"], 78);
     let rows: Value = serde_json::from_str(members["payload"].as_str().unwrap()).unwrap();
@@ -96,11 +115,27 @@ async fn a_client_talks_to_an_actor_on_another_node() {
     let error = next_json(&mut ws).await;
     assert_eq!(error["kind"], "error");
     assert_eq!(error["correlation_id"], 80);
-    assert!(error["payload"].as_str().unwrap().contains("unknown node nowhere"), "{error}");
-    send_json(&mut ws, json!({"to": "not an address", "id": 81, "payload": 1})).await;
+    assert!(
+        error["payload"]
+            .as_str()
+            .unwrap()
+            .contains("unknown node nowhere"),
+        "{error}"
+    );
+    send_json(
+        &mut ws,
+        json!({"to": "not an address", "id": 81, "payload": 1}),
+    )
+    .await;
     let error = next_json(&mut ws).await;
     assert_eq!(error["kind"], "error");
-    assert!(error["payload"].as_str().unwrap().contains("bad 'to' address"), "{error}");
+    assert!(
+        error["payload"]
+            .as_str()
+            .unwrap()
+            .contains("bad 'to' address"),
+        "{error}"
+    );
     assert!(nodes[0].stats().from_clients >= 5);
     stop_all(&nodes).await;
 }
@@ -109,12 +144,20 @@ async fn a_client_talks_to_an_actor_on_another_node() {
 async fn a_client_can_authenticate_with_its_first_frame() {
     let nodes = cluster(&["f-a", "f-b"]).await;
     echo(&nodes[0], "echo");
-    let (mut ws, _) = within(STEP, "connect", tokio_tungstenite::connect_async(nodes[1].url()))
-        .await
-        .unwrap();
+    let (mut ws, _) = within(
+        STEP,
+        "connect",
+        tokio_tungstenite::connect_async(nodes[1].url()),
+    )
+    .await
+    .unwrap();
     send_json(&mut ws, json!({"auth": token()})).await;
     let me = welcome(&mut ws, "f-b").await;
-    send_json(&mut ws, json!({"to": "echo@f-a", "id": 5, "payload": "plain text"})).await;
+    send_json(
+        &mut ws,
+        json!({"to": "echo@f-a", "id": 5, "payload": "plain text"}),
+    )
+    .await;
     let reply = next_json(&mut ws).await;
     assert_eq!(reply["to"], me.as_str());
     assert_eq!(reply["payload"], "plain text");
@@ -127,12 +170,22 @@ async fn an_unauthenticated_client_cannot_send() {
     let (_sink, mut inbox) = collector(&nodes[1], "sink");
 
     // No credentials: the first frame is an envelope, refused and closed.
-    let (mut ws, _) = within(STEP, "connect", tokio_tungstenite::connect_async(nodes[0].url()))
-        .await
-        .unwrap();
+    let (mut ws, _) = within(
+        STEP,
+        "connect",
+        tokio_tungstenite::connect_async(nodes[0].url()),
+    )
+    .await
+    .unwrap();
     send_json(&mut ws, json!({"to": "sink@z-b", "payload": "sneaky"})).await;
     let refusal = next_json(&mut ws).await;
-    assert!(refusal["error"].as_str().unwrap().contains("not authenticated"), "{refusal}");
+    assert!(
+        refusal["error"]
+            .as_str()
+            .unwrap()
+            .contains("not authenticated"),
+        "{refusal}"
+    );
     let closed = within(STEP, "close", async {
         loop {
             match ws.next().await {
@@ -147,19 +200,29 @@ async fn an_unauthenticated_client_cannot_send() {
 
     // A wrong bearer token is refused at the upgrade.
     let mut request = nodes[0].url().into_client_request().unwrap();
-    request.headers_mut().insert("Authorization", HeaderValue::from_static("Bearer 00ff"));
+    request
+        .headers_mut()
+        .insert("Authorization", HeaderValue::from_static("Bearer 00ff"));
     let refused = within(STEP, "connect", tokio_tungstenite::connect_async(request)).await;
     assert!(refused.is_err(), "wrong token accepted");
 
     // A wrong first-frame token is refused too.
-    let (mut ws, _) = within(STEP, "connect", tokio_tungstenite::connect_async(nodes[0].url()))
-        .await
-        .unwrap();
+    let (mut ws, _) = within(
+        STEP,
+        "connect",
+        tokio_tungstenite::connect_async(nodes[0].url()),
+    )
+    .await
+    .unwrap();
     send_json(&mut ws, json!({"auth": "wrong"})).await;
     let refusal = next_json(&mut ws).await;
     assert!(refusal["error"].is_string());
     // Whether or not the socket is already closed, this must not get through.
-    let sneaky = Message::Text(json!({"to": "sink@z-b", "payload": "sneaky"}).to_string().into());
+    let sneaky = Message::Text(
+        json!({"to": "sink@z-b", "payload": "sneaky"})
+            .to_string()
+            .into(),
+    );
     let _ = within(STEP, "sneaky send", ws.send(sneaky)).await;
 
     // Nothing reached the cluster: a later authenticated envelope is the first.

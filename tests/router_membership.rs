@@ -19,9 +19,13 @@ async fn five_nodes_join_through_one_seed_and_a_sixth_joins_later() {
         assert_eq!(node.members().len(), 5);
     }
     // The sixth knows only the seed, yet everyone learns of it by gossip.
-    let sixth = within(STEP, "sixth starts", Router::start(fast("m-6").seeds([nodes[0].url()])))
-        .await
-        .unwrap();
+    let sixth = within(
+        STEP,
+        "sixth starts",
+        Router::start(fast("m-6").seeds([nodes[0].url()])),
+    )
+    .await
+    .unwrap();
     nodes.push(sixth);
     let all = ids(&nodes);
     let refs: Vec<&NodeId> = all.iter().collect();
@@ -123,7 +127,9 @@ async fn tags_and_load_propagate() {
     let propagated = wait_until(STEP, || {
         nodes.iter().all(|n| {
             n.member(&source).is_some_and(|m| {
-                m.has_tag("gpu") && m.has_tag("kind:sha256") && m.load.in_flight == 7
+                m.has_tag("gpu")
+                    && m.has_tag("kind:sha256")
+                    && m.load.in_flight == 7
                     && m.load.queue_depth == 3
                     && (m.load.cpu_percent - 42.5).abs() < f32::EPSILON
             })
@@ -149,18 +155,28 @@ async fn a_down_node_that_restarts_is_up_again() {
     let old_incarnation = nodes[1].member(&name).unwrap().incarnation;
     nodes[1].shutdown().await;
     assert!(
-        wait_until(STEP, || status_of(&nodes[0], &name) == Some(MemberStatus::Down)).await
-    );
-    let reborn = within(STEP, "restart", Router::start(fast("r-2").seeds([nodes[0].url()])))
+        wait_until(STEP, || status_of(&nodes[0], &name)
+            == Some(MemberStatus::Down))
         .await
-        .unwrap();
+    );
+    let reborn = within(
+        STEP,
+        "restart",
+        Router::start(fast("r-2").seeds([nodes[0].url()])),
+    )
+    .await
+    .unwrap();
     assert!(
-        wait_until(STEP, || status_of(&nodes[0], &name) == Some(MemberStatus::Up)).await,
+        wait_until(STEP, || status_of(&nodes[0], &name)
+            == Some(MemberStatus::Up))
+        .await,
         "restarted node not Up again"
     );
     let row = nodes[0].member(&name).unwrap();
     assert!(row.incarnation > old_incarnation);
     assert_eq!(row.url, reborn.url());
-    within(STEP, "ping", nodes[0].ping(&name)).await.expect("ping reborn");
+    within(STEP, "ping", nodes[0].ping(&name))
+        .await
+        .expect("ping reborn");
     stop_all(&[nodes[0].clone(), reborn]).await;
 }

@@ -38,7 +38,9 @@ static CASE: AtomicUsize = AtomicUsize::new(0);
 
 async fn run_case(actors_per_node: Vec<usize>, pairs: Vec<(usize, usize)>) {
     let case = CASE.fetch_add(1, Ordering::Relaxed);
-    let names: Vec<String> = (0..actors_per_node.len()).map(|i| format!("p{case}-n{i}")).collect();
+    let names: Vec<String> = (0..actors_per_node.len())
+        .map(|i| format!("p{case}-n{i}"))
+        .collect();
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let nodes = cluster(&name_refs).await;
     let (log_tx, mut log) = mpsc::unbounded_channel();
@@ -48,7 +50,11 @@ async fn run_case(actors_per_node: Vec<usize>, pairs: Vec<(usize, usize)>) {
         for a in 0..*count {
             let name = format!("a{a}");
             let me = nodes[n].addr(&name).unwrap();
-            let peer = Peer { router: nodes[n].clone(), me: me.clone(), log: log_tx.clone() };
+            let peer = Peer {
+                router: nodes[n].clone(),
+                me: me.clone(),
+                log: log_tx.clone(),
+            };
             nodes[n].register(&name, spawn(name.clone(), peer)).unwrap();
             actors.push((n, me));
         }
@@ -63,9 +69,15 @@ async fn run_case(actors_per_node: Vec<usize>, pairs: Vec<(usize, usize)>) {
             PayloadFormat::Json,
             Bytes::from(format!("req:{k}")),
         );
-        within(STEP, "send", nodes[*sender_node].send(env)).await.unwrap();
-        *expected.entry((receiver.clone(), format!("req:{k}"))).or_default() += 1;
-        *expected.entry((sender.clone(), format!("rep:{k}"))).or_default() += 1;
+        within(STEP, "send", nodes[*sender_node].send(env))
+            .await
+            .unwrap();
+        *expected
+            .entry((receiver.clone(), format!("req:{k}")))
+            .or_default() += 1;
+        *expected
+            .entry((sender.clone(), format!("rep:{k}")))
+            .or_default() += 1;
     }
     let total = pairs.len() * 2;
     let mut seen: HashMap<(ActorAddr, String), usize> = HashMap::new();
@@ -73,13 +85,17 @@ async fn run_case(actors_per_node: Vec<usize>, pairs: Vec<(usize, usize)>) {
         let (at, env) = within(STEP, "delivery", log.recv()).await.unwrap();
         assert_eq!(env.to, at, "delivered to the wrong actor");
         assert_eq!(env.kind, EnvelopeKind::Message);
-        *seen.entry((at, env.payload_str().unwrap().to_owned())).or_default() += 1;
+        *seen
+            .entry((at, env.payload_str().unwrap().to_owned()))
+            .or_default() += 1;
     }
     // Fence: a round trip over every link; anything duplicated would have
     // arrived before the pongs.
     for node in &nodes {
         for other in &nodes {
-            within(STEP, "fence", node.ping(other.node_id())).await.unwrap();
+            within(STEP, "fence", node.ping(other.node_id()))
+                .await
+                .unwrap();
         }
     }
     assert!(log.try_recv().is_err(), "an envelope was delivered twice");

@@ -6,9 +6,7 @@ mod router_support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cluster_router::{
-    ActorAddr, Envelope, EnvelopeKind, NodeId, PayloadFormat, RouterError,
-};
+use cluster_router::{ActorAddr, Envelope, EnvelopeKind, NodeId, PayloadFormat, RouterError};
 use router_support::*;
 
 fn addr(s: &str) -> ActorAddr {
@@ -26,7 +24,9 @@ async fn a_reply_reaches_from_across_nodes() {
         PayloadFormat::Json,
         Bytes::from_static(br#"{"n":1}"#),
     );
-    within(STEP, "send", nodes[0].send(request.clone())).await.unwrap();
+    within(STEP, "send", nodes[0].send(request.clone()))
+        .await
+        .unwrap();
     let reply = within(STEP, "reply", inbox.recv()).await.unwrap();
     assert_eq!(reply.to, me);
     assert_eq!(reply.from, echo_addr);
@@ -43,31 +43,59 @@ async fn an_unknown_actor_comes_back_undeliverable() {
     let nodes = cluster(&["u-a", "u-b"]).await;
     let (me, mut inbox) = collector(&nodes[0], "sender");
     let ghost = addr("ghost@u-b");
-    let request = Envelope::new(ghost.clone(), me.clone(), PayloadFormat::Json, Bytes::from_static(b"1"));
-    within(STEP, "send", nodes[0].send(request.clone())).await.unwrap();
+    let request = Envelope::new(
+        ghost.clone(),
+        me.clone(),
+        PayloadFormat::Json,
+        Bytes::from_static(b"1"),
+    );
+    within(STEP, "send", nodes[0].send(request.clone()))
+        .await
+        .unwrap();
     let answer = within(STEP, "undeliverable", inbox.recv()).await.unwrap();
     assert_eq!(answer.kind, EnvelopeKind::Undeliverable);
     assert_eq!(answer.correlation_id, Some(request.id));
     assert_eq!(answer.from, ghost);
     let reason: String = answer.payload_json().unwrap();
-    assert!(reason.contains("no actor named ghost on node u-b"), "{reason}");
+    assert!(
+        reason.contains("no actor named ghost on node u-b"),
+        "{reason}"
+    );
     let stats = nodes[1].stats();
     assert_eq!(stats.dead_letters, 1);
     assert_eq!(stats.undeliverable_sent, 1);
 
     // The same through `request`, and locally.
-    let reply = within(STEP, "request", nodes[0].request(ghost, PayloadFormat::Json, Bytes::from_static(b"2"), STEP))
-        .await
-        .unwrap();
+    let reply = within(
+        STEP,
+        "request",
+        nodes[0].request(ghost, PayloadFormat::Json, Bytes::from_static(b"2"), STEP),
+    )
+    .await
+    .unwrap();
     assert_eq!(reply.kind, EnvelopeKind::Undeliverable);
-    let local = within(STEP, "local", nodes[0].request(addr("nobody@u-a"), PayloadFormat::Json, Bytes::from_static(b"3"), STEP))
-        .await
-        .unwrap();
+    let local = within(
+        STEP,
+        "local",
+        nodes[0].request(
+            addr("nobody@u-a"),
+            PayloadFormat::Json,
+            Bytes::from_static(b"3"),
+            STEP,
+        ),
+    )
+    .await
+    .unwrap();
     assert_eq!(local.kind, EnvelopeKind::Undeliverable);
 
     // An Undeliverable for a missing actor is dropped, never bounced back.
     let before = nodes[0].stats().undeliverable_sent;
-    let mut stray = Envelope::new(addr("ghost@u-b"), addr("ghost2@u-a"), PayloadFormat::Json, Bytes::from_static(b"4"));
+    let mut stray = Envelope::new(
+        addr("ghost@u-b"),
+        addr("ghost2@u-a"),
+        PayloadFormat::Json,
+        Bytes::from_static(b"4"),
+    );
     stray.kind = EnvelopeKind::Undeliverable;
     within(STEP, "stray", nodes[0].send(stray)).await.unwrap();
     assert!(wait_until(STEP, || nodes[1].stats().dead_letters == 3).await);
@@ -79,11 +107,25 @@ async fn an_unknown_actor_comes_back_undeliverable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_node_is_an_error() {
     let nodes = cluster(&["n-a"]).await;
-    let env = Envelope::new(addr("w@nowhere"), addr("me@n-a"), PayloadFormat::Json, Bytes::from_static(b"1"));
+    let env = Envelope::new(
+        addr("w@nowhere"),
+        addr("me@n-a"),
+        PayloadFormat::Json,
+        Bytes::from_static(b"1"),
+    );
     let err = within(STEP, "send", nodes[0].send(env)).await.unwrap_err();
-    assert!(matches!(&err, RouterError::UnknownNode(n) if *n == "nowhere"), "{err:?}");
+    assert!(
+        matches!(&err, RouterError::UnknownNode(n) if *n == "nowhere"),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("unknown node nowhere"));
-    let err = within(STEP, "ping", nodes[0].ping(&NodeId::new("nowhere").unwrap())).await.unwrap_err();
+    let err = within(
+        STEP,
+        "ping",
+        nodes[0].ping(&NodeId::new("nowhere").unwrap()),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, RouterError::UnknownNode(_)));
     stop_all(&nodes).await;
 }
@@ -118,23 +160,48 @@ async fn the_system_actor_answers_commands() {
     let nodes = cluster(&["s-a", "s-b"]).await;
     let system_b = addr("system@s-b");
     let ask = |cmd: &'static str| {
-        nodes[0].request(system_b.clone(), PayloadFormat::Json, Bytes::from(cmd), STEP)
+        nodes[0].request(
+            system_b.clone(),
+            PayloadFormat::Json,
+            Bytes::from(cmd),
+            STEP,
+        )
     };
-    let members = within(STEP, "members", ask(r#"{"cmd":"members"}"#)).await.unwrap();
+    let members = within(STEP, "members", ask(r#"{"cmd":"members"}"#))
+        .await
+        .unwrap();
     let value: serde_json::Value = members.payload_json().unwrap();
     let rows = value["members"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     assert!(rows.iter().all(|r| r["status"] == "up"));
-    let info = within(STEP, "info", ask(r#"{"cmd":"info"}"#)).await.unwrap();
+    let info = within(STEP, "info", ask(r#"{"cmd":"info"}"#))
+        .await
+        .unwrap();
     let value: serde_json::Value = info.payload_json().unwrap();
     assert_eq!(value["node"], "s-b");
-    assert!(value["actors"].as_array().unwrap().iter().any(|a| a == "system"));
-    let pong = within(STEP, "ping", ask(r#"{"cmd":"ping"}"#)).await.unwrap();
-    assert_eq!(pong.payload_json::<serde_json::Value>().unwrap()["pong"], "s-b");
-    let bad = within(STEP, "bad", ask(r#"{"cmd":"reboot"}"#)).await.unwrap();
+    assert!(value["actors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a == "system"));
+    let pong = within(STEP, "ping", ask(r#"{"cmd":"ping"}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        pong.payload_json::<serde_json::Value>().unwrap()["pong"],
+        "s-b"
+    );
+    let bad = within(STEP, "bad", ask(r#"{"cmd":"reboot"}"#))
+        .await
+        .unwrap();
     assert_eq!(bad.kind, EnvelopeKind::Error);
-    assert!(bad.payload_json::<String>().unwrap().contains("unknown command \"reboot\""));
-    let rtt = within(STEP, "ping", nodes[0].ping(nodes[1].node_id())).await.unwrap();
+    assert!(bad
+        .payload_json::<String>()
+        .unwrap()
+        .contains("unknown command \"reboot\""));
+    let rtt = within(STEP, "ping", nodes[0].ping(nodes[1].node_id()))
+        .await
+        .unwrap();
     assert!(rtt < Duration::from_secs(1));
     stop_all(&nodes).await;
 }
@@ -154,15 +221,28 @@ async fn registration_rules() {
     let bad = router.register("bad name", actor_core::spawn("x", Echo(router.clone())));
     assert!(matches!(bad, Err(RouterError::Addr(_))));
     router.unregister("worker");
-    let reply = within(STEP, "request", router.request(first, PayloadFormat::Json, Bytes::from_static(b"1"), STEP))
-        .await
-        .unwrap();
+    let reply = within(
+        STEP,
+        "request",
+        router.request(first, PayloadFormat::Json, Bytes::from_static(b"1"), STEP),
+    )
+    .await
+    .unwrap();
     assert_eq!(reply.kind, EnvelopeKind::Undeliverable);
     // A request nobody answers times out.
     let (silent, _inbox) = collector(router, "silent");
-    let err = within(STEP, "timeout", router.request(silent, PayloadFormat::Json, Bytes::from_static(b"1"), Duration::from_millis(100)))
-        .await
-        .unwrap_err();
+    let err = within(
+        STEP,
+        "timeout",
+        router.request(
+            silent,
+            PayloadFormat::Json,
+            Bytes::from_static(b"1"),
+            Duration::from_millis(100),
+        ),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, RouterError::Timeout { .. }));
     stop_all(&nodes).await;
 }
@@ -176,7 +256,12 @@ async fn many_envelopes_cross_in_order() {
     let sender = nodes[0].clone();
     let send_all = tokio::spawn(async move {
         for i in 0..N {
-            let env = Envelope::new(sink.clone(), from.clone(), PayloadFormat::Binary, Bytes::copy_from_slice(&i.to_le_bytes()));
+            let env = Envelope::new(
+                sink.clone(),
+                from.clone(),
+                PayloadFormat::Binary,
+                Bytes::copy_from_slice(&i.to_le_bytes()),
+            );
             sender.send(env).await.unwrap();
         }
     });

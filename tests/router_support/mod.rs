@@ -72,7 +72,9 @@ pub async fn cluster(names: &[&str]) -> Vec<Router> {
     let mut nodes = vec![seed];
     for name in &names[1..] {
         let cfg = fast(name).seeds([nodes[0].url()]);
-        let node = within(STEP, "node start", Router::start(cfg)).await.expect("node starts");
+        let node = within(STEP, "node start", Router::start(cfg))
+            .await
+            .expect("node starts");
         nodes.push(node);
     }
     let ids: Vec<NodeId> = nodes.iter().map(|n| n.node_id().clone()).collect();

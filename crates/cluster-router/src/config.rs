@@ -150,3 +150,37 @@ impl RouterConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_explains_bad_timings() {
+        assert!(RouterConfig::default().validate().is_ok());
+        let ms = Duration::from_millis;
+        let bad = RouterConfig::default().timing(ms(100), ms(100), ms(600));
+        assert_eq!(
+            bad.validate(),
+            Err("suspect_after must be longer than gossip_interval")
+        );
+        let bad = RouterConfig::default().timing(ms(100), ms(300), ms(200));
+        assert_eq!(
+            bad.validate(),
+            Err("down_after must not be shorter than suspect_after")
+        );
+        let bad = RouterConfig::default().timing(ms(0), ms(300), ms(600));
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn the_transport_gets_the_routers_identity() {
+        let mut cfg = RouterConfig::new("node-q", "s3cret");
+        cfg.transport.outbound_queue = 17;
+        let t = cfg.transport_config();
+        assert_eq!(t.node_name, "node-q");
+        assert_eq!(t.secret, Secret::from("s3cret"));
+        assert_eq!(t.outbound_queue, 17);
+        assert_eq!(t.listen, cfg.listen);
+    }
+}

@@ -126,13 +126,11 @@ impl Inner {
     /// was just learned and is still being dialled).
     async fn send_remote(&self, env: Envelope) -> Result<(), RouterError> {
         let node = env.to.node().clone();
+        // A node not (yet) in the table but with an authenticated link is
+        // routable: it just sent us something before gossip told us about it.
         let status = self.membership.read().get(&node).map(|m| m.status);
-        match status {
-            None => return Err(RouterError::UnknownNode(node)),
-            Some(status) if !status.is_reachable() => {
-                return Err(RouterError::NodeUnavailable { node, status })
-            }
-            Some(_) => {}
+        if let Some(status) = status.filter(|s| !s.is_reachable()) {
+            return Err(RouterError::NodeUnavailable { node, status });
         }
         // Fast path without waiting; the awaiting send only when the queue is full.
         let sent = match self.transport.try_send(node.as_str(), to_transport(env)) {
@@ -145,6 +143,7 @@ impl Inner {
                 bump(&self.counters.routed_remote, 1);
                 Ok(())
             }
+            Err(SendError::NoLink(_)) if status.is_none() => Err(RouterError::UnknownNode(node)),
             Err(SendError::NoLink(env)) => self.send_when_linked(node, env).await,
             Err(source) => Err(RouterError::Link {
                 node,
@@ -260,12 +259,8 @@ impl Inner {
 
     fn post_remote(&self, env: Envelope) {
         let node = env.to.node().clone();
-        let reachable = self
-            .membership
-            .read()
-            .get(&node)
-            .is_some_and(|m| m.status.is_reachable());
-        if !reachable {
+        let status = self.membership.read().get(&node).map(|m| m.status);
+        if status.is_some_and(|s| !s.is_reachable()) {
             bump(&self.counters.dead_letters, 1);
             tracing::debug!(to = %env.to, "answer to an unreachable node dropped");
             return;

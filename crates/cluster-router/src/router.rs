@@ -240,7 +240,8 @@ impl Router {
     ///
     /// # Errors
     ///
-    /// [`RouterError::UnknownNode`] when the node is not a member,
+    /// [`RouterError::UnknownNode`] when the node is not a member and has no
+    /// link to this node,
     /// [`RouterError::NodeUnavailable`] when it is Down or Left,
     /// [`RouterError::Link`] when no link came up within
     /// [`RouterConfig::link_wait`] or the envelope is over the frame limit,

@@ -28,6 +28,15 @@
 //! Each accepted job yields exactly one `Complete`; late results are dropped
 //! and counted. [`StatsSnapshot`] gives per-node and per-kind figures.
 //!
+//! **On the cluster.** [`WorkerPool::start`] wraps a `WorkerEngine` as
+//! `worker@<node>` on a `cluster_router::Router`, advertises `kind:<name>`
+//! tags and gossips its load. [`Coordinator::start`] runs the core as the
+//! actor `coordinator@<node>`: it follows membership (a Down node's attempts
+//! are retried at once), sweeps deadlines on one shared tick, dispatches in
+//! bincode, and answers each submission exactly once, through
+//! [`PendingJob::result`] or, for submissions that arrived as envelopes
+//! (other nodes, external JSON clients), as a reply in the request's format.
+//!
 //! # Example
 //!
 //! ```

@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use actor_core::{spawn_with, Actor, ActorRef, BoxError, Context, SpawnOptions};
 use async_trait::async_trait;
-use cluster_router::{
-    ActorAddr, Envelope, EnvelopeKind, Load, MessageId, PayloadFormat, Router,
-};
+use cluster_router::{ActorAddr, Envelope, EnvelopeKind, Load, MessageId, PayloadFormat, Router};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -32,6 +30,9 @@ pub struct WorkerPoolConfig {
     pub queue_capacity: usize,
     /// How often the pool publishes its load through gossip.
     pub load_interval: Duration,
+    /// How long [`WorkerPool::shutdown`] lets running jobs finish before it
+    /// cancels them (they are then reported as retryable `node_down`).
+    pub shutdown_grace: Duration,
 }
 
 impl Default for WorkerPoolConfig {
@@ -41,6 +42,7 @@ impl Default for WorkerPoolConfig {
             workers: engine.workers,
             queue_capacity: engine.queue_capacity,
             load_interval: Duration::from_millis(500),
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }
@@ -67,6 +69,7 @@ pub struct WorkerPool {
     inbox: ActorRef<Envelope>,
     engine: WorkerEngine<Ticket>,
     load_task: JoinHandle<()>,
+    shutdown_grace: Duration,
 }
 
 impl std::fmt::Debug for WorkerPool {
@@ -117,13 +120,18 @@ impl WorkerPool {
         advertise_kinds(router, kind_tags);
         // The forwarder ends by itself once the engine is shut down.
         tokio::spawn(forward_events(router.clone(), events));
-        let load_task = tokio::spawn(report_load(router.clone(), engine.queue(), config.load_interval));
+        let load_task = tokio::spawn(report_load(
+            router.clone(),
+            engine.queue(),
+            config.load_interval,
+        ));
         Ok(WorkerPool {
             addr,
             router: router.clone(),
             inbox,
             engine,
             load_task,
+            shutdown_grace: config.shutdown_grace,
         })
     }
 
@@ -147,14 +155,16 @@ impl WorkerPool {
         self.engine.finished()
     }
 
-    /// Unregisters the pool, finishes the queued jobs (their results are
-    /// still sent) and stops.
+    /// Unregisters the pool, lets queued and running jobs finish for up to
+    /// the configured grace period (then cancels them), sends their results
+    /// and stops.
     pub async fn shutdown(self) {
         let WorkerPool {
             router,
             inbox,
             engine,
             load_task,
+            shutdown_grace,
             ..
         } = self;
         router.unregister(WORKER);
@@ -163,7 +173,7 @@ impl WorkerPool {
         drop(inbox);
         load_task.abort();
         let _ = load_task.await;
-        engine.shutdown().await;
+        engine.shutdown_within(shutdown_grace).await;
     }
 }
 
@@ -304,7 +314,10 @@ impl CpuSampler {
 fn read_proc_stat() -> Option<(u64, u64)> {
     let text = std::fs::read_to_string("/proc/stat").ok()?;
     let line = text.lines().next()?.strip_prefix("cpu ")?;
-    let fields: Vec<u64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
     let total: u64 = fields.iter().take(8).sum();
     let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
     Some((total.saturating_sub(idle), total))

@@ -122,7 +122,10 @@ pub(crate) fn encode_reply(reply: &WorkerReply, format: PayloadFormat) -> Bytes 
 }
 
 /// Decodes a worker reply.
-pub(crate) fn decode_reply(payload: &[u8], format: PayloadFormat) -> Result<WorkerReply, DecodeError> {
+pub(crate) fn decode_reply(
+    payload: &[u8],
+    format: PayloadFormat,
+) -> Result<WorkerReply, DecodeError> {
     if format == PayloadFormat::Json {
         let text = std::str::from_utf8(payload).map_err(|_| DecodeError::Field {
             field: "payload",
@@ -163,7 +166,13 @@ mod tests {
     fn replies_round_trip_in_both_formats() {
         let id = JobId::new("n-1").unwrap();
         let replies = [
-            WorkerReply::Result(JobResult::success(id.clone(), "out", "b", 2, Duration::from_micros(7))),
+            WorkerReply::Result(JobResult::success(
+                id.clone(),
+                "out",
+                "b",
+                2,
+                Duration::from_micros(7),
+            )),
             WorkerReply::Progress(ProgressUpdate {
                 job_id: id,
                 attempt: 2,

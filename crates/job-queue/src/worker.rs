@@ -15,7 +15,7 @@ use actor_core::{
 };
 use async_trait::async_trait;
 use futures_util::FutureExt;
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{mpsc, watch, Mutex};
 
 use crate::error::{EngineClosed, TrySubmitError};
 use crate::failure::{FailureCause, JobFailure};
@@ -93,6 +93,7 @@ struct LoopShared<T> {
     registry: Arc<HandlerRegistry>,
     events: mpsc::Sender<WorkerEvent<T>>,
     counters: Arc<Counters>,
+    cancel: watch::Sender<bool>,
 }
 
 /// Runs jobs on K worker loops, each a child of an actor-core
@@ -127,6 +128,7 @@ struct LoopShared<T> {
 pub struct WorkerEngine<T> {
     queue: WorkerQueue<T>,
     loops: Vec<ActorRef<Pull>>,
+    cancel: watch::Sender<bool>,
 }
 
 /// A cloneable handle that queues jobs on a [`WorkerEngine`] and reads its
@@ -189,6 +191,7 @@ impl<T: Clone + Send + Sync + 'static> WorkerEngine<T> {
             registry,
             events,
             counters: counters.clone(),
+            cancel: watch::channel(false).0,
         });
         let rx = Arc::new(Mutex::new(rx));
         let (supervisor, child_events) = Supervisor::new(config.restart_policy);
@@ -200,11 +203,23 @@ impl<T: Clone + Send + Sync + 'static> WorkerEngine<T> {
                 shared: shared.clone(),
             };
             let name = format!("{}/worker-{i}", config.node);
-            loops.push(supervisor.spawn_child(name, factory, SpawnOptions::default().capacity(4))?);
+            loops.push(supervisor.spawn_child(
+                name,
+                factory,
+                SpawnOptions::default().capacity(4),
+            )?);
         }
         tokio::spawn(watch_children(child_events, counters.clone()));
+        let cancel = shared.cancel.clone();
         let queue = WorkerQueue { tx, counters };
-        Ok((WorkerEngine { queue, loops }, events_rx))
+        Ok((
+            WorkerEngine {
+                queue,
+                loops,
+                cancel,
+            },
+            events_rx,
+        ))
     }
 
     /// Queues a job, waiting while the queue is full.
@@ -234,11 +249,39 @@ impl<T: Clone + Send + Sync + 'static> WorkerEngine<T> {
     /// queued job, and waits for them to stop (which happens once every
     /// [`WorkerQueue`] handle is dropped too).
     pub async fn shutdown(self) {
-        let WorkerEngine { queue, loops } = self;
+        let WorkerEngine { queue, loops, .. } = self;
         drop(queue);
         for worker in &loops {
             worker.wait_stopped().await;
         }
+    }
+
+    /// Like [`shutdown`](Self::shutdown), but after `grace` the handlers
+    /// still running (and any job still queued) are cancelled: each yields a
+    /// retryable [`FailureCause::NodeDown`] result ("worker shutting down"),
+    /// so a coordinator retries it elsewhere. Returns whether everything
+    /// finished within `grace`.
+    pub async fn shutdown_within(self, grace: Duration) -> bool {
+        let WorkerEngine {
+            queue,
+            loops,
+            cancel,
+        } = self;
+        drop(queue);
+        let drained = tokio::time::timeout(grace, async {
+            for worker in &loops {
+                worker.wait_stopped().await;
+            }
+        })
+        .await
+        .is_ok();
+        if !drained {
+            cancel.send_replace(true);
+            for worker in &loops {
+                worker.wait_stopped().await;
+            }
+        }
+        drained
     }
 }
 
@@ -438,7 +481,18 @@ async fn execute<T: Clone + Send + Sync + 'static>(
     let run = AssertUnwindSafe(async move { handler.handle(ctx).await }).catch_unwind();
     // One timer per *running* job (at most K per node), so a stuck handler
     // cannot hold a worker loop forever.
-    match tokio::time::timeout(timeout, run).await {
+    let mut cancelled = shared.cancel.subscribe();
+    let outcome = tokio::select! {
+        biased;
+        _ = cancelled.wait_for(|c| *c) => {
+            return Err(JobFailure::new(
+                FailureCause::NodeDown,
+                format!("worker on {} is shutting down", shared.node),
+            ));
+        }
+        outcome = tokio::time::timeout(timeout, run) => outcome,
+    };
+    match outcome {
         Err(_) => Err(JobFailure::new(
             FailureCause::Timeout,
             format!("handler did not finish within {} ms", timeout.as_millis()),

@@ -245,3 +245,30 @@ async fn full_queue_hands_the_job_back() {
         other => panic!("expected Full, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn shutdown_within_cancels_hung_handlers() {
+    let (engine, mut events) = engine(1);
+    let hung = job("slow", "", "h1").with_timeout(Duration::from_secs(60));
+    timeout(WAIT, engine.submit(hung, 1))
+        .await
+        .unwrap()
+        .unwrap();
+    timeout(WAIT, engine.submit(job_ok(2), 2))
+        .await
+        .unwrap()
+        .unwrap();
+    let drained = timeout(WAIT, engine.shutdown_within(Duration::from_millis(50)))
+        .await
+        .unwrap();
+    assert!(!drained);
+    for expected in [1, 2] {
+        let (result, ticket) = next_finished(&mut events).await;
+        assert_eq!(ticket, expected);
+        let failure = result.error.expect("cancelled");
+        assert_eq!(
+            (failure.cause, failure.retryable),
+            (FailureCause::NodeDown, true)
+        );
+    }
+}

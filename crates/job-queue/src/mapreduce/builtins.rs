@@ -112,12 +112,7 @@ impl MapReduce for InvertedIndex {
         let split = input.split.index;
         let pairs = positions
             .into_iter()
-            .map(|(word, positions)| {
-                (
-                    word_string(word),
-                    vec![SplitPositions { split, positions }],
-                )
-            })
+            .map(|(word, positions)| (word_string(word), vec![SplitPositions { split, positions }]))
             .collect();
         MapOutput { pairs, records }
     }

@@ -41,7 +41,12 @@ pub struct DriverConfig {
 impl DriverConfig {
     /// Settings with the job defaults: 30 s timeout, 3 attempts, no tags,
     /// up to 16 recoveries.
-    pub fn new(job: impl Into<String>, spec: impl Into<String>, reducers: u32, input_node: impl Into<String>) -> Self {
+    pub fn new(
+        job: impl Into<String>,
+        spec: impl Into<String>,
+        reducers: u32,
+        input_node: impl Into<String>,
+    ) -> Self {
         DriverConfig {
             job: job.into(),
             spec: spec.into(),
@@ -123,7 +128,11 @@ struct MapDone {
 enum ReduceDone {
     /// Nothing to reduce: no map emitted a pair for the partition.
     Empty,
-    Held { node: String, keys: u64, bytes: u64 },
+    Held {
+        node: String,
+        keys: u64,
+        bytes: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,7 +16,9 @@ pub enum MapReduceError {
         id: String,
     },
     /// Split `index` is not numbered by its position in the split list.
-    #[error("split at position {position} is numbered {index}; splits must be numbered 0..n in order")]
+    #[error(
+        "split at position {position} is numbered {index}; splits must be numbered 0..n in order"
+    )]
     SplitNumbering {
         /// Its position in the list.
         position: usize,

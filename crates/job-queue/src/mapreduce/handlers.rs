@@ -116,7 +116,13 @@ impl MapReduceWorker {
         let split = task.split;
         let reducers = task.reducers;
         let mapped = tokio::task::spawn_blocking(move || {
-            job.map_partitions(&MapInput { split: &split, text: &text }, reducers)
+            job.map_partitions(
+                &MapInput {
+                    split: &split,
+                    text: &text,
+                },
+                reducers,
+            )
         })
         .await
         .map_err(|e| HandlerError::permanent(format!("map function failed: {e}")))?
@@ -273,7 +279,9 @@ mod tests {
             splits: Vec::new(),
         };
         let job = Job::new(REDUCE_KIND, serde_json::to_string(&reduce).unwrap());
-        let out = within(a.run_reduce(JobContext::new(job, "a"))).await.unwrap();
+        let out = within(a.run_reduce(JobContext::new(job, "a")))
+            .await
+            .unwrap();
         assert!(matches!(
             serde_json::from_str(&out).unwrap(),
             ReduceReport::Done { keys: 2, .. }
@@ -285,7 +293,9 @@ mod tests {
             task: 9,
         });
         let job = Job::new(REDUCE_KIND, serde_json::to_string(&reduce).unwrap());
-        let out = within(a.run_reduce(JobContext::new(job, "a"))).await.unwrap();
+        let out = within(a.run_reduce(JobContext::new(job, "a")))
+            .await
+            .unwrap();
         let ReduceReport::Missing { lost, .. } = serde_json::from_str(&out).unwrap() else {
             panic!("expected a missing report: {out}");
         };

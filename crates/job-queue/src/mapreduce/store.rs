@@ -276,12 +276,13 @@ mod tests {
         assert_eq!((full.needed, full.used, full.limit), (5, 6, 10));
         // Replacing a blob frees its old size first.
         store
-            .put(BlobId::map_output("j", 0, 0), Bytes::from_static(b"1234567890"))
+            .put(
+                BlobId::map_output("j", 0, 0),
+                Bytes::from_static(b"1234567890"),
+            )
             .unwrap();
         assert_eq!(store.bytes(), 10);
-        store
-            .put(BlobId::input("k", 0), Bytes::new())
-            .unwrap();
+        store.put(BlobId::input("k", 0), Bytes::new()).unwrap();
         assert_eq!(store.remove_job("j"), 1);
         assert_eq!((store.bytes(), store.len()), (0, 1));
     }

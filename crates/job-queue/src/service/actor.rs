@@ -45,7 +45,12 @@ pub(super) struct CoordinatorActor {
 }
 
 impl CoordinatorActor {
-    pub(super) fn new(core: CoordinatorCore, router: Router, me: ActorAddr, options: &CoordinatorOptions) -> Self {
+    pub(super) fn new(
+        core: CoordinatorCore,
+        router: Router,
+        me: ActorAddr,
+        options: &CoordinatorOptions,
+    ) -> Self {
         CoordinatorActor {
             core,
             router,
@@ -166,7 +171,8 @@ impl CoordinatorActor {
 
     /// An Undeliverable or Error answer to one of our dispatches.
     fn on_bounce(&mut self, env: &Envelope, now: Instant) {
-        let Some((id, attempt)) = env.correlation_id.and_then(|c| self.dispatches.remove(&c)) else {
+        let Some((id, attempt)) = env.correlation_id.and_then(|c| self.dispatches.remove(&c))
+        else {
             tracing::debug!(from = %env.from, kind = ?env.kind, "unmatched bounce ignored");
             return;
         };
@@ -184,7 +190,8 @@ impl CoordinatorActor {
                 if let Some(c) = env.correlation_id {
                     self.dispatches.remove(&c);
                 }
-                self.core.result_received(result, env.from.node().as_str(), now);
+                self.core
+                    .result_received(result, env.from.node().as_str(), now);
             }
             Ok(WorkerReply::Progress(update)) => {
                 if self.core.is_running(&update.job_id, update.attempt) {
@@ -218,11 +225,15 @@ impl CoordinatorActor {
                 let json = serde_json::to_vec(&self.core.stats()).expect("stats serialize");
                 env.reply(Bytes::from(json))
             }
-            Ok(Command::DeadLetters) => env.reply(Bytes::from(command::dead_letters_json(&self.core.dead_letters()))),
+            Ok(Command::DeadLetters) => env.reply(Bytes::from(command::dead_letters_json(
+                &self.core.dead_letters(),
+            ))),
             Ok(Command::Resubmit { id }) => {
-                let resubmitted = JobId::new(&id)
-                    .map_err(|e| e.to_string())
-                    .and_then(|id| self.core.resubmit_dead_letter(&id, now).map_err(|e| e.to_string()));
+                let resubmitted = JobId::new(&id).map_err(|e| e.to_string()).and_then(|id| {
+                    self.core
+                        .resubmit_dead_letter(&id, now)
+                        .map_err(|e| e.to_string())
+                });
                 match resubmitted {
                     Ok(id) => return self.wait_remote(id, &env),
                     Err(reason) => env.error_reply(&reason),
@@ -248,7 +259,11 @@ impl CoordinatorActor {
             match action {
                 Action::Dispatch { job, node } => self.dispatch(job, &node, now).await,
                 Action::Complete(result) => self.complete(result).await,
-                Action::DeadLettered { id, attempts, cause } => {
+                Action::DeadLettered {
+                    id,
+                    attempts,
+                    cause,
+                } => {
                     tracing::warn!(%id, attempts, %cause, "job dead-lettered");
                 }
             }
@@ -259,14 +274,23 @@ impl CoordinatorActor {
         let to = match (ActorName::new(WORKER), NodeId::new(node)) {
             (Ok(actor), Ok(node)) => ActorAddr::new(actor, node),
             _ => {
-                let failure = JobFailure::new(FailureCause::Undeliverable, format!("bad node name {node:?}"));
+                let failure = JobFailure::new(
+                    FailureCause::Undeliverable,
+                    format!("bad node name {node:?}"),
+                );
                 self.core.attempt_failed(&job.id, job.attempt, failure, now);
                 return;
             }
         };
-        let env = Envelope::new(to, self.me.clone(), self.format, encode_job(&job, self.format));
+        let env = Envelope::new(
+            to,
+            self.me.clone(),
+            self.format,
+            encode_job(&job, self.format),
+        );
         let msg_id = env.id;
-        self.dispatches.insert(msg_id, (job.id.clone(), job.attempt));
+        self.dispatches
+            .insert(msg_id, (job.id.clone(), job.attempt));
         if let Err(err) = self.router.send(env).await {
             self.dispatches.remove(&msg_id);
             let failure = JobFailure::new(
@@ -283,7 +307,11 @@ impl CoordinatorActor {
             Some(Waiter::Local(tx)) => {
                 let _ = tx.send(result);
             }
-            Some(Waiter::Remote { to, request, format }) => {
+            Some(Waiter::Remote {
+                to,
+                request,
+                format,
+            }) => {
                 let payload = match format {
                     PayloadFormat::Json => Bytes::from(result.to_json()),
                     _ => Bytes::from(result.to_bincode()),

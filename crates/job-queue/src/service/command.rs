@@ -45,7 +45,10 @@ mod tests {
 
     #[test]
     fn commands_and_jobs_are_told_apart() {
-        assert!(matches!(parse(br#"{"cmd":"stats"}"#), Some(Ok(Command::Stats))));
+        assert!(matches!(
+            parse(br#"{"cmd":"stats"}"#),
+            Some(Ok(Command::Stats))
+        ));
         assert!(matches!(
             parse(br#"{"cmd":"resubmit","id":"x-1"}"#),
             Some(Ok(Command::Resubmit { id })) if id == "x-1"

@@ -114,7 +114,9 @@ pub struct Coordinator {
 
 impl std::fmt::Debug for Coordinator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Coordinator").field("addr", &self.addr).finish()
+        f.debug_struct("Coordinator")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -125,13 +127,25 @@ impl Coordinator {
     ///
     /// [`JobError::Router`] if the name is taken, [`JobError::Actor`] if an
     /// actor cannot be spawned.
-    pub async fn start(router: &Router, options: CoordinatorOptions) -> Result<Coordinator, JobError> {
+    pub async fn start(
+        router: &Router,
+        options: CoordinatorOptions,
+    ) -> Result<Coordinator, JobError> {
         let mut core_config = options.core.clone();
         core_config.node = router.node_id().to_string();
         let me = router.addr(COORDINATOR)?;
-        let state = CoordinatorActor::new(CoordinatorCore::new(core_config), router.clone(), me.clone(), &options);
+        let state = CoordinatorActor::new(
+            CoordinatorCore::new(core_config),
+            router.clone(),
+            me.clone(),
+            &options,
+        );
         let opts = SpawnOptions::default().capacity(options.mailbox.max(16));
-        let actor = spawn_with(format!("{COORDINATOR}-core@{}", router.node_id()), state, opts)?;
+        let actor = spawn_with(
+            format!("{COORDINATOR}-core@{}", router.node_id()),
+            state,
+            opts,
+        )?;
         let inbox_opts = SpawnOptions::default().capacity(options.mailbox.max(16));
         let inbox = spawn_with(me.to_string(), Inbox(actor.clone()), inbox_opts)?;
         if let Err(err) = router.register(COORDINATOR, inbox.clone()) {
@@ -165,7 +179,10 @@ impl Coordinator {
     /// [`JobError::Submit`] if the job is refused (invalid, duplicate id,
     /// at capacity), [`JobError::Ask`] if the coordinator does not answer.
     pub async fn submit(&self, job: Job) -> Result<PendingJob, JobError> {
-        let accepted = self.actor.ask(|reply| Msg::Submit(job, reply), self.ask_timeout).await?;
+        let accepted = self
+            .actor
+            .ask(|reply| Msg::Submit(job, reply), self.ask_timeout)
+            .await?;
         let (id, rx) = accepted?;
         Ok(PendingJob { id, rx })
     }
@@ -186,7 +203,10 @@ impl Coordinator {
     /// [`SubmitError::NotDeadLettered`] and the errors of
     /// [`submit`](Self::submit).
     pub async fn resubmit(&self, id: JobId) -> Result<PendingJob, JobError> {
-        let accepted = self.actor.ask(|reply| Msg::Resubmit(id, reply), self.ask_timeout).await?;
+        let accepted = self
+            .actor
+            .ask(|reply| Msg::Resubmit(id, reply), self.ask_timeout)
+            .await?;
         let (id, rx) = accepted?;
         Ok(PendingJob { id, rx })
     }
@@ -215,7 +235,10 @@ impl Coordinator {
     ///
     /// [`JobError::Ask`] if the coordinator does not answer.
     pub async fn progress(&self, id: JobId) -> Result<Option<ProgressUpdate>, JobError> {
-        Ok(self.actor.ask(|reply| Msg::Progress(id, reply), self.ask_timeout).await?)
+        Ok(self
+            .actor
+            .ask(|reply| Msg::Progress(id, reply), self.ask_timeout)
+            .await?)
     }
 
     /// Unregisters and stops the coordinator; jobs in progress are
