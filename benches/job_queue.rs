@@ -1,13 +1,19 @@
 //! Job-queue benchmarks: the sans-IO coordinator core, the worker engine,
-//! and end-to-end jobs through a two-node loopback cluster.
+//! and end-to-end no-op jobs through a coordinator node and two worker
+//! nodes on loopback (three routers in this process): throughput with
+//! 10,000 jobs in flight, latency with one in flight, and memory per job
+//! queued in the coordinator.
 //!
 //! Run with `cargo bench -p jobmesh --bench job_queue`; it prints one line
 //! per figure. Quote medians of several runs: the machine is noisy.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cluster_router::{Router, RouterConfig};
+use actor_core::{Actor, BoxError, Context};
+use cluster_router::{Envelope, Router, RouterConfig};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use job_queue::{
     Action, Coordinator, CoordinatorConfig, CoordinatorCore, CoordinatorOptions, HandlerError,
     HandlerRegistry, Job, JobContext, JobResult, NodeInfo, StrategyKind, WorkerConfig,
@@ -113,93 +119,219 @@ fn router_config(name: &str) -> RouterConfig {
     )
 }
 
-/// Jobs submitted on node a, run on the pools of a and b, `window` in flight.
+/// The setup: a coordinator node and two worker nodes on loopback
+/// (three routers in this process).
+struct Cluster {
+    coord_node: Router,
+    workers: Vec<Router>,
+}
+
+impl Cluster {
+    async fn start(prefix: &str) -> Cluster {
+        let coord_node = Router::start(router_config(&format!("{prefix}-c")))
+            .await
+            .expect("coordinator node");
+        let mut workers = Vec::new();
+        for i in 1..=2 {
+            let cfg = router_config(&format!("{prefix}-w{i}")).seeds([coord_node.url()]);
+            workers.push(Router::start(cfg).await.expect("worker node"));
+        }
+        Cluster {
+            coord_node,
+            workers,
+        }
+    }
+
+    /// Waits until the coordinator node sees both workers serving `noop`.
+    async fn converge(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let ready = |r: &Router| {
+            r.get_all_peers()
+                .iter()
+                .filter(|m| m.has_tag("kind:noop"))
+                .count()
+                == 2
+        };
+        while !ready(&self.coord_node) {
+            assert!(Instant::now() < deadline, "cluster did not converge");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn shutdown(self) {
+        for w in &self.workers {
+            w.shutdown().await;
+        }
+        self.coord_node.shutdown().await;
+    }
+}
+
+/// Throughput with `window` jobs in flight, then latency one at a time.
 async fn bench_cluster(jobs: usize, window: usize) {
-    let a = Router::start(router_config("bench-a")).await.expect("a");
-    let b = Router::start(router_config("bench-b").seeds([a.url()]))
-        .await
-        .expect("b");
+    let cluster = Cluster::start("bench").await;
     let pool_config = WorkerPoolConfig {
         workers: 2,
-        queue_capacity: 4096,
+        queue_capacity: 2 * window,
         ..WorkerPoolConfig::default()
     };
-    let pa = WorkerPool::start(&a, registry(), pool_config.clone())
-        .await
-        .expect("pool a");
-    let pb = WorkerPool::start(&b, registry(), pool_config)
-        .await
-        .expect("pool b");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let ready = |r: &Router| {
-        r.get_all_peers()
-            .iter()
-            .filter(|m| m.has_tag("kind:noop"))
-            .count()
-            == 2
-    };
-    while !ready(&a) {
-        assert!(Instant::now() < deadline, "cluster did not converge");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut pools = Vec::new();
+    for w in &cluster.workers {
+        let pool = WorkerPool::start(w, registry(), pool_config.clone()).await;
+        pools.push(pool.expect("pool"));
     }
-    let coord = Coordinator::start(&a, CoordinatorOptions::default())
+    cluster.converge().await;
+    let coord = Coordinator::start(&cluster.coord_node, CoordinatorOptions::default())
         .await
         .expect("coordinator");
-    let mut latencies = Vec::with_capacity(jobs);
+    // Warm-up: links, buffers, allocator.
+    run_window(&coord, 20_000, window).await;
     let started = Instant::now();
-    let mut pending = std::collections::VecDeque::new();
-    let mut sent = 0;
-    while latencies.len() < jobs {
-        while sent < jobs && pending.len() < window {
-            let t = Instant::now();
-            pending.push_back((
-                t,
-                coord.submit(Job::new("noop", "")).await.expect("submitted"),
-            ));
-            sent += 1;
-        }
-        let (t, job) = pending.pop_front().expect("pending");
-        let result = job.result().await.expect("result");
-        assert!(result.is_success(), "{result:?}");
-        latencies.push(t.elapsed());
-    }
+    run_window(&coord, jobs, window).await;
     let secs = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    let pct = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     println!(
-        "cluster (2 nodes, window {window}): {jobs} jobs in {secs:.3} s = {:.0} jobs/s, latency p50 {:?} p99 {:?}",
-        jobs as f64 / secs,
-        pct(0.5),
-        pct(0.99)
+        "cluster (coordinator + 2 worker nodes, {window} in flight): {jobs} jobs in {secs:.3} s = {:.0} jobs/s",
+        jobs as f64 / secs
     );
-    let mut sequential = Vec::with_capacity(2000);
-    for _ in 0..2000 {
+    let mut sequential = Vec::with_capacity(5000);
+    for _ in 0..5000 {
         let t = Instant::now();
-        coord.run(Job::new("noop", "")).await.expect("result");
+        let result = coord.run(Job::new("noop", "")).await.expect("result");
+        assert!(result.is_success(), "{result:?}");
         sequential.push(t.elapsed());
     }
     sequential.sort_unstable();
     println!(
-        "cluster (2 nodes, one at a time): p50 {:?} p99 {:?}",
-        sequential[1000], sequential[1980]
+        "cluster (coordinator + 2 worker nodes, one in flight): p50 {:?} p99 {:?}",
+        sequential[2500], sequential[4950]
     );
+    let stats = coord.stats().await.expect("stats");
+    for node in &stats.nodes {
+        println!("  {}: {} completed", node.node, node.completed);
+    }
     coord.shutdown().await;
-    pa.shutdown().await;
-    pb.shutdown().await;
-    b.shutdown().await;
-    a.shutdown().await;
+    for pool in pools {
+        pool.shutdown().await;
+    }
+    cluster.shutdown().await;
+}
+
+/// Runs `jobs` no-op jobs keeping `window` of them in flight.
+async fn run_window(coord: &Coordinator, jobs: usize, window: usize) {
+    let mut in_flight = FuturesUnordered::new();
+    let (mut sent, mut done) = (0, 0);
+    while done < jobs {
+        while sent < jobs && in_flight.len() < window {
+            in_flight.push(coord.run(Job::new("noop", "")));
+            sent += 1;
+        }
+        let result = in_flight.next().await.expect("in flight").expect("result");
+        assert!(result.is_success(), "{result:?}");
+        done += 1;
+    }
+}
+
+/// A `worker@<node>` that swallows every dispatch: jobs stay queued in the
+/// coordinator (running, until their timeout).
+#[derive(Debug)]
+struct Sink(Arc<AtomicU64>);
+
+#[async_trait::async_trait]
+impl Actor for Sink {
+    type Message = Envelope;
+
+    async fn handle(&mut self, _env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Resident memory of this process, in bytes.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Memory per queued job: `n` jobs submitted and dispatched to worker nodes
+/// that never answer; bytes grown while they sit in the coordinator / `n`.
+async fn bench_memory(n: usize) {
+    let cluster = Cluster::start("mem").await;
+    let received = Arc::new(AtomicU64::new(0));
+    for w in &cluster.workers {
+        let sink = actor_core::spawn(format!("sink@{}", w.node_id()), Sink(received.clone()));
+        w.register("worker", sink).expect("register sink");
+        w.set_tags(vec!["kind:noop".to_owned()]);
+    }
+    cluster.converge().await;
+    let mut options = CoordinatorOptions::default();
+    options.core.strategy = StrategyKind::RoundRobin;
+    let coord = Coordinator::start(&cluster.coord_node, options)
+        .await
+        .expect("coordinator");
+    // Warm-up so that lazily built state is not counted.
+    let mut warm = Vec::new();
+    for _ in 0..1000 {
+        warm.push(coord.submit(Job::new("noop", "")).await.expect("submitted"));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_bytes();
+    let mut pending = Vec::with_capacity(n);
+    for _ in 0..n {
+        pending.push(coord.submit(Job::new("noop", "")).await.expect("submitted"));
+    }
+    // Settle: every job dispatched and the envelopes consumed.
+    let mut last = u64::MAX;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = received.load(Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let after = rss_bytes();
+    let stats = coord.stats().await.expect("stats");
+    assert_eq!(stats.in_progress as usize, n + 1000);
+    println!(
+        "memory: {n} jobs queued in the coordinator: {:.0} bytes per job (RSS growth / N, includes the caller's PendingJob handles)",
+        after.saturating_sub(before) as f64 / n as f64
+    );
+    drop(pending);
+    drop(warm);
+    coord.shutdown().await;
+    cluster.shutdown().await;
 }
 
 fn main() {
+    // `JOB_QUEUE_BENCH=cluster` runs only the cluster figures (for profiling).
+    let only_cluster = std::env::var("JOB_QUEUE_BENCH").is_ok_and(|v| v == "cluster");
+    if only_cluster {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let task = runtime.spawn(bench_cluster(200_000, 10_000));
+        runtime.block_on(task).expect("benchmark task");
+        return;
+    }
     bench_core(1_000_000);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(async {
-        bench_engine(500_000, 1).await;
-        bench_engine(500_000, 2).await;
-        bench_cluster(50_000, 1024).await;
-    });
+    // Everything runs on the runtime's two worker threads (the main thread
+    // only waits), as in a node.
+    runtime
+        .block_on(runtime.spawn(async {
+            bench_memory(100_000).await;
+            bench_engine(500_000, 2).await;
+            bench_cluster(200_000, 10_000).await;
+        }))
+        .expect("benchmark task");
 }

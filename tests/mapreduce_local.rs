@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use job_queue::mapreduce::{
     generate_inputs, reference_inverted_index, reference_word_count, CorpusConfig, Input,
-    LocalConfig, LocalExecutor, MapInput, MapOutput, MapReduce, MapReduceError,
-    MapReduceRegistry, ReduceContext, RunOptions, WordCount,
+    LocalConfig, LocalExecutor, MapInput, MapOutput, MapReduce, MapReduceError, MapReduceRegistry,
+    ReduceContext, RunOptions, WordCount,
 };
 use job_queue::FailureCause;
 
@@ -76,7 +76,11 @@ async fn more_reducers_than_distinct_keys() {
     let out = within(executor.word_count(&inputs, &options(4, 64)))
         .await
         .unwrap();
-    let expected = [("a".to_owned(), 2), ("b".to_owned(), 2), ("c".to_owned(), 1)];
+    let expected = [
+        ("a".to_owned(), 2),
+        ("b".to_owned(), 2),
+        ("c".to_owned(), 1),
+    ];
     assert_eq!(out.entries, expected);
     // Only partitions that received a key get a reduce task.
     assert!(out.stats.reduce_tasks <= 3);
@@ -103,14 +107,15 @@ async fn inverted_index_equals_the_reference() {
 #[tokio::test]
 async fn positions_are_word_indexes_within_each_file() {
     let executor = executor(2);
-    let inputs = [
-        Input::new("one", "x y, x"),
-        Input::new("two", "y... x"),
-    ];
+    let inputs = [Input::new("one", "x y, x"), Input::new("two", "y... x")];
     let out = within(executor.inverted_index(&inputs, &options(8, 2)))
         .await
         .unwrap();
-    let x: Vec<(u32, u64)> = out.entries[0].1.iter().map(|p| (p.file, p.position)).collect();
+    let x: Vec<(u32, u64)> = out.entries[0]
+        .1
+        .iter()
+        .map(|p| (p.file, p.position))
+        .collect();
     assert_eq!(out.entries[0].0, "x");
     assert_eq!(x, [(0, 0), (0, 2), (1, 1)]);
     within(executor.shutdown()).await;

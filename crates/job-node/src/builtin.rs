@@ -2,6 +2,7 @@
 //! queue's handler registry.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use job_queue::{HandlerError, HandlerRegistry, JobContext};
 
@@ -18,6 +19,35 @@ pub fn register_builtins(registry: &mut HandlerRegistry, policy: ExecPolicy) {
                 kind.run(ctx.data(), &policy)
                     .await
                     .map_err(to_handler_error)
+            }
+        });
+    }
+}
+
+/// What [`register_builtins_observed`] reports after each attempt: the
+/// kind, whether it succeeded, and how long it ran.
+pub type AttemptObserver = Arc<dyn Fn(&'static str, bool, Duration) + Send + Sync>;
+
+/// Registers the built-in kinds like [`register_builtins`], and calls
+/// `observer` after every attempt that ran to its end (an attempt the worker
+/// cancels at its timeout is not reported).
+pub fn register_builtins_observed(
+    registry: &mut HandlerRegistry,
+    policy: ExecPolicy,
+    observer: AttemptObserver,
+) {
+    let policy = Arc::new(policy);
+    for kind in Builtin::ALL {
+        let policy = Arc::clone(&policy);
+        let observer = Arc::clone(&observer);
+        registry.register(kind.name(), move |ctx: JobContext| {
+            let policy = Arc::clone(&policy);
+            let observer = Arc::clone(&observer);
+            async move {
+                let started = Instant::now();
+                let outcome = kind.run(ctx.data(), &policy).await;
+                observer(kind.name(), outcome.is_ok(), started.elapsed());
+                outcome.map_err(to_handler_error)
             }
         });
     }
@@ -75,6 +105,21 @@ mod tests {
             .await
             .unwrap();
         assert!(out.contains(r#""stdout":"x\n""#), "{out}");
+    }
+
+    #[tokio::test]
+    async fn observed_builtins_report_each_attempt() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let mut registry = HandlerRegistry::new();
+        register_builtins_observed(
+            &mut registry,
+            ExecPolicy::deny_all(),
+            Arc::new(move |kind, ok, _| sink.lock().unwrap().push((kind, ok))),
+        );
+        assert_eq!(run(&registry, "echo", "hi").await.unwrap(), "hi");
+        run(&registry, "sleep", "never").await.unwrap_err();
+        assert_eq!(*seen.lock().unwrap(), [("echo", true), ("sleep", false)]);
     }
 
     #[tokio::test]

@@ -218,6 +218,12 @@ impl ClusterClient {
 }
 
 impl ClientSender {
+    /// The message id the next [`send`](Self::send) will carry (ids count
+    /// up by one from 1).
+    pub fn next_message_id(&self) -> u64 {
+        self.next_id
+    }
+
     /// Sends `payload_json` (JSON text) to the actor address `to` and
     /// returns the message id it carries; replies name it in
     /// `correlation_id`.

@@ -99,6 +99,9 @@ pub struct LaunchOptions {
     pub workers: u16,
     /// HTTP address of the first node, if any.
     pub http: Option<SocketAddr>,
+    /// The cluster secret file every node reads (`None`: the development
+    /// secret).
+    pub secret_file: Option<PathBuf>,
     /// How long each node may take to come up.
     pub ready_timeout: Duration,
 }
@@ -110,6 +113,7 @@ pub fn node_command(
     workers: u16,
     join: Option<&str>,
     http: Option<SocketAddr>,
+    secret_file: Option<&Path>,
 ) -> Command {
     let mut command = Command::new(exe);
     command
@@ -122,9 +126,13 @@ pub fn node_command(
     if let Some(addr) = http {
         command.args(["--http", &addr.to_string()]);
     }
-    // Only the demo's own output unless the user asked for node logs.
+    if let Some(file) = secret_file {
+        command.arg("--secret-file").arg(file);
+    }
+    // Only the demo's own output and the nodes' own warnings unless the
+    // user asked for node logs.
     if std::env::var_os("RUST_LOG").is_none() {
-        command.env("RUST_LOG", "warn");
+        command.env("RUST_LOG", "error,job_node=warn");
     }
     // The demo's nodes must not pick up a user's node settings.
     for var in [
@@ -167,7 +175,14 @@ impl LocalCluster {
             let name = format!("node-{index}");
             let seed = cluster.nodes.first().map(|n| n.url.clone());
             let http = if index == 1 { options.http } else { None };
-            let command = node_command(&options.exe, &name, options.workers, seed.as_deref(), http);
+            let command = node_command(
+                &options.exe,
+                &name,
+                options.workers,
+                seed.as_deref(),
+                http,
+                options.secret_file.as_deref(),
+            );
             let child = cluster
                 .group
                 .spawn(name.clone(), command)
@@ -185,7 +200,7 @@ impl LocalCluster {
                 })?;
             let report =
                 ReadyReport::parse(&line).ok_or(DemoError::BadReport { node: name, line })?;
-            tracing::info!(node = %report.node, url = %report.url, "demo node up");
+            tracing::debug!(node = %report.node, url = %report.url, "demo node up");
             cluster.nodes.push(report);
         }
         Ok(cluster)
@@ -306,6 +321,7 @@ mod tests {
             nodes: 3,
             workers: 2,
             http: Some("127.0.0.1:9999".parse().unwrap()),
+            secret_file: Some(PathBuf::from("/tmp/s")),
             ready_timeout: LIMIT,
         };
         let cluster = launch_retrying_busy(&options).await;
@@ -322,11 +338,11 @@ mod tests {
         let lines: Vec<_> = args.lines().collect();
         assert_eq!(
             lines[0],
-            "start --name node-1 --listen 127.0.0.1:0 --supervised --workers 2 --http 127.0.0.1:9999"
+            "start --name node-1 --listen 127.0.0.1:0 --supervised --workers 2 --http 127.0.0.1:9999 --secret-file /tmp/s"
         );
         assert_eq!(
             lines[2],
-            "start --name node-3 --listen 127.0.0.1:0 --supervised --workers 2 --join ws://127.0.0.1:1/node-1"
+            "start --name node-3 --listen 127.0.0.1:0 --supervised --workers 2 --join ws://127.0.0.1:1/node-1 --secret-file /tmp/s"
         );
     }
 
@@ -338,6 +354,7 @@ mod tests {
             nodes: 2,
             workers: 1,
             http: None,
+            secret_file: None,
             ready_timeout: LIMIT,
         };
         let err = timeout(LIMIT, LocalCluster::launch(&options))

@@ -15,9 +15,13 @@
 //!   into the job queue's handler registry.
 //! * [`http`] — the axum API over the [`http::Api`] backend trait, and
 //!   [`metrics`] — the Prometheus registry behind `GET /metrics`.
-//! * [`client`] — the WebSocket client of the cluster's client edge.
-//! * [`supervise`] and [`demo`] — child processes that die with their
-//!   parent, and the local cluster the demo runs on.
+//! * [`node`] — the runtime of `start`: Router, Coordinator, WorkerPool,
+//!   HTTP API, and the drain on SIGINT/SIGTERM.
+//! * [`client`] — the WebSocket client of the cluster's client edge;
+//!   [`remote`] — the job and status protocols over it; [`commands`] —
+//!   `submit` and `status`.
+//! * [`supervise`], [`demo`] and [`demo_run`] — child processes that die
+//!   with their parent, the local cluster the demo runs on, and the demo.
 //! * [`output`] and [`logging`] — what the commands print and log;
 //!   [`signals`] — when a node should stop.
 //!
@@ -52,13 +56,17 @@
 pub mod builtin;
 pub mod cli;
 pub mod client;
+pub mod commands;
 pub mod config;
 pub mod demo;
+pub mod demo_run;
 pub mod http;
 pub mod kinds;
 pub mod logging;
 pub mod metrics;
+pub mod node;
 pub mod output;
+pub mod remote;
 pub mod secret;
 pub mod signals;
 pub mod supervise;

@@ -31,21 +31,9 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Demo(DemoArgs::default())) {
-        Command::Start(args) => {
-            let config = NodeConfig::resolve(&args)?;
-            if config.uses_development_secret() {
-                tracing::warn!(
-                    listen = %config.listen,
-                    "no --secret-file: using the built-in development secret (loopback only)"
-                );
-            }
-            anyhow::bail!(
-                "node {} is configured, but the node runtime is not wired to the job queue yet",
-                config.name
-            )
-        }
-        Command::Submit(_) | Command::Status(_) | Command::Demo(_) => anyhow::bail!(
-            "this command needs the node runtime, which is not wired to the job queue yet"
-        ),
+        Command::Start(args) => job_node::node::run(NodeConfig::resolve(&args)?).await,
+        Command::Submit(args) => job_node::commands::submit(args).await,
+        Command::Status(args) => job_node::commands::status(args).await,
+        Command::Demo(args) => job_node::demo_run::run(args).await,
     }
 }

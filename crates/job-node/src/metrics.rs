@@ -1,10 +1,13 @@
 //! Prometheus metrics (`GET /metrics`), kept with `prometheus-client`.
 //!
-//! Counters and the latency histogram are fed by events
-//! ([`Metrics::record_submitted`], [`Metrics::record_result`],
-//! [`Metrics::record_retry`]); gauges are refreshed from the backend's
-//! cluster and statistics views just before each scrape.
+//! The processing-time histogram is fed by events: every attempt this
+//! node's workers finish ([`Metrics::observe_attempt`]). The job counters
+//! follow the coordinator's statistics: [`Metrics::update_stats`] adds what
+//! grew since the previous call, so they stay monotonic counters. The
+//! gauges are refreshed from the cluster and statistics views just before
+//! each scrape.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -34,6 +37,14 @@ struct StatusLabel {
     status: String,
 }
 
+/// The statistics counts last folded into the counters.
+#[derive(Debug, Default)]
+struct Seen {
+    submitted: u64,
+    retries: u64,
+    attempts: HashMap<KindNode, (u64, u64)>,
+}
+
 fn latency_histogram() -> Histogram {
     // 0.5 ms .. ~16 s
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -43,10 +54,11 @@ fn latency_histogram() -> Histogram {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Mutex<Registry>,
-    submitted: Family<KindNode, Counter>,
+    seen: Mutex<Seen>,
+    submitted: Counter,
     completed: Family<KindNode, Counter>,
     failed: Family<KindNode, Counter>,
-    retried: Family<KindNode, Counter>,
+    retried: Counter,
     latency: Family<KindNode, Histogram, fn() -> Histogram>,
     links: Gauge,
     members: Family<StatusLabel, Gauge>,
@@ -65,10 +77,11 @@ impl Metrics {
     pub fn new() -> Self {
         let metrics = Metrics {
             registry: Mutex::new(Registry::with_prefix("jobmesh")),
-            submitted: Family::default(),
+            seen: Mutex::new(Seen::default()),
+            submitted: Counter::default(),
             completed: Family::default(),
             failed: Family::default(),
-            retried: Family::default(),
+            retried: Counter::default(),
             latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             links: Gauge::default(),
             members: Family::default(),
@@ -83,27 +96,27 @@ impl Metrics {
         let mut r = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         r.register(
             "jobs_submitted",
-            "Jobs accepted by this node's coordinator, by kind and accepting node",
+            "Jobs accepted by this node's coordinator",
             self.submitted.clone(),
         );
         r.register(
             "jobs_completed",
-            "Job attempts that succeeded, by kind and worker node",
+            "Job attempts of this node's coordinator that succeeded, by kind and worker node",
             self.completed.clone(),
         );
         r.register(
             "jobs_failed",
-            "Job attempts that failed, by kind and worker node",
+            "Job attempts of this node's coordinator that failed, by kind and worker node",
             self.failed.clone(),
         );
         r.register(
             "jobs_retried",
-            "Job attempts retried, by kind and the node that failed them",
+            "Attempts beyond the first made by this node's coordinator",
             self.retried.clone(),
         );
         r.register(
             "job_duration_seconds",
-            "Processing time of finished attempts, by kind and worker node",
+            "Processing time of the attempts this node's workers finished, by kind",
             self.latency.clone(),
         );
         r.register("links", "Open links to other nodes", self.links.clone());
@@ -120,27 +133,12 @@ impl Metrics {
         );
     }
 
-    /// Counts a job accepted on `node`.
-    pub fn record_submitted(&self, kind: &str, node: &str) {
-        self.submitted.get_or_create(&labels(kind, node)).inc();
-    }
-
-    /// Counts a finished attempt on `worker_node` and records its time.
-    pub fn record_result(&self, kind: &str, worker_node: &str, success: bool, elapsed: Duration) {
-        let key = labels(kind, worker_node);
-        if success {
-            self.completed.get_or_create(&key).inc();
-        } else {
-            self.failed.get_or_create(&key).inc();
-        }
+    /// Records the processing time of an attempt this node's workers
+    /// finished (successfully or not) for a job of `kind`.
+    pub fn observe_attempt(&self, kind: &str, node: &str, elapsed: Duration) {
         self.latency
-            .get_or_create(&key)
+            .get_or_create(&labels(kind, node))
             .observe(elapsed.as_secs_f64());
-    }
-
-    /// Counts a retry of a job that failed on `node`.
-    pub fn record_retry(&self, kind: &str, node: &str) {
-        self.retried.get_or_create(&labels(kind, node)).inc();
     }
 
     /// Refreshes the membership gauges.
@@ -162,9 +160,32 @@ impl Metrics {
         }
     }
 
-    /// Refreshes the gauges taken from the statistics.
+    /// Brings the job counters up to the coordinator's statistics (adding
+    /// what grew since the previous call; a coordinator whose counts went
+    /// down, i.e. restarted, becomes the new baseline) and refreshes the
+    /// dead-letter gauge.
     pub fn update_stats(&self, stats: &StatsView) {
         self.dead_letters.set(saturating_i64(stats.dead_letters));
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        self.submitted
+            .inc_by(stats.submitted.saturating_sub(seen.submitted));
+        seen.submitted = stats.submitted;
+        self.retried
+            .inc_by(stats.retries.saturating_sub(seen.retries));
+        seen.retries = stats.retries;
+        for node in &stats.nodes {
+            for kind in &node.kinds {
+                let key = labels(&kind.kind, &node.node);
+                let (done, failed) = seen.attempts.get(&key).copied().unwrap_or_default();
+                self.completed
+                    .get_or_create(&key)
+                    .inc_by(kind.completed.saturating_sub(done));
+                self.failed
+                    .get_or_create(&key)
+                    .inc_by(kind.failed.saturating_sub(failed));
+                seen.attempts.insert(key, (kind.completed, kind.failed));
+            }
+        }
     }
 
     /// The metrics in the OpenMetrics text format (which Prometheus reads).

@@ -27,8 +27,76 @@ impl fmt::Display for ShutdownReason {
     }
 }
 
+/// Signal handlers installed ahead of time, so that a signal arriving
+/// before anyone waits is not lost (nor fatal: without a handler SIGTERM
+/// kills the process outright).
+#[derive(Debug)]
+pub struct ShutdownSignals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    watch_stdin: bool,
+}
+
+impl ShutdownSignals {
+    /// Installs the SIGINT and SIGTERM handlers now; with `watch_stdin`,
+    /// [`wait`](Self::wait) also ends when stdin reaches end of file.
+    ///
+    /// # Errors
+    ///
+    /// The error installing a signal handler.
+    pub fn install(watch_stdin: bool) -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(ShutdownSignals {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+                watch_stdin,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(ShutdownSignals { watch_stdin })
+        }
+    }
+
+    /// Resolves at the first SIGINT or SIGTERM (or stdin's end of file).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn wait(&mut self) -> ShutdownReason {
+        let watch_stdin = self.watch_stdin;
+        let parent = async move {
+            if watch_stdin {
+                wait_for_eof(tokio::io::stdin()).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => ShutdownReason::Interrupt,
+                _ = self.terminate.recv() => ShutdownReason::Terminate,
+                () = parent => ShutdownReason::ParentGone,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => ShutdownReason::Interrupt,
+                () = parent => ShutdownReason::ParentGone,
+            }
+        }
+    }
+}
+
 /// Resolves at the first SIGINT or SIGTERM, or, with `watch_stdin`, when
-/// stdin reaches end of file.
+/// stdin reaches end of file. The handlers are installed on the first
+/// poll; use [`ShutdownSignals::install`] to install them earlier.
 ///
 /// # Errors
 ///
@@ -38,24 +106,7 @@ impl fmt::Display for ShutdownReason {
 ///
 /// Cancel safe.
 pub async fn shutdown_requested(watch_stdin: bool) -> std::io::Result<ShutdownReason> {
-    let parent = async {
-        if watch_stdin {
-            wait_for_eof(tokio::io::stdin()).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    #[cfg(unix)]
-    let terminated = terminate.recv();
-    #[cfg(not(unix))]
-    let terminated = std::future::pending::<Option<()>>();
-    tokio::select! {
-        interrupted = tokio::signal::ctrl_c() => interrupted.map(|()| ShutdownReason::Interrupt),
-        _ = terminated => Ok(ShutdownReason::Terminate),
-        () = parent => Ok(ShutdownReason::ParentGone),
-    }
+    Ok(ShutdownSignals::install(watch_stdin)?.wait().await)
 }
 
 /// Reads and discards until end of file or a read error.

@@ -31,6 +31,13 @@ pub enum JobError {
     /// The coordinator or worker pool has stopped.
     #[error("the job service has stopped")]
     Stopped,
+    /// The coordinator's journal (data directory) could not be used.
+    #[error("job journal error")]
+    Journal(#[source] std::io::Error),
+    /// No such job (e.g. [`Coordinator::attach`](crate::Coordinator::attach)
+    /// to an id that was not resumed).
+    #[error("unknown job {0}")]
+    UnknownJob(JobId),
 }
 
 impl From<cluster_router::RouterError> for JobError {
@@ -134,6 +141,13 @@ pub enum SubmitError {
     /// No dead letter has this id.
     #[error("no dead letter with id {0}")]
     NotDeadLettered(JobId),
+    /// The job could not be written to the coordinator's journal, so it
+    /// was not acknowledged (it may still run).
+    #[error("cannot journal the job: {kind}")]
+    Journal {
+        /// The I/O error's kind.
+        kind: std::io::ErrorKind,
+    },
 }
 
 /// Why the worker engine did not accept a job; hands the job back.

@@ -13,8 +13,8 @@ use tokio::task::JoinHandle;
 use crate::error::{JobError, TrySubmitError};
 use crate::failure::{FailureCause, JobFailure};
 use crate::handler::{HandlerRegistry, KIND_TAG_PREFIX};
-use crate::job::{Job, JobResult};
-use crate::protocol::{decode_job, encode_reply, WorkerReply};
+use crate::job::JobResult;
+use crate::protocol::{decode_jobs, encode_reply, WorkerReply, JOB_BATCH};
 use crate::worker::{WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue};
 
 /// The well-known name of a node's worker pool.
@@ -47,13 +47,15 @@ impl Default for WorkerPoolConfig {
     }
 }
 
-/// Where a job's replies go.
-#[derive(Clone, Debug)]
+/// Where a job's replies go; shared by every job of one request.
+#[derive(Debug)]
 struct Ticket {
     reply_to: ActorAddr,
     me: ActorAddr,
     request: MessageId,
     format: PayloadFormat,
+    /// The request was a batch: results go back in batches (tag `2`).
+    batched: bool,
 }
 
 /// A node's worker pool: receives jobs at `worker@<node>`, runs them on a
@@ -67,7 +69,7 @@ pub struct WorkerPool {
     addr: ActorAddr,
     router: Router,
     inbox: ActorRef<Envelope>,
-    engine: WorkerEngine<Ticket>,
+    engine: WorkerEngine<Arc<Ticket>>,
     load_task: JoinHandle<()>,
     shutdown_grace: Duration,
 }
@@ -192,7 +194,7 @@ fn advertise_kinds(router: &Router, kind_tags: Vec<String>) {
 
 struct PoolInbox {
     router: Router,
-    queue: WorkerQueue<Ticket>,
+    queue: WorkerQueue<Arc<Ticket>>,
     me: ActorAddr,
 }
 
@@ -205,8 +207,8 @@ impl Actor for PoolInbox {
             tracing::debug!(from = %env.from, kind = ?env.kind, "worker pool ignores a non-message envelope");
             return Ok(());
         }
-        let job = match decode_job(&env.payload, env.format) {
-            Ok(job) => job,
+        let jobs = match decode_jobs(&env.payload, env.format) {
+            Ok(jobs) => jobs,
             Err(err) => {
                 tracing::warn!(from = %env.from, %err, "undecodable job");
                 let reply = env.error_reply(&format!("cannot decode job: {err}"));
@@ -214,35 +216,53 @@ impl Actor for PoolInbox {
                 return Ok(());
             }
         };
-        let ticket = Ticket {
+        let ticket = Arc::new(Ticket {
             reply_to: env.from.clone(),
             me: self.me.clone(),
             request: env.id,
             format: env.format,
-        };
-        if let Err(refused) = self.queue.try_submit(job, ticket) {
-            let reason = match &refused {
-                TrySubmitError::Full(_) => "is full",
-                _ => "is shutting down",
-            };
-            let (job, ticket) = refused.into_inner();
-            let failure = JobFailure::new(
-                FailureCause::Undeliverable,
-                format!("worker queue on {} {reason}", self.me.node()),
-            );
-            self.reply_refused(&job, failure, &ticket).await;
+            batched: env.format == PayloadFormat::Binary && env.payload.first() == Some(&JOB_BATCH),
+        });
+        let mut refused = Vec::new();
+        for job in jobs {
+            if let Err(err) = self.queue.try_submit(job, ticket.clone()) {
+                let reason = match &err {
+                    TrySubmitError::Full(_) => "is full",
+                    _ => "is shutting down",
+                };
+                let (job, _) = err.into_inner();
+                let failure = JobFailure::new(
+                    FailureCause::Undeliverable,
+                    format!("worker queue on {} {reason}", self.me.node()),
+                );
+                let node = self.me.node().to_string();
+                refused.push(JobResult::failure(
+                    job.id,
+                    failure,
+                    node,
+                    job.attempt,
+                    Duration::ZERO,
+                ));
+            }
+        }
+        if !refused.is_empty() {
+            self.reply_refused(refused, &ticket).await;
         }
         Ok(())
     }
 }
 
 impl PoolInbox {
-    async fn reply_refused(&self, job: &Job, failure: JobFailure, ticket: &Ticket) {
-        let node = self.me.node().to_string();
-        let result = JobResult::failure(job.id.clone(), failure, node, job.attempt, Duration::ZERO);
-        let env = reply_envelope(ticket, &WorkerReply::Result(result));
-        if let Err(err) = self.router.send(env).await {
-            tracing::warn!(%err, "cannot answer a refused job");
+    async fn reply_refused(&self, refused: Vec<JobResult>, ticket: &Ticket) {
+        let replies = if ticket.batched {
+            vec![WorkerReply::Results(refused)]
+        } else {
+            refused.into_iter().map(WorkerReply::Result).collect()
+        };
+        for reply in replies {
+            if let Err(err) = self.router.send(reply_envelope(ticket, &reply)).await {
+                tracing::warn!(%err, "cannot answer a refused job");
+            }
         }
     }
 }
@@ -258,21 +278,49 @@ fn reply_envelope(ticket: &Ticket, reply: &WorkerReply) -> Envelope {
     env
 }
 
-/// Sends the engine's results and progress reports to their requesters.
-async fn forward_events(router: Router, mut events: mpsc::Receiver<WorkerEvent<Ticket>>) {
-    while let Some(event) = events.recv().await {
-        let (reply, ticket) = match event {
-            WorkerEvent::Finished { result, ticket, .. } => (WorkerReply::Result(result), ticket),
-            WorkerEvent::Progress { update, ticket } => (WorkerReply::Progress(update), ticket),
-        };
-        if let Err(err) = router.send(reply_envelope(&ticket, &reply)).await {
-            tracing::warn!(to = %ticket.reply_to, %err, "cannot deliver a worker reply");
+/// Most events forwarded in one go (and results per batch reply).
+const FORWARD_BATCH: usize = 512;
+
+/// Sends the engine's results and progress reports to their requesters:
+/// results of batched requests go back in batches, one envelope per
+/// requester for every run of events drained at once.
+async fn forward_events(router: Router, mut events: mpsc::Receiver<WorkerEvent<Arc<Ticket>>>) {
+    let mut buf = Vec::with_capacity(FORWARD_BATCH);
+    let mut batches: Vec<(Arc<Ticket>, Vec<JobResult>)> = Vec::new();
+    while events.recv_many(&mut buf, FORWARD_BATCH).await > 0 {
+        for event in buf.drain(..) {
+            let (reply, ticket) = match event {
+                WorkerEvent::Finished { result, ticket, .. } if ticket.batched => {
+                    let same = batches
+                        .iter_mut()
+                        .find(|(t, _)| t.reply_to == ticket.reply_to);
+                    match same {
+                        Some((_, results)) => results.push(result),
+                        None => batches.push((ticket, vec![result])),
+                    }
+                    continue;
+                }
+                WorkerEvent::Finished { result, ticket, .. } => {
+                    (WorkerReply::Result(result), ticket)
+                }
+                WorkerEvent::Progress { update, ticket } => (WorkerReply::Progress(update), ticket),
+            };
+            send_reply(&router, &ticket, &reply).await;
+        }
+        for (ticket, results) in batches.drain(..) {
+            send_reply(&router, &ticket, &WorkerReply::Results(results)).await;
         }
     }
 }
 
+async fn send_reply(router: &Router, ticket: &Ticket, reply: &WorkerReply) {
+    if let Err(err) = router.send(reply_envelope(ticket, reply)).await {
+        tracing::warn!(to = %ticket.reply_to, %err, "cannot deliver a worker reply");
+    }
+}
+
 /// Publishes in-flight, queue depth and CPU use every `interval`.
-async fn report_load(router: Router, engine: WorkerQueue<Ticket>, interval: Duration) {
+async fn report_load(router: Router, engine: WorkerQueue<Arc<Ticket>>, interval: Duration) {
     let mut cpu = CpuSampler::default();
     let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -5,8 +5,12 @@
 //! - `worker@<node>` -> requester, as a reply (`correlation_id` = the
 //!   dispatch's id), in the request's format: a [`JobResult`] or a progress
 //!   report. Binary replies start with a tag byte (`0` result, `1`
-//!   progress) followed by the bincode form; JSON replies are the
-//!   `JobResult` JSON, or `{"progress":{"id","attempt","fraction","note"}}`.
+//!   progress, `2` a batch of results) followed by the bincode form; JSON
+//!   replies are the `JobResult` JSON, or
+//!   `{"progress":{"id","attempt","fraction","note"}}`.
+//! - Between nodes the coordinator sends many jobs per envelope: a binary
+//!   payload starting with [`JOB_BATCH`] followed by the bincode sequence of
+//!   jobs; the pool answers with result batches (tag `2`) as results come.
 
 use bincode::Options;
 use bytes::Bytes;
@@ -16,15 +20,24 @@ use serde::{Deserialize, Serialize};
 use crate::error::DecodeError;
 use crate::handler::ProgressUpdate;
 use crate::job::{Job, JobId, JobResult};
-use crate::wire::{MAX_BINCODE_BYTES, WIRE_VERSION};
+use crate::wire::{
+    decode_job_seq, decode_result_seq, encode_job_seq, encode_result_seq, MAX_BINCODE_BYTES,
+    WIRE_VERSION,
+};
 
 const TAG_RESULT: u8 = 0;
 const TAG_PROGRESS: u8 = 1;
+const TAG_RESULTS: u8 = 2;
+
+/// First byte of a binary batch of jobs (a single job starts with its
+/// version byte, never this).
+pub(crate) const JOB_BATCH: u8 = 0xB0;
 
 /// A reply from a worker pool.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum WorkerReply {
     Result(JobResult),
+    Results(Vec<JobResult>),
     Progress(ProgressUpdate),
 }
 
@@ -91,6 +104,30 @@ pub(crate) fn decode_job(payload: &[u8], format: PayloadFormat) -> Result<Job, D
     }
 }
 
+/// Encodes a batch of jobs for `worker@<node>` (binary only).
+pub(crate) fn encode_job_batch<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    out.push(JOB_BATCH);
+    encode_job_seq(jobs, &mut out);
+    Bytes::from(out)
+}
+
+/// Decodes one job or a batch of jobs sent to a worker pool.
+pub(crate) fn decode_jobs(payload: &[u8], format: PayloadFormat) -> Result<Vec<Job>, DecodeError> {
+    match (format, payload.split_first()) {
+        (PayloadFormat::Binary, Some((&JOB_BATCH, body))) => decode_job_seq(body),
+        _ => decode_job(payload, format).map(|job| vec![job]),
+    }
+}
+
+/// Encodes a batch of results (binary only).
+pub(crate) fn encode_result_batch(results: &[JobResult]) -> Bytes {
+    let mut out = Vec::with_capacity(16 + 48 * results.len());
+    out.push(TAG_RESULTS);
+    encode_result_seq(results, &mut out);
+    Bytes::from(out)
+}
+
 /// Encodes a worker reply in `format`.
 pub(crate) fn encode_reply(reply: &WorkerReply, format: PayloadFormat) -> Bytes {
     match (reply, format) {
@@ -101,6 +138,14 @@ pub(crate) fn encode_reply(reply: &WorkerReply, format: PayloadFormat) -> Bytes 
             };
             Bytes::from(serde_json::to_vec(&json).expect("progress serializes"))
         }
+        (WorkerReply::Results(results), PayloadFormat::Json) => {
+            let list: Vec<serde_json::Value> = results
+                .iter()
+                .map(|r| serde_json::from_str(&r.to_json()).unwrap_or(serde_json::Value::Null))
+                .collect();
+            Bytes::from(serde_json::to_vec(&list).expect("results serialize"))
+        }
+        (WorkerReply::Results(results), _) => encode_result_batch(results),
         (WorkerReply::Result(result), _) => {
             let mut out = vec![TAG_RESULT];
             out.extend_from_slice(&result.to_bincode());
@@ -131,6 +176,14 @@ pub(crate) fn decode_reply(
             field: "payload",
             reason: "JSON payload is not UTF-8",
         })?;
+        if text.trim_start().starts_with('[') {
+            let list: Vec<serde_json::Value> = serde_json::from_str(text)?;
+            let results = list
+                .iter()
+                .map(|v| JobResult::from_json(&v.to_string()))
+                .collect::<Result<_, _>>()?;
+            return Ok(WorkerReply::Results(results));
+        }
         if let Ok(json) = serde_json::from_str::<ProgressJson>(text) {
             return Ok(WorkerReply::Progress(progress_from_wire(json.progress)?));
         }
@@ -138,6 +191,7 @@ pub(crate) fn decode_reply(
     }
     match payload.split_first() {
         Some((&TAG_RESULT, body)) => Ok(WorkerReply::Result(JobResult::from_bincode(body)?)),
+        Some((&TAG_RESULTS, body)) => Ok(WorkerReply::Results(decode_result_seq(body)?)),
         Some((&TAG_PROGRESS, body)) => {
             let bin: ProgressBin = bincode::DefaultOptions::new()
                 .with_limit(MAX_BINCODE_BYTES)
@@ -189,7 +243,28 @@ mod tests {
         let job = Job::new("k", "d").with_id(JobId::new("j").unwrap());
         for format in [PayloadFormat::Json, PayloadFormat::Binary] {
             assert_eq!(decode_job(&encode_job(&job, format), format).unwrap(), job);
+            let one = decode_jobs(&encode_job(&job, format), format).unwrap();
+            assert_eq!(one, vec![job.clone()]);
         }
+    }
+
+    #[test]
+    fn batches_round_trip() {
+        let jobs: Vec<Job> = (0..5)
+            .map(|i| Job::new("k", format!("d{i}")).with_id(JobId::new(&format!("j-{i}")).unwrap()))
+            .collect();
+        let bytes = encode_job_batch(&jobs);
+        assert_eq!(bytes[0], JOB_BATCH);
+        assert_eq!(decode_jobs(&bytes, PayloadFormat::Binary).unwrap(), jobs);
+        let results: Vec<JobResult> = jobs
+            .iter()
+            .map(|j| JobResult::success(j.id.clone(), "ok", "b", 1, Duration::from_micros(3)))
+            .collect();
+        let reply = WorkerReply::Results(results);
+        let bytes = encode_reply(&reply, PayloadFormat::Binary);
+        assert_eq!(decode_reply(&bytes, PayloadFormat::Binary).unwrap(), reply);
+        assert!(decode_jobs(&[JOB_BATCH, 0xff, 0xff], PayloadFormat::Binary).is_err());
+        assert!(decode_reply(&[TAG_RESULTS, 0xff], PayloadFormat::Binary).is_err());
     }
 
     #[test]

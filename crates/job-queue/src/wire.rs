@@ -163,17 +163,7 @@ impl Job {
 
     /// The bincode form, for node-to-node traffic.
     pub fn to_bincode(&self) -> Vec<u8> {
-        let out = JobBinOut {
-            version: WIRE_VERSION,
-            id: self.id.as_str(),
-            kind: &self.kind,
-            data: &self.data,
-            tags: &self.tags,
-            timeout_ms: timeout_ms(self),
-            max_attempts: self.max_attempts,
-            attempt: self.attempt,
-            strategy: self.strategy,
-        };
+        let out = self.bin_out();
         bincode_opts(u64::MAX)
             .serialize(&out)
             .expect("a job always serializes to bincode")
@@ -187,18 +177,36 @@ impl Job {
     /// [`DecodeError`] for malformed input, a version mismatch or a bad id.
     pub fn from_bincode(bytes: &[u8]) -> Result<Job, DecodeError> {
         let wire: JobBinIn = bincode_opts(MAX_BINCODE_BYTES).deserialize(bytes)?;
-        check_version(wire.version)?;
-        Ok(Job {
-            id: JobId::from_wire(&wire.id)?,
-            kind: wire.kind,
-            data: wire.data,
-            tags: wire.tags,
-            timeout: Duration::from_millis(wire.timeout_ms),
-            max_attempts: wire.max_attempts,
-            attempt: wire.attempt,
-            strategy: wire.strategy,
-        })
+        job_from_bin(wire)
     }
+
+    fn bin_out(&self) -> JobBinOut<'_> {
+        JobBinOut {
+            version: WIRE_VERSION,
+            id: self.id.as_str(),
+            kind: &self.kind,
+            data: &self.data,
+            tags: &self.tags,
+            timeout_ms: timeout_ms(self),
+            max_attempts: self.max_attempts,
+            attempt: self.attempt,
+            strategy: self.strategy,
+        }
+    }
+}
+
+fn job_from_bin(wire: JobBinIn) -> Result<Job, DecodeError> {
+    check_version(wire.version)?;
+    Ok(Job {
+        id: JobId::from_wire(&wire.id)?,
+        kind: wire.kind,
+        data: wire.data,
+        tags: wire.tags,
+        timeout: Duration::from_millis(wire.timeout_ms),
+        max_attempts: wire.max_attempts,
+        attempt: wire.attempt,
+        strategy: wire.strategy,
+    })
 }
 
 // ---------- JobResult ----------
@@ -315,15 +323,7 @@ impl JobResult {
 
     /// The bincode form, for node-to-node traffic (elapsed in microseconds).
     pub fn to_bincode(&self) -> Vec<u8> {
-        let out = ResultBinOut {
-            version: WIRE_VERSION,
-            id: self.id.as_str(),
-            result: self.result.as_deref(),
-            error: self.error.as_ref(),
-            worker_node: &self.worker_node,
-            attempt: self.attempt,
-            elapsed_us: u64::try_from(self.elapsed.as_micros()).unwrap_or(u64::MAX),
-        };
+        let out = self.bin_out();
         bincode_opts(u64::MAX)
             .serialize(&out)
             .expect("a result always serializes to bincode")
@@ -337,17 +337,67 @@ impl JobResult {
     /// not exactly one of `result` / `error`.
     pub fn from_bincode(bytes: &[u8]) -> Result<JobResult, DecodeError> {
         let wire: ResultBinIn = bincode_opts(MAX_BINCODE_BYTES).deserialize(bytes)?;
-        check_version(wire.version)?;
-        check_outcome(&wire.result, &wire.error)?;
-        Ok(JobResult {
-            id: result_id(&wire.id)?,
-            result: wire.result,
-            error: wire.error,
-            worker_node: wire.worker_node,
-            attempt: wire.attempt,
-            elapsed: Duration::from_micros(wire.elapsed_us),
-        })
+        result_from_bin(wire)
     }
+
+    fn bin_out(&self) -> ResultBinOut<'_> {
+        ResultBinOut {
+            version: WIRE_VERSION,
+            id: self.id.as_str(),
+            result: self.result.as_deref(),
+            error: self.error.as_ref(),
+            worker_node: &self.worker_node,
+            attempt: self.attempt,
+            elapsed_us: u64::try_from(self.elapsed.as_micros()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+fn result_from_bin(wire: ResultBinIn) -> Result<JobResult, DecodeError> {
+    check_version(wire.version)?;
+    check_outcome(&wire.result, &wire.error)?;
+    Ok(JobResult {
+        id: result_id(&wire.id)?,
+        result: wire.result,
+        error: wire.error,
+        worker_node: wire.worker_node,
+        attempt: wire.attempt,
+        elapsed: Duration::from_micros(wire.elapsed_us),
+    })
+}
+
+// ---------- batches (node to node) ----------
+
+/// Appends the bincode form of a sequence of jobs (length, then each job's
+/// form) to `out`.
+pub(crate) fn encode_job_seq<'a>(jobs: impl IntoIterator<Item = &'a Job>, out: &mut Vec<u8>) {
+    let forms: Vec<JobBinOut<'a>> = jobs.into_iter().map(Job::bin_out).collect();
+    bincode_opts(u64::MAX)
+        .serialize_into(out, &forms)
+        .expect("jobs always serialize to bincode");
+}
+
+/// Decodes [`encode_job_seq`]'s form, bounded by [`MAX_BINCODE_BYTES`].
+pub(crate) fn decode_job_seq(bytes: &[u8]) -> Result<Vec<Job>, DecodeError> {
+    let forms: Vec<JobBinIn> = bincode_opts(MAX_BINCODE_BYTES).deserialize(bytes)?;
+    forms.into_iter().map(job_from_bin).collect()
+}
+
+/// Appends the bincode form of a sequence of results to `out`.
+pub(crate) fn encode_result_seq<'a>(
+    results: impl IntoIterator<Item = &'a JobResult>,
+    out: &mut Vec<u8>,
+) {
+    let forms: Vec<ResultBinOut<'a>> = results.into_iter().map(JobResult::bin_out).collect();
+    bincode_opts(u64::MAX)
+        .serialize_into(out, &forms)
+        .expect("results always serialize to bincode");
+}
+
+/// Decodes [`encode_result_seq`]'s form, bounded by [`MAX_BINCODE_BYTES`].
+pub(crate) fn decode_result_seq(bytes: &[u8]) -> Result<Vec<JobResult>, DecodeError> {
+    let forms: Vec<ResultBinIn> = bincode_opts(MAX_BINCODE_BYTES).deserialize(bytes)?;
+    forms.into_iter().map(result_from_bin).collect()
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ impl IntoResponse for HttpError {
 impl From<ApiError> for HttpError {
     fn from(err: ApiError) -> Self {
         let status = match &err {
-            ApiError::InvalidJob(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidJob(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => {

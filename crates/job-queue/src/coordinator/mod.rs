@@ -46,6 +46,19 @@ pub enum Action {
         /// The chosen node.
         node: String,
     },
+    /// Send the running attempt `attempt` of job `id` to `worker@<node>`;
+    /// the job is read with [`CoordinatorCore::running_job`]. Emitted instead
+    /// of [`Action::Dispatch`] by a core built
+    /// [`with_dispatch_by_id`](CoordinatorCore::with_dispatch_by_id), so that
+    /// no job is cloned per dispatch.
+    DispatchId {
+        /// The job.
+        id: JobId,
+        /// The attempt number of this dispatch.
+        attempt: u32,
+        /// The chosen node.
+        node: Arc<str>,
+    },
     /// The job's final result: emitted exactly once per accepted job.
     Complete(JobResult),
     /// The job failed for good and was added to the dead-letter list
@@ -161,6 +174,7 @@ pub struct CoordinatorCore {
     actions: VecDeque<Action>,
     rng: StdRng,
     counters: Counters,
+    dispatch_by_id: bool,
 }
 
 impl CoordinatorCore {
@@ -186,7 +200,26 @@ impl CoordinatorCore {
             actions: VecDeque::new(),
             rng,
             counters: Counters::default(),
+            dispatch_by_id: false,
         }
+    }
+
+    /// Emits [`Action::DispatchId`] instead of [`Action::Dispatch`]: the
+    /// caller reads the job from the core instead of receiving a clone.
+    pub fn with_dispatch_by_id(mut self) -> Self {
+        self.dispatch_by_id = true;
+        self
+    }
+
+    /// Makes generated ids start after `<node>-<counter>` (a restarted
+    /// coordinator does not reuse the ids of the jobs it resumes).
+    pub fn skip_generated_ids(&mut self, counter: u64) {
+        self.next_id = self.next_id.max(counter);
+    }
+
+    /// The last counter used in a generated id.
+    pub fn generated_ids(&self) -> u64 {
+        self.next_id
     }
 
     /// Replaces the default strategy with a custom one (jobs naming a
@@ -379,6 +412,23 @@ impl CoordinatorCore {
     /// Whether `attempt` of job `id` is dispatched and not finished.
     pub fn is_running(&self, id: &JobId, attempt: u32) -> bool {
         self.is_current(id, attempt, None)
+    }
+
+    /// The job whose attempt `attempt` is running, if it still is.
+    pub fn running_job(&self, id: &JobId, attempt: u32) -> Option<&Job> {
+        let entry = self.jobs.get(id)?;
+        let running = matches!(entry.phase, Phase::Running { .. }) && entry.job.attempt == attempt;
+        running.then_some(&entry.job)
+    }
+
+    /// Whether some Up node has the job's tags and serves its kind now.
+    pub fn has_eligible_node(&self, job: &Job) -> bool {
+        self.nodes.any_eligible(job)
+    }
+
+    /// A job in progress (dispatched or waiting to retry).
+    pub fn job(&self, id: &JobId) -> Option<&Job> {
+        self.jobs.get(id).map(|e| &e.job)
     }
 
     /// Jobs in progress (dispatched or waiting to retry).

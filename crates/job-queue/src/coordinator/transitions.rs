@@ -83,14 +83,22 @@ impl CoordinatorCore {
             node: node.clone(),
             dispatched_at: now,
         };
-        let job = entry.job.clone();
+        let action = if self.dispatch_by_id {
+            Action::DispatchId {
+                id: id.clone(),
+                attempt: entry.job.attempt,
+                node: node.clone(),
+            }
+        } else {
+            Action::Dispatch {
+                job: entry.job.clone(),
+                node: node.to_string(),
+            }
+        };
         if let Some(state) = self.nodes.get_mut(&node) {
             state.outstanding += 1;
         }
-        self.actions.push_back(Action::Dispatch {
-            job,
-            node: node.to_string(),
-        });
+        self.actions.push_back(action);
     }
 
     /// Completes a job whose current attempt succeeded.

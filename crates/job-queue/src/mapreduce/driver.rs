@@ -13,14 +13,15 @@ use super::spec::SplitInfo;
 use super::split::SplitSpec;
 use super::task::{
     MapReport, MapTask, PartitionInfo, ReduceReport, ReduceTask, SourceLocation, MAP_KIND,
-    REDUCE_KIND,
+    MAX_REDUCERS, REDUCE_KIND,
 };
 
 /// Settings of one map-reduce job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DriverConfig {
-    /// The job's id: 1..=64 characters of `[A-Za-z0-9_.-]`, unique among the
-    /// jobs whose blobs share stores. Task ids derive from it.
+    /// The job's id: 1..=64 characters of `[A-Za-z0-9_.-]`, never reused
+    /// (stores refuse blobs of recently ended jobs, and task ids derive
+    /// from it).
     pub job: String,
     /// The registered [`MapReduce`](super::MapReduce) name (`wordcount`).
     pub spec: String,
@@ -185,13 +186,19 @@ impl MapReduceDriver {
     /// # Errors
     ///
     /// [`MapReduceError::InvalidJobId`], [`MapReduceError::ZeroReducers`],
-    /// or [`MapReduceError::SplitNumbering`] if `splits[i].index != i`.
+    /// [`MapReduceError::TooManyReducers`], or
+    /// [`MapReduceError::SplitNumbering`] if `splits[i].index != i`.
     pub fn new(config: DriverConfig, splits: Vec<SplitSpec>) -> Result<Self, MapReduceError> {
         if !valid_job_id(&config.job) {
             return Err(MapReduceError::InvalidJobId { id: config.job });
         }
         if config.reducers == 0 {
             return Err(MapReduceError::ZeroReducers);
+        }
+        if config.reducers > MAX_REDUCERS {
+            return Err(MapReduceError::TooManyReducers {
+                reducers: config.reducers,
+            });
         }
         if let Some((position, split)) = splits
             .iter()
@@ -349,13 +356,13 @@ impl MapReduceDriver {
     }
 
     fn map_done(&mut self, index: u32, report: MapReport) {
+        let mut partitions = report.partitions;
+        partitions.resize(self.config.reducers as usize, PartitionInfo::default());
         self.stats.records += report.records;
-        for p in &report.partitions {
+        for p in &partitions {
             self.stats.shuffle_pairs += p.pairs;
             self.stats.shuffle_bytes += p.bytes;
         }
-        let mut partitions = report.partitions;
-        partitions.resize(self.config.reducers as usize, PartitionInfo::default());
         self.maps[index as usize] = Slot::Done(MapDone {
             node: report.node,
             records: report.records,

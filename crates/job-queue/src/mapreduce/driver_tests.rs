@@ -132,6 +132,11 @@ fn bad_configs_are_refused() {
         MapReduceDriver::new(zero, Vec::new()),
         Err(MapReduceError::ZeroReducers)
     ));
+    let huge = DriverConfig::new("j", "wordcount", MAX_REDUCERS + 1, "n0");
+    assert!(matches!(
+        MapReduceDriver::new(huge, Vec::new()),
+        Err(MapReduceError::TooManyReducers { .. })
+    ));
     let mut numbered = splits(&[0, 0]);
     numbered[1].index = 5;
     let config = DriverConfig::new("j", "wordcount", 1, "n0");

@@ -3,7 +3,7 @@
 use crate::failure::JobFailure;
 use crate::job::JobId;
 
-use super::store::{FetchError, StoreFull};
+use super::store::{FetchError, StoreError};
 
 /// Why a map-reduce job could not be planned or run.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,12 @@ pub enum MapReduceError {
     /// Zero reducers were asked for.
     #[error("the number of reducers must be at least 1")]
     ZeroReducers,
+    /// More reducers than [`MAX_REDUCERS`](super::MAX_REDUCERS) were asked for.
+    #[error("{reducers} reducers asked for; at most {max} are allowed", max = super::MAX_REDUCERS)]
+    TooManyReducers {
+        /// The number asked for.
+        reducers: u32,
+    },
     /// No job definition of that name is registered.
     #[error("no map-reduce job named {name:?} is registered")]
     UnknownJob {
@@ -65,7 +71,7 @@ pub enum MapReduceError {
     Fetch(#[from] FetchError),
     /// A store refused a blob.
     #[error(transparent)]
-    Store(#[from] StoreFull),
+    Store(#[from] StoreError),
     /// Shuffle data could not be encoded or decoded.
     #[error("shuffle data could not be encoded or decoded")]
     Codec(#[from] bincode::Error),

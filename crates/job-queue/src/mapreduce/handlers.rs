@@ -10,14 +10,23 @@ use crate::failure::HandlerError;
 use crate::handler::{HandlerRegistry, JobContext};
 
 use super::spec::{ErasedJob, MapInput, MapReduceRegistry, ReduceContext};
-use super::store::{BlobId, FetchError, PartitionFetcher, PartitionStore};
+use super::store::{BlobId, FetchError, PartitionFetcher, PartitionStore, StoreError};
 use super::task::{
     MapReport, MapTask, PartitionInfo, ReduceReport, ReduceTask, SourceLocation, MAP_KIND,
-    REDUCE_KIND,
+    MAX_REDUCERS, REDUCE_KIND,
 };
 
 /// How many map outputs a reduce task fetches at once.
 const FETCH_CONCURRENCY: usize = 8;
+
+/// A full store may have room on another node (retryable); an ended job
+/// will not come back (permanent).
+fn store_failure(err: StoreError) -> HandlerError {
+    match err {
+        StoreError::JobEnded { .. } => HandlerError::permanent(err),
+        _ => HandlerError::retryable(err),
+    }
+}
 
 /// The worker side of map-shuffle-reduce on one node: runs map and reduce
 /// tasks, keeps their outputs in this node's [`PartitionStore`], and fetches
@@ -107,6 +116,12 @@ impl MapReduceWorker {
 
     async fn run_map(&self, ctx: JobContext) -> Result<String, HandlerError> {
         let task: MapTask = ctx.json()?;
+        if task.reducers == 0 || task.reducers > MAX_REDUCERS {
+            let reducers = task.reducers;
+            return Err(HandlerError::bad_data(format!(
+                "{reducers} reducers: expected 1..={MAX_REDUCERS}"
+            )));
+        }
         let job = self.job(&task.spec)?;
         let input_id = BlobId::input(&task.job, task.split.index);
         let text = self
@@ -137,7 +152,7 @@ impl MapReduceWorker {
             let id = BlobId::map_output(&task.job, split.index, partition as u32);
             self.store
                 .put(id, Bytes::from(data))
-                .map_err(HandlerError::retryable)?;
+                .map_err(store_failure)?;
             partitions.push(PartitionInfo { pairs, bytes });
         }
         let report = MapReport {
@@ -209,7 +224,7 @@ impl MapReduceWorker {
                 BlobId::reduce_output(&task.job, task.partition),
                 Bytes::from(reduced.data),
             )
-            .map_err(HandlerError::retryable)?;
+            .map_err(store_failure)?;
         Ok(ReduceReport::Done {
             node: me,
             partition: task.partition,
@@ -307,6 +322,21 @@ mod tests {
         let fetcher = InMemoryFetcher::new();
         let a = worker(&fetcher, "a");
         let bad = within(a.run_map(JobContext::new(Job::new(MAP_KIND, "{"), "a"))).await;
+        assert!(matches!(bad, Err(HandlerError::BadData(_))));
+        let map = MapTask {
+            job: "j".into(),
+            spec: "wordcount".into(),
+            reducers: u32::MAX,
+            split: SplitSpec {
+                index: 0,
+                file: 0,
+                start: 0,
+                end: 0,
+            },
+            input_node: "a".into(),
+        };
+        let job = Job::new(MAP_KIND, serde_json::to_string(&map).unwrap());
+        let bad = within(a.run_map(JobContext::new(job, "a"))).await;
         assert!(matches!(bad, Err(HandlerError::BadData(_))));
         let task = ReduceTask {
             job: "j".into(),

@@ -23,7 +23,7 @@ use super::error::MapReduceError;
 use super::handlers::MapReduceWorker;
 use super::spec::{merge_reduced, MapReduce, MapReduceRegistry};
 use super::split::{plan_splits, split_bytes, Input, SplitSpec};
-use super::store::{BlobId, InMemoryFetcher, PartitionFetcher, PartitionStore, StoreFull};
+use super::store::{BlobId, InMemoryFetcher, PartitionFetcher, PartitionStore, StoreError};
 
 /// Settings of a [`LocalExecutor`].
 #[derive(Clone, Debug)]
@@ -161,13 +161,13 @@ impl std::fmt::Debug for LocalExecutor {
 ///
 /// # Errors
 ///
-/// [`StoreFull`] if the store's limit is reached.
+/// [`StoreError`] if the store refuses a split (limit reached).
 pub fn stage_inputs(
     store: &PartitionStore,
     job: &str,
     inputs: &[Input],
     splits: &[SplitSpec],
-) -> Result<u64, StoreFull> {
+) -> Result<u64, StoreError> {
     let mut staged = 0;
     for split in splits {
         let bytes = split_bytes(inputs, split).unwrap_or_default();

@@ -71,9 +71,9 @@ pub use reference::{reference_inverted_index, reference_word_count, top_words};
 pub use spec::{MapInput, MapOutput, MapReduce, MapReduceRegistry, ReduceContext, SplitInfo};
 pub use split::{plan_splits, split_bytes, Input, SplitSpec};
 pub use store::{
-    BlobId, FetchError, InMemoryFetcher, PartitionFetcher, PartitionStore, Stage, StoreFull,
+    BlobId, FetchError, InMemoryFetcher, PartitionFetcher, PartitionStore, Stage, StoreError,
 };
-pub use task::{MAP_KIND, REDUCE_KIND};
+pub use task::{MAP_KIND, MAX_REDUCERS, REDUCE_KIND};
 pub use words::{
     is_word_byte, normalize, normalize_into, partition_of, stable_hash, words, ShuffleKey, Words,
 };

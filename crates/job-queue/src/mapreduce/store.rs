@@ -1,6 +1,7 @@
 //! Where shuffle data lives: the per-node [`PartitionStore`], and the
 //! [`PartitionFetcher`] that reads another node's store.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
@@ -77,25 +78,42 @@ impl fmt::Display for BlobId {
     }
 }
 
-/// A store refused a blob because it would exceed its byte limit.
+/// Why a store refused a blob.
 #[derive(Debug, thiserror::Error)]
-#[error("partition store full: {needed} more bytes with {used} of {limit} in use (blob {id})")]
 #[non_exhaustive]
-pub struct StoreFull {
-    /// The refused blob.
-    pub id: BlobId,
-    /// Its size.
-    pub needed: usize,
-    /// Bytes in use.
-    pub used: usize,
-    /// The limit.
-    pub limit: usize,
+pub enum StoreError {
+    /// The blob would exceed the store's byte limit.
+    #[error("partition store full: {needed} more bytes with {used} of {limit} in use (blob {id})")]
+    Full {
+        /// The refused blob.
+        id: BlobId,
+        /// Its size.
+        needed: usize,
+        /// Bytes in use.
+        used: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The blob's job has ended here ([`PartitionStore::remove_job`]): a
+    /// late attempt must not leave blobs behind.
+    #[error("job {job} has ended on this node; blob {id} refused")]
+    JobEnded {
+        /// The job.
+        job: String,
+        /// The refused blob.
+        id: BlobId,
+    },
 }
+
+/// How many ended jobs a store remembers, to refuse their late blobs.
+const ENDED_JOBS_REMEMBERED: usize = 1024;
 
 #[derive(Debug, Default)]
 struct StoreInner {
     blobs: FxHashMap<BlobId, Bytes>,
     bytes: usize,
+    /// Recently ended jobs, oldest first (bounded).
+    ended: VecDeque<String>,
 }
 
 /// One node's in-memory blob store: map outputs (and staged inputs and
@@ -132,13 +150,20 @@ impl PartitionStore {
     ///
     /// # Errors
     ///
-    /// [`StoreFull`] if the blob does not fit in the limit.
-    pub fn put(&self, id: BlobId, data: Bytes) -> Result<(), StoreFull> {
+    /// [`StoreError::Full`] if the blob does not fit in the limit,
+    /// [`StoreError::JobEnded`] if its job was removed from this store.
+    pub fn put(&self, id: BlobId, data: Bytes) -> Result<(), StoreError> {
         let mut inner = self.inner.lock();
+        if inner.ended.contains(&id.job) {
+            return Err(StoreError::JobEnded {
+                job: id.job.clone(),
+                id,
+            });
+        }
         let replaced = inner.blobs.get(&id).map_or(0, Bytes::len);
         let used = inner.bytes - replaced;
         if data.len() > self.limit.saturating_sub(used) {
-            return Err(StoreFull {
+            return Err(StoreError::Full {
                 id,
                 needed: data.len(),
                 used,
@@ -155,9 +180,17 @@ impl PartitionStore {
         self.inner.lock().blobs.get(id).cloned()
     }
 
-    /// Removes every blob of job `job`; returns how many there were.
+    /// Removes every blob of job `job` and refuses its later blobs (the
+    /// last 1024 ended jobs are remembered); returns how many blobs there
+    /// were.
     pub fn remove_job(&self, job: &str) -> usize {
         let mut inner = self.inner.lock();
+        if !inner.ended.iter().any(|j| j == job) {
+            if inner.ended.len() == ENDED_JOBS_REMEMBERED {
+                inner.ended.pop_front();
+            }
+            inner.ended.push_back(job.to_owned());
+        }
         let before = inner.blobs.len();
         inner.blobs.retain(|id, _| id.job != job);
         inner.bytes = inner.blobs.values().map(Bytes::len).sum();
@@ -273,7 +306,15 @@ mod tests {
         let full = store
             .put(BlobId::map_output("j", 1, 0), Bytes::from_static(b"12345"))
             .unwrap_err();
-        assert_eq!((full.needed, full.used, full.limit), (5, 6, 10));
+        assert!(matches!(
+            full,
+            StoreError::Full {
+                needed: 5,
+                used: 6,
+                limit: 10,
+                ..
+            }
+        ));
         // Replacing a blob frees its old size first.
         store
             .put(
@@ -285,6 +326,10 @@ mod tests {
         store.put(BlobId::input("k", 0), Bytes::new()).unwrap();
         assert_eq!(store.remove_job("j"), 1);
         assert_eq!((store.bytes(), store.len()), (0, 1));
+        // A late attempt of the ended job cannot leave a blob behind.
+        let late = store.put(BlobId::map_output("j", 2, 0), Bytes::from_static(b"1"));
+        assert!(matches!(late, Err(StoreError::JobEnded { .. })));
+        assert_eq!(store.len(), 1);
     }
 
     #[tokio::test]

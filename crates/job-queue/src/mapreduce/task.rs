@@ -12,6 +12,10 @@ pub const MAP_KIND: &str = "mr.map";
 /// The job kind of reduce tasks.
 pub const REDUCE_KIND: &str = "mr.reduce";
 
+/// The most reducers (partitions) a job may have: bounds what a map task
+/// allocates for a task description received from the network.
+pub const MAX_REDUCERS: u32 = 65_536;
+
 /// `mr.map` data: map split `split` of job `job` into `reducers`
 /// partitions, reading the split from `input_node`'s store.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,39 +7,21 @@
 //! treated as plain bytes and never has to be valid UTF-8: `café` yields the
 //! word `caf`, `naïve` yields `na` and `ve`.
 
-/// Maps every byte to its lowercase ASCII letter, or 0 if it is not a letter.
-const LETTER: [u8; 256] = {
-    let mut table = [0u8; 256];
-    let mut b = 0;
-    while b < 256 {
-        let byte = b as u8;
-        if byte.is_ascii_lowercase() {
-            table[b] = byte;
-        } else if byte.is_ascii_uppercase() {
-            table[b] = byte + 32;
-        }
-        b += 1;
-    }
-    table
-};
-
 /// Whether `byte` is part of a word (an ASCII letter of either case).
 #[inline]
 pub fn is_word_byte(byte: u8) -> bool {
-    LETTER[byte as usize] != 0
+    byte.is_ascii_alphabetic()
 }
 
-/// Writes the normalized form of `text` into `out` (cleared first): ASCII
-/// letters lowercased, every other byte replaced by a space. The result is
-/// ASCII, has the same length (so byte offsets are preserved) and the same
-/// words as `text`.
+/// Writes the normalized form of `text` into `out` (cleared first): a copy
+/// with ASCII letters lowercased and every other byte unchanged. It has the
+/// same length (byte offsets are preserved) and the same words as `text`,
+/// and its words are exactly its maximal runs of `[a-z]` (see [`words`]).
 pub fn normalize_into(text: &[u8], out: &mut Vec<u8>) {
     out.clear();
-    out.reserve(text.len());
-    out.extend(text.iter().map(|&b| match LETTER[b as usize] {
-        0 => b' ',
-        letter => letter,
-    }));
+    out.extend_from_slice(text);
+    // Vectorizes well, unlike a per-byte table lookup.
+    out.make_ascii_lowercase();
 }
 
 /// The normalized form of `text` (see [`normalize_into`]).
@@ -52,11 +34,26 @@ pub fn normalize(text: &[u8]) -> Vec<u8> {
 /// An iterator over the maximal runs of `[a-z]` in `text`.
 ///
 /// Run it over [`normalize`]d text to get the words of the original; over
-/// raw text it skips uppercase letters, which is rarely what you want.
+/// raw text it treats uppercase letters as separators, which is rarely what
+/// you want.
+///
+/// It classifies 64 bytes at a time into a bit mask and walks the mask's
+/// transitions, so the per-byte work is branch-free and only word
+/// boundaries cost a branch.
 #[derive(Clone, Debug)]
 pub struct Words<'a> {
     text: &'a [u8],
-    pos: usize,
+    /// Offset of the next block to classify.
+    next_block: usize,
+    /// Offset of the block whose transitions are in `transitions`.
+    base: usize,
+    /// Unvisited boundaries of the current block (bit j: a word starts or
+    /// ends at `base + j`).
+    transitions: u64,
+    /// Whether the last byte of the previous block was a letter.
+    carry: u64,
+    /// The start of the word being scanned, if inside one.
+    open: Option<usize>,
 }
 
 /// The maximal runs of `[a-z]` in `text` (see [`Words`]).
@@ -69,7 +66,59 @@ pub struct Words<'a> {
 /// assert_eq!(found, [&b"hello"[..], b"world", b"caf", b"x"]);
 /// ```
 pub fn words(text: &[u8]) -> Words<'_> {
-    Words { text, pos: 0 }
+    Words {
+        text,
+        next_block: 0,
+        base: 0,
+        transitions: 0,
+        carry: 0,
+        open: None,
+    }
+}
+
+/// Bit j set iff `block[j]` is in `[a-z]`: a fixed-size loop the compiler
+/// turns into vector compares.
+#[inline]
+fn lowercase_mask64(block: &[u8; 64]) -> u64 {
+    let mut mask = 0u64;
+    for (j, &b) in block.iter().enumerate() {
+        mask |= u64::from(b.wrapping_sub(b'a') < 26) << j;
+    }
+    mask
+}
+
+/// Bit j set iff `block[j]` is in `[a-z]` (`block` shorter than 64 bytes).
+#[inline]
+fn lowercase_mask(block: &[u8]) -> u64 {
+    let mut mask = 0u64;
+    for (j, &b) in block.iter().enumerate() {
+        mask |= u64::from(b.wrapping_sub(b'a') < 26) << j;
+    }
+    mask
+}
+
+impl Words<'_> {
+    /// Classifies the next block; returns false at the end of the text.
+    #[inline]
+    fn load_block(&mut self) -> bool {
+        let len = self.text.len();
+        if self.next_block >= len {
+            return false;
+        }
+        let end = (self.next_block + 64).min(len);
+        let block = &self.text[self.next_block..end];
+        let mask = match <&[u8; 64]>::try_from(block) {
+            Ok(full) => lowercase_mask64(full),
+            Err(_) => lowercase_mask(block),
+        };
+        // A boundary wherever a byte's class differs from its predecessor's;
+        // past the end of a short block the class is "separator".
+        self.transitions = mask ^ ((mask << 1) | self.carry);
+        self.carry = mask >> 63;
+        self.base = self.next_block;
+        self.next_block = end;
+        true
+    }
 }
 
 impl<'a> Iterator for Words<'a> {
@@ -77,21 +126,19 @@ impl<'a> Iterator for Words<'a> {
 
     #[inline]
     fn next(&mut self) -> Option<&'a [u8]> {
-        let text = self.text;
-        let mut i = self.pos;
-        while i < text.len() && !text[i].is_ascii_lowercase() {
-            i += 1;
+        loop {
+            while self.transitions != 0 {
+                let at = self.base + self.transitions.trailing_zeros() as usize;
+                self.transitions &= self.transitions - 1;
+                match self.open.take() {
+                    None => self.open = Some(at),
+                    Some(start) => return Some(&self.text[start..at]),
+                }
+            }
+            if !self.load_block() {
+                return self.open.take().map(|start| &self.text[start..]);
+            }
         }
-        if i == text.len() {
-            self.pos = i;
-            return None;
-        }
-        let start = i;
-        while i < text.len() && text[i].is_ascii_lowercase() {
-            i += 1;
-        }
-        self.pos = i;
-        Some(&text[start..i])
     }
 }
 
@@ -222,6 +269,43 @@ mod tests {
         assert_eq!(norm.len(), text.len());
         let found: Vec<&[u8]> = words(&norm).collect();
         assert_eq!(found, [&b"ab"[..], b"cd", b"ef"]);
+    }
+
+    #[test]
+    fn words_across_block_boundaries() {
+        // Words of every length at every offset around 64-byte blocks.
+        for len in 1..140 {
+            for offset in [0, 1, 62, 63, 64, 65, 127, 128] {
+                let mut text = vec![b' '; offset];
+                text.extend(std::iter::repeat_n(b'q', len));
+                text.extend_from_slice(b" ab");
+                for tail in [0, 1, 70] {
+                    let mut t = text.clone();
+                    t.extend(std::iter::repeat_n(b'.', tail));
+                    let found: Vec<usize> = words(&t).map(<[u8]>::len).collect();
+                    assert_eq!(found, [len, 2], "len {len} offset {offset} tail {tail}");
+                }
+            }
+        }
+        let all = vec![b'z'; 200];
+        assert_eq!(words(&all).collect::<Vec<_>>(), [&all[..]]);
+        assert_eq!(words(b"").count(), 0);
+        assert_eq!(words(&[b'-'; 64]).count(), 0);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn words_match_a_plain_scan(text in proptest::collection::vec(
+            proptest::prop_oneof![proptest::strategy::Just(b'a'), proptest::strategy::Just(b'z'),
+                                  proptest::strategy::Just(b' '), proptest::strategy::Just(b'A'),
+                                  proptest::strategy::Just(0xe9u8)], 0..400)) {
+            let plain: Vec<&[u8]> = text
+                .split(|b| !b.is_ascii_lowercase())
+                .filter(|w| !w.is_empty())
+                .collect();
+            let found: Vec<&[u8]> = words(&text).collect();
+            proptest::prop_assert_eq!(found, plain);
+        }
     }
 
     #[test]

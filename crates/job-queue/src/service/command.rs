@@ -4,13 +4,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::coordinator::{AttemptFailure, DeadLetter};
 
-/// `{"cmd":"stats"}`, `{"cmd":"dead_letters"}`, `{"cmd":"resubmit","id":"..."}`.
+/// `{"cmd":"stats"}`, `{"cmd":"dead_letters"}`, `{"cmd":"resubmit","id":"..."}`,
+/// `{"cmd":"submit","job":{...},"progress":true}`.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub(super) enum Command {
     Stats,
     DeadLetters,
-    Resubmit { id: String },
+    Resubmit {
+        id: String,
+    },
+    /// A job submission that also asks for progress replies.
+    Submit {
+        job: serde_json::Value,
+        #[serde(default)]
+        progress: bool,
+    },
 }
 
 /// `None` if the payload is not a command (no `cmd` field): it is then a
@@ -54,6 +63,10 @@ mod tests {
             Some(Ok(Command::Resubmit { id })) if id == "x-1"
         ));
         assert!(matches!(parse(br#"{"cmd":"reboot"}"#), Some(Err(_))));
+        assert!(matches!(
+            parse(br#"{"cmd":"submit","job":{"kind":"echo"},"progress":true}"#),
+            Some(Ok(Command::Submit { progress: true, .. }))
+        ));
         assert!(parse(br#"{"kind":"echo"}"#).is_none());
         assert!(parse(b"not json").is_none());
     }

@@ -1,13 +1,15 @@
 //! [`Coordinator`]: the network shell around [`CoordinatorCore`], registered
 //! as `coordinator@<node>` on a [`Router`].
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actor_core::{spawn_with, Actor, ActorRef, BoxError, Context, ReplyTo, SpawnOptions};
+use actor_core::{spawn_with, Actor, ActorRef, AskError, BoxError, Context, SpawnOptions};
 use async_trait::async_trait;
 use cluster_router::{ActorAddr, Envelope, MemberEvent, PayloadFormat, Router};
-use tokio::sync::{broadcast, oneshot};
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::coordinator::{CoordinatorConfig, CoordinatorCore, DeadLetter};
@@ -16,10 +18,12 @@ use crate::handler::ProgressUpdate;
 use crate::job::{Job, JobId, JobResult};
 use crate::stats::StatsSnapshot;
 
-mod actor;
 mod command;
+mod journal;
+mod outbox;
+mod shell;
 
-use actor::CoordinatorActor;
+use shell::Shell;
 
 /// The well-known name of a node's coordinator.
 pub const COORDINATOR: &str = "coordinator";
@@ -35,12 +39,19 @@ pub struct CoordinatorOptions {
     /// How often the node table (status, tags, gossiped load) is refreshed
     /// from the router, besides membership events.
     pub refresh: Duration,
-    /// Payload format of dispatches to worker pools (Binary by default).
+    /// Payload format of dispatches to worker pools (Binary by default:
+    /// many jobs per envelope; Json sends one job per envelope).
     pub dispatch_format: PayloadFormat,
     /// Capacity of the coordinator's mailbox.
     pub mailbox: usize,
-    /// How long local API calls wait for the coordinator to answer.
+    /// How long local API calls wait for room in the mailbox, and for the
+    /// coordinator's answer (a submission without a data directory is
+    /// answered as soon as it is handled and waits without a timer).
     pub ask_timeout: Duration,
+    /// With a data directory, every accepted job is journaled there before
+    /// it is acknowledged, and a coordinator started on the same directory
+    /// resumes every unfinished job (see `docs/jobs.md`, "Durability").
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for CoordinatorOptions {
@@ -50,24 +61,36 @@ impl Default for CoordinatorOptions {
             tick: Duration::from_millis(20),
             refresh: Duration::from_millis(250),
             dispatch_format: PayloadFormat::Binary,
-            mailbox: 4096,
+            mailbox: 16_384,
             ask_timeout: Duration::from_secs(5),
+            data_dir: None,
         }
     }
 }
 
 type Accepted = Result<(JobId, oneshot::Receiver<JobResult>), SubmitError>;
 
-/// Messages of the coordinator actor.
+/// Capacity of a [`PendingJob`]'s progress channel; further reports are
+/// dropped while it is full (the latest is still in
+/// [`Coordinator::progress`]).
+const PROGRESS_CAPACITY: usize = 16;
+
+/// Messages of the coordinator task.
 pub(crate) enum Msg {
     Envelope(Envelope),
     Member(MemberEvent),
     Tick,
-    Submit(Job, ReplyTo<Accepted>),
-    Resubmit(JobId, ReplyTo<Accepted>),
-    Stats(ReplyTo<StatsSnapshot>),
-    DeadLetters(ReplyTo<Vec<DeadLetter>>),
-    Progress(JobId, ReplyTo<Option<ProgressUpdate>>),
+    Submit {
+        job: Job,
+        progress: Option<mpsc::Sender<ProgressUpdate>>,
+        reply: oneshot::Sender<Accepted>,
+    },
+    Resubmit(JobId, oneshot::Sender<Accepted>),
+    Attach(JobId, oneshot::Sender<Result<oneshot::Receiver<JobResult>, JobError>>),
+    Stats(oneshot::Sender<StatsSnapshot>),
+    DeadLetters(oneshot::Sender<Vec<DeadLetter>>),
+    Progress(JobId, oneshot::Sender<Option<ProgressUpdate>>),
+    Stop,
 }
 
 /// A submitted job: its id, and its result once it is final.
@@ -75,6 +98,7 @@ pub(crate) enum Msg {
 pub struct PendingJob {
     id: JobId,
     rx: oneshot::Receiver<JobResult>,
+    progress: Option<mpsc::Receiver<ProgressUpdate>>,
 }
 
 impl PendingJob {
@@ -91,6 +115,18 @@ impl PendingJob {
     pub async fn result(self) -> Result<JobResult, JobError> {
         self.rx.await.map_err(|_| JobError::Stopped)
     }
+
+    /// The next progress report of a job submitted with
+    /// [`Coordinator::submit_with_progress`]; `None` once the job is final
+    /// (or if it was submitted without progress). Reports are best effort:
+    /// while the channel is full, newer ones are dropped.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn next_progress(&mut self) -> Option<ProgressUpdate> {
+        self.progress.as_mut()?.recv().await
+    }
 }
 
 /// A running coordinator: accepts jobs (through this handle, or as
@@ -104,12 +140,15 @@ impl PendingJob {
 /// `{"cmd":"resubmit","id":"..."}` (see `docs/jobs.md`).
 #[derive(Clone)]
 pub struct Coordinator {
-    actor: ActorRef<Msg>,
+    tx: mpsc::Sender<Msg>,
     inbox: ActorRef<Envelope>,
     addr: ActorAddr,
     router: Router,
     tasks: Arc<Vec<JoinHandle<()>>>,
+    main: Arc<Mutex<Option<JoinHandle<()>>>>,
+    resumed: Arc<Vec<JobId>>,
     ask_timeout: Duration,
+    journaled: bool,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -123,10 +162,15 @@ impl std::fmt::Debug for Coordinator {
 impl Coordinator {
     /// Starts a coordinator on `router`, registered as `coordinator@<node>`.
     ///
+    /// With [`CoordinatorOptions::data_dir`], the journal there is replayed
+    /// first and every unfinished job is resumed (see
+    /// [`resumed`](Self::resumed) and [`attach`](Self::attach)).
+    ///
     /// # Errors
     ///
     /// [`JobError::Router`] if the name is taken, [`JobError::Actor`] if an
-    /// actor cannot be spawned.
+    /// actor cannot be spawned, [`JobError::Journal`] if the data directory
+    /// cannot be used.
     pub async fn start(
         router: &Router,
         options: CoordinatorOptions,
@@ -134,36 +178,41 @@ impl Coordinator {
         let mut core_config = options.core.clone();
         core_config.node = router.node_id().to_string();
         let me = router.addr(COORDINATOR)?;
-        let state = CoordinatorActor::new(
-            CoordinatorCore::new(core_config),
-            router.clone(),
-            me.clone(),
-            &options,
-        );
-        let opts = SpawnOptions::default().capacity(options.mailbox.max(16));
-        let actor = spawn_with(
-            format!("{COORDINATOR}-core@{}", router.node_id()),
-            state,
-            opts,
-        )?;
+        let core = CoordinatorCore::new(core_config).with_dispatch_by_id();
+        let journal = match &options.data_dir {
+            Some(dir) => {
+                let dir = dir.clone();
+                let opened = tokio::task::spawn_blocking(move || journal::Journal::open(&dir))
+                    .await
+                    .map_err(|_| JobError::Stopped)?;
+                Some(opened.map_err(JobError::Journal)?)
+            }
+            None => None,
+        };
+        let (tx, rx) = mpsc::channel(options.mailbox.max(16));
+        let (mut shell, resumed) = Shell::new(core, router.clone(), me.clone(), &options, journal);
         let inbox_opts = SpawnOptions::default().capacity(options.mailbox.max(16));
-        let inbox = spawn_with(me.to_string(), Inbox(actor.clone()), inbox_opts)?;
+        let inbox = spawn_with(me.to_string(), Inbox(tx.clone()), inbox_opts)?;
         if let Err(err) = router.register(COORDINATOR, inbox.clone()) {
             inbox.stop();
-            actor.stop();
+            shell.close().await;
             return Err(err.into());
         }
+        let main = tokio::spawn(shell.run(rx));
         let tasks = vec![
-            tokio::spawn(tick_loop(actor.clone(), options.tick)),
-            tokio::spawn(member_loop(actor.clone(), router.subscribe())),
+            tokio::spawn(tick_loop(tx.clone(), options.tick)),
+            tokio::spawn(member_loop(tx.clone(), router.subscribe())),
         ];
         Ok(Coordinator {
-            actor,
+            tx,
             inbox,
             addr: me,
             router: router.clone(),
             tasks: Arc::new(tasks),
+            main: Arc::new(Mutex::new(Some(main))),
+            resumed: Arc::new(resumed),
             ask_timeout: options.ask_timeout,
+            journaled: options.data_dir.is_some(),
         })
     }
 
@@ -172,19 +221,87 @@ impl Coordinator {
         &self.addr
     }
 
-    /// Submits a job; the returned [`PendingJob`] yields its result.
+    /// Sends a request to the coordinator task and waits for its answer,
+    /// each step bounded by the ask timeout.
+    async fn ask<R>(&self, msg: impl FnOnce(oneshot::Sender<R>) -> Msg) -> Result<R, JobError> {
+        let rx = self.post(msg).await?;
+        match tokio::time::timeout(self.ask_timeout, rx).await {
+            Err(_) => Err(JobError::Ask(AskError::Timeout)),
+            Ok(Err(_)) => Err(JobError::Ask(AskError::ActorGone)),
+            Ok(Ok(answer)) => Ok(answer),
+        }
+    }
+
+    /// Puts a request in the mailbox: at once when there is room (no timer
+    /// on this path), else waiting up to the ask timeout.
+    async fn post<R>(
+        &self,
+        msg: impl FnOnce(oneshot::Sender<R>) -> Msg,
+    ) -> Result<oneshot::Receiver<R>, JobError> {
+        let (reply, rx) = oneshot::channel();
+        let msg = match self.tx.try_send(msg(reply)) {
+            Ok(()) => return Ok(rx),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(JobError::Ask(AskError::ActorGone))
+            }
+            Err(mpsc::error::TrySendError::Full(msg)) => msg,
+        };
+        match tokio::time::timeout(self.ask_timeout, self.tx.send(msg)).await {
+            Err(_) => Err(JobError::Ask(AskError::Full)),
+            Ok(Err(_)) => Err(JobError::Ask(AskError::ActorGone)),
+            Ok(Ok(())) => Ok(rx),
+        }
+    }
+
+    /// Submits a job; the returned [`PendingJob`] yields its result. With a
+    /// data directory, this returns once the job is journaled.
     ///
     /// # Errors
     ///
     /// [`JobError::Submit`] if the job is refused (invalid, duplicate id,
     /// at capacity), [`JobError::Ask`] if the coordinator does not answer.
     pub async fn submit(&self, job: Job) -> Result<PendingJob, JobError> {
-        let accepted = self
-            .actor
-            .ask(|reply| Msg::Submit(job, reply), self.ask_timeout)
-            .await?;
+        self.submit_inner(job, None).await
+    }
+
+    /// Like [`submit`](Self::submit), and forwards the job's progress
+    /// reports to [`PendingJob::next_progress`].
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`](Self::submit).
+    pub async fn submit_with_progress(&self, job: Job) -> Result<PendingJob, JobError> {
+        let (tx, rx) = mpsc::channel(PROGRESS_CAPACITY);
+        let mut pending = self.submit_inner(job, Some(tx)).await?;
+        pending.progress = Some(rx);
+        Ok(pending)
+    }
+
+    async fn submit_inner(
+        &self,
+        job: Job,
+        progress: Option<mpsc::Sender<ProgressUpdate>>,
+    ) -> Result<PendingJob, JobError> {
+        let make = |reply| Msg::Submit {
+            job,
+            progress,
+            reply,
+        };
+        let accepted = if self.journaled {
+            self.ask(make).await?
+        } else {
+            // Without a journal the coordinator answers a submission as soon
+            // as it handles it: no per-job timer, just the answer (or the
+            // coordinator's end).
+            let rx = self.post(make).await?;
+            rx.await.map_err(|_| JobError::Ask(AskError::ActorGone))?
+        };
         let (id, rx) = accepted?;
-        Ok(PendingJob { id, rx })
+        Ok(PendingJob {
+            id,
+            rx,
+            progress: None,
+        })
     }
 
     /// Submits a job and waits for its result.
@@ -203,12 +320,37 @@ impl Coordinator {
     /// [`SubmitError::NotDeadLettered`] and the errors of
     /// [`submit`](Self::submit).
     pub async fn resubmit(&self, id: JobId) -> Result<PendingJob, JobError> {
-        let accepted = self
-            .actor
-            .ask(|reply| Msg::Resubmit(id, reply), self.ask_timeout)
-            .await?;
+        let accepted = self.ask(|reply| Msg::Resubmit(id, reply)).await?;
         let (id, rx) = accepted?;
-        Ok(PendingJob { id, rx })
+        Ok(PendingJob {
+            id,
+            rx,
+            progress: None,
+        })
+    }
+
+    /// The jobs this coordinator resumed from its journal at start, in
+    /// submission order (empty without a data directory).
+    pub fn resumed(&self) -> &[JobId] {
+        &self.resumed
+    }
+
+    /// Waits for the result of a job resumed from the journal (see
+    /// [`resumed`](Self::resumed)). Its result is kept once final (the
+    /// newest 10,000), so this works before and after it finishes.
+    ///
+    /// # Errors
+    ///
+    /// [`JobError::UnknownJob`] if `id` is no resumed job (or its result
+    /// was already handed out or evicted), [`JobError::Ask`] if the
+    /// coordinator does not answer.
+    pub async fn attach(&self, id: JobId) -> Result<PendingJob, JobError> {
+        let rx = self.ask(|reply| Msg::Attach(id.clone(), reply)).await??;
+        Ok(PendingJob {
+            id,
+            rx,
+            progress: None,
+        })
     }
 
     /// Per-node and overall statistics.
@@ -217,7 +359,7 @@ impl Coordinator {
     ///
     /// [`JobError::Ask`] if the coordinator does not answer.
     pub async fn stats(&self) -> Result<StatsSnapshot, JobError> {
-        Ok(self.actor.ask(Msg::Stats, self.ask_timeout).await?)
+        self.ask(Msg::Stats).await
     }
 
     /// The dead-letter list, oldest first.
@@ -226,7 +368,7 @@ impl Coordinator {
     ///
     /// [`JobError::Ask`] if the coordinator does not answer.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, JobError> {
-        Ok(self.actor.ask(Msg::DeadLetters, self.ask_timeout).await?)
+        self.ask(Msg::DeadLetters).await
     }
 
     /// The latest progress report of a job in progress.
@@ -235,35 +377,39 @@ impl Coordinator {
     ///
     /// [`JobError::Ask`] if the coordinator does not answer.
     pub async fn progress(&self, id: JobId) -> Result<Option<ProgressUpdate>, JobError> {
-        Ok(self
-            .actor
-            .ask(|reply| Msg::Progress(id, reply), self.ask_timeout)
-            .await?)
+        self.ask(|reply| Msg::Progress(id, reply)).await
     }
 
     /// Unregisters and stops the coordinator; jobs in progress are
     /// abandoned (their [`PendingJob::result`] fails with
-    /// [`JobError::Stopped`]).
+    /// [`JobError::Stopped`]). With a data directory, the journal is
+    /// flushed and closed before this returns, and a coordinator started
+    /// later on the same directory resumes the unfinished jobs.
     pub async fn shutdown(&self) {
         self.router.unregister(COORDINATOR);
         for task in self.tasks.iter() {
             task.abort();
         }
         self.inbox.stop();
-        self.actor.stop();
-        self.actor.wait_stopped().await;
+        let main = self.main.lock().take();
+        if let Some(main) = main {
+            // The task may already have ended; a full mailbox just delays
+            // the stop until it is drained.
+            let _ = self.tx.send(Msg::Stop).await;
+            let _ = main.await;
+        }
     }
 }
 
-/// The router-facing mailbox: forwards envelopes to the coordinator actor.
-struct Inbox(ActorRef<Msg>);
+/// The router-facing mailbox: forwards envelopes to the coordinator task.
+struct Inbox(mpsc::Sender<Msg>);
 
 #[async_trait]
 impl Actor for Inbox {
     type Message = Envelope;
 
     async fn handle(&mut self, env: Envelope, ctx: &mut Context<Self>) -> Result<(), BoxError> {
-        if self.0.tell(Msg::Envelope(env)).await.is_err() {
+        if self.0.send(Msg::Envelope(env)).await.is_err() {
             ctx.stop();
         }
         Ok(())
@@ -271,23 +417,23 @@ impl Actor for Inbox {
 }
 
 /// The shared deadline sweep: one timer for the whole coordinator.
-async fn tick_loop(actor: ActorRef<Msg>, period: Duration) {
+async fn tick_loop(actor: mpsc::Sender<Msg>, period: Duration) {
     let mut ticker = tokio::time::interval(period.max(Duration::from_millis(1)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        match actor.try_tell(Msg::Tick) {
-            Ok(()) | Err(actor_core::TrySendError::Full(_)) => {}
+        match actor.try_send(Msg::Tick) {
+            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
             Err(_) => return,
         }
     }
 }
 
-async fn member_loop(actor: ActorRef<Msg>, mut events: broadcast::Receiver<MemberEvent>) {
+async fn member_loop(actor: mpsc::Sender<Msg>, mut events: broadcast::Receiver<MemberEvent>) {
     loop {
         match events.recv().await {
             Ok(event) => {
-                if actor.tell(Msg::Member(event)).await.is_err() {
+                if actor.send(Msg::Member(event)).await.is_err() {
                     return;
                 }
             }

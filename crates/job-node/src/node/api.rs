@@ -1,0 +1,245 @@
+//! [`NodeApi`]: the HTTP backend over the node's Coordinator and Router.
+//!
+//! Jobs submitted through it are tracked in a bounded table (their state
+//! and, once final, their result) so `GET /v1/jobs/{id}` and `?wait=true`
+//! can answer. Jobs submitted by other means (WebSocket clients, other
+//! nodes) are known to it only once dead-lettered.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cluster_router::Router;
+use job_queue::{Coordinator, JobError, JobId, JobResult, PendingJob, SubmitError};
+use tokio::sync::watch;
+
+use super::convert;
+use crate::http::{Api, ApiError, ClusterView, JobSubmission, JobView, MemberView, StatsView};
+
+/// How many finished jobs the table remembers (the oldest are forgotten).
+pub const FINISHED_JOBS_KEPT: usize = 100_000;
+
+#[derive(Debug)]
+struct Tracked {
+    kind: String,
+    outcome: watch::Receiver<Option<JobResult>>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    jobs: HashMap<String, Tracked>,
+    finished: VecDeque<String>,
+}
+
+/// The node's [`Api`] implementation.
+#[derive(Debug)]
+pub struct NodeApi {
+    coordinator: Coordinator,
+    router: Router,
+    table: Arc<Mutex<Table>>,
+    draining: AtomicBool,
+    keep_finished: usize,
+}
+
+impl NodeApi {
+    /// A backend over `coordinator` and `router`.
+    pub fn new(coordinator: Coordinator, router: Router) -> Self {
+        NodeApi {
+            coordinator,
+            router,
+            table: Arc::default(),
+            draining: AtomicBool::new(false),
+            keep_finished: FINISHED_JOBS_KEPT,
+        }
+    }
+
+    /// From now on, submissions are refused with [`ApiError::ShuttingDown`].
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`start_draining`](Self::start_draining) was called.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Tracks the jobs the coordinator resumed from its journal (their kind
+    /// is not known here); returns how many.
+    pub async fn track_resumed(&self) -> usize {
+        let mut count = 0;
+        for id in self.coordinator.resumed().to_vec() {
+            match self.coordinator.attach(id.clone()).await {
+                Ok(pending) => {
+                    self.track(String::new(), pending);
+                    count += 1;
+                }
+                Err(err) => tracing::warn!(%id, %err, "cannot follow a resumed job"),
+            }
+        }
+        count
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tracks an accepted job and waits for its result in the background.
+    fn track(&self, kind: String, pending: PendingJob) -> String {
+        let id = pending.id().to_string();
+        let (tx, rx) = watch::channel(None);
+        self.lock()
+            .jobs
+            .insert(id.clone(), Tracked { kind, outcome: rx });
+        let table = Arc::clone(&self.table);
+        let keep = self.keep_finished;
+        let key = id.clone();
+        tokio::spawn(async move {
+            let Ok(result) = pending.result().await else {
+                // The coordinator stopped: the job's fate is unknown here.
+                return;
+            };
+            let _ = tx.send(Some(result));
+            let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
+            table.finished.push_back(key);
+            while table.finished.len() > keep {
+                if let Some(old) = table.finished.pop_front() {
+                    // A resubmission under the same id may be running again.
+                    let done = table
+                        .jobs
+                        .get(&old)
+                        .is_some_and(|t| t.outcome.borrow().is_some());
+                    if done {
+                        table.jobs.remove(&old);
+                    }
+                }
+            }
+        });
+        id
+    }
+
+    fn view_of(id: &str, tracked: &Tracked) -> JobView {
+        match &*tracked.outcome.borrow() {
+            Some(result) => convert::final_view(&tracked.kind, result),
+            None => convert::pending_view(id, &tracked.kind),
+        }
+    }
+}
+
+fn submit_error(err: JobError) -> ApiError {
+    match err {
+        JobError::Submit(SubmitError::AtCapacity { .. }) => ApiError::Overloaded,
+        JobError::Submit(err) => ApiError::InvalidJob(Box::new(err)),
+        JobError::InvalidJob(err) => ApiError::InvalidJob(Box::new(err)),
+        JobError::Ask(actor_core::AskError::Full)
+        | JobError::Ask(actor_core::AskError::Timeout) => ApiError::Overloaded,
+        JobError::Stopped => ApiError::ShuttingDown,
+        other => ApiError::Internal(Box::new(other)),
+    }
+}
+
+fn index_error(index: usize, total: usize, err: ApiError) -> ApiError {
+    if total == 1 {
+        return err;
+    }
+    match err {
+        ApiError::InvalidJob(source) => {
+            ApiError::InvalidJob(format!("job {index}: {source}").into())
+        }
+        other => other,
+    }
+}
+
+#[async_trait::async_trait]
+impl Api for NodeApi {
+    async fn submit(&self, jobs: Vec<JobSubmission>) -> Result<Vec<String>, ApiError> {
+        let total = jobs.len();
+        let mut ids = Vec::with_capacity(total);
+        for (index, submission) in jobs.into_iter().enumerate() {
+            if self.is_draining() {
+                return Err(ApiError::ShuttingDown);
+            }
+            let kind = submission.kind.clone();
+            let job = convert::job_from_submission(submission)
+                .map_err(|e| index_error(index, total, e))?;
+            let pending = self
+                .coordinator
+                .submit(job)
+                .await
+                .map_err(|e| index_error(index, total, submit_error(e)))?;
+            ids.push(self.track(kind, pending));
+        }
+        Ok(ids)
+    }
+
+    async fn wait(&self, ids: &[String], timeout: Duration) -> Result<Vec<JobView>, ApiError> {
+        let receivers: Vec<_> = {
+            let table = self.lock();
+            ids.iter()
+                .filter_map(|id| table.jobs.get(id).map(|t| t.outcome.clone()))
+                .collect()
+        };
+        let all_final = async {
+            for mut rx in receivers {
+                // An error means the coordinator stopped: stop waiting for it.
+                let _ = rx.wait_for(Option::is_some).await;
+            }
+        };
+        let _ = tokio::time::timeout(timeout, all_final).await;
+        let table = self.lock();
+        Ok(ids
+            .iter()
+            .filter_map(|id| table.jobs.get(id).map(|t| Self::view_of(id, t)))
+            .collect())
+    }
+
+    async fn job(&self, id: &str) -> Result<Option<JobView>, ApiError> {
+        if let Some(view) = self.lock().jobs.get(id).map(|t| Self::view_of(id, t)) {
+            return Ok(Some(view));
+        }
+        let Ok(job_id) = JobId::new(id) else {
+            return Ok(None);
+        };
+        let letters = self
+            .coordinator
+            .dead_letters()
+            .await
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        Ok(letters
+            .iter()
+            .find(|l| l.job.id == job_id)
+            .map(convert::dead_letter_view))
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<JobView>, ApiError> {
+        let letters = self
+            .coordinator
+            .dead_letters()
+            .await
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        Ok(letters.iter().map(convert::dead_letter_view).collect())
+    }
+
+    async fn cluster(&self) -> Result<ClusterView, ApiError> {
+        let members: Vec<MemberView> = self
+            .router
+            .members()
+            .iter()
+            .map(convert::member_view)
+            .collect();
+        Ok(ClusterView {
+            node: self.router.node_id().to_string(),
+            links: self.router.transport_stats().links_open,
+            members,
+        })
+    }
+
+    async fn stats(&self) -> Result<StatsView, ApiError> {
+        let stats = self
+            .coordinator
+            .stats()
+            .await
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        convert::stats_view(&stats)
+    }
+}

@@ -1,0 +1,390 @@
+//! The node runtime behind `job-node start`: a Router, a Coordinator, a
+//! WorkerPool of the built-in kinds, the optional HTTP API, and the drain
+//! that ends it all.
+//!
+//! [`Node::start`] brings the pieces up in dependency order; [`run`] adds
+//! the ready line and the signal handling; [`Node::drain`] stops taking
+//! work, lets what the node holds finish (or hands it back), and leaves the
+//! cluster gracefully.
+
+mod api;
+mod convert;
+
+pub use api::{NodeApi, FINISHED_JOBS_KEPT};
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cluster_router::{Router, RouterConfig, RouterError, Secret};
+use job_queue::{
+    Coordinator, CoordinatorOptions, HandlerRegistry, JobError, WorkerPool, WorkerPoolConfig,
+};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::builtin::register_builtins_observed;
+use crate::config::NodeConfig;
+use crate::demo::ReadyReport;
+use crate::kinds::ExecPolicy;
+use crate::metrics::Metrics;
+
+/// How long a drain waits for running jobs before cancelling them.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(30);
+/// How long a draining node keeps its worker pool open after it stopped
+/// advertising its kinds, so that every coordinator learns through gossip
+/// before dispatches to it start bouncing (they would be retried anyway).
+pub const DRAIN_SETTLE: Duration = Duration::from_millis(1500);
+/// How long the graceful leave may wait for the peers' acknowledgements
+/// before the router is shut down anyway (the peers have heard of the
+/// leave by then; some never acknowledge its last step).
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long in-progress HTTP requests may run after the drain.
+const HTTP_CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How often the drain checks whether the node is idle.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The router (cluster listener, membership) could not start.
+    #[error("cannot start the cluster router on {listen}: {source}")]
+    Router {
+        /// The listen address.
+        listen: SocketAddr,
+        /// The router's error.
+        #[source]
+        source: RouterError,
+    },
+    /// The coordinator or worker pool could not start.
+    #[error("cannot start the job service: {0}")]
+    Jobs(#[from] JobError),
+    /// The HTTP API could not bind its address.
+    #[error("cannot serve the HTTP API on {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: SocketAddr,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The data directory cannot be created.
+    #[error("cannot use data directory {}: {source}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug)]
+struct HttpServer {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct Node {
+    router: Router,
+    coordinator: Coordinator,
+    pool: WorkerPool,
+    api: Arc<NodeApi>,
+    metrics: Arc<Metrics>,
+    http: Option<HttpServer>,
+    tags: Vec<String>,
+}
+
+/// What a drain left behind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Jobs this node's workers finished over its life.
+    pub jobs_run: u64,
+    /// Jobs of this node's coordinator still unfinished when it stopped
+    /// (their submitters get no result).
+    pub abandoned: u64,
+}
+
+impl Node {
+    /// Starts the router (joining the seeds), the coordinator, the worker
+    /// pool of the built-in kinds and, if configured, the HTTP API.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError`]; whatever was started is stopped again.
+    pub async fn start(config: &NodeConfig) -> Result<Node, NodeError> {
+        if let Some(dir) = &config.data_dir {
+            prepare_data_dir(dir)?;
+        }
+        let mut router_config =
+            RouterConfig::new(config.name.clone(), Secret::from(config.secret.expose()))
+                .seeds(config.join.clone())
+                .tags(config.tags.clone());
+        router_config.listen = config.listen;
+        let router = Router::start(router_config)
+            .await
+            .map_err(|source| NodeError::Router {
+                listen: config.listen,
+                source,
+            })?;
+        match Self::start_services(config, &router).await {
+            Ok(node) => Ok(node),
+            Err(err) => {
+                router.shutdown().await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn start_services(config: &NodeConfig, router: &Router) -> Result<Node, NodeError> {
+        let metrics = Arc::new(Metrics::new());
+        let mut registry = HandlerRegistry::new();
+        let observer_metrics = Arc::clone(&metrics);
+        let node_name = config.name.clone();
+        register_builtins_observed(
+            &mut registry,
+            ExecPolicy::allow(config.allow_exec.iter().cloned()),
+            Arc::new(move |kind, _ok, elapsed| {
+                observer_metrics.observe_attempt(kind, &node_name, elapsed);
+            }),
+        );
+        let pool_config = WorkerPoolConfig {
+            workers: config.workers,
+            shutdown_grace: DRAIN_GRACE,
+            ..WorkerPoolConfig::default()
+        };
+        // The pool first: it advertises the kinds, which the coordinator's
+        // first look at the membership then sees.
+        let pool = WorkerPool::start(router, registry, pool_config).await?;
+        let options = CoordinatorOptions {
+            data_dir: config.data_dir.clone(),
+            ..CoordinatorOptions::default()
+        };
+        let coordinator = match Coordinator::start(router, options).await {
+            Ok(coordinator) => coordinator,
+            Err(err) => {
+                pool.shutdown().await;
+                return Err(err.into());
+            }
+        };
+        let api = Arc::new(NodeApi::new(coordinator.clone(), router.clone()));
+        let resumed = api.track_resumed().await;
+        if resumed > 0 {
+            tracing::info!(resumed, "resumed unfinished jobs from the journal");
+        }
+        let http = match config.http {
+            Some(addr) => match start_http(addr, &api, &metrics).await {
+                Ok(server) => Some(server),
+                Err(err) => {
+                    pool.shutdown().await;
+                    coordinator.shutdown().await;
+                    return Err(err);
+                }
+            },
+            None => None,
+        };
+        tracing::info!(node = %config.name, url = %router.url(),
+            http = ?http.as_ref().map(|h| h.addr), workers = config.workers, "node up");
+        Ok(Node {
+            router: router.clone(),
+            coordinator,
+            pool,
+            api,
+            metrics,
+            http,
+            tags: config.tags.clone(),
+        })
+    }
+
+    /// The node's cluster URL (`ws://IP:PORT`, the real port when the
+    /// configuration said port 0).
+    pub fn url(&self) -> String {
+        self.router.url()
+    }
+
+    /// The HTTP API's bound address, if it serves one.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|h| h.addr)
+    }
+
+    /// The readiness line's content.
+    pub fn ready_report(&self) -> ReadyReport {
+        ReadyReport::new(
+            self.router.node_id().to_string(),
+            self.url(),
+            self.http_addr(),
+        )
+    }
+
+    /// The HTTP backend (also usable without HTTP).
+    pub fn api(&self) -> &Arc<NodeApi> {
+        &self.api
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The router.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Drains the node and leaves the cluster:
+    ///
+    /// 1. new HTTP submissions are refused (503), and the node stops
+    ///    advertising its job kinds, so coordinators stop choosing it;
+    /// 2. jobs already queued or running here finish (for at least
+    ///    [`DRAIN_SETTLE`] while the news spreads, at most `grace`); the
+    ///    worker pool then closes: later dispatches bounce and are retried
+    ///    elsewhere, and anything still running after `grace` is cancelled
+    ///    and reported as a retryable `node_down`;
+    /// 3. the coordinator's unfinished jobs keep running on other nodes
+    ///    until they finish or `grace` ends (with a data directory, what is
+    ///    still unfinished then stays in the journal and resumes when the
+    ///    node starts again on it);
+    /// 4. the node leaves the cluster (`Leaving`, then `Left`) and the HTTP
+    ///    server closes.
+    pub async fn drain(self, grace: Duration) -> DrainReport {
+        let deadline = Instant::now() + grace;
+        self.api.start_draining();
+        self.router.set_tags(self.tags.clone());
+        let others = self
+            .router
+            .get_all_peers()
+            .iter()
+            .any(|m| &m.node != self.router.node_id());
+        let settle_until = Instant::now() + if others { DRAIN_SETTLE } else { Duration::ZERO };
+        let pool = &self.pool;
+        wait_until(deadline, || {
+            Instant::now() >= settle_until && pool.in_flight() + pool.queue_depth() == 0
+        })
+        .await;
+        let jobs_run = self.pool.finished();
+        self.pool.shutdown().await;
+        let abandoned = wait_coordinator(&self.coordinator, deadline).await;
+        if abandoned > 0 {
+            tracing::warn!(abandoned, "drain grace over: unfinished jobs abandoned");
+        }
+        self.coordinator.shutdown().await;
+        if tokio::time::timeout(LEAVE_TIMEOUT, self.router.leave())
+            .await
+            .is_err()
+        {
+            tracing::debug!("leave not acknowledged in time; shutting the router down");
+            self.router.shutdown().await;
+        }
+        if let Some(http) = self.http {
+            let _ = http.stop.send(());
+            let mut task = http.task;
+            if tokio::time::timeout(HTTP_CLOSE_GRACE, &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+        DrainReport {
+            jobs_run,
+            abandoned,
+        }
+    }
+}
+
+/// Waits until the coordinator has nothing in progress or `deadline`
+/// passes; returns what is still in progress.
+async fn wait_coordinator(coordinator: &Coordinator, deadline: Instant) -> u64 {
+    loop {
+        let in_progress = match coordinator.stats().await {
+            Ok(stats) => stats.in_progress,
+            Err(err) => {
+                tracing::warn!(%err, "drain: coordinator statistics unavailable");
+                return 0;
+            }
+        };
+        if in_progress == 0 || Instant::now() >= deadline {
+            return in_progress;
+        }
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+}
+
+/// Polls `done` until it holds or `deadline` passes.
+async fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) {
+    while !done() && Instant::now() < deadline {
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+}
+
+fn prepare_data_dir(dir: &std::path::Path) -> Result<(), NodeError> {
+    std::fs::create_dir_all(dir).map_err(|source| NodeError::DataDir {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+async fn start_http(
+    addr: SocketAddr,
+    api: &Arc<NodeApi>,
+    metrics: &Arc<Metrics>,
+) -> Result<HttpServer, NodeError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Http { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| NodeError::Http { addr, source })?;
+    let backend: Arc<dyn crate::http::Api> = api.clone();
+    let router = crate::http::router(backend, Arc::clone(metrics));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(crate::http::serve(listener, router, async move {
+        let _ = stopped.await;
+    }));
+    Ok(HttpServer {
+        addr: bound,
+        stop,
+        task,
+    })
+}
+
+/// `job-node start`: starts the node, prints the ready line on stdout,
+/// runs until SIGINT/SIGTERM (or, supervised, until stdin closes), then
+/// drains and leaves.
+///
+/// # Errors
+///
+/// The error installing the signal handlers, or a [`NodeError`] at start.
+pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
+    if config.uses_development_secret() {
+        tracing::warn!(
+            listen = %config.listen,
+            "no --secret-file: using the built-in development secret (loopback only)"
+        );
+    }
+    let mut signals = crate::signals::ShutdownSignals::install(config.supervised)?;
+    let node = Node::start(&config).await?;
+    print_ready(&node.ready_report());
+    let reason = signals.wait().await;
+    tracing::info!(%reason, "draining");
+    let report = node.drain(DRAIN_GRACE).await;
+    tracing::info!(
+        jobs_run = report.jobs_run,
+        abandoned = report.abandoned,
+        "node left the cluster"
+    );
+    Ok(())
+}
+
+fn print_ready(report: &ReadyReport) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    // A closed stdout (nobody reads the ready line) is not an error.
+    let _ = writeln!(stdout, "{}", report.to_line());
+    let _ = stdout.flush();
+}

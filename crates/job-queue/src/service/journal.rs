@@ -1,0 +1,426 @@
+//! The coordinator's journal: an append-only file of records, one per
+//! accepted job (`Submit`, the job's bincode form) and one per finished job
+//! (`Complete`, its id), written by a dedicated thread.
+//!
+//! Record layout: `len: u32 LE` (of kind + body), `crc32: u32 LE` (of kind +
+//! body), `kind: u8`, body. Replay stops at the first torn or corrupt record
+//! (a crash mid-write) and drops the rest.
+//!
+//! Fsync policy (group commit): the thread takes every batch waiting for it,
+//! writes them with one `write`, and calls `fsync` (`sync_data`) once if any
+//! of them holds a `Submit`; only then are those submissions acknowledged.
+//! `Complete` records are written but not fsynced on their own: after a
+//! power loss (not a process crash) the last completions may be lost and
+//! those jobs run again. When the file exceeds 4 MiB and four times the
+//! live records, it is compacted: the unfinished jobs are written to a new
+//! file that atomically replaces it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+
+use rustc_hash::FxHashMap;
+use tokio::sync::oneshot;
+
+use super::Accepted;
+use crate::error::SubmitError;
+use crate::job::{Job, JobId};
+
+/// The journal's file name inside the data directory.
+pub(super) const FILE_NAME: &str = "jobs.journal";
+const COMPACT_MIN_BYTES: u64 = 4 << 20;
+const MAX_RECORD: usize = 64 << 20;
+const HEADER: usize = 8;
+
+const KIND_SUBMIT: u8 = 1;
+const KIND_COMPLETE: u8 = 2;
+const KIND_ID_FLOOR: u8 = 3;
+
+/// One journal entry.
+#[derive(Debug)]
+pub(super) enum Record {
+    /// A job was accepted (its bincode form).
+    Submit(JobId, Vec<u8>),
+    /// A job finished.
+    Complete(JobId),
+}
+
+/// Records to write, and the submissions to acknowledge once they are
+/// durable.
+#[derive(Debug, Default)]
+pub(super) struct Batch {
+    pub(super) records: Vec<Record>,
+    pub(super) acks: Vec<(oneshot::Sender<Accepted>, Accepted)>,
+    /// The highest generated-id counter used so far.
+    pub(super) id_floor: u64,
+}
+
+impl Batch {
+    pub(super) fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.acks.is_empty()
+    }
+}
+
+/// The writer thread's handle, and what the replay found.
+#[derive(Debug)]
+pub(crate) struct Journal {
+    tx: Option<std_mpsc::Sender<Batch>>,
+    done: Option<oneshot::Receiver<()>>,
+    /// Unfinished jobs found at open, in submission order.
+    pub(super) unfinished: Vec<Job>,
+    /// The highest generated-id counter recorded.
+    pub(super) id_floor: u64,
+}
+
+/// The live (unfinished) submit records, in submission order.
+#[derive(Debug, Default)]
+struct Live {
+    seq: u64,
+    records: FxHashMap<JobId, (u64, Vec<u8>)>,
+    bytes: u64,
+    id_floor: u64,
+}
+
+impl Live {
+    fn submit(&mut self, id: JobId, body: Vec<u8>) {
+        self.seq += 1;
+        self.bytes += body.len() as u64 + HEADER as u64 + 1;
+        if let Some((_, old)) = self.records.insert(id, (self.seq, body)) {
+            self.bytes -= old.len() as u64 + HEADER as u64 + 1;
+        }
+    }
+
+    fn complete(&mut self, id: &JobId) {
+        if let Some((_, body)) = self.records.remove(id) {
+            self.bytes -= body.len() as u64 + HEADER as u64 + 1;
+        }
+    }
+
+    fn ordered(&self) -> Vec<&[u8]> {
+        let mut list: Vec<&(u64, Vec<u8>)> = self.records.values().collect();
+        list.sort_unstable_by_key(|(seq, _)| *seq);
+        list.into_iter().map(|(_, body)| body.as_slice()).collect()
+    }
+}
+
+impl Journal {
+    /// Opens (creating) the journal in `dir`, replays it, compacts it to the
+    /// unfinished jobs and starts the writer thread.
+    pub(crate) fn open(dir: &Path) -> io::Result<Journal> {
+        fs::create_dir_all(dir)?;
+        let path = dir.join(FILE_NAME);
+        let data = match fs::read(&path) {
+            Ok(data) => data,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(err) => return Err(err),
+        };
+        let live = replay(&data);
+        compact(dir, &path, &live)?;
+        let unfinished = live
+            .ordered()
+            .into_iter()
+            .filter_map(|body| Job::from_bincode(body).ok())
+            .collect();
+        let id_floor = live.id_floor;
+        let file = OpenOptions::new().append(true).open(&path)?;
+        let (tx, rx) = std_mpsc::channel();
+        let (done_tx, done) = oneshot::channel();
+        let writer = Writer {
+            dir: dir.to_path_buf(),
+            path,
+            len: file.metadata()?.len(),
+            file,
+            live,
+        };
+        std::thread::Builder::new()
+            .name("job-journal".into())
+            .spawn(move || {
+                writer.run(rx);
+                let _ = done_tx.send(());
+            })?;
+        Ok(Journal {
+            tx: Some(tx),
+            done: Some(done),
+            unfinished,
+            id_floor,
+        })
+    }
+
+    /// Hands a batch to the writer; its acknowledgements are sent once the
+    /// records are durable.
+    pub(super) fn write(&self, batch: Batch) {
+        if let Some(tx) = &self.tx {
+            if let Err(std_mpsc::SendError(batch)) = tx.send(batch) {
+                fail_acks(batch.acks, io::ErrorKind::BrokenPipe);
+            }
+        }
+    }
+
+    /// Flushes what is queued and stops the writer thread.
+    pub(super) async fn close(&mut self) {
+        self.tx = None;
+        if let Some(done) = self.done.take() {
+            let _ = done.await;
+        }
+    }
+}
+
+fn fail_acks(acks: Vec<(oneshot::Sender<Accepted>, Accepted)>, kind: io::ErrorKind) {
+    for (reply, _) in acks {
+        let _ = reply.send(Err(SubmitError::Journal { kind }));
+    }
+}
+
+struct Writer {
+    dir: PathBuf,
+    path: PathBuf,
+    file: File,
+    len: u64,
+    live: Live,
+}
+
+impl Writer {
+    fn run(mut self, rx: std_mpsc::Receiver<Batch>) {
+        let mut buf = Vec::with_capacity(64 * 1024);
+        while let Ok(first) = rx.recv() {
+            let mut batches = vec![first];
+            batches.extend(rx.try_iter());
+            buf.clear();
+            let mut sync = false;
+            let mut acks = Vec::new();
+            for batch in batches {
+                self.live.id_floor = self.live.id_floor.max(batch.id_floor);
+                for record in batch.records {
+                    sync |= matches!(record, Record::Submit(..));
+                    self.apply(record, &mut buf);
+                }
+                acks.extend(batch.acks);
+            }
+            match self.commit(&buf, sync) {
+                Ok(()) => {
+                    for (reply, accepted) in acks {
+                        let _ = reply.send(accepted);
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(path = %self.path.display(), %err, "journal write failed");
+                    fail_acks(acks, err.kind());
+                }
+            }
+        }
+        if let Err(err) = self.file.sync_data() {
+            tracing::warn!(%err, "journal sync at close failed");
+        }
+    }
+
+    fn apply(&mut self, record: Record, buf: &mut Vec<u8>) {
+        match record {
+            Record::Submit(id, body) => {
+                encode(KIND_SUBMIT, &body, buf);
+                self.live.submit(id, body);
+            }
+            Record::Complete(id) => {
+                encode(KIND_COMPLETE, id.as_str().as_bytes(), buf);
+                self.live.complete(&id);
+            }
+        }
+    }
+
+    fn commit(&mut self, buf: &[u8], sync: bool) -> io::Result<()> {
+        self.file.write_all(buf)?;
+        if sync {
+            self.file.sync_data()?;
+        }
+        self.len += buf.len() as u64;
+        if self.len > COMPACT_MIN_BYTES && self.len > 4 * self.live.bytes {
+            compact(&self.dir, &self.path, &self.live)?;
+            self.file = OpenOptions::new().append(true).open(&self.path)?;
+            self.len = self.file.metadata()?.len();
+        }
+        Ok(())
+    }
+}
+
+/// Rewrites the journal with only the live records (and the id floor),
+/// atomically: temporary file, fsync, rename, fsync of the directory.
+fn compact(dir: &Path, path: &Path, live: &Live) -> io::Result<()> {
+    let tmp = dir.join(format!("{FILE_NAME}.tmp"));
+    let mut buf = Vec::with_capacity(live.bytes as usize + 32);
+    encode(KIND_ID_FLOOR, &live.id_floor.to_le_bytes(), &mut buf);
+    for body in live.ordered() {
+        encode(KIND_SUBMIT, body, &mut buf);
+    }
+    let mut file = File::create(&tmp)?;
+    file.write_all(&buf)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, path)?;
+    if let Ok(d) = File::open(dir) {
+        // Makes the rename durable; not supported everywhere.
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn encode(kind: u8, body: &[u8], out: &mut Vec<u8>) {
+    let len = u32::try_from(body.len() + 1).expect("journal records are small");
+    out.extend_from_slice(&len.to_le_bytes());
+    let crc = crc32(crc32(0, &[kind]), body);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.push(kind);
+    out.extend_from_slice(body);
+}
+
+/// Replays records up to the first torn or corrupt one.
+fn replay(data: &[u8]) -> Live {
+    let mut live = Live::default();
+    let mut at = 0;
+    while let Some((kind, body, next)) = read_record(data, at) {
+        match kind {
+            KIND_SUBMIT => match Job::from_bincode(body) {
+                Ok(job) => live.submit(job.id, body.to_vec()),
+                Err(err) => tracing::warn!(%err, "journal: undecodable job skipped"),
+            },
+            KIND_COMPLETE => {
+                if let Ok(id) = std::str::from_utf8(body).map(JobId::new) {
+                    if let Ok(id) = id {
+                        live.complete(&id);
+                    }
+                }
+            }
+            KIND_ID_FLOOR => {
+                if let Ok(bytes) = <[u8; 8]>::try_from(body) {
+                    live.id_floor = live.id_floor.max(u64::from_le_bytes(bytes));
+                }
+            }
+            _ => tracing::warn!(kind, "journal: unknown record kind skipped"),
+        }
+        at = next;
+    }
+    if at < data.len() {
+        tracing::warn!(
+            dropped = data.len() - at,
+            "journal: torn or corrupt tail dropped"
+        );
+    }
+    live
+}
+
+fn read_record(data: &[u8], at: usize) -> Option<(u8, &[u8], usize)> {
+    let header = data.get(at..at.checked_add(HEADER)?)?;
+    let len = u32::from_le_bytes(header[..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(header[4..].try_into().ok()?);
+    if len == 0 || len > MAX_RECORD {
+        return None;
+    }
+    let end = at.checked_add(HEADER)?.checked_add(len)?;
+    let payload = data.get(at + HEADER..end)?;
+    if crc32(0, payload) != crc {
+        return None;
+    }
+    Some((payload[0], &payload[1..], end))
+}
+
+const CRC_TABLE: [u32; 256] = crc_table();
+
+const fn crc_table() -> [u32; 256] {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+}
+
+/// CRC-32 (IEEE), continuing from `crc` (0 to start).
+fn crc32(crc: u32, bytes: &[u8]) -> u32 {
+    let mut c = !crc;
+    for &b in bytes {
+        c = CRC_TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_matches_the_standard_check_value() {
+        assert_eq!(crc32(0, b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(crc32(0, b"1234"), b"56789"), 0xCBF4_3926);
+    }
+
+    fn job(id: &str) -> Job {
+        Job::new("echo", id).with_id(JobId::new(id).unwrap())
+    }
+
+    #[test]
+    fn replay_keeps_unfinished_jobs_in_order_and_drops_a_torn_tail() {
+        let mut data = Vec::new();
+        for id in ["j-1", "j-2", "j-3"] {
+            encode(KIND_SUBMIT, &job(id).to_bincode(), &mut data);
+        }
+        encode(KIND_COMPLETE, b"j-2", &mut data);
+        encode(KIND_ID_FLOOR, &7u64.to_le_bytes(), &mut data);
+        let whole = data.len();
+        encode(KIND_SUBMIT, &job("j-4").to_bincode(), &mut data);
+        data.truncate(data.len() - 3);
+        let live = replay(&data);
+        let ids: Vec<String> = live
+            .ordered()
+            .into_iter()
+            .map(|b| Job::from_bincode(b).unwrap().id.to_string())
+            .collect();
+        assert_eq!(ids, ["j-1", "j-3"]);
+        assert_eq!(live.id_floor, 7);
+        // A flipped bit ends the replay at that record.
+        let mut corrupt = data[..whole].to_vec();
+        corrupt[HEADER + 2] ^= 1;
+        assert!(replay(&corrupt).records.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_reopened_journal_resumes_unfinished_jobs_and_compacts() {
+        let dir = std::env::temp_dir().join(format!("jq-journal-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let mut journal = Journal::open(&dir).unwrap();
+        assert!(journal.unfinished.is_empty());
+        let (reply, acked) = oneshot::channel();
+        let (_tx, rx) = oneshot::channel();
+        let mut batch = Batch {
+            id_floor: 12,
+            ..Batch::default()
+        };
+        for id in ["a-1", "a-2"] {
+            batch.records.push(Record::Submit(JobId::new(id).unwrap(), job(id).to_bincode()));
+        }
+        batch.records.push(Record::Complete(JobId::new("a-1").unwrap()));
+        batch.acks.push((reply, Ok((JobId::new("a-2").unwrap(), rx))));
+        journal.write(batch);
+        let acked = tokio::time::timeout(std::time::Duration::from_secs(10), acked)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(acked.is_ok());
+        journal.close().await;
+        let mut again = Journal::open(&dir).unwrap();
+        let ids: Vec<&str> = again.unfinished.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(ids, ["a-2"]);
+        assert_eq!(again.id_floor, 12);
+        again.close().await;
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

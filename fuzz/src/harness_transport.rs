@@ -1,0 +1,278 @@
+//! cluster-transport: binary node frames, client JSON text frames and the
+//! handshake state machine.
+
+use bytes::Bytes;
+
+use crate::codec::{self, BatchEncoder, NodeFrame, Push};
+use crate::config::Secret;
+use crate::envelope::{Envelope, EnvelopeKind};
+use crate::handshake::{Dialer, Listener, Params, Step};
+use crate::wire::{ControlFrame, ErrorCode, RefuseReason, PROTOCOL_VERSION};
+
+/// `TransportConfig::default().max_frame_size` (16 MiB).
+const DEFAULT_LIMIT: usize = 16 * 1024 * 1024;
+/// The smallest limit `TransportConfig` accepts.
+const MIN_LIMIT: usize = 1024;
+
+/// Re-encodes decoded envelopes as one batch frame (no size limit in play).
+fn encode_batch(envs: &[Envelope]) -> Bytes {
+    let mut enc = BatchEncoder::new(usize::MAX);
+    for env in envs {
+        assert_eq!(enc.push(env), Push::Added, "decoded envelope does not re-encode");
+    }
+    enc.finish()
+}
+
+/// Decodes `data` as a node frame (what a link does with every binary
+/// WebSocket message) and checks that what decodes re-encodes to a frame
+/// that decodes to the same value.
+pub fn fuzz_transport_node_frame(data: &[u8]) {
+    let frame = Bytes::copy_from_slice(data);
+    let small = codec::decode_node_frame(&frame, MIN_LIMIT);
+    let decoded = codec::decode_node_frame(&frame, DEFAULT_LIMIT);
+    if small.is_ok() {
+        assert!(decoded.is_ok(), "a larger limit refused what a smaller one accepted");
+    }
+    match decoded {
+        Ok(NodeFrame::Batch(envs)) => {
+            for env in &envs {
+                // Every payload is a zero-copy slice of the frame.
+                if !env.payload.is_empty() {
+                    let start = env.payload.as_ptr() as usize;
+                    let base = frame.as_ptr() as usize;
+                    assert!(start >= base && start + env.payload.len() <= base + frame.len());
+                }
+                let _ = codec::fits_in_frame(env, DEFAULT_LIMIT);
+                if codec::client_encodable(env) {
+                    let text = codec::encode_client_text(env).expect("UTF-8 payload encodes");
+                    let _ = codec::decode_client_text(&text);
+                }
+            }
+            let again = encode_batch(&envs);
+            match codec::decode_node_frame(&again, usize::MAX) {
+                Ok(NodeFrame::Batch(back)) => assert_eq!(back, envs),
+                other => panic!("re-encoded batch decodes as {other:?}"),
+            }
+        }
+        Ok(NodeFrame::Control(ctrl)) => {
+            let again = codec::encode_control(&ctrl);
+            match codec::decode_node_frame(&again, usize::MAX) {
+                Ok(NodeFrame::Control(back)) => assert_eq!(back, ctrl),
+                other => panic!("re-encoded control frame decodes as {other:?}"),
+            }
+        }
+        Err(err) => {
+            let _ = err.to_string();
+        }
+    }
+}
+
+/// Decodes `data` as a client text frame (auth message, then envelopes) and
+/// checks that an accepted envelope survives `encode_client_text`.
+pub fn fuzz_transport_client_text(data: &[u8]) {
+    // WebSocket text frames are UTF-8 by the time the codec sees them.
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = serde_json::from_str::<crate::wire::AuthRequest>(text);
+    let _ = crate::auth::verify_client_token(&Secret::from("cookie"), text);
+    let Ok(env) = codec::decode_client_text(text) else {
+        return;
+    };
+    let _ = codec::fits_in_frame(&env, DEFAULT_LIMIT);
+    if !codec::client_encodable(&env) {
+        return;
+    }
+    let out = codec::encode_client_text(&env).expect("an accepted envelope re-encodes");
+    let back = codec::decode_client_text(&out).expect("our own output decodes");
+    assert_eq!(back, env);
+    // The node path must carry it too.
+    let frame = encode_batch(std::slice::from_ref(&env));
+    match codec::decode_node_frame(&frame, usize::MAX) {
+        Ok(NodeFrame::Batch(b)) => assert_eq!(b, vec![env]),
+        other => panic!("client envelope does not cross a node link: {other:?}"),
+    }
+}
+
+fn params(local: &str) -> Params {
+    Params {
+        local: local.to_owned(),
+        secret: Secret::from("cookie"),
+        version: PROTOCOL_VERSION,
+    }
+}
+
+/// Splits `data` into frames: each is a little-endian `u16` length then
+/// that many bytes (a short tail is the last frame).
+fn frames(mut data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        if data.is_empty() {
+            return None;
+        }
+        let (len, rest) = match data.split_first_chunk::<2>() {
+            Some((len, rest)) => (u16::from_le_bytes(*len) as usize, rest),
+            None => (data.len(), data),
+        };
+        let (frame, tail) = rest.split_at(len.min(rest.len()));
+        data = tail;
+        Some(frame)
+    })
+}
+
+/// Feeds a sequence of frames to a handshake machine as the socket layer
+/// does (undecodable or data frames become a `Heartbeat`, which the machine
+/// refuses). The first byte picks the role. Without the secret's proofs over
+/// fresh random nonces, no sequence may complete a handshake.
+pub fn fuzz_transport_handshake(data: &[u8]) {
+    let Some((&role, rest)) = data.split_first() else {
+        return;
+    };
+    enum Machine {
+        Dialer(Dialer),
+        Listener(Listener),
+    }
+    let mut machine = if role & 1 == 0 {
+        let (d, hello) = Dialer::start(params("node-a"));
+        check_control_round_trip(&hello);
+        Machine::Dialer(d)
+    } else {
+        Machine::Listener(Listener::new(params("node-b")))
+    };
+    let mut finished = false;
+    for raw in frames(rest) {
+        let frame = Bytes::copy_from_slice(raw);
+        let ctrl = match codec::decode_node_frame(&frame, DEFAULT_LIMIT) {
+            Ok(NodeFrame::Control(c)) => c,
+            _ => ControlFrame::Heartbeat,
+        };
+        let step = match &mut machine {
+            Machine::Dialer(d) => d.on_frame(ctrl),
+            Machine::Listener(l) => l.on_frame(ctrl),
+        };
+        match step {
+            Step::Reply(reply) => {
+                assert!(!finished, "a finished machine replied");
+                check_control_round_trip(&reply);
+            }
+            Step::Done { peer, accepted } => {
+                panic!("handshake completed without the secret (peer {peer:?}, accepted {accepted})")
+            }
+            Step::Fail { reply, error } => {
+                let _ = error.to_string();
+                if let Some(reply) = reply {
+                    check_control_round_trip(&reply);
+                }
+                finished = true;
+            }
+        }
+    }
+}
+
+fn check_control_round_trip(frame: &ControlFrame) {
+    let bytes = codec::encode_control(frame);
+    match codec::decode_node_frame(&bytes, MIN_LIMIT) {
+        Ok(NodeFrame::Control(back)) => assert_eq!(&back, frame),
+        other => panic!("control frame does not round-trip: {other:?}"),
+    }
+}
+
+fn sample_envelopes() -> Vec<Envelope> {
+    let mut reply = Envelope::binary("c@a", "w@b", vec![0u8, 1, 2, 255]);
+    reply.id = 7;
+    reply.correlation_id = 3;
+    reply.kind = EnvelopeKind::Undeliverable;
+    let mut err = Envelope::json("client-1@a", "system@b", r#"{"error":"no such actor"}"#);
+    err.kind = EnvelopeKind::Error;
+    err.id = u64::MAX;
+    vec![
+        Envelope::json("worker@node-b", "coordinator@node-a", r#"{"id":1,"kind":"echo"}"#),
+        reply,
+        err,
+        Envelope::binary("system@b", "system@a", Vec::new()),
+    ]
+}
+
+fn sample_controls() -> Vec<ControlFrame> {
+    vec![
+        ControlFrame::Hello {
+            version: PROTOCOL_VERSION,
+            node: "node-a".into(),
+            nonce: [7; 32],
+        },
+        ControlFrame::Challenge {
+            version: PROTOCOL_VERSION,
+            node: "node-b".into(),
+            nonce: [9; 32],
+            proof: [1; 32],
+        },
+        ControlFrame::Proof { proof: [2; 32] },
+        ControlFrame::Welcome,
+        ControlFrame::Duplicate,
+        ControlFrame::Refuse {
+            reason: RefuseReason::VersionMismatch { ours: 1, yours: 2 },
+        },
+        ControlFrame::Refuse {
+            reason: RefuseReason::AuthFailed,
+        },
+        ControlFrame::Heartbeat,
+        ControlFrame::Error {
+            code: ErrorCode::Malformed,
+            message: "undecodable binary frame".into(),
+        },
+    ]
+}
+
+/// Seeds: batches of 0, 1 and several envelopes, and every control frame.
+pub fn seeds_transport_node_frame() -> Vec<Vec<u8>> {
+    let envs = sample_envelopes();
+    let mut out = vec![
+        encode_batch(&[]).to_vec(),
+        encode_batch(&envs[..1]).to_vec(),
+        encode_batch(&envs).to_vec(),
+    ];
+    out.extend(sample_controls().iter().map(|c| codec::encode_control(c).to_vec()));
+    out
+}
+
+/// Seeds: client envelopes as `encode_client_text` writes them, a minimal
+/// one, one with an object payload, and an auth message.
+pub fn seeds_transport_client_text() -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = sample_envelopes()
+        .iter()
+        .filter_map(|e| codec::encode_client_text(e).ok())
+        .map(String::into_bytes)
+        .collect();
+    out.push(br#"{"to":"echo@node-b","payload":{"say":"hi","n":[1,2.5,null,true]}}"#.to_vec());
+    out.push(
+        br#"{"to":"w@b","from":"x@y","payload":"t","id":5,"correlation_id":4,"kind":"error","format":"binary"}"#
+            .to_vec(),
+    );
+    let token = crate::auth::client_token(&Secret::from("cookie"));
+    out.push(format!(r#"{{"auth":"{token}"}}"#).into_bytes());
+    out
+}
+
+fn framed(frames: &[ControlFrame]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in frames {
+        let bytes = codec::encode_control(f);
+        out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+        out.extend_from_slice(&bytes);
+    }
+    out
+}
+
+/// Seeds: plausible handshake sequences for both roles.
+pub fn seeds_transport_handshake() -> Vec<Vec<u8>> {
+    let c = sample_controls();
+    let listener = |frames: &[ControlFrame]| [vec![1u8], framed(frames)].concat();
+    let dialer = |frames: &[ControlFrame]| [vec![0u8], framed(frames)].concat();
+    vec![
+        listener(&[c[0].clone(), c[2].clone()]),
+        listener(&[c[0].clone(), c[5].clone()]),
+        listener(&[c[7].clone()]),
+        dialer(&[c[1].clone(), c[3].clone()]),
+        dialer(&[c[6].clone()]),
+        dialer(&[c[1].clone(), c[4].clone(), c[7].clone()]),
+    ]
+}
