@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use actor_core::{Actor, BoxError, Context};
 use cluster_router::{Envelope, Router, RouterConfig};
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use job_queue::{
     Action, Coordinator, CoordinatorConfig, CoordinatorCore, CoordinatorOptions, HandlerError,
     HandlerRegistry, Job, JobContext, JobResult, NodeInfo, StrategyKind, WorkerConfig,
@@ -188,6 +187,15 @@ async fn bench_cluster(jobs: usize, window: usize) {
     let started = Instant::now();
     run_window(&coord, jobs, window).await;
     let secs = started.elapsed().as_secs_f64();
+    if std::env::var("JOB_QUEUE_BENCH_DEBUG").is_ok() {
+        for r in std::iter::once(&cluster.coord_node).chain(&cluster.workers) {
+            let t = r.transport_stats();
+            println!(
+                "  {}: frames out {} envelopes out {} frames in {} envelopes in {}",
+                r.node_id(), t.frames_out, t.envelopes_out, t.frames_in, t.envelopes_in
+            );
+        }
+    }
     println!(
         "cluster (coordinator + 2 worker nodes, {window} in flight): {jobs} jobs in {secs:.3} s = {:.0} jobs/s",
         jobs as f64 / secs
@@ -205,6 +213,10 @@ async fn bench_cluster(jobs: usize, window: usize) {
         sequential[2500], sequential[4950]
     );
     let stats = coord.stats().await.expect("stats");
+    println!(
+        "  retries {} late results {} failed {}",
+        stats.retries, stats.late_results, stats.failed
+    );
     for node in &stats.nodes {
         println!("  {}: {} completed", node.node, node.completed);
     }
@@ -215,18 +227,23 @@ async fn bench_cluster(jobs: usize, window: usize) {
     cluster.shutdown().await;
 }
 
-/// Runs `jobs` no-op jobs keeping `window` of them in flight.
+/// Runs `jobs` no-op jobs keeping `window` of them in flight: `window`
+/// client tasks, each submitting its next job when the previous one is done.
 async fn run_window(coord: &Coordinator, jobs: usize, window: usize) {
-    let mut in_flight = FuturesUnordered::new();
-    let (mut sent, mut done) = (0, 0);
-    while done < jobs {
-        while sent < jobs && in_flight.len() < window {
-            in_flight.push(coord.run(Job::new("noop", "")));
-            sent += 1;
-        }
-        let result = in_flight.next().await.expect("in flight").expect("result");
-        assert!(result.is_success(), "{result:?}");
-        done += 1;
+    let clients: Vec<_> = (0..window)
+        .map(|i| {
+            let coord = coord.clone();
+            let share = jobs / window + usize::from(i < jobs % window);
+            tokio::spawn(async move {
+                for _ in 0..share {
+                    let result = coord.run(Job::new("noop", "")).await.expect("result");
+                    assert!(result.is_success(), "{result:?}");
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.expect("client");
     }
 }
 

@@ -24,7 +24,7 @@ use crate::secret::ClusterSecret;
 pub enum RemoteError {
     /// The connection failed.
     #[error(transparent)]
-    Client(#[from] ClientError),
+    Client(Box<ClientError>),
     /// The node did not introduce itself (no welcome envelope).
     #[error("the node at {url} sent no welcome within {timeout:?}")]
     NoWelcome {
@@ -61,6 +61,12 @@ pub enum RemoteError {
     /// The node reported that a frame of ours was malformed.
     #[error("the node rejected a frame: {0}")]
     Rejected(String),
+}
+
+impl From<ClientError> for RemoteError {
+    fn from(err: ClientError) -> Self {
+        RemoteError::Client(Box::new(err))
+    }
 }
 
 /// One job's answer.

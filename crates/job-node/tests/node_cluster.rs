@@ -42,7 +42,14 @@ async fn status_lists_every_node(seed: &str) {
 
 async fn cli_submissions(seed: &str, other: &NodeProc) {
     let out = cli(&[
-        "submit", "--cluster", seed, "--kind", "sha256", "--data", "abc", "--wait",
+        "submit",
+        "--cluster",
+        seed,
+        "--kind",
+        "sha256",
+        "--data",
+        "abc",
+        "--wait",
     ])
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -74,7 +81,10 @@ async fn cli_submissions(seed: &str, other: &NodeProc) {
         .lines()
         .map(|l| {
             let v: Value = serde_json::from_str(l).unwrap();
-            (v["id"].as_str().unwrap().to_owned(), v["result"].as_str().unwrap().to_owned())
+            (
+                v["id"].as_str().unwrap().to_owned(),
+                v["result"].as_str().unwrap().to_owned(),
+            )
         })
         .collect();
     seen.sort();
@@ -86,7 +96,10 @@ async fn cli_submissions(seed: &str, other: &NodeProc) {
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["worker_node"].clone())
         .collect();
-    assert!(workers.len() >= 2, "round robin spreads the jobs: {workers:?}");
+    assert!(
+        workers.len() >= 2,
+        "round robin spreads the jobs: {workers:?}"
+    );
 
     // Without --wait: the ids at once.
     let out = cli(&["submit", "--cluster", seed, "--kind", "echo", "--data", "x"]).await;
@@ -110,15 +123,24 @@ async fn http_submissions(node: &NodeProc) {
     assert_eq!(view["result"], ABC_SHA256);
     assert_eq!(view["kind"], "sha256");
 
-    let batch = r#"[{"kind":"echo","data":{"n":1}},{"kind":"sleep","data":"20","id":"http-sleep"}]"#;
+    let batch =
+        r#"[{"kind":"echo","data":{"n":1}},{"kind":"sleep","data":"20","id":"http-sleep"}]"#;
     let reply = http(addr, "POST", "/v1/jobs", Some(batch)).await;
     assert_eq!(reply.status, 202, "{}", reply.body);
     let ids = reply.json()["ids"].clone();
     assert_eq!(ids[1], "http-sleep");
-    let reply = http(addr, "POST", "/v1/jobs?wait=true&timeout=20", Some(r#"{"kind":"echo","data":"after"}"#)).await;
+    let reply = http(
+        addr,
+        "POST",
+        "/v1/jobs?wait=true&timeout=20",
+        Some(r#"{"kind":"echo","data":"after"}"#),
+    )
+    .await;
     assert_eq!(reply.json()["result"], "after");
     let first = ids[0].as_str().unwrap();
-    let view = http(addr, "GET", &format!("/v1/jobs/{first}"), None).await.json();
+    let view = http(addr, "GET", &format!("/v1/jobs/{first}"), None)
+        .await
+        .json();
     assert_eq!(view["state"], "succeeded", "{view}");
     assert_eq!(view["result"], r#"{"n":1}"#);
 
@@ -137,7 +159,11 @@ async fn http_errors(node: &NodeProc) {
         (r#"{"data":"no kind"}"#, 422, "kind"),
         (r#"{"kind":"echo","colour":"red"}"#, 422, "colour"),
         (r#"{"kind":"echo","id":"two words"}"#, 422, "id"),
-        (r#"[{"kind":"echo"},{"kind":"echo","timeout_ms":0}]"#, 422, "job 1"),
+        (
+            r#"[{"kind":"echo"},{"kind":"echo","timeout_ms":0}]"#,
+            422,
+            "job 1",
+        ),
     ];
     for (body, status, needle) in cases {
         let reply = http(addr, "POST", "/v1/jobs", Some(body)).await;
@@ -147,7 +173,10 @@ async fn http_errors(node: &NodeProc) {
     }
     let reply = http(addr, "GET", "/v1/jobs/no-such-job", None).await;
     assert_eq!(reply.status, 404);
-    assert!(reply.json()["error"].as_str().unwrap().contains("no-such-job"));
+    assert!(reply.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("no-such-job"));
     let reply = raw_http(
         addr,
         "POST /v1/jobs HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
@@ -160,7 +189,10 @@ async fn http_errors(node: &NodeProc) {
 async fn metrics_parse(node: &NodeProc) {
     let reply = http(node.http(), "GET", "/metrics", None).await;
     assert_eq!(reply.status, 200);
-    assert!(reply.head.to_ascii_lowercase().contains("application/openmetrics-text"));
+    assert!(reply
+        .head
+        .to_ascii_lowercase()
+        .contains("application/openmetrics-text"));
     let samples = parse_prometheus(&reply.body);
     let value = |name: &str| -> f64 {
         samples
@@ -169,8 +201,16 @@ async fn metrics_parse(node: &NodeProc) {
             .map(|(_, _, v)| v)
             .sum()
     };
-    assert!(value("jobmesh_jobs_submitted_total") >= 4.0, "{}", reply.body);
-    assert!(value("jobmesh_jobs_completed_total") >= 4.0, "{}", reply.body);
+    assert!(
+        value("jobmesh_jobs_submitted_total") >= 4.0,
+        "{}",
+        reply.body
+    );
+    assert!(
+        value("jobmesh_jobs_completed_total") >= 4.0,
+        "{}",
+        reply.body
+    );
     assert_eq!(value("jobmesh_links"), 2.0);
     assert!(samples
         .iter()

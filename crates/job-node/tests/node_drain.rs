@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::process::Stdio;
 
-use common::{cluster, LIMIT, BIN};
+use common::{cluster, BIN, LIMIT};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -69,6 +69,9 @@ async fn sigterm_drains_a_worker_without_losing_a_job() {
     }
     assert!(status.success(), "submit failed: {status}");
     assert_eq!(code, Some(0), "the drained node exits cleanly");
-    let on_node3 = seen.values().filter(|r| r["worker_node"] == "node-3").count();
+    let on_node3 = seen
+        .values()
+        .filter(|r| r["worker_node"] == "node-3")
+        .count();
     assert!(on_node3 > 0, "node-3 finished the jobs it held");
 }

@@ -15,7 +15,7 @@ use crate::failure::{FailureCause, JobFailure};
 use crate::handler::{HandlerRegistry, KIND_TAG_PREFIX};
 use crate::job::JobResult;
 use crate::protocol::{decode_jobs, encode_reply, WorkerReply, JOB_BATCH};
-use crate::worker::{WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue};
+use crate::worker::{BusyProbe, WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue};
 
 /// The well-known name of a node's worker pool.
 pub const WORKER: &str = "worker";
@@ -121,7 +121,7 @@ impl WorkerPool {
         };
         advertise_kinds(router, kind_tags);
         // The forwarder ends by itself once the engine is shut down.
-        tokio::spawn(forward_events(router.clone(), events));
+        tokio::spawn(forward_events(router.clone(), events, engine.queue().busy_probe()));
         let load_task = tokio::spawn(report_load(
             router.clone(),
             engine.queue(),
@@ -280,14 +280,36 @@ fn reply_envelope(ticket: &Ticket, reply: &WorkerReply) -> Envelope {
 
 /// Most events forwarded in one go (and results per batch reply).
 const FORWARD_BATCH: usize = 512;
+/// Most yields spent collecting more events while more are coming.
+const COALESCE_ROUNDS: usize = 8;
 
 /// Sends the engine's results and progress reports to their requesters:
 /// results of batched requests go back in batches, one envelope per
 /// requester for every run of events drained at once.
-async fn forward_events(router: Router, mut events: mpsc::Receiver<WorkerEvent<Arc<Ticket>>>) {
+async fn forward_events(
+    router: Router,
+    mut events: mpsc::Receiver<WorkerEvent<Arc<Ticket>>>,
+    busy: BusyProbe,
+) {
     let mut buf = Vec::with_capacity(FORWARD_BATCH);
     let mut batches: Vec<(Arc<Ticket>, Vec<JobResult>)> = Vec::new();
     while events.recv_many(&mut buf, FORWARD_BATCH).await > 0 {
+        // Under load, let the worker loops finish a few more jobs so that
+        // one envelope carries many results; an idle pool sends at once.
+        let mut rounds = 0;
+        while buf.len() < FORWARD_BATCH
+            && rounds < COALESCE_ROUNDS
+            && busy.is_busy()
+        {
+            tokio::task::yield_now().await;
+            while buf.len() < FORWARD_BATCH {
+                match events.try_recv() {
+                    Ok(event) => buf.push(event),
+                    Err(_) => break,
+                }
+            }
+            rounds += 1;
+        }
         for event in buf.drain(..) {
             let (reply, ticket) = match event {
                 WorkerEvent::Finished { result, ticket, .. } if ticket.batched => {

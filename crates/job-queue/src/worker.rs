@@ -361,6 +361,21 @@ impl<T> WorkerQueue<T> {
     pub fn queue_depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
     }
+
+    /// A view of the running-job count that does not keep the queue open.
+    pub(crate) fn busy_probe(&self) -> BusyProbe {
+        BusyProbe(self.counters.clone())
+    }
+}
+
+/// Tells whether a worker engine is running jobs, without holding its queue.
+#[derive(Debug, Clone)]
+pub(crate) struct BusyProbe(Arc<Counters>);
+
+impl BusyProbe {
+    pub(crate) fn is_busy(&self) -> bool {
+        self.0.in_flight.load(Ordering::Relaxed) > 0
+    }
 }
 
 async fn watch_children(mut events: mpsc::UnboundedReceiver<ChildEvent>, counters: Arc<Counters>) {

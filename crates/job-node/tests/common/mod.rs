@@ -37,7 +37,10 @@ impl NodeProc {
             .args(["start", "--name", name, "--listen", "127.0.0.1:0"])
             .args(["--supervised", "--workers", "2"])
             .args(extra)
-            .env("RUST_LOG", std::env::var("TEST_NODE_LOG").unwrap_or_else(|_| "error".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_NODE_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .env_remove("JOBMESH_CONFIG")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -172,8 +175,7 @@ pub struct HttpReply {
 impl HttpReply {
     /// The body as JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 }
 
@@ -201,7 +203,10 @@ pub async fn raw_http(addr: SocketAddr, request: &str) -> HttpReply {
         stream.read_to_string(&mut text).await.expect("read");
         let (head, body) = text.split_once("\r\n\r\n").expect("no header end");
         let status = head[9..12].parse().expect("status code");
-        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             dechunk(body)
         } else {
             body.to_owned()

@@ -172,6 +172,17 @@ impl Shell {
                 Some(failure) = failed.recv() => self.on_send_failed(failure, Instant::now()),
                 n = rx.recv_many(&mut buf, BATCH) => {
                     stop = n == 0;
+                    if !stop && self.core.in_progress() > 0 {
+                        // Under load, give senders a moment so that one flush
+                        // carries many dispatches (one envelope per node).
+                        tokio::task::yield_now().await;
+                        while buf.len() < BATCH {
+                            match rx.try_recv() {
+                                Ok(msg) => buf.push(msg),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     let now = Instant::now();
                     for msg in buf.drain(..) {
                         if matches!(msg, Msg::Stop) {
