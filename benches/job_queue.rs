@@ -192,7 +192,11 @@ async fn bench_cluster(jobs: usize, window: usize) {
             let t = r.transport_stats();
             println!(
                 "  {}: frames out {} envelopes out {} frames in {} envelopes in {}",
-                r.node_id(), t.frames_out, t.envelopes_out, t.frames_in, t.envelopes_in
+                r.node_id(),
+                t.frames_out,
+                t.envelopes_out,
+                t.frames_in,
+                t.envelopes_in
             );
         }
     }

@@ -72,7 +72,34 @@ pub fn registry(stall_node: &'static str) -> HandlerRegistry {
                 std::future::pending::<()>().await;
             }
             Ok::<_, HandlerError>(ctx.node().to_owned())
+        })
+        .register("sleep", |ctx: JobContext| async move {
+            let ms: u64 = ctx.data().parse().unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok::<_, HandlerError>(ctx.node().to_owned())
+        })
+        .register("flaky", |ctx: JobContext| async move {
+            Err::<String, _>(HandlerError::retryable(format!(
+                "flaky on {} (attempt {})",
+                ctx.node(),
+                ctx.attempt()
+            )))
+        })
+        .register("progress", |ctx: JobContext| async move {
+            ctx.progress(0.5, "half way");
+            Ok::<_, HandlerError>(ctx.node().to_owned())
         });
+    registry
+}
+
+/// [`registry`], with every `whoami` taking `delay` longer (an injected
+/// network or processing delay on one node).
+pub fn delayed_registry(delay: Duration) -> HandlerRegistry {
+    let mut registry = registry("");
+    registry.register("whoami", move |ctx: JobContext| async move {
+        tokio::time::sleep(delay).await;
+        Ok::<_, HandlerError>(ctx.node().to_owned())
+    });
     registry
 }
 
@@ -89,29 +116,20 @@ pub struct Node {
 /// with a worker pool of 2 loops serving [`registry`]; waits until the first
 /// node sees every node Up and advertising `kind:echo`.
 pub async fn cluster(nodes: &[(&str, &[&str])], stall_node: &'static str) -> Vec<Node> {
+    cluster_with(nodes, |_| registry(stall_node), Duration::from_millis(100)).await
+}
+
+/// Like [`cluster`], with each node's handlers from `make(node name)` and
+/// the pools' load published every `load_interval`.
+pub async fn cluster_with(
+    nodes: &[(&str, &[&str])],
+    make: impl Fn(&str) -> HandlerRegistry,
+    load_interval: Duration,
+) -> Vec<Node> {
     let mut out: Vec<Node> = Vec::new();
     for (name, tags) in nodes {
-        let mut cfg = fast(name, tags);
-        if let Some(first) = out.first() {
-            cfg = cfg.seeds([first.router.url()]);
-        }
-        let router = within(STEP, "router start", Router::start(cfg))
-            .await
-            .expect("router starts");
-        let config = WorkerPoolConfig {
-            workers: 2,
-            queue_capacity: 256,
-            load_interval: Duration::from_millis(100),
-            shutdown_grace: Duration::from_millis(200),
-        };
-        let pool = within(
-            STEP,
-            "pool start",
-            WorkerPool::start(&router, registry(stall_node), config),
-        )
-        .await
-        .expect("pool starts");
-        out.push(Node { router, pool });
+        let seed = out.first().map(|n: &Node| n.router.url());
+        out.push(start_node(seed, name, tags, make(name), load_interval).await);
     }
     let names: Vec<&str> = nodes.iter().map(|(n, _)| *n).collect();
     within(
@@ -121,6 +139,38 @@ pub async fn cluster(nodes: &[(&str, &[&str])], stall_node: &'static str) -> Vec
     )
     .await;
     out
+}
+
+/// Starts one node joining through `seed`, with a worker pool of 2 loops
+/// serving `registry`.
+pub async fn start_node(
+    seed: Option<String>,
+    name: &str,
+    tags: &[&str],
+    registry: HandlerRegistry,
+    load_interval: Duration,
+) -> Node {
+    let mut cfg = fast(name, tags);
+    if let Some(seed) = seed {
+        cfg = cfg.seeds([seed]);
+    }
+    let router = within(STEP, "router start", Router::start(cfg))
+        .await
+        .expect("router starts");
+    let config = WorkerPoolConfig {
+        workers: 2,
+        queue_capacity: 256,
+        load_interval,
+        shutdown_grace: Duration::from_millis(200),
+    };
+    let pool = within(
+        STEP,
+        "pool start",
+        WorkerPool::start(&router, registry, config),
+    )
+    .await
+    .expect("pool starts");
+    Node { router, pool }
 }
 
 fn sees_all(router: &Router, names: &[&str]) -> bool {
@@ -165,7 +215,15 @@ pub async fn wait_down(router: &Router, node: &str) {
 
 /// A coordinator on `router` with `strategy`, a 20 ms sweep and short backoff.
 pub async fn coordinator(router: &Router, strategy: StrategyKind) -> Coordinator {
-    let mut options = CoordinatorOptions::default();
+    coordinator_with(router, strategy, CoordinatorOptions::default()).await
+}
+
+/// [`coordinator`] on top of `options`.
+pub async fn coordinator_with(
+    router: &Router,
+    strategy: StrategyKind,
+    mut options: CoordinatorOptions,
+) -> Coordinator {
     options.core.strategy = strategy;
     options.core.backoff.base = Duration::from_millis(20);
     options.core.backoff.max = Duration::from_millis(200);

@@ -1,6 +1,7 @@
 //! What the transport reports: incoming batches and link events.
 
 use std::fmt;
+use std::ops::Deref;
 
 use crate::envelope::Envelope;
 
@@ -64,8 +65,9 @@ pub enum LinkEvent {
     Down {
         /// Peer node name.
         peer: String,
-        /// Why (human readable).
-        reason: String,
+        /// Why: a human-readable text (it derefs to `str`), and whether the
+        /// link was closed on purpose ([`DownReason::is_clean`]).
+        reason: DownReason,
     },
     /// An external client authenticated.
     ClientConnected {
@@ -77,4 +79,67 @@ pub enum LinkEvent {
         /// Its id.
         id: ClientId,
     },
+}
+
+/// Why a link went down (the `reason` of [`LinkEvent::Down`]).
+///
+/// A *clean* close is a deliberate one: [`Transport::disconnect`](crate::Transport::disconnect),
+/// shutdown, or a close frame from the peer with code 1000 (normal) or
+/// 1001 (going away). Everything else (missed heartbeats, a read or write
+/// error, a connection that ended without a close frame, any other close
+/// code) is a failure. It derefs to the human-readable text.
+///
+/// ```
+/// use cluster_transport::DownReason;
+///
+/// let bye = DownReason::clean("peer closed (1000: closing)");
+/// assert!(bye.is_clean());
+/// assert!(bye.contains("1000"));
+/// assert!(!DownReason::failure("missed 3 heartbeats").is_clean());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DownReason {
+    clean: bool,
+    text: String,
+}
+
+impl DownReason {
+    /// A deliberate close, explained by `text`.
+    pub fn clean(text: impl Into<String>) -> Self {
+        DownReason {
+            clean: true,
+            text: text.into(),
+        }
+    }
+
+    /// An unexpected loss, explained by `text`.
+    pub fn failure(text: impl Into<String>) -> Self {
+        DownReason {
+            clean: false,
+            text: text.into(),
+        }
+    }
+
+    /// Whether the link was closed on purpose (by this node or by the peer).
+    pub fn is_clean(&self) -> bool {
+        self.clean
+    }
+
+    /// The human-readable text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl Deref for DownReason {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for DownReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
 }

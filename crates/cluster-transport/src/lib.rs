@@ -70,7 +70,7 @@ pub use auth::client_token;
 pub use config::{Backoff, Secret, TransportConfig};
 pub use envelope::{Envelope, EnvelopeKind, PayloadFormat};
 pub use error::{HandshakeError, SendError, TransportError, TrySendError};
-pub use event::{ClientId, Incoming, LinkEvent, Source};
+pub use event::{ClientId, DownReason, Incoming, LinkEvent, Source};
 pub use stats::TransportStats;
 pub use transport::Transport;
 pub use wire::PROTOCOL_VERSION;

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::codec::{self, BatchEncoder, NodeFrame, Push};
 use crate::envelope::Envelope;
 use crate::error::{HandshakeError, TransportError};
-use crate::event::{Incoming, LinkEvent, Source};
+use crate::event::{DownReason, Incoming, LinkEvent, Source};
 use crate::handshake::{Dialer, Listener, Step};
 use crate::stats::Counters;
 use crate::transport::{send_frame, Shared, SharedQueue};
@@ -329,13 +329,14 @@ pub(crate) enum Ctrl {
 struct LinkState {
     /// The reader stopped on an oversized frame (1009): linger before closing.
     oversize: AtomicBool,
-    reason: Mutex<Option<String>>,
+    reason: Mutex<Option<DownReason>>,
     /// Cancelled when the reader ends.
     reader_done: CancellationToken,
 }
 
 impl LinkState {
-    fn set_reason(&self, reason: String) {
+    /// Records why the link ends; the first reason wins.
+    fn set_reason(&self, reason: DownReason) {
         self.reason.lock().get_or_insert(reason);
     }
 }
@@ -389,7 +390,7 @@ async fn run_link(shared: Arc<Shared>, ws: Ws, peer: String, conn: Conn) {
         .reason
         .lock()
         .take()
-        .unwrap_or_else(|| "connection closed".to_owned());
+        .unwrap_or_else(|| DownReason::failure("connection closed without a close frame"));
     shared.link_lost(&peer, conn, reason);
 }
 
@@ -412,7 +413,8 @@ async fn read_loop(
             Ok(Some(msg)) => msg,
             Ok(None) => break,
             Err(_) => {
-                state.set_reason(format!("missed {} heartbeats", cfg.heartbeat_misses));
+                let why = format!("missed {} heartbeats", cfg.heartbeat_misses);
+                state.set_reason(DownReason::failure(why));
                 let _ = ctrl.try_send(Ctrl::Close(CloseCode::Away, "missed heartbeats"));
                 break;
             }
@@ -423,18 +425,13 @@ async fn read_loop(
                 let why = "text frame on a node link";
                 malformed(&shared, &peer, &ctrl, why, ErrorCode::Unexpected);
             }
-            Ok(Message::Close(frame)) => {
-                let why = frame.map_or_else(
-                    || "peer closed".to_owned(),
-                    |f| format!("peer closed ({}: {})", u16::from(f.code), f.reason),
-                );
-                state.set_reason(why);
-            }
+            Ok(Message::Close(frame)) => state.set_reason(peer_close_reason(frame.as_ref())),
             Ok(_) => {}
             Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })) => {
                 Counters::bump(&counters.oversize_closes);
                 tracing::warn!(peer, size, max_size, "frame above limit; closing with 1009");
-                state.set_reason(format!("frame of {size} bytes above limit {max_size}"));
+                let why = format!("frame of {size} bytes above limit {max_size}");
+                state.set_reason(DownReason::failure(why));
                 state.oversize.store(true, Ordering::Relaxed);
                 let _ = ctrl
                     .send(Ctrl::Close(CloseCode::Size, "frame too large"))
@@ -443,13 +440,26 @@ async fn read_loop(
                 return Some(stream);
             }
             Err(err) => {
-                state.set_reason(format!("read error: {err}"));
+                state.set_reason(DownReason::failure(format!("read error: {err}")));
                 break;
             }
         }
     }
     state.reader_done.cancel();
     None
+}
+
+/// Why the peer closed: clean for 1000 (normal), 1001 (going away) and a
+/// close frame without a code; a failure for every other code.
+fn peer_close_reason(frame: Option<&CloseFrame>) -> DownReason {
+    let Some(f) = frame else {
+        return DownReason::clean("peer closed");
+    };
+    let why = format!("peer closed ({}: {})", u16::from(f.code), f.reason);
+    match f.code {
+        CloseCode::Normal | CloseCode::Away => DownReason::clean(why),
+        _ => DownReason::failure(why),
+    }
 }
 
 /// After a close for an oversized frame: read and discard what the peer
@@ -531,7 +541,7 @@ impl Writer<'_> {
     ) -> bool {
         let mut queue = tokio::select! {
             q = queue.lock_owned() => q,
-            () = cancel.cancelled() => return self.close(CloseCode::Normal, "closing").await,
+            () = cancel.cancelled() => return self.close_locally("closing").await,
         };
         let interval = self.shared.config.heartbeat_interval;
         let mut tick = tokio::time::interval_at(Instant::now() + interval, interval);
@@ -540,7 +550,7 @@ impl Writer<'_> {
         loop {
             tokio::select! {
                 biased;
-                () = cancel.cancelled() => return self.close(CloseCode::Normal, "closing").await,
+                () = cancel.cancelled() => return self.close_locally("closing").await,
                 c = ctrl.recv() => match c {
                     Some(Ctrl::Frame(f)) => if !self.write_now(f).await { return false },
                     Some(Ctrl::Close(code, why)) => { self.close(code, why).await; return false }
@@ -549,14 +559,15 @@ impl Writer<'_> {
                 () = self.state.reader_done.cancelled() => return false,
                 n = queue.recv_many(&mut batch, DRAIN_CHUNK) => {
                     if n == 0 {
-                        return self.close(CloseCode::Normal, "link removed").await;
+                        return self.close_locally("link removed").await;
                     }
                     // A peer that stops reading must not wedge us: the reader
                     // ends the link on missed heartbeats, which aborts the write.
                     let reader_done = self.state.reader_done.clone();
                     tokio::select! {
                         r = self.write_batches(&mut queue, &mut batch) => if let Err(err) = r {
-                            self.state.set_reason(format!("write error: {err}"));
+                            let why = format!("write error: {err}");
+                            self.state.set_reason(DownReason::failure(why));
                             return false;
                         },
                         () = reader_done.cancelled() => return false,
@@ -623,6 +634,14 @@ impl Writer<'_> {
         }
         self.write_now(codec::encode_control(&ControlFrame::Heartbeat))
             .await
+    }
+
+    /// Closes on purpose (shutdown, replaced, disconnected) with code 1000:
+    /// a clean close whatever the peer answers.
+    async fn close_locally(&mut self, why: &'static str) -> bool {
+        self.state
+            .set_reason(DownReason::clean(format!("closed locally ({why})")));
+        self.close(CloseCode::Normal, why).await
     }
 
     /// Sends a close frame; returns true (a graceful close of ours).

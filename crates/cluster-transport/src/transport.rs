@@ -21,7 +21,7 @@ use crate::codec;
 use crate::config::TransportConfig;
 use crate::envelope::Envelope;
 use crate::error::{SendError, TransportError, TrySendError};
-use crate::event::{ClientId, Incoming, LinkEvent};
+use crate::event::{DownReason, ClientId, Incoming, LinkEvent};
 use crate::handshake::Params;
 use crate::link;
 use crate::stats::{Counters, TransportStats};
@@ -163,7 +163,7 @@ impl Shared {
 
     /// Removes the link to `peer` if `conn` still serves it; reports it down
     /// and starts redialling when the peer is wanted.
-    pub(crate) fn link_lost(self: &Arc<Self>, peer: &str, conn: u64, reason: String) {
+    pub(crate) fn link_lost(self: &Arc<Self>, peer: &str, conn: u64, reason: DownReason) {
         let removed = {
             let mut links = self.links.write();
             match links.get(peer) {
@@ -174,7 +174,11 @@ impl Shared {
         if !removed {
             return;
         }
-        tracing::warn!(local = %self.config.node_name, peer, %reason, "link down");
+        if reason.is_clean() {
+            tracing::info!(local = %self.config.node_name, peer, %reason, "link closed");
+        } else {
+            tracing::warn!(local = %self.config.node_name, peer, %reason, "link down");
+        }
         self.emit(LinkEvent::Down {
             peer: peer.to_owned(),
             reason,
@@ -333,7 +337,7 @@ impl Transport {
             link.cancel.cancel();
             self.shared.emit(LinkEvent::Down {
                 peer: peer.to_owned(),
-                reason: "disconnected locally".to_owned(),
+                reason: DownReason::clean("disconnected locally"),
             });
         }
     }

@@ -121,7 +121,11 @@ impl WorkerPool {
         };
         advertise_kinds(router, kind_tags);
         // The forwarder ends by itself once the engine is shut down.
-        tokio::spawn(forward_events(router.clone(), events, engine.queue().busy_probe()));
+        tokio::spawn(forward_events(
+            router.clone(),
+            events,
+            engine.queue().busy_probe(),
+        ));
         let load_task = tokio::spawn(report_load(
             router.clone(),
             engine.queue(),
@@ -297,10 +301,7 @@ async fn forward_events(
         // Under load, let the worker loops finish a few more jobs so that
         // one envelope carries many results; an idle pool sends at once.
         let mut rounds = 0;
-        while buf.len() < FORWARD_BATCH
-            && rounds < COALESCE_ROUNDS
-            && busy.is_busy()
-        {
+        while buf.len() < FORWARD_BATCH && rounds < COALESCE_ROUNDS && busy.is_busy() {
             tokio::task::yield_now().await;
             while buf.len() < FORWARD_BATCH {
                 match events.try_recv() {

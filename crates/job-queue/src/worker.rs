@@ -78,6 +78,8 @@ pub enum WorkerEvent<T> {
 #[derive(Debug, Default)]
 struct Counters {
     in_flight: AtomicUsize,
+    /// Jobs queued and not yet taken by a loop.
+    queued: AtomicUsize,
     finished: AtomicU64,
     panics: AtomicU64,
     restarts: AtomicU64,
@@ -333,10 +335,12 @@ impl<T> WorkerQueue<T> {
     ///
     /// Cancel safe: if cancelled, the job was not queued.
     pub async fn submit(&self, job: Job, ticket: T) -> Result<(), EngineClosed<(Job, T)>> {
-        self.tx
-            .send(Task { job, ticket })
-            .await
-            .map_err(|e| EngineClosed((e.0.job, e.0.ticket)))
+        self.counters.queued.fetch_add(1, Ordering::Relaxed);
+        let sent = self.tx.send(Task { job, ticket }).await;
+        sent.map_err(|e| {
+            self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+            EngineClosed((e.0.job, e.0.ticket))
+        })
     }
 
     /// Queues a job without waiting.
@@ -346,10 +350,16 @@ impl<T> WorkerQueue<T> {
     /// [`TrySubmitError::Full`] or [`TrySubmitError::Closed`], handing the
     /// job and ticket back.
     pub fn try_submit(&self, job: Job, ticket: T) -> Result<(), TrySubmitError<(Job, T)>> {
-        self.tx.try_send(Task { job, ticket }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(t) => TrySubmitError::Full((t.job, t.ticket)),
-            mpsc::error::TrySendError::Closed(t) => TrySubmitError::Closed((t.job, t.ticket)),
-        })
+        self.counters.queued.fetch_add(1, Ordering::Relaxed);
+        self.tx
+            .try_send(Task { job, ticket })
+            .inspect_err(|_| {
+                self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(t) => TrySubmitError::Full((t.job, t.ticket)),
+                mpsc::error::TrySendError::Closed(t) => TrySubmitError::Closed((t.job, t.ticket)),
+            })
     }
 
     /// Jobs being run right now.
@@ -374,7 +384,7 @@ pub(crate) struct BusyProbe(Arc<Counters>);
 
 impl BusyProbe {
     pub(crate) fn is_busy(&self) -> bool {
-        self.0.in_flight.load(Ordering::Relaxed) > 0
+        self.0.in_flight.load(Ordering::Relaxed) > 0 || self.0.queued.load(Ordering::Relaxed) > 0
     }
 }
 
@@ -419,7 +429,10 @@ impl<T: Clone + Send + Sync + 'static> Actor for WorkerLoop<T> {
                 rx.recv().await
             };
             match next {
-                Some(task) => run_task(&self.shared, task).await,
+                Some(task) => {
+                    self.shared.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                    run_task(&self.shared, task).await
+                }
                 None => {
                     ctx.stop();
                     return Ok(());

@@ -658,6 +658,7 @@ fn exactly_one_completion_per_job_under_chaos() {
                 Action::Dispatch { job, node } => running.push((job, node)),
                 Action::Complete(result) => *completed.entry(result.id).or_default() += 1,
                 Action::DeadLettered { .. } => {}
+                Action::DispatchId { .. } => unreachable!("not built with_dispatch_by_id"),
             }
         }
     }
@@ -680,4 +681,32 @@ fn exactly_one_completion_per_job_under_chaos() {
     assert_eq!(stats.succeeded + stats.failed, submitted.len() as u64);
     assert!(stats.late_results > 0 && stats.retries > 0);
     assert!(stats.nodes.iter().all(|n| n.in_flight == 0));
+}
+
+#[test]
+fn dispatch_by_id_hands_out_the_running_job_without_a_clone() {
+    let mut core = CoordinatorCore::new(CoordinatorConfig {
+        node: "a".into(),
+        seed: Some(3),
+        ..CoordinatorConfig::default()
+    })
+    .with_dispatch_by_id();
+    let now = Instant::now();
+    core.update_node(NodeInfo::up("b", ["kind:echo"]), now);
+    core.skip_generated_ids(41);
+    let id = core.submit(Job::new("echo", "x"), now).unwrap();
+    assert_eq!(id.as_str(), "a-42");
+    let Some(Action::DispatchId {
+        id: sent,
+        attempt,
+        node,
+    }) = core.poll_action()
+    else {
+        panic!("expected DispatchId");
+    };
+    assert_eq!((sent.as_str(), attempt, &*node), ("a-42", 1, "b"));
+    assert_eq!(core.running_job(&id, 1).map(|j| j.data.as_str()), Some("x"));
+    assert!(core.running_job(&id, 2).is_none());
+    assert!(core.has_eligible_node(&Job::new("echo", "")));
+    assert!(!core.has_eligible_node(&Job::new("other", "")));
 }

@@ -1,7 +1,6 @@
 //! The map-reduce job definition ([`MapReduce`]), its registry, and the
 //! type-erased map and reduce steps the task handlers run.
 
-use std::collections::hash_map::Entry;
 use std::fmt;
 use std::sync::Arc;
 
@@ -68,8 +67,11 @@ impl ReduceContext<'_> {
 ///
 /// `map` turns a split into `(key, value)` pairs; `combine` folds two values
 /// of one key (it must be associative: it runs on the map side, per split,
-/// and its results are then reduced); `reduce` turns all combined values of a
-/// key into the output for that key. The output is sorted by key.
+/// and its results are then reduced). The engine combines by sorting each
+/// partition's pairs, so a map that would emit one pair per record should
+/// rather pre-aggregate in a hash map, as the built-ins do. `reduce` turns
+/// all combined values of a key into the output for that key. The output is
+/// sorted by key.
 ///
 /// All three must be deterministic: a task may run more than once (retries,
 /// lost map outputs) and any run's output may be used.
@@ -157,25 +159,19 @@ impl<J: MapReduce> ErasedJob for J {
     ) -> Result<MapPartitions, bincode::Error> {
         let reducers = reducers.max(1);
         let output = self.map(input);
-        let mut parts: Vec<FxHashMap<J::Key, J::Value>> =
-            (0..reducers).map(|_| FxHashMap::default()).collect();
+        let mut parts: Vec<Vec<(J::Key, J::Value)>> = (0..reducers).map(|_| Vec::new()).collect();
         for (key, value) in output.pairs {
-            let part = &mut parts[partition_of(key.stable_hash(), reducers) as usize];
-            match part.entry(key) {
-                Entry::Occupied(mut acc) => self.combine(acc.get_mut(), value),
-                Entry::Vacant(slot) => {
-                    slot.insert(value);
-                }
-            }
+            parts[partition_of(key.stable_hash(), reducers) as usize].push((key, value));
         }
         let mut partitions = Vec::with_capacity(parts.len());
-        for part in parts {
-            if part.is_empty() {
+        for mut pairs in parts {
+            if pairs.is_empty() {
                 partitions.push(None);
                 continue;
             }
-            let mut pairs: Vec<(J::Key, J::Value)> = part.into_iter().collect();
+            // Sorting brings equal keys together: combine neighbours.
             pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let pairs = combine_sorted(self, pairs);
             partitions.push(Some((encode(&pairs)?, pairs.len() as u64)));
         }
         Ok(MapPartitions {
@@ -210,6 +206,21 @@ impl<J: MapReduce> ErasedJob for J {
             keys: reduced.len() as u64,
         })
     }
+}
+
+/// Folds the values of equal neighbouring keys of key-sorted `pairs`.
+fn combine_sorted<J: MapReduce>(
+    job: &J,
+    pairs: Vec<(J::Key, J::Value)>,
+) -> Vec<(J::Key, J::Value)> {
+    let mut combined: Vec<(J::Key, J::Value)> = Vec::with_capacity(pairs.len());
+    for (key, value) in pairs {
+        match combined.last_mut() {
+            Some((last, acc)) if *last == key => job.combine(acc, value),
+            _ => combined.push((key, value)),
+        }
+    }
+    combined
 }
 
 /// Merges the sorted, key-disjoint outputs of the reduce tasks into one list

@@ -131,6 +131,7 @@ impl Journal {
             path,
             len: file.metadata()?.len(),
             file,
+            floor_written: live.id_floor,
             live,
         };
         std::thread::Builder::new()
@@ -178,6 +179,7 @@ struct Writer {
     file: File,
     len: u64,
     live: Live,
+    floor_written: u64,
 }
 
 impl Writer {
@@ -196,6 +198,10 @@ impl Writer {
                     self.apply(record, &mut buf);
                 }
                 acks.extend(batch.acks);
+            }
+            if self.live.id_floor > self.floor_written {
+                encode(KIND_ID_FLOOR, &self.live.id_floor.to_le_bytes(), &mut buf);
+                self.floor_written = self.live.id_floor;
             }
             match self.commit(&buf, sync) {
                 Ok(()) => {
@@ -283,10 +289,8 @@ fn replay(data: &[u8]) -> Live {
                 Err(err) => tracing::warn!(%err, "journal: undecodable job skipped"),
             },
             KIND_COMPLETE => {
-                if let Ok(id) = std::str::from_utf8(body).map(JobId::new) {
-                    if let Ok(id) = id {
-                        live.complete(&id);
-                    }
+                if let Ok(Ok(id)) = std::str::from_utf8(body).map(JobId::new) {
+                    live.complete(&id);
                 }
             }
             KIND_ID_FLOOR => {
@@ -405,10 +409,17 @@ mod tests {
             ..Batch::default()
         };
         for id in ["a-1", "a-2"] {
-            batch.records.push(Record::Submit(JobId::new(id).unwrap(), job(id).to_bincode()));
+            batch.records.push(Record::Submit(
+                JobId::new(id).unwrap(),
+                job(id).to_bincode(),
+            ));
         }
-        batch.records.push(Record::Complete(JobId::new("a-1").unwrap()));
-        batch.acks.push((reply, Ok((JobId::new("a-2").unwrap(), rx))));
+        batch
+            .records
+            .push(Record::Complete(JobId::new("a-1").unwrap()));
+        batch
+            .acks
+            .push((reply, Ok((JobId::new("a-2").unwrap(), rx))));
         journal.write(batch);
         let acked = tokio::time::timeout(std::time::Duration::from_secs(10), acked)
             .await

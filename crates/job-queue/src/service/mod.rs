@@ -86,7 +86,10 @@ pub(crate) enum Msg {
         reply: oneshot::Sender<Accepted>,
     },
     Resubmit(JobId, oneshot::Sender<Accepted>),
-    Attach(JobId, oneshot::Sender<Result<oneshot::Receiver<JobResult>, JobError>>),
+    Attach(
+        JobId,
+        oneshot::Sender<Result<oneshot::Receiver<JobResult>, JobError>>,
+    ),
     Stats(oneshot::Sender<StatsSnapshot>),
     DeadLetters(oneshot::Sender<Vec<DeadLetter>>),
     Progress(JobId, oneshot::Sender<Option<ProgressUpdate>>),

@@ -30,8 +30,8 @@ use crate::failure::{FailureCause, JobFailure};
 use crate::handler::ProgressUpdate;
 use crate::job::{Job, JobId, JobResult};
 use crate::pool::WORKER;
-use crate::protocol::{decode_job, decode_reply, encode_job, encode_job_batch, encode_reply};
 use crate::protocol::WorkerReply;
+use crate::protocol::{decode_job, decode_reply, encode_job, encode_job_batch, encode_reply};
 
 /// Most mailbox messages handled between two flushes.
 const BATCH: usize = 512;
@@ -126,12 +126,19 @@ impl Shell {
         let prefix = format!("{}-", router.node_id());
         let mut floor = journal.as_ref().map_or(0, |j| j.id_floor);
         for job in &deferred {
-            let counter = job.id.as_str().strip_prefix(&prefix).and_then(|n| n.parse().ok());
+            let counter = job
+                .id
+                .as_str()
+                .strip_prefix(&prefix)
+                .and_then(|n| n.parse().ok());
             floor = floor.max(counter.unwrap_or(0));
         }
         core.skip_generated_ids(floor);
         let resumed: Vec<JobId> = deferred.iter().map(|j| j.id.clone()).collect();
-        let waiters = resumed.iter().map(|id| (id.clone(), Waiter::Resumed)).collect();
+        let waiters = resumed
+            .iter()
+            .map(|id| (id.clone(), Waiter::Resumed))
+            .collect();
         let shell = Shell {
             core,
             router,
@@ -300,8 +307,10 @@ impl Shell {
             }
             let id = job.id.clone();
             if let Err(err) = self.core.submit(job, now) {
+                // Not resumable (e.g. invalid): drop it from the journal too.
                 tracing::warn!(%id, %err, "resumed job refused");
                 self.waiters.remove(&id);
+                self.journal_batch.records.push(Record::Complete(id));
             }
         }
     }
@@ -436,7 +445,8 @@ impl Shell {
                 return;
             }
         }
-        let job = decode_job(&env.payload, env.format).map_err(|e| format!("cannot decode job: {e}"));
+        let job =
+            decode_job(&env.payload, env.format).map_err(|e| format!("cannot decode job: {e}"));
         self.submit_remote(job, &env, false, now);
     }
 
@@ -478,7 +488,8 @@ impl Shell {
                 }
             }
             Ok(Command::Submit { job, progress }) => {
-                let job = Job::from_json(&job.to_string()).map_err(|e| format!("cannot decode job: {e}"));
+                let job =
+                    Job::from_json(&job.to_string()).map_err(|e| format!("cannot decode job: {e}"));
                 return self.submit_remote(job, &env, progress, now);
             }
             Err(reason) => env.error_reply(&reason),

@@ -1,0 +1,99 @@
+//! Durability: a coordinator with a data directory journals every job
+//! before acknowledging it; a coordinator restarted on the same directory
+//! resumes the unfinished jobs, and each completes exactly once.
+
+#[path = "jobs_support.rs"]
+mod jobs_support;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use job_queue::{CoordinatorOptions, Job, JobError, JobId, StrategyKind};
+use jobs_support::*;
+
+fn data_dir() -> PathBuf {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    std::env::temp_dir().join(format!("jobs-durability-{}-{nanos}", std::process::id()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_coordinator_resumes_every_unfinished_job_exactly_once() {
+    let dir = data_dir();
+    let options = CoordinatorOptions {
+        data_dir: Some(dir.clone()),
+        ..CoordinatorOptions::default()
+    };
+    // du-b is the only `slow` node, and it hangs every `stall` job.
+    let mut nodes = cluster(&[("du-a", &[]), ("du-b", &["slow"])], "du-b").await;
+    let first = coordinator_with(&nodes[0].router, StrategyKind::RoundRobin, options.clone()).await;
+    let mut ids: Vec<JobId> = Vec::new();
+    for i in 0..10 {
+        let job = Job::new("stall", format!("{i}"))
+            .with_tag("slow")
+            .with_timeout(Duration::from_secs(60));
+        // `submit` returns once the job is journaled.
+        let pending = within(STEP, "submit", first.submit(job)).await.unwrap();
+        ids.push(pending.id().clone());
+    }
+    within(STEP, "first coordinator stops", first.shutdown()).await;
+    // The hanging node goes away; a healthy `slow` node joins.
+    let b = nodes.pop().unwrap();
+    within(STEP, "du-b pool stops", b.pool.shutdown()).await;
+    within(STEP, "du-b stops", b.router.shutdown()).await;
+    within(STEP, "du-b down", wait_down(&nodes[0].router, "du-b")).await;
+    let seed = Some(nodes[0].router.url());
+    let c = start_node(
+        seed,
+        "du-c",
+        &["slow"],
+        registry(""),
+        Duration::from_millis(100),
+    )
+    .await;
+    nodes.push(c);
+    within(
+        STEP,
+        "du-c joins",
+        converged(&nodes[0].router, &["du-a", "du-c"]),
+    )
+    .await;
+
+    let second =
+        coordinator_with(&nodes[0].router, StrategyKind::RoundRobin, options.clone()).await;
+    assert_eq!(second.resumed(), ids.as_slice());
+    for id in &ids {
+        let pending = within(STEP, "attach", second.attach(id.clone()))
+            .await
+            .unwrap();
+        let result = within(STEP, "resumed result", pending.result())
+            .await
+            .unwrap();
+        assert_eq!(result.outcome(), Ok("du-c"), "{result:?}");
+        // Exactly once: the result was handed out and is gone.
+        let again = within(STEP, "attach again", second.attach(id.clone())).await;
+        assert!(matches!(again, Err(JobError::UnknownJob(_))), "{again:?}");
+    }
+    let stats = within(STEP, "stats", second.stats()).await.unwrap();
+    assert_eq!(
+        (
+            stats.submitted,
+            stats.succeeded,
+            stats.failed,
+            stats.in_progress
+        ),
+        (10, 10, 0, 0)
+    );
+    // New jobs do not reuse the resumed ids, and nothing is left to resume.
+    let fresh = within(STEP, "fresh job", second.run(Job::new("echo", "x")))
+        .await
+        .unwrap();
+    assert!(!ids.contains(&fresh.id), "{} reused", fresh.id);
+    within(STEP, "second coordinator stops", second.shutdown()).await;
+    let third = coordinator_with(&nodes[0].router, StrategyKind::RoundRobin, options).await;
+    assert!(third.resumed().is_empty());
+    within(STEP, "third coordinator stops", third.shutdown()).await;
+    stop_all(nodes).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
