@@ -51,6 +51,14 @@ pub struct RouterConfig {
     pub link_wait: Duration,
     /// Mailbox capacity of the `system` actor.
     pub system_mailbox: usize,
+    /// Most envelopes held for one local actor whose mailbox is full
+    /// (its overflow queue). Below this bound a slow actor never delays
+    /// incoming traffic for the others; at it, reading from the network
+    /// pauses until the actor catches up (backpressure).
+    pub backlog_limit: usize,
+    /// Most payload bytes held in one local actor's overflow queue (the
+    /// other bound of [`RouterConfig::backlog_limit`]).
+    pub backlog_bytes: usize,
     /// The rest of the transport settings (its `node_name`, `listen` and
     /// `secret` are taken from the fields above).
     pub transport: TransportConfig,
@@ -72,6 +80,8 @@ impl Default for RouterConfig {
             request_timeout: Duration::from_secs(5),
             link_wait: Duration::from_secs(2),
             system_mailbox: 1024,
+            backlog_limit: 16_384,
+            backlog_bytes: 64 * 1024 * 1024,
             transport: TransportConfig::default(),
         }
     }
@@ -146,6 +156,9 @@ impl RouterConfig {
         }
         if self.system_mailbox == 0 {
             return Err("system_mailbox must be at least 1");
+        }
+        if self.backlog_limit == 0 || self.backlog_bytes == 0 {
+            return Err("backlog_limit and backlog_bytes must be at least 1");
         }
         Ok(())
     }

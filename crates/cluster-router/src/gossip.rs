@@ -6,16 +6,20 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use bytes::Bytes;
+use cluster_transport::LinkEvent;
 use futures_util::future::join_all;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::oneshot;
 use rustc_hash::FxHashSet;
 use tokio::time::MissedTickBehavior;
 
 use crate::addr::NodeId;
 use crate::convert::to_transport;
 use crate::envelope::{Envelope, PayloadFormat};
-use crate::member::MemberEvent;
+use crate::member::{MemberEvent, MemberStatus};
 use crate::membership::Changes;
-use crate::router::{Inner, Router};
+use crate::router::Inner;
 use crate::stats::bump;
 use crate::wire::{self, SystemMessage};
 
@@ -176,12 +180,13 @@ pub(crate) async fn join_seeds(inner: &Arc<Inner>) -> usize {
 /// One gossip round: heartbeat, failure detection, push-pull to a few
 /// random reachable peers, and housekeeping.
 fn gossip_round(inner: &Arc<Inner>, round: u64) {
-    let (changes, targets, rows) = {
+    let (changes, targets, rows, leaving) = {
         let mut table = inner.membership.write();
         table.beat();
         let changes = table.check(Instant::now());
         let targets = table.gossip_targets(inner.config.gossip_fanout, &mut rand::thread_rng());
-        (changes, targets, wire::to_wire(&table.members()))
+        let leaving = matches!(table.me().status, MemberStatus::Leaving | MemberStatus::Left);
+        (changes, targets, wire::to_wire(&table.members()), leaving)
     };
     apply(inner, changes);
     bump(&inner.counters.gossip_rounds, 1);
@@ -191,6 +196,10 @@ fn gossip_round(inner: &Arc<Inner>, round: u64) {
         for node in &targets {
             send_system(inner, node, payload.clone());
         }
+    }
+    // A leaving node only announces; it neither redials nor rejoins.
+    if leaving {
+        return;
     }
     if round % LINK_CHECK_EVERY == 0 {
         ensure_links(inner);
@@ -218,27 +227,71 @@ pub(crate) async fn gossip_loop(weak: Weak<Inner>) {
     }
 }
 
-/// Pushes this node's table to every reachable peer and waits (bounded by
-/// `request_timeout`) for each to answer: used by [`Router::leave`].
-pub(crate) async fn announce(router: &Router) {
-    let inner = &router.inner;
+/// Pushes this node's table to every reachable, linked peer and waits
+/// until each has acknowledged it, or at most `request_timeout`: used by
+/// [`Router::leave`](crate::Router::leave).
+///
+/// An acknowledgement is the peer's `Table` answer, or its link going down
+/// after the announcement was queued: a peer that learns this node is Left
+/// closes the link at once (the answer may not make it out first), and a
+/// peer whose link fails is gone anyway.
+pub(crate) async fn announce(inner: &Arc<Inner>) {
+    // Subscribe before sending, so that no close goes unseen.
+    let mut link_events = inner.transport.subscribe();
     let (nodes, payload) = {
         let table = inner.membership.read();
         let payload = wire::encode(&SystemMessage::Gossip(wire::to_wire(&table.members())));
         (table.reachable_peers(), payload)
     };
-    let timeout = inner.config.request_timeout;
-    let acks = nodes.into_iter().map(|node| {
-        let to = inner.system_of(&node);
-        let payload = payload.clone();
-        async move {
-            let result = router
-                .request(to, PayloadFormat::Binary, payload, timeout)
-                .await;
-            if let Err(err) = result {
-                tracing::warn!(%node, %err, "leave announcement not acknowledged");
+    let linked: FxHashSet<String> = inner.transport.peers().into_iter().collect();
+    let mut outstanding: FxHashSet<String> = FxHashSet::default();
+    let mut ids = Vec::new();
+    let mut acks = FuturesUnordered::new();
+    for node in nodes.into_iter().filter(|n| linked.contains(n.as_str())) {
+        let env = Envelope::new(
+            inner.system_of(&node),
+            inner.reply_addr.clone(),
+            PayloadFormat::Binary,
+            payload.clone(),
+        );
+        let (tx, rx) = oneshot::channel();
+        inner.pending.lock().insert(env.id, tx);
+        ids.push(env.id);
+        outstanding.insert(node.to_string());
+        acks.push(async move {
+            // Waits only while the link's queue is full.
+            if inner.transport.send(node.as_str(), to_transport(env)).await.is_ok() {
+                // An error means the pending entry is gone: shutdown.
+                let _ = rx.await;
+            }
+            node
+        });
+    }
+    let deadline = tokio::time::Instant::now() + inner.config.request_timeout;
+    while !outstanding.is_empty() {
+        tokio::select! {
+            Some(node) = acks.next() => {
+                outstanding.remove(node.as_str());
+            }
+            event = link_events.recv() => match event {
+                Ok(LinkEvent::Down { peer, .. }) => {
+                    outstanding.remove(&peer);
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => {
+                    let linked: FxHashSet<String> = inner.transport.peers().into_iter().collect();
+                    outstanding.retain(|peer| linked.contains(peer));
+                }
+                Err(RecvError::Closed) => break,
+            },
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::warn!(node = %inner.node, peers = ?outstanding, "leave announcement not acknowledged");
+                break;
             }
         }
-    });
-    join_all(acks).await;
+    }
+    let mut pending = inner.pending.lock();
+    for id in ids {
+        pending.remove(&id);
+    }
 }

@@ -94,6 +94,7 @@
 //! ```
 
 mod addr;
+mod backlog;
 mod config;
 mod convert;
 mod detector;

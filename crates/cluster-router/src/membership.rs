@@ -346,10 +346,18 @@ impl Membership {
         changes
     }
 
-    /// The link to `node` dropped: an Up member becomes Suspect at once.
+    /// The link to `node` dropped: an Up member becomes Suspect at once,
+    /// whether the close was clean or not (an Up node that closes its links
+    /// without announcing a leave has stopped abruptly). A Leaving or Left
+    /// member is never suspected, and a node that is leaving itself
+    /// suspects nobody (its peers close their links when they hear it left).
     pub(crate) fn link_down(&mut self, node: &NodeId, now: Instant) -> Changes {
         let mut changes = Changes::default();
-        if *node != self.me && self.get(node).map(|m| m.status) == Some(MemberStatus::Up) {
+        let leaving = matches!(self.me().status, MemberStatus::Leaving | MemberStatus::Left);
+        if *node != self.me
+            && !leaving
+            && self.get(node).map(|m| m.status) == Some(MemberStatus::Up)
+        {
             self.transition(node, MemberStatus::Suspect, now, &mut changes);
         }
         changes

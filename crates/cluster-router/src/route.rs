@@ -18,6 +18,16 @@ use crate::gossip;
 use crate::router::{Inner, CLIENT_PREFIX, REPLY};
 use crate::stats::bump;
 
+/// What [`Inner::deliver_local`] does when the mailbox is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// Wait for room (a caller's own send: backpressure on that caller).
+    Wait,
+    /// Queue in the actor's backlog, waiting only when the backlog is at
+    /// its bound (the dispatch of incoming traffic).
+    Spill,
+}
+
 /// `err` and its causes, joined by ": ".
 pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
@@ -37,7 +47,7 @@ impl Inner {
             return Err(RouterError::Stopped);
         }
         if *env.to.node() == self.node {
-            self.deliver_local(env).await;
+            self.deliver_local(env, Delivery::Wait).await;
             Ok(())
         } else {
             self.send_remote(env).await
@@ -45,8 +55,9 @@ impl Inner {
     }
 
     /// Delivers to a local mailbox, the reply mailbox or a local client;
-    /// bounces what cannot be delivered.
-    pub(crate) async fn deliver_local(&self, env: Envelope) {
+    /// bounces what cannot be delivered. `mode` says what to do when the
+    /// mailbox is full.
+    pub(crate) async fn deliver_local(&self, env: Envelope, mode: Delivery) {
         let name = env.to.actor().as_str();
         if name == REPLY {
             self.complete(env);
@@ -57,41 +68,61 @@ impl Inner {
             self.deliver_to_client(client, env).await;
             return;
         }
-        let waiting = {
+        let (actor, backlog, env) = {
             let actors = self.actors.read();
-            match actors.get(env.to.actor().as_str()) {
-                None => Err(env),
-                Some(actor) => match actor.try_tell(env) {
+            let Some(slot) = actors.get(name) else {
+                drop(actors);
+                let reason = format!("no actor named {} on node {}", env.to.actor(), self.node);
+                self.bounce(env, &reason);
+                return;
+            };
+            // Nothing may overtake what waits in the backlog (unless the
+            // caller waits in line itself).
+            let env = if mode == Delivery::Wait || slot.backlog.is_empty() {
+                match slot.actor.try_tell(env) {
                     Ok(()) => {
                         bump(&self.counters.routed_local, 1);
                         return;
                     }
-                    Err(TellError::Full(env)) => Ok((actor.clone(), env)),
+                    Err(TellError::Full(env)) => env,
                     Err(TellError::Closed(env)) => {
                         drop(actors);
                         self.actor_gone(env);
                         return;
                     }
-                },
+                }
+            } else {
+                env
+            };
+            if mode == Delivery::Spill && !slot.backlog.is_full() {
+                bump(&self.counters.routed_local, 1);
+                slot.backlog.push(&slot.actor, env, self);
+                return;
             }
+            (slot.actor.clone(), Arc::clone(&slot.backlog), env)
         };
-        match waiting {
-            Ok((actor, env)) => match actor.tell(env).await {
+        match mode {
+            Delivery::Wait => match actor.tell(env).await {
                 Ok(()) => bump(&self.counters.routed_local, 1),
                 Err(err) => self.actor_gone(err.into_inner()),
             },
-            Err(env) => {
-                let reason = format!("no actor named {} on node {}", env.to.actor(), self.node);
-                self.bounce(env, &reason);
+            Delivery::Spill => {
+                // Backpressure: the backlog is at its bound.
+                backlog.room().await;
+                bump(&self.counters.routed_local, 1);
+                backlog.push(&actor, env, self);
             }
         }
     }
 
     /// The addressee's mailbox is closed: forget it and bounce.
-    fn actor_gone(&self, env: Envelope) {
+    pub(crate) fn actor_gone(&self, env: Envelope) {
         {
             let mut actors = self.actors.write();
-            if actors.get(env.to.actor()).is_some_and(|a| !a.is_alive()) {
+            if actors
+                .get(env.to.actor())
+                .is_some_and(|s| !s.actor.is_alive())
+            {
                 actors.remove(env.to.actor());
             }
         }
@@ -241,20 +272,32 @@ impl Inner {
             }
             return;
         }
-        let actor = self.actors.read().get(name).cloned();
-        let Some(actor) = actor else {
+        let actors = self.actors.read();
+        let Some(slot) = actors.get(name) else {
+            drop(actors);
             let reason = format!("no actor named {} on node {}", env.to.actor(), self.node);
             self.bounce(env, &reason);
             return;
         };
-        match actor.try_tell(env) {
-            Ok(()) => bump(&self.counters.routed_local, 1),
-            Err(TellError::Full(env)) => {
-                bump(&self.counters.routed_local, 1);
-                tokio::spawn(async move { actor.tell(env).await.ok() });
+        let env = if slot.backlog.is_empty() {
+            match slot.actor.try_tell(env) {
+                Ok(()) => {
+                    bump(&self.counters.routed_local, 1);
+                    return;
+                }
+                Err(TellError::Full(env)) => env,
+                Err(TellError::Closed(env)) => {
+                    drop(actors);
+                    self.actor_gone(env);
+                    return;
+                }
             }
-            Err(TellError::Closed(env)) => self.actor_gone(env),
-        }
+        } else {
+            env
+        };
+        // Never waits: over the backlog's bound if need be (answers are few).
+        bump(&self.counters.routed_local, 1);
+        slot.backlog.push(&slot.actor, env, self);
     }
 
     fn post_remote(&self, env: Envelope) {
@@ -304,7 +347,7 @@ impl Inner {
                 self.bounce(env, &reason);
                 continue;
             }
-            self.deliver_local(env).await;
+            self.deliver_local(env, Delivery::Spill).await;
         }
     }
 
@@ -342,6 +385,10 @@ impl Inner {
                     continue;
                 }
             };
+            if *env.to.node() == self.node {
+                self.deliver_local(env, Delivery::Spill).await;
+                continue;
+            }
             let answer_on_error = Envelope {
                 payload: Bytes::new(),
                 ..env.clone()
@@ -388,7 +435,8 @@ impl Inner {
                 }
             }
             LinkEvent::Down { peer, reason } => {
-                tracing::debug!(node = %self.node, %peer, %reason, "link down");
+                let clean = reason.is_clean();
+                tracing::debug!(node = %self.node, %peer, %reason, clean, "link down");
                 if let Ok(node) = NodeId::new(&peer) {
                     let changes = self.membership.write().link_down(&node, Instant::now());
                     gossip::apply(self, changes);

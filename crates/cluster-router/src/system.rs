@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::envelope::{Envelope, EnvelopeKind, PayloadFormat};
 use crate::gossip;
+use crate::membership::Changes;
 use crate::route::error_chain;
 use crate::router::Inner;
 use crate::wire::{self, SystemMessage, WireError};
@@ -57,25 +58,26 @@ impl Actor for SystemActor {
 }
 
 /// A gossip/join message from another node.
+///
+/// The answer is queued before the merged changes are applied: when the
+/// sender announces that it left, applying them closes its link, and the
+/// answer should be on its way first (the leaver also takes the close as
+/// the acknowledgement, should the close overtake the answer).
 fn on_system_message(inner: &Arc<Inner>, env: Envelope) {
     let result = wire::decode(&env.payload).and_then(|msg| match msg {
-        SystemMessage::Join(rows) | SystemMessage::Gossip(rows) => {
-            merge(inner, rows)?;
-            Ok(true)
-        }
-        SystemMessage::Table(rows) => {
-            merge(inner, rows)?;
-            Ok(false)
-        }
+        SystemMessage::Join(rows) | SystemMessage::Gossip(rows) => Ok((merge(inner, rows)?, true)),
+        SystemMessage::Table(rows) => Ok((merge(inner, rows)?, false)),
     });
     match result {
-        Ok(true) => {
-            let rows = wire::to_wire(&inner.membership.read().members());
-            let table = wire::encode(&SystemMessage::Table(rows));
-            let answer = env.reply_with(EnvelopeKind::Message, PayloadFormat::Binary, table);
-            gossip::send_gossip_answer(inner, answer);
+        Ok((changes, answer)) => {
+            if answer {
+                let rows = wire::to_wire(&inner.membership.read().members());
+                let table = wire::encode(&SystemMessage::Table(rows));
+                let answer = env.reply_with(EnvelopeKind::Message, PayloadFormat::Binary, table);
+                gossip::send_gossip_answer(inner, answer);
+            }
+            gossip::apply(inner, changes);
         }
-        Ok(false) => {}
         Err(err) => {
             let reason = error_chain(&err);
             tracing::warn!(from = %env.from, %reason, "refused a system message");
@@ -84,11 +86,10 @@ fn on_system_message(inner: &Arc<Inner>, env: Envelope) {
     }
 }
 
-fn merge(inner: &Arc<Inner>, rows: Vec<wire::WireMember>) -> Result<(), WireError> {
+/// Merges a received table; the caller applies the returned changes.
+fn merge(inner: &Inner, rows: Vec<wire::WireMember>) -> Result<Changes, WireError> {
     let members = wire::from_wire(rows)?;
-    let changes = inner.membership.write().merge(members, Instant::now());
-    gossip::apply(inner, changes);
-    Ok(())
+    Ok(inner.membership.write().merge(members, Instant::now()))
 }
 
 /// A JSON cluster command; the answer goes back to `from`.
