@@ -225,6 +225,27 @@ async fn bench_cluster(jobs: usize, window: usize) {
         println!("  {}: {} completed", node.node, node.completed);
     }
     coord.shutdown().await;
+    // The same with a data directory: every job journaled (group-committed
+    // fsync) before it is acknowledged.
+    let dir = std::env::temp_dir().join(format!("job-queue-bench-{}", std::process::id()));
+    let options = CoordinatorOptions {
+        data_dir: Some(dir.clone()),
+        ..CoordinatorOptions::default()
+    };
+    let journaled = Coordinator::start(&cluster.coord_node, options)
+        .await
+        .expect("journaled coordinator");
+    let started = Instant::now();
+    run_window(&journaled, jobs / 2, window).await;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "cluster, journaled in {} ({window} in flight): {} jobs in {secs:.3} s = {:.0} jobs/s",
+        dir.display(),
+        jobs / 2,
+        (jobs / 2) as f64 / secs
+    );
+    journaled.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
     for pool in pools {
         pool.shutdown().await;
     }

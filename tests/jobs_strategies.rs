@@ -8,7 +8,7 @@ mod jobs_support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cluster_router::{Load, Router};
+use cluster_router::Load;
 use job_queue::{Job, StrategyKind};
 use jobs_support::*;
 
@@ -88,11 +88,16 @@ fn load(cpu: f32) -> Load {
     }
 }
 
-/// Waits until `router` sees every `(node, cpu)` load through gossip.
-async fn sees_loads(router: &Router, loads: &[(&str, f32)]) {
+/// Sets each node's load and waits until the first node sees them all
+/// through gossip. The loads are set again on every check: a pool publishes
+/// its real load once when it starts, possibly after the first set.
+async fn set_loads(nodes: &[Node], loads: &[(&str, f32)]) {
     let mut ticker = tokio::time::interval(Duration::from_millis(20));
     loop {
-        let members = router.members();
+        for (node, (_, cpu)) in nodes.iter().zip(loads) {
+            node.router.set_load(load(*cpu));
+        }
+        let members = nodes[0].router.members();
         let seen = loads.iter().all(|(node, cpu)| {
             members
                 .iter()
@@ -112,10 +117,7 @@ async fn least_cpu_prefers_the_node_reporting_low_load() {
     // the loads set below stay.
     let nodes = cluster_with(&names, |_| registry(""), Duration::from_secs(3600)).await;
     let loads = [("lc-a", 150.0), ("lc-b", 170.0), ("lc-c", 3.0)];
-    for (node, (_, cpu)) in nodes.iter().zip(loads) {
-        node.router.set_load(load(cpu));
-    }
-    within(STEP, "loads gossiped", sees_loads(&nodes[0].router, &loads)).await;
+    within(STEP, "loads gossiped", set_loads(&nodes, &loads)).await;
     let coord = coordinator(&nodes[0].router, StrategyKind::LeastCpu).await;
     for _ in 0..10 {
         let result = within(STEP, "whoami", coord.run(Job::new("whoami", "")))

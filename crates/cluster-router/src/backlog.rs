@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-use actor_core::ActorRef;
+use actor_core::{ActorRef, TrySendError};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
@@ -151,39 +151,58 @@ impl Backlog {
         }
     }
 
-    /// The next envelope, or `None` (and the drainer is done) when empty.
-    fn next(&self) -> Option<Envelope> {
+    /// Moves up to `DRAIN_BATCH` envelopes into `batch`; when there are
+    /// none, the drainer is done (`false`).
+    fn take(&self, batch: &mut VecDeque<Envelope>) -> bool {
         let mut queue = self.queue.lock();
-        let next = queue.envelopes.pop_front();
-        if next.is_none() {
+        let n = queue.envelopes.len().min(DRAIN_BATCH);
+        batch.extend(queue.envelopes.drain(..n));
+        if n == 0 {
             queue.draining = false;
         }
-        next
+        n > 0
     }
 
-    /// One envelope left the backlog (delivered or bounced).
+    /// One envelope left the backlog (delivered or bounced); wakes the
+    /// waiters when that made room.
     fn delivered(&self, payload_len: usize) {
-        self.len.fetch_sub(1, Ordering::AcqRel);
-        self.bytes.fetch_sub(payload_len, Ordering::AcqRel);
-        self.room.notify_waiters();
+        let len = self.len.fetch_sub(1, Ordering::AcqRel);
+        let bytes = self.bytes.fetch_sub(payload_len, Ordering::AcqRel);
+        if len >= self.limits.envelopes || bytes >= self.limits.bytes {
+            self.room.notify_waiters();
+        }
     }
 }
 
+/// Envelopes a drainer takes from its backlog per lock.
+const DRAIN_BATCH: usize = 256;
+
 /// Feeds `backlog` into `actor`'s mailbox, in order, until it is empty.
 async fn drain(backlog: Arc<Backlog>, actor: ActorRef<Envelope>, inner: Weak<Inner>) {
-    while let Some(env) = backlog.next() {
-        let payload_len = env.payload.len();
-        let told = tokio::select! {
-            told = actor.tell(env) => told,
-            () = backlog.stopped() => return,
-        };
-        // Count the envelope until it is in the mailbox, so that the fast
-        // path cannot overtake it.
-        backlog.delivered(payload_len);
-        if let Err(err) = told {
-            match inner.upgrade() {
-                Some(inner) => inner.actor_gone(err.into_inner()),
-                None => return,
+    let mut batch = VecDeque::with_capacity(DRAIN_BATCH);
+    while backlog.take(&mut batch) {
+        while let Some(env) = batch.pop_front() {
+            let payload_len = env.payload.len();
+            if backlog.closed.load(Ordering::Acquire) {
+                return;
+            }
+            // Wait (and watch for close) only when the mailbox is full.
+            let told = match actor.try_tell(env) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Closed(env)) => Err(env),
+                Err(TrySendError::Full(env)) => tokio::select! {
+                    told = actor.tell(env) => told.map_err(|e| e.into_inner()),
+                    () = backlog.stopped() => return,
+                },
+            };
+            // Counted until it is in the mailbox (taken envelopes too), so
+            // that the fast path cannot overtake it.
+            backlog.delivered(payload_len);
+            if let Err(env) = told {
+                match inner.upgrade() {
+                    Some(inner) => inner.actor_gone(env),
+                    None => return,
+                }
             }
         }
     }

@@ -9,9 +9,9 @@ use bytes::Bytes;
 use cluster_transport::LinkEvent;
 use futures_util::future::join_all;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use rustc_hash::FxHashSet;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::oneshot;
-use rustc_hash::FxHashSet;
 use tokio::time::MissedTickBehavior;
 
 use crate::addr::NodeId;
@@ -185,7 +185,10 @@ fn gossip_round(inner: &Arc<Inner>, round: u64) {
         table.beat();
         let changes = table.check(Instant::now());
         let targets = table.gossip_targets(inner.config.gossip_fanout, &mut rand::thread_rng());
-        let leaving = matches!(table.me().status, MemberStatus::Leaving | MemberStatus::Left);
+        let leaving = matches!(
+            table.me().status,
+            MemberStatus::Leaving | MemberStatus::Left
+        );
         (changes, targets, wire::to_wire(&table.members()), leaving)
     };
     apply(inner, changes);
@@ -260,7 +263,12 @@ pub(crate) async fn announce(inner: &Arc<Inner>) {
         outstanding.insert(node.to_string());
         acks.push(async move {
             // Waits only while the link's queue is full.
-            if inner.transport.send(node.as_str(), to_transport(env)).await.is_ok() {
+            if inner
+                .transport
+                .send(node.as_str(), to_transport(env))
+                .await
+                .is_ok()
+            {
                 // An error means the pending entry is gone: shutdown.
                 let _ = rx.await;
             }

@@ -20,7 +20,10 @@
 //!   [`EnvelopeKind::Undeliverable`] envelope and is counted as a dead
 //!   letter; Undeliverable and Error envelopes are never bounced, so no two
 //!   nodes can ping-pong them. [`Router::request`] is request/reply over a
-//!   per-router reply mailbox.
+//!   per-router reply mailbox. Incoming traffic never waits behind one
+//!   full mailbox: envelopes for a busy actor join its bounded, ordered
+//!   overflow queue ([`RouterConfig::backlog_limit`]); only a full overflow
+//!   queue pauses reading from the network (backpressure).
 //! - **External clients.** Any WebSocket client that presents the client
 //!   token (see [`cluster_transport::client_token`]) gets a temporary
 //!   address `client-<id>@<node>`, announced in a welcome envelope from

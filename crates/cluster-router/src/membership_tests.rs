@@ -123,6 +123,19 @@ fn graceful_leave_is_never_a_failure() {
 }
 
 #[test]
+fn closed_links_never_make_a_leaving_member_or_a_leaving_node_suspect() {
+    let t0 = Instant::now();
+    let mut t = table(t0);
+    t.merge(vec![member("b", 1, 1, MemberStatus::Leaving)], t0);
+    t.merge(vec![member("c", 1, 1, MemberStatus::Up)], t0);
+    assert!(t.link_down(&node("b"), t0 + ms(10)).is_empty());
+    // This node leaves: its peers close their links, nobody is suspected.
+    t.set_my_status(MemberStatus::Leaving, t0 + ms(20));
+    assert!(t.link_down(&node("c"), t0 + ms(30)).is_empty());
+    assert_eq!(t.get(&node("c")).unwrap().status, MemberStatus::Up);
+}
+
+#[test]
 fn a_silent_leaving_member_becomes_left_not_down() {
     let t0 = Instant::now();
     let mut t = table(t0);

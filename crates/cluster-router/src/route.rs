@@ -455,7 +455,9 @@ impl Inner {
 }
 
 /// Consumes the transport's incoming batches and dispatches them, one at a
-/// time, to local mailboxes (waiting when one is full: backpressure).
+/// time, to local mailboxes. A full mailbox does not stop it: the envelope
+/// joins that actor's backlog; it waits only for a backlog at its bound
+/// (backpressure, see the `backlog` module).
 pub(crate) async fn incoming_loop(weak: Weak<Inner>, mut incoming: mpsc::Receiver<Incoming>) {
     while let Some(batch) = incoming.recv().await {
         let Some(inner) = weak.upgrade() else { return };

@@ -21,7 +21,7 @@ use crate::codec;
 use crate::config::TransportConfig;
 use crate::envelope::Envelope;
 use crate::error::{SendError, TransportError, TrySendError};
-use crate::event::{DownReason, ClientId, Incoming, LinkEvent};
+use crate::event::{ClientId, DownReason, Incoming, LinkEvent};
 use crate::handshake::Params;
 use crate::link;
 use crate::stats::{Counters, TransportStats};

@@ -36,6 +36,15 @@
 //! bincode, and answers each submission exactly once, through
 //! [`PendingJob::result`] or, for submissions that arrived as envelopes
 //! (other nodes, external JSON clients), as a reply in the request's format.
+//! The hot path is batched: the coordinator drains its mailbox in runs,
+//! sends one envelope of many jobs per node, never waits on a full link
+//! (a per-node lane does), and pools answer with batches of results.
+//! [`Coordinator::submit_with_progress`] forwards progress reports.
+//!
+//! **Durability.** With [`CoordinatorOptions::data_dir`], each job is
+//! journaled (append-only file, group-committed fsync) before `submit`
+//! returns; a coordinator started on the same directory resumes every
+//! unfinished job ([`Coordinator::resumed`], [`Coordinator::attach`]).
 //!
 //! # Example
 //!

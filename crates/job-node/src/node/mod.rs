@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cluster_router::{Router, RouterConfig, RouterError, Secret};
+use job_queue::mapreduce::{MapReduceError, MapReduceNode};
 use job_queue::{
     Coordinator, CoordinatorOptions, HandlerRegistry, JobError, WorkerPool, WorkerPoolConfig,
 };
@@ -61,6 +62,9 @@ pub enum NodeError {
     /// The coordinator or worker pool could not start.
     #[error("cannot start the job service: {0}")]
     Jobs(#[from] JobError),
+    /// The map-reduce partition actor could not start.
+    #[error("cannot start the map-reduce service: {0}")]
+    MapReduce(#[from] MapReduceError),
     /// The HTTP API could not bind its address.
     #[error("cannot serve the HTTP API on {addr}: {source}")]
     Http {
@@ -94,6 +98,7 @@ pub struct Node {
     router: Router,
     coordinator: Coordinator,
     pool: WorkerPool,
+    mapreduce: MapReduceNode,
     api: Arc<NodeApi>,
     metrics: Arc<Metrics>,
     http: Option<HttpServer>,
@@ -153,6 +158,9 @@ impl Node {
                 observer_metrics.observe_attempt(kind, &node_name, elapsed);
             }),
         );
+        // mr.map / mr.reduce, and partitions@<node> serving this node's
+        // shuffle data (see crate::mapreduce_cmd).
+        let mapreduce = MapReduceNode::install(router, &mut registry)?;
         let pool_config = WorkerPoolConfig {
             workers: config.workers,
             shutdown_grace: DRAIN_GRACE,
@@ -160,7 +168,13 @@ impl Node {
         };
         // The pool first: it advertises the kinds, which the coordinator's
         // first look at the membership then sees.
-        let pool = WorkerPool::start(router, registry, pool_config).await?;
+        let pool = match WorkerPool::start(router, registry, pool_config).await {
+            Ok(pool) => pool,
+            Err(err) => {
+                mapreduce.shutdown();
+                return Err(err.into());
+            }
+        };
         let options = CoordinatorOptions {
             data_dir: config.data_dir.clone(),
             ..CoordinatorOptions::default()
@@ -194,6 +208,7 @@ impl Node {
             router: router.clone(),
             coordinator,
             pool,
+            mapreduce,
             api,
             metrics,
             http,
@@ -268,6 +283,7 @@ impl Node {
         .await;
         let jobs_run = self.pool.finished();
         self.pool.shutdown().await;
+        self.mapreduce.shutdown();
         let abandoned = wait_coordinator(&self.coordinator, deadline).await;
         if abandoned > 0 {
             tracing::warn!(abandoned, "drain grace over: unfinished jobs abandoned");

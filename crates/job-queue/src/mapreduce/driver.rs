@@ -87,6 +87,20 @@ pub struct OutputLocation {
     pub bytes: u64,
 }
 
+/// How many tasks of each phase have their output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskProgress {
+    /// Map tasks whose output is available.
+    pub maps_done: u32,
+    /// Map tasks (= splits).
+    pub maps: u32,
+    /// Reduce tasks whose output is available.
+    pub reduces_done: u32,
+    /// Reduce tasks: the reducers until the map barrier, then the
+    /// partitions that received pairs.
+    pub reduces: u32,
+}
+
 /// Figures about a job so far.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DriverStats {
@@ -250,6 +264,26 @@ impl MapReduceDriver {
             Phase::Reduce
         } else {
             Phase::Merge
+        }
+    }
+
+    /// How many tasks of each phase are done.
+    pub fn progress(&self) -> TaskProgress {
+        let held = |r: &&Slot<ReduceDone>| !matches!(r, Slot::Done(ReduceDone::Empty));
+        TaskProgress {
+            maps_done: self
+                .maps
+                .iter()
+                .filter(|m| matches!(m, Slot::Done(_)))
+                .count() as u32,
+            maps: self.maps.len() as u32,
+            reduces_done: self
+                .reduces
+                .iter()
+                .filter(held)
+                .filter(|r| matches!(r, Slot::Done(_)))
+                .count() as u32,
+            reduces: self.reduces.iter().filter(held).count() as u32,
         }
     }
 

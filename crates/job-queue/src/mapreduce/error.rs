@@ -81,4 +81,19 @@ pub enum MapReduceError {
     /// The local executor's workers stopped while a job was running.
     #[error("the local executor's workers stopped")]
     ExecutorClosed,
+    /// The router refused an operation (registering the partition actor).
+    #[error("cluster router error")]
+    Router(#[from] cluster_router::RouterError),
+    /// The coordinator refused a task or stopped before answering.
+    #[error("the coordinator failed")]
+    Coordinator(#[from] crate::error::JobError),
+    /// The driver waits for tasks but none is in progress (a bug; the job
+    /// is failed rather than left hanging).
+    #[error("map-reduce job {job} stalled in phase {phase:?} with no task in progress")]
+    Stalled {
+        /// The job.
+        job: String,
+        /// The phase it stalled in.
+        phase: super::Phase,
+    },
 }

@@ -21,6 +21,7 @@ use super::builtins::{InvertedIndex, Posting, WordCount};
 use super::driver::{DriverConfig, DriverStats, MapReduceDriver, Phase};
 use super::error::MapReduceError;
 use super::handlers::MapReduceWorker;
+use super::report::{record_result, NodeTasks};
 use super::spec::{merge_reduced, MapReduce, MapReduceRegistry};
 use super::split::{plan_splits, split_bytes, Input, SplitSpec};
 use super::store::{BlobId, InMemoryFetcher, PartitionFetcher, PartitionStore, StoreError};
@@ -102,6 +103,8 @@ pub struct MapReduceOutput<K, O> {
     pub stats: DriverStats,
     /// Time per phase.
     pub timings: PhaseTimings,
+    /// What each node ran (final task results), sorted by node.
+    pub nodes: Vec<NodeTasks>,
 }
 
 struct LocalNode {
@@ -112,6 +115,7 @@ struct LocalNode {
 
 struct RunState {
     core: CoordinatorCore,
+    nodes: Vec<NodeTasks>,
     results: mpsc::UnboundedReceiver<JobResult>,
     killed: mpsc::UnboundedReceiver<String>,
 }
@@ -236,6 +240,7 @@ impl LocalExecutor {
             jobs,
             state: Mutex::new(RunState {
                 core,
+                nodes: Vec::new(),
                 results,
                 killed,
             }),
@@ -344,6 +349,7 @@ impl LocalExecutor {
         config.task_timeout = options.task_timeout;
         config.max_attempts = options.max_attempts;
         let mut driver = MapReduceDriver::new(config, splits)?;
+        state.nodes.clear();
         timings.plan = started.elapsed();
         loop {
             self.drive(state, &mut driver, &mut timings).await?;
@@ -357,6 +363,7 @@ impl LocalExecutor {
                         inputs: inputs.iter().map(|i| i.name.clone()).collect(),
                         stats: driver.stats().clone(),
                         timings,
+                        nodes: std::mem::take(&mut state.nodes),
                     });
                 }
                 Err(partition) => driver.on_output_lost(partition),
@@ -432,7 +439,10 @@ impl LocalExecutor {
                 progressed = true;
                 match action {
                     Action::Dispatch { job, node } => self.dispatch(state, job, &node).await,
-                    Action::Complete(result) => driver.on_result(&result),
+                    Action::Complete(result) => {
+                        record_result(&mut state.nodes, &result);
+                        driver.on_result(&result);
+                    }
                     _ => {}
                 }
             }

@@ -47,33 +47,43 @@
 //! ```
 
 mod builtins;
+mod cluster;
 mod corpus;
 mod driver;
 mod error;
+mod fetch;
 mod handlers;
 mod local;
+mod node;
 mod reference;
+mod report;
 mod spec;
 mod split;
 mod store;
 mod task;
+mod wire;
 mod words;
 
 pub use builtins::{InvertedIndex, Posting, SplitPositions, WordCount};
+pub use cluster::{ClusterMapReduce, NoObserver, RunEvent, RunObserver};
 pub use corpus::{generate_corpus, generate_inputs, CorpusConfig};
-pub use driver::{DriverConfig, DriverStats, MapReduceDriver, OutputLocation, Phase};
+pub use driver::{DriverConfig, DriverStats, MapReduceDriver, OutputLocation, Phase, TaskProgress};
 pub use error::MapReduceError;
+pub use fetch::{FetchConfig, RouterFetcher, MAX_CHUNK, PARTITIONS};
 pub use handlers::MapReduceWorker;
 pub use local::{
     stage_inputs, LocalConfig, LocalExecutor, MapReduceOutput, PhaseTimings, RunOptions,
 };
+pub use node::{MapReduceNode, MapReduceNodeConfig};
 pub use reference::{reference_inverted_index, reference_word_count, top_words};
+pub use report::NodeTasks;
 pub use spec::{MapInput, MapOutput, MapReduce, MapReduceRegistry, ReduceContext, SplitInfo};
 pub use split::{plan_splits, split_bytes, Input, SplitSpec};
 pub use store::{
     BlobId, FetchError, InMemoryFetcher, PartitionFetcher, PartitionStore, Stage, StoreError,
 };
 pub use task::{MAP_KIND, MAX_REDUCERS, REDUCE_KIND};
+pub use wire::WireError;
 pub use words::{
     is_word_byte, normalize, normalize_into, partition_of, stable_hash, words, ShuffleKey, Words,
 };

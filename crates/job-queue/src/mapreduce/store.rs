@@ -232,6 +232,27 @@ pub enum FetchError {
         /// The blob asked for.
         id: BlobId,
     },
+    /// The holder answered something that is not a valid answer.
+    #[error("node {node} sent an invalid partition answer")]
+    BadReply {
+        /// The holder node.
+        node: String,
+        /// What was wrong with it.
+        #[source]
+        source: super::wire::WireError,
+    },
+    /// The holder claims a blob larger than the fetcher accepts.
+    #[error("node {node} holds blob {id} of {bytes} bytes; at most {limit} are accepted")]
+    TooLarge {
+        /// The holder node.
+        node: String,
+        /// The blob asked for.
+        id: BlobId,
+        /// Its claimed size.
+        bytes: u64,
+        /// The fetcher's limit.
+        limit: u64,
+    },
 }
 
 /// Reads a blob from the store of a (possibly remote) node.

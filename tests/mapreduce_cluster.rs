@@ -1,0 +1,371 @@
+//! Map-shuffle-reduce on a real cluster: four routers in this process on
+//! loopback (a driver node with the coordinator, three worker nodes with
+//! pools), shuffle data fetched through the `partitions` actors in small
+//! chunks. Results equal the single-process references, also when a worker
+//! node dies in the map or in the reduce phase.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cluster_router::{Router, RouterConfig};
+use job_queue::mapreduce::{
+    generate_inputs, reference_inverted_index, reference_word_count, ClusterMapReduce,
+    CorpusConfig, FetchConfig, Input, MapReduceError, MapReduceNode, MapReduceNodeConfig,
+    MapReduceRegistry, Phase, RunEvent, RunObserver, RunOptions, WordCount,
+};
+use job_queue::{
+    Coordinator, CoordinatorOptions, FailureCause, HandlerRegistry, WorkerPool, WorkerPoolConfig,
+};
+
+const SECRET: &str = "mapreduce-cluster-test";
+const STEP: Duration = Duration::from_secs(60);
+
+async fn within<F: Future>(what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(STEP, fut).await {
+        Ok(out) => out,
+        Err(_) => panic!("timed out: {what}"),
+    }
+}
+
+fn fast(name: &str) -> RouterConfig {
+    let mut cfg = RouterConfig::new(name, SECRET).timing(
+        Duration::from_millis(100),
+        Duration::from_millis(300),
+        Duration::from_millis(600),
+    );
+    cfg.give_up_after = Duration::from_secs(2);
+    cfg.link_wait = Duration::from_millis(500);
+    cfg.transport.heartbeat_interval = Duration::from_millis(100);
+    cfg.transport.reconnect.initial = Duration::from_millis(20);
+    cfg.transport.reconnect.max = Duration::from_millis(200);
+    cfg
+}
+
+/// Small chunks, so that splits and partitions take several requests.
+fn node_config() -> MapReduceNodeConfig {
+    MapReduceNodeConfig {
+        fetch: FetchConfig {
+            chunk: 64 * 1024,
+            timeout: Duration::from_secs(2),
+            ..FetchConfig::default()
+        },
+        ..MapReduceNodeConfig::default()
+    }
+}
+
+struct Worker {
+    name: String,
+    router: Router,
+    pool: WorkerPool,
+    mapreduce: MapReduceNode,
+}
+
+impl Worker {
+    async fn kill(self) {
+        within("router shutdown", self.router.shutdown()).await;
+        within("pool shutdown", self.pool.shutdown()).await;
+    }
+}
+
+struct Cluster {
+    driver_router: Router,
+    coordinator: Coordinator,
+    driver: ClusterMapReduce,
+    workers: Vec<Worker>,
+}
+
+async fn start_worker(name: &str, seed: String) -> Worker {
+    let router = within("router", Router::start(fast(name).seeds([seed])))
+        .await
+        .unwrap();
+    let jobs = MapReduceRegistry::with_builtins();
+    let mapreduce = MapReduceNode::start(&router, jobs, node_config()).unwrap();
+    let mut handlers = HandlerRegistry::new();
+    mapreduce.register_handlers(&mut handlers);
+    let config = WorkerPoolConfig {
+        workers: 2,
+        queue_capacity: 256,
+        load_interval: Duration::from_millis(100),
+        shutdown_grace: Duration::from_millis(100),
+    };
+    let pool = within("pool", WorkerPool::start(&router, handlers, config))
+        .await
+        .unwrap();
+    Worker {
+        name: name.to_owned(),
+        router,
+        pool,
+        mapreduce,
+    }
+}
+
+async fn converged(router: &Router, workers: usize) {
+    let mut events = router.subscribe();
+    loop {
+        let ready = router
+            .get_all_peers()
+            .iter()
+            .filter(|m| m.tags.iter().any(|t| t == "kind:mr.reduce"))
+            .count();
+        if ready >= workers {
+            return;
+        }
+        let _ = events.recv().await;
+    }
+}
+
+async fn cluster() -> Cluster {
+    let driver_router = within("driver router", Router::start(fast("driver")))
+        .await
+        .unwrap();
+    let node = MapReduceNode::start(
+        &driver_router,
+        MapReduceRegistry::with_builtins(),
+        node_config(),
+    )
+    .unwrap();
+    let mut workers = Vec::new();
+    for name in ["w1", "w2", "w3"] {
+        workers.push(start_worker(name, driver_router.url()).await);
+    }
+    within("convergence", converged(&driver_router, 3)).await;
+    let mut options = CoordinatorOptions::default();
+    options.core.backoff.base = Duration::from_millis(20);
+    options.core.backoff.max = Duration::from_millis(200);
+    let coordinator = within("coordinator", Coordinator::start(&driver_router, options))
+        .await
+        .unwrap();
+    let driver = ClusterMapReduce::new(node, coordinator.clone());
+    Cluster {
+        driver_router,
+        coordinator,
+        driver,
+        workers,
+    }
+}
+
+impl Cluster {
+    fn assert_stores_empty(&self) {
+        assert!(self.driver.node().store().is_empty(), "driver store");
+        for worker in &self.workers {
+            assert!(worker.mapreduce.store().is_empty(), "{}", worker.name);
+        }
+    }
+
+    async fn stop(self) {
+        within("coordinator shutdown", self.coordinator.shutdown()).await;
+        for worker in self.workers {
+            worker.kill().await;
+        }
+        within("driver shutdown", self.driver_router.shutdown()).await;
+    }
+}
+
+fn options(splits: usize, reducers: u32) -> RunOptions {
+    RunOptions {
+        splits,
+        reducers,
+        task_timeout: Duration::from_secs(20),
+        max_attempts: 4,
+    }
+}
+
+fn corpus(bytes: usize, files: usize, seed: u64) -> Vec<Input> {
+    let config = CorpusConfig {
+        seed,
+        bytes,
+        vocabulary: 4_000,
+        exponent: 1.0,
+    };
+    generate_inputs(&config, files)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn word_count_equals_the_reference_on_a_cluster() {
+    let inputs = corpus(3_000_000, 3, 5);
+    let expected = reference_word_count(&inputs);
+    let cluster = cluster().await;
+    for (splits, reducers) in [(1, 1), (6, 1), (12, 5), (4, 10_000)] {
+        let out = within(
+            "word count",
+            cluster
+                .driver
+                .word_count(&inputs, &options(splits, reducers)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.entries, expected, "splits={splits} reducers={reducers}");
+        assert_eq!(out.stats.output_keys, expected.len() as u64);
+        assert!(out.stats.reduce_tasks <= reducers);
+        // Only worker nodes ran tasks; every map and reduce is accounted for.
+        assert!(out.nodes.iter().all(|n| n.node.starts_with('w')));
+        let maps: u32 = out.nodes.iter().map(|n| n.maps).sum();
+        let reduces: u32 = out.nodes.iter().map(|n| n.reduces).sum();
+        assert_eq!(
+            (maps, reduces),
+            (out.stats.map_tasks, out.stats.reduce_tasks)
+        );
+        cluster.assert_stores_empty();
+    }
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inverted_index_equals_the_reference_on_a_cluster() {
+    let mut inputs = corpus(600_000, 3, 6);
+    inputs.push(Input::new("empty.txt", ""));
+    inputs.push(Input::new("short.txt", "Zebra zebra, ZEBRA!"));
+    let expected = reference_inverted_index(&inputs);
+    let cluster = cluster().await;
+    let out = within(
+        "inverted index",
+        cluster.driver.inverted_index(&inputs, &options(7, 3)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.entries, expected);
+    assert_eq!(out.inputs[4], "short.txt");
+    cluster.assert_stores_empty();
+    cluster.stop().await;
+}
+
+/// Kills the node of the first task of `phase` that finishes while more
+/// tasks of that phase remain.
+struct Killer {
+    phase: Phase,
+    workers: Vec<Worker>,
+    killed: Option<String>,
+}
+
+#[async_trait]
+impl RunObserver for Killer {
+    async fn on_event(&mut self, event: &RunEvent) {
+        let RunEvent::TaskFinished {
+            node,
+            success: true,
+            phase,
+            progress,
+            ..
+        } = event
+        else {
+            return;
+        };
+        let in_phase = match self.phase {
+            Phase::Map => *phase == Phase::Map && progress.maps_done >= 1,
+            _ => *phase == Phase::Reduce && progress.reduces_done >= 1,
+        };
+        if self.killed.is_none() && in_phase {
+            if let Some(at) = self.workers.iter().position(|w| &w.name == node) {
+                self.workers.remove(at).kill().await;
+                self.killed = Some(node.clone());
+            }
+        }
+    }
+}
+
+async fn survives_a_kill(phase: Phase) {
+    let inputs = corpus(1_500_000, 2, 7);
+    let expected = reference_word_count(&inputs);
+    let mut cluster = cluster().await;
+    let mut killer = Killer {
+        phase,
+        workers: std::mem::take(&mut cluster.workers),
+        killed: None,
+    };
+    let out = within(
+        "word count with a node killed",
+        cluster
+            .driver
+            .run(&WordCount, &inputs, &options(12, 6), &mut killer),
+    )
+    .await
+    .unwrap();
+    let victim = killer.killed.clone().expect("a worker node was killed");
+    assert_eq!(out.entries, expected, "killed {victim} in {phase:?}");
+    assert!(
+        out.stats.recoveries >= 1,
+        "the outputs {victim} held were produced again"
+    );
+    cluster.workers = killer.workers;
+    cluster.assert_stores_empty();
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_in_the_map_phase_changes_nothing() {
+    survives_a_kill(Phase::Map).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_in_the_reduce_phase_changes_nothing() {
+    survives_a_kill(Phase::Reduce).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_input_non_utf8_bytes_and_bad_settings() {
+    let cluster = cluster().await;
+    let out = within("empty", cluster.driver.word_count(&[], &options(4, 3)))
+        .await
+        .unwrap();
+    assert!(out.entries.is_empty());
+    assert_eq!(out.stats.map_tasks, 0);
+    let blank = [Input::new("a", ""), Input::new("b", " ,;42\n")];
+    let out = within(
+        "blank",
+        cluster.driver.inverted_index(&blank, &options(4, 3)),
+    )
+    .await
+    .unwrap();
+    assert!(out.entries.is_empty());
+
+    // Input is bytes: every byte outside [A-Za-z] separates words.
+    let latin1 = [Input::new(
+        "latin1",
+        &b"caf\xe9 Stra\xdfe \xff\xfeok na\xc3\xafve"[..],
+    )];
+    let out = within("latin1", cluster.driver.word_count(&latin1, &options(3, 2)))
+        .await
+        .unwrap();
+    let words: Vec<&str> = out.entries.iter().map(|(w, _)| w.as_str()).collect();
+    assert_eq!(words, ["caf", "e", "na", "ok", "stra", "ve"]);
+
+    let zero = within(
+        "zero reducers",
+        cluster.driver.word_count(&latin1, &options(3, 0)),
+    )
+    .await;
+    assert!(
+        matches!(zero, Err(MapReduceError::ZeroReducers)),
+        "{zero:?}"
+    );
+    cluster.assert_stores_empty();
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_workers_the_job_fails_clearly() {
+    let router = within("router", Router::start(fast("lonely")))
+        .await
+        .unwrap();
+    let node = MapReduceNode::start(&router, MapReduceRegistry::new(), node_config()).unwrap();
+    let coordinator = within(
+        "coordinator",
+        Coordinator::start(&router, CoordinatorOptions::default()),
+    )
+    .await
+    .unwrap();
+    let driver = ClusterMapReduce::new(node, coordinator.clone());
+    let inputs = [Input::new("a", "some words")];
+    let err = within("no workers", driver.word_count(&inputs, &options(2, 2)))
+        .await
+        .unwrap_err();
+    let MapReduceError::TaskFailed { failure, .. } = &err else {
+        panic!("expected a task failure: {err:?}");
+    };
+    assert_eq!(failure.cause, FailureCause::NoEligibleNode);
+    assert!(err.to_string().contains("mr.map"), "{err}");
+    assert!(driver.node().store().is_empty());
+    within("coordinator shutdown", coordinator.shutdown()).await;
+    within("router shutdown", router.shutdown()).await;
+}
