@@ -38,6 +38,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Start a local cluster of node processes and run a workload on it.
     Demo(DemoArgs),
+    /// Run a map-shuffle-reduce job (word count, inverted index) over files.
+    Mapreduce(crate::mapreduce_cmd::MapReduceArgs),
 }
 
 /// `job-node start`. Every option may also come from the environment

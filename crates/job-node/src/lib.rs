@@ -22,6 +22,8 @@
 //!   `submit` and `status`.
 //! * [`supervise`], [`demo`] and [`demo_run`] — child processes that die
 //!   with their parent, the local cluster the demo runs on, and the demo.
+//! * [`mapreduce_cmd`] — `mapreduce wordcount|index`: this process joins
+//!   the cluster (or a local one it starts) as a driver node.
 //! * [`output`] and [`logging`] — what the commands print and log;
 //!   [`signals`] — when a node should stop.
 //!
@@ -63,6 +65,7 @@ pub mod demo_run;
 pub mod http;
 pub mod kinds;
 pub mod logging;
+pub mod mapreduce_cmd;
 pub mod metrics;
 pub mod node;
 pub mod output;

@@ -39,5 +39,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Submit(args) => job_node::commands::submit(args).await,
         Command::Status(args) => job_node::commands::status(args).await,
         Command::Demo(args) => job_node::demo_run::run(args).await,
+        Command::Mapreduce(args) => job_node::mapreduce_cmd::run(args).await,
     }
 }

@@ -31,8 +31,8 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use cluster_router::{Router, RouterConfig, Secret};
 use job_queue::mapreduce::{
-    ClusterMapReduce, Input, InvertedIndex, MapReduceNode, MapReduceNodeConfig,
-    MapReduceRegistry, RunOptions, WordCount, MAX_REDUCERS,
+    ClusterMapReduce, Input, InvertedIndex, MapReduceNode, MapReduceNodeConfig, MapReduceRegistry,
+    RunOptions, WordCount, MAX_REDUCERS,
 };
 use job_queue::{Coordinator, CoordinatorOptions};
 
@@ -267,11 +267,15 @@ async fn execute(
 fn write_output(path: Option<&PathBuf>, text: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
     match path {
-        Some(path) => std::fs::write(path, text)
-            .with_context(|| format!("cannot write {}", path.display())),
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+        }
         None => {
             let mut stdout = std::io::stdout().lock();
-            match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+            match stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
                 // A closed pipe (`| head`) is not an error.
                 Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
                     Err(err).context("cannot write the result to stdout")
