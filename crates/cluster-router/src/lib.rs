@@ -29,7 +29,11 @@
 //!   address `client-<id>@<node>`, announced in a welcome envelope from
 //!   `system@<node>` (`{"welcome":"client-7@node-a"}`). Its envelopes (JSON
 //!   text frames) are routed like any other, with `from` overwritten by its
-//!   address, so the answers come back on the same socket.
+//!   address, so the answers come back on the same socket. A client must
+//!   read its socket: one whose outbound queue is full is disconnected
+//!   (close 1013) rather than ever stalling the node's dispatch, and its
+//!   envelopes for a node whose link is full or not up wait in that node's
+//!   bounded outbox, not in the dispatch task.
 //! - **Membership.** A node joins through seed URLs and learns everyone
 //!   else by push-pull gossip of the member table (node, URL, incarnation,
 //!   status, heartbeat, tags, load). A member whose heartbeat stops
@@ -105,6 +109,7 @@ mod envelope;
 mod gossip;
 mod member;
 mod membership;
+mod outbox;
 mod route;
 mod router;
 mod stats;

@@ -65,7 +65,7 @@ impl Inner {
         }
         if let Some(id) = name.strip_prefix(CLIENT_PREFIX) {
             let client = id.parse().ok().map(ClientId::new);
-            self.deliver_to_client(client, env).await;
+            self.deliver_to_client(client, env);
             return;
         }
         let (actor, backlog, env) = {
@@ -130,7 +130,11 @@ impl Inner {
         self.bounce(env, &reason);
     }
 
-    async fn deliver_to_client(&self, client: Option<ClientId>, env: Envelope) {
+    /// Hands `env` to a local client's socket without ever waiting: this
+    /// runs on the incoming-dispatch task, which one client that stopped
+    /// reading must not stall. A client whose outbound queue is full is
+    /// disconnected as too slow (close 1013) and `env` bounces.
+    fn deliver_to_client(&self, client: Option<ClientId>, env: Envelope) {
         let Some(client) = client else {
             let reason = format!("no client named {} on node {}", env.to.actor(), self.node);
             self.bounce(env, &reason);
@@ -140,17 +144,21 @@ impl Inner {
             payload: Bytes::new(),
             ..env.clone()
         };
-        match self
-            .transport
-            .send_to_client(client, to_transport(env))
-            .await
-        {
-            Ok(()) => bump(&self.counters.routed_to_clients, 1),
-            Err(err) => {
-                let reason = format!("cannot deliver to {}: {err}", header.to);
-                self.bounce(header, &reason);
+        let err = match self.transport.try_send_to_client(client, to_transport(env)) {
+            Ok(()) => return bump(&self.counters.routed_to_clients, 1),
+            Err(err) => err,
+        };
+        let reason = match err {
+            transport::TrySendError::Full(_) => {
+                self.transport.close_slow_client(client);
+                format!(
+                    "cannot deliver to {}: the client does not read its socket and was disconnected",
+                    header.to
+                )
             }
-        }
+            other => format!("cannot deliver to {}: {other}", header.to),
+        };
+        self.bounce(header, &reason);
     }
 
     /// Sends to another node's link (waiting for the link of a member that
@@ -258,18 +266,8 @@ impl Inner {
             return;
         }
         if let Some(id) = name.strip_prefix(CLIENT_PREFIX) {
-            let transport = self.transport.clone();
             let client = id.parse().ok().map(ClientId::new);
-            if let Some(client) = client {
-                bump(&self.counters.routed_to_clients, 1);
-                tokio::spawn(async move {
-                    if let Err(err) = transport.send_to_client(client, to_transport(env)).await {
-                        tracing::debug!(%err, "reply to a departed client dropped");
-                    }
-                });
-            } else {
-                self.bounce(env, "no such client");
-            }
+            self.deliver_to_client(client, env);
             return;
         }
         let actors = self.actors.read();
@@ -387,17 +385,9 @@ impl Inner {
             };
             if *env.to.node() == self.node {
                 self.deliver_local(env, Delivery::Spill).await;
-                continue;
-            }
-            let answer_on_error = Envelope {
-                payload: Bytes::new(),
-                ..env.clone()
-            };
-            if let Err(err) = self.send(env).await {
-                bump(&self.counters.dead_letters, 1);
-                let reason = error_chain(&err);
-                tracing::debug!(client = %client, %reason, "client envelope not routed");
-                self.post(answer_on_error.error_reply(&reason));
+            } else {
+                // Never waits for a full or not-yet-up link (see `outbox`).
+                self.forward_from_client(env);
             }
         }
     }
@@ -408,8 +398,9 @@ impl Inner {
         Some(ActorAddr::new(name, self.node.clone()))
     }
 
-    /// Tells a newly connected client its address.
-    async fn welcome(&self, id: ClientId) {
+    /// Tells a newly connected client its address (without waiting: its
+    /// queue is empty, and a client that is already too slow is dropped).
+    fn welcome(&self, id: ClientId) {
         let Some(client) = self.client_addr(id) else {
             return;
         };
@@ -421,8 +412,12 @@ impl Inner {
                 return;
             }
         };
-        if let Err(err) = self.transport.send_to_client(id, to_transport(env)).await {
-            tracing::debug!(%err, client = %id, "client left before its welcome");
+        match self.transport.try_send_to_client(id, to_transport(env)) {
+            Ok(()) => {}
+            Err(transport::TrySendError::Full(_)) => {
+                self.transport.close_slow_client(id);
+            }
+            Err(err) => tracing::debug!(%err, client = %id, "client left before its welcome"),
         }
     }
 
@@ -442,10 +437,7 @@ impl Inner {
                     gossip::apply(self, changes);
                 }
             }
-            LinkEvent::ClientConnected { id } => {
-                let inner = Arc::clone(self);
-                tokio::spawn(async move { inner.welcome(id).await });
-            }
+            LinkEvent::ClientConnected { id } => self.welcome(id),
             LinkEvent::ClientDisconnected { id } => {
                 tracing::debug!(node = %self.node, client = %id, "client disconnected");
             }

@@ -21,6 +21,7 @@ use crate::envelope::{Envelope, EnvelopeKind, MessageId, PayloadFormat};
 use crate::error::RouterError;
 use crate::member::{Load, Member, MemberEvent, MemberStatus};
 use crate::membership::{Membership, MembershipTiming};
+use crate::outbox::Outboxes;
 use crate::stats::{Counters, RouterStats};
 use crate::system::SystemActor;
 use crate::{gossip, route};
@@ -54,6 +55,8 @@ pub(crate) struct Inner {
     pub(crate) dialing: Mutex<FxHashSet<NodeId>>,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) stopped: AtomicBool,
+    /// Client envelopes waiting for other nodes' links (see `outbox`).
+    pub(crate) outboxes: Outboxes,
     /// This `Inner` itself (for the tasks it spawns).
     weak: Weak<Inner>,
 }
@@ -159,6 +162,7 @@ impl Router {
             dialing: Mutex::default(),
             tasks: Mutex::default(),
             stopped: AtomicBool::new(false),
+            outboxes: Outboxes::default(),
             config,
         });
         let opts = SpawnOptions::default().capacity(inner.config.system_mailbox);
@@ -421,6 +425,7 @@ impl Router {
             slot.backlog.close();
         }
         inner.pending.lock().clear();
+        inner.outboxes.clear();
         inner.transport.shutdown().await;
     }
 }

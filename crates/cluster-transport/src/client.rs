@@ -2,7 +2,9 @@
 //! envelope per text frame.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::stream::SplitStream;
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -15,6 +17,7 @@ use tokio_tungstenite::tungstenite::http::{header::AUTHORIZATION, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_util::sync::CancellationToken;
 
 use crate::auth;
 use crate::codec;
@@ -28,6 +31,40 @@ use crate::wire::{AuthReply, AuthRequest, ClientErrorFrame};
 
 /// Most envelopes a client writer takes per wake-up.
 const DRAIN_CHUNK: usize = 256;
+/// How long a slow client's close frame may take to enter its socket
+/// before the connection is simply dropped.
+const SLOW_CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Close reason sent to a client dropped for not reading (at most 123 bytes).
+const SLOW_REASON: &str = "too slow: outbound queue full; a client must read its socket";
+
+/// The transport's handle on one connected client.
+#[derive(Debug)]
+pub(crate) struct ClientHandle {
+    /// The client's bounded outbound queue (`client_queue`).
+    pub(crate) tx: mpsc::Sender<Envelope>,
+    /// Cancelled to disconnect the client as too slow.
+    kick: CancellationToken,
+    kicked: AtomicBool,
+}
+
+impl ClientHandle {
+    fn new(tx: mpsc::Sender<Envelope>, kick: CancellationToken) -> Self {
+        ClientHandle {
+            tx,
+            kick,
+            kicked: AtomicBool::new(false),
+        }
+    }
+
+    /// Starts disconnecting the client; false if that had already begun.
+    pub(crate) fn kick(&self) -> bool {
+        if self.kicked.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.kick.cancel();
+        true
+    }
+}
 
 /// Outcome of inspecting the upgrade request's `Authorization` header.
 #[derive(Debug)]
@@ -120,17 +157,26 @@ pub(crate) async fn run(shared: Arc<Shared>, mut ws: Ws, addr: SocketAddr) {
     if ws.send(Message::Text(Utf8Bytes::from(text))).await.is_err() {
         return;
     }
-    let (tx, rx) = mpsc::channel(shared.config.outbound_queue.max(1));
-    shared.clients.write().insert(id.get(), tx);
+    let (tx, rx) = mpsc::channel(shared.config.client_queue.max(1));
+    let kick = CancellationToken::new();
+    let handle = ClientHandle::new(tx, kick.clone());
+    shared.clients.write().insert(id.get(), handle);
     Counters::bump(&shared.counters.clients_connected);
     tracing::info!(%addr, client = %id, "client connected");
     shared.emit(LinkEvent::ClientConnected { id });
 
     let (sink, stream) = ws.split();
     let (err_tx, err_rx) = mpsc::channel(64);
-    let writer = tokio::spawn(write_loop(Arc::clone(&shared), sink, rx, err_rx));
+    let queues = WriterQueues {
+        envelopes: rx,
+        replies: err_rx,
+        kick: kick.clone(),
+    };
+    let mut writer = tokio::spawn(write_loop(Arc::clone(&shared), sink, queues));
     let oversized = tokio::select! {
         s = read_loop(&shared, stream, id, &err_tx) => s,
+        // Too slow: the writer sends the close (1013) itself.
+        () = kick.cancelled() => None,
         () = shared.shutdown.cancelled() => {
             let close = CloseFrame { code: CloseCode::Away, reason: "shutting down".into() };
             let _ = err_tx.send(Message::Close(Some(close))).await;
@@ -139,7 +185,11 @@ pub(crate) async fn run(shared: Arc<Shared>, mut ws: Ws, addr: SocketAddr) {
     };
     shared.clients.write().remove(&id.get());
     drop(err_tx);
-    let written = tokio::time::timeout(shared.config.handshake_timeout, writer).await;
+    let written = tokio::time::timeout(shared.config.handshake_timeout, &mut writer).await;
+    if written.is_err() {
+        // The peer does not take even the close: drop the connection.
+        writer.abort();
+    }
     if let (Some(stream), Ok(Ok(sink))) = (oversized, written) {
         if let Ok(ws) = stream.reunite(sink) {
             crate::link::linger(ws).await;
@@ -208,31 +258,57 @@ fn bad_frame(shared: &Shared, id: ClientId, replies: &mpsc::Sender<Message>, why
     let _ = replies.try_send(error_text(why));
 }
 
+/// What a client writer consumes.
+struct WriterQueues {
+    /// Envelopes for the client.
+    envelopes: mpsc::Receiver<Envelope>,
+    /// Error replies and close frames from the reader.
+    replies: mpsc::Receiver<Message>,
+    /// Cancelled when the client is dropped as too slow.
+    kick: CancellationToken,
+}
+
 /// Writes queued envelopes (one text frame each) and error replies; flushes
-/// once per wake-up.
+/// once per wake-up. When the client is kicked as too slow, abandons what is
+/// queued (also mid-write) and closes with 1013.
 /// Returns the sink when done.
-async fn write_loop(
-    shared: Arc<Shared>,
-    mut sink: ClientSink,
-    mut queue: mpsc::Receiver<Envelope>,
-    mut replies: mpsc::Receiver<Message>,
-) -> ClientSink {
+async fn write_loop(shared: Arc<Shared>, mut sink: ClientSink, q: WriterQueues) -> ClientSink {
+    let WriterQueues {
+        envelopes: mut queue,
+        mut replies,
+        kick,
+    } = q;
     let mut batch = Vec::with_capacity(DRAIN_CHUNK);
     loop {
         tokio::select! {
             biased;
+            () = kick.cancelled() => break,
             r = replies.recv() => match r {
                 Some(msg @ Message::Close(_)) => { let _ = sink.send(msg).await; return sink }
                 Some(msg) => if sink.send(msg).await.is_err() { return sink },
                 None => { let _ = sink.close().await; return sink }
             },
             n = queue.recv_many(&mut batch, DRAIN_CHUNK) => {
-                if n == 0 || write_envelopes(&shared, &mut sink, &mut queue, &mut batch).await.is_err() {
+                if n == 0 {
+                    return sink;
+                }
+                let written = tokio::select! {
+                    biased;
+                    () = kick.cancelled() => break,
+                    w = write_envelopes(&shared, &mut sink, &mut queue, &mut batch) => w,
+                };
+                if written.is_err() {
                     return sink;
                 }
             }
         }
     }
+    let close = CloseFrame {
+        code: CloseCode::Again,
+        reason: SLOW_REASON.into(),
+    };
+    let _ = tokio::time::timeout(SLOW_CLOSE_GRACE, sink.send(Message::Close(Some(close)))).await;
+    sink
 }
 
 type ClientSink = futures_util::stream::SplitSink<Ws, Message>;

@@ -82,7 +82,8 @@ impl Backoff {
 /// Configuration of a [`Transport`](crate::Transport).
 ///
 /// Default: listen on `127.0.0.1:0`, 16 MiB frames, 1 s heartbeats, 3 misses,
-/// 5 s handshake timeout, 8192-envelope outbound queues, 100 ms..5 s backoff.
+/// 5 s handshake timeout, 8192-envelope outbound queues per link, 1024-envelope
+/// outbound queues per client, 100 ms..5 s backoff.
 #[derive(Clone, Debug)]
 pub struct TransportConfig {
     /// This node's logical name (unique in the cluster).
@@ -101,6 +102,12 @@ pub struct TransportConfig {
     pub handshake_timeout: Duration,
     /// Capacity (in envelopes) of each link's outbound queue.
     pub outbound_queue: usize,
+    /// Capacity (in envelopes) of each external client's outbound queue. A
+    /// client must read its socket: one whose queue is full when
+    /// [`Transport::try_send_to_client`](crate::Transport::try_send_to_client)
+    /// is called is too slow, and its owner (the router) disconnects it with
+    /// [`Transport::close_slow_client`](crate::Transport::close_slow_client).
+    pub client_queue: usize,
     /// Redial backoff for lost links.
     pub reconnect: Backoff,
     /// Test hook: the protocol version this node announces.
@@ -122,6 +129,7 @@ impl Default for TransportConfig {
             heartbeat_misses: 3,
             handshake_timeout: Duration::from_secs(5),
             outbound_queue: 8192,
+            client_queue: 1024,
             reconnect: Backoff::default(),
             protocol_version: PROTOCOL_VERSION,
             send_heartbeats: true,

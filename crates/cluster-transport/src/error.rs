@@ -111,27 +111,34 @@ impl SendError {
     }
 }
 
-/// Error of [`Transport::try_send`](crate::Transport::try_send); hands the
-/// envelope back.
+/// Error of [`Transport::try_send`](crate::Transport::try_send) and
+/// [`Transport::try_send_to_client`](crate::Transport::try_send_to_client);
+/// hands the envelope back.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TrySendError {
-    /// The link's outbound queue is full.
+    /// The link's (or client's) outbound queue is full.
     #[error("outbound queue full")]
     Full(Envelope),
-    /// No link to that peer.
-    #[error("no link to the peer")]
+    /// No link to that peer (or no such client).
+    #[error("no link to the destination")]
     NoLink(Envelope),
     /// The envelope cannot fit in one frame (`max_frame_size`).
     #[error("envelope larger than the maximum frame size")]
     TooLarge(Envelope),
+    /// A client cannot receive this envelope: its payload is not valid UTF-8.
+    #[error("payload is not valid UTF-8 and cannot be sent to a JSON client")]
+    NotUtf8(Envelope),
 }
 
 impl TrySendError {
     /// Recovers the envelope.
     pub fn into_inner(self) -> Envelope {
         match self {
-            TrySendError::Full(e) | TrySendError::NoLink(e) | TrySendError::TooLarge(e) => e,
+            TrySendError::Full(e)
+            | TrySendError::NoLink(e)
+            | TrySendError::TooLarge(e)
+            | TrySendError::NotUtf8(e) => e,
         }
     }
 }

@@ -25,6 +25,11 @@
 //!   [`Transport::send`] waits when it is full, [`Transport::try_send`] hands the
 //!   envelope back. Incoming envelopes arrive batched per frame through the one
 //!   receiver returned by [`Transport::take_incoming`].
+//! * **Clients must read.** Each external client has a bounded outbound queue
+//!   ([`TransportConfig::client_queue`]). [`Transport::try_send_to_client`]
+//!   never waits; a client whose queue is full is not reading its socket, and
+//!   [`Transport::close_slow_client`] disconnects it (close code 1013, logged,
+//!   counted in [`TransportStats::slow_clients_dropped`]).
 //!
 //! The codec and the handshake are sans-IO (bytes in, bytes out); the socket
 //! code is a thin layer around them. The wire format is in `docs/wire.md`.

@@ -32,6 +32,9 @@ pub struct TransportStats {
     pub duplicate_links: u64,
     /// External clients currently connected.
     pub clients_connected: u64,
+    /// External clients disconnected (close code 1013) because they did not
+    /// read their socket and their outbound queue stayed full.
+    pub slow_clients_dropped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -49,6 +52,7 @@ pub(crate) struct Counters {
     pub(crate) links_open: AtomicU64,
     pub(crate) duplicate_links: AtomicU64,
     pub(crate) clients_connected: AtomicU64,
+    pub(crate) slow_clients_dropped: AtomicU64,
 }
 
 impl Counters {
@@ -79,6 +83,7 @@ impl Counters {
             links_open: self.links_open.load(Relaxed),
             duplicate_links: self.duplicate_links.load(Relaxed),
             clients_connected: self.clients_connected.load(Relaxed),
+            slow_clients_dropped: self.slow_clients_dropped.load(Relaxed),
         }
     }
 }

@@ -53,7 +53,7 @@ pub(crate) struct Shared {
     pub(crate) local_addr: SocketAddr,
     pub(crate) counters: Counters,
     pub(crate) links: RwLock<FxHashMap<String, PeerLink>>,
-    pub(crate) clients: RwLock<FxHashMap<u64, mpsc::Sender<Envelope>>>,
+    pub(crate) clients: RwLock<FxHashMap<u64, client::ClientHandle>>,
     /// Peers we `connect`ed to, with their URL: redialled after loss.
     pub(crate) wanted: Mutex<FxHashMap<String, String>>,
     /// Peers with an authenticated dial of ours awaiting the verdict.
@@ -384,7 +384,10 @@ impl Transport {
         })
     }
 
-    /// Queues `env` for an external client (one JSON text frame).
+    /// Queues `env` for an external client (one JSON text frame), waiting
+    /// while the client's outbound queue is full. Only for callers whose
+    /// waiting delays nobody else; a shared dispatch path uses
+    /// [`try_send_to_client`](Self::try_send_to_client).
     ///
     /// # Errors
     ///
@@ -392,6 +395,10 @@ impl Transport {
     /// [`SendError::NotUtf8`] when the payload is not valid UTF-8 (a client
     /// receives every payload as a JSON string, whatever its format),
     /// [`SendError::TooLarge`] above the frame limit.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancelling while waiting for space drops the envelope unsent.
     pub async fn send_to_client(&self, client: ClientId, env: Envelope) -> Result<(), SendError> {
         if !codec::client_encodable(&env) {
             return Err(SendError::NotUtf8(env));
@@ -399,11 +406,71 @@ impl Transport {
         if !codec::fits_in_frame(&env, self.shared.config.max_frame_size) {
             return Err(SendError::TooLarge(env));
         }
-        let tx = self.shared.clients.read().get(&client.get()).cloned();
+        let tx = self
+            .shared
+            .clients
+            .read()
+            .get(&client.get())
+            .map(|c| c.tx.clone());
         match tx {
             Some(tx) => tx.send(env).await.map_err(|e| SendError::NoLink(e.0)),
             None => Err(SendError::NoLink(env)),
         }
+    }
+
+    /// Queues `env` for an external client without waiting.
+    ///
+    /// A client's queue holds [`TransportConfig::client_queue`] envelopes; it
+    /// is full only when the client has stopped reading its socket (the
+    /// writer could not push that many frames into the socket buffers). The
+    /// caller then decides what that means; the router's policy is
+    /// [`close_slow_client`](Self::close_slow_client).
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`], [`TrySendError::NoLink`] (no such client),
+    /// [`TrySendError::TooLarge`] or [`TrySendError::NotUtf8`], each handing
+    /// the envelope back.
+    pub fn try_send_to_client(&self, client: ClientId, env: Envelope) -> Result<(), TrySendError> {
+        if !codec::client_encodable(&env) {
+            return Err(TrySendError::NotUtf8(env));
+        }
+        if !codec::fits_in_frame(&env, self.shared.config.max_frame_size) {
+            return Err(TrySendError::TooLarge(env));
+        }
+        let clients = self.shared.clients.read();
+        let Some(handle) = clients.get(&client.get()) else {
+            return Err(TrySendError::NoLink(env));
+        };
+        handle.tx.try_send(env).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(env) => TrySendError::Full(env),
+            mpsc::error::TrySendError::Closed(env) => TrySendError::NoLink(env),
+        })
+    }
+
+    /// Disconnects a client that does not read its socket: its connection is
+    /// closed with code 1013 ("try again later") and a reason text (sent if
+    /// the socket still takes it, else the connection is dropped after a
+    /// short grace), what it had queued is discarded, the event is logged at
+    /// warn and counted in [`TransportStats::slow_clients_dropped`]. Returns
+    /// false when the client is already gone (or being dropped).
+    pub fn close_slow_client(&self, client: ClientId) -> bool {
+        let kicked = self
+            .shared
+            .clients
+            .read()
+            .get(&client.get())
+            .is_some_and(|c| c.kick());
+        if kicked {
+            Counters::bump(&self.shared.counters.slow_clients_dropped);
+            tracing::warn!(
+                node = %self.shared.config.node_name,
+                client = %client,
+                queue = self.shared.config.client_queue,
+                "client disconnected: it does not read its socket and its outbound queue is full"
+            );
+        }
+        kicked
     }
 
     /// Test hook: sends `frame` as one raw binary frame on the link to `peer`

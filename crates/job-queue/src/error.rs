@@ -133,10 +133,26 @@ pub enum SubmitError {
     #[error("job {0} is already in progress")]
     Duplicate(JobId),
     /// The coordinator already tracks its maximum number of jobs.
-    #[error("coordinator is at capacity ({limit} jobs in progress)")]
+    #[error("coordinator is at capacity ({limit} jobs in progress or queued)")]
     AtCapacity {
         /// The configured limit.
         limit: usize,
+    },
+    /// The coordinator is draining: it finishes the jobs it holds and
+    /// takes no new ones.
+    #[error("coordinator on node {node} is draining")]
+    Draining {
+        /// The coordinator's node.
+        node: String,
+    },
+    /// One job of a batch was refused, so the whole batch was.
+    #[error("job {index} of the batch was refused")]
+    InBatch {
+        /// The job's position in the batch.
+        index: usize,
+        /// Why it was refused.
+        #[source]
+        source: Box<SubmitError>,
     },
     /// No dead letter has this id.
     #[error("no dead letter with id {0}")]

@@ -31,11 +31,15 @@ pub enum FailureCause {
     BadData,
     /// No Up node has the required tags and serves the kind.
     NoEligibleNode,
+    /// The worker pool did not take the job (its queue was full, or it is
+    /// draining); the job never ran there. A coordinator places it again
+    /// without counting an attempt.
+    Refused,
 }
 
 impl FailureCause {
     /// Every cause, in declaration order.
-    pub const ALL: [FailureCause; 8] = [
+    pub const ALL: [FailureCause; 9] = [
         FailureCause::Timeout,
         FailureCause::NodeDown,
         FailureCause::Handler,
@@ -44,6 +48,7 @@ impl FailureCause {
         FailureCause::UnknownKind,
         FailureCause::BadData,
         FailureCause::NoEligibleNode,
+        FailureCause::Refused,
     ];
 
     /// The `snake_case` name used on the wire.
@@ -57,6 +62,7 @@ impl FailureCause {
             FailureCause::UnknownKind => "unknown_kind",
             FailureCause::BadData => "bad_data",
             FailureCause::NoEligibleNode => "no_eligible_node",
+            FailureCause::Refused => "refused",
         }
     }
 

@@ -90,8 +90,9 @@ mod wire;
 mod worker;
 
 pub use coordinator::{
-    Action, AttemptFailure, Backoff, CoordinatorConfig, CoordinatorCore, DeadLetter, JobStatus,
-    NodeInfo, NodeLoad, NodeStatus, ResultDisposition, LATENCY_EWMA_ALPHA,
+    capacity_tag, Action, AttemptFailure, Backoff, CoordinatorConfig, CoordinatorCore, DeadLetter,
+    JobStatus, NodeInfo, NodeLoad, NodeStatus, ResultDisposition, CAPACITY_TAG_PREFIX,
+    LATENCY_EWMA_ALPHA,
 };
 pub use error::{
     DecodeError, EngineClosed, InvalidJob, JobError, ParseJobIdError, SubmitError, TrySubmitError,

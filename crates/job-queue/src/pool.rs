@@ -1,6 +1,7 @@
 //! [`WorkerPool`]: the network shell of a node's [`WorkerEngine`],
 //! registered as `worker@<node>`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use cluster_router::{ActorAddr, Envelope, EnvelopeKind, Load, MessageId, Payload
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::coordinator::{capacity_tag, CAPACITY_TAG_PREFIX};
 use crate::error::{JobError, TrySubmitError};
 use crate::failure::{FailureCause, JobFailure};
 use crate::handler::{HandlerRegistry, KIND_TAG_PREFIX};
@@ -25,8 +27,12 @@ pub const WORKER: &str = "worker";
 pub struct WorkerPoolConfig {
     /// Concurrent worker loops (K).
     pub workers: usize,
-    /// Capacity of the shared job queue; a job arriving when it is full is
-    /// answered at once with a retryable `undeliverable` failure.
+    /// Capacity of the shared job queue. The pool advertises it as its
+    /// dispatch window (tag `capacity:<n>`), so a coordinator keeps at most
+    /// this many attempts outstanding on the node; a job arriving when the
+    /// queue is full anyway (several coordinators share the pool) is
+    /// answered at once with a `refused` failure, which a coordinator does
+    /// not count as an attempt.
     pub queue_capacity: usize,
     /// How often the pool publishes its load through gossip.
     pub load_interval: Duration,
@@ -63,8 +69,9 @@ struct Ticket {
 /// reports) in the request's payload format.
 ///
 /// Starting a pool advertises `kind:<name>` tags for every registered kind
-/// (keeping the node's other tags) and publishes the pool's in-flight count,
-/// queue depth and the node's CPU use through gossip.
+/// and its dispatch window as `capacity:<queue_capacity>` (keeping the
+/// node's other tags), and publishes the pool's in-flight count, queue depth
+/// and the node's CPU use through gossip.
 pub struct WorkerPool {
     addr: ActorAddr,
     router: Router,
@@ -72,6 +79,7 @@ pub struct WorkerPool {
     engine: WorkerEngine<Arc<Ticket>>,
     load_task: JoinHandle<()>,
     shutdown_grace: Duration,
+    draining: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for WorkerPool {
@@ -102,13 +110,17 @@ impl WorkerPool {
             queue_capacity: config.queue_capacity.max(1),
             ..WorkerConfig::default()
         };
-        let kind_tags = registry.kind_tags();
+        let mut kind_tags = registry.kind_tags();
+        let window = u32::try_from(config.queue_capacity.max(1)).unwrap_or(u32::MAX);
+        kind_tags.push(capacity_tag(window));
+        let draining = Arc::new(AtomicBool::new(false));
         let (engine, events) = WorkerEngine::start(engine_config, Arc::new(registry))?;
         let me = router.addr(WORKER)?;
         let inbox_actor = PoolInbox {
             router: router.clone(),
             queue: engine.queue(),
             me: me.clone(),
+            draining: draining.clone(),
         };
         let opts = SpawnOptions::default().capacity(config.queue_capacity.max(16));
         let inbox = spawn_with(format!("{WORKER}@{node}"), inbox_actor, opts)?;
@@ -138,6 +150,7 @@ impl WorkerPool {
             engine,
             load_task,
             shutdown_grace: config.shutdown_grace,
+            draining,
         })
     }
 
@@ -159,6 +172,32 @@ impl WorkerPool {
     /// Jobs finished since start.
     pub fn finished(&self) -> u64 {
         self.engine.finished()
+    }
+
+    /// Drains the pool: stops advertising its kinds and window (so
+    /// coordinators stop choosing this node once the gossip reaches them),
+    /// answers jobs arriving meanwhile with a `refused` failure (not counted
+    /// as an attempt: the coordinator places them elsewhere), and returns
+    /// once every queued and running job has finished. The pool stays
+    /// registered; [`shutdown`](Self::shutdown) it afterwards.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the pool keeps draining; call again to wait.
+    pub async fn drain(&self) {
+        if !self.draining.swap(true, Ordering::AcqRel) {
+            advertise_kinds(&self.router, Vec::new());
+            tracing::info!(pool = %self.addr, "worker pool draining");
+        }
+        let busy = self.engine.queue().busy_probe();
+        while busy.is_busy() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Whether [`drain`](Self::drain) was called.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     /// Unregisters the pool, lets queued and running jobs finish for up to
@@ -183,14 +222,15 @@ impl WorkerPool {
     }
 }
 
-/// Replaces the node's `kind:*` tags with `kind_tags`, keeping the others.
+/// Replaces the node's `kind:*` and `capacity:*` tags with `kind_tags`,
+/// keeping the others.
 fn advertise_kinds(router: &Router, kind_tags: Vec<String>) {
     let mut tags: Vec<String> = router
         .member(router.node_id())
         .map(|m| m.tags)
         .unwrap_or_default()
         .into_iter()
-        .filter(|t| !t.starts_with(KIND_TAG_PREFIX))
+        .filter(|t| !t.starts_with(KIND_TAG_PREFIX) && !t.starts_with(CAPACITY_TAG_PREFIX))
         .collect();
     tags.extend(kind_tags);
     router.set_tags(tags);
@@ -200,6 +240,7 @@ struct PoolInbox {
     router: Router,
     queue: WorkerQueue<Arc<Ticket>>,
     me: ActorAddr,
+    draining: Arc<AtomicBool>,
 }
 
 #[async_trait]
@@ -227,27 +268,21 @@ impl Actor for PoolInbox {
             format: env.format,
             batched: env.format == PayloadFormat::Binary && env.payload.first() == Some(&JOB_BATCH),
         });
+        let draining = self.draining.load(Ordering::Acquire);
         let mut refused = Vec::new();
         for job in jobs {
-            if let Err(err) = self.queue.try_submit(job, ticket.clone()) {
-                let reason = match &err {
-                    TrySubmitError::Full(_) => "is full",
-                    _ => "is shutting down",
-                };
-                let (job, _) = err.into_inner();
-                let failure = JobFailure::new(
-                    FailureCause::Undeliverable,
-                    format!("worker queue on {} {reason}", self.me.node()),
-                );
-                let node = self.me.node().to_string();
-                refused.push(JobResult::failure(
-                    job.id,
-                    failure,
-                    node,
-                    job.attempt,
-                    Duration::ZERO,
-                ));
-            }
+            let (job, cause, reason) = if draining {
+                (job, FailureCause::Refused, "is draining")
+            } else {
+                match self.queue.try_submit(job, ticket.clone()) {
+                    Ok(()) => continue,
+                    Err(TrySubmitError::Full((job, _))) => (job, FailureCause::Refused, "is full"),
+                    Err(err) => (err.into_inner().0, FailureCause::Undeliverable, "is shutting down"),
+                }
+            };
+            let failure = JobFailure::new(cause, format!("worker pool on {} {reason}", self.me.node()));
+            let node = self.me.node().to_string();
+            refused.push(JobResult::failure(job.id, failure, node, job.attempt, Duration::ZERO));
         }
         if !refused.is_empty() {
             self.reply_refused(refused, &ticket).await;

@@ -73,6 +73,13 @@ pub struct StatsSnapshot {
     pub dead_letters: u64,
     /// Late or duplicate results dropped.
     pub late_results: u64,
+    /// Jobs waiting in the ready queue for a node's dispatch window.
+    #[serde(default)]
+    pub queued: u64,
+    /// Dispatches refused by full worker pools (placed again, not counted
+    /// as attempts).
+    #[serde(default)]
+    pub refusals: u64,
     /// Per node, sorted by node name.
     pub nodes: Vec<NodeStatsSnapshot>,
 }

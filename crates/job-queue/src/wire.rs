@@ -18,6 +18,12 @@ pub const WIRE_VERSION: u8 = 1;
 /// The default bound on a bincode form's decoded size: 16 MiB.
 pub const MAX_BINCODE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// The longest `elapsed` a result may carry on the wire: 10^15 µs (about
+/// 31 years). Both forms refuse more, and both encoders clamp to it, so that
+/// the fractional milliseconds of the JSON form stay exact to the
+/// microsecond and every decodable result re-encodes in both forms.
+pub(crate) const MAX_ELAPSED_US: u64 = 1_000_000_000_000_000;
+
 fn bincode_opts(limit: u64) -> impl Options {
     bincode::DefaultOptions::new().with_limit(limit)
 }
@@ -143,12 +149,7 @@ impl Job {
             Some(serde_json::Value::String(s)) => s,
             Some(other) => other.to_string(),
         };
-        if wire.attempt == 0 {
-            return Err(DecodeError::Field {
-                field: "attempt",
-                reason: "attempts are numbered from 1",
-            });
-        }
+        check_job(wire.attempt)?;
         Ok(Job {
             id: JobId::from_wire(wire.id.as_deref().unwrap_or(""))?,
             kind: wire.kind,
@@ -195,8 +196,21 @@ impl Job {
     }
 }
 
+/// The checks both job decoders apply (beyond the id's own), so that the
+/// two forms accept exactly the same jobs.
+fn check_job(attempt: u32) -> Result<(), DecodeError> {
+    if attempt == 0 {
+        return Err(DecodeError::Field {
+            field: "attempt",
+            reason: "attempts are numbered from 1",
+        });
+    }
+    Ok(())
+}
+
 fn job_from_bin(wire: JobBinIn) -> Result<Job, DecodeError> {
     check_version(wire.version)?;
+    check_job(wire.attempt)?;
     Ok(Job {
         id: JobId::from_wire(&wire.id)?,
         kind: wire.kind,
@@ -260,7 +274,19 @@ struct ResultBinIn {
     elapsed_us: u64,
 }
 
-fn check_outcome(result: &Option<String>, error: &Option<JobFailure>) -> Result<(), DecodeError> {
+/// The checks both result decoders apply (beyond the id's own), so that
+/// the two forms accept exactly the same results.
+fn check_result(
+    result: &Option<String>,
+    error: &Option<JobFailure>,
+    elapsed_us: u64,
+) -> Result<(), DecodeError> {
+    if elapsed_us > MAX_ELAPSED_US {
+        return Err(DecodeError::Field {
+            field: "elapsed",
+            reason: "must be at most 10^15 microseconds",
+        });
+    }
     if result.is_some() && error.is_some() {
         return Err(DecodeError::Field {
             field: "error",
@@ -290,7 +316,7 @@ impl JobResult {
             error: self.error.as_ref(),
             worker_node: &self.worker_node,
             attempt: self.attempt,
-            elapsed_ms: self.elapsed.as_secs_f64() * 1e3,
+            elapsed_ms: elapsed_us(self) as f64 / 1e3,
         };
         serde_json::to_string(&out).expect("a result always serializes to JSON")
     }
@@ -303,14 +329,15 @@ impl JobResult {
     /// `elapsed_ms`, or not exactly one of `result` / `error`.
     pub fn from_json(text: &str) -> Result<JobResult, DecodeError> {
         let wire: ResultJsonIn = serde_json::from_str(text)?;
-        check_outcome(&wire.result, &wire.error)?;
-        if !wire.elapsed_ms.is_finite() || wire.elapsed_ms < 0.0 || wire.elapsed_ms > 1e15 {
+        if !wire.elapsed_ms.is_finite() || wire.elapsed_ms < 0.0 {
             return Err(DecodeError::Field {
                 field: "elapsed_ms",
                 reason: "must be a non-negative number of milliseconds",
             });
         }
+        // Saturates for huge values, which `check_result` then refuses.
         let micros = (wire.elapsed_ms * 1e3).round() as u64;
+        check_result(&wire.result, &wire.error, micros)?;
         Ok(JobResult {
             id: result_id(&wire.id)?,
             result: wire.result,
@@ -348,14 +375,20 @@ impl JobResult {
             error: self.error.as_ref(),
             worker_node: &self.worker_node,
             attempt: self.attempt,
-            elapsed_us: u64::try_from(self.elapsed.as_micros()).unwrap_or(u64::MAX),
+            elapsed_us: elapsed_us(self),
         }
     }
 }
 
+/// The result's elapsed time in whole microseconds, clamped to
+/// [`MAX_ELAPSED_US`].
+fn elapsed_us(result: &JobResult) -> u64 {
+    u64::try_from(result.elapsed.as_micros()).map_or(MAX_ELAPSED_US, |us| us.min(MAX_ELAPSED_US))
+}
+
 fn result_from_bin(wire: ResultBinIn) -> Result<JobResult, DecodeError> {
     check_version(wire.version)?;
-    check_outcome(&wire.result, &wire.error)?;
+    check_result(&wire.result, &wire.error, wire.elapsed_us)?;
     Ok(JobResult {
         id: result_id(&wire.id)?,
         result: wire.result,
@@ -490,6 +523,177 @@ mod tests {
             let _ = Job::from_json(&text);
             let _ = JobResult::from_json(&text);
         }
+    }
+
+    /// The bincode form of arbitrary field values (valid or not).
+    fn arb_job_bincode() -> impl Strategy<Value = Vec<u8>> {
+        (
+            "[ -~]{0,12}",
+            ".{0,12}",
+            ".{0,24}",
+            prop::collection::vec(".{0,6}", 0..3),
+            any::<u64>(),
+            any::<u32>(),
+            prop_oneof![Just(0u32), Just(1u32), any::<u32>()],
+            arb_strategy(),
+        )
+            .prop_map(|(id, kind, data, tags, timeout_ms, max_attempts, attempt, strategy)| {
+                let out = JobBinOut {
+                    version: WIRE_VERSION,
+                    id: &id,
+                    kind: &kind,
+                    data: &data,
+                    tags: &tags,
+                    timeout_ms,
+                    max_attempts,
+                    attempt,
+                    strategy,
+                };
+                bincode_opts(u64::MAX).serialize(&out).unwrap()
+            })
+    }
+
+    /// The JSON form of arbitrary field values (valid or not).
+    fn arb_job_json() -> impl Strategy<Value = String> {
+        (
+            "[ -~]{0,12}",
+            ".{0,12}",
+            ".{0,24}",
+            any::<u64>(),
+            any::<u32>(),
+            prop_oneof![Just(0u32), Just(1u32), any::<u32>()],
+        )
+            .prop_map(|(id, kind, data, timeout_ms, max_attempts, attempt)| {
+                serde_json::json!({
+                    "id": id, "kind": kind, "data": data, "timeout_ms": timeout_ms,
+                    "max_attempts": max_attempts, "attempt": attempt,
+                })
+                .to_string()
+            })
+    }
+
+    fn arb_outcome() -> impl Strategy<Value = (Option<String>, Option<JobFailure>)> {
+        let failure = (prop::sample::select(FailureCause::ALL.to_vec()), ".{0,12}", any::<bool>())
+            .prop_map(|(cause, message, retryable)| JobFailure { cause, message, retryable });
+        (prop::option::of(".{0,12}"), prop::option::of(failure))
+    }
+
+    fn arb_elapsed_us() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            any::<u64>(),
+            0..=MAX_ELAPSED_US,
+            Just(MAX_ELAPSED_US),
+            Just(MAX_ELAPSED_US + 1),
+            Just(u64::MAX),
+        ]
+    }
+
+    fn arb_result_bincode() -> impl Strategy<Value = Vec<u8>> {
+        ("[ -~]{0,12}", arb_outcome(), ".{0,8}", any::<u32>(), arb_elapsed_us()).prop_map(
+            |(id, (result, error), node, attempt, elapsed_us)| {
+                let out = ResultBinOut {
+                    version: WIRE_VERSION,
+                    id: &id,
+                    result: result.as_deref(),
+                    error: error.as_ref(),
+                    worker_node: &node,
+                    attempt,
+                    elapsed_us,
+                };
+                bincode_opts(u64::MAX).serialize(&out).unwrap()
+            },
+        )
+    }
+
+    fn arb_result_json() -> impl Strategy<Value = String> {
+        let elapsed_ms = prop_oneof![
+            any::<f64>(),
+            0.0..2e12f64,
+            Just(1e12f64),
+            Just(1e12f64 + 1.0),
+            arb_elapsed_us().prop_map(|us| us as f64 / 1e3),
+        ];
+        ("[ -~]{0,12}", arb_outcome(), ".{0,8}", any::<u32>(), elapsed_ms).prop_map(
+            |(id, (result, error), node, attempt, elapsed_ms)| {
+                serde_json::json!({
+                    "id": id, "result": result, "error": error, "worker_node": node,
+                    "attempt": attempt, "elapsed_ms": elapsed_ms,
+                })
+                .to_string()
+            },
+        )
+    }
+
+    /// Whatever a decoder accepted re-encodes in both forms, and both
+    /// decode back to the same value.
+    fn job_reencodes(job: &Job) -> Result<(), TestCaseError> {
+        prop_assert_eq!(&Job::from_json(&job.to_json()).unwrap(), job);
+        prop_assert_eq!(&Job::from_bincode(&job.to_bincode()).unwrap(), job);
+        Ok(())
+    }
+
+    fn result_reencodes(result: &JobResult) -> Result<(), TestCaseError> {
+        prop_assert_eq!(&JobResult::from_json(&result.to_json()).unwrap(), result);
+        prop_assert_eq!(&JobResult::from_bincode(&result.to_bincode()).unwrap(), result);
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn accepted_bincode_jobs_reencode_in_both_forms(bytes in arb_job_bincode()) {
+            if let Ok(job) = Job::from_bincode(&bytes) {
+                job_reencodes(&job)?;
+            }
+        }
+
+        #[test]
+        fn accepted_json_jobs_reencode_in_both_forms(text in arb_job_json()) {
+            if let Ok(job) = Job::from_json(&text) {
+                job_reencodes(&job)?;
+            }
+        }
+
+        #[test]
+        fn accepted_bincode_results_reencode_in_both_forms(bytes in arb_result_bincode()) {
+            if let Ok(result) = JobResult::from_bincode(&bytes) {
+                result_reencodes(&result)?;
+            }
+        }
+
+        #[test]
+        fn accepted_json_results_reencode_in_both_forms(text in arb_result_json()) {
+            if let Ok(result) = JobResult::from_json(&text) {
+                result_reencodes(&result)?;
+            }
+        }
+    }
+
+    #[test]
+    fn both_forms_refuse_the_same_edge_values() {
+        let mut job = Job::new("k", "d");
+        job.attempt = 0;
+        assert!(Job::from_bincode(&job.to_bincode()).is_err());
+        assert!(Job::from_json(&job.to_json()).is_err());
+        let id = JobId::new("r-1").unwrap();
+        let out = ResultBinOut {
+            version: WIRE_VERSION,
+            id: id.as_str(),
+            result: Some("x"),
+            error: None,
+            worker_node: "n",
+            attempt: 1,
+            elapsed_us: u64::MAX,
+        };
+        let bytes = bincode_opts(u64::MAX).serialize(&out).unwrap();
+        assert!(JobResult::from_bincode(&bytes).is_err());
+        let json = r#"{"id":"r-1","result":"x","worker_node":"n","attempt":1,"elapsed_ms":1.8446744073709552e16}"#;
+        assert!(JobResult::from_json(json).is_err());
+        // A local result beyond the wire's limit is clamped by both encoders.
+        let huge = JobResult::success(id, "x", "n", 1, Duration::MAX);
+        let from_json = JobResult::from_json(&huge.to_json()).unwrap();
+        let from_bin = JobResult::from_bincode(&huge.to_bincode()).unwrap();
+        assert_eq!(from_json, from_bin);
+        assert_eq!(from_json.elapsed, Duration::from_micros(MAX_ELAPSED_US));
     }
 
     #[test]

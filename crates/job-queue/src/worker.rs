@@ -104,9 +104,17 @@ struct LoopShared<T> {
 /// Every accepted job yields exactly one [`WorkerEvent::Finished`]: an
 /// unknown kind, undecodable data, a handler error, a handler that overruns
 /// the job's timeout, and a handler panic all become error results with the
-/// matching [`FailureCause`], and the loop goes on with the next job. Should a
-/// loop fail outside a handler, its supervisor rebuilds it on the same
-/// mailbox.
+/// matching [`FailureCause`], and the loop goes on with the next job.
+///
+/// `catch_unwind` around each handler call covers panics while the handler
+/// runs; the supervisor covers the rest. A panic outside that catch (for
+/// instance in the destructor of a handler's future, which runs when a
+/// handler that overran its timeout is cancelled) ends the loop: the job it
+/// was running still yields its one `Finished` event (a retryable
+/// [`FailureCause::Panic`] failure, sent by a guard as the loop unwinds),
+/// and the supervisor rebuilds the loop on the same queue, within its
+/// restart budget ([`WorkerConfig::restart_policy`]; see
+/// [`restarts`](Self::restarts)).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -458,12 +466,71 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Answers for a job whose worker loop died before it could (a panic
+/// outside the handler's catch): on drop, unless disarmed, it emits the
+/// job's one `Finished` event as a retryable panic failure.
+struct Unfinished<'a, T: Send + 'static> {
+    shared: &'a LoopShared<T>,
+    id: crate::job::JobId,
+    attempt: u32,
+    started: Instant,
+    /// The job's kind and ticket, until the job is answered.
+    pending: Option<(String, T)>,
+}
+
+impl<T: Send + 'static> Unfinished<'_, T> {
+    /// Disarms the guard, handing the kind and ticket back.
+    fn finish(mut self) -> Option<(String, T)> {
+        self.pending.take()
+    }
+}
+
+impl<T: Send + 'static> Drop for Unfinished<'_, T> {
+    fn drop(&mut self) {
+        let Some((kind, ticket)) = self.pending.take() else {
+            return;
+        };
+        let node = &*self.shared.node;
+        let failure = JobFailure::new(
+            FailureCause::Panic,
+            format!("the worker loop on {node} crashed while running the job"),
+        );
+        let elapsed = self.started.elapsed();
+        let result = JobResult::failure(self.id.clone(), failure, node, self.attempt, elapsed);
+        self.shared.counters.finished.fetch_add(1, Ordering::Relaxed);
+        let event = WorkerEvent::Finished {
+            result,
+            kind,
+            ticket,
+        };
+        // Never panic here: this may run while the loop unwinds.
+        if let Err(mpsc::error::TrySendError::Full(event)) = self.shared.events.try_send(event) {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let events = self.shared.events.clone();
+                runtime.spawn(async move {
+                    let _ = events.send(event).await;
+                });
+            }
+        }
+    }
+}
+
 async fn run_task<T: Clone + Send + Sync + 'static>(shared: &LoopShared<T>, task: Task<T>) {
     let Task { job, ticket } = task;
     let guard = InFlight::enter(&shared.counters);
     let started = Instant::now();
-    let (id, attempt, kind) = (job.id.clone(), job.attempt, job.kind.clone());
+    let (id, attempt) = (job.id.clone(), job.attempt);
+    let unfinished = Unfinished {
+        shared,
+        id: id.clone(),
+        attempt,
+        started,
+        pending: Some((job.kind.clone(), ticket.clone())),
+    };
     let outcome = execute(shared, job, &ticket).await;
+    let Some((kind, _)) = unfinished.finish() else {
+        return;
+    };
     let elapsed = started.elapsed();
     let node = &*shared.node;
     let result = match outcome {

@@ -272,3 +272,54 @@ async fn shutdown_within_cancels_hung_handlers() {
         );
     }
 }
+
+/// Panics when dropped: a handler holding one panics *outside* the
+/// handler's `catch_unwind` if it is cancelled (here: by its timeout).
+struct PanicOnDrop;
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("injected fault: destructor of a cancelled handler");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_panic_outside_the_handler_catch_restarts_the_loop_and_still_answers() {
+    let mut registry = registry();
+    registry.register("bomb", |_ctx: JobContext| async move {
+        let _bomb = PanicOnDrop;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Ok::<_, HandlerError>("never".to_owned())
+    });
+    let config = WorkerConfig {
+        node: "node-w".to_owned(),
+        workers: 1,
+        queue_capacity: 16,
+        ..WorkerConfig::default()
+    };
+    let (engine, mut events) = WorkerEngine::start(config, Arc::new(registry)).unwrap();
+    let bomb = job("bomb", "", "b1").with_timeout(Duration::from_millis(50));
+    timeout(WAIT, engine.submit(bomb, 7)).await.unwrap().unwrap();
+    let (result, ticket) = next_finished(&mut events).await;
+    assert_eq!(ticket, 7, "the guard answers with the job's ticket");
+    let failure = result.error.expect("a failure");
+    assert_eq!((failure.cause, failure.retryable), (FailureCause::Panic, true));
+    assert!(failure.message.contains("crashed"), "{failure}");
+    // The only loop was rebuilt by its supervisor: the next job runs.
+    timeout(WAIT, engine.submit(job_ok(3), 8)).await.unwrap().unwrap();
+    let (ok, ticket) = next_finished(&mut events).await;
+    assert_eq!((ok.outcome(), ticket), (Ok("9"), 8));
+    timeout(WAIT, async {
+        while engine.restarts() == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the restart is counted");
+    assert_eq!(engine.restarts(), 1);
+    assert_eq!(engine.finished(), 2, "exactly one event per job");
+    assert_eq!(engine.in_flight(), 0);
+    timeout(WAIT, engine.shutdown()).await.unwrap();
+}

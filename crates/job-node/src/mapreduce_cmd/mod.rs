@@ -213,7 +213,8 @@ async fn drive(
     let outcome = async {
         member
             .wait_for_workers(target.workers, run.connect_timeout)
-            .await?;
+            .await
+            .with_context(|| format!("cannot use the cluster at {}", target.seed))?;
         execute(&member.driver, job, run, top, inputs).await
     }
     .await;
@@ -356,6 +357,9 @@ impl DriverNode {
         })
         .await;
         let found = serving(&self.router);
+        if self.router.members().len() <= 1 {
+            anyhow::bail!("no node of the cluster answered within {limit:?}");
+        }
         if waited.is_err() || found < expected {
             anyhow::bail!(
                 "{found} of {expected} expected nodes serve map-reduce tasks after {limit:?} \

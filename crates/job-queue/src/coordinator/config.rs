@@ -71,6 +71,14 @@ pub struct CoordinatorConfig {
     /// Seed of the jitter and random-strategy generators (`None`: from the
     /// OS). Tests set it for reproducible runs.
     pub seed: Option<u64>,
+    /// The dispatch window of a node that does not advertise one with a
+    /// `capacity:<n>` tag: the most attempts outstanding on it at once
+    /// (at least 1). Jobs beyond every eligible node's window wait in the
+    /// coordinator's ready queue.
+    pub default_window: u32,
+    /// How long a job refused by a full worker pool waits before it is
+    /// placed again (the refusal does not count as an attempt).
+    pub refusal_backoff: Duration,
 }
 
 impl Default for CoordinatorConfig {
@@ -82,6 +90,8 @@ impl Default for CoordinatorConfig {
             max_jobs: 1_000_000,
             max_dead_letters: 10_000,
             seed: None,
+            default_window: 1024,
+            refusal_backoff: Duration::from_millis(20),
         }
     }
 }

@@ -24,12 +24,15 @@ use crate::strategy::{Strategy, StrategyKind};
 
 mod config;
 mod dead_letter;
+mod flow;
 mod nodes;
 mod timers;
 
 pub use config::{Backoff, CoordinatorConfig};
 pub use dead_letter::{AttemptFailure, DeadLetter};
-pub use nodes::{NodeInfo, NodeLoad, NodeStatus, LATENCY_EWMA_ALPHA};
+pub use nodes::{
+    capacity_tag, NodeInfo, NodeLoad, NodeStatus, CAPACITY_TAG_PREFIX, LATENCY_EWMA_ALPHA,
+};
 
 use dead_letter::DeadLetters;
 use nodes::NodeTable;
@@ -89,7 +92,8 @@ pub enum ResultDisposition {
 pub struct JobStatus {
     /// The current (or last) attempt number.
     pub attempt: u32,
-    /// The node running it, if dispatched; `None` while waiting to retry.
+    /// The node running it, if dispatched; `None` while waiting to retry
+    /// or waiting in the ready queue for a node's window to open.
     pub node: Option<String>,
     /// Why earlier attempts failed.
     pub failures: Vec<AttemptFailure>,
@@ -103,6 +107,8 @@ enum Phase {
         dispatched_at: Instant,
     },
     Backoff,
+    /// In the ready queue: every eligible node's window is full.
+    Queued,
 }
 
 #[derive(Debug)]
@@ -120,6 +126,7 @@ struct Counters {
     failed: u64,
     retries: u64,
     late: u64,
+    refusals: u64,
 }
 
 #[derive(Debug)]
@@ -172,9 +179,12 @@ pub struct CoordinatorCore {
     strategies: Strategies,
     dead: DeadLetters,
     actions: VecDeque<Action>,
+    /// Jobs waiting for a node's window to open, oldest first.
+    ready: VecDeque<JobId>,
     rng: StdRng,
     counters: Counters,
     dispatch_by_id: bool,
+    draining: bool,
 }
 
 impl CoordinatorCore {
@@ -191,16 +201,18 @@ impl CoordinatorCore {
                 built: FxHashMap::default(),
                 seed: config.seed,
             },
+            nodes: NodeTable::new(config.default_window),
             config,
             next_id: 0,
             jobs: FxHashMap::default(),
             timers: Timers::default(),
-            nodes: NodeTable::default(),
             dead: DeadLetters::default(),
             actions: VecDeque::new(),
+            ready: VecDeque::new(),
             rng,
             counters: Counters::default(),
             dispatch_by_id: false,
+            draining: false,
         }
     }
 
@@ -242,11 +254,26 @@ impl CoordinatorCore {
     /// If no Up node has the job's tags and serves its kind, the job fails
     /// at once: an [`Action::Complete`] with cause
     /// [`FailureCause::NoEligibleNode`] (not retried, not dead-lettered).
+    /// If every eligible node's window is full, the job waits in the ready
+    /// queue (FIFO) and is dispatched as results free credit.
     ///
     /// # Errors
     ///
-    /// [`SubmitError`]: invalid job, duplicate id in progress, at capacity.
-    pub fn submit(&mut self, mut job: Job, now: Instant) -> Result<JobId, SubmitError> {
+    /// [`SubmitError`]: invalid job, duplicate id in progress, at capacity
+    /// (jobs in progress, queued ones included, reached
+    /// [`CoordinatorConfig::max_jobs`]), draining.
+    pub fn submit(&mut self, job: Job, now: Instant) -> Result<JobId, SubmitError> {
+        if self.draining {
+            return Err(SubmitError::Draining {
+                node: self.config.node.clone(),
+            });
+        }
+        self.submit_held(job, now)
+    }
+
+    /// [`submit`](Self::submit) without the draining check: for jobs the
+    /// coordinator already holds (resumed from its journal).
+    pub(crate) fn submit_held(&mut self, mut job: Job, now: Instant) -> Result<JobId, SubmitError> {
         job.validate()?;
         if self.jobs.len() >= self.config.max_jobs {
             return Err(SubmitError::AtCapacity {
@@ -296,9 +323,17 @@ impl CoordinatorCore {
             tracing::debug!(id = %result.id, attempt = result.attempt, from_node, "late result dropped");
             return ResultDisposition::Dropped;
         }
+        if result
+            .error
+            .as_ref()
+            .is_some_and(|f| f.cause == FailureCause::Refused)
+        {
+            return self.attempt_refused(&result.id, result.attempt, from_node, now);
+        }
         let (node, dispatched_at) = self.end_running(&result.id);
         if let Some(state) = self.nodes.get_mut(&node) {
             state.observe_latency(now.saturating_duration_since(dispatched_at));
+            state.credit_returned();
         }
         match result.error.clone() {
             None => self.succeed(result, &node),
@@ -307,6 +342,7 @@ impl CoordinatorCore {
                 self.fail_attempt(&result.id, Some(node), failure, elapsed, now, false);
             }
         }
+        self.pump(now);
         ResultDisposition::Accepted
     }
 
@@ -325,6 +361,7 @@ impl CoordinatorCore {
         }
         let (node, _) = self.end_running(id);
         self.fail_attempt(id, Some(node), failure, None, now, false);
+        self.pump(now);
         ResultDisposition::Accepted
     }
 
@@ -341,6 +378,7 @@ impl CoordinatorCore {
                 TimerKind::Retry => self.dispatch(&id, now),
             }
         }
+        self.pump(now);
     }
 
     /// When [`tick`](Self::tick) next has work, if ever.
@@ -355,10 +393,17 @@ impl CoordinatorCore {
     pub fn update_node(&mut self, info: NodeInfo, now: Instant) {
         let name = info.name.clone();
         let down = info.status == NodeStatus::Down;
+        let lost = self.nodes.shape(&name).is_some_and(|(status, tags)| {
+            status != NodeStatus::Down && (down || tags != info.tags.as_slice())
+        });
         let previous = self.nodes.upsert(info);
         if down && previous != Some(NodeStatus::Down) {
             self.retry_running_on(&name, now);
         }
+        if lost {
+            self.release_stranded(now);
+        }
+        self.pump(now);
     }
 
     /// Replaces the node table: listed nodes are upserted, known nodes not
@@ -387,6 +432,8 @@ impl CoordinatorCore {
         if state.status != NodeStatus::Down {
             state.status = NodeStatus::Down;
             self.retry_running_on(node, now);
+            self.release_stranded(now);
+            self.pump(now);
         }
     }
 
@@ -441,7 +488,7 @@ impl CoordinatorCore {
         let entry = self.jobs.get(id)?;
         let node = match &entry.phase {
             Phase::Running { node, .. } => Some(node.to_string()),
-            Phase::Pending | Phase::Backoff => None,
+            Phase::Pending | Phase::Backoff | Phase::Queued => None,
         };
         Some(JobStatus {
             attempt: entry.job.attempt,
@@ -502,6 +549,8 @@ impl CoordinatorCore {
             in_progress: self.jobs.len() as u64,
             dead_letters: self.dead.len() as u64,
             late_results: self.counters.late,
+            queued: self.ready.len() as u64,
+            refusals: self.counters.refusals,
             nodes,
         }
     }

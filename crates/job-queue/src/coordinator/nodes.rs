@@ -14,6 +14,23 @@ use crate::strategy::Candidate;
 /// The weight of a new round-trip sample in the latency EWMA.
 pub const LATENCY_EWMA_ALPHA: f64 = 0.2;
 
+/// The prefix of the tag with which a node advertises its dispatch window:
+/// `capacity:<n>`, the most attempts a coordinator keeps outstanding on it.
+pub const CAPACITY_TAG_PREFIX: &str = "capacity:";
+
+/// The tag advertising a dispatch window of `window` jobs (`capacity:<n>`).
+pub fn capacity_tag(window: u32) -> String {
+    format!("{CAPACITY_TAG_PREFIX}{window}")
+}
+
+/// The window a node advertises in its tags, if any (the first valid
+/// `capacity:<n>` with `n >= 1`).
+fn advertised_window(tags: &[String]) -> Option<u32> {
+    tags.iter()
+        .filter_map(|t| t.strip_prefix(CAPACITY_TAG_PREFIX)?.parse().ok())
+        .find(|n| *n >= 1)
+}
+
 /// A node's membership status, as the coordinator needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -69,25 +86,76 @@ pub(crate) struct NodeState {
     tags: Vec<String>,
     load: NodeLoad,
     pub(crate) outstanding: u32,
+    /// The advertised (or default) window.
+    window: u32,
+    /// The effective window: halved on a refusal, grown back by one per
+    /// accepted result up to `window` (additive increase, multiplicative
+    /// decrease, as several coordinators may share the node's queue).
+    limit: u32,
+    serves_any: bool,
     pub(crate) latency: Option<Duration>,
     pub(crate) stats: NodeStats,
 }
 
 impl NodeState {
-    fn new(info: NodeInfo) -> Self {
+    fn new(info: NodeInfo, default_window: u32) -> Self {
+        let window = advertised_window(&info.tags).unwrap_or(default_window).max(1);
         NodeState {
             status: info.status,
+            serves_any: serves_any(&info.tags),
             tags: info.tags,
             load: info.load,
             outstanding: 0,
+            window,
+            limit: window,
             latency: None,
             stats: NodeStats::default(),
         }
     }
 
+    fn update(&mut self, info: NodeInfo, default_window: u32) {
+        let window = advertised_window(&info.tags).unwrap_or(default_window).max(1);
+        if window != self.window {
+            self.window = window;
+            self.limit = window;
+        }
+        self.status = info.status;
+        self.serves_any = serves_any(&info.tags);
+        self.tags = info.tags;
+        self.load = info.load;
+    }
+
+    /// Whether another attempt fits in the node's window.
+    pub(crate) fn has_credit(&self) -> bool {
+        self.outstanding < self.limit
+    }
+
+    /// The effective window (for statistics and tests).
+    pub(crate) fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// An accepted result: the window grows back by one.
+    pub(crate) fn credit_returned(&mut self) {
+        self.limit = (self.limit + 1).min(self.window);
+    }
+
+    /// A refusal by the node's full queue: the window is halved.
+    pub(crate) fn refused(&mut self) {
+        self.limit = (self.limit / 2).max(1);
+    }
+
     /// Up, carrying every required tag, and serving the job's kind.
     pub(crate) fn is_eligible(&self, job: &Job) -> bool {
         self.status == NodeStatus::Up
+            && job.tags.iter().all(|t| self.tags.contains(t))
+            && self.serves(&job.kind)
+    }
+
+    /// Up or Suspect, with the job's tags and kind: the node may still run
+    /// it (a Suspect node may come back).
+    pub(crate) fn could_serve(&self, job: &Job) -> bool {
+        self.status != NodeStatus::Down
             && job.tags.iter().all(|t| self.tags.contains(t))
             && self.serves(&job.kind)
     }
@@ -110,29 +178,59 @@ impl NodeState {
     }
 }
 
+fn serves_any(tags: &[String]) -> bool {
+    tags.iter()
+        .any(|t| t.starts_with(crate::handler::KIND_TAG_PREFIX))
+}
+
 /// All known nodes, sorted by name.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct NodeTable {
     nodes: BTreeMap<Arc<str>, NodeState>,
+    default_window: u32,
+}
+
+impl Default for NodeTable {
+    fn default() -> Self {
+        NodeTable::new(1024)
+    }
 }
 
 impl NodeTable {
+    pub(crate) fn new(default_window: u32) -> Self {
+        NodeTable {
+            nodes: BTreeMap::new(),
+            default_window: default_window.max(1),
+        }
+    }
+
     /// Inserts or updates a node; returns its previous status, if known.
     pub(crate) fn upsert(&mut self, info: NodeInfo) -> Option<NodeStatus> {
         match self.nodes.get_mut(info.name.as_str()) {
             Some(state) => {
                 let previous = state.status;
-                state.status = info.status;
-                state.tags = info.tags;
-                state.load = info.load;
+                state.update(info, self.default_window);
                 Some(previous)
             }
             None => {
                 let name: Arc<str> = Arc::from(info.name.as_str());
-                self.nodes.insert(name, NodeState::new(info));
+                let state = NodeState::new(info, self.default_window);
+                self.nodes.insert(name, state);
                 None
             }
         }
+    }
+
+    /// Whether some Up node serving at least one kind has room in its
+    /// window (a cheap test before scanning the ready queue).
+    pub(crate) fn any_credit(&self) -> bool {
+        self.nodes
+            .values()
+            .any(|n| n.status == NodeStatus::Up && n.serves_any && n.has_credit())
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&NodeState> {
+        self.nodes.get(name)
     }
 
     pub(crate) fn get_mut(&mut self, name: &str) -> Option<&mut NodeState> {
@@ -152,6 +250,16 @@ impl NodeTable {
         self.nodes.iter()
     }
 
+    /// Whether any node that is not Down could run `job`.
+    pub(crate) fn any_could_serve(&self, job: &Job) -> bool {
+        self.nodes.values().any(|n| n.could_serve(job))
+    }
+
+    /// A node's status and tags, to tell later whether it changed.
+    pub(crate) fn shape(&self, name: &str) -> Option<(NodeStatus, &[String])> {
+        self.nodes.get(name).map(|n| (n.status, n.tags.as_slice()))
+    }
+
     /// Whether any node could run `job` right now.
     pub(crate) fn any_eligible(&self, job: &Job) -> bool {
         self.nodes.values().any(|n| n.is_eligible(job))
@@ -160,12 +268,27 @@ impl NodeTable {
     /// The eligible candidates for `job`, by name, preferring nodes not
     /// `tried` yet: if every eligible node was tried, only `last_failed` is
     /// avoided; if it is the only eligible node, it is used anyway.
+    #[cfg(test)]
     pub(crate) fn candidates<'a>(
         &'a self,
         job: &Job,
         tried: impl Fn(&str) -> bool,
         last_failed: Option<&str>,
     ) -> Vec<Candidate<'a>> {
+        self.preferred(job, tried, last_failed)
+            .into_iter()
+            .map(|(k, n)| candidate(k, n))
+            .collect()
+    }
+
+    /// The preferred eligible nodes for `job` (see
+    /// [`candidates`](Self::candidates)), before the credit filter.
+    pub(crate) fn preferred<'a>(
+        &'a self,
+        job: &Job,
+        tried: impl Fn(&str) -> bool,
+        last_failed: Option<&str>,
+    ) -> Vec<(&'a str, &'a NodeState)> {
         let eligible: Vec<(&'a str, &'a NodeState)> = self
             .nodes
             .iter()
@@ -173,21 +296,21 @@ impl NodeTable {
             .map(|(k, n)| (&**k, n))
             .collect();
         let fresh = || eligible.iter().filter(|(k, _)| !tried(k));
-        let chosen: Vec<&(&str, &NodeState)> = if fresh().next().is_some() {
-            fresh().collect()
+        if fresh().next().is_some() {
+            fresh().copied().collect()
         } else if eligible.len() > 1 && last_failed.is_some() {
             eligible
                 .iter()
                 .filter(|(k, _)| Some(*k) != last_failed)
+                .copied()
                 .collect()
         } else {
-            eligible.iter().collect()
-        };
-        chosen.into_iter().map(|(k, n)| candidate(k, n)).collect()
+            eligible
+        }
     }
 }
 
-fn candidate<'a>(name: &'a str, node: &NodeState) -> Candidate<'a> {
+pub(crate) fn candidate<'a>(name: &'a str, node: &NodeState) -> Candidate<'a> {
     Candidate {
         node: name,
         outstanding: node.outstanding,
@@ -238,6 +361,31 @@ mod tests {
         // A single eligible node is reused.
         let gpu = Job::new("echo", "").with_tag("gpu");
         assert_eq!(names(&t.candidates(&gpu, |n| n == "b", Some("b"))), ["b"]);
+    }
+
+    #[test]
+    fn windows_come_from_capacity_tags_and_shrink_on_refusal() {
+        let mut t = NodeTable::new(8);
+        t.upsert(NodeInfo::up("a", ["kind:echo", "capacity:3"]));
+        t.upsert(NodeInfo::up("b", ["kind:echo", "capacity:zero"]));
+        assert_eq!(t.get_mut("a").unwrap().limit(), 3);
+        assert_eq!(t.get_mut("b").unwrap().limit(), 8, "bad tag: default");
+        let a = t.get_mut("a").unwrap();
+        a.outstanding = 3;
+        assert!(!a.has_credit());
+        a.refused();
+        assert_eq!(a.limit(), 1);
+        a.credit_returned();
+        a.credit_returned();
+        a.credit_returned();
+        assert_eq!(a.limit(), 3, "grows back up to the advertised window");
+        t.upsert(NodeInfo::up("a", ["kind:echo", "capacity:5"]));
+        assert_eq!(t.get_mut("a").unwrap().limit(), 5);
+        // A node serving nothing never counts as spare credit.
+        let mut idle = NodeTable::new(8);
+        idle.upsert(NodeInfo::up("c", ["gpu"]));
+        assert!(!idle.any_credit());
+        assert!(t.any_credit());
     }
 
     #[test]

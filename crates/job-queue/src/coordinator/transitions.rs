@@ -10,7 +10,8 @@ use super::{
 };
 use crate::failure::{FailureCause, JobFailure};
 use crate::job::{JobId, JobResult};
-use crate::strategy::Strategy;
+use super::nodes::candidate;
+use crate::strategy::{Candidate, Strategy};
 
 impl CoordinatorCore {
     /// A generated id not used by any job in progress.
@@ -59,21 +60,35 @@ impl CoordinatorCore {
         (node, dispatched_at)
     }
 
-    /// Starts the next attempt of `id` on a node chosen by its strategy.
+    /// Starts the next attempt of `id` on a node chosen by its strategy, or
+    /// queues it in the ready queue if every eligible node's window is full.
     pub(super) fn dispatch(&mut self, id: &JobId, now: Instant) {
+        if self.try_place(id, now) == Placement::Busy {
+            if let Some(entry) = self.jobs.get_mut(id) {
+                entry.phase = Phase::Queued;
+                self.ready.push_back(id.clone());
+            }
+        }
+    }
+
+    /// Starts the next attempt of `id` if a preferred eligible node has
+    /// credit; fails the attempt if no node is eligible at all.
+    pub(super) fn try_place(&mut self, id: &JobId, now: Instant) -> Placement {
         let Some(entry) = self.jobs.get_mut(id) else {
-            return;
+            return Placement::Gone;
         };
         let chosen = choose_node(&self.nodes, self.strategies.get(entry.job.strategy), entry);
-        entry.job.attempt += 1;
-        if entry.job.attempt > 1 {
-            self.counters.retries += 1;
-        }
-        let Some(node) = chosen else {
-            let failure = no_eligible_node(&entry.job, true);
-            self.fail_attempt(id, None, failure, None, now, false);
-            return;
+        let node = match chosen {
+            Choice::Node(node) => node,
+            Choice::Busy => return Placement::Busy,
+            Choice::NoneEligible => {
+                entry.job.attempt += 1;
+                let failure = no_eligible_node(&entry.job, true);
+                self.fail_attempt(id, None, failure, None, now, false);
+                return Placement::Failed;
+            }
         };
+        entry.job.attempt += 1;
         let deadline = now + entry.job.timeout;
         entry.timer = Some(
             self.timers
@@ -99,6 +114,7 @@ impl CoordinatorCore {
             state.outstanding += 1;
         }
         self.actions.push_back(action);
+        Placement::Started
     }
 
     /// Completes a job whose current attempt succeeded.
@@ -143,6 +159,7 @@ impl CoordinatorCore {
             self.finish_failed(id, elapsed.unwrap_or_default());
             return;
         }
+        self.counters.retries += 1;
         let delay = if immediate {
             Duration::ZERO
         } else {
@@ -220,16 +237,50 @@ impl CoordinatorCore {
     }
 }
 
-/// Runs the job's strategy over its eligible candidates.
+/// What [`CoordinatorCore::try_place`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Placement {
+    /// An attempt was dispatched.
+    Started,
+    /// Every preferred eligible node's window is full: the job waits.
+    Busy,
+    /// No node is eligible: the attempt failed (and may be retried).
+    Failed,
+    /// The job is no longer in progress.
+    Gone,
+}
+
+enum Choice {
+    Node(Arc<str>),
+    Busy,
+    NoneEligible,
+}
+
+/// Runs the job's strategy over its preferred eligible candidates that
+/// have room in their window.
 fn choose_node(
     nodes: &super::NodeTable,
     strategy: &mut dyn Strategy,
     entry: &JobEntry,
-) -> Option<Arc<str>> {
+) -> Choice {
     let tried = |n: &str| entry.failures.iter().any(|f| f.node.as_deref() == Some(n));
     let last_failed = entry.failures.last().and_then(|f| f.node.as_deref());
-    let candidates = nodes.candidates(&entry.job, tried, last_failed);
-    let index = strategy.select(&entry.job, &candidates)?;
-    let name = candidates.get(index)?.node;
-    nodes.key(name)
+    let preferred = nodes.preferred(&entry.job, tried, last_failed);
+    if preferred.is_empty() {
+        return Choice::NoneEligible;
+    }
+    let candidates: Vec<Candidate<'_>> = preferred
+        .into_iter()
+        .filter(|(_, n)| n.has_credit())
+        .map(|(k, n)| candidate(k, n))
+        .collect();
+    if candidates.is_empty() {
+        return Choice::Busy;
+    }
+    let picked = strategy
+        .select(&entry.job, &candidates)
+        .and_then(|i| candidates.get(i))
+        .and_then(|c| nodes.key(c.node));
+    // A strategy that declines every candidate: as if none were eligible.
+    picked.map_or(Choice::NoneEligible, Choice::Node)
 }

@@ -23,7 +23,7 @@ use std::sync::mpsc as std_mpsc;
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
-use super::Accepted;
+use super::{Accepted, AcceptedMany};
 use crate::error::SubmitError;
 use crate::job::{Job, JobId};
 
@@ -51,7 +51,7 @@ pub(super) enum Record {
 #[derive(Debug, Default)]
 pub(super) struct Batch {
     pub(super) records: Vec<Record>,
-    pub(super) acks: Vec<(oneshot::Sender<Accepted>, Accepted)>,
+    pub(super) acks: Vec<Ack>,
     /// The highest generated-id counter used so far.
     pub(super) id_floor: u64,
 }
@@ -167,9 +167,42 @@ impl Journal {
     }
 }
 
-fn fail_acks(acks: Vec<(oneshot::Sender<Accepted>, Accepted)>, kind: io::ErrorKind) {
-    for (reply, _) in acks {
-        let _ = reply.send(Err(SubmitError::Journal { kind }));
+#[derive(Debug)]
+/// An acknowledgement sent once its records are durable: one submission,
+/// or a batch journaled as one group.
+pub(super) enum Ack {
+    One(oneshot::Sender<Accepted>, Accepted),
+    Many(oneshot::Sender<AcceptedMany>, AcceptedMany),
+}
+
+impl Ack {
+    fn send(self) {
+        match self {
+            Ack::One(reply, accepted) => {
+                let _ = reply.send(accepted);
+            }
+            Ack::Many(reply, accepted) => {
+                let _ = reply.send(accepted);
+            }
+        }
+    }
+
+    fn fail(self, kind: io::ErrorKind) {
+        let err = SubmitError::Journal { kind };
+        match self {
+            Ack::One(reply, _) => {
+                let _ = reply.send(Err(err));
+            }
+            Ack::Many(reply, _) => {
+                let _ = reply.send(Err(err));
+            }
+        }
+    }
+}
+
+fn fail_acks(acks: Vec<Ack>, kind: io::ErrorKind) {
+    for ack in acks {
+        ack.fail(kind);
     }
 }
 
@@ -205,8 +238,8 @@ impl Writer {
             }
             match self.commit(&buf, sync) {
                 Ok(()) => {
-                    for (reply, accepted) in acks {
-                        let _ = reply.send(accepted);
+                    for ack in acks {
+                        ack.send();
                     }
                 }
                 Err(err) => {
@@ -419,7 +452,7 @@ mod tests {
             .push(Record::Complete(JobId::new("a-1").unwrap()));
         batch
             .acks
-            .push((reply, Ok((JobId::new("a-2").unwrap(), rx))));
+            .push(Ack::One(reply, Ok((JobId::new("a-2").unwrap(), rx))));
         journal.write(batch);
         let acked = tokio::time::timeout(std::time::Duration::from_secs(10), acked)
             .await

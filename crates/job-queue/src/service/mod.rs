@@ -69,6 +69,7 @@ impl Default for CoordinatorOptions {
 }
 
 type Accepted = Result<(JobId, oneshot::Receiver<JobResult>), SubmitError>;
+type AcceptedMany = Result<Vec<(JobId, oneshot::Receiver<JobResult>)>, SubmitError>;
 
 /// Capacity of a [`PendingJob`]'s progress channel; further reports are
 /// dropped while it is full (the latest is still in
@@ -85,7 +86,13 @@ pub(crate) enum Msg {
         progress: Option<mpsc::Sender<ProgressUpdate>>,
         reply: oneshot::Sender<Accepted>,
     },
+    SubmitMany {
+        jobs: Vec<Job>,
+        reply: oneshot::Sender<AcceptedMany>,
+    },
     Resubmit(JobId, oneshot::Sender<Accepted>),
+    /// Start draining; answered once every job held is final.
+    Drain(oneshot::Sender<()>),
     Attach(
         JobId,
         oneshot::Sender<Result<oneshot::Receiver<JobResult>, JobError>>,
@@ -305,6 +312,68 @@ impl Coordinator {
             rx,
             progress: None,
         })
+    }
+
+    /// Submits a batch of jobs in one trip through the coordinator's
+    /// mailbox, all or none: every job is checked before any is accepted.
+    /// With a data directory the batch is journaled as one group (one
+    /// fsync) before this returns. The [`PendingJob`]s are in batch order.
+    ///
+    /// # Errors
+    ///
+    /// [`JobError::Submit`] with [`SubmitError::InBatch`] naming the first
+    /// refused job (invalid, duplicate id), [`SubmitError::AtCapacity`] if
+    /// the whole batch does not fit, [`SubmitError::Draining`];
+    /// [`JobError::Ask`] if the coordinator does not answer.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f(coordinator: job_queue::Coordinator) -> Result<(), job_queue::JobError> {
+    /// use job_queue::Job;
+    /// let jobs = (0..1000).map(|i| Job::new("square", i.to_string())).collect();
+    /// for pending in coordinator.submit_many(jobs).await? {
+    ///     println!("{:?}", pending.result().await?);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn submit_many(&self, jobs: Vec<Job>) -> Result<Vec<PendingJob>, JobError> {
+        let make = |reply| Msg::SubmitMany { jobs, reply };
+        let accepted = if self.journaled {
+            self.ask(make).await?
+        } else {
+            let rx = self.post(make).await?;
+            rx.await.map_err(|_| JobError::Ask(AskError::ActorGone))?
+        };
+        Ok(accepted?
+            .into_iter()
+            .map(|(id, rx)| PendingJob {
+                id,
+                rx,
+                progress: None,
+            })
+            .collect())
+    }
+
+    /// Drains the coordinator: from now on it refuses new submissions
+    /// (library calls get [`SubmitError::Draining`]; envelope submissions
+    /// and `resubmit` commands get an `Error` reply "coordinator on node X
+    /// is draining"), while the jobs it holds (running, queued, waiting to
+    /// retry, resumed from the journal) go on to their results. Returns
+    /// once every one of them is final; the coordinator then still answers
+    /// queries until [`shutdown`](Self::shutdown).
+    ///
+    /// # Errors
+    ///
+    /// [`JobError::Ask`] if the coordinator's mailbox stays full or the
+    /// coordinator stops first.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: draining goes on; call again to wait for it.
+    pub async fn drain(&self) -> Result<(), JobError> {
+        let rx = self.post(Msg::Drain).await?;
+        rx.await.map_err(|_| JobError::Ask(AskError::ActorGone))
     }
 
     /// Submits a job and waits for its result.

@@ -21,9 +21,9 @@ use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, oneshot};
 
 use super::command::{self, Command};
-use super::journal::{Batch, Journal, Record};
+use super::journal::{Ack, Batch, Journal, Record};
 use super::outbox::{Outbox, SendFailure};
-use super::{Accepted, CoordinatorOptions, Msg};
+use super::{Accepted, AcceptedMany, CoordinatorOptions, Msg};
 use crate::coordinator::{Action, CoordinatorCore, NodeInfo, NodeLoad, NodeStatus};
 use crate::error::JobError;
 use crate::failure::{FailureCause, JobFailure};
@@ -106,6 +106,8 @@ pub(super) struct Shell {
     per_node: FxHashMap<Arc<str>, Vec<(JobId, u32)>>,
     refresh: Duration,
     last_refresh: Option<Instant>,
+    /// Callers of `drain` waiting for the last held job to finish.
+    drained: Vec<oneshot::Sender<()>>,
 }
 
 impl Shell {
@@ -158,6 +160,7 @@ impl Shell {
             per_node: FxHashMap::default(),
             refresh: options.refresh,
             last_refresh: None,
+            drained: Vec::new(),
         };
         (shell, resumed)
     }
@@ -227,6 +230,19 @@ impl Shell {
                     let _ = reply.send(Err(err));
                 }
             },
+            Msg::SubmitMany { jobs, reply } => match self.core.submit_batch(jobs, now) {
+                Ok(ids) => self.accepted_many(ids, reply),
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+            },
+            Msg::Drain(reply) => {
+                if !self.core.is_draining() {
+                    tracing::info!(coordinator = %self.me, held = self.core.in_progress(), "draining");
+                }
+                self.core.set_draining(true);
+                self.drained.push(reply);
+            }
             Msg::Resubmit(id, reply) => match self.core.resubmit_dead_letter(&id, now) {
                 Ok(id) => self.accepted(id, None, reply),
                 Err(err) => {
@@ -263,17 +279,41 @@ impl Shell {
         self.journal_submit(&id);
         let accepted = Ok((id, rx));
         if self.journal.is_some() {
-            self.journal_batch.acks.push((reply, accepted));
+            self.journal_batch.acks.push(Ack::One(reply, accepted));
         } else {
             let _ = reply.send(accepted);
+        }
+    }
+
+    /// Like [`accepted`](Self::accepted) for a batch, acknowledged once.
+    fn accepted_many(&mut self, ids: Vec<JobId>, reply: oneshot::Sender<AcceptedMany>) {
+        let mut pending = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (tx, rx) = oneshot::channel();
+            self.waiters.insert(id.clone(), Waiter::Local { tx, progress: None });
+            self.journal_submit(&id);
+            pending.push((id, rx));
+        }
+        if self.journal.is_some() {
+            self.journal_batch.acks.push(Ack::Many(reply, Ok(pending)));
+        } else {
+            let _ = reply.send(Ok(pending));
         }
     }
 
     fn journal_submit(&mut self, id: &JobId) {
         if self.journal.is_some() {
             if let Some(job) = self.core.job(id) {
-                let record = Record::Submit(id.clone(), job.to_bincode());
-                self.journal_batch.records.push(record);
+                // A job still in the ready queue has made no attempt yet;
+                // its journaled form is numbered from 1 like any job.
+                let body = if job.attempt == 0 {
+                    let mut first = job.clone();
+                    first.attempt = 1;
+                    first.to_bincode()
+                } else {
+                    job.to_bincode()
+                };
+                self.journal_batch.records.push(Record::Submit(id.clone(), body));
             }
         }
     }
@@ -306,7 +346,7 @@ impl Shell {
                 continue;
             }
             let id = job.id.clone();
-            if let Err(err) = self.core.submit(job, now) {
+            if let Err(err) = self.core.submit_held(job, now) {
                 // Not resumable (e.g. invalid): drop it from the journal too.
                 tracing::warn!(%id, %err, "resumed job refused");
                 self.waiters.remove(&id);
@@ -538,6 +578,11 @@ impl Shell {
             }
             if !any {
                 break;
+            }
+        }
+        if !self.drained.is_empty() && self.core.in_progress() == 0 && self.deferred.is_empty() {
+            for waiter in self.drained.drain(..) {
+                let _ = waiter.send(());
             }
         }
         if let Some(journal) = &self.journal {

@@ -1,0 +1,212 @@
+//! Flow control: per-node dispatch windows (credits), the ready queue of
+//! jobs waiting for a window to open, refusals by full worker pools (which
+//! do not count as attempts), batched submissions and draining.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashSet;
+
+use super::transitions::Placement;
+use super::{no_eligible_node, Action, CoordinatorCore, Phase, ResultDisposition, TimerKind};
+use crate::error::SubmitError;
+use crate::job::{Job, JobId, JobResult};
+
+/// Most ready-queue entries passed over (their nodes are full) in one
+/// pump, so that a blocked head costs a bounded amount per freed credit.
+const MAX_BLOCKED_SCAN: usize = 64;
+
+impl CoordinatorCore {
+    /// Dispatches queued jobs, oldest first, while some node has credit.
+    ///
+    /// Jobs whose nodes are all full stay in place (in order); at most
+    /// [`MAX_BLOCKED_SCAN`] of them are passed over per call. Jobs like one
+    /// already found blocked (same kind and tags, no earlier failure) are
+    /// passed over without running the strategy.
+    pub(super) fn pump(&mut self, now: Instant) {
+        if self.ready.is_empty() || !self.nodes.any_credit() {
+            return;
+        }
+        let mut blocked: Vec<JobId> = Vec::new();
+        let mut blocked_classes: Vec<(String, Vec<String>)> = Vec::new();
+        while let Some(id) = self.ready.pop_front() {
+            let Some(entry) = self.jobs.get(&id) else {
+                continue;
+            };
+            if !matches!(entry.phase, Phase::Queued) {
+                continue;
+            }
+            let plain = entry.failures.is_empty();
+            let same_class = |(kind, tags): &(String, Vec<String>)| {
+                *kind == entry.job.kind && *tags == entry.job.tags
+            };
+            let known_blocked = plain && blocked_classes.iter().any(same_class);
+            if known_blocked || self.try_place(&id, now) == Placement::Busy {
+                if plain && !known_blocked {
+                    if let Some(entry) = self.jobs.get(&id) {
+                        blocked_classes.push((entry.job.kind.clone(), entry.job.tags.clone()));
+                    }
+                }
+                blocked.push(id);
+                if blocked.len() >= MAX_BLOCKED_SCAN {
+                    break;
+                }
+            }
+            if !self.nodes.any_credit() {
+                break;
+            }
+        }
+        for id in blocked.into_iter().rev() {
+            self.ready.push_front(id);
+        }
+    }
+
+    /// Takes out of the ready queue the jobs no node can serve any more
+    /// (every node with their tags and kind is Down, or stopped serving
+    /// the kind): a job that never ran fails at once like a submission with
+    /// no eligible node (not retried, not dead-lettered); a job waiting to
+    /// retry has that attempt fail with a retryable `no_eligible_node`, as
+    /// a retry finding no node does. Called when a node goes Down or its
+    /// tags change; Suspect nodes still count, they may come back.
+    pub(super) fn release_stranded(&mut self, now: Instant) {
+        if self.ready.is_empty() {
+            return;
+        }
+        let (jobs, nodes) = (&self.jobs, &self.nodes);
+        let stranded = |id: &JobId| {
+            jobs.get(id).is_some_and(|e| {
+                matches!(e.phase, Phase::Queued) && !nodes.any_could_serve(&e.job)
+            })
+        };
+        let (gone, kept): (VecDeque<JobId>, VecDeque<JobId>) =
+            self.ready.drain(..).partition(|id| stranded(id));
+        self.ready = kept;
+        for id in gone {
+            let fresh = self.jobs.get(&id).is_some_and(|e| e.failures.is_empty());
+            if fresh {
+                self.fail_unplaced(&id);
+            } else {
+                self.try_place(&id, now);
+            }
+        }
+    }
+
+    /// Fails a job that never ran: no eligible node, attempt 0.
+    fn fail_unplaced(&mut self, id: &JobId) {
+        let Some(entry) = self.jobs.remove(id) else {
+            return;
+        };
+        self.counters.failed += 1;
+        let failure = no_eligible_node(&entry.job, false);
+        let result = JobResult::failure(id.clone(), failure, "", 0, Duration::ZERO);
+        self.actions.push_back(Action::Complete(result));
+    }
+
+    /// Reports that `from_node`'s worker pool refused attempt `attempt` of
+    /// `id` because its queue was full (or it is draining): the job never
+    /// ran there, so the attempt is not counted. The node's window is
+    /// halved (it grows back by one per accepted result) and the job is
+    /// placed again after [`CoordinatorConfig::refusal_backoff`](super::CoordinatorConfig::refusal_backoff).
+    ///
+    /// [`result_received`](Self::result_received) calls this for a result
+    /// whose cause is [`FailureCause::Refused`](crate::FailureCause::Refused).
+    pub fn attempt_refused(
+        &mut self,
+        id: &JobId,
+        attempt: u32,
+        from_node: &str,
+        now: Instant,
+    ) -> ResultDisposition {
+        if !self.is_current(id, attempt, Some(from_node)) {
+            self.counters.late += 1;
+            return ResultDisposition::Dropped;
+        }
+        let (node, _) = self.end_running(id);
+        if let Some(state) = self.nodes.get_mut(&node) {
+            state.refused();
+        }
+        self.counters.refusals += 1;
+        tracing::debug!(%id, attempt, %node, "attempt refused by a full pool; not counted");
+        let at = now + self.config.refusal_backoff;
+        if let Some(entry) = self.jobs.get_mut(id) {
+            entry.job.attempt = entry.job.attempt.saturating_sub(1);
+            entry.phase = Phase::Backoff;
+            entry.timer = Some(self.timers.insert(at, id.clone(), TimerKind::Retry));
+        }
+        self.pump(now);
+        ResultDisposition::Accepted
+    }
+
+    /// Accepts a batch of jobs, all or none: every job is checked (valid,
+    /// id not in progress nor repeated in the batch, room for the whole
+    /// batch) before any is accepted. Returns the ids in batch order.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::Draining`], [`SubmitError::AtCapacity`] for the whole
+    /// batch, or [`SubmitError::InBatch`] naming the first refused job.
+    pub fn submit_batch(&mut self, jobs: Vec<Job>, now: Instant) -> Result<Vec<JobId>, SubmitError> {
+        if self.draining {
+            return Err(SubmitError::Draining {
+                node: self.config.node.clone(),
+            });
+        }
+        if self.jobs.len().saturating_add(jobs.len()) > self.config.max_jobs {
+            return Err(SubmitError::AtCapacity {
+                limit: self.config.max_jobs,
+            });
+        }
+        let mut explicit: FxHashSet<JobId> = FxHashSet::default();
+        for (index, job) in jobs.iter().enumerate() {
+            let refused = |source: SubmitError| SubmitError::InBatch {
+                index,
+                source: Box::new(source),
+            };
+            job.validate().map_err(|e| refused(e.into()))?;
+            if job.id.is_unassigned() {
+                continue;
+            }
+            if self.jobs.contains_key(&job.id) || !explicit.insert(job.id.clone()) {
+                return Err(refused(SubmitError::Duplicate(job.id.clone())));
+            }
+        }
+        let mut ids = Vec::with_capacity(jobs.len());
+        for mut job in jobs {
+            if job.id.is_unassigned() {
+                job.id = self.fresh_id();
+                while explicit.contains(&job.id) {
+                    job.id = self.fresh_id();
+                }
+            }
+            // Cannot fail: every check above holds for each job.
+            ids.push(self.submit_held(job, now)?);
+        }
+        Ok(ids)
+    }
+
+    /// Starts (or ends) draining: new submissions are refused with
+    /// [`SubmitError::Draining`]; jobs in progress go on to completion.
+    pub fn set_draining(&mut self, draining: bool) {
+        self.draining = draining;
+    }
+
+    /// Whether the coordinator is draining.
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// Jobs waiting in the ready queue for a node's window to open.
+    pub fn queued(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// The effective dispatch window of `node` (its advertised
+    /// `capacity:<n>`, or the default, reduced after refusals), if known.
+    pub fn window(&self, node: &str) -> Option<u32> {
+        self.nodes.get(node).map(|n| n.limit())
+    }
+}
+
+#[cfg(test)]
+#[path = "flow_tests.rs"]
+mod tests;
