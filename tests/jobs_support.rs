@@ -150,6 +150,24 @@ pub async fn start_node(
     registry: HandlerRegistry,
     load_interval: Duration,
 ) -> Node {
+    let config = WorkerPoolConfig {
+        workers: 2,
+        queue_capacity: 256,
+        load_interval,
+        shutdown_grace: Duration::from_millis(200),
+    };
+    start_node_with(seed, name, tags, registry, config).await
+}
+
+/// Starts one node joining through `seed`, with a worker pool configured
+/// by `config` serving `registry`.
+pub async fn start_node_with(
+    seed: Option<String>,
+    name: &str,
+    tags: &[&str],
+    registry: HandlerRegistry,
+    config: WorkerPoolConfig,
+) -> Node {
     let mut cfg = fast(name, tags);
     if let Some(seed) = seed {
         cfg = cfg.seeds([seed]);
@@ -157,12 +175,6 @@ pub async fn start_node(
     let router = within(STEP, "router start", Router::start(cfg))
         .await
         .expect("router starts");
-    let config = WorkerPoolConfig {
-        workers: 2,
-        queue_capacity: 256,
-        load_interval,
-        shutdown_grace: Duration::from_millis(200),
-    };
     let pool = within(
         STEP,
         "pool start",

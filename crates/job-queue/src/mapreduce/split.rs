@@ -1,40 +1,203 @@
-//! Inputs and input splits: byte ranges of one file, cut on word boundaries.
+//! Inputs and input splits: byte ranges of one input, cut on word
+//! boundaries. An input is either bytes in memory or a file read on demand.
 
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
+use super::source::{read_exact_at, FileRange};
 use super::words::is_word_byte;
 
-/// One named input (a file's contents). The bytes need not be UTF-8.
+/// One named input. The bytes need not be UTF-8.
+///
+/// Either bytes in memory ([`Input::new`], [`Input::read`]) or a file
+/// whose byte ranges are read when they are needed ([`Input::open`]): a
+/// [`ClusterMapReduce`](super::ClusterMapReduce) run over opened files
+/// never holds the whole input; each map task's split is read from the
+/// file when the task fetches it. Files must not change during a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Input {
     /// The name reported in results (the file path, for files).
     pub name: String,
-    /// The contents.
-    pub data: Bytes,
+    source: Source,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Source {
+    Memory(Bytes),
+    File { path: Arc<PathBuf>, len: u64 },
 }
 
 impl Input {
-    /// An input named `name` holding `data`.
+    /// An input named `name` holding `data` in memory.
     pub fn new(name: impl Into<String>, data: impl Into<Bytes>) -> Self {
         Input {
             name: name.into(),
-            data: data.into(),
+            source: Source::Memory(data.into()),
         }
     }
 
-    /// Reads a file; the input is named by its path as given.
+    /// Reads a whole file into memory; the input is named by its path as
+    /// given.
     ///
     /// # Errors
     ///
     /// The I/O error of reading the file.
-    pub fn read(path: impl AsRef<Path>) -> std::io::Result<Self> {
+    pub fn read(path: impl AsRef<Path>) -> io::Result<Self> {
         let path = path.as_ref();
         let data = std::fs::read(path)?;
         Ok(Input::new(path.display().to_string(), data))
     }
+
+    /// A file read on demand (only its length is read now); the input is
+    /// named by its path as given.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error of reading the file's metadata, or
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput) if it is not a file.
+    pub fn open(path: impl AsRef<Path>) -> io::Result<Self> {
+        let path = path.as_ref();
+        let meta = std::fs::metadata(path)?;
+        if !meta.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a file", path.display()),
+            ));
+        }
+        Ok(Input {
+            name: path.display().to_string(),
+            source: Source::File {
+                path: Arc::new(path.to_path_buf()),
+                len: meta.len(),
+            },
+        })
+    }
+
+    /// The input's size in bytes.
+    pub fn len(&self) -> u64 {
+        match &self.source {
+            Source::Memory(data) => data.len() as u64,
+            Source::File { len, .. } => *len,
+        }
+    }
+
+    /// Whether the input is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes, for an input in memory (`None` for a file read on
+    /// demand).
+    pub fn data(&self) -> Option<&Bytes> {
+        match &self.source {
+            Source::Memory(data) => Some(data),
+            Source::File { .. } => None,
+        }
+    }
+
+    /// The file, for an input read on demand.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.source {
+            Source::Memory(_) => None,
+            Source::File { path, .. } => Some(path),
+        }
+    }
+
+    /// The bytes `start..end`: a zero-copy slice in memory, a read
+    /// (blocking) for a file.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput) if the range does not
+    /// fit the input, or the I/O error of reading the file.
+    pub fn range(&self, start: u64, end: u64) -> io::Result<Bytes> {
+        if start > end || end > self.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("range {start}..{end} outside input {} of {} bytes", self.name, self.len()),
+            ));
+        }
+        match &self.source {
+            Source::Memory(data) => Ok(data.slice(start as usize..end as usize)),
+            Source::File { path, .. } => {
+                let mut out = BytesMut::new();
+                read_exact_at(path, start, end - start, &mut out)?;
+                Ok(out.freeze())
+            }
+        }
+    }
+
+    /// All the bytes (a read of the whole file, for a file).
+    ///
+    /// # Errors
+    ///
+    /// The I/O error of reading the file.
+    pub fn load(&self) -> io::Result<Bytes> {
+        self.range(0, self.len())
+    }
+
+    /// Where the bytes of `split` are, without reading them: a slice in
+    /// memory or a range of the file.
+    pub(crate) fn locate(&self, split: &SplitSpec) -> Option<Located> {
+        if split.start > split.end || split.end > self.len() {
+            return None;
+        }
+        Some(match &self.source {
+            Source::Memory(data) => {
+                Located::Memory(data.slice(split.start as usize..split.end as usize))
+            }
+            Source::File { path, .. } => Located::File(FileRange {
+                path: path.clone(),
+                start: split.start,
+                len: split.len(),
+            }),
+        })
+    }
+
+    /// The first position at or after `at` that does not cut a word.
+    fn cut_at(&self, at: u64) -> io::Result<u64> {
+        let len = self.len();
+        if at == 0 || at >= len {
+            return Ok(at.min(len));
+        }
+        match &self.source {
+            Source::Memory(data) => {
+                let mut end = at as usize;
+                while end < data.len() && is_word_byte(data[end - 1]) && is_word_byte(data[end]) {
+                    end += 1;
+                }
+                Ok(end as u64)
+            }
+            Source::File { path, .. } => {
+                // Read windows from the byte before the cut until a
+                // non-letter (or the end of the file) is found.
+                const WINDOW: u64 = 4096;
+                let mut pos = at - 1;
+                loop {
+                    let n = WINDOW.min(len - pos);
+                    let mut buf = BytesMut::new();
+                    read_exact_at(path, pos, n, &mut buf)?;
+                    if let Some(i) = buf.windows(2).position(|w| !(is_word_byte(w[0]) && is_word_byte(w[1]))) {
+                        return Ok(pos + i as u64 + 1);
+                    }
+                    if pos + n >= len {
+                        return Ok(len);
+                    }
+                    pos += n - 1;
+                }
+            }
+        }
+    }
+}
+
+/// Where a split's bytes are.
+pub(crate) enum Located {
+    Memory(Bytes),
+    File(FileRange),
 }
 
 /// A split: the byte range `start..end` of input number `file`.
@@ -73,54 +236,63 @@ impl SplitSpec {
 /// input smaller than a chunk is one split: there are at most
 /// `target + inputs.len()` splits. Empty inputs get no split; if every input
 /// is empty there are none (an empty job, not an error). `target == 0` is
-/// treated as 1.
+/// treated as 1. For a file read on demand, only a few bytes around each
+/// cut are read.
+///
+/// # Errors
+///
+/// The I/O error of reading around a cut of a file (never for inputs in
+/// memory).
 ///
 /// ```
 /// use job_queue::mapreduce::{plan_splits, Input};
 ///
 /// let inputs = [Input::new("a", "one two three four"), Input::new("b", "")];
-/// let splits = plan_splits(&inputs, 2);
+/// let splits = plan_splits(&inputs, 2).unwrap();
 /// assert_eq!(splits.len(), 2);
 /// assert_eq!((splits[0].start, splits[0].end), (0, 13)); // cut moved to the end of "three"
 /// assert_eq!((splits[1].start, splits[1].end), (13, 18));
 /// ```
-pub fn plan_splits(inputs: &[Input], target: usize) -> Vec<SplitSpec> {
-    let total: u64 = inputs.iter().map(|i| i.data.len() as u64).sum();
+pub fn plan_splits(inputs: &[Input], target: usize) -> io::Result<Vec<SplitSpec>> {
+    let total: u64 = inputs.iter().map(Input::len).sum();
     if total == 0 {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let target = target.max(1) as u64;
-    let chunk = total.div_ceil(target).max(1) as usize;
+    let chunk = total.div_ceil(target).max(1);
     let mut splits = Vec::new();
     for (file, input) in inputs.iter().enumerate() {
-        let data = &input.data[..];
+        let len = input.len();
         let mut start = 0;
-        while start < data.len() {
-            let mut end = start.saturating_add(chunk).min(data.len());
-            while end < data.len() && is_word_byte(data[end - 1]) && is_word_byte(data[end]) {
-                end += 1;
-            }
+        while start < len {
+            let end = input.cut_at(start.saturating_add(chunk).min(len))?;
             splits.push(SplitSpec {
                 index: splits.len() as u32,
                 file: file as u32,
-                start: start as u64,
-                end: end as u64,
+                start,
+                end,
             });
             start = end;
         }
     }
-    splits
+    Ok(splits)
 }
 
-/// The bytes of `split` in `inputs`, or `None` if the split does not fit
-/// them.
-pub fn split_bytes(inputs: &[Input], split: &SplitSpec) -> Option<Bytes> {
-    let input = inputs.get(split.file as usize)?;
-    let (start, end) = (
-        usize::try_from(split.start).ok()?,
-        usize::try_from(split.end).ok()?,
-    );
-    (start <= end && end <= input.data.len()).then(|| input.data.slice(start..end))
+/// The bytes of `split` in `inputs` (a zero-copy slice for an input in
+/// memory, a read for a file).
+///
+/// # Errors
+///
+/// [`InvalidInput`](io::ErrorKind::InvalidInput) if the split does not fit
+/// `inputs`, or the I/O error of reading a file.
+pub fn split_bytes(inputs: &[Input], split: &SplitSpec) -> io::Result<Bytes> {
+    let input = inputs.get(split.file as usize).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("split {} names input {} of {}", split.index, split.file, inputs.len()),
+        )
+    })?;
+    input.range(split.start, split.end)
 }
 
 #[cfg(test)]
@@ -135,14 +307,16 @@ mod tests {
 
     #[test]
     fn empty_inputs_give_no_splits() {
-        assert!(plan_splits(&[], 4).is_empty());
-        assert!(plan_splits(&[Input::new("a", ""), Input::new("b", "")], 4).is_empty());
+        assert!(plan_splits(&[], 4).unwrap().is_empty());
+        assert!(plan_splits(&[Input::new("a", ""), Input::new("b", "")], 4)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
     fn one_long_word_is_one_split() {
         let inputs = [Input::new("a", "x".repeat(1000))];
-        let splits = plan_splits(&inputs, 10);
+        let splits = plan_splits(&inputs, 10).unwrap();
         assert_eq!(splits.len(), 1);
         assert_eq!(splits[0].len(), 1000);
     }
@@ -154,7 +328,7 @@ mod tests {
             Input::new("b", ""),
             Input::new("c", "gamma delta"),
         ];
-        let splits = plan_splits(&inputs, 1);
+        let splits = plan_splits(&inputs, 1).unwrap();
         assert_eq!(splits.len(), 2);
         assert_eq!((splits[0].file, splits[1].file), (0, 2));
         assert_eq!(splits[1].index, 1);
@@ -169,9 +343,9 @@ mod tests {
             start: 2,
             end: 9,
         };
-        assert!(split_bytes(&inputs, &bad).is_none());
+        assert!(split_bytes(&inputs, &bad).is_err());
         let other_file = SplitSpec { file: 3, ..bad };
-        assert!(split_bytes(&inputs, &other_file).is_none());
+        assert!(split_bytes(&inputs, &other_file).is_err());
     }
 
     proptest! {
@@ -184,7 +358,7 @@ mod tests {
         ) {
             let inputs: Vec<Input> = files.iter().enumerate()
                 .map(|(i, f)| Input::new(format!("f{i}"), f.clone())).collect();
-            let splits = plan_splits(&inputs, target);
+            let splits = plan_splits(&inputs, target).unwrap();
             prop_assert!(splits.len() <= target + inputs.len());
             for (file, input) in inputs.iter().enumerate() {
                 let mine: Vec<&SplitSpec> = splits.iter().filter(|s| s.file as usize == file).collect();
@@ -195,12 +369,12 @@ mod tests {
                     prop_assert!(s.end > s.start);
                     pos = s.end;
                 }
-                prop_assert_eq!(pos, input.data.len() as u64);
+                prop_assert_eq!(pos, input.len());
                 // And the words of the splits are the words of the file.
                 let joined: Vec<Vec<u8>> = mine.iter()
                     .flat_map(|s| all_words(&split_bytes(&inputs, s).unwrap()))
                     .collect();
-                prop_assert_eq!(joined, all_words(&input.data));
+                prop_assert_eq!(joined, all_words(input.data().unwrap()));
             }
             for (i, s) in splits.iter().enumerate() {
                 prop_assert_eq!(s.index as usize, i);
