@@ -2,11 +2,13 @@
 //! and end-to-end no-op jobs through a coordinator node and two worker
 //! nodes on loopback (three routers in this process): throughput with
 //! 10,000 jobs in flight, latency with one in flight, and memory per job
-//! queued in the coordinator.
+//! queued in the coordinator (live heap bytes, counted by a counting global
+//! allocator, `stats_alloc`).
 //!
 //! Run with `cargo bench -p jobmesh --bench job_queue`; it prints one line
 //! per figure. Quote medians of several runs: the machine is noisy.
 
+use std::alloc::System;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +20,18 @@ use job_queue::{
     HandlerRegistry, Job, JobContext, JobResult, NodeInfo, StrategyKind, WorkerConfig,
     WorkerEngine, WorkerEvent, WorkerPool, WorkerPoolConfig,
 };
+use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
+
+/// Counts every allocation and deallocation (a few atomic additions each),
+/// for the memory figure.
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Heap bytes allocated and not yet freed, process-wide.
+fn live_heap_bytes() -> i64 {
+    let stats = GLOBAL.stats();
+    stats.bytes_allocated as i64 - stats.bytes_deallocated as i64
+}
 
 fn registry() -> HandlerRegistry {
     let mut registry = HandlerRegistry::new();
@@ -166,11 +180,12 @@ impl Cluster {
 }
 
 /// Throughput with `window` jobs in flight, then latency one at a time.
+/// The pools keep their default queue (1,024): the coordinator holds what
+/// does not fit in their windows.
 async fn bench_cluster(jobs: usize, window: usize) {
     let cluster = Cluster::start("bench").await;
     let pool_config = WorkerPoolConfig {
         workers: 2,
-        queue_capacity: 2 * window,
         ..WorkerPoolConfig::default()
     };
     let mut pools = Vec::new();
@@ -218,8 +233,8 @@ async fn bench_cluster(jobs: usize, window: usize) {
     );
     let stats = coord.stats().await.expect("stats");
     println!(
-        "  retries {} late results {} failed {}",
-        stats.retries, stats.late_results, stats.failed
+        "  retries {} refusals {} late results {} failed {}",
+        stats.retries, stats.refusals, stats.late_results, stats.failed
     );
     for node in &stats.nodes {
         println!("  {}: {} completed", node.node, node.completed);
@@ -287,19 +302,24 @@ impl Actor for Sink {
     }
 }
 
-/// Resident memory of this process, in bytes.
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
+/// Waits until the sinks stop receiving dispatches (the coordinator has
+/// sent all it will: the windows of the two nodes).
+async fn settle(received: &AtomicU64) {
+    let mut last = u64::MAX;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = received.load(Ordering::Relaxed);
+        if now == last {
+            return;
+        }
+        last = now;
+    }
 }
 
-/// Memory per queued job: `n` jobs submitted and dispatched to worker nodes
-/// that never answer; bytes grown while they sit in the coordinator / `n`.
+/// Memory per queued job: `n` jobs submitted to worker nodes that never
+/// answer (the default window of 1,024 per node is dispatched, the rest
+/// waits in the coordinator's ready queue); live heap bytes grown while
+/// they sit in the coordinator, divided by `n`.
 async fn bench_memory(n: usize) {
     let cluster = Cluster::start("mem").await;
     let received = Arc::new(AtomicU64::new(0));
@@ -319,28 +339,20 @@ async fn bench_memory(n: usize) {
     for _ in 0..1000 {
         warm.push(coord.submit(Job::new("noop", "")).await.expect("submitted"));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = rss_bytes();
+    settle(&received).await;
     let mut pending = Vec::with_capacity(n);
+    let before = live_heap_bytes();
     for _ in 0..n {
         pending.push(coord.submit(Job::new("noop", "")).await.expect("submitted"));
     }
-    // Settle: every job dispatched and the envelopes consumed.
-    let mut last = u64::MAX;
-    loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let now = received.load(Ordering::Relaxed);
-        if now == last {
-            break;
-        }
-        last = now;
-    }
-    let after = rss_bytes();
+    settle(&received).await;
+    let after = live_heap_bytes();
     let stats = coord.stats().await.expect("stats");
     assert_eq!(stats.in_progress as usize, n + 1000);
     println!(
-        "memory: {n} jobs queued in the coordinator: {:.0} bytes per job (RSS growth / N, includes the caller's PendingJob handles)",
-        after.saturating_sub(before) as f64 / n as f64
+        "memory: {n} jobs in the coordinator ({} waiting in its ready queue): {:.0} live heap bytes per job (includes the caller's PendingJob handles)",
+        stats.queued,
+        (after - before) as f64 / n as f64
     );
     drop(pending);
     drop(warm);

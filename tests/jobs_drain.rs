@@ -27,7 +27,13 @@ async fn a_draining_coordinator_finishes_its_jobs_and_refuses_new_ones() {
     // The drain request is queued behind the submissions: once a later
     // submission is refused, the coordinator is draining.
     let err = loop {
-        match within(STEP, "submit while draining", coord.submit(Job::new("echo", "x"))).await {
+        match within(
+            STEP,
+            "submit while draining",
+            coord.submit(Job::new("echo", "x")),
+        )
+        .await
+        {
             Err(err) => break err,
             Ok(pending) => held.push(pending),
         }
@@ -37,8 +43,16 @@ async fn a_draining_coordinator_finishes_its_jobs_and_refuses_new_ones() {
         "{err:?}"
     );
     assert_eq!(err.to_string(), "coordinator on node dr-a is draining");
-    let batch = within(STEP, "submit_many", coord.submit_many(vec![Job::new("echo", "")])).await;
-    assert!(matches!(batch, Err(JobError::Submit(SubmitError::Draining { .. }))));
+    let batch = within(
+        STEP,
+        "submit_many",
+        coord.submit_many(vec![Job::new("echo", "")]),
+    )
+    .await;
+    assert!(matches!(
+        batch,
+        Err(JobError::Submit(SubmitError::Draining { .. }))
+    ));
     // Another node's envelope gets an Error reply saying so.
     let payload = bytes::Bytes::from_static(br#"{"kind":"echo"}"#);
     let reply = within(
@@ -52,9 +66,15 @@ async fn a_draining_coordinator_finishes_its_jobs_and_refuses_new_ones() {
     .unwrap();
     assert_eq!(reply.kind, EnvelopeKind::Error);
     let reason = reply.payload_str().unwrap();
-    assert!(reason.contains("coordinator on node dr-a is draining"), "{reason}");
+    assert!(
+        reason.contains("coordinator on node dr-a is draining"),
+        "{reason}"
+    );
     // Every held job finishes, then the drain completes.
-    within(STEP, "drain", draining).await.unwrap().expect("drained");
+    within(STEP, "drain", draining)
+        .await
+        .unwrap()
+        .expect("drained");
     for pending in held {
         let result = within(STEP, "held result", pending.result()).await.unwrap();
         assert!(result.is_success(), "{result:?}");
@@ -112,10 +132,16 @@ async fn a_draining_pool_finishes_running_jobs_and_loses_no_attempt() {
         }
     })
     .await;
-    let result = within(STEP, "after drain", coord.run(Job::new("whoami", ""))).await.unwrap();
+    let result = within(STEP, "after drain", coord.run(Job::new("whoami", "")))
+        .await
+        .unwrap();
     assert_eq!(result.outcome(), Ok("dp-a"));
     let stats = within(STEP, "stats", coord.stats()).await.unwrap();
-    assert_eq!((stats.retries, stats.failed, stats.dead_letters), (0, 0, 0), "{stats:?}");
+    assert_eq!(
+        (stats.retries, stats.failed, stats.dead_letters),
+        (0, 0, 0),
+        "{stats:?}"
+    );
     within(STEP, "coordinator shutdown", coord.shutdown()).await;
     stop_all(nodes).await;
 }

@@ -22,9 +22,13 @@ const QUEUE: usize = 64;
 /// A coordinator node (no pool) and two worker nodes with `loops` worker
 /// loops and queues of [`QUEUE`].
 async fn small_queue_cluster(prefix: &str, loops: usize) -> (Router, Vec<Node>) {
-    let coord_node = within(STEP, "router start", Router::start(fast(&format!("{prefix}-c"), &[])))
-        .await
-        .expect("router starts");
+    let coord_node = within(
+        STEP,
+        "router start",
+        Router::start(fast(&format!("{prefix}-c"), &[])),
+    )
+    .await
+    .expect("router starts");
     let config = WorkerPoolConfig {
         workers: loops,
         queue_capacity: QUEUE,
@@ -57,7 +61,11 @@ async fn flood(coord: &Coordinator, jobs: Vec<Job>) -> Vec<JobResult> {
         tasks.push(tokio::spawn(async move {
             let mut pending: Vec<PendingJob> = Vec::with_capacity(share.len());
             for job in share {
-                pending.push(within(STEP, "submit", coord.submit(job)).await.expect("accepted"));
+                pending.push(
+                    within(STEP, "submit", coord.submit(job))
+                        .await
+                        .expect("accepted"),
+                );
             }
             let mut results = Vec::with_capacity(pending.len());
             for p in pending {
@@ -82,19 +90,29 @@ async fn assert_nothing_refused(coord: &Coordinator, results: &[JobResult], expe
     let stats = within(STEP, "stats", coord.stats()).await.unwrap();
     assert_eq!(stats.succeeded, expected as u64, "{stats:?}");
     assert_eq!(
-        (stats.retries, stats.refusals, stats.failed, stats.dead_letters),
+        (
+            stats.retries,
+            stats.refusals,
+            stats.failed,
+            stats.dead_letters
+        ),
         (0, 0, 0, 0),
         "{stats:?}"
     );
     assert_eq!((stats.in_progress, stats.queued), (0, 0));
-    assert!(within(STEP, "dead letters", coord.dead_letters()).await.unwrap().is_empty());
+    assert!(within(STEP, "dead letters", coord.dead_letters())
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_jobs_on_small_queues_all_succeed_first_time() {
     let (coord_node, nodes) = small_queue_cluster("fc", 2).await;
     let coord = coordinator(&coord_node, StrategyKind::LeastInFlight).await;
-    let jobs: Vec<Job> = (0..20_000).map(|i| Job::new("echo", i.to_string())).collect();
+    let jobs: Vec<Job> = (0..20_000)
+        .map(|i| Job::new("echo", i.to_string()))
+        .collect();
     let results = flood(&coord, jobs).await;
     assert_nothing_refused(&coord, &results, 20_000).await;
     let stats = within(STEP, "stats", coord.stats()).await.unwrap();
@@ -130,24 +148,44 @@ async fn submit_many_is_one_all_or_nothing_batch() {
         ..CoordinatorOptions::default()
     };
     let coord = coordinator_with(&coord_node, StrategyKind::LeastInFlight, options).await;
-    let jobs: Vec<Job> = (0..1_000).map(|i| Job::new("echo", i.to_string())).collect();
-    let pending = within(STEP, "submit_many", coord.submit_many(jobs)).await.expect("accepted");
+    let jobs: Vec<Job> = (0..1_000)
+        .map(|i| Job::new("echo", i.to_string()))
+        .collect();
+    let pending = within(STEP, "submit_many", coord.submit_many(jobs))
+        .await
+        .expect("accepted");
     assert_eq!(pending.len(), 1_000);
     for (i, p) in pending.into_iter().enumerate() {
         let result = within(STEP, "result", p.result()).await.unwrap();
-        assert_eq!(result.outcome(), Ok(i.to_string().as_str()), "batch order kept");
+        assert_eq!(
+            result.outcome(),
+            Ok(i.to_string().as_str()),
+            "batch order kept"
+        );
         assert_eq!(result.attempt, 1);
     }
     // One bad job refuses the whole batch.
-    let bad = vec![Job::new("echo", "a"), Job::new("", "no kind"), Job::new("echo", "b")];
-    let err = within(STEP, "bad batch", coord.submit_many(bad)).await.unwrap_err();
+    let bad = vec![
+        Job::new("echo", "a"),
+        Job::new("", "no kind"),
+        Job::new("echo", "b"),
+    ];
+    let err = within(STEP, "bad batch", coord.submit_many(bad))
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, JobError::Submit(SubmitError::InBatch { index: 1, .. })),
         "{err:?}"
     );
     let stats = within(STEP, "stats", coord.stats()).await.unwrap();
-    assert_eq!((stats.submitted, stats.succeeded, stats.refusals), (1_000, 1_000, 0));
-    assert!(dir.join("jobs.journal").metadata().unwrap().len() > 0, "journaled");
+    assert_eq!(
+        (stats.submitted, stats.succeeded, stats.refusals),
+        (1_000, 1_000, 0)
+    );
+    assert!(
+        dir.join("jobs.journal").metadata().unwrap().len() > 0,
+        "journaled"
+    );
     within(STEP, "coordinator shutdown", coord.shutdown()).await;
     let _ = std::fs::remove_dir_all(&dir);
     stop_all(nodes).await;

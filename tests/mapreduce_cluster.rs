@@ -230,6 +230,91 @@ async fn inverted_index_equals_the_reference_on_a_cluster() {
     cluster.stop().await;
 }
 
+/// Records what the driver's store holds when the run is planned.
+struct StagedBytes {
+    store: job_queue::mapreduce::PartitionStore,
+    seen: Option<(usize, usize)>,
+}
+
+#[async_trait]
+impl RunObserver for StagedBytes {
+    async fn on_event(&mut self, event: &RunEvent) {
+        if let RunEvent::Planned { .. } = event {
+            self.seen = Some((self.store.bytes(), self.store.len()));
+        }
+    }
+}
+
+/// A fresh directory under the system's temporary directory.
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "mr-cluster-{tag}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_inputs_are_read_on_demand_and_read_errors_fail_the_task() {
+    let dir = temp_dir("files");
+    let memory = corpus(1_200_000, 3, 8);
+    let files: Vec<Input> = memory
+        .iter()
+        .enumerate()
+        .map(|(i, input)| {
+            let path = dir.join(format!("in-{i}.txt"));
+            std::fs::write(&path, input.data().unwrap()).unwrap();
+            Input::open(&path).unwrap()
+        })
+        .collect();
+    let cluster = cluster().await;
+    let mut staged = StagedBytes {
+        store: cluster.driver.node().store().clone(),
+        seen: None,
+    };
+    let out = within(
+        "word count of files",
+        cluster
+            .driver
+            .run(&WordCount, &files, &options(9, 3), &mut staged),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.entries, reference_word_count(&memory));
+    // Staged as file ranges: no input byte held by the driver.
+    let (bytes, blobs) = staged.seen.unwrap();
+    assert_eq!((bytes, blobs as u32), (0, out.stats.map_tasks));
+    let index = within(
+        "inverted index of files",
+        cluster.driver.inverted_index(&files, &options(5, 2)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(index.entries, reference_inverted_index(&memory));
+    assert_eq!(index.inputs[0], files[0].name);
+    cluster.assert_stores_empty();
+
+    // A file removed after it was opened: its split cannot be served.
+    let gone = Input::open(dir.join("in-0.txt")).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let mut opts = options(1, 1);
+    opts.max_attempts = 2;
+    let err = within(
+        "removed file",
+        cluster
+            .driver
+            .word_count(std::slice::from_ref(&gone), &opts),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, MapReduceError::TaskFailed { .. }), "{err:?}");
+    assert!(err.to_string().contains("cannot read"), "{err}");
+    cluster.assert_stores_empty();
+    cluster.stop().await;
+}
+
 /// Kills the node of the first task of `phase` that finishes while more
 /// tasks of that phase remain.
 struct Killer {

@@ -80,6 +80,16 @@ fn read_jobs(reader: impl BufRead, path: &Path) -> Result<Vec<JobSubmission>, Jo
     Ok(jobs)
 }
 
+/// `items` joined with commas, or `-` when there are none.
+fn list_or_dash<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let joined = items.collect::<Vec<_>>().join(",");
+    if joined.is_empty() {
+        "-".to_owned()
+    } else {
+        joined
+    }
+}
+
 /// The `status` table: one row per member with its gossip and the
 /// coordinator's figures for it.
 pub fn render_status(cluster: &ClusterView, stats: &StatsView) -> String {
@@ -87,6 +97,7 @@ pub fn render_status(cluster: &ClusterView, stats: &StatsView) -> String {
         "NODE",
         "STATUS",
         "TAGS",
+        "KINDS",
         "CPU%",
         "IN-FLIGHT",
         "QUEUE",
@@ -95,20 +106,31 @@ pub fn render_status(cluster: &ClusterView, stats: &StatsView) -> String {
         "P50 ms",
         "P99 ms",
     ];
-    let mut rows: Vec<[String; 10]> = Vec::new();
+    let mut rows: Vec<[String; 11]> = Vec::new();
     for member in &cluster.members {
         let node_stats = stats.nodes.iter().find(|n| n.node == member.node);
-        let tags = if member.tags.is_empty() {
-            "-".to_owned()
-        } else {
-            member.tags.join(",")
-        };
+        // User tags cannot contain ':'; `kind:<name>` and the like are the
+        // job queue's own advertisements, shown apart.
+        let tags = list_or_dash(
+            member
+                .tags
+                .iter()
+                .map(String::as_str)
+                .filter(|t| !t.contains(':')),
+        );
+        let kinds = list_or_dash(
+            member
+                .tags
+                .iter()
+                .filter_map(|t| t.strip_prefix(job_queue::KIND_TAG_PREFIX)),
+        );
         let figure =
             |f: fn(&crate::http::NodeStatsView) -> String| node_stats.map_or("-".to_owned(), f);
         rows.push([
             member.node.clone(),
             member.status.clone(),
             tags,
+            kinds,
             format!("{:.0}", member.load.cpu_percent),
             member.load.in_flight.to_string(),
             member.load.queue_depth.to_string(),
@@ -217,7 +239,15 @@ mod tests {
             node: "node-a".into(),
             links: 1,
             members: vec![
-                member("node-a", vec!["gpu".into(), "ssd".into()]),
+                member(
+                    "node-a",
+                    vec![
+                        "gpu".into(),
+                        "kind:echo".into(),
+                        "ssd".into(),
+                        "kind:sleep".into(),
+                    ],
+                ),
                 member("node-bb", vec![]),
             ],
         };
@@ -240,9 +270,16 @@ mod tests {
         };
         let table = render_status(&cluster, &stats);
         let lines: Vec<&str> = table.lines().collect();
-        assert!(lines[0].starts_with("NODE     STATUS  TAGS"), "{table}");
         assert!(
-            lines[1].starts_with("node-a   up      gpu,ssd  42"),
+            lines[0].starts_with("NODE     STATUS  TAGS     KINDS"),
+            "{table}"
+        );
+        assert!(
+            lines[1].starts_with("node-a   up      gpu,ssd  echo,sleep  42"),
+            "{table}"
+        );
+        assert!(
+            lines[2].starts_with("node-bb  up      -        -           42"),
             "{table}"
         );
         assert!(lines[1].ends_with("-     -       -       -"), "{table}");

@@ -28,6 +28,15 @@
 //! Each accepted job yields exactly one `Complete`; late results are dropped
 //! and counted. [`StatsSnapshot`] gives per-node and per-kind figures.
 //!
+//! **Flow control.** The core keeps at most a window of attempts
+//! outstanding per node (advertised by a pool as `capacity:<n>`, see
+//! [`capacity_tag`]; else [`CoordinatorConfig::default_window`]); jobs
+//! beyond every eligible node's window wait in a FIFO ready queue, bounded
+//! by [`CoordinatorConfig::max_jobs`], and go out as results return credit.
+//! A pool that refuses a job anyway ([`FailureCause::Refused`]: queue full,
+//! e.g. shared by several coordinators, or draining) costs no attempt: the
+//! job is placed again after a short backoff and the node's window shrinks.
+//!
 //! **On the cluster.** [`WorkerPool::start`] wraps a `WorkerEngine` as
 //! `worker@<node>` on a `cluster_router::Router`, advertises `kind:<name>`
 //! tags and gossips its load. [`Coordinator::start`] runs the core as the
@@ -39,7 +48,10 @@
 //! The hot path is batched: the coordinator drains its mailbox in runs,
 //! sends one envelope of many jobs per node, never waits on a full link
 //! (a per-node lane does), and pools answer with batches of results.
-//! [`Coordinator::submit_with_progress`] forwards progress reports.
+//! [`Coordinator::submit_with_progress`] forwards progress reports;
+//! [`Coordinator::submit_many`] submits a batch in one trip, all or none;
+//! [`Coordinator::drain`] and [`WorkerPool::drain`] finish what is held
+//! while refusing new work.
 //!
 //! **Durability.** With [`CoordinatorOptions::data_dir`], each job is
 //! journaled (append-only file, group-committed fsync) before `submit`

@@ -277,12 +277,23 @@ impl Actor for PoolInbox {
                 match self.queue.try_submit(job, ticket.clone()) {
                     Ok(()) => continue,
                     Err(TrySubmitError::Full((job, _))) => (job, FailureCause::Refused, "is full"),
-                    Err(err) => (err.into_inner().0, FailureCause::Undeliverable, "is shutting down"),
+                    Err(err) => (
+                        err.into_inner().0,
+                        FailureCause::Undeliverable,
+                        "is shutting down",
+                    ),
                 }
             };
-            let failure = JobFailure::new(cause, format!("worker pool on {} {reason}", self.me.node()));
+            let failure =
+                JobFailure::new(cause, format!("worker pool on {} {reason}", self.me.node()));
             let node = self.me.node().to_string();
-            refused.push(JobResult::failure(job.id, failure, node, job.attempt, Duration::ZERO));
+            refused.push(JobResult::failure(
+                job.id,
+                failure,
+                node,
+                job.attempt,
+                Duration::ZERO,
+            ));
         }
         if !refused.is_empty() {
             self.reply_refused(refused, &ticket).await;

@@ -497,7 +497,10 @@ impl<T: Send + 'static> Drop for Unfinished<'_, T> {
         );
         let elapsed = self.started.elapsed();
         let result = JobResult::failure(self.id.clone(), failure, node, self.attempt, elapsed);
-        self.shared.counters.finished.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .counters
+            .finished
+            .fetch_add(1, Ordering::Relaxed);
         let event = WorkerEvent::Finished {
             result,
             kind,

@@ -301,14 +301,23 @@ async fn a_panic_outside_the_handler_catch_restarts_the_loop_and_still_answers()
     };
     let (engine, mut events) = WorkerEngine::start(config, Arc::new(registry)).unwrap();
     let bomb = job("bomb", "", "b1").with_timeout(Duration::from_millis(50));
-    timeout(WAIT, engine.submit(bomb, 7)).await.unwrap().unwrap();
+    timeout(WAIT, engine.submit(bomb, 7))
+        .await
+        .unwrap()
+        .unwrap();
     let (result, ticket) = next_finished(&mut events).await;
     assert_eq!(ticket, 7, "the guard answers with the job's ticket");
     let failure = result.error.expect("a failure");
-    assert_eq!((failure.cause, failure.retryable), (FailureCause::Panic, true));
+    assert_eq!(
+        (failure.cause, failure.retryable),
+        (FailureCause::Panic, true)
+    );
     assert!(failure.message.contains("crashed"), "{failure}");
     // The only loop was rebuilt by its supervisor: the next job runs.
-    timeout(WAIT, engine.submit(job_ok(3), 8)).await.unwrap().unwrap();
+    timeout(WAIT, engine.submit(job_ok(3), 8))
+        .await
+        .unwrap()
+        .unwrap();
     let (ok, ticket) = next_finished(&mut events).await;
     assert_eq!((ok.outcome(), ticket), (Ok("9"), 8));
     timeout(WAIT, async {

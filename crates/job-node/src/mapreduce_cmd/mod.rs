@@ -176,11 +176,13 @@ pub async fn run(args: MapReduceArgs) -> anyhow::Result<()> {
     outcome.unwrap_or_else(|| anyhow::bail!("interrupted"))
 }
 
-/// Reads every input file, naming each by its path as given.
+/// Opens every input file, naming each by its path as given. Only the
+/// files' sizes are read here: the driver reads each split from its file
+/// when a map task fetches it, so the inputs are never held in memory.
 ///
 /// # Errors
 ///
-/// The first file that cannot be read, with its path.
+/// The first file that cannot be opened, with its path.
 pub fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<Input>> {
     paths
         .iter()
@@ -188,7 +190,7 @@ pub fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<Input>> {
             if path.is_dir() {
                 anyhow::bail!("input {} is a directory, not a file", path.display());
             }
-            Input::read(path).with_context(|| format!("cannot read input {}", path.display()))
+            Input::open(path).with_context(|| format!("cannot read input {}", path.display()))
         })
         .collect()
 }
@@ -235,7 +237,7 @@ async fn execute(
         task_timeout: run.task_timeout,
         ..RunOptions::default()
     };
-    let bytes: u64 = inputs.iter().map(|i| i.data.len() as u64).sum();
+    let bytes: u64 = inputs.iter().map(Input::len).sum();
     let mut bars = BarObserver::new();
     let started = Instant::now();
     let (text, stats, timings, nodes) = match job {

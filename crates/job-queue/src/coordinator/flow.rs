@@ -74,9 +74,8 @@ impl CoordinatorCore {
         }
         let (jobs, nodes) = (&self.jobs, &self.nodes);
         let stranded = |id: &JobId| {
-            jobs.get(id).is_some_and(|e| {
-                matches!(e.phase, Phase::Queued) && !nodes.any_could_serve(&e.job)
-            })
+            jobs.get(id)
+                .is_some_and(|e| matches!(e.phase, Phase::Queued) && !nodes.any_could_serve(&e.job))
         };
         let (gone, kept): (VecDeque<JobId>, VecDeque<JobId>) =
             self.ready.drain(..).partition(|id| stranded(id));
@@ -145,7 +144,11 @@ impl CoordinatorCore {
     ///
     /// [`SubmitError::Draining`], [`SubmitError::AtCapacity`] for the whole
     /// batch, or [`SubmitError::InBatch`] naming the first refused job.
-    pub fn submit_batch(&mut self, jobs: Vec<Job>, now: Instant) -> Result<Vec<JobId>, SubmitError> {
+    pub fn submit_batch(
+        &mut self,
+        jobs: Vec<Job>,
+        now: Instant,
+    ) -> Result<Vec<JobId>, SubmitError> {
         if self.draining {
             return Err(SubmitError::Draining {
                 node: self.config.node.clone(),

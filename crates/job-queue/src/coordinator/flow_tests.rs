@@ -35,7 +35,11 @@ fn ok(job: &Job, node: &str) -> JobResult {
 fn windows_bound_outstanding_and_the_ready_queue_is_fifo() {
     let t0 = Instant::now();
     let tags: &[&str] = &["kind:echo", "capacity:2"];
-    let mut core = core_with(&[("a", tags), ("b", tags)], CoordinatorConfig::default(), t0);
+    let mut core = core_with(
+        &[("a", tags), ("b", tags)],
+        CoordinatorConfig::default(),
+        t0,
+    );
     let ids: Vec<JobId> = (0..10)
         .map(|i| core.submit(Job::new("echo", i.to_string()), t0).unwrap())
         .collect();
@@ -87,7 +91,11 @@ fn a_refusal_is_not_an_attempt() {
         core.result_received(refusal.clone(), &node, t0),
         ResultDisposition::Accepted
     );
-    assert_eq!(core.drain_actions().count(), 0, "not failed, not dead-lettered");
+    assert_eq!(
+        core.drain_actions().count(),
+        0,
+        "not failed, not dead-lettered"
+    );
     assert_eq!(core.window("a"), Some(4), "the window is halved");
     assert_eq!(core.job_status(&id).unwrap().attempt, 0);
     // A duplicate of the refusal is late.
@@ -104,7 +112,12 @@ fn a_refusal_is_not_an_attempt() {
     assert_eq!(core.window("a"), Some(5), "grows back by one per result");
     let stats = core.stats();
     assert_eq!(
-        (stats.succeeded, stats.retries, stats.dead_letters, stats.refusals),
+        (
+            stats.succeeded,
+            stats.retries,
+            stats.dead_letters,
+            stats.refusals
+        ),
         (1, 0, 0, 1)
     );
 }
@@ -159,7 +172,8 @@ fn a_queued_job_whose_nodes_left_fails_like_a_retry() {
         ..CoordinatorConfig::default()
     };
     let mut core = core_with(&[("a", &["kind:echo", "capacity:1"])], config, t0);
-    core.submit(Job::new("echo", "").with_max_attempts(1), t0).unwrap();
+    core.submit(Job::new("echo", "").with_max_attempts(1), t0)
+        .unwrap();
     let queued = core.submit(Job::new("echo", ""), t0).unwrap();
     dispatched(&mut core);
     core.member_down("a", t0);
@@ -170,10 +184,20 @@ fn a_queued_job_whose_nodes_left_fails_like_a_retry() {
             _ => None,
         })
         .collect();
-    let failed = completes.iter().find(|r| r.id == queued).expect("completed");
-    assert_eq!(failed.error.as_ref().unwrap().cause, FailureCause::NoEligibleNode);
+    let failed = completes
+        .iter()
+        .find(|r| r.id == queued)
+        .expect("completed");
+    assert_eq!(
+        failed.error.as_ref().unwrap().cause,
+        FailureCause::NoEligibleNode
+    );
     assert_eq!(failed.attempt, 0, "it never ran");
-    assert_eq!(core.stats().dead_letters, 1, "only the running job, out of attempts");
+    assert_eq!(
+        core.stats().dead_letters,
+        1,
+        "only the running job, out of attempts"
+    );
     assert_eq!(core.queued(), 0);
 }
 
@@ -183,15 +207,27 @@ fn batches_are_all_or_nothing() {
     let mut core = core_with(&[("a", &["kind:echo"])], CoordinatorConfig::default(), t0);
     let bad = vec![Job::new("echo", ""), Job::new("echo", ""), Job::new("", "")];
     let err = core.submit_batch(bad, t0).unwrap_err();
-    assert!(matches!(err, SubmitError::InBatch { index: 2, .. }), "{err:?}");
+    assert!(
+        matches!(err, SubmitError::InBatch { index: 2, .. }),
+        "{err:?}"
+    );
     assert_eq!(core.in_progress(), 0, "nothing accepted");
     let x = JobId::new("x").unwrap();
-    let dup = vec![Job::new("echo", "").with_id(x.clone()), Job::new("echo", "").with_id(x)];
+    let dup = vec![
+        Job::new("echo", "").with_id(x.clone()),
+        Job::new("echo", "").with_id(x),
+    ];
     let err = core.submit_batch(dup, t0).unwrap_err();
-    assert!(matches!(err, SubmitError::InBatch { index: 1, .. }), "{err:?}");
+    assert!(
+        matches!(err, SubmitError::InBatch { index: 1, .. }),
+        "{err:?}"
+    );
     // An explicit id that a generated one would take is skipped over.
     let taken = JobId::new("coord-1").unwrap();
-    let jobs = vec![Job::new("echo", ""), Job::new("echo", "").with_id(taken.clone())];
+    let jobs = vec![
+        Job::new("echo", ""),
+        Job::new("echo", "").with_id(taken.clone()),
+    ];
     let ids = core.submit_batch(jobs, t0).unwrap();
     assert_eq!(ids.len(), 2);
     assert_ne!(ids[0], taken);
@@ -231,7 +267,11 @@ fn draining_refuses_new_jobs_and_finishes_held_ones() {
 fn no_refusal_under_a_flood() {
     let t0 = Instant::now();
     let tags: &[&str] = &["kind:echo", "capacity:64"];
-    let mut core = core_with(&[("a", tags), ("b", tags)], CoordinatorConfig::default(), t0);
+    let mut core = core_with(
+        &[("a", tags), ("b", tags)],
+        CoordinatorConfig::default(),
+        t0,
+    );
     for i in 0..20_000 {
         core.submit(Job::new("echo", i.to_string()), t0).unwrap();
     }
@@ -266,7 +306,12 @@ fn no_refusal_under_a_flood() {
     }
     let stats = core.stats();
     assert_eq!(
-        (stats.retries, stats.refusals, stats.dead_letters, stats.failed),
+        (
+            stats.retries,
+            stats.refusals,
+            stats.dead_letters,
+            stats.failed
+        ),
         (0, 0, 0, 0)
     );
 }

@@ -99,7 +99,9 @@ pub(crate) struct NodeState {
 
 impl NodeState {
     fn new(info: NodeInfo, default_window: u32) -> Self {
-        let window = advertised_window(&info.tags).unwrap_or(default_window).max(1);
+        let window = advertised_window(&info.tags)
+            .unwrap_or(default_window)
+            .max(1);
         NodeState {
             status: info.status,
             serves_any: serves_any(&info.tags),
@@ -114,7 +116,9 @@ impl NodeState {
     }
 
     fn update(&mut self, info: NodeInfo, default_window: u32) {
-        let window = advertised_window(&info.tags).unwrap_or(default_window).max(1);
+        let window = advertised_window(&info.tags)
+            .unwrap_or(default_window)
+            .max(1);
         if window != self.window {
             self.window = window;
             self.limit = window;

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::nodes::candidate;
 use super::{
     no_eligible_node, Action, AttemptFailure, CoordinatorCore, DeadLetter, JobEntry, Phase,
     TimerKind,
 };
 use crate::failure::{FailureCause, JobFailure};
 use crate::job::{JobId, JobResult};
-use super::nodes::candidate;
 use crate::strategy::{Candidate, Strategy};
 
 impl CoordinatorCore {
@@ -258,11 +258,7 @@ enum Choice {
 
 /// Runs the job's strategy over its preferred eligible candidates that
 /// have room in their window.
-fn choose_node(
-    nodes: &super::NodeTable,
-    strategy: &mut dyn Strategy,
-    entry: &JobEntry,
-) -> Choice {
+fn choose_node(nodes: &super::NodeTable, strategy: &mut dyn Strategy, entry: &JobEntry) -> Choice {
     let tried = |n: &str| entry.failures.iter().any(|f| f.node.as_deref() == Some(n));
     let last_failed = entry.failures.last().and_then(|f| f.node.as_deref());
     let preferred = nodes.preferred(&entry.job, tried, last_failed);

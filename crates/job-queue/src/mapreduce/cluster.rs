@@ -25,7 +25,7 @@ use super::local::{stage_inputs, MapReduceOutput, PhaseTimings, RunOptions};
 use super::node::MapReduceNode;
 use super::report::{record_result, NodeTasks};
 use super::spec::{merge_reduced, MapReduce};
-use super::split::{plan_splits, Input};
+use super::split::{plan_splits_async, Input};
 use super::store::{BlobId, PartitionFetcher};
 
 /// Reduce outputs fetched at once by the merge.
@@ -236,7 +236,9 @@ impl ClusterMapReduce {
         O: DeserializeOwned + Send + 'static,
     {
         let started = Instant::now();
-        let splits = plan_splits(inputs, options.splits);
+        let splits = plan_splits_async(inputs, options.splits)
+            .await
+            .map_err(MapReduceError::Input)?;
         let staged = stage_inputs(self.node.store(), id, inputs, &splits)?;
         let me = self.node.router().node_id().to_string();
         let mut config = DriverConfig::new(id, spec, options.reducers, me);
@@ -265,10 +267,9 @@ impl ClusterMapReduce {
             let merge_start = Instant::now();
             match self.fetch_outputs(&run.driver, observer).await {
                 Ok(blobs) => {
-                    let entries =
-                        tokio::task::spawn_blocking(move || merge_reduced::<K, O>(&blobs))
-                            .await
-                            .map_err(|_| MapReduceError::ExecutorClosed)??;
+                    let entries = tokio::task::spawn_blocking(move || merge_reduced::<K, O>(blobs))
+                        .await
+                        .map_err(|_| MapReduceError::ExecutorClosed)??;
                     run.timings.merge += merge_start.elapsed();
                     return Ok(MapReduceOutput {
                         entries,

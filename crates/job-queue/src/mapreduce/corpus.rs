@@ -185,7 +185,7 @@ mod tests {
         assert!(counts[0].1 > 20 * counts[100].1, "{:?}", &counts[..3]);
         assert!(counts.len() > 2_000);
         let inputs = generate_inputs(&config, 3);
-        let sizes: Vec<usize> = inputs.iter().map(|i| i.data.len()).collect();
-        assert_eq!(sizes.iter().sum::<usize>(), 200_000);
+        let sizes: Vec<u64> = inputs.iter().map(Input::len).collect();
+        assert_eq!(sizes.iter().sum::<u64>(), 200_000);
     }
 }

@@ -25,6 +25,9 @@ pub enum MapReduceError {
         /// Its number.
         index: u32,
     },
+    /// An input file could not be read while planning the splits.
+    #[error("cannot read the inputs")]
+    Input(#[source] std::io::Error),
     /// Zero reducers were asked for.
     #[error("the number of reducers must be at least 1")]
     ZeroReducers,

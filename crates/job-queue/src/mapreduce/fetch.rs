@@ -1,6 +1,7 @@
 //! Shuffle data over the router: the `partitions@<node>` actor that serves
 //! a node's [`PartitionStore`], and the [`RouterFetcher`] that asks it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actor_core::{Actor, BoxError, Context};
@@ -10,11 +11,13 @@ use cluster_router::{
     ActorAddr, ActorName, Envelope, EnvelopeKind, NodeId, PayloadFormat, Router, RouterError,
 };
 use futures_util::stream::{self, StreamExt};
+use tokio::sync::Semaphore;
 
-use super::store::{BlobId, FetchError, PartitionFetcher, PartitionStore};
+use super::source::FileRange;
+use super::store::{BlobId, FetchError, PartitionFetcher, PartitionStore, Stored};
 use super::wire::{
-    decode_answer, decode_request, encode_chunk, encode_reply, encode_request, Answer,
-    PartitionReply, PartitionRequest, WireError,
+    chunk_header, decode_answer, decode_request, encode_chunk, encode_reply, encode_request,
+    Answer, PartitionReply, PartitionRequest, WireError,
 };
 
 /// The well-known name of a node's partition actor: `partitions@<node>`.
@@ -37,6 +40,11 @@ pub struct FetchConfig {
     /// The largest blob accepted (a holder claiming more is refused before
     /// anything is allocated). Default 4 GiB.
     pub max_blob: u64,
+    /// Chunk requests in flight at once from this node, over all its
+    /// fetches (reduce tasks, map inputs, the merge): bounds the shuffle
+    /// data in transit to a node to about `max_in_flight * chunk`.
+    /// Default 8.
+    pub max_in_flight: usize,
 }
 
 impl Default for FetchConfig {
@@ -46,14 +54,30 @@ impl Default for FetchConfig {
             timeout: Duration::from_secs(10),
             pipeline: 4,
             max_blob: 4 << 30,
+            max_in_flight: 8,
         }
     }
 }
 
+/// File-range chunks a partition actor reads at once; further requests
+/// for file ranges wait (bounded memory and threads on the driver node).
+const FILE_READS: usize = 4;
+
 /// The partition actor: answers fetch and drop requests from one store.
 pub(crate) struct PartitionServer {
-    pub(crate) router: Router,
-    pub(crate) store: PartitionStore,
+    router: Router,
+    store: PartitionStore,
+    reads: Arc<Semaphore>,
+}
+
+impl PartitionServer {
+    pub(crate) fn new(router: Router, store: PartitionStore) -> Self {
+        PartitionServer {
+            router,
+            store,
+            reads: Arc::new(Semaphore::new(FILE_READS)),
+        }
+    }
 }
 
 #[async_trait]
@@ -64,49 +88,94 @@ impl Actor for PartitionServer {
         if env.kind != EnvelopeKind::Message {
             return Ok(());
         }
-        let reply = match decode_request(&env.payload) {
-            Ok(request) => self.answer(&env, request),
+        let payload = match decode_request(&env.payload) {
+            Ok(PartitionRequest::Fetch {
+                id,
+                offset,
+                max_len,
+            }) => match self.store.entry(&id) {
+                None => encode_reply(&PartitionReply::Missing),
+                Some(Stored::Memory(blob)) => memory_chunk(&blob, offset, max_len),
+                Some(Stored::File(range)) => {
+                    self.serve_file(env, range, offset, max_len).await;
+                    return Ok(());
+                }
+            },
+            Ok(PartitionRequest::DropJob { job }) => {
+                let blobs = self.store.remove_job(&job) as u64;
+                tracing::debug!(%job, blobs, "map-reduce job data dropped");
+                encode_reply(&PartitionReply::Dropped { blobs })
+            }
             Err(err) => {
                 tracing::warn!(from = %env.from, %err, "undecodable partition request");
-                env.error_reply(&format!("cannot decode partition request: {err}"))
+                let reply = env.error_reply(&format!("cannot decode partition request: {err}"));
+                send_reply(&self.router, reply).await;
+                return Ok(());
             }
         };
-        if let Err(err) = self.router.send(reply).await {
-            tracing::debug!(to = %env.from, %err, "cannot answer a partition request");
-        }
+        let reply = env.reply_with(EnvelopeKind::Message, PayloadFormat::Binary, payload);
+        send_reply(&self.router, reply).await;
         Ok(())
     }
 }
 
 impl PartitionServer {
-    fn answer(&self, env: &Envelope, request: PartitionRequest) -> Envelope {
-        let payload = match request {
-            PartitionRequest::Fetch {
-                id,
-                offset,
-                max_len,
-            } => match self.store.get(&id) {
-                None => encode_reply(&PartitionReply::Missing),
-                Some(blob) => {
-                    let total = blob.len() as u64;
-                    if offset > total {
-                        encode_reply(&PartitionReply::BadOffset { total })
-                    } else {
-                        let start = offset as usize;
-                        let len = max_len.clamp(1, MAX_CHUNK) as usize;
-                        let end = blob.len().min(start.saturating_add(len));
-                        encode_chunk(total, offset, &blob[start..end])
-                    }
-                }
-            },
-            PartitionRequest::DropJob { job } => {
-                let blobs = self.store.remove_job(&job) as u64;
-                tracing::debug!(%job, blobs, "map-reduce job data dropped");
-                encode_reply(&PartitionReply::Dropped { blobs })
-            }
+    /// Answers a fetch of a file range from a task of its own, reading the
+    /// chunk on the blocking pool straight into the answer's buffer; at
+    /// most [`FILE_READS`] at once (the actor waits for a slot).
+    async fn serve_file(&self, env: Envelope, range: FileRange, offset: u64, max_len: u32) {
+        let Ok(permit) = self.reads.clone().acquire_owned().await else {
+            return;
         };
-        env.reply_with(EnvelopeKind::Message, PayloadFormat::Binary, payload)
+        let router = self.router.clone();
+        tokio::spawn(async move {
+            let read = tokio::task::spawn_blocking(move || file_chunk(&range, offset, max_len))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            drop(permit);
+            let payload = read.unwrap_or_else(|err| {
+                tracing::warn!(%err, "cannot read a staged input");
+                encode_reply(&PartitionReply::Unreadable {
+                    reason: err.to_string(),
+                })
+            });
+            let reply = env.reply_with(EnvelopeKind::Message, PayloadFormat::Binary, payload);
+            send_reply(&router, reply).await;
+        });
     }
+}
+
+async fn send_reply(router: &Router, reply: Envelope) {
+    let to = reply.to.to_string();
+    if let Err(err) = router.send(reply).await {
+        tracing::debug!(%to, %err, "cannot answer a partition request");
+    }
+}
+
+/// Up to `max_len` bytes of an in-memory blob from `offset` (one copy
+/// into the answer).
+fn memory_chunk(blob: &Bytes, offset: u64, max_len: u32) -> Bytes {
+    let total = blob.len() as u64;
+    if offset > total {
+        return encode_reply(&PartitionReply::BadOffset { total });
+    }
+    let start = offset as usize;
+    let len = max_len.clamp(1, MAX_CHUNK) as usize;
+    let end = blob.len().min(start.saturating_add(len));
+    encode_chunk(total, offset, &blob[start..end])
+}
+
+/// Up to `max_len` bytes of a file range from `offset`, read into the
+/// answer's buffer after its header (blocking).
+fn file_chunk(range: &FileRange, offset: u64, max_len: u32) -> std::io::Result<Bytes> {
+    let total = range.len;
+    if offset > total {
+        return Ok(encode_reply(&PartitionReply::BadOffset { total }));
+    }
+    let len = u64::from(max_len.clamp(1, MAX_CHUNK)).min(total - offset);
+    let mut out = chunk_header(total, offset, len as usize);
+    range.read_into(&mut out, offset, len)?;
+    Ok(out.freeze())
 }
 
 /// The address of `node`'s partition actor.
@@ -125,6 +194,7 @@ pub struct RouterFetcher {
     router: Router,
     local: PartitionStore,
     config: FetchConfig,
+    in_flight: Arc<Semaphore>,
 }
 
 fn unavailable(node: &str, err: &RouterError) -> FetchError {
@@ -137,10 +207,12 @@ fn unavailable(node: &str, err: &RouterError) -> FetchError {
 impl RouterFetcher {
     /// A fetcher over `router`; `local` is this node's store.
     pub fn new(router: Router, local: PartitionStore, config: FetchConfig) -> Self {
+        let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
         RouterFetcher {
             router,
             local,
             config,
+            in_flight,
         }
     }
 
@@ -152,6 +224,13 @@ impl RouterFetcher {
         request: PartitionRequest,
     ) -> Result<Answer, FetchError> {
         let payload = encode_request(&request);
+        let _slot = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| FetchError::NodeUnavailable {
+                node: node.to_owned(),
+            })?;
         let env = self
             .router
             .request(
@@ -208,6 +287,11 @@ impl RouterFetcher {
                 node: node.to_owned(),
                 id: id.clone(),
             }),
+            Answer::Other(PartitionReply::Unreadable { reason }) => Err(FetchError::Unreadable {
+                node: node.to_owned(),
+                id: id.clone(),
+                source: std::io::Error::other(reason),
+            }),
             Answer::Other(_) => Err(bad("unexpected answer to a fetch")),
         }
     }
@@ -239,10 +323,7 @@ impl RouterFetcher {
 impl PartitionFetcher for RouterFetcher {
     async fn fetch(&self, node: &str, id: &BlobId) -> Result<Bytes, FetchError> {
         if node == self.router.node_id().as_str() {
-            return self.local.get(id).ok_or_else(|| FetchError::Missing {
-                node: node.to_owned(),
-                id: id.clone(),
-            });
+            return self.local.read(node, id).await;
         }
         let to = partitions_addr(node).map_err(|err| unavailable(node, &err))?;
         let (total, first) = self.chunk(node, &to, id, 0).await?;

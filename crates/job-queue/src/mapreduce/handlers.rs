@@ -9,7 +9,7 @@ use futures_util::stream::{self, StreamExt};
 use crate::failure::HandlerError;
 use crate::handler::{HandlerRegistry, JobContext};
 
-use super::spec::{ErasedJob, MapInput, MapReduceRegistry, ReduceContext};
+use super::spec::{ErasedJob, MapReduceRegistry, ReduceContext};
 use super::store::{BlobId, FetchError, PartitionFetcher, PartitionStore, StoreError};
 use super::task::{
     MapReport, MapTask, PartitionInfo, ReduceReport, ReduceTask, SourceLocation, MAP_KIND,
@@ -106,10 +106,7 @@ impl MapReduceWorker {
     /// through the fetcher.
     async fn fetch(&self, me: &str, holder: &str, id: &BlobId) -> Result<Bytes, FetchError> {
         if holder == me {
-            return self.store.get(id).ok_or_else(|| FetchError::Missing {
-                node: holder.to_owned(),
-                id: id.clone(),
-            });
+            return self.store.read(holder, id).await;
         }
         self.fetcher.fetch(holder, id).await
     }
@@ -130,18 +127,11 @@ impl MapReduceWorker {
             .map_err(HandlerError::retryable)?;
         let split = task.split;
         let reducers = task.reducers;
-        let mapped = tokio::task::spawn_blocking(move || {
-            job.map_partitions(
-                &MapInput {
-                    split: &split,
-                    text: &text,
-                },
-                reducers,
-            )
-        })
-        .await
-        .map_err(|e| HandlerError::permanent(format!("map function failed: {e}")))?
-        .map_err(HandlerError::permanent)?;
+        let mapped =
+            tokio::task::spawn_blocking(move || job.map_partitions(&split, text, reducers))
+                .await
+                .map_err(|e| HandlerError::permanent(format!("map function failed: {e}")))?
+                .map_err(HandlerError::permanent)?;
         let mut partitions = Vec::with_capacity(mapped.partitions.len());
         for (partition, blob) in mapped.partitions.into_iter().enumerate() {
             let Some((data, pairs)) = blob else {
@@ -213,7 +203,7 @@ impl MapReduceWorker {
     ) -> Result<ReduceReport, HandlerError> {
         let splits = task.splits;
         let reduced = tokio::task::spawn_blocking(move || {
-            job.reduce_partition(&blobs, &ReduceContext { splits: &splits })
+            job.reduce_partition(blobs, &ReduceContext { splits: &splits })
         })
         .await
         .map_err(|e| HandlerError::permanent(format!("reduce function failed: {e}")))?

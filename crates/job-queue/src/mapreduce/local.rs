@@ -23,7 +23,7 @@ use super::error::MapReduceError;
 use super::handlers::MapReduceWorker;
 use super::report::{record_result, NodeTasks};
 use super::spec::{merge_reduced, MapReduce, MapReduceRegistry};
-use super::split::{plan_splits, split_bytes, Input, SplitSpec};
+use super::split::{plan_splits_async, Input, Located, SplitSpec};
 use super::store::{BlobId, InMemoryFetcher, PartitionFetcher, PartitionStore, StoreError};
 
 /// Settings of a [`LocalExecutor`].
@@ -51,7 +51,7 @@ impl Default for LocalConfig {
 /// Settings of one run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunOptions {
-    /// The target number of splits (see [`plan_splits`]).
+    /// The target number of splits (see [`plan_splits`](super::plan_splits)).
     pub splits: usize,
     /// The number of reducers (R >= 1).
     pub reducers: u32,
@@ -160,12 +160,16 @@ impl std::fmt::Debug for LocalExecutor {
     }
 }
 
-/// Copies nothing: stores each split of `inputs` (a slice of the input's
-/// `Bytes`) in `store` as [`BlobId::input`]; returns the bytes staged.
+/// Copies and reads nothing: stores each split of `inputs` in `store` as
+/// [`BlobId::input`] — a slice of the input's `Bytes` for an input in
+/// memory, the file range for a file read on demand ([`Input::open`]),
+/// which the store reads when a map task fetches it. Returns the bytes
+/// staged.
 ///
 /// # Errors
 ///
-/// [`StoreError`] if the store refuses a split (limit reached).
+/// [`StoreError`] if the store refuses a split (limit reached, or the job
+/// has ended).
 pub fn stage_inputs(
     store: &PartitionStore,
     job: &str,
@@ -174,9 +178,22 @@ pub fn stage_inputs(
 ) -> Result<u64, StoreError> {
     let mut staged = 0;
     for split in splits {
-        let bytes = split_bytes(inputs, split).unwrap_or_default();
-        staged += bytes.len() as u64;
-        store.put(BlobId::input(job, split.index), bytes)?;
+        let id = BlobId::input(job, split.index);
+        match inputs
+            .get(split.file as usize)
+            .and_then(|i| i.locate(split))
+        {
+            Some(Located::Memory(bytes)) => {
+                staged += bytes.len() as u64;
+                store.put(id, bytes)?;
+            }
+            Some(Located::File(range)) => {
+                staged += range.len;
+                store.put_file(id, range)?;
+            }
+            // A split that does not fit the inputs is staged empty.
+            None => store.put(id, Bytes::new())?,
+        }
     }
     Ok(staged)
 }
@@ -343,7 +360,9 @@ impl LocalExecutor {
     ) -> Result<MapReduceOutput<K, O>, MapReduceError> {
         let started = Instant::now();
         let mut timings = PhaseTimings::default();
-        let splits = plan_splits(inputs, options.splits);
+        let splits = plan_splits_async(inputs, options.splits)
+            .await
+            .map_err(MapReduceError::Input)?;
         stage_inputs(&self.nodes[0].store, id, inputs, &splits)?;
         let mut config = DriverConfig::new(id, spec, options.reducers, self.nodes[0].name.clone());
         config.task_timeout = options.task_timeout;
@@ -356,7 +375,7 @@ impl LocalExecutor {
             let merge_start = Instant::now();
             match self.fetch_outputs(&driver).await {
                 Ok(blobs) => {
-                    let entries = merge_reduced::<K, O>(&blobs)?;
+                    let entries = merge_reduced::<K, O>(blobs)?;
                     timings.merge = merge_start.elapsed();
                     return Ok(MapReduceOutput {
                         entries,

@@ -57,6 +57,7 @@ mod local;
 mod node;
 mod reference;
 mod report;
+mod source;
 mod spec;
 mod split;
 mod store;

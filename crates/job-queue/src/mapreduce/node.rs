@@ -98,10 +98,7 @@ impl MapReduceNode {
         config: MapReduceNodeConfig,
     ) -> Result<Self, MapReduceError> {
         let store = PartitionStore::with_limit(config.store_limit);
-        let server = PartitionServer {
-            router: router.clone(),
-            store: store.clone(),
-        };
+        let server = PartitionServer::new(router.clone(), store.clone());
         let name = format!("{PARTITIONS}@{}", router.node_id());
         let opts = SpawnOptions::default().capacity(config.mailbox.max(16));
         let actor = spawn_with(name, server, opts)?;

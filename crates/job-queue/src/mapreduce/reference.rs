@@ -2,6 +2,7 @@
 //! references the distributed results are checked against, and the
 //! benchmark's baseline. Written independently of the engine's tokenizer.
 
+use bytes::Bytes;
 use rustc_hash::FxHashMap;
 
 use super::builtins::Posting;
@@ -24,15 +25,35 @@ fn scan_words(data: &[u8], mut f: impl FnMut(&[u8])) {
     }
 }
 
+/// The bytes of `input`: its own in memory, read whole for a file.
+///
+/// # Panics
+///
+/// If the file cannot be read (these functions are test and benchmark
+/// oracles; a run over files reports read errors instead).
+fn contents(input: &Input) -> Bytes {
+    match input.data() {
+        Some(data) => data.clone(),
+        None => input
+            .load()
+            .unwrap_or_else(|err| panic!("cannot read input {}: {err}", input.name)),
+    }
+}
+
 fn to_string(word: Vec<u8>) -> String {
     String::from_utf8_lossy(&word).into_owned()
 }
 
-/// Word count of `inputs` in one pass on one thread, sorted by word.
+/// Word count of `inputs` in one pass on one thread, sorted by word. A
+/// file read on demand is read whole (one input at a time).
+///
+/// # Panics
+///
+/// If an input file cannot be read.
 pub fn reference_word_count(inputs: &[Input]) -> Vec<(String, u64)> {
     let mut counts: FxHashMap<Vec<u8>, u64> = FxHashMap::default();
     for input in inputs {
-        scan_words(&input.data, |word| match counts.get_mut(word) {
+        scan_words(&contents(input), |word| match counts.get_mut(word) {
             Some(count) => *count += 1,
             None => {
                 counts.insert(word.to_vec(), 1);
@@ -45,12 +66,17 @@ pub fn reference_word_count(inputs: &[Input]) -> Vec<(String, u64)> {
 }
 
 /// Inverted index of `inputs` in one pass on one thread, sorted by word;
-/// postings sorted by input then position.
+/// postings sorted by input then position. A file read on demand is read
+/// whole (one input at a time).
+///
+/// # Panics
+///
+/// If an input file cannot be read.
 pub fn reference_inverted_index(inputs: &[Input]) -> Vec<(String, Vec<Posting>)> {
     let mut index: FxHashMap<Vec<u8>, Vec<Posting>> = FxHashMap::default();
     for (file, input) in inputs.iter().enumerate() {
         let mut position = 0;
-        scan_words(&input.data, |word| {
+        scan_words(&contents(input), |word| {
             let posting = Posting {
                 file: file as u32,
                 position,

@@ -31,11 +31,17 @@ impl FileRange {
     /// Appends up to `max_len` bytes of the range from `offset` (relative
     /// to the range) to `out`, reading straight into its spare capacity;
     /// returns the bytes appended (blocking).
-    pub(crate) fn read_into(&self, out: &mut BytesMut, offset: u64, max_len: u64) -> io::Result<u64> {
+    pub(crate) fn read_into(
+        &self,
+        out: &mut BytesMut,
+        offset: u64,
+        max_len: u64,
+    ) -> io::Result<u64> {
         let len = max_len.min(self.len.saturating_sub(offset));
-        let at = self.start.checked_add(offset).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "file offset overflows")
-        })?;
+        let at = self
+            .start
+            .checked_add(offset)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "file offset overflows"))?;
         read_exact_at(&self.path, at, len, out)?;
         Ok(len)
     }
@@ -43,7 +49,12 @@ impl FileRange {
 
 /// Appends exactly `len` bytes of the file at `path` from `offset` to
 /// `out` (blocking).
-pub(crate) fn read_exact_at(path: &Path, offset: u64, len: u64, out: &mut BytesMut) -> io::Result<()> {
+pub(crate) fn read_exact_at(
+    path: &Path,
+    offset: u64,
+    len: u64,
+    out: &mut BytesMut,
+) -> io::Result<()> {
     let len = usize::try_from(len)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "range too large"))?;
     if len == 0 {
@@ -64,7 +75,10 @@ pub(crate) fn read_exact_at(path: &Path, offset: u64, len: u64, out: &mut BytesM
                 out.truncate(base);
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!("{} is shorter than expected (changed during the job?)", path.display()),
+                    format!(
+                        "{} is shorter than expected (changed during the job?)",
+                        path.display()
+                    ),
                 ));
             }
             Ok(n) => filled += n,

@@ -136,17 +136,20 @@ pub(crate) struct ReducedPartition {
 
 /// [`MapReduce`] with the types erased, as the task handlers run it.
 pub(crate) trait ErasedJob: Send + Sync {
-    /// Maps, combines and partitions one split.
+    /// Maps, combines and partitions one split; `text` is dropped as soon
+    /// as the map function returns.
     fn map_partitions(
         &self,
-        input: &MapInput<'_>,
+        split: &SplitSpec,
+        text: Bytes,
         reducers: u32,
     ) -> Result<MapPartitions, bincode::Error>;
 
-    /// Merges the map outputs of one partition and reduces every key.
+    /// Merges the map outputs of one partition and reduces every key; each
+    /// blob is dropped once decoded.
     fn reduce_partition(
         &self,
-        blobs: &[Bytes],
+        blobs: Vec<Bytes>,
         ctx: &ReduceContext<'_>,
     ) -> Result<ReducedPartition, bincode::Error>;
 }
@@ -154,11 +157,14 @@ pub(crate) trait ErasedJob: Send + Sync {
 impl<J: MapReduce> ErasedJob for J {
     fn map_partitions(
         &self,
-        input: &MapInput<'_>,
+        split: &SplitSpec,
+        text: Bytes,
         reducers: u32,
     ) -> Result<MapPartitions, bincode::Error> {
         let reducers = reducers.max(1);
-        let output = self.map(input);
+        let output = self.map(&MapInput { split, text: &text });
+        // The split is no longer needed: free it before partitioning.
+        drop(text);
         let mut parts: Vec<Vec<(J::Key, J::Value)>> = (0..reducers).map(|_| Vec::new()).collect();
         for (key, value) in output.pairs {
             parts[partition_of(key.stable_hash(), reducers) as usize].push((key, value));
@@ -182,12 +188,13 @@ impl<J: MapReduce> ErasedJob for J {
 
     fn reduce_partition(
         &self,
-        blobs: &[Bytes],
+        blobs: Vec<Bytes>,
         ctx: &ReduceContext<'_>,
     ) -> Result<ReducedPartition, bincode::Error> {
         let mut groups: FxHashMap<J::Key, Vec<J::Value>> = FxHashMap::default();
         for blob in blobs {
-            let pairs: Vec<(J::Key, J::Value)> = decode(blob)?;
+            let pairs: Vec<(J::Key, J::Value)> = decode(&blob)?;
+            drop(blob);
             for (key, value) in pairs {
                 groups.entry(key).or_default().push(value);
             }
@@ -225,14 +232,15 @@ fn combine_sorted<J: MapReduce>(
 
 /// Merges the sorted, key-disjoint outputs of the reduce tasks into one list
 /// sorted by key.
-pub(crate) fn merge_reduced<K, O>(blobs: &[Bytes]) -> Result<Vec<(K, O)>, bincode::Error>
+pub(crate) fn merge_reduced<K, O>(blobs: Vec<Bytes>) -> Result<Vec<(K, O)>, bincode::Error>
 where
     K: Ord + DeserializeOwned,
     O: DeserializeOwned,
 {
     let mut merged: Vec<(K, O)> = Vec::new();
     for blob in blobs {
-        let run: Vec<(K, O)> = decode(blob)?;
+        let run: Vec<(K, O)> = decode(&blob)?;
+        drop(blob);
         merged.extend(run);
     }
     // A stable sort over concatenated sorted runs merges them in O(n log R).

@@ -118,7 +118,11 @@ impl Input {
         if start > end || end > self.len() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("range {start}..{end} outside input {} of {} bytes", self.name, self.len()),
+                format!(
+                    "range {start}..{end} outside input {} of {} bytes",
+                    self.name,
+                    self.len()
+                ),
             ));
         }
         match &self.source {
@@ -181,7 +185,10 @@ impl Input {
                     let n = WINDOW.min(len - pos);
                     let mut buf = BytesMut::new();
                     read_exact_at(path, pos, n, &mut buf)?;
-                    if let Some(i) = buf.windows(2).position(|w| !(is_word_byte(w[0]) && is_word_byte(w[1]))) {
+                    if let Some(i) = buf
+                        .windows(2)
+                        .position(|w| !(is_word_byte(w[0]) && is_word_byte(w[1])))
+                    {
                         return Ok(pos + i as u64 + 1);
                     }
                     if pos + n >= len {
@@ -278,6 +285,20 @@ pub fn plan_splits(inputs: &[Input], target: usize) -> io::Result<Vec<SplitSpec>
     Ok(splits)
 }
 
+/// [`plan_splits`] off the async runtime when a file has to be read.
+pub(crate) async fn plan_splits_async(
+    inputs: &[Input],
+    target: usize,
+) -> io::Result<Vec<SplitSpec>> {
+    if inputs.iter().all(|i| i.data().is_some()) {
+        return plan_splits(inputs, target);
+    }
+    let inputs = inputs.to_vec();
+    tokio::task::spawn_blocking(move || plan_splits(&inputs, target))
+        .await
+        .map_err(io::Error::other)?
+}
+
 /// The bytes of `split` in `inputs` (a zero-copy slice for an input in
 /// memory, a read for a file).
 ///
@@ -289,7 +310,12 @@ pub fn split_bytes(inputs: &[Input], split: &SplitSpec) -> io::Result<Bytes> {
     let input = inputs.get(split.file as usize).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("split {} names input {} of {}", split.index, split.file, inputs.len()),
+            format!(
+                "split {} names input {} of {}",
+                split.index,
+                split.file,
+                inputs.len()
+            ),
         )
     })?;
     input.range(split.start, split.end)
@@ -346,6 +372,39 @@ mod tests {
         assert!(split_bytes(&inputs, &bad).is_err());
         let other_file = SplitSpec { file: 3, ..bad };
         assert!(split_bytes(&inputs, &other_file).is_err());
+    }
+
+    #[test]
+    fn files_split_like_the_same_bytes_in_memory() {
+        let dir = std::env::temp_dir().join(format!("mr-split-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut text = b"short words, then a long one: ".to_vec();
+        // A word longer than the window read around a cut.
+        text.extend(std::iter::repeat_n(b'w', 10_000));
+        text.extend_from_slice(b" and\xff some more words after it ".repeat(300).as_slice());
+        let path = dir.join("in.txt");
+        std::fs::write(&path, &text).unwrap();
+        let file = Input::open(&path).unwrap();
+        assert_eq!(
+            (file.len(), file.data().is_none()),
+            (text.len() as u64, true)
+        );
+        assert_eq!(file.path(), Some(path.as_path()));
+        let memory = Input::new(file.name.clone(), text.clone());
+        for target in [1, 3, 7, 40] {
+            let from_file = plan_splits(std::slice::from_ref(&file), target).unwrap();
+            let in_memory = plan_splits(std::slice::from_ref(&memory), target).unwrap();
+            assert_eq!(from_file, in_memory, "target {target}");
+            for split in &from_file {
+                assert_eq!(
+                    split_bytes(std::slice::from_ref(&file), split).unwrap(),
+                    split_bytes(std::slice::from_ref(&memory), split).unwrap()
+                );
+            }
+        }
+        assert_eq!(file.load().unwrap(), text);
+        assert!(Input::open(&dir).is_err(), "a directory is not an input");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     proptest! {

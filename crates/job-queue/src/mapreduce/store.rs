@@ -11,6 +11,15 @@ use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use super::source::FileRange;
+
+/// A blob as stored: bytes, or a file range read when fetched.
+#[derive(Clone, Debug)]
+pub(crate) enum Stored {
+    Memory(Bytes),
+    File(FileRange),
+}
+
 /// Which stage of a job produced a blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Stage {
@@ -111,6 +120,9 @@ const ENDED_JOBS_REMEMBERED: usize = 1024;
 #[derive(Debug, Default)]
 struct StoreInner {
     blobs: FxHashMap<BlobId, Bytes>,
+    /// Blobs that are byte ranges of files, read when fetched (staged
+    /// inputs read on demand); they use no memory and no limit.
+    files: FxHashMap<BlobId, FileRange>,
     bytes: usize,
     /// Recently ended jobs, oldest first (bounded).
     ended: VecDeque<String>,
@@ -118,6 +130,8 @@ struct StoreInner {
 
 /// One node's in-memory blob store: map outputs (and staged inputs and
 /// reduce outputs) keyed by [`BlobId`], with an optional byte limit.
+/// Staged inputs of files opened with [`Input::open`](super::Input::open)
+/// are kept as file ranges and read when fetched.
 ///
 /// Cheap to clone (shared). Blobs are `Bytes`, so reads do not copy.
 #[derive(Clone, Debug)]
@@ -175,9 +189,58 @@ impl PartitionStore {
         Ok(())
     }
 
-    /// The blob under `id`.
+    /// The blob under `id`, if it is in memory (a staged file range is not:
+    /// see [`read`](Self::read)).
     pub fn get(&self, id: &BlobId) -> Option<Bytes> {
         self.inner.lock().blobs.get(id).cloned()
+    }
+
+    /// Stages a file range under `id` (read when fetched).
+    pub(crate) fn put_file(&self, id: BlobId, range: FileRange) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock();
+        if inner.ended.contains(&id.job) {
+            return Err(StoreError::JobEnded {
+                job: id.job.clone(),
+                id,
+            });
+        }
+        inner.files.insert(id, range);
+        Ok(())
+    }
+
+    /// What is stored under `id`.
+    pub(crate) fn entry(&self, id: &BlobId) -> Option<Stored> {
+        let inner = self.inner.lock();
+        if let Some(blob) = inner.blobs.get(id) {
+            return Some(Stored::Memory(blob.clone()));
+        }
+        inner.files.get(id).cloned().map(Stored::File)
+    }
+
+    /// The whole blob under `id`, in memory or read from its file (on the
+    /// blocking pool), as node `node` (for errors).
+    ///
+    /// # Errors
+    ///
+    /// [`FetchError::Missing`] if there is no such blob,
+    /// [`FetchError::Unreadable`] if its file cannot be read.
+    pub async fn read(&self, node: &str, id: &BlobId) -> Result<Bytes, FetchError> {
+        let unreadable = |source| FetchError::Unreadable {
+            node: node.to_owned(),
+            id: id.clone(),
+            source,
+        };
+        match self.entry(id) {
+            Some(Stored::Memory(blob)) => Ok(blob),
+            Some(Stored::File(range)) => tokio::task::spawn_blocking(move || range.read_all())
+                .await
+                .map_err(|e| unreadable(std::io::Error::other(e)))?
+                .map_err(unreadable),
+            None => Err(FetchError::Missing {
+                node: node.to_owned(),
+                id: id.clone(),
+            }),
+        }
     }
 
     /// Removes every blob of job `job` and refuses its later blobs (the
@@ -191,20 +254,22 @@ impl PartitionStore {
             }
             inner.ended.push_back(job.to_owned());
         }
-        let before = inner.blobs.len();
+        let before = inner.blobs.len() + inner.files.len();
         inner.blobs.retain(|id, _| id.job != job);
+        inner.files.retain(|id, _| id.job != job);
         inner.bytes = inner.blobs.values().map(Bytes::len).sum();
-        before - inner.blobs.len()
+        before - inner.blobs.len() - inner.files.len()
     }
 
-    /// The bytes stored.
+    /// The bytes held in memory (staged file ranges use none).
     pub fn bytes(&self) -> usize {
         self.inner.lock().bytes
     }
 
-    /// The number of blobs stored.
+    /// The number of blobs stored (file ranges included).
     pub fn len(&self) -> usize {
-        self.inner.lock().blobs.len()
+        let inner = self.inner.lock();
+        inner.blobs.len() + inner.files.len()
     }
 
     /// Whether the store is empty.
@@ -240,6 +305,18 @@ pub enum FetchError {
         /// What was wrong with it.
         #[source]
         source: super::wire::WireError,
+    },
+    /// The holder has the blob as a file range but cannot read it (the
+    /// file was removed or shortened during the job).
+    #[error("node {node} cannot read blob {id} from its file")]
+    Unreadable {
+        /// The holder node.
+        node: String,
+        /// The blob asked for.
+        id: BlobId,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
     },
     /// The holder claims a blob larger than the fetcher accepts.
     #[error("node {node} holds blob {id} of {bytes} bytes; at most {limit} are accepted")]
@@ -307,10 +384,7 @@ impl PartitionFetcher for InMemoryFetcher {
             .ok_or_else(|| FetchError::NodeUnavailable {
                 node: node.to_owned(),
             })?;
-        store.get(id).ok_or_else(|| FetchError::Missing {
-            node: node.to_owned(),
-            id: id.clone(),
-        })
+        store.read(node, id).await
     }
 }
 
@@ -351,6 +425,37 @@ mod tests {
         let late = store.put(BlobId::map_output("j", 2, 0), Bytes::from_static(b"1"));
         assert!(matches!(late, Err(StoreError::JobEnded { .. })));
         assert_eq!(store.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn file_ranges_are_read_when_fetched_and_dropped_with_their_job() {
+        let dir = std::env::temp_dir().join(format!("mr-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("in.txt");
+        std::fs::write(&path, b"hello world").unwrap();
+        let store = PartitionStore::with_limit(0);
+        let range = FileRange {
+            path: Arc::new(path.clone()),
+            start: 6,
+            len: 5,
+        };
+        let id = BlobId::input("j", 0);
+        // File ranges hold no memory: a zero limit does not refuse them.
+        store.put_file(id.clone(), range).unwrap();
+        assert_eq!((store.bytes(), store.len()), (0, 1));
+        assert!(store.get(&id).is_none());
+        assert_eq!(&store.read("n", &id).await.unwrap()[..], b"world");
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(
+            store.read("n", &id).await,
+            Err(FetchError::Unreadable { .. })
+        ));
+        assert_eq!(store.remove_job("j"), 1);
+        assert!(matches!(
+            store.read("n", &id).await,
+            Err(FetchError::Missing { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]

@@ -65,6 +65,8 @@ pub(crate) enum PartitionReply {
     BadOffset { total: u64 },
     /// The job's blobs were removed.
     Dropped { blobs: u64 },
+    /// The blob is a file range the holder cannot read.
+    Unreadable { reason: String },
 }
 
 /// A decoded answer.
@@ -102,13 +104,20 @@ pub(crate) fn decode_request(payload: &[u8]) -> Result<PartitionRequest, WireErr
 
 /// A chunk answer: the header, then a copy of `data`.
 pub(crate) fn encode_chunk(total: u64, offset: u64, data: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(CHUNK_HEADER + data.len());
+    let mut out = chunk_header(total, offset, data.len());
+    out.put_slice(data);
+    out.freeze()
+}
+
+/// The header of a chunk answer, with room for `len` bytes of data to be
+/// appended (read straight into the buffer, without a copy).
+pub(crate) fn chunk_header(total: u64, offset: u64, len: usize) -> BytesMut {
+    let mut out = BytesMut::with_capacity(CHUNK_HEADER + len);
     out.put_u8(MR_WIRE_VERSION);
     out.put_u8(TAG_CHUNK);
     out.put_u64_le(total);
     out.put_u64_le(offset);
-    out.put_slice(data);
-    out.freeze()
+    out
 }
 
 pub(crate) fn encode_reply(reply: &PartitionReply) -> Bytes {

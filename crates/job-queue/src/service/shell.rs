@@ -290,7 +290,8 @@ impl Shell {
         let mut pending = Vec::with_capacity(ids.len());
         for id in ids {
             let (tx, rx) = oneshot::channel();
-            self.waiters.insert(id.clone(), Waiter::Local { tx, progress: None });
+            self.waiters
+                .insert(id.clone(), Waiter::Local { tx, progress: None });
             self.journal_submit(&id);
             pending.push((id, rx));
         }
@@ -313,7 +314,9 @@ impl Shell {
                 } else {
                     job.to_bincode()
                 };
-                self.journal_batch.records.push(Record::Submit(id.clone(), body));
+                self.journal_batch
+                    .records
+                    .push(Record::Submit(id.clone(), body));
             }
         }
     }
