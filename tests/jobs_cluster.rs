@@ -1,19 +1,16 @@
 //! Jobs across a real three-node cluster on loopback: round-robin spread,
 //! tag eligibility, the JSON client path and statistics.
 
-#[path = "jobs_support.rs"]
-mod jobs_support;
+mod support;
 
 use std::collections::HashMap;
 
-use cluster_router::{client_token, EnvelopeKind, PayloadFormat, Secret};
-use futures_util::{SinkExt, StreamExt};
+use cluster_router::{EnvelopeKind, PayloadFormat};
 use job_queue::{FailureCause, Job, JobResult, StrategyKind};
-use jobs_support::*;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::Message;
+use support::jobs::*;
+use support::until_members;
+use support::ws::{connect_bearer, next_json, send_json, welcome};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_spreads_jobs_evenly_over_three_nodes() {
@@ -50,25 +47,18 @@ async fn round_robin_spreads_jobs_evenly_over_three_nodes() {
         assert_eq!(node.kinds[0].kind, "whoami");
         assert!(node.timing.p99_ms >= node.timing.p50_ms);
     }
-    within(STEP, "coordinator shutdown", coord.shutdown()).await;
-    stop_all(nodes).await;
+    finish(coord, nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gpu_jobs_only_run_on_gpu_nodes_and_fail_clearly_without_one() {
     let nodes = cluster(&[("tg-a", &[]), ("tg-b", &["gpu"]), ("tg-c", &[])], "").await;
-    within(STEP, "gpu tag gossip", async {
-        let mut events = nodes[0].router.subscribe();
-        while !nodes[0]
-            .router
-            .get_all_peers()
+    let gpu_seen = until_members(&nodes[0].router, |r| {
+        r.get_all_peers()
             .iter()
             .any(|m| m.node == "tg-b" && m.has_tag("gpu"))
-        {
-            let _ = events.recv().await;
-        }
-    })
-    .await;
+    });
+    within(STEP, "gpu tag gossip", gpu_seen).await;
     let coord = coordinator(&nodes[0].router, StrategyKind::RoundRobin).await;
     for _ in 0..6 {
         let result = within(
@@ -94,8 +84,7 @@ async fn gpu_jobs_only_run_on_gpu_nodes_and_fail_clearly_without_one() {
         .await
         .unwrap();
     assert_eq!(unknown.error.unwrap().cause, FailureCause::NoEligibleNode);
-    within(STEP, "coordinator shutdown", coord.shutdown()).await;
-    stop_all(nodes).await;
+    finish(coord, nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,8 +136,7 @@ async fn other_nodes_submit_json_and_bincode_envelopes() {
         "{:?}",
         reply.payload_str()
     );
-    within(STEP, "coordinator shutdown", coord.shutdown()).await;
-    stop_all(nodes).await;
+    finish(coord, nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,44 +144,11 @@ async fn an_external_websocket_client_submits_a_job_and_reads_stats() {
     let nodes = cluster(&[("ws-a", &[]), ("ws-b", &[])], "").await;
     let coord = coordinator(&nodes[0].router, StrategyKind::RoundRobin).await;
     // The client connects to node b; the coordinator lives on node a.
-    let mut request = nodes[1].router.url().into_client_request().unwrap();
-    let bearer = format!("Bearer {}", client_token(&Secret::from(SECRET)));
-    request
-        .headers_mut()
-        .insert("Authorization", HeaderValue::from_str(&bearer).unwrap());
-    let (ws, _) = within(STEP, "connect", tokio_tungstenite::connect_async(request))
-        .await
-        .unwrap();
-    let (mut sink, mut stream) = ws.split();
-    let mut read = async || -> Value {
-        loop {
-            match within(STEP, "frame", stream.next()).await.unwrap().unwrap() {
-                Message::Text(text) => return serde_json::from_str(text.as_str()).unwrap(),
-                Message::Ping(_) | Message::Pong(_) => continue,
-                other => panic!("unexpected frame {other:?}"),
-            }
-        }
-    };
-    // Skip the auth acknowledgement and the welcome.
-    loop {
-        let frame = read().await;
-        if frame
-            .get("payload")
-            .and_then(Value::as_str)
-            .is_some_and(|p| p.contains("welcome"))
-        {
-            break;
-        }
-    }
+    let mut ws = connect_bearer(STEP, &nodes[1].router.url(), SECRET).await;
+    welcome(STEP, &mut ws, "ws-b").await;
     let job = json!({"to": "coordinator@ws-a", "id": 5, "payload": {"id": "client-job-1", "kind": "whoami"}});
-    within(
-        STEP,
-        "send job",
-        sink.send(Message::Text(job.to_string().into())),
-    )
-    .await
-    .unwrap();
-    let reply = read().await;
+    send_json(STEP, &mut ws, &job).await;
+    let reply = next_json(STEP, &mut ws).await;
     assert_eq!(reply["correlation_id"], 5);
     let result: Value = serde_json::from_str(reply["payload"].as_str().unwrap()).unwrap();
     assert_eq!(result["id"], "client-job-1");
@@ -201,17 +156,10 @@ async fn an_external_websocket_client_submits_a_job_and_reads_stats() {
     assert!(result["error"].is_null());
     assert_eq!(result["result"], result["worker_node"]);
     let cmd = json!({"to": "coordinator@ws-a", "id": 6, "payload": {"cmd": "stats"}});
-    within(
-        STEP,
-        "send stats",
-        sink.send(Message::Text(cmd.to_string().into())),
-    )
-    .await
-    .unwrap();
-    let reply = read().await;
+    send_json(STEP, &mut ws, &cmd).await;
+    let reply = next_json(STEP, &mut ws).await;
     assert_eq!(reply["correlation_id"], 6);
     let stats: Value = serde_json::from_str(reply["payload"].as_str().unwrap()).unwrap();
     assert_eq!(stats["succeeded"], 1);
-    within(STEP, "coordinator shutdown", coord.shutdown()).await;
-    stop_all(nodes).await;
+    finish(coord, nodes).await;
 }

@@ -4,12 +4,12 @@
 //! advertising its kinds, finishes its running jobs, and the jobs sent to
 //! it meanwhile are placed elsewhere without losing an attempt.
 
-#[path = "jobs_support.rs"]
-mod jobs_support;
+mod support;
 
 use cluster_router::{EnvelopeKind, PayloadFormat};
 use job_queue::{Job, JobError, StrategyKind, SubmitError};
-use jobs_support::*;
+use support::jobs::*;
+use support::until_members;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_coordinator_finishes_its_jobs_and_refuses_new_ones() {
@@ -83,8 +83,7 @@ async fn a_draining_coordinator_finishes_its_jobs_and_refuses_new_ones() {
     assert_eq!((stats.in_progress, stats.failed), (0, 0));
     // Draining again returns at once.
     within(STEP, "drain again", coord.drain()).await.unwrap();
-    within(STEP, "coordinator shutdown", coord.shutdown()).await;
-    stop_all(nodes).await;
+    finish(coord, nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,21 +116,12 @@ async fn a_draining_pool_finishes_running_jobs_and_loses_no_attempt() {
         assert_eq!(result.attempt, 1, "a refusal is not an attempt: {result:?}");
     }
     // Once the gossip has spread, dp-b gets nothing new.
-    within(STEP, "dp-b stops advertising", async {
-        let mut events = nodes[0].router.subscribe();
-        loop {
-            let advertised = nodes[0]
-                .router
-                .get_all_peers()
-                .iter()
-                .any(|m| m.node == "dp-b" && m.has_tag("kind:echo"));
-            if !advertised {
-                return;
-            }
-            let _ = events.recv().await;
-        }
-    })
-    .await;
+    let withdrawn = until_members(&nodes[0].router, |r| {
+        !r.get_all_peers()
+            .iter()
+            .any(|m| m.node == "dp-b" && m.has_tag("kind:echo"))
+    });
+    within(STEP, "dp-b stops advertising", withdrawn).await;
     let result = within(STEP, "after drain", coord.run(Job::new("whoami", "")))
         .await
         .unwrap();
@@ -142,6 +132,5 @@ async fn a_draining_pool_finishes_running_jobs_and_loses_no_attempt() {
         (0, 0, 0),
         "{stats:?}"
     );
-    within(STEP, "coordinator shutdown", coord.shutdown()).await;
-    stop_all(nodes).await;
+    finish(coord, nodes).await;
 }

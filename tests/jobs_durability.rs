@@ -2,14 +2,13 @@
 //! before acknowledging it; a coordinator restarted on the same directory
 //! resumes the unfinished jobs, and each completes exactly once.
 
-#[path = "jobs_support.rs"]
-mod jobs_support;
+mod support;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use job_queue::{CoordinatorOptions, Job, JobError, JobId, StrategyKind};
-use jobs_support::*;
+use support::jobs::*;
 
 fn data_dir() -> PathBuf {
     let nanos = SystemTime::now()

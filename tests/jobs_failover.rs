@@ -1,14 +1,13 @@
 //! Failures across a real cluster: panics and permanent errors, dead letters
 //! and resubmission, a node dying mid-job, and timeouts.
 
-#[path = "jobs_support.rs"]
-mod jobs_support;
+mod support;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use job_queue::{FailureCause, Job, StrategyKind};
-use jobs_support::*;
+use support::jobs::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panics_are_retried_on_every_node_then_dead_lettered_and_workers_survive() {
@@ -48,8 +47,7 @@ async fn panics_are_retried_on_every_node_then_dead_lettered_and_workers_survive
         ran_on.insert(ok.worker_node);
     }
     assert_eq!(ran_on.len(), 3);
-    within(STEP, "coordinator shutdown", coord.shutdown()).await;
-    stop_all(nodes).await;
+    finish(coord, nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,8 +77,7 @@ async fn permanent_errors_get_one_attempt_and_can_be_resubmitted() {
     assert!(!second.is_success());
     let stats = within(STEP, "stats", coord.stats()).await.unwrap();
     assert_eq!((stats.submitted, stats.failed, stats.retries), (2, 2, 0));
-    within(STEP, "coordinator shutdown", coord.shutdown()).await;
-    stop_all(nodes).await;
+    finish(coord, nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,8 +111,7 @@ async fn a_job_on_a_node_that_dies_is_retried_elsewhere_at_once() {
         .unwrap();
     assert_eq!(result.outcome(), Ok("nd-c"));
     assert_eq!(result.attempt, 2);
-    within(STEP, "coordinator shutdown", coord.shutdown()).await;
-    stop_all(nodes).await;
+    finish(coord, nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,6 +130,5 @@ async fn a_timed_out_job_is_retried_on_another_node() {
     let b = stats.nodes.iter().find(|n| n.node == "to-b").unwrap();
     assert_eq!((b.failed, b.in_flight), (1, 0));
     assert_eq!(stats.retries, 1);
-    within(STEP, "coordinator shutdown", coord.shutdown()).await;
-    stop_all(nodes).await;
+    finish(coord, nodes).await;
 }

@@ -5,8 +5,7 @@
 //! succeeds on its first attempt, with no retry and no dead letter.
 //! Also: `submit_many` batches.
 
-#[path = "jobs_support.rs"]
-mod jobs_support;
+mod support;
 
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use job_queue::{
     Coordinator, CoordinatorOptions, Job, JobError, JobResult, PendingJob, StrategyKind,
     SubmitError, WorkerPoolConfig,
 };
-use jobs_support::*;
+use support::jobs::*;
 
 const QUEUE: usize = 64;
 
@@ -121,8 +120,7 @@ async fn twenty_thousand_jobs_on_small_queues_all_succeed_first_time() {
             assert!(node.completed > 1_000, "both nodes work: {:?}", stats.nodes);
         }
     }
-    within(STEP, "coordinator shutdown", coord.shutdown()).await;
-    stop_all(nodes).await;
+    finish(coord, nodes).await;
     within(STEP, "router shutdown", coord_node.shutdown()).await;
 }
 
@@ -133,8 +131,7 @@ async fn slow_jobs_on_three_loops_wait_in_the_coordinator_not_in_retries() {
     let jobs: Vec<Job> = (0..2_000).map(|_| Job::new("sleep", "2")).collect();
     let results = flood(&coord, jobs).await;
     assert_nothing_refused(&coord, &results, 2_000).await;
-    within(STEP, "coordinator shutdown", coord.shutdown()).await;
-    stop_all(nodes).await;
+    finish(coord, nodes).await;
     within(STEP, "router shutdown", coord_node.shutdown()).await;
 }
 

@@ -1,14 +1,13 @@
 //! A worker node stopped mid-run: every job it held completes elsewhere and
 //! is reported exactly once.
 
-#[path = "jobs_support.rs"]
-mod jobs_support;
+mod support;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use job_queue::{Job, StrategyKind};
-use jobs_support::*;
+use support::jobs::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_worker_node_has_its_jobs_completed_elsewhere_exactly_once() {
@@ -56,6 +55,5 @@ async fn a_stopped_worker_node_has_its_jobs_completed_elsewhere_exactly_once() {
         (12, 12, 0, 0)
     );
     assert_eq!(stats.retries, 4);
-    within(STEP, "coordinator shutdown", coord.shutdown()).await;
-    stop_all(nodes).await;
+    finish(coord, nodes).await;
 }

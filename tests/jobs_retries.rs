@@ -1,13 +1,12 @@
 //! Retries across a real cluster: a handler that always fails, one that
 //! sleeps past its timeout, and one that panics.
 
-#[path = "jobs_support.rs"]
-mod jobs_support;
+mod support;
 
 use std::time::Duration;
 
 use job_queue::{FailureCause, Job, StrategyKind};
-use jobs_support::*;
+use support::jobs::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_always_failing_job_is_tried_three_times_then_dead_lettered() {
@@ -40,8 +39,7 @@ async fn an_always_failing_job_is_tried_three_times_then_dead_lettered() {
     let stats = within(STEP, "stats", coord.stats()).await.unwrap();
     assert_eq!((stats.submitted, stats.failed, stats.retries), (1, 1, 2));
     assert_eq!(stats.dead_letters, 1);
-    within(STEP, "coordinator shutdown", coord.shutdown()).await;
-    stop_all(nodes).await;
+    finish(coord, nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,8 +70,7 @@ async fn a_handler_sleeping_past_its_timeout_is_retried_elsewhere_and_succeeds()
     let stats = within(STEP, "stats", coord.stats()).await.unwrap();
     let b = stats.nodes.iter().find(|n| n.node == "sl-b").unwrap();
     assert_eq!((b.failed, b.completed), (1, 0));
-    within(STEP, "coordinator shutdown", coord.shutdown()).await;
-    stop_all(nodes).await;
+    finish(coord, nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,6 +93,5 @@ async fn a_panic_is_an_error_result_and_the_next_job_on_that_node_succeeds() {
         assert_eq!(ok.outcome(), Ok("pn-b"));
     }
     assert_eq!(nodes[1].pool.finished(), 5);
-    within(STEP, "coordinator shutdown", coord.shutdown()).await;
-    stop_all(nodes).await;
+    finish(coord, nodes).await;
 }

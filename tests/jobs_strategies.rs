@@ -2,15 +2,14 @@
 //! avoids a busy node, lowest latency avoids a node with injected delay (the
 //! EWMA comes from real round trips), least CPU follows gossiped load.
 
-#[path = "jobs_support.rs"]
-mod jobs_support;
+mod support;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use cluster_router::Load;
 use job_queue::{Job, StrategyKind};
-use jobs_support::*;
+use support::jobs::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_in_flight_avoids_a_busy_node() {
@@ -45,8 +44,7 @@ async fn least_in_flight_avoids_a_busy_node() {
     let stats = within(STEP, "stats", coord.stats()).await.unwrap();
     let b = stats.nodes.iter().find(|n| n.node == "lf-b").unwrap();
     assert_eq!((b.in_flight, b.completed), (4, 0));
-    within(STEP, "coordinator shutdown", coord.shutdown()).await;
-    stop_all(nodes).await;
+    finish(coord, nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,8 +74,7 @@ async fn lowest_latency_prefers_the_nodes_without_injected_delay() {
     let latency = |n: &str| stats.nodes.iter().find(|s| s.node == n).unwrap().latency_ms;
     assert!(latency("ll-b") > 30.0, "{}", latency("ll-b"));
     assert!(latency("ll-a") < latency("ll-b") && latency("ll-c") < latency("ll-b"));
-    within(STEP, "coordinator shutdown", coord.shutdown()).await;
-    stop_all(nodes).await;
+    finish(coord, nodes).await;
 }
 
 fn load(cpu: f32) -> Load {
@@ -125,6 +122,5 @@ async fn least_cpu_prefers_the_node_reporting_low_load() {
             .unwrap();
         assert_eq!(result.outcome(), Ok("lc-c"));
     }
-    within(STEP, "coordinator shutdown", coord.shutdown()).await;
-    stop_all(nodes).await;
+    finish(coord, nodes).await;
 }

@@ -2,7 +2,7 @@
 //! not delay the others, and two nodes whose actors answer each other
 //! through full mailboxes and full links cannot deadlock.
 
-mod router_support;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use actor_core::{spawn_with, Actor, BoxError, Context, SpawnOptions};
 use bytes::Bytes;
 use cluster_router::{ActorAddr, Envelope, PayloadFormat, Router, RouterConfig};
-use router_support::*;
+use support::router::*;
 use tokio::sync::{mpsc, Semaphore};
 
 /// Waits for a permit before handling each message, then forwards it.
@@ -134,19 +134,8 @@ fn tight(name: &str) -> RouterConfig {
 async fn two_nodes_flooding_each_others_relays_do_not_deadlock() {
     const FLOOD: u64 = 20_000;
     const PAYLOAD: usize = 2 * 1024;
-    let a = within(STEP, "start a", Router::start(tight("f-1")))
-        .await
-        .unwrap();
-    let b = within(
-        STEP,
-        "start b",
-        Router::start(tight("f-2").seeds([a.url()])),
-    )
-    .await
-    .unwrap();
-    let ids = [a.node_id().clone(), b.node_id().clone()];
-    let refs: Vec<_> = ids.iter().collect();
-    assert!(wait_until(STEP, || sees_up(&a, &refs) && sees_up(&b, &refs)).await);
+    let nodes = cluster_of(vec![tight("f-1"), tight("f-2")]).await;
+    let (a, b) = (nodes[0].clone(), nodes[1].clone());
 
     let mut done = Vec::new();
     let mut relays = Vec::new();

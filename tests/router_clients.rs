@@ -2,93 +2,31 @@
 //! project's transport): authentication, the welcome address, requests to
 //! actors on other nodes and their replies on the same socket.
 
-mod router_support;
+mod support;
 
-use cluster_router::{client_token, Secret};
-use futures_util::{SinkExt, StreamExt};
-use router_support::*;
+use futures_util::SinkExt;
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
+use support::router::*;
+use support::ws::{
+    bearer_request, close_code, connect, connect_bearer, next_json, send_json, token, welcome,
+};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-fn token() -> String {
-    client_token(&Secret::from(SECRET))
-}
-
-async fn connect_with_bearer(url: &str) -> Ws {
-    let mut request = url.into_client_request().unwrap();
-    let value = HeaderValue::from_str(&format!("Bearer {}", token())).unwrap();
-    request.headers_mut().insert("Authorization", value);
-    let (ws, _) = within(
-        STEP,
-        "client connect",
-        tokio_tungstenite::connect_async(request),
-    )
-    .await
-    .expect("upgrade accepted");
-    ws
-}
-
-/// The next text frame, parsed.
-async fn next_json(ws: &mut Ws) -> Value {
-    loop {
-        let msg = within(STEP, "client frame", ws.next())
-            .await
-            .expect("socket open")
-            .expect("frame");
-        match msg {
-            Message::Text(text) => return serde_json::from_str(text.as_str()).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
-
-async fn send_json(ws: &mut Ws, value: Value) {
-    within(
-        STEP,
-        "client send",
-        ws.send(Message::Text(value.to_string().into())),
-    )
-    .await
-    .unwrap();
-}
-
-/// Reads the auth acknowledgement and the welcome; returns the address.
-async fn welcome(ws: &mut Ws, node: &str) -> String {
-    let ack = next_json(ws).await;
-    assert_eq!(ack["auth"], "ok", "{ack}");
-    let welcome = next_json(ws).await;
-    assert_eq!(welcome["from"], format!("system@{node}"));
-    let payload: Value = serde_json::from_str(welcome["payload"].as_str().unwrap()).unwrap();
-    let addr = payload["welcome"].as_str().unwrap().to_owned();
-    assert_eq!(welcome["to"], addr.as_str());
-    assert!(
-        addr.starts_with("client-") && addr.ends_with(&format!("@{node}")),
-        "{addr}"
-    );
-    addr
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_talks_to_an_actor_on_another_node() {
     let nodes = cluster(&["c-a", "c-b"]).await;
     echo(&nodes[1], "echo");
-    let mut ws = connect_with_bearer(&nodes[0].url()).await;
-    let me = welcome(&mut ws, "c-a").await;
+    let mut ws = connect_bearer(STEP, &nodes[0].url(), SECRET).await;
+    let me = welcome(STEP, &mut ws, "c-a").await;
 
     // The client lies about `from`; the router uses its assigned address.
     send_json(
+        STEP,
         &mut ws,
-        json!({"to": "echo@c-b", "from": "forged@c-b", "id": 77, "payload": {"hello": "world"}}),
+        &json!({"to": "echo@c-b", "from": "forged@c-b", "id": 77, "payload": {"hello": "world"}}),
     )
     .await;
-    let reply = next_json(&mut ws).await;
+    let reply = next_json(STEP, &mut ws).await;
     assert_eq!(reply["to"], me.as_str());
     assert_eq!(reply["from"], "echo@c-b");
     assert_eq!(reply["correlation_id"], 77);
@@ -97,22 +35,33 @@ async fn a_client_talks_to_an_actor_on_another_node() {
 
     // Cluster commands work for clients too.
     send_json(
+        STEP,
         &mut ws,
-        json!({"to": "system@c-b", "id": 78, "payload": {"cmd": "members"}}),
+        &json!({"to": "system@c-b", "id": 78, "payload": {"cmd": "members"}}),
     )
     .await;
-    let members = next_json(&mut ws).await;
+    let members = next_json(STEP, &mut ws).await;
     assert_eq!(members["correlation_id"], 78);
     let rows: Value = serde_json::from_str(members["payload"].as_str().unwrap()).unwrap();
     assert_eq!(rows["members"].as_array().unwrap().len(), 2);
 
     // A missing actor comes back Undeliverable; a missing node as an Error.
-    send_json(&mut ws, json!({"to": "ghost@c-b", "id": 79, "payload": 1})).await;
-    let undeliverable = next_json(&mut ws).await;
+    send_json(
+        STEP,
+        &mut ws,
+        &json!({"to": "ghost@c-b", "id": 79, "payload": 1}),
+    )
+    .await;
+    let undeliverable = next_json(STEP, &mut ws).await;
     assert_eq!(undeliverable["kind"], "undeliverable");
     assert_eq!(undeliverable["correlation_id"], 79);
-    send_json(&mut ws, json!({"to": "w@nowhere", "id": 80, "payload": 1})).await;
-    let error = next_json(&mut ws).await;
+    send_json(
+        STEP,
+        &mut ws,
+        &json!({"to": "w@nowhere", "id": 80, "payload": 1}),
+    )
+    .await;
+    let error = next_json(STEP, &mut ws).await;
     assert_eq!(error["kind"], "error");
     assert_eq!(error["correlation_id"], 80);
     assert!(
@@ -123,11 +72,12 @@ async fn a_client_talks_to_an_actor_on_another_node() {
         "{error}"
     );
     send_json(
+        STEP,
         &mut ws,
-        json!({"to": "not an address", "id": 81, "payload": 1}),
+        &json!({"to": "not an address", "id": 81, "payload": 1}),
     )
     .await;
-    let error = next_json(&mut ws).await;
+    let error = next_json(STEP, &mut ws).await;
     assert_eq!(error["kind"], "error");
     assert!(
         error["payload"]
@@ -144,21 +94,16 @@ async fn a_client_talks_to_an_actor_on_another_node() {
 async fn a_client_can_authenticate_with_its_first_frame() {
     let nodes = cluster(&["f-a", "f-b"]).await;
     echo(&nodes[0], "echo");
-    let (mut ws, _) = within(
-        STEP,
-        "connect",
-        tokio_tungstenite::connect_async(nodes[1].url()),
-    )
-    .await
-    .unwrap();
-    send_json(&mut ws, json!({"auth": token()})).await;
-    let me = welcome(&mut ws, "f-b").await;
+    let mut ws = connect(STEP, nodes[1].url()).await;
+    send_json(STEP, &mut ws, &json!({"auth": token(SECRET)})).await;
+    let me = welcome(STEP, &mut ws, "f-b").await;
     send_json(
+        STEP,
         &mut ws,
-        json!({"to": "echo@f-a", "id": 5, "payload": "plain text"}),
+        &json!({"to": "echo@f-a", "id": 5, "payload": "plain text"}),
     )
     .await;
-    let reply = next_json(&mut ws).await;
+    let reply = next_json(STEP, &mut ws).await;
     assert_eq!(reply["to"], me.as_str());
     assert_eq!(reply["payload"], "plain text");
     stop_all(&nodes).await;
@@ -170,15 +115,14 @@ async fn an_unauthenticated_client_cannot_send() {
     let (_sink, mut inbox) = collector(&nodes[1], "sink");
 
     // No credentials: the first frame is an envelope, refused and closed.
-    let (mut ws, _) = within(
+    let mut ws = connect(STEP, nodes[0].url()).await;
+    send_json(
         STEP,
-        "connect",
-        tokio_tungstenite::connect_async(nodes[0].url()),
+        &mut ws,
+        &json!({"to": "sink@z-b", "payload": "sneaky"}),
     )
-    .await
-    .unwrap();
-    send_json(&mut ws, json!({"to": "sink@z-b", "payload": "sneaky"})).await;
-    let refusal = next_json(&mut ws).await;
+    .await;
+    let refusal = next_json(STEP, &mut ws).await;
     assert!(
         refusal["error"]
             .as_str()
@@ -186,36 +130,18 @@ async fn an_unauthenticated_client_cannot_send() {
             .contains("not authenticated"),
         "{refusal}"
     );
-    let closed = within(STEP, "close", async {
-        loop {
-            match ws.next().await {
-                None | Some(Err(_)) => return None,
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
-                Some(Ok(_)) => continue,
-            }
-        }
-    })
-    .await;
-    assert_eq!(closed, Some(1008));
+    let closed = within(STEP, "close", close_code(STEP, &mut ws)).await;
+    assert_eq!(closed.map(u16::from), Some(1008));
 
     // A wrong bearer token is refused at the upgrade.
-    let mut request = nodes[0].url().into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("Authorization", HeaderValue::from_static("Bearer 00ff"));
+    let request = bearer_request(&nodes[0].url(), "00ff");
     let refused = within(STEP, "connect", tokio_tungstenite::connect_async(request)).await;
     assert!(refused.is_err(), "wrong token accepted");
 
     // A wrong first-frame token is refused too.
-    let (mut ws, _) = within(
-        STEP,
-        "connect",
-        tokio_tungstenite::connect_async(nodes[0].url()),
-    )
-    .await
-    .unwrap();
-    send_json(&mut ws, json!({"auth": "wrong"})).await;
-    let refusal = next_json(&mut ws).await;
+    let mut ws = connect(STEP, nodes[0].url()).await;
+    send_json(STEP, &mut ws, &json!({"auth": "wrong"})).await;
+    let refusal = next_json(STEP, &mut ws).await;
     assert!(refusal["error"].is_string());
     // Whether or not the socket is already closed, this must not get through.
     let sneaky = Message::Text(
@@ -226,9 +152,14 @@ async fn an_unauthenticated_client_cannot_send() {
     let _ = within(STEP, "sneaky send", ws.send(sneaky)).await;
 
     // Nothing reached the cluster: a later authenticated envelope is the first.
-    let mut good = connect_with_bearer(&nodes[0].url()).await;
-    welcome(&mut good, "z-a").await;
-    send_json(&mut good, json!({"to": "sink@z-b", "payload": "legit"})).await;
+    let mut good = connect_bearer(STEP, &nodes[0].url(), SECRET).await;
+    welcome(STEP, &mut good, "z-a").await;
+    send_json(
+        STEP,
+        &mut good,
+        &json!({"to": "sink@z-b", "payload": "legit"}),
+    )
+    .await;
     let first = within(STEP, "sink", inbox.recv()).await.unwrap();
     assert_eq!(first.payload_str(), Some("legit"));
     assert!(inbox.try_recv().is_err());

@@ -1,11 +1,11 @@
 //! Graceful leave in a five-node cluster: prompt, and never taken for a failure.
 
-mod router_support;
+mod support;
 
 use std::time::Duration;
 
 use cluster_router::{MemberEvent, MemberStatus};
-use router_support::*;
+use support::router::*;
 use tokio::sync::broadcast::error::TryRecvError;
 
 /// Generous bound on `leave()`: each peer acknowledges within milliseconds

@@ -1,12 +1,12 @@
 //! Membership through the router: seed join and gossip, failure detection,
 //! graceful leave, restart, tags and load.
 
-mod router_support;
+mod support;
 
 use std::time::Duration;
 
 use cluster_router::{Load, MemberEvent, MemberStatus, NodeId, Router};
-use router_support::*;
+use support::router::*;
 
 fn ids(nodes: &[Router]) -> Vec<NodeId> {
     nodes.iter().map(|n| n.node_id().clone()).collect()
@@ -19,13 +19,7 @@ async fn five_nodes_join_through_one_seed_and_a_sixth_joins_later() {
         assert_eq!(node.members().len(), 5);
     }
     // The sixth knows only the seed, yet everyone learns of it by gossip.
-    let sixth = within(
-        STEP,
-        "sixth starts",
-        Router::start(fast("m-6").seeds([nodes[0].url()])),
-    )
-    .await
-    .unwrap();
+    let sixth = start(fast("m-6").seeds([nodes[0].url()])).await;
     nodes.push(sixth);
     let all = ids(&nodes);
     let refs: Vec<&NodeId> = all.iter().collect();
@@ -159,13 +153,7 @@ async fn a_down_node_that_restarts_is_up_again() {
             == Some(MemberStatus::Down))
         .await
     );
-    let reborn = within(
-        STEP,
-        "restart",
-        Router::start(fast("r-2").seeds([nodes[0].url()])),
-    )
-    .await
-    .unwrap();
+    let reborn = start(fast("r-2").seeds([nodes[0].url()])).await;
     assert!(
         wait_until(STEP, || status_of(&nodes[0], &name)
             == Some(MemberStatus::Up))

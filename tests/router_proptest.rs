@@ -2,7 +2,7 @@
 //! envelope between random sender/receiver pairs reaches exactly its
 //! addressee, once, and the reply reaches exactly its sender, once.
 
-mod router_support;
+mod support;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,7 +11,7 @@ use actor_core::{spawn, Actor, BoxError, Context};
 use bytes::Bytes;
 use cluster_router::{ActorAddr, Envelope, EnvelopeKind, PayloadFormat, Router};
 use proptest::prelude::*;
-use router_support::*;
+use support::router::*;
 use tokio::sync::mpsc;
 
 /// Logs what it receives and answers requests (`req:<k>`) with `rep:<k>`.

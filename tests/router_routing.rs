@@ -1,13 +1,13 @@
 //! Routing through the router: local and remote delivery, replies to
 //! `from`, Undeliverable answers, unknown nodes, the system actor.
 
-mod router_support;
+mod support;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use cluster_router::{ActorAddr, Envelope, EnvelopeKind, NodeId, PayloadFormat, RouterError};
-use router_support::*;
+use support::router::*;
 
 fn addr(s: &str) -> ActorAddr {
     s.parse().unwrap()

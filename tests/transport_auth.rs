@@ -1,22 +1,18 @@
 //! A wrong cluster secret is refused on both sides and nothing is delivered.
 
+mod support;
+
 use std::time::Duration;
 
 use cluster_transport::{Envelope, HandshakeError, Transport, TransportConfig, TransportError};
 use tokio::time::timeout;
+use support::transport::{node, stop, until, T};
 
-const T: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn wrong_secret_is_refused_on_both_sides() {
-    let a = timeout(T, Transport::bind(TransportConfig::new("node-a", "right")))
-        .await
-        .unwrap()
-        .unwrap();
-    let b = timeout(T, Transport::bind(TransportConfig::new("node-b", "wrong")))
-        .await
-        .unwrap()
-        .unwrap();
+    let a = node("node-a", "right").await;
+    let b = node("node-b", "wrong").await;
     let mut rx_b = b.take_incoming().unwrap();
     let mut rx_a = a.take_incoming().unwrap();
 
@@ -37,12 +33,7 @@ async fn wrong_secret_is_refused_on_both_sides() {
     // The dialer rejects the listener's proof first and tells it so; the
     // listener counts the failed handshake as well.
     assert_eq!(a.stats().auth_failures, 1);
-    let wait_b = async {
-        while b.stats().auth_failures == 0 {
-            tokio::task::yield_now().await;
-        }
-    };
-    timeout(T, wait_b)
+    timeout(T, until(|| b.stats().auth_failures != 0))
         .await
         .expect("listener counted the refusal");
 
@@ -54,21 +45,14 @@ async fn wrong_secret_is_refused_on_both_sides() {
         rx_a.try_recv().is_err() && rx_b.try_recv().is_err(),
         "nothing delivered"
     );
-    timeout(T, a.shutdown()).await.unwrap();
-    timeout(T, b.shutdown()).await.unwrap();
+    stop(&[&a, &b]).await;
 }
 
 #[tokio::test]
 async fn wrong_secret_on_the_listener_side_is_refused_too() {
     // b dials a: now the listener (a) holds the right secret and b the wrong one.
-    let a = timeout(T, Transport::bind(TransportConfig::new("node-a", "right")))
-        .await
-        .unwrap()
-        .unwrap();
-    let b = timeout(T, Transport::bind(TransportConfig::new("node-b", "wrong")))
-        .await
-        .unwrap()
-        .unwrap();
+    let a = node("node-a", "right").await;
+    let b = node("node-b", "wrong").await;
     let err = timeout(T, b.connect(&a.url()))
         .await
         .unwrap()
@@ -79,6 +63,5 @@ async fn wrong_secret_on_the_listener_side_is_refused_too() {
     );
     assert!(a.stats().auth_failures >= 1 || b.stats().auth_failures >= 1);
     assert!(a.peers().is_empty() && b.peers().is_empty());
-    timeout(T, a.shutdown()).await.unwrap();
-    timeout(T, b.shutdown()).await.unwrap();
+    stop(&[&a, &b]).await;
 }

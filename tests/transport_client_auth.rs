@@ -1,6 +1,8 @@
 //! External clients authenticate by bearer header or first frame; an
 //! unauthenticated client is refused.
 
+mod support;
+
 use std::time::Duration;
 
 use cluster_transport::{
@@ -13,40 +15,16 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-const T: Duration = Duration::from_secs(10);
-type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-async fn node() -> Transport {
-    timeout(T, Transport::bind(TransportConfig::new("node-a", "k")))
-        .await
-        .unwrap()
-        .unwrap()
-}
-
-async fn next_json(ws: &mut Client) -> serde_json::Value {
-    let msg = timeout(T, ws.next()).await.unwrap().unwrap().unwrap();
-    serde_json::from_str(msg.to_text().unwrap()).unwrap()
-}
-
-async fn expect_close(ws: &mut Client, code: CloseCode) {
-    loop {
-        match timeout(T, ws.next()).await.unwrap() {
-            Some(Ok(Message::Close(Some(f)))) => return assert_eq!(f.code, code),
-            Some(Ok(_)) => continue,
-            other => panic!("expected close {code}, got {other:?}"),
-        }
-    }
-}
+use support::transport::{node, stop, T};
+use support::ws::{
+    auth_ok, bearer_request, close_code, connect, connect_bearer, next_json, send, send_auth, Ws,
+};
 
 /// Sends an envelope, checks delivery, answers it, checks the client gets it.
-async fn round_trip(t: &Transport, ws: &mut Client, id: u64) {
+async fn round_trip(t: &Transport, ws: &mut Ws, id: u64) {
     let mut rx = t.take_incoming().unwrap();
     let req = r#"{"to":"worker@node-a","from":"","payload":{"n":1},"id":5}"#;
-    timeout(T, ws.send(Message::text(req)))
-        .await
-        .unwrap()
-        .unwrap();
+    send(T, ws, Message::text(req)).await;
     let inc = timeout(T, rx.recv()).await.unwrap().unwrap();
     let Source::Client(client) = inc.source else {
         panic!("from a client")
@@ -59,7 +37,7 @@ async fn round_trip(t: &Transport, ws: &mut Client, id: u64) {
         .await
         .unwrap()
         .unwrap();
-    let got = next_json(ws).await;
+    let got = next_json(T, ws).await;
     assert_eq!(got["payload"], r#"{"result":2}"#);
     assert_eq!(got["correlation_id"], 5);
     assert_eq!(got["from"], "worker@node-a");
@@ -67,18 +45,10 @@ async fn round_trip(t: &Transport, ws: &mut Client, id: u64) {
 
 #[tokio::test]
 async fn bearer_header_authenticates() {
-    let t = node().await;
+    let t = node("node-a", "k").await;
     let mut events = t.subscribe();
-    let mut req = t.url().into_client_request().unwrap();
-    let bearer = format!("Bearer {}", client_token(&Secret::from("k")));
-    req.headers_mut()
-        .insert("authorization", bearer.parse().unwrap());
-    let (mut ws, _) = timeout(T, tokio_tungstenite::connect_async(req))
-        .await
-        .unwrap()
-        .unwrap();
-    let hello = next_json(&mut ws).await;
-    assert_eq!(hello["auth"], "ok");
+    let mut ws = connect_bearer(T, &t.url(), "k").await;
+    let hello = auth_ok(T, &mut ws).await;
     let id = hello["client_id"].as_u64().unwrap();
     let connected = timeout(T, events.recv()).await.unwrap().unwrap();
     assert!(matches!(connected, LinkEvent::ClientConnected { id: c } if c.get() == id));
@@ -86,65 +56,42 @@ async fn bearer_header_authenticates() {
     drop(ws);
     let gone = timeout(T, events.recv()).await.unwrap().unwrap();
     assert!(matches!(gone, LinkEvent::ClientDisconnected { id: c } if c.get() == id));
-    timeout(T, t.shutdown()).await.unwrap();
+    stop(&[&t]).await;
 }
 
 #[tokio::test]
 async fn first_frame_authenticates() {
-    let t = node().await;
-    let (mut ws, _) = timeout(T, tokio_tungstenite::connect_async(t.url()))
-        .await
-        .unwrap()
-        .unwrap();
-    let auth = format!(r#"{{"auth":"{}"}}"#, client_token(&Secret::from("k")));
-    timeout(T, ws.send(Message::text(auth)))
-        .await
-        .unwrap()
-        .unwrap();
-    let hello = next_json(&mut ws).await;
-    assert_eq!(hello["auth"], "ok");
+    let t = node("node-a", "k").await;
+    let mut ws = connect(T, t.url()).await;
+    send_auth(T, &mut ws, "k").await;
+    let hello = auth_ok(T, &mut ws).await;
     round_trip(&t, &mut ws, hello["client_id"].as_u64().unwrap()).await;
-    timeout(T, t.shutdown()).await.unwrap();
+    stop(&[&t]).await;
 }
 
 #[tokio::test]
 async fn unauthenticated_envelope_is_refused_with_1008() {
-    let t = node().await;
+    let t = node("node-a", "k").await;
     let mut rx = t.take_incoming().unwrap();
-    let (mut ws, _) = timeout(T, tokio_tungstenite::connect_async(t.url()))
-        .await
-        .unwrap()
-        .unwrap();
+    let mut ws = connect(T, t.url()).await;
     let env = r#"{"to":"worker@node-a","from":"","payload":"x"}"#;
-    timeout(T, ws.send(Message::text(env)))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(next_json(&mut ws).await["error"].is_string());
-    expect_close(&mut ws, CloseCode::Policy).await;
+    send(T, &mut ws, Message::text(env)).await;
+    assert!(next_json(T, &mut ws).await["error"].is_string());
+    assert_eq!(close_code(T, &mut ws).await, Some(CloseCode::Policy));
     assert!(rx.try_recv().is_err(), "nothing delivered");
     assert_eq!(t.stats().auth_failures, 1);
-    timeout(T, t.shutdown()).await.unwrap();
+    stop(&[&t]).await;
 }
 
 #[tokio::test]
 async fn wrong_tokens_are_refused() {
-    let t = node().await;
-    let (mut ws, _) = timeout(T, tokio_tungstenite::connect_async(t.url()))
-        .await
-        .unwrap()
-        .unwrap();
-    let wrong = format!(r#"{{"auth":"{}"}}"#, client_token(&Secret::from("not-k")));
-    timeout(T, ws.send(Message::text(wrong)))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(next_json(&mut ws).await["error"].is_string());
-    expect_close(&mut ws, CloseCode::Policy).await;
+    let t = node("node-a", "k").await;
+    let mut ws = connect(T, t.url()).await;
+    send_auth(T, &mut ws, "not-k").await;
+    assert!(next_json(T, &mut ws).await["error"].is_string());
+    assert_eq!(close_code(T, &mut ws).await, Some(CloseCode::Policy));
 
-    let mut req = t.url().into_client_request().unwrap();
-    req.headers_mut()
-        .insert("authorization", "Bearer 00".parse().unwrap());
+    let req = bearer_request(&t.url(), "00");
     let refused = timeout(T, tokio_tungstenite::connect_async(req))
         .await
         .unwrap();
@@ -153,5 +100,5 @@ async fn wrong_tokens_are_refused() {
         other => panic!("expected HTTP 401, got {other:?}"),
     }
     assert_eq!(t.stats().auth_failures, 2);
-    timeout(T, t.shutdown()).await.unwrap();
+    stop(&[&t]).await;
 }

@@ -1,12 +1,15 @@
 //! Two endpoints exchange 100,000 envelopes in both directions at once:
 //! none lost, duplicated or reordered.
 
+mod support;
+
 use std::time::Duration;
 
 use bytes::Bytes;
 use cluster_transport::{Envelope, Incoming, Source, Transport, TransportConfig, TrySendError};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
+use support::transport::{bind, node, stop};
 
 const N: u64 = 100_000;
 const T: Duration = Duration::from_secs(60);
@@ -42,14 +45,8 @@ async fn drain(mut rx: mpsc::Receiver<Incoming>, from: &'static str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_thousand_each_way_in_order() {
-    let a = timeout(T, Transport::bind(TransportConfig::new("node-a", "k")))
-        .await
-        .unwrap()
-        .unwrap();
-    let b = timeout(T, Transport::bind(TransportConfig::new("node-b", "k")))
-        .await
-        .unwrap()
-        .unwrap();
+    let a = node("node-a", "k").await;
+    let b = node("node-b", "k").await;
     let (rx_a, rx_b) = (a.take_incoming().unwrap(), b.take_incoming().unwrap());
     assert!(a.take_incoming().is_none(), "handed out once");
     assert_eq!(
@@ -76,24 +73,20 @@ async fn hundred_thousand_each_way_in_order() {
         sa.frames_out
     );
     assert_eq!(sa.malformed_frames + sb.malformed_frames, 0);
-    timeout(T, a.shutdown()).await.unwrap();
-    timeout(T, b.shutdown()).await.unwrap();
+    stop(&[&a, &b]).await;
 }
 
 #[tokio::test]
 async fn try_send_hands_back_the_envelope() {
     let mut cfg = TransportConfig::new("node-a", "k");
     cfg.outbound_queue = 1;
-    let a = timeout(T, Transport::bind(cfg)).await.unwrap().unwrap();
+    let a = bind(cfg).await;
     let env = envelope(1, "node-a");
     match a.try_send("node-x", env.clone()) {
         Err(TrySendError::NoLink(back)) => assert_eq!(back, env),
         other => panic!("expected NoLink, got {other:?}"),
     }
-    let b = timeout(T, Transport::bind(TransportConfig::new("node-b", "k")))
-        .await
-        .unwrap()
-        .unwrap();
+    let b = node("node-b", "k").await;
     timeout(T, a.connect(&b.url())).await.unwrap().unwrap();
     // Queue of one on a current-thread runtime: the writer cannot drain
     // between these two calls, so the second one finds the queue full.
@@ -103,6 +96,5 @@ async fn try_send_hands_back_the_envelope() {
         Err(TrySendError::Full(back)) => assert_eq!(back.id, 2),
         other => panic!("expected Full, got {other:?}"),
     }
-    timeout(T, a.shutdown()).await.unwrap();
-    timeout(T, b.shutdown()).await.unwrap();
+    stop(&[&a, &b]).await;
 }

@@ -1,11 +1,13 @@
 //! A peer that goes silent is reported down after missed heartbeats.
 
+mod support;
+
 use std::time::Duration;
 
 use cluster_transport::{LinkEvent, Transport, TransportConfig};
 use tokio::time::timeout;
+use support::transport::{bind, stop, T};
 
-const T: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn silent_peer_is_reported_down() {
@@ -15,8 +17,8 @@ async fn silent_peer_is_reported_down() {
     let mut silent = TransportConfig::new("node-b", "k");
     silent.send_heartbeats = false;
     silent.heartbeat_interval = Duration::from_secs(60);
-    let a = timeout(T, Transport::bind(watcher)).await.unwrap().unwrap();
-    let b = timeout(T, Transport::bind(silent)).await.unwrap().unwrap();
+    let a = bind(watcher).await;
+    let b = bind(silent).await;
     let mut events = a.subscribe();
     timeout(T, a.connect(&b.url())).await.unwrap().unwrap();
     let reason = loop {
@@ -29,8 +31,7 @@ async fn silent_peer_is_reported_down() {
         }
     };
     assert!(reason.contains("missed 3 heartbeats"), "{reason}");
-    timeout(T, a.shutdown()).await.unwrap();
-    timeout(T, b.shutdown()).await.unwrap();
+    stop(&[&a, &b]).await;
 }
 
 #[tokio::test]
@@ -40,8 +41,8 @@ async fn heartbeats_keep_an_idle_link_up() {
     cfg_a.heartbeat_misses = 4;
     let mut cfg_b = cfg_a.clone();
     cfg_b.node_name = "node-b".into();
-    let a = timeout(T, Transport::bind(cfg_a)).await.unwrap().unwrap();
-    let b = timeout(T, Transport::bind(cfg_b)).await.unwrap().unwrap();
+    let a = bind(cfg_a).await;
+    let b = bind(cfg_b).await;
     let mut events = a.subscribe();
     timeout(T, a.connect(&b.url())).await.unwrap().unwrap();
     assert_eq!(
@@ -54,6 +55,5 @@ async fn heartbeats_keep_an_idle_link_up() {
     let quiet = timeout(Duration::from_millis(600), events.recv()).await;
     assert!(quiet.is_err(), "link stayed up: {quiet:?}");
     assert_eq!(a.peers(), vec!["node-b".to_owned()]);
-    timeout(T, a.shutdown()).await.unwrap();
-    timeout(T, b.shutdown()).await.unwrap();
+    stop(&[&a, &b]).await;
 }

@@ -1,6 +1,8 @@
 //! Garbage and truncated frames are answered with errors while valid traffic
 //! continues on the same link (node links and client connections).
 
+mod support;
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -8,21 +10,9 @@ use cluster_transport::{client_token, Envelope, Secret, Source, Transport, Trans
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
+use support::transport::{node, pair, stop, until, T};
+use support::ws::{auth_ok, connect, next_json, send, send_auth};
 
-const T: Duration = Duration::from_secs(10);
-
-async fn pair() -> (Transport, Transport) {
-    let a = timeout(T, Transport::bind(TransportConfig::new("node-a", "k")))
-        .await
-        .unwrap()
-        .unwrap();
-    let b = timeout(T, Transport::bind(TransportConfig::new("node-b", "k")))
-        .await
-        .unwrap()
-        .unwrap();
-    timeout(T, a.connect(&b.url())).await.unwrap().unwrap();
-    (a, b)
-}
 
 #[tokio::test]
 async fn garbage_and_truncated_node_frames_do_not_disturb_the_link() {
@@ -58,38 +48,21 @@ async fn garbage_and_truncated_node_frames_do_not_disturb_the_link() {
         "valid traffic all delivered in order"
     );
     assert_eq!(b.stats().malformed_frames, n_bad);
-    let answered = async {
-        while a.stats().error_frames_in < n_bad {
-            tokio::task::yield_now().await;
-        }
-    };
-    timeout(T, answered)
+    timeout(T, until(|| a.stats().error_frames_in >= n_bad))
         .await
         .expect("every bad frame answered with an error frame");
     assert_eq!(a.peers(), vec!["node-b".to_owned()], "link still up");
     assert_eq!(b.peers(), vec!["node-a".to_owned()]);
-    timeout(T, a.shutdown()).await.unwrap();
-    timeout(T, b.shutdown()).await.unwrap();
+    stop(&[&a, &b]).await;
 }
 
 #[tokio::test]
 async fn malformed_client_frames_are_answered_and_the_client_goes_on() {
-    let b = timeout(T, Transport::bind(TransportConfig::new("node-b", "k")))
-        .await
-        .unwrap()
-        .unwrap();
+    let b = node("node-b", "k").await;
     let mut rx = b.take_incoming().unwrap();
-    let (mut ws, _) = timeout(T, tokio_tungstenite::connect_async(b.url()))
-        .await
-        .unwrap()
-        .unwrap();
-    let auth = format!(r#"{{"auth":"{}"}}"#, client_token(&Secret::from("k")));
-    timeout(T, ws.send(Message::text(auth)))
-        .await
-        .unwrap()
-        .unwrap();
-    let ok = timeout(T, ws.next()).await.unwrap().unwrap().unwrap();
-    assert!(ok.to_text().unwrap().contains(r#""auth":"ok""#));
+    let mut ws = connect(T, b.url()).await;
+    send_auth(T, &mut ws, "k").await;
+    auth_ok(T, &mut ws).await;
 
     let bad = [
         Message::text("not json at all"),
@@ -98,19 +71,15 @@ async fn malformed_client_frames_are_answered_and_the_client_goes_on() {
         Message::binary(Bytes::from_static(b"\x00\x01\x02")),
     ];
     for msg in bad {
-        timeout(T, ws.send(msg)).await.unwrap().unwrap();
-        let reply = timeout(T, ws.next()).await.unwrap().unwrap().unwrap();
-        let v: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+        send(T, &mut ws, msg).await;
+        let v = next_json(T, &mut ws).await;
         assert!(v["error"].is_string(), "error frame: {v}");
     }
     let good = r#"{"to":"worker@node-b","from":"me","payload":"hello"}"#;
-    timeout(T, ws.send(Message::text(good)))
-        .await
-        .unwrap()
-        .unwrap();
+    send(T, &mut ws, Message::text(good)).await;
     let inc = timeout(T, rx.recv()).await.unwrap().unwrap();
     assert!(matches!(inc.source, Source::Client(_)));
     assert_eq!(&inc.envelopes[0].payload[..], b"hello");
     assert_eq!(b.stats().malformed_frames, 4);
-    timeout(T, b.shutdown()).await.unwrap();
+    stop(&[&b]).await;
 }

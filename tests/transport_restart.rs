@@ -1,21 +1,20 @@
 //! A lost link comes back by itself after the other endpoint restarts on the
 //! same port; `disconnect` stops redialling.
 
+mod support;
+
 use std::time::Duration;
 
 use cluster_transport::{Backoff, Envelope, LinkEvent, Transport, TransportConfig};
 use tokio::sync::broadcast;
 use tokio::time::timeout;
+use support::fast_links;
+use support::transport::{bind, stop, T};
 
-const T: Duration = Duration::from_secs(10);
 
 fn config(name: &str) -> TransportConfig {
     let mut cfg = TransportConfig::new(name, "k");
-    cfg.heartbeat_interval = Duration::from_millis(100);
-    cfg.reconnect = Backoff {
-        initial: Duration::from_millis(20),
-        max: Duration::from_millis(200),
-    };
+    fast_links(&mut cfg);
     cfg
 }
 
@@ -48,14 +47,14 @@ async fn link_returns_after_peer_restart_on_same_port() {
         }
     );
 
-    timeout(T, b.shutdown()).await.unwrap();
+    stop(&[&b]).await;
     assert!(
         matches!(next_link_event(&mut events).await, LinkEvent::Down { peer, .. } if peer == "node-b")
     );
 
     let mut cfg = config("node-b");
     cfg.listen = addr;
-    let b2 = timeout(T, Transport::bind(cfg)).await.unwrap().unwrap();
+    let b2 = bind(cfg).await;
     let mut rx = b2.take_incoming().unwrap();
     assert_eq!(
         next_link_event(&mut events).await,
@@ -77,6 +76,5 @@ async fn link_returns_after_peer_restart_on_same_port() {
         LinkEvent::Down { .. }
     ));
     assert!(a.peers().is_empty());
-    timeout(T, a.shutdown()).await.unwrap();
-    timeout(T, b2.shutdown()).await.unwrap();
+    stop(&[&a, &b2]).await;
 }

@@ -1,12 +1,14 @@
 //! Two nodes dialling each other at the same moment end up with exactly one
 //! link, and both `connect` calls resolve with the peer's name.
 
+mod support;
+
 use std::time::Duration;
 
 use cluster_transport::{Envelope, Transport, TransportConfig};
 use tokio::time::timeout;
+use support::transport::{node, stop, T};
 
-const T: Duration = Duration::from_secs(10);
 
 async fn one_link(t: &Transport) {
     while t.stats().links_open != 1 {
@@ -17,14 +19,8 @@ async fn one_link(t: &Transport) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simultaneous_dialling_keeps_exactly_one_link() {
     for round in 0..20 {
-        let a = timeout(T, Transport::bind(TransportConfig::new("node-a", "k")))
-            .await
-            .unwrap()
-            .unwrap();
-        let b = timeout(T, Transport::bind(TransportConfig::new("node-b", "k")))
-            .await
-            .unwrap()
-            .unwrap();
+        let a = node("node-a", "k").await;
+        let b = node("node-b", "k").await;
         let (mut rx_a, mut rx_b) = (a.take_incoming().unwrap(), b.take_incoming().unwrap());
         let (url_a, url_b) = (a.url(), b.url());
         let both = async { tokio::join!(a.connect(&url_b), b.connect(&url_a)) };
@@ -57,7 +53,6 @@ async fn simultaneous_dialling_keeps_exactly_one_link() {
             (1, 1),
             "round {round}"
         );
-        timeout(T, a.shutdown()).await.unwrap();
-        timeout(T, b.shutdown()).await.unwrap();
+        stop(&[&a, &b]).await;
     }
 }

@@ -1,24 +1,23 @@
 //! A protocol version mismatch is refused, stating both versions.
 
+mod support;
+
 use std::time::Duration;
 
 use cluster_transport::{
     HandshakeError, Transport, TransportConfig, TransportError, PROTOCOL_VERSION,
 };
 use tokio::time::timeout;
+use support::transport::{bind, node, stop, T};
 
-const T: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn version_mismatch_is_refused_with_both_versions() {
     let future = PROTOCOL_VERSION + 1;
     let mut cfg = TransportConfig::new("node-new", "k");
     cfg.protocol_version = future;
-    let new = timeout(T, Transport::bind(cfg)).await.unwrap().unwrap();
-    let old = timeout(T, Transport::bind(TransportConfig::new("node-old", "k")))
-        .await
-        .unwrap()
-        .unwrap();
+    let new = bind(cfg).await;
+    let old = node("node-old", "k").await;
 
     let err = timeout(T, new.connect(&old.url()))
         .await
@@ -52,6 +51,5 @@ async fn version_mismatch_is_refused_with_both_versions() {
         err,
         TransportError::Handshake(HandshakeError::VersionMismatch { .. })
     ));
-    timeout(T, new.shutdown()).await.unwrap();
-    timeout(T, old.shutdown()).await.unwrap();
+    stop(&[&new, &old]).await;
 }

@@ -1,3 +1,3 @@
-//! `Job` and `JobResult` in their JSON and bincode forms.
+//! Jobs, results, worker-protocol payloads and batches in JSON and bincode.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| jobmesh_fuzz::fuzz_job_queue_wire(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| job_queue::fuzzing::job_wire(data));

@@ -1,3 +1,3 @@
-//! `ActorAddr` parsing (`FromStr`, `parse`, serde).
+//! `ActorAddr` parsing (`FromStr`, `parse`, `parse_reusing`, serde).
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| jobmesh_fuzz::fuzz_router_addr(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cluster_router::fuzzing::addr(data));

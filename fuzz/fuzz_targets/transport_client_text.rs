@@ -1,3 +1,3 @@
 //! JSON text frames from external clients (auth message and envelopes).
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| jobmesh_fuzz::fuzz_transport_client_text(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cluster_transport::fuzzing::client_text(data));

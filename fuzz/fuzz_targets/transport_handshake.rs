@@ -1,3 +1,3 @@
 //! The handshake state machine (both roles) fed arbitrary frame sequences.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| jobmesh_fuzz::fuzz_transport_handshake(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cluster_transport::fuzzing::handshake(data));

@@ -1,3 +1,3 @@
 //! Binary node frames (batches and control frames) as a link decodes them.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| jobmesh_fuzz::fuzz_transport_node_frame(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cluster_transport::fuzzing::node_frame(data));

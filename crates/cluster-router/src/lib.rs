@@ -126,3 +126,6 @@ pub use router::Router;
 pub use stats::RouterStats;
 
 pub mod error;
+
+#[doc(hidden)]
+pub mod fuzzing;

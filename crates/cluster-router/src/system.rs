@@ -17,10 +17,53 @@ use crate::route::error_chain;
 use crate::router::Inner;
 use crate::wire::{self, SystemMessage, WireError};
 
-/// A JSON command: `{"cmd":"members"}`, `{"cmd":"info"}`, `{"cmd":"ping"}`.
+/// The JSON form of a command: `{"cmd":"members"}`, `{"cmd":"info"}`,
+/// `{"cmd":"ping"}`.
 #[derive(Debug, Deserialize)]
-struct Command {
+struct CommandJson {
     cmd: String,
+}
+
+/// A JSON cluster command the system actor answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Command {
+    /// `{"cmd":"ping"}`: answers `{"pong": <node>}`.
+    Ping,
+    /// `{"cmd":"members"}`: the membership table.
+    Members,
+    /// `{"cmd":"info"}`: this node's own row, actors and counters.
+    Info,
+}
+
+impl Command {
+    /// Every command, for listing and tests.
+    pub(crate) const ALL: [Command; 3] = [Command::Ping, Command::Members, Command::Info];
+
+    /// The `cmd` string of this command.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Command::Ping => "ping",
+            Command::Members => "members",
+            Command::Info => "info",
+        }
+    }
+
+    /// Parses a JSON command payload; the error is the text of the error
+    /// reply sent back to the requester.
+    pub(crate) fn parse(payload: &[u8]) -> Result<Command, String> {
+        let json = serde_json::from_slice::<CommandJson>(payload).map_err(|err| {
+            format!("expected a JSON command such as {{\"cmd\":\"members\"}}: {err}")
+        })?;
+        Command::ALL
+            .into_iter()
+            .find(|c| c.name() == json.cmd)
+            .ok_or_else(|| {
+                format!(
+                    "unknown command {:?} (expected \"members\", \"info\" or \"ping\")",
+                    json.cmd
+                )
+            })
+    }
 }
 
 /// The actor registered as `system` on every node.
@@ -94,30 +137,21 @@ fn merge(inner: &Inner, rows: Vec<wire::WireMember>) -> Result<Changes, WireErro
 
 /// A JSON cluster command; the answer goes back to `from`.
 async fn on_command(inner: &Arc<Inner>, env: Envelope) {
-    let answer = match serde_json::from_slice::<Command>(&env.payload) {
-        Ok(command) => match command_answer(inner, &command.cmd) {
-            Some(value) => env.reply(Bytes::from(value.to_string())),
-            None => env.error_reply(&format!(
-                "unknown command {:?} (expected \"members\", \"info\" or \"ping\")",
-                command.cmd
-            )),
-        },
-        Err(err) => env.error_reply(&format!(
-            "expected a JSON command such as {{\"cmd\":\"members\"}}: {err}"
-        )),
+    let mut answer = match Command::parse(&env.payload) {
+        Ok(command) => env.reply(Bytes::from(command_answer(inner, command).to_string())),
+        Err(reason) => env.error_reply(&reason),
     };
-    let mut answer = answer;
     answer.format = PayloadFormat::Json;
     if let Err(err) = inner.send(answer).await {
         tracing::debug!(to = %env.from, err = %error_chain(&err), "system answer not delivered");
     }
 }
 
-fn command_answer(inner: &Inner, cmd: &str) -> Option<serde_json::Value> {
-    Some(match cmd {
-        "ping" => json!({ "pong": inner.node }),
-        "members" => json!({ "members": inner.membership.read().members() }),
-        "info" => {
+fn command_answer(inner: &Inner, command: Command) -> serde_json::Value {
+    match command {
+        Command::Ping => json!({ "pong": inner.node }),
+        Command::Members => json!({ "members": inner.membership.read().members() }),
+        Command::Info => {
             let me = inner.membership.read().me().clone();
             json!({
                 "node": inner.node,
@@ -131,6 +165,28 @@ fn command_answer(inner: &Inner, cmd: &str) -> Option<serde_json::Value> {
                 "stats": inner.counters.snapshot(),
             })
         }
-        _ => return None,
-    })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Command;
+
+    #[test]
+    fn parses_the_three_commands() {
+        for command in Command::ALL {
+            let json = format!(r#"{{"cmd":"{}","extra":1}}"#, command.name());
+            assert_eq!(Command::parse(json.as_bytes()), Ok(command));
+        }
+    }
+
+    #[test]
+    fn errors_say_what_was_expected() {
+        let err = Command::parse(br#"{"cmd":"reboot"}"#).unwrap_err();
+        assert!(err.starts_with("unknown command \"reboot\""), "{err}");
+        let err = Command::parse(b"\xff{").unwrap_err();
+        assert!(err.starts_with("expected a JSON command"), "{err}");
+        assert!(Command::parse(br#"{"cmd":7}"#).is_err());
+        assert!(Command::parse(b"").is_err());
+    }
 }

@@ -81,3 +81,6 @@ pub use transport::Transport;
 pub use wire::PROTOCOL_VERSION;
 
 pub mod error;
+
+#[doc(hidden)]
+pub mod fuzzing;

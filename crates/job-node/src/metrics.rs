@@ -42,6 +42,7 @@ struct StatusLabel {
 struct Seen {
     submitted: u64,
     retries: u64,
+    refusals: u64,
     attempts: HashMap<KindNode, (u64, u64)>,
 }
 
@@ -59,6 +60,8 @@ pub struct Metrics {
     completed: Family<KindNode, Counter>,
     failed: Family<KindNode, Counter>,
     retried: Counter,
+    refused: Counter,
+    queued: Gauge,
     latency: Family<KindNode, Histogram, fn() -> Histogram>,
     links: Gauge,
     members: Family<StatusLabel, Gauge>,
@@ -82,6 +85,8 @@ impl Metrics {
             completed: Family::default(),
             failed: Family::default(),
             retried: Counter::default(),
+            refused: Counter::default(),
+            queued: Gauge::default(),
             latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             links: Gauge::default(),
             members: Family::default(),
@@ -113,6 +118,16 @@ impl Metrics {
             "jobs_retried",
             "Attempts beyond the first made by this node's coordinator",
             self.retried.clone(),
+        );
+        r.register(
+            "dispatches_refused",
+            "Dispatches of this node's coordinator refused by a worker pool (full or draining) and placed again",
+            self.refused.clone(),
+        );
+        r.register(
+            "jobs_queued",
+            "Jobs waiting in this node's coordinator for a node's dispatch window",
+            self.queued.clone(),
         );
         r.register(
             "job_duration_seconds",
@@ -163,9 +178,10 @@ impl Metrics {
     /// Brings the job counters up to the coordinator's statistics (adding
     /// what grew since the previous call; a coordinator whose counts went
     /// down, i.e. restarted, becomes the new baseline) and refreshes the
-    /// dead-letter gauge.
+    /// dead-letter and queued-jobs gauges.
     pub fn update_stats(&self, stats: &StatsView) {
         self.dead_letters.set(saturating_i64(stats.dead_letters));
+        self.queued.set(saturating_i64(stats.queued));
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         self.submitted
             .inc_by(stats.submitted.saturating_sub(seen.submitted));
@@ -173,6 +189,9 @@ impl Metrics {
         self.retried
             .inc_by(stats.retries.saturating_sub(seen.retries));
         seen.retries = stats.retries;
+        self.refused
+            .inc_by(stats.refusals.saturating_sub(seen.refusals));
+        seen.refusals = stats.refusals;
         for node in &stats.nodes {
             for kind in &node.kinds {
                 let key = labels(&kind.kind, &node.node);

@@ -126,3 +126,6 @@ pub use worker::{WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue};
 
 pub mod error;
 pub mod mapreduce;
+
+#[doc(hidden)]
+pub mod fuzzing;

@@ -231,6 +231,14 @@ pub struct StatsView {
     pub dead_letters: u64,
     /// Late or duplicate results dropped.
     pub late_results: u64,
+    /// Jobs waiting in the coordinator's ready queue for a node's dispatch
+    /// window (accepted, not dispatched yet).
+    #[serde(default)]
+    pub queued: u64,
+    /// Dispatches a worker pool refused (its queue was full, or it was
+    /// draining); each was placed again without counting an attempt.
+    #[serde(default)]
+    pub refusals: u64,
     /// Per worker node, sorted by name.
     pub nodes: Vec<NodeStatsView>,
 }

@@ -127,6 +127,8 @@ impl Api for FakeApi {
         Ok(StatsView {
             submitted: self.jobs.lock().unwrap().len() as u64,
             dead_letters: dead,
+            queued: 3,
+            refusals: 2,
             ..StatsView::default()
         })
     }
@@ -426,6 +428,10 @@ async fn lookups_and_listing() {
     let stats = server.call("GET", "/v1/stats", None).await.json();
     assert_eq!(stats["submitted"], 2);
     assert_eq!(stats["dead_letters"], 1);
+    assert_eq!(
+        (stats["queued"].as_u64(), stats["refusals"].as_u64()),
+        (Some(3), Some(2))
+    );
     server.shutdown().await;
 }
 
@@ -461,6 +467,7 @@ async fn metrics_text_parses() {
     let stats = |submitted, completed| StatsView {
         submitted,
         retries: 2,
+        refusals: submitted,
         nodes: vec![NodeStatsView {
             node: "node-b".into(),
             completed,
@@ -515,6 +522,9 @@ async fn metrics_text_parses() {
         1.0
     );
     assert_eq!(get("jobmesh_jobs_retried_total", ""), 2.0);
+    assert_eq!(get("jobmesh_dispatches_refused_total", ""), 7.0);
+    // Gauges show the latest statistics (the backend's, read at the scrape).
+    assert_eq!(get("jobmesh_jobs_queued", ""), 3.0);
     assert_eq!(
         get(
             "jobmesh_job_duration_seconds_count",

@@ -6,7 +6,6 @@
 //! nodes) are known to it only once dead-lettered.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,7 +37,6 @@ pub struct NodeApi {
     coordinator: Coordinator,
     router: Router,
     table: Arc<Mutex<Table>>,
-    draining: AtomicBool,
     keep_finished: usize,
 }
 
@@ -49,19 +47,8 @@ impl NodeApi {
             coordinator,
             router,
             table: Arc::default(),
-            draining: AtomicBool::new(false),
             keep_finished: FINISHED_JOBS_KEPT,
         }
-    }
-
-    /// From now on, submissions are refused with [`ApiError::ShuttingDown`].
-    pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether [`start_draining`](Self::start_draining) was called.
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
     }
 
     /// Tracks the jobs the coordinator resumed from its journal (their kind
@@ -126,14 +113,19 @@ impl NodeApi {
     }
 }
 
+/// The HTTP meaning of a refused submission. A draining coordinator (the
+/// node got SIGINT/SIGTERM) and a stopped one both mean "this node takes no
+/// new jobs": `503`, submit elsewhere.
 fn submit_error(err: JobError) -> ApiError {
     match err {
+        JobError::Submit(SubmitError::Draining { .. })
+        | JobError::Stopped
+        | JobError::Ask(actor_core::AskError::ActorGone) => ApiError::ShuttingDown,
         JobError::Submit(SubmitError::AtCapacity { .. }) => ApiError::Overloaded,
         JobError::Submit(err) => ApiError::InvalidJob(Box::new(err)),
         JobError::InvalidJob(err) => ApiError::InvalidJob(Box::new(err)),
         JobError::Ask(actor_core::AskError::Full)
         | JobError::Ask(actor_core::AskError::Timeout) => ApiError::Overloaded,
-        JobError::Stopped => ApiError::ShuttingDown,
         other => ApiError::Internal(Box::new(other)),
     }
 }
@@ -156,9 +148,6 @@ impl Api for NodeApi {
         let total = jobs.len();
         let mut ids = Vec::with_capacity(total);
         for (index, submission) in jobs.into_iter().enumerate() {
-            if self.is_draining() {
-                return Err(ApiError::ShuttingDown);
-            }
             let kind = submission.kind.clone();
             let job = convert::job_from_submission(submission)
                 .map_err(|e| index_error(index, total, e))?;
@@ -241,5 +230,34 @@ impl Api for NodeApi {
             .await
             .map_err(|e| ApiError::Internal(Box::new(e)))?;
         convert::stats_view(&stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_draining_or_stopped_coordinator_means_shutting_down() {
+        let draining = SubmitError::Draining {
+            node: "node-a".into(),
+        };
+        assert!(matches!(
+            submit_error(JobError::Submit(draining)),
+            ApiError::ShuttingDown
+        ));
+        assert!(matches!(
+            submit_error(JobError::Stopped),
+            ApiError::ShuttingDown
+        ));
+        assert!(matches!(
+            submit_error(JobError::Submit(SubmitError::AtCapacity { limit: 1 })),
+            ApiError::Overloaded
+        ));
+        let duplicate = SubmitError::Duplicate(JobId::new("j-1").unwrap());
+        assert!(matches!(
+            submit_error(JobError::Submit(duplicate)),
+            ApiError::InvalidJob(_)
+        ));
     }
 }

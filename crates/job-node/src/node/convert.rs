@@ -192,6 +192,13 @@ mod tests {
     fn stats_convert_field_for_field() {
         let view = stats_view(&StatsSnapshot::default()).unwrap();
         assert_eq!(view, StatsView::default());
+        let busy = StatsSnapshot {
+            queued: 12,
+            refusals: 5,
+            ..StatsSnapshot::default()
+        };
+        let view = stats_view(&busy).unwrap();
+        assert_eq!((view.queued, view.refusals), (12, 5));
         assert_eq!(status_word(MemberStatus::Leaving), "leaving");
     }
 }

@@ -15,8 +15,9 @@ pub use api::{NodeApi, FINISHED_JOBS_KEPT};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use actor_core::AskError;
 use cluster_router::{Router, RouterConfig, RouterError, Secret};
 use job_queue::mapreduce::{MapReduceError, MapReduceNode};
 use job_queue::{
@@ -33,18 +34,20 @@ use crate::metrics::Metrics;
 
 /// How long a drain waits for running jobs before cancelling them.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(30);
-/// How long a draining node keeps its worker pool open after it stopped
-/// advertising its kinds, so that every coordinator learns through gossip
-/// before dispatches to it start bouncing (they would be retried anyway).
-pub const DRAIN_SETTLE: Duration = Duration::from_millis(1500);
-/// How long the graceful leave may wait for the peers' acknowledgements
-/// before the router is shut down anyway (the peers have heard of the
-/// leave by then; some never acknowledge its last step).
+/// How long the worker pool's shutdown lets running jobs go on: none, since
+/// the drain already gave them its grace; whatever still runs when the pool
+/// is shut down is cancelled and reported as a retryable `node_down`.
+const POOL_CANCEL_GRACE: Duration = Duration::ZERO;
+/// A safety net around the graceful leave. Nothing depends on it for
+/// correctness: the pool and coordinator are idle by then and late
+/// dispatches are refused at no cost. But `Router::leave` waits for each
+/// peer's acknowledgement, step by step, up to the router's request timeout
+/// (5 s), and a peer that is itself going away may never answer; the node
+/// must still end promptly, so the router is then shut down anyway (the
+/// peers have heard of the leave, or will see the node gone).
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long in-progress HTTP requests may run after the drain.
 const HTTP_CLOSE_GRACE: Duration = Duration::from_secs(5);
-/// How often the drain checks whether the node is idle.
-const DRAIN_POLL: Duration = Duration::from_millis(50);
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +105,6 @@ pub struct Node {
     api: Arc<NodeApi>,
     metrics: Arc<Metrics>,
     http: Option<HttpServer>,
-    tags: Vec<String>,
 }
 
 /// What a drain left behind.
@@ -163,7 +165,7 @@ impl Node {
         let mapreduce = MapReduceNode::install(router, &mut registry)?;
         let pool_config = WorkerPoolConfig {
             workers: config.workers,
-            shutdown_grace: DRAIN_GRACE,
+            shutdown_grace: POOL_CANCEL_GRACE,
             ..WorkerPoolConfig::default()
         };
         // The pool first: it advertises the kinds, which the coordinator's
@@ -212,7 +214,6 @@ impl Node {
             api,
             metrics,
             http,
-            tags: config.tags.clone(),
         })
     }
 
@@ -253,42 +254,47 @@ impl Node {
 
     /// Drains the node and leaves the cluster:
     ///
-    /// 1. new HTTP submissions are refused (503), and the node stops
-    ///    advertising its job kinds, so coordinators stop choosing it;
-    /// 2. jobs already queued or running here finish (for at least
-    ///    [`DRAIN_SETTLE`] while the news spreads, at most `grace`); the
-    ///    worker pool then closes: later dispatches bounce and are retried
-    ///    elsewhere, and anything still running after `grace` is cancelled
-    ///    and reported as a retryable `node_down`;
-    /// 3. the coordinator's unfinished jobs keep running on other nodes
-    ///    until they finish or `grace` ends (with a data directory, what is
-    ///    still unfinished then stays in the journal and resumes when the
-    ///    node starts again on it);
-    /// 4. the node leaves the cluster (`Leaving`, then `Left`) and the HTTP
-    ///    server closes.
+    /// 1. the coordinator and the worker pool start draining at once: the
+    ///    coordinator refuses new submissions from every source (HTTP
+    ///    answers `503`; WebSocket clients and other nodes get "coordinator
+    ///    on node X is draining"), and the pool stops advertising its job
+    ///    kinds and answers dispatches that still arrive with `refused`,
+    ///    which their coordinator re-places elsewhere without counting an
+    ///    attempt;
+    /// 2. the jobs queued or running in the pool finish, and the jobs the
+    ///    coordinator holds run to their results on the other nodes — for
+    ///    at most `grace`. A job still running in the pool then is
+    ///    cancelled and reported as a retryable `node_down` (its
+    ///    coordinator retries it elsewhere); the coordinator's unfinished
+    ///    jobs are abandoned (with a data directory they stay in the
+    ///    journal and resume when the node starts again on it);
+    /// 3. the node leaves the cluster (`Leaving`, then `Left`: the pool
+    ///    keeps refusing until the peers know), the HTTP server closes and
+    ///    the services stop.
     pub async fn drain(self, grace: Duration) -> DrainReport {
-        let deadline = Instant::now() + grace;
-        self.api.start_draining();
-        self.router.set_tags(self.tags.clone());
-        let others = self
-            .router
-            .get_all_peers()
-            .iter()
-            .any(|m| &m.node != self.router.node_id());
-        let settle_until = Instant::now() + if others { DRAIN_SETTLE } else { Duration::ZERO };
-        let pool = &self.pool;
-        wait_until(deadline, || {
-            Instant::now() >= settle_until && pool.in_flight() + pool.queue_depth() == 0
-        })
-        .await;
+        let deadline = tokio::time::Instant::now() + grace;
+        let (abandoned, pool_drained) = tokio::join!(
+            drain_coordinator(&self.coordinator, deadline),
+            tokio::time::timeout_at(deadline, self.pool.drain()),
+        );
         let jobs_run = self.pool.finished();
-        self.pool.shutdown().await;
-        self.mapreduce.shutdown();
-        let abandoned = wait_coordinator(&self.coordinator, deadline).await;
+        // The pool stays registered (and refusing) through the leave if it
+        // is idle; jobs still running past the grace are cancelled now, so
+        // that their `node_down` results reach their coordinators while the
+        // links are up.
+        let idle_pool = if pool_drained.is_ok() {
+            Some(self.pool)
+        } else {
+            tracing::warn!(
+                running = self.pool.in_flight() + self.pool.queue_depth(),
+                "drain grace over: cancelling the jobs still running here"
+            );
+            self.pool.shutdown().await;
+            None
+        };
         if abandoned > 0 {
             tracing::warn!(abandoned, "drain grace over: unfinished jobs abandoned");
         }
-        self.coordinator.shutdown().await;
         if tokio::time::timeout(LEAVE_TIMEOUT, self.router.leave())
             .await
             .is_err()
@@ -297,15 +303,13 @@ impl Node {
             self.router.shutdown().await;
         }
         if let Some(http) = self.http {
-            let _ = http.stop.send(());
-            let mut task = http.task;
-            if tokio::time::timeout(HTTP_CLOSE_GRACE, &mut task)
-                .await
-                .is_err()
-            {
-                task.abort();
-            }
+            http.close().await;
         }
+        if let Some(pool) = idle_pool {
+            pool.shutdown().await;
+        }
+        self.mapreduce.shutdown();
+        self.coordinator.shutdown().await;
         DrainReport {
             jobs_run,
             abandoned,
@@ -313,28 +317,47 @@ impl Node {
     }
 }
 
-/// Waits until the coordinator has nothing in progress or `deadline`
-/// passes; returns what is still in progress.
-async fn wait_coordinator(coordinator: &Coordinator, deadline: Instant) -> u64 {
+/// Drains the coordinator until every job it holds is final or `deadline`
+/// passes; returns how many it still holds then.
+async fn drain_coordinator(coordinator: &Coordinator, deadline: tokio::time::Instant) -> u64 {
     loop {
-        let in_progress = match coordinator.stats().await {
-            Ok(stats) => stats.in_progress,
-            Err(err) => {
-                tracing::warn!(%err, "drain: coordinator statistics unavailable");
-                return 0;
+        match tokio::time::timeout_at(deadline, coordinator.drain()).await {
+            Ok(Ok(())) => return 0,
+            // A mailbox full for a whole ask timeout: the request to drain
+            // did not get in; ask again (until the deadline).
+            Ok(Err(JobError::Ask(AskError::Full))) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(%err, "drain: the coordinator did not drain");
+                return unfinished(coordinator).await;
             }
-        };
-        if in_progress == 0 || Instant::now() >= deadline {
-            return in_progress;
+            Err(_) => return unfinished(coordinator).await,
         }
-        tokio::time::sleep(DRAIN_POLL).await;
     }
 }
 
-/// Polls `done` until it holds or `deadline` passes.
-async fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) {
-    while !done() && Instant::now() < deadline {
-        tokio::time::sleep(DRAIN_POLL).await;
+/// The jobs the coordinator still holds (0 if it does not answer).
+async fn unfinished(coordinator: &Coordinator) -> u64 {
+    match coordinator.stats().await {
+        Ok(stats) => stats.in_progress,
+        Err(err) => {
+            tracing::warn!(%err, "drain: coordinator statistics unavailable");
+            0
+        }
+    }
+}
+
+impl HttpServer {
+    /// Stops accepting, lets requests in progress finish for
+    /// [`HTTP_CLOSE_GRACE`], then ends the server.
+    async fn close(self) {
+        let _ = self.stop.send(());
+        let mut task = self.task;
+        if tokio::time::timeout(HTTP_CLOSE_GRACE, &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
     }
 }
 

@@ -1,13 +1,21 @@
-//! cluster-transport: binary node frames, client JSON text frames and the
-//! handshake state machine.
+//! Entry points for the fuzz targets in `/fuzz`; not a stable API.
+//!
+//! Each function takes arbitrary input, runs the real decoder(s) of this
+//! crate on it exactly as a link does, and checks the round trips of what is
+//! accepted. None of them panics on any input; a panic is a violated
+//! invariant, i.e. a bug (what the fuzzers look for). The `*_seeds`
+//! functions build seed inputs with the real encoders. The same functions
+//! are run on stable by `tests/fuzz_smoke.rs` of the main workspace and by
+//! `fuzz/tests/seeds.rs`.
 
 use bytes::Bytes;
 
+use crate::auth;
 use crate::codec::{self, BatchEncoder, NodeFrame, Push};
 use crate::config::Secret;
 use crate::envelope::{Envelope, EnvelopeKind};
 use crate::handshake::{Dialer, Listener, Params, Step};
-use crate::wire::{ControlFrame, ErrorCode, RefuseReason, PROTOCOL_VERSION};
+use crate::wire::{AuthRequest, ControlFrame, ErrorCode, RefuseReason, PROTOCOL_VERSION};
 
 /// `TransportConfig::default().max_frame_size` (16 MiB).
 const DEFAULT_LIMIT: usize = 16 * 1024 * 1024;
@@ -18,7 +26,11 @@ const MIN_LIMIT: usize = 1024;
 fn encode_batch(envs: &[Envelope]) -> Bytes {
     let mut enc = BatchEncoder::new(usize::MAX);
     for env in envs {
-        assert_eq!(enc.push(env), Push::Added, "decoded envelope does not re-encode");
+        assert_eq!(
+            enc.push(env),
+            Push::Added,
+            "decoded envelope does not re-encode"
+        );
     }
     enc.finish()
 }
@@ -26,12 +38,15 @@ fn encode_batch(envs: &[Envelope]) -> Bytes {
 /// Decodes `data` as a node frame (what a link does with every binary
 /// WebSocket message) and checks that what decodes re-encodes to a frame
 /// that decodes to the same value.
-pub fn fuzz_transport_node_frame(data: &[u8]) {
+pub fn node_frame(data: &[u8]) {
     let frame = Bytes::copy_from_slice(data);
     let small = codec::decode_node_frame(&frame, MIN_LIMIT);
     let decoded = codec::decode_node_frame(&frame, DEFAULT_LIMIT);
     if small.is_ok() {
-        assert!(decoded.is_ok(), "a larger limit refused what a smaller one accepted");
+        assert!(
+            decoded.is_ok(),
+            "a larger limit refused what a smaller one accepted"
+        );
     }
     match decoded {
         Ok(NodeFrame::Batch(envs)) => {
@@ -69,13 +84,13 @@ pub fn fuzz_transport_node_frame(data: &[u8]) {
 
 /// Decodes `data` as a client text frame (auth message, then envelopes) and
 /// checks that an accepted envelope survives `encode_client_text`.
-pub fn fuzz_transport_client_text(data: &[u8]) {
+pub fn client_text(data: &[u8]) {
     // WebSocket text frames are UTF-8 by the time the codec sees them.
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let _ = serde_json::from_str::<crate::wire::AuthRequest>(text);
-    let _ = crate::auth::verify_client_token(&Secret::from("cookie"), text);
+    let _ = serde_json::from_str::<AuthRequest>(text);
+    let _ = auth::verify_client_token(&Secret::from("cookie"), text);
     let Ok(env) = codec::decode_client_text(text) else {
         return;
     };
@@ -123,7 +138,7 @@ fn frames(mut data: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// does (undecodable or data frames become a `Heartbeat`, which the machine
 /// refuses). The first byte picks the role. Without the secret's proofs over
 /// fresh random nonces, no sequence may complete a handshake.
-pub fn fuzz_transport_handshake(data: &[u8]) {
+pub fn handshake(data: &[u8]) {
     let Some((&role, rest)) = data.split_first() else {
         return;
     };
@@ -155,7 +170,9 @@ pub fn fuzz_transport_handshake(data: &[u8]) {
                 check_control_round_trip(&reply);
             }
             Step::Done { peer, accepted } => {
-                panic!("handshake completed without the secret (peer {peer:?}, accepted {accepted})")
+                panic!(
+                    "handshake completed without the secret (peer {peer:?}, accepted {accepted})"
+                )
             }
             Step::Fail { reply, error } => {
                 let _ = error.to_string();
@@ -185,7 +202,11 @@ fn sample_envelopes() -> Vec<Envelope> {
     err.kind = EnvelopeKind::Error;
     err.id = u64::MAX;
     vec![
-        Envelope::json("worker@node-b", "coordinator@node-a", r#"{"id":1,"kind":"echo"}"#),
+        Envelope::json(
+            "worker@node-b",
+            "coordinator@node-a",
+            r#"{"id":1,"kind":"echo"}"#,
+        ),
         reply,
         err,
         Envelope::binary("system@b", "system@a", Vec::new()),
@@ -223,20 +244,24 @@ fn sample_controls() -> Vec<ControlFrame> {
 }
 
 /// Seeds: batches of 0, 1 and several envelopes, and every control frame.
-pub fn seeds_transport_node_frame() -> Vec<Vec<u8>> {
+pub fn node_frame_seeds() -> Vec<Vec<u8>> {
     let envs = sample_envelopes();
     let mut out = vec![
         encode_batch(&[]).to_vec(),
         encode_batch(&envs[..1]).to_vec(),
         encode_batch(&envs).to_vec(),
     ];
-    out.extend(sample_controls().iter().map(|c| codec::encode_control(c).to_vec()));
+    out.extend(
+        sample_controls()
+            .iter()
+            .map(|c| codec::encode_control(c).to_vec()),
+    );
     out
 }
 
 /// Seeds: client envelopes as `encode_client_text` writes them, a minimal
 /// one, one with an object payload, and an auth message.
-pub fn seeds_transport_client_text() -> Vec<Vec<u8>> {
+pub fn client_text_seeds() -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = sample_envelopes()
         .iter()
         .filter_map(|e| codec::encode_client_text(e).ok())
@@ -247,7 +272,7 @@ pub fn seeds_transport_client_text() -> Vec<Vec<u8>> {
         br#"{"to":"w@b","from":"x@y","payload":"t","id":5,"correlation_id":4,"kind":"error","format":"binary"}"#
             .to_vec(),
     );
-    let token = crate::auth::client_token(&Secret::from("cookie"));
+    let token = auth::client_token(&Secret::from("cookie"));
     out.push(format!(r#"{{"auth":"{token}"}}"#).into_bytes());
     out
 }
@@ -263,7 +288,7 @@ fn framed(frames: &[ControlFrame]) -> Vec<u8> {
 }
 
 /// Seeds: plausible handshake sequences for both roles.
-pub fn seeds_transport_handshake() -> Vec<Vec<u8>> {
+pub fn handshake_seeds() -> Vec<Vec<u8>> {
     let c = sample_controls();
     let listener = |frames: &[ControlFrame]| [vec![1u8], framed(frames)].concat();
     let dialer = |frames: &[ControlFrame]| [vec![0u8], framed(frames)].concat();

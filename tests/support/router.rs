@@ -1,13 +1,16 @@
-//! Shared helpers of the router integration tests: fast cluster
-//! configuration, a polling `wait_until`, an echo actor and a collector.
-#![allow(dead_code, unreachable_pub)]
+//! Router clusters for the `router_*` tests: fast configuration, start and
+//! convergence, an echo actor and a collector.
 
-use std::future::Future;
 use std::time::Duration;
 
 use actor_core::{spawn, Actor, BoxError, Context};
-use cluster_router::{Envelope, MemberStatus, NodeId, Router, RouterConfig};
+use cluster_router::{ActorAddr, Envelope, MemberStatus, NodeId, Router, RouterConfig};
 use tokio::sync::mpsc;
+
+// Re-exported so that `use support::<area>::*` brings the bounded awaits.
+use super::fast_router;
+#[allow(unused_imports)]
+pub use super::{wait_until, within};
 
 /// The cluster secret of every test.
 pub const SECRET: &str = "router-test-cookie";
@@ -15,41 +18,18 @@ pub const SECRET: &str = "router-test-cookie";
 /// Bound of every single await in these tests.
 pub const STEP: Duration = Duration::from_secs(10);
 
-/// A fast configuration: 100 ms gossip, Suspect after 300 ms, Down after 600 ms.
+/// [`fast_router`] with [`SECRET`] and a 3 s request timeout.
 pub fn fast(name: &str) -> RouterConfig {
-    let mut cfg = RouterConfig::new(name, SECRET).timing(
-        Duration::from_millis(100),
-        Duration::from_millis(300),
-        Duration::from_millis(600),
-    );
+    let mut cfg = fast_router(name, SECRET);
     cfg.request_timeout = Duration::from_secs(3);
-    cfg.give_up_after = Duration::from_secs(2);
-    cfg.transport.heartbeat_interval = Duration::from_millis(100);
-    cfg.transport.reconnect.initial = Duration::from_millis(20);
-    cfg.transport.reconnect.max = Duration::from_millis(200);
     cfg
 }
 
-/// Awaits `fut`, failing the test if it takes longer than `limit`.
-pub async fn within<F: Future>(limit: Duration, what: &str, fut: F) -> F::Output {
-    match tokio::time::timeout(limit, fut).await {
-        Ok(out) => out,
-        Err(_) => panic!("timed out after {limit:?}: {what}"),
-    }
-}
-
-/// Polls `condition` every 20 ms until it holds (true) or `limit` passes (false).
-pub async fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if condition() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Starts a router with `cfg`, within [`STEP`].
+pub async fn start(cfg: RouterConfig) -> Router {
+    within(STEP, "router start", Router::start(cfg))
+        .await
+        .expect("router starts")
 }
 
 /// Whether `router` sees exactly `nodes` as Up (itself included).
@@ -63,24 +43,26 @@ pub fn status_of(router: &Router, node: &NodeId) -> Option<MemberStatus> {
     router.member(node).map(|m| m.status)
 }
 
-/// Starts `names.len()` nodes, all joining through the first, and waits
-/// until every node sees every other Up.
+/// Starts `names.len()` nodes with [`fast`], all joining through the first,
+/// and waits until every node sees every other Up.
 pub async fn cluster(names: &[&str]) -> Vec<Router> {
-    let seed = within(STEP, "seed start", Router::start(fast(names[0])))
-        .await
-        .expect("seed starts");
+    cluster_of(names.iter().map(|name| fast(name)).collect()).await
+}
+
+/// Starts one node per configuration, the others joining through the
+/// first, and waits until every node sees every other Up.
+pub async fn cluster_of(configs: Vec<RouterConfig>) -> Vec<Router> {
+    let mut configs = configs.into_iter();
+    let seed = start(configs.next().expect("at least one node")).await;
     let mut nodes = vec![seed];
-    for name in &names[1..] {
-        let cfg = fast(name).seeds([nodes[0].url()]);
-        let node = within(STEP, "node start", Router::start(cfg))
-            .await
-            .expect("node starts");
+    for cfg in configs {
+        let node = start(cfg.seeds([nodes[0].url()])).await;
         nodes.push(node);
     }
     let ids: Vec<NodeId> = nodes.iter().map(|n| n.node_id().clone()).collect();
     let refs: Vec<&NodeId> = ids.iter().collect();
     let all_see_all = wait_until(STEP, || nodes.iter().all(|n| sees_up(n, &refs))).await;
-    assert!(all_see_all, "cluster {names:?} did not converge");
+    assert!(all_see_all, "cluster {ids:?} did not converge");
     nodes
 }
 
@@ -104,7 +86,7 @@ impl Actor for Echo {
 }
 
 /// Registers an echo actor named `name` on `router`.
-pub fn echo(router: &Router, name: &str) -> cluster_router::ActorAddr {
+pub fn echo(router: &Router, name: &str) -> ActorAddr {
     router
         .register(name, spawn(name, Echo(router.clone())))
         .expect("register echo")
@@ -123,10 +105,7 @@ impl Actor for Collector {
 }
 
 /// Registers a collector named `name` on `router`; returns its address and inbox.
-pub fn collector(
-    router: &Router,
-    name: &str,
-) -> (cluster_router::ActorAddr, mpsc::UnboundedReceiver<Envelope>) {
+pub fn collector(router: &Router, name: &str) -> (ActorAddr, mpsc::UnboundedReceiver<Envelope>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let addr = router
         .register(name, spawn(name, Collector(tx)))

@@ -1,9 +1,6 @@
-//! Shared helpers of the job-queue integration tests (`tests/jobs_*.rs`):
-//! a fast cluster with worker pools, and bounded awaits. Included by each
-//! test file with `#[path]`; as a target of its own it has no tests.
-#![allow(dead_code, unreachable_pub)]
+//! Nodes with worker pools and coordinators for the `jobs_*` tests: a fast
+//! cluster, handlers for every scenario, membership waits.
 
-use std::future::Future;
 use std::time::Duration;
 
 use cluster_router::{MemberEvent, Router, RouterConfig};
@@ -12,34 +9,21 @@ use job_queue::{
     WorkerPool, WorkerPoolConfig,
 };
 
+// Re-exported so that `use support::<area>::*` brings the bounded awaits.
+use super::{fast_router, until_members};
+#[allow(unused_imports)]
+pub use super::{wait_until, within};
+
 /// The cluster secret of every test.
 pub const SECRET: &str = "jobs-test-cookie";
 
 /// Bound of every single await in these tests.
 pub const STEP: Duration = Duration::from_secs(15);
 
-/// Awaits `fut`, failing the test if it takes longer than `limit`.
-pub async fn within<F: Future>(limit: Duration, what: &str, fut: F) -> F::Output {
-    match tokio::time::timeout(limit, fut).await {
-        Ok(out) => out,
-        Err(_) => panic!("timed out after {limit:?}: {what}"),
-    }
-}
-
-/// A fast configuration: 100 ms gossip, Suspect after 300 ms, Down after 600 ms.
+/// [`fast_router`] with [`SECRET`], a 3 s request timeout and `tags`.
 pub fn fast(name: &str, tags: &[&str]) -> RouterConfig {
-    let mut cfg = RouterConfig::new(name, SECRET)
-        .timing(
-            Duration::from_millis(100),
-            Duration::from_millis(300),
-            Duration::from_millis(600),
-        )
-        .tags(tags.iter().copied());
+    let mut cfg = fast_router(name, SECRET).tags(tags.iter().copied());
     cfg.request_timeout = Duration::from_secs(3);
-    cfg.give_up_after = Duration::from_secs(2);
-    cfg.transport.heartbeat_interval = Duration::from_millis(100);
-    cfg.transport.reconnect.initial = Duration::from_millis(20);
-    cfg.transport.reconnect.max = Duration::from_millis(200);
     cfg
 }
 
@@ -185,6 +169,7 @@ pub async fn start_node_with(
     Node { router, pool }
 }
 
+/// Whether `router` sees every node in `names` Up with its kinds advertised.
 fn sees_all(router: &Router, names: &[&str]) -> bool {
     let peers = router.get_all_peers();
     names.iter().all(|n| {
@@ -197,13 +182,7 @@ fn sees_all(router: &Router, names: &[&str]) -> bool {
 /// Waits (on membership events) until `router` sees every node in `names`
 /// Up with its kinds advertised.
 pub async fn converged(router: &Router, names: &[&str]) {
-    let mut events = router.subscribe();
-    while !sees_all(router, names) {
-        match events.recv().await {
-            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-            Err(e) => panic!("membership events closed: {e}"),
-        }
-    }
+    until_members(router, |r| sees_all(r, names)).await;
 }
 
 /// Waits until `router` reports `node` Down.
@@ -254,4 +233,10 @@ pub async fn stop_all(nodes: Vec<Node>) {
         within(STEP, "pool shutdown", node.pool.shutdown()).await;
         within(STEP, "router shutdown", node.router.shutdown()).await;
     }
+}
+
+/// Shuts the coordinator down, then every node.
+pub async fn finish(coord: Coordinator, nodes: Vec<Node>) {
+    within(STEP, "coordinator shutdown", coord.shutdown()).await;
+    stop_all(nodes).await;
 }

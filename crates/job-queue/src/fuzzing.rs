@@ -1,0 +1,213 @@
+//! Entry points for the fuzz targets in `/fuzz`; not a stable API.
+//!
+//! [`job_wire`] takes arbitrary bytes, runs every decoder of jobs and
+//! results that reads a payload from another node or an external client
+//! (`Job`/`JobResult` JSON and bincode, the worker protocol's `decode_job`,
+//! `decode_jobs` and `decode_reply` in both payload formats, and the batch
+//! sequences), and checks the round trips of what is accepted. It never
+//! panics on any input; a panic is a violated invariant, i.e. a bug (what
+//! the fuzzers look for). [`job_wire_seeds`] builds seed inputs with the
+//! real encoders. The same functions are run on stable by
+//! `tests/fuzz_smoke.rs` of the main workspace and by `fuzz/tests/seeds.rs`.
+
+use std::time::Duration;
+
+use cluster_router::PayloadFormat;
+
+use crate::failure::{FailureCause, JobFailure};
+use crate::handler::ProgressUpdate;
+use crate::job::{Job, JobId, JobResult};
+use crate::protocol::{self, WorkerReply};
+use crate::wire::{decode_job_seq, decode_result_seq, encode_job_seq, encode_result_seq};
+
+const FORMATS: [PayloadFormat; 2] = [PayloadFormat::Json, PayloadFormat::Binary];
+
+/// Runs every job / result decoder on `data` and checks that what each one
+/// accepts re-encodes in the same form to something that decodes equal.
+pub fn job_wire(data: &[u8]) {
+    job_forms(data);
+    sequences(data);
+    for format in FORMATS {
+        worker_protocol(data, format);
+    }
+}
+
+/// `Job` and `JobResult` in their JSON (client) and bincode (node) forms.
+fn job_forms(data: &[u8]) {
+    if let Ok(job) = Job::from_bincode(data) {
+        let back = Job::from_bincode(&job.to_bincode()).expect("own bincode decodes");
+        assert_eq!(back, job);
+        let _ = job.validate();
+        let _ = job.heap_bytes();
+    }
+    if let Ok(res) = JobResult::from_bincode(data) {
+        let back = JobResult::from_bincode(&res.to_bincode()).expect("own bincode decodes");
+        assert_eq!(back, res);
+        let _ = res.outcome();
+    }
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(job) = Job::from_json(text) {
+        let back = Job::from_json(&job.to_json()).expect("own JSON decodes");
+        assert_eq!(back, job);
+        let _ = job.validate();
+    }
+    if let Ok(res) = JobResult::from_json(text) {
+        let back = JobResult::from_json(&res.to_json()).expect("own JSON decodes");
+        assert_same_result(&back, &res);
+    }
+}
+
+/// The bincode sequences of jobs and results carried in batches.
+fn sequences(data: &[u8]) {
+    if let Ok(jobs) = decode_job_seq(data) {
+        let mut out = Vec::new();
+        encode_job_seq(&jobs, &mut out);
+        assert_eq!(decode_job_seq(&out).expect("own job batch decodes"), jobs);
+    }
+    if let Ok(results) = decode_result_seq(data) {
+        let mut out = Vec::new();
+        encode_result_seq(&results, &mut out);
+        assert_eq!(
+            decode_result_seq(&out).expect("own result batch decodes"),
+            results
+        );
+    }
+}
+
+/// What a worker pool decodes from a dispatch (`decode_job`, `decode_jobs`)
+/// and a coordinator from a worker's reply (`decode_reply`), in `format`.
+fn worker_protocol(data: &[u8], format: PayloadFormat) {
+    if let Ok(job) = protocol::decode_job(data, format) {
+        let back = protocol::decode_job(&protocol::encode_job(&job, format), format)
+            .expect("own job payload decodes");
+        assert_eq!(back, job);
+    }
+    if let Ok(jobs) = protocol::decode_jobs(data, format) {
+        assert!(!jobs.is_empty() || format == PayloadFormat::Binary);
+        if format == PayloadFormat::Binary {
+            let batch = protocol::encode_job_batch(&jobs);
+            let back = protocol::decode_jobs(&batch, format).expect("own job batch decodes");
+            assert_eq!(back, jobs);
+        }
+    }
+    match protocol::decode_reply(data, format) {
+        Ok(reply) => {
+            let bytes = protocol::encode_reply(&reply, format);
+            let back = protocol::decode_reply(&bytes, format).expect("own reply decodes");
+            assert_same_reply(&back, &reply);
+        }
+        Err(err) => {
+            let _ = err.to_string();
+        }
+    }
+}
+
+/// `a == b`, except that a JSON `elapsed_ms` may round by a microsecond.
+fn assert_same_result(a: &JobResult, b: &JobResult) {
+    let (x, y) = (a.elapsed.as_micros(), b.elapsed.as_micros());
+    assert!(
+        x.abs_diff(y) <= 1 + (x >> 40),
+        "elapsed drifted: {y} -> {x}"
+    );
+    let a = JobResult {
+        elapsed: b.elapsed,
+        ..a.clone()
+    };
+    assert_eq!(&a, b);
+}
+
+fn assert_same_reply(a: &WorkerReply, b: &WorkerReply) {
+    match (a, b) {
+        (WorkerReply::Result(x), WorkerReply::Result(y)) => assert_same_result(x, y),
+        (WorkerReply::Results(xs), WorkerReply::Results(ys)) => {
+            assert_eq!(xs.len(), ys.len());
+            xs.iter()
+                .zip(ys)
+                .for_each(|(x, y)| assert_same_result(x, y));
+        }
+        (WorkerReply::Progress(x), WorkerReply::Progress(y)) => assert_eq!(x, y),
+        (a, b) => panic!("reply changed shape: {b:?} -> {a:?}"),
+    }
+}
+
+fn id(s: &str) -> JobId {
+    JobId::new(s).expect("valid id")
+}
+
+fn sample_jobs() -> Vec<Job> {
+    vec![
+        Job::new("echo", "hello"),
+        Job::new("resize", r#"{"w":64,"h":32}"#)
+            .with_id(id("job-42"))
+            .with_tag("gpu")
+            .with_tag("kind:resize")
+            .with_timeout(Duration::from_millis(1500))
+            .with_max_attempts(5),
+        Job::new("sha256", ""),
+    ]
+}
+
+fn sample_results() -> Vec<JobResult> {
+    vec![
+        JobResult::success(id("job-1"), "ok", "node-b", 1, Duration::from_micros(1234)),
+        JobResult::failure(
+            id("job-2"),
+            JobFailure::new(FailureCause::Handler, "boom"),
+            "node-c",
+            3,
+            Duration::from_millis(20),
+        ),
+        JobResult::failure(
+            id("job-3"),
+            JobFailure::new(FailureCause::NoEligibleNode, "no node has tag gpu"),
+            "",
+            0,
+            Duration::ZERO,
+        ),
+    ]
+}
+
+fn sample_replies() -> Vec<WorkerReply> {
+    let results = sample_results();
+    vec![
+        WorkerReply::Result(results[0].clone()),
+        WorkerReply::Results(results),
+        WorkerReply::Progress(ProgressUpdate {
+            job_id: id("job-42"),
+            attempt: 2,
+            fraction: 0.25,
+            note: "resized 1 of 4".into(),
+        }),
+    ]
+}
+
+/// Seeds for [`job_wire`]: sample jobs and results in both forms, a
+/// minimal JSON job, job batches, worker replies in both formats and bare
+/// batch sequences.
+pub fn job_wire_seeds() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for job in sample_jobs() {
+        out.push(job.to_json().into_bytes());
+        out.push(job.to_bincode());
+    }
+    for res in sample_results() {
+        out.push(res.to_json().into_bytes());
+        out.push(res.to_bincode());
+    }
+    out.push(br#"{"kind":"echo","data":{"x":[1,2,3]}}"#.to_vec());
+    out.push(protocol::encode_job_batch(&sample_jobs()).to_vec());
+    for reply in sample_replies() {
+        for format in FORMATS {
+            out.push(protocol::encode_reply(&reply, format).to_vec());
+        }
+    }
+    let mut seq = Vec::new();
+    encode_job_seq(&sample_jobs()[..2], &mut seq);
+    out.push(seq);
+    let mut seq = Vec::new();
+    encode_result_seq(&sample_results(), &mut seq);
+    out.push(seq);
+    out
+}
