@@ -4,7 +4,8 @@
 //! chunks. Results equal the single-process references, also when a worker
 //! node dies in the map or in the reduce phase.
 
-use std::future::Future;
+mod support;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,28 +18,15 @@ use job_queue::mapreduce::{
 use job_queue::{
     Coordinator, CoordinatorOptions, FailureCause, HandlerRegistry, WorkerPool, WorkerPoolConfig,
 };
+use support::{fast_router, until_members, within};
 
 const SECRET: &str = "mapreduce-cluster-test";
 const STEP: Duration = Duration::from_secs(60);
 
-async fn within<F: Future>(what: &str, fut: F) -> F::Output {
-    match tokio::time::timeout(STEP, fut).await {
-        Ok(out) => out,
-        Err(_) => panic!("timed out: {what}"),
-    }
-}
-
+/// [`fast_router`] with a 500 ms link wait.
 fn fast(name: &str) -> RouterConfig {
-    let mut cfg = RouterConfig::new(name, SECRET).timing(
-        Duration::from_millis(100),
-        Duration::from_millis(300),
-        Duration::from_millis(600),
-    );
-    cfg.give_up_after = Duration::from_secs(2);
+    let mut cfg = fast_router(name, SECRET);
     cfg.link_wait = Duration::from_millis(500);
-    cfg.transport.heartbeat_interval = Duration::from_millis(100);
-    cfg.transport.reconnect.initial = Duration::from_millis(20);
-    cfg.transport.reconnect.max = Duration::from_millis(200);
     cfg
 }
 
@@ -63,8 +51,8 @@ struct Worker {
 
 impl Worker {
     async fn kill(self) {
-        within("router shutdown", self.router.shutdown()).await;
-        within("pool shutdown", self.pool.shutdown()).await;
+        within(STEP, "router shutdown", self.router.shutdown()).await;
+        within(STEP, "pool shutdown", self.pool.shutdown()).await;
     }
 }
 
@@ -76,7 +64,7 @@ struct Cluster {
 }
 
 async fn start_worker(name: &str, seed: String) -> Worker {
-    let router = within("router", Router::start(fast(name).seeds([seed])))
+    let router = within(STEP, "router", Router::start(fast(name).seeds([seed])))
         .await
         .unwrap();
     let jobs = MapReduceRegistry::with_builtins();
@@ -89,7 +77,7 @@ async fn start_worker(name: &str, seed: String) -> Worker {
         load_interval: Duration::from_millis(100),
         shutdown_grace: Duration::from_millis(100),
     };
-    let pool = within("pool", WorkerPool::start(&router, handlers, config))
+    let pool = within(STEP, "pool", WorkerPool::start(&router, handlers, config))
         .await
         .unwrap();
     Worker {
@@ -100,23 +88,21 @@ async fn start_worker(name: &str, seed: String) -> Worker {
     }
 }
 
+/// Waits until `router` sees `workers` nodes advertising `mr.reduce`.
 async fn converged(router: &Router, workers: usize) {
-    let mut events = router.subscribe();
-    loop {
-        let ready = router
+    until_members(router, |r| {
+        let ready = r
             .get_all_peers()
             .iter()
             .filter(|m| m.tags.iter().any(|t| t == "kind:mr.reduce"))
             .count();
-        if ready >= workers {
-            return;
-        }
-        let _ = events.recv().await;
-    }
+        ready >= workers
+    })
+    .await;
 }
 
 async fn cluster() -> Cluster {
-    let driver_router = within("driver router", Router::start(fast("driver")))
+    let driver_router = within(STEP, "driver router", Router::start(fast("driver")))
         .await
         .unwrap();
     let node = MapReduceNode::start(
@@ -129,13 +115,17 @@ async fn cluster() -> Cluster {
     for name in ["w1", "w2", "w3"] {
         workers.push(start_worker(name, driver_router.url()).await);
     }
-    within("convergence", converged(&driver_router, 3)).await;
+    within(STEP, "convergence", converged(&driver_router, 3)).await;
     let mut options = CoordinatorOptions::default();
     options.core.backoff.base = Duration::from_millis(20);
     options.core.backoff.max = Duration::from_millis(200);
-    let coordinator = within("coordinator", Coordinator::start(&driver_router, options))
-        .await
-        .unwrap();
+    let coordinator = within(
+        STEP,
+        "coordinator",
+        Coordinator::start(&driver_router, options),
+    )
+    .await
+    .unwrap();
     let driver = ClusterMapReduce::new(node, coordinator.clone());
     Cluster {
         driver_router,
@@ -154,11 +144,11 @@ impl Cluster {
     }
 
     async fn stop(self) {
-        within("coordinator shutdown", self.coordinator.shutdown()).await;
+        within(STEP, "coordinator shutdown", self.coordinator.shutdown()).await;
         for worker in self.workers {
             worker.kill().await;
         }
-        within("driver shutdown", self.driver_router.shutdown()).await;
+        within(STEP, "driver shutdown", self.driver_router.shutdown()).await;
     }
 }
 
@@ -188,6 +178,7 @@ async fn word_count_equals_the_reference_on_a_cluster() {
     let cluster = cluster().await;
     for (splits, reducers) in [(1, 1), (6, 1), (12, 5), (4, 10_000)] {
         let out = within(
+            STEP,
             "word count",
             cluster
                 .driver
@@ -219,6 +210,7 @@ async fn inverted_index_equals_the_reference_on_a_cluster() {
     let expected = reference_inverted_index(&inputs);
     let cluster = cluster().await;
     let out = within(
+        STEP,
         "inverted index",
         cluster.driver.inverted_index(&inputs, &options(7, 3)),
     )
@@ -275,6 +267,7 @@ async fn file_inputs_are_read_on_demand_and_read_errors_fail_the_task() {
         seen: None,
     };
     let out = within(
+        STEP,
         "word count of files",
         cluster
             .driver
@@ -287,6 +280,7 @@ async fn file_inputs_are_read_on_demand_and_read_errors_fail_the_task() {
     let (bytes, blobs) = staged.seen.unwrap();
     assert_eq!((bytes, blobs as u32), (0, out.stats.map_tasks));
     let index = within(
+        STEP,
         "inverted index of files",
         cluster.driver.inverted_index(&files, &options(5, 2)),
     )
@@ -302,6 +296,7 @@ async fn file_inputs_are_read_on_demand_and_read_errors_fail_the_task() {
     let mut opts = options(1, 1);
     opts.max_attempts = 2;
     let err = within(
+        STEP,
         "removed file",
         cluster
             .driver
@@ -359,6 +354,7 @@ async fn survives_a_kill(phase: Phase) {
         killed: None,
     };
     let out = within(
+        STEP,
         "word count with a node killed",
         cluster
             .driver
@@ -390,13 +386,18 @@ async fn a_worker_killed_in_the_reduce_phase_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_input_non_utf8_bytes_and_bad_settings() {
     let cluster = cluster().await;
-    let out = within("empty", cluster.driver.word_count(&[], &options(4, 3)))
-        .await
-        .unwrap();
+    let out = within(
+        STEP,
+        "empty",
+        cluster.driver.word_count(&[], &options(4, 3)),
+    )
+    .await
+    .unwrap();
     assert!(out.entries.is_empty());
     assert_eq!(out.stats.map_tasks, 0);
     let blank = [Input::new("a", ""), Input::new("b", " ,;42\n")];
     let out = within(
+        STEP,
         "blank",
         cluster.driver.inverted_index(&blank, &options(4, 3)),
     )
@@ -409,13 +410,18 @@ async fn empty_input_non_utf8_bytes_and_bad_settings() {
         "latin1",
         &b"caf\xe9 Stra\xdfe \xff\xfeok na\xc3\xafve"[..],
     )];
-    let out = within("latin1", cluster.driver.word_count(&latin1, &options(3, 2)))
-        .await
-        .unwrap();
+    let out = within(
+        STEP,
+        "latin1",
+        cluster.driver.word_count(&latin1, &options(3, 2)),
+    )
+    .await
+    .unwrap();
     let words: Vec<&str> = out.entries.iter().map(|(w, _)| w.as_str()).collect();
     assert_eq!(words, ["caf", "e", "na", "ok", "stra", "ve"]);
 
     let zero = within(
+        STEP,
         "zero reducers",
         cluster.driver.word_count(&latin1, &options(3, 0)),
     )
@@ -430,11 +436,12 @@ async fn empty_input_non_utf8_bytes_and_bad_settings() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_workers_the_job_fails_clearly() {
-    let router = within("router", Router::start(fast("lonely")))
+    let router = within(STEP, "router", Router::start(fast("lonely")))
         .await
         .unwrap();
     let node = MapReduceNode::start(&router, MapReduceRegistry::new(), node_config()).unwrap();
     let coordinator = within(
+        STEP,
         "coordinator",
         Coordinator::start(&router, CoordinatorOptions::default()),
     )
@@ -442,15 +449,19 @@ async fn without_workers_the_job_fails_clearly() {
     .unwrap();
     let driver = ClusterMapReduce::new(node, coordinator.clone());
     let inputs = [Input::new("a", "some words")];
-    let err = within("no workers", driver.word_count(&inputs, &options(2, 2)))
-        .await
-        .unwrap_err();
+    let err = within(
+        STEP,
+        "no workers",
+        driver.word_count(&inputs, &options(2, 2)),
+    )
+    .await
+    .unwrap_err();
     let MapReduceError::TaskFailed { failure, .. } = &err else {
         panic!("expected a task failure: {err:?}");
     };
     assert_eq!(failure.cause, FailureCause::NoEligibleNode);
     assert!(err.to_string().contains("mr.map"), "{err}");
     assert!(driver.node().store().is_empty());
-    within("coordinator shutdown", coordinator.shutdown()).await;
-    within("router shutdown", router.shutdown()).await;
+    within(STEP, "coordinator shutdown", coordinator.shutdown()).await;
+    within(STEP, "router shutdown", router.shutdown()).await;
 }

@@ -2,12 +2,9 @@
 
 mod support;
 
-use std::time::Duration;
-
-use cluster_transport::{Envelope, HandshakeError, Transport, TransportConfig, TransportError};
-use tokio::time::timeout;
+use cluster_transport::{Envelope, HandshakeError, TransportError};
 use support::transport::{node, stop, until, T};
-
+use tokio::time::timeout;
 
 #[tokio::test]
 async fn wrong_secret_is_refused_on_both_sides() {

@@ -3,22 +3,14 @@
 
 mod support;
 
-use std::time::Duration;
-
-use cluster_transport::{
-    client_token, Envelope, LinkEvent, Secret, Source, Transport, TransportConfig,
-};
-use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
-use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use cluster_transport::{Envelope, LinkEvent, Source, Transport};
 use support::transport::{node, stop, T};
 use support::ws::{
     auth_ok, bearer_request, close_code, connect, connect_bearer, next_json, send, send_auth, Ws,
 };
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
 
 /// Sends an envelope, checks delivery, answers it, checks the client gets it.
 async fn round_trip(t: &Transport, ws: &mut Ws, id: u64) {

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cluster_transport::{Envelope, Incoming, Source, Transport, TransportConfig, TrySendError};
+use support::transport::{bind, node, stop};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
-use support::transport::{bind, node, stop};
 
 const N: u64 = 100_000;
 const T: Duration = Duration::from_secs(60);

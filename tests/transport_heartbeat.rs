@@ -4,10 +4,9 @@ mod support;
 
 use std::time::Duration;
 
-use cluster_transport::{LinkEvent, Transport, TransportConfig};
-use tokio::time::timeout;
+use cluster_transport::{LinkEvent, TransportConfig};
 use support::transport::{bind, stop, T};
-
+use tokio::time::timeout;
 
 #[tokio::test]
 async fn silent_peer_is_reported_down() {

@@ -3,16 +3,12 @@
 
 mod support;
 
-use std::time::Duration;
-
 use bytes::Bytes;
-use cluster_transport::{client_token, Envelope, Secret, Source, Transport, TransportConfig};
-use futures_util::{SinkExt, StreamExt};
-use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::Message;
+use cluster_transport::{Envelope, Source};
 use support::transport::{node, pair, stop, until, T};
 use support::ws::{auth_ok, connect, next_json, send, send_auth};
-
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
 async fn garbage_and_truncated_node_frames_do_not_disturb_the_link() {

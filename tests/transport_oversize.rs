@@ -2,17 +2,13 @@
 
 mod support;
 
-use std::time::Duration;
-
 use bytes::Bytes;
-use cluster_transport::{client_token, Envelope, LinkEvent, Secret, Transport, TransportConfig};
-use futures_util::{SinkExt, StreamExt};
-use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::Message;
+use cluster_transport::{Envelope, LinkEvent, TransportConfig};
 use support::transport::{bind, node, stop, T};
 use support::ws::{auth_ok, close_code, connect_bearer, send};
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
 
 const LIMIT: usize = 64 * 1024;
 

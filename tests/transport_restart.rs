@@ -3,14 +3,11 @@
 
 mod support;
 
-use std::time::Duration;
-
-use cluster_transport::{Backoff, Envelope, LinkEvent, Transport, TransportConfig};
-use tokio::sync::broadcast;
-use tokio::time::timeout;
+use cluster_transport::{Envelope, LinkEvent, Transport, TransportConfig};
 use support::fast_links;
 use support::transport::{bind, stop, T};
-
+use tokio::sync::broadcast;
+use tokio::time::timeout;
 
 fn config(name: &str) -> TransportConfig {
     let mut cfg = TransportConfig::new(name, "k");

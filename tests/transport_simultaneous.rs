@@ -5,10 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use cluster_transport::{Envelope, Transport, TransportConfig};
-use tokio::time::timeout;
+use cluster_transport::{Envelope, Transport};
 use support::transport::{node, stop, T};
-
+use tokio::time::timeout;
 
 async fn one_link(t: &Transport) {
     while t.stats().links_open != 1 {

@@ -2,14 +2,9 @@
 
 mod support;
 
-use std::time::Duration;
-
-use cluster_transport::{
-    HandshakeError, Transport, TransportConfig, TransportError, PROTOCOL_VERSION,
-};
-use tokio::time::timeout;
+use cluster_transport::{HandshakeError, TransportConfig, TransportError, PROTOCOL_VERSION};
 use support::transport::{bind, node, stop, T};
-
+use tokio::time::timeout;
 
 #[tokio::test]
 async fn version_mismatch_is_refused_with_both_versions() {
