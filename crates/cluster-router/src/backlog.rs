@@ -10,14 +10,18 @@
 //! it too, so envelopes keep their order.
 //!
 //! A backlog is bounded (envelopes and payload bytes). When one is at its
-//! bound, the dispatch task waits for room: the incoming queue of the
-//! transport fills, its link readers stop reading, and the senders' link
-//! queues fill, so backpressure still reaches the peers that flood a slow
-//! actor; below the bound, nobody else notices that actor is slow.
+//! bound, the dispatch task does **not** wait: the envelope bounces to its
+//! sender as Undeliverable ("mailbox of <actor> on <node> is full"), counted
+//! as a dead letter and in `RouterStats::overflow_bounces`, with a
+//! rate-limited warning. Like Erlang and Akka distribution, the inbound side
+//! of a link never blocks on an application mailbox: waiting there would
+//! stop every link of the node, and two nodes whose actors send to each
+//! other could then deadlock (each waiting for the other to read).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use actor_core::{ActorRef, TrySendError};
 use parking_lot::Mutex;
@@ -65,8 +69,6 @@ pub(crate) struct Backlog {
     /// Payload bytes queued plus those of the one being delivered.
     bytes: AtomicUsize,
     limits: BacklogLimits,
-    /// Woken when an envelope left the backlog (or it closed).
-    room: Notify,
     closed: AtomicBool,
     /// Woken when the backlog closes.
     stop: Notify,
@@ -79,7 +81,6 @@ impl Backlog {
             len: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
             limits,
-            room: Notify::new(),
             closed: AtomicBool::new(false),
             stop: Notify::new(),
         }
@@ -97,25 +98,13 @@ impl Backlog {
             || self.bytes.load(Ordering::Acquire) >= self.limits.bytes
     }
 
-    /// Waits until the backlog is below its bounds (or closed).
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: nothing is taken from the backlog.
-    pub(crate) async fn room(&self) {
-        loop {
-            let notified = self.room.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if !self.is_full() || self.closed.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
-        }
+    /// Envelopes queued plus the one being delivered.
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
     }
 
-    /// Appends `env` (whatever the bounds: callers that respect them wait
-    /// for [`Backlog::room`] first) and starts a drainer if none runs.
+    /// Appends `env` (whatever the bounds: callers that respect them check
+    /// [`Backlog::is_full`] first) and starts a drainer if none runs.
     pub(crate) fn push(self: &Arc<Self>, actor: &ActorRef<Envelope>, env: Envelope, inner: &Inner) {
         if self.closed.load(Ordering::Acquire) {
             return;
@@ -136,7 +125,6 @@ impl Backlog {
         self.closed.store(true, Ordering::Release);
         self.queue.lock().envelopes.clear();
         self.stop.notify_waiters();
-        self.room.notify_waiters();
     }
 
     async fn stopped(&self) {
@@ -163,14 +151,10 @@ impl Backlog {
         n > 0
     }
 
-    /// One envelope left the backlog (delivered or bounced); wakes the
-    /// waiters when that made room.
+    /// One envelope left the backlog (delivered or bounced).
     fn delivered(&self, payload_len: usize) {
-        let len = self.len.fetch_sub(1, Ordering::AcqRel);
-        let bytes = self.bytes.fetch_sub(payload_len, Ordering::AcqRel);
-        if len >= self.limits.envelopes || bytes >= self.limits.bytes {
-            self.room.notify_waiters();
-        }
+        self.len.fetch_sub(1, Ordering::AcqRel);
+        self.bytes.fetch_sub(payload_len, Ordering::AcqRel);
     }
 }
 
@@ -205,5 +189,58 @@ async fn drain(backlog: Arc<Backlog>, actor: ActorRef<Envelope>, inner: Weak<Inn
                 }
             }
         }
+    }
+}
+
+/// Rate limit of the "mailbox full" warning: at most one per interval, which
+/// says how many bounces it stands for.
+#[derive(Debug)]
+pub(crate) struct OverflowWarnings {
+    /// When the last warning was logged.
+    last: Mutex<Option<Instant>>,
+    /// Bounces since the last warning (not logged one by one).
+    unlogged: AtomicU64,
+}
+
+/// At most one overflow warning per this interval.
+const WARN_INTERVAL: Duration = Duration::from_secs(5);
+
+impl Default for OverflowWarnings {
+    fn default() -> Self {
+        OverflowWarnings {
+            last: Mutex::new(None),
+            unlogged: AtomicU64::new(0),
+        }
+    }
+}
+
+impl OverflowWarnings {
+    /// Records one bounce; returns the number of bounces to report (this
+    /// one included) when a warning is due now.
+    pub(crate) fn record(&self, now: Instant) -> Option<u64> {
+        self.unlogged.fetch_add(1, Ordering::Relaxed);
+        let mut last = self.last.lock();
+        if last.is_some_and(|t| now.duration_since(t) < WARN_INTERVAL) {
+            return None;
+        }
+        *last = Some(now);
+        Some(self.unlogged.swap(0, Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overflow_warnings_are_rate_limited_and_count_what_they_skipped() {
+        let warnings = OverflowWarnings::default();
+        let t0 = Instant::now();
+        assert_eq!(warnings.record(t0), Some(1));
+        for _ in 0..99 {
+            assert_eq!(warnings.record(t0 + Duration::from_secs(1)), None);
+        }
+        assert_eq!(warnings.record(t0 + WARN_INTERVAL), Some(100));
+        assert_eq!(warnings.record(t0 + WARN_INTERVAL), None);
     }
 }

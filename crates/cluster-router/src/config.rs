@@ -52,9 +52,10 @@ pub struct RouterConfig {
     /// Mailbox capacity of the `system` actor.
     pub system_mailbox: usize,
     /// Most envelopes held for one local actor whose mailbox is full
-    /// (its overflow queue). Below this bound a slow actor never delays
-    /// incoming traffic for the others; at it, reading from the network
-    /// pauses until the actor catches up (backpressure).
+    /// (its overflow queue). A slow actor never delays incoming traffic
+    /// for the others; at this bound, further incoming envelopes for it
+    /// bounce to their senders as Undeliverable (`mailbox of <actor> on
+    /// <node> is full`). Local senders are not bounced: they wait.
     pub backlog_limit: usize,
     /// Most payload bytes held in one local actor's overflow queue (the
     /// other bound of [`RouterConfig::backlog_limit`]).

@@ -22,8 +22,11 @@
 //!   nodes can ping-pong them. [`Router::request`] is request/reply over a
 //!   per-router reply mailbox. Incoming traffic never waits behind one
 //!   full mailbox: envelopes for a busy actor join its bounded, ordered
-//!   overflow queue ([`RouterConfig::backlog_limit`]); only a full overflow
-//!   queue pauses reading from the network (backpressure).
+//!   overflow queue ([`RouterConfig::backlog_limit`]), and reading from the
+//!   network never pauses for a mailbox: an envelope that finds the overflow
+//!   queue full bounces to its sender as Undeliverable ("mailbox of <actor>
+//!   on <node> is full"), so nodes whose actors send to each other cannot
+//!   deadlock. Local senders wait instead (backpressure).
 //! - **External clients.** Any WebSocket client that presents the client
 //!   token (see [`cluster_transport::client_token`]) gets a temporary
 //!   address `client-<id>@<node>`, announced in a welcome envelope from

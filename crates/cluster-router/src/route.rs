@@ -23,8 +23,9 @@ use crate::stats::bump;
 pub(crate) enum Delivery {
     /// Wait for room (a caller's own send: backpressure on that caller).
     Wait,
-    /// Queue in the actor's backlog, waiting only when the backlog is at
-    /// its bound (the dispatch of incoming traffic).
+    /// Queue in the actor's backlog; bounce to the sender when the backlog
+    /// is at its bound (the dispatch of incoming traffic, which never waits
+    /// for a mailbox).
     Spill,
 }
 
@@ -68,7 +69,7 @@ impl Inner {
             self.deliver_to_client(client, env);
             return;
         }
-        let (actor, backlog, env) = {
+        let (actor, env) = {
             let actors = self.actors.read();
             let Some(slot) = actors.get(name) else {
                 drop(actors);
@@ -94,25 +95,44 @@ impl Inner {
             } else {
                 env
             };
-            if mode == Delivery::Spill && !slot.backlog.is_full() {
-                bump(&self.counters.routed_local, 1);
-                slot.backlog.push(&slot.actor, env, self);
+            if mode == Delivery::Spill {
+                if slot.backlog.is_full() {
+                    let queued = slot.backlog.len();
+                    drop(actors);
+                    self.overflow(env, queued);
+                } else {
+                    bump(&self.counters.routed_local, 1);
+                    slot.backlog.push(&slot.actor, env, self);
+                }
                 return;
             }
-            (slot.actor.clone(), Arc::clone(&slot.backlog), env)
+            (slot.actor.clone(), env)
         };
-        match mode {
-            Delivery::Wait => match actor.tell(env).await {
-                Ok(()) => bump(&self.counters.routed_local, 1),
-                Err(err) => self.actor_gone(err.into_inner()),
-            },
-            Delivery::Spill => {
-                // Backpressure: the backlog is at its bound.
-                backlog.room().await;
-                bump(&self.counters.routed_local, 1);
-                backlog.push(&actor, env, self);
-            }
+        match actor.tell(env).await {
+            Ok(()) => bump(&self.counters.routed_local, 1),
+            Err(err) => self.actor_gone(err.into_inner()),
         }
+    }
+
+    /// The addressee's backlog is at its bound: bounce `env` to its sender
+    /// (never wait: see the `backlog` module), with a rate-limited warning.
+    fn overflow(&self, env: Envelope, queued: usize) {
+        bump(&self.counters.overflow_bounces, 1);
+        let reason = format!(
+            "mailbox of {} on {} is full ({queued} queued)",
+            env.to.actor(),
+            self.node
+        );
+        if let Some(bounced) = self.overflow_warnings.record(Instant::now()) {
+            tracing::warn!(
+                node = %self.node,
+                actor = %env.to.actor(),
+                queued,
+                bounced,
+                "mailbox full: bouncing incoming envelopes to their senders"
+            );
+        }
+        self.bounce(env, &reason);
     }
 
     /// The addressee's mailbox is closed: forget it and bounce.
@@ -447,9 +467,9 @@ impl Inner {
 }
 
 /// Consumes the transport's incoming batches and dispatches them, one at a
-/// time, to local mailboxes. A full mailbox does not stop it: the envelope
-/// joins that actor's backlog; it waits only for a backlog at its bound
-/// (backpressure, see the `backlog` module).
+/// time, to local mailboxes. It never waits for a mailbox: a full mailbox
+/// spills into that actor's backlog, and a backlog at its bound bounces the
+/// envelope to its sender (see the `backlog` module).
 pub(crate) async fn incoming_loop(weak: Weak<Inner>, mut incoming: mpsc::Receiver<Incoming>) {
     while let Some(batch) = incoming.recv().await {
         let Some(inner) = weak.upgrade() else { return };

@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use crate::addr::{ActorAddr, ActorName, NodeId};
-use crate::backlog::{BacklogLimits, Slot};
+use crate::backlog::{BacklogLimits, OverflowWarnings, Slot};
 use crate::config::RouterConfig;
 use crate::envelope::{Envelope, EnvelopeKind, MessageId, PayloadFormat};
 use crate::error::RouterError;
@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     pub(crate) stopped: AtomicBool,
     /// Client envelopes waiting for other nodes' links (see `outbox`).
     pub(crate) outboxes: Outboxes,
+    /// Rate limit of the "mailbox full" warnings.
+    pub(crate) overflow_warnings: OverflowWarnings,
     /// This `Inner` itself (for the tasks it spawns).
     weak: Weak<Inner>,
 }
@@ -163,6 +165,7 @@ impl Router {
             tasks: Mutex::default(),
             stopped: AtomicBool::new(false),
             outboxes: Outboxes::default(),
+            overflow_warnings: OverflowWarnings::default(),
             config,
         });
         let opts = SpawnOptions::default().capacity(inner.config.system_mailbox);

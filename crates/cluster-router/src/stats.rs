@@ -17,10 +17,14 @@ pub struct RouterStats {
     /// Envelopes received from external clients.
     pub from_clients: u64,
     /// Envelopes that could not be delivered (no such actor, client gone,
-    /// malformed address, unreachable reply target).
+    /// full overflow queue, malformed address, unreachable reply target).
     pub dead_letters: u64,
     /// Undeliverable replies sent back to senders.
     pub undeliverable_sent: u64,
+    /// Incoming envelopes bounced because their local addressee's overflow
+    /// queue was at its bound ([`RouterConfig::backlog_limit`](crate::RouterConfig::backlog_limit)
+    /// or `backlog_bytes`); also counted in `dead_letters`.
+    pub overflow_bounces: u64,
     /// Replies to [`Router::request`](crate::Router::request) that arrived
     /// after their request timed out.
     pub late_replies: u64,
@@ -36,6 +40,7 @@ pub(crate) struct Counters {
     pub(crate) from_clients: AtomicU64,
     pub(crate) dead_letters: AtomicU64,
     pub(crate) undeliverable_sent: AtomicU64,
+    pub(crate) overflow_bounces: AtomicU64,
     pub(crate) late_replies: AtomicU64,
     pub(crate) gossip_rounds: AtomicU64,
 }
@@ -55,6 +60,7 @@ impl Counters {
             from_clients: get(&self.from_clients),
             dead_letters: get(&self.dead_letters),
             undeliverable_sent: get(&self.undeliverable_sent),
+            overflow_bounces: get(&self.overflow_bounces),
             late_replies: get(&self.late_replies),
             gossip_rounds: get(&self.gossip_rounds),
         }
