@@ -138,6 +138,10 @@ fn seq_of(env: &Envelope) -> u64 {
     u64::from_be_bytes(head)
 }
 
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
 fn roomy(capacity: usize) -> SpawnOptions {
     SpawnOptions::default().capacity(capacity)
 }
@@ -146,6 +150,9 @@ fn roomy(capacity: usize) -> SpawnOptions {
 /// of `backlog_limit` envelopes.
 fn tight(name: &str, backlog_limit: usize) -> RouterConfig {
     let mut cfg = fast(name);
+    // Heartbeats share the flooded links: with the 300/600 ms of `fast`,
+    // two loaded cores can delay them into a false Down (not under test here).
+    cfg = cfg.timing(ms(200), ms(3_000), ms(6_000));
     cfg.transport.outbound_queue = 16;
     cfg.backlog_limit = backlog_limit;
     cfg
