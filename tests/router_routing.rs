@@ -249,10 +249,15 @@ async fn registration_rules() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_envelopes_cross_in_order() {
-    let nodes = cluster(&["o-a", "o-b"]).await;
-    let (sink, mut inbox) = collector(&nodes[1], "sink");
-    let from = nodes[0].addr("src").unwrap();
     const N: u32 = 20_000;
+    // The sink's overflow queue holds the whole burst: on loaded cores the
+    // collector may fall far behind, and nothing may bounce here (bounces
+    // are covered by `router_backlog`). They would reach `src`, checked below.
+    let mut receiver = fast("o-b");
+    receiver.backlog_limit = N as usize;
+    let nodes = cluster_of(vec![fast("o-a"), receiver]).await;
+    let (sink, mut inbox) = collector(&nodes[1], "sink");
+    let (from, mut bounced) = collector(&nodes[0], "src");
     let sender = nodes[0].clone();
     let send_all = tokio::spawn(async move {
         for i in 0..N {
@@ -270,5 +275,6 @@ async fn many_envelopes_cross_in_order() {
         assert_eq!(u32::from_le_bytes(env.payload[..].try_into().unwrap()), i);
     }
     within(STEP, "sender", send_all).await.unwrap();
+    assert!(bounced.try_recv().is_err(), "nothing bounced");
     stop_all(&nodes).await;
 }

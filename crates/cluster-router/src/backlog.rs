@@ -13,7 +13,10 @@
 //! bound, the dispatch task does **not** wait: the envelope bounces to its
 //! sender as Undeliverable ("mailbox of <actor> on <node> is full"), counted
 //! as a dead letter and in `RouterStats::overflow_bounces`, with a
-//! rate-limited warning. Like Erlang and Akka distribution, the inbound side
+//! rate-limited warning. Answers (Undeliverable and Error envelopes) are
+//! never bounced (no loops), so they must not meet that bound: they may
+//! queue beyond it by a separate headroom ([`ANSWER_HEADROOM`]), and only
+//! past that are they dropped (a dead letter, with a warning). Like Erlang and Akka distribution, the inbound side
 //! of a link never blocks on an application mailbox: waiting there would
 //! stop every link of the node, and two nodes whose actors send to each
 //! other could then deadlock (each waiting for the other to read).
@@ -27,7 +30,7 @@ use actor_core::{ActorRef, TrySendError};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, EnvelopeKind};
 use crate::router::Inner;
 
 /// A registered local actor: its mailbox and its overflow queue.
@@ -45,13 +48,51 @@ impl Slot {
     }
 }
 
-/// Bounds of one backlog.
+/// Bounds of one backlog (or outbox).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BacklogLimits {
     /// Most envelopes held (the one being delivered included).
     pub(crate) envelopes: usize,
     /// Most payload bytes held.
     pub(crate) bytes: usize,
+}
+
+/// Extra envelopes an answer (Undeliverable or Error) may queue beyond the
+/// ordinary bound: answers are control messages, never refused for lack of
+/// room that ordinary traffic took (see [`BacklogLimits::for_kind`]).
+pub(crate) const ANSWER_HEADROOM: usize = 65_536;
+/// Extra payload bytes an answer may queue beyond the ordinary bound
+/// (answers carry a short reason, a few hundred bytes at most).
+pub(crate) const ANSWER_HEADROOM_BYTES: usize = 16 * 1024 * 1024;
+
+/// Whether `kind` is an answer of the router (Undeliverable or Error):
+/// never bounced itself, so it must not be dropped where an ordinary
+/// envelope would bounce.
+pub(crate) fn is_answer(kind: EnvelopeKind) -> bool {
+    matches!(kind, EnvelopeKind::Undeliverable | EnvelopeKind::Error)
+}
+
+impl BacklogLimits {
+    /// The bounds that apply to an envelope of `kind`: the ordinary ones,
+    /// or for an answer, those plus [`ANSWER_HEADROOM`] and
+    /// [`ANSWER_HEADROOM_BYTES`]. So a queue that ordinary traffic filled
+    /// still takes the answers; only a flood of answers beyond that
+    /// (a misbehaving peer) is dropped, to keep memory bounded.
+    pub(crate) fn for_kind(self, kind: EnvelopeKind) -> BacklogLimits {
+        if is_answer(kind) {
+            BacklogLimits {
+                envelopes: self.envelopes.saturating_add(ANSWER_HEADROOM),
+                bytes: self.bytes.saturating_add(ANSWER_HEADROOM_BYTES),
+            }
+        } else {
+            self
+        }
+    }
+
+    /// Whether a queue holding `envelopes` and `bytes` is at these bounds.
+    pub(crate) fn reached(self, envelopes: usize, bytes: usize) -> bool {
+        envelopes >= self.envelopes || bytes >= self.bytes
+    }
 }
 
 #[derive(Default)]
@@ -92,10 +133,13 @@ impl Backlog {
         self.len.load(Ordering::Acquire) == 0
     }
 
-    /// Whether the backlog is at one of its bounds.
-    pub(crate) fn is_full(&self) -> bool {
-        self.len.load(Ordering::Acquire) >= self.limits.envelopes
-            || self.bytes.load(Ordering::Acquire) >= self.limits.bytes
+    /// Whether the backlog is at one of its bounds for an envelope of
+    /// `kind` (answers have headroom: [`BacklogLimits::for_kind`]).
+    pub(crate) fn is_full_for(&self, kind: EnvelopeKind) -> bool {
+        self.limits.for_kind(kind).reached(
+            self.len.load(Ordering::Acquire),
+            self.bytes.load(Ordering::Acquire),
+        )
     }
 
     /// Envelopes queued plus the one being delivered.
@@ -103,8 +147,8 @@ impl Backlog {
         self.len.load(Ordering::Acquire)
     }
 
-    /// Appends `env` (whatever the bounds: callers that respect them check
-    /// [`Backlog::is_full`] first) and starts a drainer if none runs.
+    /// Appends `env` (whatever the bounds: callers check
+    /// [`Backlog::is_full_for`] first) and starts a drainer if none runs.
     pub(crate) fn push(self: &Arc<Self>, actor: &ActorRef<Envelope>, env: Envelope, inner: &Inner) {
         if self.closed.load(Ordering::Acquire) {
             return;
@@ -231,6 +275,29 @@ impl OverflowWarnings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_have_headroom_beyond_the_ordinary_bounds() {
+        let limits = BacklogLimits {
+            envelopes: 4,
+            bytes: 100,
+        };
+        let message = limits.for_kind(EnvelopeKind::Message);
+        assert!(message.reached(4, 0));
+        assert!(message.reached(0, 100));
+        assert!(!message.reached(3, 99));
+        for kind in [EnvelopeKind::Undeliverable, EnvelopeKind::Error] {
+            let answer = limits.for_kind(kind);
+            assert!(!answer.reached(4 + ANSWER_HEADROOM - 1, 100));
+            assert!(answer.reached(4 + ANSWER_HEADROOM, 0));
+            assert!(answer.reached(0, 100 + ANSWER_HEADROOM_BYTES));
+        }
+        let huge = BacklogLimits {
+            envelopes: usize::MAX,
+            bytes: usize::MAX,
+        };
+        assert_eq!(huge.for_kind(EnvelopeKind::Error).envelopes, usize::MAX);
+    }
 
     #[test]
     fn overflow_warnings_are_rate_limited_and_count_what_they_skipped() {

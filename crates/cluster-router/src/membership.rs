@@ -130,6 +130,25 @@ impl Membership {
         up
     }
 
+    /// Traffic (any envelope batch) arrived from `node` on its link: a sign
+    /// of life as good as a heartbeat for the failure detector, so that a
+    /// peer whose gossip is stuck behind a flood on the same link is not
+    /// declared Down while its data keeps coming. Only refreshes the
+    /// detector: statuses still change through [`Membership::check`] and
+    /// gossip (a Suspect member returns to Up when its heartbeat advances),
+    /// and a Down member stays Down for its incarnation.
+    pub(crate) fn heard_from(&mut self, node: &NodeId, now: Instant) {
+        let watched = self.entries.get(node).is_some_and(|e| {
+            matches!(
+                e.member.status,
+                MemberStatus::Up | MemberStatus::Suspect | MemberStatus::Leaving
+            )
+        });
+        if watched && *node != self.me {
+            self.detector.progress(node, now);
+        }
+    }
+
     /// Advances this node's heartbeat (once per gossip interval).
     pub(crate) fn beat(&mut self) {
         self.me_mut().heartbeat += 1;

@@ -105,6 +105,34 @@ fn a_suspect_that_beats_again_is_up() {
 }
 
 #[test]
+fn traffic_from_a_member_keeps_it_from_going_down_but_never_revives_it() {
+    let t0 = Instant::now();
+    let mut t = table(t0);
+    t.merge(vec![member("b", 1, 1, MemberStatus::Up)], t0);
+    // Heartbeats stuck behind a flood, but batches keep arriving.
+    for step in 1..=10 {
+        t.heard_from(&node("b"), t0 + ms(step * 200));
+        assert!(t.check(t0 + ms(step * 200 + 250)).is_empty());
+    }
+    // Silence again: suspect, then down, from the last batch on.
+    let ch = t.check(t0 + ms(2000 + 300));
+    assert_eq!(statuses(&ch), vec![("b".into(), MemberStatus::Suspect)]);
+    t.heard_from(&node("b"), t0 + ms(2400));
+    assert!(t.check(t0 + ms(2900)).is_empty(), "not down while heard");
+    assert_eq!(t.get(&node("b")).unwrap().status, MemberStatus::Suspect);
+    let ch = t.check(t0 + ms(3000));
+    assert_eq!(statuses(&ch), vec![("b".into(), MemberStatus::Down)]);
+    // Down is final for an incarnation: late batches change nothing.
+    t.heard_from(&node("b"), t0 + ms(3100));
+    assert!(t.check(t0 + ms(3200)).is_empty());
+    assert_eq!(t.get(&node("b")).unwrap().status, MemberStatus::Down);
+    // Unknown nodes and this node are ignored.
+    t.heard_from(&node("zz"), t0 + ms(3100));
+    t.heard_from(&node("me"), t0 + ms(3100));
+    assert!(t.get(&node("zz")).is_none());
+}
+
+#[test]
 fn graceful_leave_is_never_a_failure() {
     let t0 = Instant::now();
     let mut t = table(t0);

@@ -1,6 +1,7 @@
 //! Per-node outboxes for envelopes that external clients send to other
+//! nodes, and for the router's answers (bounces, Error replies) to other
 //! nodes, so that one full or not-yet-up link never stalls the dispatch of
-//! incoming traffic.
+//! incoming traffic and no task is spawned per envelope.
 //!
 //! The dispatch task hands a client's envelope for node X to X's link with
 //! `try_send`. When the link's queue is full, or the link is not up yet (a
@@ -12,13 +13,16 @@
 //! order.
 //!
 //! An outbox is bounded (the same `backlog_limit` / `backlog_bytes` as the
-//! actor backlogs). A full outbox never makes the dispatch task wait:
-//! the client gets an Error envelope saying the link is congested, and can
-//! retry. Only the outbox's forwarder waits, so a slow peer delays only the
-//! clients that talk to it.
+//! actor backlogs, plus a headroom for answers: see
+//! [`BacklogLimits::for_kind`]). A full outbox never makes the dispatch task
+//! wait: the client gets an Error envelope saying the link is congested,
+//! and can retry. Only the outbox's forwarder waits, so a slow peer delays
+//! only the clients (and answers) that go to it. An answer that cannot be
+//! forwarded (the link stays down) is a dead letter: answers never bounce.
 //!
-//! Only the dispatch task appends and creates outboxes; the forwarder
-//! removes its outbox (under the same lock) when it finds it empty.
+//! Appenders create an outbox (and spawn its forwarder) under the outboxes'
+//! lock; the forwarder removes its outbox under the same lock when it finds
+//! it empty, so each outbox has exactly one forwarder.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -41,10 +45,19 @@ use crate::stats::bump;
 /// Envelopes a forwarder takes from its outbox per lock.
 const FORWARD_BATCH: usize = 256;
 
+/// Where a queued envelope comes from: what to do when it cannot be sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// An external client's envelope: the client gets an Error envelope.
+    Client,
+    /// An answer of this router (a bounce, an Error reply): a dead letter.
+    Answer,
+}
+
 /// The queued envelopes for one node.
 #[derive(Default)]
 struct Outbox {
-    envelopes: VecDeque<Envelope>,
+    envelopes: VecDeque<(Envelope, Origin)>,
     /// Payload bytes queued.
     bytes: usize,
 }
@@ -62,34 +75,38 @@ impl Outboxes {
     }
 
     /// Appends `env` to `node`'s outbox within `limits`, creating the outbox
-    /// and its forwarder if there is none. Returns false, dropping `env`,
-    /// when the outbox is at its bound (the caller answers the sender from
-    /// its own copy of the header).
+    /// and its forwarder if there is none. Hands `env` back when the outbox
+    /// is at its bound.
     pub(crate) fn append(
         &self,
         node: &NodeId,
         env: Envelope,
+        origin: Origin,
         limits: BacklogLimits,
         inner: Weak<Inner>,
-    ) -> bool {
+    ) -> Result<(), Box<Envelope>> {
         let mut queues = self.queues.lock();
-        let created = !queues.contains_key(node);
-        let outbox = queues.entry(node.clone()).or_default();
-        if outbox.envelopes.len() >= limits.envelopes || outbox.bytes >= limits.bytes {
-            return false;
+        if let Some(outbox) = queues.get_mut(node) {
+            if limits.reached(outbox.envelopes.len(), outbox.bytes) {
+                return Err(Box::new(env));
+            }
+            outbox.bytes += env.payload.len();
+            outbox.envelopes.push_back((env, origin));
+            return Ok(());
         }
-        outbox.bytes += env.payload.len();
-        outbox.envelopes.push_back(env);
+        let outbox = Outbox {
+            bytes: env.payload.len(),
+            envelopes: VecDeque::from([(env, origin)]),
+        };
+        queues.insert(node.clone(), outbox);
         drop(queues);
-        if created {
-            tokio::spawn(forward(inner, node.clone()));
-        }
-        true
+        tokio::spawn(forward(inner, node.clone()));
+        Ok(())
     }
 
     /// Moves up to [`FORWARD_BATCH`] envelopes into `batch`; when there are
     /// none, removes the outbox and returns false (the forwarder ends).
-    fn take(&self, node: &NodeId, batch: &mut VecDeque<Envelope>) -> bool {
+    fn take(&self, node: &NodeId, batch: &mut VecDeque<(Envelope, Origin)>) -> bool {
         let mut queues = self.queues.lock();
         let Some(outbox) = queues.get_mut(node) else {
             return false;
@@ -99,9 +116,9 @@ impl Outboxes {
             queues.remove(node);
             return false;
         }
-        for env in outbox.envelopes.drain(..n) {
+        for (env, origin) in outbox.envelopes.drain(..n) {
             outbox.bytes -= env.payload.len();
-            batch.push_back(env);
+            batch.push_back((env, origin));
         }
         true
     }
@@ -123,11 +140,11 @@ async fn forward(weak: Weak<Inner>, node: NodeId) {
         if !inner.outboxes.take(&node, &mut batch) {
             return;
         }
-        while let Some(env) = batch.pop_front() {
+        while let Some((env, origin)) = batch.pop_front() {
             if inner.stopped.load(Ordering::Acquire) {
                 return;
             }
-            inner.forward_one(&node, env, &mut outage).await;
+            inner.forward_one(&node, env, origin, &mut outage).await;
         }
     }
 }
@@ -165,8 +182,13 @@ impl Inner {
                 },
             }
         };
+        // Ordinary bounds whatever the kind: the headroom is for this
+        // router's own answers, not for what clients send.
         let limits = self.backlog_limits();
-        if !self.outboxes.append(&node, env, limits, self.weak_self()) {
+        let queued = self
+            .outboxes
+            .append(&node, env, Origin::Client, limits, self.weak_self());
+        if queued.is_err() {
             let reason = format!(
                 "link to node {node} is congested: {} envelopes from clients already wait for it; retry later",
                 limits.envelopes
@@ -183,6 +205,7 @@ impl Inner {
         &self,
         node: &NodeId,
         env: Envelope,
+        origin: Origin,
         outage: &mut Option<tokio::time::Instant>,
     ) {
         let header = Envelope {
@@ -205,7 +228,7 @@ impl Inner {
                         node: node.clone(),
                         source: Box::new(source),
                     };
-                    return self.client_send_failed(&header, &err);
+                    return self.not_forwarded(&header, origin, &err);
                 }
             }
             let reachable = self
@@ -220,7 +243,20 @@ impl Inner {
                     node: node.clone(),
                     source: Box::new(SendError::NoLink(raw)),
                 };
-                return self.client_send_failed(&header, &err);
+                return self.not_forwarded(&header, origin, &err);
+            }
+        }
+    }
+
+    /// A queued envelope could not be sent: a client's is answered with an
+    /// Error envelope; an answer is a dead letter (answers never bounce).
+    fn not_forwarded(&self, header: &Envelope, origin: Origin, err: &RouterError) {
+        match origin {
+            Origin::Client => self.client_send_failed(header, err),
+            Origin::Answer => {
+                bump(&self.counters.dead_letters, 1);
+                let reason = error_chain(err);
+                tracing::debug!(to = %header.to, kind = ?header.kind, %reason, "answer not forwarded");
             }
         }
     }

@@ -11,10 +11,12 @@ use cluster_transport::{self as transport, ClientId, Incoming, LinkEvent, SendEr
 use tokio::sync::{broadcast, mpsc};
 
 use crate::addr::{ActorAddr, ActorName, NodeId};
+use crate::backlog::is_answer;
 use crate::convert::{from_transport, to_transport, ConvertError};
 use crate::envelope::{json_string, Envelope, EnvelopeKind, MessageId, PayloadFormat};
 use crate::error::RouterError;
 use crate::gossip;
+use crate::outbox::Origin;
 use crate::router::{Inner, CLIENT_PREFIX, REPLY};
 use crate::stats::bump;
 
@@ -96,7 +98,7 @@ impl Inner {
                 env
             };
             if mode == Delivery::Spill {
-                if slot.backlog.is_full() {
+                if slot.backlog.is_full_for(env.kind) {
                     let queued = slot.backlog.len();
                     drop(actors);
                     self.overflow(env, queued);
@@ -116,7 +118,24 @@ impl Inner {
 
     /// The addressee's backlog is at its bound: bounce `env` to its sender
     /// (never wait: see the `backlog` module), with a rate-limited warning.
+    ///
+    /// An answer (Undeliverable, Error) only gets here beyond its headroom
+    /// (see [`BacklogLimits::for_kind`](crate::backlog::BacklogLimits::for_kind)):
+    /// it cannot bounce, so it is dropped, as a dead letter with a warning.
     fn overflow(&self, env: Envelope, queued: usize) {
+        if is_answer(env.kind) {
+            bump(&self.counters.dead_letters, 1);
+            if let Some(dropped) = self.overflow_warnings.record(Instant::now()) {
+                tracing::warn!(
+                    node = %self.node,
+                    actor = %env.to.actor(),
+                    queued,
+                    dropped,
+                    "overflow queue beyond its headroom for answers: answer dropped"
+                );
+            }
+            return;
+        }
         bump(&self.counters.overflow_bounces, 1);
         let reason = format!(
             "mailbox of {} on {} is full ({queued} queued)",
@@ -273,8 +292,9 @@ impl Inner {
     }
 
     /// Routes `env` without waiting: the non-blocking path used for bounces
-    /// and system replies. Where a queue is full the send continues in a
-    /// task; what cannot be delivered is bounced.
+    /// and system replies. Where a link is full the envelope waits in the
+    /// node's outbox; a full mailbox spills into the actor's backlog (with
+    /// headroom for answers); what cannot be delivered is bounced.
     pub(crate) fn post(&self, env: Envelope) {
         if *env.to.node() != self.node {
             self.post_remote(env);
@@ -313,11 +333,22 @@ impl Inner {
         } else {
             env
         };
-        // Never waits: over the backlog's bound if need be (answers are few).
+        // Never waits. Answers have headroom beyond the backlog's bound, so
+        // ordinary traffic that filled it does not crowd them out.
+        if slot.backlog.is_full_for(env.kind) {
+            let queued = slot.backlog.len();
+            drop(actors);
+            self.overflow(env, queued);
+            return;
+        }
         bump(&self.counters.routed_local, 1);
         slot.backlog.push(&slot.actor, env, self);
     }
 
+    /// The remote half of [`Inner::post`]: straight onto the link when it
+    /// takes the envelope now, else into the node's outbox (behind anything
+    /// already queued there, so answers keep their order), whose forwarder
+    /// waits for room. Never spawns a task per envelope, never waits.
     fn post_remote(&self, env: Envelope) {
         let node = env.to.node().clone();
         let status = self.membership.read().get(&node).map(|m| m.status);
@@ -326,17 +357,39 @@ impl Inner {
             tracing::debug!(to = %env.to, "answer to an unreachable node dropped");
             return;
         }
-        match self.transport.try_send(node.as_str(), to_transport(env)) {
-            Ok(()) => bump(&self.counters.routed_remote, 1),
-            Err(transport::TrySendError::Full(env)) => {
-                bump(&self.counters.routed_remote, 1);
-                let transport = self.transport.clone();
-                tokio::spawn(async move { transport.send(node.as_str(), env).await.ok() });
+        let env = if self.outboxes.is_waiting(&node) {
+            env
+        } else {
+            let header = Envelope {
+                payload: Bytes::new(),
+                ..env.clone()
+            };
+            match self.transport.try_send(node.as_str(), to_transport(env)) {
+                Ok(()) => return bump(&self.counters.routed_remote, 1),
+                // Full, or a known member whose link is not up yet.
+                Err(transport::TrySendError::Full(raw))
+                | Err(transport::TrySendError::NoLink(raw))
+                    if status.is_some() =>
+                {
+                    Envelope {
+                        payload: raw.payload,
+                        ..header
+                    }
+                }
+                Err(err) => {
+                    bump(&self.counters.dead_letters, 1);
+                    tracing::debug!(%node, %err, "answer dropped");
+                    return;
+                }
             }
-            Err(err) => {
-                bump(&self.counters.dead_letters, 1);
-                tracing::debug!(%node, %err, "answer dropped");
-            }
+        };
+        let limits = self.backlog_limits().for_kind(env.kind);
+        let queued = self
+            .outboxes
+            .append(&node, env, Origin::Answer, limits, self.weak_self());
+        if let Err(env) = queued {
+            bump(&self.counters.dead_letters, 1);
+            tracing::warn!(%node, to = %env.to, kind = ?env.kind, "outbox full: answer dropped");
         }
     }
 
@@ -350,6 +403,11 @@ impl Inner {
 
     async fn dispatch_from_node(&self, peer: &str, envelopes: Vec<transport::Envelope>) {
         let peer_id = NodeId::new(peer).ok();
+        if let Some(node) = &peer_id {
+            // A batch from the peer is a sign of life (once per batch, not
+            // per envelope): its heartbeats may be stuck behind a flood.
+            self.membership.write().heard_from(node, Instant::now());
+        }
         let mut known = vec![&self.node];
         known.extend(peer_id.as_ref());
         for raw in envelopes {
