@@ -6,10 +6,14 @@
 //! Run with `cargo bench -p jobmesh --bench actor_core`. Set
 //! `ACTOR_BENCH_MESSAGES` / `ACTOR_BENCH_ASKS` to change the workload.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use actor_core::{spawn_with, Actor, BoxError, Context, ReplyTo, SpawnOptions};
 use tokio::sync::oneshot;
+
+use crate::support::median;
 
 const ROUNDS: usize = 3;
 const CAPACITY: usize = 1024;
@@ -111,11 +115,6 @@ async fn ask_latency(asks: usize) -> (f64, f64) {
     samples.sort_unstable();
     let pick = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
     (pick(0.50), pick(0.99))
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn env_or(name: &str, default: u64) -> u64 {

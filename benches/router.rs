@@ -11,12 +11,16 @@
 //! Run: `cargo bench -p jobmesh --bench router`. Each figure is the median
 //! of three runs, each on a fresh pair of nodes, on a 2-worker runtime.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use actor_core::{spawn_with, Actor, BoxError, Context, SpawnOptions};
 use bytes::Bytes;
 use cluster_router::{ActorAddr, Envelope, PayloadFormat, Router, RouterConfig};
 use tokio::sync::oneshot;
+
+use crate::support::median;
 
 const RUNS: usize = 3;
 const ONE_WAY: u64 = 1_000_000;
@@ -217,11 +221,6 @@ async fn ping_pong(window: u64, total: u64) -> (Duration, Vec<u32>) {
     a.shutdown().await;
     b.shutdown().await;
     (end - start, samples)
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {

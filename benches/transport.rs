@@ -6,10 +6,14 @@
 //! Run: `cargo bench -p jobmesh --bench transport`. Each figure is the median
 //! of three runs on a fresh pair of endpoints.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cluster_transport::{Envelope, Transport, TransportConfig, TrySendError};
+
+use crate::support::median;
 
 const SMALL: usize = 100;
 const SMALL_COUNT: u64 = 2_000_000;
@@ -57,11 +61,6 @@ async fn run_once(size: usize, count: u64) -> Duration {
     a.shutdown().await;
     b.shutdown().await;
     elapsed
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 fn main() {

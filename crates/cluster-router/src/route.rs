@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use actor_core::TrySendError as TellError;
+use actor_core::{ActorRef, TrySendError as TellError};
 use bytes::Bytes;
 use cluster_transport::{self as transport, ClientId, Incoming, LinkEvent, SendError, Source};
 use tokio::sync::{broadcast, mpsc};
@@ -61,59 +61,70 @@ impl Inner {
     /// bounces what cannot be delivered. `mode` says what to do when the
     /// mailbox is full.
     pub(crate) async fn deliver_local(&self, env: Envelope, mode: Delivery) {
-        let name = env.to.actor().as_str();
-        if name == REPLY {
-            self.complete(env);
+        let Some((actor, env)) = self.deliver_now(env, mode) else {
             return;
-        }
-        if let Some(id) = name.strip_prefix(CLIENT_PREFIX) {
-            let client = id.parse().ok().map(ClientId::new);
-            self.deliver_to_client(client, env);
-            return;
-        }
-        let (actor, env) = {
-            let actors = self.actors.read();
-            let Some(slot) = actors.get(name) else {
-                drop(actors);
-                let reason = format!("no actor named {} on node {}", env.to.actor(), self.node);
-                self.bounce(env, &reason);
-                return;
-            };
-            // Nothing may overtake what waits in the backlog (unless the
-            // caller waits in line itself).
-            let env = if mode == Delivery::Wait || slot.backlog.is_empty() {
-                match slot.actor.try_tell(env) {
-                    Ok(()) => {
-                        bump(&self.counters.routed_local, 1);
-                        return;
-                    }
-                    Err(TellError::Full(env)) => env,
-                    Err(TellError::Closed(env)) => {
-                        drop(actors);
-                        self.actor_gone(env);
-                        return;
-                    }
-                }
-            } else {
-                env
-            };
-            if mode == Delivery::Spill {
-                if slot.backlog.is_full_for(env.kind) {
-                    let queued = slot.backlog.len();
-                    drop(actors);
-                    self.overflow(env, queued);
-                } else {
-                    bump(&self.counters.routed_local, 1);
-                    slot.backlog.push(&slot.actor, env, self);
-                }
-                return;
-            }
-            (slot.actor.clone(), env)
         };
         match actor.tell(env).await {
             Ok(()) => bump(&self.counters.routed_local, 1),
             Err(err) => self.actor_gone(err.into_inner()),
         }
+    }
+
+    /// The part of [`Inner::deliver_local`] that never waits. Returns the
+    /// mailbox and the envelope only when `mode` is [`Delivery::Wait`] and
+    /// the mailbox is full (the caller then waits for room); `None` once the
+    /// envelope is delivered, queued in the backlog or bounced, which is
+    /// always the case with [`Delivery::Spill`].
+    fn deliver_now(&self, env: Envelope, mode: Delivery) -> Option<(ActorRef<Envelope>, Envelope)> {
+        let name = env.to.actor().as_str();
+        if name == REPLY {
+            self.complete(env);
+            return None;
+        }
+        if let Some(id) = name.strip_prefix(CLIENT_PREFIX) {
+            let client = id.parse().ok().map(ClientId::new);
+            self.deliver_to_client(client, env);
+            return None;
+        }
+        let actors = self.actors.read();
+        let Some(slot) = actors.get(name) else {
+            drop(actors);
+            let reason = format!("no actor named {} on node {}", env.to.actor(), self.node);
+            self.bounce(env, &reason);
+            return None;
+        };
+        // Nothing may overtake what waits in the backlog (unless the caller
+        // waits in line itself).
+        let env = if mode == Delivery::Wait || slot.backlog.is_empty() {
+            match slot.actor.try_tell(env) {
+                Ok(()) => {
+                    bump(&self.counters.routed_local, 1);
+                    return None;
+                }
+                Err(TellError::Full(env)) => env,
+                Err(TellError::Closed(env)) => {
+                    drop(actors);
+                    self.actor_gone(env);
+                    return None;
+                }
+            }
+        } else {
+            env
+        };
+        if mode == Delivery::Wait {
+            return Some((slot.actor.clone(), env));
+        }
+        // Spill never waits. Answers have headroom beyond the backlog's
+        // bound, so ordinary traffic that filled it does not crowd them out.
+        if slot.backlog.is_full_for(env.kind) {
+            let queued = slot.backlog.len();
+            drop(actors);
+            self.overflow(env, queued);
+        } else {
+            bump(&self.counters.routed_local, 1);
+            slot.backlog.push(&slot.actor, env, self);
+        }
+        None
     }
 
     /// The addressee's backlog is at its bound: bounce `env` to its sender
@@ -300,49 +311,8 @@ impl Inner {
             self.post_remote(env);
             return;
         }
-        let name = env.to.actor().as_str();
-        if name == REPLY {
-            self.complete(env);
-            return;
-        }
-        if let Some(id) = name.strip_prefix(CLIENT_PREFIX) {
-            let client = id.parse().ok().map(ClientId::new);
-            self.deliver_to_client(client, env);
-            return;
-        }
-        let actors = self.actors.read();
-        let Some(slot) = actors.get(name) else {
-            drop(actors);
-            let reason = format!("no actor named {} on node {}", env.to.actor(), self.node);
-            self.bounce(env, &reason);
-            return;
-        };
-        let env = if slot.backlog.is_empty() {
-            match slot.actor.try_tell(env) {
-                Ok(()) => {
-                    bump(&self.counters.routed_local, 1);
-                    return;
-                }
-                Err(TellError::Full(env)) => env,
-                Err(TellError::Closed(env)) => {
-                    drop(actors);
-                    self.actor_gone(env);
-                    return;
-                }
-            }
-        } else {
-            env
-        };
-        // Never waits. Answers have headroom beyond the backlog's bound, so
-        // ordinary traffic that filled it does not crowd them out.
-        if slot.backlog.is_full_for(env.kind) {
-            let queued = slot.backlog.len();
-            drop(actors);
-            self.overflow(env, queued);
-            return;
-        }
-        bump(&self.counters.routed_local, 1);
-        slot.backlog.push(&slot.actor, env, self);
+        let waiting = self.deliver_now(env, Delivery::Spill);
+        debug_assert!(waiting.is_none(), "Delivery::Spill never waits");
     }
 
     /// The remote half of [`Inner::post`]: straight onto the link when it

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::SplitStream;
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::handshake::server::{
@@ -24,7 +24,7 @@ use crate::codec;
 use crate::config::Secret;
 use crate::envelope::Envelope;
 use crate::event::{ClientId, Incoming, LinkEvent, Source};
-use crate::link::Ws;
+use crate::link::{refill_now, Ws};
 use crate::stats::Counters;
 use crate::transport::Shared;
 use crate::wire::{AuthReply, AuthRequest, ClientErrorFrame};
@@ -332,12 +332,7 @@ async fn write_envelopes(
                 }
             }
         }
-        if queue
-            .recv_many(batch, DRAIN_CHUNK)
-            .now_or_never()
-            .unwrap_or(0)
-            == 0
-        {
+        if !refill_now(queue, batch, DRAIN_CHUNK) {
             break;
         }
     }

@@ -38,6 +38,16 @@ const LINGER: Duration = Duration::from_secs(1);
 /// Most envelopes taken from the queue per `recv_many`.
 const DRAIN_CHUNK: usize = 1024;
 
+/// Moves up to `limit` envelopes that are already queued into `batch`,
+/// without waiting; false when there were none (the writers then flush).
+pub(crate) fn refill_now(
+    queue: &mut mpsc::Receiver<Envelope>,
+    batch: &mut Vec<Envelope>,
+    limit: usize,
+) -> bool {
+    queue.recv_many(batch, limit).now_or_never().unwrap_or(0) != 0
+}
+
 /// Dials `url`, authenticates and installs the link. Returns the peer's name.
 pub(crate) async fn dial(
     shared: &Arc<Shared>,
@@ -604,12 +614,7 @@ impl Writer<'_> {
                     tracing::error!(to = %env.to, "dropping envelope above the frame limit");
                 }
             }
-            if queue
-                .recv_many(batch, DRAIN_CHUNK)
-                .now_or_never()
-                .unwrap_or(0)
-                == 0
-            {
+            if !refill_now(queue, batch, DRAIN_CHUNK) {
                 break;
             }
         }

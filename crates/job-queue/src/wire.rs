@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use bincode::Options;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DecodeError;
@@ -26,6 +27,20 @@ pub(crate) const MAX_ELAPSED_US: u64 = 1_000_000_000_000_000;
 
 fn bincode_opts(limit: u64) -> impl Options {
     bincode::DefaultOptions::new().with_limit(limit)
+}
+
+/// Appends `form`'s bincode encoding to `out`. The wire forms always
+/// serialize; `expect` is the panic message were one not to.
+fn encode_bin_into<T: Serialize + ?Sized>(form: &T, out: &mut Vec<u8>, expect: &str) {
+    bincode_opts(u64::MAX)
+        .serialize_into(out, form)
+        .unwrap_or_else(|e| panic!("{expect}: {e:?}"));
+}
+
+/// Decodes a bincode form, refusing input that would decode to more than
+/// [`MAX_BINCODE_BYTES`].
+fn decode_bin<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    Ok(bincode_opts(MAX_BINCODE_BYTES).deserialize(bytes)?)
 }
 
 fn default_timeout_ms() -> u64 {
@@ -164,10 +179,13 @@ impl Job {
 
     /// The bincode form, for node-to-node traffic.
     pub fn to_bincode(&self) -> Vec<u8> {
-        let out = self.bin_out();
-        bincode_opts(u64::MAX)
-            .serialize(&out)
-            .expect("a job always serializes to bincode")
+        let mut out = Vec::new();
+        encode_bin_into(
+            &self.bin_out(),
+            &mut out,
+            "a job always serializes to bincode",
+        );
+        out
     }
 
     /// Decodes the bincode form, refusing input that would decode to more
@@ -177,8 +195,7 @@ impl Job {
     ///
     /// [`DecodeError`] for malformed input, a version mismatch or a bad id.
     pub fn from_bincode(bytes: &[u8]) -> Result<Job, DecodeError> {
-        let wire: JobBinIn = bincode_opts(MAX_BINCODE_BYTES).deserialize(bytes)?;
-        job_from_bin(wire)
+        job_from_bin(decode_bin(bytes)?)
     }
 
     fn bin_out(&self) -> JobBinOut<'_> {
@@ -350,10 +367,13 @@ impl JobResult {
 
     /// The bincode form, for node-to-node traffic (elapsed in microseconds).
     pub fn to_bincode(&self) -> Vec<u8> {
-        let out = self.bin_out();
-        bincode_opts(u64::MAX)
-            .serialize(&out)
-            .expect("a result always serializes to bincode")
+        let mut out = Vec::new();
+        encode_bin_into(
+            &self.bin_out(),
+            &mut out,
+            "a result always serializes to bincode",
+        );
+        out
     }
 
     /// Decodes the bincode form, bounded by [`MAX_BINCODE_BYTES`].
@@ -363,8 +383,7 @@ impl JobResult {
     /// [`DecodeError`] for malformed input, a version mismatch, a bad id, or
     /// not exactly one of `result` / `error`.
     pub fn from_bincode(bytes: &[u8]) -> Result<JobResult, DecodeError> {
-        let wire: ResultBinIn = bincode_opts(MAX_BINCODE_BYTES).deserialize(bytes)?;
-        result_from_bin(wire)
+        result_from_bin(decode_bin(bytes)?)
     }
 
     fn bin_out(&self) -> ResultBinOut<'_> {
@@ -405,14 +424,12 @@ fn result_from_bin(wire: ResultBinIn) -> Result<JobResult, DecodeError> {
 /// form) to `out`.
 pub(crate) fn encode_job_seq<'a>(jobs: impl IntoIterator<Item = &'a Job>, out: &mut Vec<u8>) {
     let forms: Vec<JobBinOut<'a>> = jobs.into_iter().map(Job::bin_out).collect();
-    bincode_opts(u64::MAX)
-        .serialize_into(out, &forms)
-        .expect("jobs always serialize to bincode");
+    encode_bin_into(&forms, out, "jobs always serialize to bincode");
 }
 
 /// Decodes [`encode_job_seq`]'s form, bounded by [`MAX_BINCODE_BYTES`].
 pub(crate) fn decode_job_seq(bytes: &[u8]) -> Result<Vec<Job>, DecodeError> {
-    let forms: Vec<JobBinIn> = bincode_opts(MAX_BINCODE_BYTES).deserialize(bytes)?;
+    let forms: Vec<JobBinIn> = decode_bin(bytes)?;
     forms.into_iter().map(job_from_bin).collect()
 }
 
@@ -422,14 +439,12 @@ pub(crate) fn encode_result_seq<'a>(
     out: &mut Vec<u8>,
 ) {
     let forms: Vec<ResultBinOut<'a>> = results.into_iter().map(JobResult::bin_out).collect();
-    bincode_opts(u64::MAX)
-        .serialize_into(out, &forms)
-        .expect("results always serialize to bincode");
+    encode_bin_into(&forms, out, "results always serialize to bincode");
 }
 
 /// Decodes [`encode_result_seq`]'s form, bounded by [`MAX_BINCODE_BYTES`].
 pub(crate) fn decode_result_seq(bytes: &[u8]) -> Result<Vec<JobResult>, DecodeError> {
-    let forms: Vec<ResultBinIn> = bincode_opts(MAX_BINCODE_BYTES).deserialize(bytes)?;
+    let forms: Vec<ResultBinIn> = decode_bin(bytes)?;
     forms.into_iter().map(result_from_bin).collect()
 }
 

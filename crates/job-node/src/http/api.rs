@@ -2,7 +2,8 @@
 //! it trades in.
 //!
 //! The views mirror the JSON forms of the job queue (`docs/jobs.md`) so the
-//! real backend converts field for field.
+//! real backend converts field for field; the statistics views are the job
+//! queue's snapshot types themselves.
 
 use std::time::Duration;
 
@@ -167,81 +168,23 @@ pub struct ClusterView {
     pub members: Vec<MemberView>,
 }
 
-/// Processing-time figures in milliseconds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TimingView {
-    /// Samples.
-    pub samples: u64,
-    /// Mean.
-    pub avg_ms: f64,
-    /// Median.
-    pub p50_ms: f64,
-    /// 99th percentile.
-    pub p99_ms: f64,
-    /// Largest.
-    pub max_ms: f64,
-}
+/// Processing-time figures in milliseconds: the job queue's own
+/// [`TimingSnapshot`](job_queue::TimingSnapshot), served as is.
+pub type TimingView = job_queue::TimingSnapshot;
 
-/// Figures for one job kind on one worker node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct KindStatsView {
-    /// The kind.
-    pub kind: String,
-    /// Attempts that succeeded.
-    pub completed: u64,
-    /// Attempts that failed.
-    pub failed: u64,
-    /// Processing times.
-    pub timing: TimingView,
-}
+/// Figures for one job kind on one worker node: the job queue's
+/// [`KindStatsSnapshot`](job_queue::KindStatsSnapshot), served as is.
+pub type KindStatsView = job_queue::KindStatsSnapshot;
 
-/// Figures for one worker node, as the answering coordinator saw them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NodeStatsView {
-    /// Node name.
-    pub node: String,
-    /// Attempts that succeeded.
-    pub completed: u64,
-    /// Attempts that failed.
-    pub failed: u64,
-    /// Attempts running now.
-    pub in_flight: u64,
-    /// Round-trip EWMA in milliseconds (0 until measured).
-    pub latency_ms: f64,
-    /// Processing times over all kinds.
-    pub timing: TimingView,
-    /// Per kind, sorted by kind.
-    pub kinds: Vec<KindStatsView>,
-}
+/// Figures for one worker node, as the answering coordinator saw them: the
+/// job queue's [`NodeStatsSnapshot`](job_queue::NodeStatsSnapshot), served
+/// as is.
+pub type NodeStatsView = job_queue::NodeStatsSnapshot;
 
-/// A coordinator's statistics (the job queue's `StatsSnapshot` form).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct StatsView {
-    /// Jobs accepted.
-    pub submitted: u64,
-    /// Jobs that succeeded.
-    pub succeeded: u64,
-    /// Jobs that failed.
-    pub failed: u64,
-    /// Attempts beyond the first.
-    pub retries: u64,
-    /// Jobs in progress.
-    pub in_progress: u64,
-    /// Jobs in the dead-letter list.
-    pub dead_letters: u64,
-    /// Late or duplicate results dropped.
-    pub late_results: u64,
-    /// Jobs waiting in the coordinator's ready queue for a node's dispatch
-    /// window (accepted, not dispatched yet).
-    #[serde(default)]
-    pub queued: u64,
-    /// Dispatches a worker pool refused (its queue was full, or it was
-    /// draining); each was placed again without counting an attempt.
-    #[serde(default)]
-    pub refusals: u64,
-    /// Per worker node, sorted by name.
-    pub nodes: Vec<NodeStatsView>,
-}
+/// A coordinator's statistics: the job queue's
+/// [`StatsSnapshot`](job_queue::StatsSnapshot), whose serde form is the
+/// `GET /v1/stats` JSON.
+pub type StatsView = job_queue::StatsSnapshot;
 
 /// Why the backend could not serve a request.
 #[derive(Debug, thiserror::Error)]

@@ -224,12 +224,10 @@ impl Api for NodeApi {
     }
 
     async fn stats(&self) -> Result<StatsView, ApiError> {
-        let stats = self
-            .coordinator
+        self.coordinator
             .stats()
             .await
-            .map_err(|e| ApiError::Internal(Box::new(e)))?;
-        convert::stats_view(&stats)
+            .map_err(|e| ApiError::Internal(Box::new(e)))
     }
 }
 
