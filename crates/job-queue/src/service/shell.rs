@@ -25,7 +25,7 @@ use super::journal::{Ack, Batch, Journal, Record};
 use super::outbox::{Outbox, SendFailure};
 use super::{Accepted, AcceptedMany, CoordinatorOptions, Msg};
 use crate::coordinator::{Action, CoordinatorCore, NodeInfo, NodeLoad, NodeStatus};
-use crate::error::JobError;
+use crate::error::{JobError, SubmitError};
 use crate::failure::{FailureCause, JobFailure};
 use crate::handler::ProgressUpdate;
 use crate::job::{Job, JobId, JobResult};
@@ -224,13 +224,13 @@ impl Shell {
                 job,
                 progress,
                 reply,
-            } => match self.core.submit(job, now) {
+            } => match self.submit_fresh(job, now) {
                 Ok(id) => self.accepted(id, progress, reply),
                 Err(err) => {
                     let _ = reply.send(Err(err));
                 }
             },
-            Msg::SubmitMany { jobs, reply } => match self.core.submit_batch(jobs, now) {
+            Msg::SubmitMany { jobs, reply } => match self.submit_batch_fresh(jobs, now) {
                 Ok(ids) => self.accepted_many(ids, reply),
                 Err(err) => {
                     let _ = reply.send(Err(err));
@@ -370,6 +370,30 @@ impl Shell {
         self.resume_deferred(now);
     }
 
+    /// Submits `job`, first reloading the node table from the router when
+    /// the table has no eligible node for it: membership events reach this
+    /// task through its mailbox and the periodic refresh, so a node the
+    /// router already sees serving the kind may not be in the table yet, and
+    /// the job must not fail with `no_eligible_node` for that lag.
+    fn submit_fresh(&mut self, job: Job, now: Instant) -> Result<JobId, SubmitError> {
+        if !self.core.has_eligible_node(&job) {
+            self.refresh_nodes(now);
+        }
+        self.core.submit(job, now)
+    }
+
+    /// [`submit_fresh`](Self::submit_fresh) for a batch (one reload at most).
+    fn submit_batch_fresh(
+        &mut self,
+        jobs: Vec<Job>,
+        now: Instant,
+    ) -> Result<Vec<JobId>, SubmitError> {
+        if jobs.iter().any(|job| !self.core.has_eligible_node(job)) {
+            self.refresh_nodes(now);
+        }
+        self.core.submit_batch(jobs, now)
+    }
+
     /// Reloads the node table from the router (status, tags, load).
     fn refresh_nodes(&mut self, now: Instant) {
         let infos = self.router.members().iter().map(node_info).collect();
@@ -500,7 +524,7 @@ impl Shell {
         progress: bool,
         now: Instant,
     ) {
-        let submitted = job.and_then(|job| self.core.submit(job, now).map_err(|e| e.to_string()));
+        let submitted = job.and_then(|job| self.submit_fresh(job, now).map_err(|e| e.to_string()));
         match submitted {
             Ok(id) => {
                 self.journal_submit(&id);
