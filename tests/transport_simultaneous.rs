@@ -47,11 +47,23 @@ async fn simultaneous_dialling_keeps_exactly_one_link() {
         let got_a = timeout(T, rx_a.recv()).await.unwrap().unwrap();
         assert_eq!(&got_b.envelopes[0].payload[..], b"1");
         assert_eq!(&got_a.envelopes[0].payload[..], b"2");
+        // A losing dial whose handshake was still in flight can replace the
+        // link for a moment after both `connect`s resolved (the lower name's
+        // dial always wins); what must hold is that the pair settles on
+        // exactly one link.
+        timeout(T, one_link(&a))
+            .await
+            .expect("a ends with one connection");
+        timeout(T, one_link(&b))
+            .await
+            .expect("b ends with one connection");
         assert_eq!(
             (a.stats().links_open, b.stats().links_open),
             (1, 1),
             "round {round}"
         );
+        assert_eq!(a.peers(), vec!["node-b".to_owned()], "round {round}");
+        assert_eq!(b.peers(), vec!["node-a".to_owned()], "round {round}");
         stop(&[&a, &b]).await;
     }
 }
