@@ -1,5 +1,6 @@
 //! Node links: dialling, accepting, and the per-link reader and writer tasks.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,7 +27,7 @@ use crate::error::{HandshakeError, TransportError};
 use crate::event::{DownReason, Incoming, LinkEvent, Source};
 use crate::handshake::{Dialer, Listener, Step};
 use crate::stats::Counters;
-use crate::transport::{send_frame, Shared, SharedQueue};
+use crate::transport::{send_frame, PeerQueue, Shared, SharedQueue};
 use crate::wire::{ControlFrame, ErrorCode};
 
 /// A WebSocket over plain TCP.
@@ -37,6 +38,9 @@ const LINGER: Duration = Duration::from_secs(1);
 
 /// Most envelopes taken from the queue per `recv_many`.
 const DRAIN_CHUNK: usize = 1024;
+
+/// Most envelopes a writer holds unconfirmed before it flushes.
+const MAX_INFLIGHT: usize = 8 * DRAIN_CHUNK;
 
 /// Moves up to `limit` envelopes that are already queued into `batch`,
 /// without waiting; false when there were none (the writers then flush).
@@ -557,6 +561,14 @@ impl Writer<'_> {
         let mut tick = tokio::time::interval_at(Instant::now() + interval, interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(DRAIN_CHUNK);
+        let mut inflight = Vec::new();
+        // What a failed or replaced connection could not confirm goes first.
+        if !queue.unsent.is_empty() {
+            batch.extend(queue.unsent.drain(..));
+            if let Some(graceful) = self.send_batch(&mut queue, &mut batch, &mut inflight).await {
+                return graceful;
+            }
+        }
         loop {
             tokio::select! {
                 biased;
@@ -567,20 +579,13 @@ impl Writer<'_> {
                     None => return false,
                 },
                 () = self.state.reader_done.cancelled() => return false,
-                n = queue.recv_many(&mut batch, DRAIN_CHUNK) => {
+                n = queue.rx.recv_many(&mut batch, DRAIN_CHUNK) => {
                     if n == 0 {
                         return self.close_locally("link removed").await;
                     }
-                    // A peer that stops reading must not wedge us: the reader
-                    // ends the link on missed heartbeats, which aborts the write.
-                    let reader_done = self.state.reader_done.clone();
-                    tokio::select! {
-                        r = self.write_batches(&mut queue, &mut batch) => if let Err(err) = r {
-                            let why = format!("write error: {err}");
-                            self.state.set_reason(DownReason::failure(why));
-                            return false;
-                        },
-                        () = reader_done.cancelled() => return false,
+                    let sent = self.send_batch(&mut queue, &mut batch, &mut inflight).await;
+                    if let Some(graceful) = sent {
+                        return graceful;
                     }
                 }
                 _ = tick.tick() => if !self.heartbeat().await { return false },
@@ -588,19 +593,59 @@ impl Writer<'_> {
         }
     }
 
+    /// Writes `batch` and whatever else is queued. When the write fails or is
+    /// aborted, puts every envelope not confirmed written back at the front
+    /// of the peer's `unsent` slot for the next connection and returns
+    /// `Some(false)` (the link ends); `None` when all was written.
+    async fn send_batch(
+        &mut self,
+        queue: &mut PeerQueue,
+        batch: &mut Vec<Envelope>,
+        inflight: &mut Vec<Envelope>,
+    ) -> Option<bool> {
+        // A peer that stops reading must not wedge us: the reader ends the
+        // link on missed heartbeats, which aborts the write.
+        let reader_done = self.state.reader_done.clone();
+        let outcome = tokio::select! {
+            r = self.write_batches(&mut queue.rx, batch, inflight) => r.map_err(Some),
+            () = reader_done.cancelled() => Err(None),
+        };
+        let err = match outcome {
+            Ok(()) => {
+                inflight.clear();
+                return None;
+            }
+            Err(err) => err,
+        };
+        let mut requeue: VecDeque<Envelope> = inflight.drain(..).chain(batch.drain(..)).collect();
+        requeue.append(&mut queue.unsent);
+        queue.unsent = requeue;
+        if let Some(err) = err {
+            let why = format!("write error: {err}");
+            self.state.set_reason(DownReason::failure(why));
+        }
+        Some(false)
+    }
+
     async fn write_now(&mut self, frame: Bytes) -> bool {
         self.sink.send(Message::Binary(frame)).await.is_ok()
     }
 
-    /// Encodes `batch` and whatever else is queued into frames, then flushes once.
+    /// Encodes `batch` and whatever else is queued into frames, then flushes.
+    /// Envelopes taken move to `inflight`, which the caller clears once the
+    /// write succeeded; it is flushed and cleared here every
+    /// [`MAX_INFLIGHT`] envelopes so that a steady stream stays bounded.
     async fn write_batches(
         &mut self,
         queue: &mut mpsc::Receiver<Envelope>,
         batch: &mut Vec<Envelope>,
+        inflight: &mut Vec<Envelope>,
     ) -> Result<(), WsError> {
         loop {
-            for env in batch.drain(..) {
-                match self.enc.push(&env) {
+            let start = inflight.len();
+            inflight.append(batch);
+            for env in &inflight[start..] {
+                match self.enc.push(env) {
                     Push::Added => continue,
                     Push::Full => {}
                     Push::TooLarge => {
@@ -610,14 +655,23 @@ impl Writer<'_> {
                 }
                 let frame = self.finish_frame();
                 self.sink.feed(Message::Binary(frame)).await?;
-                if self.enc.push(&env) != Push::Added {
+                if self.enc.push(env) != Push::Added {
                     tracing::error!(to = %env.to, "dropping envelope above the frame limit");
                 }
+            }
+            if inflight.len() >= MAX_INFLIGHT {
+                self.flush_pending().await?;
+                inflight.clear();
             }
             if !refill_now(queue, batch, DRAIN_CHUNK) {
                 break;
             }
         }
+        self.flush_pending().await
+    }
+
+    /// Feeds the frame being encoded, if any, then flushes the sink.
+    async fn flush_pending(&mut self) -> Result<(), WsError> {
         if self.enc.len() > 0 {
             let frame = self.finish_frame();
             self.sink.feed(Message::Binary(frame)).await?;

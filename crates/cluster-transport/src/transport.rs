@@ -1,5 +1,6 @@
 //! The `Transport` handle: shared state, the public API and the accept loop.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -32,7 +33,18 @@ const INCOMING_CAPACITY: usize = 1024;
 const EVENT_CAPACITY: usize = 1024;
 
 /// The queue shared by all connections that serve one peer in turn.
-pub(crate) type SharedQueue = Arc<tokio::sync::Mutex<mpsc::Receiver<Envelope>>>;
+pub(crate) type SharedQueue = Arc<tokio::sync::Mutex<PeerQueue>>;
+
+/// One peer's outbound queue, locked by the connection's writer that serves it.
+#[derive(Debug)]
+pub(crate) struct PeerQueue {
+    /// Envelopes queued by `send`.
+    pub(crate) rx: mpsc::Receiver<Envelope>,
+    /// Envelopes a previous writer took from `rx` but could not confirm as
+    /// written (its connection failed or was replaced mid-write), oldest
+    /// first: the next writer sends them before anything from `rx`.
+    pub(crate) unsent: VecDeque<Envelope>,
+}
 
 /// The installed link to one peer.
 #[derive(Debug)]
@@ -143,7 +155,10 @@ impl Shared {
             return Some(Arc::clone(&old.queue));
         }
         let (tx, rx) = mpsc::channel(self.config.outbound_queue.max(1));
-        let queue = Arc::new(tokio::sync::Mutex::new(rx));
+        let queue = Arc::new(tokio::sync::Mutex::new(PeerQueue {
+            rx,
+            unsent: VecDeque::new(),
+        }));
         let link = PeerLink {
             conn,
             preferred,
