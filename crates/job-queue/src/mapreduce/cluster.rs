@@ -21,7 +21,7 @@ use crate::service::Coordinator;
 use super::builtins::{InvertedIndex, Posting, WordCount};
 use super::driver::{DriverConfig, MapReduceDriver, Phase, TaskProgress};
 use super::error::MapReduceError;
-use super::local::{stage_inputs, MapReduceOutput, PhaseTimings, RunOptions};
+use super::run::{stage_inputs, MapReduceOutput, PhaseTimings, RunOptions};
 use super::node::MapReduceNode;
 use super::report::{record_result, NodeTasks};
 use super::spec::{merge_reduced, MapReduce};
@@ -269,7 +269,7 @@ impl ClusterMapReduce {
                 Ok(blobs) => {
                     let entries = tokio::task::spawn_blocking(move || merge_reduced::<K, O>(blobs))
                         .await
-                        .map_err(|_| MapReduceError::ExecutorClosed)??;
+                        .map_err(MapReduceError::MergeAborted)??;
                     run.timings.merge += merge_start.elapsed();
                     return Ok(MapReduceOutput {
                         entries,

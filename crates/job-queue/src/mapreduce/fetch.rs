@@ -21,11 +21,11 @@ use super::wire::{
 };
 
 /// The well-known name of a node's partition actor: `partitions@<node>`.
-pub const PARTITIONS: &str = "partitions";
+pub(crate) const PARTITIONS: &str = "partitions";
 
 /// The largest chunk a partition actor sends, whatever is asked: well
 /// below the default 16 MiB frame limit.
-pub const MAX_CHUNK: u32 = 8 << 20;
+pub(crate) const MAX_CHUNK: u32 = 8 << 20;
 
 /// Settings of a [`RouterFetcher`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -190,7 +190,7 @@ pub(crate) fn partitions_addr(node: &str) -> Result<ActorAddr, RouterError> {
 /// requests (pipelined), each bounded by a timeout. Blobs of this node are
 /// read from its own store directly.
 #[derive(Clone, Debug)]
-pub struct RouterFetcher {
+pub(crate) struct RouterFetcher {
     router: Router,
     local: PartitionStore,
     config: FetchConfig,
@@ -206,7 +206,7 @@ fn unavailable(node: &str, err: &RouterError) -> FetchError {
 
 impl RouterFetcher {
     /// A fetcher over `router`; `local` is this node's store.
-    pub fn new(router: Router, local: PartitionStore, config: FetchConfig) -> Self {
+    pub(crate) fn new(router: Router, local: PartitionStore, config: FetchConfig) -> Self {
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
         RouterFetcher {
             router,
@@ -301,7 +301,7 @@ impl RouterFetcher {
     /// # Errors
     ///
     /// [`FetchError`] if the node does not answer.
-    pub async fn drop_job(&self, node: &str, job: &str) -> Result<u64, FetchError> {
+    pub(crate) async fn drop_job(&self, node: &str, job: &str) -> Result<u64, FetchError> {
         if node == self.router.node_id().as_str() {
             return Ok(self.local.remove_job(job) as u64);
         }

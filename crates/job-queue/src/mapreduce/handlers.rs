@@ -31,23 +31,8 @@ fn store_failure(err: StoreError) -> HandlerError {
 /// The worker side of map-shuffle-reduce on one node: runs map and reduce
 /// tasks, keeps their outputs in this node's [`PartitionStore`], and fetches
 /// other nodes' outputs through a [`PartitionFetcher`].
-///
-/// ```
-/// use std::sync::Arc;
-/// use job_queue::HandlerRegistry;
-/// use job_queue::mapreduce::{InMemoryFetcher, MapReduceRegistry, MapReduceWorker, PartitionStore};
-///
-/// let worker = MapReduceWorker::new(
-///     Arc::new(MapReduceRegistry::with_builtins()),
-///     PartitionStore::new(),
-///     Arc::new(InMemoryFetcher::new()),
-/// );
-/// let mut handlers = HandlerRegistry::new();
-/// worker.register(&mut handlers);
-/// assert_eq!(handlers.kinds(), ["mr.map", "mr.reduce"]);
-/// ```
 #[derive(Clone)]
-pub struct MapReduceWorker {
+pub(crate) struct MapReduceWorker {
     jobs: Arc<MapReduceRegistry>,
     store: PartitionStore,
     fetcher: Arc<dyn PartitionFetcher>,
@@ -65,7 +50,7 @@ impl fmt::Debug for MapReduceWorker {
 impl MapReduceWorker {
     /// A worker running the jobs of `jobs`, storing outputs in `store` (this
     /// node's store) and reading other nodes' stores through `fetcher`.
-    pub fn new(
+    pub(crate) fn new(
         jobs: Arc<MapReduceRegistry>,
         store: PartitionStore,
         fetcher: Arc<dyn PartitionFetcher>,
@@ -78,7 +63,7 @@ impl MapReduceWorker {
     }
 
     /// Registers the [`MAP_KIND`] and [`REDUCE_KIND`] handlers.
-    pub fn register(&self, handlers: &mut HandlerRegistry) {
+    pub(crate) fn register(&self, handlers: &mut HandlerRegistry) {
         let map = self.clone();
         handlers.register(MAP_KIND, move |ctx: JobContext| {
             let worker = map.clone();
@@ -92,7 +77,8 @@ impl MapReduceWorker {
     }
 
     /// This node's store.
-    pub fn store(&self) -> &PartitionStore {
+    #[cfg(test)]
+    pub(crate) fn store(&self) -> &PartitionStore {
         &self.store
     }
 

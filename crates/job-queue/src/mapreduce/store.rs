@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
@@ -47,7 +47,7 @@ pub struct BlobId {
 
 impl BlobId {
     /// The staged bytes of input split `split`.
-    pub fn input(job: &str, split: u32) -> Self {
+    pub(crate) fn input(job: &str, split: u32) -> Self {
         BlobId {
             job: job.to_owned(),
             stage: Stage::Input,
@@ -57,7 +57,7 @@ impl BlobId {
     }
 
     /// Map task `task`'s output for partition `partition`.
-    pub fn map_output(job: &str, task: u32, partition: u32) -> Self {
+    pub(crate) fn map_output(job: &str, task: u32, partition: u32) -> Self {
         BlobId {
             job: job.to_owned(),
             stage: Stage::Map,
@@ -67,7 +67,7 @@ impl BlobId {
     }
 
     /// Reduce task `partition`'s output.
-    pub fn reduce_output(job: &str, partition: u32) -> Self {
+    pub(crate) fn reduce_output(job: &str, partition: u32) -> Self {
         BlobId {
             job: job.to_owned(),
             stage: Stage::Reduce,
@@ -140,20 +140,15 @@ pub struct PartitionStore {
     limit: usize,
 }
 
-impl Default for PartitionStore {
-    fn default() -> Self {
-        PartitionStore::new()
-    }
-}
-
 impl PartitionStore {
     /// An unlimited store.
-    pub fn new() -> Self {
+    #[cfg(test)]
+    pub(crate) fn new() -> Self {
         PartitionStore::with_limit(usize::MAX)
     }
 
     /// A store that refuses blobs past `limit` bytes in total.
-    pub fn with_limit(limit: usize) -> Self {
+    pub(crate) fn with_limit(limit: usize) -> Self {
         PartitionStore {
             inner: Arc::default(),
             limit,
@@ -166,7 +161,7 @@ impl PartitionStore {
     ///
     /// [`StoreError::Full`] if the blob does not fit in the limit,
     /// [`StoreError::JobEnded`] if its job was removed from this store.
-    pub fn put(&self, id: BlobId, data: Bytes) -> Result<(), StoreError> {
+    pub(crate) fn put(&self, id: BlobId, data: Bytes) -> Result<(), StoreError> {
         let mut inner = self.inner.lock();
         if inner.ended.contains(&id.job) {
             return Err(StoreError::JobEnded {
@@ -191,7 +186,8 @@ impl PartitionStore {
 
     /// The blob under `id`, if it is in memory (a staged file range is not:
     /// see [`read`](Self::read)).
-    pub fn get(&self, id: &BlobId) -> Option<Bytes> {
+    #[cfg(test)]
+    pub(crate) fn get(&self, id: &BlobId) -> Option<Bytes> {
         self.inner.lock().blobs.get(id).cloned()
     }
 
@@ -224,7 +220,7 @@ impl PartitionStore {
     ///
     /// [`FetchError::Missing`] if there is no such blob,
     /// [`FetchError::Unreadable`] if its file cannot be read.
-    pub async fn read(&self, node: &str, id: &BlobId) -> Result<Bytes, FetchError> {
+    pub(crate) async fn read(&self, node: &str, id: &BlobId) -> Result<Bytes, FetchError> {
         let unreadable = |source| FetchError::Unreadable {
             node: node.to_owned(),
             id: id.clone(),
@@ -246,7 +242,7 @@ impl PartitionStore {
     /// Removes every blob of job `job` and refuses its later blobs (the
     /// last 1024 ended jobs are remembered); returns how many blobs there
     /// were.
-    pub fn remove_job(&self, job: &str) -> usize {
+    pub(crate) fn remove_job(&self, job: &str) -> usize {
         let mut inner = self.inner.lock();
         if !inner.ended.iter().any(|j| j == job) {
             if inner.ended.len() == ENDED_JOBS_REMEMBERED {
@@ -334,10 +330,11 @@ pub enum FetchError {
 
 /// Reads a blob from the store of a (possibly remote) node.
 ///
-/// In a cluster this is a request to the partition actor on `node`; in
-/// process, [`InMemoryFetcher`] reads the node's store directly.
+/// In a cluster this is a request to the partition actor on `node`
+/// (`RouterFetcher`); in unit tests, `InMemoryFetcher` reads the node's
+/// store directly.
 #[async_trait]
-pub trait PartitionFetcher: Send + Sync + 'static {
+pub(crate) trait PartitionFetcher: Send + Sync + 'static {
     /// Fetches blob `id` from node `node`.
     ///
     /// # Errors
@@ -349,33 +346,36 @@ pub trait PartitionFetcher: Send + Sync + 'static {
 /// A [`PartitionFetcher`] over in-process stores, one per node name.
 ///
 /// Removing a node simulates its death: its blobs become unavailable.
+#[cfg(test)]
 #[derive(Clone, Debug, Default)]
-pub struct InMemoryFetcher {
-    nodes: Arc<RwLock<FxHashMap<String, PartitionStore>>>,
+pub(crate) struct InMemoryFetcher {
+    nodes: Arc<parking_lot::RwLock<FxHashMap<String, PartitionStore>>>,
 }
 
+#[cfg(test)]
 impl InMemoryFetcher {
     /// A fetcher that knows no node.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         InMemoryFetcher::default()
     }
 
     /// Makes `store` reachable as node `node`.
-    pub fn add_node(&self, node: impl Into<String>, store: PartitionStore) {
+    pub(crate) fn add_node(&self, node: impl Into<String>, store: PartitionStore) {
         self.nodes.write().insert(node.into(), store);
     }
 
     /// Makes node `node` unreachable; returns its store if it was known.
-    pub fn remove_node(&self, node: &str) -> Option<PartitionStore> {
+    pub(crate) fn remove_node(&self, node: &str) -> Option<PartitionStore> {
         self.nodes.write().remove(node)
     }
 
     /// The store of node `node`.
-    pub fn store(&self, node: &str) -> Option<PartitionStore> {
+    pub(crate) fn store(&self, node: &str) -> Option<PartitionStore> {
         self.nodes.read().get(node).cloned()
     }
 }
 
+#[cfg(test)]
 #[async_trait]
 impl PartitionFetcher for InMemoryFetcher {
     async fn fetch(&self, node: &str, id: &BlobId) -> Result<Bytes, FetchError> {
