@@ -26,11 +26,11 @@ use std::time::{Duration, Instant};
 
 use cluster_router::{Router, RouterConfig};
 use job_queue::mapreduce::{
-    generate_inputs, plan_splits, reference_word_count, split_bytes, ClusterMapReduce,
-    CorpusConfig, Input, MapInput, MapReduce, MapReduceNode, MapReduceNodeConfig,
-    MapReduceRegistry, PhaseTimings, RunOptions, WordCount,
+    plan_splits, split_bytes, ClusterMapReduce, Input, MapInput, MapReduce, MapReduceNode,
+    MapReduceNodeConfig, MapReduceRegistry, PhaseTimings, RunOptions, WordCount,
 };
 use job_queue::{Coordinator, CoordinatorOptions, HandlerRegistry, WorkerPool, WorkerPoolConfig};
+use test_kit::{generate_inputs, reference_word_count, CorpusConfig};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)

@@ -32,7 +32,11 @@ pub struct ReadyReport {
 
 impl ReadyReport {
     /// A report for `node` at `url`.
-    pub fn new(node: impl Into<String>, url: impl Into<String>, http: Option<SocketAddr>) -> Self {
+    pub(crate) fn new(
+        node: impl Into<String>,
+        url: impl Into<String>,
+        http: Option<SocketAddr>,
+    ) -> Self {
         ReadyReport {
             event: "ready".to_owned(),
             node: node.into(),
@@ -42,7 +46,7 @@ impl ReadyReport {
     }
 
     /// The one-line JSON form.
-    pub fn to_line(&self) -> String {
+    pub(crate) fn to_line(&self) -> String {
         serde_json::to_string(self).expect("a ready report always serialises")
     }
 
@@ -57,7 +61,7 @@ impl ReadyReport {
 /// Why the local cluster could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum DemoError {
+pub(crate) enum DemoError {
     /// A node process could not be spawned.
     #[error("cannot start {node} ({}): {source}", exe.display())]
     Spawn {
@@ -90,7 +94,7 @@ pub enum DemoError {
 
 /// How to launch the local cluster.
 #[derive(Debug, Clone)]
-pub struct LaunchOptions {
+pub(crate) struct LaunchOptions {
     /// The `job-node` executable (normally `std::env::current_exe()`).
     pub exe: PathBuf,
     /// How many nodes.
@@ -107,7 +111,7 @@ pub struct LaunchOptions {
 }
 
 /// The `start` command line for one demo node.
-pub fn node_command(
+pub(crate) fn node_command(
     exe: &Path,
     name: &str,
     workers: u16,
@@ -154,7 +158,7 @@ pub fn node_command(
 
 /// A running local cluster.
 #[derive(Debug)]
-pub struct LocalCluster {
+pub(crate) struct LocalCluster {
     group: ProcessGroup,
     nodes: Vec<ReadyReport>,
 }
@@ -166,7 +170,7 @@ impl LocalCluster {
     /// # Errors
     ///
     /// [`DemoError`]; every node already started is killed.
-    pub async fn launch(options: &LaunchOptions) -> Result<LocalCluster, DemoError> {
+    pub(crate) async fn launch(options: &LaunchOptions) -> Result<LocalCluster, DemoError> {
         let mut cluster = LocalCluster {
             group: ProcessGroup::new(),
             nodes: Vec::new(),
@@ -207,25 +211,25 @@ impl LocalCluster {
     }
 
     /// The nodes, in start order.
-    pub fn nodes(&self) -> &[ReadyReport] {
+    pub(crate) fn nodes(&self) -> &[ReadyReport] {
         &self.nodes
     }
 
     /// The URL of the first node.
-    pub fn seed_url(&self) -> Option<&str> {
+    pub(crate) fn seed_url(&self) -> Option<&str> {
         self.nodes.first().map(|n| n.url.as_str())
     }
 
     /// Asks every node to drain and exit, kills those still running after
     /// `grace`, and reports how each ended.
-    pub async fn shutdown(mut self, grace: Duration) -> Vec<ChildExit> {
+    pub(crate) async fn shutdown(mut self, grace: Duration) -> Vec<ChildExit> {
         self.group.shutdown(grace).await
     }
 }
 
 /// The demo workload: `jobs` jobs, 60 % `sha256` (1,000 rounds), 30 %
 /// `echo`, 10 % `sleep` (5..=20 ms), with ids `demo-<n>`.
-pub fn workload(jobs: u32) -> Vec<JobSubmission> {
+pub(crate) fn workload(jobs: u32) -> Vec<JobSubmission> {
     (0..jobs)
         .map(|n| {
             let mut job = match n % 10 {

@@ -91,7 +91,7 @@ struct Tally {
 ///
 /// A node that does not come up, a cluster that does not form, a lost
 /// connection, wrong results, or Ctrl-C.
-pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let secret_dir = SecretDir::create()?;
     let secret = ClusterSecret::from_file(&secret_dir.file)?;
     let options = LaunchOptions {

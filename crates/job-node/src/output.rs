@@ -12,7 +12,7 @@ use crate::http::{ClusterView, JobSubmission, StatsView};
 /// A jobs file could not be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum JobsFileError {
+pub(crate) enum JobsFileError {
     /// The file could not be read.
     #[error("cannot read jobs file {}: {source}", path.display())]
     Read {
@@ -47,7 +47,7 @@ pub enum JobsFileError {
 /// # Errors
 ///
 /// [`JobsFileError`] naming the file and line.
-pub fn read_jobs_file(path: &Path) -> Result<Vec<JobSubmission>, JobsFileError> {
+pub(crate) fn read_jobs_file(path: &Path) -> Result<Vec<JobSubmission>, JobsFileError> {
     let file = std::fs::File::open(path).map_err(|source| JobsFileError::Read {
         path: path.to_owned(),
         source,
@@ -92,7 +92,7 @@ fn list_or_dash<'a>(items: impl Iterator<Item = &'a str>) -> String {
 
 /// The `status` table: one row per member with its gossip and the
 /// coordinator's figures for it.
-pub fn render_status(cluster: &ClusterView, stats: &StatsView) -> String {
+pub(crate) fn render_status(cluster: &ClusterView, stats: &StatsView) -> String {
     let header = [
         "NODE",
         "STATUS",
@@ -176,7 +176,7 @@ pub fn render_status(cluster: &ClusterView, stats: &StatsView) -> String {
 }
 
 /// A progress bar on stderr, hidden when stderr is not a terminal.
-pub fn progress_bar(total: u64, message: &str) -> ProgressBar {
+pub(crate) fn progress_bar(total: u64, message: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
@@ -193,8 +193,9 @@ pub fn progress_bar(total: u64, message: &str) -> ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{LoadView, MemberView, NodeStatsView, TimingView};
+    use crate::http::{LoadView, MemberView, NodeStatsView};
     use crate::test_util::TempDir;
+    use job_queue::TimingSnapshot;
 
     #[test]
     fn jobs_file_lines() {
@@ -259,10 +260,10 @@ mod tests {
                 failed: 1,
                 in_flight: 0,
                 latency_ms: 0.3,
-                timing: TimingView {
+                timing: TimingSnapshot {
                     p50_ms: 1.25,
                     p99_ms: 8.0,
-                    ..TimingView::default()
+                    ..TimingSnapshot::default()
                 },
                 kinds: vec![],
             }],

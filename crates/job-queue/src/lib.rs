@@ -120,8 +120,8 @@ pub use worker::{WorkerConfig, WorkerEngine, WorkerEvent};
 // Jobs, results and the coordinator actor.
 pub use job::{Job, JobId, JobResult};
 pub use service::{Coordinator, CoordinatorOptions, PendingJob, COORDINATOR};
-pub use wire::MAX_BINCODE_BYTES;
 pub use stats::{KindStatsSnapshot, NodeStatsSnapshot, StatsSnapshot, TimingSnapshot};
+pub use wire::MAX_BINCODE_BYTES;
 // Load-balancing strategies.
 pub use strategy::{
     Candidate, LeastCpu, LeastInFlight, LowestLatency, ParseStrategyError, Random, RoundRobin,

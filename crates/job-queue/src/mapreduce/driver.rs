@@ -202,7 +202,10 @@ impl MapReduceDriver {
     /// [`MapReduceError::InvalidJobId`], [`MapReduceError::ZeroReducers`],
     /// [`MapReduceError::TooManyReducers`], or
     /// [`MapReduceError::SplitNumbering`] if `splits[i].index != i`.
-    pub(crate) fn new(config: DriverConfig, splits: Vec<SplitSpec>) -> Result<Self, MapReduceError> {
+    pub(crate) fn new(
+        config: DriverConfig,
+        splits: Vec<SplitSpec>,
+    ) -> Result<Self, MapReduceError> {
         if !valid_job_id(&config.job) {
             return Err(MapReduceError::InvalidJobId { id: config.job });
         }

@@ -37,12 +37,6 @@ pub enum MapReduceError {
         /// The number asked for.
         reducers: u32,
     },
-    /// No job definition of that name is registered.
-    #[error("no map-reduce job named {name:?} is registered")]
-    UnknownJob {
-        /// The requested name.
-        name: String,
-    },
     /// A map or reduce task failed for good (after its retries).
     #[error("task {task} failed: {failure}")]
     TaskFailed {
