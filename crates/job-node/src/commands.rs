@@ -6,9 +6,11 @@ use anyhow::Context as _;
 
 use crate::cli::{ClusterArgs, StatusArgs, SubmitArgs};
 use crate::http::JobSubmission;
-use crate::output::{progress_bar, read_jobs_file, render_status};
+use crate::jobs_file::read_jobs_file;
+use crate::progress_bar::progress_bar;
 use crate::remote::{JobReply, Session};
 use crate::secret::ClusterSecret;
+use crate::status_table::render_status;
 
 /// Connects to the cluster named by `args`.
 ///

@@ -28,12 +28,14 @@
 //! * `client` — the WebSocket client of the cluster's client edge;
 //!   `remote` — the job and status protocols over it; `commands` —
 //!   `submit` and `status`.
-//! * `supervise`, `demo` and `demo_run` — child processes that die
-//!   with their parent, the local cluster the demo runs on, and the demo.
+//! * `supervise`, `ready` and `local_cluster` — child processes that die
+//!   with their parent, the line a supervised node prints once it serves,
+//!   and a local cluster of node processes; `demo` — the demo on one.
 //! * `mapreduce_cmd` — `mapreduce wordcount|index`: this process joins
 //!   the cluster (or a local one it starts) as a driver node.
-//! * `output` and `logging` — what the commands print and log;
-//!   `signals` — when a node should stop.
+//! * `jobs_file` (the JSON-lines file of `submit --file`), `status_table`
+//!   (what `status` prints), `progress_bar` and `logging` — what the
+//!   commands read, print and log; `signals` — when a node should stop.
 //! * `run` — the entry point: a parsed command line to the command's end.
 
 mod builtin;
@@ -42,18 +44,21 @@ mod client;
 mod commands;
 mod config;
 mod demo;
-mod demo_run;
 mod http;
+mod jobs_file;
 mod kinds;
+mod local_cluster;
 mod logging;
 mod mapreduce_cmd;
 mod metrics;
 mod node;
-mod output;
+mod progress_bar;
+mod ready;
 mod remote;
 mod run;
 mod secret;
 mod signals;
+mod status_table;
 mod supervise;
 
 #[cfg(test)]
@@ -66,7 +71,7 @@ pub use run::run;
 // What the process tests need to talk to a node, and the types its
 // answers and errors carry.
 pub use client::{ClientEnvelope, ClientError};
-pub use demo::ReadyReport;
 pub use http::{ClusterView, JobSubmission, LoadView, MemberView};
+pub use ready::ReadyReport;
 pub use remote::{JobReply, RemoteError, Session};
 pub use secret::ClusterSecret;

@@ -15,7 +15,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Start(args) => crate::node::run(NodeConfig::resolve(&args)?).await,
         Command::Submit(args) => crate::commands::submit(args).await,
         Command::Status(args) => crate::commands::status(args).await,
-        Command::Demo(args) => crate::demo_run::run(args).await,
+        Command::Demo(args) => crate::demo::run(args).await,
         Command::Mapreduce(args) => crate::mapreduce_cmd::run(args).await,
     }
 }

@@ -37,7 +37,7 @@ use job_queue::mapreduce::{
 use job_queue::{Coordinator, CoordinatorOptions};
 
 use crate::cli::parse_seconds;
-use crate::demo::{LaunchOptions, LocalCluster};
+use crate::local_cluster::{LaunchOptions, LocalCluster};
 use crate::secret::ClusterSecret;
 
 pub(crate) use progress::BarObserver;

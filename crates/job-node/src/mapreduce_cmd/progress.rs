@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use indicatif::ProgressBar;
 use job_queue::mapreduce::{RunEvent, RunObserver, TaskProgress};
 
-use crate::output::progress_bar;
+use crate::progress_bar::progress_bar;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {

@@ -28,9 +28,9 @@ use tokio::task::JoinHandle;
 
 use crate::builtin::register_builtins_observed;
 use crate::config::NodeConfig;
-use crate::demo::ReadyReport;
 use crate::kinds::ExecPolicy;
 use crate::metrics::Metrics;
+use crate::ready::ReadyReport;
 
 /// How long a drain waits for running jobs before cancelling them.
 pub(crate) const DRAIN_GRACE: Duration = Duration::from_secs(30);
