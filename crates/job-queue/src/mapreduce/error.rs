@@ -3,7 +3,8 @@
 use crate::failure::JobFailure;
 use crate::job::JobId;
 
-use super::store::{FetchError, StoreError};
+use super::fetch::FetchError;
+use super::store::StoreError;
 
 /// Why a map-reduce job could not be planned or run.
 #[derive(Debug, thiserror::Error)]

@@ -9,8 +9,9 @@ use futures_util::stream::{self, StreamExt};
 use crate::failure::HandlerError;
 use crate::handler::{HandlerRegistry, JobContext};
 
+use super::fetch::{FetchError, PartitionFetcher};
 use super::spec::{ErasedJob, MapReduceRegistry, ReduceContext};
-use super::store::{BlobId, FetchError, PartitionFetcher, PartitionStore, StoreError};
+use super::store::{BlobId, PartitionStore, StoreError};
 use super::task::{
     MapReport, MapTask, PartitionInfo, ReduceReport, ReduceTask, SourceLocation, MAP_KIND,
     MAX_REDUCERS, REDUCE_KIND,
@@ -214,8 +215,8 @@ impl MapReduceWorker {
 mod tests {
     use super::*;
     use crate::job::Job;
+    use crate::mapreduce::fetch::InMemoryFetcher;
     use crate::mapreduce::split::SplitSpec;
-    use crate::mapreduce::store::InMemoryFetcher;
     use std::time::Duration;
 
     fn worker(fetcher: &InMemoryFetcher, node: &str) -> MapReduceWorker {

@@ -11,8 +11,9 @@ use cluster_router::{Envelope, Router};
 use crate::handler::HandlerRegistry;
 
 use super::error::MapReduceError;
-use super::fetch::{FetchConfig, PartitionServer, RouterFetcher, PARTITIONS};
+use super::fetch::{FetchConfig, RouterFetcher};
 use super::handlers::MapReduceWorker;
+use super::server::{PartitionServer, PARTITIONS};
 use super::spec::MapReduceRegistry;
 use super::store::PartitionStore;
 

@@ -1,16 +1,16 @@
-//! Where shuffle data lives: the per-node [`PartitionStore`], and the
-//! [`PartitionFetcher`] that reads another node's store.
+//! Where shuffle data lives: the per-node [`PartitionStore`] of blobs
+//! named by [`BlobId`].
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use super::fetch::FetchError;
 use super::source::FileRange;
 
 /// A blob as stored: bytes, or a file range read when fetched.
@@ -274,120 +274,6 @@ impl PartitionStore {
     }
 }
 
-/// Why a blob could not be fetched.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum FetchError {
-    /// The holder node is unknown, Down, or did not answer.
-    #[error("node {node} is unavailable")]
-    NodeUnavailable {
-        /// The holder node.
-        node: String,
-    },
-    /// The holder node answered but does not have the blob (it restarted
-    /// or dropped the job).
-    #[error("node {node} has no blob {id}")]
-    Missing {
-        /// The holder node.
-        node: String,
-        /// The blob asked for.
-        id: BlobId,
-    },
-    /// The holder answered something that is not a valid answer.
-    #[error("node {node} sent an invalid partition answer")]
-    BadReply {
-        /// The holder node.
-        node: String,
-        /// What was wrong with it.
-        #[source]
-        source: super::wire::WireError,
-    },
-    /// The holder has the blob as a file range but cannot read it (the
-    /// file was removed or shortened during the job).
-    #[error("node {node} cannot read blob {id} from its file")]
-    Unreadable {
-        /// The holder node.
-        node: String,
-        /// The blob asked for.
-        id: BlobId,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The holder claims a blob larger than the fetcher accepts.
-    #[error("node {node} holds blob {id} of {bytes} bytes; at most {limit} are accepted")]
-    TooLarge {
-        /// The holder node.
-        node: String,
-        /// The blob asked for.
-        id: BlobId,
-        /// Its claimed size.
-        bytes: u64,
-        /// The fetcher's limit.
-        limit: u64,
-    },
-}
-
-/// Reads a blob from the store of a (possibly remote) node.
-///
-/// In a cluster this is a request to the partition actor on `node`
-/// (`RouterFetcher`); in unit tests, `InMemoryFetcher` reads the node's
-/// store directly.
-#[async_trait]
-pub(crate) trait PartitionFetcher: Send + Sync + 'static {
-    /// Fetches blob `id` from node `node`.
-    ///
-    /// # Errors
-    ///
-    /// [`FetchError`] if the node is unavailable or lacks the blob.
-    async fn fetch(&self, node: &str, id: &BlobId) -> Result<Bytes, FetchError>;
-}
-
-/// A [`PartitionFetcher`] over in-process stores, one per node name.
-///
-/// Removing a node simulates its death: its blobs become unavailable.
-#[cfg(test)]
-#[derive(Clone, Debug, Default)]
-pub(crate) struct InMemoryFetcher {
-    nodes: Arc<parking_lot::RwLock<FxHashMap<String, PartitionStore>>>,
-}
-
-#[cfg(test)]
-impl InMemoryFetcher {
-    /// A fetcher that knows no node.
-    pub(crate) fn new() -> Self {
-        InMemoryFetcher::default()
-    }
-
-    /// Makes `store` reachable as node `node`.
-    pub(crate) fn add_node(&self, node: impl Into<String>, store: PartitionStore) {
-        self.nodes.write().insert(node.into(), store);
-    }
-
-    /// Makes node `node` unreachable; returns its store if it was known.
-    pub(crate) fn remove_node(&self, node: &str) -> Option<PartitionStore> {
-        self.nodes.write().remove(node)
-    }
-
-    /// The store of node `node`.
-    pub(crate) fn store(&self, node: &str) -> Option<PartitionStore> {
-        self.nodes.read().get(node).cloned()
-    }
-}
-
-#[cfg(test)]
-#[async_trait]
-impl PartitionFetcher for InMemoryFetcher {
-    async fn fetch(&self, node: &str, id: &BlobId) -> Result<Bytes, FetchError> {
-        let store = self
-            .store(node)
-            .ok_or_else(|| FetchError::NodeUnavailable {
-                node: node.to_owned(),
-            })?;
-        store.read(node, id).await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,26 +342,5 @@ mod tests {
             Err(FetchError::Missing { .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[tokio::test]
-    async fn in_memory_fetcher_reports_missing_and_dead_nodes() {
-        let fetcher = InMemoryFetcher::new();
-        let store = PartitionStore::new();
-        let id = BlobId::reduce_output("j", 2);
-        store.put(id.clone(), Bytes::from_static(b"x")).unwrap();
-        fetcher.add_node("n1", store);
-        assert_eq!(&fetcher.fetch("n1", &id).await.unwrap()[..], b"x");
-        let other = BlobId::reduce_output("j", 3);
-        assert!(matches!(
-            fetcher.fetch("n1", &other).await,
-            Err(FetchError::Missing { .. })
-        ));
-        assert!(fetcher.remove_node("n1").is_some());
-        assert!(matches!(
-            fetcher.fetch("n1", &id).await,
-            Err(FetchError::NodeUnavailable { .. })
-        ));
-        assert_eq!(id.to_string(), "j/Reduce/2/2");
     }
 }
