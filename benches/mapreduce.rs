@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use cluster_router::{Router, RouterConfig};
 use job_queue::mapreduce::{
-    plan_splits, split_bytes, ClusterMapReduce, Input, MapInput, MapReduce, MapReduceNode,
-    MapReduceNodeConfig, MapReduceRegistry, PhaseTimings, RunOptions, WordCount,
+    plan_splits, ClusterMapReduce, Input, MapInput, MapReduce, MapReduceNode, MapReduceNodeConfig,
+    MapReduceRegistry, PhaseTimings, RunOptions, WordCount,
 };
 use job_queue::{Coordinator, CoordinatorOptions, HandlerRegistry, WorkerPool, WorkerPoolConfig};
 use test_kit::{generate_inputs, reference_word_count, CorpusConfig};
@@ -74,7 +74,8 @@ fn map_alone(inputs: &[Input], bytes: usize, splits: usize) {
     let t = Instant::now();
     let mut pairs = 0;
     for split in &plan_splits(inputs, splits).expect("splits") {
-        let text = split_bytes(inputs, split).expect("split");
+        let input = &inputs[split.file as usize];
+        let text = input.range(split.start, split.end).expect("split");
         pairs += WordCount.map(&MapInput { split, text: &text }).pairs.len();
     }
     let time = t.elapsed();

@@ -116,7 +116,7 @@ pub use handler::{
     kind_tag, Handler, HandlerRegistry, JobContext, ProgressUpdate, KIND_TAG_PREFIX,
 };
 pub use pool::{WorkerPool, WorkerPoolConfig, WORKER};
-pub use worker::{WorkerConfig, WorkerEngine, WorkerEvent};
+pub use worker::{WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue};
 // Jobs, results and the coordinator actor.
 pub use job::{Job, JobId, JobResult};
 pub use service::{Coordinator, CoordinatorOptions, PendingJob, COORDINATOR};

@@ -69,10 +69,9 @@ pub enum Phase {
     Map,
     /// Every map output is available; some reduce task has no output yet.
     Reduce,
-    /// Every reduce output is available: fetch and merge them
-    /// ([`MapReduceDriver::outputs`]).
+    /// Every reduce output is available: they are fetched and merged.
     Merge,
-    /// The job failed ([`MapReduceDriver::take_error`]).
+    /// The job failed (a task out of attempts, too many recoveries).
     Failed,
 }
 

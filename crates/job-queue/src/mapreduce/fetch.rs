@@ -17,10 +17,11 @@ use super::wire::{
     decode_answer, encode_request, Answer, PartitionReply, PartitionRequest, WireError,
 };
 
-/// Settings of a [`RouterFetcher`].
+/// How a node fetches blobs (splits, map outputs, reduce outputs) from the
+/// other nodes' `partitions` actors.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchConfig {
-    /// Bytes asked for per request (capped at [`MAX_CHUNK`]); must leave
+    /// Bytes asked for per request (capped at 8 MiB); must leave
     /// room under the cluster's frame limit. Default 4 MiB.
     pub chunk: u32,
     /// Timeout of each chunk request. Default 10 s.

@@ -100,7 +100,7 @@ pub use observer::{NoObserver, RunEvent, RunObserver};
 pub use report::NodeTasks;
 pub use run::{MapReduceOutput, PhaseTimings, RunOptions};
 pub use spec::{MapInput, MapOutput, MapReduce, MapReduceRegistry, ReduceContext, SplitInfo};
-pub use split::{plan_splits, split_bytes, Input, SplitSpec};
+pub use split::{plan_splits, Input, SplitSpec};
 pub use store::{BlobId, PartitionStore, Stage, StoreError};
 pub use task::{MAP_KIND, MAX_REDUCERS, REDUCE_KIND};
 pub use wire::WireError;

@@ -103,8 +103,8 @@ pub enum StoreError {
         /// The limit.
         limit: usize,
     },
-    /// The blob's job has ended here ([`PartitionStore::remove_job`]): a
-    /// late attempt must not leave blobs behind.
+    /// The blob's job has ended here (its driver dropped its data): a late
+    /// attempt must not leave blobs behind.
     #[error("job {job} has ended on this node; blob {id} refused")]
     JobEnded {
         /// The job.

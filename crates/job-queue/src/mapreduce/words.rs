@@ -24,7 +24,10 @@ pub(crate) fn normalize_into(text: &[u8], out: &mut Vec<u8>) {
     out.make_ascii_lowercase();
 }
 
-/// The normalized form of `text` (see [`normalize_into`]).
+/// The normalized form of `text`: a copy with ASCII letters lowercased and
+/// every other byte unchanged. It has the same length (byte offsets are
+/// preserved) and the same words as `text`, and its words are exactly its
+/// maximal runs of `[a-z]` (see [`words`]).
 pub fn normalize(text: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     normalize_into(text, &mut out);
