@@ -26,11 +26,11 @@ use std::time::{Duration, Instant};
 
 use cluster_router::{Router, RouterConfig};
 use job_queue::mapreduce::{
-    generate_inputs, plan_splits, reference_word_count, split_bytes, ClusterMapReduce,
-    CorpusConfig, Input, MapInput, MapReduce, MapReduceNode, MapReduceNodeConfig,
+    plan_splits, ClusterMapReduce, Input, MapInput, MapReduce, MapReduceNode, MapReduceNodeConfig,
     MapReduceRegistry, PhaseTimings, RunOptions, WordCount,
 };
 use job_queue::{Coordinator, CoordinatorOptions, HandlerRegistry, WorkerPool, WorkerPoolConfig};
+use test_kit::{generate_inputs, reference_word_count, CorpusConfig};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -74,7 +74,8 @@ fn map_alone(inputs: &[Input], bytes: usize, splits: usize) {
     let t = Instant::now();
     let mut pairs = 0;
     for split in &plan_splits(inputs, splits).expect("splits") {
-        let text = split_bytes(inputs, split).expect("split");
+        let input = &inputs[split.file as usize];
+        let text = input.range(split.start, split.end).expect("split");
         pairs += WordCount.map(&MapInput { split, text: &text }).pairs.len();
     }
     let time = t.elapsed();

@@ -1,8 +1,5 @@
-//! `jobmesh`: the root package of the workspace. It re-exports the layered
-//! crates so that the integration suite (`tests/`), the examples
-//! (`examples/`) and the benchmarks (`benches/`) can name them in one place.
-
-pub use actor_core;
-pub use cluster_router;
-pub use cluster_transport;
-pub use job_queue;
+//! `jobmesh`: the root package of the workspace. It holds the layered
+//! integration suite (`tests/`), the runnable examples (`examples/`) and the
+//! benchmarks (`benches/`), which use the crates under `crates/` as
+//! dev-dependencies. The library itself is empty: Cargo needs a library or
+//! a binary target in a package, and nothing depends on this one.

@@ -6,159 +6,20 @@
 
 mod support;
 
-use std::time::Duration;
-
 use async_trait::async_trait;
-use cluster_router::{Router, RouterConfig};
+use cluster_router::Router;
 use job_queue::mapreduce::{
-    generate_inputs, reference_inverted_index, reference_word_count, ClusterMapReduce,
-    CorpusConfig, FetchConfig, Input, MapReduceError, MapReduceNode, MapReduceNodeConfig,
-    MapReduceRegistry, Phase, RunEvent, RunObserver, RunOptions, WordCount,
+    ClusterMapReduce, Input, MapReduceError, MapReduceNode, MapReduceRegistry, Phase, RunEvent,
+    RunObserver, WordCount,
 };
-use job_queue::{
-    Coordinator, CoordinatorOptions, FailureCause, HandlerRegistry, WorkerPool, WorkerPoolConfig,
-};
-use support::{fast_router, until_members, within};
+use job_queue::{Coordinator, CoordinatorOptions, FailureCause};
+use support::mapreduce::{options, MrCluster, MrSettings, MrWorker, SECRET, STEP};
+use support::{fast_router, within};
+use test_kit::{generate_inputs, reference_inverted_index, reference_word_count, CorpusConfig};
 
-const SECRET: &str = "mapreduce-cluster-test";
-const STEP: Duration = Duration::from_secs(60);
-
-/// [`fast_router`] with a 500 ms link wait.
-fn fast(name: &str) -> RouterConfig {
-    let mut cfg = fast_router(name, SECRET);
-    cfg.link_wait = Duration::from_millis(500);
-    cfg
-}
-
-/// Small chunks, so that splits and partitions take several requests.
-fn node_config() -> MapReduceNodeConfig {
-    MapReduceNodeConfig {
-        fetch: FetchConfig {
-            chunk: 64 * 1024,
-            timeout: Duration::from_secs(2),
-            ..FetchConfig::default()
-        },
-        ..MapReduceNodeConfig::default()
-    }
-}
-
-struct Worker {
-    name: String,
-    router: Router,
-    pool: WorkerPool,
-    mapreduce: MapReduceNode,
-}
-
-impl Worker {
-    async fn kill(self) {
-        within(STEP, "router shutdown", self.router.shutdown()).await;
-        within(STEP, "pool shutdown", self.pool.shutdown()).await;
-    }
-}
-
-struct Cluster {
-    driver_router: Router,
-    coordinator: Coordinator,
-    driver: ClusterMapReduce,
-    workers: Vec<Worker>,
-}
-
-async fn start_worker(name: &str, seed: String) -> Worker {
-    let router = within(STEP, "router", Router::start(fast(name).seeds([seed])))
-        .await
-        .unwrap();
-    let jobs = MapReduceRegistry::with_builtins();
-    let mapreduce = MapReduceNode::start(&router, jobs, node_config()).unwrap();
-    let mut handlers = HandlerRegistry::new();
-    mapreduce.register_handlers(&mut handlers);
-    let config = WorkerPoolConfig {
-        workers: 2,
-        queue_capacity: 256,
-        load_interval: Duration::from_millis(100),
-        shutdown_grace: Duration::from_millis(100),
-    };
-    let pool = within(STEP, "pool", WorkerPool::start(&router, handlers, config))
-        .await
-        .unwrap();
-    Worker {
-        name: name.to_owned(),
-        router,
-        pool,
-        mapreduce,
-    }
-}
-
-/// Waits until `router` sees `workers` nodes advertising `mr.reduce`.
-async fn converged(router: &Router, workers: usize) {
-    until_members(router, |r| {
-        let ready = r
-            .get_all_peers()
-            .iter()
-            .filter(|m| m.tags.iter().any(|t| t == "kind:mr.reduce"))
-            .count();
-        ready >= workers
-    })
-    .await;
-}
-
-async fn cluster() -> Cluster {
-    let driver_router = within(STEP, "driver router", Router::start(fast("driver")))
-        .await
-        .unwrap();
-    let node = MapReduceNode::start(
-        &driver_router,
-        MapReduceRegistry::with_builtins(),
-        node_config(),
-    )
-    .unwrap();
-    let mut workers = Vec::new();
-    for name in ["w1", "w2", "w3"] {
-        workers.push(start_worker(name, driver_router.url()).await);
-    }
-    within(STEP, "convergence", converged(&driver_router, 3)).await;
-    let mut options = CoordinatorOptions::default();
-    options.core.backoff.base = Duration::from_millis(20);
-    options.core.backoff.max = Duration::from_millis(200);
-    let coordinator = within(
-        STEP,
-        "coordinator",
-        Coordinator::start(&driver_router, options),
-    )
-    .await
-    .unwrap();
-    let driver = ClusterMapReduce::new(node, coordinator.clone());
-    Cluster {
-        driver_router,
-        coordinator,
-        driver,
-        workers,
-    }
-}
-
-impl Cluster {
-    fn assert_stores_empty(&self) {
-        assert!(self.driver.node().store().is_empty(), "driver store");
-        for worker in &self.workers {
-            assert!(worker.mapreduce.store().is_empty(), "{}", worker.name);
-        }
-    }
-
-    async fn stop(self) {
-        within(STEP, "coordinator shutdown", self.coordinator.shutdown()).await;
-        for worker in self.workers {
-            worker.kill().await;
-        }
-        within(STEP, "driver shutdown", self.driver_router.shutdown()).await;
-    }
-}
-
-fn options(splits: usize, reducers: u32) -> RunOptions {
-    RunOptions {
-        splits,
-        reducers,
-        task_timeout: Duration::from_secs(20),
-        max_attempts: 4,
-    }
+/// The driver node and three worker nodes with two worker loops each.
+async fn cluster() -> MrCluster {
+    MrCluster::start(MrSettings::default()).await
 }
 
 fn corpus(bytes: usize, files: usize, seed: u64) -> Vec<Input> {
@@ -314,7 +175,7 @@ async fn file_inputs_are_read_on_demand_and_read_errors_fail_the_task() {
 /// tasks of that phase remain.
 struct Killer {
     phase: Phase,
-    workers: Vec<Worker>,
+    workers: Vec<MrWorker>,
     killed: Option<String>,
 }
 
@@ -436,10 +297,10 @@ async fn empty_input_non_utf8_bytes_and_bad_settings() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_workers_the_job_fails_clearly() {
-    let router = within(STEP, "router", Router::start(fast("lonely")))
+    let router = within(STEP, "router", Router::start(fast_router("lonely", SECRET)))
         .await
         .unwrap();
-    let node = MapReduceNode::start(&router, MapReduceRegistry::new(), node_config()).unwrap();
+    let node = MapReduceNode::start(&router, MapReduceRegistry::new(), Default::default()).unwrap();
     let coordinator = within(
         STEP,
         "coordinator",

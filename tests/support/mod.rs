@@ -6,12 +6,14 @@
 //! - [`transport`]: binding transports for the `transport_*` tests;
 //! - [`router`]: router clusters, echo and collector actors (`router_*`);
 //! - [`jobs`]: nodes with worker pools and coordinators (`jobs_*`);
+//! - [`mapreduce`]: an in-process map-reduce cluster (`mapreduce_*`);
 //! - [`ws`]: a raw WebSocket client (connect, authenticate, JSON frames).
 //!
 //! Not every test file uses every helper, hence `dead_code` is allowed here.
 #![allow(dead_code, unreachable_pub)]
 
 pub mod jobs;
+pub mod mapreduce;
 pub mod router;
 pub mod transport;
 pub mod ws;

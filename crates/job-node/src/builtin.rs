@@ -9,7 +9,8 @@ use job_queue::{HandlerError, HandlerRegistry, JobContext};
 use crate::kinds::{Builtin, ExecPolicy, KindError};
 
 /// Registers `echo`, `sleep`, `sha256` and `exec` (under `policy`).
-pub fn register_builtins(registry: &mut HandlerRegistry, policy: ExecPolicy) {
+#[cfg(test)]
+pub(crate) fn register_builtins(registry: &mut HandlerRegistry, policy: ExecPolicy) {
     let policy = Arc::new(policy);
     for kind in Builtin::ALL {
         let policy = Arc::clone(&policy);
@@ -26,12 +27,12 @@ pub fn register_builtins(registry: &mut HandlerRegistry, policy: ExecPolicy) {
 
 /// What [`register_builtins_observed`] reports after each attempt: the
 /// kind, whether it succeeded, and how long it ran.
-pub type AttemptObserver = Arc<dyn Fn(&'static str, bool, Duration) + Send + Sync>;
+pub(crate) type AttemptObserver = Arc<dyn Fn(&'static str, bool, Duration) + Send + Sync>;
 
 /// Registers the built-in kinds like [`register_builtins`], and calls
 /// `observer` after every attempt that ran to its end (an attempt the worker
 /// cancels at its timeout is not reported).
-pub fn register_builtins_observed(
+pub(crate) fn register_builtins_observed(
     registry: &mut HandlerRegistry,
     policy: ExecPolicy,
     observer: AttemptObserver,
@@ -54,7 +55,8 @@ pub fn register_builtins_observed(
 }
 
 /// A registry holding only the built-in kinds.
-pub fn builtin_registry(policy: ExecPolicy) -> HandlerRegistry {
+#[cfg(test)]
+pub(crate) fn builtin_registry(policy: ExecPolicy) -> HandlerRegistry {
     let mut registry = HandlerRegistry::new();
     register_builtins(&mut registry, policy);
     registry
@@ -62,7 +64,7 @@ pub fn builtin_registry(policy: ExecPolicy) -> HandlerRegistry {
 
 /// Maps a kind's error onto the queue's retry semantics: undecodable data
 /// is bad data, other permanent errors are permanent, the rest retryable.
-pub fn to_handler_error(err: KindError) -> HandlerError {
+pub(crate) fn to_handler_error(err: KindError) -> HandlerError {
     match err {
         KindError::InvalidJson { .. } | KindError::InvalidSleep { .. } => {
             HandlerError::bad_data(err)

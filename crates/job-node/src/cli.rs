@@ -24,12 +24,12 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     /// What to do (default: `demo`).
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub(crate) command: Option<Command>,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run a node until SIGINT/SIGTERM, then drain and leave the cluster.
     Start(StartArgs),
     /// Submit jobs to a cluster and print the results as JSON lines.
@@ -46,7 +46,7 @@ pub enum Command {
 /// (`JOBMESH_*`) or from the `--config` TOML file; the command line wins,
 /// then the environment, then the file, then the defaults.
 #[derive(Debug, Clone, Default, Args, PartialEq)]
-pub struct StartArgs {
+pub(crate) struct StartArgs {
     /// TOML config file with the same keys as the long options
     /// (name, listen, join, tags, workers, secret_file, http, data_dir,
     /// allow_exec). [env: JOBMESH_CONFIG]
@@ -91,7 +91,7 @@ pub struct StartArgs {
 
 /// Where a client command finds the cluster.
 #[derive(Debug, Clone, Args, PartialEq)]
-pub struct ClusterArgs {
+pub(crate) struct ClusterArgs {
     /// WebSocket URL of any node (ws://host:port). [env: JOBMESH_CLUSTER]
     #[arg(long, value_name = "URL", env = "JOBMESH_CLUSTER")]
     pub cluster: String,
@@ -106,7 +106,7 @@ pub struct ClusterArgs {
 
 /// `job-node submit`.
 #[derive(Debug, Clone, Args, PartialEq)]
-pub struct SubmitArgs {
+pub(crate) struct SubmitArgs {
     /// The cluster to submit to.
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -141,7 +141,7 @@ pub struct SubmitArgs {
 
 /// `job-node status`.
 #[derive(Debug, Clone, Args, PartialEq)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// The cluster to ask.
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -152,7 +152,7 @@ pub struct StatusArgs {
 
 /// `job-node demo`.
 #[derive(Debug, Clone, Args, PartialEq)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// How many node processes to start.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
     pub nodes: u16,

@@ -6,16 +6,18 @@ use anyhow::Context as _;
 
 use crate::cli::{ClusterArgs, StatusArgs, SubmitArgs};
 use crate::http::JobSubmission;
-use crate::output::{progress_bar, read_jobs_file, render_status};
+use crate::jobs_file::read_jobs_file;
+use crate::progress_bar::progress_bar;
 use crate::remote::{JobReply, Session};
 use crate::secret::ClusterSecret;
+use crate::status_table::render_status;
 
 /// Connects to the cluster named by `args`.
 ///
 /// # Errors
 ///
 /// An unreadable secret file, or the connection error.
-pub async fn connect(args: &ClusterArgs) -> anyhow::Result<Session> {
+pub(crate) async fn connect(args: &ClusterArgs) -> anyhow::Result<Session> {
     let secret = ClusterSecret::for_client(args.secret_file.as_deref())?;
     Ok(Session::connect(&args.cluster, &secret, args.connect_timeout).await?)
 }
@@ -28,7 +30,7 @@ pub async fn connect(args: &ClusterArgs) -> anyhow::Result<Session> {
 /// # Errors
 ///
 /// An unreadable or invalid jobs file.
-pub fn jobs_to_submit(args: &SubmitArgs) -> anyhow::Result<Vec<JobSubmission>> {
+pub(crate) fn jobs_to_submit(args: &SubmitArgs) -> anyhow::Result<Vec<JobSubmission>> {
     let mut jobs = match (&args.file, &args.kind) {
         (Some(path), _) => read_jobs_file(path)?,
         (None, Some(kind)) => vec![JobSubmission::new(
@@ -60,7 +62,7 @@ pub fn jobs_to_submit(args: &SubmitArgs) -> anyhow::Result<Vec<JobSubmission>> {
 ///
 /// Connection failures, and — after every line is printed — when any job
 /// was refused or (with `--wait`) failed.
-pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
+pub(crate) async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     let jobs = jobs_to_submit(&args)?;
     let total = jobs.len();
     let session = connect(&args.cluster).await?;
@@ -118,7 +120,7 @@ fn print_line(line: &str) {
 /// # Errors
 ///
 /// Connection failures and unexpected answers.
-pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
+pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let timeout = args.cluster.connect_timeout;
     let mut session = connect(&args.cluster).await?;
     let cluster = session

@@ -15,13 +15,13 @@ use crate::cli::StartArgs;
 use crate::secret::{ClusterSecret, SecretError, SecretSource};
 
 /// The default cluster listen address.
-pub const DEFAULT_LISTEN: SocketAddr =
+pub(crate) const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 7700);
 
 /// One source of settings; `None` means "not set here".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ConfigLayer {
+pub(crate) struct ConfigLayer {
     /// Node name.
     pub name: Option<String>,
     /// Cluster listen address.
@@ -45,7 +45,7 @@ pub struct ConfigLayer {
 /// Why the configuration was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     /// The config file could not be read.
     #[error("cannot read config file {}: {source}", path.display())]
     ReadFile {
@@ -99,7 +99,7 @@ pub enum ConfigError {
 
 impl ConfigLayer {
     /// The settings given on the command line.
-    pub fn from_args(args: &StartArgs) -> Self {
+    pub(crate) fn from_args(args: &StartArgs) -> Self {
         ConfigLayer {
             name: args.name.clone(),
             listen: args.listen,
@@ -120,7 +120,7 @@ impl ConfigLayer {
     /// # Errors
     ///
     /// [`ConfigError::BadEnv`] when a value does not parse.
-    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         let list = |name: &str| get(name).map(|v| split_list(&v));
         Ok(ConfigLayer {
@@ -141,7 +141,7 @@ impl ConfigLayer {
     /// # Errors
     ///
     /// [`ConfigError::ReadFile`] or [`ConfigError::ParseFile`].
-    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+    pub(crate) fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
             path: path.to_owned(),
             source,
@@ -157,12 +157,12 @@ impl ConfigLayer {
     /// # Errors
     ///
     /// The parser's error for bad TOML or unknown keys.
-    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+    pub(crate) fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
         toml::from_str(text)
     }
 
     /// `self` where set, `lower` elsewhere.
-    pub fn over(self, lower: ConfigLayer) -> ConfigLayer {
+    pub(crate) fn over(self, lower: ConfigLayer) -> ConfigLayer {
         ConfigLayer {
             name: self.name.or(lower.name),
             listen: self.listen.or(lower.listen),
@@ -203,7 +203,7 @@ fn parse_env<T: std::str::FromStr>(
 
 /// A checked node configuration.
 #[derive(Debug, Clone)]
-pub struct NodeConfig {
+pub(crate) struct NodeConfig {
     /// Node name.
     pub name: String,
     /// Cluster listen address.
@@ -233,7 +233,7 @@ impl NodeConfig {
     /// # Errors
     ///
     /// Any [`ConfigError`].
-    pub fn resolve(args: &StartArgs) -> Result<NodeConfig, ConfigError> {
+    pub(crate) fn resolve(args: &StartArgs) -> Result<NodeConfig, ConfigError> {
         Self::resolve_with(args, |k| std::env::var(k).ok())
     }
 
@@ -242,7 +242,7 @@ impl NodeConfig {
     /// # Errors
     ///
     /// Any [`ConfigError`].
-    pub fn resolve_with(
+    pub(crate) fn resolve_with(
         args: &StartArgs,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<NodeConfig, ConfigError> {
@@ -266,7 +266,7 @@ impl NodeConfig {
     /// # Errors
     ///
     /// Any [`ConfigError`] but the file and environment ones.
-    pub fn from_layer(layer: ConfigLayer) -> Result<NodeConfig, ConfigError> {
+    pub(crate) fn from_layer(layer: ConfigLayer) -> Result<NodeConfig, ConfigError> {
         let listen = layer.listen.unwrap_or(DEFAULT_LISTEN);
         let name = layer
             .name
@@ -306,13 +306,13 @@ impl NodeConfig {
     }
 
     /// Whether the node runs with the built-in development secret.
-    pub fn uses_development_secret(&self) -> bool {
+    pub(crate) fn uses_development_secret(&self) -> bool {
         self.secret.source() == &SecretSource::Development
     }
 }
 
 /// The node-name rule of the whole cluster: 1..=64 of `[A-Za-z0-9_.-]`.
-pub fn is_valid_name(name: &str) -> bool {
+pub(crate) fn is_valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()

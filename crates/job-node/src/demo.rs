@@ -1,231 +1,291 @@
-//! `job-node demo`: a local cluster of node processes and a workload.
-//!
-//! [`LocalCluster::launch`] re-executes this binary as `job-node start
-//! --supervised` on `127.0.0.1:0` once per node. Each node reports a
-//! [`ReadyReport`] line on stdout; the first node is the seed the others
-//! join. The processes live in a [`ProcessGroup`], so they end with the
-//! demo however it ends.
+//! `job-node demo` from start to end: a random cluster secret in a private
+//! temporary directory, [`LocalCluster::launch`], a wait for the cluster to
+//! form, the [`workload`] with a progress bar, a check of every result,
+//! per-node statistics, and a clean shutdown — also on Ctrl-C.
 
-use std::net::SocketAddr;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-use tokio::process::Command;
+use anyhow::Context as _;
+use rand::RngCore;
 
+use crate::cli::DemoArgs;
 use crate::http::JobSubmission;
-use crate::supervise::{ChildExit, ProcessGroup};
+use crate::local_cluster::{LaunchOptions, LocalCluster};
+use crate::progress_bar::progress_bar;
+use crate::remote::{JobReply, Session};
+use crate::secret::ClusterSecret;
+use crate::status_table::render_status;
+use crate::supervise::ChildExit;
 
-/// The line a supervised node prints on stdout once it serves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReadyReport {
-    /// Always `"ready"`.
-    pub event: String,
-    /// The node's name.
-    pub node: String,
-    /// Its cluster URL (`ws://127.0.0.1:PORT`).
-    pub url: String,
-    /// Its HTTP API address, if it serves one.
-    #[serde(default)]
-    pub http: Option<SocketAddr>,
-}
+/// How long each node may take to print its ready line.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the cluster may take to form (every node up, kinds advertised).
+const FORM_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the nodes may take to drain and exit before they are killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+/// Timeout of single requests (connect, membership, statistics).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-impl ReadyReport {
-    /// A report for `node` at `url`.
-    pub fn new(node: impl Into<String>, url: impl Into<String>, http: Option<SocketAddr>) -> Self {
-        ReadyReport {
-            event: "ready".to_owned(),
-            node: node.into(),
-            url: url.into(),
-            http,
-        }
-    }
-
-    /// The one-line JSON form.
-    pub fn to_line(&self) -> String {
-        serde_json::to_string(self).expect("a ready report always serialises")
-    }
-
-    /// Parses a line; `None` unless it is a ready report.
-    pub fn parse(line: &str) -> Option<Self> {
-        serde_json::from_str::<ReadyReport>(line)
-            .ok()
-            .filter(|r| r.event == "ready")
-    }
-}
-
-/// Why the local cluster could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DemoError {
-    /// A node process could not be spawned.
-    #[error("cannot start {node} ({}): {source}", exe.display())]
-    Spawn {
-        /// The node.
-        node: String,
-        /// The executable.
-        exe: PathBuf,
-        /// The operating system's error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A node did not report readiness.
-    #[error("{node} did not come up: {source}")]
-    NotReady {
-        /// The node.
-        node: String,
-        /// What went wrong (timeout, early exit).
-        #[source]
-        source: std::io::Error,
-    },
-    /// A node printed something other than a ready report.
-    #[error("{node} sent an unexpected readiness line: {line:?}")]
-    BadReport {
-        /// The node.
-        node: String,
-        /// The line.
-        line: String,
-    },
-}
-
-/// How to launch the local cluster.
-#[derive(Debug, Clone)]
-pub struct LaunchOptions {
-    /// The `job-node` executable (normally `std::env::current_exe()`).
-    pub exe: PathBuf,
-    /// How many nodes.
-    pub nodes: u16,
-    /// Workers per node.
-    pub workers: u16,
-    /// HTTP address of the first node, if any.
-    pub http: Option<SocketAddr>,
-    /// The cluster secret file every node reads (`None`: the development
-    /// secret).
-    pub secret_file: Option<PathBuf>,
-    /// How long each node may take to come up.
-    pub ready_timeout: Duration,
-}
-
-/// The `start` command line for one demo node.
-pub fn node_command(
-    exe: &Path,
-    name: &str,
-    workers: u16,
-    join: Option<&str>,
-    http: Option<SocketAddr>,
-    secret_file: Option<&Path>,
-) -> Command {
-    let mut command = Command::new(exe);
-    command
-        .arg("start")
-        .args(["--name", name, "--listen", "127.0.0.1:0", "--supervised"])
-        .args(["--workers", &workers.to_string()]);
-    if let Some(seed) = join {
-        command.args(["--join", seed]);
-    }
-    if let Some(addr) = http {
-        command.args(["--http", &addr.to_string()]);
-    }
-    if let Some(file) = secret_file {
-        command.arg("--secret-file").arg(file);
-    }
-    // Only the demo's own output and the nodes' own warnings unless the
-    // user asked for node logs.
-    if std::env::var_os("RUST_LOG").is_none() {
-        command.env("RUST_LOG", "error,job_node=warn");
-    }
-    // The demo's nodes must not pick up a user's node settings.
-    for var in [
-        "JOBMESH_CONFIG",
-        "JOBMESH_NAME",
-        "JOBMESH_LISTEN",
-        "JOBMESH_JOIN",
-        "JOBMESH_TAGS",
-        "JOBMESH_WORKERS",
-        "JOBMESH_SECRET_FILE",
-        "JOBMESH_HTTP",
-        "JOBMESH_DATA_DIR",
-        "JOBMESH_ALLOW_EXEC",
-    ] {
-        command.env_remove(var);
-    }
-    command
-}
-
-/// A running local cluster.
+/// A private temporary directory holding the demo's cluster secret,
+/// removed on drop.
 #[derive(Debug)]
-pub struct LocalCluster {
-    group: ProcessGroup,
-    nodes: Vec<ReadyReport>,
+struct SecretDir {
+    dir: PathBuf,
+    file: PathBuf,
 }
 
-impl LocalCluster {
-    /// Starts `options.nodes` node processes, the first as the seed, and
-    /// waits for each to report readiness.
-    ///
-    /// # Errors
-    ///
-    /// [`DemoError`]; every node already started is killed.
-    pub async fn launch(options: &LaunchOptions) -> Result<LocalCluster, DemoError> {
-        let mut cluster = LocalCluster {
-            group: ProcessGroup::new(),
-            nodes: Vec::new(),
+impl SecretDir {
+    fn create() -> anyhow::Result<Self> {
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        let dir = std::env::temp_dir().join(format!(
+            "jobmesh-demo-{}-{}",
+            std::process::id(),
+            hex::encode(&bytes[..4])
+        ));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let guard = SecretDir {
+            file: dir.join("cluster-secret"),
+            dir,
         };
-        for index in 1..=options.nodes {
-            let name = format!("node-{index}");
-            let seed = cluster.nodes.first().map(|n| n.url.clone());
-            let http = if index == 1 { options.http } else { None };
-            let command = node_command(
-                &options.exe,
-                &name,
-                options.workers,
-                seed.as_deref(),
-                http,
-                options.secret_file.as_deref(),
-            );
-            let child = cluster
-                .group
-                .spawn(name.clone(), command)
-                .map_err(|source| DemoError::Spawn {
-                    node: name.clone(),
-                    exe: options.exe.clone(),
-                    source,
-                })?;
-            let line = child
-                .ready_line(options.ready_timeout)
-                .await
-                .map_err(|source| DemoError::NotReady {
-                    node: name.clone(),
-                    source,
-                })?;
-            let report =
-                ReadyReport::parse(&line).ok_or(DemoError::BadReport { node: name, line })?;
-            tracing::debug!(node = %report.node, url = %report.url, "demo node up");
-            cluster.nodes.push(report);
+        restrict(&guard.dir, 0o700)?;
+        std::fs::write(&guard.file, hex::encode(bytes))
+            .with_context(|| format!("cannot write {}", guard.file.display()))?;
+        restrict(&guard.file, 0o600)?;
+        Ok(guard)
+    }
+}
+
+#[cfg(unix)]
+fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot restrict {}", path.display()))
+}
+
+#[cfg(not(unix))]
+fn restrict(_path: &Path, _mode: u32) -> anyhow::Result<()> {
+    Ok(())
+}
+
+impl Drop for SecretDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What the workload produced.
+#[derive(Debug, Default)]
+struct Tally {
+    succeeded: usize,
+    failed: usize,
+    wrong: usize,
+    refused: usize,
+}
+
+/// Runs the demo.
+///
+/// # Errors
+///
+/// A node that does not come up, a cluster that does not form, a lost
+/// connection, wrong results, or Ctrl-C.
+pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let secret_dir = SecretDir::create()?;
+    let secret = ClusterSecret::from_file(&secret_dir.file)?;
+    let options = LaunchOptions {
+        exe: std::env::current_exe().context("cannot find the job-node executable")?,
+        nodes: args.nodes,
+        workers: args.workers,
+        http: args.http,
+        secret_file: Some(secret_dir.file.clone()),
+        ready_timeout: READY_TIMEOUT,
+    };
+    println!(
+        "jobmesh demo: starting {} node processes with {} workers each (random cluster secret)",
+        args.nodes, args.workers
+    );
+    let cluster = tokio::select! {
+        launched = LocalCluster::launch(&options) => launched?,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted while starting the nodes"),
+    };
+    for (i, node) in cluster.nodes().iter().enumerate() {
+        let mut line = format!("  {}  {}", node.node, node.url);
+        if let Some(http) = node.http {
+            let _ = write!(line, "  http://{http}");
         }
-        Ok(cluster)
+        if i == 0 {
+            line.push_str("  (seed)");
+        }
+        println!("{line}");
     }
+    let outcome = tokio::select! {
+        outcome = run_workload(&cluster, &secret, &args) => Some(outcome),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    if outcome.is_none() {
+        println!("interrupted: stopping the nodes");
+    }
+    let exits = cluster.shutdown(SHUTDOWN_GRACE).await;
+    println!("{}", describe_exits(&exits));
+    drop(secret_dir);
+    match outcome {
+        None => anyhow::bail!("interrupted"),
+        Some(outcome) => outcome,
+    }
+}
 
-    /// The nodes, in start order.
-    pub fn nodes(&self) -> &[ReadyReport] {
-        &self.nodes
+async fn run_workload(
+    cluster: &LocalCluster,
+    secret: &ClusterSecret,
+    args: &DemoArgs,
+) -> anyhow::Result<()> {
+    let seed = cluster.seed_url().context("the cluster has no nodes")?;
+    let mut status = Session::connect(seed, secret, REQUEST_TIMEOUT).await?;
+    wait_until_formed(&mut status, usize::from(args.nodes)).await?;
+    println!(
+        "cluster formed: {} members up; running {} jobs through coordinator@{} \
+         (60% sha256 x1000 rounds, 30% echo, 10% sleep 5-20 ms)",
+        args.nodes,
+        args.jobs,
+        status.node()
+    );
+    let jobs = workload(args.jobs);
+    let bar = progress_bar(jobs.len() as u64, "jobs");
+    let mut tally = Tally::default();
+    let started = Instant::now();
+    let submitter = Session::connect(seed, secret, REQUEST_TIMEOUT).await?;
+    submitter
+        .submit_jobs(jobs, true, |_, job, reply| {
+            tally.record(job, &reply);
+            bar.inc(1);
+        })
+        .await?;
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    println!(
+        "{} jobs in {:.2} s ({:.0} jobs/s): {} succeeded, {} failed, {} refused, {} wrong results",
+        args.jobs,
+        elapsed.as_secs_f64(),
+        f64::from(args.jobs) / elapsed.as_secs_f64().max(1e-9),
+        tally.succeeded,
+        tally.failed,
+        tally.refused,
+        tally.wrong
+    );
+    let cluster_view = settled_view(&mut status).await?;
+    let stats = status.stats(REQUEST_TIMEOUT).await?;
+    println!("\n{}", render_status(&cluster_view, &stats));
+    if tally.failed + tally.refused + tally.wrong > 0 {
+        anyhow::bail!(
+            "{} jobs failed, {} were refused, {} gave wrong results",
+            tally.failed,
+            tally.refused,
+            tally.wrong
+        );
     }
+    Ok(())
+}
 
-    /// The URL of the first node.
-    pub fn seed_url(&self) -> Option<&str> {
-        self.nodes.first().map(|n| n.url.as_str())
+/// Polls the membership until `nodes` members are up and serve the
+/// built-in kinds.
+async fn wait_until_formed(session: &mut Session, nodes: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + FORM_TIMEOUT;
+    loop {
+        let view = session.cluster(REQUEST_TIMEOUT).await?;
+        let ready = view
+            .members
+            .iter()
+            .filter(|m| m.status == "up" && m.tags.iter().any(|t| t == "kind:sha256"))
+            .count();
+        if ready >= nodes {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "the cluster did not form within {FORM_TIMEOUT:?}: {ready} of {nodes} nodes ready"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
 
-    /// Asks every node to drain and exit, kills those still running after
-    /// `grace`, and reports how each ended.
-    pub async fn shutdown(mut self, grace: Duration) -> Vec<ChildExit> {
-        self.group.shutdown(grace).await
+/// The membership once every node's gossiped load shows it idle (the
+/// load is published twice a second), or after two seconds regardless.
+async fn settled_view(session: &mut Session) -> anyhow::Result<crate::http::ClusterView> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let view = session.cluster(REQUEST_TIMEOUT).await?;
+        let idle = view
+            .members
+            .iter()
+            .all(|m| m.load.in_flight == 0 && m.load.queue_depth == 0);
+        if idle || Instant::now() >= deadline {
+            return Ok(view);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+impl Tally {
+    fn record(&mut self, job: &JobSubmission, reply: &JobReply) {
+        match reply {
+            JobReply::Refused(_) => self.refused += 1,
+            JobReply::Result { success: false, .. } => self.failed += 1,
+            JobReply::Result { json, .. } => {
+                self.succeeded += 1;
+                if !result_is_right(job, json) {
+                    self.wrong += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Checks a workload result: echo and sleep give their data back, sha256 a
+/// 64-digit lowercase hex digest.
+fn result_is_right(job: &JobSubmission, json: &str) -> bool {
+    let result = serde_json::from_str::<serde_json::Value>(json)
+        .ok()
+        .and_then(|v| v.get("result").and_then(|r| r.as_str()).map(str::to_owned));
+    let Some(result) = result else {
+        return false;
+    };
+    match job.kind.as_str() {
+        "echo" | "sleep" => result == job.data,
+        "sha256" => {
+            result.len() == 64
+                && result
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }
+        _ => false,
+    }
+}
+
+fn describe_exits(exits: &[ChildExit]) -> String {
+    let parts: Vec<String> = exits
+        .iter()
+        .map(|exit| {
+            let how = match (&exit.status, exit.killed) {
+                (_, true) => "killed after the grace period".to_owned(),
+                (Some(status), false) => match status.code() {
+                    Some(code) => format!("exited {code}"),
+                    None => format!("ended by {status}"),
+                },
+                (None, false) => "ended (status unknown)".to_owned(),
+            };
+            format!("{} {how}", exit.label)
+        })
+        .collect();
+    format!("nodes stopped: {}", parts.join(", "))
 }
 
 /// The demo workload: `jobs` jobs, 60 % `sha256` (1,000 rounds), 30 %
 /// `echo`, 10 % `sleep` (5..=20 ms), with ids `demo-<n>`.
-pub fn workload(jobs: u32) -> Vec<JobSubmission> {
+pub(crate) fn workload(jobs: u32) -> Vec<JobSubmission> {
     (0..jobs)
         .map(|n| {
             let mut job = match n % 10 {
@@ -245,24 +305,36 @@ pub fn workload(jobs: u32) -> Vec<JobSubmission> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::TempDir;
-    use tokio::time::timeout;
-
-    const LIMIT: Duration = Duration::from_secs(10);
 
     #[test]
-    fn ready_report_round_trip() {
-        let report = ReadyReport::new(
-            "node-1",
-            "ws://127.0.0.1:4000",
-            Some("127.0.0.1:8080".parse().unwrap()),
-        );
-        assert_eq!(ReadyReport::parse(&report.to_line()), Some(report));
-        assert_eq!(
-            ReadyReport::parse(r#"{"event":"other","node":"a","url":"b"}"#),
-            None
-        );
-        assert_eq!(ReadyReport::parse("starting..."), None);
+    fn results_are_checked_per_kind() {
+        let echo = JobSubmission::new("echo", "hello 7");
+        assert!(result_is_right(&echo, r#"{"id":"d","result":"hello 7"}"#));
+        assert!(!result_is_right(&echo, r#"{"id":"d","result":"hello 8"}"#));
+        let sha = JobSubmission::new("sha256", "{}");
+        let digest = format!(r#"{{"result":"{}"}}"#, "ab".repeat(32));
+        assert!(result_is_right(&sha, &digest));
+        assert!(!result_is_right(&sha, r#"{"result":"XYZ"}"#));
+        assert!(!result_is_right(&sha, "not json"));
+    }
+
+    #[test]
+    fn the_secret_directory_is_private_and_removed() {
+        let secret = SecretDir::create().unwrap();
+        let text = std::fs::read_to_string(&secret.file).unwrap();
+        assert_eq!(text.len(), 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&secret.file)
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let dir = secret.dir.clone();
+        drop(secret);
+        assert!(!dir.exists());
     }
 
     #[test]
@@ -279,97 +351,5 @@ mod tests {
             let ms: u64 = j.data.parse().unwrap();
             (5..=20).contains(&ms)
         }));
-    }
-
-    /// A stand-in for `job-node`: records its arguments, reports ready
-    /// with a URL derived from its name, and waits for stdin to close.
-    fn fake_node(dir: &TempDir) -> PathBuf {
-        let script = dir.write(
-            "fake-node",
-            &format!(
-                "#!/bin/sh\necho \"$@\" >> {log}\nname=$3\n\
-                 echo \"{{\\\"event\\\":\\\"ready\\\",\\\"node\\\":\\\"$name\\\",\\\"url\\\":\\\"ws://127.0.0.1:1/$name\\\"}}\"\n\
-                 read -r line\nexit 0\n",
-                log = dir.path().join("args.log").display()
-            ),
-        );
-        let mut perms = std::fs::metadata(&script).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-        std::fs::set_permissions(&script, perms).unwrap();
-        script
-    }
-
-    /// Launches; retries when exec hits ETXTBSY because another test's
-    /// fork briefly inherited the just-written script's descriptor.
-    async fn launch_retrying_busy(options: &LaunchOptions) -> LocalCluster {
-        for _ in 0..20 {
-            match timeout(LIMIT, LocalCluster::launch(options)).await.unwrap() {
-                Err(DemoError::Spawn { source, .. }) if source.raw_os_error() == Some(26) => {
-                    tokio::task::yield_now().await;
-                }
-                other => return other.unwrap(),
-            }
-        }
-        panic!("executable stayed busy");
-    }
-
-    #[tokio::test]
-    async fn launches_seed_then_joiners_and_shuts_down() {
-        let dir = TempDir::new();
-        let options = LaunchOptions {
-            exe: fake_node(&dir),
-            nodes: 3,
-            workers: 2,
-            http: Some("127.0.0.1:9999".parse().unwrap()),
-            secret_file: Some(PathBuf::from("/tmp/s")),
-            ready_timeout: LIMIT,
-        };
-        let cluster = launch_retrying_busy(&options).await;
-        let names: Vec<_> = cluster.nodes().iter().map(|n| n.node.as_str()).collect();
-        assert_eq!(names, ["node-1", "node-2", "node-3"]);
-        assert_eq!(cluster.seed_url(), Some("ws://127.0.0.1:1/node-1"));
-        let exits = timeout(LIMIT, cluster.shutdown(Duration::from_secs(5)))
-            .await
-            .unwrap();
-        assert!(exits
-            .iter()
-            .all(|e| !e.killed && e.status.is_some_and(|s| s.success())));
-        let args = std::fs::read_to_string(dir.path().join("args.log")).unwrap();
-        let lines: Vec<_> = args.lines().collect();
-        assert_eq!(
-            lines[0],
-            "start --name node-1 --listen 127.0.0.1:0 --supervised --workers 2 --http 127.0.0.1:9999 --secret-file /tmp/s"
-        );
-        assert_eq!(
-            lines[2],
-            "start --name node-3 --listen 127.0.0.1:0 --supervised --workers 2 --join ws://127.0.0.1:1/node-1 --secret-file /tmp/s"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_node_that_fails_aborts_the_launch() {
-        let dir = TempDir::new();
-        let options = LaunchOptions {
-            exe: dir.path().join("missing-binary"),
-            nodes: 2,
-            workers: 1,
-            http: None,
-            secret_file: None,
-            ready_timeout: LIMIT,
-        };
-        let err = timeout(LIMIT, LocalCluster::launch(&options))
-            .await
-            .unwrap()
-            .unwrap_err();
-        assert!(matches!(err, DemoError::Spawn { .. }), "{err}");
-        let options = LaunchOptions {
-            exe: PathBuf::from("false"),
-            ..options
-        };
-        let err = timeout(LIMIT, LocalCluster::launch(&options))
-            .await
-            .unwrap()
-            .unwrap_err();
-        assert!(matches!(err, DemoError::NotReady { .. }), "{err}");
     }
 }

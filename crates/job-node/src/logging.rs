@@ -4,11 +4,11 @@ use tracing_subscriber::EnvFilter;
 
 /// The filter when `RUST_LOG` is unset: this binary's own messages at info,
 /// everything else at warn.
-pub const DEFAULT_FILTER: &str = "warn,job_node=info";
+pub(crate) const DEFAULT_FILTER: &str = "warn,job_node=info";
 
 /// The filter `RUST_LOG` asks for, or [`DEFAULT_FILTER`]. An unparsable
 /// `RUST_LOG` falls back to the default and says so on stderr.
-pub fn filter_from(rust_log: Option<&str>) -> EnvFilter {
+pub(crate) fn filter_from(rust_log: Option<&str>) -> EnvFilter {
     match rust_log.map(str::trim).filter(|s| !s.is_empty()) {
         None => EnvFilter::new(DEFAULT_FILTER),
         Some(spec) => EnvFilter::try_new(spec).unwrap_or_else(|err| {

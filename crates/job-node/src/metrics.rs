@@ -53,7 +53,7 @@ fn latency_histogram() -> Histogram {
 
 /// The node's metrics registry.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Mutex<Registry>,
     seen: Mutex<Seen>,
     submitted: Counter,
@@ -77,7 +77,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// A registry with every metric registered under the `jobmesh_` prefix.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let metrics = Metrics {
             registry: Mutex::new(Registry::with_prefix("jobmesh")),
             seen: Mutex::new(Seen::default()),
@@ -150,14 +150,14 @@ impl Metrics {
 
     /// Records the processing time of an attempt this node's workers
     /// finished (successfully or not) for a job of `kind`.
-    pub fn observe_attempt(&self, kind: &str, node: &str, elapsed: Duration) {
+    pub(crate) fn observe_attempt(&self, kind: &str, node: &str, elapsed: Duration) {
         self.latency
             .get_or_create(&labels(kind, node))
             .observe(elapsed.as_secs_f64());
     }
 
     /// Refreshes the membership gauges.
-    pub fn update_cluster(&self, cluster: &ClusterView) {
+    pub(crate) fn update_cluster(&self, cluster: &ClusterView) {
         self.links.set(saturating_i64(cluster.links));
         self.members.clear();
         self.in_flight.clear();
@@ -179,7 +179,7 @@ impl Metrics {
     /// what grew since the previous call; a coordinator whose counts went
     /// down, i.e. restarted, becomes the new baseline) and refreshes the
     /// dead-letter and queued-jobs gauges.
-    pub fn update_stats(&self, stats: &StatsView) {
+    pub(crate) fn update_stats(&self, stats: &StatsView) {
         self.dead_letters.set(saturating_i64(stats.dead_letters));
         self.queued.set(saturating_i64(stats.queued));
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -208,7 +208,7 @@ impl Metrics {
     }
 
     /// The metrics in the OpenMetrics text format (which Prometheus reads).
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut text = String::new();
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         prometheus_client::encoding::text::encode(&mut text, &registry)

@@ -10,7 +10,7 @@ const DEVELOPMENT_SECRET: &str = "jobmesh-development-secret-not-for-production"
 /// Where a [`ClusterSecret`] came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum SecretSource {
+pub(crate) enum SecretSource {
     /// A secret file.
     File(PathBuf),
     /// The built-in development secret.
@@ -20,7 +20,7 @@ pub enum SecretSource {
 /// Why a secret file was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum SecretError {
+pub(crate) enum SecretError {
     /// The file could not be read.
     #[error("cannot read secret file {}: {source}", path.display())]
     Read {
@@ -51,7 +51,7 @@ impl ClusterSecret {
     /// # Errors
     ///
     /// [`SecretError::Read`] or [`SecretError::Empty`].
-    pub fn from_file(path: &Path) -> Result<Self, SecretError> {
+    pub(crate) fn from_file(path: &Path) -> Result<Self, SecretError> {
         let text = std::fs::read_to_string(path).map_err(|source| SecretError::Read {
             path: path.to_owned(),
             source,
@@ -82,17 +82,17 @@ impl ClusterSecret {
     /// # Errors
     ///
     /// See [`ClusterSecret::from_file`].
-    pub fn for_client(file: Option<&Path>) -> Result<Self, SecretError> {
+    pub(crate) fn for_client(file: Option<&Path>) -> Result<Self, SecretError> {
         file.map_or_else(|| Ok(Self::development()), Self::from_file)
     }
 
     /// The secret's bytes, for the transport's handshake.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.value
     }
 
     /// Where it came from.
-    pub fn source(&self) -> &SecretSource {
+    pub(crate) fn source(&self) -> &SecretSource {
         &self.source
     }
 }

@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// Why shutdown began.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ShutdownReason {
+pub(crate) enum ShutdownReason {
     /// SIGINT (Ctrl-C).
     Interrupt,
     /// SIGTERM.
@@ -31,7 +31,7 @@ impl fmt::Display for ShutdownReason {
 /// before anyone waits is not lost (nor fatal: without a handler SIGTERM
 /// kills the process outright).
 #[derive(Debug)]
-pub struct ShutdownSignals {
+pub(crate) struct ShutdownSignals {
     #[cfg(unix)]
     interrupt: tokio::signal::unix::Signal,
     #[cfg(unix)]
@@ -46,7 +46,7 @@ impl ShutdownSignals {
     /// # Errors
     ///
     /// The error installing a signal handler.
-    pub fn install(watch_stdin: bool) -> std::io::Result<Self> {
+    pub(crate) fn install(watch_stdin: bool) -> std::io::Result<Self> {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
@@ -67,7 +67,7 @@ impl ShutdownSignals {
     /// # Cancel safety
     ///
     /// Cancel safe.
-    pub async fn wait(&mut self) -> ShutdownReason {
+    pub(crate) async fn wait(&mut self) -> ShutdownReason {
         let watch_stdin = self.watch_stdin;
         let parent = async move {
             if watch_stdin {
@@ -94,23 +94,8 @@ impl ShutdownSignals {
     }
 }
 
-/// Resolves at the first SIGINT or SIGTERM, or, with `watch_stdin`, when
-/// stdin reaches end of file. The handlers are installed on the first
-/// poll; use [`ShutdownSignals::install`] to install them earlier.
-///
-/// # Errors
-///
-/// The error installing a signal handler.
-///
-/// # Cancel safety
-///
-/// Cancel safe.
-pub async fn shutdown_requested(watch_stdin: bool) -> std::io::Result<ShutdownReason> {
-    Ok(ShutdownSignals::install(watch_stdin)?.wait().await)
-}
-
 /// Reads and discards until end of file or a read error.
-pub async fn wait_for_eof<R: AsyncRead + Unpin>(mut reader: R) {
+pub(crate) async fn wait_for_eof<R: AsyncRead + Unpin>(mut reader: R) {
     let mut buf = [0u8; 256];
     while matches!(reader.read(&mut buf).await, Ok(n) if n > 0) {}
 }

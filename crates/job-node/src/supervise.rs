@@ -17,25 +17,21 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 /// One supervised child process.
 #[derive(Debug)]
-pub struct SupervisedChild {
+pub(crate) struct SupervisedChild {
     label: String,
     child: Child,
     stdin: Option<ChildStdin>,
 }
 
 impl SupervisedChild {
-    /// The label given at spawn (for messages).
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
     /// The operating-system process id, while it runs.
-    pub fn id(&self) -> Option<u32> {
+    #[cfg(test)]
+    pub(crate) fn id(&self) -> Option<u32> {
         self.child.id()
     }
 
     /// Takes the child's stdout (piped at spawn), once.
-    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+    pub(crate) fn take_stdout(&mut self) -> Option<ChildStdout> {
         self.child.stdout.take()
     }
 
@@ -47,7 +43,7 @@ impl SupervisedChild {
     ///
     /// `TimedOut` if no line arrives within `timeout`, `UnexpectedEof` if
     /// the child closes stdout (usually: it exited) first, or the read error.
-    pub async fn ready_line(&mut self, timeout: Duration) -> io::Result<String> {
+    pub(crate) async fn ready_line(&mut self, timeout: Duration) -> io::Result<String> {
         let stdout = self
             .take_stdout()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "stdout already taken"))?;
@@ -78,7 +74,7 @@ async fn drain<R: AsyncRead + Unpin>(mut reader: R) {
 
 /// How one child ended in [`ProcessGroup::shutdown`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChildExit {
+pub(crate) struct ChildExit {
     /// The child's label.
     pub label: String,
     /// Its exit status, if it could be collected.
@@ -89,13 +85,13 @@ pub struct ChildExit {
 
 /// A set of child processes killed together.
 #[derive(Debug, Default)]
-pub struct ProcessGroup {
+pub(crate) struct ProcessGroup {
     children: Vec<SupervisedChild>,
 }
 
 impl ProcessGroup {
     /// An empty group.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         ProcessGroup::default()
     }
 
@@ -106,7 +102,7 @@ impl ProcessGroup {
     /// # Errors
     ///
     /// The spawn error.
-    pub fn spawn(
+    pub(crate) fn spawn(
         &mut self,
         label: impl Into<String>,
         mut command: Command,
@@ -126,25 +122,22 @@ impl ProcessGroup {
         Ok(self.children.last_mut().expect("just pushed"))
     }
 
-    /// The members, in spawn order.
-    pub fn children(&mut self) -> &mut [SupervisedChild] {
-        &mut self.children
-    }
-
     /// How many members there are.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.children.len()
     }
 
     /// Whether the group is empty.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.children.is_empty()
     }
 
     /// Stops every member: closes their stdin (a supervised node then
     /// drains and exits), waits up to `grace` for all of them, kills the
     /// rest, and reports how each ended. The group is empty afterwards.
-    pub async fn shutdown(&mut self, grace: Duration) -> Vec<ChildExit> {
+    pub(crate) async fn shutdown(&mut self, grace: Duration) -> Vec<ChildExit> {
         for child in &mut self.children {
             child.stdin = None;
         }
@@ -169,7 +162,7 @@ impl ProcessGroup {
     }
 
     /// Kills every member at once without waiting (what drop does too).
-    pub fn kill_all(&mut self) {
+    pub(crate) fn kill_all(&mut self) {
         for member in &mut self.children {
             member.stdin = None;
             let _ = member.child.start_kill();

@@ -11,9 +11,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{cli, cluster, http, stderr, stdout, wait_formed, NodeProc, BIN, LIMIT};
-use job_node::http::JobSubmission;
-use job_node::remote::{JobReply, RemoteError, Session};
-use job_node::secret::ClusterSecret;
+use job_node::{ClusterSecret, JobReply, JobSubmission, RemoteError, Session};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;

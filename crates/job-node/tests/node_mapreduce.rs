@@ -7,8 +7,9 @@ mod common;
 use std::path::PathBuf;
 
 use common::{cli, stderr, stdout, NodeProc};
-use job_queue::mapreduce::{
-    generate_corpus, reference_inverted_index, reference_word_count, top_words, CorpusConfig, Input,
+use job_queue::mapreduce::Input;
+use test_kit::{
+    generate_corpus, reference_inverted_index, reference_word_count, top_words, CorpusConfig,
 };
 
 /// A private directory for one test's files, removed on drop.

@@ -101,31 +101,35 @@ mod strategy;
 mod wire;
 mod worker;
 
+// The sans-IO coordinator and its vocabulary.
 pub use coordinator::{
     capacity_tag, Action, AttemptFailure, Backoff, CoordinatorConfig, CoordinatorCore, DeadLetter,
     JobStatus, NodeInfo, NodeLoad, NodeStatus, ResultDisposition, CAPACITY_TAG_PREFIX,
-    LATENCY_EWMA_ALPHA,
 };
+// Failures and the errors of every operation.
 pub use error::{
     DecodeError, EngineClosed, InvalidJob, JobError, ParseJobIdError, SubmitError, TrySubmitError,
 };
 pub use failure::{BoxError, FailureCause, HandlerError, JobFailure};
+// Handlers and the worker side.
 pub use handler::{
     kind_tag, Handler, HandlerRegistry, JobContext, ProgressUpdate, KIND_TAG_PREFIX,
 };
-pub use job::{Job, JobId, JobResult};
 pub use pool::{WorkerPool, WorkerPoolConfig, WORKER};
+pub use worker::{WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue};
+// Jobs, results and the coordinator actor.
+pub use job::{Job, JobId, JobResult};
 pub use service::{Coordinator, CoordinatorOptions, PendingJob, COORDINATOR};
 pub use stats::{KindStatsSnapshot, NodeStatsSnapshot, StatsSnapshot, TimingSnapshot};
+pub use wire::MAX_BINCODE_BYTES;
+// Load-balancing strategies.
 pub use strategy::{
     Candidate, LeastCpu, LeastInFlight, LowestLatency, ParseStrategyError, Random, RoundRobin,
     Strategy, StrategyKind,
 };
-pub use wire::{MAX_BINCODE_BYTES, WIRE_VERSION};
-pub use worker::{WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue};
 
 pub mod error;
 pub mod mapreduce;
 
-#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;

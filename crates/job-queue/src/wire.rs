@@ -14,7 +14,7 @@ use crate::job::{Job, JobId, JobResult};
 use crate::strategy::StrategyKind;
 
 /// The version byte that starts every bincode form.
-pub const WIRE_VERSION: u8 = 1;
+pub(crate) const WIRE_VERSION: u8 = 1;
 
 /// The default bound on a bincode form's decoded size: 16 MiB.
 pub const MAX_BINCODE_BYTES: u64 = 16 * 1024 * 1024;

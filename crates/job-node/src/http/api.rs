@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// A boxed error from the backend.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// A job as a client submits it. `data` may be any JSON value: a string is
 /// used as is, anything else as its JSON text.
@@ -71,7 +71,7 @@ mod data_text {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
-pub enum JobState {
+pub(crate) enum JobState {
     /// Accepted, not yet running.
     Pending,
     /// An attempt is running.
@@ -84,19 +84,9 @@ pub enum JobState {
     Dead,
 }
 
-impl JobState {
-    /// Whether the job has finished (no more attempts will run).
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            JobState::Succeeded | JobState::Failed | JobState::Dead
-        )
-    }
-}
-
 /// Why a job failed, as the queue reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FailureView {
+pub(crate) struct FailureView {
     /// The category (`timeout`, `handler`, `bad_data`, ...).
     pub cause: String,
     /// A human-readable explanation.
@@ -107,7 +97,7 @@ pub struct FailureView {
 
 /// A job's status and, once finished, its outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobView {
+pub(crate) struct JobView {
     /// The job's id.
     pub id: String,
     /// Its state.
@@ -168,28 +158,20 @@ pub struct ClusterView {
     pub members: Vec<MemberView>,
 }
 
-/// Processing-time figures in milliseconds: the job queue's own
-/// [`TimingSnapshot`](job_queue::TimingSnapshot), served as is.
-pub type TimingView = job_queue::TimingSnapshot;
-
-/// Figures for one job kind on one worker node: the job queue's
-/// [`KindStatsSnapshot`](job_queue::KindStatsSnapshot), served as is.
-pub type KindStatsView = job_queue::KindStatsSnapshot;
-
 /// Figures for one worker node, as the answering coordinator saw them: the
 /// job queue's [`NodeStatsSnapshot`](job_queue::NodeStatsSnapshot), served
 /// as is.
-pub type NodeStatsView = job_queue::NodeStatsSnapshot;
+pub(crate) type NodeStatsView = job_queue::NodeStatsSnapshot;
 
 /// A coordinator's statistics: the job queue's
 /// [`StatsSnapshot`](job_queue::StatsSnapshot), whose serde form is the
 /// `GET /v1/stats` JSON.
-pub type StatsView = job_queue::StatsSnapshot;
+pub(crate) type StatsView = job_queue::StatsSnapshot;
 
 /// Why the backend could not serve a request.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// The job was refused (bad kind, zero timeout, ...): the client's fault.
     #[error("invalid job: {0}")]
     InvalidJob(#[source] BoxError),
@@ -207,7 +189,7 @@ pub enum ApiError {
 /// What the HTTP layer needs from a node. The node implements it over its
 /// Coordinator and Router; tests implement it with a fake.
 #[async_trait::async_trait]
-pub trait Api: Send + Sync + 'static {
+pub(crate) trait Api: Send + Sync + 'static {
     /// Accepts jobs and returns their ids, in order.
     async fn submit(&self, jobs: Vec<JobSubmission>) -> Result<Vec<String>, ApiError>;
     /// Waits until every job in `ids` is final or `timeout` passes, then

@@ -9,7 +9,7 @@ use super::ApiError;
 /// An error answer: the status code and the message of the JSON body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{status}: {message}")]
-pub struct HttpError {
+pub(crate) struct HttpError {
     /// The status code.
     pub status: StatusCode,
     /// The `error` field of the body.
@@ -18,7 +18,7 @@ pub struct HttpError {
 
 impl HttpError {
     /// An error with `status` and `message`.
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         HttpError {
             status,
             message: message.into(),
@@ -26,17 +26,17 @@ impl HttpError {
     }
 
     /// A 400 Bad Request.
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 
     /// A 422 Unprocessable Entity: well-formed JSON that is not a valid job.
-    pub fn invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
     }
 
     /// A 404 Not Found.
-    pub fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
     }
 }

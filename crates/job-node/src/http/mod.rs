@@ -16,11 +16,9 @@ mod api;
 mod error;
 mod handlers;
 
-pub use api::{
-    Api, ApiError, BoxError, ClusterView, FailureView, JobState, JobSubmission, JobView,
-    KindStatsView, LoadView, MemberView, NodeStatsView, StatsView, TimingView,
-};
-pub use error::HttpError;
+pub(crate) use api::{Api, ApiError, FailureView, JobState, JobView, NodeStatsView, StatsView};
+pub use api::{ClusterView, JobSubmission, LoadView, MemberView};
+pub(crate) use error::HttpError;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,9 +30,9 @@ use tokio::net::TcpListener;
 use crate::metrics::Metrics;
 
 /// The largest request body accepted: 16 MiB.
-pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// The most jobs one `POST /v1/jobs` may carry.
-pub const MAX_BATCH: usize = 10_000;
+pub(crate) const MAX_BATCH: usize = 10_000;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -44,7 +42,7 @@ pub(crate) struct AppState {
 }
 
 /// The API's routes over `api`, with `metrics` served at `/metrics`.
-pub fn router(api: Arc<dyn Api>, metrics: Arc<Metrics>) -> axum::Router {
+pub(crate) fn router(api: Arc<dyn Api>, metrics: Arc<Metrics>) -> axum::Router {
     axum::Router::new()
         .route("/v1/jobs", post(handlers::submit).get(handlers::list_jobs))
         .route("/v1/jobs/{id}", get(handlers::job))
@@ -63,7 +61,7 @@ pub fn router(api: Arc<dyn Api>, metrics: Arc<Metrics>) -> axum::Router {
 /// # Errors
 ///
 /// The I/O error that stopped the server.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -12,6 +12,7 @@ use tokio::time::timeout;
 
 use super::*;
 use crate::metrics::Metrics;
+use job_queue::{KindStatsSnapshot, TimingSnapshot};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -474,12 +475,12 @@ async fn metrics_text_parses() {
             failed: 1,
             in_flight: 0,
             latency_ms: 0.0,
-            timing: TimingView::default(),
-            kinds: vec![KindStatsView {
+            timing: TimingSnapshot::default(),
+            kinds: vec![KindStatsSnapshot {
                 kind: "sha256".into(),
                 completed,
                 failed: 1,
-                timing: TimingView::default(),
+                timing: TimingSnapshot::default(),
             }],
         }],
         ..StatsView::default()

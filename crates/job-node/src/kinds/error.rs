@@ -8,7 +8,7 @@ use std::time::Duration;
 /// on another node) could succeed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum KindError {
+pub(crate) enum KindError {
     /// The data is not valid JSON of the shape the kind expects.
     #[error("invalid {kind} job data: {source}")]
     InvalidJson {
@@ -83,7 +83,7 @@ impl KindError {
     /// Whether another attempt could succeed: only transient failures
     /// (I/O trouble, timeouts, aborted computations) are retryable; bad data
     /// and refused programs are permanent.
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         match self {
             KindError::Io { .. } | KindError::ExecTimeout { .. } | KindError::Aborted { .. } => {
                 true

@@ -13,7 +13,7 @@ use super::KindError;
 /// Which programs `exec` may run on this node, and the limits it runs them
 /// under. The default policy allows nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecPolicy {
+pub(crate) struct ExecPolicy {
     allowed: BTreeSet<String>,
     max_output_bytes: usize,
     default_timeout: Duration,
@@ -28,7 +28,7 @@ impl Default for ExecPolicy {
 
 impl ExecPolicy {
     /// A policy that refuses every program (the node's default).
-    pub fn deny_all() -> Self {
+    pub(crate) fn deny_all() -> Self {
         ExecPolicy {
             allowed: BTreeSet::new(),
             max_output_bytes: 1024 * 1024,
@@ -39,7 +39,7 @@ impl ExecPolicy {
 
     /// A policy that runs exactly these programs. The match is exact on the
     /// string the job names: allowing `echo` does not allow `/bin/echo`.
-    pub fn allow<I, S>(programs: I) -> Self
+    pub(crate) fn allow<I, S>(programs: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -52,30 +52,33 @@ impl ExecPolicy {
 
     /// Caps stdout and stderr at `bytes` each (default 1 MiB); the rest is
     /// read and discarded, and the result says it was truncated.
-    pub fn with_max_output(mut self, bytes: usize) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_max_output(mut self, bytes: usize) -> Self {
         self.max_output_bytes = bytes;
         self
     }
 
     /// The time limit when the job gives no `timeout_ms` (default 30 s).
-    pub fn with_default_timeout(mut self, timeout: Duration) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_default_timeout(mut self, timeout: Duration) -> Self {
         self.default_timeout = timeout;
         self
     }
 
     /// The largest `timeout_ms` a job may ask for (default 10 minutes).
-    pub fn with_max_timeout(mut self, timeout: Duration) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_max_timeout(mut self, timeout: Duration) -> Self {
         self.max_timeout = timeout;
         self
     }
 
     /// Whether `program` is on the allow-list.
-    pub fn is_allowed(&self, program: &str) -> bool {
+    pub(crate) fn is_allowed(&self, program: &str) -> bool {
         self.allowed.contains(program)
     }
 
     /// The allowed programs, sorted.
-    pub fn allowed(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn allowed(&self) -> impl Iterator<Item = &str> {
         self.allowed.iter().map(String::as_str)
     }
 
@@ -91,7 +94,7 @@ impl ExecPolicy {
 /// The data of an `exec` job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ExecRequest {
+pub(crate) struct ExecRequest {
     /// The program, exactly as listed in `--allow-exec`.
     pub program: String,
     /// Its arguments.
@@ -107,7 +110,7 @@ pub struct ExecRequest {
 
 /// The result of an `exec` job, returned as JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExecOutput {
+pub(crate) struct ExecOutput {
     /// The exit code; `null` when the program was ended by a signal.
     pub status: Option<i32>,
     /// Standard output (lossy UTF-8), at most the policy's cap.
@@ -134,7 +137,7 @@ pub struct ExecOutput {
 /// # Cancel safety
 ///
 /// Dropping the future kills the program.
-pub async fn exec(data: &str, policy: &ExecPolicy) -> Result<String, KindError> {
+pub(crate) async fn exec(data: &str, policy: &ExecPolicy) -> Result<String, KindError> {
     let request: ExecRequest =
         serde_json::from_str(data).map_err(|source| KindError::InvalidJson {
             kind: "exec",

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use super::KindError;
 
 /// The most rounds one `sha256` job may ask for (about 3 s of one core).
-pub const MAX_SHA256_ROUNDS: u64 = 10_000_000;
+pub(crate) const MAX_SHA256_ROUNDS: u64 = 10_000_000;
 
 /// Above this many rounds the hashing moves to the blocking thread pool so it
 /// does not stall the async workers.
@@ -15,7 +15,7 @@ const BLOCKING_THRESHOLD: u64 = 4_096;
 /// The structured form of `sha256` job data.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Sha256Request {
+pub(crate) struct Sha256Request {
     /// The text to hash.
     pub input: String,
     /// How many times to hash (default 1): round 1 hashes `input`, every
@@ -37,7 +37,7 @@ impl Sha256Request {
     /// [`KindError::InvalidJson`] when the object has an `input` key but
     /// does not match [`Sha256Request`], [`KindError::LimitExceeded`] when
     /// `rounds` is 0 or above [`MAX_SHA256_ROUNDS`].
-    pub fn from_data(data: &str) -> Result<Self, KindError> {
+    pub(crate) fn from_data(data: &str) -> Result<Self, KindError> {
         let looks_structured = matches!(
             serde_json::from_str::<serde_json::Value>(data),
             Ok(serde_json::Value::Object(ref map)) if map.contains_key("input")
@@ -64,7 +64,7 @@ impl Sha256Request {
     }
 
     /// Computes the lowercase hex digest, synchronously.
-    pub fn digest_hex(&self) -> String {
+    pub(crate) fn digest_hex(&self) -> String {
         let mut digest = Sha256::digest(self.input.as_bytes());
         for _ in 1..self.rounds {
             digest = Sha256::digest(digest);
@@ -82,7 +82,7 @@ impl Sha256Request {
 ///
 /// See [`Sha256Request::from_data`]; [`KindError::Aborted`] if the blocking
 /// task panicked or was cancelled.
-pub async fn sha256(data: &str) -> Result<String, KindError> {
+pub(crate) async fn sha256(data: &str) -> Result<String, KindError> {
     let request = Sha256Request::from_data(data)?;
     if request.rounds < BLOCKING_THRESHOLD {
         return Ok(request.digest_hex());

@@ -11,10 +11,10 @@ mod exec;
 mod hash;
 mod simple;
 
-pub use error::KindError;
-pub use exec::{exec, ExecOutput, ExecPolicy, ExecRequest};
-pub use hash::{sha256, Sha256Request, MAX_SHA256_ROUNDS};
-pub use simple::{echo, sleep, MAX_SLEEP_MS};
+pub(crate) use error::KindError;
+pub(crate) use exec::{exec, ExecPolicy};
+pub(crate) use hash::sha256;
+pub(crate) use simple::{echo, sleep};
 
 use std::fmt;
 use std::str::FromStr;
@@ -22,7 +22,7 @@ use std::str::FromStr;
 /// One of the built-in job kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Builtin {
+pub(crate) enum Builtin {
     /// Returns the job data unchanged.
     Echo,
     /// Sleeps for `data` milliseconds.
@@ -35,7 +35,7 @@ pub enum Builtin {
 
 impl Builtin {
     /// Every built-in kind, in a stable order.
-    pub const ALL: [Builtin; 4] = [
+    pub(crate) const ALL: [Builtin; 4] = [
         Builtin::Echo,
         Builtin::Sleep,
         Builtin::Sha256,
@@ -43,7 +43,7 @@ impl Builtin {
     ];
 
     /// The kind name jobs use (`"echo"`, `"sleep"`, `"sha256"`, `"exec"`).
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Builtin::Echo => "echo",
             Builtin::Sleep => "sleep",
@@ -57,7 +57,7 @@ impl Builtin {
     /// # Errors
     ///
     /// The kind's [`KindError`]; see each function.
-    pub async fn run(self, data: &str, policy: &ExecPolicy) -> Result<String, KindError> {
+    pub(crate) async fn run(self, data: &str, policy: &ExecPolicy) -> Result<String, KindError> {
         match self {
             Builtin::Echo => echo(data).await,
             Builtin::Sleep => sleep(data).await,
@@ -76,7 +76,7 @@ impl fmt::Display for Builtin {
 /// The name is not one of the built-in kinds.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown built-in job kind `{0}` (expected echo, sleep, sha256 or exec)")]
-pub struct UnknownKind(pub String);
+pub(crate) struct UnknownKind(pub String);
 
 impl FromStr for Builtin {
     type Err = UnknownKind;

@@ -5,14 +5,14 @@ use std::time::Duration;
 use super::KindError;
 
 /// The longest `sleep` accepted: one hour.
-pub const MAX_SLEEP_MS: u64 = 3_600_000;
+pub(crate) const MAX_SLEEP_MS: u64 = 3_600_000;
 
 /// `echo`: returns the job data unchanged.
 ///
 /// # Errors
 ///
 /// Never fails; the `Result` keeps the kinds uniform.
-pub async fn echo(data: &str) -> Result<String, KindError> {
+pub(crate) async fn echo(data: &str) -> Result<String, KindError> {
     Ok(data.to_owned())
 }
 
@@ -27,7 +27,7 @@ pub async fn echo(data: &str) -> Result<String, KindError> {
 /// # Cancel safety
 ///
 /// Cancel safe: dropping the future stops the sleep.
-pub async fn sleep(data: &str) -> Result<String, KindError> {
+pub(crate) async fn sleep(data: &str) -> Result<String, KindError> {
     let trimmed = data.trim();
     let ms: u64 = trimmed.parse().map_err(|_| KindError::InvalidSleep {
         data: trimmed.chars().take(64).collect(),

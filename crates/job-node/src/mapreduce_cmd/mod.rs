@@ -37,11 +37,11 @@ use job_queue::mapreduce::{
 use job_queue::{Coordinator, CoordinatorOptions};
 
 use crate::cli::parse_seconds;
-use crate::demo::{LaunchOptions, LocalCluster};
+use crate::local_cluster::{LaunchOptions, LocalCluster};
 use crate::secret::ClusterSecret;
 
-pub use progress::BarObserver;
-pub use render::{render_index, render_summary, render_word_counts};
+pub(crate) use progress::BarObserver;
+pub(crate) use render::{render_index, render_summary, render_word_counts};
 
 /// How long each local node may take to come up.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -52,7 +52,7 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// `job-node mapreduce`.
 #[derive(Debug, Clone, Args, PartialEq)]
-pub struct MapReduceArgs {
+pub(crate) struct MapReduceArgs {
     /// The job to run.
     #[command(subcommand)]
     pub job: MapReduceJob,
@@ -60,7 +60,7 @@ pub struct MapReduceArgs {
 
 /// The built-in map-reduce jobs.
 #[derive(Debug, Clone, Subcommand, PartialEq)]
-pub enum MapReduceJob {
+pub(crate) enum MapReduceJob {
     /// Count the words of the inputs: `word count` lines sorted by word
     /// (or the --top K most frequent). A word is a run of ASCII letters,
     /// lowercased; every other byte separates words (input need not be UTF-8).
@@ -72,7 +72,7 @@ pub enum MapReduceJob {
 
 /// `job-node mapreduce wordcount`.
 #[derive(Debug, Clone, Args, PartialEq)]
-pub struct WordCountArgs {
+pub(crate) struct WordCountArgs {
     /// Inputs and where to run.
     #[command(flatten)]
     pub run: RunArgs,
@@ -83,7 +83,7 @@ pub struct WordCountArgs {
 
 /// `job-node mapreduce index`.
 #[derive(Debug, Clone, Args, PartialEq)]
-pub struct IndexArgs {
+pub(crate) struct IndexArgs {
     /// Inputs and where to run.
     #[command(flatten)]
     pub run: RunArgs,
@@ -91,7 +91,7 @@ pub struct IndexArgs {
 
 /// What every map-reduce command takes.
 #[derive(Debug, Clone, Args, PartialEq)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Input files.
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
@@ -141,7 +141,7 @@ pub struct RunArgs {
 ///
 /// Unreadable inputs, a cluster that cannot be started or joined, a job
 /// that fails, an unwritable output, or Ctrl-C.
-pub async fn run(args: MapReduceArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: MapReduceArgs) -> anyhow::Result<()> {
     let (run, top) = match &args.job {
         MapReduceJob::Wordcount(a) => (&a.run, a.top),
         MapReduceJob::Index(a) => (&a.run, None),
@@ -183,7 +183,7 @@ pub async fn run(args: MapReduceArgs) -> anyhow::Result<()> {
 /// # Errors
 ///
 /// The first file that cannot be opened, with its path.
-pub fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<Input>> {
+pub(crate) fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<Input>> {
     paths
         .iter()
         .map(|path| {

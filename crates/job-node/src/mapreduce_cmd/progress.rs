@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use indicatif::ProgressBar;
 use job_queue::mapreduce::{RunEvent, RunObserver, TaskProgress};
 
-use crate::output::progress_bar;
+use crate::progress_bar::progress_bar;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -16,7 +16,7 @@ enum Stage {
 /// A [`RunObserver`] drawing one progress bar per phase on stderr, and
 /// noting lost nodes above them.
 #[derive(Debug)]
-pub struct BarObserver {
+pub(crate) struct BarObserver {
     bar: Option<(Stage, ProgressBar)>,
 }
 
@@ -28,7 +28,7 @@ impl Default for BarObserver {
 
 impl BarObserver {
     /// No bar yet.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         BarObserver { bar: None }
     }
 
@@ -58,7 +58,7 @@ impl BarObserver {
     }
 
     /// Removes the current bar.
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         if let Some((_, bar)) = self.bar.take() {
             bar.finish_and_clear();
         }

@@ -3,11 +3,18 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use job_queue::mapreduce::{top_words, DriverStats, NodeTasks, PhaseTimings, Posting};
+use job_queue::mapreduce::{DriverStats, NodeTasks, PhaseTimings, Posting};
+
+/// The `k` most frequent words, most frequent first, ties by word.
+fn top_words(counts: &[(String, u64)], k: usize) -> Vec<(String, u64)> {
+    let mut sorted: Vec<&(String, u64)> = counts.iter().collect();
+    sorted.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    sorted.into_iter().take(k).cloned().collect()
+}
 
 /// `word count` lines: every word sorted by word, or with `top` the K most
 /// frequent (most frequent first, ties by word).
-pub fn render_word_counts(entries: &[(String, u64)], top: Option<usize>) -> String {
+pub(crate) fn render_word_counts(entries: &[(String, u64)], top: Option<usize>) -> String {
     let mut out = String::with_capacity(entries.len() * 12);
     let top_entries;
     let lines = match top {
@@ -26,7 +33,7 @@ pub fn render_word_counts(entries: &[(String, u64)], top: Option<usize>) -> Stri
 /// `word file:pos,file:pos,...` lines sorted by word; `file` is the input's
 /// name as given on the command line, `pos` the 0-based index of the word
 /// among the words of that file.
-pub fn render_index(entries: &[(String, Vec<Posting>)], inputs: &[String]) -> String {
+pub(crate) fn render_index(entries: &[(String, Vec<Posting>)], inputs: &[String]) -> String {
     let mut out = String::new();
     for (word, postings) in entries {
         out.push_str(word);
@@ -49,7 +56,7 @@ fn ms(d: Duration) -> f64 {
 
 /// The end-of-run summary: time per phase, throughput, and what each node
 /// ran.
-pub fn render_summary(
+pub(crate) fn render_summary(
     bytes: u64,
     elapsed: Duration,
     stats: &DriverStats,

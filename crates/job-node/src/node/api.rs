@@ -17,7 +17,7 @@ use super::convert;
 use crate::http::{Api, ApiError, ClusterView, JobSubmission, JobView, MemberView, StatsView};
 
 /// How many finished jobs the table remembers (the oldest are forgotten).
-pub const FINISHED_JOBS_KEPT: usize = 100_000;
+pub(crate) const FINISHED_JOBS_KEPT: usize = 100_000;
 
 #[derive(Debug)]
 struct Tracked {
@@ -33,7 +33,7 @@ struct Table {
 
 /// The node's [`Api`] implementation.
 #[derive(Debug)]
-pub struct NodeApi {
+pub(crate) struct NodeApi {
     coordinator: Coordinator,
     router: Router,
     table: Arc<Mutex<Table>>,
@@ -42,7 +42,7 @@ pub struct NodeApi {
 
 impl NodeApi {
     /// A backend over `coordinator` and `router`.
-    pub fn new(coordinator: Coordinator, router: Router) -> Self {
+    pub(crate) fn new(coordinator: Coordinator, router: Router) -> Self {
         NodeApi {
             coordinator,
             router,
@@ -53,7 +53,7 @@ impl NodeApi {
 
     /// Tracks the jobs the coordinator resumed from its journal (their kind
     /// is not known here); returns how many.
-    pub async fn track_resumed(&self) -> usize {
+    pub(crate) async fn track_resumed(&self) -> usize {
         let mut count = 0;
         for id in self.coordinator.resumed().to_vec() {
             match self.coordinator.attach(id.clone()).await {

@@ -10,7 +10,7 @@
 mod api;
 mod convert;
 
-pub use api::{NodeApi, FINISHED_JOBS_KEPT};
+pub(crate) use api::NodeApi;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,12 +28,12 @@ use tokio::task::JoinHandle;
 
 use crate::builtin::register_builtins_observed;
 use crate::config::NodeConfig;
-use crate::demo::ReadyReport;
 use crate::kinds::ExecPolicy;
 use crate::metrics::Metrics;
+use crate::ready::ReadyReport;
 
 /// How long a drain waits for running jobs before cancelling them.
-pub const DRAIN_GRACE: Duration = Duration::from_secs(30);
+pub(crate) const DRAIN_GRACE: Duration = Duration::from_secs(30);
 /// How long the worker pool's shutdown lets running jobs go on: none, since
 /// the drain already gave them its grace; whatever still runs when the pool
 /// is shut down is cancelled and reported as a retryable `node_down`.
@@ -52,7 +52,7 @@ const HTTP_CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum NodeError {
+pub(crate) enum NodeError {
     /// The router (cluster listener, membership) could not start.
     #[error("cannot start the cluster router on {listen}: {source}")]
     Router {
@@ -97,19 +97,17 @@ struct HttpServer {
 
 /// A running node.
 #[derive(Debug)]
-pub struct Node {
+pub(crate) struct Node {
     router: Router,
     coordinator: Coordinator,
     pool: WorkerPool,
     mapreduce: MapReduceNode,
-    api: Arc<NodeApi>,
-    metrics: Arc<Metrics>,
     http: Option<HttpServer>,
 }
 
 /// What a drain left behind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DrainReport {
+pub(crate) struct DrainReport {
     /// Jobs this node's workers finished over its life.
     pub jobs_run: u64,
     /// Jobs of this node's coordinator still unfinished when it stopped
@@ -124,7 +122,7 @@ impl Node {
     /// # Errors
     ///
     /// [`NodeError`]; whatever was started is stopped again.
-    pub async fn start(config: &NodeConfig) -> Result<Node, NodeError> {
+    pub(crate) async fn start(config: &NodeConfig) -> Result<Node, NodeError> {
         if let Some(dir) = &config.data_dir {
             prepare_data_dir(dir)?;
         }
@@ -211,45 +209,28 @@ impl Node {
             coordinator,
             pool,
             mapreduce,
-            api,
-            metrics,
             http,
         })
     }
 
     /// The node's cluster URL (`ws://IP:PORT`, the real port when the
     /// configuration said port 0).
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         self.router.url()
     }
 
     /// The HTTP API's bound address, if it serves one.
-    pub fn http_addr(&self) -> Option<SocketAddr> {
+    pub(crate) fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().map(|h| h.addr)
     }
 
     /// The readiness line's content.
-    pub fn ready_report(&self) -> ReadyReport {
+    pub(crate) fn ready_report(&self) -> ReadyReport {
         ReadyReport::new(
             self.router.node_id().to_string(),
             self.url(),
             self.http_addr(),
         )
-    }
-
-    /// The HTTP backend (also usable without HTTP).
-    pub fn api(&self) -> &Arc<NodeApi> {
-        &self.api
-    }
-
-    /// The metrics registry.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
-    /// The router.
-    pub fn router(&self) -> &Router {
-        &self.router
     }
 
     /// Drains the node and leaves the cluster:
@@ -271,7 +252,7 @@ impl Node {
     /// 3. the node leaves the cluster (`Leaving`, then `Left`: the pool
     ///    keeps refusing until the peers know), the HTTP server closes and
     ///    the services stop.
-    pub async fn drain(self, grace: Duration) -> DrainReport {
+    pub(crate) async fn drain(self, grace: Duration) -> DrainReport {
         let deadline = tokio::time::Instant::now() + grace;
         let (abandoned, pool_drained) = tokio::join!(
             drain_coordinator(&self.coordinator, deadline),
@@ -399,7 +380,7 @@ async fn start_http(
 /// # Errors
 ///
 /// The error installing the signal handlers, or a [`NodeError`] at start.
-pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
+pub(crate) async fn run(config: NodeConfig) -> anyhow::Result<()> {
     if config.uses_development_secret() {
         tracing::warn!(
             listen = %config.listen,

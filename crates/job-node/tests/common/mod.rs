@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use job_node::demo::ReadyReport;
-use job_node::remote::Session;
-use job_node::secret::ClusterSecret;
+use job_node::ClusterSecret;
+use job_node::ReadyReport;
+use job_node::Session;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, ChildStdin, Command};

@@ -30,9 +30,7 @@ mod timers;
 
 pub use config::{Backoff, CoordinatorConfig};
 pub use dead_letter::{AttemptFailure, DeadLetter};
-pub use nodes::{
-    capacity_tag, NodeInfo, NodeLoad, NodeStatus, CAPACITY_TAG_PREFIX, LATENCY_EWMA_ALPHA,
-};
+pub use nodes::{capacity_tag, NodeInfo, NodeLoad, NodeStatus, CAPACITY_TAG_PREFIX};
 
 use dead_letter::DeadLetters;
 use nodes::NodeTable;

@@ -12,7 +12,7 @@ use crate::stats::NodeStats;
 use crate::strategy::Candidate;
 
 /// The weight of a new round-trip sample in the latency EWMA.
-pub const LATENCY_EWMA_ALPHA: f64 = 0.2;
+pub(crate) const LATENCY_EWMA_ALPHA: f64 = 0.2;
 
 /// The prefix of the tag with which a node advertises its dispatch window:
 /// `capacity:<n>`, the most attempts a coordinator keeps outstanding on it.

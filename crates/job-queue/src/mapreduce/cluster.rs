@@ -6,7 +6,6 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use cluster_router::MemberEvent;
 use futures_util::future::{join_all, BoxFuture};
@@ -19,82 +18,21 @@ use crate::job::{JobId, JobResult};
 use crate::service::Coordinator;
 
 use super::builtins::{InvertedIndex, Posting, WordCount};
-use super::driver::{DriverConfig, MapReduceDriver, Phase, TaskProgress};
+use super::driver::{DriverConfig, MapReduceDriver, Phase};
 use super::error::MapReduceError;
-use super::local::{stage_inputs, MapReduceOutput, PhaseTimings, RunOptions};
+use super::fetch::PartitionFetcher;
 use super::node::MapReduceNode;
+use super::observer::{NoObserver, RunEvent, RunObserver};
 use super::report::{record_result, NodeTasks};
+use super::run::{stage_inputs, MapReduceOutput, PhaseTimings, RunOptions};
 use super::spec::{merge_reduced, MapReduce};
 use super::split::{plan_splits_async, Input};
-use super::store::{BlobId, PartitionFetcher};
+use super::store::BlobId;
 
 /// Reduce outputs fetched at once by the merge.
 const MERGE_FETCHES: usize = 4;
 /// How long the end-of-job cleanup waits for the nodes' answers.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// What happened during a run, for progress displays (and tests).
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RunEvent {
-    /// The inputs are split and staged; the map tasks are being submitted.
-    Planned {
-        /// The map-reduce job's id.
-        job: String,
-        /// Map tasks (splits).
-        maps: u32,
-        /// Reducers asked for.
-        reducers: u32,
-        /// Input bytes staged on the driver's node.
-        bytes: u64,
-    },
-    /// A task's final result arrived and was applied.
-    TaskFinished {
-        /// The task's job id.
-        task: JobId,
-        /// The node that ran its final attempt.
-        node: String,
-        /// Whether it succeeded.
-        success: bool,
-        /// The job's phase now.
-        phase: Phase,
-        /// Tasks done per phase now.
-        progress: TaskProgress,
-    },
-    /// A node left or went Down; whatever outputs it held that are still
-    /// needed are produced again.
-    NodeLost {
-        /// The node.
-        node: String,
-        /// Tasks done per phase now.
-        progress: TaskProgress,
-    },
-    /// The merge fetched `done` of `total` reduce outputs.
-    OutputFetched {
-        /// Outputs fetched so far in this merge attempt.
-        done: u32,
-        /// Outputs to fetch.
-        total: u32,
-    },
-}
-
-/// Receives the [`RunEvent`]s of a run, in order. The run waits for each
-/// call, so an observer can act at a precise point (a test kills a node
-/// there); it should return quickly.
-#[async_trait]
-pub trait RunObserver: Send {
-    /// One event.
-    async fn on_event(&mut self, event: &RunEvent);
-}
-
-/// A [`RunObserver`] that ignores everything.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoObserver;
-
-#[async_trait]
-impl RunObserver for NoObserver {
-    async fn on_event(&mut self, _event: &RunEvent) {}
-}
 
 type Pending = BoxFuture<'static, (JobId, Result<JobResult, JobError>)>;
 
@@ -269,7 +207,7 @@ impl ClusterMapReduce {
                 Ok(blobs) => {
                     let entries = tokio::task::spawn_blocking(move || merge_reduced::<K, O>(blobs))
                         .await
-                        .map_err(|_| MapReduceError::ExecutorClosed)??;
+                        .map_err(MapReduceError::MergeAborted)??;
                     run.timings.merge += merge_start.elapsed();
                     return Ok(MapReduceOutput {
                         entries,

@@ -18,7 +18,7 @@ use super::task::{
 
 /// Settings of one map-reduce job.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DriverConfig {
+pub(crate) struct DriverConfig {
     /// The job's id: 1..=64 characters of `[A-Za-z0-9_.-]`, never reused
     /// (stores refuse blobs of recently ended jobs, and task ids derive
     /// from it).
@@ -42,7 +42,7 @@ pub struct DriverConfig {
 impl DriverConfig {
     /// Settings with the job defaults: 30 s timeout, 3 attempts, no tags,
     /// up to 16 recoveries.
-    pub fn new(
+    pub(crate) fn new(
         job: impl Into<String>,
         spec: impl Into<String>,
         reducers: u32,
@@ -69,16 +69,15 @@ pub enum Phase {
     Map,
     /// Every map output is available; some reduce task has no output yet.
     Reduce,
-    /// Every reduce output is available: fetch and merge them
-    /// ([`MapReduceDriver::outputs`]).
+    /// Every reduce output is available: they are fetched and merged.
     Merge,
-    /// The job failed ([`MapReduceDriver::take_error`]).
+    /// The job failed (a task out of attempts, too many recoveries).
     Failed,
 }
 
 /// A reduce output: partition `partition` is held by `node`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OutputLocation {
+pub(crate) struct OutputLocation {
     /// The holder node.
     pub node: String,
     /// The partition.
@@ -170,7 +169,7 @@ enum TaskRef {
 /// them; a reduce that cannot fetch an input reports which, and waits for
 /// those maps to run again.
 #[derive(Debug)]
-pub struct MapReduceDriver {
+pub(crate) struct MapReduceDriver {
     config: DriverConfig,
     splits: Vec<SplitSpec>,
     maps: Vec<Slot<MapDone>>,
@@ -202,7 +201,10 @@ impl MapReduceDriver {
     /// [`MapReduceError::InvalidJobId`], [`MapReduceError::ZeroReducers`],
     /// [`MapReduceError::TooManyReducers`], or
     /// [`MapReduceError::SplitNumbering`] if `splits[i].index != i`.
-    pub fn new(config: DriverConfig, splits: Vec<SplitSpec>) -> Result<Self, MapReduceError> {
+    pub(crate) fn new(
+        config: DriverConfig,
+        splits: Vec<SplitSpec>,
+    ) -> Result<Self, MapReduceError> {
         if !valid_job_id(&config.job) {
             return Err(MapReduceError::InvalidJobId { id: config.job });
         }
@@ -245,17 +247,17 @@ impl MapReduceDriver {
     }
 
     /// The job's settings.
-    pub fn config(&self) -> &DriverConfig {
+    pub(crate) fn config(&self) -> &DriverConfig {
         &self.config
     }
 
     /// The next task job to submit.
-    pub fn poll_job(&mut self) -> Option<Job> {
+    pub(crate) fn poll_job(&mut self) -> Option<Job> {
         self.outbox.pop_front()
     }
 
     /// Where the job is.
-    pub fn phase(&self) -> Phase {
+    pub(crate) fn phase(&self) -> Phase {
         if self.failed {
             Phase::Failed
         } else if self.maps.iter().any(|m| !matches!(m, Slot::Done(_))) {
@@ -268,7 +270,7 @@ impl MapReduceDriver {
     }
 
     /// How many tasks of each phase are done.
-    pub fn progress(&self) -> TaskProgress {
+    pub(crate) fn progress(&self) -> TaskProgress {
         let held = |r: &&Slot<ReduceDone>| !matches!(r, Slot::Done(ReduceDone::Empty));
         TaskProgress {
             maps_done: self
@@ -288,19 +290,19 @@ impl MapReduceDriver {
     }
 
     /// Figures so far.
-    pub fn stats(&self) -> &DriverStats {
+    pub(crate) fn stats(&self) -> &DriverStats {
         &self.stats
     }
 
     /// The error that failed the job (once; `None` afterwards or if the job
     /// has not failed).
-    pub fn take_error(&mut self) -> Option<MapReduceError> {
+    pub(crate) fn take_error(&mut self) -> Option<MapReduceError> {
         self.error.take()
     }
 
     /// The reduce outputs to merge, by partition; empty before
     /// [`Phase::Merge`]. Partitions with no keys are left out.
-    pub fn outputs(&self) -> Vec<OutputLocation> {
+    pub(crate) fn outputs(&self) -> Vec<OutputLocation> {
         if self.phase() != Phase::Merge {
             return Vec::new();
         }
@@ -320,7 +322,7 @@ impl MapReduceDriver {
     /// Feeds the final result of a task job. Results of jobs this driver is
     /// not waiting for are counted in [`DriverStats::stale_results`] and
     /// ignored.
-    pub fn on_result(&mut self, result: &JobResult) {
+    pub(crate) fn on_result(&mut self, result: &JobResult) {
         let Some(task) = self.running.remove(&result.id) else {
             self.stats.stale_results += 1;
             return;
@@ -356,7 +358,7 @@ impl MapReduceDriver {
     /// produced again (map outputs while a reduce still needs them; reduce
     /// outputs not merged yet). Tasks *running* on it are the
     /// coordinator's to retry.
-    pub fn on_node_down(&mut self, node: &str) {
+    pub(crate) fn on_node_down(&mut self, node: &str) {
         if self.failed {
             return;
         }
@@ -379,7 +381,7 @@ impl MapReduceDriver {
     }
 
     /// The merge could not fetch the output of `partition`: reduce it again.
-    pub fn on_output_lost(&mut self, partition: u32) {
+    pub(crate) fn on_output_lost(&mut self, partition: u32) {
         if self.failed || partition as usize >= self.reduces.len() {
             return;
         }

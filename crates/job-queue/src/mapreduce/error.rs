@@ -3,7 +3,8 @@
 use crate::failure::JobFailure;
 use crate::job::JobId;
 
-use super::store::{FetchError, StoreError};
+use super::fetch::FetchError;
+use super::store::StoreError;
 
 /// Why a map-reduce job could not be planned or run.
 #[derive(Debug, thiserror::Error)]
@@ -36,12 +37,6 @@ pub enum MapReduceError {
     TooManyReducers {
         /// The number asked for.
         reducers: u32,
-    },
-    /// No job definition of that name is registered.
-    #[error("no map-reduce job named {name:?} is registered")]
-    UnknownJob {
-        /// The requested name.
-        name: String,
     },
     /// A map or reduce task failed for good (after its retries).
     #[error("task {task} failed: {failure}")]
@@ -78,12 +73,14 @@ pub enum MapReduceError {
     /// Shuffle data could not be encoded or decoded.
     #[error("shuffle data could not be encoded or decoded")]
     Codec(#[from] bincode::Error),
-    /// The local executor's worker loops could not be started.
-    #[error("the local executor could not start its workers")]
-    Engine(#[from] actor_core::ActorError),
-    /// The local executor's workers stopped while a job was running.
-    #[error("the local executor's workers stopped")]
-    ExecutorClosed,
+    /// The node's `partitions` actor could not be started (outside a
+    /// Tokio runtime).
+    #[error("the partitions actor could not be started")]
+    Spawn(#[from] actor_core::ActorError),
+    /// The merge of the reduce outputs did not finish (it panicked, or the
+    /// runtime is shutting down).
+    #[error("the merge of the reduce outputs was aborted")]
+    MergeAborted(#[source] tokio::task::JoinError),
     /// The router refused an operation (registering the partition actor).
     #[error("cluster router error")]
     Router(#[from] cluster_router::RouterError),

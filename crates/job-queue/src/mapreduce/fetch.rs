@@ -1,36 +1,27 @@
-//! Shuffle data over the router: the `partitions@<node>` actor that serves
-//! a node's [`PartitionStore`], and the [`RouterFetcher`] that asks it.
+//! Reading another node's blobs: the [`PartitionFetcher`] trait, its
+//! [`FetchError`], and the [`RouterFetcher`] that asks the holder's
+//! `partitions` actor through the router (see `server.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use actor_core::{Actor, BoxError, Context};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use cluster_router::{
-    ActorAddr, ActorName, Envelope, EnvelopeKind, NodeId, PayloadFormat, Router, RouterError,
-};
+use cluster_router::{ActorAddr, EnvelopeKind, PayloadFormat, Router, RouterError};
 use futures_util::stream::{self, StreamExt};
 use tokio::sync::Semaphore;
 
-use super::source::FileRange;
-use super::store::{BlobId, FetchError, PartitionFetcher, PartitionStore, Stored};
+use super::server::{partitions_addr, MAX_CHUNK};
+use super::store::{BlobId, PartitionStore};
 use super::wire::{
-    chunk_header, decode_answer, decode_request, encode_chunk, encode_reply, encode_request,
-    Answer, PartitionReply, PartitionRequest, WireError,
+    decode_answer, encode_request, Answer, PartitionReply, PartitionRequest, WireError,
 };
 
-/// The well-known name of a node's partition actor: `partitions@<node>`.
-pub const PARTITIONS: &str = "partitions";
-
-/// The largest chunk a partition actor sends, whatever is asked: well
-/// below the default 16 MiB frame limit.
-pub const MAX_CHUNK: u32 = 8 << 20;
-
-/// Settings of a [`RouterFetcher`].
+/// How a node fetches blobs (splits, map outputs, reduce outputs) from the
+/// other nodes' `partitions` actors.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchConfig {
-    /// Bytes asked for per request (capped at [`MAX_CHUNK`]); must leave
+    /// Bytes asked for per request (capped at 8 MiB); must leave
     /// room under the cluster's frame limit. Default 4 MiB.
     pub chunk: u32,
     /// Timeout of each chunk request. Default 10 s.
@@ -59,130 +50,118 @@ impl Default for FetchConfig {
     }
 }
 
-/// File-range chunks a partition actor reads at once; further requests
-/// for file ranges wait (bounded memory and threads on the driver node).
-const FILE_READS: usize = 4;
-
-/// The partition actor: answers fetch and drop requests from one store.
-pub(crate) struct PartitionServer {
-    router: Router,
-    store: PartitionStore,
-    reads: Arc<Semaphore>,
+/// Why a blob could not be fetched.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The holder node is unknown, Down, or did not answer.
+    #[error("node {node} is unavailable")]
+    NodeUnavailable {
+        /// The holder node.
+        node: String,
+    },
+    /// The holder node answered but does not have the blob (it restarted
+    /// or dropped the job).
+    #[error("node {node} has no blob {id}")]
+    Missing {
+        /// The holder node.
+        node: String,
+        /// The blob asked for.
+        id: BlobId,
+    },
+    /// The holder answered something that is not a valid answer.
+    #[error("node {node} sent an invalid partition answer")]
+    BadReply {
+        /// The holder node.
+        node: String,
+        /// What was wrong with it.
+        #[source]
+        source: super::wire::WireError,
+    },
+    /// The holder has the blob as a file range but cannot read it (the
+    /// file was removed or shortened during the job).
+    #[error("node {node} cannot read blob {id} from its file")]
+    Unreadable {
+        /// The holder node.
+        node: String,
+        /// The blob asked for.
+        id: BlobId,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The holder claims a blob larger than the fetcher accepts.
+    #[error("node {node} holds blob {id} of {bytes} bytes; at most {limit} are accepted")]
+    TooLarge {
+        /// The holder node.
+        node: String,
+        /// The blob asked for.
+        id: BlobId,
+        /// Its claimed size.
+        bytes: u64,
+        /// The fetcher's limit.
+        limit: u64,
+    },
 }
 
-impl PartitionServer {
-    pub(crate) fn new(router: Router, store: PartitionStore) -> Self {
-        PartitionServer {
-            router,
-            store,
-            reads: Arc::new(Semaphore::new(FILE_READS)),
-        }
-    }
-}
-
+/// Reads a blob from the store of a (possibly remote) node.
+///
+/// In a cluster this is a request to the partition actor on `node`
+/// (`RouterFetcher`); in unit tests, `InMemoryFetcher` reads the node's
+/// store directly.
 #[async_trait]
-impl Actor for PartitionServer {
-    type Message = Envelope;
+pub(crate) trait PartitionFetcher: Send + Sync + 'static {
+    /// Fetches blob `id` from node `node`.
+    ///
+    /// # Errors
+    ///
+    /// [`FetchError`] if the node is unavailable or lacks the blob.
+    async fn fetch(&self, node: &str, id: &BlobId) -> Result<Bytes, FetchError>;
+}
 
-    async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
-        if env.kind != EnvelopeKind::Message {
-            return Ok(());
-        }
-        let payload = match decode_request(&env.payload) {
-            Ok(PartitionRequest::Fetch {
-                id,
-                offset,
-                max_len,
-            }) => match self.store.entry(&id) {
-                None => encode_reply(&PartitionReply::Missing),
-                Some(Stored::Memory(blob)) => memory_chunk(&blob, offset, max_len),
-                Some(Stored::File(range)) => {
-                    self.serve_file(env, range, offset, max_len).await;
-                    return Ok(());
-                }
-            },
-            Ok(PartitionRequest::DropJob { job }) => {
-                let blobs = self.store.remove_job(&job) as u64;
-                tracing::debug!(%job, blobs, "map-reduce job data dropped");
-                encode_reply(&PartitionReply::Dropped { blobs })
-            }
-            Err(err) => {
-                tracing::warn!(from = %env.from, %err, "undecodable partition request");
-                let reply = env.error_reply(&format!("cannot decode partition request: {err}"));
-                send_reply(&self.router, reply).await;
-                return Ok(());
-            }
-        };
-        let reply = env.reply_with(EnvelopeKind::Message, PayloadFormat::Binary, payload);
-        send_reply(&self.router, reply).await;
-        Ok(())
+/// A [`PartitionFetcher`] over in-process stores, one per node name.
+///
+/// Removing a node simulates its death: its blobs become unavailable.
+#[cfg(test)]
+#[derive(Clone, Debug, Default)]
+pub(crate) struct InMemoryFetcher {
+    nodes: Arc<parking_lot::RwLock<rustc_hash::FxHashMap<String, PartitionStore>>>,
+}
+
+#[cfg(test)]
+impl InMemoryFetcher {
+    /// A fetcher that knows no node.
+    pub(crate) fn new() -> Self {
+        InMemoryFetcher::default()
+    }
+
+    /// Makes `store` reachable as node `node`.
+    pub(crate) fn add_node(&self, node: impl Into<String>, store: PartitionStore) {
+        self.nodes.write().insert(node.into(), store);
+    }
+
+    /// Makes node `node` unreachable; returns its store if it was known.
+    pub(crate) fn remove_node(&self, node: &str) -> Option<PartitionStore> {
+        self.nodes.write().remove(node)
+    }
+
+    /// The store of node `node`.
+    pub(crate) fn store(&self, node: &str) -> Option<PartitionStore> {
+        self.nodes.read().get(node).cloned()
     }
 }
 
-impl PartitionServer {
-    /// Answers a fetch of a file range from a task of its own, reading the
-    /// chunk on the blocking pool straight into the answer's buffer; at
-    /// most [`FILE_READS`] at once (the actor waits for a slot).
-    async fn serve_file(&self, env: Envelope, range: FileRange, offset: u64, max_len: u32) {
-        let Ok(permit) = self.reads.clone().acquire_owned().await else {
-            return;
-        };
-        let router = self.router.clone();
-        tokio::spawn(async move {
-            let read = tokio::task::spawn_blocking(move || file_chunk(&range, offset, max_len))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-            drop(permit);
-            let payload = read.unwrap_or_else(|err| {
-                tracing::warn!(%err, "cannot read a staged input");
-                encode_reply(&PartitionReply::Unreadable {
-                    reason: err.to_string(),
-                })
-            });
-            let reply = env.reply_with(EnvelopeKind::Message, PayloadFormat::Binary, payload);
-            send_reply(&router, reply).await;
-        });
+#[cfg(test)]
+#[async_trait]
+impl PartitionFetcher for InMemoryFetcher {
+    async fn fetch(&self, node: &str, id: &BlobId) -> Result<Bytes, FetchError> {
+        let store = self
+            .store(node)
+            .ok_or_else(|| FetchError::NodeUnavailable {
+                node: node.to_owned(),
+            })?;
+        store.read(node, id).await
     }
-}
-
-async fn send_reply(router: &Router, reply: Envelope) {
-    let to = reply.to.to_string();
-    if let Err(err) = router.send(reply).await {
-        tracing::debug!(%to, %err, "cannot answer a partition request");
-    }
-}
-
-/// Up to `max_len` bytes of an in-memory blob from `offset` (one copy
-/// into the answer).
-fn memory_chunk(blob: &Bytes, offset: u64, max_len: u32) -> Bytes {
-    let total = blob.len() as u64;
-    if offset > total {
-        return encode_reply(&PartitionReply::BadOffset { total });
-    }
-    let start = offset as usize;
-    let len = max_len.clamp(1, MAX_CHUNK) as usize;
-    let end = blob.len().min(start.saturating_add(len));
-    encode_chunk(total, offset, &blob[start..end])
-}
-
-/// Up to `max_len` bytes of a file range from `offset`, read into the
-/// answer's buffer after its header (blocking).
-fn file_chunk(range: &FileRange, offset: u64, max_len: u32) -> std::io::Result<Bytes> {
-    let total = range.len;
-    if offset > total {
-        return Ok(encode_reply(&PartitionReply::BadOffset { total }));
-    }
-    let len = u64::from(max_len.clamp(1, MAX_CHUNK)).min(total - offset);
-    let mut out = chunk_header(total, offset, len as usize);
-    range.read_into(&mut out, offset, len)?;
-    Ok(out.freeze())
-}
-
-/// The address of `node`'s partition actor.
-pub(crate) fn partitions_addr(node: &str) -> Result<ActorAddr, RouterError> {
-    let actor = ActorName::new(PARTITIONS)?;
-    let node: NodeId = node.parse()?;
-    Ok(ActorAddr::new(actor, node))
 }
 
 /// A [`PartitionFetcher`] that asks the holder's `partitions` actor
@@ -190,7 +169,7 @@ pub(crate) fn partitions_addr(node: &str) -> Result<ActorAddr, RouterError> {
 /// requests (pipelined), each bounded by a timeout. Blobs of this node are
 /// read from its own store directly.
 #[derive(Clone, Debug)]
-pub struct RouterFetcher {
+pub(crate) struct RouterFetcher {
     router: Router,
     local: PartitionStore,
     config: FetchConfig,
@@ -206,7 +185,7 @@ fn unavailable(node: &str, err: &RouterError) -> FetchError {
 
 impl RouterFetcher {
     /// A fetcher over `router`; `local` is this node's store.
-    pub fn new(router: Router, local: PartitionStore, config: FetchConfig) -> Self {
+    pub(crate) fn new(router: Router, local: PartitionStore, config: FetchConfig) -> Self {
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
         RouterFetcher {
             router,
@@ -301,7 +280,7 @@ impl RouterFetcher {
     /// # Errors
     ///
     /// [`FetchError`] if the node does not answer.
-    pub async fn drop_job(&self, node: &str, job: &str) -> Result<u64, FetchError> {
+    pub(crate) async fn drop_job(&self, node: &str, job: &str) -> Result<u64, FetchError> {
         if node == self.router.node_id().as_str() {
             return Ok(self.local.remove_job(job) as u64);
         }
@@ -372,5 +351,31 @@ impl PartitionFetcher for RouterFetcher {
             });
         }
         Ok(blob.freeze())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn in_memory_fetcher_reports_missing_and_dead_nodes() {
+        let fetcher = InMemoryFetcher::new();
+        let store = PartitionStore::new();
+        let id = BlobId::reduce_output("j", 2);
+        store.put(id.clone(), Bytes::from_static(b"x")).unwrap();
+        fetcher.add_node("n1", store);
+        assert_eq!(&fetcher.fetch("n1", &id).await.unwrap()[..], b"x");
+        let other = BlobId::reduce_output("j", 3);
+        assert!(matches!(
+            fetcher.fetch("n1", &other).await,
+            Err(FetchError::Missing { .. })
+        ));
+        assert!(fetcher.remove_node("n1").is_some());
+        assert!(matches!(
+            fetcher.fetch("n1", &id).await,
+            Err(FetchError::NodeUnavailable { .. })
+        ));
+        assert_eq!(id.to_string(), "j/Reduce/2/2");
     }
 }

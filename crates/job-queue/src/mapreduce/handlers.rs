@@ -9,8 +9,9 @@ use futures_util::stream::{self, StreamExt};
 use crate::failure::HandlerError;
 use crate::handler::{HandlerRegistry, JobContext};
 
+use super::fetch::{FetchError, PartitionFetcher};
 use super::spec::{ErasedJob, MapReduceRegistry, ReduceContext};
-use super::store::{BlobId, FetchError, PartitionFetcher, PartitionStore, StoreError};
+use super::store::{BlobId, PartitionStore, StoreError};
 use super::task::{
     MapReport, MapTask, PartitionInfo, ReduceReport, ReduceTask, SourceLocation, MAP_KIND,
     MAX_REDUCERS, REDUCE_KIND,
@@ -31,23 +32,8 @@ fn store_failure(err: StoreError) -> HandlerError {
 /// The worker side of map-shuffle-reduce on one node: runs map and reduce
 /// tasks, keeps their outputs in this node's [`PartitionStore`], and fetches
 /// other nodes' outputs through a [`PartitionFetcher`].
-///
-/// ```
-/// use std::sync::Arc;
-/// use job_queue::HandlerRegistry;
-/// use job_queue::mapreduce::{InMemoryFetcher, MapReduceRegistry, MapReduceWorker, PartitionStore};
-///
-/// let worker = MapReduceWorker::new(
-///     Arc::new(MapReduceRegistry::with_builtins()),
-///     PartitionStore::new(),
-///     Arc::new(InMemoryFetcher::new()),
-/// );
-/// let mut handlers = HandlerRegistry::new();
-/// worker.register(&mut handlers);
-/// assert_eq!(handlers.kinds(), ["mr.map", "mr.reduce"]);
-/// ```
 #[derive(Clone)]
-pub struct MapReduceWorker {
+pub(crate) struct MapReduceWorker {
     jobs: Arc<MapReduceRegistry>,
     store: PartitionStore,
     fetcher: Arc<dyn PartitionFetcher>,
@@ -65,7 +51,7 @@ impl fmt::Debug for MapReduceWorker {
 impl MapReduceWorker {
     /// A worker running the jobs of `jobs`, storing outputs in `store` (this
     /// node's store) and reading other nodes' stores through `fetcher`.
-    pub fn new(
+    pub(crate) fn new(
         jobs: Arc<MapReduceRegistry>,
         store: PartitionStore,
         fetcher: Arc<dyn PartitionFetcher>,
@@ -78,7 +64,7 @@ impl MapReduceWorker {
     }
 
     /// Registers the [`MAP_KIND`] and [`REDUCE_KIND`] handlers.
-    pub fn register(&self, handlers: &mut HandlerRegistry) {
+    pub(crate) fn register(&self, handlers: &mut HandlerRegistry) {
         let map = self.clone();
         handlers.register(MAP_KIND, move |ctx: JobContext| {
             let worker = map.clone();
@@ -92,7 +78,8 @@ impl MapReduceWorker {
     }
 
     /// This node's store.
-    pub fn store(&self) -> &PartitionStore {
+    #[cfg(test)]
+    pub(crate) fn store(&self) -> &PartitionStore {
         &self.store
     }
 
@@ -228,8 +215,8 @@ impl MapReduceWorker {
 mod tests {
     use super::*;
     use crate::job::Job;
+    use crate::mapreduce::fetch::InMemoryFetcher;
     use crate::mapreduce::split::SplitSpec;
-    use crate::mapreduce::store::InMemoryFetcher;
     use std::time::Duration;
 
     fn worker(fetcher: &InMemoryFetcher, node: &str) -> MapReduceWorker {

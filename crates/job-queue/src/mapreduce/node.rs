@@ -11,8 +11,9 @@ use cluster_router::{Envelope, Router};
 use crate::handler::HandlerRegistry;
 
 use super::error::MapReduceError;
-use super::fetch::{FetchConfig, PartitionServer, RouterFetcher, PARTITIONS};
+use super::fetch::{FetchConfig, RouterFetcher};
 use super::handlers::MapReduceWorker;
+use super::server::{PartitionServer, PARTITIONS};
 use super::spec::MapReduceRegistry;
 use super::store::PartitionStore;
 
@@ -39,8 +40,9 @@ impl Default for MapReduceNodeConfig {
 }
 
 /// One node's map-shuffle-reduce runtime: a [`PartitionStore`], the
-/// `partitions@<node>` actor that serves it to other nodes, a
-/// [`RouterFetcher`] to read theirs, and the [`MapReduceWorker`] handlers.
+/// `partitions@<node>` actor that serves it to other nodes, a fetcher to
+/// read theirs (through the router, see [`FetchConfig`]), and the
+/// `mr.map` / `mr.reduce` handlers.
 ///
 /// Every node that runs tasks registers the handlers into the handler
 /// registry of its [`WorkerPool`](crate::WorkerPool) (which then advertises
@@ -91,7 +93,7 @@ impl MapReduceNode {
     /// # Errors
     ///
     /// [`MapReduceError::Router`] if the name is taken on this router,
-    /// [`MapReduceError::Engine`] outside a Tokio runtime.
+    /// [`MapReduceError::Spawn`] outside a Tokio runtime.
     pub fn start(
         router: &Router,
         jobs: MapReduceRegistry,
@@ -144,7 +146,7 @@ impl MapReduceNode {
     }
 
     /// The handlers' implementation.
-    pub fn worker(&self) -> MapReduceWorker {
+    pub(crate) fn worker(&self) -> MapReduceWorker {
         MapReduceWorker::new(self.jobs.clone(), self.store.clone(), self.fetcher.clone())
     }
 
@@ -154,7 +156,7 @@ impl MapReduceNode {
     }
 
     /// The fetcher reading other nodes' stores.
-    pub fn fetcher(&self) -> &Arc<RouterFetcher> {
+    pub(crate) fn fetcher(&self) -> &Arc<RouterFetcher> {
         &self.fetcher
     }
 

@@ -306,7 +306,8 @@ pub(crate) async fn plan_splits_async(
 ///
 /// [`InvalidInput`](io::ErrorKind::InvalidInput) if the split does not fit
 /// `inputs`, or the I/O error of reading a file.
-pub fn split_bytes(inputs: &[Input], split: &SplitSpec) -> io::Result<Bytes> {
+#[cfg(test)]
+pub(crate) fn split_bytes(inputs: &[Input], split: &SplitSpec) -> io::Result<Bytes> {
     let input = inputs.get(split.file as usize).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,

@@ -1,16 +1,16 @@
-//! Where shuffle data lives: the per-node [`PartitionStore`], and the
-//! [`PartitionFetcher`] that reads another node's store.
+//! Where shuffle data lives: the per-node [`PartitionStore`] of blobs
+//! named by [`BlobId`].
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use bytes::Bytes;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use super::fetch::FetchError;
 use super::source::FileRange;
 
 /// A blob as stored: bytes, or a file range read when fetched.
@@ -47,7 +47,7 @@ pub struct BlobId {
 
 impl BlobId {
     /// The staged bytes of input split `split`.
-    pub fn input(job: &str, split: u32) -> Self {
+    pub(crate) fn input(job: &str, split: u32) -> Self {
         BlobId {
             job: job.to_owned(),
             stage: Stage::Input,
@@ -57,7 +57,7 @@ impl BlobId {
     }
 
     /// Map task `task`'s output for partition `partition`.
-    pub fn map_output(job: &str, task: u32, partition: u32) -> Self {
+    pub(crate) fn map_output(job: &str, task: u32, partition: u32) -> Self {
         BlobId {
             job: job.to_owned(),
             stage: Stage::Map,
@@ -67,7 +67,7 @@ impl BlobId {
     }
 
     /// Reduce task `partition`'s output.
-    pub fn reduce_output(job: &str, partition: u32) -> Self {
+    pub(crate) fn reduce_output(job: &str, partition: u32) -> Self {
         BlobId {
             job: job.to_owned(),
             stage: Stage::Reduce,
@@ -103,8 +103,8 @@ pub enum StoreError {
         /// The limit.
         limit: usize,
     },
-    /// The blob's job has ended here ([`PartitionStore::remove_job`]): a
-    /// late attempt must not leave blobs behind.
+    /// The blob's job has ended here (its driver dropped its data): a late
+    /// attempt must not leave blobs behind.
     #[error("job {job} has ended on this node; blob {id} refused")]
     JobEnded {
         /// The job.
@@ -140,20 +140,15 @@ pub struct PartitionStore {
     limit: usize,
 }
 
-impl Default for PartitionStore {
-    fn default() -> Self {
-        PartitionStore::new()
-    }
-}
-
 impl PartitionStore {
     /// An unlimited store.
-    pub fn new() -> Self {
+    #[cfg(test)]
+    pub(crate) fn new() -> Self {
         PartitionStore::with_limit(usize::MAX)
     }
 
     /// A store that refuses blobs past `limit` bytes in total.
-    pub fn with_limit(limit: usize) -> Self {
+    pub(crate) fn with_limit(limit: usize) -> Self {
         PartitionStore {
             inner: Arc::default(),
             limit,
@@ -166,7 +161,7 @@ impl PartitionStore {
     ///
     /// [`StoreError::Full`] if the blob does not fit in the limit,
     /// [`StoreError::JobEnded`] if its job was removed from this store.
-    pub fn put(&self, id: BlobId, data: Bytes) -> Result<(), StoreError> {
+    pub(crate) fn put(&self, id: BlobId, data: Bytes) -> Result<(), StoreError> {
         let mut inner = self.inner.lock();
         if inner.ended.contains(&id.job) {
             return Err(StoreError::JobEnded {
@@ -191,7 +186,8 @@ impl PartitionStore {
 
     /// The blob under `id`, if it is in memory (a staged file range is not:
     /// see [`read`](Self::read)).
-    pub fn get(&self, id: &BlobId) -> Option<Bytes> {
+    #[cfg(test)]
+    pub(crate) fn get(&self, id: &BlobId) -> Option<Bytes> {
         self.inner.lock().blobs.get(id).cloned()
     }
 
@@ -224,7 +220,7 @@ impl PartitionStore {
     ///
     /// [`FetchError::Missing`] if there is no such blob,
     /// [`FetchError::Unreadable`] if its file cannot be read.
-    pub async fn read(&self, node: &str, id: &BlobId) -> Result<Bytes, FetchError> {
+    pub(crate) async fn read(&self, node: &str, id: &BlobId) -> Result<Bytes, FetchError> {
         let unreadable = |source| FetchError::Unreadable {
             node: node.to_owned(),
             id: id.clone(),
@@ -246,7 +242,7 @@ impl PartitionStore {
     /// Removes every blob of job `job` and refuses its later blobs (the
     /// last 1024 ended jobs are remembered); returns how many blobs there
     /// were.
-    pub fn remove_job(&self, job: &str) -> usize {
+    pub(crate) fn remove_job(&self, job: &str) -> usize {
         let mut inner = self.inner.lock();
         if !inner.ended.iter().any(|j| j == job) {
             if inner.ended.len() == ENDED_JOBS_REMEMBERED {
@@ -275,116 +271,6 @@ impl PartitionStore {
     /// Whether the store is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-/// Why a blob could not be fetched.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum FetchError {
-    /// The holder node is unknown, Down, or did not answer.
-    #[error("node {node} is unavailable")]
-    NodeUnavailable {
-        /// The holder node.
-        node: String,
-    },
-    /// The holder node answered but does not have the blob (it restarted
-    /// or dropped the job).
-    #[error("node {node} has no blob {id}")]
-    Missing {
-        /// The holder node.
-        node: String,
-        /// The blob asked for.
-        id: BlobId,
-    },
-    /// The holder answered something that is not a valid answer.
-    #[error("node {node} sent an invalid partition answer")]
-    BadReply {
-        /// The holder node.
-        node: String,
-        /// What was wrong with it.
-        #[source]
-        source: super::wire::WireError,
-    },
-    /// The holder has the blob as a file range but cannot read it (the
-    /// file was removed or shortened during the job).
-    #[error("node {node} cannot read blob {id} from its file")]
-    Unreadable {
-        /// The holder node.
-        node: String,
-        /// The blob asked for.
-        id: BlobId,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The holder claims a blob larger than the fetcher accepts.
-    #[error("node {node} holds blob {id} of {bytes} bytes; at most {limit} are accepted")]
-    TooLarge {
-        /// The holder node.
-        node: String,
-        /// The blob asked for.
-        id: BlobId,
-        /// Its claimed size.
-        bytes: u64,
-        /// The fetcher's limit.
-        limit: u64,
-    },
-}
-
-/// Reads a blob from the store of a (possibly remote) node.
-///
-/// In a cluster this is a request to the partition actor on `node`; in
-/// process, [`InMemoryFetcher`] reads the node's store directly.
-#[async_trait]
-pub trait PartitionFetcher: Send + Sync + 'static {
-    /// Fetches blob `id` from node `node`.
-    ///
-    /// # Errors
-    ///
-    /// [`FetchError`] if the node is unavailable or lacks the blob.
-    async fn fetch(&self, node: &str, id: &BlobId) -> Result<Bytes, FetchError>;
-}
-
-/// A [`PartitionFetcher`] over in-process stores, one per node name.
-///
-/// Removing a node simulates its death: its blobs become unavailable.
-#[derive(Clone, Debug, Default)]
-pub struct InMemoryFetcher {
-    nodes: Arc<RwLock<FxHashMap<String, PartitionStore>>>,
-}
-
-impl InMemoryFetcher {
-    /// A fetcher that knows no node.
-    pub fn new() -> Self {
-        InMemoryFetcher::default()
-    }
-
-    /// Makes `store` reachable as node `node`.
-    pub fn add_node(&self, node: impl Into<String>, store: PartitionStore) {
-        self.nodes.write().insert(node.into(), store);
-    }
-
-    /// Makes node `node` unreachable; returns its store if it was known.
-    pub fn remove_node(&self, node: &str) -> Option<PartitionStore> {
-        self.nodes.write().remove(node)
-    }
-
-    /// The store of node `node`.
-    pub fn store(&self, node: &str) -> Option<PartitionStore> {
-        self.nodes.read().get(node).cloned()
-    }
-}
-
-#[async_trait]
-impl PartitionFetcher for InMemoryFetcher {
-    async fn fetch(&self, node: &str, id: &BlobId) -> Result<Bytes, FetchError> {
-        let store = self
-            .store(node)
-            .ok_or_else(|| FetchError::NodeUnavailable {
-                node: node.to_owned(),
-            })?;
-        store.read(node, id).await
     }
 }
 
@@ -456,26 +342,5 @@ mod tests {
             Err(FetchError::Missing { .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[tokio::test]
-    async fn in_memory_fetcher_reports_missing_and_dead_nodes() {
-        let fetcher = InMemoryFetcher::new();
-        let store = PartitionStore::new();
-        let id = BlobId::reduce_output("j", 2);
-        store.put(id.clone(), Bytes::from_static(b"x")).unwrap();
-        fetcher.add_node("n1", store);
-        assert_eq!(&fetcher.fetch("n1", &id).await.unwrap()[..], b"x");
-        let other = BlobId::reduce_output("j", 3);
-        assert!(matches!(
-            fetcher.fetch("n1", &other).await,
-            Err(FetchError::Missing { .. })
-        ));
-        assert!(fetcher.remove_node("n1").is_some());
-        assert!(matches!(
-            fetcher.fetch("n1", &id).await,
-            Err(FetchError::NodeUnavailable { .. })
-        ));
-        assert_eq!(id.to_string(), "j/Reduce/2/2");
     }
 }

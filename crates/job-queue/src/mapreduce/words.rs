@@ -9,7 +9,7 @@
 
 /// Whether `byte` is part of a word (an ASCII letter of either case).
 #[inline]
-pub fn is_word_byte(byte: u8) -> bool {
+pub(crate) fn is_word_byte(byte: u8) -> bool {
     byte.is_ascii_alphabetic()
 }
 
@@ -17,14 +17,17 @@ pub fn is_word_byte(byte: u8) -> bool {
 /// with ASCII letters lowercased and every other byte unchanged. It has the
 /// same length (byte offsets are preserved) and the same words as `text`,
 /// and its words are exactly its maximal runs of `[a-z]` (see [`words`]).
-pub fn normalize_into(text: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn normalize_into(text: &[u8], out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(text);
     // Vectorizes well, unlike a per-byte table lookup.
     out.make_ascii_lowercase();
 }
 
-/// The normalized form of `text` (see [`normalize_into`]).
+/// The normalized form of `text`: a copy with ASCII letters lowercased and
+/// every other byte unchanged. It has the same length (byte offsets are
+/// preserved) and the same words as `text`, and its words are exactly its
+/// maximal runs of `[a-z]` (see [`words`]).
 pub fn normalize(text: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     normalize_into(text, &mut out);
@@ -188,7 +191,7 @@ fn fmix64(mut k: u64) -> u64 {
 /// Maps the hash onto the range by its high bits (`hash * reducers >> 64`,
 /// no division). `reducers == 0` is treated as 1.
 #[inline]
-pub fn partition_of(hash: u64, reducers: u32) -> u32 {
+pub(crate) fn partition_of(hash: u64, reducers: u32) -> u32 {
     let reducers = u128::from(reducers.max(1));
     ((u128::from(hash) * reducers) >> 64) as u32
 }

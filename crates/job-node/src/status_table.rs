@@ -1,84 +1,8 @@
-//! What the client commands print: the jobs file reader, the status table
-//! and the progress bar.
+//! The table `job-node status` (and the demo) prints: one row per member.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, IsTerminal};
-use std::path::{Path, PathBuf};
 
-use indicatif::{ProgressBar, ProgressStyle};
-
-use crate::http::{ClusterView, JobSubmission, StatsView};
-
-/// A jobs file could not be read.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum JobsFileError {
-    /// The file could not be read.
-    #[error("cannot read jobs file {}: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The operating system's error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A line is not a job object.
-    #[error("{}:{line}: invalid job: {source}", path.display())]
-    Line {
-        /// The file.
-        path: PathBuf,
-        /// The 1-based line number.
-        line: usize,
-        /// The decoder's error.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// The file has no jobs.
-    #[error("jobs file {} has no jobs", path.display())]
-    Empty {
-        /// The file.
-        path: PathBuf,
-    },
-}
-
-/// Reads a JSON-lines jobs file: one [`JobSubmission`] object per line,
-/// blank lines skipped.
-///
-/// # Errors
-///
-/// [`JobsFileError`] naming the file and line.
-pub fn read_jobs_file(path: &Path) -> Result<Vec<JobSubmission>, JobsFileError> {
-    let file = std::fs::File::open(path).map_err(|source| JobsFileError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    read_jobs(std::io::BufReader::new(file), path)
-}
-
-fn read_jobs(reader: impl BufRead, path: &Path) -> Result<Vec<JobSubmission>, JobsFileError> {
-    let mut jobs = Vec::new();
-    for (index, line) in reader.lines().enumerate() {
-        let line = line.map_err(|source| JobsFileError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let job = serde_json::from_str(&line).map_err(|source| JobsFileError::Line {
-            path: path.to_owned(),
-            line: index + 1,
-            source,
-        })?;
-        jobs.push(job);
-    }
-    if jobs.is_empty() {
-        return Err(JobsFileError::Empty {
-            path: path.to_owned(),
-        });
-    }
-    Ok(jobs)
-}
+use crate::http::{ClusterView, NodeStatsView, StatsView};
 
 /// `items` joined with commas, or `-` when there are none.
 fn list_or_dash<'a>(items: impl Iterator<Item = &'a str>) -> String {
@@ -92,7 +16,7 @@ fn list_or_dash<'a>(items: impl Iterator<Item = &'a str>) -> String {
 
 /// The `status` table: one row per member with its gossip and the
 /// coordinator's figures for it.
-pub fn render_status(cluster: &ClusterView, stats: &StatsView) -> String {
+pub(crate) fn render_status(cluster: &ClusterView, stats: &StatsView) -> String {
     let header = [
         "NODE",
         "STATUS",
@@ -124,8 +48,7 @@ pub fn render_status(cluster: &ClusterView, stats: &StatsView) -> String {
                 .iter()
                 .filter_map(|t| t.strip_prefix(job_queue::KIND_TAG_PREFIX)),
         );
-        let figure =
-            |f: fn(&crate::http::NodeStatsView) -> String| node_stats.map_or("-".to_owned(), f);
+        let figure = |f: fn(&NodeStatsView) -> String| node_stats.map_or("-".to_owned(), f);
         rows.push([
             member.node.clone(),
             member.status.clone(),
@@ -175,52 +98,11 @@ pub fn render_status(cluster: &ClusterView, stats: &StatsView) -> String {
     out
 }
 
-/// A progress bar on stderr, hidden when stderr is not a terminal.
-pub fn progress_bar(total: u64, message: &str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    let style = ProgressStyle::with_template(
-        "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, eta {eta})",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_message(message.to_owned());
-    bar
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{LoadView, MemberView, NodeStatsView, TimingView};
-    use crate::test_util::TempDir;
-
-    #[test]
-    fn jobs_file_lines() {
-        let dir = TempDir::new();
-        let path = dir.write(
-            "jobs.jsonl",
-            "{\"kind\":\"echo\",\"data\":\"a\"}\n\n{\"kind\":\"sha256\",\"data\":{\"input\":\"x\",\"rounds\":2},\"tags\":[\"gpu\"]}\n",
-        );
-        let jobs = read_jobs_file(&path).unwrap();
-        assert_eq!(jobs.len(), 2);
-        assert_eq!(jobs[1].data, r#"{"input":"x","rounds":2}"#);
-        assert_eq!(jobs[1].tags, ["gpu"]);
-        let bad = dir.write("bad.jsonl", "{\"kind\":\"echo\"}\n{\"kind\":\n");
-        let err = read_jobs_file(&bad).unwrap_err();
-        assert!(matches!(err, JobsFileError::Line { line: 2, .. }), "{err}");
-        assert!(err.to_string().contains("bad.jsonl:2"), "{err}");
-        let empty = dir.write("empty.jsonl", "\n  \n");
-        assert!(matches!(
-            read_jobs_file(&empty),
-            Err(JobsFileError::Empty { .. })
-        ));
-        assert!(matches!(
-            read_jobs_file(&dir.path().join("none")),
-            Err(JobsFileError::Read { .. })
-        ));
-    }
+    use crate::http::{LoadView, MemberView};
+    use job_queue::TimingSnapshot;
 
     #[test]
     fn status_table() {
@@ -259,10 +141,10 @@ mod tests {
                 failed: 1,
                 in_flight: 0,
                 latency_ms: 0.3,
-                timing: TimingView {
+                timing: TimingSnapshot {
                     p50_ms: 1.25,
                     p99_ms: 8.0,
-                    ..TimingView::default()
+                    ..TimingSnapshot::default()
                 },
                 kinds: vec![],
             }],

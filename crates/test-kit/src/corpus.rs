@@ -2,7 +2,7 @@
 //! from a fixed vocabulary with a Zipf-like distribution, mixed case,
 //! punctuation, digits, line breaks and a little non-ASCII UTF-8.
 
-use super::split::Input;
+use job_queue::mapreduce::Input;
 
 /// Settings of the generator.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -112,7 +112,7 @@ fn push_separator(out: &mut Vec<u8>, rng: &mut SplitMix64) {
 /// Generates `config.bytes` bytes of text.
 ///
 /// ```
-/// use job_queue::mapreduce::{generate_corpus, CorpusConfig};
+/// use test_kit::{generate_corpus, CorpusConfig};
 ///
 /// let config = CorpusConfig { bytes: 1000, ..CorpusConfig::default() };
 /// let text = generate_corpus(&config);
@@ -157,7 +157,7 @@ pub fn generate_inputs(config: &CorpusConfig, files: usize) -> Vec<Input> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapreduce::reference::reference_word_count;
+    use crate::reference::reference_word_count;
 
     #[test]
     fn splitmix_is_pinned() {

@@ -3,10 +3,8 @@
 //! benchmark's baseline. Written independently of the engine's tokenizer.
 
 use bytes::Bytes;
+use job_queue::mapreduce::{Input, Posting};
 use rustc_hash::FxHashMap;
-
-use super::builtins::Posting;
-use super::split::Input;
 
 /// Calls `f` for every word of `data` (lowercased ASCII-letter runs), with
 /// a reused buffer.
@@ -99,7 +97,7 @@ pub fn reference_inverted_index(inputs: &[Input]) -> Vec<(String, Vec<Posting>)>
 /// The `k` most frequent words, most frequent first, ties by word.
 ///
 /// ```
-/// use job_queue::mapreduce::top_words;
+/// use test_kit::top_words;
 ///
 /// let counts = [("a".to_owned(), 2), ("b".to_owned(), 5), ("c".to_owned(), 2)];
 /// assert_eq!(top_words(&counts, 2), [("b".to_owned(), 5), ("a".to_owned(), 2)]);
