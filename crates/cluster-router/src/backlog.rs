@@ -33,17 +33,20 @@ use tokio::sync::Notify;
 use crate::envelope::{Envelope, EnvelopeKind};
 use crate::router::Inner;
 
-/// A registered local actor: its mailbox and its overflow queue.
+/// A registered local actor: its mailbox, its overflow queue, and whether
+/// external clients may address it.
 pub(crate) struct Slot {
     pub(crate) actor: ActorRef<Envelope>,
     pub(crate) backlog: Arc<Backlog>,
+    pub(crate) client_facing: bool,
 }
 
 impl Slot {
-    pub(crate) fn new(actor: ActorRef<Envelope>, limits: BacklogLimits) -> Self {
+    pub(crate) fn new(actor: ActorRef<Envelope>, limits: BacklogLimits, client_facing: bool) -> Self {
         Slot {
             actor,
             backlog: Arc::new(Backlog::new(limits)),
+            client_facing,
         }
     }
 }

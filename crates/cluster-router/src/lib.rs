@@ -105,11 +105,13 @@
 
 mod addr;
 mod backlog;
+mod client;
 mod config;
-mod convert;
 mod detector;
 mod envelope;
 mod gossip;
+mod header;
+mod ids;
 mod member;
 mod membership;
 mod outbox;
@@ -130,5 +132,7 @@ pub use stats::RouterStats;
 
 pub mod error;
 
-#[doc(hidden)]
+/// Entry points for the fuzz targets in `/fuzz` (the `fuzzing` feature; not
+/// a stable API).
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;

@@ -35,7 +35,7 @@ use rustc_hash::FxHashMap;
 
 use crate::addr::NodeId;
 use crate::backlog::BacklogLimits;
-use crate::convert::to_transport;
+use crate::header::to_wire;
 use crate::envelope::Envelope;
 use crate::error::RouterError;
 use crate::route::error_chain;
@@ -167,7 +167,7 @@ impl Inner {
         let env = if self.outboxes.is_waiting(&node) {
             env
         } else {
-            match self.transport.try_send(node.as_str(), to_transport(env)) {
+            match self.transport.try_send(node.as_str(), to_wire(env)) {
                 Ok(()) => return bump(&self.counters.routed_remote, 1),
                 Err(transport::TrySendError::NoLink(_)) if status.is_none() => {
                     return self.client_send_failed(&header, &RouterError::UnknownNode(node));
@@ -212,7 +212,7 @@ impl Inner {
             payload: Bytes::new(),
             ..env.clone()
         };
-        let mut raw = to_transport(env);
+        let mut raw = to_wire(env);
         loop {
             let notified = self.link_up.notified();
             tokio::pin!(notified);
