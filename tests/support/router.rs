@@ -85,10 +85,17 @@ impl Actor for Echo {
     }
 }
 
-/// Registers an echo actor named `name` on `router`.
+/// Registers an echo actor named `name` on `router` (nodes only).
 pub fn echo(router: &Router, name: &str) -> ActorAddr {
     router
         .register(name, spawn(name, Echo(router.clone())))
+        .expect("register echo")
+}
+
+/// Registers a client-facing echo actor named `name` on `router`.
+pub fn client_echo(router: &Router, name: &str) -> ActorAddr {
+    router
+        .register_client_facing(name, spawn(name, Echo(router.clone())))
         .expect("register echo")
 }
 
@@ -104,11 +111,24 @@ impl Actor for Collector {
     }
 }
 
-/// Registers a collector named `name` on `router`; returns its address and inbox.
+/// Registers a collector named `name` on `router` (nodes only); returns
+/// its address and inbox.
 pub fn collector(router: &Router, name: &str) -> (ActorAddr, mpsc::UnboundedReceiver<Envelope>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let addr = router
         .register(name, spawn(name, Collector(tx)))
+        .expect("register collector");
+    (addr, rx)
+}
+
+/// Registers a client-facing collector named `name` on `router`.
+pub fn client_collector(
+    router: &Router,
+    name: &str,
+) -> (ActorAddr, mpsc::UnboundedReceiver<Envelope>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let addr = router
+        .register_client_facing(name, spawn(name, Collector(tx)))
         .expect("register collector");
     (addr, rx)
 }
