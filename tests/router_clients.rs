@@ -31,7 +31,10 @@ async fn a_client_talks_to_an_actor_on_another_node() {
     assert_eq!(reply["to"], me.as_str());
     assert_eq!(reply["from"], "echo@c-b");
     assert_eq!(reply["correlation_id"], 77);
-    assert!(reply.get("id").is_none(), "internal ids stay inside: {reply}");
+    assert!(
+        reply.get("id").is_none(),
+        "internal ids stay inside: {reply}"
+    );
     let payload: Value = serde_json::from_str(reply["payload"].as_str().unwrap()).unwrap();
     assert_eq!(payload, json!({"hello": "world"}));
 

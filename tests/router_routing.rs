@@ -288,6 +288,10 @@ async fn many_envelopes_cross_in_order() {
     within(STEP, "marker", nodes[0].send(marker)).await.unwrap();
     let first = within(STEP, "marker bounce", bounced.recv()).await.unwrap();
     assert_eq!(first.kind, EnvelopeKind::Undeliverable);
-    assert_eq!(first.correlation_id, Some(marker_id), "nothing bounced before the marker");
+    assert_eq!(
+        first.correlation_id,
+        Some(marker_id),
+        "nothing bounced before the marker"
+    );
     stop_all(&nodes).await;
 }

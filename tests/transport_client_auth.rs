@@ -77,7 +77,11 @@ async fn unauthenticated_envelope_is_refused_with_1008() {
     auth_ok(T, &mut good).await;
     let marker = r#"{"to":"worker@node-a","payload":"marker"}"#;
     send(T, &mut good, Message::text(marker)).await;
-    assert_eq!(client_text(&mut rx).await.1, marker, "nothing else delivered");
+    assert_eq!(
+        client_text(&mut rx).await.1,
+        marker,
+        "nothing else delivered"
+    );
     stop(&[&t]).await;
 }
 

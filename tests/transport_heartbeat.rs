@@ -48,7 +48,12 @@ async fn heartbeats_keep_an_idle_link_up() {
     let mut events = a.subscribe();
     let mut peer = raw::link(&a.url(), "node-b", "k").await;
     let up = timeout(T, events.recv()).await.unwrap().unwrap();
-    assert_eq!(up, LinkEvent::Up { peer: "node-b".into() });
+    assert_eq!(
+        up,
+        LinkEvent::Up {
+            peer: "node-b".into()
+        }
+    );
     let mut beats = 0;
     while beats < 25 {
         let frame = raw::next_binary(&mut peer)

@@ -66,13 +66,21 @@ async fn binary_client_frames_are_answered_and_text_passes_through() {
     send_auth(T, &mut ws, "k").await;
     auth_ok(T, &mut ws).await;
 
-    send(T, &mut ws, Message::binary(Bytes::from_static(b"\x00\x01\x02"))).await;
+    send(
+        T,
+        &mut ws,
+        Message::binary(Bytes::from_static(b"\x00\x01\x02")),
+    )
+    .await;
     let v = next_json(T, &mut ws).await;
     assert!(v["error"].is_string(), "error frame: {v}");
     assert_eq!(b.stats().malformed_frames, 1);
     // Text is opaque to the transport (the router judges it): even text
     // that is no envelope is handed on as it came, in order.
-    for text in ["not json at all", r#"{"to":"worker@node-b","payload":"hello"}"#] {
+    for text in [
+        "not json at all",
+        r#"{"to":"worker@node-b","payload":"hello"}"#,
+    ] {
         send(T, &mut ws, Message::text(text)).await;
         match timeout(T, rx.recv()).await.unwrap().unwrap() {
             Incoming::Client { text: got, .. } => assert_eq!(&got[..], text.as_bytes()),

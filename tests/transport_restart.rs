@@ -59,10 +59,13 @@ async fn link_returns_after_peer_restart_on_same_port() {
             peer: "node-b".into()
         }
     );
-    timeout(T, a.send("node-b", Envelope::new(&b"x"[..], &b"\"again\""[..])))
-        .await
-        .unwrap()
-        .unwrap();
+    timeout(
+        T,
+        a.send("node-b", Envelope::new(&b"x"[..], &b"\"again\""[..])),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     let (_, envelopes) = from_node(timeout(T, rx.recv()).await.unwrap().unwrap());
     assert_eq!(&envelopes[0].payload[..], b"\"again\"");
 

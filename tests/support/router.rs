@@ -132,3 +132,27 @@ pub fn client_collector(
         .expect("register collector");
     (addr, rx)
 }
+
+/// Envelope kinds in the router's header (`docs/wire.md`).
+pub const KIND_MESSAGE: u8 = 0;
+pub const KIND_UNDELIVERABLE: u8 = 1;
+
+/// The router's header of an envelope with a Json payload, as a raw node
+/// (tests/support/transport.rs) sends it: flags, id, correlation, `to`,
+/// `from` (`docs/wire.md`, "The router's header").
+pub fn raw_header(kind: u8, id: u64, correlation: Option<u64>, to: &str, from: &str) -> Vec<u8> {
+    let mut flags = (1 << 4) | kind;
+    if correlation.is_some() {
+        flags |= 0b1000;
+    }
+    let mut out = vec![flags];
+    out.extend_from_slice(&id.to_le_bytes());
+    if let Some(c) = correlation {
+        out.extend_from_slice(&c.to_le_bytes());
+    }
+    for addr in [to, from] {
+        out.push(addr.len() as u8);
+        out.extend_from_slice(addr.as_bytes());
+    }
+    out
+}

@@ -42,7 +42,11 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    pub(crate) fn new(actor: ActorRef<Envelope>, limits: BacklogLimits, client_facing: bool) -> Self {
+    pub(crate) fn new(
+        actor: ActorRef<Envelope>,
+        limits: BacklogLimits,
+        client_facing: bool,
+    ) -> Self {
         Slot {
             actor,
             backlog: Arc::new(Backlog::new(limits)),

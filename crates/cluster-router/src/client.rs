@@ -72,9 +72,7 @@ pub(crate) fn decode(text: &[u8]) -> Result<ClientMessage, MalformedEnvelope> {
         to: raw.to,
         tag: raw.id,
         payload,
-        ignored_fields: raw.kind.is_some()
-            || raw.correlation_id.is_some()
-            || raw.format.is_some(),
+        ignored_fields: raw.kind.is_some() || raw.correlation_id.is_some() || raw.format.is_some(),
     })
 }
 
@@ -151,10 +149,12 @@ pub(crate) fn never_for_clients(name: &ActorName) -> bool {
     name.as_str() == REPLY || name.as_str().starts_with(CLIENT_PREFIX)
 }
 
-/// Whether an envelope from a client has the only shape a client can give
-/// it (its router makes every client envelope a Json Message).
-pub(crate) fn client_shaped(env: &Envelope) -> bool {
-    env.kind == EnvelopeKind::Message && env.format == PayloadFormat::Json
+/// Whether `env` was sent by an external client. Clients send only
+/// Messages (their router sets the kind); an Undeliverable or Error whose
+/// `from` is a client's address is a router's answer about that client
+/// (a bounce, a refusal), not something the client said.
+pub(crate) fn sent_by_client(env: &Envelope) -> bool {
+    env.kind == EnvelopeKind::Message && is_client(&env.from)
 }
 
 impl Inner {
@@ -247,11 +247,12 @@ impl Inner {
 
     /// Whether the local addressee of `env`, an envelope from an external
     /// client, may take it: a client-facing actor (or the JSON commands of
-    /// `system`), never `_reply` or another client, and only in the shape a
-    /// client's router gives it (a Json Message). An addressee that does not
-    /// exist is not refused here: it bounces as Undeliverable.
+    /// `system`), never `_reply` or another client, and only with a Json
+    /// payload (a client's router makes every client envelope Json). An
+    /// addressee that does not exist is not refused here: it bounces as
+    /// Undeliverable.
     pub(crate) fn takes_from_clients(&self, env: &Envelope) -> bool {
-        if never_for_clients(env.to.actor()) || !client_shaped(env) {
+        if never_for_clients(env.to.actor()) || env.format != PayloadFormat::Json {
             return false;
         }
         self.actors
@@ -264,14 +265,12 @@ impl Inner {
     /// counted, logged, answered with an Error envelope.
     pub(crate) fn refuse_client(&self, env: Envelope) {
         bump(&self.counters.client_refused, 1);
-        tracing::warn!(client = %env.from, to = %env.to, kind = ?env.kind, "client envelope refused: not addressable by clients");
+        tracing::warn!(client = %env.from, to = %env.to, "client envelope refused: not addressable by clients");
         let reason = format!(
             "{} does not take messages from external clients (only client-facing actors and the JSON commands of system do)",
             env.to
         );
-        if env.kind == EnvelopeKind::Message {
-            self.post(env.error_reply(&reason));
-        }
+        self.post(env.error_reply(&reason));
     }
 
     /// Hands `env` to a local client's socket without ever waiting: this
@@ -312,7 +311,6 @@ impl Inner {
         };
         self.bounce(header, &reason);
     }
-
 }
 
 fn truncate(s: &str) -> String {
@@ -333,12 +331,17 @@ mod tests {
         assert_eq!(m.payload, Bytes::from_static(br#"{"x":[1,2]}"#));
         assert_eq!((m.tag, m.ignored_fields), (0, false));
         let m = decode(br#"{"to":"a@b","from":"forged@z","payload":"42","id":7}"#).unwrap();
-        assert_eq!((&m.payload[..], m.tag, m.ignored_fields), (&b"42"[..], 7, false));
+        assert_eq!(
+            (&m.payload[..], m.tag, m.ignored_fields),
+            (&b"42"[..], 7, false)
+        );
         let forged = br#"{"to":"_reply@b","payload":1,"kind":"undeliverable","correlation_id":9}"#;
         assert!(decode(forged).unwrap().ignored_fields);
-        assert!(decode(br#"{"to":"a@b","payload":1,"format":"binary"}"#)
-            .unwrap()
-            .ignored_fields);
+        assert!(
+            decode(br#"{"to":"a@b","payload":1,"format":"binary"}"#)
+                .unwrap()
+                .ignored_fields
+        );
     }
 
     #[test]

@@ -157,7 +157,7 @@ pub fn client_envelope(data: &[u8]) {
         id,
         ..Envelope::new(to, me.clone(), PayloadFormat::Json, msg.payload.clone())
     };
-    assert!(client::is_client(&env.from) && client::client_shaped(&env));
+    assert!(client::sent_by_client(&env));
     assert_eq!(env.correlation_id, None);
     let _ = client::never_for_clients(env.to.actor());
     // The node path carries it unchanged.
@@ -166,7 +166,10 @@ pub fn client_envelope(data: &[u8]) {
     // Answers come back with the client's tag; the payload as sent.
     for answer in [env.reply(msg.payload.clone()), env.error_reply("refused")] {
         let Ok(text) = client::encode(&answer, CLIENT) else {
-            assert!(answer.payload_str().is_none(), "only non-text payloads are refused");
+            assert!(
+                answer.payload_str().is_none(),
+                "only non-text payloads are refused"
+            );
             continue;
         };
         let v: serde_json::Value = serde_json::from_str(&text).expect("own output is JSON");

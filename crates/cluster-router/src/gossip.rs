@@ -14,8 +14,8 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::MissedTickBehavior;
 
 use crate::addr::NodeId;
-use crate::header::to_wire;
 use crate::envelope::{Envelope, PayloadFormat};
+use crate::header::to_wire;
 use crate::member::{MemberEvent, MemberStatus};
 use crate::membership::Changes;
 use crate::router::Inner;

@@ -207,8 +207,8 @@ pub(crate) fn from_wire(
     if !r.rest.is_empty() {
         return Err(HeaderError::Trailing(r.rest.len()));
     }
-    let from = parse_addr(from_raw, known)
-        .map_err(|(raw, source)| HeaderError::From { raw, source })?;
+    let from =
+        parse_addr(from_raw, known).map_err(|(raw, source)| HeaderError::From { raw, source })?;
     let id = MessageId::from_raw(id);
     let to = parse_addr(to_raw, known).map_err(|(raw, source)| HeaderError::To {
         raw,
@@ -314,7 +314,10 @@ mod tests {
         bytes[at + 2] = b'@';
         let err = from_wire(transport::Envelope::new(bytes, Bytes::new()), &[]).unwrap_err();
         assert!(matches!(&err, HeaderError::To { from, .. } if *from == addr("c@a")));
-        assert!(err.to_string().contains("bad 'to' address \"w@@\""), "{err}");
+        assert!(
+            err.to_string().contains("bad 'to' address \"w@@\""),
+            "{err}"
+        );
         env.to = addr("w@b");
         let mut bytes = encode_header(&env).to_vec();
         let last = bytes.len() - 1;

@@ -35,9 +35,9 @@ use rustc_hash::FxHashMap;
 
 use crate::addr::NodeId;
 use crate::backlog::BacklogLimits;
-use crate::header::to_wire;
 use crate::envelope::Envelope;
 use crate::error::RouterError;
+use crate::header::to_wire;
 use crate::route::error_chain;
 use crate::router::Inner;
 use crate::stats::bump;

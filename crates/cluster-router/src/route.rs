@@ -77,7 +77,7 @@ impl Inner {
     /// envelope is delivered, queued in the backlog or bounced, which is
     /// always the case with [`Delivery::Spill`].
     fn deliver_now(&self, env: Envelope, mode: Delivery) -> Option<(ActorRef<Envelope>, Envelope)> {
-        if client::is_client(&env.from) && !self.takes_from_clients(&env) {
+        if client::sent_by_client(&env) && !self.takes_from_clients(&env) {
             self.refuse_client(env);
             return None;
         }
@@ -366,7 +366,10 @@ impl Inner {
             // The transport accepted a name that is no node id: nothing it
             // sends can be from a valid address.
             bump(&self.counters.bad_senders, envelopes.len() as u64);
-            tracing::warn!(peer, "envelopes from a peer whose name is not a node id dropped");
+            tracing::warn!(
+                peer,
+                "envelopes from a peer whose name is not a node id dropped"
+            );
             return;
         };
         // A batch from the peer is a sign of life (once per batch, not

@@ -195,10 +195,7 @@ fn check_control_round_trip(frame: &ControlFrame) {
 
 fn sample_envelopes() -> Vec<Envelope> {
     vec![
-        Envelope::new(
-            &b"\x11header"[..],
-            &br#"{"id":1,"kind":"echo"}"#[..],
-        ),
+        Envelope::new(&b"\x11header"[..], &br#"{"id":1,"kind":"echo"}"#[..]),
         Envelope::new(Bytes::new(), vec![0u8, 1, 2, 255]),
         Envelope::new(vec![0xff; 40], Bytes::new()),
         Envelope::default(),

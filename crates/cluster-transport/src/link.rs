@@ -44,7 +44,11 @@ const MAX_INFLIGHT: usize = 8 * DRAIN_CHUNK;
 
 /// Moves up to `limit` envelopes that are already queued into `batch`,
 /// without waiting; false when there were none (the writers then flush).
-pub(crate) fn refill_now<T>(queue: &mut mpsc::Receiver<T>, batch: &mut Vec<T>, limit: usize) -> bool {
+pub(crate) fn refill_now<T>(
+    queue: &mut mpsc::Receiver<T>,
+    batch: &mut Vec<T>,
+    limit: usize,
+) -> bool {
     queue.recv_many(batch, limit).now_or_never().unwrap_or(0) != 0
 }
 
@@ -646,14 +650,20 @@ impl Writer<'_> {
                     Push::Added => continue,
                     Push::Full => {}
                     Push::TooLarge => {
-                        tracing::error!(len = env.payload.len(), "dropping envelope above the frame limit");
+                        tracing::error!(
+                            len = env.payload.len(),
+                            "dropping envelope above the frame limit"
+                        );
                         continue;
                     }
                 }
                 let frame = self.finish_frame();
                 self.sink.feed(Message::Binary(frame)).await?;
                 if self.enc.push(env) != Push::Added {
-                    tracing::error!(len = env.payload.len(), "dropping envelope above the frame limit");
+                    tracing::error!(
+                        len = env.payload.len(),
+                        "dropping envelope above the frame limit"
+                    );
                 }
             }
             if inflight.len() >= MAX_INFLIGHT {
