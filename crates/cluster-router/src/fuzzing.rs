@@ -296,15 +296,26 @@ pub fn envelope_header_seeds() -> Vec<Vec<u8>> {
         PayloadFormat::Binary,
         Bytes::new(),
     );
-    let mut out: Vec<Vec<u8>> = [
+    // Fixed ids (fresh ones are random): the committed seeds stay current.
+    let request = Envelope {
+        id: MessageId::from_raw(0x0123_4567_89ab_cdef),
+        ..request
+    };
+    let answers = [
         request.reply(Bytes::new()),
         request.undeliverable("gone").expect("a message bounces"),
         request.error_reply("bad"),
-        request.clone(),
-    ]
-    .iter()
-    .map(|e| header::encode_header(e).to_vec())
-    .collect();
+    ];
+    let mut out: Vec<Vec<u8>> = answers
+        .into_iter()
+        .enumerate()
+        .map(|(i, answer)| Envelope {
+            id: MessageId::from_raw(i as u64 + 1),
+            ..answer
+        })
+        .chain([request])
+        .map(|e| header::encode_header(&e).to_vec())
+        .collect();
     let mut bad = out[0].clone();
     bad.push(0);
     out.push(bad);
