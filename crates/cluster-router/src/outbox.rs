@@ -24,14 +24,13 @@
 //! lock; the forwarder removes its outbox under the same lock when it finds
 //! it empty, so each outbox has exactly one forwarder.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Weak;
 
 use bytes::Bytes;
 use cluster_transport::{self as transport, SendError};
 use parking_lot::Mutex;
-use rustc_hash::FxHashMap;
 
 use crate::addr::NodeId;
 use crate::backlog::BacklogLimits;
@@ -62,10 +61,11 @@ struct Outbox {
     bytes: usize,
 }
 
-/// The outboxes of all nodes that currently have one.
+/// The outboxes of all nodes that currently have one (node ids come from
+/// gossip: keyed hashing).
 #[derive(Default)]
 pub(crate) struct Outboxes {
-    queues: Mutex<FxHashMap<NodeId, Outbox>>,
+    queues: Mutex<HashMap<NodeId, Outbox>>,
 }
 
 impl Outboxes {
