@@ -11,7 +11,7 @@
 //!
 //! A backlog is bounded (envelopes and payload bytes). When one is at its
 //! bound, the dispatch task does **not** wait: the envelope bounces to its
-//! sender as Undeliverable ("mailbox of <actor> on <node> is full"), counted
+//! sender as Undeliverable (`mailbox of <actor> on <node> is full`), counted
 //! as a dead letter and in `RouterStats::overflow_bounces`, with a
 //! rate-limited warning. Answers (Undeliverable and Error envelopes) are
 //! never bounced (no loops), so they must not meet that bound: they may
