@@ -20,15 +20,19 @@ const TARGETS: &[(&str, EntryPoint)] = &[
         cluster_transport::fuzzing::node_frame,
     ),
     (
-        "transport_client_text",
-        cluster_transport::fuzzing::client_text,
+        "transport_client_preauth",
+        cluster_transport::fuzzing::client_preauth,
     ),
     ("transport_handshake", cluster_transport::fuzzing::handshake),
     ("router_addr", cluster_router::fuzzing::addr),
     ("router_system_wire", cluster_router::fuzzing::system_wire),
     (
-        "router_envelope_from_transport",
-        cluster_router::fuzzing::envelope_from_transport,
+        "router_envelope_header",
+        cluster_router::fuzzing::envelope_header,
+    ),
+    (
+        "router_client_envelope",
+        cluster_router::fuzzing::client_envelope,
     ),
     (
         "router_system_command_json",

@@ -275,6 +275,23 @@ async fn many_envelopes_cross_in_order() {
         assert_eq!(u32::from_le_bytes(env.payload[..].try_into().unwrap()), i);
     }
     within(STEP, "sender", send_all).await.unwrap();
-    assert!(bounced.try_recv().is_err(), "nothing bounced");
+    // Nothing bounced: a marker sent after the burst to an actor that does
+    // not exist bounces back to `src`, and it must be the first bounce
+    // (o-b answers in the order it dispatches, on one link).
+    let marker = Envelope::new(
+        addr("ghost@o-b"),
+        nodes[0].addr("src").unwrap(),
+        PayloadFormat::Json,
+        Bytes::from_static(b"1"),
+    );
+    let marker_id = marker.id;
+    within(STEP, "marker", nodes[0].send(marker)).await.unwrap();
+    let first = within(STEP, "marker bounce", bounced.recv()).await.unwrap();
+    assert_eq!(first.kind, EnvelopeKind::Undeliverable);
+    assert_eq!(
+        first.correlation_id,
+        Some(marker_id),
+        "nothing bounced before the marker"
+    );
     stop_all(&nodes).await;
 }

@@ -48,7 +48,7 @@ impl Actor for Echo {
 
 fn register_echo(router: &Router, name: &str) {
     router
-        .register(name, spawn(name, Echo(router.clone())))
+        .register_client_facing(name, spawn(name, Echo(router.clone())))
         .expect("register echo");
 }
 

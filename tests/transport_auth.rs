@@ -35,7 +35,7 @@ async fn wrong_secret_is_refused_on_both_sides() {
         .expect("listener counted the refusal");
 
     assert!(a.peers().is_empty() && b.peers().is_empty());
-    let env = Envelope::json("x", "y", "{}");
+    let env = Envelope::new(&b"x"[..], &b"{}"[..]);
     assert!(a.send("node-b", env.clone()).await.is_err());
     assert!(b.send("node-a", env).await.is_err());
     assert!(

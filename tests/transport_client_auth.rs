@@ -3,7 +3,7 @@
 
 mod support;
 
-use cluster_transport::{Envelope, LinkEvent, Source, Transport};
+use cluster_transport::{ClientId, Incoming, LinkEvent, Transport};
 use support::transport::{node, stop, T};
 use support::ws::{
     auth_ok, bearer_request, close_code, connect, connect_bearer, next_json, send, send_auth, Ws,
@@ -12,27 +12,26 @@ use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
-/// Sends an envelope, checks delivery, answers it, checks the client gets it.
+/// The next incoming frame, which must be a client's text.
+async fn client_text(rx: &mut tokio::sync::mpsc::Receiver<Incoming>) -> (ClientId, String) {
+    match timeout(T, rx.recv()).await.unwrap().unwrap() {
+        Incoming::Client { id, text } => (id, String::from_utf8(text.to_vec()).unwrap()),
+        other => panic!("expected a client frame, got {other:?}"),
+    }
+}
+
+/// Sends a frame, checks delivery, answers it, checks the client gets it.
 async fn round_trip(t: &Transport, ws: &mut Ws, id: u64) {
     let mut rx = t.take_incoming().unwrap();
     let req = r#"{"to":"worker@node-a","from":"","payload":{"n":1},"id":5}"#;
     send(T, ws, Message::text(req)).await;
-    let inc = timeout(T, rx.recv()).await.unwrap().unwrap();
-    let Source::Client(client) = inc.source else {
-        panic!("from a client")
-    };
+    let (client, text) = client_text(&mut rx).await;
     assert_eq!(client.get(), id);
-    assert_eq!(&inc.envelopes[0].payload[..], br#"{"n":1}"#);
-    let mut reply = Envelope::json("client", "worker@node-a", r#"{"result":2}"#);
-    reply.correlation_id = 5;
-    timeout(T, t.send_to_client(client, reply))
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(text, req, "client text is opaque to the transport");
+    let reply = r#"{"answer":2}"#.to_owned();
+    t.try_send_to_client(client, reply).unwrap();
     let got = next_json(T, ws).await;
-    assert_eq!(got["payload"], r#"{"result":2}"#);
-    assert_eq!(got["correlation_id"], 5);
-    assert_eq!(got["from"], "worker@node-a");
+    assert_eq!(got["answer"], 2);
 }
 
 #[tokio::test]
@@ -70,8 +69,19 @@ async fn unauthenticated_envelope_is_refused_with_1008() {
     send(T, &mut ws, Message::text(env)).await;
     assert!(next_json(T, &mut ws).await["error"].is_string());
     assert_eq!(close_code(T, &mut ws).await, Some(CloseCode::Policy));
-    assert!(rx.try_recv().is_err(), "nothing delivered");
     assert_eq!(t.stats().auth_failures, 1);
+    // A marker from an authenticated client, sent after the refusal: it
+    // must be the first thing delivered (had the refused frame been
+    // delivered, it would have come first).
+    let mut good = connect_bearer(T, &t.url(), "k").await;
+    auth_ok(T, &mut good).await;
+    let marker = r#"{"to":"worker@node-a","payload":"marker"}"#;
+    send(T, &mut good, Message::text(marker)).await;
+    assert_eq!(
+        client_text(&mut rx).await.1,
+        marker,
+        "nothing else delivered"
+    );
     stop(&[&t]).await;
 }
 

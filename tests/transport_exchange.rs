@@ -6,18 +6,18 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cluster_transport::{Envelope, Incoming, Source, Transport, TransportConfig, TrySendError};
-use support::transport::{bind, node, stop};
+use cluster_transport::{Envelope, Incoming, Transport, TransportConfig, TrySendError};
+use support::transport::{bind, from_node, node, stop};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 const N: u64 = 100_000;
 const T: Duration = Duration::from_secs(60);
 
+/// Envelope `i` from `from`: the header names both, the payload is `i`.
 fn envelope(i: u64, from: &str) -> Envelope {
-    let mut env = Envelope::binary("sink", from, Bytes::from(i.to_le_bytes().to_vec()));
-    env.id = i;
-    env
+    let header = Bytes::from(format!("{from}/{i}"));
+    Envelope::new(header, Bytes::from(i.to_le_bytes().to_vec()))
 }
 
 async fn pump(t: Transport, peer: &'static str, from: &'static str) {
@@ -30,12 +30,10 @@ async fn pump(t: Transport, peer: &'static str, from: &'static str) {
 async fn drain(mut rx: mpsc::Receiver<Incoming>, from: &'static str) -> u64 {
     let mut next = 0u64;
     while next < N {
-        let Incoming { source, envelopes } = rx.recv().await.expect("incoming open");
-        assert_eq!(source, Source::Node(from.to_owned()));
+        let (peer, envelopes) = from_node(rx.recv().await.expect("incoming open"));
+        assert_eq!(peer, from);
         for env in envelopes {
-            assert_eq!(env.id, next, "lost, duplicated or reordered");
-            assert_eq!(&env.payload[..], &next.to_le_bytes());
-            assert_eq!(env.from, from);
+            assert_eq!(env, envelope(next, from), "lost, duplicated or reordered");
             next += 1;
         }
     }
@@ -93,7 +91,7 @@ async fn try_send_hands_back_the_envelope() {
     a.try_send("node-b", envelope(1, "node-a"))
         .expect("first fits");
     match a.try_send("node-b", envelope(2, "node-a")) {
-        Err(TrySendError::Full(back)) => assert_eq!(back.id, 2),
+        Err(TrySendError::Full(back)) => assert_eq!(back, envelope(2, "node-a")),
         other => panic!("expected Full, got {other:?}"),
     }
     stop(&[&a, &b]).await;

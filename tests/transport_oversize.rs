@@ -47,7 +47,7 @@ async fn oversized_node_frame_closes_the_link_with_1009() {
     );
 
     // b allows 16 MiB, a only 64 KiB: b's frame is above a's limit.
-    let env = Envelope::binary("x", "y", Bytes::from(vec![7u8; LIMIT * 2]));
+    let env = Envelope::new(&b"x"[..], Bytes::from(vec![7u8; LIMIT * 2]));
     timeout(T, b.send("node-a", env)).await.unwrap().unwrap();
     let reason = loop {
         match timeout(T, events_b.recv()).await.unwrap().unwrap() {

@@ -5,7 +5,7 @@ mod support;
 
 use cluster_transport::{Envelope, LinkEvent, Transport, TransportConfig};
 use support::fast_links;
-use support::transport::{bind, stop, T};
+use support::transport::{bind, from_node, stop, T};
 use tokio::sync::broadcast;
 use tokio::time::timeout;
 
@@ -59,12 +59,15 @@ async fn link_returns_after_peer_restart_on_same_port() {
             peer: "node-b".into()
         }
     );
-    timeout(T, a.send("node-b", Envelope::json("x", "y", "\"again\"")))
-        .await
-        .unwrap()
-        .unwrap();
-    let inc = timeout(T, rx.recv()).await.unwrap().unwrap();
-    assert_eq!(&inc.envelopes[0].payload[..], b"\"again\"");
+    timeout(
+        T,
+        a.send("node-b", Envelope::new(&b"x"[..], &b"\"again\""[..])),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let (_, envelopes) = from_node(timeout(T, rx.recv()).await.unwrap().unwrap());
+    assert_eq!(&envelopes[0].payload[..], b"\"again\"");
 
     // After disconnect, a restart of b is not redialled.
     a.disconnect("node-b");

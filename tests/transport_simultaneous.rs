@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use cluster_transport::{Envelope, Transport};
-use support::transport::{node, stop, T};
+use support::transport::{from_node, node, stop, T};
 use tokio::time::timeout;
 
 async fn one_link(t: &Transport) {
@@ -35,18 +35,18 @@ async fn simultaneous_dialling_keeps_exactly_one_link() {
         assert_eq!(a.peers(), vec!["node-b".to_owned()]);
         assert_eq!(b.peers(), vec!["node-a".to_owned()]);
 
-        timeout(T, a.send("node-b", Envelope::json("x", "node-a", "1")))
+        timeout(T, a.send("node-b", Envelope::new(&b"x"[..], &b"1"[..])))
             .await
             .unwrap()
             .unwrap();
-        timeout(T, b.send("node-a", Envelope::json("x", "node-b", "2")))
+        timeout(T, b.send("node-a", Envelope::new(&b"x"[..], &b"2"[..])))
             .await
             .unwrap()
             .unwrap();
         let got_b = timeout(T, rx_b.recv()).await.unwrap().unwrap();
         let got_a = timeout(T, rx_a.recv()).await.unwrap().unwrap();
-        assert_eq!(&got_b.envelopes[0].payload[..], b"1");
-        assert_eq!(&got_a.envelopes[0].payload[..], b"2");
+        assert_eq!(&from_node(got_b).1[0].payload[..], b"1");
+        assert_eq!(&from_node(got_a).1[0].payload[..], b"2");
         // A losing dial whose handshake was still in flight can replace the
         // link for a moment after both `connect`s resolved (the lower name's
         // dial always wins); what must hold is that the pair settles on

@@ -3,7 +3,8 @@
 //! (`tests/seeds.rs`).
 //!
 //! The harnesses are not here: each crate exposes its decoders to the
-//! fuzzers through `#[doc(hidden)] pub mod fuzzing` (entry points taking
+//! fuzzers through `pub mod fuzzing` behind its `fuzzing` feature (entry
+//! points taking
 //! arbitrary bytes, running the real decoders and checking round trips,
 //! plus `*_seeds` functions built from the real encoders). This crate only
 //! names them.
@@ -32,9 +33,9 @@ pub fn targets() -> Vec<Target> {
             transport::node_frame_seeds,
         ),
         t(
-            "transport_client_text",
-            transport::client_text,
-            transport::client_text_seeds,
+            "transport_client_preauth",
+            transport::client_preauth,
+            transport::client_preauth_seeds,
         ),
         t(
             "transport_handshake",
@@ -48,9 +49,14 @@ pub fn targets() -> Vec<Target> {
             router::system_wire_seeds,
         ),
         t(
-            "router_envelope_from_transport",
-            router::envelope_from_transport,
-            router::envelope_from_transport_seeds,
+            "router_envelope_header",
+            router::envelope_header,
+            router::envelope_header_seeds,
+        ),
+        t(
+            "router_client_envelope",
+            router::client_envelope,
+            router::client_envelope_seeds,
         ),
         t(
             "router_system_command_json",

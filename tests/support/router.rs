@@ -85,10 +85,17 @@ impl Actor for Echo {
     }
 }
 
-/// Registers an echo actor named `name` on `router`.
+/// Registers an echo actor named `name` on `router` (nodes only).
 pub fn echo(router: &Router, name: &str) -> ActorAddr {
     router
         .register(name, spawn(name, Echo(router.clone())))
+        .expect("register echo")
+}
+
+/// Registers a client-facing echo actor named `name` on `router`.
+pub fn client_echo(router: &Router, name: &str) -> ActorAddr {
+    router
+        .register_client_facing(name, spawn(name, Echo(router.clone())))
         .expect("register echo")
 }
 
@@ -104,11 +111,48 @@ impl Actor for Collector {
     }
 }
 
-/// Registers a collector named `name` on `router`; returns its address and inbox.
+/// Registers a collector named `name` on `router` (nodes only); returns
+/// its address and inbox.
 pub fn collector(router: &Router, name: &str) -> (ActorAddr, mpsc::UnboundedReceiver<Envelope>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let addr = router
         .register(name, spawn(name, Collector(tx)))
         .expect("register collector");
     (addr, rx)
+}
+
+/// Registers a client-facing collector named `name` on `router`.
+pub fn client_collector(
+    router: &Router,
+    name: &str,
+) -> (ActorAddr, mpsc::UnboundedReceiver<Envelope>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let addr = router
+        .register_client_facing(name, spawn(name, Collector(tx)))
+        .expect("register collector");
+    (addr, rx)
+}
+
+/// Envelope kinds in the router's header (`docs/wire.md`).
+pub const KIND_MESSAGE: u8 = 0;
+pub const KIND_UNDELIVERABLE: u8 = 1;
+
+/// The router's header of an envelope with a Json payload, as a raw node
+/// (tests/support/transport.rs) sends it: flags, id, correlation, `to`,
+/// `from` (`docs/wire.md`, "The router's header").
+pub fn raw_header(kind: u8, id: u64, correlation: Option<u64>, to: &str, from: &str) -> Vec<u8> {
+    let mut flags = (1 << 4) | kind;
+    if correlation.is_some() {
+        flags |= 0b1000;
+    }
+    let mut out = vec![flags];
+    out.extend_from_slice(&id.to_le_bytes());
+    if let Some(c) = correlation {
+        out.extend_from_slice(&c.to_le_bytes());
+    }
+    for addr in [to, from] {
+        out.push(addr.len() as u8);
+        out.extend_from_slice(addr.as_bytes());
+    }
+    out
 }

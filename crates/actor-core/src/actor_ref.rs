@@ -3,10 +3,9 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use std::task::Waker;
 
 use futures_util::task::AtomicWaker;
@@ -14,7 +13,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::error::{AskError, SendError, TrySendError};
-use crate::registry::RegistryInner;
 
 /// State shared by every handle of one actor and by its run loop.
 pub(crate) struct Lifecycle {
@@ -25,10 +23,8 @@ pub(crate) struct Lifecycle {
     stop_waker: AtomicWaker,
     /// True from spawn until the actor stops accepting messages.
     alive: AtomicBool,
-    /// Becomes `true` once the actor has fully stopped (hooks run, names removed).
+    /// Becomes `true` once the actor has fully stopped (hooks run).
     stopped: watch::Sender<bool>,
-    /// Registries holding this actor; `None` once the actor has stopped.
-    registries: Mutex<Option<Vec<Weak<RegistryInner>>>>,
 }
 
 impl Lifecycle {
@@ -39,7 +35,6 @@ impl Lifecycle {
             stop_waker: AtomicWaker::new(),
             alive: AtomicBool::new(true),
             stopped: watch::Sender::new(false),
-            registries: Mutex::new(Some(Vec::new())),
         })
     }
 
@@ -70,39 +65,11 @@ impl Lifecycle {
         self.alive.store(false, Ordering::Release);
     }
 
-    /// Records that `registry` holds this actor, unless it has stopped.
-    /// `insert` runs under the lifecycle lock so a concurrent stop cannot
-    /// miss the new entry.
-    pub(crate) fn attach_registry<E>(
-        &self,
-        registry: Weak<RegistryInner>,
-        insert: impl FnOnce() -> Result<(), E>,
-        stopped: impl FnOnce() -> E,
-    ) -> Result<(), E> {
-        let mut guard = self.registries.lock();
-        let Some(list) = guard.as_mut() else {
-            return Err(stopped());
-        };
-        insert()?;
-        list.retain(|weak| weak.strong_count() > 0);
-        list.push(registry);
-        Ok(())
-    }
-
-    /// Final step of the run loop: removes the actor's names and wakes
-    /// every `wait_stopped` caller. Idempotent.
+    /// Final step of the run loop: wakes every `wait_stopped` caller.
+    /// Idempotent.
     pub(crate) fn finish(&self) {
         self.mark_not_alive();
-        let registries = self.registries.lock().take().unwrap_or_default();
-        for registry in registries.iter().filter_map(Weak::upgrade) {
-            registry.remove_if(&self.name, self);
-        }
         self.stopped.send_replace(true);
-    }
-
-    /// Identity used by the registry to tell two actors of the same name apart.
-    pub(crate) fn id(&self) -> usize {
-        self as *const Self as usize
     }
 }
 
@@ -136,10 +103,6 @@ impl<M> fmt::Debug for ActorRef<M> {
 impl<M: Send + 'static> ActorRef<M> {
     pub(crate) fn new(tx: mpsc::Sender<M>, lifecycle: Arc<Lifecycle>) -> Self {
         Self { tx, lifecycle }
-    }
-
-    pub(crate) fn lifecycle(&self) -> &Arc<Lifecycle> {
-        &self.lifecycle
     }
 
     /// The name the actor was spawned with.
@@ -230,8 +193,7 @@ impl<M: Send + 'static> ActorRef<M> {
         self.lifecycle.is_alive() && !self.tx.is_closed()
     }
 
-    /// Waits until the actor has fully stopped: its `stopped` hook has run
-    /// and its names are removed from every registry.
+    /// Waits until the actor has fully stopped: its `stopped` hook has run.
     ///
     /// # Cancel safety
     ///

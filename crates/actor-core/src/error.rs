@@ -11,22 +11,10 @@ use std::fmt;
 /// Any `std::error::Error + Send + Sync` converts into it with `?`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// Errors of the crate-wide operations: spawning and registration.
+/// Errors of the crate-wide operation: spawning.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ActorError {
-    /// Another live actor is already registered under this name.
-    #[error("an actor named `{name}` is already registered")]
-    NameTaken {
-        /// The name that is taken.
-        name: String,
-    },
-    /// The actor has already stopped, so it cannot be registered.
-    #[error("actor `{name}` has stopped")]
-    NotAlive {
-        /// The name of the stopped actor.
-        name: String,
-    },
     /// A mailbox capacity of zero was requested; the minimum is one.
     #[error("mailbox capacity must be at least 1")]
     InvalidCapacity,

@@ -1,5 +1,5 @@
 //! Local actors for jobmesh: bounded mailboxes, `tell` / `ask`, lifecycle
-//! hooks, one-for-one supervision and a typed name registry.
+//! hooks and one-for-one supervision.
 //!
 //! # Guide
 //!
@@ -30,9 +30,10 @@
 //! [`RestartPolicy::within`] stop the child and report
 //! [`ChildEvent::GaveUp`].
 //!
-//! **Names.** A [`Registry`] maps names to live actors, typed by message:
-//! [`Registry::lookup`] returns `ActorRef<M>` only for the right `M`. An actor
-//! leaves every registry when it stops.
+//! **Names.** An actor's name is for logs and errors; this crate keeps no
+//! name registry. Actors are found by name through the cluster router
+//! (`cluster_router::Router::register`), which holds the routing state of
+//! each name (overflow queue, whether clients may address it).
 //!
 //! **Performance.** The mailbox is a Tokio bounded `mpsc` channel; the run
 //! loop drains it in batches into a reused buffer, and `ask` uses a Tokio
@@ -81,7 +82,6 @@
 
 mod actor;
 mod actor_ref;
-mod registry;
 mod runner;
 mod spawn;
 mod supervisor;
@@ -89,7 +89,6 @@ mod supervisor;
 pub use actor::{Actor, Context};
 pub use actor_ref::{ActorRef, ReplyTo};
 pub use error::{ActorError, AskError, BoxError, SendError, TrySendError};
-pub use registry::Registry;
 pub use spawn::{spawn, spawn_with, SpawnOptions, DEFAULT_CAPACITY};
 pub use supervisor::{ChildEvent, Failure, RestartPolicy, Supervisor};
 

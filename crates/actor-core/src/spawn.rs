@@ -7,7 +7,6 @@ use tokio::sync::mpsc;
 use crate::actor::{Actor, Context};
 use crate::actor_ref::{ActorRef, Lifecycle};
 use crate::error::ActorError;
-use crate::registry::Registry;
 use crate::runner::{self, Mailbox};
 
 /// Mailbox capacity used when none is configured.
@@ -17,22 +16,19 @@ pub const DEFAULT_CAPACITY: usize = 1024;
 /// [`Supervisor::spawn_child`](crate::Supervisor::spawn_child).
 ///
 /// ```
-/// # use actor_core::{Registry, SpawnOptions};
-/// let registry = Registry::new();
-/// let opts = SpawnOptions::default().capacity(16).registry(&registry);
+/// # use actor_core::SpawnOptions;
+/// let opts = SpawnOptions::default().capacity(16);
 /// # let _ = opts;
 /// ```
 #[derive(Debug, Clone)]
 pub struct SpawnOptions {
     capacity: usize,
-    registry: Option<Registry>,
 }
 
 impl Default for SpawnOptions {
     fn default() -> Self {
         Self {
             capacity: DEFAULT_CAPACITY,
-            registry: None,
         }
     }
 }
@@ -45,14 +41,6 @@ impl SpawnOptions {
     #[must_use]
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
-        self
-    }
-
-    /// Registers the actor in `registry` under its name before it starts;
-    /// the name is removed when the actor stops.
-    #[must_use]
-    pub fn registry(mut self, registry: &Registry) -> Self {
-        self.registry = Some(registry.clone());
         self
     }
 }
@@ -70,19 +58,17 @@ impl SpawnOptions {
 pub fn spawn<A: Actor>(name: impl Into<String>, actor: A) -> ActorRef<A::Message> {
     match spawn_with(name, actor, SpawnOptions::default()) {
         Ok(actor) => actor,
-        // The only possible error with default options (no registry,
-        // non-zero capacity).
+        // The only possible error with default options (non-zero
+        // capacity): no runtime.
         Err(err) => panic!("actor_core::spawn: {err}"),
     }
 }
 
-/// Spawns `actor` with `opts` (capacity, registry) on the current Tokio
-/// runtime.
+/// Spawns `actor` with `opts` (capacity) on the current Tokio runtime.
 ///
 /// # Errors
 ///
-/// [`ActorError::NameTaken`] if registration fails (the actor is not
-/// started), [`ActorError::InvalidCapacity`] for a zero capacity,
+/// [`ActorError::InvalidCapacity`] for a zero capacity,
 /// [`ActorError::NoRuntime`] outside a Tokio runtime.
 pub fn spawn_with<A: Actor>(
     name: impl Into<String>,
@@ -102,7 +88,7 @@ pub(crate) type Prepared<A> = (
     Mailbox<<A as Actor>::Message>,
 );
 
-/// Validates `opts`, creates the mailbox and handle, and registers the name.
+/// Validates `opts`, creates the mailbox and handle.
 pub(crate) fn prepare<A: Actor>(
     name: String,
     opts: &SpawnOptions,
@@ -113,9 +99,6 @@ pub(crate) fn prepare<A: Actor>(
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| ActorError::NoRuntime)?;
     let (tx, rx) = mpsc::channel(opts.capacity);
     let handle = ActorRef::new(tx, Lifecycle::new(Arc::from(name)));
-    if let Some(registry) = &opts.registry {
-        registry.register(&handle)?;
-    }
     let ctx = Context::new(&handle);
     Ok((handle, runtime, ctx, Mailbox::new(rx)))
 }

@@ -144,8 +144,8 @@ impl Supervisor {
     ///
     /// # Errors
     ///
-    /// As [`spawn_with`](crate::spawn_with): [`ActorError::NameTaken`],
-    /// [`ActorError::InvalidCapacity`], [`ActorError::NoRuntime`].
+    /// As [`spawn_with`](crate::spawn_with): [`ActorError::InvalidCapacity`],
+    /// [`ActorError::NoRuntime`].
     pub fn spawn_child<A, F>(
         &self,
         name: impl Into<String>,

@@ -11,7 +11,7 @@
 //!
 //! A backlog is bounded (envelopes and payload bytes). When one is at its
 //! bound, the dispatch task does **not** wait: the envelope bounces to its
-//! sender as Undeliverable ("mailbox of <actor> on <node> is full"), counted
+//! sender as Undeliverable (`mailbox of <actor> on <node> is full`), counted
 //! as a dead letter and in `RouterStats::overflow_bounces`, with a
 //! rate-limited warning. Answers (Undeliverable and Error envelopes) are
 //! never bounced (no loops), so they must not meet that bound: they may
@@ -33,17 +33,24 @@ use tokio::sync::Notify;
 use crate::envelope::{Envelope, EnvelopeKind};
 use crate::router::Inner;
 
-/// A registered local actor: its mailbox and its overflow queue.
+/// A registered local actor: its mailbox, its overflow queue, and whether
+/// external clients may address it.
 pub(crate) struct Slot {
     pub(crate) actor: ActorRef<Envelope>,
     pub(crate) backlog: Arc<Backlog>,
+    pub(crate) client_facing: bool,
 }
 
 impl Slot {
-    pub(crate) fn new(actor: ActorRef<Envelope>, limits: BacklogLimits) -> Self {
+    pub(crate) fn new(
+        actor: ActorRef<Envelope>,
+        limits: BacklogLimits,
+        client_facing: bool,
+    ) -> Self {
         Slot {
             actor,
             backlog: Arc::new(Backlog::new(limits)),
+            client_facing,
         }
     }
 }

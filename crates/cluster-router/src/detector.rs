@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use rustc_hash::FxHashMap;
+use std::collections::HashMap;
 
 use crate::addr::NodeId;
 
@@ -27,7 +27,7 @@ pub(crate) enum Verdict {
 pub(crate) struct FailureDetector {
     suspect_after: Duration,
     down_after: Duration,
-    last_progress: FxHashMap<NodeId, Instant>,
+    last_progress: HashMap<NodeId, Instant>,
 }
 
 impl FailureDetector {
@@ -37,7 +37,7 @@ impl FailureDetector {
         Self {
             suspect_after,
             down_after: down_after.max(suspect_after),
-            last_progress: FxHashMap::default(),
+            last_progress: HashMap::new(),
         }
     }
 

@@ -1,26 +1,35 @@
 //! The routed message: [`Envelope`] `{ to, from, id, correlation_id, kind, format, payload }`.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::addr::ActorAddr;
+use crate::ids::random_id;
 
 /// Identifies one message; replies carry it back as their `correlation_id`.
 ///
-/// Ids made by [`MessageId::next`] are unique within the process and never 0
-/// (0 means "no id" on the wire).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct MessageId(pub u64);
-
-static NEXT_MESSAGE_ID: AtomicU64 = AtomicU64::new(1);
+/// Ids made by [`MessageId::next`] are random 64-bit values (never 0, which
+/// means "no id" on the wire): nobody can guess the id of another sender's
+/// request. External clients never choose one (see `docs/wire.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(u64);
 
 impl MessageId {
-    /// A fresh id, unique within this process.
+    /// A fresh random id.
     pub fn next() -> Self {
-        Self(NEXT_MESSAGE_ID.fetch_add(1, Ordering::Relaxed))
+        Self(random_id())
+    }
+
+    /// The raw value (as it travels).
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// Wraps a raw value received or derived by the router.
+    pub(crate) const fn from_raw(raw: u64) -> Self {
+        Self(raw)
     }
 }
 
@@ -30,8 +39,9 @@ impl fmt::Display for MessageId {
     }
 }
 
-/// What an envelope is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+/// What an envelope is. Only the router makes Undeliverable envelopes, and
+/// external clients can only send Messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum EnvelopeKind {
     /// An ordinary message (a request or a reply).
@@ -46,7 +56,7 @@ pub enum EnvelopeKind {
 }
 
 /// How the payload is encoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum PayloadFormat {
     /// UTF-8 JSON text (what external clients use).

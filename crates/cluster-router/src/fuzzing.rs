@@ -1,7 +1,9 @@
-//! Entry points for the fuzz targets in `/fuzz`; not a stable API.
+//! Entry points for the fuzz targets in `/fuzz` (behind the `fuzzing`
+//! feature); not a stable API.
 //!
 //! Each function takes arbitrary input, runs the real decoder(s) of this
-//! crate on it exactly as the router does with what arrives from a link, and
+//! crate on it exactly as the router does with what arrives from a link or
+//! an external client, and
 //! checks the round trips of what is accepted. None of them panics on any
 //! input; a panic is a violated invariant, i.e. a bug (what the fuzzers look
 //! for). The `*_seeds` functions build seed inputs with the real encoders.
@@ -12,8 +14,10 @@ use bytes::Bytes;
 use cluster_transport as transport;
 
 use crate::addr::{ActorAddr, ActorName, NodeId};
-use crate::convert;
+use crate::client;
 use crate::envelope::{Envelope, EnvelopeKind, MessageId, PayloadFormat};
+use crate::header;
+use crate::ids::TagCipher;
 use crate::member::{Load, Member, MemberStatus};
 use crate::system::Command;
 use crate::wire::{self, SystemMessage, MAX_MEMBERS, WIRE_VERSION};
@@ -92,122 +96,90 @@ pub fn system_wire(data: &[u8]) {
     assert_eq!(again, members);
 }
 
-/// Splits the fuzz input for [`envelope_from_transport`]: byte 0 holds
-/// flags, the rest (lossy UTF-8) is `to`, `from`, then known node ids, one
-/// per line.
-struct EnvelopeInput {
-    flags: u8,
-    to: String,
-    from: String,
-    known: Vec<NodeId>,
-}
-
-impl EnvelopeInput {
-    const CLIENT: u8 = 0b0000_0100;
-    const BINARY: u8 = 0b0000_1000;
-    const NO_ID: u8 = 0b0001_0000;
-    const CORRELATED: u8 = 0b0010_0000;
-
-    fn parse(data: &[u8]) -> Option<Self> {
-        let (&flags, rest) = data.split_first()?;
-        let text = String::from_utf8_lossy(rest);
-        let mut lines = text.split('\n');
-        let to = lines.next().unwrap_or_default().to_owned();
-        let from = lines.next().unwrap_or_default().to_owned();
-        let known = lines.filter_map(|l| NodeId::new(l).ok()).take(8).collect();
-        Some(Self {
-            flags,
-            to,
-            from,
-            known,
-        })
-    }
-
-    fn kind(&self) -> transport::EnvelopeKind {
-        match self.flags & 0b11 {
-            1 => transport::EnvelopeKind::Undeliverable,
-            2 => transport::EnvelopeKind::Error,
-            _ => transport::EnvelopeKind::Message,
-        }
-    }
-}
-
-/// Runs `convert::from_transport` (the router's boundary with the
-/// transport, through `ActorAddr::parse_reusing`) on an envelope built from
-/// `data` (see [`EnvelopeInput`]): it must accept exactly the envelopes
-/// whose addresses `ActorAddr::parse` accepts, share known node ids instead
-/// of allocating, and round-trip through `to_transport`.
-pub fn envelope_from_transport(data: &[u8]) {
-    let Some(input) = EnvelopeInput::parse(data) else {
-        return;
-    };
-    let client = ActorAddr::parse("client-1@node-a").expect("valid address");
-    let from_override = (input.flags & EnvelopeInput::CLIENT != 0).then_some(&client);
-    let id = if input.flags & EnvelopeInput::NO_ID != 0 {
-        0
-    } else {
-        u64::from(input.flags) << 32 | 7
-    };
-    let correlation_id = if input.flags & EnvelopeInput::CORRELATED != 0 {
-        id.wrapping_add(1)
-    } else {
-        0
-    };
-    let format = if input.flags & EnvelopeInput::BINARY != 0 {
-        transport::PayloadFormat::Binary
-    } else {
-        transport::PayloadFormat::Json
-    };
-    let wire_env = transport::Envelope {
-        to: input.to.clone(),
-        from: input.from.clone(),
-        id,
-        correlation_id,
-        kind: input.kind(),
-        format,
-        payload: Bytes::from_static(b"{\"n\":1}"),
-    };
-    let known: Vec<&NodeId> = input.known.iter().collect();
-    let result = convert::from_transport(wire_env.clone(), &known, from_override);
-    let to = ActorAddr::parse(&input.to);
-    let from = match from_override {
-        Some(addr) => Ok(addr.clone()),
-        None => ActorAddr::parse(&input.from),
-    };
-    let env = match (result, from, to) {
-        (Ok(env), Ok(from), Ok(to)) => {
-            assert_eq!((&env.to, &env.from), (&to, &from));
-            env
-        }
-        (Err(err), from, to) => {
-            assert!(
-                from.is_err() || to.is_err(),
-                "refused valid addresses: {err}"
-            );
-            let _ = err.to_string();
+/// Decodes `data` as the router's header of an envelope received from a
+/// node (what the router does with every envelope of every batch), and
+/// checks that what is accepted re-encodes to exactly the same bytes, that
+/// known node ids are shared instead of allocated, and that the payload is
+/// passed through untouched.
+pub fn envelope_header(data: &[u8]) {
+    let node_a = NodeId::new("node-a").expect("valid node id");
+    let node_b = NodeId::new("node-b").expect("valid node id");
+    let known = [&node_a, &node_b];
+    let payload = Bytes::from_static(b"{\"n\":1}");
+    let raw = transport::Envelope::new(Bytes::copy_from_slice(data), payload.clone());
+    let env = match header::from_wire(raw, &known) {
+        Ok(env) => env,
+        Err(err) => {
+            let _ = crate::route::error_chain(&err);
             return;
         }
-        (Ok(env), from, to) => panic!("accepted {env:?} although {from:?} / {to:?}"),
     };
-    if let Some(node) = known.iter().find(|n| n.as_str() == env.to.node().as_str()) {
-        let shared = std::ptr::eq(env.to.node().as_str(), node.as_str());
-        assert!(shared, "a known node id was copied");
+    assert_ne!(env.id.get(), 0, "an accepted header has an id");
+    assert_ne!(env.correlation_id.map(MessageId::get), Some(0));
+    for addr in [&env.to, &env.from] {
+        if let Some(node) = known.iter().find(|n| n.as_str() == addr.node().as_str()) {
+            let shared = std::ptr::eq(addr.node().as_str(), node.as_str());
+            assert!(shared, "a known node id was copied");
+        }
     }
-    assert_ne!(env.id.0, 0, "an envelope without id got none");
-    if id != 0 {
-        assert_eq!(env.id, MessageId(id));
+    let again = header::to_wire(env.clone());
+    assert_eq!(&again.header[..], data, "the header layout is canonical");
+    assert_eq!(again.payload, payload);
+    let back = header::from_wire(again, &[]).expect("own output decodes");
+    assert_eq!(back, env);
+}
+
+/// Runs the client edge on `data` as one text frame from external client 4
+/// of `node-a`: decodes it as the router does, builds the envelope a client
+/// may send, and checks the rules: the router sets the sender, kind, format
+/// and ids (the client's tag never becomes the internal id, and comes back
+/// as the correlation of the answers), and what the client is sent back is
+/// a JSON envelope whose payload is the original text.
+pub fn client_envelope(data: &[u8]) {
+    const CLIENT: u64 = 4;
+    let me = ActorAddr::parse("client-4@node-a").expect("valid address");
+    let msg = match client::decode(data) {
+        Ok(msg) => msg,
+        Err(err) => {
+            let frame = client::error_frame(&crate::route::error_chain(&err));
+            let v: serde_json::Value = serde_json::from_str(&frame).expect("error frame is JSON");
+            assert!(v["error"].is_string());
+            return;
+        }
+    };
+    let id = client::message_id(CLIENT, msg.tag);
+    assert_eq!(TagCipher::global().decipher(CLIENT, id.get()), msg.tag);
+    let node = NodeId::new("node-a").expect("valid node id");
+    let Ok(to) = ActorAddr::parse_reusing(&msg.to, &[&node]) else {
+        return;
+    };
+    let env = Envelope {
+        id,
+        ..Envelope::new(to, me.clone(), PayloadFormat::Json, msg.payload.clone())
+    };
+    assert!(client::sent_by_client(&env));
+    assert_eq!(env.correlation_id, None);
+    let _ = client::never_for_clients(env.to.actor());
+    // The node path carries it unchanged.
+    let back = header::from_wire(header::to_wire(env.clone()), &[&node]).expect("decodes");
+    assert_eq!(back, env);
+    // Answers come back with the client's tag; the payload as sent.
+    for answer in [env.reply(msg.payload.clone()), env.error_reply("refused")] {
+        let Ok(text) = client::encode(&answer, CLIENT) else {
+            assert!(
+                answer.payload_str().is_none(),
+                "only non-text payloads are refused"
+            );
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).expect("own output is JSON");
+        assert_eq!(v["correlation_id"].as_u64().unwrap_or(0), msg.tag);
+        assert_eq!(v["from"].as_str(), Some(env.to.to_string().as_str()));
+        assert_eq!(v["to"].as_str(), Some("client-4@node-a"));
+        assert!(v.get("id").is_none(), "internal ids stay inside");
+        let again = client::decode(text.as_bytes()).expect("an answer reads as an envelope");
+        assert_eq!(again.payload, answer.payload);
     }
-    assert_eq!(env.correlation_id.is_some(), correlation_id != 0);
-    let back = convert::to_transport(env.clone());
-    assert_eq!(back.to, input.to);
-    assert_eq!(
-        back.from,
-        from_override.map_or(input.from, ActorAddr::to_wire)
-    );
-    assert_eq!((back.kind, back.format), (wire_env.kind, wire_env.format));
-    assert_eq!(back.payload, wire_env.payload);
-    let again = convert::from_transport(back, &known, None).expect("own output converts");
-    assert_eq!(again, env);
 }
 
 /// Parses `data` as the JSON command payload of an envelope to the `system`
@@ -314,23 +286,55 @@ pub fn system_wire_seeds() -> Vec<Vec<u8>> {
     out
 }
 
-/// Seeds for [`envelope_from_transport`]: node and client envelopes, with
-/// and without known node ids, and malformed addresses.
-pub fn envelope_from_transport_seeds() -> Vec<Vec<u8>> {
-    let c = EnvelopeInput::CLIENT;
-    let b = EnvelopeInput::BINARY;
-    let n = EnvelopeInput::NO_ID;
-    let r = EnvelopeInput::CORRELATED;
+/// Seeds for [`envelope_header`]: node envelopes of every kind, with and
+/// without correlation, and a malformed one.
+pub fn envelope_header_seeds() -> Vec<Vec<u8>> {
+    let addr = |s: &str| ActorAddr::parse(s).expect("valid address");
+    let request = Envelope::new(
+        addr("worker@node-b"),
+        addr("coordinator@node-a"),
+        PayloadFormat::Binary,
+        Bytes::new(),
+    );
+    // Fixed ids (fresh ones are random): the committed seeds stay current.
+    let request = Envelope {
+        id: MessageId::from_raw(0x0123_4567_89ab_cdef),
+        ..request
+    };
+    let answers = [
+        request.reply(Bytes::new()),
+        request.undeliverable("gone").expect("a message bounces"),
+        request.error_reply("bad"),
+    ];
+    let mut out: Vec<Vec<u8>> = answers
+        .into_iter()
+        .enumerate()
+        .map(|(i, answer)| Envelope {
+            id: MessageId::from_raw(i as u64 + 1),
+            ..answer
+        })
+        .chain([request])
+        .map(|e| header::encode_header(&e).to_vec())
+        .collect();
+    let mut bad = out[0].clone();
+    bad.push(0);
+    out.push(bad);
+    out
+}
+
+/// Seeds for [`client_envelope`]: what clients send (tagged, untagged, with
+/// object payloads, with the fields only the router may set), and garbage.
+pub fn client_envelope_seeds() -> Vec<Vec<u8>> {
     [
-        (0, "worker@node-b\ncoordinator@node-a\nnode-a\nnode-b"),
-        (b | r | 1, "coordinator@node-a\nworker@node-b\nnode-a"),
-        (c | n, "echo@node-b\nforged@z"),
-        (2, "system@node-a\nsystem@node-b"),
-        (0, "nobody\nc@a"),
-        (b, "w@b\nc@@a\nb"),
+        r#"{"to":"coordinator@node-a","from":"","payload":"{\"kind\":\"echo\"}","id":1}"#,
+        r#"{"to":"echo@node-b","payload":{"say":"hi","n":[1,2.5,null,true]}}"#,
+        r#"{"to":"system@node-a","payload":{"cmd":"ping"},"id":18446744073709551615}"#,
+        r#"{"to":"_reply@node-a","payload":"x","kind":"undeliverable","correlation_id":7,"format":"binary"}"#,
+        r#"{"to":"nobody","payload":1}"#,
+        r#"{"payload":1}"#,
     ]
     .into_iter()
-    .map(|(flags, text)| [&[flags][..], text.as_bytes()].concat())
+    .map(|s| s.as_bytes().to_vec())
     .collect()
 }
 

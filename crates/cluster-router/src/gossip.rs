@@ -11,12 +11,11 @@ use futures_util::future::join_all;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use rustc_hash::FxHashSet;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::oneshot;
 use tokio::time::MissedTickBehavior;
 
 use crate::addr::NodeId;
-use crate::convert::to_transport;
 use crate::envelope::{Envelope, PayloadFormat};
+use crate::header::to_wire;
 use crate::member::{MemberEvent, MemberStatus};
 use crate::membership::Changes;
 use crate::router::Inner;
@@ -56,7 +55,7 @@ fn send_system(inner: &Inner, node: &NodeId, payload: Bytes) {
         PayloadFormat::Binary,
         payload,
     );
-    if let Err(err) = inner.transport.try_send(node.as_str(), to_transport(env)) {
+    if let Err(err) = inner.transport.try_send(node.as_str(), to_wire(env)) {
         tracing::debug!(%node, %err, "gossip message skipped");
     }
 }
@@ -69,7 +68,7 @@ pub(crate) fn send_gossip_answer(inner: &Inner, env: Envelope) {
         return;
     }
     let node = env.to.node().clone();
-    if let Err(err) = inner.transport.try_send(node.as_str(), to_transport(env)) {
+    if let Err(err) = inner.transport.try_send(node.as_str(), to_wire(env)) {
         tracing::debug!(%node, %err, "gossip answer skipped");
     }
 }
@@ -257,15 +256,14 @@ pub(crate) async fn announce(inner: &Arc<Inner>) {
             PayloadFormat::Binary,
             payload.clone(),
         );
-        let (tx, rx) = oneshot::channel();
-        inner.pending.lock().insert(env.id, tx);
+        let rx = inner.expect_answer(&env);
         ids.push(env.id);
         outstanding.insert(node.to_string());
         acks.push(async move {
             // Waits only while the link's queue is full.
             if inner
                 .transport
-                .send(node.as_str(), to_transport(env))
+                .send(node.as_str(), to_wire(env))
                 .await
                 .is_ok()
             {

@@ -10,7 +10,10 @@
 //!   correlation id, a kind (Message, Undeliverable, Error), a payload format
 //!   (Json, Binary) and a `Bytes` payload. Because every envelope names its
 //!   sender, any receiver answers with [`Envelope::reply`] and
-//!   [`Router::send`], across nodes or to an external client.
+//!   [`Router::send`], across nodes or to an external client. Ids
+//!   ([`MessageId::next`]) are random. This is the only envelope type with a
+//!   meaning: on node links it travels as the router's header plus payload
+//!   inside the transport's opaque [`cluster_transport::Envelope`].
 //! - **Routing.** [`Router::register`] binds a name to a local
 //!   `ActorRef<Envelope>`. [`Router::send`] delivers to a local mailbox
 //!   without touching the network, or hands the envelope to the link of the
@@ -24,16 +27,23 @@
 //!   full mailbox: envelopes for a busy actor join its bounded, ordered
 //!   overflow queue ([`RouterConfig::backlog_limit`]), and reading from the
 //!   network never pauses for a mailbox: an envelope that finds the overflow
-//!   queue full bounces to its sender as Undeliverable ("mailbox of <actor>
-//!   on <node> is full"), so nodes whose actors send to each other cannot
+//!   queue full bounces to its sender as Undeliverable (`mailbox of <actor>
+//!   on <node> is full`), so nodes whose actors send to each other cannot
 //!   deadlock. Local senders wait instead (backpressure).
 //! - **External clients.** Any WebSocket client that presents the client
 //!   token (see [`cluster_transport::client_token`]) gets a temporary
 //!   address `client-<id>@<node>`, announced in a welcome envelope from
-//!   `system@<node>` (`{"welcome":"client-7@node-a"}`). Its envelopes (JSON
-//!   text frames) are routed like any other, with `from` overwritten by its
-//!   address, so the answers come back on the same socket. A client must
-//!   read its socket: one whose outbound queue is full is disconnected
+//!   `system@<node>` (`{"welcome":"client-7@node-a"}`), and exchanges JSON
+//!   envelopes (`{"to","payload","id"}`) with the node. **Clients speak only
+//!   as clients**: the router sets `from`, the kind, the format and the
+//!   message id itself (the client's `id` is only a tag, returned as the
+//!   answers' `correlation_id`), and a client may address only actors
+//!   registered with [`Router::register_client_facing`] and the JSON
+//!   commands of `system`; anything else is refused with an Error envelope
+//!   and counted ([`RouterStats::client_refused`]). Answers are taken only
+//!   from where a request went: a node speaks only for its own addresses,
+//!   and [`Router::request`] accepts only its addressee's answer. A client
+//!   must read its socket: one whose outbound queue is full is disconnected
 //!   (close 1013) rather than ever stalling the node's dispatch, and its
 //!   envelopes for a node whose link is full or not up wait in that node's
 //!   bounded outbox, not in the dispatch task.
@@ -105,11 +115,13 @@
 
 mod addr;
 mod backlog;
+mod client;
 mod config;
-mod convert;
 mod detector;
 mod envelope;
 mod gossip;
+mod header;
+mod ids;
 mod member;
 mod membership;
 mod outbox;
@@ -130,5 +142,7 @@ pub use stats::RouterStats;
 
 pub mod error;
 
-#[doc(hidden)]
+/// Entry points for the fuzz targets in `/fuzz` (the `fuzzing` feature; not
+/// a stable API).
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
 use rand::Rng;
-use rustc_hash::FxHashMap;
+use std::collections::HashMap;
 
 use crate::addr::NodeId;
 use crate::detector::{FailureDetector, Verdict};
@@ -67,7 +67,7 @@ struct Entry {
 #[derive(Debug)]
 pub(crate) struct Membership {
     me: NodeId,
-    entries: FxHashMap<NodeId, Entry>,
+    entries: HashMap<NodeId, Entry>,
     detector: FailureDetector,
     give_up_after: Duration,
 }
@@ -76,7 +76,7 @@ impl Membership {
     /// A table holding only `me` (which should be Up).
     pub(crate) fn new(me: Member, timing: MembershipTiming, now: Instant) -> Self {
         let id = me.node.clone();
-        let mut entries = FxHashMap::default();
+        let mut entries = HashMap::new();
         entries.insert(
             id.clone(),
             Entry {

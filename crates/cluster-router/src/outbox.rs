@@ -24,20 +24,19 @@
 //! lock; the forwarder removes its outbox under the same lock when it finds
 //! it empty, so each outbox has exactly one forwarder.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Weak;
 
 use bytes::Bytes;
 use cluster_transport::{self as transport, SendError};
 use parking_lot::Mutex;
-use rustc_hash::FxHashMap;
 
 use crate::addr::NodeId;
 use crate::backlog::BacklogLimits;
-use crate::convert::to_transport;
 use crate::envelope::Envelope;
 use crate::error::RouterError;
+use crate::header::to_wire;
 use crate::route::error_chain;
 use crate::router::Inner;
 use crate::stats::bump;
@@ -62,10 +61,11 @@ struct Outbox {
     bytes: usize,
 }
 
-/// The outboxes of all nodes that currently have one.
+/// The outboxes of all nodes that currently have one (node ids come from
+/// gossip: keyed hashing).
 #[derive(Default)]
 pub(crate) struct Outboxes {
-    queues: Mutex<FxHashMap<NodeId, Outbox>>,
+    queues: Mutex<HashMap<NodeId, Outbox>>,
 }
 
 impl Outboxes {
@@ -167,7 +167,7 @@ impl Inner {
         let env = if self.outboxes.is_waiting(&node) {
             env
         } else {
-            match self.transport.try_send(node.as_str(), to_transport(env)) {
+            match self.transport.try_send(node.as_str(), to_wire(env)) {
                 Ok(()) => return bump(&self.counters.routed_remote, 1),
                 Err(transport::TrySendError::NoLink(_)) if status.is_none() => {
                     return self.client_send_failed(&header, &RouterError::UnknownNode(node));
@@ -212,7 +212,7 @@ impl Inner {
             payload: Bytes::new(),
             ..env.clone()
         };
-        let mut raw = to_transport(env);
+        let mut raw = to_wire(env);
         loop {
             let notified = self.link_up.notified();
             tokio::pin!(notified);

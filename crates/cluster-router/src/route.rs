@@ -7,15 +7,16 @@ use std::time::Instant;
 
 use actor_core::{ActorRef, TrySendError as TellError};
 use bytes::Bytes;
-use cluster_transport::{self as transport, ClientId, Incoming, LinkEvent, SendError, Source};
+use cluster_transport::{self as transport, ClientId, Incoming, LinkEvent, SendError};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::addr::{ActorAddr, ActorName, NodeId};
+use crate::addr::NodeId;
 use crate::backlog::is_answer;
-use crate::convert::{from_transport, to_transport, ConvertError};
+use crate::client;
 use crate::envelope::{json_string, Envelope, EnvelopeKind, MessageId, PayloadFormat};
 use crate::error::RouterError;
 use crate::gossip;
+use crate::header::{from_wire, to_wire, HeaderError};
 use crate::outbox::Origin;
 use crate::router::{Inner, CLIENT_PREFIX, REPLY};
 use crate::stats::bump;
@@ -76,6 +77,10 @@ impl Inner {
     /// envelope is delivered, queued in the backlog or bounced, which is
     /// always the case with [`Delivery::Spill`].
     fn deliver_now(&self, env: Envelope, mode: Delivery) -> Option<(ActorRef<Envelope>, Envelope)> {
+        if client::sent_by_client(&env) && !self.takes_from_clients(&env) {
+            self.refuse_client(env);
+            return None;
+        }
         let name = env.to.actor().as_str();
         if name == REPLY {
             self.complete(env);
@@ -180,37 +185,6 @@ impl Inner {
         self.bounce(env, &reason);
     }
 
-    /// Hands `env` to a local client's socket without ever waiting: this
-    /// runs on the incoming-dispatch task, which one client that stopped
-    /// reading must not stall. A client whose outbound queue is full is
-    /// disconnected as too slow (close 1013) and `env` bounces.
-    fn deliver_to_client(&self, client: Option<ClientId>, env: Envelope) {
-        let Some(client) = client else {
-            let reason = format!("no client named {} on node {}", env.to.actor(), self.node);
-            self.bounce(env, &reason);
-            return;
-        };
-        let header = Envelope {
-            payload: Bytes::new(),
-            ..env.clone()
-        };
-        let err = match self.transport.try_send_to_client(client, to_transport(env)) {
-            Ok(()) => return bump(&self.counters.routed_to_clients, 1),
-            Err(err) => err,
-        };
-        let reason = match err {
-            transport::TrySendError::Full(_) => {
-                self.transport.close_slow_client(client);
-                format!(
-                    "cannot deliver to {}: the client does not read its socket and was disconnected",
-                    header.to
-                )
-            }
-            other => format!("cannot deliver to {}: {other}", header.to),
-        };
-        self.bounce(header, &reason);
-    }
-
     /// Sends to another node's link (waiting for the link of a member that
     /// was just learned and is still being dialled).
     async fn send_remote(&self, env: Envelope) -> Result<(), RouterError> {
@@ -222,7 +196,7 @@ impl Inner {
             return Err(RouterError::NodeUnavailable { node, status });
         }
         // Fast path without waiting; the awaiting send only when the queue is full.
-        let sent = match self.transport.try_send(node.as_str(), to_transport(env)) {
+        let sent = match self.transport.try_send(node.as_str(), to_wire(env)) {
             Ok(()) => Ok(()),
             Err(transport::TrySendError::NoLink(env)) => Err(SendError::NoLink(env)),
             Err(other) => self.transport.send(node.as_str(), other.into_inner()).await,
@@ -276,14 +250,30 @@ impl Inner {
         }
     }
 
-    /// Completes a pending [`Router::request`](crate::Router::request).
+    /// Completes a pending [`Router::request`](crate::Router::request), if
+    /// `env` comes from the request's addressee; an envelope from anyone
+    /// else with that correlation is dropped and counted (the request keeps
+    /// waiting for its real answer).
     fn complete(&self, env: Envelope) {
-        let waiter = env
-            .correlation_id
-            .and_then(|id| self.pending.lock().remove(&id));
+        let waiter = {
+            let mut pending = self.pending.lock();
+            let Some(id) = env.correlation_id else {
+                drop(pending);
+                return bump(&self.counters.late_replies, 1);
+            };
+            match pending.get(&id) {
+                Some(p) if p.from != env.from => {
+                    drop(pending);
+                    bump(&self.counters.forged_answers, 1);
+                    tracing::warn!(from = %env.from, kind = ?env.kind, "answer from another address than the request's dropped");
+                    return;
+                }
+                _ => pending.remove(&id),
+            }
+        };
         match waiter {
-            Some(tx) => {
-                if tx.send(env).is_err() {
+            Some(p) => {
+                if p.tx.send(env).is_err() {
                     bump(&self.counters.late_replies, 1);
                 }
             }
@@ -334,7 +324,7 @@ impl Inner {
                 payload: Bytes::new(),
                 ..env.clone()
             };
-            match self.transport.try_send(node.as_str(), to_transport(env)) {
+            match self.transport.try_send(node.as_str(), to_wire(env)) {
                 Ok(()) => return bump(&self.counters.routed_remote, 1),
                 // Full, or a known member whose link is not up yet.
                 Err(transport::TrySendError::Full(raw))
@@ -363,31 +353,43 @@ impl Inner {
         }
     }
 
-    /// Handles one incoming batch from a node or a client.
-    async fn dispatch(self: &Arc<Self>, batch: Incoming) {
-        match batch.source {
-            Source::Node(peer) => self.dispatch_from_node(&peer, batch.envelopes).await,
-            Source::Client(id) => self.dispatch_from_client(id, batch.envelopes).await,
+    /// Handles one incoming batch from a node, or a frame from a client.
+    async fn dispatch(self: &Arc<Self>, incoming: Incoming) {
+        match incoming {
+            Incoming::Node { peer, envelopes } => self.dispatch_from_node(&peer, envelopes).await,
+            Incoming::Client { id, text } => self.dispatch_from_client(id, &text).await,
         }
     }
 
     async fn dispatch_from_node(&self, peer: &str, envelopes: Vec<transport::Envelope>) {
-        let peer_id = NodeId::new(peer).ok();
-        if let Some(node) = &peer_id {
-            // A batch from the peer is a sign of life (once per batch, not
-            // per envelope): its heartbeats may be stuck behind a flood.
-            self.membership.write().heard_from(node, Instant::now());
-        }
-        let mut known = vec![&self.node];
-        known.extend(peer_id.as_ref());
+        let Ok(peer) = NodeId::new(peer) else {
+            // The transport accepted a name that is no node id: nothing it
+            // sends can be from a valid address.
+            bump(&self.counters.bad_senders, envelopes.len() as u64);
+            tracing::warn!(
+                peer,
+                "envelopes from a peer whose name is not a node id dropped"
+            );
+            return;
+        };
+        // A batch from the peer is a sign of life (once per batch, not
+        // per envelope): its heartbeats may be stuck behind a flood.
+        self.membership.write().heard_from(&peer, Instant::now());
+        let known = [&self.node, &peer];
         for raw in envelopes {
-            let env = match from_transport(raw, &known, None) {
+            let env = match from_wire(raw, &known) {
                 Ok(env) => env,
                 Err(err) => {
                     self.malformed(err);
                     continue;
                 }
             };
+            // A node speaks only for its own actors and clients.
+            if *env.from.node() != peer {
+                bump(&self.counters.bad_senders, 1);
+                tracing::warn!(%peer, from = %env.from, to = %env.to, "envelope claiming another node's sender dropped");
+                continue;
+            }
             if *env.to.node() != self.node {
                 let reason = format!("{} arrived at node {} (misrouted)", env.to, self.node);
                 self.bounce(env, &reason);
@@ -397,75 +399,24 @@ impl Inner {
         }
     }
 
-    /// An envelope with a malformed address: counted, and answered with an
-    /// Error when the sender is known.
-    fn malformed(&self, err: ConvertError) {
+    /// An envelope whose header cannot be read: counted, and answered with
+    /// an Error when the sender is known.
+    fn malformed(&self, err: HeaderError) {
         bump(&self.counters.dead_letters, 1);
-        tracing::warn!(%err, "malformed envelope");
-        if let ConvertError::To { from, id, kind, .. } = &err {
+        tracing::warn!(err = %error_chain(&err), "malformed envelope");
+        if let HeaderError::To { from, id, kind, .. } = &err {
             if *kind == EnvelopeKind::Message {
                 let answer = Envelope {
                     to: from.clone(),
                     from: self.system_addr.clone(),
                     id: MessageId::next(),
-                    correlation_id: (*id != 0).then_some(MessageId(*id)),
+                    correlation_id: Some(*id),
                     kind: EnvelopeKind::Error,
                     format: PayloadFormat::Json,
-                    payload: json_string(&err.to_string()),
+                    payload: json_string(&error_chain(&err)),
                 };
                 self.post(answer);
             }
-        }
-    }
-
-    async fn dispatch_from_client(&self, id: ClientId, envelopes: Vec<transport::Envelope>) {
-        let Some(client) = self.client_addr(id) else {
-            return;
-        };
-        for raw in envelopes {
-            bump(&self.counters.from_clients, 1);
-            let env = match from_transport(raw, &[&self.node], Some(&client)) {
-                Ok(env) => env,
-                Err(err) => {
-                    self.malformed(err);
-                    continue;
-                }
-            };
-            if *env.to.node() == self.node {
-                self.deliver_local(env, Delivery::Spill).await;
-            } else {
-                // Never waits for a full or not-yet-up link (see `outbox`).
-                self.forward_from_client(env);
-            }
-        }
-    }
-
-    /// `client-<id>@<this node>`.
-    pub(crate) fn client_addr(&self, id: ClientId) -> Option<ActorAddr> {
-        let name = ActorName::new(&format!("{CLIENT_PREFIX}{id}")).ok()?;
-        Some(ActorAddr::new(name, self.node.clone()))
-    }
-
-    /// Tells a newly connected client its address (without waiting: its
-    /// queue is empty, and a client that is already too slow is dropped).
-    fn welcome(&self, id: ClientId) {
-        let Some(client) = self.client_addr(id) else {
-            return;
-        };
-        let payload = serde_json::json!({ "welcome": client.to_string() });
-        let env = match Envelope::json(client, self.system_addr.clone(), &payload) {
-            Ok(env) => env,
-            Err(err) => {
-                tracing::error!(%err, "cannot encode the welcome");
-                return;
-            }
-        };
-        match self.transport.try_send_to_client(id, to_transport(env)) {
-            Ok(()) => {}
-            Err(transport::TrySendError::Full(_)) => {
-                self.transport.close_slow_client(id);
-            }
-            Err(err) => tracing::debug!(%err, client = %id, "client left before its welcome"),
         }
     }
 

@@ -10,7 +10,8 @@ use actor_core::{ActorRef, SpawnOptions};
 use bytes::Bytes;
 use cluster_transport::{Transport, TransportStats};
 use parking_lot::{Mutex, RwLock};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
+use std::collections::HashSet;
 use tokio::sync::{broadcast, oneshot, Notify};
 use tokio::task::JoinHandle;
 
@@ -42,17 +43,20 @@ pub(crate) struct Inner {
     pub(crate) url: String,
     pub(crate) config: RouterConfig,
     pub(crate) transport: Transport,
+    /// Keyed by names registered here (lookups of names that remote
+    /// parties choose insert nothing): fast unkeyed hashing.
     pub(crate) actors: RwLock<FxHashMap<ActorName, Slot>>,
     pub(crate) membership: RwLock<Membership>,
     pub(crate) events: broadcast::Sender<MemberEvent>,
-    pub(crate) pending: Mutex<FxHashMap<MessageId, oneshot::Sender<Envelope>>>,
+    /// Requests awaiting an answer on `_reply`, by their (random) id.
+    pub(crate) pending: Mutex<FxHashMap<MessageId, Pending>>,
     pub(crate) counters: Counters,
     pub(crate) system_addr: ActorAddr,
     pub(crate) reply_addr: ActorAddr,
     /// Woken on every link Up, for senders waiting for a fresh link.
     pub(crate) link_up: Notify,
-    /// Nodes with a dial in progress.
-    pub(crate) dialing: Mutex<FxHashSet<NodeId>>,
+    /// Nodes with a dial in progress (node ids come from gossip: keyed hashing).
+    pub(crate) dialing: Mutex<HashSet<NodeId>>,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) stopped: AtomicBool,
     /// Client envelopes waiting for other nodes' links (see `outbox`).
@@ -99,6 +103,13 @@ fn incarnation_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(1, |d| d.as_millis() as u64)
+}
+
+/// A request awaiting its answer on `_reply`.
+pub(crate) struct Pending {
+    /// The addressee: the only sender whose answer (of any kind) is taken.
+    pub(crate) from: ActorAddr,
+    pub(crate) tx: oneshot::Sender<Envelope>,
 }
 
 /// Drops the pending entry of an abandoned request.
@@ -171,7 +182,9 @@ impl Router {
         let opts = SpawnOptions::default().capacity(inner.config.system_mailbox);
         let system = actor_core::spawn_with(SYSTEM, SystemActor::new(&inner), opts)
             .map_err(RouterError::Actor)?;
-        let slot = Slot::new(system, inner.backlog_limits());
+        // Its JSON commands (ping, members, info) are read-only and open to
+        // clients; its binary gossip is not (clients can only send JSON).
+        let slot = Slot::new(system, inner.backlog_limits(), true);
         inner.actors.write().insert(system_name, slot);
         let weak: Weak<Inner> = Arc::downgrade(&inner);
         inner.tasks.lock().extend([
@@ -206,8 +219,10 @@ impl Router {
         ))
     }
 
-    /// Registers a local actor under `name`; envelopes to `name@<this node>`
-    /// go to its mailbox. Returns its full address.
+    /// Registers a local actor under `name`; envelopes from the cluster's
+    /// nodes to `name@<this node>` go to its mailbox. External clients cannot
+    /// address it (see [`register_client_facing`](Self::register_client_facing)).
+    /// Returns its full address.
     ///
     /// # Errors
     ///
@@ -219,11 +234,37 @@ impl Router {
         name: &str,
         mailbox: ActorRef<Envelope>,
     ) -> Result<ActorAddr, RouterError> {
+        self.register_slot(name, mailbox, false)
+    }
+
+    /// Like [`register`](Self::register), and external clients may address
+    /// the actor too: it is part of the cluster's public interface (the job
+    /// coordinator is). Every envelope from a client is a JSON Message whose
+    /// `from` is the client's address and whose ids the router chose; an
+    /// actor answers it like any other (see `docs/wire.md`).
+    ///
+    /// # Errors
+    ///
+    /// As [`register`](Self::register).
+    pub fn register_client_facing(
+        &self,
+        name: &str,
+        mailbox: ActorRef<Envelope>,
+    ) -> Result<ActorAddr, RouterError> {
+        self.register_slot(name, mailbox, true)
+    }
+
+    fn register_slot(
+        &self,
+        name: &str,
+        mailbox: ActorRef<Envelope>,
+        client_facing: bool,
+    ) -> Result<ActorAddr, RouterError> {
         let actor = ActorName::new(name)?;
         if is_reserved(name) {
             return Err(RouterError::ReservedName(name.to_owned()));
         }
-        let slot = Slot::new(mailbox, self.inner.backlog_limits());
+        let slot = Slot::new(mailbox, self.inner.backlog_limits(), client_facing);
         let mut actors = self.inner.actors.write();
         if actors.get(&actor).is_some_and(|s| s.actor.is_alive()) {
             return Err(RouterError::NameTaken(name.to_owned()));
@@ -269,9 +310,12 @@ impl Router {
     }
 
     /// Sends `payload` to `to` from this router's reply mailbox and waits for
-    /// the answer (the envelope whose `correlation_id` is the request's id),
-    /// whatever its kind: check [`Envelope::kind`] for
-    /// [`EnvelopeKind::Undeliverable`] or [`EnvelopeKind::Error`].
+    /// the answer (the envelope from `to` whose `correlation_id` is the
+    /// request's id), whatever its kind: check [`Envelope::kind`] for
+    /// [`EnvelopeKind::Undeliverable`] or [`EnvelopeKind::Error`]. An
+    /// envelope with that correlation from anyone else is not taken as the
+    /// answer (it is dropped and counted in
+    /// [`RouterStats::forged_answers`](crate::RouterStats::forged_answers)).
     ///
     /// # Errors
     ///
@@ -289,8 +333,7 @@ impl Router {
         timeout: Duration,
     ) -> Result<Envelope, RouterError> {
         let env = Envelope::new(to.clone(), self.inner.reply_addr.clone(), format, payload);
-        let (tx, rx) = oneshot::channel();
-        self.inner.pending.lock().insert(env.id, tx);
+        let rx = self.inner.expect_answer(&env);
         let _guard = PendingGuard {
             inner: &self.inner,
             id: env.id,
@@ -461,6 +504,18 @@ impl Inner {
     /// A weak handle on this router's shared state.
     pub(crate) fn weak_self(&self) -> Weak<Inner> {
         self.weak.clone()
+    }
+
+    /// Registers `request` (sent from `_reply`) as awaiting its answer,
+    /// which only its addressee may give.
+    pub(crate) fn expect_answer(&self, request: &Envelope) -> oneshot::Receiver<Envelope> {
+        let (tx, rx) = oneshot::channel();
+        let pending = Pending {
+            from: request.to.clone(),
+            tx,
+        };
+        self.pending.lock().insert(request.id, pending);
+        rx
     }
 
     /// The bounds of every local actor's backlog.

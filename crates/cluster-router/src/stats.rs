@@ -30,6 +30,23 @@ pub struct RouterStats {
     pub late_replies: u64,
     /// Gossip rounds started by this node.
     pub gossip_rounds: u64,
+    /// Envelopes from external clients refused because their addressee on
+    /// this node does not take messages from clients (`_reply`, another
+    /// client, an actor not registered client-facing); each is answered
+    /// with an Error envelope.
+    pub client_refused: u64,
+    /// Client frames that were not a valid JSON envelope (answered with
+    /// `{"error":"..."}`).
+    pub client_malformed: u64,
+    /// Client envelopes that set `kind`, `correlation_id` or `format`,
+    /// which only the router sets (the values were ignored).
+    pub client_fields_ignored: u64,
+    /// Envelopes from a node link whose sender names another node (a node
+    /// speaks only for itself); dropped.
+    pub bad_senders: u64,
+    /// Envelopes on `_reply` correlated to a pending request but not from
+    /// its addressee; dropped (the request keeps waiting).
+    pub forged_answers: u64,
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +60,11 @@ pub(crate) struct Counters {
     pub(crate) overflow_bounces: AtomicU64,
     pub(crate) late_replies: AtomicU64,
     pub(crate) gossip_rounds: AtomicU64,
+    pub(crate) client_refused: AtomicU64,
+    pub(crate) client_malformed: AtomicU64,
+    pub(crate) client_fields_ignored: AtomicU64,
+    pub(crate) bad_senders: AtomicU64,
+    pub(crate) forged_answers: AtomicU64,
 }
 
 /// Adds `n` to a counter.
@@ -63,6 +85,11 @@ impl Counters {
             overflow_bounces: get(&self.overflow_bounces),
             late_replies: get(&self.late_replies),
             gossip_rounds: get(&self.gossip_rounds),
+            client_refused: get(&self.client_refused),
+            client_malformed: get(&self.client_malformed),
+            client_fields_ignored: get(&self.client_fields_ignored),
+            bad_senders: get(&self.bad_senders),
+            forged_answers: get(&self.forged_answers),
         }
     }
 }

@@ -1,11 +1,18 @@
-//! External clients: bearer or first-frame authentication, then one JSON
-//! envelope per text frame.
+//! External clients: bearer or first-frame authentication, then text
+//! frames in both directions, opaque to the transport (the router defines
+//! the JSON envelope they carry).
+//!
+//! Everything before authentication (the upgrade callback, [`first_frame`])
+//! is the *pre-auth path*: the only code that reads what an unauthenticated
+//! peer sends. Limits that apply before a peer has proven anything belong
+//! there.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
@@ -20,16 +27,14 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth;
-use crate::codec;
 use crate::config::Secret;
-use crate::envelope::Envelope;
-use crate::event::{ClientId, Incoming, LinkEvent, Source};
+use crate::event::{ClientId, Incoming, LinkEvent};
 use crate::link::{refill_now, Ws};
 use crate::stats::Counters;
 use crate::transport::Shared;
 use crate::wire::{AuthReply, AuthRequest, ClientErrorFrame};
 
-/// Most envelopes a client writer takes per wake-up.
+/// Most frames a client writer takes per wake-up.
 const DRAIN_CHUNK: usize = 256;
 /// How long a slow client's close frame may take to enter its socket
 /// before the connection is simply dropped.
@@ -40,15 +45,15 @@ const SLOW_REASON: &str = "too slow: outbound queue full; a client must read its
 /// The transport's handle on one connected client.
 #[derive(Debug)]
 pub(crate) struct ClientHandle {
-    /// The client's bounded outbound queue (`client_queue`).
-    pub(crate) tx: mpsc::Sender<Envelope>,
+    /// The client's bounded outbound queue of text frames (`client_queue`).
+    pub(crate) tx: mpsc::Sender<String>,
     /// Cancelled to disconnect the client as too slow.
     kick: CancellationToken,
     kicked: AtomicBool,
 }
 
 impl ClientHandle {
-    fn new(tx: mpsc::Sender<Envelope>, kick: CancellationToken) -> Self {
+    fn new(tx: mpsc::Sender<String>, kick: CancellationToken) -> Self {
         ClientHandle {
             tx,
             kick,
@@ -125,18 +130,37 @@ async fn refuse(mut ws: Ws, why: &'static str) {
     let _ = ws.close(Some(close)).await;
 }
 
+/// What an unauthenticated client's first text frame amounts to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FirstFrame {
+    /// `{"auth":"<token>"}` with the right token.
+    Accepted,
+    /// An auth message with a wrong token.
+    WrongToken,
+    /// Anything else (an envelope before authenticating, garbage).
+    NotAuth,
+}
+
+/// Judges a client's first text frame (sans-IO: the pre-auth decoder, and
+/// the entry point of its fuzz target).
+pub(crate) fn check_first_frame(secret: &Secret, text: &str) -> FirstFrame {
+    match serde_json::from_str::<AuthRequest>(text) {
+        Ok(req) if auth::verify_client_token(secret, &req.auth) => FirstFrame::Accepted,
+        Ok(_) => FirstFrame::WrongToken,
+        Err(_) => FirstFrame::NotAuth,
+    }
+}
+
 /// Handles a client whose first message was `text` (it must be the auth frame).
 pub(crate) async fn first_frame(shared: Arc<Shared>, ws: Ws, text: Utf8Bytes, addr: SocketAddr) {
-    match serde_json::from_str::<AuthRequest>(text.as_str()) {
-        Ok(req) if auth::verify_client_token(&shared.config.secret, &req.auth) => {
-            run(shared, ws, addr).await;
-        }
-        Ok(_) => {
+    match check_first_frame(&shared.config.secret, text.as_str()) {
+        FirstFrame::Accepted => run(shared, ws, addr).await,
+        FirstFrame::WrongToken => {
             Counters::bump(&shared.counters.auth_failures);
             tracing::warn!(%addr, "client refused: invalid token");
             refuse(ws, "authentication failed").await;
         }
-        Err(_) => {
+        FirstFrame::NotAuth => {
             Counters::bump(&shared.counters.auth_failures);
             tracing::warn!(%addr, "client refused: sent data before authenticating");
             refuse(ws, "not authenticated: send {\"auth\":\"<token>\"} first").await;
@@ -168,7 +192,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut ws: Ws, addr: SocketAddr) {
     let (sink, stream) = ws.split();
     let (err_tx, err_rx) = mpsc::channel(64);
     let queues = WriterQueues {
-        envelopes: rx,
+        frames: rx,
         replies: err_rx,
         kick: kick.clone(),
     };
@@ -236,18 +260,14 @@ async fn read_loop(
                 break;
             }
         };
-        match codec::decode_client_text(text.as_str()) {
-            Ok(env) => {
-                Counters::bump(&counters.frames_in);
-                Counters::bump(&counters.envelopes_in);
-                let incoming = Incoming {
-                    source: Source::Client(id),
-                    envelopes: vec![env],
-                };
-                let _ = shared.incoming.send(incoming).await;
-            }
-            Err(err) => bad_frame(shared, id, replies, &format!("malformed envelope: {err}")),
-        }
+        Counters::bump(&counters.frames_in);
+        Counters::bump(&counters.envelopes_in);
+        let incoming = Incoming::Client {
+            id,
+            text: Bytes::from(text),
+        };
+        // A closed receiver means the transport is shutting down.
+        let _ = shared.incoming.send(incoming).await;
     }
     None
 }
@@ -260,21 +280,21 @@ fn bad_frame(shared: &Shared, id: ClientId, replies: &mpsc::Sender<Message>, why
 
 /// What a client writer consumes.
 struct WriterQueues {
-    /// Envelopes for the client.
-    envelopes: mpsc::Receiver<Envelope>,
+    /// Text frames for the client.
+    frames: mpsc::Receiver<String>,
     /// Error replies and close frames from the reader.
     replies: mpsc::Receiver<Message>,
     /// Cancelled when the client is dropped as too slow.
     kick: CancellationToken,
 }
 
-/// Writes queued envelopes (one text frame each) and error replies; flushes
+/// Writes queued text frames and error replies; flushes
 /// once per wake-up. When the client is kicked as too slow, abandons what is
 /// queued (also mid-write) and closes with 1013.
 /// Returns the sink when done.
 async fn write_loop(shared: Arc<Shared>, mut sink: ClientSink, q: WriterQueues) -> ClientSink {
     let WriterQueues {
-        envelopes: mut queue,
+        frames: mut queue,
         mut replies,
         kick,
     } = q;
@@ -295,7 +315,7 @@ async fn write_loop(shared: Arc<Shared>, mut sink: ClientSink, q: WriterQueues) 
                 let written = tokio::select! {
                     biased;
                     () = kick.cancelled() => break,
-                    w = write_envelopes(&shared, &mut sink, &mut queue, &mut batch) => w,
+                    w = write_frames(&shared, &mut sink, &mut queue, &mut batch) => w,
                 };
                 if written.is_err() {
                     return sink;
@@ -313,24 +333,17 @@ async fn write_loop(shared: Arc<Shared>, mut sink: ClientSink, q: WriterQueues) 
 
 type ClientSink = futures_util::stream::SplitSink<Ws, Message>;
 
-async fn write_envelopes(
+async fn write_frames(
     shared: &Shared,
     sink: &mut ClientSink,
-    queue: &mut mpsc::Receiver<Envelope>,
-    batch: &mut Vec<Envelope>,
+    queue: &mut mpsc::Receiver<String>,
+    batch: &mut Vec<String>,
 ) -> Result<(), WsError> {
     loop {
-        for env in batch.drain(..) {
-            match codec::encode_client_text(&env) {
-                Ok(text) => {
-                    sink.feed(Message::Text(Utf8Bytes::from(text))).await?;
-                    Counters::bump(&shared.counters.frames_out);
-                    Counters::bump(&shared.counters.envelopes_out);
-                }
-                Err(err) => {
-                    tracing::error!(to = %env.to, %err, "envelope not encodable for a client")
-                }
-            }
+        for text in batch.drain(..) {
+            sink.feed(Message::Text(Utf8Bytes::from(text))).await?;
+            Counters::bump(&shared.counters.frames_out);
+            Counters::bump(&shared.counters.envelopes_out);
         }
         if !refill_now(queue, batch, DRAIN_CHUNK) {
             break;

@@ -4,8 +4,6 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::wire::PROTOCOL_VERSION;
-
 /// The shared cluster secret (Erlang-cookie style).
 ///
 /// It is used as an HMAC key only and never crosses the wire. `Debug` prints
@@ -110,12 +108,6 @@ pub struct TransportConfig {
     pub client_queue: usize,
     /// Redial backoff for lost links.
     pub reconnect: Backoff,
-    /// Test hook: the protocol version this node announces.
-    #[doc(hidden)]
-    pub protocol_version: u32,
-    /// Test hook: when false, this node sends no heartbeats (a "silent" peer).
-    #[doc(hidden)]
-    pub send_heartbeats: bool,
 }
 
 impl Default for TransportConfig {
@@ -131,8 +123,6 @@ impl Default for TransportConfig {
             outbound_queue: 8192,
             client_queue: 1024,
             reconnect: Backoff::default(),
-            protocol_version: PROTOCOL_VERSION,
-            send_heartbeats: true,
         }
     }
 }

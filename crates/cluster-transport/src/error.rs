@@ -84,61 +84,50 @@ pub enum HandshakeError {
     Closed,
 }
 
-/// Error of [`Transport::send`](crate::Transport::send) and
-/// [`Transport::send_to_client`](crate::Transport::send_to_client); hands the
-/// envelope back.
+/// Error of [`Transport::send`](crate::Transport::send); hands the envelope
+/// back.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum SendError {
-    /// No link to that peer or client.
+pub enum SendError<T = Envelope> {
+    /// No link to that peer (or it closed while waiting).
     #[error("no link to the destination")]
-    NoLink(Envelope),
+    NoLink(T),
     /// The envelope cannot fit in one frame (`max_frame_size`).
     #[error("envelope larger than the maximum frame size")]
-    TooLarge(Envelope),
-    /// A client cannot receive this envelope: a payload sent to a JSON client
-    /// must be valid UTF-8 (it travels as a JSON string).
-    #[error("payload is not valid UTF-8 and cannot be sent to a JSON client")]
-    NotUtf8(Envelope),
+    TooLarge(T),
 }
 
-impl SendError {
-    /// Recovers the envelope.
-    pub fn into_inner(self) -> Envelope {
+impl<T> SendError<T> {
+    /// Recovers the unsent value.
+    pub fn into_inner(self) -> T {
         match self {
-            SendError::NoLink(e) | SendError::TooLarge(e) | SendError::NotUtf8(e) => e,
+            SendError::NoLink(e) | SendError::TooLarge(e) => e,
         }
     }
 }
 
-/// Error of [`Transport::try_send`](crate::Transport::try_send) and
-/// [`Transport::try_send_to_client`](crate::Transport::try_send_to_client);
-/// hands the envelope back.
+/// Error of [`Transport::try_send`](crate::Transport::try_send) (an
+/// [`Envelope`]) and [`Transport::try_send_to_client`](crate::Transport::try_send_to_client)
+/// (a text frame); hands the unsent value back.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum TrySendError {
+pub enum TrySendError<T = Envelope> {
     /// The link's (or client's) outbound queue is full.
     #[error("outbound queue full")]
-    Full(Envelope),
+    Full(T),
     /// No link to that peer (or no such client).
     #[error("no link to the destination")]
-    NoLink(Envelope),
-    /// The envelope cannot fit in one frame (`max_frame_size`).
-    #[error("envelope larger than the maximum frame size")]
-    TooLarge(Envelope),
-    /// A client cannot receive this envelope: its payload is not valid UTF-8.
-    #[error("payload is not valid UTF-8 and cannot be sent to a JSON client")]
-    NotUtf8(Envelope),
+    NoLink(T),
+    /// The value cannot fit in one frame (`max_frame_size`).
+    #[error("larger than the maximum frame size")]
+    TooLarge(T),
 }
 
-impl TrySendError {
-    /// Recovers the envelope.
-    pub fn into_inner(self) -> Envelope {
+impl<T> TrySendError<T> {
+    /// Recovers the unsent value.
+    pub fn into_inner(self) -> T {
         match self {
-            TrySendError::Full(e)
-            | TrySendError::NoLink(e)
-            | TrySendError::TooLarge(e)
-            | TrySendError::NotUtf8(e) => e,
+            TrySendError::Full(e) | TrySendError::NoLink(e) | TrySendError::TooLarge(e) => e,
         }
     }
 }

@@ -1,7 +1,9 @@
-//! What the transport reports: incoming batches and link events.
+//! What the transport reports: incoming frames and link events.
 
 use std::fmt;
 use std::ops::Deref;
+
+use bytes::Bytes;
 
 use crate::envelope::Envelope;
 
@@ -34,22 +36,24 @@ impl std::str::FromStr for ClientId {
     }
 }
 
-/// Where an incoming batch came from.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Source {
-    /// A cluster node, by its node name.
-    Node(String),
-    /// An external client.
-    Client(ClientId),
-}
-
-/// One received frame's worth of envelopes, in order.
+/// What arrived: one frame's worth, from a node or from a client.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Incoming {
-    /// Sender.
-    pub source: Source,
-    /// The envelopes of one frame, in the order they were sent.
-    pub envelopes: Vec<Envelope>,
+pub enum Incoming {
+    /// One batch frame from a cluster node.
+    Node {
+        /// The sender's node name (as proven in the handshake).
+        peer: String,
+        /// The envelopes of the frame, in the order they were sent.
+        envelopes: Vec<Envelope>,
+    },
+    /// One text frame from an authenticated external client.
+    Client {
+        /// The client.
+        id: ClientId,
+        /// The frame's text, valid UTF-8 (opaque to the transport: the
+        /// router defines the JSON it must hold).
+        text: Bytes,
+    },
 }
 
 /// Link lifecycle events (see [`Transport::subscribe`](crate::Transport::subscribe)).

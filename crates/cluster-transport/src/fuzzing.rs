@@ -1,4 +1,5 @@
-//! Entry points for the fuzz targets in `/fuzz`; not a stable API.
+//! Entry points for the fuzz targets in `/fuzz` (behind the `fuzzing`
+//! feature); not a stable API.
 //!
 //! Each function takes arbitrary input, runs the real decoder(s) of this
 //! crate on it exactly as a link does, and checks the round trips of what is
@@ -11,11 +12,12 @@
 use bytes::Bytes;
 
 use crate::auth;
+use crate::client::{check_first_frame, FirstFrame};
 use crate::codec::{self, BatchEncoder, NodeFrame, Push};
 use crate::config::Secret;
-use crate::envelope::{Envelope, EnvelopeKind};
+use crate::envelope::Envelope;
 use crate::handshake::{Dialer, Listener, Params, Step};
-use crate::wire::{AuthRequest, ControlFrame, ErrorCode, RefuseReason, PROTOCOL_VERSION};
+use crate::wire::{ControlFrame, ErrorCode, RefuseReason, PROTOCOL_VERSION};
 
 /// `TransportConfig::default().max_frame_size` (16 MiB).
 const DEFAULT_LIMIT: usize = 16 * 1024 * 1024;
@@ -51,17 +53,15 @@ pub fn node_frame(data: &[u8]) {
     match decoded {
         Ok(NodeFrame::Batch(envs)) => {
             for env in &envs {
-                // Every payload is a zero-copy slice of the frame.
-                if !env.payload.is_empty() {
-                    let start = env.payload.as_ptr() as usize;
-                    let base = frame.as_ptr() as usize;
-                    assert!(start >= base && start + env.payload.len() <= base + frame.len());
+                // Every header and payload is a zero-copy slice of the frame.
+                for part in [&env.header, &env.payload] {
+                    if !part.is_empty() {
+                        let start = part.as_ptr() as usize;
+                        let base = frame.as_ptr() as usize;
+                        assert!(start >= base && start + part.len() <= base + frame.len());
+                    }
                 }
-                let _ = codec::fits_in_frame(env, DEFAULT_LIMIT);
-                if codec::client_encodable(env) {
-                    let text = codec::encode_client_text(env).expect("UTF-8 payload encodes");
-                    let _ = codec::decode_client_text(&text);
-                }
+                assert!(codec::fits_in_frame(env, DEFAULT_LIMIT));
             }
             let again = encode_batch(&envs);
             match codec::decode_node_frame(&again, usize::MAX) {
@@ -82,31 +82,31 @@ pub fn node_frame(data: &[u8]) {
     }
 }
 
-/// Decodes `data` as a client text frame (auth message, then envelopes) and
-/// checks that an accepted envelope survives `encode_client_text`.
-pub fn client_text(data: &[u8]) {
-    // WebSocket text frames are UTF-8 by the time the codec sees them.
+/// The pre-auth path: judges `data` as the first text frame of an
+/// unauthenticated client, exactly as the listener does (the only decoder
+/// that reads what a peer sends before it has proven anything). Only the
+/// exact auth message with the right token may pass.
+///
+/// This is the hook for hardening the pre-auth path (frame limits, caps on
+/// unauthenticated connections): whatever is decoded before authentication
+/// belongs here.
+pub fn client_preauth(data: &[u8]) {
+    // WebSocket text frames are UTF-8 by the time the listener sees them.
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let _ = serde_json::from_str::<AuthRequest>(text);
-    let _ = auth::verify_client_token(&Secret::from("cookie"), text);
-    let Ok(env) = codec::decode_client_text(text) else {
-        return;
-    };
-    let _ = codec::fits_in_frame(&env, DEFAULT_LIMIT);
-    if !codec::client_encodable(&env) {
-        return;
+    let secret = Secret::from("cookie");
+    let verdict = check_first_frame(&secret, text);
+    if verdict == FirstFrame::Accepted {
+        let value: serde_json::Value = serde_json::from_str(text).expect("accepted as JSON");
+        let token = value
+            .get("auth")
+            .or_else(|| value.get(0))
+            .and_then(serde_json::Value::as_str)
+            .expect("an accepted frame carries the token");
+        assert_eq!(token.trim(), auth::client_token(&secret));
     }
-    let out = codec::encode_client_text(&env).expect("an accepted envelope re-encodes");
-    let back = codec::decode_client_text(&out).expect("our own output decodes");
-    assert_eq!(back, env);
-    // The node path must carry it too.
-    let frame = encode_batch(std::slice::from_ref(&env));
-    match codec::decode_node_frame(&frame, usize::MAX) {
-        Ok(NodeFrame::Batch(b)) => assert_eq!(b, vec![env]),
-        other => panic!("client envelope does not cross a node link: {other:?}"),
-    }
+    assert_eq!(check_first_frame(&secret, text), verdict, "deterministic");
 }
 
 fn params(local: &str) -> Params {
@@ -194,22 +194,11 @@ fn check_control_round_trip(frame: &ControlFrame) {
 }
 
 fn sample_envelopes() -> Vec<Envelope> {
-    let mut reply = Envelope::binary("c@a", "w@b", vec![0u8, 1, 2, 255]);
-    reply.id = 7;
-    reply.correlation_id = 3;
-    reply.kind = EnvelopeKind::Undeliverable;
-    let mut err = Envelope::json("client-1@a", "system@b", r#"{"error":"no such actor"}"#);
-    err.kind = EnvelopeKind::Error;
-    err.id = u64::MAX;
     vec![
-        Envelope::json(
-            "worker@node-b",
-            "coordinator@node-a",
-            r#"{"id":1,"kind":"echo"}"#,
-        ),
-        reply,
-        err,
-        Envelope::binary("system@b", "system@a", Vec::new()),
+        Envelope::new(&b"\x11header"[..], &br#"{"id":1,"kind":"echo"}"#[..]),
+        Envelope::new(Bytes::new(), vec![0u8, 1, 2, 255]),
+        Envelope::new(vec![0xff; 40], Bytes::new()),
+        Envelope::default(),
     ]
 }
 
@@ -259,22 +248,17 @@ pub fn node_frame_seeds() -> Vec<Vec<u8>> {
     out
 }
 
-/// Seeds: client envelopes as `encode_client_text` writes them, a minimal
-/// one, one with an object payload, and an auth message.
-pub fn client_text_seeds() -> Vec<Vec<u8>> {
-    let mut out: Vec<Vec<u8>> = sample_envelopes()
-        .iter()
-        .filter_map(|e| codec::encode_client_text(e).ok())
-        .map(String::into_bytes)
-        .collect();
-    out.push(br#"{"to":"echo@node-b","payload":{"say":"hi","n":[1,2.5,null,true]}}"#.to_vec());
-    out.push(
-        br#"{"to":"w@b","from":"x@y","payload":"t","id":5,"correlation_id":4,"kind":"error","format":"binary"}"#
-            .to_vec(),
-    );
+/// Seeds: the auth message (right and wrong token, padded token), an
+/// envelope sent before authenticating, and garbage.
+pub fn client_preauth_seeds() -> Vec<Vec<u8>> {
     let token = auth::client_token(&Secret::from("cookie"));
-    out.push(format!(r#"{{"auth":"{token}"}}"#).into_bytes());
-    out
+    vec![
+        format!(r#"{{"auth":"{token}"}}"#).into_bytes(),
+        format!(r#"{{"auth":" {token}\n","extra":1}}"#).into_bytes(),
+        br#"{"auth":"0000"}"#.to_vec(),
+        br#"{"to":"worker@node-b","payload":"x"}"#.to_vec(),
+        b"not json".to_vec(),
+    ]
 }
 
 fn framed(frames: &[ControlFrame]) -> Vec<u8> {

@@ -8,10 +8,15 @@
 //! cluster [`Secret`] (HMAC-SHA256 over fresh nonces bound to both node names;
 //! the secret never crosses the wire) after a protocol version check.
 //!
-//! * **Frames.** Node links carry binary frames: bincode-encoded *batches* of
-//!   [`Envelope`]s plus control frames (handshake, heartbeat, error). One
-//!   writer task per link drains everything queued into one frame per write.
-//!   External clients exchange one JSON envelope per text frame.
+//! * **Envelopes are opaque.** An [`Envelope`] is an opaque header plus a
+//!   payload; the transport never looks inside either. What they mean
+//!   (addresses, kinds, ids) belongs to the layer above, the router.
+//! * **Frames.** Node links carry binary frames: *batches* of envelopes plus
+//!   control frames (handshake, heartbeat, error). One writer task per link
+//!   drains everything queued into one frame per write; on receipt, headers
+//!   and payloads are zero-copy slices of the frame. External clients, once
+//!   authenticated, exchange text frames whose content is the router's
+//!   business ([`Incoming::Client`], [`Transport::try_send_to_client`]).
 //! * **Limits.** Every frame is checked against
 //!   [`TransportConfig::max_frame_size`] before it is allocated; a larger frame
 //!   closes the connection with code 1009. An undecodable frame is counted,
@@ -23,8 +28,9 @@
 //!   [`Transport::disconnect`].
 //! * **Flow control.** Each link has a bounded outbound queue:
 //!   [`Transport::send`] waits when it is full, [`Transport::try_send`] hands the
-//!   envelope back. Incoming envelopes arrive batched per frame through the one
-//!   receiver returned by [`Transport::take_incoming`].
+//!   envelope back. Incoming envelopes arrive batched per frame (and client
+//!   text frames one by one) through the one receiver returned by
+//!   [`Transport::take_incoming`].
 //! * **Clients must read.** Each external client has a bounded outbound queue
 //!   ([`TransportConfig::client_queue`]). [`Transport::try_send_to_client`]
 //!   never waits; a client whose queue is full is not reading its socket, and
@@ -38,7 +44,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use cluster_transport::{Envelope, Source, Transport, TransportConfig};
+//! use cluster_transport::{Envelope, Incoming, Transport, TransportConfig};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -48,11 +54,13 @@
 //!
 //! let peer = a.connect(&b.url()).await?;
 //! assert_eq!(peer, "node-b");
-//! a.send("node-b", Envelope::json("worker@node-b", "me@node-a", r#"{"n":1}"#)).await?;
+//! a.send("node-b", Envelope::new(&b"opaque header"[..], &br#"{"n":1}"#[..])).await?;
 //!
 //! let got = tokio::time::timeout(Duration::from_secs(5), inbox.recv()).await?.expect("open");
-//! assert_eq!(got.source, Source::Node("node-a".into()));
-//! assert_eq!(&got.envelopes[0].payload[..], br#"{"n":1}"#);
+//! let Incoming::Node { peer, envelopes } = got else { panic!("from a node") };
+//! assert_eq!(peer, "node-a");
+//! assert_eq!(&envelopes[0].header[..], b"opaque header");
+//! assert_eq!(&envelopes[0].payload[..], br#"{"n":1}"#);
 //! a.shutdown().await;
 //! b.shutdown().await;
 //! # Ok(())
@@ -73,14 +81,16 @@ mod wire;
 
 pub use auth::client_token;
 pub use config::{Backoff, Secret, TransportConfig};
-pub use envelope::{Envelope, EnvelopeKind, PayloadFormat};
+pub use envelope::Envelope;
 pub use error::{HandshakeError, SendError, TransportError, TrySendError};
-pub use event::{ClientId, DownReason, Incoming, LinkEvent, Source};
+pub use event::{ClientId, DownReason, Incoming, LinkEvent};
 pub use stats::TransportStats;
 pub use transport::Transport;
 pub use wire::PROTOCOL_VERSION;
 
 pub mod error;
 
-#[doc(hidden)]
+/// Entry points for the fuzz targets in `/fuzz` (the `fuzzing` feature; not
+/// a stable API).
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;

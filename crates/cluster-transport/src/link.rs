@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::codec::{self, BatchEncoder, NodeFrame, Push};
 use crate::envelope::Envelope;
 use crate::error::{HandshakeError, TransportError};
-use crate::event::{DownReason, Incoming, LinkEvent, Source};
+use crate::event::{DownReason, Incoming, LinkEvent};
 use crate::handshake::{Dialer, Listener, Step};
 use crate::stats::Counters;
 use crate::transport::{send_frame, PeerQueue, Shared, SharedQueue};
@@ -44,9 +44,9 @@ const MAX_INFLIGHT: usize = 8 * DRAIN_CHUNK;
 
 /// Moves up to `limit` envelopes that are already queued into `batch`,
 /// without waiting; false when there were none (the writers then flush).
-pub(crate) fn refill_now(
-    queue: &mut mpsc::Receiver<Envelope>,
-    batch: &mut Vec<Envelope>,
+pub(crate) fn refill_now<T>(
+    queue: &mut mpsc::Receiver<T>,
+    batch: &mut Vec<T>,
     limit: usize,
 ) -> bool {
     queue.recv_many(batch, limit).now_or_never().unwrap_or(0) != 0
@@ -320,7 +320,7 @@ impl Conn {
         let id = shared.next_id();
         let cancel = shared.shutdown.child_token();
         let (ctrl_tx, ctrl_rx) = mpsc::channel(64);
-        let queue = shared.install(peer, id, preferred, cancel.clone(), ctrl_tx.clone())?;
+        let queue = shared.install(peer, id, preferred, cancel.clone())?;
         Some(Conn {
             id,
             cancel,
@@ -331,7 +331,8 @@ impl Conn {
     }
 }
 
-/// What the writer must send besides envelopes.
+/// What the writer must send besides envelopes (error answers from the
+/// reader, closes).
 #[derive(Debug)]
 pub(crate) enum Ctrl {
     Frame(Bytes),
@@ -497,8 +498,8 @@ async fn on_binary(shared: &Shared, peer: &str, ctrl: &mpsc::Sender<Ctrl>, frame
             Counters::bump(&counters.frames_in);
             Counters::add(&counters.envelopes_in, envelopes.len() as u64);
             if !envelopes.is_empty() {
-                let incoming = Incoming {
-                    source: Source::Node(peer.to_owned()),
+                let incoming = Incoming::Node {
+                    peer: peer.to_owned(),
                     envelopes,
                 };
                 // A closed receiver means the transport is shutting down.
@@ -649,14 +650,20 @@ impl Writer<'_> {
                     Push::Added => continue,
                     Push::Full => {}
                     Push::TooLarge => {
-                        tracing::error!(to = %env.to, "dropping envelope above the frame limit");
+                        tracing::error!(
+                            len = env.payload.len(),
+                            "dropping envelope above the frame limit"
+                        );
                         continue;
                     }
                 }
                 let frame = self.finish_frame();
                 self.sink.feed(Message::Binary(frame)).await?;
                 if self.enc.push(env) != Push::Added {
-                    tracing::error!(to = %env.to, "dropping envelope above the frame limit");
+                    tracing::error!(
+                        len = env.payload.len(),
+                        "dropping envelope above the frame limit"
+                    );
                 }
             }
             if inflight.len() >= MAX_INFLIGHT {
@@ -688,9 +695,6 @@ impl Writer<'_> {
 
     /// Sends a heartbeat; false when the link must end.
     async fn heartbeat(&mut self) -> bool {
-        if !self.shared.config.send_heartbeats {
-            return true;
-        }
         self.write_now(codec::encode_control(&ControlFrame::Heartbeat))
             .await
     }

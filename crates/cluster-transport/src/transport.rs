@@ -1,6 +1,6 @@
 //! The `Transport` handle: shared state, the public API and the accept loop.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use parking_lot::{Mutex, RwLock};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, Notify};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -26,6 +26,7 @@ use crate::event::{ClientId, DownReason, Incoming, LinkEvent};
 use crate::handshake::Params;
 use crate::link;
 use crate::stats::{Counters, TransportStats};
+use crate::wire::PROTOCOL_VERSION;
 
 /// Capacity, in frames, of the incoming channel.
 const INCOMING_CAPACITY: usize = 1024;
@@ -55,8 +56,6 @@ pub(crate) struct PeerLink {
     pub(crate) tx: mpsc::Sender<Envelope>,
     pub(crate) queue: SharedQueue,
     pub(crate) cancel: CancellationToken,
-    /// The serving connection's writer controls (test hook for raw frames).
-    pub(crate) ctrl: mpsc::Sender<link::Ctrl>,
 }
 
 /// State shared by the handle and all tasks.
@@ -64,13 +63,16 @@ pub(crate) struct Shared {
     pub(crate) config: TransportConfig,
     pub(crate) local_addr: SocketAddr,
     pub(crate) counters: Counters,
-    pub(crate) links: RwLock<FxHashMap<String, PeerLink>>,
+    /// Keyed by peer node names, which remote nodes choose: keyed (SipHash,
+    /// random per process) hashing, as for every name-keyed map below.
+    pub(crate) links: RwLock<HashMap<String, PeerLink>>,
+    /// Keyed by our own client ids: fast unkeyed hashing.
     pub(crate) clients: RwLock<FxHashMap<u64, client::ClientHandle>>,
     /// Peers we `connect`ed to, with their URL: redialled after loss.
-    pub(crate) wanted: Mutex<FxHashMap<String, String>>,
+    pub(crate) wanted: Mutex<HashMap<String, String>>,
     /// Peers with an authenticated dial of ours awaiting the verdict.
-    pub(crate) dialing: Mutex<FxHashSet<String>>,
-    redialing: Mutex<FxHashSet<String>>,
+    pub(crate) dialing: Mutex<HashSet<String>>,
+    redialing: Mutex<HashSet<String>>,
     pub(crate) events: broadcast::Sender<LinkEvent>,
     pub(crate) incoming: mpsc::Sender<Incoming>,
     incoming_rx: Mutex<Option<mpsc::Receiver<Incoming>>>,
@@ -85,7 +87,7 @@ impl Shared {
         Params {
             local: self.config.node_name.clone(),
             secret: self.config.secret.clone(),
-            version: self.config.protocol_version,
+            version: PROTOCOL_VERSION,
         }
     }
 
@@ -133,7 +135,6 @@ impl Shared {
         conn: u64,
         preferred: bool,
         cancel: CancellationToken,
-        ctrl: mpsc::Sender<link::Ctrl>,
     ) -> Option<SharedQueue> {
         let mut links = self.links.write();
         if let Some(old) = links.get_mut(peer) {
@@ -150,7 +151,6 @@ impl Shared {
             old.conn = conn;
             old.preferred = preferred;
             old.cancel = cancel;
-            old.ctrl = ctrl;
             tracing::debug!(peer, conn, "link replaced by the preferred connection");
             return Some(Arc::clone(&old.queue));
         }
@@ -165,7 +165,6 @@ impl Shared {
             tx,
             queue: Arc::clone(&queue),
             cancel,
-            ctrl,
         };
         links.insert(peer.to_owned(), link);
         drop(links);
@@ -399,43 +398,10 @@ impl Transport {
         })
     }
 
-    /// Queues `env` for an external client (one JSON text frame), waiting
-    /// while the client's outbound queue is full. Only for callers whose
-    /// waiting delays nobody else; a shared dispatch path uses
-    /// [`try_send_to_client`](Self::try_send_to_client).
+    /// Queues `text` as one text frame for an external client, without
+    /// waiting.
     ///
-    /// # Errors
-    ///
-    /// [`SendError::NoLink`] when the client is gone,
-    /// [`SendError::NotUtf8`] when the payload is not valid UTF-8 (a client
-    /// receives every payload as a JSON string, whatever its format),
-    /// [`SendError::TooLarge`] above the frame limit.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancelling while waiting for space drops the envelope unsent.
-    pub async fn send_to_client(&self, client: ClientId, env: Envelope) -> Result<(), SendError> {
-        if !codec::client_encodable(&env) {
-            return Err(SendError::NotUtf8(env));
-        }
-        if !codec::fits_in_frame(&env, self.shared.config.max_frame_size) {
-            return Err(SendError::TooLarge(env));
-        }
-        let tx = self
-            .shared
-            .clients
-            .read()
-            .get(&client.get())
-            .map(|c| c.tx.clone());
-        match tx {
-            Some(tx) => tx.send(env).await.map_err(|e| SendError::NoLink(e.0)),
-            None => Err(SendError::NoLink(env)),
-        }
-    }
-
-    /// Queues `env` for an external client without waiting.
-    ///
-    /// A client's queue holds [`TransportConfig::client_queue`] envelopes; it
+    /// A client's queue holds [`TransportConfig::client_queue`] frames; it
     /// is full only when the client has stopped reading its socket (the
     /// writer could not push that many frames into the socket buffers). The
     /// caller then decides what that means; the router's policy is
@@ -443,23 +409,24 @@ impl Transport {
     ///
     /// # Errors
     ///
-    /// [`TrySendError::Full`], [`TrySendError::NoLink`] (no such client),
-    /// [`TrySendError::TooLarge`] or [`TrySendError::NotUtf8`], each handing
-    /// the envelope back.
-    pub fn try_send_to_client(&self, client: ClientId, env: Envelope) -> Result<(), TrySendError> {
-        if !codec::client_encodable(&env) {
-            return Err(TrySendError::NotUtf8(env));
-        }
-        if !codec::fits_in_frame(&env, self.shared.config.max_frame_size) {
-            return Err(TrySendError::TooLarge(env));
+    /// [`TrySendError::Full`], [`TrySendError::NoLink`] (no such client) or
+    /// [`TrySendError::TooLarge`] (above `max_frame_size`), each handing the
+    /// text back.
+    pub fn try_send_to_client(
+        &self,
+        client: ClientId,
+        text: String,
+    ) -> Result<(), TrySendError<String>> {
+        if text.len() > self.shared.config.max_frame_size {
+            return Err(TrySendError::TooLarge(text));
         }
         let clients = self.shared.clients.read();
         let Some(handle) = clients.get(&client.get()) else {
-            return Err(TrySendError::NoLink(env));
+            return Err(TrySendError::NoLink(text));
         };
-        handle.tx.try_send(env).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(env) => TrySendError::Full(env),
-            mpsc::error::TrySendError::Closed(env) => TrySendError::NoLink(env),
+        handle.tx.try_send(text).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(text) => TrySendError::Full(text),
+            mpsc::error::TrySendError::Closed(text) => TrySendError::NoLink(text),
         })
     }
 
@@ -486,15 +453,6 @@ impl Transport {
             );
         }
         kicked
-    }
-
-    /// Test hook: sends `frame` as one raw binary frame on the link to `peer`
-    /// (to exercise the peer's handling of malformed frames). Returns false
-    /// without a link.
-    #[doc(hidden)]
-    pub fn send_raw_frame(&self, peer: &str, frame: Bytes) -> bool {
-        let ctrl = self.shared.links.read().get(peer).map(|l| l.ctrl.clone());
-        ctrl.is_some_and(|c| c.try_send(link::Ctrl::Frame(frame)).is_ok())
     }
 
     /// The receiver of all incoming batches; `Some` only on the first call.

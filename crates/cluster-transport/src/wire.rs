@@ -3,18 +3,19 @@
 //! A node-to-node binary frame is one tag byte followed by a body:
 //!
 //! * [`TAG_BATCH`]: a little-endian `u32` envelope count, then that many
-//!   bincode-encoded [`WireEnvelope`]s (varint integers).
+//!   envelopes, each two bincode byte strings (varint length, bytes): the
+//!   opaque header, then the payload ([`WireEnvelope`]).
 //! * [`TAG_CONTROL`]: one bincode-encoded [`ControlFrame`].
 //!
-//! Client text frames carry one JSON envelope ([`JsonEnvelopeIn`] /
-//! [`JsonEnvelopeOut`]) or an auth message. See `docs/wire.md`.
+//! Client text frames are opaque to the transport once the client has
+//! authenticated ([`AuthRequest`] / [`AuthReply`]); the router defines what
+//! they carry. See `docs/wire.md`.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::{EnvelopeKind, PayloadFormat};
-
 /// The protocol version spoken by this build; exchanged in the handshake.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Frame tag of a batch of envelopes.
 pub(crate) const TAG_BATCH: u8 = 0;
@@ -27,21 +28,21 @@ pub(crate) const NONCE_LEN: usize = 32;
 /// A nonce or an HMAC-SHA256 tag.
 pub(crate) type Block = [u8; NONCE_LEN];
 
-/// One envelope as decoded from a batch; borrows from the frame so the payload
-/// can become a zero-copy slice of it. Field order is the wire order and must
-/// match [`crate::Envelope`]'s serde order.
+/// One envelope as decoded from a batch; borrows from the frame so both
+/// parts can become zero-copy slices of it.
 #[derive(Debug, Deserialize)]
 pub(crate) struct WireEnvelope<'a> {
     #[serde(borrow)]
-    pub(crate) to: &'a str,
-    #[serde(borrow)]
-    pub(crate) from: &'a str,
-    pub(crate) id: u64,
-    pub(crate) correlation_id: u64,
-    pub(crate) kind: EnvelopeKind,
-    pub(crate) format: PayloadFormat,
+    pub(crate) header: &'a [u8],
     #[serde(borrow)]
     pub(crate) payload: &'a [u8],
+}
+
+/// One envelope as encoded into a batch (`Bytes` serialize as byte strings).
+#[derive(Debug, Serialize)]
+pub(crate) struct WireEnvelopeOut<'a> {
+    pub(crate) header: &'a Bytes,
+    pub(crate) payload: &'a Bytes,
 }
 
 /// Why a handshake was refused, as sent to the peer.
@@ -116,49 +117,4 @@ pub(crate) struct AuthReply {
 #[derive(Debug, Serialize)]
 pub(crate) struct ClientErrorFrame<'a> {
     pub(crate) error: &'a str,
-}
-
-/// An envelope as a client sends it.
-#[derive(Debug, Deserialize)]
-pub(crate) struct JsonEnvelopeIn {
-    pub(crate) to: String,
-    #[serde(default)]
-    pub(crate) from: String,
-    pub(crate) payload: serde_json::Value,
-    #[serde(default)]
-    pub(crate) id: u64,
-    #[serde(default)]
-    pub(crate) correlation_id: u64,
-    #[serde(default)]
-    pub(crate) kind: EnvelopeKind,
-    #[serde(default)]
-    pub(crate) format: PayloadFormat,
-}
-
-/// An envelope as a client receives it.
-#[derive(Debug, Serialize)]
-pub(crate) struct JsonEnvelopeOut<'a> {
-    pub(crate) to: &'a str,
-    pub(crate) from: &'a str,
-    pub(crate) payload: &'a str,
-    #[serde(skip_serializing_if = "is_zero")]
-    pub(crate) id: u64,
-    #[serde(skip_serializing_if = "is_zero")]
-    pub(crate) correlation_id: u64,
-    #[serde(skip_serializing_if = "is_message")]
-    pub(crate) kind: EnvelopeKind,
-    #[serde(skip_serializing_if = "is_json")]
-    pub(crate) format: PayloadFormat,
-}
-
-fn is_zero(v: &u64) -> bool {
-    *v == 0
-}
-
-fn is_message(k: &EnvelopeKind) -> bool {
-    *k == EnvelopeKind::Message
-}
-
-fn is_json(f: &PayloadFormat) -> bool {
-    *f == PayloadFormat::Json
 }

@@ -1,6 +1,7 @@
 //! Sans-IO frame codec: bytes in, bytes out; no sockets, no clock, no tokio.
 //!
-//! Node frames are binary (see [`crate::wire`]); client frames are JSON text.
+//! Node frames are binary (see [`crate::wire`]). Client text frames are not
+//! decoded here: after authentication they are opaque to the transport.
 //! Every decode is bounded by the configured frame limit and returns an error
 //! (never panics) on arbitrary input.
 
@@ -11,19 +12,18 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 
 use crate::envelope::Envelope;
-use crate::wire::{
-    ControlFrame, JsonEnvelopeIn, JsonEnvelopeOut, WireEnvelope, TAG_BATCH, TAG_CONTROL,
-};
+use crate::wire::{ControlFrame, WireEnvelope, WireEnvelopeOut, TAG_BATCH, TAG_CONTROL};
 
 #[cfg(test)]
 mod props;
 
 /// Bytes of a batch frame before the first envelope (tag + `u32` count).
 pub(crate) const BATCH_HEADER: usize = 5;
-/// Smallest possible encoded envelope (seven one-byte fields).
-const MIN_ENVELOPE: usize = 7;
-/// Upper bound of an envelope's encoding beyond its three variable fields.
-const ENVELOPE_OVERHEAD: usize = 3 * 9 + 2 * 9 + 2 * 5;
+/// Smallest possible encoded envelope (two empty byte strings).
+const MIN_ENVELOPE: usize = 2;
+/// Upper bound of an envelope's encoding beyond its two parts (two varint
+/// lengths of at most 9 bytes each).
+const ENVELOPE_OVERHEAD: usize = 2 * 9;
 
 /// Why a frame could not be decoded or encoded.
 #[derive(Debug, thiserror::Error)]
@@ -38,10 +38,6 @@ pub(crate) enum CodecError {
     ImpossibleCount { count: u32, bytes: usize },
     #[error("undecodable binary frame")]
     Bincode(#[from] bincode::Error),
-    #[error("undecodable JSON envelope")]
-    Json(#[from] serde_json::Error),
-    #[error("payload is not valid UTF-8")]
-    NotUtf8,
 }
 
 /// A decoded node frame.
@@ -57,7 +53,7 @@ fn options(limit: usize) -> impl Options {
 
 /// Upper bound of the encoded size of `env` inside a batch.
 pub(crate) fn envelope_bound(env: &Envelope) -> usize {
-    env.to.len() + env.from.len() + env.payload.len() + ENVELOPE_OVERHEAD
+    env.header.len() + env.payload.len() + ENVELOPE_OVERHEAD
 }
 
 /// Whether `env` can travel in a frame of at most `max_frame_size` bytes.
@@ -104,8 +100,8 @@ fn decode_batch(frame: &Bytes, body: &[u8], limit: usize) -> Result<Vec<Envelope
     Ok(options(limit).deserialize_seed(seed, rest)?)
 }
 
-/// Deserializes `count` envelopes as a tuple, turning each borrowed payload
-/// into a slice of the frame.
+/// Deserializes `count` envelopes as a tuple, turning each borrowed header
+/// and payload into a slice of the frame.
 struct BatchSeed<'f> {
     frame: &'f Bytes,
     count: usize,
@@ -130,16 +126,20 @@ impl<'de> Visitor<'de> for BatchSeed<'_> {
         let mut out = Vec::with_capacity(self.count);
         while let Some(w) = seq.next_element::<WireEnvelope<'de>>()? {
             out.push(Envelope {
-                to: w.to.to_owned(),
-                from: w.from.to_owned(),
-                id: w.id,
-                correlation_id: w.correlation_id,
-                kind: w.kind,
-                format: w.format,
-                payload: self.frame.slice_ref(w.payload),
+                header: slice_of(self.frame, w.header),
+                payload: slice_of(self.frame, w.payload),
             });
         }
         Ok(out)
+    }
+}
+
+/// `part` (borrowed from `frame`) as a zero-copy `Bytes`.
+fn slice_of(frame: &Bytes, part: &[u8]) -> Bytes {
+    if part.is_empty() {
+        Bytes::new()
+    } else {
+        frame.slice_ref(part)
     }
 }
 
@@ -201,7 +201,11 @@ impl BatchEncoder {
             };
         }
         self.buf.reserve(envelope_bound(env));
-        if let Err(err) = options(usize::MAX).serialize_into((&mut self.buf).writer(), env) {
+        let wire = WireEnvelopeOut {
+            header: &env.header,
+            payload: &env.payload,
+        };
+        if let Err(err) = options(usize::MAX).serialize_into((&mut self.buf).writer(), &wire) {
             tracing::error!(%err, "envelope encoding failed");
             self.buf.truncate(before);
             return Push::TooLarge;
@@ -234,44 +238,4 @@ pub(crate) fn encode_batch(envs: &[Envelope], max_frame_size: usize) -> Option<B
         }
     }
     Some(enc.finish())
-}
-
-/// Decodes a client's JSON envelope. A string payload is taken as its text;
-/// any other JSON value is stored as its serialized text.
-pub(crate) fn decode_client_text(text: &str) -> Result<Envelope, CodecError> {
-    let w: JsonEnvelopeIn = serde_json::from_str(text)?;
-    let payload = match w.payload {
-        serde_json::Value::String(s) => Bytes::from(s),
-        other => Bytes::from(serde_json::to_string(&other)?),
-    };
-    Ok(Envelope {
-        to: w.to,
-        from: w.from,
-        id: w.id,
-        correlation_id: w.correlation_id,
-        kind: w.kind,
-        format: w.format,
-        payload,
-    })
-}
-
-/// Encodes an envelope for a client: the payload travels as a JSON string,
-/// so it must be valid UTF-8 whatever its format.
-pub(crate) fn encode_client_text(env: &Envelope) -> Result<String, CodecError> {
-    let payload = std::str::from_utf8(&env.payload).map_err(|_| CodecError::NotUtf8)?;
-    let out = JsonEnvelopeOut {
-        to: &env.to,
-        from: &env.from,
-        payload,
-        id: env.id,
-        correlation_id: env.correlation_id,
-        kind: env.kind,
-        format: env.format,
-    };
-    Ok(serde_json::to_string(&out)?)
-}
-
-/// Whether `env` can be sent to a JSON client.
-pub(crate) fn client_encodable(env: &Envelope) -> bool {
-    std::str::from_utf8(&env.payload).is_ok()
 }

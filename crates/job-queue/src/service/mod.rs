@@ -203,7 +203,8 @@ impl Coordinator {
         let (mut shell, resumed) = Shell::new(core, router.clone(), me.clone(), &options, journal);
         let inbox_opts = SpawnOptions::default().capacity(options.mailbox.max(16));
         let inbox = spawn_with(me.to_string(), Inbox(tx.clone()), inbox_opts)?;
-        if let Err(err) = router.register(COORDINATOR, inbox.clone()) {
+        // External clients submit jobs and commands to the coordinator.
+        if let Err(err) = router.register_client_facing(COORDINATOR, inbox.clone()) {
             inbox.stop();
             shell.close().await;
             return Err(err.into());

@@ -93,8 +93,9 @@ pub(super) struct Shell {
     worker: ActorName,
     format: PayloadFormat,
     waiters: FxHashMap<JobId, Waiter>,
-    /// Dispatch envelopes whose jobs may still bounce: id -> (job, attempt).
-    batches: FxHashMap<MessageId, Vec<(JobId, u32)>>,
+    /// Dispatch envelopes whose jobs may still bounce: id -> where it went
+    /// and its (job, attempt)s.
+    batches: FxHashMap<MessageId, (ActorAddr, Vec<(JobId, u32)>)>,
     progress: FxHashMap<JobId, ProgressUpdate>,
     outbox: Outbox,
     failed: Option<mpsc::UnboundedReceiver<SendFailure>>,
@@ -406,7 +407,7 @@ impl Shell {
         if self.batches.len() > 64 {
             let core = &self.core;
             self.batches
-                .retain(|_, jobs| jobs.iter().any(|(id, a)| core.is_running(id, *a)));
+                .retain(|_, (_, jobs)| jobs.iter().any(|(id, a)| core.is_running(id, *a)));
         }
     }
 
@@ -435,10 +436,26 @@ impl Shell {
         }
     }
 
-    /// An Undeliverable or Error answer to one of our dispatches.
+    /// An Undeliverable or Error answer to one of our dispatches: taken
+    /// only from the address the dispatch went to (the router guarantees a
+    /// remote sender's node; nobody else can fail another's batch).
     fn on_bounce(&mut self, env: &Envelope, now: Instant) {
-        let Some(jobs) = env.correlation_id.and_then(|c| self.batches.remove(&c)) else {
-            tracing::debug!(from = %env.from, kind = ?env.kind, "unmatched bounce ignored");
+        let Some(id) = env.correlation_id else {
+            tracing::debug!(from = %env.from, kind = ?env.kind, "uncorrelated bounce ignored");
+            return;
+        };
+        match self.batches.get(&id) {
+            Some((to, _)) if *to == env.from => {}
+            Some((to, _)) => {
+                tracing::warn!(from = %env.from, %to, kind = ?env.kind, "bounce from another address than the dispatch's ignored");
+                return;
+            }
+            None => {
+                tracing::debug!(from = %env.from, kind = ?env.kind, "unmatched bounce ignored");
+                return;
+            }
+        }
+        let Some((_, jobs)) = self.batches.remove(&id) else {
             return;
         };
         let reason = env.payload_str().unwrap_or("").trim_matches('"');
@@ -447,7 +464,7 @@ impl Shell {
     }
 
     fn on_send_failed(&mut self, failure: SendFailure, now: Instant) {
-        if let Some(jobs) = self.batches.remove(&failure.id) {
+        if let Some((_, jobs)) = self.batches.remove(&failure.id) {
             let message = format!("cannot send to {WORKER}: {}", failure.reason);
             self.fail_dispatched(jobs, &message, now);
         }
@@ -635,7 +652,7 @@ impl Shell {
             let Some(payload) = payload else { continue };
             let env = Envelope::new(to.clone(), self.me.clone(), self.format, payload);
             let msg_id = env.id;
-            self.batches.insert(msg_id, chunk.to_vec());
+            self.batches.insert(msg_id, (to.clone(), chunk.to_vec()));
             if let Err(reason) = self.outbox.send(env) {
                 self.batches.remove(&msg_id);
                 let message = format!("cannot send to {WORKER}@{node}: {reason}");
