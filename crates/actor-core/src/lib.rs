@@ -83,6 +83,8 @@ mod actor;
 mod actor_ref;
 mod registry;
 mod runner;
+mod sender;
+mod sources;
 mod spawn;
 mod supervisor;
 
@@ -90,7 +92,8 @@ pub use actor::{Actor, Context};
 pub use actor_ref::{ActorRef, ReplyTo};
 pub use error::{ActorError, AskError, BoxError, SendError, TrySendError};
 pub use registry::Registry;
-pub use spawn::{spawn, spawn_with, SpawnOptions, DEFAULT_CAPACITY};
+pub use sources::SourceId;
+pub use spawn::{spawn, spawn_with, SpawnOptions, DEFAULT_BATCH, DEFAULT_CAPACITY};
 pub use supervisor::{ChildEvent, Failure, RestartPolicy, Supervisor};
 
 pub mod error;

@@ -5,13 +5,16 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::actor::{Actor, Context};
-use crate::actor_ref::{ActorRef, Lifecycle};
+use crate::actor_ref::{ActorRef, Lifecycle, WeakActorRef};
 use crate::error::ActorError;
 use crate::registry::Registry;
 use crate::runner::{self, Mailbox};
 
 /// Mailbox capacity used when none is configured.
 pub const DEFAULT_CAPACITY: usize = 1024;
+
+/// Run length used when none is configured (see [`SpawnOptions::batch`]).
+pub const DEFAULT_BATCH: usize = 64;
 
 /// Options for [`spawn_with`] and
 /// [`Supervisor::spawn_child`](crate::Supervisor::spawn_child).
@@ -25,6 +28,7 @@ pub const DEFAULT_CAPACITY: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct SpawnOptions {
     capacity: usize,
+    batch: usize,
     registry: Option<Registry>,
 }
 
@@ -32,6 +36,7 @@ impl Default for SpawnOptions {
     fn default() -> Self {
         Self {
             capacity: DEFAULT_CAPACITY,
+            batch: DEFAULT_BATCH,
             registry: None,
         }
     }
@@ -45,6 +50,16 @@ impl SpawnOptions {
     #[must_use]
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
+        self
+    }
+
+    /// Sets the run length (default [`DEFAULT_BATCH`]; zero counts as one):
+    /// the most messages the run loop takes from the mailbox in one go, and
+    /// so the most handled between two calls of
+    /// [`Actor::drained`](crate::Actor::drained).
+    #[must_use]
+    pub fn batch(mut self, batch: usize) -> Self {
+        self.batch = batch;
         self
     }
 
@@ -112,10 +127,11 @@ pub(crate) fn prepare<A: Actor>(
     }
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| ActorError::NoRuntime)?;
     let (tx, rx) = mpsc::channel(opts.capacity);
-    let handle = ActorRef::new(tx, Lifecycle::new(Arc::from(name)));
+    let lifecycle = Lifecycle::new(Arc::from(name));
+    let ctx = Context::new(WeakActorRef::new(&tx, &lifecycle));
+    let handle = ActorRef::new(tx, lifecycle);
     if let Some(registry) = &opts.registry {
         registry.register(&handle)?;
     }
-    let ctx = Context::new(&handle);
-    Ok((handle, runtime, ctx, Mailbox::new(rx)))
+    Ok((handle, runtime, ctx, Mailbox::new(rx, opts.batch)))
 }
