@@ -115,6 +115,8 @@ pub use handler::{
 };
 pub use job::{Job, JobId, JobResult};
 pub use pool::{WorkerPool, WorkerPoolConfig, WORKER};
+#[cfg(feature = "fault-injection")]
+pub use service::Fault;
 pub use service::{Coordinator, CoordinatorOptions, PendingJob, COORDINATOR};
 pub use stats::{KindStatsSnapshot, NodeStatsSnapshot, StatsSnapshot, TimingSnapshot};
 pub use strategy::{

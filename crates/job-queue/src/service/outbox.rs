@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 /// A send that failed after it was queued in a lane.
 #[derive(Debug)]
-pub(super) struct SendFailure {
+pub(crate) struct SendFailure {
     /// The envelope's id.
     pub(super) id: MessageId,
     /// Why it failed.
