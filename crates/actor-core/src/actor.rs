@@ -90,6 +90,12 @@ impl<A: Actor> Context<A> {
         }
     }
 
+    /// A context for another run loop of the same actor (a pool member):
+    /// same handle, no sources of its own yet.
+    pub(crate) fn sibling(&self) -> Self {
+        Self::new(self.myself.clone())
+    }
+
     /// Takes the [`Context::linger`] request, if any.
     pub(crate) fn take_linger(&mut self) -> bool {
         std::mem::take(&mut self.linger)

@@ -289,6 +289,15 @@ impl<M: Send + 'static> ActorRef<M> {
         let _ = rx.wait_for(|stopped| *stopped).await;
     }
 
+    /// A handle that waits for this actor to stop without keeping it
+    /// alive (an `ActorRef` does: the actor stops on its own only once every
+    /// `ActorRef` is gone).
+    pub fn stop_watch(&self) -> StopWatch {
+        StopWatch {
+            lifecycle: Arc::clone(&self.lifecycle),
+        }
+    }
+
     /// Number of free slots in the mailbox right now.
     pub fn free_capacity(&self) -> usize {
         self.tx.capacity()
@@ -302,6 +311,40 @@ impl<M: Send + 'static> ActorRef<M> {
     /// Whether two handles point at the same actor.
     pub fn same_actor(&self, other: &ActorRef<M>) -> bool {
         Arc::ptr_eq(&self.lifecycle, &other.lifecycle)
+    }
+}
+
+/// Waits for an actor to stop, without keeping it alive; from
+/// [`ActorRef::stop_watch`].
+#[derive(Clone)]
+pub struct StopWatch {
+    lifecycle: Arc<Lifecycle>,
+}
+
+impl StopWatch {
+    /// Waits until the actor has fully stopped: its `stopped` hook has run
+    /// and its names are removed from every registry.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn wait(&self) {
+        let mut rx = self.lifecycle.stopped.subscribe();
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    }
+
+    /// Whether the actor has fully stopped.
+    pub fn is_stopped(&self) -> bool {
+        *self.lifecycle.stopped.borrow()
+    }
+}
+
+impl fmt::Debug for StopWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StopWatch")
+            .field("name", &self.lifecycle.name())
+            .field("stopped", &self.is_stopped())
+            .finish()
     }
 }
 

@@ -89,7 +89,7 @@ mod spawn;
 mod supervisor;
 
 pub use actor::{Actor, Context};
-pub use actor_ref::{ActorRef, ReplyTo};
+pub use actor_ref::{ActorRef, ReplyTo, StopWatch};
 pub use error::{ActorError, AskError, BoxError, SendError, TrySendError};
 pub use registry::Registry;
 pub use sources::SourceId;

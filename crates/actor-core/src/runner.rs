@@ -17,9 +17,17 @@ use crate::actor_ref::Lifecycle;
 use crate::error::BoxError;
 use crate::supervisor::Failure;
 
+/// Where a run loop takes its messages from.
+enum Source<M> {
+    /// The actor's own channel.
+    Own(mpsc::Receiver<M>),
+    /// A channel shared by the members of a pool, one message at a time.
+    Shared(Arc<tokio::sync::Mutex<mpsc::Receiver<M>>>),
+}
+
 /// The receiving side of an actor's mailbox.
 pub(crate) struct Mailbox<M> {
-    rx: mpsc::Receiver<M>,
+    source: Source<M>,
     /// Received but not yet handled messages, in *reverse* order so that
     /// `pop` yields the oldest. Kept across restarts.
     batch: Vec<M>,
@@ -31,18 +39,31 @@ impl<M: Send + 'static> Mailbox<M> {
     pub(crate) fn new(rx: mpsc::Receiver<M>, limit: usize) -> Self {
         let limit = limit.max(1);
         Self {
-            rx,
+            source: Source::Own(rx),
             batch: Vec::with_capacity(limit.min(4096)),
             limit,
         }
     }
 
+    /// A pool member's view of a shared channel: it takes one message at a
+    /// time, so that a free member gets the next one.
+    pub(crate) fn shared(rx: Arc<tokio::sync::Mutex<mpsc::Receiver<M>>>) -> Self {
+        Self {
+            source: Source::Shared(rx),
+            batch: Vec::with_capacity(1),
+            limit: 1,
+        }
+    }
+
     /// Adds messages that are ready now to the (exhausted) current run, up
-    /// to `room`. Returns how many were added.
+    /// to `room`. Returns how many were added (none for a pool member).
     fn top_up(&mut self, room: usize) -> usize {
         debug_assert!(self.batch.is_empty());
+        let Source::Own(rx) = &mut self.source else {
+            return 0;
+        };
         while self.batch.len() < room {
-            match self.rx.try_recv() {
+            match rx.try_recv() {
                 Ok(msg) => self.batch.push(msg),
                 Err(_) => break,
             }
@@ -52,13 +73,26 @@ impl<M: Send + 'static> Mailbox<M> {
     }
 
     /// Stops accepting messages and drops the ones still queued (their
-    /// `ask` callers see the actor gone).
+    /// `ask` callers see the actor gone). For a shared channel, only the
+    /// last member of the pool calls this.
     pub(crate) fn close(&mut self, lifecycle: &Lifecycle) {
         lifecycle.mark_not_alive();
-        self.rx.close();
         self.batch.clear();
-        while self.rx.try_recv().is_ok() {}
+        match &mut self.source {
+            Source::Own(rx) => close_channel(rx),
+            Source::Shared(shared) => {
+                // Every other member has ended, so nobody holds the lock.
+                if let Ok(mut rx) = shared.try_lock() {
+                    close_channel(&mut rx);
+                }
+            }
+        }
     }
+}
+
+fn close_channel<M>(rx: &mut mpsc::Receiver<M>) {
+    rx.close();
+    while rx.try_recv().is_ok() {}
 }
 
 /// Why [`serve`] returned.
@@ -186,9 +220,28 @@ enum Refill {
 /// Waits until messages arrive (moving up to the mailbox's limit of them
 /// into the batch buffer), every sender is gone, or a stop is requested.
 async fn refill<M: Send + 'static>(mailbox: &mut Mailbox<M>, lifecycle: &Lifecycle) -> Refill {
+    let limit = mailbox.limit;
+    let batch = &mut mailbox.batch;
+    match &mut mailbox.source {
+        Source::Own(rx) => receive(rx, batch, limit, lifecycle).await,
+        Source::Shared(shared) => {
+            // Members queue for the lock (fairly); the holder waits for the
+            // next message. A stop wakes the holder, which lets the next
+            // member in to see it, and so on.
+            let mut rx = shared.lock().await;
+            receive(&mut rx, batch, limit, lifecycle).await
+        }
+    }
+}
+
+async fn receive<M: Send + 'static>(
+    rx: &mut mpsc::Receiver<M>,
+    batch: &mut Vec<M>,
+    limit: usize,
+    lifecycle: &Lifecycle,
+) -> Refill {
     std::future::poll_fn(|cx| {
-        let limit = mailbox.limit;
-        if let Poll::Ready(n) = mailbox.rx.poll_recv_many(cx, &mut mailbox.batch, limit) {
+        if let Poll::Ready(n) = rx.poll_recv_many(cx, batch, limit) {
             return Poll::Ready(if n == 0 {
                 Refill::Closed
             } else {

@@ -110,11 +110,11 @@ pub fn spawn_with<A: Actor>(
 }
 
 /// Everything a run loop needs, created before the actor starts.
-pub(crate) type Prepared<A> = (
+pub(crate) type Prepared<A, R = Mailbox<<A as Actor>::Message>> = (
     ActorRef<<A as Actor>::Message>,
     tokio::runtime::Handle,
     Context<A>,
-    Mailbox<<A as Actor>::Message>,
+    R,
 );
 
 /// Validates `opts`, creates the mailbox and handle, and registers the name.
@@ -122,6 +122,15 @@ pub(crate) fn prepare<A: Actor>(
     name: String,
     opts: &SpawnOptions,
 ) -> Result<Prepared<A>, ActorError> {
+    let (handle, runtime, ctx, rx) = prepare_channel::<A>(name, opts)?;
+    Ok((handle, runtime, ctx, Mailbox::new(rx, opts.batch)))
+}
+
+/// [`prepare`], handing out the mailbox's bare channel (to share it).
+pub(crate) fn prepare_channel<A: Actor>(
+    name: String,
+    opts: &SpawnOptions,
+) -> Result<Prepared<A, mpsc::Receiver<A::Message>>, ActorError> {
     if opts.capacity == 0 || opts.capacity > tokio::sync::Semaphore::MAX_PERMITS {
         return Err(ActorError::InvalidCapacity);
     }
@@ -133,5 +142,5 @@ pub(crate) fn prepare<A: Actor>(
     if let Some(registry) = &opts.registry {
         registry.register(&handle)?;
     }
-    Ok((handle, runtime, ctx, Mailbox::new(rx, opts.batch)))
+    Ok((handle, runtime, ctx, rx))
 }

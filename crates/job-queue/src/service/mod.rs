@@ -29,7 +29,7 @@ mod command;
 #[cfg(feature = "fault-injection")]
 mod fault;
 mod journal;
-mod outbox;
+pub(crate) mod outbox;
 mod restart;
 mod shell;
 
