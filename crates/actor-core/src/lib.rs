@@ -30,6 +30,23 @@
 //! [`RestartPolicy::within`] stop the child and report
 //! [`ChildEvent::GaveUp`].
 //!
+//! **Runs.** The run loop takes what the mailbox holds, up to
+//! [`SpawnOptions::batch`] messages, as one run; [`Actor::drained`] runs
+//! after each run, so an actor can batch work across messages (one network
+//! frame or one journal write per run). [`Context::linger`] makes a busy
+//! actor's runs fuller.
+//!
+//! **One mailbox, several senders.** [`ActorRef::recipient`] gives a handle
+//! that accepts another message type and converts it into the actor's own,
+//! on the same mailbox; the actor's context feeds it timers
+//! ([`Context::send_after`], [`Context::run_interval`]) and streams
+//! ([`Context::forward`]), which end with the actor instance. So one actor
+//! can react to network envelopes, local calls, ticks and events in one
+//! ordered mailbox, with no forwarding task of its own.
+//!
+//! **Pools.** [`Supervisor::spawn_pool`] runs several members on one shared
+//! mailbox: a free member takes the next message.
+//!
 //! **Names.** A [`Registry`] maps names to live actors, typed by message:
 //! [`Registry::lookup`] returns `ActorRef<M>` only for the right `M`. An actor
 //! leaves every registry when it stops.

@@ -10,7 +10,7 @@
 //! by a fresh one that resumes its jobs; see `restart.rs`.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -259,6 +259,7 @@ impl Coordinator {
             journal,
             retained: None,
         }));
+        let registered = Arc::new(AtomicBool::new(false));
         let setup = Setup {
             core,
             router: router.clone(),
@@ -266,6 +267,7 @@ impl Coordinator {
             options: options.clone(),
             gate,
             slot,
+            registered: Arc::clone(&registered),
         };
         let restarts = Arc::new(AtomicU64::new(0));
         let actor = spawn_supervised(setup, &options, &restarts)?;
@@ -274,6 +276,10 @@ impl Coordinator {
             actor.wait_stopped().await;
             return Err(err.into());
         }
+        // Replies to what the coordinator sends can reach it now: resume
+        // the journal's jobs (at once, else on the next tick).
+        registered.store(true, Ordering::Release);
+        let _ = actor.try_tell(Msg::Refresh);
         Ok(Coordinator {
             actor,
             addr: me,

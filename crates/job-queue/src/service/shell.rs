@@ -13,6 +13,7 @@
 //! The actor runs under a supervisor; see [`super::restart`] for what a
 //! restarted instance keeps.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,6 +63,9 @@ pub(super) struct Setup {
     pub(super) options: CoordinatorOptions,
     pub(super) gate: Gate,
     pub(super) slot: HandoverSlot,
+    /// Set once the router delivers to the actor: no job is resumed (sent
+    /// to a worker, whose reply must find the coordinator) before.
+    pub(super) registered: Arc<AtomicBool>,
 }
 
 /// One instance of the coordinator actor.
@@ -296,7 +300,7 @@ impl Shell {
     /// Submits the resumed jobs that have an eligible node (all of them once
     /// the grace period is over).
     fn resume_deferred(&mut self, now: Instant) {
-        if self.deferred.is_empty() {
+        if self.deferred.is_empty() || !self.setup.registered.load(Ordering::Acquire) {
             return;
         }
         let give_up = now >= self.resume_until;
