@@ -120,17 +120,17 @@ impl<T: Send + 'static> EventSink<T> {
         }
     }
 
-    /// Delivers `event` without waiting; hands it back if the sink is full.
-    fn try_send(&self, event: WorkerEvent<T>) -> Result<(), Option<WorkerEvent<T>>> {
+    /// Delivers `event` without waiting; hands it back if the sink is full
+    /// (drops it if nobody listens).
+    fn try_send(&self, event: WorkerEvent<T>) -> Option<WorkerEvent<T>> {
         match self {
-            EventSink::Channel(tx) => tx.try_send(event).map_err(|err| match err {
-                mpsc::error::TrySendError::Full(event) => Some(event),
-                mpsc::error::TrySendError::Closed(_) => None,
-            }),
-            EventSink::Actor(cell) => match cell.get().map(|actor| actor.try_tell(event)) {
-                Some(Ok(())) => Ok(()),
-                Some(Err(TrySendError::Full(event))) => Err(Some(event)),
-                Some(Err(_)) | None => Err(None),
+            EventSink::Channel(tx) => match tx.try_send(event) {
+                Err(mpsc::error::TrySendError::Full(event)) => Some(event),
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => None,
+            },
+            EventSink::Actor(cell) => match cell.get()?.try_tell(event) {
+                Err(TrySendError::Full(event)) => Some(event),
+                Ok(()) | Err(_) => None,
             },
         }
     }
@@ -138,7 +138,7 @@ impl<T: Send + 'static> EventSink<T> {
     /// Delivers `event` from a context that must not wait or panic (a
     /// destructor): at once if there is room, else from a spawned task.
     fn send_detached(&self, event: WorkerEvent<T>) {
-        if let Err(Some(event)) = self.try_send(event) {
+        if let Some(event) = self.try_send(event) {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 let sink = self.clone();
                 runtime.spawn(async move {
