@@ -122,7 +122,9 @@ async fn a_timed_out_job_is_retried_on_another_node() {
         .await
         .unwrap();
     assert_eq!(first.worker_node, "to-a");
-    let job = Job::new("stall", "").with_timeout(Duration::from_millis(300));
+    // Attempt 1 hangs on to-b until its timeout; attempt 2 (to-c) must
+    // finish within the same timeout, hence a generous one.
+    let job = Job::new("stall", "").with_timeout(RETRY_FITS);
     let result = within(STEP, "timed-out job", coord.run(job)).await.unwrap();
     assert_eq!(result.outcome(), Ok("to-c"));
     assert_eq!(result.attempt, 2);

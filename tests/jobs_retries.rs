@@ -44,9 +44,11 @@ async fn an_always_failing_job_is_tried_three_times_then_dead_lettered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_sleeping_past_its_timeout_is_retried_elsewhere_and_succeeds() {
+    // sl-b's handler sleeps far past any bound of this test (it is
+    // cancelled when the pool shuts down), so it can never complete.
     let make = |name: &str| {
         if name == "sl-b" {
-            delayed_registry(Duration::from_secs(5))
+            delayed_registry(Duration::from_secs(600))
         } else {
             registry("")
         }
@@ -58,8 +60,9 @@ async fn a_handler_sleeping_past_its_timeout_is_retried_elsewhere_and_succeeds()
         .await
         .unwrap();
     assert_eq!(first.worker_node, "sl-a");
-    // Round robin sends this one to sl-b, whose handler sleeps 5 s.
-    let job = Job::new("whoami", "").with_timeout(Duration::from_millis(400));
+    // Round robin sends this one to sl-b, where it overruns its timeout;
+    // the retry on sl-c must fit in the same timeout, hence a generous one.
+    let job = Job::new("whoami", "").with_timeout(RETRY_FITS);
     let result = within(STEP, "retried job", coord.run(job)).await.unwrap();
     assert_eq!(result.outcome(), Ok("sl-c"));
     assert_eq!(result.attempt, 2);

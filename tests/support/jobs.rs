@@ -20,12 +20,28 @@ pub const SECRET: &str = "jobs-test-cookie";
 /// Bound of every single await in these tests.
 pub const STEP: Duration = Duration::from_secs(15);
 
-/// [`fast_router`] with [`SECRET`], a 3 s request timeout and `tags`.
+/// [`fast_router`] with [`SECRET`], a 3 s request timeout and `tags`, and
+/// failure detection that tolerates a loaded machine: a link closes after
+/// 2 s without a frame (not 300 ms), a silent node is Suspect after 2 s and
+/// Down after 3 s. A node that flapped to Suspect under load would not be
+/// eligible for a moment, and the tests that check which node ran which
+/// attempt (`jobs_failover`, `jobs_retries`) would see another node or an
+/// extra attempt. A node that really dies still closes its links at once
+/// (Suspect at once, Down 3 s later).
 pub fn fast(name: &str, tags: &[&str]) -> RouterConfig {
     let mut cfg = fast_router(name, SECRET).tags(tags.iter().copied());
     cfg.request_timeout = Duration::from_secs(3);
+    cfg.transport.heartbeat_misses = 20;
+    cfg.suspect_after = Duration::from_secs(2);
+    cfg.down_after = Duration::from_secs(3);
+    cfg.give_up_after = Duration::from_secs(6);
     cfg
 }
+
+/// A per-attempt timeout for jobs that must time out on a hung node while
+/// their retry finishes well within it, even on a loaded machine: the
+/// retry's dispatch, run and result must fit, so it is generous.
+pub const RETRY_FITS: Duration = Duration::from_secs(3);
 
 /// The handlers every test node serves.
 ///

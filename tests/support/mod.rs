@@ -50,7 +50,7 @@ pub async fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) ->
 /// backing off to 200 ms.
 pub fn fast_links(cfg: &mut TransportConfig) {
     cfg.heartbeat_interval = Duration::from_millis(100);
-    cfg.reconnect.initial = Duration::from_millis(20);
+    cfg.reconnect.base = Duration::from_millis(20);
     cfg.reconnect.max = Duration::from_millis(200);
 }
 

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::error::{AskError, SendError, TrySendError};
+use crate::sender::Tx;
 
 /// State shared by every handle of one actor and by its run loop.
 pub(crate) struct Lifecycle {
@@ -77,8 +78,11 @@ impl Lifecycle {
 ///
 /// Cloning is cheap (two reference-count increments). An actor stops on its
 /// own once every `ActorRef` to it is gone and its mailbox is drained.
+///
+/// `M` is usually the actor's own message type; a handle from
+/// [`ActorRef::recipient`] accepts another type that converts into it.
 pub struct ActorRef<M> {
-    tx: mpsc::Sender<M>,
+    tx: Tx<M>,
     lifecycle: Arc<Lifecycle>,
 }
 
@@ -102,7 +106,14 @@ impl<M> fmt::Debug for ActorRef<M> {
 
 impl<M: Send + 'static> ActorRef<M> {
     pub(crate) fn new(tx: mpsc::Sender<M>, lifecycle: Arc<Lifecycle>) -> Self {
-        Self { tx, lifecycle }
+        Self {
+            tx: Tx::Direct(tx),
+            lifecycle,
+        }
+    }
+
+    pub(crate) fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.lifecycle
     }
 
     /// The name the actor was spawned with.
@@ -122,7 +133,7 @@ impl<M: Send + 'static> ActorRef<M> {
     /// Cancel safe: if the future is dropped before completion the message
     /// was not queued (and is dropped with the future).
     pub async fn tell(&self, msg: M) -> Result<(), SendError<M>> {
-        self.tx.send(msg).await.map_err(|err| SendError(err.0))
+        self.tx.send(msg).await
     }
 
     /// Sends a message without waiting.
@@ -132,10 +143,50 @@ impl<M: Send + 'static> ActorRef<M> {
     /// [`TrySendError::Full`] if the mailbox is full, [`TrySendError::Closed`]
     /// if the actor has stopped; both hand the message back.
     pub fn try_tell(&self, msg: M) -> Result<(), TrySendError<M>> {
-        self.tx.try_send(msg).map_err(|err| match err {
-            mpsc::error::TrySendError::Full(msg) => TrySendError::Full(msg),
-            mpsc::error::TrySendError::Closed(msg) => TrySendError::Closed(msg),
-        })
+        self.tx.try_send(msg)
+    }
+
+    /// A handle to the same actor and mailbox that accepts `N`, converted
+    /// into `M` as it enters the mailbox: e.g. a router that delivers
+    /// `ActorRef<Envelope>` can feed an actor whose messages are an enum
+    /// with an envelope variant, so the actor keeps one mailbox for
+    /// envelopes and local requests alike.
+    ///
+    /// The conversion runs only once a mailbox slot is reserved, so a failed
+    /// send hands back the `N` that was given. Sends through a recipient
+    /// cost one dynamic call (and one allocation when they wait for room,
+    /// or when the handle is itself a recipient of a recipient).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use actor_core::{spawn, Actor, BoxError, Context};
+    /// enum Msg { Text(String), Count(u32) }
+    /// impl From<String> for Msg {
+    ///     fn from(text: String) -> Msg { Msg::Text(text) }
+    /// }
+    /// # struct Logger;
+    /// # #[async_trait::async_trait]
+    /// # impl Actor for Logger {
+    /// #     type Message = Msg;
+    /// #     async fn handle(&mut self, _msg: Msg, _ctx: &mut Context<Self>) -> Result<(), BoxError> { Ok(()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let logger = spawn("logger", Logger);
+    /// let texts: actor_core::ActorRef<String> = logger.recipient();
+    /// texts.tell("hello".to_owned()).await.unwrap();
+    /// assert!(texts.same_actor(&logger.recipient()));
+    /// # }
+    /// ```
+    pub fn recipient<N>(&self) -> ActorRef<N>
+    where
+        N: Send + 'static,
+        M: From<N>,
+    {
+        ActorRef {
+            tx: self.tx.map(),
+            lifecycle: Arc::clone(&self.lifecycle),
+        }
     }
 
     /// Sends a request built by `make` around a fresh [`ReplyTo`] and waits
@@ -165,8 +216,8 @@ impl<M: Send + 'static> ActorRef<M> {
         let msg = make(ReplyTo { tx: reply_tx });
         match self.tx.try_send(msg) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(AskError::ActorGone),
-            Err(mpsc::error::TrySendError::Full(msg)) => {
+            Err(TrySendError::Closed(_)) => return Err(AskError::ActorGone),
+            Err(TrySendError::Full(msg)) => {
                 match tokio::time::timeout(remaining(), self.tx.send(msg)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Err(AskError::ActorGone),
@@ -204,6 +255,15 @@ impl<M: Send + 'static> ActorRef<M> {
         let _ = rx.wait_for(|stopped| *stopped).await;
     }
 
+    /// A handle that waits for this actor to stop without keeping it
+    /// alive (an `ActorRef` does: the actor stops on its own only once every
+    /// `ActorRef` is gone).
+    pub fn stop_watch(&self) -> StopWatch {
+        StopWatch {
+            lifecycle: Arc::clone(&self.lifecycle),
+        }
+    }
+
     /// Number of free slots in the mailbox right now.
     pub fn free_capacity(&self) -> usize {
         self.tx.capacity()
@@ -220,19 +280,70 @@ impl<M: Send + 'static> ActorRef<M> {
     }
 }
 
-/// A weak handle kept by the actor's own [`Context`](crate::Context), so that
-/// an actor does not keep itself alive.
+/// Waits for an actor to stop, without keeping it alive; from
+/// [`ActorRef::stop_watch`].
+#[derive(Clone)]
+pub struct StopWatch {
+    lifecycle: Arc<Lifecycle>,
+}
+
+impl StopWatch {
+    /// Waits until the actor has fully stopped: its `stopped` hook has run
+    /// and its names are removed from every registry.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn wait(&self) {
+        let mut rx = self.lifecycle.stopped.subscribe();
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    }
+
+    /// Whether the actor has fully stopped.
+    pub fn is_stopped(&self) -> bool {
+        *self.lifecycle.stopped.borrow()
+    }
+}
+
+impl fmt::Debug for StopWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StopWatch")
+            .field("name", &self.lifecycle.name())
+            .field("stopped", &self.is_stopped())
+            .finish()
+    }
+}
+
+/// A weak handle kept by the actor's own [`Context`](crate::Context) (and by
+/// its timers and forwarded streams), so that an actor does not keep itself
+/// alive.
 pub(crate) struct WeakActorRef<M> {
     tx: mpsc::WeakSender<M>,
     lifecycle: Arc<Lifecycle>,
 }
 
-impl<M: Send + 'static> WeakActorRef<M> {
-    pub(crate) fn new(actor: &ActorRef<M>) -> Self {
+impl<M> Clone for WeakActorRef<M> {
+    fn clone(&self) -> Self {
         Self {
-            tx: actor.tx.downgrade(),
-            lifecycle: Arc::clone(&actor.lifecycle),
+            tx: self.tx.clone(),
+            lifecycle: Arc::clone(&self.lifecycle),
         }
+    }
+}
+
+impl<M: Send + 'static> WeakActorRef<M> {
+    /// A weak handle to the actor that owns the channel `tx`.
+    pub(crate) fn new(tx: &mpsc::Sender<M>, lifecycle: &Arc<Lifecycle>) -> Self {
+        Self {
+            tx: tx.downgrade(),
+            lifecycle: Arc::clone(lifecycle),
+        }
+    }
+
+    /// A strong handle, unless every strong handle is gone.
+    pub(crate) fn try_upgrade(&self) -> Option<ActorRef<M>> {
+        let tx = self.tx.upgrade()?;
+        Some(ActorRef::new(tx, Arc::clone(&self.lifecycle)))
     }
 
     pub(crate) fn lifecycle(&self) -> &Arc<Lifecycle> {

@@ -30,6 +30,23 @@
 //! [`RestartPolicy::within`] stop the child and report
 //! [`ChildEvent::GaveUp`].
 //!
+//! **Runs.** The run loop takes what the mailbox holds, up to
+//! [`SpawnOptions::batch`] messages, as one run; [`Actor::drained`] runs
+//! after each run, so an actor can batch work across messages (one network
+//! frame or one journal write per run). [`Context::linger`] makes a busy
+//! actor's runs fuller.
+//!
+//! **One mailbox, several senders.** [`ActorRef::recipient`] gives a handle
+//! that accepts another message type and converts it into the actor's own,
+//! on the same mailbox; the actor's context feeds it timers
+//! ([`Context::send_after`], [`Context::run_interval`]) and streams
+//! ([`Context::forward`]), which end with the actor instance. So one actor
+//! can react to network envelopes, local calls, ticks and events in one
+//! ordered mailbox, with no forwarding task of its own.
+//!
+//! **Pools.** [`Supervisor::spawn_pool`] runs several members on one shared
+//! mailbox: a free member takes the next message.
+//!
 //! **Names.** An actor's name is for logs and errors; this crate keeps no
 //! name registry. Actors are found by name through the cluster router
 //! (`cluster_router::Router::register`), which holds the routing state of
@@ -83,13 +100,16 @@
 mod actor;
 mod actor_ref;
 mod runner;
+mod sender;
+mod sources;
 mod spawn;
 mod supervisor;
 
 pub use actor::{Actor, Context};
-pub use actor_ref::{ActorRef, ReplyTo};
+pub use actor_ref::{ActorRef, ReplyTo, StopWatch};
 pub use error::{ActorError, AskError, BoxError, SendError, TrySendError};
-pub use spawn::{spawn, spawn_with, SpawnOptions, DEFAULT_CAPACITY};
+pub use sources::SourceId;
+pub use spawn::{spawn, spawn_with, SpawnOptions, DEFAULT_BATCH, DEFAULT_CAPACITY};
 pub use supervisor::{ChildEvent, Failure, RestartPolicy, Supervisor};
 
 pub mod error;

@@ -5,12 +5,15 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::actor::{Actor, Context};
-use crate::actor_ref::{ActorRef, Lifecycle};
+use crate::actor_ref::{ActorRef, Lifecycle, WeakActorRef};
 use crate::error::ActorError;
 use crate::runner::{self, Mailbox};
 
 /// Mailbox capacity used when none is configured.
 pub const DEFAULT_CAPACITY: usize = 1024;
+
+/// Run length used when none is configured (see [`SpawnOptions::batch`]).
+pub const DEFAULT_BATCH: usize = 64;
 
 /// Options for [`spawn_with`] and
 /// [`Supervisor::spawn_child`](crate::Supervisor::spawn_child).
@@ -23,12 +26,14 @@ pub const DEFAULT_CAPACITY: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct SpawnOptions {
     capacity: usize,
+    batch: usize,
 }
 
 impl Default for SpawnOptions {
     fn default() -> Self {
         Self {
             capacity: DEFAULT_CAPACITY,
+            batch: DEFAULT_BATCH,
         }
     }
 }
@@ -41,6 +46,16 @@ impl SpawnOptions {
     #[must_use]
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
+        self
+    }
+
+    /// Sets the run length (default [`DEFAULT_BATCH`]; zero counts as one):
+    /// the most messages the run loop takes from the mailbox in one go, and
+    /// so the most handled between two calls of
+    /// [`Actor::drained`](crate::Actor::drained).
+    #[must_use]
+    pub fn batch(mut self, batch: usize) -> Self {
+        self.batch = batch;
         self
     }
 }
@@ -81,11 +96,11 @@ pub fn spawn_with<A: Actor>(
 }
 
 /// Everything a run loop needs, created before the actor starts.
-pub(crate) type Prepared<A> = (
+pub(crate) type Prepared<A, R = Mailbox<<A as Actor>::Message>> = (
     ActorRef<<A as Actor>::Message>,
     tokio::runtime::Handle,
     Context<A>,
-    Mailbox<<A as Actor>::Message>,
+    R,
 );
 
 /// Validates `opts`, creates the mailbox and handle.
@@ -93,12 +108,22 @@ pub(crate) fn prepare<A: Actor>(
     name: String,
     opts: &SpawnOptions,
 ) -> Result<Prepared<A>, ActorError> {
+    let (handle, runtime, ctx, rx) = prepare_channel::<A>(name, opts)?;
+    Ok((handle, runtime, ctx, Mailbox::new(rx, opts.batch)))
+}
+
+/// [`prepare`], handing out the mailbox's bare channel (to share it).
+pub(crate) fn prepare_channel<A: Actor>(
+    name: String,
+    opts: &SpawnOptions,
+) -> Result<Prepared<A, mpsc::Receiver<A::Message>>, ActorError> {
     if opts.capacity == 0 || opts.capacity > tokio::sync::Semaphore::MAX_PERMITS {
         return Err(ActorError::InvalidCapacity);
     }
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| ActorError::NoRuntime)?;
     let (tx, rx) = mpsc::channel(opts.capacity);
-    let handle = ActorRef::new(tx, Lifecycle::new(Arc::from(name)));
-    let ctx = Context::new(&handle);
-    Ok((handle, runtime, ctx, Mailbox::new(rx)))
+    let lifecycle = Lifecycle::new(Arc::from(name));
+    let ctx = Context::new(WeakActorRef::new(&tx, &lifecycle));
+    let handle = ActorRef::new(tx, lifecycle);
+    Ok((handle, runtime, ctx, rx))
 }

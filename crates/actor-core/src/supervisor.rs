@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,10 +10,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::actor::{Actor, Context};
-use crate::actor_ref::ActorRef;
+use crate::actor_ref::{ActorRef, Lifecycle};
 use crate::error::{ActorError, BoxError};
-use crate::runner::{self, Exit, FinishGuard, Mailbox};
-use crate::spawn::{prepare, SpawnOptions};
+use crate::runner::{self, Exit, Mailbox};
+use crate::spawn::{prepare, prepare_channel, SpawnOptions};
 
 /// How often a child may be restarted: at most `max_restarts` restarts
 /// within any window of length `within`. Default: 3 restarts in 10 s.
@@ -158,14 +159,143 @@ impl Supervisor {
     {
         let (handle, runtime, ctx, mailbox) = prepare::<A>(name.into(), &opts)?;
         let child = Child {
+            name: handle.name().to_owned(),
             factory,
             ctx,
             mailbox,
             budget: RestartBudget::new(self.policy),
             events: self.events.clone(),
+            member: Member::sole(Arc::clone(handle.lifecycle())),
         };
         runtime.spawn(child.run());
         Ok(handle)
+    }
+
+    /// Spawns a *balancing pool*: `size` children (at least one) that share
+    /// one mailbox, each taking the next message when it is free, so a
+    /// slow message holds up one member, not the queue. `factory(i)` builds
+    /// member `i` (again for each restart of it). The returned handle is the
+    /// pool's: its capacity is the shared mailbox's.
+    ///
+    /// Each member is supervised on its own, with its own restart budget,
+    /// and is named `<name>#<i>` in [`ChildEvent`]s; a member that runs out
+    /// of restarts ends while the others go on. A member takes one message
+    /// at a time, so its [`Actor::drained`] runs after every message.
+    /// [`Context::stop`](crate::Context::stop) ends the member that calls
+    /// it; [`ActorRef::stop`] (or dropping every handle, once the mailbox
+    /// is drained) ends the pool, which has stopped once its last member
+    /// has.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn_child`](Self::spawn_child).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use actor_core::{Actor, BoxError, Context, RestartPolicy, SpawnOptions, Supervisor};
+    ///
+    /// struct Resizer;
+    /// #[async_trait::async_trait]
+    /// impl Actor for Resizer {
+    ///     type Message = u32;
+    ///     async fn handle(&mut self, px: u32, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
+    ///         tokio::time::sleep(Duration::from_millis(u64::from(px % 3))).await;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let (supervisor, _events) = Supervisor::new(RestartPolicy::default());
+    /// let pool = supervisor.spawn_pool("resize", 4, |_i| Resizer, SpawnOptions::default()).unwrap();
+    /// for px in 0..100 {
+    ///     pool.tell(px).await.unwrap();
+    /// }
+    /// pool.stop();
+    /// pool.wait_stopped().await;
+    /// # }
+    /// ```
+    pub fn spawn_pool<A, F>(
+        &self,
+        name: impl Into<String>,
+        size: usize,
+        factory: F,
+        opts: SpawnOptions,
+    ) -> Result<ActorRef<A::Message>, ActorError>
+    where
+        A: Actor,
+        F: Fn(usize) -> A + Send + Sync + 'static,
+    {
+        let (handle, runtime, ctx, rx) = prepare_channel::<A>(name.into(), &opts)?;
+        let shared = Arc::new(tokio::sync::Mutex::new(rx));
+        let factory = Arc::new(factory);
+        let size = size.max(1);
+        let remaining = Arc::new(AtomicUsize::new(size));
+        for i in 0..size {
+            let factory = Arc::clone(&factory);
+            let child = Child {
+                name: format!("{}#{i}", handle.name()),
+                factory: move || factory(i),
+                ctx: ctx.sibling(),
+                mailbox: Mailbox::shared(Arc::clone(&shared)),
+                budget: RestartBudget::new(self.policy),
+                events: self.events.clone(),
+                member: Member::of_pool(Arc::clone(handle.lifecycle()), Arc::clone(&remaining)),
+            };
+            runtime.spawn(child.run());
+        }
+        Ok(handle)
+    }
+}
+
+/// A run loop's share of its actor's life: the actor (or pool) has stopped
+/// once its last run loop has left, even if a loop's task is cancelled.
+struct Member {
+    lifecycle: Arc<Lifecycle>,
+    /// Run loops of the pool still running (`None`: a single actor).
+    remaining: Option<Arc<AtomicUsize>>,
+    left: bool,
+    last: bool,
+}
+
+impl Member {
+    fn sole(lifecycle: Arc<Lifecycle>) -> Self {
+        Member {
+            lifecycle,
+            remaining: None,
+            left: false,
+            last: false,
+        }
+    }
+
+    fn of_pool(lifecycle: Arc<Lifecycle>, remaining: Arc<AtomicUsize>) -> Self {
+        Member {
+            lifecycle,
+            remaining: Some(remaining),
+            left: false,
+            last: false,
+        }
+    }
+
+    /// Leaves (once); returns whether this was the last run loop.
+    fn leave(&mut self) -> bool {
+        if !self.left {
+            self.left = true;
+            self.last = self
+                .remaining
+                .as_ref()
+                .is_none_or(|r| r.fetch_sub(1, Ordering::AcqRel) == 1);
+        }
+        self.last
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if self.leave() {
+            self.lifecycle.finish();
+        }
     }
 }
 
@@ -200,19 +330,20 @@ impl RestartBudget {
     }
 }
 
-/// The run loop of one supervised child.
+/// The run loop of one supervised child (or pool member).
 struct Child<A: Actor, F> {
+    name: String,
     factory: F,
     ctx: Context<A>,
     mailbox: Mailbox<A::Message>,
     budget: RestartBudget,
     events: mpsc::UnboundedSender<ChildEvent>,
+    member: Member,
 }
 
 impl<A: Actor, F: FnMut() -> A + Send + 'static> Child<A, F> {
     async fn run(mut self) {
-        let _guard = FinishGuard::new(Arc::clone(self.ctx.lifecycle()));
-        let name = self.ctx.name().to_owned();
+        let name = self.name.clone();
         let (mut actor, mut exit) = match self.build() {
             Ok(mut actor) => {
                 let exit =
@@ -262,10 +393,14 @@ impl<A: Actor, F: FnMut() -> A + Send + 'static> Child<A, F> {
         std::panic::catch_unwind(AssertUnwindSafe(&mut self.factory)).map_err(Failure::from_panic)
     }
 
+    /// Closes the mailbox if this is the last run loop using it, then runs
+    /// the `stopped` hook.
     async fn shut_down(&mut self, actor: Option<&mut A>) {
-        match actor {
-            Some(actor) => runner::shut_down(actor, &mut self.ctx, &mut self.mailbox).await,
-            None => self.mailbox.close(self.ctx.lifecycle()),
+        if self.member.leave() {
+            self.mailbox.close(self.ctx.lifecycle());
+        }
+        if let Some(actor) = actor {
+            runner::stop_hook(actor, &mut self.ctx).await;
         }
     }
 

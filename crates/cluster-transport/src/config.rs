@@ -45,35 +45,79 @@ impl From<String> for Secret {
     }
 }
 
-/// Exponential backoff with jitter for redialling a lost link.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Capped exponential backoff with equal jitter: the one backoff of the
+/// workspace, used for redialling lost links here and for retrying failed
+/// jobs in `job-queue` (re-exported there and by `cluster-router`).
+///
+/// Retry `n` (counted from 0) waits `d = min(base * factor^n, max)`,
+/// jittered uniformly into `d/2 ..= d` so that many retries started
+/// together do not stay in step.
+///
+/// ```
+/// use std::time::Duration;
+/// use cluster_transport::Backoff;
+///
+/// let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+/// assert_eq!(backoff.ceiling(0), Duration::from_millis(100));
+/// assert_eq!(backoff.ceiling(3), Duration::from_millis(800));
+/// assert_eq!(backoff.ceiling(30), Duration::from_secs(5));
+/// let d = backoff.delay(1);
+/// assert!(d >= Duration::from_millis(100) && d <= Duration::from_millis(200));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Backoff {
-    /// First delay.
-    pub initial: Duration,
-    /// Upper bound of any delay.
+    /// The delay of the first retry, before jitter.
+    pub base: Duration,
+    /// The growth per retry (values below 1.0, and non-finite ones, count
+    /// as 1.0).
+    pub factor: f64,
+    /// The ceiling, before jitter.
     pub max: Duration,
 }
 
 impl Default for Backoff {
+    /// 100 ms doubling up to 10 s.
     fn default() -> Self {
-        Backoff {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(5),
-        }
+        Backoff::new(Duration::from_millis(100), Duration::from_secs(10))
     }
 }
 
 impl Backoff {
-    /// The delay before redial attempt `attempt` (0-based): `initial * 2^attempt`
-    /// capped at `max`, then jittered uniformly into its upper half.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let base = self
-            .initial
-            .saturating_mul(1u32 << attempt.min(20))
-            .min(self.max);
-        let half = base / 2;
-        let jitter_nanos = rand::random::<u64>() % (half.as_nanos() as u64).max(1);
-        half + Duration::from_nanos(jitter_nanos)
+    /// A doubling backoff from `base` up to `max`.
+    pub fn new(base: Duration, max: Duration) -> Self {
+        Backoff {
+            base,
+            factor: 2.0,
+            max,
+        }
+    }
+
+    /// The un-jittered delay of retry `retry` (0-based).
+    pub fn ceiling(&self, retry: u32) -> Duration {
+        let exp = retry.min(64) as i32;
+        let factor = if self.factor.is_finite() {
+            self.factor.max(1.0)
+        } else {
+            1.0
+        };
+        let secs = self.base.as_secs_f64() * factor.powi(exp);
+        let max = self.max.as_secs_f64();
+        Duration::from_secs_f64(if secs.is_finite() { secs.min(max) } else { max })
+    }
+
+    /// The jittered delay of retry `retry` (0-based), from the thread's
+    /// random generator.
+    pub fn delay(&self, retry: u32) -> Duration {
+        self.delay_with(retry, &mut rand::thread_rng())
+    }
+
+    /// [`delay`](Self::delay) with the given random generator (seeded ones
+    /// make retries reproducible in tests).
+    pub fn delay_with(&self, retry: u32, rng: &mut impl rand::Rng) -> Duration {
+        let ceiling = self.ceiling(retry);
+        let half = ceiling / 2;
+        let spread = u64::try_from((ceiling - half).as_nanos()).unwrap_or(u64::MAX);
+        half + Duration::from_nanos(rng.gen_range(0..=spread))
     }
 }
 
@@ -122,7 +166,7 @@ impl Default for TransportConfig {
             handshake_timeout: Duration::from_secs(5),
             outbound_queue: 8192,
             client_queue: 1024,
-            reconnect: Backoff::default(),
+            reconnect: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
         }
     }
 }
@@ -135,5 +179,58 @@ impl TransportConfig {
             secret: secret.into(),
             ..Self::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        let b = Backoff::default();
+        assert_eq!(b.ceiling(0), Duration::from_millis(100));
+        assert_eq!(b.ceiling(1), Duration::from_millis(200));
+        assert_eq!(b.ceiling(2), Duration::from_millis(400));
+        assert_eq!(b.ceiling(29), Duration::from_secs(10));
+        assert_eq!(b.ceiling(u32::MAX), Duration::from_secs(10));
+        let mut rng = StdRng::seed_from_u64(1);
+        for retry in 0..10 {
+            let d = b.delay_with(retry, &mut rng);
+            let c = b.ceiling(retry);
+            assert!(d >= c / 2 && d <= c, "{d:?} outside {c:?}");
+            let d = b.delay(retry);
+            assert!(d >= c / 2 && d <= c, "{d:?} outside {c:?}");
+        }
+    }
+
+    #[test]
+    fn odd_factors_do_not_shrink_or_overflow() {
+        let flat = Backoff {
+            factor: 0.5,
+            ..Backoff::default()
+        };
+        assert_eq!(flat.ceiling(5), Duration::from_millis(100));
+        let nan = Backoff {
+            factor: f64::NAN,
+            ..Backoff::default()
+        };
+        assert_eq!(nan.ceiling(5), Duration::from_millis(100));
+        let huge = Backoff {
+            factor: f64::MAX,
+            ..Backoff::default()
+        };
+        assert_eq!(huge.ceiling(64), Duration::from_secs(10));
+        let zero = Backoff::new(Duration::ZERO, Duration::ZERO);
+        assert_eq!(zero.delay(3), Duration::ZERO);
+    }
+
+    #[test]
+    fn transport_default_redials_from_100_ms_to_5_s() {
+        let reconnect = TransportConfig::default().reconnect;
+        assert_eq!(reconnect.ceiling(0), Duration::from_millis(100));
+        assert_eq!(reconnect.ceiling(10), Duration::from_secs(5));
     }
 }

@@ -3,10 +3,8 @@
 
 use std::fmt;
 
+pub use actor_core::BoxError;
 use serde::{Deserialize, Serialize};
-
-/// A boxed error as handlers produce it.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The reason one attempt of a job failed.
 ///

@@ -12,9 +12,10 @@
 //!
 //! **Workers.** Handlers are registered per kind in a [`HandlerRegistry`];
 //! a handler is any async `Fn(JobContext) -> Result<String, HandlerError>`.
-//! A [`WorkerEngine`] runs them on K supervised worker loops that pull from
-//! one shared bounded queue. An unknown kind, bad data, a handler error, an
-//! overrun timeout or a panic each become an error result; the loop goes on.
+//! A [`WorkerEngine`] runs them on K supervised worker actors sharing one
+//! bounded mailbox (an actor-core balancing pool). An unknown kind, bad
+//! data, a handler error, an overrun timeout or a panic each become an error
+//! result; the worker goes on.
 //!
 //! **Coordinator.** [`CoordinatorCore`] is a sans-IO state machine: feed it
 //! submissions, results, membership changes and clock ticks; drain the
@@ -52,6 +53,13 @@
 //! [`Coordinator::submit_many`] submits a batch in one trip, all or none;
 //! [`Coordinator::drain`] and [`WorkerPool::drain`] finish what is held
 //! while refusing new work.
+//!
+//! **Supervision.** The coordinator and the pool are actor-core actors, each
+//! with one mailbox for envelopes, local calls, timers and events, under a
+//! supervisor. A coordinator whose handler panics is restarted with its
+//! callers, dead letters and counters, and resumes its unfinished jobs on a
+//! rebuilt core (from the journal with a data directory); see
+//! [`CoordinatorOptions::restart`] and `docs/architecture.md`.
 //!
 //! **Durability.** With [`CoordinatorOptions::data_dir`], each job is
 //! journaled (append-only file, group-committed fsync) before `submit`
@@ -116,6 +124,8 @@ pub use handler::{
     kind_tag, Handler, HandlerRegistry, JobContext, ProgressUpdate, KIND_TAG_PREFIX,
 };
 pub use pool::{WorkerPool, WorkerPoolConfig, WORKER};
+#[cfg(feature = "fault-injection")]
+pub use service::Fault;
 pub use worker::{WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue};
 // Jobs, results and the coordinator actor.
 pub use job::{Job, JobId, JobResult};

@@ -1,15 +1,22 @@
-//! [`WorkerPool`]: the network shell of a node's [`WorkerEngine`],
-//! registered as `worker@<node>`.
+//! [`WorkerPool`]: the network shell of a node's [`WorkerEngine`], one
+//! supervised actor registered as `worker@<node>`.
+//!
+//! Its one mailbox takes the router's envelopes (jobs), the engine's events
+//! (results and progress, delivered straight into it) and its own load
+//! timer. Results of batched requests are collected during a run of
+//! messages and sent after it, one envelope per requester; nothing waits on
+//! the network (sends that find a link full queue in a per-node lane).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use actor_core::{spawn_with, Actor, ActorRef, BoxError, Context, SpawnOptions};
+use actor_core::{
+    Actor, ActorRef, BoxError, ChildEvent, Context, RestartPolicy, SpawnOptions, Supervisor,
+};
 use async_trait::async_trait;
 use cluster_router::{ActorAddr, Envelope, EnvelopeKind, Load, MessageId, PayloadFormat, Router};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::coordinator::{capacity_tag, CAPACITY_TAG_PREFIX};
 use crate::error::{JobError, TrySubmitError};
@@ -17,7 +24,8 @@ use crate::failure::{FailureCause, JobFailure};
 use crate::handler::{HandlerRegistry, KIND_TAG_PREFIX};
 use crate::job::JobResult;
 use crate::protocol::{decode_jobs, encode_reply, WorkerReply, JOB_BATCH};
-use crate::worker::{BusyProbe, WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue};
+use crate::service::outbox::Outbox;
+use crate::worker::{EventSink, WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue};
 
 /// The well-known name of a node's worker pool.
 pub const WORKER: &str = "worker";
@@ -55,7 +63,7 @@ impl Default for WorkerPoolConfig {
 
 /// Where a job's replies go; shared by every job of one request.
 #[derive(Debug)]
-struct Ticket {
+pub(crate) struct Ticket {
     reply_to: ActorAddr,
     me: ActorAddr,
     request: MessageId,
@@ -72,12 +80,15 @@ struct Ticket {
 /// and its dispatch window as `capacity:<queue_capacity>` (keeping the
 /// node's other tags), and publishes the pool's in-flight count, queue depth
 /// and the node's CPU use through gossip.
+///
+/// The pool actor runs under a supervisor: if it fails, a fresh instance
+/// takes over its mailbox (results it had collected but not sent are sent
+/// by the failed instance on its way out).
 pub struct WorkerPool {
     addr: ActorAddr,
     router: Router,
-    inbox: ActorRef<Envelope>,
+    actor: ActorRef<PoolMsg>,
     engine: WorkerEngine<Arc<Ticket>>,
-    load_task: JoinHandle<()>,
     shutdown_grace: Duration,
     draining: Arc<AtomicBool>,
 }
@@ -114,41 +125,35 @@ impl WorkerPool {
         let window = u32::try_from(config.queue_capacity.max(1)).unwrap_or(u32::MAX);
         kind_tags.push(capacity_tag(window));
         let draining = Arc::new(AtomicBool::new(false));
-        let (engine, events) = WorkerEngine::start(engine_config, Arc::new(registry))?;
+        let sink = Arc::new(OnceLock::new());
+        let events = EventSink::Actor(Arc::clone(&sink));
+        let engine = WorkerEngine::start_with(engine_config, Arc::new(registry), events)?;
         let me = router.addr(WORKER)?;
-        let inbox_actor = PoolInbox {
+        let parts = PoolParts {
             router: router.clone(),
             queue: engine.queue(),
             me: me.clone(),
             draining: draining.clone(),
+            load_interval: config.load_interval,
         };
-        let opts = SpawnOptions::default().capacity(config.queue_capacity.max(16));
-        let inbox = spawn_with(format!("{WORKER}@{node}"), inbox_actor, opts)?;
-        let addr = match router.register(WORKER, inbox.clone()) {
+        let actor = spawn_pool_actor(parts, config.queue_capacity.max(16))?;
+        // Before any job can arrive (the pool is not registered yet): the
+        // engine's events go straight into the pool's mailbox.
+        let _ = sink.set(actor.recipient());
+        let addr = match router.register(WORKER, actor.recipient::<Envelope>()) {
             Ok(addr) => addr,
             Err(err) => {
-                inbox.stop();
+                actor.stop();
+                engine.shutdown_within(Duration::ZERO).await;
                 return Err(err.into());
             }
         };
         advertise_kinds(router, kind_tags);
-        // The forwarder ends by itself once the engine is shut down.
-        tokio::spawn(forward_events(
-            router.clone(),
-            events,
-            engine.queue().busy_probe(),
-        ));
-        let load_task = tokio::spawn(report_load(
-            router.clone(),
-            engine.queue(),
-            config.load_interval,
-        ));
         Ok(WorkerPool {
             addr,
             router: router.clone(),
-            inbox,
+            actor,
             engine,
-            load_task,
             shutdown_grace: config.shutdown_grace,
             draining,
         })
@@ -206,19 +211,18 @@ impl WorkerPool {
     pub async fn shutdown(self) {
         let WorkerPool {
             router,
-            inbox,
+            actor,
             engine,
-            load_task,
             shutdown_grace,
             ..
         } = self;
         router.unregister(WORKER);
-        inbox.stop();
-        inbox.wait_stopped().await;
-        drop(inbox);
-        load_task.abort();
-        let _ = load_task.await;
         engine.shutdown_within(shutdown_grace).await;
+        // Every result is in the pool's mailbox now, ahead of this.
+        if actor.tell(PoolMsg::Finish).await.is_err() {
+            actor.stop();
+        }
+        actor.wait_stopped().await;
     }
 }
 
@@ -236,45 +240,117 @@ fn advertise_kinds(router: &Router, kind_tags: Vec<String>) {
     router.set_tags(tags);
 }
 
-struct PoolInbox {
+/// The pool actor's messages.
+pub(crate) enum PoolMsg {
+    /// From the router: a job or a batch of jobs.
+    Envelope(Envelope),
+    /// From the engine: a result or a progress report.
+    Event(WorkerEvent<Arc<Ticket>>),
+    /// Time to publish the load.
+    Load,
+    /// Send what is collected and stop (the engine has stopped).
+    Finish,
+}
+
+impl From<Envelope> for PoolMsg {
+    fn from(env: Envelope) -> Self {
+        PoolMsg::Envelope(env)
+    }
+}
+
+impl From<WorkerEvent<Arc<Ticket>>> for PoolMsg {
+    fn from(event: WorkerEvent<Arc<Ticket>>) -> Self {
+        PoolMsg::Event(event)
+    }
+}
+
+/// What every instance of the pool actor is built from.
+#[derive(Clone)]
+struct PoolParts {
     router: Router,
     queue: WorkerQueue<Arc<Ticket>>,
     me: ActorAddr,
     draining: Arc<AtomicBool>,
+    load_interval: Duration,
 }
 
-#[async_trait]
-impl Actor for PoolInbox {
-    type Message = Envelope;
+/// Spawns the pool actor under its own supervisor (restarts logged by it).
+fn spawn_pool_actor(parts: PoolParts, capacity: usize) -> Result<ActorRef<PoolMsg>, JobError> {
+    let (supervisor, events) = Supervisor::new(RestartPolicy {
+        max_restarts: 10,
+        within: Duration::from_secs(60),
+    });
+    tokio::spawn(log_gave_up(events));
+    let name = parts.me.to_string();
+    let factory = move || PoolActor::new(parts.clone());
+    let opts = SpawnOptions::default()
+        .capacity(capacity)
+        .batch(FORWARD_BATCH);
+    Ok(supervisor.spawn_child(name, factory, opts)?)
+}
 
-    async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
+/// The supervisor logs every restart; a pool that gives up stops serving
+/// its node, which deserves an error of its own.
+async fn log_gave_up(mut events: mpsc::UnboundedReceiver<ChildEvent>) {
+    while let Some(event) = events.recv().await {
+        if let ChildEvent::GaveUp { name, cause } = event {
+            tracing::error!(%name, %cause, "worker pool stopped: too many failures");
+        }
+    }
+}
+
+/// Most messages (jobs envelopes, results) handled between two flushes.
+const FORWARD_BATCH: usize = 512;
+
+struct PoolActor {
+    parts: PoolParts,
+    outbox: Outbox,
+    cpu: CpuSampler,
+    /// Results of batched requests collected in this run, per requester.
+    results: Vec<(Arc<Ticket>, Vec<JobResult>)>,
+}
+
+impl PoolActor {
+    fn new(parts: PoolParts) -> Self {
+        // Late send failures are only logged (by the outbox); the
+        // coordinator's timeout covers a lost reply.
+        let (outbox, _failures) = Outbox::new(parts.router.clone());
+        PoolActor {
+            parts,
+            outbox,
+            cpu: CpuSampler::default(),
+            results: Vec::new(),
+        }
+    }
+
+    fn on_envelope(&mut self, env: Envelope) {
         if env.kind != EnvelopeKind::Message {
             tracing::debug!(from = %env.from, kind = ?env.kind, "worker pool ignores a non-message envelope");
-            return Ok(());
+            return;
         }
         let jobs = match decode_jobs(&env.payload, env.format) {
             Ok(jobs) => jobs,
             Err(err) => {
                 tracing::warn!(from = %env.from, %err, "undecodable job");
                 let reply = env.error_reply(&format!("cannot decode job: {err}"));
-                let _ = self.router.send(reply).await;
-                return Ok(());
+                self.send(reply);
+                return;
             }
         };
+        let me = self.parts.me.clone();
         let ticket = Arc::new(Ticket {
             reply_to: env.from.clone(),
-            me: self.me.clone(),
+            me: me.clone(),
             request: env.id,
             format: env.format,
             batched: env.format == PayloadFormat::Binary && env.payload.first() == Some(&JOB_BATCH),
         });
-        let draining = self.draining.load(Ordering::Acquire);
-        let mut refused = Vec::new();
+        let draining = self.parts.draining.load(Ordering::Acquire);
         for job in jobs {
             let (job, cause, reason) = if draining {
                 (job, FailureCause::Refused, "is draining")
             } else {
-                match self.queue.try_submit(job, ticket.clone()) {
+                match self.parts.queue.try_submit(job, ticket.clone()) {
                     Ok(()) => continue,
                     Err(TrySubmitError::Full((job, _))) => (job, FailureCause::Refused, "is full"),
                     Err(err) => (
@@ -284,36 +360,102 @@ impl Actor for PoolInbox {
                     ),
                 }
             };
-            let failure =
-                JobFailure::new(cause, format!("worker pool on {} {reason}", self.me.node()));
-            let node = self.me.node().to_string();
-            refused.push(JobResult::failure(
-                job.id,
-                failure,
-                node,
-                job.attempt,
-                Duration::ZERO,
-            ));
+            let failure = JobFailure::new(cause, format!("worker pool on {} {reason}", me.node()));
+            let node = me.node().to_string();
+            let refused = JobResult::failure(job.id, failure, node, job.attempt, Duration::ZERO);
+            self.on_result(refused, ticket.clone());
         }
-        if !refused.is_empty() {
-            self.reply_refused(refused, &ticket).await;
+    }
+
+    fn on_event(&mut self, event: WorkerEvent<Arc<Ticket>>) {
+        match event {
+            WorkerEvent::Finished { result, ticket, .. } => self.on_result(result, ticket),
+            WorkerEvent::Progress { update, ticket } => {
+                self.reply(&ticket, &WorkerReply::Progress(update));
+            }
         }
-        Ok(())
+    }
+
+    /// Collects a result of a batched request; answers any other at once.
+    fn on_result(&mut self, result: JobResult, ticket: Arc<Ticket>) {
+        if !ticket.batched {
+            return self.reply(&ticket, &WorkerReply::Result(result));
+        }
+        let same = self
+            .results
+            .iter_mut()
+            .find(|(t, _)| t.reply_to == ticket.reply_to);
+        match same {
+            Some((_, results)) => results.push(result),
+            None => self.results.push((ticket, vec![result])),
+        }
+    }
+
+    /// Sends the collected results, one envelope per requester.
+    fn flush(&mut self) {
+        for (ticket, results) in std::mem::take(&mut self.results) {
+            self.reply(&ticket, &WorkerReply::Results(results));
+        }
+    }
+
+    fn publish_load(&mut self) {
+        let queue = &self.parts.queue;
+        self.parts.router.set_load(Load {
+            cpu_percent: self.cpu.sample(),
+            in_flight: u32::try_from(queue.in_flight()).unwrap_or(u32::MAX),
+            queue_depth: u32::try_from(queue.queue_depth()).unwrap_or(u32::MAX),
+        });
+    }
+
+    fn reply(&mut self, ticket: &Ticket, reply: &WorkerReply) {
+        self.send(reply_envelope(ticket, reply));
+    }
+
+    fn send(&mut self, env: Envelope) {
+        let to = env.to.clone();
+        if let Err(err) = self.outbox.send(env) {
+            tracing::warn!(%to, %err, "cannot deliver a worker reply");
+        }
     }
 }
 
-impl PoolInbox {
-    async fn reply_refused(&self, refused: Vec<JobResult>, ticket: &Ticket) {
-        let replies = if ticket.batched {
-            vec![WorkerReply::Results(refused)]
-        } else {
-            refused.into_iter().map(WorkerReply::Result).collect()
-        };
-        for reply in replies {
-            if let Err(err) = self.router.send(reply_envelope(ticket, &reply)).await {
-                tracing::warn!(%err, "cannot answer a refused job");
+#[async_trait]
+impl Actor for PoolActor {
+    type Message = PoolMsg;
+
+    async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        let period = self.parts.load_interval.max(Duration::from_millis(10));
+        ctx.run_interval(period, || PoolMsg::Load);
+        Ok(())
+    }
+
+    async fn handle(&mut self, msg: PoolMsg, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        match msg {
+            PoolMsg::Envelope(env) => self.on_envelope(env),
+            PoolMsg::Event(event) => self.on_event(event),
+            PoolMsg::Load => self.publish_load(),
+            PoolMsg::Finish => {
+                self.flush();
+                ctx.stop();
+                return Ok(());
             }
         }
+        if self.parts.queue.is_busy() {
+            // Under load, let the workers finish a few more jobs so that
+            // one envelope carries many results; an idle pool answers at once.
+            ctx.linger();
+        }
+        Ok(())
+    }
+
+    async fn drained(&mut self, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        self.flush();
+        Ok(())
+    }
+
+    async fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        // A failed instance still sends what it collected.
+        self.flush();
     }
 }
 
@@ -326,81 +468,6 @@ fn reply_envelope(ticket: &Ticket, reply: &WorkerReply) -> Envelope {
     );
     env.correlation_id = Some(ticket.request);
     env
-}
-
-/// Most events forwarded in one go (and results per batch reply).
-const FORWARD_BATCH: usize = 512;
-/// Most yields spent collecting more events while more are coming.
-const COALESCE_ROUNDS: usize = 8;
-
-/// Sends the engine's results and progress reports to their requesters:
-/// results of batched requests go back in batches, one envelope per
-/// requester for every run of events drained at once.
-async fn forward_events(
-    router: Router,
-    mut events: mpsc::Receiver<WorkerEvent<Arc<Ticket>>>,
-    busy: BusyProbe,
-) {
-    let mut buf = Vec::with_capacity(FORWARD_BATCH);
-    let mut batches: Vec<(Arc<Ticket>, Vec<JobResult>)> = Vec::new();
-    while events.recv_many(&mut buf, FORWARD_BATCH).await > 0 {
-        // Under load, let the worker loops finish a few more jobs so that
-        // one envelope carries many results; an idle pool sends at once.
-        let mut rounds = 0;
-        while buf.len() < FORWARD_BATCH && rounds < COALESCE_ROUNDS && busy.is_busy() {
-            tokio::task::yield_now().await;
-            while buf.len() < FORWARD_BATCH {
-                match events.try_recv() {
-                    Ok(event) => buf.push(event),
-                    Err(_) => break,
-                }
-            }
-            rounds += 1;
-        }
-        for event in buf.drain(..) {
-            let (reply, ticket) = match event {
-                WorkerEvent::Finished { result, ticket, .. } if ticket.batched => {
-                    let same = batches
-                        .iter_mut()
-                        .find(|(t, _)| t.reply_to == ticket.reply_to);
-                    match same {
-                        Some((_, results)) => results.push(result),
-                        None => batches.push((ticket, vec![result])),
-                    }
-                    continue;
-                }
-                WorkerEvent::Finished { result, ticket, .. } => {
-                    (WorkerReply::Result(result), ticket)
-                }
-                WorkerEvent::Progress { update, ticket } => (WorkerReply::Progress(update), ticket),
-            };
-            send_reply(&router, &ticket, &reply).await;
-        }
-        for (ticket, results) in batches.drain(..) {
-            send_reply(&router, &ticket, &WorkerReply::Results(results)).await;
-        }
-    }
-}
-
-async fn send_reply(router: &Router, ticket: &Ticket, reply: &WorkerReply) {
-    if let Err(err) = router.send(reply_envelope(ticket, reply)).await {
-        tracing::warn!(to = %ticket.reply_to, %err, "cannot deliver a worker reply");
-    }
-}
-
-/// Publishes in-flight, queue depth and CPU use every `interval`.
-async fn report_load(router: Router, engine: WorkerQueue<Arc<Ticket>>, interval: Duration) {
-    let mut cpu = CpuSampler::default();
-    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        router.set_load(Load {
-            cpu_percent: cpu.sample(),
-            in_flight: u32::try_from(engine.in_flight()).unwrap_or(u32::MAX),
-            queue_depth: u32::try_from(engine.queue_depth()).unwrap_or(u32::MAX),
-        });
-    }
 }
 
 /// Machine CPU use from `/proc/stat` deltas, in percent summed over cores

@@ -1,21 +1,24 @@
-//! The worker execution engine: K supervised worker loops pulling jobs from
-//! one shared bounded queue and emitting results on a channel.
+//! The worker execution engine: K supervised worker actors sharing one
+//! bounded mailbox (an actor-core balancing pool, so a free worker takes the
+//! next job) and emitting results as [`WorkerEvent`]s.
 //!
 //! The engine knows nothing about the network: the network shell submits
 //! `(Job, ticket)` pairs (the ticket says where the result goes, e.g. the
-//! coordinator's address) and forwards the [`WorkerEvent`]s it receives.
+//! coordinator's address) and receives the events, on a channel or (the
+//! worker pool) straight in its own mailbox.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use actor_core::{
-    Actor, ActorRef, BoxError, ChildEvent, Context, RestartPolicy, SpawnOptions, Supervisor,
+    Actor, ActorRef, BoxError, ChildEvent, Context, RestartPolicy, SpawnOptions, StopWatch,
+    Supervisor, TrySendError,
 };
 use async_trait::async_trait;
 use futures_util::FutureExt;
-use tokio::sync::{mpsc, watch, Mutex};
+use tokio::sync::{mpsc, watch};
 
 use crate::error::{EngineClosed, TrySubmitError};
 use crate::failure::{FailureCause, JobFailure};
@@ -78,28 +81,129 @@ pub enum WorkerEvent<T> {
 #[derive(Debug, Default)]
 struct Counters {
     in_flight: AtomicUsize,
-    /// Jobs queued and not yet taken by a loop.
+    /// Jobs queued and not yet taken by a worker.
     queued: AtomicUsize,
     finished: AtomicU64,
     panics: AtomicU64,
     restarts: AtomicU64,
+    /// Set by `shutdown`: no more jobs are accepted.
+    closed: AtomicBool,
 }
 
-struct Task<T> {
-    job: Job,
-    ticket: T,
+/// Where the engine's events go.
+pub(crate) enum EventSink<T> {
+    /// A channel, returned by [`WorkerEngine::start`].
+    Channel(mpsc::Sender<WorkerEvent<T>>),
+    /// An actor's mailbox, set once that actor exists (before any job is
+    /// submitted: the actor is the only submitter).
+    Actor(Arc<OnceLock<ActorRef<WorkerEvent<T>>>>),
+}
+
+impl<T> Clone for EventSink<T> {
+    fn clone(&self) -> Self {
+        match self {
+            EventSink::Channel(tx) => EventSink::Channel(tx.clone()),
+            EventSink::Actor(cell) => EventSink::Actor(Arc::clone(cell)),
+        }
+    }
+}
+
+impl<T: Send + 'static> EventSink<T> {
+    /// Delivers `event`, waiting for room; `false` if nobody listens.
+    async fn send(&self, event: WorkerEvent<T>) -> bool {
+        match self {
+            EventSink::Channel(tx) => tx.send(event).await.is_ok(),
+            EventSink::Actor(cell) => match cell.get() {
+                Some(actor) => actor.tell(event).await.is_ok(),
+                None => false,
+            },
+        }
+    }
+
+    /// Delivers `event` without waiting; hands it back if the sink is full
+    /// (drops it if nobody listens).
+    fn try_send(&self, event: WorkerEvent<T>) -> Option<WorkerEvent<T>> {
+        match self {
+            EventSink::Channel(tx) => match tx.try_send(event) {
+                Err(mpsc::error::TrySendError::Full(event)) => Some(event),
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => None,
+            },
+            EventSink::Actor(cell) => match cell.get()?.try_tell(event) {
+                Err(TrySendError::Full(event)) => Some(event),
+                Ok(()) | Err(_) => None,
+            },
+        }
+    }
+
+    /// Delivers `event` from a context that must not wait or panic (a
+    /// destructor): at once if there is room, else from a spawned task.
+    fn send_detached(&self, event: WorkerEvent<T>) {
+        if let Some(event) = self.try_send(event) {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let sink = self.clone();
+                runtime.spawn(async move {
+                    sink.send(event).await;
+                });
+            }
+        }
+    }
+}
+
+/// A queued job. Dropped without being run (the engine shut down with it
+/// still queued), it still answers: a retryable `node_down` failure.
+struct Task<T: Send + 'static> {
+    work: Option<(Job, T)>,
+    shared: Arc<LoopShared<T>>,
+}
+
+impl<T: Send + 'static> Task<T> {
+    /// Takes the job out, disarming the guard.
+    fn take(mut self) -> Option<(Job, T)> {
+        self.shared.counters.queued.fetch_sub(1, Ordering::Relaxed);
+        self.work.take()
+    }
+}
+
+impl<T: Send + 'static> Drop for Task<T> {
+    fn drop(&mut self) {
+        let Some((job, ticket)) = self.work.take() else {
+            return;
+        };
+        let shared = &self.shared;
+        shared.counters.queued.fetch_sub(1, Ordering::Relaxed);
+        shared.counters.finished.fetch_add(1, Ordering::Relaxed);
+        let failure = JobFailure::new(
+            FailureCause::NodeDown,
+            format!("worker on {} shut down before running the job", shared.node),
+        );
+        let result =
+            JobResult::failure(job.id, failure, &*shared.node, job.attempt, Duration::ZERO);
+        shared.events.send_detached(WorkerEvent::Finished {
+            result,
+            kind: job.kind,
+            ticket,
+        });
+    }
+}
+
+/// A worker's mailbox message.
+enum Work<T: Send + 'static> {
+    Run(Task<T>),
+    /// Sent once per worker by `shutdown`, behind every queued job.
+    Stop,
 }
 
 struct LoopShared<T> {
     node: Arc<str>,
     registry: Arc<HandlerRegistry>,
-    events: mpsc::Sender<WorkerEvent<T>>,
+    events: EventSink<T>,
     counters: Arc<Counters>,
     cancel: watch::Sender<bool>,
 }
 
-/// Runs jobs on K worker loops, each a child of an actor-core
-/// [`Supervisor`].
+/// Runs jobs on K worker actors, the members of one actor-core balancing
+/// pool ([`Supervisor::spawn_pool`]): they share the bounded job queue as
+/// their mailbox, and each is supervised on its own.
 ///
 /// Every accepted job yields exactly one [`WorkerEvent::Finished`]: an
 /// unknown kind, undecodable data, a handler error, a handler that overruns
@@ -109,10 +213,10 @@ struct LoopShared<T> {
 /// `catch_unwind` around each handler call covers panics while the handler
 /// runs; the supervisor covers the rest. A panic outside that catch (for
 /// instance in the destructor of a handler's future, which runs when a
-/// handler that overran its timeout is cancelled) ends the loop: the job it
-/// was running still yields its one `Finished` event (a retryable
-/// [`FailureCause::Panic`] failure, sent by a guard as the loop unwinds),
-/// and the supervisor rebuilds the loop on the same queue, within its
+/// handler that overran its timeout is cancelled) fails the worker: the job
+/// it was running still yields its one `Finished` event (a retryable
+/// [`FailureCause::Panic`] failure, sent by a guard as the worker unwinds),
+/// and the supervisor rebuilds the worker on the same queue, within its
 /// restart budget ([`WorkerConfig::restart_policy`]; see
 /// [`restarts`](Self::restarts)).
 ///
@@ -135,29 +239,36 @@ struct LoopShared<T> {
 /// engine.shutdown().await;
 /// # }
 /// ```
-pub struct WorkerEngine<T> {
+pub struct WorkerEngine<T: Send + 'static> {
     queue: WorkerQueue<T>,
-    loops: Vec<ActorRef<Pull>>,
+    workers: usize,
+    stopped: StopWatch,
     cancel: watch::Sender<bool>,
 }
 
 /// A cloneable handle that queues jobs on a [`WorkerEngine`] and reads its
-/// load. The queue closes once the engine and every handle are dropped.
-pub struct WorkerQueue<T> {
-    tx: mpsc::Sender<Task<T>>,
+/// load. Jobs are refused once the engine is shut down.
+pub struct WorkerQueue<T: Send + 'static> {
+    /// The pool's mailbox, as seen by submitters (who send only jobs).
+    tx: ActorRef<Task<T>>,
+    /// The pool's own handle (jobs and stops).
+    pool: ActorRef<Work<T>>,
+    shared: Arc<LoopShared<T>>,
     counters: Arc<Counters>,
 }
 
-impl<T> Clone for WorkerQueue<T> {
+impl<T: Send + 'static> Clone for WorkerQueue<T> {
     fn clone(&self) -> Self {
         WorkerQueue {
             tx: self.tx.clone(),
+            pool: self.pool.clone(),
+            shared: self.shared.clone(),
             counters: self.counters.clone(),
         }
     }
 }
 
-impl<T> std::fmt::Debug for WorkerQueue<T> {
+impl<T: Send + 'static> std::fmt::Debug for WorkerQueue<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerQueue")
             .field("in_flight", &self.in_flight())
@@ -166,35 +277,39 @@ impl<T> std::fmt::Debug for WorkerQueue<T> {
     }
 }
 
-impl<T> std::fmt::Debug for WorkerEngine<T> {
+impl<T: Send + 'static> std::fmt::Debug for WorkerEngine<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerEngine")
-            .field("workers", &self.loops.len())
+            .field("workers", &self.workers)
             .field("in_flight", &self.in_flight())
             .field("queue_depth", &self.queue_depth())
             .finish()
     }
 }
 
-impl<T> std::fmt::Debug for Task<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Task").field("job", &self.job.id).finish()
-    }
-}
-
 impl<T: Clone + Send + Sync + 'static> WorkerEngine<T> {
-    /// Starts K worker loops on the current Tokio runtime; returns the engine
-    /// and the receiver of its events.
+    /// Starts K worker actors on the current Tokio runtime; returns the
+    /// engine and the receiver of its events.
     ///
     /// # Errors
     ///
-    /// [`actor_core::ActorError`] if a loop cannot be spawned (no runtime).
+    /// [`actor_core::ActorError`] if the workers cannot be spawned (no
+    /// runtime).
     pub fn start(
         config: WorkerConfig,
         registry: Arc<HandlerRegistry>,
     ) -> Result<(Self, mpsc::Receiver<WorkerEvent<T>>), actor_core::ActorError> {
-        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let (events, events_rx) = mpsc::channel(config.event_capacity.max(1));
+        let engine = Self::start_with(config, registry, EventSink::Channel(events))?;
+        Ok((engine, events_rx))
+    }
+
+    /// Starts the engine with its events going to `events`.
+    pub(crate) fn start_with(
+        config: WorkerConfig,
+        registry: Arc<HandlerRegistry>,
+        events: EventSink<T>,
+    ) -> Result<Self, actor_core::ActorError> {
         let counters = Arc::new(Counters::default());
         let shared = Arc::new(LoopShared {
             node: Arc::from(config.node.as_str()),
@@ -203,33 +318,30 @@ impl<T: Clone + Send + Sync + 'static> WorkerEngine<T> {
             counters: counters.clone(),
             cancel: watch::channel(false).0,
         });
-        let rx = Arc::new(Mutex::new(rx));
         let (supervisor, child_events) = Supervisor::new(config.restart_policy);
-        let mut loops = Vec::with_capacity(config.workers.max(1));
-        for i in 0..config.workers.max(1) {
-            let (rx, shared) = (rx.clone(), shared.clone());
-            let factory = move || WorkerLoop {
-                rx: rx.clone(),
-                shared: shared.clone(),
-            };
-            let name = format!("{}/worker-{i}", config.node);
-            loops.push(supervisor.spawn_child(
-                name,
-                factory,
-                SpawnOptions::default().capacity(4),
-            )?);
-        }
+        let workers = config.workers.max(1);
+        let factory_shared = shared.clone();
+        let factory = move |_| WorkerLoop {
+            shared: factory_shared.clone(),
+        };
+        let opts = SpawnOptions::default().capacity(config.queue_capacity.max(1));
+        let name = format!("{}/worker", config.node);
+        let pool = supervisor.spawn_pool(name, workers, factory, opts)?;
         tokio::spawn(watch_children(child_events, counters.clone()));
         let cancel = shared.cancel.clone();
-        let queue = WorkerQueue { tx, counters };
-        Ok((
-            WorkerEngine {
-                queue,
-                loops,
-                cancel,
-            },
-            events_rx,
-        ))
+        let stopped = pool.stop_watch();
+        let queue = WorkerQueue {
+            tx: pool.recipient(),
+            pool,
+            shared,
+            counters,
+        };
+        Ok(WorkerEngine {
+            queue,
+            workers,
+            stopped,
+            cancel,
+        })
     }
 
     /// Queues a job, waiting while the queue is full.
@@ -255,15 +367,12 @@ impl<T: Clone + Send + Sync + 'static> WorkerEngine<T> {
         self.queue.try_submit(job, ticket)
     }
 
-    /// Stops accepting jobs through this engine, lets the loops finish every
-    /// queued job, and waits for them to stop (which happens once every
-    /// [`WorkerQueue`] handle is dropped too).
+    /// Stops accepting jobs (through this engine and every [`WorkerQueue`]),
+    /// lets the workers finish every queued job, and waits for them to stop.
     pub async fn shutdown(self) {
-        let WorkerEngine { queue, loops, .. } = self;
-        drop(queue);
-        for worker in &loops {
-            worker.wait_stopped().await;
-        }
+        self.close();
+        self.stop_workers().await;
+        self.stopped.wait().await;
     }
 
     /// Like [`shutdown`](Self::shutdown), but after `grace` the handlers
@@ -272,30 +381,39 @@ impl<T: Clone + Send + Sync + 'static> WorkerEngine<T> {
     /// so a coordinator retries it elsewhere. Returns whether everything
     /// finished within `grace`.
     pub async fn shutdown_within(self, grace: Duration) -> bool {
-        let WorkerEngine {
-            queue,
-            loops,
-            cancel,
-        } = self;
-        drop(queue);
+        self.close();
         let drained = tokio::time::timeout(grace, async {
-            for worker in &loops {
-                worker.wait_stopped().await;
-            }
+            self.stop_workers().await;
+            self.stopped.wait().await;
         })
         .await
         .is_ok();
         if !drained {
-            cancel.send_replace(true);
-            for worker in &loops {
-                worker.wait_stopped().await;
-            }
+            self.cancel.send_replace(true);
+            // The queue now empties fast; stops that did not fit before go
+            // in now (a surplus one is dropped with the mailbox).
+            self.stop_workers().await;
+            self.stopped.wait().await;
         }
         drained
     }
+
+    /// Refuses new jobs from now on.
+    fn close(&self) {
+        self.queue.counters.closed.store(true, Ordering::Release);
+    }
+
+    /// Queues one stop per worker behind the jobs already queued.
+    async fn stop_workers(&self) {
+        for _ in 0..self.workers {
+            if self.queue.pool.tell(Work::Stop).await.is_err() {
+                break;
+            }
+        }
+    }
 }
 
-impl<T> WorkerEngine<T> {
+impl<T: Send + 'static> WorkerEngine<T> {
     /// A cloneable handle to queue jobs and read the load.
     pub fn queue(&self) -> WorkerQueue<T> {
         self.queue.clone()
@@ -326,13 +444,13 @@ impl<T> WorkerEngine<T> {
         self.queue.counters.restarts.load(Ordering::Relaxed)
     }
 
-    /// The number of worker loops (K).
+    /// The number of worker actors (K).
     pub fn workers(&self) -> usize {
-        self.loops.len()
+        self.workers
     }
 }
 
-impl<T> WorkerQueue<T> {
+impl<T: Send + 'static> WorkerQueue<T> {
     /// Queues a job, waiting while the queue is full.
     ///
     /// # Errors
@@ -343,12 +461,11 @@ impl<T> WorkerQueue<T> {
     ///
     /// Cancel safe: if cancelled, the job was not queued.
     pub async fn submit(&self, job: Job, ticket: T) -> Result<(), EngineClosed<(Job, T)>> {
-        self.counters.queued.fetch_add(1, Ordering::Relaxed);
-        let sent = self.tx.send(Task { job, ticket }).await;
-        sent.map_err(|e| {
-            self.counters.queued.fetch_sub(1, Ordering::Relaxed);
-            EngineClosed((e.0.job, e.0.ticket))
-        })
+        if self.counters.closed.load(Ordering::Acquire) {
+            return Err(EngineClosed((job, ticket)));
+        }
+        let sent = self.tx.tell(self.task(job, ticket)).await;
+        sent.map_err(|err| EngineClosed(untask(err.into_inner())))
     }
 
     /// Queues a job without waiting.
@@ -358,16 +475,23 @@ impl<T> WorkerQueue<T> {
     /// [`TrySubmitError::Full`] or [`TrySubmitError::Closed`], handing the
     /// job and ticket back.
     pub fn try_submit(&self, job: Job, ticket: T) -> Result<(), TrySubmitError<(Job, T)>> {
-        self.counters.queued.fetch_add(1, Ordering::Relaxed);
+        if self.counters.closed.load(Ordering::Acquire) {
+            return Err(TrySubmitError::Closed((job, ticket)));
+        }
         self.tx
-            .try_send(Task { job, ticket })
-            .inspect_err(|_| {
-                self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+            .try_tell(self.task(job, ticket))
+            .map_err(|err| match err {
+                TrySendError::Full(task) => TrySubmitError::Full(untask(task)),
+                TrySendError::Closed(task) => TrySubmitError::Closed(untask(task)),
             })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(t) => TrySubmitError::Full((t.job, t.ticket)),
-                mpsc::error::TrySendError::Closed(t) => TrySubmitError::Closed((t.job, t.ticket)),
-            })
+    }
+
+    fn task(&self, job: Job, ticket: T) -> Task<T> {
+        self.counters.queued.fetch_add(1, Ordering::Relaxed);
+        Task {
+            work: Some((job, ticket)),
+            shared: self.shared.clone(),
+        }
     }
 
     /// Jobs being run right now.
@@ -377,7 +501,13 @@ impl<T> WorkerQueue<T> {
 
     /// Jobs waiting in the queue.
     pub fn queue_depth(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+        self.tx.max_capacity() - self.tx.free_capacity()
+    }
+
+    /// Whether jobs are queued or running.
+    pub(crate) fn is_busy(&self) -> bool {
+        self.counters.in_flight.load(Ordering::Relaxed) > 0
+            || self.counters.queued.load(Ordering::Relaxed) > 0
     }
 
     /// A view of the running-job count that does not keep the queue open.
@@ -411,42 +541,39 @@ async fn watch_children(mut events: mpsc::UnboundedReceiver<ChildEvent>, counter
     }
 }
 
-/// The one message a worker loop handles: "pull jobs until the queue closes".
-#[derive(Debug)]
-pub(crate) struct Pull;
+impl<T: Send + 'static> From<Task<T>> for Work<T> {
+    fn from(task: Task<T>) -> Self {
+        Work::Run(task)
+    }
+}
 
+/// The job of a task that was not queued, handed back to its submitter.
+fn untask<T: Send + 'static>(mut task: Task<T>) -> (Job, T) {
+    task.shared.counters.queued.fetch_sub(1, Ordering::Relaxed);
+    task.work
+        .take()
+        .expect("a task is only emptied by the worker that runs it")
+}
+
+/// One worker: a member of the engine's balancing pool.
 struct WorkerLoop<T> {
-    rx: Arc<Mutex<mpsc::Receiver<Task<T>>>>,
     shared: Arc<LoopShared<T>>,
 }
 
 #[async_trait]
 impl<T: Clone + Send + Sync + 'static> Actor for WorkerLoop<T> {
-    type Message = Pull;
+    type Message = Work<T>;
 
-    async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
-        // Every instance, first or restarted, kicks itself into pulling.
-        let _ = ctx.myself().try_tell(Pull);
-        Ok(())
-    }
-
-    async fn handle(&mut self, _msg: Pull, ctx: &mut Context<Self>) -> Result<(), BoxError> {
-        loop {
-            let next = {
-                let mut rx = self.rx.lock().await;
-                rx.recv().await
-            };
-            match next {
-                Some(task) => {
-                    self.shared.counters.queued.fetch_sub(1, Ordering::Relaxed);
-                    run_task(&self.shared, task).await
-                }
-                None => {
-                    ctx.stop();
-                    return Ok(());
+    async fn handle(&mut self, work: Work<T>, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        match work {
+            Work::Run(task) => {
+                if let Some((job, ticket)) = task.take() {
+                    run_task(&self.shared, job, ticket).await;
                 }
             }
+            Work::Stop => ctx.stop(),
         }
+        Ok(())
     }
 }
 
@@ -506,20 +633,12 @@ impl<T: Send + 'static> Drop for Unfinished<'_, T> {
             kind,
             ticket,
         };
-        // Never panic here: this may run while the loop unwinds.
-        if let Err(mpsc::error::TrySendError::Full(event)) = self.shared.events.try_send(event) {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let events = self.shared.events.clone();
-                runtime.spawn(async move {
-                    let _ = events.send(event).await;
-                });
-            }
-        }
+        // Never panic or wait here: this may run while the worker unwinds.
+        self.shared.events.send_detached(event);
     }
 }
 
-async fn run_task<T: Clone + Send + Sync + 'static>(shared: &LoopShared<T>, task: Task<T>) {
-    let Task { job, ticket } = task;
+async fn run_task<T: Clone + Send + Sync + 'static>(shared: &LoopShared<T>, job: Job, ticket: T) {
     let guard = InFlight::enter(&shared.counters);
     let started = Instant::now();
     let (id, attempt) = (job.id.clone(), job.attempt);
@@ -547,7 +666,7 @@ async fn run_task<T: Clone + Send + Sync + 'static>(shared: &LoopShared<T>, task
         kind,
         ticket,
     };
-    if shared.events.send(event).await.is_err() {
+    if !shared.events.send(event).await {
         tracing::debug!("worker event receiver dropped; result discarded");
     }
 }
@@ -570,6 +689,7 @@ async fn execute<T: Clone + Send + Sync + 'static>(
     let events = shared.events.clone();
     let ticket = ticket.clone();
     let progress: ProgressFn = Arc::new(move |update| {
+        // Best effort: a report that finds the sink full is dropped.
         let _ = events.try_send(WorkerEvent::Progress {
             update,
             ticket: ticket.clone(),

@@ -332,3 +332,70 @@ async fn a_panic_outside_the_handler_catch_restarts_the_loop_and_still_answers()
     assert_eq!(engine.in_flight(), 0);
     timeout(WAIT, engine.shutdown()).await.unwrap();
 }
+
+#[tokio::test]
+async fn shutdown_within_ends_a_full_queue_of_hung_jobs_and_answers_each() {
+    let config = WorkerConfig {
+        node: "node-w".to_owned(),
+        workers: 2,
+        queue_capacity: 4,
+        ..WorkerConfig::default()
+    };
+    let (engine, mut events) = WorkerEngine::start(config, Arc::new(registry())).unwrap();
+    let hung = |i: u32| job("slow", "", &format!("h{i}")).with_timeout(Duration::from_secs(60));
+    // Two running, four queued: no room left for the workers' stops.
+    let mut accepted = 0;
+    for i in 0..6 {
+        timeout(WAIT, engine.submit(hung(i), i))
+            .await
+            .unwrap()
+            .unwrap();
+        accepted += 1;
+    }
+    assert_eq!(engine.queue_depth() + engine.in_flight(), 6);
+    let drained = timeout(WAIT, engine.shutdown_within(Duration::from_millis(50)))
+        .await
+        .expect("shutdown ends even though the queue was full");
+    assert!(!drained);
+    let mut tickets = Vec::new();
+    for _ in 0..accepted {
+        let (result, ticket) = next_finished(&mut events).await;
+        assert_eq!(result.error.unwrap().cause, FailureCause::NodeDown);
+        tickets.push(ticket);
+    }
+    tickets.sort_unstable();
+    assert_eq!(tickets, [0, 1, 2, 3, 4, 5], "each job answered once");
+}
+
+#[tokio::test]
+async fn a_queued_job_dropped_unrun_is_still_answered() {
+    let (engine, mut events) = engine(1);
+    // What happens to a job still in the mailbox when the pool closes it.
+    let task = engine.queue().task(job_ok(4), 9);
+    assert_eq!(engine.queue_depth(), 0);
+    drop(task);
+    let (result, ticket) = next_finished(&mut events).await;
+    assert_eq!(ticket, 9);
+    let failure = result.error.expect("not run");
+    assert_eq!(
+        (failure.cause, failure.retryable),
+        (FailureCause::NodeDown, true)
+    );
+    assert_eq!(engine.finished(), 1);
+    assert!(!engine.queue().is_busy(), "the queued count is given back");
+    timeout(WAIT, engine.shutdown()).await.unwrap();
+}
+
+#[tokio::test]
+async fn after_shutdown_jobs_are_handed_back_and_the_events_end() {
+    let (engine, mut events) = engine(1);
+    let queue = engine.queue();
+    timeout(WAIT, engine.shutdown()).await.unwrap();
+    // Refused after shutdown, handed back.
+    match queue.try_submit(job_ok(1), 1) {
+        Err(TrySubmitError::Closed((job, 1))) => assert_eq!(job.kind, "square"),
+        other => panic!("expected Closed, got {other:?}"),
+    }
+    drop(queue);
+    assert!(timeout(WAIT, events.recv()).await.unwrap().is_none());
+}

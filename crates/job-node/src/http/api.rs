@@ -7,10 +7,9 @@
 
 use std::time::Duration;
 
+/// A boxed error from the backend (the workspace's one `BoxError`).
+pub(crate) use job_queue::BoxError;
 use serde::{Deserialize, Serialize};
-
-/// A boxed error from the backend.
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// A job as a client submits it. `data` may be any JSON value: a string is
 /// used as is, anything else as its JSON text.

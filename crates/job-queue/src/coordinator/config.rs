@@ -1,58 +1,10 @@
-//! Settings of a coordinator: [`CoordinatorConfig`] and [`Backoff`].
+//! Settings of a coordinator: [`CoordinatorConfig`].
 
 use std::time::Duration;
 
-use rand::Rng;
+pub use cluster_router::Backoff;
 
 use crate::strategy::StrategyKind;
-
-/// Exponential backoff with equal jitter between attempts.
-///
-/// The delay before attempt `n + 1` (after `n` failed attempts) is
-/// `d = min(base * factor^(n-1), max)`, then jittered uniformly into
-/// `d/2 ..= d` so that retries from many jobs do not synchronise.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Backoff {
-    /// The delay after the first failure, before jitter.
-    pub base: Duration,
-    /// The growth factor per failed attempt (>= 1.0).
-    pub factor: f64,
-    /// The ceiling, before jitter.
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            base: Duration::from_millis(100),
-            factor: 2.0,
-            max: Duration::from_secs(10),
-        }
-    }
-}
-
-impl Backoff {
-    /// The un-jittered delay after `failures` failed attempts (>= 1).
-    pub fn ceiling(&self, failures: u32) -> Duration {
-        let exp = failures.saturating_sub(1).min(64) as i32;
-        let factor = if self.factor.is_finite() {
-            self.factor.max(1.0)
-        } else {
-            1.0
-        };
-        let secs = self.base.as_secs_f64() * factor.powi(exp);
-        let max = self.max.as_secs_f64();
-        Duration::from_secs_f64(if secs.is_finite() { secs.min(max) } else { max })
-    }
-
-    /// The jittered delay after `failures` failed attempts.
-    pub fn delay(&self, failures: u32, rng: &mut impl Rng) -> Duration {
-        let ceiling = self.ceiling(failures);
-        let half = ceiling / 2;
-        let spread = u64::try_from((ceiling - half).as_nanos()).unwrap_or(u64::MAX);
-        half + Duration::from_nanos(rng.gen_range(0..=spread))
-    }
-}
 
 /// Settings of a [`CoordinatorCore`](crate::CoordinatorCore).
 #[derive(Clone, Debug)]
@@ -61,7 +13,9 @@ pub struct CoordinatorConfig {
     pub node: String,
     /// The strategy used when a job does not name one.
     pub strategy: StrategyKind,
-    /// Delays between attempts.
+    /// Delays between attempts: the retry after `n` failed attempts waits
+    /// [`Backoff::delay`] of `n - 1` (default 100 ms doubling up to 10 s,
+    /// with equal jitter).
     pub backoff: Backoff,
     /// The most jobs in progress at once; further submissions are refused
     /// with [`SubmitError::AtCapacity`](crate::SubmitError::AtCapacity).
@@ -99,22 +53,12 @@ impl Default for CoordinatorConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::rngs::StdRng;
-    use rand::SeedableRng;
 
     #[test]
-    fn backoff_grows_caps_and_jitters() {
-        let b = Backoff::default();
-        assert_eq!(b.ceiling(1), Duration::from_millis(100));
-        assert_eq!(b.ceiling(2), Duration::from_millis(200));
-        assert_eq!(b.ceiling(3), Duration::from_millis(400));
+    fn retries_back_off_from_100_ms_to_10_s() {
+        let b = CoordinatorConfig::default().backoff;
+        assert_eq!(b.ceiling(0), Duration::from_millis(100));
+        assert_eq!(b.ceiling(2), Duration::from_millis(400));
         assert_eq!(b.ceiling(30), Duration::from_secs(10));
-        assert_eq!(b.ceiling(u32::MAX), Duration::from_secs(10));
-        let mut rng = StdRng::seed_from_u64(1);
-        for failures in 1..10 {
-            let d = b.delay(failures, &mut rng);
-            let c = b.ceiling(failures);
-            assert!(d >= c / 2 && d <= c, "{d:?} outside {c:?}");
-        }
     }
 }

@@ -117,6 +117,20 @@ struct JobEntry {
     failures: Vec<AttemptFailure>,
 }
 
+/// What a coordinator keeps across a restart of its actor: the unfinished
+/// jobs (to resubmit to a fresh core; dispatched and retrying ones first,
+/// then the ready queue in order), the dead letters, the counters, the id
+/// counter and whether it is draining. The scheduling state (timers,
+/// windows, the node table) is rebuilt, not trusted.
+#[derive(Debug, Default)]
+pub(crate) struct Carryover {
+    pub(crate) unfinished: Vec<Job>,
+    dead: DeadLetters,
+    counters: Counters,
+    next_id: u64,
+    draining: bool,
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     submitted: u64,
@@ -232,6 +246,41 @@ impl CoordinatorCore {
         self.next_id
     }
 
+    /// Takes out what a restarted coordinator keeps (see [`Carryover`]),
+    /// leaving this core without jobs.
+    pub(crate) fn carry_over(&mut self) -> Carryover {
+        let mut jobs = std::mem::take(&mut self.jobs);
+        let queued: Vec<JobId> = self.ready.drain(..).collect();
+        let mut unfinished = Vec::with_capacity(jobs.len());
+        let mut tail = Vec::with_capacity(queued.len());
+        for id in &queued {
+            if let Some(entry) = jobs.remove(id) {
+                tail.push(entry.job);
+            }
+        }
+        unfinished.extend(jobs.into_values().map(|entry| entry.job));
+        unfinished.extend(tail);
+        self.timers = Timers::default();
+        Carryover {
+            unfinished,
+            dead: std::mem::take(&mut self.dead),
+            counters: std::mem::take(&mut self.counters),
+            next_id: self.next_id,
+            draining: self.draining,
+        }
+    }
+
+    /// Gives a fresh core what its failed predecessor kept (dead letters,
+    /// counters, the id counter, draining); returns the unfinished jobs,
+    /// for [`resume_held`](Self::resume_held).
+    pub(crate) fn restore(&mut self, carry: Carryover) -> Vec<Job> {
+        self.dead = carry.dead;
+        self.counters = carry.counters;
+        self.next_id = self.next_id.max(carry.next_id);
+        self.draining = carry.draining;
+        carry.unfinished
+    }
+
     /// Replaces the default strategy with a custom one (jobs naming a
     /// built-in strategy still get it).
     pub fn with_default_strategy(mut self, strategy: Box<dyn Strategy>) -> Self {
@@ -271,7 +320,18 @@ impl CoordinatorCore {
 
     /// [`submit`](Self::submit) without the draining check: for jobs the
     /// coordinator already holds (resumed from its journal).
-    pub(crate) fn submit_held(&mut self, mut job: Job, now: Instant) -> Result<JobId, SubmitError> {
+    pub(crate) fn submit_held(&mut self, job: Job, now: Instant) -> Result<JobId, SubmitError> {
+        self.accept(job, now, true)
+    }
+
+    /// [`submit_held`](Self::submit_held) for a job already counted as
+    /// submitted (resumed after a restart of this coordinator, whose
+    /// counters were [restored](Self::restore)).
+    pub(crate) fn resume_held(&mut self, job: Job, now: Instant) -> Result<JobId, SubmitError> {
+        self.accept(job, now, false)
+    }
+
+    fn accept(&mut self, mut job: Job, now: Instant, count: bool) -> Result<JobId, SubmitError> {
         job.validate()?;
         if self.jobs.len() >= self.config.max_jobs {
             return Err(SubmitError::AtCapacity {
@@ -284,7 +344,9 @@ impl CoordinatorCore {
             return Err(SubmitError::Duplicate(job.id));
         }
         job.attempt = 0;
-        self.counters.submitted += 1;
+        if count {
+            self.counters.submitted += 1;
+        }
         let id = job.id.clone();
         if !self.nodes.any_eligible(&job) {
             self.counters.failed += 1;

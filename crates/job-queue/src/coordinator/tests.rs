@@ -251,7 +251,7 @@ fn timeout_is_retried_on_another_node_and_the_late_result_dropped() {
     core.tick(t0 + SEC);
     assert!(actions(&mut core).is_empty(), "backoff before the retry");
     let retry_at = core.next_wakeup().unwrap();
-    let ceiling = CoordinatorConfig::default().backoff.ceiling(1);
+    let ceiling = CoordinatorConfig::default().backoff.ceiling(0);
     assert!(retry_at >= t0 + SEC + ceiling / 2 && retry_at <= t0 + SEC + ceiling);
     core.tick(retry_at);
     let (second, node) = one_dispatch(&mut core);

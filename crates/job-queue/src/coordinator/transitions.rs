@@ -163,8 +163,9 @@ impl CoordinatorCore {
         let delay = if immediate {
             Duration::ZERO
         } else {
-            let failures = entry.failures.len() as u32;
-            self.config.backoff.delay(failures, &mut self.rng)
+            // The retry after `n` failed attempts is retry `n - 1`.
+            let retry = (entry.failures.len() as u32).saturating_sub(1);
+            self.config.backoff.delay_with(retry, &mut self.rng)
         };
         if delay.is_zero() {
             self.dispatch(id, now);

@@ -19,9 +19,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
 use super::{Accepted, AcceptedMany};
 use crate::error::SubmitError;
@@ -104,10 +105,28 @@ impl Live {
     }
 }
 
+/// Lets one journal writer at a time use a data directory: a coordinator
+/// restarted after a failure opens its journal only once the failed
+/// instance's writer thread has written what it was given and exited.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Gate(Arc<Mutex<()>>);
+
+impl Gate {
+    /// Waits for the previous writer to finish, then opens the journal in
+    /// `dir` (on the blocking pool).
+    pub(super) async fn open(&self, dir: PathBuf) -> io::Result<Journal> {
+        let turn = Arc::clone(&self.0).lock_owned().await;
+        tokio::task::spawn_blocking(move || Journal::open(&dir, Some(turn)))
+            .await
+            .map_err(io::Error::other)?
+    }
+}
+
 impl Journal {
     /// Opens (creating) the journal in `dir`, replays it, compacts it to the
-    /// unfinished jobs and starts the writer thread.
-    pub(crate) fn open(dir: &Path) -> io::Result<Journal> {
+    /// unfinished jobs and starts the writer thread, which holds `turn`
+    /// (see [`Gate`]) until it exits.
+    pub(crate) fn open(dir: &Path, turn: Option<OwnedMutexGuard<()>>) -> io::Result<Journal> {
         fs::create_dir_all(dir)?;
         let path = dir.join(FILE_NAME);
         let data = match fs::read(&path) {
@@ -138,6 +157,7 @@ impl Journal {
             .name("job-journal".into())
             .spawn(move || {
                 writer.run(rx);
+                drop(turn);
                 let _ = done_tx.send(());
             })?;
         Ok(Journal {
@@ -433,7 +453,7 @@ mod tests {
     async fn a_reopened_journal_resumes_unfinished_jobs_and_compacts() {
         let dir = std::env::temp_dir().join(format!("jq-journal-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        let mut journal = Journal::open(&dir).unwrap();
+        let mut journal = Journal::open(&dir, None).unwrap();
         assert!(journal.unfinished.is_empty());
         let (reply, acked) = oneshot::channel();
         let (_tx, rx) = oneshot::channel();
@@ -460,7 +480,7 @@ mod tests {
             .unwrap();
         assert!(acked.is_ok());
         journal.close().await;
-        let mut again = Journal::open(&dir).unwrap();
+        let mut again = Journal::open(&dir, None).unwrap();
         let ids: Vec<&str> = again.unfinished.iter().map(|j| j.id.as_str()).collect();
         assert_eq!(ids, ["a-2"]);
         assert_eq!(again.id_floor, 12);

@@ -1,29 +1,43 @@
-//! [`Coordinator`]: the network shell around [`CoordinatorCore`], registered
-//! as `coordinator@<node>` on a [`Router`].
+//! [`Coordinator`]: the network shell around [`CoordinatorCore`], an
+//! actor-core actor registered as `coordinator@<node>` on a [`Router`] and
+//! run under a [`Supervisor`].
+//!
+//! One mailbox carries everything the actor reacts to: envelopes from the
+//! router (through [`ActorRef::recipient`]), calls on the [`Coordinator`]
+//! handle, membership events and send failures (streams forwarded by its
+//! context), and the deadline-sweep and node-table timers (owned by its
+//! context). A failed instance (a handler that panics or errs) is replaced
+//! by a fresh one that resumes its jobs; see `restart.rs`.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actor_core::{spawn_with, Actor, ActorRef, AskError, BoxError, Context, SpawnOptions};
-use async_trait::async_trait;
+use actor_core::{ActorRef, AskError, RestartPolicy, SpawnOptions, Supervisor, TrySendError};
 use cluster_router::{ActorAddr, Envelope, MemberEvent, PayloadFormat, Router};
 use parking_lot::Mutex;
-use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::coordinator::{CoordinatorConfig, CoordinatorCore, DeadLetter};
+use crate::coordinator::{CoordinatorConfig, DeadLetter};
 use crate::error::{JobError, SubmitError};
 use crate::handler::ProgressUpdate;
 use crate::job::{Job, JobId, JobResult};
 use crate::stats::StatsSnapshot;
 
 mod command;
+#[cfg(feature = "fault-injection")]
+mod fault;
 mod journal;
-mod outbox;
+pub(crate) mod outbox;
+mod restart;
 mod shell;
 
-use shell::Shell;
+#[cfg(feature = "fault-injection")]
+pub use fault::Fault;
+use outbox::SendFailure;
+use restart::Handover;
+use shell::{Setup, Shell, BATCH};
 
 /// The well-known name of a node's coordinator.
 pub const COORDINATOR: &str = "coordinator";
@@ -52,6 +66,12 @@ pub struct CoordinatorOptions {
     /// it is acknowledged, and a coordinator started on the same directory
     /// resumes every unfinished job (see `docs/jobs.md`, "Durability").
     pub data_dir: Option<PathBuf>,
+    /// How often the coordinator actor may be restarted after a failure (a
+    /// handler that panics) before it is stopped for good. A restarted
+    /// coordinator keeps its callers, dead letters and counters and
+    /// resumes its unfinished jobs (from the journal with a data
+    /// directory). Default: 3 restarts within 10 s.
+    pub restart: RestartPolicy,
 }
 
 impl Default for CoordinatorOptions {
@@ -64,6 +84,7 @@ impl Default for CoordinatorOptions {
             mailbox: 16_384,
             ask_timeout: Duration::from_secs(5),
             data_dir: None,
+            restart: RestartPolicy::default(),
         }
     }
 }
@@ -76,11 +97,40 @@ type AcceptedMany = Result<Vec<(JobId, oneshot::Receiver<JobResult>)>, SubmitErr
 /// [`Coordinator::progress`]).
 const PROGRESS_CAPACITY: usize = 16;
 
-/// Messages of the coordinator task.
+/// The coordinator actor's messages.
 pub(crate) enum Msg {
+    /// From the router: submissions, commands, worker replies, bounces.
     Envelope(Envelope),
-    Member(MemberEvent),
+    /// A call on the [`Coordinator`] handle.
+    Call(Call),
+    /// A membership change.
+    Member(MemberUpdate),
+    /// The shared deadline sweep.
     Tick,
+    /// Time to reload the node table from the router.
+    Refresh,
+    /// A queued send failed after the actor handed it over.
+    SendFailed(SendFailure),
+    /// A test fault to inject.
+    #[cfg(feature = "fault-injection")]
+    Fault(Fault),
+}
+
+impl From<Envelope> for Msg {
+    fn from(env: Envelope) -> Msg {
+        Msg::Envelope(env)
+    }
+}
+
+/// A membership change, as the actor receives it.
+pub(crate) enum MemberUpdate {
+    Event(MemberEvent),
+    /// Events were missed: reload the node table.
+    Lagged,
+}
+
+/// The calls of the [`Coordinator`] handle, each with its reply channel.
+pub(crate) enum Call {
     Submit {
         job: Job,
         progress: Option<mpsc::Sender<ProgressUpdate>>,
@@ -100,7 +150,6 @@ pub(crate) enum Msg {
     Stats(oneshot::Sender<StatsSnapshot>),
     DeadLetters(oneshot::Sender<Vec<DeadLetter>>),
     Progress(JobId, oneshot::Sender<Option<ProgressUpdate>>),
-    Stop,
 }
 
 /// A submitted job: its id, and its result once it is final.
@@ -148,17 +197,26 @@ impl PendingJob {
 /// [`JobResult`] in the same format, as a reply to the submission. JSON
 /// clients can also send `{"cmd":"stats"}`, `{"cmd":"dead_letters"}` and
 /// `{"cmd":"resubmit","id":"..."}` (see `docs/jobs.md`).
+///
+/// The coordinator is an actor under a supervisor: if its handler panics
+/// (an invariant broken in the core, a bug), the failure is logged with its
+/// reason and a fresh instance takes over the same mailbox. It keeps every
+/// caller waiting for a result, the dead letters and counters, and resumes
+/// every unfinished job on a rebuilt core (from the journal with a data
+/// directory), so pending callers get their results; only the message whose
+/// handling failed is lost (a call in it fails with
+/// [`AskError::NoReply`]/[`AskError::ActorGone`], results in it are
+/// replaced by running those jobs again). See
+/// [`CoordinatorOptions::restart`] and [`restarts`](Self::restarts).
 #[derive(Clone)]
 pub struct Coordinator {
-    tx: mpsc::Sender<Msg>,
-    inbox: ActorRef<Envelope>,
+    actor: ActorRef<Msg>,
     addr: ActorAddr,
     router: Router,
-    tasks: Arc<Vec<JoinHandle<()>>>,
-    main: Arc<Mutex<Option<JoinHandle<()>>>>,
     resumed: Arc<Vec<JobId>>,
     ask_timeout: Duration,
     journaled: bool,
+    restarts: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -185,45 +243,53 @@ impl Coordinator {
         router: &Router,
         options: CoordinatorOptions,
     ) -> Result<Coordinator, JobError> {
-        let mut core_config = options.core.clone();
-        core_config.node = router.node_id().to_string();
+        let mut core = options.core.clone();
+        core.node = router.node_id().to_string();
         let me = router.addr(COORDINATOR)?;
-        let core = CoordinatorCore::new(core_config).with_dispatch_by_id();
+        let gate = journal::Gate::default();
         let journal = match &options.data_dir {
-            Some(dir) => {
-                let dir = dir.clone();
-                let opened = tokio::task::spawn_blocking(move || journal::Journal::open(&dir))
-                    .await
-                    .map_err(|_| JobError::Stopped)?;
-                Some(opened.map_err(JobError::Journal)?)
-            }
+            Some(dir) => Some(gate.open(dir.clone()).await.map_err(JobError::Journal)?),
             None => None,
         };
-        let (tx, rx) = mpsc::channel(options.mailbox.max(16));
-        let (mut shell, resumed) = Shell::new(core, router.clone(), me.clone(), &options, journal);
-        let inbox_opts = SpawnOptions::default().capacity(options.mailbox.max(16));
-        let inbox = spawn_with(me.to_string(), Inbox(tx.clone()), inbox_opts)?;
+        let resumed = journal
+            .as_ref()
+            .map(|j| j.unfinished.iter().map(|job| job.id.clone()).collect())
+            .unwrap_or_default();
+        let slot = Arc::new(Mutex::new(Handover {
+            journal,
+            retained: None,
+        }));
+        let registered = Arc::new(AtomicBool::new(false));
+        let setup = Setup {
+            core,
+            router: router.clone(),
+            me: me.clone(),
+            options: options.clone(),
+            gate,
+            slot,
+            registered: Arc::clone(&registered),
+        };
+        let restarts = Arc::new(AtomicU64::new(0));
+        let actor = spawn_supervised(setup, &options, &restarts)?;
         // External clients submit jobs and commands to the coordinator.
-        if let Err(err) = router.register_client_facing(COORDINATOR, inbox.clone()) {
-            inbox.stop();
-            shell.close().await;
+        if let Err(err) = router.register_client_facing(COORDINATOR, actor.recipient::<Envelope>())
+        {
+            actor.stop();
+            actor.wait_stopped().await;
             return Err(err.into());
         }
-        let main = tokio::spawn(shell.run(rx));
-        let tasks = vec![
-            tokio::spawn(tick_loop(tx.clone(), options.tick)),
-            tokio::spawn(member_loop(tx.clone(), router.subscribe())),
-        ];
+        // Replies to what the coordinator sends can reach it now: resume
+        // the journal's jobs (at once, else on the next tick).
+        registered.store(true, Ordering::Release);
+        let _ = actor.try_tell(Msg::Refresh);
         Ok(Coordinator {
-            tx,
-            inbox,
+            actor,
             addr: me,
             router: router.clone(),
-            tasks: Arc::new(tasks),
-            main: Arc::new(Mutex::new(Some(main))),
             resumed: Arc::new(resumed),
             ask_timeout: options.ask_timeout,
             journaled: options.data_dir.is_some(),
+            restarts,
         })
     }
 
@@ -232,9 +298,30 @@ impl Coordinator {
         &self.addr
     }
 
-    /// Sends a request to the coordinator task and waits for its answer,
+    /// How often the coordinator actor was restarted after a failure.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Makes the coordinator actor fail on purpose, to test supervision
+    /// (cargo feature `fault-injection`, off by default).
+    ///
+    /// # Errors
+    ///
+    /// [`JobError::Ask`] if the coordinator's mailbox stays full or it has
+    /// stopped.
+    #[cfg(feature = "fault-injection")]
+    pub async fn inject_fault(&self, fault: Fault) -> Result<(), JobError> {
+        match tokio::time::timeout(self.ask_timeout, self.actor.tell(Msg::Fault(fault))).await {
+            Err(_) => Err(JobError::Ask(AskError::Full)),
+            Ok(Err(_)) => Err(JobError::Ask(AskError::ActorGone)),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    /// Sends a request to the coordinator actor and waits for its answer,
     /// each step bounded by the ask timeout.
-    async fn ask<R>(&self, msg: impl FnOnce(oneshot::Sender<R>) -> Msg) -> Result<R, JobError> {
+    async fn ask<R>(&self, msg: impl FnOnce(oneshot::Sender<R>) -> Call) -> Result<R, JobError> {
         let rx = self.post(msg).await?;
         match tokio::time::timeout(self.ask_timeout, rx).await {
             Err(_) => Err(JobError::Ask(AskError::Timeout)),
@@ -247,17 +334,15 @@ impl Coordinator {
     /// on this path), else waiting up to the ask timeout.
     async fn post<R>(
         &self,
-        msg: impl FnOnce(oneshot::Sender<R>) -> Msg,
+        call: impl FnOnce(oneshot::Sender<R>) -> Call,
     ) -> Result<oneshot::Receiver<R>, JobError> {
         let (reply, rx) = oneshot::channel();
-        let msg = match self.tx.try_send(msg(reply)) {
+        let msg = match self.actor.try_tell(Msg::Call(call(reply))) {
             Ok(()) => return Ok(rx),
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Err(JobError::Ask(AskError::ActorGone))
-            }
-            Err(mpsc::error::TrySendError::Full(msg)) => msg,
+            Err(TrySendError::Closed(_)) => return Err(JobError::Ask(AskError::ActorGone)),
+            Err(TrySendError::Full(msg)) => msg,
         };
-        match tokio::time::timeout(self.ask_timeout, self.tx.send(msg)).await {
+        match tokio::time::timeout(self.ask_timeout, self.actor.tell(msg)).await {
             Err(_) => Err(JobError::Ask(AskError::Full)),
             Ok(Err(_)) => Err(JobError::Ask(AskError::ActorGone)),
             Ok(Ok(())) => Ok(rx),
@@ -293,7 +378,7 @@ impl Coordinator {
         job: Job,
         progress: Option<mpsc::Sender<ProgressUpdate>>,
     ) -> Result<PendingJob, JobError> {
-        let make = |reply| Msg::Submit {
+        let make = |reply| Call::Submit {
             job,
             progress,
             reply,
@@ -339,7 +424,7 @@ impl Coordinator {
     /// # Ok(()) }
     /// ```
     pub async fn submit_many(&self, jobs: Vec<Job>) -> Result<Vec<PendingJob>, JobError> {
-        let make = |reply| Msg::SubmitMany { jobs, reply };
+        let make = |reply| Call::SubmitMany { jobs, reply };
         let accepted = if self.journaled {
             self.ask(make).await?
         } else {
@@ -373,7 +458,7 @@ impl Coordinator {
     ///
     /// Cancel safe: draining goes on; call again to wait for it.
     pub async fn drain(&self) -> Result<(), JobError> {
-        let rx = self.post(Msg::Drain).await?;
+        let rx = self.post(Call::Drain).await?;
         rx.await.map_err(|_| JobError::Ask(AskError::ActorGone))
     }
 
@@ -393,7 +478,7 @@ impl Coordinator {
     /// [`SubmitError::NotDeadLettered`] and the errors of
     /// [`submit`](Self::submit).
     pub async fn resubmit(&self, id: JobId) -> Result<PendingJob, JobError> {
-        let accepted = self.ask(|reply| Msg::Resubmit(id, reply)).await?;
+        let accepted = self.ask(|reply| Call::Resubmit(id, reply)).await?;
         let (id, rx) = accepted?;
         Ok(PendingJob {
             id,
@@ -418,7 +503,7 @@ impl Coordinator {
     /// was already handed out or evicted), [`JobError::Ask`] if the
     /// coordinator does not answer.
     pub async fn attach(&self, id: JobId) -> Result<PendingJob, JobError> {
-        let rx = self.ask(|reply| Msg::Attach(id.clone(), reply)).await??;
+        let rx = self.ask(|reply| Call::Attach(id.clone(), reply)).await??;
         Ok(PendingJob {
             id,
             rx,
@@ -432,7 +517,7 @@ impl Coordinator {
     ///
     /// [`JobError::Ask`] if the coordinator does not answer.
     pub async fn stats(&self) -> Result<StatsSnapshot, JobError> {
-        self.ask(Msg::Stats).await
+        self.ask(Call::Stats).await
     }
 
     /// The dead-letter list, oldest first.
@@ -441,7 +526,7 @@ impl Coordinator {
     ///
     /// [`JobError::Ask`] if the coordinator does not answer.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, JobError> {
-        self.ask(Msg::DeadLetters).await
+        self.ask(Call::DeadLetters).await
     }
 
     /// The latest progress report of a job in progress.
@@ -450,7 +535,7 @@ impl Coordinator {
     ///
     /// [`JobError::Ask`] if the coordinator does not answer.
     pub async fn progress(&self, id: JobId) -> Result<Option<ProgressUpdate>, JobError> {
-        self.ask(|reply| Msg::Progress(id, reply)).await
+        self.ask(|reply| Call::Progress(id, reply)).await
     }
 
     /// Unregisters and stops the coordinator; jobs in progress are
@@ -460,59 +545,34 @@ impl Coordinator {
     /// later on the same directory resumes the unfinished jobs.
     pub async fn shutdown(&self) {
         self.router.unregister(COORDINATOR);
-        for task in self.tasks.iter() {
-            task.abort();
-        }
-        self.inbox.stop();
-        let main = self.main.lock().take();
-        if let Some(main) = main {
-            // The task may already have ended; a full mailbox just delays
-            // the stop until it is drained.
-            let _ = self.tx.send(Msg::Stop).await;
-            let _ = main.await;
-        }
+        self.actor.stop();
+        self.actor.wait_stopped().await;
     }
 }
 
-/// The router-facing mailbox: forwards envelopes to the coordinator task.
-struct Inbox(mpsc::Sender<Msg>);
-
-#[async_trait]
-impl Actor for Inbox {
-    type Message = Envelope;
-
-    async fn handle(&mut self, env: Envelope, ctx: &mut Context<Self>) -> Result<(), BoxError> {
-        if self.0.send(Msg::Envelope(env)).await.is_err() {
-            ctx.stop();
+/// Spawns the coordinator actor under its own supervisor. The factory
+/// builds each instance from `setup` (and what the previous one left in
+/// the handover slot) and counts the restarts.
+fn spawn_supervised(
+    setup: Setup,
+    options: &CoordinatorOptions,
+    restarts: &Arc<AtomicU64>,
+) -> Result<ActorRef<Msg>, JobError> {
+    // The supervisor logs each failure with its cause (and a restart budget
+    // running out); its event stream is not needed here.
+    let (supervisor, _events) = Supervisor::new(options.restart);
+    let name = setup.me.to_string();
+    let counter = Arc::clone(restarts);
+    let mut built = 0u64;
+    let factory = move || {
+        if built > 0 {
+            counter.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(())
-    }
-}
-
-/// The shared deadline sweep: one timer for the whole coordinator.
-async fn tick_loop(actor: mpsc::Sender<Msg>, period: Duration) {
-    let mut ticker = tokio::time::interval(period.max(Duration::from_millis(1)));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        match actor.try_send(Msg::Tick) {
-            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
-            Err(_) => return,
-        }
-    }
-}
-
-async fn member_loop(actor: mpsc::Sender<Msg>, mut events: broadcast::Receiver<MemberEvent>) {
-    loop {
-        match events.recv().await {
-            Ok(event) => {
-                if actor.send(Msg::Member(event)).await.is_err() {
-                    return;
-                }
-            }
-            // Missed events are covered by the periodic refresh.
-            Err(broadcast::error::RecvError::Lagged(_)) => {}
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
-    }
+        built += 1;
+        Shell::new(&setup)
+    };
+    let opts = SpawnOptions::default()
+        .capacity(options.mailbox.max(16))
+        .batch(BATCH);
+    Ok(supervisor.spawn_child(name, factory, opts)?)
 }

@@ -1,8 +1,8 @@
-//! Non-blocking sends for the coordinator task: an envelope goes out at once
-//! when the router can take it without waiting; otherwise it joins a
-//! per-node lane drained by one task, so a full link never stalls result
-//! processing (and results keep flowing while dispatches wait, so two full
-//! directions cannot deadlock).
+//! Non-blocking sends for the coordinator and worker pool actors: an
+//! envelope goes out at once when the router can take it without waiting;
+//! otherwise it joins a per-node lane drained by one task, so a full link
+//! never stalls an actor's mailbox (and results keep flowing while
+//! dispatches wait, so two full directions cannot deadlock).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,11 +14,11 @@ use tokio::sync::mpsc;
 
 /// A send that failed after it was queued in a lane.
 #[derive(Debug)]
-pub(super) struct SendFailure {
+pub(crate) struct SendFailure {
     /// The envelope's id.
-    pub(super) id: MessageId,
+    pub(crate) id: MessageId,
     /// Why it failed.
-    pub(super) reason: String,
+    pub(crate) reason: String,
 }
 
 struct Lane {
@@ -27,14 +27,14 @@ struct Lane {
     queued: Arc<AtomicUsize>,
 }
 
-pub(super) struct Outbox {
+pub(crate) struct Outbox {
     router: Router,
     lanes: FxHashMap<NodeId, Lane>,
     failures: mpsc::UnboundedSender<SendFailure>,
 }
 
 impl Outbox {
-    pub(super) fn new(router: Router) -> (Self, mpsc::UnboundedReceiver<SendFailure>) {
+    pub(crate) fn new(router: Router) -> (Self, mpsc::UnboundedReceiver<SendFailure>) {
         let (failures, failed) = mpsc::unbounded_channel();
         let outbox = Outbox {
             router,
@@ -47,7 +47,7 @@ impl Outbox {
     /// Sends `env` without waiting. `Err` is an immediate failure (unknown
     /// or Down node, stopped router); a failure after queueing is reported
     /// on the receiver returned by [`Outbox::new`].
-    pub(super) fn send(&mut self, env: Envelope) -> Result<(), String> {
+    pub(crate) fn send(&mut self, env: Envelope) -> Result<(), String> {
         if let Some(lane) = self.lanes.get(env.to.node()) {
             if lane.queued.load(Ordering::Acquire) > 0 {
                 // Keep per-node order: join the queue behind earlier sends.

@@ -1,95 +1,79 @@
-//! The coordinator task: drives [`CoordinatorCore`] from envelopes,
-//! membership events, ticks and local calls, and carries out its actions.
+//! The coordinator actor: drives [`CoordinatorCore`] from its one mailbox
+//! (envelopes, membership updates, timer ticks, send failures and local
+//! calls) and carries out the core's actions.
 //!
-//! The hot path is batched and never waits on the network: the mailbox is
-//! drained in runs of up to [`BATCH`] messages; after each run the core's
-//! actions are carried out at once, dispatches grouped into one envelope per
-//! node (up to [`MAX_JOBS_PER_ENVELOPE`] jobs) and handed to the
-//! [`Outbox`], which only queues (in a per-node lane drained by its own
-//! task) when a link is full.
+//! The hot path is batched and never waits on the network: the run loop
+//! hands over the mailbox in runs of up to [`BATCH`] messages (lingering
+//! once under load so a run is fuller); after each run, the
+//! [`drained`](Actor::drained) hook carries out the core's actions at once,
+//! dispatches grouped into one envelope per node (up to
+//! [`MAX_JOBS_PER_ENVELOPE`] jobs) and handed to the [`Outbox`], which only
+//! queues (in a per-node lane drained by its own task) when a link is full.
+//!
+//! The actor runs under a supervisor; see [`super::restart`] for what a
+//! restarted instance keeps.
 
-use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actor_core::{Actor, BoxError, Context};
+use async_trait::async_trait;
 use bytes::Bytes;
 use cluster_router::{
     ActorAddr, ActorName, Envelope, EnvelopeKind, Member, MemberEvent, MemberStatus, MessageId,
     NodeId, PayloadFormat, Router,
 };
+use futures_util::Stream;
 use rustc_hash::FxHashMap;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::command::{self, Command};
-use super::journal::{Ack, Batch, Journal, Record};
+use super::journal::{Ack, Batch, Gate, Journal, Record};
 use super::outbox::{Outbox, SendFailure};
-use super::{Accepted, AcceptedMany, CoordinatorOptions, Msg};
-use crate::coordinator::{Action, CoordinatorCore, NodeInfo, NodeLoad, NodeStatus};
+use super::restart::{Finished, Handover, HandoverSlot, Retained, Waiter};
+use super::{Accepted, AcceptedMany, Call, CoordinatorOptions, MemberUpdate, Msg};
+use crate::coordinator::{
+    Action, CoordinatorConfig, CoordinatorCore, NodeInfo, NodeLoad, NodeStatus,
+};
 use crate::error::{JobError, SubmitError};
 use crate::failure::{FailureCause, JobFailure};
 use crate::handler::ProgressUpdate;
 use crate::job::{Job, JobId, JobResult};
 use crate::pool::WORKER;
-use crate::protocol::WorkerReply;
-use crate::protocol::{decode_job, decode_reply, encode_job, encode_job_batch, encode_reply};
+use crate::protocol::{encode_job, encode_job_batch};
+
+mod remote;
 
 /// Most mailbox messages handled between two flushes.
-const BATCH: usize = 512;
+pub(super) const BATCH: usize = 512;
 /// Most jobs per dispatch envelope.
 const MAX_JOBS_PER_ENVELOPE: usize = 1024;
 /// Most job bytes (approximate) per dispatch envelope.
 const MAX_BYTES_PER_ENVELOPE: usize = 1 << 20;
-/// Results of resumed jobs kept for [`Coordinator::attach`](super::Coordinator::attach).
-const MAX_FINISHED: usize = 10_000;
 /// How long resumed jobs wait for an eligible node before they are
 /// submitted anyway (and fail with `no_eligible_node` if there is none).
 const RESUME_GRACE: Duration = Duration::from_secs(10);
 
-/// Who waits for a job's result.
-enum Waiter {
-    Local {
-        tx: oneshot::Sender<JobResult>,
-        progress: Option<mpsc::Sender<ProgressUpdate>>,
-    },
-    Remote {
-        to: ActorAddr,
-        request: MessageId,
-        format: PayloadFormat,
-        progress: bool,
-    },
-    /// A job resumed from the journal: its result is kept in `finished`.
-    Resumed,
+/// What every instance of the coordinator actor is built from.
+#[derive(Clone)]
+pub(super) struct Setup {
+    pub(super) core: CoordinatorConfig,
+    pub(super) router: Router,
+    pub(super) me: ActorAddr,
+    pub(super) options: CoordinatorOptions,
+    pub(super) gate: Gate,
+    pub(super) slot: HandoverSlot,
+    /// Set once the router delivers to the actor: no job is resumed (sent
+    /// to a worker, whose reply must find the coordinator) before.
+    pub(super) registered: Arc<AtomicBool>,
 }
 
-/// Results of resumed jobs nobody attached to yet, newest kept.
-#[derive(Default)]
-struct Finished {
-    order: VecDeque<JobId>,
-    results: FxHashMap<JobId, JobResult>,
-}
-
-impl Finished {
-    fn insert(&mut self, result: JobResult) {
-        if self.order.len() >= MAX_FINISHED {
-            if let Some(old) = self.order.pop_front() {
-                self.results.remove(&old);
-            }
-        }
-        self.order.push_back(result.id.clone());
-        self.results.insert(result.id.clone(), result);
-    }
-
-    fn take(&mut self, id: &JobId) -> Option<JobResult> {
-        let result = self.results.remove(id)?;
-        self.order.retain(|i| i != id);
-        Some(result)
-    }
-}
-
+/// One instance of the coordinator actor.
 pub(super) struct Shell {
     core: CoordinatorCore,
     router: Router,
     me: ActorAddr,
+    setup: Setup,
     worker: ActorName,
     format: PayloadFormat,
     waiters: FxHashMap<JobId, Waiter>,
@@ -102,167 +86,144 @@ pub(super) struct Shell {
     journal: Option<Journal>,
     journal_batch: Batch,
     deferred: Vec<Job>,
+    /// Whether resuming a deferred job counts it as submitted (true for a
+    /// fresh start, false after a restart: the counters were kept).
+    count_resumed: bool,
     resume_until: Instant,
     finished: Finished,
     per_node: FxHashMap<Arc<str>, Vec<(JobId, u32)>>,
-    refresh: Duration,
-    last_refresh: Option<Instant>,
     /// Callers of `drain` waiting for the last held job to finish.
     drained: Vec<oneshot::Sender<()>>,
+    /// A restarted instance's inheritance, consumed by `started`.
+    retained: Option<Retained>,
+    #[cfg(feature = "fault-injection")]
+    fault_armed: bool,
 }
 
 impl Shell {
-    /// The task's state; returns the ids of the jobs resumed from the
-    /// journal.
-    pub(super) fn new(
-        mut core: CoordinatorCore,
-        router: Router,
-        me: ActorAddr,
-        options: &CoordinatorOptions,
-        mut journal: Option<Journal>,
-    ) -> (Shell, Vec<JobId>) {
-        let (outbox, failed) = Outbox::new(router.clone());
-        let deferred = journal
-            .as_mut()
-            .map(|j| std::mem::take(&mut j.unfinished))
-            .unwrap_or_default();
-        let prefix = format!("{}-", router.node_id());
-        let mut floor = journal.as_ref().map_or(0, |j| j.id_floor);
-        for job in &deferred {
-            let counter = job
-                .id
-                .as_str()
-                .strip_prefix(&prefix)
-                .and_then(|n| n.parse().ok());
-            floor = floor.max(counter.unwrap_or(0));
-        }
-        core.skip_generated_ids(floor);
-        let resumed: Vec<JobId> = deferred.iter().map(|j| j.id.clone()).collect();
-        let waiters = resumed
-            .iter()
-            .map(|id| (id.clone(), Waiter::Resumed))
-            .collect();
-        let shell = Shell {
+    /// Builds an instance from `setup` and what the factory's slot holds
+    /// (the journal opened at start, or a failed predecessor's state).
+    pub(super) fn new(setup: &Setup) -> Shell {
+        let handover = std::mem::take(&mut *setup.slot.lock());
+        let Handover { journal, retained } = handover;
+        let core = CoordinatorCore::new(setup.core.clone()).with_dispatch_by_id();
+        let (outbox, failed) = Outbox::new(setup.router.clone());
+        Shell {
             core,
-            router,
-            me,
+            router: setup.router.clone(),
+            me: setup.me.clone(),
             worker: ActorName::new(WORKER).expect("a valid actor name"),
-            format: options.dispatch_format,
-            waiters,
+            format: setup.options.dispatch_format,
+            waiters: FxHashMap::default(),
             batches: FxHashMap::default(),
             progress: FxHashMap::default(),
             outbox,
             failed: Some(failed),
             journal,
             journal_batch: Batch::default(),
-            deferred,
+            deferred: Vec::new(),
+            count_resumed: retained.is_none(),
             resume_until: Instant::now() + RESUME_GRACE,
             finished: Finished::default(),
             per_node: FxHashMap::default(),
-            refresh: options.refresh,
-            last_refresh: None,
             drained: Vec::new(),
-        };
-        (shell, resumed)
-    }
-
-    /// Runs until [`Msg::Stop`] or until every sender is gone.
-    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
-        let Some(mut failed) = self.failed.take() else {
-            return;
-        };
-        let now = Instant::now();
-        self.refresh_nodes(now);
-        self.resume_deferred(now);
-        self.flush(now);
-        let mut buf = Vec::with_capacity(BATCH);
-        let mut stop = false;
-        while !stop {
-            tokio::select! {
-                biased;
-                Some(failure) = failed.recv() => self.on_send_failed(failure, Instant::now()),
-                n = rx.recv_many(&mut buf, BATCH) => {
-                    stop = n == 0;
-                    if !stop && self.core.in_progress() > 0 {
-                        // Under load, give senders a moment so that one flush
-                        // carries many dispatches (one envelope per node).
-                        tokio::task::yield_now().await;
-                        while buf.len() < BATCH {
-                            match rx.try_recv() {
-                                Ok(msg) => buf.push(msg),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                    let now = Instant::now();
-                    for msg in buf.drain(..) {
-                        if matches!(msg, Msg::Stop) {
-                            stop = true;
-                            break;
-                        }
-                        self.handle(msg, now);
-                    }
-                }
-            }
-            self.flush(Instant::now());
+            retained,
+            setup: setup.clone(),
+            #[cfg(feature = "fault-injection")]
+            fault_armed: false,
         }
-        self.close().await;
     }
 
-    /// Flushes and closes the journal.
-    pub(super) async fn close(&mut self) {
-        if let Some(journal) = &mut self.journal {
+    /// Loads the jobs to resume: the journal's unfinished jobs (opening it
+    /// if a predecessor closed it), else a predecessor's unfinished jobs;
+    /// takes over a predecessor's waiters and kept results.
+    async fn recover(&mut self) -> Result<(), BoxError> {
+        if self.journal.is_none() {
+            if let Some(dir) = &self.setup.options.data_dir {
+                self.journal = Some(self.setup.gate.open(dir.clone()).await?);
+            }
+        }
+        let retained = self.retained.take();
+        let mut resume = match &mut self.journal {
+            Some(journal) => std::mem::take(&mut journal.unfinished),
+            None => Vec::new(),
+        };
+        if let Some(journal) = &self.journal {
+            self.core.skip_generated_ids(journal.id_floor);
+        }
+        skip_resumed_ids(&mut self.core, &self.router, &resume);
+        let Some(retained) = retained else {
+            self.waiters = resume
+                .iter()
+                .map(|job| (job.id.clone(), Waiter::Resumed))
+                .collect();
+            self.deferred = resume;
+            return Ok(());
+        };
+        let mut unfinished = self.core.restore(retained.core);
+        unfinished.extend(retained.deferred);
+        if self.journal.is_none() {
+            resume = unfinished;
+        }
+        self.finished = retained.finished;
+        self.progress = retained.progress;
+        self.drained = retained.drained;
+        self.adopt_waiters(retained.waiters, &resume);
+        self.deferred = resume;
+        Ok(())
+    }
+
+    /// Keeps the predecessor's waiters of the jobs being resumed; answers
+    /// the others (their job was lost, which only happens when the journal
+    /// did not get their submission) with an error.
+    fn adopt_waiters(&mut self, mut waiters: FxHashMap<JobId, Waiter>, resume: &[Job]) {
+        for job in resume {
+            let waiter = waiters.remove(&job.id).unwrap_or(Waiter::Resumed);
+            self.waiters.insert(job.id.clone(), waiter);
+        }
+        for (id, waiter) in waiters {
+            tracing::warn!(%id, "job lost in a coordinator restart");
+            if let Waiter::Remote { to, request, .. } = waiter {
+                let mut env = Envelope::new(
+                    to,
+                    self.me.clone(),
+                    PayloadFormat::Json,
+                    Bytes::from_static(b"\"coordinator restarted and lost the job\""),
+                );
+                env.kind = EnvelopeKind::Error;
+                env.correlation_id = Some(request);
+                self.send(env);
+            }
+            // A local waiter's channel closes: `PendingJob::result` fails.
+        }
+    }
+
+    /// Answers what is already decided before this instance goes: results
+    /// the core emitted reach their waiters, the journal gets its last batch
+    /// and is closed. Returns what a successor keeps.
+    async fn settle(&mut self) -> Retained {
+        while let Some(action) = self.core.poll_action() {
+            match action {
+                Action::Complete(result) => self.complete(result),
+                Action::DeadLettered { id, .. } => tracing::warn!(%id, "job dead-lettered"),
+                // Dispatches are moot: the successor resubmits the job.
+                _ => {}
+            }
+        }
+        if let Some(mut journal) = self.journal.take() {
+            if !self.journal_batch.is_empty() {
+                self.journal_batch.id_floor = self.core.generated_ids();
+                journal.write(std::mem::take(&mut self.journal_batch));
+            }
             journal.close().await;
         }
-    }
-
-    fn handle(&mut self, msg: Msg, now: Instant) {
-        match msg {
-            Msg::Envelope(env) => self.on_envelope(env, now),
-            Msg::Member(event) => self.on_member(event, now),
-            Msg::Tick => self.on_tick(now),
-            Msg::Submit {
-                job,
-                progress,
-                reply,
-            } => match self.submit_fresh(job, now) {
-                Ok(id) => self.accepted(id, progress, reply),
-                Err(err) => {
-                    let _ = reply.send(Err(err));
-                }
-            },
-            Msg::SubmitMany { jobs, reply } => match self.submit_batch_fresh(jobs, now) {
-                Ok(ids) => self.accepted_many(ids, reply),
-                Err(err) => {
-                    let _ = reply.send(Err(err));
-                }
-            },
-            Msg::Drain(reply) => {
-                if !self.core.is_draining() {
-                    tracing::info!(coordinator = %self.me, held = self.core.in_progress(), "draining");
-                }
-                self.core.set_draining(true);
-                self.drained.push(reply);
-            }
-            Msg::Resubmit(id, reply) => match self.core.resubmit_dead_letter(&id, now) {
-                Ok(id) => self.accepted(id, None, reply),
-                Err(err) => {
-                    let _ = reply.send(Err(err));
-                }
-            },
-            Msg::Attach(id, reply) => {
-                let _ = reply.send(self.attach(id));
-            }
-            Msg::Stats(reply) => {
-                let _ = reply.send(self.core.stats());
-            }
-            Msg::DeadLetters(reply) => {
-                let _ = reply.send(self.core.dead_letters().into_iter().cloned().collect());
-            }
-            Msg::Progress(id, reply) => {
-                let _ = reply.send(self.progress.get(&id).cloned());
-            }
-            Msg::Stop => {}
+        Retained {
+            waiters: std::mem::take(&mut self.waiters),
+            finished: std::mem::take(&mut self.finished),
+            progress: std::mem::take(&mut self.progress),
+            drained: std::mem::take(&mut self.drained),
+            deferred: std::mem::take(&mut self.deferred),
+            core: self.core.carry_over(),
         }
     }
 
@@ -340,7 +301,7 @@ impl Shell {
     /// Submits the resumed jobs that have an eligible node (all of them once
     /// the grace period is over).
     fn resume_deferred(&mut self, now: Instant) {
-        if self.deferred.is_empty() {
+        if self.deferred.is_empty() || !self.setup.registered.load(Ordering::Acquire) {
             return;
         }
         let give_up = now >= self.resume_until;
@@ -350,7 +311,12 @@ impl Shell {
                 continue;
             }
             let id = job.id.clone();
-            if let Err(err) = self.core.submit_held(job, now) {
+            let resumed = if self.count_resumed {
+                self.core.submit_held(job, now)
+            } else {
+                self.core.resume_held(job, now)
+            };
+            if let Err(err) = resumed {
                 // Not resumable (e.g. invalid): drop it from the journal too.
                 tracing::warn!(%id, %err, "resumed job refused");
                 self.waiters.remove(&id);
@@ -359,21 +325,9 @@ impl Shell {
         }
     }
 
-    fn on_tick(&mut self, now: Instant) {
-        self.core.tick(now);
-        let due = self
-            .last_refresh
-            .is_none_or(|last| now.saturating_duration_since(last) >= self.refresh);
-        if due {
-            self.refresh_nodes(now);
-            self.prune_batches();
-        }
-        self.resume_deferred(now);
-    }
-
     /// Submits `job`, first reloading the node table from the router when
     /// the table has no eligible node for it: membership events reach this
-    /// task through its mailbox and the periodic refresh, so a node the
+    /// actor through its mailbox and the periodic refresh, so a node the
     /// router already sees serving the kind may not be in the table yet, and
     /// the job must not fail with `no_eligible_node` for that lag.
     fn submit_fresh(&mut self, job: Job, now: Instant) -> Result<JobId, SubmitError> {
@@ -399,7 +353,6 @@ impl Shell {
     fn refresh_nodes(&mut self, now: Instant) {
         let infos = self.router.members().iter().map(node_info).collect();
         self.core.set_nodes(infos, now);
-        self.last_refresh = Some(now);
     }
 
     /// Forgets dispatch envelopes none of whose attempts still runs.
@@ -411,13 +364,15 @@ impl Shell {
         }
     }
 
-    fn on_member(&mut self, event: MemberEvent, now: Instant) {
-        match &event {
-            MemberEvent::Down(m) | MemberEvent::Left(m) => {
+    fn on_member(&mut self, update: MemberUpdate, now: Instant) {
+        match update {
+            MemberUpdate::Event(MemberEvent::Down(m) | MemberEvent::Left(m)) => {
                 tracing::info!(node = %m.node, "member gone: retrying its jobs");
                 self.core.member_down(m.node.as_str(), now);
             }
-            other => self.core.update_node(node_info(other.member()), now),
+            MemberUpdate::Event(other) => self.core.update_node(node_info(other.member()), now),
+            // Missed events: reload the whole table.
+            MemberUpdate::Lagged => self.refresh_nodes(now),
         }
         self.resume_deferred(now);
     }
@@ -475,120 +430,6 @@ impl Shell {
             let failure = JobFailure::new(FailureCause::Undeliverable, message);
             self.core.attempt_failed(&id, attempt, failure, now);
         }
-    }
-
-    fn on_worker_reply(&mut self, env: &Envelope, now: Instant) {
-        let node = env.from.node().as_str();
-        match decode_reply(&env.payload, env.format) {
-            Ok(WorkerReply::Result(result)) => {
-                self.core.result_received(result, node, now);
-            }
-            Ok(WorkerReply::Results(results)) => {
-                for result in results {
-                    self.core.result_received(result, node, now);
-                }
-            }
-            Ok(WorkerReply::Progress(update)) => {
-                if self.core.is_running(&update.job_id, update.attempt) {
-                    self.forward_progress(&update);
-                    self.progress.insert(update.job_id.clone(), update);
-                }
-            }
-            Err(err) => tracing::warn!(from = %env.from, %err, "undecodable worker reply"),
-        }
-    }
-
-    /// Hands a progress report to a submitter that asked for them.
-    fn forward_progress(&mut self, update: &ProgressUpdate) {
-        match self.waiters.get(&update.job_id) {
-            Some(Waiter::Local {
-                progress: Some(tx), ..
-            }) => {
-                let _ = tx.try_send(update.clone());
-            }
-            Some(Waiter::Remote {
-                to,
-                request,
-                format,
-                progress: true,
-            }) => {
-                let payload = encode_reply(&WorkerReply::Progress(update.clone()), *format);
-                let mut env = Envelope::new(to.clone(), self.me.clone(), *format, payload);
-                env.correlation_id = Some(*request);
-                self.send(env);
-            }
-            _ => {}
-        }
-    }
-
-    /// A submission or a command from a node or an external client.
-    fn on_request(&mut self, env: Envelope, now: Instant) {
-        if env.format == PayloadFormat::Json {
-            if let Some(cmd) = command::parse(&env.payload) {
-                self.on_command(env, cmd, now);
-                return;
-            }
-        }
-        let job =
-            decode_job(&env.payload, env.format).map_err(|e| format!("cannot decode job: {e}"));
-        self.submit_remote(job, &env, false, now);
-    }
-
-    fn submit_remote(
-        &mut self,
-        job: Result<Job, String>,
-        env: &Envelope,
-        progress: bool,
-        now: Instant,
-    ) {
-        let submitted = job.and_then(|job| self.submit_fresh(job, now).map_err(|e| e.to_string()));
-        match submitted {
-            Ok(id) => {
-                self.journal_submit(&id);
-                self.wait_remote(id, env, progress);
-            }
-            Err(reason) => self.send(env.error_reply(&reason)),
-        }
-    }
-
-    fn on_command(&mut self, env: Envelope, cmd: Result<Command, String>, now: Instant) {
-        let reply = match cmd {
-            Ok(Command::Stats) => match serde_json::to_vec(&self.core.stats()) {
-                Ok(json) => env.reply(Bytes::from(json)),
-                Err(err) => env.error_reply(&format!("cannot encode stats: {err}")),
-            },
-            Ok(Command::DeadLetters) => env.reply(Bytes::from(command::dead_letters_json(
-                &self.core.dead_letters(),
-            ))),
-            Ok(Command::Resubmit { id }) => {
-                let resubmitted = JobId::new(&id).map_err(|e| e.to_string()).and_then(|id| {
-                    self.core
-                        .resubmit_dead_letter(&id, now)
-                        .map_err(|e| e.to_string())
-                });
-                match resubmitted {
-                    Ok(id) => return self.wait_remote(id, &env, false),
-                    Err(reason) => env.error_reply(&reason),
-                }
-            }
-            Ok(Command::Submit { job, progress }) => {
-                let job =
-                    Job::from_json(&job.to_string()).map_err(|e| format!("cannot decode job: {e}"));
-                return self.submit_remote(job, &env, progress, now);
-            }
-            Err(reason) => env.error_reply(&reason),
-        };
-        self.send(reply);
-    }
-
-    fn wait_remote(&mut self, id: JobId, env: &Envelope, progress: bool) {
-        let waiter = Waiter::Remote {
-            to: env.from.clone(),
-            request: env.id,
-            format: env.format,
-            progress,
-        };
-        self.waiters.insert(id, waiter);
     }
 
     /// Carries out every pending action of the core: completions at once,
@@ -723,6 +564,161 @@ impl Shell {
             tracing::warn!(%to, %err, "cannot deliver a coordinator reply");
         }
     }
+
+    /// Handles one local request (a call on the `Coordinator` handle).
+    fn on_call(&mut self, call: Call, now: Instant) {
+        match call {
+            Call::Submit {
+                job,
+                progress,
+                reply,
+            } => match self.submit_fresh(job, now) {
+                Ok(id) => self.accepted(id, progress, reply),
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+            },
+            Call::SubmitMany { jobs, reply } => match self.submit_batch_fresh(jobs, now) {
+                Ok(ids) => self.accepted_many(ids, reply),
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+            },
+            Call::Drain(reply) => {
+                if !self.core.is_draining() {
+                    tracing::info!(coordinator = %self.me, held = self.core.in_progress(), "draining");
+                }
+                self.core.set_draining(true);
+                self.drained.push(reply);
+            }
+            Call::Resubmit(id, reply) => match self.core.resubmit_dead_letter(&id, now) {
+                Ok(id) => self.accepted(id, None, reply),
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+            },
+            Call::Attach(id, reply) => {
+                let _ = reply.send(self.attach(id));
+            }
+            Call::Stats(reply) => {
+                let _ = reply.send(self.core.stats());
+            }
+            Call::DeadLetters(reply) => {
+                let _ = reply.send(self.core.dead_letters().into_iter().cloned().collect());
+            }
+            Call::Progress(id, reply) => {
+                let _ = reply.send(self.progress.get(&id).cloned());
+            }
+        }
+    }
+
+    /// Handles one mailbox message.
+    fn on_message(&mut self, msg: Msg, now: Instant) {
+        match msg {
+            Msg::Envelope(env) => self.on_envelope(env, now),
+            Msg::Call(call) => self.on_call(call, now),
+            Msg::Member(update) => self.on_member(update, now),
+            Msg::Tick => {
+                self.core.tick(now);
+                self.resume_deferred(now);
+            }
+            Msg::Refresh => {
+                self.refresh_nodes(now);
+                self.prune_batches();
+                self.resume_deferred(now);
+            }
+            Msg::SendFailed(failure) => self.on_send_failed(failure, now),
+            #[cfg(feature = "fault-injection")]
+            Msg::Fault(fault) => self.inject(fault),
+        }
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+impl Shell {
+    fn inject(&mut self, fault: super::Fault) {
+        match fault {
+            super::Fault::Panic => panic!("injected fault: coordinator handler panicked"),
+            super::Fault::PanicOnNextReply => self.fault_armed = true,
+        }
+    }
+}
+
+#[async_trait]
+impl Actor for Shell {
+    type Message = Msg;
+
+    async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        let options = &self.setup.options;
+        ctx.run_interval(options.tick, || Msg::Tick);
+        ctx.run_interval(options.refresh, || Msg::Refresh);
+        ctx.forward(member_updates(self.router.subscribe()), Msg::Member);
+        if let Some(failed) = self.failed.take() {
+            ctx.forward(send_failures(failed), Msg::SendFailed);
+        }
+        self.recover().await?;
+        let now = Instant::now();
+        self.refresh_nodes(now);
+        self.resume_deferred(now);
+        self.flush(now);
+        Ok(())
+    }
+
+    async fn handle(&mut self, msg: Msg, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        if self.core.in_progress() > 0 {
+            // Under load, let senders add to this run so that one flush
+            // carries many dispatches (one envelope per node).
+            ctx.linger();
+        }
+        self.on_message(msg, Instant::now());
+        Ok(())
+    }
+
+    async fn drained(&mut self, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        self.flush(Instant::now());
+        Ok(())
+    }
+
+    async fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        let retained = self.settle().await;
+        // After a failure the supervisor builds a successor, which takes
+        // this; after a stop it is dropped with the factory, and callers
+        // still waiting get `JobError::Stopped`.
+        self.setup.slot.lock().retained = Some(retained);
+    }
+}
+
+/// Makes generated ids of a fresh core start after the counters of the
+/// resumed jobs' generated ids (`<node>-<counter>`).
+fn skip_resumed_ids(core: &mut CoordinatorCore, router: &Router, resumed: &[Job]) {
+    let prefix = format!("{}-", router.node_id());
+    let floor = resumed
+        .iter()
+        .filter_map(|job| job.id.as_str().strip_prefix(&prefix)?.parse().ok())
+        .max()
+        .unwrap_or(0);
+    core.skip_generated_ids(floor);
+}
+
+/// Membership events as mailbox messages; a lagging subscription becomes
+/// one [`MemberUpdate::Lagged`] (the actor then reloads the table).
+fn member_updates(events: broadcast::Receiver<MemberEvent>) -> impl Stream<Item = MemberUpdate> {
+    futures_util::stream::unfold(events, |mut events| async move {
+        let update = match events.recv().await {
+            Ok(event) => MemberUpdate::Event(event),
+            Err(broadcast::error::RecvError::Lagged(_)) => MemberUpdate::Lagged,
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((update, events))
+    })
+}
+
+/// The outbox's late send failures as mailbox messages.
+fn send_failures(failed: mpsc::UnboundedReceiver<SendFailure>) -> impl Stream<Item = SendFailure> {
+    futures_util::stream::unfold(failed, |mut failed| async move {
+        let failure = failed.recv().await?;
+        Some((failure, failed))
+    })
 }
 
 fn node_info(member: &Member) -> NodeInfo {

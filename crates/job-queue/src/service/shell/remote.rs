@@ -1,0 +1,137 @@
+//! What arrives from the network besides dispatch bounces: worker replies
+//! (results and progress) and requests from other nodes and external
+//! clients (submissions and JSON commands).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use cluster_router::{Envelope, PayloadFormat};
+
+use super::super::command::{self, Command};
+use super::{Shell, Waiter};
+use crate::handler::ProgressUpdate;
+use crate::job::{Job, JobId};
+use crate::protocol::{decode_job, decode_reply, encode_reply, WorkerReply};
+
+impl Shell {
+    pub(super) fn on_worker_reply(&mut self, env: &Envelope, now: Instant) {
+        #[cfg(feature = "fault-injection")]
+        if std::mem::take(&mut self.fault_armed) {
+            panic!(
+                "injected fault: panicked while handling a reply from {}",
+                env.from
+            );
+        }
+        let node = env.from.node().as_str();
+        match decode_reply(&env.payload, env.format) {
+            Ok(WorkerReply::Result(result)) => {
+                self.core.result_received(result, node, now);
+            }
+            Ok(WorkerReply::Results(results)) => {
+                for result in results {
+                    self.core.result_received(result, node, now);
+                }
+            }
+            Ok(WorkerReply::Progress(update)) => {
+                if self.core.is_running(&update.job_id, update.attempt) {
+                    self.forward_progress(&update);
+                    self.progress.insert(update.job_id.clone(), update);
+                }
+            }
+            Err(err) => tracing::warn!(from = %env.from, %err, "undecodable worker reply"),
+        }
+    }
+
+    /// Hands a progress report to a submitter that asked for them.
+    fn forward_progress(&mut self, update: &ProgressUpdate) {
+        match self.waiters.get(&update.job_id) {
+            Some(Waiter::Local {
+                progress: Some(tx), ..
+            }) => {
+                let _ = tx.try_send(update.clone());
+            }
+            Some(Waiter::Remote {
+                to,
+                request,
+                format,
+                progress: true,
+            }) => {
+                let payload = encode_reply(&WorkerReply::Progress(update.clone()), *format);
+                let mut env = Envelope::new(to.clone(), self.me.clone(), *format, payload);
+                env.correlation_id = Some(*request);
+                self.send(env);
+            }
+            _ => {}
+        }
+    }
+
+    /// A submission or a command from a node or an external client.
+    pub(super) fn on_request(&mut self, env: Envelope, now: Instant) {
+        if env.format == PayloadFormat::Json {
+            if let Some(cmd) = command::parse(&env.payload) {
+                self.on_command(env, cmd, now);
+                return;
+            }
+        }
+        let job =
+            decode_job(&env.payload, env.format).map_err(|e| format!("cannot decode job: {e}"));
+        self.submit_remote(job, &env, false, now);
+    }
+
+    fn submit_remote(
+        &mut self,
+        job: Result<Job, String>,
+        env: &Envelope,
+        progress: bool,
+        now: Instant,
+    ) {
+        let submitted = job.and_then(|job| self.submit_fresh(job, now).map_err(|e| e.to_string()));
+        match submitted {
+            Ok(id) => {
+                self.journal_submit(&id);
+                self.wait_remote(id, env, progress);
+            }
+            Err(reason) => self.send(env.error_reply(&reason)),
+        }
+    }
+
+    fn on_command(&mut self, env: Envelope, cmd: Result<Command, String>, now: Instant) {
+        let reply = match cmd {
+            Ok(Command::Stats) => match serde_json::to_vec(&self.core.stats()) {
+                Ok(json) => env.reply(Bytes::from(json)),
+                Err(err) => env.error_reply(&format!("cannot encode stats: {err}")),
+            },
+            Ok(Command::DeadLetters) => env.reply(Bytes::from(command::dead_letters_json(
+                &self.core.dead_letters(),
+            ))),
+            Ok(Command::Resubmit { id }) => {
+                let resubmitted = JobId::new(&id).map_err(|e| e.to_string()).and_then(|id| {
+                    self.core
+                        .resubmit_dead_letter(&id, now)
+                        .map_err(|e| e.to_string())
+                });
+                match resubmitted {
+                    Ok(id) => return self.wait_remote(id, &env, false),
+                    Err(reason) => env.error_reply(&reason),
+                }
+            }
+            Ok(Command::Submit { job, progress }) => {
+                let job =
+                    Job::from_json(&job.to_string()).map_err(|e| format!("cannot decode job: {e}"));
+                return self.submit_remote(job, &env, progress, now);
+            }
+            Err(reason) => env.error_reply(&reason),
+        };
+        self.send(reply);
+    }
+
+    fn wait_remote(&mut self, id: JobId, env: &Envelope, progress: bool) {
+        let waiter = Waiter::Remote {
+            to: env.from.clone(),
+            request: env.id,
+            format: env.format,
+            progress,
+        };
+        self.waiters.insert(id, waiter);
+    }
+}
