@@ -17,6 +17,7 @@ use crate::failure::{FailureCause, JobFailure};
 use crate::handler::{HandlerRegistry, KIND_TAG_PREFIX};
 use crate::job::JobResult;
 use crate::protocol::{decode_jobs, encode_reply, WorkerReply, JOB_BATCH};
+use crate::reply_retry::{self, PendingReplies, RetryLimits};
 use crate::worker::{BusyProbe, WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue};
 
 /// The well-known name of a node's worker pool.
@@ -80,6 +81,8 @@ pub struct WorkerPool {
     load_task: JoinHandle<()>,
     shutdown_grace: Duration,
     draining: Arc<AtomicBool>,
+    /// Results kept for coordinators that could not be reached.
+    undelivered: Arc<PendingReplies>,
 }
 
 impl std::fmt::Debug for WorkerPool {
@@ -132,11 +135,18 @@ impl WorkerPool {
             }
         };
         advertise_kinds(router, kind_tags);
-        // The forwarder ends by itself once the engine is shut down.
+        let undelivered = PendingReplies::new(RetryLimits::default());
+        // The forwarder ends by itself once the engine is shut down; the
+        // retry task once the forwarder and the pool are gone.
         tokio::spawn(forward_events(
             router.clone(),
             events,
             engine.queue().busy_probe(),
+            undelivered.clone(),
+        ));
+        tokio::spawn(reply_retry::retry_loop(
+            router.clone(),
+            Arc::downgrade(&undelivered),
         ));
         let load_task = tokio::spawn(report_load(
             router.clone(),
@@ -151,6 +161,7 @@ impl WorkerPool {
             load_task,
             shutdown_grace: config.shutdown_grace,
             draining,
+            undelivered,
         })
     }
 
@@ -172,6 +183,12 @@ impl WorkerPool {
     /// Jobs finished since start.
     pub fn finished(&self) -> u64 {
         self.engine.finished()
+    }
+
+    /// Results kept for a coordinator that could not be reached yet (they
+    /// are retried until it answers or is confirmed gone).
+    pub fn undelivered(&self) -> usize {
+        self.undelivered.len()
     }
 
     /// Drains the pool: stops advertising its kinds and window (so
@@ -340,6 +357,7 @@ async fn forward_events(
     router: Router,
     mut events: mpsc::Receiver<WorkerEvent<Arc<Ticket>>>,
     busy: BusyProbe,
+    undelivered: Arc<PendingReplies>,
 ) {
     let mut buf = Vec::with_capacity(FORWARD_BATCH);
     let mut batches: Vec<(Arc<Ticket>, Vec<JobResult>)> = Vec::new();
@@ -374,17 +392,40 @@ async fn forward_events(
                 }
                 WorkerEvent::Progress { update, ticket } => (WorkerReply::Progress(update), ticket),
             };
-            send_reply(&router, &ticket, &reply).await;
+            send_reply(&router, &ticket, &reply, &undelivered).await;
         }
         for (ticket, results) in batches.drain(..) {
-            send_reply(&router, &ticket, &WorkerReply::Results(results)).await;
+            let reply = WorkerReply::Results(results);
+            send_reply(&router, &ticket, &reply, &undelivered).await;
         }
     }
 }
 
-async fn send_reply(router: &Router, ticket: &Ticket, reply: &WorkerReply) {
-    if let Err(err) = router.send(reply_envelope(ticket, reply)).await {
-        tracing::warn!(to = %ticket.reply_to, %err, "cannot deliver a worker reply");
+/// Sends a reply to its coordinator. A result (not a progress report) for
+/// a coordinator that is not Up, or behind earlier undelivered results, or
+/// whose send fails, is kept and retried (see `reply_retry`).
+async fn send_reply(
+    router: &Router,
+    ticket: &Ticket,
+    reply: &WorkerReply,
+    undelivered: &PendingReplies,
+) {
+    let env = reply_envelope(ticket, reply);
+    let is_result = !matches!(reply, WorkerReply::Progress(_));
+    let node = ticket.reply_to.node();
+    if is_result && (undelivered.has_pending(node) || !reply_retry::deliverable_now(router, node)) {
+        undelivered.keep(env);
+        return;
+    }
+    let kept = is_result.then(|| env.clone());
+    if let Err(err) = router.send(env).await {
+        match kept {
+            Some(env) => {
+                tracing::info!(to = %ticket.reply_to, %err, "worker result kept for a retry");
+                undelivered.keep(env);
+            }
+            None => tracing::debug!(to = %ticket.reply_to, %err, "progress report dropped"),
+        }
     }
 }
 
