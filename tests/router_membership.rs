@@ -168,3 +168,72 @@ async fn a_down_node_that_restarts_is_up_again() {
         .expect("ping reborn");
     stop_all(&[nodes[0].clone(), reborn]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gone_member_is_removed_after_the_grace_period_and_stays_out() {
+    let configs = ["x-1", "x-2", "x-3"]
+        .iter()
+        .map(|name| {
+            let mut cfg = fast(name);
+            cfg.remove_after = Duration::from_secs(1);
+            cfg
+        })
+        .collect();
+    let nodes = cluster_of(configs).await;
+    let victim = nodes[2].node_id().clone();
+    let mut events = nodes[0].subscribe();
+    nodes[2].shutdown().await;
+    let removed = within(STEP, "Removed event", async {
+        loop {
+            match events.recv().await {
+                Ok(MemberEvent::Removed(m)) if m.node == victim => return m,
+                Ok(MemberEvent::Up(m)) if m.node == victim => panic!("came back: {m:?}"),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(removed.status, MemberStatus::Down);
+    let survivors = &nodes[..2];
+    assert!(
+        wait_until(STEP, || survivors
+            .iter()
+            .all(|n| n.member(&victim).is_none()))
+        .await,
+        "victim still listed"
+    );
+    // Gossip between the survivors keeps it out (tombstones).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for node in survivors {
+        assert!(
+            node.member(&victim).is_none(),
+            "{} lists it again",
+            node.node_id()
+        );
+        assert_eq!(node.members().len(), 2);
+    }
+    stop_all(survivors).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_routers_may_speak_the_system_protocol() {
+    use bytes::Bytes;
+    use cluster_router::{Envelope, EnvelopeKind, PayloadFormat};
+
+    let nodes = cluster(&["sp-1", "sp-2"]).await;
+    let (evil, mut inbox) = collector(&nodes[0], "evil");
+    // A well-formed gossip message naming made-up members, sent by an
+    // ordinary actor rather than a router.
+    let gossip = cluster_router::fuzzing::system_wire_seeds()[1].clone();
+    let to = cluster_router::ActorAddr::parse("system@sp-2").unwrap();
+    let env = Envelope::new(to, evil, PayloadFormat::Binary, Bytes::from(gossip));
+    within(STEP, "send", nodes[0].send(env))
+        .await
+        .expect("sent");
+    let answer = within(STEP, "refusal", inbox.recv()).await.expect("answer");
+    assert_eq!(answer.kind, EnvelopeKind::Error);
+    let reason = answer.payload_str().unwrap_or_default();
+    assert!(reason.contains("cluster nodes only"), "{reason}");
+    assert_eq!(nodes[1].members().len(), 2, "the table was edited");
+    stop_all(&nodes).await;
+}

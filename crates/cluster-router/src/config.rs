@@ -7,9 +7,13 @@ use cluster_transport::{Secret, TransportConfig};
 
 /// Configuration of a [`Router`](crate::Router).
 ///
-/// The defaults suit a LAN cluster: gossip every second to 3 peers, Suspect
-/// after 3 s of silence, Down after 6 s, stop redialling a Down node after
-/// 60 s. Tests use about 100 ms / 300 ms / 600 ms.
+/// The defaults suit a LAN cluster: a heartbeat to every linked member every
+/// 100 ms, Suspect after 0.8 s of silence, Down after 1.5 s once confirmed
+/// (crash detection within 2 s, no false Down for scheduling pauses of up to
+/// 1 s), the member table gossiped every second to 3 peers, Down and Left
+/// members removed from the table after 30 s. Tests use about 100 ms / 300
+/// ms / 600 ms. The failure detector is described in `docs/architecture.md`
+/// ("Membership and failure detection").
 ///
 /// ```
 /// use std::time::Duration;
@@ -33,16 +37,36 @@ pub struct RouterConfig {
     pub seeds: Vec<String>,
     /// Initial capability tags of this node.
     pub tags: Vec<String>,
-    /// Interval between gossip rounds (and heartbeat increments).
+    /// Interval between gossip rounds: the member table is pushed to
+    /// [`gossip_fanout`](Self::gossip_fanout) random peers (push-pull) and
+    /// this node's gossiped heartbeat counter advances.
     pub gossip_interval: Duration,
     /// Peers gossiped to per round.
     pub gossip_fanout: usize,
-    /// Silence after which a member becomes Suspect.
+    /// Interval between two heartbeats to every linked member, and between
+    /// two runs of the failure detector. At most a third of
+    /// [`suspect_after`](Self::suspect_after).
+    pub probe_interval: Duration,
+    /// Silence (nothing received from a member on its link) after which it
+    /// becomes Suspect: no new work is sent to it, and other members are
+    /// asked whether they still hear it (indirect checks).
     pub suspect_after: Duration,
-    /// Silence after which a member becomes Down.
+    /// Silence after which a Suspect member becomes Down, provided an
+    /// indirect check confirmed it (or no other member can be asked) and no
+    /// other member heard it meanwhile. A crashed node is Down within about
+    /// `down_after + probe_interval`; a node paused for less than
+    /// `down_after - probe_interval` is never Down.
     pub down_after: Duration,
-    /// How long a Down member's link is still redialled before giving up.
+    /// Members asked per indirect check (the witnesses).
+    pub indirect_checks: usize,
+    /// How long a Down member's link is still redialled by the transport
+    /// before it gives up (the membership keeps trying to reach it, more
+    /// slowly, until its tombstone expires).
     pub give_up_after: Duration,
+    /// How long a Down or Left member stays in the member table before it is
+    /// removed ([`MemberEvent::Removed`](crate::MemberEvent::Removed)); a
+    /// tombstone then keeps stale gossip from bringing it back.
+    pub remove_after: Duration,
     /// Timeout of [`Router::ping`](crate::Router::ping) and of the
     /// acknowledgements [`Router::leave`](crate::Router::leave) waits for.
     pub request_timeout: Duration,
@@ -75,9 +99,12 @@ impl Default for RouterConfig {
             tags: Vec::new(),
             gossip_interval: Duration::from_secs(1),
             gossip_fanout: 3,
-            suspect_after: Duration::from_secs(3),
-            down_after: Duration::from_secs(6),
+            probe_interval: Duration::from_millis(100),
+            suspect_after: Duration::from_millis(800),
+            down_after: Duration::from_millis(1500),
+            indirect_checks: 3,
             give_up_after: Duration::from_secs(60),
+            remove_after: Duration::from_secs(30),
             request_timeout: Duration::from_secs(5),
             link_wait: Duration::from_secs(2),
             system_mailbox: 1024,
@@ -118,7 +145,8 @@ impl RouterConfig {
         self
     }
 
-    /// Sets the gossip interval and the failure detector's thresholds.
+    /// Sets the gossip interval and the failure detector's thresholds. The
+    /// probe interval is lowered to `suspect_after / 3` when it is longer.
     pub fn timing(
         mut self,
         gossip: Duration,
@@ -128,6 +156,7 @@ impl RouterConfig {
         self.gossip_interval = gossip;
         self.suspect_after = suspect_after;
         self.down_after = down_after;
+        self.probe_interval = self.probe_interval.min(suspect_after / 3);
         self
     }
 
@@ -149,11 +178,17 @@ impl RouterConfig {
         if self.gossip_fanout == 0 {
             return Err("gossip_fanout must be at least 1");
         }
-        if self.suspect_after <= self.gossip_interval {
-            return Err("suspect_after must be longer than gossip_interval");
+        if self.probe_interval.is_zero() {
+            return Err("probe_interval must be positive");
+        }
+        if self.suspect_after < self.probe_interval * 3 {
+            return Err("suspect_after must be at least 3 probe intervals");
         }
         if self.down_after < self.suspect_after {
             return Err("down_after must not be shorter than suspect_after");
+        }
+        if self.indirect_checks == 0 {
+            return Err("indirect_checks must be at least 1");
         }
         if self.system_mailbox == 0 {
             return Err("system_mailbox must be at least 1");
@@ -173,11 +208,18 @@ mod tests {
     fn validation_explains_bad_timings() {
         assert!(RouterConfig::default().validate().is_ok());
         let ms = Duration::from_millis;
-        let bad = RouterConfig::default().timing(ms(100), ms(100), ms(600));
+        let bad = RouterConfig {
+            suspect_after: ms(200),
+            ..RouterConfig::default()
+        };
         assert_eq!(
             bad.validate(),
-            Err("suspect_after must be longer than gossip_interval")
+            Err("suspect_after must be at least 3 probe intervals")
         );
+        // timing() keeps the probe interval in line.
+        let ok = RouterConfig::default().timing(ms(100), ms(150), ms(600));
+        assert_eq!(ok.probe_interval, ms(50));
+        assert!(ok.validate().is_ok());
         let bad = RouterConfig::default().timing(ms(100), ms(300), ms(200));
         assert_eq!(
             bad.validate(),

@@ -84,6 +84,13 @@ pub fn system_wire(data: &[u8]) {
         SystemMessage::Join(rows) | SystemMessage::Gossip(rows) | SystemMessage::Table(rows) => {
             rows
         }
+        SystemMessage::Check { target } | SystemMessage::CheckAnswer { target, .. } => {
+            if let Ok(node) = wire::check_target(&target) {
+                assert_eq!(node.as_str(), target);
+            }
+            return;
+        }
+        SystemMessage::Heartbeat { .. } => return,
     };
     let Ok(members) = wire::from_wire(rows) else {
         return;
@@ -279,6 +286,17 @@ pub fn system_wire_seeds() -> Vec<Vec<u8>> {
         wire::encode(&SystemMessage::Gossip(rows.clone())).to_vec(),
         wire::encode(&SystemMessage::Table(Vec::new())).to_vec(),
         wire::encode(&SystemMessage::Table(rows)).to_vec(),
+        wire::encode(&SystemMessage::Heartbeat { incarnation: 42 }).to_vec(),
+        wire::encode(&SystemMessage::Check {
+            target: "node-b".into(),
+        })
+        .to_vec(),
+        wire::encode(&SystemMessage::CheckAnswer {
+            target: "node-b".into(),
+            linked: false,
+            silence_ms: 1500,
+        })
+        .to_vec(),
     ];
     let mut other = out[0].clone();
     other[..2].copy_from_slice(&(WIRE_VERSION + 1).to_le_bytes());

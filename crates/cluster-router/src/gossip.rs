@@ -1,9 +1,10 @@
-//! Membership in motion: the gossip loop, joining through seeds, graceful
-//! leave announcements, and applying membership [`Changes`] (events, dials,
-//! disconnects).
+//! Membership in motion: the probe loop (heartbeats and the failure
+//! detector), the gossip loop, joining through seeds, graceful leave
+//! announcements, and applying membership [`Changes`] (events, dials,
+//! disconnects, indirect checks, refutations).
 
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use cluster_transport::LinkEvent;
@@ -22,11 +23,12 @@ use crate::router::Inner;
 use crate::stats::bump;
 use crate::wire::{self, SystemMessage};
 
-/// Gossip rounds between two checks that every reachable member is linked.
-const LINK_CHECK_EVERY: u64 = 5;
 /// Gossip rounds between two attempts to rejoin through the seeds while no
 /// peer is reachable.
 const REJOIN_EVERY: u64 = 10;
+/// Longest a dial made to heal a lost link may take (a dial into a
+/// partition hangs; the next one starts a fresh connection).
+const HEAL_DIAL_LIMIT: Duration = Duration::from_secs(2);
 
 /// Which table message to push.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,14 +80,16 @@ pub(crate) fn push_table(inner: &Inner, node: &NodeId, push: Push) {
     send_system(inner, node, table_message(inner, push));
 }
 
-/// Publishes events, closes links for good and dials new members.
+/// Publishes events, closes links for good, dials new members, and sends
+/// what the membership asked for (indirect checks, rows to stale members,
+/// this node's table to everyone after a refutation or a Down verdict).
 pub(crate) fn apply(inner: &Arc<Inner>, changes: Changes) {
     for event in changes.events {
         match &event {
             MemberEvent::Updated(_) => {}
             other => {
                 let m = other.member();
-                tracing::info!(node = %inner.node, member = %m.node, status = ?m.status, "membership change");
+                tracing::info!(node = %inner.node, member = %m.node, status = ?m.status, event = event_name(other), "membership change");
             }
         }
         // No subscriber is fine.
@@ -94,51 +98,83 @@ pub(crate) fn apply(inner: &Arc<Inner>, changes: Changes) {
     for node in changes.disconnect {
         inner.transport.disconnect(node.as_str());
     }
-    if !changes.connect.is_empty() {
+    if !changes.connect.is_empty() || !changes.heal.is_empty() {
         let linked: FxHashSet<String> = inner.transport.peers().into_iter().collect();
         for (node, url) in changes.connect {
             if !linked.contains(node.as_str()) {
-                dial(inner, node, url);
+                dial(
+                    inner,
+                    node,
+                    url,
+                    inner.config.transport.handshake_timeout * 2,
+                );
             }
+        }
+        let limit = HEAL_DIAL_LIMIT.min(inner.config.transport.handshake_timeout);
+        for (node, url) in changes.heal {
+            if !linked.contains(node.as_str()) {
+                dial(inner, node, url, limit);
+            }
+        }
+    }
+    for (witness, target) in changes.checks {
+        let payload = wire::encode(&SystemMessage::Check {
+            target: target.to_string(),
+        });
+        send_system(inner, &witness, payload);
+    }
+    for row in changes.tell {
+        let payload = wire::encode(&SystemMessage::Table(wire::to_wire(std::slice::from_ref(
+            &row,
+        ))));
+        send_system(inner, &row.node, payload);
+    }
+    if changes.push_all {
+        let (peers, payload) = {
+            let table = inner.membership.read();
+            let rows = wire::to_wire(&table.members());
+            (
+                table.reachable_peers(),
+                wire::encode(&SystemMessage::Gossip(rows)),
+            )
+        };
+        for node in &peers {
+            send_system(inner, node, payload.clone());
         }
     }
 }
 
-/// Dials `node` at `url` in the background (once at a time per node).
-fn dial(inner: &Arc<Inner>, node: NodeId, url: String) {
+fn event_name(event: &MemberEvent) -> &'static str {
+    match event {
+        MemberEvent::Up(_) => "up",
+        MemberEvent::Suspect(_) => "suspect",
+        MemberEvent::Down(_) => "down",
+        MemberEvent::Leaving(_) => "leaving",
+        MemberEvent::Left(_) => "left",
+        MemberEvent::Removed(_) => "removed",
+        _ => "updated",
+    }
+}
+
+/// Dials `node` at `url` in the background (once at a time per node),
+/// giving up after `limit`.
+fn dial(inner: &Arc<Inner>, node: NodeId, url: String, limit: Duration) {
     if !inner.dialing.lock().insert(node.clone()) {
         return;
     }
     let inner = Arc::clone(inner);
     tokio::spawn(async move {
-        let result = inner.transport.connect(&url).await;
+        let result = tokio::time::timeout(limit, inner.transport.connect(&url)).await;
         inner.dialing.lock().remove(&node);
         match result {
-            Ok(peer) if peer == node.as_str() => {}
-            Ok(peer) => {
+            Ok(Ok(peer)) if peer == node.as_str() => {}
+            Ok(Ok(peer)) => {
                 tracing::warn!(%node, %url, %peer, "dialled a member's URL, another node answered")
             }
-            Err(err) => tracing::debug!(%node, %url, %err, "cannot dial member"),
+            Ok(Err(err)) => tracing::debug!(%node, %url, %err, "cannot dial member"),
+            Err(_) => tracing::debug!(%node, %url, "dial timed out"),
         }
     });
-}
-
-/// Dials every reachable member that has no link (a first dial failed, or
-/// the member's link was dialled by a node that has since given up).
-fn ensure_links(inner: &Arc<Inner>) {
-    let linked: FxHashSet<String> = inner.transport.peers().into_iter().collect();
-    let missing: Vec<(NodeId, String)> = inner
-        .membership
-        .read()
-        .members()
-        .into_iter()
-        .filter(|m| m.node != inner.node && m.status.is_reachable())
-        .filter(|m| !linked.contains(m.node.as_str()))
-        .map(|m| (m.node, m.url))
-        .collect();
-    for (node, url) in missing {
-        dial(inner, node, url);
-    }
 }
 
 /// Dials the seeds (all at once) and sends each a Join. Returns how many
@@ -176,21 +212,20 @@ pub(crate) async fn join_seeds(inner: &Arc<Inner>) -> usize {
         .count()
 }
 
-/// One gossip round: heartbeat, failure detection, push-pull to a few
-/// random reachable peers, and housekeeping.
+/// One gossip round: advance this node's heartbeat counter, push-pull the
+/// table with a few random reachable peers, rejoin through the seeds when
+/// alone.
 fn gossip_round(inner: &Arc<Inner>, round: u64) {
-    let (changes, targets, rows, leaving) = {
+    let (targets, rows, leaving) = {
         let mut table = inner.membership.write();
         table.beat();
-        let changes = table.check(Instant::now());
         let targets = table.gossip_targets(inner.config.gossip_fanout, &mut rand::thread_rng());
         let leaving = matches!(
             table.me().status,
             MemberStatus::Leaving | MemberStatus::Left
         );
-        (changes, targets, wire::to_wire(&table.members()), leaving)
+        (targets, wire::to_wire(&table.members()), leaving)
     };
-    apply(inner, changes);
     bump(&inner.counters.gossip_rounds, 1);
     let lonely = targets.is_empty();
     if !lonely {
@@ -202,9 +237,6 @@ fn gossip_round(inner: &Arc<Inner>, round: u64) {
     // A leaving node only announces; it neither redials nor rejoins.
     if leaving {
         return;
-    }
-    if round % LINK_CHECK_EVERY == 0 {
-        ensure_links(inner);
     }
     if lonely && !inner.config.seeds.is_empty() && round % REJOIN_EVERY == 0 {
         let inner = Arc::clone(inner);
@@ -226,6 +258,63 @@ pub(crate) async fn gossip_loop(weak: Weak<Inner>) {
         let Some(inner) = weak.upgrade() else { return };
         round += 1;
         gossip_round(&inner, round);
+    }
+}
+
+/// One probe round: notice a pause of this node, send a heartbeat to every
+/// linked reachable member, and run the failure detector.
+fn probe_round(inner: &Arc<Inner>) {
+    let (changes, peers, incarnation, leaving) = {
+        let mut table = inner.membership.write();
+        let credited = table.tick(Instant::now(), SystemTime::now());
+        if !credited.is_zero() {
+            tracing::warn!(
+                node = %inner.node,
+                paused_ms = credited.as_millis() as u64,
+                "this node was not running for a while: its failure detector ignores that time and waits to hear from others"
+            );
+        }
+        let changes = table.check(Instant::now(), &mut rand::thread_rng());
+        let leaving = matches!(
+            table.me().status,
+            MemberStatus::Leaving | MemberStatus::Left
+        );
+        (
+            changes,
+            table.reachable_peers(),
+            table.me().incarnation,
+            leaving,
+        )
+    };
+    let payload = wire::encode(&SystemMessage::Heartbeat { incarnation });
+    for node in &peers {
+        send_system(inner, node, payload.clone());
+    }
+    if leaving {
+        // A leaving node neither suspects nor redials anyone.
+        let changes = Changes {
+            events: changes.events,
+            disconnect: changes.disconnect,
+            ..Changes::default()
+        };
+        apply(inner, changes);
+    } else {
+        apply(inner, changes);
+    }
+}
+
+/// Runs probe rounds every `probe_interval` until the router is gone.
+pub(crate) async fn probe_loop(weak: Weak<Inner>) {
+    let Some(period) = weak.upgrade().map(|i| i.config.probe_interval) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(period);
+    // A late tick fires at once, so a pause shows as one long gap.
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = weak.upgrade() else { return };
+        probe_round(&inner);
     }
 }
 

@@ -49,13 +49,22 @@
 //!   bounded outbox, not in the dispatch task.
 //! - **Membership.** A node joins through seed URLs and learns everyone
 //!   else by push-pull gossip of the member table (node, URL, incarnation,
-//!   status, heartbeat, tags, load). A member whose heartbeat stops
-//!   advancing becomes Suspect after `suspect_after` and Down after
-//!   `down_after`; [`Router::leave`] announces Leaving then Left, which the
+//!   status, heartbeat, tags, load). Failure detection is SWIM-style with
+//!   Lifeguard's self-awareness: every node sends a heartbeat to every
+//!   linked member each [`RouterConfig::probe_interval`]; a member not heard
+//!   for `suspect_after` is Suspect and other members are asked whether they
+//!   hear it; it is Down only after `down_after` of silence everywhere this
+//!   node can ask, confirmed by such a witness. A node that notices it was
+//!   paused itself makes no verdicts until it hears from others, a Down
+//!   rumour is only believed by nodes that do not hear the member, and a
+//!   live node refutes any rumour with a higher incarnation. Down and Left
+//!   members are removed after [`RouterConfig::remove_after`] behind a
+//!   tombstone. [`Router::leave`] announces Leaving then Left, which the
 //!   others never mistake for a failure; a restarted node (higher
 //!   incarnation) is Up again. [`Router::subscribe`] streams
 //!   [`MemberEvent`]s; [`Router::get_all_peers`] lists the Up members, this
-//!   node included.
+//!   node included. The scheme, its timings and what happens during and
+//!   after a partition are in `docs/architecture.md`.
 //! - **The `system` actor** on each node answers `{"cmd":"members"}`,
 //!   `{"cmd":"info"}` and `{"cmd":"ping"}` (JSON, usable by external
 //!   clients) and carries the binary gossip protocol.

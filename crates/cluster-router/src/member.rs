@@ -9,13 +9,16 @@ use crate::addr::NodeId;
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum MemberStatus {
-    /// Alive: its heartbeat keeps advancing.
+    /// Alive: heard on its link within `suspect_after`.
     Up,
-    /// Its heartbeat has not advanced for `suspect_after` (or its link just
-    /// dropped); still routable, may come back to Up.
+    /// Not heard on its link for `suspect_after` (or its link just dropped):
+    /// unreachable from this node, perhaps alive elsewhere. Still routable;
+    /// Up again as soon as it is heard.
     Suspect,
-    /// Its heartbeat has not advanced for `down_after`: considered failed.
-    /// Only a restart (a higher incarnation) brings it back.
+    /// Failed: silent for `down_after`, confirmed by other members (or with
+    /// nobody else to ask). Final for its incarnation; the node itself, if
+    /// it was only cut off or paused, comes back by refuting with a higher
+    /// incarnation.
     Down,
     /// Announced a graceful leave; still serving while it drains.
     Leaving,
@@ -97,7 +100,7 @@ pub enum MemberEvent {
     Up(Member),
     /// A member is suspected (silent for `suspect_after`, or its link dropped).
     Suspect(Member),
-    /// A member failed (silent for `down_after`).
+    /// A member failed (silent for `down_after`, confirmed).
     Down(Member),
     /// A member announced a graceful leave.
     Leaving(Member),
@@ -106,6 +109,11 @@ pub enum MemberEvent {
     /// A member's tags or URL changed (load changes are not announced; read
     /// them from [`Router::members`](crate::Router::members)).
     Updated(Member),
+    /// A Down or Left member was removed from the table after
+    /// [`RouterConfig::remove_after`](crate::RouterConfig::remove_after)
+    /// (the row as it was, without load). It may come back only with a
+    /// higher incarnation (a restart, or a refutation).
+    Removed(Member),
 }
 
 impl MemberEvent {
@@ -117,7 +125,8 @@ impl MemberEvent {
             | MemberEvent::Down(m)
             | MemberEvent::Leaving(m)
             | MemberEvent::Left(m)
-            | MemberEvent::Updated(m) => m,
+            | MemberEvent::Updated(m)
+            | MemberEvent::Removed(m) => m,
         }
     }
 

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::addr::{ActorAddr, ActorName, NodeId};
 use crate::backlog::{BacklogLimits, OverflowWarnings, Slot};
 use crate::config::RouterConfig;
+use crate::detector::DetectorTiming;
 use crate::envelope::{Envelope, EnvelopeKind, MessageId, PayloadFormat};
 use crate::error::RouterError;
 use crate::member::{Load, Member, MemberEvent, MemberStatus};
@@ -153,9 +154,14 @@ impl Router {
             load: Load::default(),
         };
         let timing = MembershipTiming {
-            suspect_after: config.suspect_after,
-            down_after: config.down_after,
+            detector: DetectorTiming {
+                probe_interval: config.probe_interval,
+                suspect_after: config.suspect_after,
+                down_after: config.down_after,
+            },
+            indirect_checks: config.indirect_checks,
             give_up_after: config.give_up_after,
+            remove_after: config.remove_after,
         };
         let system_name = ActorName::new(SYSTEM)?;
         let reply_addr = ActorAddr::new(ActorName::new(REPLY)?, node.clone());
@@ -190,7 +196,8 @@ impl Router {
         inner.tasks.lock().extend([
             tokio::spawn(route::incoming_loop(weak.clone(), incoming)),
             tokio::spawn(route::link_event_loop(weak.clone(), link_events)),
-            tokio::spawn(gossip::gossip_loop(weak)),
+            tokio::spawn(gossip::gossip_loop(weak.clone())),
+            tokio::spawn(gossip::probe_loop(weak)),
         ]);
         gossip::join_seeds(&inner).await;
         tracing::info!(node = %inner.node, url = %inner.url, "router started");

@@ -2,7 +2,7 @@
 //! external clients alike) and the binary gossip/join protocol.
 
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actor_core::{Actor, BoxError, Context};
 use async_trait::async_trait;
@@ -10,11 +10,12 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::addr::NodeId;
 use crate::envelope::{Envelope, EnvelopeKind, PayloadFormat};
 use crate::gossip;
 use crate::membership::Changes;
 use crate::route::error_chain;
-use crate::router::Inner;
+use crate::router::{Inner, REPLY, SYSTEM};
 use crate::wire::{self, SystemMessage, WireError};
 
 /// The JSON form of a command: `{"cmd":"members"}`, `{"cmd":"info"}`,
@@ -100,17 +101,64 @@ impl Actor for SystemActor {
     }
 }
 
-/// A gossip/join message from another node.
+/// A system protocol message from another node: gossip and join, or the
+/// failure detector's heartbeats and indirect checks.
 ///
-/// The answer is queued before the merged changes are applied: when the
-/// sender announces that it left, applying them closes its link, and the
-/// answer should be on its way first (the leaver also takes the close as
-/// the acknowledgement, should the close overtake the answer).
+/// Only the router of another node speaks this protocol (from its `system`
+/// actor, or from its `_reply` mailbox during a leave); anything else, an
+/// external client included, is refused: a client can never edit the
+/// member table.
+///
+/// The answer to a table is queued before the merged changes are applied:
+/// when the sender announces that it left, applying them closes its link,
+/// and the answer should be on its way first (the leaver also takes the
+/// close as the acknowledgement, should the close overtake the answer).
 fn on_system_message(inner: &Arc<Inner>, env: Envelope) {
-    let result = wire::decode(&env.payload).and_then(|msg| match msg {
-        SystemMessage::Join(rows) | SystemMessage::Gossip(rows) => Ok((merge(inner, rows)?, true)),
-        SystemMessage::Table(rows) => Ok((merge(inner, rows)?, false)),
-    });
+    let sender = env.from.actor().as_str();
+    if sender != SYSTEM && sender != REPLY {
+        tracing::warn!(from = %env.from, "refused a system protocol message from a non-router sender");
+        inner.post(env.error_reply("the system protocol is for cluster nodes only"));
+        return;
+    }
+    let msg = match wire::decode(&env.payload) {
+        Ok(msg) => msg,
+        Err(err) => return refuse(inner, env, &err),
+    };
+    let result = match msg {
+        SystemMessage::Join(rows) | SystemMessage::Gossip(rows) => {
+            merge(inner, rows).map(|c| (c, true))
+        }
+        SystemMessage::Table(rows) => merge(inner, rows).map(|c| (c, false)),
+        SystemMessage::Heartbeat { incarnation } => {
+            let changes =
+                inner
+                    .membership
+                    .write()
+                    .on_heartbeat(env.from.node(), incarnation, Instant::now());
+            Ok((changes, false))
+        }
+        SystemMessage::Check { target } => {
+            return match wire::check_target(&target) {
+                Ok(target) => answer_check(inner, &env, target),
+                Err(err) => refuse(inner, env, &err),
+            }
+        }
+        SystemMessage::CheckAnswer {
+            target,
+            linked,
+            silence_ms,
+        } => {
+            return match wire::check_target(&target) {
+                Ok(target) => inner.membership.write().on_check_answer(
+                    &target,
+                    linked,
+                    Duration::from_millis(u64::from(silence_ms)),
+                    Instant::now(),
+                ),
+                Err(err) => refuse(inner, env, &err),
+            }
+        }
+    };
     match result {
         Ok((changes, answer)) => {
             if answer {
@@ -121,12 +169,31 @@ fn on_system_message(inner: &Arc<Inner>, env: Envelope) {
             }
             gossip::apply(inner, changes);
         }
-        Err(err) => {
-            let reason = error_chain(&err);
-            tracing::warn!(from = %env.from, %reason, "refused a system message");
-            inner.post(env.error_reply(&reason));
-        }
+        Err(err) => refuse(inner, env, &err),
     }
+}
+
+/// Answers a refused system message with an Error envelope.
+fn refuse(inner: &Inner, env: Envelope, err: &WireError) {
+    let reason = error_chain(err);
+    tracing::warn!(from = %env.from, %reason, "refused a system message");
+    inner.post(env.error_reply(&reason));
+}
+
+/// A witness's answer to an indirect check: its own view of `target`.
+fn answer_check(inner: &Arc<Inner>, env: &Envelope, target: NodeId) {
+    let silence = inner.membership.read().silence_of(&target, Instant::now());
+    let silence_ms = silence.map_or(u32::MAX, |s| {
+        u32::try_from(s.as_millis()).unwrap_or(u32::MAX)
+    });
+    let linked = inner.transport.peers().iter().any(|p| p == target.as_str());
+    let payload = wire::encode(&SystemMessage::CheckAnswer {
+        target: target.to_string(),
+        linked,
+        silence_ms,
+    });
+    let answer = env.reply_with(EnvelopeKind::Message, PayloadFormat::Binary, payload);
+    gossip::send_gossip_answer(inner, answer);
 }
 
 /// Merges a received table; the caller applies the returned changes.

@@ -16,8 +16,9 @@ use crate::addr::{AddrError, NodeId};
 use crate::member::{Load, Member, MemberStatus};
 
 /// Version of the system protocol; a peer speaking another one is answered
-/// with an Error envelope naming both versions.
-pub(crate) const WIRE_VERSION: u16 = 1;
+/// with an Error envelope naming both versions. Version 2 added
+/// heartbeats and indirect checks.
+pub(crate) const WIRE_VERSION: u16 = 2;
 
 /// Largest system message accepted, in bytes.
 pub(crate) const MAX_SYSTEM_MESSAGE: u64 = 4 * 1024 * 1024;
@@ -39,6 +40,28 @@ pub(crate) enum SystemMessage {
     Gossip(Vec<WireMember>),
     /// The answer to Join or Gossip: merge it, do not answer.
     Table(Vec<WireMember>),
+    /// Sent to every linked member each probe interval: the sender is alive
+    /// and runs this incarnation.
+    Heartbeat {
+        /// The sender's current incarnation.
+        incarnation: u64,
+    },
+    /// An indirect check: "do you still hear `target`?"
+    Check {
+        /// The suspected member's node id.
+        target: String,
+    },
+    /// The answer to [`SystemMessage::Check`], from the witness's own
+    /// failure detector.
+    CheckAnswer {
+        /// The suspected member's node id.
+        target: String,
+        /// Whether the witness has a link to it now.
+        linked: bool,
+        /// Milliseconds since the witness last heard it (`u32::MAX`: never,
+        /// or not watched).
+        silence_ms: u32,
+    },
 }
 
 /// A membership row as it travels.
@@ -81,6 +104,9 @@ pub(crate) enum WireError {
     /// A row with an impossible field.
     #[error("member row {index} is invalid: {what}")]
     InvalidRow { index: usize, what: &'static str },
+    /// An indirect check (or its answer) about a bad node id.
+    #[error("indirect check names a bad node id")]
+    Target(#[source] AddrError),
 }
 
 fn options() -> impl Options {
@@ -153,6 +179,11 @@ impl From<&Member> for WireMember {
 /// Converts a table to wire rows.
 pub(crate) fn to_wire(members: &[Member]) -> Vec<WireMember> {
     members.iter().map(WireMember::from).collect()
+}
+
+/// Validates the node id an indirect check is about.
+pub(crate) fn check_target(target: &str) -> Result<NodeId, WireError> {
+    NodeId::new(target).map_err(WireError::Target)
 }
 
 /// Validates and converts gossiped rows.
@@ -235,14 +266,43 @@ mod tests {
         let err = decode(&bytes).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "system protocol version mismatch: peer speaks 9, this node speaks 1"
+            "system protocol version mismatch: peer speaks 9, this node speaks 2"
         );
         assert!(matches!(decode(&[1]), Err(WireError::Truncated(1))));
-        assert!(matches!(decode(&[1, 0, 200]), Err(WireError::Decode(_))));
+        assert!(matches!(decode(&[2, 0, 200]), Err(WireError::Decode(_))));
         // A huge announced length is refused without allocating it.
         let mut huge = WIRE_VERSION.to_le_bytes().to_vec();
         huge.extend_from_slice(&[1, 253, 255, 255, 255, 255, 255, 255, 255, 127]);
         assert!(matches!(decode(&huge), Err(WireError::Decode(_))));
+    }
+
+    #[test]
+    fn round_trips_the_liveness_messages() {
+        for msg in [
+            SystemMessage::Heartbeat {
+                incarnation: 1_764_237_600_123,
+            },
+            SystemMessage::Check {
+                target: "node-b".into(),
+            },
+            SystemMessage::CheckAnswer {
+                target: "node-b".into(),
+                linked: true,
+                silence_ms: u32::MAX,
+            },
+        ] {
+            assert_eq!(decode(&encode(&msg)).unwrap(), msg);
+        }
+        // A heartbeat is a dozen bytes: cheap enough for every link, 10 per second.
+        assert!(
+            encode(&SystemMessage::Heartbeat {
+                incarnation: u64::MAX
+            })
+            .len()
+                <= 12
+        );
+        assert!(check_target("node-b").is_ok());
+        assert!(matches!(check_target("a b"), Err(WireError::Target(_))));
     }
 
     #[test]
@@ -273,8 +333,14 @@ mod tests {
             let _ = decode(&bytes);
             let mut versioned = WIRE_VERSION.to_le_bytes().to_vec();
             versioned.extend_from_slice(&bytes);
-            if let Ok(SystemMessage::Gossip(rows) | SystemMessage::Join(rows) | SystemMessage::Table(rows)) = decode(&versioned) {
-                let _ = from_wire(rows);
+            match decode(&versioned) {
+                Ok(SystemMessage::Gossip(rows) | SystemMessage::Join(rows) | SystemMessage::Table(rows)) => {
+                    let _ = from_wire(rows);
+                }
+                Ok(SystemMessage::Check { target } | SystemMessage::CheckAnswer { target, .. }) => {
+                    let _ = check_target(&target);
+                }
+                _ => {}
             }
         }
     }

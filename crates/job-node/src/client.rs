@@ -105,7 +105,7 @@ fn message_kind() -> String {
 /// What the node sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub(crate) enum ClientFrame {
+pub enum ClientFrame {
     /// An envelope.
     Envelope(ClientEnvelope),
     /// An error report about one of our frames (the connection stays up).
@@ -126,20 +126,20 @@ struct ErrorFrame {
 
 /// The sending half of a connection.
 #[derive(Debug)]
-pub(crate) struct ClientSender {
+pub struct ClientSender {
     sink: SplitSink<Ws, Message>,
     next_id: u64,
 }
 
 /// The receiving half of a connection.
 #[derive(Debug)]
-pub(crate) struct ClientReceiver {
+pub struct ClientReceiver {
     stream: SplitStream<Ws>,
 }
 
 /// An authenticated connection to one node.
 #[derive(Debug)]
-pub(crate) struct ClusterClient {
+pub struct ClusterClient {
     sender: ClientSender,
     receiver: ClientReceiver,
     client_id: u64,
@@ -153,11 +153,7 @@ impl ClusterClient {
     /// [`ClientError::Url`], [`ClientError::Timeout`],
     /// [`ClientError::Connect`], [`ClientError::Refused`] or
     /// [`ClientError::Protocol`].
-    pub(crate) async fn connect(
-        url: &str,
-        token: &str,
-        timeout: Duration,
-    ) -> Result<Self, ClientError> {
+    pub async fn connect(url: &str, token: &str, timeout: Duration) -> Result<Self, ClientError> {
         let url_error = |source| ClientError::Url {
             url: url.to_owned(),
             source,
@@ -193,7 +189,7 @@ impl ClusterClient {
     }
 
     /// The id the node gave this client.
-    pub(crate) fn client_id(&self) -> u64 {
+    pub fn client_id(&self) -> u64 {
         self.client_id
     }
 
@@ -202,8 +198,7 @@ impl ClusterClient {
     /// # Errors
     ///
     /// See [`ClientSender::send`].
-    #[cfg(test)]
-    pub(crate) async fn send(&mut self, to: &str, payload_json: &str) -> Result<u64, ClientError> {
+    pub async fn send(&mut self, to: &str, payload_json: &str) -> Result<u64, ClientError> {
         self.sender.send(to, payload_json).await
     }
 
@@ -212,13 +207,12 @@ impl ClusterClient {
     /// # Errors
     ///
     /// See [`ClientReceiver::recv`].
-    #[cfg(test)]
-    pub(crate) async fn recv(&mut self) -> Result<ClientFrame, ClientError> {
+    pub async fn recv(&mut self) -> Result<ClientFrame, ClientError> {
         self.receiver.recv().await
     }
 
     /// Splits into halves that can be used from two tasks.
-    pub(crate) fn into_split(self) -> (ClientSender, ClientReceiver) {
+    pub fn into_split(self) -> (ClientSender, ClientReceiver) {
         (self.sender, self.receiver)
     }
 }
@@ -226,7 +220,7 @@ impl ClusterClient {
 impl ClientSender {
     /// The message id the next [`send`](Self::send) will carry (ids count
     /// up by one from 1).
-    pub(crate) fn next_message_id(&self) -> u64 {
+    pub fn next_message_id(&self) -> u64 {
         self.next_id
     }
 
@@ -238,7 +232,7 @@ impl ClientSender {
     ///
     /// [`ClientError::Protocol`] if `payload_json` is not JSON,
     /// [`ClientError::Lost`] if the connection failed.
-    pub(crate) async fn send(&mut self, to: &str, payload_json: &str) -> Result<u64, ClientError> {
+    pub async fn send(&mut self, to: &str, payload_json: &str) -> Result<u64, ClientError> {
         let payload: serde_json::Value = serde_json::from_str(payload_json)
             .map_err(|e| ClientError::Protocol(format!("payload is not JSON: {e}")))?;
         let id = self.next_id;
@@ -258,7 +252,7 @@ impl ClientSender {
     }
 
     /// Closes the connection politely.
-    pub(crate) async fn close(mut self) {
+    pub async fn close(mut self) {
         let _ = self.sink.send(Message::Close(None)).await;
         let _ = self.sink.close().await;
     }
@@ -311,7 +305,7 @@ impl ClientReceiver {
     /// # Cancel safety
     ///
     /// Cancel safe: a frame is consumed only when it is returned.
-    pub(crate) async fn recv(&mut self) -> Result<ClientFrame, ClientError> {
+    pub async fn recv(&mut self) -> Result<ClientFrame, ClientError> {
         let text = self.next_text().await?;
         if let Ok(envelope) = serde_json::from_str::<ClientEnvelope>(&text) {
             return Ok(ClientFrame::Envelope(envelope));

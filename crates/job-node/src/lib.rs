@@ -70,7 +70,9 @@ pub use logging::init as init_logging;
 pub use run::run;
 // What the process tests need to talk to a node, and the types its
 // answers and errors carry.
-pub use client::{ClientEnvelope, ClientError};
+pub use client::{
+    ClientEnvelope, ClientError, ClientFrame, ClientReceiver, ClientSender, ClusterClient,
+};
 pub use http::{ClusterView, JobSubmission, LoadView, MemberView};
 pub use ready::ReadyReport;
 pub use remote::{JobReply, RemoteError, Session};

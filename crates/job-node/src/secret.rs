@@ -91,6 +91,11 @@ impl ClusterSecret {
         &self.value
     }
 
+    /// The token an external client presents to nodes sharing this secret.
+    pub fn client_token(&self) -> String {
+        cluster_router::client_token(&cluster_router::Secret::from(self.expose()))
+    }
+
     /// Where it came from.
     pub(crate) fn source(&self) -> &SecretSource {
         &self.source

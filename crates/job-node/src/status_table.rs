@@ -49,14 +49,17 @@ pub(crate) fn render_status(cluster: &ClusterView, stats: &StatsView) -> String 
                 .filter_map(|t| t.strip_prefix(job_queue::KIND_TAG_PREFIX)),
         );
         let figure = |f: fn(&NodeStatsView) -> String| node_stats.map_or("-".to_owned(), f);
+        // A Down or Left member's last gossiped load is no longer true.
+        let gone = matches!(member.status.as_str(), "down" | "left");
+        let load = |text: String| if gone { "-".to_owned() } else { text };
         rows.push([
             member.node.clone(),
             member.status.clone(),
             tags,
             kinds,
-            format!("{:.0}", member.load.cpu_percent),
-            member.load.in_flight.to_string(),
-            member.load.queue_depth.to_string(),
+            load(format!("{:.0}", member.load.cpu_percent)),
+            load(member.load.in_flight.to_string()),
+            load(member.load.queue_depth.to_string()),
             figure(|n| n.completed.to_string()),
             figure(|n| n.failed.to_string()),
             figure(|n| format!("{:.2}", n.timing.p50_ms)),
@@ -131,6 +134,10 @@ mod tests {
                     ],
                 ),
                 member("node-bb", vec![]),
+                MemberView {
+                    status: "down".into(),
+                    ..member("node-c", vec!["kind:echo".into()])
+                },
             ],
         };
         let stats = StatsView {
@@ -165,9 +172,14 @@ mod tests {
             "{table}"
         );
         assert!(lines[1].ends_with("-     -       -       -"), "{table}");
+        // A Down member's stale load is not shown.
+        assert!(
+            lines[3].starts_with("node-c   down    -        echo        -     -          -      -"),
+            "{table}"
+        );
         assert!(lines[2].contains("9     1       1.25    8.00"), "{table}");
         assert!(
-            table.contains("2 members, 1 links from node-a; jobs: 10 submitted"),
+            table.contains("3 members, 1 links from node-a; jobs: 10 submitted"),
             "{table}"
         );
     }

@@ -103,6 +103,7 @@ mod histogram;
 mod job;
 mod pool;
 mod protocol;
+mod reply_retry;
 mod service;
 mod stats;
 mod strategy;

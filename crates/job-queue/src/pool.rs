@@ -24,6 +24,7 @@ use crate::failure::{FailureCause, JobFailure};
 use crate::handler::{HandlerRegistry, KIND_TAG_PREFIX};
 use crate::job::JobResult;
 use crate::protocol::{decode_jobs, encode_reply, WorkerReply, JOB_BATCH};
+use crate::reply_retry::{self, PendingReplies, RetryLimits};
 use crate::service::outbox::Outbox;
 use crate::worker::{EventSink, WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue};
 
@@ -91,6 +92,8 @@ pub struct WorkerPool {
     engine: WorkerEngine<Arc<Ticket>>,
     shutdown_grace: Duration,
     draining: Arc<AtomicBool>,
+    /// Results kept for coordinators that could not be reached.
+    undelivered: Arc<PendingReplies>,
 }
 
 impl std::fmt::Debug for WorkerPool {
@@ -135,7 +138,9 @@ impl WorkerPool {
             me: me.clone(),
             draining: draining.clone(),
             load_interval: config.load_interval,
+            undelivered: PendingReplies::new(RetryLimits::default()),
         };
+        let undelivered = Arc::clone(&parts.undelivered);
         let actor = spawn_pool_actor(parts, config.queue_capacity.max(16))?;
         // Before any job can arrive (the pool is not registered yet): the
         // engine's events go straight into the pool's mailbox.
@@ -149,6 +154,12 @@ impl WorkerPool {
             }
         };
         advertise_kinds(router, kind_tags);
+        // Retries results kept for unreachable coordinators; ends once the
+        // pool (and every instance of its actor) is gone.
+        tokio::spawn(reply_retry::retry_loop(
+            router.clone(),
+            Arc::downgrade(&undelivered),
+        ));
         Ok(WorkerPool {
             addr,
             router: router.clone(),
@@ -156,6 +167,7 @@ impl WorkerPool {
             engine,
             shutdown_grace: config.shutdown_grace,
             draining,
+            undelivered,
         })
     }
 
@@ -177,6 +189,12 @@ impl WorkerPool {
     /// Jobs finished since start.
     pub fn finished(&self) -> u64 {
         self.engine.finished()
+    }
+
+    /// Results kept for a coordinator that could not be reached yet (they
+    /// are retried until it answers or is confirmed gone).
+    pub fn undelivered(&self) -> usize {
+        self.undelivered.len()
     }
 
     /// Drains the pool: stops advertising its kinds and window (so
@@ -272,6 +290,9 @@ struct PoolParts {
     me: ActorAddr,
     draining: Arc<AtomicBool>,
     load_interval: Duration,
+    /// Results kept for coordinators that could not be reached (shared
+    /// by every instance of the actor and by the retry task).
+    undelivered: Arc<PendingReplies>,
 }
 
 /// Spawns the pool actor under its own supervisor (restarts logged by it).
@@ -407,14 +428,32 @@ impl PoolActor {
         });
     }
 
+    /// Sends a reply to its coordinator without waiting. A result (not a
+    /// progress report) for a coordinator whose node is not Up, or behind
+    /// earlier undelivered results, or whose send fails at once, is kept and
+    /// retried (see `reply_retry`); the coordinator drops duplicates.
     fn reply(&mut self, ticket: &Ticket, reply: &WorkerReply) {
-        self.send(reply_envelope(ticket, reply));
+        let env = reply_envelope(ticket, reply);
+        if matches!(reply, WorkerReply::Progress(_)) {
+            return self.send(env);
+        }
+        let undelivered = &self.parts.undelivered;
+        let node = ticket.reply_to.node();
+        if undelivered.has_pending(node) || !reply_retry::deliverable_now(&self.parts.router, node)
+        {
+            undelivered.keep(env);
+            return;
+        }
+        if let Err(err) = self.outbox.send(env.clone()) {
+            tracing::info!(to = %ticket.reply_to, %err, "worker result kept for a retry");
+            undelivered.keep(env);
+        }
     }
 
     fn send(&mut self, env: Envelope) {
         let to = env.to.clone();
         if let Err(err) = self.outbox.send(env) {
-            tracing::warn!(%to, %err, "cannot deliver a worker reply");
+            tracing::debug!(%to, %err, "cannot deliver a worker reply");
         }
     }
 }
