@@ -20,12 +20,15 @@ pub(crate) fn filter_from(rust_log: Option<&str>) -> EnvFilter {
     }
 }
 
-/// Installs the global subscriber: compact lines on stderr. Calling it
+/// Installs the global subscriber: compact lines on stderr, coloured only
+/// when stderr is a terminal (a file or a pipe gets plain text). Calling it
 /// twice is harmless (the second call does nothing).
 pub fn init() {
+    use std::io::IsTerminal;
     let filter = filter_from(std::env::var("RUST_LOG").ok().as_deref());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         .compact()
