@@ -11,13 +11,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use tokio::task::JoinSet;
-
 use cluster_router::{Router, RouterConfig};
 use job_queue::{
     kind_tag, Coordinator, CoordinatorOptions, HandlerError, HandlerRegistry, Job, JobContext,
     StrategyKind, WorkerPool, WorkerPoolConfig,
 };
+use tokio::task::JoinSet;
 
 const SECRET: &str = "example-cluster-secret";
 const NODES: [&str; 3] = ["node-1", "node-2", "node-3"];

@@ -50,13 +50,11 @@ struct TaxService {
 
 impl TaxService {
     fn rate_percent(&self) -> Result<u64, String> {
-        let left = self.outages_left.load(Ordering::SeqCst);
-        if left > 0
-            && self
-                .outages_left
-                .compare_exchange(left, left - 1, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-        {
+        let down = self
+            .outages_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if down {
             return Err("tax service unavailable (503)".into());
         }
         Ok(20)

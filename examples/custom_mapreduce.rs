@@ -227,7 +227,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let coordinator = Coordinator::start(&nodes[0].0, CoordinatorOptions::default()).await?;
     let driver = ClusterMapReduce::new(nodes[0].1.clone(), coordinator.clone());
 
-    let files: Vec<String> = (1..=6).map(|server| log_file(server, 5_000)).collect();
+    let files: Vec<String> = (1..=6).map(|server| log_file(server, 20_000)).collect();
     let inputs: Vec<Input> = files
         .iter()
         .enumerate()
