@@ -113,3 +113,8 @@ pub use spawn::{spawn, spawn_with, SpawnOptions, DEFAULT_BATCH, DEFAULT_CAPACITY
 pub use supervisor::{ChildEvent, Failure, RestartPolicy, Supervisor};
 
 pub mod error;
+
+// The crate's README, tested as doctests (it does not replace the guide above).
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -94,3 +94,8 @@ pub mod error;
 /// a stable API).
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+
+// The crate's README, tested as doctests (it does not replace the guide above).
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

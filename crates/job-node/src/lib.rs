@@ -77,3 +77,8 @@ pub use http::{ClusterView, JobSubmission, LoadView, MemberView};
 pub use ready::ReadyReport;
 pub use remote::{JobReply, RemoteError, Session};
 pub use secret::ClusterSecret;
+
+// The crate's README, tested as doctests (it does not replace the guide above).
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

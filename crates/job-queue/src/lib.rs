@@ -144,3 +144,8 @@ pub mod mapreduce;
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+
+// The crate's README, tested as doctests (it does not replace the guide above).
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
