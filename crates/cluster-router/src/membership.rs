@@ -652,7 +652,9 @@ impl Membership {
         }
     }
 
-    /// The link to `node` dropped: an Up member becomes Suspect at once,
+    /// The link to `node` dropped: [`MemberEvent::LinkLost`] for any known
+    /// member (what was in the link may be lost), and an Up member becomes
+    /// Suspect at once (before that event),
     /// whether the close was clean or not (an Up node that closes its links
     /// without announcing a leave has stopped abruptly). A Leaving or Left
     /// member is never suspected, a node that is leaving itself suspects
@@ -668,6 +670,9 @@ impl Membership {
             && self.get(node).map(|m| m.status) == Some(MemberStatus::Up)
         {
             self.transition(node, MemberStatus::Suspect, now, &mut changes);
+        }
+        if let Some(member) = self.get(node).filter(|_| *node != self.me) {
+            changes.events.push(MemberEvent::LinkLost(member.clone()));
         }
         changes
     }
