@@ -114,8 +114,8 @@ pub enum MemberEvent {
     /// (the row as it was, without load). It may come back only with a
     /// higher incarnation (a restart, or a refutation).
     Removed(Member),
-    /// The link to a member was lost (it broke, or was closed), whatever
-    /// the member's status; published right after the
+    /// The link to a member that is not Down or Left was lost (it broke,
+    /// or was closed); published right after the
     /// [`Suspect`](Self::Suspect) the loss may cause. Not a change of
     /// status: what was written into that link and not yet read at the
     /// other end may be lost with it (the next link starts empty), so a

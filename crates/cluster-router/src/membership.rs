@@ -652,8 +652,9 @@ impl Membership {
         }
     }
 
-    /// The link to `node` dropped: [`MemberEvent::LinkLost`] for any known
-    /// member (what was in the link may be lost), and an Up member becomes
+    /// The link to `node` dropped: [`MemberEvent::LinkLost`] for a member
+    /// that is not Down or Left (what was in the link may be lost), and an
+    /// Up member becomes
     /// Suspect at once (before that event),
     /// whether the close was clean or not (an Up node that closes its links
     /// without announcing a leave has stopped abruptly). A Leaving or Left
@@ -671,7 +672,14 @@ impl Membership {
         {
             self.transition(node, MemberStatus::Suspect, now, &mut changes);
         }
-        if let Some(member) = self.get(node).filter(|_| *node != self.me) {
+        // A Down or Left member's attempts were dealt with already, and
+        // nothing may be reported about it after its Left.
+        let reachable = |m: &&Member| m.status.is_reachable();
+        if let Some(member) = self
+            .get(node)
+            .filter(reachable)
+            .filter(|_| *node != self.me)
+        {
             changes.events.push(MemberEvent::LinkLost(member.clone()));
         }
         changes

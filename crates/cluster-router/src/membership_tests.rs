@@ -298,6 +298,8 @@ fn graceful_leave_is_never_a_failure() {
     let ch = t.merge(vec![member("b", 1, 3, MemberStatus::Left)], t0 + ms(20));
     assert_eq!(statuses(&ch), vec![("b".into(), MemberStatus::Left)]);
     assert_eq!(ch.disconnect, vec![node("b")]);
+    // Nothing is reported about it after its Left, not even its link.
+    assert!(t.link_down(&node("b"), t0 + ms(30)).is_empty());
     // Silence after leaving is not a failure, and Left beats stale Up rows.
     assert!(check(&mut t, t0 + ms(4000)).events.is_empty());
     assert!(t
