@@ -87,6 +87,10 @@ pub(crate) fn apply(inner: &Arc<Inner>, changes: Changes) {
     for event in changes.events {
         match &event {
             MemberEvent::Updated(_) => {}
+            // The transport has logged the loss itself.
+            MemberEvent::LinkLost(m) => {
+                tracing::debug!(node = %inner.node, member = %m.node, "link lost");
+            }
             other => {
                 let m = other.member();
                 tracing::info!(node = %inner.node, member = %m.node, status = ?m.status, event = event_name(other), "membership change");
@@ -152,6 +156,7 @@ fn event_name(event: &MemberEvent) -> &'static str {
         MemberEvent::Leaving(_) => "leaving",
         MemberEvent::Left(_) => "left",
         MemberEvent::Removed(_) => "removed",
+        MemberEvent::LinkLost(_) => "link_lost",
         _ => "updated",
     }
 }

@@ -114,6 +114,15 @@ pub enum MemberEvent {
     /// (the row as it was, without load). It may come back only with a
     /// higher incarnation (a restart, or a refutation).
     Removed(Member),
+    /// The link to a member that is not Down or Left was lost (it broke,
+    /// or was closed); published right after the
+    /// [`Suspect`](Self::Suspect) the loss may cause. Not a change of
+    /// status: what was written into that link and not yet read at the
+    /// other end may be lost with it (the next link starts empty), so a
+    /// sender that needs an answer to something it sent there must not
+    /// wait for it. A coordinator places again at once the attempts it had
+    /// in flight on that node.
+    LinkLost(Member),
 }
 
 impl MemberEvent {
@@ -126,7 +135,8 @@ impl MemberEvent {
             | MemberEvent::Leaving(m)
             | MemberEvent::Left(m)
             | MemberEvent::Updated(m)
-            | MemberEvent::Removed(m) => m,
+            | MemberEvent::Removed(m)
+            | MemberEvent::LinkLost(m) => m,
         }
     }
 

@@ -652,7 +652,10 @@ impl Membership {
         }
     }
 
-    /// The link to `node` dropped: an Up member becomes Suspect at once,
+    /// The link to `node` dropped: [`MemberEvent::LinkLost`] for a member
+    /// that is not Down or Left (what was in the link may be lost), and an
+    /// Up member becomes
+    /// Suspect at once (before that event),
     /// whether the close was clean or not (an Up node that closes its links
     /// without announcing a leave has stopped abruptly). A Leaving or Left
     /// member is never suspected, a node that is leaving itself suspects
@@ -668,6 +671,16 @@ impl Membership {
             && self.get(node).map(|m| m.status) == Some(MemberStatus::Up)
         {
             self.transition(node, MemberStatus::Suspect, now, &mut changes);
+        }
+        // A Down or Left member's attempts were dealt with already, and
+        // nothing may be reported about it after its Left.
+        let reachable = |m: &&Member| m.status.is_reachable();
+        if let Some(member) = self
+            .get(node)
+            .filter(reachable)
+            .filter(|_| *node != self.me)
+        {
+            changes.events.push(MemberEvent::LinkLost(member.clone()));
         }
         changes
     }

@@ -52,6 +52,7 @@ fn statuses(ch: &Changes) -> Vec<(String, MemberStatus)> {
             let m = e.member();
             let s = match e {
                 MemberEvent::Updated(_) => return (format!("updated:{}", m.node), m.status),
+                MemberEvent::LinkLost(_) => return (format!("link_lost:{}", m.node), m.status),
                 _ => m.status,
             };
             (m.node.to_string(), s)
@@ -184,8 +185,15 @@ fn a_suspect_heard_again_is_up_but_gossip_alone_does_not_revive_it() {
     let mut t = table(t0);
     t.merge(vec![member("b", 1, 1, MemberStatus::Up)], t0);
     let ch = t.link_down(&node("b"), t0 + ms(10));
-    assert_eq!(statuses(&ch), vec![("b".into(), MemberStatus::Suspect)]);
-    assert!(t.link_down(&node("b"), t0 + ms(20)).is_empty());
+    let lost = ("link_lost:b".to_owned(), MemberStatus::Suspect);
+    assert_eq!(
+        statuses(&ch),
+        vec![("b".into(), MemberStatus::Suspect), lost.clone()]
+    );
+    // A second loss is reported, and is no new suspicion.
+    assert_eq!(statuses(&t.link_down(&node("b"), t0 + ms(20))), vec![lost]);
+    // A node that is not in the table has no link to lose.
+    assert!(t.link_down(&node("nobody"), t0 + ms(20)).is_empty());
     // Its heartbeat advancing in third-party gossip is not contact.
     assert!(t
         .merge(vec![member("b", 1, 2, MemberStatus::Up)], t0 + ms(30))
@@ -266,7 +274,11 @@ fn a_paused_node_does_not_suspect_anyone_for_its_own_pause() {
     assert!(t.tick(resumed, w0 + ms(10_100)) > ms(9_000));
     assert!(check(&mut t, resumed).events.is_empty());
     // Its links were closed by the others meanwhile: not evidence either.
-    assert!(t.link_down(&node("b"), resumed + ms(1)).is_empty());
+    let ch = t.link_down(&node("b"), resumed + ms(1));
+    assert_eq!(
+        statuses(&ch),
+        vec![("link_lost:b".into(), MemberStatus::Up)]
+    );
     assert_eq!(t.get(&node("b")).unwrap().status, MemberStatus::Up);
     // b answers: trust is back, and b stays Up.
     t.heard_from(&node("b"), resumed + ms(5));
@@ -286,6 +298,8 @@ fn graceful_leave_is_never_a_failure() {
     let ch = t.merge(vec![member("b", 1, 3, MemberStatus::Left)], t0 + ms(20));
     assert_eq!(statuses(&ch), vec![("b".into(), MemberStatus::Left)]);
     assert_eq!(ch.disconnect, vec![node("b")]);
+    // Nothing is reported about it after its Left, not even its link.
+    assert!(t.link_down(&node("b"), t0 + ms(30)).is_empty());
     // Silence after leaving is not a failure, and Left beats stale Up rows.
     assert!(check(&mut t, t0 + ms(4000)).events.is_empty());
     assert!(t
@@ -300,10 +314,16 @@ fn closed_links_never_make_a_leaving_member_or_a_leaving_node_suspect() {
     let mut t = table(t0);
     t.merge(vec![member("b", 1, 1, MemberStatus::Leaving)], t0);
     t.merge(vec![member("c", 1, 1, MemberStatus::Up)], t0);
-    assert!(t.link_down(&node("b"), t0 + ms(10)).is_empty());
+    let ch = t.link_down(&node("b"), t0 + ms(10));
+    let lost = ("link_lost:b".to_owned(), MemberStatus::Leaving);
+    assert_eq!(statuses(&ch), vec![lost]);
     // This node leaves: its peers close their links, nobody is suspected.
     t.set_my_status(MemberStatus::Leaving, t0 + ms(20));
-    assert!(t.link_down(&node("c"), t0 + ms(30)).is_empty());
+    let ch = t.link_down(&node("c"), t0 + ms(30));
+    assert_eq!(
+        statuses(&ch),
+        vec![("link_lost:c".into(), MemberStatus::Up)]
+    );
     assert_eq!(t.get(&node("c")).unwrap().status, MemberStatus::Up);
 }
 

@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use super::workload::Tally;
 
+/// Below the workload's 30 s job timeout with a wide margin: a slower job
+/// waited for its timeout instead of being placed again.
+const NO_TIMEOUT_WAITED: Duration = Duration::from_secs(20);
+
 /// One scenario's figures.
 #[derive(Debug, Default)]
 pub struct Ledger {
@@ -63,7 +67,8 @@ impl Ledger {
 
     /// Prints the line and checks what every scenario must hold: jobs were
     /// submitted throughout, none was lost, none reached the caller twice,
-    /// none failed or was refused, and nobody was falsely reported Down.
+    /// none failed or was refused, none waited for its (30 s) timeout, and
+    /// nobody was falsely reported Down.
     pub fn print_and_check(&self) {
         super::say(&self.line());
         let t = &self.tally;
@@ -72,6 +77,14 @@ impl Ledger {
         assert_eq!(t.duplicates, 0, "duplicates to the caller: {}", self.line());
         assert_eq!(t.failed, 0, "failed jobs: {}", self.line());
         assert_eq!(t.refused, 0, "refused jobs: {}", self.line());
+        // Nothing in transit waits for a timeout: a job on a node that
+        // went Down, or whose dispatch or result was in a link that broke,
+        // is placed again at once (the fault scenarios last 10 s at most).
+        assert!(
+            t.max_latency < NO_TIMEOUT_WAITED,
+            "a job waited about its timeout: {}",
+            self.line()
+        );
         assert!(
             self.false_downs.is_empty(),
             "false Down verdicts {:?}: {}",

@@ -115,6 +115,13 @@ struct JobEntry {
     phase: Phase,
     timer: Option<TimerKey>,
     failures: Vec<AttemptFailure>,
+    /// Attempts placed again after their link was lost that did not count
+    /// against `max_attempts` (at most `FREE_REPLACEMENTS`).
+    free_replacements: u8,
+    /// The last attempt placed again after its link was lost, and its
+    /// node: it may still have run there, and its success, if it comes
+    /// first, completes the job.
+    superseded: Option<(u32, Arc<str>)>,
 }
 
 /// What a coordinator keeps across a restart of its actor: the unfinished
@@ -360,6 +367,8 @@ impl CoordinatorCore {
             phase: Phase::Pending,
             timer: None,
             failures: Vec::new(),
+            free_replacements: 0,
+            superseded: None,
         };
         self.jobs.insert(id.clone(), entry);
         self.dispatch(&id, now);
@@ -378,6 +387,9 @@ impl CoordinatorCore {
         from_node: &str,
         now: Instant,
     ) -> ResultDisposition {
+        if self.is_superseded(&result, from_node) {
+            return self.superseded_succeeded(result, from_node, now);
+        }
         if !self.is_current(&result.id, result.attempt, Some(from_node)) {
             self.counters.late += 1;
             tracing::debug!(id = %result.id, attempt = result.attempt, from_node, "late result dropped");
@@ -493,6 +505,33 @@ impl CoordinatorCore {
             state.status = NodeStatus::Down;
             self.retry_running_on(node, now);
             self.release_stranded(now);
+            self.pump(now);
+        }
+    }
+
+    /// The link to `node` was lost: the dispatch or the result of any
+    /// attempt running there may have been in it, and would otherwise be
+    /// waited for until the attempt's timeout. Each such attempt is placed
+    /// again at once, on another eligible node when there is one (the
+    /// failure, cause [`FailureCause::Undeliverable`], is recorded in the
+    /// job's history). A job's first three such attempts do not count
+    /// against its `max_attempts`; later ones do, so that a job whose
+    /// dispatch keeps breaking links ends in the dead letters.
+    ///
+    /// The attempt that was running on `node` may still finish there: its
+    /// success, if it arrives before the new attempt's result, completes
+    /// the job; whichever result comes second is dropped as late. While no
+    /// Up node can take the job but some Suspect one could (a link flap of
+    /// the only node serving its kind), it waits in the ready queue.
+    /// Unknown and Down nodes are ignored (a Down node's attempts were
+    /// retried already).
+    pub fn link_lost(&mut self, node: &str, now: Instant) {
+        if self
+            .nodes
+            .get(node)
+            .is_some_and(|state| state.status != NodeStatus::Down)
+        {
+            self.replace_running_on(node, now);
             self.pump(now);
         }
     }
@@ -616,10 +655,15 @@ impl CoordinatorCore {
     }
 }
 
+mod link_loss;
 mod transitions;
 
 #[cfg(test)]
 mod tests;
+
+/// How many attempts of one job may be placed again after a lost link
+/// without counting against its `max_attempts`.
+pub(crate) const FREE_REPLACEMENTS: u8 = 3;
 
 fn no_eligible_node(job: &Job, retrying: bool) -> JobFailure {
     let mut message = format!("no Up node serves kind {:?}", job.kind);

@@ -148,7 +148,8 @@ impl CoordinatorCore {
         if let Some(state) = node.as_deref().and_then(|n| self.nodes.get_mut(n)) {
             state.stats.record(&entry.job.kind, false, elapsed);
         }
-        let retry = failure.retryable && entry.job.attempt < entry.job.max_attempts;
+        let budget = entry.job.max_attempts + u32::from(entry.free_replacements);
+        let retry = failure.retryable && entry.job.attempt < budget;
         tracing::debug!(%id, attempt = entry.job.attempt, %failure, retry, "attempt failed");
         entry.failures.push(AttemptFailure {
             attempt: entry.job.attempt,
@@ -220,9 +221,9 @@ impl CoordinatorCore {
         self.fail_attempt(id, Some(node), failure, Some(waited), now, false);
     }
 
-    /// Fails every attempt running on `node` with `NodeDown` and retries it
-    /// at once, in id order (deterministic).
-    pub(super) fn retry_running_on(&mut self, node: &str, now: Instant) {
+    /// The jobs with an attempt running on `node`, in id order
+    /// (deterministic).
+    pub(super) fn running_on(&self, node: &str) -> Vec<JobId> {
         let mut ids: Vec<JobId> = self
             .jobs
             .iter()
@@ -230,7 +231,13 @@ impl CoordinatorCore {
             .map(|(id, _)| id.clone())
             .collect();
         ids.sort_unstable();
-        for id in ids {
+        ids
+    }
+
+    /// Fails every attempt running on `node` with `NodeDown` and retries it
+    /// at once, in id order (deterministic).
+    pub(super) fn retry_running_on(&mut self, node: &str, now: Instant) {
+        for id in self.running_on(node) {
             let (node, _) = self.end_running(&id);
             let failure = JobFailure::new(FailureCause::NodeDown, format!("node {node} went down"));
             self.fail_attempt(&id, Some(node), failure, None, now, true);

@@ -370,6 +370,10 @@ impl Shell {
                 tracing::info!(node = %m.node, "member gone: retrying its jobs");
                 self.core.member_down(m.node.as_str(), now);
             }
+            // What was in the link may be lost: its attempts go again.
+            MemberUpdate::Event(MemberEvent::LinkLost(m)) => {
+                self.core.link_lost(m.node.as_str(), now);
+            }
             MemberUpdate::Event(other) => self.core.update_node(node_info(other.member()), now),
             // Missed events: reload the whole table.
             MemberUpdate::Lagged => self.refresh_nodes(now),
