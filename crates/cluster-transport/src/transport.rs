@@ -638,8 +638,12 @@ fn refuse_busy(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
         body.len()
     );
     let _ = stream.try_write(response.as_bytes());
-    // Drain briefly so that the answer is read, not reset; as many refused
-    // connections at once as unauthenticated ones, else closed at once.
+    // Read what the peer already sent, so that closing sends FIN, not a
+    // reset that could destroy the answer before it is read.
+    let mut buf = [0u8; 1024];
+    while matches!(stream.try_read(&mut buf), Ok(n) if n > 0) {}
+    // Then drain a little longer (as many refused connections at once as
+    // unauthenticated ones; beyond that they are closed at once).
     if shared.refusing.fetch_add(1, Ordering::AcqRel) >= limit {
         shared.refusing.fetch_sub(1, Ordering::AcqRel);
         return;
