@@ -143,6 +143,7 @@ mod wire;
 pub use addr::{ActorAddr, ActorName, AddrError, AddrPart, NodeId, MAX_PART_LEN};
 pub use cluster_transport::{
     client_token, open_stream, Backoff, Connection, Secret, TlsConfig, TlsError, TransportConfig,
+    TransportError,
 };
 pub use config::RouterConfig;
 pub use envelope::{Envelope, EnvelopeKind, MessageId, PayloadFormat};
