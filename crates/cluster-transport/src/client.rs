@@ -34,6 +34,9 @@ use crate::stats::Counters;
 use crate::transport::{PreAuthSlot, Shared};
 use crate::wire::{AuthReply, AuthRequest, ClientErrorFrame};
 
+/// Capacity of a client's queue of error replies (each a frame of ours
+/// answering a bad frame of theirs; more are dropped).
+const ERROR_REPLIES: usize = 8;
 /// Most frames a client writer takes per wake-up.
 const DRAIN_CHUNK: usize = 256;
 /// How long a slow client's close frame may take to enter its socket
@@ -163,7 +166,7 @@ pub(crate) async fn first_frame(
         FirstFrame::Accepted => {
             drop(slot);
             let ws = crate::link::reopen(ws, Role::Server, shared.client_ws_config()).await;
-            run(shared, ws, addr).await
+            spawn_run(&shared, ws, addr);
         }
         FirstFrame::WrongToken => {
             Counters::bump(&shared.counters.auth_failures);
@@ -176,6 +179,14 @@ pub(crate) async fn first_frame(
             refuse(ws, "not authenticated: send {\"auth\":\"<token>\"} first").await;
         }
     }
+}
+
+/// Runs an authenticated client in a task of its own: the connection's
+/// accept task (sized for the TLS and WebSocket handshakes) ends, and an
+/// idle client costs only what [`run`] holds.
+pub(crate) fn spawn_run(shared: &Arc<Shared>, ws: Ws, addr: SocketAddr) {
+    let task_shared = Arc::clone(shared);
+    shared.spawn(run(task_shared, ws, addr));
 }
 
 /// Runs an authenticated client until it disconnects.
@@ -204,7 +215,8 @@ pub(crate) async fn run(shared: Arc<Shared>, mut ws: Ws, addr: SocketAddr) {
     shared.emit(LinkEvent::ClientConnected { id });
 
     let (sink, stream) = ws.split();
-    let (err_tx, err_rx) = mpsc::channel(64);
+    // Error replies are rare; a client flooding bad frames loses some.
+    let (err_tx, err_rx) = mpsc::channel(ERROR_REPLIES);
     let queues = WriterQueues {
         frames: rx,
         replies: err_rx,

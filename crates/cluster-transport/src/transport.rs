@@ -36,6 +36,9 @@ const EVENT_CAPACITY: usize = 1024;
 /// WebSocket read and write buffer target before authentication and for
 /// clients.
 const SMALL_BUFFER: usize = 4 * 1024;
+/// WebSocket read buffer of an authenticated client: it is allocated and
+/// zeroed per client, and grows for a larger frame as needed.
+const CLIENT_READ_BUFFER: usize = 1024;
 /// How long a refused connection is drained before it is closed, so that
 /// the refusal is read rather than reset.
 const REFUSAL_LINGER: Duration = Duration::from_millis(500);
@@ -139,7 +142,7 @@ impl Shared {
         WebSocketConfig::default()
             .max_message_size(Some(max))
             .max_frame_size(Some(max))
-            .read_buffer_size(SMALL_BUFFER)
+            .read_buffer_size(CLIENT_READ_BUFFER)
             .write_buffer_size(SMALL_BUFFER)
     }
 
@@ -149,7 +152,7 @@ impl Shared {
         WebSocketConfig::default()
             .max_message_size(Some(max))
             .max_frame_size(Some(max))
-            .read_buffer_size(SMALL_BUFFER)
+            .read_buffer_size(CLIENT_READ_BUFFER)
             .write_buffer_size(SMALL_BUFFER)
     }
 
@@ -695,7 +698,7 @@ async fn accept_one(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, sl
     if header.accepted() {
         drop(slot);
         let ws = link::reopen(ws, Role::Server, shared.client_ws_config()).await;
-        client::run(shared, ws, addr).await;
+        client::spawn_run(&shared, ws, addr);
         return;
     }
     first_message(shared, ws, addr, slot).await;
