@@ -153,6 +153,15 @@ async fn the_http_api_needs_the_token_on_a_non_loopback_bind() {
     assert!(body.contains("node-1"), "{body}");
     let (status, _) = request(plain(addr).await, "/metrics", None, None).await;
     assert_eq!(status, 200, "--metrics-open leaves /metrics open");
+    // One validation for every interface: HTTP is held to the CLI's caps.
+    for (job, why) in [
+        (r#"{"kind":"echo","data":"x","timeout_ms":18446744073709551615}"#, "at most 86400 s"),
+        (r#"{"kind":"echo","data":"x","max_attempts":4294967295}"#, "at most 100"),
+    ] {
+        let (status, body) = request(plain(addr).await, "/v1/jobs", Some(&good), Some(job)).await;
+        assert_eq!(status, 422, "{body}");
+        assert!(body.contains(why), "{body}");
+    }
 
     // Without a secret file, a public HTTP API is refused at start.
     let out = cli(&["start", "--listen", "127.0.0.1:0", "--http", "0.0.0.0:0"]).await;
