@@ -29,7 +29,11 @@ fn rss() -> u64 {
 /// The next client text frame the transport delivers.
 async fn next_client_text(inbox: &mut mpsc::Receiver<Incoming>) -> String {
     loop {
-        match tokio::time::timeout(T, inbox.recv()).await.unwrap().unwrap() {
+        match tokio::time::timeout(T, inbox.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
             Incoming::Client { text, .. } => return String::from_utf8(text.to_vec()).unwrap(),
             _ => continue,
         }
@@ -47,7 +51,8 @@ async fn round_trip(
     send(T, ws, Message::text(format!(r#"{{"n":{n}}}"#))).await;
     let got = next_client_text(inbox).await;
     assert_eq!(got, format!(r#"{{"n":{n}}}"#));
-    t.try_send_to_client(id, format!(r#"{{"echo":{n}}}"#)).unwrap();
+    t.try_send_to_client(id, format!(r#"{{"echo":{n}}}"#))
+        .unwrap();
     assert_eq!(next_json(T, ws).await["echo"], n);
 }
 
@@ -60,8 +65,10 @@ async fn a_flood_of_unauthenticated_connections_is_capped_and_cheap() {
     let mut good = connect_bearer(T, &t.url(), "k").await;
     auth_ok(T, &mut good).await;
     let id = loop {
-        if let LinkEvent::ClientConnected { id } =
-            tokio::time::timeout(T, events.recv()).await.unwrap().unwrap()
+        if let LinkEvent::ClientConnected { id } = tokio::time::timeout(T, events.recv())
+            .await
+            .unwrap()
+            .unwrap()
         {
             break id;
         }
@@ -104,14 +111,23 @@ async fn a_flood_of_unauthenticated_connections_is_capped_and_cheap() {
         .unwrap()
         .unwrap();
     let mut answer = String::new();
-    let _ = tokio::time::timeout(T, refused.read_to_string(&mut answer)).await.unwrap();
+    let _ = tokio::time::timeout(T, refused.read_to_string(&mut answer))
+        .await
+        .unwrap();
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-    assert!(answer.contains("too many unauthenticated connections (limit 256)"), "{answer}");
+    assert!(
+        answer.contains("too many unauthenticated connections (limit 256)"),
+        "{answer}"
+    );
 
     // The client connected before the flood is still served.
     round_trip(&t, &mut inbox, &mut good, id, 1).await;
     drop(flood);
-    assert!(wait_until(T, || t.stats().unauthenticated == 0).await, "{:?}", t.stats());
+    assert!(
+        wait_until(T, || t.stats().unauthenticated == 0).await,
+        "{:?}",
+        t.stats()
+    );
     // And once the flood is gone, new clients get in again.
     let mut late = connect_bearer(T, &t.url(), "k").await;
     auth_ok(T, &mut late).await;
@@ -132,9 +148,20 @@ async fn an_oversized_first_frame_is_closed_with_1009() {
     assert_eq!(t.stats().oversize_closes, 2);
     // Below the limit, a frame that is not the auth message is refused as before.
     let mut ws = connect(T, t.url()).await;
-    send(T, &mut ws, Message::text(format!(r#"{{"x":"{}"}}"#, "y".repeat(60 * 1024)))).await;
+    send(
+        T,
+        &mut ws,
+        Message::text(format!(r#"{{"x":"{}"}}"#, "y".repeat(60 * 1024))),
+    )
+    .await;
     let refusal = next_json(T, &mut ws).await;
-    assert!(refusal["error"].as_str().unwrap().contains("not authenticated"), "{refusal}");
+    assert!(
+        refusal["error"]
+            .as_str()
+            .unwrap()
+            .contains("not authenticated"),
+        "{refusal}"
+    );
     assert_eq!(close_code(T, &mut ws).await, Some(CloseCode::Policy));
     // Authenticated clients get the full frame size.
     let mut ok = connect_bearer(T, &t.url(), "k").await;
@@ -160,7 +187,10 @@ async fn clients_beyond_the_limit_are_refused_with_1013() {
     let mut extra = connect_bearer(T, &t.url(), "k").await;
     let refusal = next_json(T, &mut extra).await;
     assert!(
-        refusal["error"].as_str().unwrap().contains("too many clients on this node (limit 3)"),
+        refusal["error"]
+            .as_str()
+            .unwrap()
+            .contains("too many clients on this node (limit 3)"),
         "{refusal}"
     );
     assert_eq!(close_code(T, &mut extra).await, Some(CloseCode::Again));
@@ -184,10 +214,15 @@ async fn an_envelope_pipelined_behind_the_auth_frame_is_not_lost() {
         // Both frames in one write, before the auth reply could arrive.
         let auth = serde_json::json!({ "auth": token("k") }).to_string();
         ws.feed(Message::text(auth)).await.unwrap();
-        ws.feed(Message::text(format!(r#"{{"round":{round}}}"#))).await.unwrap();
+        ws.feed(Message::text(format!(r#"{{"round":{round}}}"#)))
+            .await
+            .unwrap();
         ws.flush().await.unwrap();
         auth_ok(T, &mut ws).await;
-        assert_eq!(next_client_text(&mut inbox).await, format!(r#"{{"round":{round}}}"#));
+        assert_eq!(
+            next_client_text(&mut inbox).await,
+            format!(r#"{{"round":{round}}}"#)
+        );
     }
     stop(&[&t]).await;
 }

@@ -27,7 +27,10 @@ async fn nodes_link_over_tls_and_still_prove_the_secret() {
     let mut inbox = a.take_incoming().unwrap();
     let peer = timeout(T, b.connect(&a.url())).await.unwrap().unwrap();
     assert_eq!(peer, "node-a");
-    timeout(T, b.send("node-a", env("h", &b"over tls"[..]))).await.unwrap().unwrap();
+    timeout(T, b.send("node-a", env("h", &b"over tls"[..])))
+        .await
+        .unwrap()
+        .unwrap();
     let (from, envs) = from_node(timeout(T, inbox.recv()).await.unwrap().unwrap());
     assert_eq!(from, "node-b");
     assert_eq!(&envs[0].payload[..], b"over tls");
@@ -46,7 +49,9 @@ async fn a_wss_client_authenticates_and_a_plaintext_one_is_refused() {
     let a = bind(tls_node("node-a", "k", &pki)).await;
     let mut inbox = a.take_incoming().unwrap();
 
-    let conn = cluster_transport::open_stream(&a.url(), Some(&pki.client())).await.unwrap();
+    let conn = cluster_transport::open_stream(&a.url(), Some(&pki.client()))
+        .await
+        .unwrap();
     assert!(conn.is_tls());
     let request = bearer_request(&a.url(), &token("k"));
     let (mut ws, _) = timeout(T, tokio_tungstenite::client_async(request, conn))
@@ -64,9 +69,15 @@ async fn a_wss_client_authenticates_and_a_plaintext_one_is_refused() {
 
     // A plaintext WebSocket client gets no upgrade from a TLS listener.
     let plain = format!("ws://{}", a.local_addr());
-    let refused = timeout(T, tokio_tungstenite::connect_async(plain)).await.unwrap();
+    let refused = timeout(T, tokio_tungstenite::connect_async(plain))
+        .await
+        .unwrap();
     assert!(refused.is_err(), "plaintext upgrade must fail");
-    assert!(wait_until(T, || a.stats().tls_failures >= 1).await, "{:?}", a.stats());
+    assert!(
+        wait_until(T, || a.stats().tls_failures >= 1).await,
+        "{:?}",
+        a.stats()
+    );
     assert_eq!(a.stats().clients_connected, 1);
     stop(&[&a]).await;
 }

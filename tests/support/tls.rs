@@ -50,7 +50,11 @@ impl TestPki {
 
     /// Writes `ca.pem`, `cert.pem`, `key.pem` into `dir`; returns their paths.
     pub fn write(&self, dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-        let files = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+        let files = (
+            dir.join("ca.pem"),
+            dir.join("cert.pem"),
+            dir.join("key.pem"),
+        );
         std::fs::write(&files.0, &self.ca).unwrap();
         std::fs::write(&files.1, &self.cert).unwrap();
         std::fs::write(&files.2, &self.key).unwrap();

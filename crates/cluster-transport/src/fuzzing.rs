@@ -123,7 +123,9 @@ pub fn preauth_gate(data: &[u8]) {
     // Byte by byte: every boundary found in bulk is found again.
     let mut gate = crate::gate::Gate::default();
     for (i, b) in data.iter().enumerate() {
-        let n = gate.admit(std::slice::from_ref(b)).expect("same bytes, same verdict");
+        let n = gate
+            .admit(std::slice::from_ref(b))
+            .expect("same bytes, same verdict");
         assert_eq!(n, 1, "one byte at a time at offset {i}");
     }
 }

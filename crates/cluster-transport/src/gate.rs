@@ -139,7 +139,9 @@ impl Gate {
                 Ok((take, false))
             }
             Phase::Payload { remaining } => {
-                let take = data.len().min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                let take = data
+                    .len()
+                    .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
                 *remaining -= take as u64;
                 if *remaining == 0 {
                     self.phase = FRAME_START;

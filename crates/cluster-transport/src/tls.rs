@@ -272,7 +272,10 @@ mod tests {
     fn urls_parse_into_scheme_host_and_port() {
         let u = parse_url("wss://node-a.example:7700/x").unwrap();
         assert!(u.tls);
-        assert_eq!((u.host_port, u.host), ("node-a.example:7700", "node-a.example"));
+        assert_eq!(
+            (u.host_port, u.host),
+            ("node-a.example:7700", "node-a.example")
+        );
         let u = parse_url("ws://127.0.0.1:1").unwrap();
         assert!(!u.tls);
         assert_eq!(u.host, "127.0.0.1");

@@ -148,7 +148,10 @@ impl Shared {
 
     /// The WebSocket settings before authentication: small frames and buffers.
     pub(crate) fn preauth_ws_config(&self) -> WebSocketConfig {
-        let max = self.config.max_preauth_frame.min(self.config.max_frame_size);
+        let max = self
+            .config
+            .max_preauth_frame
+            .min(self.config.max_frame_size);
         WebSocketConfig::default()
             .max_message_size(Some(max))
             .max_frame_size(Some(max))
@@ -629,12 +632,15 @@ fn refuse_busy(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
         tracing::warn!(%addr, limit, suppressed,
             "connection refused: too many unauthenticated connections");
     }
-    if shared.config.tls.as_ref().is_some_and(crate::TlsConfig::serves) {
+    if shared
+        .config
+        .tls
+        .as_ref()
+        .is_some_and(crate::TlsConfig::serves)
+    {
         return;
     }
-    let body = format!(
-        "too many unauthenticated connections (limit {limit}); try again later\n"
-    );
+    let body = format!("too many unauthenticated connections (limit {limit}); try again later\n");
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
          Retry-After: 1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
@@ -657,7 +663,9 @@ fn refuse_busy(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
         let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
         let drain = async {
             let mut buf = [0u8; 1024];
-            while matches!(tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await, Ok(n) if n > 0) {}
+            while matches!(tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await, Ok(n) if n > 0)
+            {
+            }
         };
         let _ = tokio::time::timeout(REFUSAL_LINGER, drain).await;
         drain_shared.refusing.fetch_sub(1, Ordering::AcqRel);
@@ -711,7 +719,12 @@ async fn accept_tls(
     addr: SocketAddr,
     deadline: tokio::time::Instant,
 ) -> Option<Connection> {
-    let Some(acceptor) = shared.config.tls.as_ref().and_then(crate::TlsConfig::acceptor) else {
+    let Some(acceptor) = shared
+        .config
+        .tls
+        .as_ref()
+        .and_then(crate::TlsConfig::acceptor)
+    else {
         return Some(Connection::plain(stream, true));
     };
     let why = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {

@@ -139,7 +139,9 @@ impl ClusterArgs {
     /// # Errors
     ///
     /// An unreadable or invalid CA file.
-    pub(crate) fn tls(&self) -> Result<Option<cluster_router::TlsConfig>, cluster_router::TlsError> {
+    pub(crate) fn tls(
+        &self,
+    ) -> Result<Option<cluster_router::TlsConfig>, cluster_router::TlsError> {
         self.tls_ca
             .as_deref()
             .map(|ca| cluster_router::TlsConfig::from_files(None, None, Some(ca)))

@@ -365,8 +365,8 @@ impl NodeConfig {
             }
             Some(s) => return Err(ConfigError::JoinTimeout(s)),
         };
-        let http_auth = layer.http_auth.unwrap_or(false)
-            || layer.http.is_some_and(|a| !a.ip().is_loopback());
+        let http_auth =
+            layer.http_auth.unwrap_or(false) || layer.http.is_some_and(|a| !a.ip().is_loopback());
         Ok(NodeConfig {
             default_name,
             tls,
@@ -397,7 +397,9 @@ impl NodeConfig {
         if self.listen.port() != 0 || !self.default_name {
             return Ok(self);
         }
-        let port = std::net::TcpListener::bind(self.listen)?.local_addr()?.port();
+        let port = std::net::TcpListener::bind(self.listen)?
+            .local_addr()?
+            .port();
         self.listen.set_port(port);
         self.name = format!("node-{port}");
         Ok(self)

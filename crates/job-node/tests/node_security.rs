@@ -56,7 +56,14 @@ async fn a_joiner_with_the_wrong_secret_exits_non_zero_and_says_why() {
     let seed = NodeProc::start("node-1", &["--secret-file", &good]).await;
     let mut joiner = Command::new(BIN)
         .args(["start", "--name", "node-2", "--listen", "127.0.0.1:0"])
-        .args(["--join", seed.url(), "--secret-file", &bad, "--join-timeout", "2"])
+        .args([
+            "--join",
+            seed.url(),
+            "--secret-file",
+            &bad,
+            "--join-timeout",
+            "2",
+        ])
         .args(["--supervised"])
         .env("RUST_LOG", "error")
         .stdin(Stdio::piped())
@@ -68,8 +75,20 @@ async fn a_joiner_with_the_wrong_secret_exits_non_zero_and_says_why() {
     let out = timeout(LIMIT, async {
         let mut stdout = String::new();
         let mut stderr = String::new();
-        joiner.stdout.take().unwrap().read_to_string(&mut stdout).await.unwrap();
-        joiner.stderr.take().unwrap().read_to_string(&mut stderr).await.unwrap();
+        joiner
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .await
+            .unwrap();
+        joiner
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .await
+            .unwrap();
         (joiner.wait().await.unwrap(), stdout, stderr)
     })
     .await
@@ -85,7 +104,14 @@ async fn a_joiner_with_the_wrong_secret_exits_non_zero_and_says_why() {
 #[tokio::test]
 async fn the_default_name_carries_the_real_port() {
     let mut child = Command::new(BIN)
-        .args(["start", "--listen", "127.0.0.1:0", "--supervised", "--workers", "1"])
+        .args([
+            "start",
+            "--listen",
+            "127.0.0.1:0",
+            "--supervised",
+            "--workers",
+            "1",
+        ])
         .env("RUST_LOG", "error")
         .env_remove("JOBMESH_NAME")
         .stdin(Stdio::piped())
@@ -94,7 +120,11 @@ async fn the_default_name_carries_the_real_port() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = timeout(LIMIT, lines.next_line()).await.unwrap().unwrap().unwrap();
+    let line = timeout(LIMIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let ready = job_node::ReadyReport::parse(&line).unwrap();
     let port = ready.url.rsplit(':').next().unwrap();
     assert_ne!(port, "0");
@@ -117,17 +147,30 @@ where
         "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     ));
-    timeout(LIMIT, stream.write_all(head.as_bytes())).await.unwrap().unwrap();
+    timeout(LIMIT, stream.write_all(head.as_bytes()))
+        .await
+        .unwrap()
+        .unwrap();
     let mut raw = Vec::new();
     let _ = timeout(LIMIT, stream.read_to_end(&mut raw)).await.unwrap();
     let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
 async fn plain(addr: std::net::SocketAddr) -> TcpStream {
-    timeout(LIMIT, TcpStream::connect(addr)).await.unwrap().unwrap()
+    timeout(LIMIT, TcpStream::connect(addr))
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -136,7 +179,13 @@ async fn the_http_api_needs_the_token_on_a_non_loopback_bind() {
     let secret = write_secret(dir.path(), "s", "http-secret");
     let node = NodeProc::start(
         "node-1",
-        &["--secret-file", &secret, "--http", "0.0.0.0:0", "--metrics-open"],
+        &[
+            "--secret-file",
+            &secret,
+            "--http",
+            "0.0.0.0:0",
+            "--metrics-open",
+        ],
     )
     .await;
     // Reached through loopback only: the bind is what makes auth mandatory.
@@ -155,8 +204,14 @@ async fn the_http_api_needs_the_token_on_a_non_loopback_bind() {
     assert_eq!(status, 200, "--metrics-open leaves /metrics open");
     // One validation for every interface: HTTP is held to the CLI's caps.
     for (job, why) in [
-        (r#"{"kind":"echo","data":"x","timeout_ms":18446744073709551615}"#, "at most 86400 s"),
-        (r#"{"kind":"echo","data":"x","max_attempts":4294967295}"#, "at most 100"),
+        (
+            r#"{"kind":"echo","data":"x","timeout_ms":18446744073709551615}"#,
+            "at most 86400 s",
+        ),
+        (
+            r#"{"kind":"echo","data":"x","max_attempts":4294967295}"#,
+            "at most 100",
+        ),
     ] {
         let (status, body) = request(plain(addr).await, "/v1/jobs", Some(&good), Some(job)).await;
         assert_eq!(status, 422, "{body}");
@@ -166,7 +221,11 @@ async fn the_http_api_needs_the_token_on_a_non_loopback_bind() {
     // Without a secret file, a public HTTP API is refused at start.
     let out = cli(&["start", "--listen", "127.0.0.1:0", "--http", "0.0.0.0:0"]).await;
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("without a cluster secret"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("without a cluster secret"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// A CA and a certificate for 127.0.0.1, written as PEM files.
@@ -197,7 +256,13 @@ async fn a_tls_cluster_runs_jobs_for_wss_and_https_clients() {
     let secret = write_secret(dir.path(), "s", "tls-secret");
     let (ca, cert, key) = pki(dir.path());
     let tls = ["--tls-cert", &cert, "--tls-key", &key, "--tls-ca", &ca];
-    let mut first: Vec<&str> = vec!["--secret-file", &secret, "--http", "127.0.0.1:0", "--http-auth"];
+    let mut first: Vec<&str> = vec![
+        "--secret-file",
+        &secret,
+        "--http",
+        "127.0.0.1:0",
+        "--http-auth",
+    ];
     first.extend_from_slice(&tls);
     let n1 = NodeProc::start("node-1", &first).await;
     assert!(n1.url().starts_with("wss://"), "{}", n1.url());
@@ -211,7 +276,14 @@ async fn a_tls_cluster_runs_jobs_for_wss_and_https_clients() {
     timeout(LIMIT, async {
         loop {
             let out = cli(&[
-                "status", "--cluster", &seed, "--tls-ca", &ca, "--secret-file", &secret, "--json",
+                "status",
+                "--cluster",
+                &seed,
+                "--tls-ca",
+                &ca,
+                "--secret-file",
+                &secret,
+                "--json",
             ])
             .await;
             assert!(out.status.success(), "{}", stderr(&out));
@@ -226,8 +298,18 @@ async fn a_tls_cluster_runs_jobs_for_wss_and_https_clients() {
 
     // The CLI over wss:// runs jobs.
     let out = cli(&[
-        "submit", "--cluster", n3.url(), "--tls-ca", &ca, "--secret-file", &secret,
-        "--kind", "echo", "--data", "over-tls", "--wait",
+        "submit",
+        "--cluster",
+        n3.url(),
+        "--tls-ca",
+        &ca,
+        "--secret-file",
+        &secret,
+        "--kind",
+        "echo",
+        "--data",
+        "over-tls",
+        "--wait",
     ])
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -240,13 +322,22 @@ async fn a_tls_cluster_runs_jobs_for_wss_and_https_clients() {
         async move {
             let tcp = plain(addr).await;
             let name = tokio_rustls::rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-            timeout(LIMIT, connector.connect(name, tcp)).await.unwrap().unwrap()
+            timeout(LIMIT, connector.connect(name, tcp))
+                .await
+                .unwrap()
+                .unwrap()
         }
     };
     let good = token("tls-secret");
-    let jobs = r#"[{"kind":"echo","data":"a"},{"kind":"echo","data":"b"},{"kind":"sha256","data":"c"}]"#;
-    let (status, body) =
-        request(https(n1.http()).await, "/v1/jobs?wait=true", Some(&good), Some(jobs)).await;
+    let jobs =
+        r#"[{"kind":"echo","data":"a"},{"kind":"echo","data":"b"},{"kind":"sha256","data":"c"}]"#;
+    let (status, body) = request(
+        https(n1.http()).await,
+        "/v1/jobs?wait=true",
+        Some(&good),
+        Some(jobs),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"a\"") && body.contains("\"b\""), "{body}");
     let (status, _) = request(https(n1.http()).await, "/v1/cluster", None, None).await;
@@ -257,7 +348,16 @@ async fn a_tls_cluster_runs_jobs_for_wss_and_https_clients() {
 
     // A plaintext WebSocket client is refused by the TLS node.
     let plain_url = seed.replace("wss://", "ws://");
-    let out = cli(&["status", "--cluster", &plain_url, "--secret-file", &secret, "--connect-timeout", "5"]).await;
+    let out = cli(&[
+        "status",
+        "--cluster",
+        &plain_url,
+        "--secret-file",
+        &secret,
+        "--connect-timeout",
+        "5",
+    ])
+    .await;
     assert!(!out.status.success());
     // And wss:// without a CA says what is missing.
     let out = cli(&["status", "--cluster", &seed, "--secret-file", &secret]).await;
@@ -323,8 +423,15 @@ async fn ten_thousand_idle_clients_cost_little_memory() {
     // Measured on this debug build: about 17.5 KB per client, 196 MB in
     // all (docs/security.md); the bounds below guard against regressions
     // with room for a loaded machine.
-    assert!(after < 256 * 1000 * 1000, "node RSS {after} B with {CLIENTS} clients");
-    assert!(growth / (CLIENTS as u64) <= 24 * 1024, "{} B per client", growth / CLIENTS as u64);
+    assert!(
+        after < 256 * 1000 * 1000,
+        "node RSS {after} B with {CLIENTS} clients"
+    );
+    assert!(
+        growth / (CLIENTS as u64) <= 24 * 1024,
+        "{} B per client",
+        growth / CLIENTS as u64
+    );
     drop(clients);
 }
 

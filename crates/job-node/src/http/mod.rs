@@ -77,7 +77,6 @@ pub(crate) async fn serve(
         .await
 }
 
-
 /// [`serve`] over HTTPS: `listener` hands over connections whose TLS
 /// handshake succeeded.
 ///

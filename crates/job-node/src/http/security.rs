@@ -86,10 +86,10 @@ async fn check(State(auth): State<HttpAuth>, request: Request, next: Next) -> Re
         Some(token) if constant_time_eq(token.trim().as_bytes(), expected.as_bytes()) => {
             next.run(request).await
         }
-        Some(_) => unauthorized("invalid bearer token: use the client token of this cluster's secret"),
-        None => unauthorized(
-            "authentication required: send Authorization: Bearer <client token>",
-        ),
+        Some(_) => {
+            unauthorized("invalid bearer token: use the client token of this cluster's secret")
+        }
+        None => unauthorized("authentication required: send Authorization: Bearer <client token>"),
     }
 }
 

@@ -1,8 +1,8 @@
 //! The dead-letter list: jobs that failed for good, with the reason each
 //! attempt failed.
 
-use std::collections::HashMap;
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 

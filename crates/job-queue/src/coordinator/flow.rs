@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-
 use super::transitions::Placement;
 use super::{no_eligible_node, Action, CoordinatorCore, Phase, ResultDisposition, TimerKind};
 use crate::error::SubmitError;
