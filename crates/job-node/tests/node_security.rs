@@ -102,6 +102,28 @@ async fn a_joiner_with_the_wrong_secret_exits_non_zero_and_says_why() {
 }
 
 #[tokio::test]
+async fn mapreduce_with_the_wrong_secret_says_so_at_once() {
+    let dir = Scratch::new("mr");
+    let good = write_secret(dir.path(), "good", "the-cluster-secret");
+    let bad = write_secret(dir.path(), "bad", "another-secret");
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "a b a").unwrap();
+    let seed = NodeProc::start("node-1", &["--secret-file", &good]).await;
+    let started = std::time::Instant::now();
+    let out = cli(&[
+        "mapreduce", "wordcount", input.to_str().unwrap(), "--cluster", seed.url(),
+        "--secret-file", &bad,
+    ])
+    .await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("authentication failed"), "{err}");
+    assert!(err.contains("wrong cluster secret"), "{err}");
+    // Not the 20 s wait for workers: the refusal is reported right away.
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
 async fn the_default_name_carries_the_real_port() {
     let mut child = Command::new(BIN)
         .args([

@@ -471,7 +471,7 @@ fn join_failure(config: &NodeConfig, errors: &[(String, String)]) -> String {
     );
     for (seed, why) in errors {
         text.push_str(&format!("\n  {seed}: {why}"));
-        if let Some(hint) = hint(why) {
+        if let Some(hint) = join_hint(why) {
             text.push_str(&format!(" ({hint})"));
         }
     }
@@ -481,7 +481,8 @@ fn join_failure(config: &NodeConfig, errors: &[(String, String)]) -> String {
     text
 }
 
-fn hint(why: &str) -> Option<&'static str> {
+/// What to check when joining through a seed failed with `why`.
+pub(crate) fn join_hint(why: &str) -> Option<&'static str> {
     if why.contains("authentication failed") {
         Some("wrong cluster secret: this node and the seed do not share the secret; check --secret-file")
     } else if why.contains("version mismatch") {
