@@ -23,6 +23,10 @@ const TARGETS: &[(&str, EntryPoint)] = &[
         "transport_client_preauth",
         cluster_transport::fuzzing::client_preauth,
     ),
+    (
+        "transport_preauth_gate",
+        cluster_transport::fuzzing::preauth_gate,
+    ),
     ("transport_handshake", cluster_transport::fuzzing::handshake),
     ("router_addr", cluster_router::fuzzing::addr),
     ("router_system_wire", cluster_router::fuzzing::system_wire),

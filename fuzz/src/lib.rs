@@ -38,6 +38,11 @@ pub fn targets() -> Vec<Target> {
             transport::client_preauth_seeds,
         ),
         t(
+            "transport_preauth_gate",
+            transport::preauth_gate,
+            transport::preauth_gate_seeds,
+        ),
+        t(
             "transport_handshake",
             transport::handshake,
             transport::handshake_seeds,

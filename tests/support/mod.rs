@@ -15,6 +15,7 @@
 pub mod jobs;
 pub mod mapreduce;
 pub mod router;
+pub mod tls;
 pub mod transport;
 pub mod ws;
 

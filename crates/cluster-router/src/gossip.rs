@@ -182,6 +182,18 @@ fn dial(inner: &Arc<Inner>, node: NodeId, url: String, limit: Duration) {
     });
 }
 
+/// `err` and its causes, `: `-separated.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Dials the seeds (all at once) and sends each a Join. Returns how many
 /// answered the dial.
 pub(crate) async fn join_seeds(inner: &Arc<Inner>) -> usize {
@@ -192,23 +204,29 @@ pub(crate) async fn join_seeds(inner: &Arc<Inner>) -> usize {
         .iter()
         .filter(|url| **url != inner.url)
         .map(|url| async move {
-            match tokio::time::timeout(limit, inner.transport.connect(url)).await {
+            let why = match tokio::time::timeout(limit, inner.transport.connect(url)).await {
                 Ok(Ok(peer)) => match NodeId::new(&peer) {
                     Ok(node) => {
+                        inner.seed_errors.lock().retain(|(u, _)| u != url);
                         push_table(inner, &node, Push::Join);
-                        true
+                        return true;
                     }
-                    Err(_) => false,
+                    Err(_) => format!("the seed's node name {peer:?} is invalid"),
                 },
                 Ok(Err(err)) => {
-                    tracing::warn!(node = %inner.node, seed = %url, %err, "cannot join through seed");
-                    false
+                    let why = error_chain(&err);
+                    tracing::warn!(node = %inner.node, seed = %url, err = %why, "cannot join through seed");
+                    why
                 }
                 Err(_) => {
                     tracing::warn!(node = %inner.node, seed = %url, "seed did not answer in time");
-                    false
+                    format!("no answer within {limit:?}")
                 }
-            }
+            };
+            let mut errors = inner.seed_errors.lock();
+            errors.retain(|(u, _)| u != url);
+            errors.push((url.clone(), why));
+            false
         });
     join_all(attempts)
         .await

@@ -141,7 +141,10 @@ mod system;
 mod wire;
 
 pub use addr::{ActorAddr, ActorName, AddrError, AddrPart, NodeId, MAX_PART_LEN};
-pub use cluster_transport::{client_token, Backoff, Secret, TransportConfig};
+pub use cluster_transport::{
+    client_token, open_stream, Backoff, Connection, Secret, TlsConfig, TlsError, TransportConfig,
+    TransportError,
+};
 pub use config::RouterConfig;
 pub use envelope::{Envelope, EnvelopeKind, MessageId, PayloadFormat};
 pub use error::RouterError;

@@ -40,6 +40,9 @@ const EVENT_CAPACITY: usize = 1024;
 
 /// State shared by the handle, the system actor and the background tasks.
 pub(crate) struct Inner {
+    /// The last failure of each seed that could not be joined (seed URL,
+    /// why), cleared for a seed once it answers.
+    pub(crate) seed_errors: Mutex<Vec<(String, String)>>,
     pub(crate) node: NodeId,
     pub(crate) url: String,
     pub(crate) config: RouterConfig,
@@ -183,6 +186,7 @@ impl Router {
             stopped: AtomicBool::new(false),
             outboxes: Outboxes::default(),
             overflow_warnings: OverflowWarnings::default(),
+            seed_errors: Mutex::default(),
             config,
         });
         let opts = SpawnOptions::default().capacity(inner.config.system_mailbox);
@@ -207,6 +211,13 @@ impl Router {
     /// This node's id.
     pub fn node_id(&self) -> &NodeId {
         &self.inner.node
+    }
+
+    /// Why the seeds could not be joined: the last failure of each seed
+    /// that has not answered yet (URL, reason such as a refused handshake
+    /// for a different cluster secret). Empty once every seed answered.
+    pub fn seed_errors(&self) -> Vec<(String, String)> {
+        self.inner.seed_errors.lock().clone()
     }
 
     /// This node's WebSocket URL (what other nodes use as a seed).

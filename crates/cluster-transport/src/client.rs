@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{
 };
 use tokio_tungstenite::tungstenite::http::{header::AUTHORIZATION, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
@@ -31,9 +31,12 @@ use crate::config::Secret;
 use crate::event::{ClientId, Incoming, LinkEvent};
 use crate::link::{refill_now, Ws};
 use crate::stats::Counters;
-use crate::transport::Shared;
+use crate::transport::{PreAuthSlot, Shared};
 use crate::wire::{AuthReply, AuthRequest, ClientErrorFrame};
 
+/// Capacity of a client's queue of error replies (each a frame of ours
+/// answering a bad frame of theirs; more are dropped).
+const ERROR_REPLIES: usize = 8;
 /// Most frames a client writer takes per wake-up.
 const DRAIN_CHUNK: usize = 256;
 /// How long a slow client's close frame may take to enter its socket
@@ -152,9 +155,19 @@ pub(crate) fn check_first_frame(secret: &Secret, text: &str) -> FirstFrame {
 }
 
 /// Handles a client whose first message was `text` (it must be the auth frame).
-pub(crate) async fn first_frame(shared: Arc<Shared>, ws: Ws, text: Utf8Bytes, addr: SocketAddr) {
+pub(crate) async fn first_frame(
+    shared: Arc<Shared>,
+    ws: Ws,
+    text: Utf8Bytes,
+    addr: SocketAddr,
+    slot: PreAuthSlot,
+) {
     match check_first_frame(&shared.config.secret, text.as_str()) {
-        FirstFrame::Accepted => run(shared, ws, addr).await,
+        FirstFrame::Accepted => {
+            drop(slot);
+            let ws = crate::link::reopen(ws, Role::Server, shared.client_ws_config()).await;
+            spawn_run(&shared, ws, addr);
+        }
         FirstFrame::WrongToken => {
             Counters::bump(&shared.counters.auth_failures);
             tracing::warn!(%addr, "client refused: invalid token");
@@ -168,29 +181,42 @@ pub(crate) async fn first_frame(shared: Arc<Shared>, ws: Ws, text: Utf8Bytes, ad
     }
 }
 
+/// Runs an authenticated client in a task of its own: the connection's
+/// accept task (sized for the TLS and WebSocket handshakes) ends, and an
+/// idle client costs only what [`run`] holds.
+pub(crate) fn spawn_run(shared: &Arc<Shared>, ws: Ws, addr: SocketAddr) {
+    let task_shared = Arc::clone(shared);
+    shared.spawn(run(task_shared, ws, addr));
+}
+
 /// Runs an authenticated client until it disconnects.
 pub(crate) async fn run(shared: Arc<Shared>, mut ws: Ws, addr: SocketAddr) {
     let id = ClientId::new(shared.next_id());
+    let (tx, rx) = mpsc::channel(shared.config.client_queue.max(1));
+    let kick = CancellationToken::new();
+    if !register(&shared, id, ClientHandle::new(tx, kick.clone())) {
+        refuse_busy(&shared, ws, addr).await;
+        return;
+    }
     let reply = AuthReply {
         auth: "ok",
         client_id: id.get(),
     };
-    let Ok(text) = serde_json::to_string(&reply) else {
-        return;
+    let sent = match serde_json::to_string(&reply) {
+        Ok(text) => ws.send(Message::Text(Utf8Bytes::from(text))).await.is_ok(),
+        Err(_) => false,
     };
-    if ws.send(Message::Text(Utf8Bytes::from(text))).await.is_err() {
+    if !sent {
+        shared.clients.write().remove(&id.get());
         return;
     }
-    let (tx, rx) = mpsc::channel(shared.config.client_queue.max(1));
-    let kick = CancellationToken::new();
-    let handle = ClientHandle::new(tx, kick.clone());
-    shared.clients.write().insert(id.get(), handle);
     Counters::bump(&shared.counters.clients_connected);
     tracing::info!(%addr, client = %id, "client connected");
     shared.emit(LinkEvent::ClientConnected { id });
 
     let (sink, stream) = ws.split();
-    let (err_tx, err_rx) = mpsc::channel(64);
+    // Error replies are rare; a client flooding bad frames loses some.
+    let (err_tx, err_rx) = mpsc::channel(ERROR_REPLIES);
     let queues = WriterQueues {
         frames: rx,
         replies: err_rx,
@@ -222,6 +248,38 @@ pub(crate) async fn run(shared: Arc<Shared>, mut ws: Ws, addr: SocketAddr) {
     Counters::drop_one(&shared.counters.clients_connected);
     tracing::info!(client = %id, "client disconnected");
     shared.emit(LinkEvent::ClientDisconnected { id });
+}
+
+/// Adds the client under [`TransportConfig::max_clients`]; false at the limit.
+///
+/// [`TransportConfig::max_clients`]: crate::TransportConfig::max_clients
+fn register(shared: &Shared, id: ClientId, handle: ClientHandle) -> bool {
+    let mut clients = shared.clients.write();
+    if clients.len() >= shared.config.max_clients {
+        return false;
+    }
+    clients.insert(id.get(), handle);
+    true
+}
+
+/// Refuses an authenticated client beyond the client limit: an error frame,
+/// then close 1013 (try again later); counted, logged at most once a second.
+async fn refuse_busy(shared: &Shared, mut ws: Ws, addr: SocketAddr) {
+    Counters::bump(&shared.counters.busy_refusals);
+    let limit = shared.config.max_clients;
+    if let Some(suppressed) = shared.busy_log.permit() {
+        tracing::warn!(%addr, limit, suppressed, "client refused: too many clients");
+    }
+    let why = format!("too many clients on this node (limit {limit}); try again later");
+    let refusal = async {
+        let _ = ws.feed(error_text(&why)).await;
+        let close = CloseFrame {
+            code: CloseCode::Again,
+            reason: "too many clients".into(),
+        };
+        let _ = ws.close(Some(close)).await;
+    };
+    let _ = tokio::time::timeout(shared.config.handshake_timeout, refusal).await;
 }
 
 async fn read_loop(

@@ -123,9 +123,11 @@ impl Backoff {
 
 /// Configuration of a [`Transport`](crate::Transport).
 ///
-/// Default: listen on `127.0.0.1:0`, 16 MiB frames, 1 s heartbeats, 3 misses,
-/// 5 s handshake timeout, 8192-envelope outbound queues per link, 1024-envelope
-/// outbound queues per client, 100 ms..5 s backoff.
+/// Default: listen on `127.0.0.1:0` without TLS, 16 MiB frames (64 KiB
+/// before authentication), at most 256 unauthenticated connections and
+/// 10,000 clients at once, 1 s heartbeats, 3 misses, 5 s handshake timeout,
+/// 8192-envelope outbound queues per link, 1024-envelope outbound queues per
+/// client, 100 ms..5 s backoff.
 #[derive(Clone, Debug)]
 pub struct TransportConfig {
     /// This node's logical name (unique in the cluster).
@@ -152,6 +154,23 @@ pub struct TransportConfig {
     pub client_queue: usize,
     /// Redial backoff for lost links.
     pub reconnect: Backoff,
+    /// TLS: with a certificate, the listener serves only TLS (`wss://`);
+    /// with CA certificates, `wss://` URLs can be dialled. `None`: plain
+    /// `ws://` only.
+    pub tls: Option<crate::TlsConfig>,
+    /// Largest WebSocket frame accepted from a peer that has not
+    /// authenticated yet; a larger one closes the connection with 1009.
+    pub max_preauth_frame: usize,
+    /// Most connections at once that have not authenticated yet (TLS and
+    /// WebSocket upgrade, node handshake, client auth frame). Further ones
+    /// are answered `503` (plain listeners) or closed (TLS listeners),
+    /// counted in [`TransportStats::busy_refusals`](crate::TransportStats::busy_refusals)
+    /// and logged at most once a second.
+    pub max_unauthenticated: usize,
+    /// Most authenticated external clients at once. A client beyond it is
+    /// refused after authenticating (an error frame, then close code 1013),
+    /// counted in [`TransportStats::busy_refusals`](crate::TransportStats::busy_refusals).
+    pub max_clients: usize,
 }
 
 impl Default for TransportConfig {
@@ -167,6 +186,10 @@ impl Default for TransportConfig {
             outbound_queue: 8192,
             client_queue: 1024,
             reconnect: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
+            tls: None,
+            max_preauth_frame: 64 * 1024,
+            max_unauthenticated: 256,
+            max_clients: 10_000,
         }
     }
 }

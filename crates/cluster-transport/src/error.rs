@@ -23,9 +23,22 @@ pub enum TransportError {
     /// The configuration is unusable.
     #[error("invalid configuration: {0}")]
     InvalidConfig(&'static str),
-    /// The URL is not a `ws://host:port[/path]` URL.
-    #[error("invalid URL {0:?} (expected ws://host:port)")]
+    /// The URL is not a `ws://host:port[/path]` or `wss://` URL.
+    #[error("invalid URL {0:?} (expected ws://host:port or wss://host:port)")]
     InvalidUrl(String),
+    /// A `wss://` URL, but no CA certificates to verify the server with.
+    #[error("cannot dial {0}: wss:// needs CA certificates to verify the server (--tls-ca)")]
+    TlsNotConfigured(String),
+    /// The TLS handshake with the server failed (untrusted or mismatched
+    /// certificate, a plaintext server, ...).
+    #[error("TLS handshake with {url} failed")]
+    Tls {
+        /// The URL dialled.
+        url: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
     /// TCP connect failed.
     #[error("cannot connect to {url}")]
     Connect {

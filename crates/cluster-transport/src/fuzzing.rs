@@ -109,6 +109,40 @@ pub fn client_preauth(data: &[u8]) {
     assert_eq!(check_first_frame(&secret, text), verdict, "deterministic");
 }
 
+/// The pre-auth gate: the raw bytes an unauthenticated peer sends (HTTP
+/// upgrade head, then WebSocket frames), as the listener's socket wrapper
+/// cuts them into what the WebSocket layer may see. It must never panic,
+/// always make progress, refuse heads above 16 KiB, and cut exactly at
+/// frame ends (checked against a second, byte-by-byte run).
+pub fn preauth_gate(data: &[u8]) {
+    let Ok(cuts) = crate::gate::split(data) else {
+        return;
+    };
+    assert!(cuts.windows(2).all(|w| w[0] < w[1]), "cuts advance");
+    assert!(cuts.last().is_none_or(|&c| c == data.len()), "all consumed");
+    // Byte by byte: every boundary found in bulk is found again.
+    let mut gate = crate::gate::Gate::default();
+    for (i, b) in data.iter().enumerate() {
+        let n = gate
+            .admit(std::slice::from_ref(b))
+            .expect("same bytes, same verdict");
+        assert_eq!(n, 1, "one byte at a time at offset {i}");
+    }
+}
+
+/// Seeds: an upgrade request followed by masked frames of the three length
+/// encodings, a head without an end, and a frame header claiming 2^63 bytes.
+pub fn preauth_gate_seeds() -> Vec<Vec<u8>> {
+    let head = b"GET / HTTP/1.1\r\nHost: n\r\nUpgrade: websocket\r\n\r\n".to_vec();
+    let mut framed = head.clone();
+    framed.extend_from_slice(&[0x81, 0x85, 1, 2, 3, 4, b'h', b'e', b'l', b'l', b'o']);
+    framed.extend_from_slice(&[0x82, 0xfe, 0x00, 0x80, 9, 9, 9, 9]);
+    framed.extend(std::iter::repeat_n(0u8, 128));
+    let mut huge = head.clone();
+    huge.extend_from_slice(&[0x82, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    vec![head, framed, huge, b"GET / HTTP/1.1\r\nX: y".to_vec()]
+}
+
 fn params(local: &str) -> Params {
     Params {
         local: local.to_owned(),

@@ -73,9 +73,12 @@ mod codec;
 mod config;
 mod envelope;
 mod event;
+mod gate;
 mod handshake;
 mod link;
 mod stats;
+mod stream;
+mod tls;
 mod transport;
 mod wire;
 
@@ -85,6 +88,8 @@ pub use envelope::Envelope;
 pub use error::{HandshakeError, SendError, TransportError, TrySendError};
 pub use event::{ClientId, DownReason, Incoming, LinkEvent};
 pub use stats::TransportStats;
+pub use stream::Connection;
+pub use tls::{open_stream, TlsConfig, TlsError};
 pub use transport::Transport;
 pub use wire::PROTOCOL_VERSION;
 

@@ -11,12 +11,11 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
@@ -27,11 +26,20 @@ use crate::error::{HandshakeError, TransportError};
 use crate::event::{DownReason, Incoming, LinkEvent};
 use crate::handshake::{Dialer, Listener, Step};
 use crate::stats::Counters;
-use crate::transport::{send_frame, PeerQueue, Shared, SharedQueue};
+use crate::stream::Connection;
+use crate::transport::{send_frame, PeerQueue, PreAuthSlot, Shared, SharedQueue};
 use crate::wire::{ControlFrame, ErrorCode};
 
-/// A WebSocket over plain TCP.
-pub(crate) type Ws = WebSocketStream<TcpStream>;
+/// A WebSocket over plain TCP or TLS.
+pub(crate) type Ws = WebSocketStream<Connection>;
+
+/// Re-wraps the connection of an authenticated peer with its full settings
+/// (see [`crate::gate`]: nothing half-read is lost).
+pub(crate) async fn reopen(mut ws: Ws, role: Role, config: WebSocketConfig) -> Ws {
+    let conn = ws.get_mut().take_authenticated();
+    drop(ws);
+    WebSocketStream::from_raw_socket(conn, role, Some(config)).await
+}
 
 /// How long a connection closed for an oversized frame drains its socket.
 const LINGER: Duration = Duration::from_secs(1);
@@ -115,12 +123,6 @@ async fn wait_for_link(shared: &Shared, peer: &str) -> Result<(), TransportError
         .map_err(|_| HandshakeError::Timeout)?
 }
 
-fn host_port(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix("ws://")?;
-    let hp = rest.split('/').next()?;
-    (!hp.is_empty()).then_some(hp)
-}
-
 /// Marks a dial whose listener has proved itself as pending (for the
 /// duplicate rule) until dropped.
 struct PendingDial<'a> {
@@ -150,16 +152,10 @@ async fn dial_handshake(
     url: &str,
     pending: &mut PendingDial<'_>,
 ) -> Result<(Ws, String, bool), TransportError> {
-    let hp = host_port(url).ok_or_else(|| TransportError::InvalidUrl(url.to_owned()))?;
-    let tcp = TcpStream::connect(hp)
-        .await
-        .map_err(|source| TransportError::Connect {
-            url: url.to_owned(),
-            source,
-        })?;
-    let _ = tcp.set_nodelay(true);
+    let conn = crate::tls::dial_stream(url, shared.config.tls.as_ref(), true).await?;
     let (mut ws, _) =
-        tokio_tungstenite::client_async_with_config(url, tcp, Some(shared.ws_config())).await?;
+        tokio_tungstenite::client_async_with_config(url, conn, Some(shared.preauth_ws_config()))
+            .await?;
     let (mut machine, hello) = Dialer::start(shared.params());
     if !send_frame(&mut ws, codec::encode_control(&hello)).await {
         return Err(HandshakeError::Closed.into());
@@ -175,7 +171,10 @@ async fn dial_handshake(
                     return Err(HandshakeError::Closed.into());
                 }
             }
-            Step::Done { peer, accepted } => return Ok((ws, peer, accepted)),
+            Step::Done { peer, accepted } => {
+                let ws = reopen(ws, Role::Client, shared.node_ws_config()).await;
+                return Ok((ws, peer, accepted));
+            }
             Step::Fail { reply, error } => {
                 return Err(refuse(shared, ws, reply, error, url).await.into());
             }
@@ -233,7 +232,13 @@ async fn refuse(
 }
 
 /// Runs the listener side of a node handshake whose `Hello` is `first`.
-pub(crate) async fn accept(shared: Arc<Shared>, mut ws: Ws, first: Bytes, addr: SocketAddr) {
+pub(crate) async fn accept(
+    shared: Arc<Shared>,
+    mut ws: Ws,
+    first: Bytes,
+    addr: SocketAddr,
+    slot: PreAuthSlot,
+) {
     let who = addr.to_string();
     let timeout = shared.config.handshake_timeout;
     let mut machine = Listener::new(shared.params());
@@ -272,6 +277,8 @@ pub(crate) async fn accept(shared: Arc<Shared>, mut ws: Ws, first: Bytes, addr: 
             return;
         }
     };
+    drop(slot);
+    let ws = reopen(ws, Role::Server, shared.node_ws_config()).await;
     decide(shared, ws, peer).await;
 }
 

@@ -35,6 +35,14 @@ pub struct TransportStats {
     /// External clients disconnected (close code 1013) because they did not
     /// read their socket and their outbound queue stayed full.
     pub slow_clients_dropped: u64,
+    /// Connections refused because the node was at a limit: too many
+    /// unauthenticated connections, or too many clients.
+    pub busy_refusals: u64,
+    /// Connections whose TLS handshake failed (a plaintext peer on a TLS
+    /// listener, an untrusted certificate, ...).
+    pub tls_failures: u64,
+    /// Unauthenticated connections currently open.
+    pub unauthenticated: u64,
 }
 
 #[derive(Debug, Default)]
@@ -53,6 +61,9 @@ pub(crate) struct Counters {
     pub(crate) duplicate_links: AtomicU64,
     pub(crate) clients_connected: AtomicU64,
     pub(crate) slow_clients_dropped: AtomicU64,
+    pub(crate) busy_refusals: AtomicU64,
+    pub(crate) tls_failures: AtomicU64,
+    pub(crate) unauthenticated: AtomicU64,
 }
 
 impl Counters {
@@ -84,6 +95,34 @@ impl Counters {
             duplicate_links: self.duplicate_links.load(Relaxed),
             clients_connected: self.clients_connected.load(Relaxed),
             slow_clients_dropped: self.slow_clients_dropped.load(Relaxed),
+            busy_refusals: self.busy_refusals.load(Relaxed),
+            tls_failures: self.tls_failures.load(Relaxed),
+            unauthenticated: self.unauthenticated.load(Relaxed),
         }
+    }
+}
+
+/// A warning logged at most once per interval, with the number of times it
+/// was suppressed in between (for events a flood can trigger).
+#[derive(Debug, Default)]
+pub(crate) struct RateLimitedLog {
+    last: parking_lot::Mutex<Option<std::time::Instant>>,
+    suppressed: AtomicU64,
+}
+
+impl RateLimitedLog {
+    const INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// `Some(suppressed since the last one)` when this occurrence may be
+    /// logged, `None` when it must be counted only.
+    pub(crate) fn permit(&self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        let mut last = self.last.lock();
+        if last.is_some_and(|t| now.duration_since(t) < Self::INTERVAL) {
+            self.suppressed.fetch_add(1, Relaxed);
+            return None;
+        }
+        *last = Some(now);
+        Some(self.suppressed.swap(0, Relaxed))
     }
 }

@@ -13,7 +13,7 @@ use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, Notify};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -25,13 +25,42 @@ use crate::error::{SendError, TransportError, TrySendError};
 use crate::event::{ClientId, DownReason, Incoming, LinkEvent};
 use crate::handshake::Params;
 use crate::link;
-use crate::stats::{Counters, TransportStats};
+use crate::stats::{Counters, RateLimitedLog, TransportStats};
+use crate::stream::Connection;
 use crate::wire::PROTOCOL_VERSION;
 
 /// Capacity, in frames, of the incoming channel.
 const INCOMING_CAPACITY: usize = 1024;
 /// Capacity of the link event broadcast.
 const EVENT_CAPACITY: usize = 1024;
+/// WebSocket read and write buffer target before authentication and for
+/// clients.
+const SMALL_BUFFER: usize = 4 * 1024;
+/// WebSocket read buffer of an authenticated client: it is allocated and
+/// zeroed per client, and grows for a larger frame as needed.
+const CLIENT_READ_BUFFER: usize = 1024;
+/// How long a refused connection is drained before it is closed, so that
+/// the refusal is read rather than reset.
+const REFUSAL_LINGER: Duration = Duration::from_millis(500);
+
+/// One unauthenticated connection's place under
+/// [`TransportConfig::max_unauthenticated`]; released on drop (when the
+/// peer authenticated or the connection ended).
+pub(crate) struct PreAuthSlot {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for PreAuthSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PreAuthSlot")
+    }
+}
+
+impl Drop for PreAuthSlot {
+    fn drop(&mut self) {
+        Counters::drop_one(&self.shared.counters.unauthenticated);
+    }
+}
 
 /// The queue shared by all connections that serve one peer in turn.
 pub(crate) type SharedQueue = Arc<tokio::sync::Mutex<PeerQueue>>;
@@ -80,6 +109,11 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     active_tasks: AtomicUsize,
     tasks_done: Notify,
+    /// Warnings a flood of connections can trigger.
+    pub(crate) busy_log: RateLimitedLog,
+    pub(crate) refused_log: RateLimitedLog,
+    /// Refused connections being drained (bounded like the slots).
+    refusing: AtomicUsize,
 }
 
 impl Shared {
@@ -91,13 +125,53 @@ impl Shared {
         }
     }
 
-    pub(crate) fn ws_config(&self) -> WebSocketConfig {
+    /// The WebSocket settings of an established node link.
+    pub(crate) fn node_ws_config(&self) -> WebSocketConfig {
         let max = self.config.max_frame_size;
         WebSocketConfig::default()
             .max_message_size(Some(max))
             .max_frame_size(Some(max))
             .read_buffer_size(256 * 1024)
             .write_buffer_size(256 * 1024)
+    }
+
+    /// The WebSocket settings of an authenticated client: full frames,
+    /// small buffers (an idle client must cost little).
+    pub(crate) fn client_ws_config(&self) -> WebSocketConfig {
+        let max = self.config.max_frame_size;
+        WebSocketConfig::default()
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max))
+            .read_buffer_size(CLIENT_READ_BUFFER)
+            .write_buffer_size(SMALL_BUFFER)
+    }
+
+    /// The WebSocket settings before authentication: small frames and buffers.
+    pub(crate) fn preauth_ws_config(&self) -> WebSocketConfig {
+        let max = self
+            .config
+            .max_preauth_frame
+            .min(self.config.max_frame_size);
+        WebSocketConfig::default()
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max))
+            .read_buffer_size(CLIENT_READ_BUFFER)
+            .write_buffer_size(SMALL_BUFFER)
+    }
+
+    /// Takes one of the [`TransportConfig::max_unauthenticated`] slots, or
+    /// `None` at the limit.
+    fn preauth_slot(self: &Arc<Self>) -> Option<PreAuthSlot> {
+        let counter = &self.counters.unauthenticated;
+        let cap = self.config.max_unauthenticated as u64;
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .ok()?;
+        Some(PreAuthSlot {
+            shared: Arc::clone(self),
+        })
     }
 
     pub(crate) fn next_id(&self) -> u64 {
@@ -301,6 +375,9 @@ impl Transport {
             shutdown: CancellationToken::new(),
             active_tasks: AtomicUsize::new(0),
             tasks_done: Notify::new(),
+            busy_log: RateLimitedLog::default(),
+            refused_log: RateLimitedLog::default(),
+            refusing: AtomicUsize::new(0),
         });
         let accept_shared = Arc::clone(&shared);
         shared.spawn(accept_loop(accept_shared, listener));
@@ -313,9 +390,13 @@ impl Transport {
         self.shared.local_addr
     }
 
-    /// `ws://IP:PORT` of the listener.
+    /// `ws://IP:PORT` of the listener (`wss://` when it serves TLS).
     pub fn url(&self) -> String {
-        format!("ws://{}", self.shared.local_addr)
+        let scheme = match &self.shared.config.tls {
+            Some(tls) if tls.serves() => "wss",
+            _ => "ws",
+        };
+        format!("{scheme}://{}", self.shared.local_addr)
     }
 
     /// This node's name.
@@ -526,10 +607,13 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             a = listener.accept() => a,
         };
         match accepted {
-            Ok((stream, addr)) => {
-                let conn_shared = Arc::clone(&shared);
-                shared.spawn(async move { accept_one(conn_shared, stream, addr).await });
-            }
+            Ok((stream, addr)) => match shared.preauth_slot() {
+                Some(slot) => {
+                    let conn_shared = Arc::clone(&shared);
+                    shared.spawn(async move { accept_one(conn_shared, stream, addr, slot).await });
+                }
+                None => refuse_busy(&shared, stream, addr),
+            },
             Err(err) => {
                 tracing::warn!(%err, "accept failed");
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -538,17 +622,71 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
-/// Upgrades one accepted socket and hands it to the node or client path.
-async fn accept_one(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
+/// Refuses a connection beyond [`TransportConfig::max_unauthenticated`]:
+/// a plain listener answers `503` (written without waiting), a TLS one
+/// closes; counted, logged at most once a second.
+fn refuse_busy(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
+    Counters::bump(&shared.counters.busy_refusals);
+    let limit = shared.config.max_unauthenticated;
+    if let Some(suppressed) = shared.busy_log.permit() {
+        tracing::warn!(%addr, limit, suppressed,
+            "connection refused: too many unauthenticated connections");
+    }
+    if shared
+        .config
+        .tls
+        .as_ref()
+        .is_some_and(crate::TlsConfig::serves)
+    {
+        return;
+    }
+    let body = format!("too many unauthenticated connections (limit {limit}); try again later\n");
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+         Retry-After: 1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.try_write(response.as_bytes());
+    // Read what the peer already sent, so that closing sends FIN, not a
+    // reset that could destroy the answer before it is read.
+    let mut buf = [0u8; 1024];
+    while matches!(stream.try_read(&mut buf), Ok(n) if n > 0) {}
+    // Then drain a little longer (as many refused connections at once as
+    // unauthenticated ones; beyond that they are closed at once).
+    if shared.refusing.fetch_add(1, Ordering::AcqRel) >= limit {
+        shared.refusing.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    let drain_shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        let mut stream = stream;
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+        let drain = async {
+            let mut buf = [0u8; 1024];
+            while matches!(tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await, Ok(n) if n > 0)
+            {
+            }
+        };
+        let _ = tokio::time::timeout(REFUSAL_LINGER, drain).await;
+        drain_shared.refusing.fetch_sub(1, Ordering::AcqRel);
+    });
+}
+
+/// TLS (if configured) and the WebSocket upgrade of one accepted socket,
+/// then the node or client path.
+async fn accept_one(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, slot: PreAuthSlot) {
     let _ = stream.set_nodelay(true);
-    let timeout = shared.config.handshake_timeout;
+    let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout;
+    let Some(conn) = accept_tls(&shared, stream, addr, deadline).await else {
+        return;
+    };
     let mut header = HeaderAuth::new(&shared.config.secret);
     let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
-        stream,
+        conn,
         &mut header,
-        Some(shared.ws_config()),
+        Some(shared.preauth_ws_config()),
     );
-    let ws = match tokio::time::timeout(timeout, upgrade).await {
+    let ws = match tokio::time::timeout_at(deadline, upgrade).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(err)) => {
             if header.refused() {
@@ -566,27 +704,58 @@ async fn accept_one(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
         }
     };
     if header.accepted() {
-        client::run(shared, ws, addr).await;
+        drop(slot);
+        let ws = link::reopen(ws, Role::Server, shared.client_ws_config()).await;
+        client::spawn_run(&shared, ws, addr);
         return;
     }
-    first_message(shared, ws, addr).await;
+    first_message(shared, ws, addr, slot).await;
+}
+
+/// The TLS handshake of an accepted socket when the listener serves TLS.
+async fn accept_tls(
+    shared: &Shared,
+    stream: TcpStream,
+    addr: SocketAddr,
+    deadline: tokio::time::Instant,
+) -> Option<Connection> {
+    let Some(acceptor) = shared
+        .config
+        .tls
+        .as_ref()
+        .and_then(crate::TlsConfig::acceptor)
+    else {
+        return Some(Connection::plain(stream, true));
+    };
+    let why = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => return Some(Connection::tls(tokio_rustls::TlsStream::Server(tls), true)),
+        Ok(Err(err)) => err.to_string(),
+        Err(_) => "timed out".to_owned(),
+    };
+    Counters::bump(&shared.counters.tls_failures);
+    if let Some(suppressed) = shared.refused_log.permit() {
+        tracing::warn!(%addr, why, suppressed, "TLS handshake failed (plaintext or untrusted peer?)");
+    }
+    None
 }
 
 /// Without a bearer header, the first message tells a node (binary `Hello`)
 /// from a client (text `{"auth":..}`).
-async fn first_message(shared: Arc<Shared>, mut ws: link::Ws, addr: SocketAddr) {
+async fn first_message(shared: Arc<Shared>, mut ws: link::Ws, addr: SocketAddr, slot: PreAuthSlot) {
     let timeout = shared.config.handshake_timeout;
     let first = tokio::select! {
         () = shared.shutdown.cancelled() => return,
         r = tokio::time::timeout(timeout, ws.next()) => r,
     };
     match first {
-        Ok(Some(Ok(Message::Binary(frame)))) => link::accept(shared, ws, frame, addr).await,
-        Ok(Some(Ok(Message::Text(text)))) => client::first_frame(shared, ws, text, addr).await,
+        Ok(Some(Ok(Message::Binary(frame)))) => link::accept(shared, ws, frame, addr, slot).await,
+        Ok(Some(Ok(Message::Text(text)))) => {
+            client::first_frame(shared, ws, text, addr, slot).await
+        }
         Ok(Some(Ok(_))) => {
             let _ = ws.close(None).await;
         }
-        Ok(Some(Err(err))) => tracing::debug!(%addr, %err, "connection failed before handshake"),
+        Ok(Some(Err(err))) => preauth_read_failed(&shared, ws, addr, err).await,
         Ok(None) => {}
         Err(_) => {
             Counters::bump(&shared.counters.handshake_timeouts);
@@ -594,6 +763,32 @@ async fn first_message(shared: Arc<Shared>, mut ws: link::Ws, addr: SocketAddr) 
             let _ = ws.close(None).await;
         }
     }
+}
+
+/// A read error before authentication: an oversized frame is closed with
+/// 1009 (counted, logged at most once a second); anything else just ends.
+pub(crate) async fn preauth_read_failed(
+    shared: &Shared,
+    mut ws: link::Ws,
+    addr: SocketAddr,
+    err: tokio_tungstenite::tungstenite::Error,
+) {
+    use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+    let WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) = err else {
+        tracing::debug!(%addr, %err, "connection failed before authentication");
+        return;
+    };
+    Counters::bump(&shared.counters.oversize_closes);
+    if let Some(suppressed) = shared.refused_log.permit() {
+        tracing::warn!(%addr, size, max_size, suppressed,
+            "frame above the pre-authentication limit; closing with 1009");
+    }
+    let close = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Size,
+        reason: "frame too large before authentication".into(),
+    };
+    let _ = tokio::time::timeout(REFUSAL_LINGER, ws.close(Some(close))).await;
+    link::linger(ws).await;
 }
 
 /// Sends one already-encoded frame and flushes (handshake and refusals).

@@ -83,6 +83,31 @@ pub(crate) struct StartArgs {
     /// (default: none). [env: JOBMESH_ALLOW_EXEC]
     #[arg(long, value_name = "PROG,...", value_delimiter = ',')]
     pub allow_exec: Option<Vec<String>>,
+    /// TLS certificate chain (PEM) to serve cluster links, clients and the
+    /// HTTP API with (`wss://`, `https://`); needs --tls-key. [env: JOBMESH_TLS_CERT]
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of --tls-cert. [env: JOBMESH_TLS_KEY]
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that other nodes' certificates must chain to;
+    /// needed to join through wss:// seeds. [env: JOBMESH_TLS_CA]
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Require the client token (`Authorization: Bearer`) on the HTTP API
+    /// also on a loopback address (always required on any other address).
+    /// [env: JOBMESH_HTTP_AUTH=true]
+    #[arg(long)]
+    pub http_auth: bool,
+    /// Serve /metrics without the token even when the HTTP API requires it.
+    /// [env: JOBMESH_METRICS_OPEN=true]
+    #[arg(long)]
+    pub metrics_open: bool,
+    /// With --join: how long to try to authenticate with a seed before
+    /// giving up and exiting non-zero, in seconds (default 60).
+    /// [env: JOBMESH_JOIN_TIMEOUT]
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    pub join_timeout: Option<Duration>,
     /// Run under a supervisor (`demo`): print a JSON readiness line on
     /// stdout once up, and drain and exit when stdin closes.
     #[arg(long, hide = true)]
@@ -102,6 +127,26 @@ pub(crate) struct ClusterArgs {
     /// How long to wait for the cluster to answer, in seconds.
     #[arg(long, value_name = "S", default_value = "10", value_parser = parse_seconds)]
     pub connect_timeout: Duration,
+    /// CA certificates (PEM) the node's certificate must chain to, for a
+    /// wss:// --cluster URL. [env: JOBMESH_TLS_CA]
+    #[arg(long, value_name = "FILE", env = "JOBMESH_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl ClusterArgs {
+    /// The TLS settings for `--cluster wss://...` (`None` without `--tls-ca`).
+    ///
+    /// # Errors
+    ///
+    /// An unreadable or invalid CA file.
+    pub(crate) fn tls(
+        &self,
+    ) -> Result<Option<cluster_router::TlsConfig>, cluster_router::TlsError> {
+        self.tls_ca
+            .as_deref()
+            .map(|ca| cluster_router::TlsConfig::from_files(None, None, Some(ca)))
+            .transpose()
+    }
 }
 
 /// `job-node submit`.

@@ -12,13 +12,12 @@ use std::time::Duration;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::header::{HeaderValue, AUTHORIZATION};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = WebSocketStream<cluster_router::Connection>;
 
 /// Why talking to the cluster failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +49,16 @@ pub enum ClientError {
         #[source]
         source: tokio_tungstenite::tungstenite::Error,
     },
+    /// The TCP or TLS connection failed (unreachable, untrusted
+    /// certificate, `wss://` without a CA, a plaintext node).
+    #[error("cannot connect to {url}: {source}")]
+    Dial {
+        /// The URL.
+        url: String,
+        /// The transport's error.
+        #[source]
+        source: Box<cluster_router::TransportError>,
+    },
     /// The node refused us (bad token, protocol error).
     #[error("the node refused the client: {0}")]
     Refused(String),
@@ -65,6 +74,26 @@ pub enum ClientError {
     /// The node sent a frame that is not an envelope, an error or an auth reply.
     #[error("unexpected frame from the node: {0}")]
     Protocol(String),
+}
+
+/// A refused upgrade: a 401 says plainly that the token (the secret) is
+/// wrong, a 503 that the node is at its connection limit.
+fn upgrade_error(url: &str, source: tokio_tungstenite::tungstenite::Error) -> ClientError {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    match &source {
+        WsError::Http(response) if response.status().as_u16() == 401 => ClientError::Refused(
+            "wrong client token: the node does not accept the token of this \
+             cluster secret (check --secret-file)"
+                .to_owned(),
+        ),
+        WsError::Http(response) if response.status().as_u16() == 503 => ClientError::Refused(
+            "the node is at its limit of unauthenticated connections; try again later".to_owned(),
+        ),
+        _ => ClientError::Connect {
+            url: url.to_owned(),
+            source,
+        },
+    }
 }
 
 /// One envelope as the client sends it.
@@ -154,6 +183,22 @@ impl ClusterClient {
     /// [`ClientError::Connect`], [`ClientError::Refused`] or
     /// [`ClientError::Protocol`].
     pub async fn connect(url: &str, token: &str, timeout: Duration) -> Result<Self, ClientError> {
+        Self::connect_with(url, token, timeout, None).await
+    }
+
+    /// [`ClusterClient::connect`] with TLS settings for `wss://` URLs (the
+    /// CA that the node's certificate must chain to).
+    ///
+    /// # Errors
+    ///
+    /// As [`ClusterClient::connect`]; [`ClientError::Dial`] when the TCP or
+    /// TLS connection fails (or `wss://` without a CA).
+    pub async fn connect_with(
+        url: &str,
+        token: &str,
+        timeout: Duration,
+        tls: Option<&cluster_router::TlsConfig>,
+    ) -> Result<Self, ClientError> {
         let url_error = |source| ClientError::Url {
             url: url.to_owned(),
             source,
@@ -164,12 +209,15 @@ impl ClusterClient {
         })?;
         request.headers_mut().insert(AUTHORIZATION, bearer);
         let connected = tokio::time::timeout(timeout, async {
-            let (ws, _) = tokio_tungstenite::connect_async(request)
+            let stream = cluster_router::open_stream(url, tls)
                 .await
-                .map_err(|source| ClientError::Connect {
+                .map_err(|source| ClientError::Dial {
                     url: url.to_owned(),
-                    source,
+                    source: Box::new(source),
                 })?;
+            let (ws, _) = tokio_tungstenite::client_async(request, stream)
+                .await
+                .map_err(|source| upgrade_error(url, source))?;
             let (sink, stream) = ws.split();
             let mut receiver = ClientReceiver { stream };
             let client_id = receiver.auth_reply().await?;

@@ -19,7 +19,8 @@ use crate::status_table::render_status;
 /// An unreadable secret file, or the connection error.
 pub(crate) async fn connect(args: &ClusterArgs) -> anyhow::Result<Session> {
     let secret = ClusterSecret::for_client(args.secret_file.as_deref())?;
-    Ok(Session::connect(&args.cluster, &secret, args.connect_timeout).await?)
+    let tls = args.tls()?;
+    Ok(Session::connect_with(&args.cluster, &secret, args.connect_timeout, tls.as_ref()).await?)
 }
 
 /// The jobs `submit` sends: the `--file` lines or the one `--kind` job,

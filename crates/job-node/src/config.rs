@@ -19,7 +19,7 @@ pub(crate) const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 7700);
 
 /// One source of settings; `None` means "not set here".
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConfigLayer {
     /// Node name.
@@ -40,6 +40,18 @@ pub(crate) struct ConfigLayer {
     pub data_dir: Option<PathBuf>,
     /// Programs `exec` may run.
     pub allow_exec: Option<Vec<String>>,
+    /// TLS certificate chain (PEM file).
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM file).
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM file) peers must chain to.
+    pub tls_ca: Option<PathBuf>,
+    /// Require the client token on a loopback HTTP API too.
+    pub http_auth: Option<bool>,
+    /// Serve /metrics without the token.
+    pub metrics_open: Option<bool>,
+    /// Seconds to try to authenticate with a seed before exiting.
+    pub join_timeout: Option<f64>,
 }
 
 /// Why the configuration was refused.
@@ -95,6 +107,15 @@ pub(crate) enum ConfigError {
     /// The secret file could not be used.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// The TLS files could not be used.
+    #[error("TLS settings: {0}")]
+    Tls(#[from] cluster_router::TlsError),
+    /// Only one of --tls-cert and --tls-key.
+    #[error("--tls-cert and --tls-key go together")]
+    TlsPair,
+    /// A join timeout that is not a positive number of seconds.
+    #[error("invalid join timeout {0}: expected more than 0 and at most 86400 seconds")]
+    JoinTimeout(f64),
 }
 
 impl ConfigLayer {
@@ -110,6 +131,12 @@ impl ConfigLayer {
             http: args.http,
             data_dir: args.data_dir.clone(),
             allow_exec: args.allow_exec.clone(),
+            tls_cert: args.tls_cert.clone(),
+            tls_key: args.tls_key.clone(),
+            tls_ca: args.tls_ca.clone(),
+            http_auth: args.http_auth.then_some(true),
+            metrics_open: args.metrics_open.then_some(true),
+            join_timeout: args.join_timeout.map(|d| d.as_secs_f64()),
         }
     }
 
@@ -133,6 +160,12 @@ impl ConfigLayer {
             http: parse_env(&get, "JOBMESH_HTTP", "IP:PORT")?,
             data_dir: get("JOBMESH_DATA_DIR").map(PathBuf::from),
             allow_exec: list("JOBMESH_ALLOW_EXEC"),
+            tls_cert: get("JOBMESH_TLS_CERT").map(PathBuf::from),
+            tls_key: get("JOBMESH_TLS_KEY").map(PathBuf::from),
+            tls_ca: get("JOBMESH_TLS_CA").map(PathBuf::from),
+            http_auth: parse_env(&get, "JOBMESH_HTTP_AUTH", "true or false")?,
+            metrics_open: parse_env(&get, "JOBMESH_METRICS_OPEN", "true or false")?,
+            join_timeout: parse_env(&get, "JOBMESH_JOIN_TIMEOUT", "a number of seconds")?,
         })
     }
 
@@ -173,6 +206,12 @@ impl ConfigLayer {
             http: self.http.or(lower.http),
             data_dir: self.data_dir.or(lower.data_dir),
             allow_exec: self.allow_exec.or(lower.allow_exec),
+            tls_cert: self.tls_cert.or(lower.tls_cert),
+            tls_key: self.tls_key.or(lower.tls_key),
+            tls_ca: self.tls_ca.or(lower.tls_ca),
+            http_auth: self.http_auth.or(lower.http_auth),
+            metrics_open: self.metrics_open.or(lower.metrics_open),
+            join_timeout: self.join_timeout.or(lower.join_timeout),
         }
     }
 }
@@ -224,7 +263,21 @@ pub(crate) struct NodeConfig {
     pub allow_exec: Vec<String>,
     /// Report readiness on stdout and exit when stdin closes.
     pub supervised: bool,
+    /// TLS for the cluster listener, seeds and the HTTP API.
+    pub tls: Option<cluster_router::TlsConfig>,
+    /// Whether the HTTP API requires the client token (always on a
+    /// non-loopback address; on loopback with --http-auth).
+    pub http_auth: bool,
+    /// Whether /metrics is served without the token.
+    pub metrics_open: bool,
+    /// How long a joining node tries to authenticate with a seed.
+    pub join_timeout: std::time::Duration,
+    /// The name is the default `node-PORT` (no `--name`).
+    pub default_name: bool,
 }
+
+/// The default of [`NodeConfig::join_timeout`].
+pub(crate) const DEFAULT_JOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl NodeConfig {
     /// Resolves `start`'s arguments with the real environment and the
@@ -268,6 +321,7 @@ impl NodeConfig {
     /// Any [`ConfigError`] but the file and environment ones.
     pub(crate) fn from_layer(layer: ConfigLayer) -> Result<NodeConfig, ConfigError> {
         let listen = layer.listen.unwrap_or(DEFAULT_LISTEN);
+        let default_name = layer.name.is_none();
         let name = layer
             .name
             .unwrap_or_else(|| format!("node-{}", listen.port()));
@@ -286,12 +340,39 @@ impl NodeConfig {
         if workers == 0 {
             return Err(ConfigError::ZeroWorkers);
         }
-        let secret = match &layer.secret_file {
-            Some(path) => ClusterSecret::from_file(path)?,
-            None if listen.ip().is_loopback() => ClusterSecret::development(),
-            None => return Err(ConfigError::SecretRequired(listen)),
+        // The HTTP API's token derives from the secret: a public API with
+        // the well-known development secret would be open to anyone.
+        let public_http = layer.http.filter(|a| !a.ip().is_loopback());
+        let secret = match (&layer.secret_file, public_http) {
+            (Some(path), _) => ClusterSecret::from_file(path)?,
+            (None, Some(http)) => return Err(ConfigError::SecretRequired(http)),
+            (None, None) if listen.ip().is_loopback() => ClusterSecret::development(),
+            (None, None) => return Err(ConfigError::SecretRequired(listen)),
         };
+        let tls = match (&layer.tls_cert, &layer.tls_key, &layer.tls_ca) {
+            (None, None, None) => None,
+            (Some(_), None, _) | (None, Some(_), _) => return Err(ConfigError::TlsPair),
+            (cert, key, ca) => Some(cluster_router::TlsConfig::from_files(
+                cert.as_deref(),
+                key.as_deref(),
+                ca.as_deref(),
+            )?),
+        };
+        let join_timeout = match layer.join_timeout {
+            None => DEFAULT_JOIN_TIMEOUT,
+            Some(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => {
+                std::time::Duration::from_secs_f64(s)
+            }
+            Some(s) => return Err(ConfigError::JoinTimeout(s)),
+        };
+        let http_auth =
+            layer.http_auth.unwrap_or(false) || layer.http.is_some_and(|a| !a.ip().is_loopback());
         Ok(NodeConfig {
+            default_name,
+            tls,
+            http_auth,
+            metrics_open: layer.metrics_open.unwrap_or(false),
+            join_timeout,
             name,
             listen,
             join,
@@ -303,6 +384,25 @@ impl NodeConfig {
             allow_exec: layer.allow_exec.unwrap_or_default(),
             supervised: false,
         })
+    }
+
+    /// With port 0 and no `--name`: picks the port now (binding port 0 and
+    /// releasing it) so that the default name `node-PORT` carries the real
+    /// port, not `node-0`. Otherwise returns `self` unchanged.
+    ///
+    /// # Errors
+    ///
+    /// The address cannot be bound.
+    pub(crate) fn with_bound_port(mut self) -> std::io::Result<NodeConfig> {
+        if self.listen.port() != 0 || !self.default_name {
+            return Ok(self);
+        }
+        let port = std::net::TcpListener::bind(self.listen)?
+            .local_addr()?
+            .port();
+        self.listen.set_port(port);
+        self.name = format!("node-{port}");
+        Ok(self)
     }
 
     /// Whether the node runs with the built-in development secret.

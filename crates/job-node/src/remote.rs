@@ -112,8 +112,22 @@ impl Session {
         secret: &ClusterSecret,
         timeout: Duration,
     ) -> Result<Session, RemoteError> {
+        Self::connect_with(url, secret, timeout, None).await
+    }
+
+    /// [`Session::connect`] with TLS settings for `wss://` URLs.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::connect`].
+    pub async fn connect_with(
+        url: &str,
+        secret: &ClusterSecret,
+        timeout: Duration,
+        tls: Option<&cluster_router::TlsConfig>,
+    ) -> Result<Session, RemoteError> {
         let token = client_token(&Secret::from(secret.expose()));
-        let client = ClusterClient::connect(url, &token, timeout).await?;
+        let client = ClusterClient::connect_with(url, &token, timeout, tls).await?;
         let client_id = client.client_id();
         let (sender, mut receiver) = client.into_split();
         let welcome = tokio::time::timeout(timeout, async {

@@ -83,11 +83,35 @@ pub enum InvalidJob {
     /// The timeout is zero.
     #[error("timeout must be positive")]
     ZeroTimeout,
-    /// A required tag is empty.
-    #[error("required tag {tag:?} is invalid")]
+    /// A required tag is empty or longer than [`Job::MAX_TAG_LEN`].
+    #[error("required tag {tag:?} is invalid: tags are 1..={max} bytes", max = Job::MAX_TAG_LEN)]
     Tag {
         /// The offending tag.
         tag: String,
+    },
+    /// More than [`Job::MAX_TAGS`] required tags.
+    #[error("a job may require at most {max} tags, got {count}", max = Job::MAX_TAGS)]
+    TooManyTags {
+        /// How many were given.
+        count: usize,
+    },
+    /// The timeout is above [`Job::MAX_TIMEOUT`].
+    #[error("timeout must be at most {max} s, got {ms} ms", max = Job::MAX_TIMEOUT.as_secs())]
+    TimeoutTooLong {
+        /// The timeout given, in milliseconds.
+        ms: u128,
+    },
+    /// `max_attempts` is above [`Job::MAX_ATTEMPTS`].
+    #[error("max_attempts must be at most {max}, got {got}", max = Job::MAX_ATTEMPTS)]
+    TooManyAttempts {
+        /// The value given.
+        got: u32,
+    },
+    /// The data is longer than [`Job::MAX_DATA_LEN`].
+    #[error("job data must be at most {max} bytes, got {len}", max = Job::MAX_DATA_LEN)]
+    DataTooLarge {
+        /// The data's length in bytes.
+        len: usize,
     },
 }
 

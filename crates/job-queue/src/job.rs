@@ -144,6 +144,18 @@ impl Job {
     pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
     /// The longest kind name accepted, in bytes.
     pub const MAX_KIND_LEN: usize = 64;
+    /// The longest per-attempt timeout accepted: one day (the CLI's
+    /// `--timeout` cap; HTTP and WebSocket `timeout_ms` are held to it too).
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
+    /// The most attempts accepted (the CLI's `--max-attempts` cap).
+    pub const MAX_ATTEMPTS: u32 = 100;
+    /// The longest `data` accepted, in bytes: 8 MiB, so that a job fits a
+    /// 16 MiB frame even when its JSON form escapes much of it.
+    pub const MAX_DATA_LEN: usize = 8 * 1024 * 1024;
+    /// The most required tags per job.
+    pub const MAX_TAGS: usize = 32;
+    /// The longest required tag, in bytes (the node tag rule).
+    pub const MAX_TAG_LEN: usize = 64;
 
     /// A job of `kind` with `data`, default timeout and attempts, no tags and
     /// an unassigned id.
@@ -190,7 +202,10 @@ impl Job {
         self
     }
 
-    /// Checks the fields a coordinator relies on.
+    /// Checks the fields a coordinator relies on, and the limits every
+    /// interface shares (the one validation of CLI, HTTP, WebSocket and
+    /// bincode submissions: each reaches a coordinator, which calls this
+    /// before accepting a job). The id's rule is [`JobId`]'s own.
     ///
     /// # Errors
     ///
@@ -204,10 +219,31 @@ impl Job {
         if self.max_attempts == 0 {
             return Err(InvalidJob::ZeroAttempts);
         }
+        if self.max_attempts > Self::MAX_ATTEMPTS {
+            return Err(InvalidJob::TooManyAttempts {
+                got: self.max_attempts,
+            });
+        }
         if self.timeout.is_zero() {
             return Err(InvalidJob::ZeroTimeout);
         }
-        if let Some(tag) = self.tags.iter().find(|t| t.is_empty()) {
+        if self.timeout > Self::MAX_TIMEOUT {
+            return Err(InvalidJob::TimeoutTooLong {
+                ms: self.timeout.as_millis(),
+            });
+        }
+        if self.data.len() > Self::MAX_DATA_LEN {
+            return Err(InvalidJob::DataTooLarge {
+                len: self.data.len(),
+            });
+        }
+        if self.tags.len() > Self::MAX_TAGS {
+            return Err(InvalidJob::TooManyTags {
+                count: self.tags.len(),
+            });
+        }
+        let bad_tag = |t: &&String| t.is_empty() || t.len() > Self::MAX_TAG_LEN;
+        if let Some(tag) = self.tags.iter().find(bad_tag) {
             return Err(InvalidJob::Tag { tag: tag.clone() });
         }
         Ok(())
@@ -316,6 +352,20 @@ mod tests {
     #[test]
     fn job_validation() {
         assert!(Job::new("k", "").validate().is_ok());
+        let limits = Job::new("k", "x".repeat(Job::MAX_DATA_LEN))
+            .with_timeout(Job::MAX_TIMEOUT)
+            .with_max_attempts(Job::MAX_ATTEMPTS);
+        assert!(limits.validate().is_ok());
+        let over = |job: Job| job.validate().unwrap_err().to_string();
+        let long = Job::new("k", "").with_timeout(Job::MAX_TIMEOUT + Duration::from_millis(1));
+        assert!(over(long).contains("at most 86400 s"));
+        let many = Job::new("k", "").with_max_attempts(101);
+        assert!(over(many).contains("max_attempts must be at most 100"));
+        let big = Job::new("k", "x".repeat(Job::MAX_DATA_LEN + 1));
+        assert!(over(big).contains("at most 8388608 bytes"));
+        let mut tagged = Job::new("k", "");
+        tagged.tags = vec!["t".to_owned(); Job::MAX_TAGS + 1];
+        assert!(over(tagged).contains("at most 32 tags"));
         assert_eq!(
             Job::new("", "").validate(),
             Err(InvalidJob::Kind { len: 0 })

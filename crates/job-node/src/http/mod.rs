@@ -11,14 +11,20 @@
 //!
 //! Every error is a 4xx or 5xx with a JSON body `{"error": "..."}`,
 //! including malformed JSON, unknown routes and wrong methods.
+//!
+//! Authentication (`Authorization: Bearer <client token>`, required on
+//! non-loopback addresses) and HTTPS are in [`security`]'s guard and
+//! listener, wrapped around the routes by [`serve_node_api`].
 
 mod api;
 mod error;
 mod handlers;
+mod security;
 
 pub(crate) use api::{Api, ApiError, FailureView, JobState, JobView, NodeStatsView, StatsView};
 pub use api::{ClusterView, JobSubmission, LoadView, MemberView};
 pub(crate) use error::HttpError;
+pub(crate) use security::{guard, HttpAuth, TlsListener};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -63,6 +69,22 @@ pub(crate) fn router(api: Arc<dyn Api>, metrics: Arc<Metrics>) -> axum::Router {
 /// The I/O error that stopped the server.
 pub(crate) async fn serve(
     listener: TcpListener,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// [`serve`] over HTTPS: `listener` hands over connections whose TLS
+/// handshake succeeded.
+///
+/// # Errors
+///
+/// The I/O error that stopped the server.
+pub(crate) async fn serve_tls(
+    listener: TlsListener,
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {

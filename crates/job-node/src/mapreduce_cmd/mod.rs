@@ -289,6 +289,18 @@ fn write_output(path: Option<&PathBuf>, text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// The first seed's handshake refusal, with what to check.
+fn seed_refusal(router: &Router) -> Option<String> {
+    router
+        .seed_errors()
+        .into_iter()
+        .find(|(_, why)| why.contains("handshake failed"))
+        .map(|(_, why)| match crate::node::join_hint(&why) {
+            Some(hint) => format!("{why} ({hint})"),
+            None => why,
+        })
+}
+
 /// This process as a (non-worker) member of the cluster.
 struct DriverNode {
     router: Router,
@@ -310,6 +322,12 @@ impl DriverNode {
         let router = Router::start(config)
             .await
             .with_context(|| format!("cannot join the cluster at {seed}"))?;
+        // A refused handshake (wrong secret, version, name) will not heal by
+        // waiting: say so now.
+        if let Some(refusal) = seed_refusal(&router) {
+            router.shutdown().await;
+            anyhow::bail!("cannot join the cluster at {seed}: {refusal}");
+        }
         let started = async {
             let mapreduce = MapReduceNode::start(
                 &router,
@@ -360,7 +378,17 @@ impl DriverNode {
         .await;
         let found = serving(&self.router);
         if self.router.members().len() <= 1 {
-            anyhow::bail!("no node of the cluster answered within {limit:?}");
+            let why: Vec<String> = self
+                .router
+                .seed_errors()
+                .into_iter()
+                .map(|(seed, why)| format!("{seed}: {why}"))
+                .collect();
+            anyhow::bail!(
+                "no node of the cluster answered within {limit:?}{}{}",
+                if why.is_empty() { "" } else { ": " },
+                why.join("; ")
+            );
         }
         if waited.is_err() || found < expected {
             anyhow::bail!(

@@ -131,6 +131,7 @@ impl Node {
                 .seeds(config.join.clone())
                 .tags(config.tags.clone());
         router_config.listen = config.listen;
+        router_config.transport.tls = config.tls.clone();
         let router = Router::start(router_config)
             .await
             .map_err(|source| NodeError::Router {
@@ -192,7 +193,7 @@ impl Node {
             tracing::info!(resumed, "resumed unfinished jobs from the journal");
         }
         let http = match config.http {
-            Some(addr) => match start_http(addr, &api, &metrics).await {
+            Some(addr) => match start_http(addr, config, &api, &metrics).await {
                 Ok(server) => Some(server),
                 Err(err) => {
                     pool.shutdown().await;
@@ -222,6 +223,38 @@ impl Node {
     /// The HTTP API's bound address, if it serves one.
     pub(crate) fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().map(|h| h.addr)
+    }
+
+    /// With seeds configured: waits until another member is Up (this node
+    /// authenticated with a seed and joined), at most `join_timeout`.
+    ///
+    /// # Errors
+    ///
+    /// Why no seed could be joined (each seed's last failure, with a hint
+    /// for a wrong secret, a name clash or a version mismatch).
+    pub(crate) async fn wait_joined(&self, config: &NodeConfig) -> Result<(), String> {
+        let own = self.router.url();
+        let seeds: Vec<&String> = config.join.iter().filter(|u| **u != own).collect();
+        if seeds.is_empty() {
+            return Ok(());
+        }
+        let me = self.router.node_id().clone();
+        let joined = || {
+            self.router
+                .members()
+                .iter()
+                .any(|m| m.node != me && m.status == cluster_router::MemberStatus::Up)
+        };
+        let mut events = self.router.subscribe();
+        let deadline = tokio::time::Instant::now() + config.join_timeout;
+        while !joined() {
+            // Membership events wake us; the periodic look covers lags.
+            let wake = tokio::time::timeout(Duration::from_millis(250), events.recv());
+            if tokio::time::timeout_at(deadline, wake).await.is_err() {
+                return Err(join_failure(config, &self.router.seed_errors()));
+            }
+        }
+        Ok(())
     }
 
     /// The readiness line's content.
@@ -349,8 +382,19 @@ fn prepare_data_dir(dir: &std::path::Path) -> Result<(), NodeError> {
     })
 }
 
+/// The HTTP API's authentication for `config` (see `crate::http`).
+fn http_auth(config: &NodeConfig) -> crate::http::HttpAuth {
+    if config.http_auth {
+        let token = cluster_router::client_token(&Secret::from(config.secret.expose()));
+        crate::http::HttpAuth::bearer(token, config.metrics_open)
+    } else {
+        crate::http::HttpAuth::open()
+    }
+}
+
 async fn start_http(
     addr: SocketAddr,
+    config: &NodeConfig,
     api: &Arc<NodeApi>,
     metrics: &Arc<Metrics>,
 ) -> Result<HttpServer, NodeError> {
@@ -362,10 +406,21 @@ async fn start_http(
         .map_err(|source| NodeError::Http { addr, source })?;
     let backend: Arc<dyn crate::http::Api> = api.clone();
     let router = crate::http::router(backend, Arc::clone(metrics));
+    let router = crate::http::guard(router, http_auth(config));
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(crate::http::serve(listener, router, async move {
+    let shutdown = async move {
         let _ = stopped.await;
-    }));
+    };
+    let server_tls = config.tls.as_ref().and_then(|t| t.server_config());
+    let task = match server_tls {
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+            let listener = crate::http::TlsListener::new(listener, acceptor)
+                .map_err(|source| NodeError::Http { addr, source })?;
+            tokio::spawn(crate::http::serve_tls(listener, router, shutdown))
+        }
+        None => tokio::spawn(crate::http::serve(listener, router, shutdown)),
+    };
     Ok(HttpServer {
         addr: bound,
         stop,
@@ -388,7 +443,13 @@ pub(crate) async fn run(config: NodeConfig) -> anyhow::Result<()> {
         );
     }
     let mut signals = crate::signals::ShutdownSignals::install(config.supervised)?;
+    let config = config.with_bound_port()?;
     let node = Node::start(&config).await?;
+    if let Err(why) = node.wait_joined(&config).await {
+        // Never `ready` while alone against the configuration: say why, exit non-zero.
+        node.drain(Duration::ZERO).await;
+        return Err(anyhow::anyhow!(why));
+    }
     print_ready(&node.ready_report());
     let reason = signals.wait().await;
     tracing::info!(%reason, "draining");
@@ -399,6 +460,40 @@ pub(crate) async fn run(config: NodeConfig) -> anyhow::Result<()> {
         "node left the cluster"
     );
     Ok(())
+}
+
+/// The message of a node that could not join through any seed.
+fn join_failure(config: &NodeConfig, errors: &[(String, String)]) -> String {
+    let mut text = format!(
+        "could not join the cluster within {:?}: no seed accepted this node ({})",
+        config.join_timeout,
+        config.join.join(", ")
+    );
+    for (seed, why) in errors {
+        text.push_str(&format!("\n  {seed}: {why}"));
+        if let Some(hint) = join_hint(why) {
+            text.push_str(&format!(" ({hint})"));
+        }
+    }
+    if errors.is_empty() {
+        text.push_str("\n  the seeds answered, but none admitted this node as a member");
+    }
+    text
+}
+
+/// What to check when joining through a seed failed with `why`.
+pub(crate) fn join_hint(why: &str) -> Option<&'static str> {
+    if why.contains("authentication failed") {
+        Some("wrong cluster secret: this node and the seed do not share the secret; check --secret-file")
+    } else if why.contains("version mismatch") {
+        Some("the seed runs another protocol version; run the same job-node release")
+    } else if why.contains("invalid peer node name") {
+        Some("node name clash or invalid name: choose another --name")
+    } else if why.contains("wss://") || why.contains("TLS") {
+        Some("TLS: check --tls-ca and the seed's certificate")
+    } else {
+        None
+    }
 }
 
 fn print_ready(report: &ReadyReport) {

@@ -2,8 +2,8 @@
 //! attempt failed.
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::failure::JobFailure;
@@ -39,7 +39,7 @@ impl DeadLetter {
 /// Dead letters by id, in the order they were added, capped.
 #[derive(Debug, Default)]
 pub(crate) struct DeadLetters {
-    by_id: FxHashMap<JobId, (u64, DeadLetter)>,
+    by_id: HashMap<JobId, (u64, DeadLetter)>,
     order: BTreeMap<u64, JobId>,
     next_seq: u64,
 }

@@ -2,10 +2,9 @@
 //! jobs waiting for a window to open, refusals by full worker pools (which
 //! do not count as attempts), batched submissions and draining.
 
+use std::collections::HashSet;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-
-use rustc_hash::FxHashSet;
 
 use super::transitions::Placement;
 use super::{no_eligible_node, Action, CoordinatorCore, Phase, ResultDisposition, TimerKind};
@@ -159,7 +158,7 @@ impl CoordinatorCore {
                 limit: self.config.max_jobs,
             });
         }
-        let mut explicit: FxHashSet<JobId> = FxHashSet::default();
+        let mut explicit: HashSet<JobId> = HashSet::new();
         for (index, job) in jobs.iter().enumerate() {
             let refused = |source: SubmitError| SubmitError::InBatch {
                 index,

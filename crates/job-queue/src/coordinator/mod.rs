@@ -8,6 +8,7 @@
 //! a result). [`CoordinatorCore::next_wakeup`] says when to call
 //! [`CoordinatorCore::tick`]: one shared deadline sweep for every job.
 
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -192,7 +193,9 @@ impl Strategies {
 pub struct CoordinatorCore {
     config: CoordinatorConfig,
     next_id: u64,
-    jobs: FxHashMap<JobId, JobEntry>,
+    /// Keyed by ids clients may choose: keyed hashing (SipHash, random
+    /// per process), as for every map keyed by job ids in this crate.
+    jobs: HashMap<JobId, JobEntry>,
     timers: Timers,
     nodes: NodeTable,
     strategies: Strategies,
@@ -223,7 +226,7 @@ impl CoordinatorCore {
             nodes: NodeTable::new(config.default_window),
             config,
             next_id: 0,
-            jobs: FxHashMap::default(),
+            jobs: HashMap::new(),
             timers: Timers::default(),
             dead: DeadLetters::default(),
             actions: VecDeque::new(),

@@ -15,13 +15,13 @@
 //! live records, it is compacted: the unfinished jobs are written to a new
 //! file that atomically replaces it.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
 use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
 use super::{Accepted, AcceptedMany};
@@ -78,7 +78,7 @@ pub(crate) struct Journal {
 #[derive(Debug, Default)]
 struct Live {
     seq: u64,
-    records: FxHashMap<JobId, (u64, Vec<u8>)>,
+    records: HashMap<JobId, (u64, Vec<u8>)>,
     bytes: u64,
     id_floor: u64,
 }

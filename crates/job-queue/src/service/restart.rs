@@ -11,12 +11,12 @@
 //! the retained list. A panic can leave the scheduling state half-updated,
 //! so that is rebuilt, never reused.
 
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use cluster_router::{ActorAddr, MessageId, PayloadFormat};
 use parking_lot::Mutex;
-use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, oneshot};
 
 use super::journal::Journal;
@@ -47,7 +47,7 @@ pub(super) enum Waiter {
 #[derive(Default)]
 pub(super) struct Finished {
     order: VecDeque<JobId>,
-    results: FxHashMap<JobId, JobResult>,
+    results: HashMap<JobId, JobResult>,
 }
 
 impl Finished {
@@ -70,9 +70,9 @@ impl Finished {
 
 /// The state a failed coordinator instance leaves to its successor.
 pub(super) struct Retained {
-    pub(super) waiters: FxHashMap<JobId, Waiter>,
+    pub(super) waiters: HashMap<JobId, Waiter>,
     pub(super) finished: Finished,
-    pub(super) progress: FxHashMap<JobId, ProgressUpdate>,
+    pub(super) progress: HashMap<JobId, ProgressUpdate>,
     /// Callers of `drain` still waiting.
     pub(super) drained: Vec<oneshot::Sender<()>>,
     /// Jobs not yet resumed when the instance failed (still waiting for an

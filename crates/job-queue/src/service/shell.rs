@@ -13,6 +13,7 @@
 //! The actor runs under a supervisor; see [`super::restart`] for what a
 //! restarted instance keeps.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,11 +77,11 @@ pub(super) struct Shell {
     setup: Setup,
     worker: ActorName,
     format: PayloadFormat,
-    waiters: FxHashMap<JobId, Waiter>,
+    waiters: HashMap<JobId, Waiter>,
     /// Dispatch envelopes whose jobs may still bounce: id -> where it went
     /// and its (job, attempt)s.
     batches: FxHashMap<MessageId, (ActorAddr, Vec<(JobId, u32)>)>,
-    progress: FxHashMap<JobId, ProgressUpdate>,
+    progress: HashMap<JobId, ProgressUpdate>,
     outbox: Outbox,
     failed: Option<mpsc::UnboundedReceiver<SendFailure>>,
     journal: Option<Journal>,
@@ -114,9 +115,9 @@ impl Shell {
             me: setup.me.clone(),
             worker: ActorName::new(WORKER).expect("a valid actor name"),
             format: setup.options.dispatch_format,
-            waiters: FxHashMap::default(),
+            waiters: HashMap::new(),
             batches: FxHashMap::default(),
-            progress: FxHashMap::default(),
+            progress: HashMap::new(),
             outbox,
             failed: Some(failed),
             journal,
@@ -176,7 +177,7 @@ impl Shell {
     /// Keeps the predecessor's waiters of the jobs being resumed; answers
     /// the others (their job was lost, which only happens when the journal
     /// did not get their submission) with an error.
-    fn adopt_waiters(&mut self, mut waiters: FxHashMap<JobId, Waiter>, resume: &[Job]) {
+    fn adopt_waiters(&mut self, mut waiters: HashMap<JobId, Waiter>, resume: &[Job]) {
         for job in resume {
             let waiter = waiters.remove(&job.id).unwrap_or(Waiter::Resumed);
             self.waiters.insert(job.id.clone(), waiter);
