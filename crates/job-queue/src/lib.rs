@@ -103,6 +103,7 @@ mod histogram;
 mod job;
 mod pool;
 mod protocol;
+mod record;
 mod reply_retry;
 mod service;
 mod stats;
@@ -112,7 +113,7 @@ mod worker;
 
 // The sans-IO coordinator and its vocabulary.
 pub use coordinator::{
-    capacity_tag, Action, AttemptFailure, Backoff, CoordinatorConfig, CoordinatorCore, DeadLetter,
+    capacity_tag, Action, AttemptFailure, Backoff, Cancelled, CoordinatorConfig, CoordinatorCore, DeadLetter,
     JobStatus, NodeInfo, NodeLoad, NodeStatus, ResultDisposition, CAPACITY_TAG_PREFIX,
 };
 // Failures and the errors of every operation.
@@ -130,7 +131,10 @@ pub use service::Fault;
 pub use worker::{WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue};
 // Jobs, results and the coordinator actor.
 pub use job::{Job, JobId, JobResult};
-pub use service::{Coordinator, CoordinatorOptions, PendingJob, COORDINATOR};
+pub use record::{AttemptRecord, JobRecord, JobState, ProgressRecord};
+pub use service::{
+    CancelReport, Coordinator, CoordinatorOptions, Lookup, PendingJob, COORDINATOR, MAX_IDS,
+};
 pub use stats::{KindStatsSnapshot, NodeStatsSnapshot, StatsSnapshot, TimingSnapshot};
 pub use wire::MAX_BINCODE_BYTES;
 // Load-balancing strategies.
