@@ -505,16 +505,25 @@ impl PoolActor {
         match event {
             WorkerEvent::Finished { result, ticket, .. } => {
                 let key = (ticket.reply_to.clone(), result.id.clone());
-                let fenced = match self.controls.get(&key) {
-                    Some(entry) if entry.attempt == result.attempt => {
-                        let fenced = entry.control.fenced.load(Ordering::Acquire)
-                            && !entry.control.started.load(Ordering::Acquire);
-                        self.controls.remove(&key);
-                        fenced
-                    }
-                    _ => false,
-                };
-                if fenced {
+                let same = self.controls.get(&key).is_some_and(|entry| {
+                    entry.attempt == result.attempt && entry.incarnation == ticket.incarnation
+                });
+                if same {
+                    self.controls.remove(&key);
+                }
+                // A job of an older incarnation that ended cancelled was
+                // fenced before it started (a newer incarnation cannot
+                // cancel an older one's jobs): its coordinator is gone.
+                let newest = self.parts.incarnations.lock().get(&ticket.reply_to).copied();
+                let stale = ticket
+                    .incarnation
+                    .zip(newest)
+                    .is_some_and(|(mine, newest)| mine < newest);
+                let cancelled = result
+                    .error
+                    .as_ref()
+                    .is_some_and(|e| e.cause == FailureCause::Cancelled);
+                if stale && cancelled {
                     self.parts.fenced.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
