@@ -79,9 +79,23 @@ fn data_dir(tag: &str) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_are_found_and_jobs_cancelled_from_another_coordinator() {
     let seen = Arc::new(Seen::default());
-    let a = start_node(None, "ed-a", &[], registry_with(None), Duration::from_millis(100)).await;
+    let a = start_node(
+        None,
+        "ed-a",
+        &[],
+        registry_with(None),
+        Duration::from_millis(100),
+    )
+    .await;
     let seed = Some(a.router.url());
-    let b = start_node_with(seed, "ed-b", &[], registry_with(Some(seen.clone())), pool(2)).await;
+    let b = start_node_with(
+        seed,
+        "ed-b",
+        &[],
+        registry_with(Some(seen.clone())),
+        pool(2),
+    )
+    .await;
     within(STEP, "converge", converged(&a.router, &["ed-a", "ed-b"])).await;
     let coord_a = coordinator(&a.router, StrategyKind::RoundRobin).await;
     let coord_b = coordinator(&b.router, StrategyKind::RoundRobin).await;
@@ -104,9 +118,13 @@ async fn records_are_found_and_jobs_cancelled_from_another_coordinator() {
     let unknown = coord_a.get(vec![id("nobody-1")]).await.unwrap();
     assert_eq!(unknown.unknown, [id("nobody-1")]);
     // Cancelled from a: the running handler sees it, the waiter gets it once.
-    let report = within(STEP, "cancel", coord_a.cancel(vec![id("far-1"), id("nobody-1")]))
-        .await
-        .unwrap();
+    let report = within(
+        STEP,
+        "cancel",
+        coord_a.cancel(vec![id("far-1"), id("nobody-1")]),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.cancelled, [id("far-1")]);
     assert_eq!(report.unknown, [id("nobody-1")]);
     let result = within(STEP, "result", pending.result()).await.unwrap();
@@ -124,7 +142,14 @@ async fn records_are_found_and_jobs_cancelled_from_another_coordinator() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_known_id_is_not_run_again_and_a_rerun_is_explicit() {
     let seen = Arc::new(Seen::default());
-    let a = start_node_with(None, "id-a", &[], registry_with(Some(seen.clone())), pool(2)).await;
+    let a = start_node_with(
+        None,
+        "id-a",
+        &[],
+        registry_with(Some(seen.clone())),
+        pool(2),
+    )
+    .await;
     within(STEP, "converge", converged(&a.router, &["id-a"])).await;
     let coord = coordinator(&a.router, StrategyKind::RoundRobin).await;
     let job = || Job::new("count", "x").with_id(id("once-1"));
@@ -137,7 +162,9 @@ async fn a_known_id_is_not_run_again_and_a_rerun_is_explicit() {
         Job::new("count", "y").with_id(id("once-2")),
         Job::new("count", "z"),
     ];
-    let pending = within(STEP, "batch", coord.submit_many(batch)).await.unwrap();
+    let pending = within(STEP, "batch", coord.submit_many(batch))
+        .await
+        .unwrap();
     for p in pending {
         within(STEP, "batch result", p.result()).await.unwrap();
     }
@@ -158,10 +185,24 @@ async fn a_restarted_coordinator_fences_its_old_queued_work_and_keeps_its_record
         ..CoordinatorOptions::default()
     };
     let seen = Arc::new(Seen::default());
-    let a = start_node(None, "fe-a", &[], registry_with(None), Duration::from_millis(100)).await;
+    let a = start_node(
+        None,
+        "fe-a",
+        &[],
+        registry_with(None),
+        Duration::from_millis(100),
+    )
+    .await;
     let seed = Some(a.router.url());
     // One worker: the first `hold` keeps the others queued there.
-    let b = start_node_with(seed, "fe-b", &[], registry_with(Some(seen.clone())), pool(1)).await;
+    let b = start_node_with(
+        seed,
+        "fe-b",
+        &[],
+        registry_with(Some(seen.clone())),
+        pool(1),
+    )
+    .await;
     within(STEP, "converge", converged(&a.router, &["fe-a", "fe-b"])).await;
     let first = coordinator_with(&a.router, StrategyKind::RoundRobin, options.clone()).await;
     let done = Job::new("count", "early").with_id(id("fe-done"));
@@ -189,7 +230,9 @@ async fn a_restarted_coordinator_fences_its_old_queued_work_and_keeps_its_record
         let pending = within(STEP, "attach", second.attach(id(&format!("fe-{i}"))))
             .await
             .unwrap();
-        within(STEP, "resumed result", pending.result()).await.unwrap();
+        within(STEP, "resumed result", pending.result())
+            .await
+            .unwrap();
     }
     assert_eq!(seen.counted.load(Ordering::SeqCst), 6);
     assert_eq!(b.pool.fenced(), 5);
@@ -207,9 +250,13 @@ async fn a_restarted_coordinator_fences_its_old_queued_work_and_keeps_its_record
         .unwrap();
     let states: Vec<JobState> = found.records.iter().map(|r| r.state).collect();
     assert_eq!(states, [JobState::Succeeded, JobState::Cancelled]);
-    let again = within(STEP, "resubmit finished", second.run(Job::new("count", "early").with_id(id("fe-done"))))
-        .await
-        .unwrap();
+    let again = within(
+        STEP,
+        "resubmit finished",
+        second.run(Job::new("count", "early").with_id(id("fe-done"))),
+    )
+    .await
+    .unwrap();
     assert_eq!(again.result.as_deref(), Some("early"));
     assert_eq!(seen.counted.load(Ordering::SeqCst), 6, "nothing ran twice");
     finish(second, vec![a, b]).await;

@@ -408,9 +408,7 @@ impl NodeConfig {
             data_dir: layer.data_dir,
             allow_exec: layer.allow_exec.unwrap_or_default(),
             supervised: false,
-            retention: layer
-                .retention
-                .map_or(DEFAULT_RETENTION, |span| span.0),
+            retention: layer.retention.map_or(DEFAULT_RETENTION, |span| span.0),
             retention_bytes: layer
                 .retention_bytes
                 .map_or(DEFAULT_RETENTION_BYTES, |size| size.0),

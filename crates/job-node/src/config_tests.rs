@@ -216,9 +216,15 @@ fn secret_file_must_not_be_empty() {
 #[test]
 fn retention_sizes_and_ages_parse() {
     use std::time::Duration;
-    assert_eq!("24h".parse::<Span>().unwrap().0, Duration::from_secs(86_400));
+    assert_eq!(
+        "24h".parse::<Span>().unwrap().0,
+        Duration::from_secs(86_400)
+    );
     assert_eq!("90".parse::<Span>().unwrap().0, Duration::from_secs(90));
-    assert_eq!("7d".parse::<Span>().unwrap().0, Duration::from_secs(604_800));
+    assert_eq!(
+        "7d".parse::<Span>().unwrap().0,
+        Duration::from_secs(604_800)
+    );
     for bad in ["", "0", "1w", "h", "-5m"] {
         assert!(bad.parse::<Span>().is_err(), "{bad}");
     }

@@ -94,15 +94,16 @@ fn scratch(tag: &str) -> PathBuf {
 
 /// Pids of processes whose command line is exactly `args`.
 fn pids_running(args: &[&str]) -> Vec<u32> {
-    let wanted: Vec<u8> = args.iter().flat_map(|a| [a.as_bytes(), b"\0"].concat()).collect();
+    let wanted: Vec<u8> = args
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted)
-        })
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted))
         .collect()
 }
 
@@ -158,14 +159,20 @@ async fn a_job_is_found_and_cancelled_from_another_node() {
     // Over WebSocket at node-2 as well.
     let mut other = Client::connect(nodes[1].url()).await;
     let answer = other
-        .ask("node-2", json!({"cmd": "get", "ids": ["far-sleep", "nobody"]}))
+        .ask(
+            "node-2",
+            json!({"cmd": "get", "ids": ["far-sleep", "nobody"]}),
+        )
         .await;
     assert_eq!(answer["records"][0]["owner"], "node-1");
     assert_eq!(answer["unknown"], json!(["nobody"]));
     assert_eq!(http_get(api, "/v1/jobs/nobody").await.status, 404);
     // Cancelled over HTTP at node-3: the submitter gets `cancelled` at once.
     let reply = http(api, "DELETE", "/v1/jobs/far-sleep", None).await;
-    assert_eq!((reply.status, reply.json()["state"].clone()), (200, json!("cancelled")));
+    assert_eq!(
+        (reply.status, reply.json()["state"].clone()),
+        (200, json!("cancelled"))
+    );
     let (kind, result) = client.reply(request).await;
     assert_eq!(kind, "message");
     assert_eq!(result["error"]["cause"], "cancelled", "{result}");
@@ -211,24 +218,35 @@ async fn queued_and_running_jobs_are_cancelled_and_exec_children_killed() {
     // The running exec: its child is killed within 1 s of the command.
     let sent = Instant::now();
     let answer = client
-        .ask("node-1", json!({"cmd": "cancel", "ids": ["c-exec", "c-sleep"]}))
+        .ask(
+            "node-1",
+            json!({"cmd": "cancel", "ids": ["c-exec", "c-sleep"]}),
+        )
         .await;
     assert_eq!(answer["cancelled"], json!(["c-exec", "c-sleep"]));
     let waited = gone(pid).await + sent.elapsed();
-    assert!(waited < Duration::from_secs(1), "exec child lived {waited:?} after the cancel");
+    assert!(
+        waited < Duration::from_secs(1),
+        "exec child lived {waited:?} after the cancel"
+    );
     for request in [exec_request, sleep] {
         let (_, result) = client.reply(request).await;
         assert_eq!(result["error"]["cause"], "cancelled", "{result}");
     }
     // The workers are free: jobs behind the cancelled one run, it never does.
     for i in 0..8 {
-        let id = client.send(json!({"kind": "echo", "data": format!("{i}")})).await;
+        let id = client
+            .send(json!({"kind": "echo", "data": format!("{i}")}))
+            .await;
         let (_, result) = client.reply(id).await;
         assert_eq!(result["result"], format!("{i}"));
     }
     assert!(!marker.exists(), "the cancelled job ran");
     let answer = client
-        .ask("node-1", json!({"cmd": "get", "ids": ["c-queued", "c-exec"]}))
+        .ask(
+            "node-1",
+            json!({"cmd": "get", "ids": ["c-queued", "c-exec"]}),
+        )
         .await;
     let states: Vec<&str> = answer["records"]
         .as_array()
@@ -316,7 +334,12 @@ async fn a_killed_coordinator_restarts_with_its_records_and_runs_nothing_twice()
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["id"].as_str().unwrap().to_owned(), r["state"].as_str().unwrap().to_owned()))
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_owned(),
+                r["state"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     for id in &finished_before {
         assert_eq!(states[id], "succeeded", "{id} was final before the kill");

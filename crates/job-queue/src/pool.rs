@@ -27,9 +27,7 @@ use crate::job::{Job, JobId};
 use crate::protocol::{decode_request, encode_reply, WorkerReply, WorkerRequest};
 use crate::reply_retry::{self, PendingReplies, RetryLimits};
 use crate::service::outbox::Outbox;
-use crate::worker::{
-    EventSink, TaskControl, WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue,
-};
+use crate::worker::{EventSink, TaskControl, WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue};
 
 /// The well-known name of a node's worker pool.
 pub const WORKER: &str = "worker";
@@ -401,13 +399,7 @@ impl PoolActor {
         }
     }
 
-    fn on_jobs(
-        &mut self,
-        env: &Envelope,
-        jobs: Vec<Job>,
-        incarnation: Option<u64>,
-        batched: bool,
-    ) {
+    fn on_jobs(&mut self, env: &Envelope, jobs: Vec<Job>, incarnation: Option<u64>, batched: bool) {
         if let Some(incarnation) = incarnation {
             self.fence_older(&env.from, incarnation);
         }
@@ -493,8 +485,7 @@ impl PoolActor {
         for (id, attempt) in attempts {
             let key = (from.clone(), id.clone());
             if let Some(entry) = self.controls.get(&key) {
-                if entry.attempt == *attempt && entry.incarnation.is_none_or(|i| i == incarnation)
-                {
+                if entry.attempt == *attempt && entry.incarnation.is_none_or(|i| i == incarnation) {
                     entry.control.cancel.cancel();
                 }
             }
@@ -514,7 +505,12 @@ impl PoolActor {
                 // A job of an older incarnation that ended cancelled was
                 // fenced before it started (a newer incarnation cannot
                 // cancel an older one's jobs): its coordinator is gone.
-                let newest = self.parts.incarnations.lock().get(&ticket.reply_to).copied();
+                let newest = self
+                    .parts
+                    .incarnations
+                    .lock()
+                    .get(&ticket.reply_to)
+                    .copied();
                 let stale = ticket
                     .incarnation
                     .zip(newest)

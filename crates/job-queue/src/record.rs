@@ -124,17 +124,31 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
-    /// The record's approximate size in memory and in the journal, for the
-    /// retention's byte budget.
+    /// The record's approximate size in memory (the struct, its heap
+    /// strings with the allocator's overhead, and its entries in the
+    /// retention's map and queue), for the retention's byte budget.
     pub fn approx_bytes(&self) -> usize {
+        const ALLOC: usize = 16;
+        const INDEX: usize = 96;
+        let text = |s: &str| if s.is_empty() { 0 } else { s.len() + ALLOC };
         let result = self.result.as_ref().map_or(0, |r| {
-            r.result.as_ref().map_or(0, String::len)
-                + r.error.as_ref().map_or(0, |e| e.message.len())
-                + r.worker_node.len()
-                + 64
+            r.result.as_deref().map_or(0, text)
+                + r.error.as_ref().map_or(0, |e| text(&e.message))
+                + text(&r.worker_node)
         });
-        let attempts: usize = self.attempts.iter().map(|a| a.node.len() + 48).sum();
-        200 + self.id.as_str().len() + self.kind.len() + self.owner.len() + result + attempts
+        let attempts: usize = self
+            .attempts
+            .iter()
+            .map(|a| std::mem::size_of::<AttemptRecord>() + text(&a.node))
+            .sum();
+        let attempts = if attempts > 0 { attempts + ALLOC } else { 0 };
+        std::mem::size_of::<JobRecord>()
+            + INDEX
+            + text(self.id.as_str())
+            + text(&self.kind)
+            + text(&self.owner)
+            + result
+            + attempts
     }
 }
 
@@ -363,7 +377,12 @@ impl Records {
         let Some(live) = self.live.get_mut(id) else {
             return;
         };
-        match live.attempts.iter_mut().rev().find(|a| a.attempt == attempt) {
+        match live
+            .attempts
+            .iter_mut()
+            .rev()
+            .find(|a| a.attempt == attempt)
+        {
             Some(a) => {
                 a.ended_ms.get_or_insert(now_ms);
                 a.cause = Some(cause);

@@ -187,7 +187,9 @@ pub(crate) async fn resubmit(
     let Path(id) = id?;
     match state.api.resubmit(&id).await? {
         Some(id) => Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response()),
-        None => Err(HttpError::not_found(format!("no dead letter with id {id:?}"))),
+        None => Err(HttpError::not_found(format!(
+            "no dead letter with id {id:?}"
+        ))),
     }
 }
 
@@ -200,7 +202,9 @@ pub(crate) async fn discard(
     if state.api.discard(&id).await? {
         Ok(Json(json!({ "discarded": true })).into_response())
     } else {
-        Err(HttpError::not_found(format!("no dead letter with id {id:?}")))
+        Err(HttpError::not_found(format!(
+            "no dead letter with id {id:?}"
+        )))
     }
 }
 

@@ -520,13 +520,19 @@ async fn cancel_and_dead_letters_over_http() {
     assert_eq!(reply.json()["state"], "cancelled");
     let reply = server.call("DELETE", "/v1/jobs/bad-1", None).await;
     assert_eq!(reply.json()["state"], "dead", "a final job stays as it was");
-    server.call("DELETE", "/v1/jobs/nope", None).await.error(404);
+    server
+        .call("DELETE", "/v1/jobs/nope", None)
+        .await
+        .error(404);
     let list = server.call("GET", "/v1/dead-letters", None).await.json();
     assert_eq!(list["jobs"][0]["id"], "bad-1");
     let reply = server
         .call("POST", "/v1/dead-letters/bad-1/resubmit", None)
         .await;
-    assert_eq!((reply.status, reply.json()["id"].clone()), (202, json!("bad-1")));
+    assert_eq!(
+        (reply.status, reply.json()["id"].clone()),
+        (202, json!("bad-1"))
+    );
     server
         .call("POST", "/v1/dead-letters/bad-1/resubmit", None)
         .await

@@ -1,8 +1,8 @@
 //! `sha256`: iterated SHA-256.
 
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 
 use super::KindError;
 
@@ -115,7 +115,9 @@ mod tests {
     const ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
 
     async fn run(data: &str) -> Result<String, KindError> {
-        timeout(LIMIT, sha256(data, &CancellationToken::new())).await.expect("sha256 hung")
+        timeout(LIMIT, sha256(data, &CancellationToken::new()))
+            .await
+            .expect("sha256 hung")
     }
 
     fn reference(input: &str, rounds: u64) -> String {

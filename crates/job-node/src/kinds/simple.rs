@@ -65,10 +65,19 @@ mod tests {
     #[tokio::test]
     async fn sleep_waits_and_reports() {
         let start = Instant::now();
-        let out = timeout(LIMIT, sleep(" 30\n", &Default::default())).await.unwrap().unwrap();
+        let out = timeout(LIMIT, sleep(" 30\n", &Default::default()))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(out, "30");
         assert!(start.elapsed() >= Duration::from_millis(30));
-        assert_eq!(timeout(LIMIT, sleep("0", &Default::default())).await.unwrap().unwrap(), "0");
+        assert_eq!(
+            timeout(LIMIT, sleep("0", &Default::default()))
+                .await
+                .unwrap()
+                .unwrap(),
+            "0"
+        );
     }
 
     #[tokio::test]
@@ -85,14 +94,20 @@ mod tests {
     #[tokio::test]
     async fn sleep_rejects_bad_data() {
         for bad in ["", "abc", "-5", "1.5", "10ms"] {
-            let err = timeout(LIMIT, sleep(bad, &Default::default())).await.unwrap().unwrap_err();
+            let err = timeout(LIMIT, sleep(bad, &Default::default()))
+                .await
+                .unwrap()
+                .unwrap_err();
             assert!(
                 matches!(err, KindError::InvalidSleep { .. }),
                 "{bad}: {err}"
             );
             assert!(!err.is_retryable());
         }
-        let err = timeout(LIMIT, sleep("3600001", &Default::default())).await.unwrap().unwrap_err();
+        let err = timeout(LIMIT, sleep("3600001", &Default::default()))
+            .await
+            .unwrap()
+            .unwrap_err();
         assert!(matches!(
             err,
             KindError::LimitExceeded {

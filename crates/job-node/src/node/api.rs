@@ -15,8 +15,7 @@ use tokio::sync::watch;
 
 use super::convert;
 use crate::http::{
-    Api, ApiError, ClusterView, JobState, JobSubmission, JobView, MemberView, RecordView,
-    StatsView,
+    Api, ApiError, ClusterView, JobState, JobSubmission, JobView, MemberView, RecordView, StatsView,
 };
 
 /// How many finished jobs the table remembers (the oldest are forgotten).

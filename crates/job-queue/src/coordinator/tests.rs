@@ -728,7 +728,10 @@ fn cancel_ends_a_running_a_queued_and_a_retrying_job_once() {
     assert!(matches!(core.poll_action(), Some(Action::Dispatch { .. })));
     assert_eq!(core.queued(), 1);
     // The queued job never starts, and leaves the ready queue.
-    assert_eq!(core.cancel(&queued, now), Cancelled::Cancelled { running_on: None });
+    assert_eq!(
+        core.cancel(&queued, now),
+        Cancelled::Cancelled { running_on: None }
+    );
     assert_eq!(core.queued(), 0);
     let Some(Action::Complete(result)) = core.poll_action() else {
         panic!("cancelled job completes");
@@ -747,7 +750,10 @@ fn cancel_ends_a_running_a_queued_and_a_retrying_job_once() {
     };
     assert_eq!((result.attempt, result.worker_node.as_str()), (1, "n1"));
     let late = JobResult::success(running.clone(), "x", "n1", 1, Duration::ZERO);
-    assert_eq!(core.result_received(late, "n1", now), ResultDisposition::Dropped);
+    assert_eq!(
+        core.result_received(late, "n1", now),
+        ResultDisposition::Dropped
+    );
     assert_eq!(core.cancel(&running, now), Cancelled::NotInProgress);
     assert_eq!(core.in_progress(), 0);
     // A job waiting to retry: its attempt failure was reported first.
@@ -758,11 +764,22 @@ fn cancel_ends_a_running_a_queued_and_a_retrying_job_once() {
     core.result_received(failed, "n1", now);
     assert!(matches!(
         core.poll_action(),
-        Some(Action::AttemptFailed { attempt: 1, cause: FailureCause::Handler, .. })
+        Some(Action::AttemptFailed {
+            attempt: 1,
+            cause: FailureCause::Handler,
+            ..
+        })
     ));
     assert!(core.next_wakeup().is_some());
-    assert_eq!(core.cancel(&retrying, now), Cancelled::Cancelled { running_on: None });
+    assert_eq!(
+        core.cancel(&retrying, now),
+        Cancelled::Cancelled { running_on: None }
+    );
     assert!(matches!(core.poll_action(), Some(Action::Complete(_))));
     assert!(core.next_wakeup().is_none(), "the retry timer is gone");
-    assert_eq!(core.dead_letters().len(), 0, "cancelled jobs are not dead letters");
+    assert_eq!(
+        core.dead_letters().len(),
+        0,
+        "cancelled jobs are not dead letters"
+    );
 }

@@ -88,7 +88,11 @@ mod tests {
         assert!(matches!(parse(br#"{"cmd":"reboot"}"#), Some(Err(_))));
         assert!(matches!(
             parse(br#"{"cmd":"submit","job":{"kind":"echo"},"progress":true}"#),
-            Some(Ok(Command::Submit { progress: true, rerun: false, .. }))
+            Some(Ok(Command::Submit {
+                progress: true,
+                rerun: false,
+                ..
+            }))
         ));
         assert!(matches!(
             parse(br#"{"cmd":"get","ids":["a","b"]}"#),

@@ -52,9 +52,7 @@ pub struct CancelReport {
 impl CancelReport {
     /// Adds what other coordinators did with this report's unknown ids.
     pub(super) fn merge(&mut self, remote: CancelReport) {
-        let known = |id: &JobId| {
-            remote.cancelled.contains(id) || remote.already_final.contains(id)
-        };
+        let known = |id: &JobId| remote.cancelled.contains(id) || remote.already_final.contains(id);
         self.unknown.retain(|id| !known(id));
         self.cancelled.extend(remote.cancelled);
         self.already_final.extend(remote.already_final);

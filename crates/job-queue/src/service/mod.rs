@@ -35,9 +35,9 @@ pub(crate) mod outbox;
 mod restart;
 mod shell;
 
+pub use fanout::{CancelReport, Lookup, MAX_IDS};
 #[cfg(feature = "fault-injection")]
 pub use fault::Fault;
-pub use fanout::{CancelReport, Lookup, MAX_IDS};
 use outbox::SendFailure;
 use restart::Handover;
 use shell::{Setup, Shell, BATCH};
@@ -588,8 +588,7 @@ impl Coordinator {
         check_ids(&ids)?;
         let mut local = self.ask(|reply| Call::Get(ids, reply)).await?;
         if !local.unknown.is_empty() {
-            let remote =
-                fanout::get(&self.router, &local.unknown, self.fanout_timeout).await;
+            let remote = fanout::get(&self.router, &local.unknown, self.fanout_timeout).await;
             local.merge(remote);
         }
         Ok(local)
@@ -608,8 +607,7 @@ impl Coordinator {
         check_ids(&ids)?;
         let mut local = self.ask(|reply| Call::Cancel(ids, reply)).await?;
         if !local.unknown.is_empty() {
-            let remote =
-                fanout::cancel(&self.router, &local.unknown, self.fanout_timeout).await;
+            let remote = fanout::cancel(&self.router, &local.unknown, self.fanout_timeout).await;
             local.merge(remote);
         }
         Ok(local)

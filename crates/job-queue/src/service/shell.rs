@@ -145,7 +145,10 @@ impl Shell {
             per_node: FxHashMap::default(),
             drained: Vec::new(),
             retained,
-            records: Records::new(setup.router.node_id().to_string(), setup.options.retention()),
+            records: Records::new(
+                setup.router.node_id().to_string(),
+                setup.options.retention(),
+            ),
             extra: FxHashMap::default(),
             extra_count: 0,
             cancels: FxHashMap::default(),
@@ -589,7 +592,8 @@ impl Shell {
             let to = ActorAddr::new(self.worker.clone(), node_id);
             for chunk in attempts.chunks(MAX_CANCEL_IDS) {
                 let payload = encode_cancel(self.incarnation, chunk);
-                let env = Envelope::new(to.clone(), self.me.clone(), PayloadFormat::Binary, payload);
+                let env =
+                    Envelope::new(to.clone(), self.me.clone(), PayloadFormat::Binary, payload);
                 self.send(env);
             }
         }

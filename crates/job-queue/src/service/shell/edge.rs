@@ -318,7 +318,9 @@ impl Shell {
         match self.setup.fanouts.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
             Err(_) => {
-                self.send(env.error_reply("too many cluster-wide queries in progress; retry later"));
+                self.send(
+                    env.error_reply("too many cluster-wide queries in progress; retry later"),
+                );
                 None
             }
         }

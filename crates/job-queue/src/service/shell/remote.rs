@@ -131,9 +131,9 @@ impl Shell {
                 &self.core.dead_letters(),
             ))),
             Ok(Command::Resubmit { id }) => {
-                let resubmitted = JobId::new(&id).map_err(|e| e.to_string()).and_then(|id| {
-                    self.resubmit(&id, now).map_err(|e| e.to_string())
-                });
+                let resubmitted = JobId::new(&id)
+                    .map_err(|e| e.to_string())
+                    .and_then(|id| self.resubmit(&id, now).map_err(|e| e.to_string()));
                 match resubmitted {
                     Ok(id) => {
                         self.journal_submit(&id);
