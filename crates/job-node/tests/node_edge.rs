@@ -56,10 +56,10 @@ impl Client {
             return (env.kind.clone(), parse(&env.payload));
         }
         loop {
-            let frame = timeout(LIMIT, self.inner.recv())
-                .await
-                .unwrap_or_else(|_| panic!("no reply to {id} in time"))
-                .expect("receive");
+            let Ok(frame) = timeout(LIMIT, self.inner.recv()).await else {
+                panic!("no reply to {id} in time");
+            };
+            let frame = frame.expect("receive");
             let ClientFrame::Envelope(env) = frame else {
                 panic!("error frame: {frame:?}");
             };

@@ -567,4 +567,86 @@ mod tests {
         again.close().await;
         let _ = fs::remove_dir_all(&dir);
     }
+
+    fn record_json(id: &str, finished_ms: u64) -> Vec<u8> {
+        let result = crate::job::JobResult::success(
+            JobId::new(id).unwrap(),
+            "out",
+            "n2",
+            1,
+            std::time::Duration::ZERO,
+        );
+        let record = JobRecord {
+            id: JobId::new(id).unwrap(),
+            kind: "echo".into(),
+            owner: "n1".into(),
+            state: crate::record::JobState::Succeeded,
+            attempt: 1,
+            max_attempts: 3,
+            submitted_ms: finished_ms,
+            started_ms: None,
+            finished_ms: Some(finished_ms),
+            attempts: Vec::new(),
+            progress: None,
+            result: Some(result),
+        };
+        serde_json::to_vec(&record).unwrap()
+    }
+
+    #[tokio::test]
+    async fn finished_records_survive_a_reopen_within_retention_and_reruns_replace_them() {
+        let dir = std::env::temp_dir().join(format!("jq-journal-rec-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let journal = Journal::open(&dir, WIDE, None).unwrap();
+        let now = now_ms();
+        let mut batch = Batch::default();
+        for (id, at) in [("old-1", now - 7_200_000), ("new-1", now), ("again-1", now)] {
+            let body = job(id).to_bincode();
+            batch
+                .records
+                .push(Record::Submit(JobId::new(id).unwrap(), body));
+            let json = record_json(id, at);
+            batch
+                .records
+                .push(Record::Finished(JobId::new(id).unwrap(), at, json));
+        }
+        // A re-run of again-1: submitted anew, not finished yet.
+        let body = job("again-1").to_bincode();
+        batch
+            .records
+            .push(Record::Submit(JobId::new("again-1").unwrap(), body));
+        let (reply, acked) = oneshot::channel();
+        let (_tx, rx) = oneshot::channel();
+        batch
+            .acks
+            .push(Ack::One(reply, Ok((JobId::new("again-1").unwrap(), rx))));
+        journal.write(batch);
+        let mut journal = journal;
+        tokio::time::timeout(std::time::Duration::from_secs(10), acked)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        journal.close().await;
+        // Kept for an hour: the two-hour-old record is gone at reopen.
+        let hour = Retention {
+            age: std::time::Duration::from_secs(3600),
+            bytes: u64::MAX,
+        };
+        let mut again = Journal::open(&dir, hour, None).unwrap();
+        let finished: Vec<&str> = again.finished.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(finished, ["new-1"]);
+        let unfinished: Vec<&str> = again.unfinished.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(unfinished, ["again-1"]);
+        again.close().await;
+        // A byte budget below one record keeps none.
+        let tiny = Retention {
+            age: std::time::Duration::from_secs(3600),
+            bytes: 1,
+        };
+        let mut last = Journal::open(&dir, tiny, None).unwrap();
+        assert!(last.finished.is_empty());
+        last.close().await;
+        let _ = fs::remove_dir_all(&dir);
+    }
 }
