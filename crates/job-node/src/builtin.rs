@@ -17,7 +17,8 @@ pub(crate) fn register_builtins(registry: &mut HandlerRegistry, policy: ExecPoli
         registry.register(kind.name(), move |ctx: JobContext| {
             let policy = Arc::clone(&policy);
             async move {
-                kind.run(ctx.data(), &policy)
+                let cancel = ctx.cancellation();
+                kind.run_cancellable(ctx.data(), &policy, &cancel)
                     .await
                     .map_err(to_handler_error)
             }
@@ -46,7 +47,8 @@ pub(crate) fn register_builtins_observed(
             let observer = Arc::clone(&observer);
             async move {
                 let started = Instant::now();
-                let outcome = kind.run(ctx.data(), &policy).await;
+                let cancel = ctx.cancellation();
+                let outcome = kind.run_cancellable(ctx.data(), &policy, &cancel).await;
                 observer(kind.name(), outcome.is_ok(), started.elapsed());
                 outcome.map_err(to_handler_error)
             }

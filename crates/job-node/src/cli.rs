@@ -49,7 +49,7 @@ pub(crate) enum Command {
 pub(crate) struct StartArgs {
     /// TOML config file with the same keys as the long options
     /// (name, listen, join, tags, workers, secret_file, http, data_dir,
-    /// allow_exec). [env: JOBMESH_CONFIG]
+    /// allow_exec, retention, retention_bytes). [env: JOBMESH_CONFIG]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Node name, 1..=64 of [A-Za-z0-9_.-] (default: node-PORT).
@@ -79,6 +79,14 @@ pub(crate) struct StartArgs {
     /// Directory for the job journal (jobs survive a restart). [env: JOBMESH_DATA_DIR]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// How long records of finished jobs are kept: 90s, 15m, 24h, 7d
+    /// (default 24h). [env: JOBMESH_RETENTION]
+    #[arg(long, value_name = "AGE")]
+    pub retention: Option<crate::config::Span>,
+    /// Most bytes of finished job records kept, oldest evicted first:
+    /// 1000, 64KiB, 256MiB, 1GiB (default 256MiB). [env: JOBMESH_RETENTION_BYTES]
+    #[arg(long, value_name = "BYTES")]
+    pub retention_bytes: Option<crate::config::ByteSize>,
     /// Programs the `exec` job kind may run, comma-separated, exact match
     /// (default: none). [env: JOBMESH_ALLOW_EXEC]
     #[arg(long, value_name = "PROG,...", value_delimiter = ',')]

@@ -8,11 +8,17 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::cli::StartArgs;
 use crate::secret::{ClusterSecret, SecretError, SecretSource};
+
+/// How long finished job records are kept by default.
+pub(crate) const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// How many bytes of finished job records are kept by default.
+pub(crate) const DEFAULT_RETENTION_BYTES: u64 = 256 << 20;
 
 /// The default cluster listen address.
 pub(crate) const DEFAULT_LISTEN: SocketAddr =
@@ -52,6 +58,96 @@ pub(crate) struct ConfigLayer {
     pub metrics_open: Option<bool>,
     /// Seconds to try to authenticate with a seed before exiting.
     pub join_timeout: Option<f64>,
+    /// Retention of finished job records, by age.
+    pub retention: Option<Span>,
+    /// Retention of finished job records, by bytes.
+    pub retention_bytes: Option<ByteSize>,
+}
+
+/// A duration written `90`, `90s`, `15m`, `24h` or `7d` (at least 1 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "TextOrNumber")]
+pub(crate) struct Span(pub Duration);
+
+/// A size written `1000`, `64KiB`, `256MiB` or `1GiB` (`K`, `M`, `G`,
+/// `KB`, `MB`, `GB` are the same binary units).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "TextOrNumber")]
+pub(crate) struct ByteSize(pub u64);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TextOrNumber {
+    Text(String),
+    Number(u64),
+}
+
+/// Splits `12h` into (12, "h").
+fn number_and_unit(text: &str) -> Option<(u64, &str)> {
+    let text = text.trim();
+    let at = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let number = text[..at].parse().ok()?;
+    Some((number, text[at..].trim()))
+}
+
+impl std::str::FromStr for Span {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not a duration like 90s, 15m, 24h or 7d");
+        let (n, unit) = number_and_unit(text).ok_or_else(bad)?;
+        let secs = match unit {
+            "" | "s" => Some(n),
+            "m" => n.checked_mul(60),
+            "h" => n.checked_mul(3600),
+            "d" => n.checked_mul(86_400),
+            _ => None,
+        }
+        .filter(|s| *s >= 1)
+        .ok_or_else(bad)?;
+        Ok(Span(Duration::from_secs(secs)))
+    }
+}
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not a size like 1000, 64KiB, 256MiB or 1GiB");
+        let (n, unit) = number_and_unit(text).ok_or_else(bad)?;
+        let shift = match unit.to_ascii_lowercase().as_str() {
+            "" | "b" => 0,
+            "k" | "kb" | "kib" => 10,
+            "m" | "mb" | "mib" => 20,
+            "g" | "gb" | "gib" => 30,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(1u64 << shift).map(ByteSize).ok_or_else(bad)
+    }
+}
+
+impl TryFrom<TextOrNumber> for Span {
+    type Error = String;
+
+    fn try_from(value: TextOrNumber) -> Result<Self, String> {
+        match value {
+            TextOrNumber::Text(text) => text.parse(),
+            TextOrNumber::Number(n) => n.to_string().parse(),
+        }
+    }
+}
+
+impl TryFrom<TextOrNumber> for ByteSize {
+    type Error = String;
+
+    fn try_from(value: TextOrNumber) -> Result<Self, String> {
+        match value {
+            TextOrNumber::Text(text) => text.parse(),
+            TextOrNumber::Number(n) => Ok(ByteSize(n)),
+        }
+    }
 }
 
 /// Why the configuration was refused.
@@ -137,6 +233,8 @@ impl ConfigLayer {
             http_auth: args.http_auth.then_some(true),
             metrics_open: args.metrics_open.then_some(true),
             join_timeout: args.join_timeout.map(|d| d.as_secs_f64()),
+            retention: args.retention,
+            retention_bytes: args.retention_bytes,
         }
     }
 
@@ -166,6 +264,8 @@ impl ConfigLayer {
             http_auth: parse_env(&get, "JOBMESH_HTTP_AUTH", "true or false")?,
             metrics_open: parse_env(&get, "JOBMESH_METRICS_OPEN", "true or false")?,
             join_timeout: parse_env(&get, "JOBMESH_JOIN_TIMEOUT", "a number of seconds")?,
+            retention: parse_env(&get, "JOBMESH_RETENTION", "a duration like 24h")?,
+            retention_bytes: parse_env(&get, "JOBMESH_RETENTION_BYTES", "a size like 256MiB")?,
         })
     }
 
@@ -212,6 +312,8 @@ impl ConfigLayer {
             http_auth: self.http_auth.or(lower.http_auth),
             metrics_open: self.metrics_open.or(lower.metrics_open),
             join_timeout: self.join_timeout.or(lower.join_timeout),
+            retention: self.retention.or(lower.retention),
+            retention_bytes: self.retention_bytes.or(lower.retention_bytes),
         }
     }
 }
@@ -274,6 +376,10 @@ pub(crate) struct NodeConfig {
     pub join_timeout: std::time::Duration,
     /// The name is the default `node-PORT` (no `--name`).
     pub default_name: bool,
+    /// How long finished job records are kept.
+    pub retention: Duration,
+    /// Most bytes of finished job records kept.
+    pub retention_bytes: u64,
 }
 
 /// The default of [`NodeConfig::join_timeout`].
@@ -383,6 +489,10 @@ impl NodeConfig {
             data_dir: layer.data_dir,
             allow_exec: layer.allow_exec.unwrap_or_default(),
             supervised: false,
+            retention: layer.retention.map_or(DEFAULT_RETENTION, |span| span.0),
+            retention_bytes: layer
+                .retention_bytes
+                .map_or(DEFAULT_RETENTION_BYTES, |size| size.0),
         })
     }
 

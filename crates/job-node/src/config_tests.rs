@@ -212,3 +212,33 @@ fn secret_file_must_not_be_empty() {
         Err(ConfigError::Secret(SecretError::Read { .. }))
     ));
 }
+
+#[test]
+fn retention_sizes_and_ages_parse() {
+    use std::time::Duration;
+    assert_eq!(
+        "24h".parse::<Span>().unwrap().0,
+        Duration::from_secs(86_400)
+    );
+    assert_eq!("90".parse::<Span>().unwrap().0, Duration::from_secs(90));
+    assert_eq!(
+        "7d".parse::<Span>().unwrap().0,
+        Duration::from_secs(604_800)
+    );
+    for bad in ["", "0", "1w", "h", "-5m"] {
+        assert!(bad.parse::<Span>().is_err(), "{bad}");
+    }
+    assert_eq!("256MiB".parse::<ByteSize>().unwrap().0, 256 << 20);
+    assert_eq!("64k".parse::<ByteSize>().unwrap().0, 64 << 10);
+    assert_eq!("1000".parse::<ByteSize>().unwrap().0, 1000);
+    assert!("12 parsecs".parse::<ByteSize>().is_err());
+    let layer = ConfigLayer::from_toml("retention = \"15m\"\nretention_bytes = 4096\n").unwrap();
+    let config = NodeConfig::from_layer(layer).unwrap();
+    assert_eq!(config.retention, Duration::from_secs(900));
+    assert_eq!(config.retention_bytes, 4096);
+    let defaults = NodeConfig::from_layer(ConfigLayer::default()).unwrap();
+    assert_eq!(
+        (defaults.retention, defaults.retention_bytes),
+        (DEFAULT_RETENTION, DEFAULT_RETENTION_BYTES)
+    );
+}

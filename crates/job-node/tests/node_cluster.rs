@@ -144,7 +144,8 @@ async fn http_submissions(node: &NodeProc) {
         .await
         .json();
     assert_eq!(view["state"], "succeeded", "{view}");
-    assert_eq!(view["result"], r#"{"n":1}"#);
+    assert_eq!(view["owner"], "node-1", "{view}");
+    assert_eq!(view["result"]["result"], r#"{"n":1}"#);
 
     let cluster = http(addr, "GET", "/v1/cluster", None).await.json();
     assert_eq!(cluster["node"], "node-1");

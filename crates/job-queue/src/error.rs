@@ -38,6 +38,14 @@ pub enum JobError {
     /// to an id that was not resumed).
     #[error("unknown job {0}")]
     UnknownJob(JobId),
+    /// A query or cancellation named more ids than one command may.
+    #[error("{got} ids in one command, above the limit of {max}")]
+    TooManyIds {
+        /// Ids given.
+        got: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl From<cluster_router::RouterError> for JobError {

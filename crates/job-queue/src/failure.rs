@@ -33,11 +33,14 @@ pub enum FailureCause {
     /// draining); the job never ran there. A coordinator places it again
     /// without counting an attempt.
     Refused,
+    /// The job was cancelled (`cancel` command, `DELETE /v1/jobs/{id}`,
+    /// [`Coordinator::cancel`](crate::Coordinator::cancel)). Never retried.
+    Cancelled,
 }
 
 impl FailureCause {
     /// Every cause, in declaration order.
-    pub const ALL: [FailureCause; 9] = [
+    pub const ALL: [FailureCause; 10] = [
         FailureCause::Timeout,
         FailureCause::NodeDown,
         FailureCause::Handler,
@@ -47,6 +50,7 @@ impl FailureCause {
         FailureCause::BadData,
         FailureCause::NoEligibleNode,
         FailureCause::Refused,
+        FailureCause::Cancelled,
     ];
 
     /// The `snake_case` name used on the wire.
@@ -61,6 +65,7 @@ impl FailureCause {
             FailureCause::BadData => "bad_data",
             FailureCause::NoEligibleNode => "no_eligible_node",
             FailureCause::Refused => "refused",
+            FailureCause::Cancelled => "cancelled",
         }
     }
 
@@ -70,7 +75,10 @@ impl FailureCause {
     /// kind on a stale node, panic) are retried on another node; bad data and
     /// a missing eligible node are not. Handler errors say for themselves.
     pub fn retryable_by_default(self) -> bool {
-        !matches!(self, FailureCause::BadData | FailureCause::NoEligibleNode)
+        !matches!(
+            self,
+            FailureCause::BadData | FailureCause::NoEligibleNode | FailureCause::Cancelled
+        )
     }
 }
 

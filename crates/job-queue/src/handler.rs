@@ -8,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rustc_hash::FxHashMap;
 use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
 
 use crate::failure::HandlerError;
 use crate::job::{Job, JobId};
@@ -67,6 +68,7 @@ pub struct JobContext {
     job: Job,
     node: Arc<str>,
     progress: Option<ProgressFn>,
+    cancel: CancellationToken,
 }
 
 impl fmt::Debug for JobContext {
@@ -86,6 +88,7 @@ impl JobContext {
             job,
             node: Arc::from(node),
             progress: None,
+            cancel: CancellationToken::new(),
         }
     }
 
@@ -94,7 +97,42 @@ impl JobContext {
             job,
             node,
             progress,
+            cancel: CancellationToken::new(),
         }
+    }
+
+    /// Replaces the context's cancellation token (the worker's, or a test's).
+    pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
+        self.cancel = token;
+        self
+    }
+
+    /// Completes when the job is cancelled (`cancel` command, `DELETE
+    /// /v1/jobs/{id}`, [`Coordinator::cancel`](crate::Coordinator::cancel)).
+    /// A handler that runs long should race its work against this and
+    /// clean up (kill child processes, remove temporary files) when it
+    /// fires: the worker waits a short grace (500 ms) for the handler to
+    /// return, then drops its future. The job's result is then a
+    /// [`FailureCause::Cancelled`](crate::FailureCause::Cancelled) failure,
+    /// whatever the handler returns.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await;
+    }
+
+    /// Whether the job was cancelled (for loops that poll, e.g. CPU-bound
+    /// work on a blocking thread; see also [`cancellation`](Self::cancellation)).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// A clone of the cancellation token, to move into a blocking task or a
+    /// spawned one.
+    pub fn cancellation(&self) -> CancellationToken {
+        self.cancel.clone()
     }
 
     /// The job being run.

@@ -19,7 +19,8 @@
 //!
 //! **Coordinator.** [`CoordinatorCore`] is a sans-IO state machine: feed it
 //! submissions, results, membership changes and clock ticks; drain the
-//! [`Action`]s it emits (`Dispatch`, `Complete`, `DeadLettered`). Before a
+//! [`Action`]s it emits (`Dispatch`, `Complete`, `DeadLettered`;
+//! `AttemptFailed` on request). [`CoordinatorCore::cancel`] ends a job. Before a
 //! [`Strategy`] picks a node, eligibility is settled: the node is Up, has
 //! every required tag and advertises the kind (`kind:<name>`, see
 //! [`kind_tag`]). Failed attempts are retried with exponential backoff and
@@ -61,10 +62,24 @@
 //! rebuilt core (from the journal with a data directory); see
 //! [`CoordinatorOptions::restart`] and `docs/architecture.md`.
 //!
+//! **The edge.** A coordinator keeps a [`JobRecord`] per job it owns
+//! (state, attempts with node and cause, timestamps, result), the finished
+//! ones for a retention window ([`CoordinatorOptions::retention`],
+//! [`CoordinatorOptions::retention_bytes`]). Submitting a known id is
+//! idempotent (the caller waits for that job; [`Coordinator::rerun`] runs
+//! it again on purpose). [`Coordinator::get`] and [`Coordinator::cancel`]
+//! work cluster-wide (other coordinators are asked for ids this one does
+//! not own). A cancelled job never starts if queued; a running handler
+//! sees [`JobContext::cancelled`]. Dispatches carry the coordinator's
+//! incarnation, so a pool drops the queued work of a coordinator that
+//! restarted ([`WorkerPool::fenced`]). See `docs/jobs.md`, "The job's life
+//! at the edge".
+//!
 //! **Durability.** With [`CoordinatorOptions::data_dir`], each job is
 //! journaled (append-only file, group-committed fsync) before `submit`
 //! returns; a coordinator started on the same directory resumes every
-//! unfinished job ([`Coordinator::resumed`], [`Coordinator::attach`]).
+//! unfinished job ([`Coordinator::resumed`], [`Coordinator::attach`]) and
+//! reads back the finished jobs' records (results and cancellations).
 //!
 //! # Example
 //!
@@ -103,6 +118,7 @@ mod histogram;
 mod job;
 mod pool;
 mod protocol;
+mod record;
 mod reply_retry;
 mod service;
 mod stats;
@@ -112,8 +128,8 @@ mod worker;
 
 // The sans-IO coordinator and its vocabulary.
 pub use coordinator::{
-    capacity_tag, Action, AttemptFailure, Backoff, CoordinatorConfig, CoordinatorCore, DeadLetter,
-    JobStatus, NodeInfo, NodeLoad, NodeStatus, ResultDisposition, CAPACITY_TAG_PREFIX,
+    capacity_tag, Action, AttemptFailure, Backoff, Cancelled, CoordinatorConfig, CoordinatorCore,
+    DeadLetter, JobStatus, NodeInfo, NodeLoad, NodeStatus, ResultDisposition, CAPACITY_TAG_PREFIX,
 };
 // Failures and the errors of every operation.
 pub use error::{
@@ -130,7 +146,10 @@ pub use service::Fault;
 pub use worker::{WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue};
 // Jobs, results and the coordinator actor.
 pub use job::{Job, JobId, JobResult};
-pub use service::{Coordinator, CoordinatorOptions, PendingJob, COORDINATOR};
+pub use record::{AttemptRecord, JobRecord, JobState, ProgressRecord};
+pub use service::{
+    CancelReport, Coordinator, CoordinatorOptions, Lookup, PendingJob, COORDINATOR, MAX_IDS,
+};
 pub use stats::{KindStatsSnapshot, NodeStatsSnapshot, StatsSnapshot, TimingSnapshot};
 pub use wire::MAX_BINCODE_BYTES;
 // Load-balancing strategies.

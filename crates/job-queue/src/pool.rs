@@ -23,10 +23,11 @@ use crate::error::{JobError, TrySubmitError};
 use crate::failure::{FailureCause, JobFailure};
 use crate::handler::{HandlerRegistry, KIND_TAG_PREFIX};
 use crate::job::JobResult;
-use crate::protocol::{decode_jobs, encode_reply, WorkerReply, JOB_BATCH};
+use crate::job::{Job, JobId};
+use crate::protocol::{decode_request, encode_reply, WorkerReply, WorkerRequest};
 use crate::reply_retry::{self, PendingReplies, RetryLimits};
 use crate::service::outbox::Outbox;
-use crate::worker::{EventSink, WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue};
+use crate::worker::{EventSink, TaskControl, WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue};
 
 /// The well-known name of a node's worker pool.
 pub const WORKER: &str = "worker";
@@ -71,6 +72,8 @@ pub(crate) struct Ticket {
     format: PayloadFormat,
     /// The request was a batch: results go back in batches (tag `2`).
     batched: bool,
+    /// The requesting coordinator's incarnation (fenced batches).
+    incarnation: Option<u64>,
 }
 
 /// A node's worker pool: receives jobs at `worker@<node>`, runs them on a
@@ -94,6 +97,7 @@ pub struct WorkerPool {
     draining: Arc<AtomicBool>,
     /// Results kept for coordinators that could not be reached.
     undelivered: Arc<PendingReplies>,
+    fenced: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for WorkerPool {
@@ -139,7 +143,10 @@ impl WorkerPool {
             draining: draining.clone(),
             load_interval: config.load_interval,
             undelivered: PendingReplies::new(RetryLimits::default()),
+            incarnations: Arc::default(),
+            fenced: Arc::default(),
         };
+        let fenced = Arc::clone(&parts.fenced);
         let undelivered = Arc::clone(&parts.undelivered);
         let actor = spawn_pool_actor(parts, config.queue_capacity.max(16))?;
         // Before any job can arrive (the pool is not registered yet): the
@@ -168,7 +175,14 @@ impl WorkerPool {
             shutdown_grace: config.shutdown_grace,
             draining,
             undelivered,
+            fenced,
         })
+    }
+
+    /// Jobs of an older incarnation of a restarted coordinator that were
+    /// dropped here before they started (fencing).
+    pub fn fenced(&self) -> u64 {
+        self.fenced.load(Ordering::Relaxed)
     }
 
     /// The pool's address, `worker@<node>`.
@@ -293,6 +307,10 @@ struct PoolParts {
     /// Results kept for coordinators that could not be reached (shared
     /// by every instance of the actor and by the retry task).
     undelivered: Arc<PendingReplies>,
+    /// The newest incarnation seen per coordinator address.
+    incarnations: Arc<parking_lot::Mutex<std::collections::HashMap<ActorAddr, u64>>>,
+    /// Jobs of older coordinator incarnations dropped before they started.
+    fenced: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Spawns the pool actor under its own supervisor (restarts logged by it).
@@ -323,8 +341,21 @@ async fn log_gave_up(mut events: mpsc::UnboundedReceiver<ChildEvent>) {
 /// Most messages (jobs envelopes, results) handled between two flushes.
 const FORWARD_BATCH: usize = 512;
 
+/// The controls of a job queued or running here, by (requester, id).
+struct Controlled {
+    attempt: u32,
+    incarnation: Option<u64>,
+    control: Arc<TaskControl>,
+}
+
+/// Most coordinators whose incarnation a pool remembers (addresses come
+/// from the network); past it the table starts over.
+const MAX_COORDINATORS: usize = 4096;
+
 struct PoolActor {
     parts: PoolParts,
+    /// Jobs queued or running, for cancellation and fencing.
+    controls: std::collections::HashMap<(ActorAddr, JobId), Controlled>,
     outbox: Outbox,
     cpu: CpuSampler,
     /// Results of batched requests collected in this run, per requester.
@@ -338,6 +369,7 @@ impl PoolActor {
         let (outbox, _failures) = Outbox::new(parts.router.clone());
         PoolActor {
             parts,
+            controls: std::collections::HashMap::new(),
             outbox,
             cpu: CpuSampler::default(),
             results: Vec::new(),
@@ -349,30 +381,58 @@ impl PoolActor {
             tracing::debug!(from = %env.from, kind = ?env.kind, "worker pool ignores a non-message envelope");
             return;
         }
-        let jobs = match decode_jobs(&env.payload, env.format) {
-            Ok(jobs) => jobs,
+        match decode_request(&env.payload, env.format) {
+            Ok(WorkerRequest::Jobs {
+                jobs,
+                incarnation,
+                batched,
+            }) => self.on_jobs(&env, jobs, incarnation, batched),
+            Ok(WorkerRequest::Cancel {
+                incarnation,
+                attempts,
+            }) => self.on_cancel(&env.from, incarnation, &attempts),
             Err(err) => {
                 tracing::warn!(from = %env.from, %err, "undecodable job");
                 let reply = env.error_reply(&format!("cannot decode job: {err}"));
                 self.send(reply);
-                return;
             }
-        };
+        }
+    }
+
+    fn on_jobs(&mut self, env: &Envelope, jobs: Vec<Job>, incarnation: Option<u64>, batched: bool) {
+        if let Some(incarnation) = incarnation {
+            self.fence_older(&env.from, incarnation);
+        }
         let me = self.parts.me.clone();
         let ticket = Arc::new(Ticket {
             reply_to: env.from.clone(),
             me: me.clone(),
             request: env.id,
             format: env.format,
-            batched: env.format == PayloadFormat::Binary && env.payload.first() == Some(&JOB_BATCH),
+            batched,
+            incarnation,
         });
         let draining = self.parts.draining.load(Ordering::Acquire);
         for job in jobs {
             let (job, cause, reason) = if draining {
                 (job, FailureCause::Refused, "is draining")
             } else {
-                match self.parts.queue.try_submit(job, ticket.clone()) {
-                    Ok(()) => continue,
+                let control = Arc::new(TaskControl::default());
+                let key = (env.from.clone(), job.id.clone());
+                let entry = Controlled {
+                    attempt: job.attempt,
+                    incarnation,
+                    control: Arc::clone(&control),
+                };
+                match self
+                    .parts
+                    .queue
+                    .try_submit_controlled(job, ticket.clone(), control)
+                {
+                    Ok(()) => {
+                        self.controls.insert(key, entry);
+                        continue;
+                    }
                     Err(TrySubmitError::Full((job, _))) => (job, FailureCause::Refused, "is full"),
                     Err(err) => (
                         err.into_inner().0,
@@ -388,9 +448,83 @@ impl PoolActor {
         }
     }
 
+    /// A newer incarnation of the coordinator at `from` dispatched: the
+    /// jobs its older incarnations queued here and that have not started
+    /// are dropped (not run, no result sent: that coordinator is gone and
+    /// its successor runs them again).
+    fn fence_older(&mut self, from: &ActorAddr, incarnation: u64) {
+        let known = self.parts.incarnations.lock().get(from).copied();
+        if known.is_some_and(|k| k >= incarnation) {
+            return;
+        }
+        {
+            let mut table = self.parts.incarnations.lock();
+            if table.len() >= MAX_COORDINATORS && !table.contains_key(from) {
+                table.clear();
+            }
+            table.insert(from.clone(), incarnation);
+        }
+        if known.is_none() {
+            return;
+        }
+        let mut fenced = 0u64;
+        for ((addr, _), entry) in &self.controls {
+            let older = entry.incarnation.is_some_and(|i| i < incarnation);
+            if addr == from && older && !entry.control.started.load(Ordering::Acquire) {
+                entry.control.fenced.store(true, Ordering::Release);
+                fenced += 1;
+            }
+        }
+        if fenced > 0 {
+            tracing::info!(coordinator = %from, fenced, "coordinator restarted: its queued jobs of the previous incarnation are dropped");
+        }
+    }
+
+    /// Cancels the listed attempts that `from` dispatched here.
+    fn on_cancel(&mut self, from: &ActorAddr, incarnation: u64, attempts: &[(JobId, u32)]) {
+        for (id, attempt) in attempts {
+            let key = (from.clone(), id.clone());
+            if let Some(entry) = self.controls.get(&key) {
+                if entry.attempt == *attempt && entry.incarnation.is_none_or(|i| i == incarnation) {
+                    entry.control.cancel.cancel();
+                }
+            }
+        }
+    }
+
     fn on_event(&mut self, event: WorkerEvent<Arc<Ticket>>) {
         match event {
-            WorkerEvent::Finished { result, ticket, .. } => self.on_result(result, ticket),
+            WorkerEvent::Finished { result, ticket, .. } => {
+                let key = (ticket.reply_to.clone(), result.id.clone());
+                let same = self.controls.get(&key).is_some_and(|entry| {
+                    entry.attempt == result.attempt && entry.incarnation == ticket.incarnation
+                });
+                if same {
+                    self.controls.remove(&key);
+                }
+                // A job of an older incarnation that ended cancelled was
+                // fenced before it started (a newer incarnation cannot
+                // cancel an older one's jobs): its coordinator is gone.
+                let newest = self
+                    .parts
+                    .incarnations
+                    .lock()
+                    .get(&ticket.reply_to)
+                    .copied();
+                let stale = ticket
+                    .incarnation
+                    .zip(newest)
+                    .is_some_and(|(mine, newest)| mine < newest);
+                let cancelled = result
+                    .error
+                    .as_ref()
+                    .is_some_and(|e| e.cause == FailureCause::Cancelled);
+                if stale && cancelled {
+                    self.parts.fenced.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                self.on_result(result, ticket);
+            }
             WorkerEvent::Progress { update, ticket } => {
                 self.reply(&ticket, &WorkerReply::Progress(update));
             }
@@ -405,7 +539,7 @@ impl PoolActor {
         let same = self
             .results
             .iter_mut()
-            .find(|(t, _)| t.reply_to == ticket.reply_to);
+            .find(|(t, _)| t.reply_to == ticket.reply_to && t.incarnation == ticket.incarnation);
         match same {
             Some((_, results)) => results.push(result),
             None => self.results.push((ticket, vec![result])),
@@ -415,7 +549,11 @@ impl PoolActor {
     /// Sends the collected results, one envelope per requester.
     fn flush(&mut self) {
         for (ticket, results) in std::mem::take(&mut self.results) {
-            self.reply(&ticket, &WorkerReply::Results(results));
+            let reply = match ticket.incarnation {
+                Some(incarnation) => WorkerReply::Fenced(incarnation, results),
+                None => WorkerReply::Results(results),
+            };
+            self.reply(&ticket, &reply);
         }
     }
 

@@ -28,17 +28,125 @@ use crate::wire::{
 const TAG_RESULT: u8 = 0;
 const TAG_PROGRESS: u8 = 1;
 const TAG_RESULTS: u8 = 2;
+/// A batch of results for one coordinator incarnation: the tag, the
+/// incarnation (`u64` LE), then the bincode sequence of results.
+const TAG_RESULTS_FENCED: u8 = 3;
 
 /// First byte of a binary batch of jobs (a single job starts with its
 /// version byte, never this).
 pub(crate) const JOB_BATCH: u8 = 0xB0;
+
+/// First byte of a fenced batch of jobs: the tag, the coordinator's
+/// incarnation (`u64` LE), then the bincode sequence of jobs.
+pub(crate) const JOB_BATCH_FENCED: u8 = 0xB2;
+/// First byte of a cancellation: the tag, the coordinator's incarnation
+/// (`u64` LE), then the bincode sequence of `(id, attempt)`.
+pub(crate) const JOB_CANCEL: u8 = 0xB1;
+/// Most ids in one cancellation message.
+pub(crate) const MAX_CANCEL_IDS: usize = 4096;
 
 /// A reply from a worker pool.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum WorkerReply {
     Result(JobResult),
     Results(Vec<JobResult>),
+    /// Results of jobs dispatched by one incarnation of a coordinator.
+    Fenced(u64, Vec<JobResult>),
     Progress(ProgressUpdate),
+}
+
+/// What a coordinator sends to `worker@<node>`.
+#[derive(Debug)]
+pub(crate) enum WorkerRequest {
+    /// Jobs to run, with the sender's incarnation if fenced.
+    Jobs {
+        jobs: Vec<Job>,
+        incarnation: Option<u64>,
+        batched: bool,
+    },
+    /// Stop these attempts (queued or running).
+    Cancel {
+        incarnation: u64,
+        attempts: Vec<(JobId, u32)>,
+    },
+}
+
+/// Encodes a fenced batch of jobs.
+pub(crate) fn encode_fenced_batch<'a>(
+    incarnation: u64,
+    jobs: impl IntoIterator<Item = &'a Job>,
+) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    out.push(JOB_BATCH_FENCED);
+    out.extend_from_slice(&incarnation.to_le_bytes());
+    encode_job_seq(jobs, &mut out);
+    Bytes::from(out)
+}
+
+/// Encodes a cancellation of `attempts` (at most [`MAX_CANCEL_IDS`] are
+/// sent; callers split longer lists).
+pub(crate) fn encode_cancel(incarnation: u64, attempts: &[(JobId, u32)]) -> Bytes {
+    let wire: Vec<(&str, u32)> = attempts
+        .iter()
+        .take(MAX_CANCEL_IDS)
+        .map(|(id, a)| (id.as_str(), *a))
+        .collect();
+    let mut out = vec![JOB_CANCEL];
+    out.extend_from_slice(&incarnation.to_le_bytes());
+    let body = bincode::DefaultOptions::new()
+        .serialize(&wire)
+        .expect("ids serialize");
+    out.extend_from_slice(&body);
+    Bytes::from(out)
+}
+
+/// Decodes what a coordinator sent to a worker pool.
+pub(crate) fn decode_request(
+    payload: &[u8],
+    format: PayloadFormat,
+) -> Result<WorkerRequest, DecodeError> {
+    let fenced = |body: &[u8]| -> Result<(u64, usize), DecodeError> {
+        let (inc, _) = body.split_first_chunk::<8>().ok_or(DecodeError::Field {
+            field: "incarnation",
+            reason: "truncated",
+        })?;
+        Ok((u64::from_le_bytes(*inc), 8))
+    };
+    match (format, payload.split_first()) {
+        (PayloadFormat::Binary, Some((&JOB_BATCH_FENCED, body))) => {
+            let (incarnation, at) = fenced(body)?;
+            Ok(WorkerRequest::Jobs {
+                jobs: decode_job_seq(&body[at..])?,
+                incarnation: Some(incarnation),
+                batched: true,
+            })
+        }
+        (PayloadFormat::Binary, Some((&JOB_CANCEL, body))) => {
+            let (incarnation, at) = fenced(body)?;
+            let wire: Vec<(String, u32)> = bincode::DefaultOptions::new()
+                .with_limit(MAX_BINCODE_BYTES)
+                .deserialize(&body[at..])?;
+            if wire.len() > MAX_CANCEL_IDS {
+                return Err(DecodeError::Field {
+                    field: "ids",
+                    reason: "too many ids in one cancellation",
+                });
+            }
+            let attempts = wire
+                .into_iter()
+                .map(|(id, a)| Ok((JobId::new(&id)?, a)))
+                .collect::<Result<_, DecodeError>>()?;
+            Ok(WorkerRequest::Cancel {
+                incarnation,
+                attempts,
+            })
+        }
+        _ => Ok(WorkerRequest::Jobs {
+            jobs: decode_jobs(payload, format)?,
+            incarnation: None,
+            batched: format == PayloadFormat::Binary && payload.first() == Some(&JOB_BATCH),
+        }),
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -104,7 +212,9 @@ pub(crate) fn decode_job(payload: &[u8], format: PayloadFormat) -> Result<Job, D
     }
 }
 
-/// Encodes a batch of jobs for `worker@<node>` (binary only).
+/// Encodes an unfenced batch of jobs for `worker@<node>` (binary only; what
+/// coordinators before fencing sent, still accepted).
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn encode_job_batch<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> Bytes {
     let mut out = Vec::with_capacity(256);
     out.push(JOB_BATCH);
@@ -146,6 +256,16 @@ pub(crate) fn encode_reply(reply: &WorkerReply, format: PayloadFormat) -> Bytes 
             Bytes::from(serde_json::to_vec(&list).expect("results serialize"))
         }
         (WorkerReply::Results(results), _) => encode_result_batch(results),
+        (WorkerReply::Fenced(_, results), PayloadFormat::Json) => {
+            encode_reply(&WorkerReply::Results(results.clone()), PayloadFormat::Json)
+        }
+        (WorkerReply::Fenced(incarnation, results), _) => {
+            let mut out = Vec::with_capacity(16 + 48 * results.len());
+            out.push(TAG_RESULTS_FENCED);
+            out.extend_from_slice(&incarnation.to_le_bytes());
+            encode_result_seq(results, &mut out);
+            Bytes::from(out)
+        }
         (WorkerReply::Result(result), _) => {
             let mut out = vec![TAG_RESULT];
             out.extend_from_slice(&result.to_bincode());
@@ -192,6 +312,16 @@ pub(crate) fn decode_reply(
     match payload.split_first() {
         Some((&TAG_RESULT, body)) => Ok(WorkerReply::Result(JobResult::from_bincode(body)?)),
         Some((&TAG_RESULTS, body)) => Ok(WorkerReply::Results(decode_result_seq(body)?)),
+        Some((&TAG_RESULTS_FENCED, body)) => {
+            let (inc, rest) = body.split_first_chunk::<8>().ok_or(DecodeError::Field {
+                field: "incarnation",
+                reason: "truncated",
+            })?;
+            Ok(WorkerReply::Fenced(
+                u64::from_le_bytes(*inc),
+                decode_result_seq(rest)?,
+            ))
+        }
         Some((&TAG_PROGRESS, body)) => {
             let bin: ProgressBin = bincode::DefaultOptions::new()
                 .with_limit(MAX_BINCODE_BYTES)
@@ -265,6 +395,42 @@ mod tests {
         assert_eq!(decode_reply(&bytes, PayloadFormat::Binary).unwrap(), reply);
         assert!(decode_jobs(&[JOB_BATCH, 0xff, 0xff], PayloadFormat::Binary).is_err());
         assert!(decode_reply(&[TAG_RESULTS, 0xff], PayloadFormat::Binary).is_err());
+    }
+
+    #[test]
+    fn fenced_batches_cancels_and_fenced_results_round_trip() {
+        let jobs: Vec<Job> = (0..3)
+            .map(|i| Job::new("k", "d").with_id(JobId::new(&format!("j-{i}")).unwrap()))
+            .collect();
+        let bytes = encode_fenced_batch(77, &jobs);
+        match decode_request(&bytes, PayloadFormat::Binary).unwrap() {
+            WorkerRequest::Jobs {
+                jobs: back,
+                incarnation,
+                batched,
+            } => assert_eq!((back, incarnation, batched), (jobs.clone(), Some(77), true)),
+            other => panic!("{other:?}"),
+        }
+        let attempts = vec![(JobId::new("j-1").unwrap(), 2)];
+        match decode_request(&encode_cancel(9, &attempts), PayloadFormat::Binary).unwrap() {
+            WorkerRequest::Cancel {
+                incarnation,
+                attempts: back,
+            } => assert_eq!((incarnation, back), (9, attempts)),
+            other => panic!("{other:?}"),
+        }
+        let results = vec![JobResult::success(
+            JobId::new("j-1").unwrap(),
+            "ok",
+            "b",
+            1,
+            Duration::from_micros(3),
+        )];
+        let reply = WorkerReply::Fenced(5, results);
+        let bytes = encode_reply(&reply, PayloadFormat::Binary);
+        assert_eq!(decode_reply(&bytes, PayloadFormat::Binary).unwrap(), reply);
+        assert!(decode_request(&[JOB_CANCEL, 1, 2], PayloadFormat::Binary).is_err());
+        assert!(decode_reply(&[TAG_RESULTS_FENCED, 1], PayloadFormat::Binary).is_err());
     }
 
     #[test]

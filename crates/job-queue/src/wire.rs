@@ -323,6 +323,50 @@ fn result_id(id: &str) -> Result<JobId, DecodeError> {
     Ok(JobId::new(id)?)
 }
 
+/// The JSON form of [`JobResult::to_json`], for types that embed a result
+/// (the job record).
+impl Serialize for JobResult {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        ResultJsonOut {
+            id: self.id.as_str(),
+            result: self.result.as_deref(),
+            error: self.error.as_ref(),
+            worker_node: &self.worker_node,
+            attempt: self.attempt,
+            elapsed_ms: elapsed_us(self) as f64 / 1e3,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// Decodes the JSON form with the checks of [`JobResult::from_json`].
+impl<'de> Deserialize<'de> for JobResult {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = ResultJsonIn::deserialize(deserializer)?;
+        result_from_json_wire(wire).map_err(serde::de::Error::custom)
+    }
+}
+
+fn result_from_json_wire(wire: ResultJsonIn) -> Result<JobResult, DecodeError> {
+    if !wire.elapsed_ms.is_finite() || wire.elapsed_ms < 0.0 {
+        return Err(DecodeError::Field {
+            field: "elapsed_ms",
+            reason: "must be a non-negative number of milliseconds",
+        });
+    }
+    // Saturates for huge values, which `check_result` then refuses.
+    let micros = (wire.elapsed_ms * 1e3).round() as u64;
+    check_result(&wire.result, &wire.error, micros)?;
+    Ok(JobResult {
+        id: result_id(&wire.id)?,
+        result: wire.result,
+        error: wire.error,
+        worker_node: wire.worker_node,
+        attempt: wire.attempt,
+        elapsed: Duration::from_micros(micros),
+    })
+}
+
 impl JobResult {
     /// The JSON form (see `docs/jobs.md`). `result` is always present (null
     /// on failure); `error` only on failure; `elapsed_ms` is fractional.
@@ -346,23 +390,7 @@ impl JobResult {
     /// `elapsed_ms`, or not exactly one of `result` / `error`.
     pub fn from_json(text: &str) -> Result<JobResult, DecodeError> {
         let wire: ResultJsonIn = serde_json::from_str(text)?;
-        if !wire.elapsed_ms.is_finite() || wire.elapsed_ms < 0.0 {
-            return Err(DecodeError::Field {
-                field: "elapsed_ms",
-                reason: "must be a non-negative number of milliseconds",
-            });
-        }
-        // Saturates for huge values, which `check_result` then refuses.
-        let micros = (wire.elapsed_ms * 1e3).round() as u64;
-        check_result(&wire.result, &wire.error, micros)?;
-        Ok(JobResult {
-            id: result_id(&wire.id)?,
-            result: wire.result,
-            error: wire.error,
-            worker_node: wire.worker_node,
-            attempt: wire.attempt,
-            elapsed: Duration::from_micros(micros),
-        })
+        result_from_json_wire(wire)
     }
 
     /// The bincode form, for node-to-node traffic (elapsed in microseconds).

@@ -19,6 +19,7 @@ use actor_core::{
 use async_trait::async_trait;
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{EngineClosed, TrySubmitError};
 use crate::failure::{FailureCause, JobFailure};
@@ -149,18 +150,38 @@ impl<T: Send + 'static> EventSink<T> {
     }
 }
 
+/// How long a cancelled handler may go on to clean up (kill a child
+/// process, remove a file) before its future is dropped.
+const CANCEL_GRACE: Duration = Duration::from_millis(500);
+
+/// The controls of one queued or running job, shared by the worker running
+/// it and whoever may stop it (the worker pool).
+#[derive(Debug, Default)]
+pub(crate) struct TaskControl {
+    /// Cancels the job: a queued job is not started, a running handler sees
+    /// [`JobContext::cancelled`] fire.
+    pub(crate) cancel: CancellationToken,
+    /// Set on a job not started yet whose coordinator restarted (fencing):
+    /// it is not run, and its result is not sent.
+    pub(crate) fenced: AtomicBool,
+    /// Set by the worker that takes the job.
+    pub(crate) started: AtomicBool,
+}
+
 /// A queued job. Dropped without being run (the engine shut down with it
 /// still queued), it still answers: a retryable `node_down` failure.
 struct Task<T: Send + 'static> {
     work: Option<(Job, T)>,
     shared: Arc<LoopShared<T>>,
+    control: Option<Arc<TaskControl>>,
 }
 
 impl<T: Send + 'static> Task<T> {
     /// Takes the job out, disarming the guard.
-    fn take(mut self) -> Option<(Job, T)> {
+    fn take(mut self) -> Option<(Job, T, Option<Arc<TaskControl>>)> {
         self.shared.counters.queued.fetch_sub(1, Ordering::Relaxed);
-        self.work.take()
+        let (job, ticket) = self.work.take()?;
+        Some((job, ticket, self.control.take()))
     }
 }
 
@@ -486,11 +507,31 @@ impl<T: Send + 'static> WorkerQueue<T> {
             })
     }
 
+    /// [`try_submit`](Self::try_submit) with controls the caller keeps to
+    /// cancel or fence the job.
+    pub(crate) fn try_submit_controlled(
+        &self,
+        job: Job,
+        ticket: T,
+        control: Arc<TaskControl>,
+    ) -> Result<(), TrySubmitError<(Job, T)>> {
+        if self.counters.closed.load(Ordering::Acquire) {
+            return Err(TrySubmitError::Closed((job, ticket)));
+        }
+        let mut task = self.task(job, ticket);
+        task.control = Some(control);
+        self.tx.try_tell(task).map_err(|err| match err {
+            TrySendError::Full(task) => TrySubmitError::Full(untask(task)),
+            TrySendError::Closed(task) => TrySubmitError::Closed(untask(task)),
+        })
+    }
+
     fn task(&self, job: Job, ticket: T) -> Task<T> {
         self.counters.queued.fetch_add(1, Ordering::Relaxed);
         Task {
             work: Some((job, ticket)),
             shared: self.shared.clone(),
+            control: None,
         }
     }
 
@@ -567,8 +608,8 @@ impl<T: Clone + Send + Sync + 'static> Actor for WorkerLoop<T> {
     async fn handle(&mut self, work: Work<T>, ctx: &mut Context<Self>) -> Result<(), BoxError> {
         match work {
             Work::Run(task) => {
-                if let Some((job, ticket)) = task.take() {
-                    run_task(&self.shared, job, ticket).await;
+                if let Some((job, ticket, control)) = task.take() {
+                    run_task(&self.shared, job, ticket, control).await;
                 }
             }
             Work::Stop => ctx.stop(),
@@ -638,7 +679,12 @@ impl<T: Send + 'static> Drop for Unfinished<'_, T> {
     }
 }
 
-async fn run_task<T: Clone + Send + Sync + 'static>(shared: &LoopShared<T>, job: Job, ticket: T) {
+async fn run_task<T: Clone + Send + Sync + 'static>(
+    shared: &LoopShared<T>,
+    job: Job,
+    ticket: T,
+    control: Option<Arc<TaskControl>>,
+) {
     let guard = InFlight::enter(&shared.counters);
     let started = Instant::now();
     let (id, attempt) = (job.id.clone(), job.attempt);
@@ -649,7 +695,18 @@ async fn run_task<T: Clone + Send + Sync + 'static>(shared: &LoopShared<T>, job:
         started,
         pending: Some((job.kind.clone(), ticket.clone())),
     };
-    let outcome = execute(shared, job, &ticket).await;
+    let outcome = match &control {
+        Some(c) if c.fenced.load(Ordering::Acquire) || c.cancel.is_cancelled() => {
+            Err(cancelled_failure(shared, "before it started"))
+        }
+        _ => {
+            if let Some(c) = &control {
+                c.started.store(true, Ordering::Release);
+            }
+            let token = control.as_ref().map(|c| c.cancel.clone());
+            execute(shared, job, &ticket, token).await
+        }
+    };
     let Some((kind, _)) = unfinished.finish() else {
         return;
     };
@@ -671,10 +728,18 @@ async fn run_task<T: Clone + Send + Sync + 'static>(shared: &LoopShared<T>, job:
     }
 }
 
+fn cancelled_failure<T>(shared: &LoopShared<T>, when: &str) -> JobFailure {
+    JobFailure::new(
+        FailureCause::Cancelled,
+        format!("cancelled on {} {when}", shared.node),
+    )
+}
+
 async fn execute<T: Clone + Send + Sync + 'static>(
     shared: &LoopShared<T>,
     job: Job,
     ticket: &T,
+    token: Option<CancellationToken>,
 ) -> Result<String, JobFailure> {
     let Some(handler) = shared.registry.get(&job.kind) else {
         return Err(JobFailure::new(
@@ -695,20 +760,30 @@ async fn execute<T: Clone + Send + Sync + 'static>(
             ticket: ticket.clone(),
         });
     });
-    let ctx = JobContext::with_progress(job, shared.node.clone(), Some(progress));
+    let token = token.unwrap_or_default();
+    let ctx = JobContext::with_progress(job, shared.node.clone(), Some(progress))
+        .with_cancellation(token.clone());
     let run = AssertUnwindSafe(async move { handler.handle(ctx).await }).catch_unwind();
     // One timer per *running* job (at most K per node), so a stuck handler
     // cannot hold a worker loop forever.
-    let mut cancelled = shared.cancel.subscribe();
+    let mut shutting_down = shared.cancel.subscribe();
+    let mut run = std::pin::pin!(tokio::time::timeout(timeout, run));
     let outcome = tokio::select! {
         biased;
-        _ = cancelled.wait_for(|c| *c) => {
+        _ = shutting_down.wait_for(|c| *c) => {
             return Err(JobFailure::new(
                 FailureCause::NodeDown,
                 format!("worker on {} is shutting down", shared.node),
             ));
         }
-        outcome = tokio::time::timeout(timeout, run) => outcome,
+        () = token.cancelled() => None,
+        outcome = &mut run => Some(outcome),
+    };
+    let Some(outcome) = outcome else {
+        // The handler sees the cancellation too: give it a moment to clean
+        // up (kill its child), then drop it.
+        let _ = tokio::time::timeout(CANCEL_GRACE, &mut run).await;
+        return Err(cancelled_failure(shared, "while running"));
     };
     match outcome {
         Err(_) => Err(JobFailure::new(

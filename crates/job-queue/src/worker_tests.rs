@@ -37,6 +37,12 @@ fn registry() -> HandlerRegistry {
             }
             Ok::<_, HandlerError>("calm".to_owned())
         })
+        .register("watcher", |ctx: JobContext| async move {
+            ctx.progress(0.0, "started");
+            ctx.cancelled().await;
+            assert!(ctx.is_cancelled());
+            Ok::<_, HandlerError>("saw the cancellation".to_owned())
+        })
         .register("slow", |_ctx: JobContext| async move {
             tokio::time::sleep(Duration::from_secs(60)).await;
             Ok::<_, HandlerError>("late".to_owned())
@@ -398,4 +404,46 @@ async fn after_shutdown_jobs_are_handed_back_and_the_events_end() {
     }
     drop(queue);
     assert!(timeout(WAIT, events.recv()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn cancelled_and_fenced_jobs_never_start_and_running_handlers_see_the_signal() {
+    let (engine, mut events) = engine(1);
+    let queue = engine.queue();
+    let controls: Vec<Arc<TaskControl>> = (0..3).map(|_| Arc::default()).collect();
+    let jobs = [
+        job("watcher", "", "w1"),
+        job("square", r#"{"n":2}"#, "q1"),
+        job("square", r#"{"n":3}"#, "f1"),
+    ];
+    for (i, job) in jobs.into_iter().enumerate() {
+        queue
+            .try_submit_controlled(job, i as u32, Arc::clone(&controls[i]))
+            .unwrap();
+    }
+    // The one worker is busy with the watcher; the others wait behind it.
+    loop {
+        let event = timeout(WAIT, events.recv()).await.unwrap().unwrap();
+        if matches!(event, WorkerEvent::Progress { ticket: 0, .. }) {
+            break;
+        }
+    }
+    controls[1].cancel.cancel();
+    controls[2].fenced.store(true, Ordering::Release);
+    controls[0].cancel.cancel();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let (result, ticket) = next_finished(&mut events).await;
+        let failure = result.error.expect("a cancelled job fails");
+        assert_eq!(failure.cause, FailureCause::Cancelled, "{failure}");
+        assert!(!failure.retryable);
+        seen.push((ticket, failure.message));
+    }
+    seen.sort();
+    assert!(seen[0].1.contains("while running"), "{seen:?}");
+    assert!(seen[1].1.contains("before it started"), "{seen:?}");
+    assert!(controls[0].started.load(Ordering::Acquire));
+    assert!(!controls[1].started.load(Ordering::Acquire));
+    assert!(!controls[2].started.load(Ordering::Acquire));
+    engine.shutdown().await;
 }

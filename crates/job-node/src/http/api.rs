@@ -66,22 +66,13 @@ mod data_text {
     }
 }
 
-/// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub(crate) enum JobState {
-    /// Accepted, not yet running.
-    Pending,
-    /// An attempt is running.
-    Running,
-    /// Finished with a result.
-    Succeeded,
-    /// Finished with an error that was not retried.
-    Failed,
-    /// Failed after its last attempt and kept in the dead-letter list.
-    Dead,
-}
+/// Where a job is in its life: the job record's state (`queued`,
+/// `running`, `succeeded`, `failed`, `dead`, `cancelled`).
+pub(crate) use job_queue::JobState;
+
+/// A job's record, served as is by `GET /v1/jobs/{id}` (see `docs/jobs.md`,
+/// "Job records").
+pub(crate) type RecordView = job_queue::JobRecord;
 
 /// Why a job failed, as the queue reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,7 +95,7 @@ pub(crate) struct JobView {
     /// Its kind, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
-    /// The latest attempt (0 before the first).
+    /// The running (or last) attempt (0 before the first dispatch).
     pub attempt: u32,
     /// The output, once succeeded.
     #[serde(default)]
@@ -194,10 +185,20 @@ pub(crate) trait Api: Send + Sync + 'static {
     /// Waits until every job in `ids` is final or `timeout` passes, then
     /// returns each job's view, in order (unknown ids are skipped).
     async fn wait(&self, ids: &[String], timeout: Duration) -> Result<Vec<JobView>, ApiError>;
-    /// One job's view, if the node knows the id.
-    async fn job(&self, id: &str) -> Result<Option<JobView>, ApiError>;
-    /// The dead-letter list.
+    /// One job's record, asking the cluster for ids this node's
+    /// coordinator does not own; `None` if nobody knows the id.
+    async fn job(&self, id: &str) -> Result<Option<RecordView>, ApiError>;
+    /// Cancels a job wherever it lives; its state afterwards (`cancelled`,
+    /// or the final state it already had), `None` if nobody knows it.
+    async fn cancel(&self, id: &str) -> Result<Option<JobState>, ApiError>;
+    /// The dead-letter list of this node's coordinator.
     async fn dead_letters(&self) -> Result<Vec<JobView>, ApiError>;
+    /// Runs a dead letter of this node's coordinator again; its id, `None`
+    /// if there is no such dead letter.
+    async fn resubmit(&self, id: &str) -> Result<Option<String>, ApiError>;
+    /// Removes a dead letter of this node's coordinator; whether there was
+    /// one.
+    async fn discard(&self, id: &str) -> Result<bool, ApiError>;
     /// Membership as this node sees it.
     async fn cluster(&self) -> Result<ClusterView, ApiError>;
     /// The coordinator's statistics.

@@ -161,6 +161,53 @@ pub(crate) async fn job(
     }
 }
 
+/// `DELETE /v1/jobs/{id}`: cancels the job; answers its state afterwards.
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, HttpError> {
+    let Path(id) = id?;
+    match state.api.cancel(&id).await? {
+        Some(job_state) => Ok(Json(json!({ "id": id, "state": job_state })).into_response()),
+        None => Err(HttpError::not_found(format!("no job with id {id:?}"))),
+    }
+}
+
+/// `GET /v1/dead-letters`
+pub(crate) async fn dead_letters(State(state): State<AppState>) -> Result<Response, HttpError> {
+    let jobs = state.api.dead_letters().await?;
+    Ok(Json(json!({ "jobs": jobs })).into_response())
+}
+
+/// `POST /v1/dead-letters/{id}/resubmit`
+pub(crate) async fn resubmit(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, HttpError> {
+    let Path(id) = id?;
+    match state.api.resubmit(&id).await? {
+        Some(id) => Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response()),
+        None => Err(HttpError::not_found(format!(
+            "no dead letter with id {id:?}"
+        ))),
+    }
+}
+
+/// `DELETE /v1/dead-letters/{id}`
+pub(crate) async fn discard(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, HttpError> {
+    let Path(id) = id?;
+    if state.api.discard(&id).await? {
+        Ok(Json(json!({ "discarded": true })).into_response())
+    } else {
+        Err(HttpError::not_found(format!(
+            "no dead letter with id {id:?}"
+        )))
+    }
+}
+
 /// `GET /v1/cluster`
 pub(crate) async fn cluster(State(state): State<AppState>) -> Result<Response, HttpError> {
     Ok(Json(state.api.cluster().await?).into_response())

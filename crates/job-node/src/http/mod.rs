@@ -3,8 +3,11 @@
 //! | route | answer |
 //! |---|---|
 //! | `POST /v1/jobs` | one job or an array; `{"id"}` / `{"ids"}`, or the results with `?wait=true` |
-//! | `GET /v1/jobs/{id}` | the job's state and outcome |
-//! | `GET /v1/jobs?state=dead` | the dead-letter list |
+//! | `GET /v1/jobs/{id}` | the job's record (any node's job) |
+//! | `DELETE /v1/jobs/{id}` | cancels the job (any node's) |
+//! | `GET /v1/jobs?state=dead`, `GET /v1/dead-letters` | the dead-letter list |
+//! | `POST /v1/dead-letters/{id}/resubmit` | runs a dead letter again |
+//! | `DELETE /v1/dead-letters/{id}` | discards a dead letter |
 //! | `GET /v1/cluster` | members, tags, load |
 //! | `GET /v1/stats` | the coordinator's per-node statistics |
 //! | `GET /metrics` | Prometheus / OpenMetrics text |
@@ -21,7 +24,9 @@ mod error;
 mod handlers;
 mod security;
 
-pub(crate) use api::{Api, ApiError, FailureView, JobState, JobView, NodeStatsView, StatsView};
+pub(crate) use api::{
+    Api, ApiError, FailureView, JobState, JobView, NodeStatsView, RecordView, StatsView,
+};
 pub use api::{ClusterView, JobSubmission, LoadView, MemberView};
 pub(crate) use error::HttpError;
 pub(crate) use security::{guard, HttpAuth, TlsListener};
@@ -30,7 +35,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
@@ -51,7 +56,10 @@ pub(crate) struct AppState {
 pub(crate) fn router(api: Arc<dyn Api>, metrics: Arc<Metrics>) -> axum::Router {
     axum::Router::new()
         .route("/v1/jobs", post(handlers::submit).get(handlers::list_jobs))
-        .route("/v1/jobs/{id}", get(handlers::job))
+        .route("/v1/jobs/{id}", get(handlers::job).delete(handlers::cancel))
+        .route("/v1/dead-letters", get(handlers::dead_letters))
+        .route("/v1/dead-letters/{id}", delete(handlers::discard))
+        .route("/v1/dead-letters/{id}/resubmit", post(handlers::resubmit))
         .route("/v1/cluster", get(handlers::cluster))
         .route("/v1/stats", get(handlers::stats))
         .route("/metrics", get(handlers::metrics))

@@ -27,7 +27,7 @@ struct FakeApi {
 fn view(id: &str, job: &JobSubmission) -> JobView {
     let mut view = JobView {
         id: id.to_owned(),
-        state: JobState::Pending,
+        state: JobState::Queued,
         kind: Some(job.kind.clone()),
         attempt: 0,
         result: None,
@@ -55,6 +55,44 @@ fn view(id: &str, job: &JobSubmission) -> JobView {
         _ => {}
     }
     view
+}
+
+/// The record a view stands for (owner `node-a`).
+fn record_of(view: &JobView) -> RecordView {
+    let id = job_queue::JobId::new(&view.id).unwrap();
+    let node = view.worker_node.clone().unwrap_or_default();
+    let elapsed = Duration::from_secs_f64(view.elapsed_ms.unwrap_or(0.0) / 1e3);
+    let result = match (&view.result, &view.error) {
+        (Some(out), _) => Some(job_queue::JobResult::success(
+            id.clone(),
+            out.clone(),
+            node,
+            view.attempt,
+            elapsed,
+        )),
+        (None, Some(e)) => Some(job_queue::JobResult::failure(
+            id.clone(),
+            job_queue::JobFailure::new(job_queue::FailureCause::Handler, e.message.clone()),
+            node,
+            view.attempt,
+            elapsed,
+        )),
+        (None, None) => None,
+    };
+    RecordView {
+        id,
+        kind: view.kind.clone().unwrap_or_default(),
+        owner: "node-a".into(),
+        state: view.state,
+        attempt: view.attempt,
+        max_attempts: 3,
+        submitted_ms: 1,
+        started_ms: None,
+        finished_ms: None,
+        attempts: Vec::new(),
+        progress: None,
+        result,
+    }
 }
 
 #[async_trait::async_trait]
@@ -87,8 +125,39 @@ impl Api for FakeApi {
         Ok(ids.iter().filter_map(|id| jobs.get(id).cloned()).collect())
     }
 
-    async fn job(&self, id: &str) -> Result<Option<JobView>, ApiError> {
-        Ok(self.jobs.lock().unwrap().get(id).cloned())
+    async fn job(&self, id: &str) -> Result<Option<RecordView>, ApiError> {
+        Ok(self.jobs.lock().unwrap().get(id).map(record_of))
+    }
+
+    async fn cancel(&self, id: &str) -> Result<Option<JobState>, ApiError> {
+        let mut jobs = self.jobs.lock().unwrap();
+        let Some(view) = jobs.get_mut(id) else {
+            return Ok(None);
+        };
+        if !view.state.is_final() {
+            view.state = JobState::Cancelled;
+        }
+        Ok(Some(view.state))
+    }
+
+    async fn resubmit(&self, id: &str) -> Result<Option<String>, ApiError> {
+        let mut jobs = self.jobs.lock().unwrap();
+        match jobs.get_mut(id) {
+            Some(view) if view.state == JobState::Dead => {
+                view.state = JobState::Queued;
+                Ok(Some(id.to_owned()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn discard(&self, id: &str) -> Result<bool, ApiError> {
+        let mut jobs = self.jobs.lock().unwrap();
+        let dead = jobs.get(id).is_some_and(|v| v.state == JobState::Dead);
+        if dead {
+            jobs.remove(id);
+        }
+        Ok(dead)
     }
 
     async fn dead_letters(&self) -> Result<Vec<JobView>, ApiError> {
@@ -253,7 +322,8 @@ async fn submit_one_and_batch() {
     let reply = server.call("GET", &format!("/v1/jobs/{id}"), None).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()["state"], "succeeded");
-    assert_eq!(reply.json()["result"], "hi");
+    assert_eq!(reply.json()["owner"], "node-a");
+    assert_eq!(reply.json()["result"]["result"], "hi");
 
     let batch = json!([
         {"kind": "echo", "data": {"structured": [1, 2]}},
@@ -274,7 +344,7 @@ async fn submit_one_and_batch() {
         )
         .await;
     assert_eq!(
-        first.json()["result"],
+        first.json()["result"]["result"],
         r#"{"structured":[1,2]}"#,
         "non-string data becomes JSON text"
     );
@@ -309,7 +379,7 @@ async fn submit_and_wait() {
         .iter()
         .map(|j| j["state"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(states, ["succeeded", "dead", "pending"]);
+    assert_eq!(states, ["succeeded", "dead", "queued"]);
     server.shutdown().await;
 }
 
@@ -433,6 +503,49 @@ async fn lookups_and_listing() {
         (stats["queued"].as_u64(), stats["refusals"].as_u64()),
         (Some(3), Some(2))
     );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn cancel_and_dead_letters_over_http() {
+    let server = Server::start().await;
+    server
+        .call("POST", "/v1/jobs", Some(r#"{"kind":"slow","id":"s-1"}"#))
+        .await;
+    server
+        .call("POST", "/v1/jobs", Some(r#"{"kind":"fail","id":"bad-1"}"#))
+        .await;
+    let reply = server.call("DELETE", "/v1/jobs/s-1", None).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["state"], "cancelled");
+    let reply = server.call("DELETE", "/v1/jobs/bad-1", None).await;
+    assert_eq!(reply.json()["state"], "dead", "a final job stays as it was");
+    server
+        .call("DELETE", "/v1/jobs/nope", None)
+        .await
+        .error(404);
+    let list = server.call("GET", "/v1/dead-letters", None).await.json();
+    assert_eq!(list["jobs"][0]["id"], "bad-1");
+    let reply = server
+        .call("POST", "/v1/dead-letters/bad-1/resubmit", None)
+        .await;
+    assert_eq!(
+        (reply.status, reply.json()["id"].clone()),
+        (202, json!("bad-1"))
+    );
+    server
+        .call("POST", "/v1/dead-letters/bad-1/resubmit", None)
+        .await
+        .error(404);
+    server
+        .call("POST", "/v1/jobs", Some(r#"{"kind":"fail","id":"bad-2"}"#))
+        .await;
+    let reply = server.call("DELETE", "/v1/dead-letters/bad-2", None).await;
+    assert_eq!(reply.json()["discarded"], true);
+    server
+        .call("DELETE", "/v1/dead-letters/bad-2", None)
+        .await
+        .error(404);
     server.shutdown().await;
 }
 

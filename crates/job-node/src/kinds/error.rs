@@ -77,6 +77,12 @@ pub(crate) enum KindError {
         /// The kind.
         kind: &'static str,
     },
+    /// The job was cancelled while it ran (a program is killed first).
+    #[error("the {kind} job was cancelled")]
+    Cancelled {
+        /// The kind.
+        kind: &'static str,
+    },
 }
 
 impl KindError {
@@ -95,7 +101,8 @@ impl KindError {
             KindError::InvalidJson { .. }
             | KindError::InvalidSleep { .. }
             | KindError::LimitExceeded { .. }
-            | KindError::ExecNotAllowed { .. } => false,
+            | KindError::ExecNotAllowed { .. }
+            | KindError::Cancelled { .. } => false,
         }
     }
 }

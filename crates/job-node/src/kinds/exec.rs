@@ -137,13 +137,17 @@ pub(crate) struct ExecOutput {
 /// # Cancel safety
 ///
 /// Dropping the future kills the program.
-pub(crate) async fn exec(data: &str, policy: &ExecPolicy) -> Result<String, KindError> {
+pub(crate) async fn exec(
+    data: &str,
+    policy: &ExecPolicy,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<String, KindError> {
     let request: ExecRequest =
         serde_json::from_str(data).map_err(|source| KindError::InvalidJson {
             kind: "exec",
             source,
         })?;
-    let output = run_program(&request, policy).await?;
+    let output = run_program(&request, policy, cancel).await?;
     Ok(serde_json::to_string(&output).expect("ExecOutput always serialises"))
 }
 
@@ -161,7 +165,11 @@ fn time_limit(request: &ExecRequest, policy: &ExecPolicy) -> Result<Duration, Ki
     }
 }
 
-async fn run_program(request: &ExecRequest, policy: &ExecPolicy) -> Result<ExecOutput, KindError> {
+async fn run_program(
+    request: &ExecRequest,
+    policy: &ExecPolicy,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<ExecOutput, KindError> {
     let program = &request.program;
     if !policy.is_allowed(program) {
         return Err(KindError::ExecNotAllowed {
@@ -193,7 +201,7 @@ async fn run_program(request: &ExecRequest, policy: &ExecPolicy) -> Result<ExecO
         program: program.clone(),
         source,
     };
-    let finished = tokio::time::timeout(limit, async {
+    let run = tokio::time::timeout(limit, async {
         let input = request.stdin.as_deref().unwrap_or("");
         tokio::join!(
             feed_stdin(stdin, input),
@@ -201,8 +209,16 @@ async fn run_program(request: &ExecRequest, policy: &ExecPolicy) -> Result<ExecO
             read_capped(stderr, cap),
             child.wait()
         )
-    })
-    .await;
+    });
+    let finished = tokio::select! {
+        finished = run => Some(finished),
+        () = cancel.cancelled() => None,
+    };
+    let Some(finished) = finished else {
+        // SIGKILL and reap: the program is gone when this returns.
+        let _ = child.kill().await;
+        return Err(KindError::Cancelled { kind: "exec" });
+    };
     let Ok((fed, out, err, status)) = finished else {
         // kill_on_drop also covers this, but reap it now so no zombie lingers.
         let _ = child.kill().await;
@@ -269,7 +285,7 @@ mod tests {
     const LIMIT: Duration = Duration::from_secs(10);
 
     async fn run(data: &str, policy: &ExecPolicy) -> Result<ExecOutput, KindError> {
-        let text = timeout(LIMIT, exec(data, policy))
+        let text = timeout(LIMIT, exec(data, policy, &Default::default()))
             .await
             .expect("exec hung")?;
         Ok(serde_json::from_str(&text).unwrap())
@@ -344,6 +360,20 @@ mod tests {
         let data = r#"{"program":"sh","args":["-c","head -c 5000 /dev/zero >&2"]}"#;
         let out = run(data, &policy).await.unwrap();
         assert!(out.stderr_truncated && !out.stdout_truncated);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_program_is_killed_at_once() {
+        let start = Instant::now();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let data = r#"{"program":"sleep","args":["60"],"timeout_ms":120000}"#;
+        let policy = shell_tools().with_max_timeout(Duration::from_secs(300));
+        let running = exec(data, &policy, &cancel);
+        cancel.cancel();
+        let err = timeout(LIMIT, running).await.unwrap().unwrap_err();
+        assert!(matches!(err, KindError::Cancelled { .. }), "{err}");
+        assert!(!err.is_retryable());
+        assert!(start.elapsed() < Duration::from_secs(5));
     }
 
     #[tokio::test]

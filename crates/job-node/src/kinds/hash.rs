@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 
 use super::KindError;
 
@@ -65,11 +66,21 @@ impl Sha256Request {
 
     /// Computes the lowercase hex digest, synchronously.
     pub(crate) fn digest_hex(&self) -> String {
+        self.digest_hex_until(&CancellationToken::new())
+            .expect("never cancelled")
+    }
+
+    /// Computes the digest, checking `cancel` every 4,096 rounds; `None` if
+    /// it fired.
+    pub(crate) fn digest_hex_until(&self, cancel: &CancellationToken) -> Option<String> {
         let mut digest = Sha256::digest(self.input.as_bytes());
-        for _ in 1..self.rounds {
+        for round in 1..self.rounds {
+            if round % 4096 == 0 && cancel.is_cancelled() {
+                return None;
+            }
             digest = Sha256::digest(digest);
         }
-        hex::encode(digest)
+        Some(hex::encode(digest))
     }
 }
 
@@ -82,14 +93,16 @@ impl Sha256Request {
 ///
 /// See [`Sha256Request::from_data`]; [`KindError::Aborted`] if the blocking
 /// task panicked or was cancelled.
-pub(crate) async fn sha256(data: &str) -> Result<String, KindError> {
+pub(crate) async fn sha256(data: &str, cancel: &CancellationToken) -> Result<String, KindError> {
     let request = Sha256Request::from_data(data)?;
     if request.rounds < BLOCKING_THRESHOLD {
         return Ok(request.digest_hex());
     }
-    tokio::task::spawn_blocking(move || request.digest_hex())
+    let token = cancel.clone();
+    tokio::task::spawn_blocking(move || request.digest_hex_until(&token))
         .await
-        .map_err(|_| KindError::Aborted { kind: "sha256" })
+        .map_err(|_| KindError::Aborted { kind: "sha256" })?
+        .ok_or(KindError::Cancelled { kind: "sha256" })
 }
 
 #[cfg(test)]
@@ -102,7 +115,9 @@ mod tests {
     const ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
 
     async fn run(data: &str) -> Result<String, KindError> {
-        timeout(LIMIT, sha256(data)).await.expect("sha256 hung")
+        timeout(LIMIT, sha256(data, &CancellationToken::new()))
+            .await
+            .expect("sha256 hung")
     }
 
     fn reference(input: &str, rounds: u64) -> String {
@@ -111,6 +126,15 @@ mod tests {
             digest = Sha256::digest(&digest).to_vec();
         }
         hex::encode(digest)
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_hash_stops_between_rounds() {
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let data = format!(r#"{{"input":"x","rounds":{MAX_SHA256_ROUNDS}}}"#);
+        let out = timeout(LIMIT, sha256(&data, &cancel)).await.unwrap();
+        assert!(matches!(out, Err(KindError::Cancelled { .. })), "{out:?}");
     }
 
     #[tokio::test]

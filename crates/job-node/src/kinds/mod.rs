@@ -19,6 +19,8 @@ pub(crate) use simple::{echo, sleep};
 use std::fmt;
 use std::str::FromStr;
 
+use tokio_util::sync::CancellationToken;
+
 /// One of the built-in job kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -53,16 +55,35 @@ impl Builtin {
     }
 
     /// Runs this kind over `data`. `policy` only matters for [`Builtin::Exec`].
+    #[cfg(test)]
     ///
     /// # Errors
     ///
     /// The kind's [`KindError`]; see each function.
     pub(crate) async fn run(self, data: &str, policy: &ExecPolicy) -> Result<String, KindError> {
+        self.run_cancellable(data, policy, &CancellationToken::new())
+            .await
+    }
+
+    /// Like [`run`](Self::run), stopping early with
+    /// [`KindError::Cancelled`] when `cancel` fires: `sleep` stops sleeping,
+    /// `sha256` stops between rounds, `exec` kills its program (and reaps
+    /// it) before it returns.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run), and [`KindError::Cancelled`].
+    pub(crate) async fn run_cancellable(
+        self,
+        data: &str,
+        policy: &ExecPolicy,
+        cancel: &CancellationToken,
+    ) -> Result<String, KindError> {
         match self {
             Builtin::Echo => echo(data).await,
-            Builtin::Sleep => sleep(data).await,
-            Builtin::Sha256 => sha256(data).await,
-            Builtin::Exec => exec(data, policy).await,
+            Builtin::Sleep => sleep(data, cancel).await,
+            Builtin::Sha256 => sha256(data, cancel).await,
+            Builtin::Exec => exec(data, policy, cancel).await,
         }
     }
 }

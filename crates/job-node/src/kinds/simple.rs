@@ -27,7 +27,10 @@ pub(crate) async fn echo(data: &str) -> Result<String, KindError> {
 /// # Cancel safety
 ///
 /// Cancel safe: dropping the future stops the sleep.
-pub(crate) async fn sleep(data: &str) -> Result<String, KindError> {
+pub(crate) async fn sleep(
+    data: &str,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<String, KindError> {
     let trimmed = data.trim();
     let ms: u64 = trimmed.parse().map_err(|_| KindError::InvalidSleep {
         data: trimmed.chars().take(64).collect(),
@@ -39,8 +42,10 @@ pub(crate) async fn sleep(data: &str) -> Result<String, KindError> {
             max: MAX_SLEEP_MS,
         });
     }
-    tokio::time::sleep(Duration::from_millis(ms)).await;
-    Ok(ms.to_string())
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_millis(ms)) => Ok(ms.to_string()),
+        () = cancel.cancelled() => Err(KindError::Cancelled { kind: "sleep" }),
+    }
 }
 
 #[cfg(test)]
@@ -60,23 +65,49 @@ mod tests {
     #[tokio::test]
     async fn sleep_waits_and_reports() {
         let start = Instant::now();
-        let out = timeout(LIMIT, sleep(" 30\n")).await.unwrap().unwrap();
+        let out = timeout(LIMIT, sleep(" 30\n", &Default::default()))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(out, "30");
         assert!(start.elapsed() >= Duration::from_millis(30));
-        assert_eq!(timeout(LIMIT, sleep("0")).await.unwrap().unwrap(), "0");
+        assert_eq!(
+            timeout(LIMIT, sleep("0", &Default::default()))
+                .await
+                .unwrap()
+                .unwrap(),
+            "0"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_sleep_ends_at_once() {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let start = Instant::now();
+        let sleeping = sleep("60000", &cancel);
+        cancel.cancel();
+        let err = timeout(LIMIT, sleeping).await.unwrap().unwrap_err();
+        assert!(matches!(err, KindError::Cancelled { .. }), "{err}");
+        assert!(start.elapsed() < LIMIT);
     }
 
     #[tokio::test]
     async fn sleep_rejects_bad_data() {
         for bad in ["", "abc", "-5", "1.5", "10ms"] {
-            let err = timeout(LIMIT, sleep(bad)).await.unwrap().unwrap_err();
+            let err = timeout(LIMIT, sleep(bad, &Default::default()))
+                .await
+                .unwrap()
+                .unwrap_err();
             assert!(
                 matches!(err, KindError::InvalidSleep { .. }),
                 "{bad}: {err}"
             );
             assert!(!err.is_retryable());
         }
-        let err = timeout(LIMIT, sleep("3600001")).await.unwrap().unwrap_err();
+        let err = timeout(LIMIT, sleep("3600001", &Default::default()))
+            .await
+            .unwrap()
+            .unwrap_err();
         assert!(matches!(
             err,
             KindError::LimitExceeded {

@@ -14,7 +14,9 @@ use job_queue::{Coordinator, JobError, JobId, JobResult, PendingJob, SubmitError
 use tokio::sync::watch;
 
 use super::convert;
-use crate::http::{Api, ApiError, ClusterView, JobSubmission, JobView, MemberView, StatsView};
+use crate::http::{
+    Api, ApiError, ClusterView, JobState, JobSubmission, JobView, MemberView, RecordView, StatsView,
+};
 
 /// How many finished jobs the table remembers (the oldest are forgotten).
 pub(crate) const FINISHED_JOBS_KEPT: usize = 100_000;
@@ -113,6 +115,10 @@ impl NodeApi {
     }
 }
 
+fn internal(err: JobError) -> ApiError {
+    ApiError::Internal(Box::new(err))
+}
+
 /// The HTTP meaning of a refused submission. A draining coordinator (the
 /// node got SIGINT/SIGTERM) and a stopped one both mean "this node takes no
 /// new jobs": `503`, submit elsewhere.
@@ -175,29 +181,85 @@ impl Api for NodeApi {
             }
         };
         let _ = tokio::time::timeout(timeout, all_final).await;
-        let table = self.lock();
-        Ok(ids
+        let mut views: Vec<JobView> = {
+            let table = self.lock();
+            ids.iter()
+                .filter_map(|id| table.jobs.get(id).map(|t| Self::view_of(id, t)))
+                .collect()
+        };
+        // Jobs still unfinished: their record says queued or running, and
+        // which attempt.
+        let open: Vec<JobId> = views
             .iter()
-            .filter_map(|id| table.jobs.get(id).map(|t| Self::view_of(id, t)))
-            .collect())
+            .filter(|v| !v.state.is_final())
+            .filter_map(|v| JobId::new(&v.id).ok())
+            .collect();
+        if !open.is_empty() {
+            let lookup = self.coordinator.get(open).await.map_err(internal)?;
+            for record in &lookup.records {
+                if let Some(view) = views.iter_mut().find(|v| v.id == record.id.as_str()) {
+                    if !view.state.is_final() {
+                        *view = convert::record_view(record);
+                    }
+                }
+            }
+        }
+        Ok(views)
     }
 
-    async fn job(&self, id: &str) -> Result<Option<JobView>, ApiError> {
-        if let Some(view) = self.lock().jobs.get(id).map(|t| Self::view_of(id, t)) {
-            return Ok(Some(view));
-        }
+    async fn job(&self, id: &str) -> Result<Option<RecordView>, ApiError> {
         let Ok(job_id) = JobId::new(id) else {
             return Ok(None);
         };
-        let letters = self
+        let lookup = self.coordinator.get(vec![job_id]).await.map_err(internal)?;
+        Ok(lookup.records.into_iter().next())
+    }
+
+    async fn cancel(&self, id: &str) -> Result<Option<JobState>, ApiError> {
+        let Ok(job_id) = JobId::new(id) else {
+            return Ok(None);
+        };
+        let report = self
+            .coordinator
+            .cancel(vec![job_id.clone()])
+            .await
+            .map_err(internal)?;
+        if !report.cancelled.is_empty() {
+            return Ok(Some(JobState::Cancelled));
+        }
+        if report.already_final.is_empty() {
+            return Ok(None);
+        }
+        Ok(self.job(id).await?.map(|record| record.state))
+    }
+
+    async fn resubmit(&self, id: &str) -> Result<Option<String>, ApiError> {
+        let Ok(job_id) = JobId::new(id) else {
+            return Ok(None);
+        };
+        let kind = self
             .coordinator
             .dead_letters()
             .await
-            .map_err(|e| ApiError::Internal(Box::new(e)))?;
-        Ok(letters
-            .iter()
+            .map_err(internal)?
+            .into_iter()
             .find(|l| l.job.id == job_id)
-            .map(convert::dead_letter_view))
+            .map(|l| l.job.kind);
+        let Some(kind) = kind else {
+            return Ok(None);
+        };
+        match self.coordinator.resubmit(job_id).await {
+            Ok(pending) => Ok(Some(self.track(kind, pending))),
+            Err(JobError::Submit(SubmitError::NotDeadLettered(_))) => Ok(None),
+            Err(err) => Err(submit_error(err)),
+        }
+    }
+
+    async fn discard(&self, id: &str) -> Result<bool, ApiError> {
+        let Ok(job_id) = JobId::new(id) else {
+            return Ok(false);
+        };
+        self.coordinator.discard(job_id).await.map_err(internal)
     }
 
     async fn dead_letters(&self) -> Result<Vec<JobView>, ApiError> {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use cluster_router::{Member, MemberStatus};
-use job_queue::{DeadLetter, Job, JobFailure, JobId, JobResult};
+use job_queue::{DeadLetter, Job, JobFailure, JobId, JobRecord, JobResult};
 
 use crate::http::{ApiError, FailureView, JobState, JobSubmission, JobView, LoadView, MemberView};
 
@@ -46,11 +46,7 @@ pub(crate) fn failure_view(failure: &JobFailure) -> FailureView {
 /// `failed`; any other failure went to the dead-letter list (out of
 /// attempts, or a permanent error), so it is `dead`.
 pub(crate) fn final_view(kind: &str, result: &JobResult) -> JobView {
-    let state = match (&result.error, result.attempt) {
-        (None, _) => JobState::Succeeded,
-        (Some(_), 0) => JobState::Failed,
-        (Some(_), _) => JobState::Dead,
-    };
+    let state = JobState::of_result(result);
     JobView {
         id: result.id.to_string(),
         state,
@@ -63,11 +59,28 @@ pub(crate) fn final_view(kind: &str, result: &JobResult) -> JobView {
     }
 }
 
+/// The view of a job's record.
+pub(crate) fn record_view(record: &JobRecord) -> JobView {
+    if let Some(result) = &record.result {
+        return final_view(&record.kind, result);
+    }
+    JobView {
+        id: record.id.to_string(),
+        state: record.state,
+        kind: Some(record.kind.clone()),
+        attempt: record.attempt,
+        result: None,
+        error: None,
+        worker_node: record.attempts.last().map(|a| a.node.clone()),
+        elapsed_ms: None,
+    }
+}
+
 /// The view of a job accepted and not finished yet.
 pub(crate) fn pending_view(id: &str, kind: &str) -> JobView {
     JobView {
         id: id.to_owned(),
-        state: JobState::Pending,
+        state: JobState::Queued,
         kind: Some(kind.to_owned()).filter(|k| !k.is_empty()),
         attempt: 0,
         result: None,

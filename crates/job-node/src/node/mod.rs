@@ -178,6 +178,8 @@ impl Node {
         };
         let options = CoordinatorOptions {
             data_dir: config.data_dir.clone(),
+            retention: config.retention,
+            retention_bytes: config.retention_bytes,
             ..CoordinatorOptions::default()
         };
         let coordinator = match Coordinator::start(router, options).await {

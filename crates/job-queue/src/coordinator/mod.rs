@@ -63,6 +63,20 @@ pub enum Action {
     },
     /// The job's final result: emitted exactly once per accepted job.
     Complete(JobResult),
+    /// An attempt failed (emitted only by a core built
+    /// [`with_attempt_events`](CoordinatorCore::with_attempt_events), before
+    /// the retry's dispatch or the job's [`Action::Complete`]). A refused
+    /// dispatch is no attempt and emits nothing.
+    AttemptFailed {
+        /// The job.
+        id: JobId,
+        /// The attempt that failed.
+        attempt: u32,
+        /// The node it ran on, if it was dispatched.
+        node: Option<Arc<str>>,
+        /// Why it failed.
+        cause: FailureCause,
+    },
     /// The job failed for good and was added to the dead-letter list
     /// (emitted right after its [`Action::Complete`]).
     DeadLettered {
@@ -206,7 +220,23 @@ pub struct CoordinatorCore {
     rng: StdRng,
     counters: Counters,
     dispatch_by_id: bool,
+    attempt_events: bool,
     draining: bool,
+}
+
+/// What [`CoordinatorCore::cancel`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Cancelled {
+    /// The job was in progress and is now final (an [`Action::Complete`]
+    /// with cause [`FailureCause::Cancelled`] was emitted). `running_on`
+    /// names the node running its attempt, which should be told to stop it.
+    Cancelled {
+        /// The node and attempt running when it was cancelled.
+        running_on: Option<(Arc<str>, u32)>,
+    },
+    /// The job is not in progress here (finished, or never seen).
+    NotInProgress,
 }
 
 impl CoordinatorCore {
@@ -234,8 +264,15 @@ impl CoordinatorCore {
             rng,
             counters: Counters::default(),
             dispatch_by_id: false,
+            attempt_events: false,
             draining: false,
         }
+    }
+
+    /// Emits [`Action::AttemptFailed`] for every failed attempt.
+    pub fn with_attempt_events(mut self) -> Self {
+        self.attempt_events = true;
+        self
     }
 
     /// Emits [`Action::DispatchId`] instead of [`Action::Dispatch`]: the
@@ -634,6 +671,12 @@ impl CoordinatorCore {
     /// Late or duplicate results dropped so far.
     pub fn late_results(&self) -> u64 {
         self.counters.late
+    }
+
+    /// Counts `n` results dropped before they reached the core (e.g. results
+    /// of an earlier incarnation of this coordinator) as late.
+    pub fn count_late(&mut self, n: u64) {
+        self.counters.late += n;
     }
 
     /// Statistics, per node and overall.

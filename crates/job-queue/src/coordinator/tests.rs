@@ -659,6 +659,7 @@ fn exactly_one_completion_per_job_under_chaos() {
                 Action::Complete(result) => *completed.entry(result.id).or_default() += 1,
                 Action::DeadLettered { .. } => {}
                 Action::DispatchId { .. } => unreachable!("not built with_dispatch_by_id"),
+                Action::AttemptFailed { .. } => unreachable!("not built with_attempt_events"),
             }
         }
     }
@@ -709,4 +710,76 @@ fn dispatch_by_id_hands_out_the_running_job_without_a_clone() {
     assert!(core.running_job(&id, 2).is_none());
     assert!(core.has_eligible_node(&Job::new("echo", "")));
     assert!(!core.has_eligible_node(&Job::new("other", "")));
+}
+
+#[test]
+fn cancel_ends_a_running_a_queued_and_a_retrying_job_once() {
+    use super::Cancelled;
+    let now = Instant::now();
+    let config = CoordinatorConfig {
+        node: "c".into(),
+        default_window: 1,
+        ..Default::default()
+    };
+    let mut core = CoordinatorCore::new(config).with_attempt_events();
+    core.update_node(NodeInfo::up("n1", ["kind:echo"]), now);
+    let running = core.submit(Job::new("echo", "a"), now).unwrap();
+    let queued = core.submit(Job::new("echo", "b"), now).unwrap();
+    assert!(matches!(core.poll_action(), Some(Action::Dispatch { .. })));
+    assert_eq!(core.queued(), 1);
+    // The queued job never starts, and leaves the ready queue.
+    assert_eq!(
+        core.cancel(&queued, now),
+        Cancelled::Cancelled { running_on: None }
+    );
+    assert_eq!(core.queued(), 0);
+    let Some(Action::Complete(result)) = core.poll_action() else {
+        panic!("cancelled job completes");
+    };
+    assert_eq!(result.error.unwrap().cause, FailureCause::Cancelled);
+    // The running one names its node; its late result is dropped.
+    let answer = core.cancel(&running, now);
+    assert_eq!(
+        answer,
+        Cancelled::Cancelled {
+            running_on: Some((Arc::from("n1"), 1))
+        }
+    );
+    let Some(Action::Complete(result)) = core.poll_action() else {
+        panic!("cancelled job completes");
+    };
+    assert_eq!((result.attempt, result.worker_node.as_str()), (1, "n1"));
+    let late = JobResult::success(running.clone(), "x", "n1", 1, Duration::ZERO);
+    assert_eq!(
+        core.result_received(late, "n1", now),
+        ResultDisposition::Dropped
+    );
+    assert_eq!(core.cancel(&running, now), Cancelled::NotInProgress);
+    assert_eq!(core.in_progress(), 0);
+    // A job waiting to retry: its attempt failure was reported first.
+    let retrying = core.submit(Job::new("echo", "c"), now).unwrap();
+    assert!(matches!(core.poll_action(), Some(Action::Dispatch { .. })));
+    let failure = JobFailure::new(FailureCause::Handler, "flaky");
+    let failed = JobResult::failure(retrying.clone(), failure, "n1", 1, Duration::ZERO);
+    core.result_received(failed, "n1", now);
+    assert!(matches!(
+        core.poll_action(),
+        Some(Action::AttemptFailed {
+            attempt: 1,
+            cause: FailureCause::Handler,
+            ..
+        })
+    ));
+    assert!(core.next_wakeup().is_some());
+    assert_eq!(
+        core.cancel(&retrying, now),
+        Cancelled::Cancelled { running_on: None }
+    );
+    assert!(matches!(core.poll_action(), Some(Action::Complete(_))));
+    assert!(core.next_wakeup().is_none(), "the retry timer is gone");
+    assert_eq!(
+        core.dead_letters().len(),
+        0,
+        "cancelled jobs are not dead letters"
+    );
 }

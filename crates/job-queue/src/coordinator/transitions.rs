@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use super::nodes::candidate;
 use super::{
-    no_eligible_node, Action, AttemptFailure, CoordinatorCore, DeadLetter, JobEntry, Phase,
-    TimerKind,
+    no_eligible_node, Action, AttemptFailure, Cancelled, CoordinatorCore, DeadLetter, JobEntry,
+    Phase, TimerKind,
 };
 use crate::failure::{FailureCause, JobFailure};
 use crate::job::{JobId, JobResult};
@@ -151,6 +151,14 @@ impl CoordinatorCore {
         let budget = entry.job.max_attempts + u32::from(entry.free_replacements);
         let retry = failure.retryable && entry.job.attempt < budget;
         tracing::debug!(%id, attempt = entry.job.attempt, %failure, retry, "attempt failed");
+        if self.attempt_events {
+            self.actions.push_back(Action::AttemptFailed {
+                id: id.clone(),
+                attempt: entry.job.attempt,
+                node: node.clone(),
+                cause: failure.cause,
+            });
+        }
         entry.failures.push(AttemptFailure {
             attempt: entry.job.attempt,
             node: node.map(|n| n.to_string()),
@@ -177,6 +185,48 @@ impl CoordinatorCore {
                     .insert(now + delay, id.clone(), TimerKind::Retry),
             );
         }
+    }
+
+    /// Cancels a job in progress: it ends at once with a
+    /// [`FailureCause::Cancelled`] result (not retried, not dead-lettered);
+    /// a running attempt's slot is released and its late result dropped.
+    pub fn cancel(&mut self, id: &JobId, now: Instant) -> Cancelled {
+        let Some(entry) = self.jobs.get(id) else {
+            return Cancelled::NotInProgress;
+        };
+        let attempt = entry.job.attempt;
+        let phase = match entry.phase {
+            Phase::Running { .. } => 0,
+            Phase::Queued => 1,
+            Phase::Pending | Phase::Backoff => 2,
+        };
+        let running_on = match phase {
+            0 => {
+                let (node, _) = self.end_running(id);
+                if let Some(state) = self.nodes.get_mut(&node) {
+                    state.credit_returned();
+                }
+                Some((node, attempt))
+            }
+            1 => {
+                self.ready.retain(|queued| queued != id);
+                None
+            }
+            _ => None,
+        };
+        let Some(mut entry) = self.jobs.remove(id) else {
+            return Cancelled::NotInProgress;
+        };
+        if let Some(key) = entry.timer.take() {
+            self.timers.remove(key);
+        }
+        self.counters.failed += 1;
+        let node = running_on.as_ref().map_or("", |(n, _)| &**n).to_owned();
+        let failure = JobFailure::new(FailureCause::Cancelled, "cancelled");
+        let result = JobResult::failure(id.clone(), failure, node, attempt, Duration::ZERO);
+        self.actions.push_back(Action::Complete(result));
+        self.pump(now);
+        Cancelled::Cancelled { running_on }
     }
 
     /// Completes a job as failed and moves it to the dead-letter list.

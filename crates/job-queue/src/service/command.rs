@@ -14,11 +14,34 @@ pub(super) enum Command {
     Resubmit {
         id: String,
     },
-    /// A job submission that also asks for progress replies.
+    /// A job submission that also asks for progress replies, or re-runs a
+    /// finished job under its id.
     Submit {
         job: serde_json::Value,
         #[serde(default)]
         progress: bool,
+        #[serde(default)]
+        rerun: bool,
+    },
+    /// Records of jobs; `local`: only this coordinator's (no fan-out).
+    Get {
+        ids: Vec<String>,
+        #[serde(default)]
+        local: bool,
+    },
+    /// Cancels jobs; `local` as for `get`.
+    Cancel {
+        ids: Vec<String>,
+        #[serde(default)]
+        local: bool,
+    },
+    /// The results of this coordinator's jobs, now or when final.
+    Attach {
+        ids: Vec<String>,
+    },
+    /// Removes a dead letter.
+    Discard {
+        id: String,
     },
 }
 
@@ -65,8 +88,29 @@ mod tests {
         assert!(matches!(parse(br#"{"cmd":"reboot"}"#), Some(Err(_))));
         assert!(matches!(
             parse(br#"{"cmd":"submit","job":{"kind":"echo"},"progress":true}"#),
-            Some(Ok(Command::Submit { progress: true, .. }))
+            Some(Ok(Command::Submit {
+                progress: true,
+                rerun: false,
+                ..
+            }))
         ));
+        assert!(matches!(
+            parse(br#"{"cmd":"get","ids":["a","b"]}"#),
+            Some(Ok(Command::Get { ids, local: false })) if ids.len() == 2
+        ));
+        assert!(matches!(
+            parse(br#"{"cmd":"cancel","ids":["a"],"local":true}"#),
+            Some(Ok(Command::Cancel { local: true, .. }))
+        ));
+        assert!(matches!(
+            parse(br#"{"cmd":"attach","ids":[]}"#),
+            Some(Ok(Command::Attach { .. }))
+        ));
+        assert!(matches!(
+            parse(br#"{"cmd":"discard","id":"x"}"#),
+            Some(Ok(Command::Discard { .. }))
+        ));
+        assert!(matches!(parse(br#"{"cmd":"get","ids":"a"}"#), Some(Err(_))));
         assert!(parse(br#"{"kind":"echo"}"#).is_none());
         assert!(parse(b"not json").is_none());
     }

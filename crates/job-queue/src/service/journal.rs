@@ -27,6 +27,7 @@ use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 use super::{Accepted, AcceptedMany};
 use crate::error::SubmitError;
 use crate::job::{Job, JobId};
+use crate::record::{now_ms, FinishedLog, JobRecord, Retention};
 
 /// The journal's file name inside the data directory.
 pub(super) const FILE_NAME: &str = "jobs.journal";
@@ -37,14 +38,17 @@ const HEADER: usize = 8;
 const KIND_SUBMIT: u8 = 1;
 const KIND_COMPLETE: u8 = 2;
 const KIND_ID_FLOOR: u8 = 3;
+const KIND_FINISHED: u8 = 4;
 
 /// One journal entry.
 #[derive(Debug)]
 pub(super) enum Record {
     /// A job was accepted (its bincode form).
     Submit(JobId, Vec<u8>),
-    /// A job finished.
+    /// A job finished (no record kept: a resumed job refused at resume).
     Complete(JobId),
+    /// A job finished: its record (JSON), kept within retention.
+    Finished(JobId, u64, Vec<u8>),
 }
 
 /// Records to write, and the submissions to acknowledge once they are
@@ -72,19 +76,49 @@ pub(crate) struct Journal {
     pub(super) unfinished: Vec<Job>,
     /// The highest generated-id counter recorded.
     pub(super) id_floor: u64,
+    /// Records of finished jobs within retention, oldest first.
+    pub(super) finished: Vec<JobRecord>,
 }
 
-/// The live (unfinished) submit records, in submission order.
-#[derive(Debug, Default)]
+/// The live records: unfinished submits in submission order, and the
+/// finished jobs' records within retention.
+#[derive(Debug)]
 struct Live {
     seq: u64,
     records: HashMap<JobId, (u64, Vec<u8>)>,
     bytes: u64,
     id_floor: u64,
+    finished: FinishedLog<Vec<u8>>,
+    retention: Retention,
 }
 
 impl Live {
+    fn new(retention: Retention) -> Self {
+        Live {
+            seq: 0,
+            records: FxHashMap::default(),
+            bytes: 0,
+            id_floor: 0,
+            finished: FinishedLog::default(),
+            retention,
+        }
+    }
+
+    fn finish(&mut self, id: JobId, finished_ms: u64, body: Vec<u8>) {
+        self.complete(&id);
+        let size = body.len() + HEADER + 9;
+        self.finished.insert(id, finished_ms, size, body);
+        self.finished.evict(now_ms(), self.retention);
+    }
+
+    /// Bytes of every live record.
+    fn total_bytes(&self) -> u64 {
+        self.bytes + self.finished.bytes()
+    }
+
     fn submit(&mut self, id: JobId, body: Vec<u8>) {
+        // A re-run: the earlier run's record is replaced when it finishes.
+        self.finished.remove(&id);
         self.seq += 1;
         self.bytes += body.len() as u64 + HEADER as u64 + 1;
         if let Some((_, old)) = self.records.insert(id, (self.seq, body)) {
@@ -114,9 +148,9 @@ pub(super) struct Gate(Arc<Mutex<()>>);
 impl Gate {
     /// Waits for the previous writer to finish, then opens the journal in
     /// `dir` (on the blocking pool).
-    pub(super) async fn open(&self, dir: PathBuf) -> io::Result<Journal> {
+    pub(super) async fn open(&self, dir: PathBuf, retention: Retention) -> io::Result<Journal> {
         let turn = Arc::clone(&self.0).lock_owned().await;
-        tokio::task::spawn_blocking(move || Journal::open(&dir, Some(turn)))
+        tokio::task::spawn_blocking(move || Journal::open(&dir, retention, Some(turn)))
             .await
             .map_err(io::Error::other)?
     }
@@ -126,7 +160,11 @@ impl Journal {
     /// Opens (creating) the journal in `dir`, replays it, compacts it to the
     /// unfinished jobs and starts the writer thread, which holds `turn`
     /// (see [`Gate`]) until it exits.
-    pub(crate) fn open(dir: &Path, turn: Option<OwnedMutexGuard<()>>) -> io::Result<Journal> {
+    pub(crate) fn open(
+        dir: &Path,
+        retention: Retention,
+        turn: Option<OwnedMutexGuard<()>>,
+    ) -> io::Result<Journal> {
         fs::create_dir_all(dir)?;
         let path = dir.join(FILE_NAME);
         let data = match fs::read(&path) {
@@ -134,8 +172,14 @@ impl Journal {
             Err(err) if err.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(err) => return Err(err),
         };
-        let live = replay(&data);
+        let mut live = replay(&data, retention);
+        live.finished.evict(now_ms(), retention);
         compact(dir, &path, &live)?;
+        let finished = live
+            .finished
+            .iter()
+            .filter_map(|(_, body)| serde_json::from_slice::<JobRecord>(body.get(8..)?).ok())
+            .collect();
         let unfinished = live
             .ordered()
             .into_iter()
@@ -165,6 +209,7 @@ impl Journal {
             done: Some(done),
             unfinished,
             id_floor,
+            finished,
         })
     }
 
@@ -283,6 +328,13 @@ impl Writer {
                 encode(KIND_COMPLETE, id.as_str().as_bytes(), buf);
                 self.live.complete(&id);
             }
+            Record::Finished(id, finished_ms, body) => {
+                let mut framed = Vec::with_capacity(body.len() + 8);
+                framed.extend_from_slice(&finished_ms.to_le_bytes());
+                framed.extend_from_slice(&body);
+                encode(KIND_FINISHED, &framed, buf);
+                self.live.finish(id, finished_ms, framed);
+            }
         }
     }
 
@@ -292,7 +344,7 @@ impl Writer {
             self.file.sync_data()?;
         }
         self.len += buf.len() as u64;
-        if self.len > COMPACT_MIN_BYTES && self.len > 4 * self.live.bytes {
+        if self.len > COMPACT_MIN_BYTES && self.len > 4 * self.live.total_bytes() {
             compact(&self.dir, &self.path, &self.live)?;
             self.file = OpenOptions::new().append(true).open(&self.path)?;
             self.len = self.file.metadata()?.len();
@@ -305,8 +357,11 @@ impl Writer {
 /// atomically: temporary file, fsync, rename, fsync of the directory.
 fn compact(dir: &Path, path: &Path, live: &Live) -> io::Result<()> {
     let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-    let mut buf = Vec::with_capacity(live.bytes as usize + 32);
+    let mut buf = Vec::with_capacity(live.total_bytes() as usize + 32);
     encode(KIND_ID_FLOOR, &live.id_floor.to_le_bytes(), &mut buf);
+    for (_, framed) in live.finished.iter() {
+        encode(KIND_FINISHED, framed, &mut buf);
+    }
     for body in live.ordered() {
         encode(KIND_SUBMIT, body, &mut buf);
     }
@@ -332,8 +387,8 @@ fn encode(kind: u8, body: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Replays records up to the first torn or corrupt one.
-fn replay(data: &[u8]) -> Live {
-    let mut live = Live::default();
+fn replay(data: &[u8], retention: Retention) -> Live {
+    let mut live = Live::new(retention);
     let mut at = 0;
     while let Some((kind, body, next)) = read_record(data, at) {
         match kind {
@@ -346,6 +401,14 @@ fn replay(data: &[u8]) -> Live {
                     live.complete(&id);
                 }
             }
+            KIND_FINISHED => match finished_record(body) {
+                Some((id, finished_ms)) => {
+                    live.complete(&id);
+                    let size = body.len() + HEADER + 1;
+                    live.finished.insert(id, finished_ms, size, body.to_vec());
+                }
+                None => tracing::warn!("journal: undecodable job record skipped"),
+            },
             KIND_ID_FLOOR => {
                 if let Ok(bytes) = <[u8; 8]>::try_from(body) {
                     live.id_floor = live.id_floor.max(u64::from_le_bytes(bytes));
@@ -362,6 +425,18 @@ fn replay(data: &[u8]) -> Live {
         );
     }
     live
+}
+
+/// The id and finish time of a `Finished` body (`finished_ms: u64 LE`,
+/// then the record's JSON).
+fn finished_record(body: &[u8]) -> Option<(JobId, u64)> {
+    let (ms, json) = body.split_first_chunk::<8>()?;
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: JobId,
+    }
+    let IdOnly { id } = serde_json::from_slice(json).ok()?;
+    Some((id, u64::from_le_bytes(*ms)))
 }
 
 fn read_record(data: &[u8], at: usize) -> Option<(u8, &[u8], usize)> {
@@ -414,6 +489,11 @@ fn crc32(crc: u32, bytes: &[u8]) -> u32 {
 mod tests {
     use super::*;
 
+    const WIDE: Retention = Retention {
+        age: std::time::Duration::from_secs(3600),
+        bytes: u64::MAX,
+    };
+
     #[test]
     fn crc32_matches_the_standard_check_value() {
         assert_eq!(crc32(0, b"123456789"), 0xCBF4_3926);
@@ -435,7 +515,7 @@ mod tests {
         let whole = data.len();
         encode(KIND_SUBMIT, &job("j-4").to_bincode(), &mut data);
         data.truncate(data.len() - 3);
-        let live = replay(&data);
+        let live = replay(&data, WIDE);
         let ids: Vec<String> = live
             .ordered()
             .into_iter()
@@ -446,14 +526,14 @@ mod tests {
         // A flipped bit ends the replay at that record.
         let mut corrupt = data[..whole].to_vec();
         corrupt[HEADER + 2] ^= 1;
-        assert!(replay(&corrupt).records.is_empty());
+        assert!(replay(&corrupt, WIDE).records.is_empty());
     }
 
     #[tokio::test]
     async fn a_reopened_journal_resumes_unfinished_jobs_and_compacts() {
         let dir = std::env::temp_dir().join(format!("jq-journal-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        let mut journal = Journal::open(&dir, None).unwrap();
+        let mut journal = Journal::open(&dir, WIDE, None).unwrap();
         assert!(journal.unfinished.is_empty());
         let (reply, acked) = oneshot::channel();
         let (_tx, rx) = oneshot::channel();
@@ -480,11 +560,93 @@ mod tests {
             .unwrap();
         assert!(acked.is_ok());
         journal.close().await;
-        let mut again = Journal::open(&dir, None).unwrap();
+        let mut again = Journal::open(&dir, WIDE, None).unwrap();
         let ids: Vec<&str> = again.unfinished.iter().map(|j| j.id.as_str()).collect();
         assert_eq!(ids, ["a-2"]);
         assert_eq!(again.id_floor, 12);
         again.close().await;
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    fn record_json(id: &str, finished_ms: u64) -> Vec<u8> {
+        let result = crate::job::JobResult::success(
+            JobId::new(id).unwrap(),
+            "out",
+            "n2",
+            1,
+            std::time::Duration::ZERO,
+        );
+        let record = JobRecord {
+            id: JobId::new(id).unwrap(),
+            kind: "echo".into(),
+            owner: "n1".into(),
+            state: crate::record::JobState::Succeeded,
+            attempt: 1,
+            max_attempts: 3,
+            submitted_ms: finished_ms,
+            started_ms: None,
+            finished_ms: Some(finished_ms),
+            attempts: Vec::new(),
+            progress: None,
+            result: Some(result),
+        };
+        serde_json::to_vec(&record).unwrap()
+    }
+
+    #[tokio::test]
+    async fn finished_records_survive_a_reopen_within_retention_and_reruns_replace_them() {
+        let dir = std::env::temp_dir().join(format!("jq-journal-rec-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let journal = Journal::open(&dir, WIDE, None).unwrap();
+        let now = now_ms();
+        let mut batch = Batch::default();
+        for (id, at) in [("old-1", now - 7_200_000), ("new-1", now), ("again-1", now)] {
+            let body = job(id).to_bincode();
+            batch
+                .records
+                .push(Record::Submit(JobId::new(id).unwrap(), body));
+            let json = record_json(id, at);
+            batch
+                .records
+                .push(Record::Finished(JobId::new(id).unwrap(), at, json));
+        }
+        // A re-run of again-1: submitted anew, not finished yet.
+        let body = job("again-1").to_bincode();
+        batch
+            .records
+            .push(Record::Submit(JobId::new("again-1").unwrap(), body));
+        let (reply, acked) = oneshot::channel();
+        let (_tx, rx) = oneshot::channel();
+        batch
+            .acks
+            .push(Ack::One(reply, Ok((JobId::new("again-1").unwrap(), rx))));
+        journal.write(batch);
+        let mut journal = journal;
+        tokio::time::timeout(std::time::Duration::from_secs(10), acked)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        journal.close().await;
+        // Kept for an hour: the two-hour-old record is gone at reopen.
+        let hour = Retention {
+            age: std::time::Duration::from_secs(3600),
+            bytes: u64::MAX,
+        };
+        let mut again = Journal::open(&dir, hour, None).unwrap();
+        let finished: Vec<&str> = again.finished.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(finished, ["new-1"]);
+        let unfinished: Vec<&str> = again.unfinished.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(unfinished, ["again-1"]);
+        again.close().await;
+        // A byte budget below one record keeps none.
+        let tiny = Retention {
+            age: std::time::Duration::from_secs(3600),
+            bytes: 1,
+        };
+        let mut last = Journal::open(&dir, tiny, None).unwrap();
+        assert!(last.finished.is_empty());
+        last.close().await;
         let _ = fs::remove_dir_all(&dir);
     }
 }

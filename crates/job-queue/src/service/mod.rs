@@ -23,9 +23,11 @@ use crate::coordinator::{CoordinatorConfig, DeadLetter};
 use crate::error::{JobError, SubmitError};
 use crate::handler::ProgressUpdate;
 use crate::job::{Job, JobId, JobResult};
+use crate::record::Retention;
 use crate::stats::StatsSnapshot;
 
 mod command;
+mod fanout;
 #[cfg(feature = "fault-injection")]
 mod fault;
 mod journal;
@@ -33,6 +35,7 @@ pub(crate) mod outbox;
 mod restart;
 mod shell;
 
+pub use fanout::{CancelReport, Lookup, MAX_IDS};
 #[cfg(feature = "fault-injection")]
 pub use fault::Fault;
 use outbox::SendFailure;
@@ -72,6 +75,23 @@ pub struct CoordinatorOptions {
     /// resumes its unfinished jobs (from the journal with a data
     /// directory). Default: 3 restarts within 10 s.
     pub restart: RestartPolicy,
+    /// How long the records of finished jobs are kept (default 24 h).
+    pub retention: Duration,
+    /// How many bytes of finished records are kept, oldest evicted first
+    /// (default 256 MiB). Unfinished jobs are never evicted.
+    pub retention_bytes: u64,
+    /// How long a cluster-wide `get` or `cancel` waits for the other
+    /// coordinators (default 2 s).
+    pub fanout_timeout: Duration,
+}
+
+impl CoordinatorOptions {
+    pub(crate) fn retention(&self) -> Retention {
+        Retention {
+            age: self.retention,
+            bytes: self.retention_bytes,
+        }
+    }
 }
 
 impl Default for CoordinatorOptions {
@@ -85,6 +105,9 @@ impl Default for CoordinatorOptions {
             ask_timeout: Duration::from_secs(5),
             data_dir: None,
             restart: RestartPolicy::default(),
+            retention: Duration::from_secs(24 * 3600),
+            retention_bytes: 256 << 20,
+            fanout_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -150,6 +173,14 @@ pub(crate) enum Call {
     Stats(oneshot::Sender<StatsSnapshot>),
     DeadLetters(oneshot::Sender<Vec<DeadLetter>>),
     Progress(JobId, oneshot::Sender<Option<ProgressUpdate>>),
+    /// This coordinator's records of `ids`.
+    Get(Vec<JobId>, oneshot::Sender<Lookup>),
+    /// Cancels `ids` among this coordinator's jobs.
+    Cancel(Vec<JobId>, oneshot::Sender<CancelReport>),
+    /// Removes a dead letter.
+    Discard(JobId, oneshot::Sender<bool>),
+    /// A submission that re-runs a finished job under its id.
+    Rerun(Job, oneshot::Sender<Accepted>),
 }
 
 /// A submitted job: its id, and its result once it is final.
@@ -217,6 +248,7 @@ pub struct Coordinator {
     ask_timeout: Duration,
     journaled: bool,
     restarts: Arc<AtomicU64>,
+    fanout_timeout: Duration,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -248,7 +280,11 @@ impl Coordinator {
         let me = router.addr(COORDINATOR)?;
         let gate = journal::Gate::default();
         let journal = match &options.data_dir {
-            Some(dir) => Some(gate.open(dir.clone()).await.map_err(JobError::Journal)?),
+            Some(dir) => Some(
+                gate.open(dir.clone(), options.retention())
+                    .await
+                    .map_err(JobError::Journal)?,
+            ),
             None => None,
         };
         let resumed = journal
@@ -268,6 +304,7 @@ impl Coordinator {
             gate,
             slot,
             registered: Arc::clone(&registered),
+            fanouts: Arc::new(tokio::sync::Semaphore::new(fanout::MAX_FANOUTS)),
         };
         let restarts = Arc::new(AtomicU64::new(0));
         let actor = spawn_supervised(setup, &options, &restarts)?;
@@ -290,6 +327,7 @@ impl Coordinator {
             ask_timeout: options.ask_timeout,
             journaled: options.data_dir.is_some(),
             restarts,
+            fanout_timeout: options.fanout_timeout,
         })
     }
 
@@ -538,6 +576,70 @@ impl Coordinator {
         self.ask(|reply| Call::Progress(id, reply)).await
     }
 
+    /// The records of `ids`, cluster-wide: this coordinator's first, then
+    /// (for ids it does not know) every other Up coordinator's, asked at
+    /// once and waited for up to [`CoordinatorOptions::fanout_timeout`].
+    ///
+    /// # Errors
+    ///
+    /// [`JobError::TooManyIds`] above [`MAX_IDS`] ids, [`JobError::Ask`] if
+    /// the coordinator does not answer.
+    pub async fn get(&self, ids: Vec<JobId>) -> Result<Lookup, JobError> {
+        check_ids(&ids)?;
+        let mut local = self.ask(|reply| Call::Get(ids, reply)).await?;
+        if !local.unknown.is_empty() {
+            let remote = fanout::get(&self.router, &local.unknown, self.fanout_timeout).await;
+            local.merge(remote);
+        }
+        Ok(local)
+    }
+
+    /// Cancels `ids`, cluster-wide (as [`get`](Self::get) finds them): a
+    /// queued job never starts, a running one's handler is told to stop;
+    /// each ends with a [`FailureCause::Cancelled`](crate::FailureCause::Cancelled)
+    /// result, delivered to its waiters once. Journaled with a data
+    /// directory.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    pub async fn cancel(&self, ids: Vec<JobId>) -> Result<CancelReport, JobError> {
+        check_ids(&ids)?;
+        let mut local = self.ask(|reply| Call::Cancel(ids, reply)).await?;
+        if !local.unknown.is_empty() {
+            let remote = fanout::cancel(&self.router, &local.unknown, self.fanout_timeout).await;
+            local.merge(remote);
+        }
+        Ok(local)
+    }
+
+    /// Removes a dead letter without running it; returns whether there was
+    /// one.
+    ///
+    /// # Errors
+    ///
+    /// [`JobError::Ask`] if the coordinator does not answer.
+    pub async fn discard(&self, id: JobId) -> Result<bool, JobError> {
+        self.ask(|reply| Call::Discard(id, reply)).await
+    }
+
+    /// Runs a job again under an id whose earlier run is final (its record
+    /// is replaced; a dead letter of it is removed). A job not known yet is
+    /// simply submitted.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::Duplicate`] if the id is still in progress, and the
+    /// errors of [`submit`](Self::submit).
+    pub async fn rerun(&self, job: Job) -> Result<PendingJob, JobError> {
+        let (id, rx) = self.ask(|reply| Call::Rerun(job, reply)).await??;
+        Ok(PendingJob {
+            id,
+            rx,
+            progress: None,
+        })
+    }
+
     /// Unregisters and stops the coordinator; jobs in progress are
     /// abandoned (their [`PendingJob::result`] fails with
     /// [`JobError::Stopped`]). With a data directory, the journal is
@@ -548,6 +650,24 @@ impl Coordinator {
         self.actor.stop();
         self.actor.wait_stopped().await;
     }
+}
+
+fn check_ids(ids: &[JobId]) -> Result<(), JobError> {
+    if ids.len() > MAX_IDS {
+        return Err(JobError::TooManyIds {
+            got: ids.len(),
+            max: MAX_IDS,
+        });
+    }
+    Ok(())
+}
+
+/// This coordinator's incarnation: the start time in microseconds, so a
+/// restarted coordinator's is higher (see `docs/jobs.md`, "Fencing").
+pub(super) fn incarnation() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Spawns the coordinator actor under its own supervisor. The factory

@@ -80,6 +80,10 @@ pub(super) struct Retained {
     pub(super) deferred: Vec<crate::job::Job>,
     /// Dead letters, counters, id counter, draining, unfinished jobs.
     pub(super) core: Carryover,
+    /// The job records.
+    pub(super) records: crate::record::Records,
+    /// Further waiters of jobs (idempotent submissions, attachments).
+    pub(super) extra: FxHashMap<JobId, Vec<Waiter>>,
 }
 
 /// What the actor's factory hands to the instance it builds.

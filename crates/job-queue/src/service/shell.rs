@@ -32,7 +32,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::journal::{Ack, Batch, Gate, Journal, Record};
 use super::outbox::{Outbox, SendFailure};
 use super::restart::{Finished, Handover, HandoverSlot, Retained, Waiter};
-use super::{Accepted, AcceptedMany, Call, CoordinatorOptions, MemberUpdate, Msg};
+use super::{Accepted, Call, CoordinatorOptions, MemberUpdate, Msg};
 use crate::coordinator::{
     Action, CoordinatorConfig, CoordinatorCore, NodeInfo, NodeLoad, NodeStatus,
 };
@@ -41,8 +41,10 @@ use crate::failure::{FailureCause, JobFailure};
 use crate::handler::ProgressUpdate;
 use crate::job::{Job, JobId, JobResult};
 use crate::pool::WORKER;
-use crate::protocol::{encode_job, encode_job_batch};
+use crate::protocol::{encode_cancel, encode_fenced_batch, encode_job, MAX_CANCEL_IDS};
+use crate::record::{now_ms, Records};
 
+mod edge;
 mod remote;
 
 /// Most mailbox messages handled between two flushes.
@@ -67,6 +69,8 @@ pub(super) struct Setup {
     /// Set once the router delivers to the actor: no job is resumed (sent
     /// to a worker, whose reply must find the coordinator) before.
     pub(super) registered: Arc<AtomicBool>,
+    /// Cluster-wide queries running (shared by every instance).
+    pub(super) fanouts: Arc<tokio::sync::Semaphore>,
 }
 
 /// One instance of the coordinator actor.
@@ -97,6 +101,17 @@ pub(super) struct Shell {
     drained: Vec<oneshot::Sender<()>>,
     /// A restarted instance's inheritance, consumed by `started`.
     retained: Option<Retained>,
+    /// Every job's record (unfinished, and finished within retention).
+    records: Records,
+    /// Further waiters per job (idempotent submissions, `attach`).
+    extra: FxHashMap<JobId, Vec<Waiter>>,
+    /// How many further waiters are held (bounded).
+    extra_count: usize,
+    /// Attempts to cancel, per worker node, sent at the next flush.
+    cancels: FxHashMap<Arc<str>, Vec<(JobId, u32)>>,
+    /// This instance's incarnation (fencing): dispatches carry it, and
+    /// results of another incarnation are dropped.
+    incarnation: u64,
     #[cfg(feature = "fault-injection")]
     fault_armed: bool,
 }
@@ -107,7 +122,9 @@ impl Shell {
     pub(super) fn new(setup: &Setup) -> Shell {
         let handover = std::mem::take(&mut *setup.slot.lock());
         let Handover { journal, retained } = handover;
-        let core = CoordinatorCore::new(setup.core.clone()).with_dispatch_by_id();
+        let core = CoordinatorCore::new(setup.core.clone())
+            .with_dispatch_by_id()
+            .with_attempt_events();
         let (outbox, failed) = Outbox::new(setup.router.clone());
         Shell {
             core,
@@ -129,6 +146,14 @@ impl Shell {
             per_node: FxHashMap::default(),
             drained: Vec::new(),
             retained,
+            records: Records::new(
+                setup.router.node_id().to_string(),
+                setup.options.retention(),
+            ),
+            extra: FxHashMap::default(),
+            extra_count: 0,
+            cancels: FxHashMap::default(),
+            incarnation: super::incarnation(),
             setup: setup.clone(),
             #[cfg(feature = "fault-injection")]
             fault_armed: false,
@@ -141,7 +166,8 @@ impl Shell {
     async fn recover(&mut self) -> Result<(), BoxError> {
         if self.journal.is_none() {
             if let Some(dir) = &self.setup.options.data_dir {
-                self.journal = Some(self.setup.gate.open(dir.clone()).await?);
+                let retention = self.setup.options.retention();
+                self.journal = Some(self.setup.gate.open(dir.clone(), retention).await?);
             }
         }
         let retained = self.retained.take();
@@ -154,6 +180,15 @@ impl Shell {
         }
         skip_resumed_ids(&mut self.core, &self.router, &resume);
         let Some(retained) = retained else {
+            let now_ms = now_ms();
+            if let Some(journal) = &mut self.journal {
+                for record in std::mem::take(&mut journal.finished) {
+                    self.records.insert_finished(record, now_ms);
+                }
+            }
+            for job in &resume {
+                self.records.submitted(job, now_ms);
+            }
             self.waiters = resume
                 .iter()
                 .map(|job| (job.id.clone(), Waiter::Resumed))
@@ -161,6 +196,9 @@ impl Shell {
             self.deferred = resume;
             return Ok(());
         };
+        self.records = retained.records;
+        self.extra = retained.extra;
+        self.extra_count = self.extra.values().map(Vec::len).sum();
         let mut unfinished = self.core.restore(retained.core);
         unfinished.extend(retained.deferred);
         if self.journal.is_none() {
@@ -225,6 +263,11 @@ impl Shell {
             drained: std::mem::take(&mut self.drained),
             deferred: std::mem::take(&mut self.deferred),
             core: self.core.carry_over(),
+            records: std::mem::replace(
+                &mut self.records,
+                Records::new(String::new(), self.setup.options.retention()),
+            ),
+            extra: std::mem::take(&mut self.extra),
         }
     }
 
@@ -245,23 +288,6 @@ impl Shell {
             self.journal_batch.acks.push(Ack::One(reply, accepted));
         } else {
             let _ = reply.send(accepted);
-        }
-    }
-
-    /// Like [`accepted`](Self::accepted) for a batch, acknowledged once.
-    fn accepted_many(&mut self, ids: Vec<JobId>, reply: oneshot::Sender<AcceptedMany>) {
-        let mut pending = Vec::with_capacity(ids.len());
-        for id in ids {
-            let (tx, rx) = oneshot::channel();
-            self.waiters
-                .insert(id.clone(), Waiter::Local { tx, progress: None });
-            self.journal_submit(&id);
-            pending.push((id, rx));
-        }
-        if self.journal.is_some() {
-            self.journal_batch.acks.push(Ack::Many(reply, Ok(pending)));
-        } else {
-            let _ = reply.send(Ok(pending));
         }
     }
 
@@ -321,6 +347,7 @@ impl Shell {
                 // Not resumable (e.g. invalid): drop it from the journal too.
                 tracing::warn!(%id, %err, "resumed job refused");
                 self.waiters.remove(&id);
+                self.records.forget_live(&id);
                 self.journal_batch.records.push(Record::Complete(id));
             }
         }
@@ -335,7 +362,11 @@ impl Shell {
         if !self.core.has_eligible_node(&job) {
             self.refresh_nodes(now);
         }
-        self.core.submit(job, now)
+        let (kind, max_attempts) = (job.kind.clone(), job.max_attempts);
+        let id = self.core.submit(job, now)?;
+        self.records
+            .submitted_parts(id.clone(), kind, max_attempts, now_ms());
+        Ok(id)
     }
 
     /// [`submit_fresh`](Self::submit_fresh) for a batch (one reload at most).
@@ -347,7 +378,17 @@ impl Shell {
         if jobs.iter().any(|job| !self.core.has_eligible_node(job)) {
             self.refresh_nodes(now);
         }
-        self.core.submit_batch(jobs, now)
+        let parts: Vec<(String, u32)> = jobs
+            .iter()
+            .map(|job| (job.kind.clone(), job.max_attempts))
+            .collect();
+        let ids = self.core.submit_batch(jobs, now)?;
+        let now_ms = now_ms();
+        for (id, (kind, max_attempts)) in ids.iter().zip(parts) {
+            self.records
+                .submitted_parts(id.clone(), kind, max_attempts, now_ms);
+        }
+        Ok(ids)
     }
 
     /// Reloads the node table from the router (status, tags, load).
@@ -440,6 +481,7 @@ impl Shell {
     /// Carries out every pending action of the core: completions at once,
     /// dispatches grouped per node; then hands the journal its batch.
     fn flush(&mut self, now: Instant) {
+        let now_ms = now_ms();
         // Failed sends can make the core emit more actions; a few rounds
         // settle them (the rest goes out with the next run).
         for _ in 0..4 {
@@ -448,7 +490,18 @@ impl Shell {
                 any = true;
                 match action {
                     Action::DispatchId { id, attempt, node } => {
+                        self.records.attempt_started(&id, attempt, &node, now_ms);
                         self.per_node.entry(node).or_default().push((id, attempt));
+                    }
+                    Action::AttemptFailed {
+                        id,
+                        attempt,
+                        node,
+                        cause,
+                    } => {
+                        let node = node.as_deref();
+                        self.records
+                            .attempt_failed(&id, attempt, node, cause, now_ms);
                     }
                     Action::Dispatch { job, node } => {
                         let entry = self.per_node.entry(Arc::from(node.as_str()));
@@ -466,6 +519,7 @@ impl Shell {
             for (node, jobs) in groups {
                 self.dispatch(&node, jobs, now);
             }
+            self.send_cancels();
             if !any {
                 break;
             }
@@ -528,27 +582,63 @@ impl Shell {
                 live.push(job);
             }
         }
-        let payload = (!live.is_empty()).then(|| encode_job_batch(live));
+        let payload = (!live.is_empty()).then(|| encode_fenced_batch(self.incarnation, live));
         (taken, payload)
+    }
+
+    /// Tells worker pools to stop the attempts cancelled since the last
+    /// flush (best effort: a lost message leaves the attempt running, and
+    /// its result is dropped as late).
+    fn send_cancels(&mut self) {
+        for (node, attempts) in std::mem::take(&mut self.cancels) {
+            let Ok(node_id) = NodeId::new(&node) else {
+                continue;
+            };
+            let to = ActorAddr::new(self.worker.clone(), node_id);
+            for chunk in attempts.chunks(MAX_CANCEL_IDS) {
+                let payload = encode_cancel(self.incarnation, chunk);
+                let env =
+                    Envelope::new(to.clone(), self.me.clone(), PayloadFormat::Binary, payload);
+                self.send(env);
+            }
+        }
     }
 
     fn complete(&mut self, result: JobResult) {
         self.progress.remove(&result.id);
+        let now_ms = now_ms();
+        let record = self.records.finish(&result, now_ms);
         if self.journal.is_some() {
-            self.journal_batch
-                .records
-                .push(Record::Complete(result.id.clone()));
+            let entry = match record.map(serde_json::to_vec) {
+                Some(Ok(json)) => Record::Finished(result.id.clone(), now_ms, json),
+                _ => Record::Complete(result.id.clone()),
+            };
+            self.journal_batch.records.push(entry);
+        }
+        if let Some(extra) = self.extra.remove(&result.id) {
+            self.extra_count -= extra.len();
+            for waiter in extra {
+                self.deliver(waiter, result.clone());
+            }
         }
         match self.waiters.remove(&result.id) {
-            Some(Waiter::Local { tx, .. }) => {
+            Some(waiter) => self.deliver(waiter, result),
+            None => tracing::debug!(id = %result.id, "result without a waiter"),
+        }
+    }
+
+    /// Hands a final result to one waiter.
+    fn deliver(&mut self, waiter: Waiter, result: JobResult) {
+        match waiter {
+            Waiter::Local { tx, .. } => {
                 let _ = tx.send(result);
             }
-            Some(Waiter::Remote {
+            Waiter::Remote {
                 to,
                 request,
                 format,
                 ..
-            }) => {
+            } => {
                 let payload = match format {
                     PayloadFormat::Json => Bytes::from(result.to_json()),
                     _ => Bytes::from(result.to_bincode()),
@@ -557,8 +647,7 @@ impl Shell {
                 env.correlation_id = Some(request);
                 self.send(env);
             }
-            Some(Waiter::Resumed) => self.finished.insert(result),
-            None => tracing::debug!(id = %result.id, "result without a waiter"),
+            Waiter::Resumed => self.finished.insert(result),
         }
     }
 
@@ -577,18 +666,35 @@ impl Shell {
                 job,
                 progress,
                 reply,
-            } => match self.submit_fresh(job, now) {
-                Ok(id) => self.accepted(id, progress, reply),
+            } => {
+                if self.records.contains(&job.id) {
+                    let answer = self.attach_local(job.id, progress);
+                    let _ = reply.send(answer);
+                    return;
+                }
+                match self.submit_fresh(job, now) {
+                    Ok(id) => self.accepted(id, progress, reply),
+                    Err(err) => {
+                        let _ = reply.send(Err(err));
+                    }
+                }
+            }
+            Call::SubmitMany { jobs, reply } => self.submit_many_call(jobs, reply, now),
+            Call::Rerun(job, reply) => match self.rerun(job, now) {
+                Ok(id) => self.accepted(id, None, reply),
                 Err(err) => {
                     let _ = reply.send(Err(err));
                 }
             },
-            Call::SubmitMany { jobs, reply } => match self.submit_batch_fresh(jobs, now) {
-                Ok(ids) => self.accepted_many(ids, reply),
-                Err(err) => {
-                    let _ = reply.send(Err(err));
-                }
-            },
+            Call::Get(ids, reply) => {
+                let _ = reply.send(self.lookup(&ids));
+            }
+            Call::Cancel(ids, reply) => {
+                let _ = reply.send(self.cancel_ids(&ids, now));
+            }
+            Call::Discard(id, reply) => {
+                let _ = reply.send(self.core.discard_dead_letter(&id).is_some());
+            }
             Call::Drain(reply) => {
                 if !self.core.is_draining() {
                     tracing::info!(coordinator = %self.me, held = self.core.in_progress(), "draining");
@@ -596,7 +702,7 @@ impl Shell {
                 self.core.set_draining(true);
                 self.drained.push(reply);
             }
-            Call::Resubmit(id, reply) => match self.core.resubmit_dead_letter(&id, now) {
+            Call::Resubmit(id, reply) => match self.resubmit(&id, now) {
                 Ok(id) => self.accepted(id, None, reply),
                 Err(err) => {
                     let _ = reply.send(Err(err));
@@ -628,6 +734,7 @@ impl Shell {
                 self.resume_deferred(now);
             }
             Msg::Refresh => {
+                self.records.expire(now_ms());
                 self.refresh_nodes(now);
                 self.prune_batches();
                 self.resume_deferred(now);

@@ -32,6 +32,18 @@ impl Shell {
                     self.core.result_received(result, node, now);
                 }
             }
+            Ok(WorkerReply::Fenced(incarnation, results)) => {
+                if incarnation != self.incarnation {
+                    // Attempts an earlier incarnation of this coordinator
+                    // dispatched: their jobs were resumed and run again.
+                    tracing::debug!(from = %env.from, count = results.len(), "results of an earlier incarnation dropped");
+                    self.core.count_late(results.len() as u64);
+                    return;
+                }
+                for result in results {
+                    self.core.result_received(result, node, now);
+                }
+            }
             Ok(WorkerReply::Progress(update)) => {
                 if self.core.is_running(&update.job_id, update.attempt) {
                     self.forward_progress(&update);
@@ -75,7 +87,7 @@ impl Shell {
         }
         let job =
             decode_job(&env.payload, env.format).map_err(|e| format!("cannot decode job: {e}"));
-        self.submit_remote(job, &env, false, now);
+        self.submit_remote(job, &env, false, false, now);
     }
 
     fn submit_remote(
@@ -83,9 +95,23 @@ impl Shell {
         job: Result<Job, String>,
         env: &Envelope,
         progress: bool,
+        rerun: bool,
         now: Instant,
     ) {
-        let submitted = job.and_then(|job| self.submit_fresh(job, now).map_err(|e| e.to_string()));
+        let job = match job {
+            Ok(job) if !rerun && !job.id.is_unassigned() && self.records.contains(&job.id) => {
+                return self.wait_known(job.id, env, progress);
+            }
+            other => other,
+        };
+        let submitted = job.and_then(|job| {
+            let accepted = if rerun {
+                self.rerun(job, now)
+            } else {
+                self.submit_fresh(job, now)
+            };
+            accepted.map_err(|e| e.to_string())
+        });
         match submitted {
             Ok(id) => {
                 self.journal_submit(&id);
@@ -105,21 +131,30 @@ impl Shell {
                 &self.core.dead_letters(),
             ))),
             Ok(Command::Resubmit { id }) => {
-                let resubmitted = JobId::new(&id).map_err(|e| e.to_string()).and_then(|id| {
-                    self.core
-                        .resubmit_dead_letter(&id, now)
-                        .map_err(|e| e.to_string())
-                });
+                let resubmitted = JobId::new(&id)
+                    .map_err(|e| e.to_string())
+                    .and_then(|id| self.resubmit(&id, now).map_err(|e| e.to_string()));
                 match resubmitted {
-                    Ok(id) => return self.wait_remote(id, &env, false),
+                    Ok(id) => {
+                        self.journal_submit(&id);
+                        return self.wait_remote(id, &env, false);
+                    }
                     Err(reason) => env.error_reply(&reason),
                 }
             }
-            Ok(Command::Submit { job, progress }) => {
+            Ok(Command::Submit {
+                job,
+                progress,
+                rerun,
+            }) => {
                 let job =
                     Job::from_json(&job.to_string()).map_err(|e| format!("cannot decode job: {e}"));
-                return self.submit_remote(job, &env, progress, now);
+                return self.submit_remote(job, &env, progress, rerun, now);
             }
+            Ok(Command::Get { ids, local }) => return self.on_get(env, ids, local),
+            Ok(Command::Cancel { ids, local }) => return self.on_cancel(env, ids, local, now),
+            Ok(Command::Attach { ids }) => return self.on_attach(env, ids),
+            Ok(Command::Discard { id }) => return self.on_discard(env, &id),
             Err(reason) => env.error_reply(&reason),
         };
         self.send(reply);

@@ -1,0 +1,494 @@
+//! Job records: what a coordinator knows about each job it accepted, from
+//! submission to its final result, and the retention that bounds them.
+//!
+//! A record is kept for every job a coordinator owns: while the job is
+//! unfinished (never evicted), and after it is final for the retention
+//! window (by age, and by total bytes, oldest finished first). The JSON
+//! form is the one of `docs/jobs.md`, "Job records".
+
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::failure::FailureCause;
+use crate::job::{Job, JobId, JobResult};
+
+/// Where a job is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum JobState {
+    /// Accepted, no attempt running: waiting for a node, or to retry.
+    Queued,
+    /// An attempt is running.
+    Running,
+    /// Finished with a result.
+    Succeeded,
+    /// Finished without running: no node served its kind and tags.
+    Failed,
+    /// Failed for good (out of attempts, or a permanent error).
+    Dead,
+    /// Cancelled before it finished.
+    Cancelled,
+}
+
+impl JobState {
+    /// Whether the job is final.
+    pub fn is_final(self) -> bool {
+        !matches!(self, JobState::Queued | JobState::Running)
+    }
+
+    /// The final state a result means.
+    pub fn of_result(result: &JobResult) -> JobState {
+        match &result.error {
+            None => JobState::Succeeded,
+            Some(f) if f.cause == FailureCause::Cancelled => JobState::Cancelled,
+            Some(_) if result.attempt == 0 => JobState::Failed,
+            Some(_) => JobState::Dead,
+        }
+    }
+
+    /// The `snake_case` name (`"queued"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Dead => "dead",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One attempt of a job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// The attempt number (1-based).
+    pub attempt: u32,
+    /// The node it was sent to.
+    pub node: String,
+    /// When it was dispatched (unix ms).
+    pub started_ms: u64,
+    /// When it ended (unix ms), once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<u64>,
+    /// Why it failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<FailureCause>,
+}
+
+/// The latest progress report of a running job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProgressRecord {
+    /// Fraction done, 0.0..=1.0.
+    pub fraction: f32,
+    /// The handler's note.
+    pub note: String,
+}
+
+/// A job's record (see `docs/jobs.md`, "Job records").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job id.
+    pub id: JobId,
+    /// Its kind.
+    pub kind: String,
+    /// The node whose coordinator owns the job.
+    pub owner: String,
+    /// Where it is in its life.
+    pub state: JobState,
+    /// The running (or last) attempt; 0 only before the first dispatch.
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// When it was accepted (unix ms).
+    pub submitted_ms: u64,
+    /// When its first attempt was dispatched (unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
+    /// When it became final (unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<u64>,
+    /// Its attempts, in order.
+    #[serde(default)]
+    pub attempts: Vec<AttemptRecord>,
+    /// The latest progress report, while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<ProgressRecord>,
+    /// The final result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<JobResult>,
+}
+
+impl JobRecord {
+    /// The record's approximate size in memory (the struct, its heap
+    /// strings with the allocator's overhead, and its entries in the
+    /// retention's map and queue), for the retention's byte budget.
+    pub fn approx_bytes(&self) -> usize {
+        const ALLOC: usize = 16;
+        const INDEX: usize = 96;
+        let text = |s: &str| if s.is_empty() { 0 } else { s.len() + ALLOC };
+        let result = self.result.as_ref().map_or(0, |r| {
+            r.result.as_deref().map_or(0, text)
+                + r.error.as_ref().map_or(0, |e| text(&e.message))
+                + text(&r.worker_node)
+        });
+        let attempts: usize = self
+            .attempts
+            .iter()
+            .map(|a| std::mem::size_of::<AttemptRecord>() + text(&a.node))
+            .sum();
+        let attempts = if attempts > 0 { attempts + ALLOC } else { 0 };
+        std::mem::size_of::<JobRecord>()
+            + INDEX
+            + text(self.id.as_str())
+            + text(&self.kind)
+            + text(&self.owner)
+            + result
+            + attempts
+    }
+}
+
+/// How long finished records are kept, and how many bytes of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Retention {
+    pub(crate) age: Duration,
+    pub(crate) bytes: u64,
+}
+
+/// The current time in unix milliseconds.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Finished entries by id, oldest first, bounded by a [`Retention`].
+#[derive(Debug)]
+pub(crate) struct FinishedLog<V> {
+    map: FxHashMap<JobId, (u64, u64, usize, V)>,
+    /// (seq, id) in insertion order; stale entries (re-inserted or removed
+    /// ids) are skipped when met.
+    order: VecDeque<(u64, JobId)>,
+    bytes: u64,
+    next_seq: u64,
+}
+
+impl<V> Default for FinishedLog<V> {
+    fn default() -> Self {
+        FinishedLog {
+            map: FxHashMap::default(),
+            order: VecDeque::new(),
+            bytes: 0,
+            next_seq: 0,
+        }
+    }
+}
+
+impl<V> FinishedLog<V> {
+    /// Adds (or replaces) an entry finished at `finished_ms`.
+    pub(crate) fn insert(&mut self, id: JobId, finished_ms: u64, bytes: usize, value: V) {
+        self.remove(&id);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.bytes += bytes as u64;
+        self.order.push_back((seq, id.clone()));
+        self.map.insert(id, (seq, finished_ms, bytes, value));
+        if self.order.len() > 2 * self.map.len() + 1024 {
+            let map = &self.map;
+            self.order
+                .retain(|(seq, id)| map.get(id).is_some_and(|e| e.0 == *seq));
+        }
+    }
+
+    pub(crate) fn get(&self, id: &JobId) -> Option<&V> {
+        self.map.get(id).map(|e| &e.3)
+    }
+
+    pub(crate) fn remove(&mut self, id: &JobId) -> Option<V> {
+        let (_, _, bytes, value) = self.map.remove(id)?;
+        self.bytes -= bytes as u64;
+        Some(value)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Drops the oldest entries while over the byte budget or older than
+    /// the age limit at `now_ms`; returns how many were dropped.
+    pub(crate) fn evict(&mut self, now_ms: u64, retention: Retention) -> usize {
+        let age_ms = u64::try_from(retention.age.as_millis()).unwrap_or(u64::MAX);
+        let cutoff = now_ms.saturating_sub(age_ms);
+        let mut dropped = 0;
+        while let Some((seq, id)) = self.order.front() {
+            let Some(&(live_seq, finished_ms, _, _)) = self.map.get(id) else {
+                self.order.pop_front();
+                continue;
+            };
+            if live_seq != *seq {
+                self.order.pop_front();
+                continue;
+            }
+            if self.bytes <= retention.bytes && finished_ms >= cutoff {
+                break;
+            }
+            let (_, id) = self.order.pop_front().expect("front exists");
+            self.remove(&id);
+            dropped += 1;
+        }
+        dropped
+    }
+
+    /// The entries, oldest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&JobId, &V)> {
+        self.order.iter().filter_map(|(seq, id)| {
+            let (live, _, _, value) = self.map.get(id)?;
+            (live == seq).then_some((id, value))
+        })
+    }
+}
+
+/// What a coordinator keeps about a job that is not final yet.
+#[derive(Debug)]
+struct LiveRecord {
+    kind: String,
+    max_attempts: u32,
+    submitted_ms: u64,
+    started_ms: Option<u64>,
+    attempts: Vec<AttemptRecord>,
+}
+
+/// Every job record of one coordinator: the unfinished ones and the
+/// finished ones within retention.
+#[derive(Debug)]
+pub(crate) struct Records {
+    owner: String,
+    live: FxHashMap<JobId, LiveRecord>,
+    finished: FinishedLog<JobRecord>,
+    retention: Retention,
+}
+
+/// How a job in progress stands in the core (for a live record's view).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LiveStatus {
+    pub(crate) attempt: u32,
+    pub(crate) running: bool,
+}
+
+impl Records {
+    pub(crate) fn new(owner: String, retention: Retention) -> Self {
+        Records {
+            owner,
+            live: FxHashMap::default(),
+            finished: FinishedLog::default(),
+            retention,
+        }
+    }
+
+    /// Whether the id is known (unfinished, or finished within retention).
+    pub(crate) fn contains(&self, id: &JobId) -> bool {
+        self.live.contains_key(id) || self.finished.get(id).is_some()
+    }
+
+    /// Whether the job is unfinished.
+    pub(crate) fn is_live(&self, id: &JobId) -> bool {
+        self.live.contains_key(id)
+    }
+
+    /// The final record of a finished job.
+    pub(crate) fn finished(&self, id: &JobId) -> Option<&JobRecord> {
+        self.finished.get(id)
+    }
+
+    /// A job was accepted.
+    pub(crate) fn submitted(&mut self, job: &Job, now_ms: u64) {
+        self.submitted_parts(job.id.clone(), job.kind.clone(), job.max_attempts, now_ms);
+    }
+
+    /// A job was accepted (its id, kind and attempts allowed).
+    pub(crate) fn submitted_parts(
+        &mut self,
+        id: JobId,
+        kind: String,
+        max_attempts: u32,
+        now_ms: u64,
+    ) {
+        self.finished.remove(&id);
+        self.live.insert(
+            id,
+            LiveRecord {
+                kind,
+                max_attempts,
+                submitted_ms: now_ms,
+                started_ms: None,
+                attempts: Vec::new(),
+            },
+        );
+    }
+
+    /// Forgets an unfinished job that was never accepted after all.
+    pub(crate) fn forget_live(&mut self, id: &JobId) {
+        self.live.remove(id);
+    }
+
+    /// Attempt `attempt` was sent to `node`. A refused dispatch is placed
+    /// again under the same number: that attempt's node is replaced.
+    pub(crate) fn attempt_started(&mut self, id: &JobId, attempt: u32, node: &str, now_ms: u64) {
+        let Some(live) = self.live.get_mut(id) else {
+            return;
+        };
+        live.started_ms.get_or_insert(now_ms);
+        if let Some(last) = live.attempts.last_mut() {
+            if last.attempt == attempt {
+                last.node.clear();
+                last.node.push_str(node);
+                last.started_ms = now_ms;
+                return;
+            }
+            last.ended_ms.get_or_insert(now_ms);
+        }
+        live.attempts.push(AttemptRecord {
+            attempt,
+            node: node.to_owned(),
+            started_ms: now_ms,
+            ended_ms: None,
+            cause: None,
+        });
+    }
+
+    /// Attempt `attempt` failed with `cause`.
+    pub(crate) fn attempt_failed(
+        &mut self,
+        id: &JobId,
+        attempt: u32,
+        node: Option<&str>,
+        cause: FailureCause,
+        now_ms: u64,
+    ) {
+        let Some(live) = self.live.get_mut(id) else {
+            return;
+        };
+        match live
+            .attempts
+            .iter_mut()
+            .rev()
+            .find(|a| a.attempt == attempt)
+        {
+            Some(a) => {
+                a.ended_ms.get_or_insert(now_ms);
+                a.cause = Some(cause);
+            }
+            // Failed before any dispatch (no eligible node on a retry).
+            None => live.attempts.push(AttemptRecord {
+                attempt,
+                node: node.unwrap_or_default().to_owned(),
+                started_ms: now_ms,
+                ended_ms: Some(now_ms),
+                cause: Some(cause),
+            }),
+        }
+    }
+
+    /// The job is final: its record moves to the finished ones (evicting
+    /// the oldest beyond retention). Returns the record, for the journal.
+    pub(crate) fn finish(&mut self, result: &JobResult, now_ms: u64) -> Option<&JobRecord> {
+        let live = self.live.remove(&result.id)?;
+        let mut attempts = live.attempts;
+        if let Some(last) = attempts.last_mut() {
+            last.ended_ms.get_or_insert(now_ms);
+            if last.cause.is_none() {
+                last.cause = result.error.as_ref().map(|e| e.cause);
+            }
+        }
+        let record = JobRecord {
+            id: result.id.clone(),
+            kind: live.kind,
+            owner: self.owner.clone(),
+            state: JobState::of_result(result),
+            attempt: result.attempt,
+            max_attempts: live.max_attempts,
+            submitted_ms: live.submitted_ms,
+            started_ms: live.started_ms,
+            finished_ms: Some(now_ms),
+            attempts,
+            progress: None,
+            result: Some(result.clone()),
+        };
+        self.insert_finished(record, now_ms);
+        self.finished.get(&result.id)
+    }
+
+    /// Adds a finished record (e.g. read back from the journal).
+    pub(crate) fn insert_finished(&mut self, record: JobRecord, now_ms: u64) {
+        let finished_ms = record.finished_ms.unwrap_or(now_ms);
+        let bytes = record.approx_bytes();
+        self.live.remove(&record.id);
+        self.finished
+            .insert(record.id.clone(), finished_ms, bytes, record);
+        self.finished.evict(now_ms, self.retention);
+    }
+
+    /// Drops a finished record (an explicit re-run); returns whether there
+    /// was one.
+    pub(crate) fn forget_finished(&mut self, id: &JobId) -> bool {
+        self.finished.remove(id).is_some()
+    }
+
+    /// Drops records past the age limit.
+    pub(crate) fn expire(&mut self, now_ms: u64) -> usize {
+        self.finished.evict(now_ms, self.retention)
+    }
+
+    /// The record of `id`: a finished one as kept, an unfinished one built
+    /// from what the core says (`status`; `None` while the job waits
+    /// outside the core, e.g. resumed and waiting for an eligible node).
+    pub(crate) fn view(
+        &self,
+        id: &JobId,
+        status: Option<LiveStatus>,
+        progress: Option<ProgressRecord>,
+    ) -> Option<JobRecord> {
+        if let Some(done) = self.finished.get(id) {
+            return Some(done.clone());
+        }
+        let live = self.live.get(id)?;
+        let (attempt, running) = status.map_or((0, false), |s| (s.attempt, s.running));
+        Some(JobRecord {
+            id: id.clone(),
+            kind: live.kind.clone(),
+            owner: self.owner.clone(),
+            state: if running {
+                JobState::Running
+            } else {
+                JobState::Queued
+            },
+            attempt: attempt.max(live.attempts.last().map_or(0, |a| a.attempt)),
+            max_attempts: live.max_attempts,
+            submitted_ms: live.submitted_ms,
+            started_ms: live.started_ms,
+            finished_ms: None,
+            attempts: live.attempts.clone(),
+            progress: progress.filter(|_| running),
+            result: None,
+        })
+    }
+
+    /// Unfinished and finished records held, and the finished ones' bytes.
+    #[cfg(test)]
+    pub(crate) fn counts(&self) -> (usize, usize, u64) {
+        (self.live.len(), self.finished.len(), self.finished.bytes())
+    }
+}
+
+#[cfg(test)]
+#[path = "record_tests.rs"]
+mod tests;
