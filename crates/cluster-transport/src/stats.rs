@@ -32,9 +32,13 @@ pub struct TransportStats {
     pub duplicate_links: u64,
     /// External clients currently connected.
     pub clients_connected: u64,
-    /// External clients disconnected (close code 1013) because they did not
-    /// read their socket and their outbound queue stayed full.
+    /// External clients disconnected (close code 1013) because they read
+    /// nothing for `client_idle_limit` while frames waited, or their
+    /// outbound queue overflowed.
     pub slow_clients_dropped: u64,
+    /// Times a client's socket was left unread because its window was
+    /// full (flow control at work, not an error).
+    pub client_window_waits: u64,
 }
 
 #[derive(Debug, Default)]
@@ -53,6 +57,7 @@ pub(crate) struct Counters {
     pub(crate) duplicate_links: AtomicU64,
     pub(crate) clients_connected: AtomicU64,
     pub(crate) slow_clients_dropped: AtomicU64,
+    pub(crate) client_window_waits: AtomicU64,
 }
 
 impl Counters {
@@ -84,6 +89,7 @@ impl Counters {
             duplicate_links: self.duplicate_links.load(Relaxed),
             clients_connected: self.clients_connected.load(Relaxed),
             slow_clients_dropped: self.slow_clients_dropped.load(Relaxed),
+            client_window_waits: self.client_window_waits.load(Relaxed),
         }
     }
 }
