@@ -59,6 +59,7 @@ mod run;
 mod secret;
 mod signals;
 mod status_table;
+mod submit_stream;
 mod supervise;
 
 #[cfg(test)]
@@ -75,5 +76,5 @@ pub use client::{
 };
 pub use http::{ClusterView, JobSubmission, LoadView, MemberView};
 pub use ready::ReadyReport;
-pub use remote::{JobReply, RemoteError, Session};
+pub use remote::{Attached, JobReply, Lookup, RemoteError, Session, MAX_IDS};
 pub use secret::ClusterSecret;
