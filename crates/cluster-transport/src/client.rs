@@ -40,6 +40,10 @@ const DRAIN_CHUNK: usize = 256;
 /// How long a slow client's close frame may take to enter its socket
 /// before the connection is simply dropped.
 const SLOW_CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Least time the close frame of an idle client may take to enter its
+/// socket: such a client has not been reading, so its socket is full; when
+/// it comes back and reads, it should still learn why it was closed.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(10);
 /// Close reason sent to a client whose outbound queue overflowed (at most 123 bytes).
 const SLOW_REASON: &str = "too slow: outbound queue full; a client must read its socket";
 /// Close reason sent to a client that read nothing for `client_idle_limit`
@@ -216,24 +220,28 @@ pub(crate) async fn run(shared: Arc<Shared>, mut ws: Ws, addr: SocketAddr) {
         id,
     };
     let mut writer = tokio::spawn(write_loop(Arc::clone(&shared), sink, queues));
-    let oversized = tokio::select! {
-        s = read_loop(&shared, stream, id, &err_tx, &window) => s,
+    let mut stream = stream;
+    let linger = tokio::select! {
+        oversized = read_loop(&shared, &mut stream, id, &err_tx, &window) => oversized,
         // Too slow: the writer sends the close (1013) itself.
-        () = kick.cancelled() => None,
+        () = kick.cancelled() => true,
         () = shared.shutdown.cancelled() => {
             let close = CloseFrame { code: CloseCode::Away, reason: "shutting down".into() };
             let _ = err_tx.send(Message::Close(Some(close))).await;
-            None
+            false
         }
     };
     shared.clients.write().remove(&id.get());
     drop(err_tx);
-    let written = tokio::time::timeout(shared.config.handshake_timeout, &mut writer).await;
+    let writer_limit = shared.config.handshake_timeout.max(idle_close_grace(&shared));
+    let written = tokio::time::timeout(writer_limit, &mut writer).await;
     if written.is_err() {
         // The peer does not take even the close: drop the connection.
         writer.abort();
     }
-    if let (Some(stream), Ok(Ok(sink))) = (oversized, written) {
+    if let (true, Ok(Ok(sink))) = (linger, written) {
+        // Our close frame must not be lost to a TCP reset for the frames
+        // we left unread.
         if let Ok(ws) = stream.reunite(sink) {
             crate::link::linger(ws).await;
         }
@@ -243,13 +251,15 @@ pub(crate) async fn run(shared: Arc<Shared>, mut ws: Ws, addr: SocketAddr) {
     shared.emit(LinkEvent::ClientDisconnected { id });
 }
 
+/// Reads the client's frames until it leaves; true when it sent a frame
+/// above the limit (the connection is being closed with 1009).
 async fn read_loop(
     shared: &Shared,
-    mut stream: SplitStream<Ws>,
+    stream: &mut SplitStream<Ws>,
     id: ClientId,
     replies: &mpsc::Sender<Message>,
     window: &ClientWindow,
-) -> Option<SplitStream<Ws>> {
+) -> bool {
     let counters = &shared.counters;
     loop {
         if !window.has_room() {
@@ -282,7 +292,7 @@ async fn read_loop(
                     reason: "frame too large".into(),
                 };
                 let _ = replies.send(Message::Close(Some(close))).await;
-                return Some(stream);
+                return true;
             }
             Err(err) => {
                 tracing::debug!(client = %id, %err, "client read error");
@@ -299,7 +309,7 @@ async fn read_loop(
         // A closed receiver means the transport is shutting down.
         let _ = shared.incoming.send(incoming).await;
     }
-    None
+    false
 }
 
 fn bad_frame(shared: &Shared, id: ClientId, replies: &mpsc::Sender<Message>, why: &str) {
@@ -344,6 +354,7 @@ async fn write_loop(shared: Arc<Shared>, mut sink: ClientSink, q: WriterQueues) 
     } = q;
     let mut batch = Vec::with_capacity(DRAIN_CHUNK);
     let mut reason = SLOW_REASON;
+    let mut grace = SLOW_CLOSE_GRACE;
     loop {
         tokio::select! {
             biased;
@@ -368,6 +379,7 @@ async fn write_loop(shared: Arc<Shared>, mut sink: ClientSink, q: WriterQueues) 
                     Err(WriteStop::Idle) => {
                         if kick_idle(&shared, id) {
                             reason = IDLE_REASON;
+                            grace = idle_close_grace(&shared);
                         }
                         break;
                     }
@@ -375,12 +387,20 @@ async fn write_loop(shared: Arc<Shared>, mut sink: ClientSink, q: WriterQueues) 
             }
         }
     }
+    // What it did not read is abandoned at once, not held for the grace.
+    drop(queue);
+    drop(batch);
     let close = CloseFrame {
         code: CloseCode::Again,
         reason: reason.into(),
     };
-    let _ = tokio::time::timeout(SLOW_CLOSE_GRACE, sink.send(Message::Close(Some(close)))).await;
+    let _ = tokio::time::timeout(grace, sink.send(Message::Close(Some(close)))).await;
     sink
+}
+
+/// How long an idle client's close frame may take to enter its socket.
+fn idle_close_grace(shared: &Shared) -> Duration {
+    shared.config.client_idle_limit.max(IDLE_CLOSE_GRACE)
 }
 
 type ClientSink = futures_util::stream::SplitSink<Ws, Message>;
