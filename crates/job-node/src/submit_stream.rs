@@ -364,3 +364,7 @@ async fn follow(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "submit_stream_tests.rs"]
+mod tests;
