@@ -1,7 +1,7 @@
 //! The client commands: `submit`, `status`, `get`, `watch`, `cancel` and
 //! `dead`.
 
-use std::io::Write as _;
+use std::io::Write;
 
 use anyhow::Context as _;
 
@@ -12,7 +12,7 @@ use crate::progress_bar::progress_bar;
 use crate::remote::{job_reply, JobReply, Session, MAX_IDS};
 use crate::secret::ClusterSecret;
 use crate::status_table::render_status;
-use crate::submit_stream::{stream_jobs, Connector, Outcome, StreamOptions};
+use crate::submit_stream::{stream_jobs, Outcome, StreamOptions};
 
 /// Connects to the cluster named by `args`.
 ///
@@ -80,16 +80,14 @@ fn random_prefix() -> String {
 pub(crate) async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     let jobs = jobs_to_submit(&args)?;
     let secret = ClusterSecret::for_client(args.cluster.secret_file.as_deref())?;
-    let session =
-        Session::connect(&args.cluster.cluster, &secret, args.cluster.connect_timeout).await?;
-    let ids_out = match &args.ids_out {
-        Some(path) => Some(
+    let ids_out: Option<Box<dyn Write + Send>> = match &args.ids_out {
+        Some(path) => Some(Box::new(
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open --ids-out {}", path.display()))?,
-        ),
+        )),
         None => None,
     };
     let bar = if args.file.is_some() && args.wait {
@@ -100,17 +98,14 @@ pub(crate) async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     let opts = StreamOptions {
         window: args.window as usize,
         wait: args.wait,
-        prefix: args.id_prefix.clone().unwrap_or_else(random_prefix),
         resume: args.resume,
         timeout: args.cluster.connect_timeout,
-    };
-    let connect = Connector {
-        url: args.cluster.cluster.clone(),
-        secret,
+        ..StreamOptions::new(args.id_prefix.clone().unwrap_or_else(random_prefix))
     };
     let (mut done, mut refused, mut failed) = (0usize, 0usize, 0usize);
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
-    let streamed = stream_jobs(session, jobs, ids_out, opts, connect, |outcome| {
+    let url = &args.cluster.cluster;
+    let streamed = stream_jobs(url, &secret, jobs, ids_out, opts, |outcome| {
         match outcome {
             Outcome::Sent(id) => {
                 let _ = writeln!(out, "{}", serde_json::json!({ "id": id }));

@@ -25,9 +25,10 @@ use crate::http::JobSubmission;
 use crate::remote::{job_reply, JobReply, RemoteError, Session, MAX_IDS};
 use crate::secret::ClusterSecret;
 
-/// How `submit --file` runs.
+/// How [`stream_jobs`] runs.
 #[derive(Debug, Clone)]
-pub(crate) struct StreamOptions {
+#[non_exhaustive]
+pub struct StreamOptions {
     /// Most jobs sent and not yet answered.
     pub window: usize,
     /// Wait for every result (else stop once every job was taken).
@@ -40,9 +41,24 @@ pub(crate) struct StreamOptions {
     pub timeout: Duration,
 }
 
+impl StreamOptions {
+    /// Waits for every result, a window of 5,000 jobs, ids `<prefix>-<n>`,
+    /// a 10 s limit on connections and command answers, no resume.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        StreamOptions {
+            window: 5_000,
+            wait: true,
+            prefix: prefix.into(),
+            resume: false,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// What happened to one job.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Outcome {
+#[non_exhaustive]
+pub enum Outcome {
     /// It was sent (without `wait`, its id is the line to print).
     Sent(String),
     /// Its final result (JobResult JSON).
@@ -75,24 +91,33 @@ enum Event {
 /// Jobs sent and not yet answered, by tag.
 type InFlight = Arc<Mutex<HashMap<u64, String>>>;
 
-/// Streams `jobs` through `session` and reports every job's [`Outcome`]
-/// to `report` (results only with `wait`).
+/// Connects to the node at `url` and streams `jobs` to its coordinator
+/// with a window of `opts.window` unanswered jobs, reporting every job's
+/// [`Outcome`] to `report` (results only with `opts.wait`). Each id is
+/// written to `ids_out` (one per line) before its job is sent; the writer
+/// is flushed whenever the window is full and at the end.
 ///
 /// # Errors
 ///
-/// An unreadable jobs file or `--ids-out`, a lost connection, or a failed
-/// lookup; what was reported stays reported.
-pub(crate) async fn stream_jobs<I>(
-    session: Session,
+/// A failed connection, an unreadable job (`jobs` yields an error), a
+/// failed write to `ids_out`, a lost connection, or a failed lookup (with
+/// `opts.resume`); what was reported stays reported.
+pub async fn stream_jobs<I>(
+    url: &str,
+    secret: &ClusterSecret,
     jobs: I,
-    ids_out: Option<std::fs::File>,
+    ids_out: Option<Box<dyn Write + Send>>,
     opts: StreamOptions,
-    connect: Connector,
     mut report: impl FnMut(Outcome),
 ) -> anyhow::Result<()>
 where
     I: Iterator<Item = anyhow::Result<JobSubmission>> + Send + 'static,
 {
+    let session = Session::connect(url, secret, opts.timeout).await?;
+    let connect = Connector {
+        url: url.to_owned(),
+        secret: secret.clone(),
+    };
     let (sender, mut receiver, node) = session.into_parts();
     let window = Arc::new(Semaphore::new(opts.window.max(1)));
     let in_flight: InFlight = Arc::default();
@@ -162,13 +187,13 @@ where
     Ok(())
 }
 
-/// Opens more sessions (to attach at a job's owner).
+/// Opens more sessions (to look ids up, and to attach at a job's owner).
 #[derive(Debug, Clone)]
-pub(crate) struct Connector {
-    /// The node the command connected to.
-    pub url: String,
+struct Connector {
+    /// The node the stream connected to.
+    url: String,
     /// The cluster secret.
-    pub secret: ClusterSecret,
+    secret: ClusterSecret,
 }
 
 impl Connector {
@@ -183,7 +208,7 @@ struct Producer {
     window: Arc<Semaphore>,
     in_flight: InFlight,
     events: mpsc::Sender<Event>,
-    ids_out: Option<std::io::BufWriter<std::fs::File>>,
+    ids_out: Option<std::io::BufWriter<Box<dyn Write + Send>>>,
     opts: StreamOptions,
     connect: Connector,
 }
@@ -329,7 +354,7 @@ impl Producer {
         Ok(())
     }
 
-    async fn event(&self, event: Event) -> anyhow::Result<()> {
+    async fn event(&mut self, event: Event) -> anyhow::Result<()> {
         self.events
             .send(event)
             .await

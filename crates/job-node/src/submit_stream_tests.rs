@@ -106,19 +106,16 @@ async fn run(resume: bool, n: usize, window: usize) -> (Vec<Outcome>, Submitted)
     let (addr, submitted) = fake_cluster().await;
     let url = format!("ws://{addr}");
     let secret = ClusterSecret::development();
-    let session = Session::connect(&url, &secret, LIMIT).await.unwrap();
     let opts = StreamOptions {
         window,
-        wait: true,
-        prefix: "t".into(),
         resume,
         timeout: LIMIT,
+        ..StreamOptions::new("t")
     };
-    let connect = Connector { url, secret };
     let mut outcomes = Vec::new();
     tokio::time::timeout(
         LIMIT * 3,
-        stream_jobs(session, jobs(n), None, opts, connect, |o| outcomes.push(o)),
+        stream_jobs(&url, &secret, jobs(n), None, opts, |o| outcomes.push(o)),
     )
     .await
     .expect("in time")
