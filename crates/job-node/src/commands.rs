@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use crate::cli::{ClusterArgs, DeadAction, DeadArgs, IdsArgs, StatusArgs, SubmitArgs, WatchArgs};
 use crate::http::JobSubmission;
 use crate::jobs_file::JobLines;
-use crate::progress_bar::progress_bar;
+use crate::progress_bar::progress_counter;
 use crate::remote::{job_reply, JobReply, Session, MAX_IDS};
 use crate::secret::ClusterSecret;
 use crate::status_table::render_status;
@@ -91,7 +91,7 @@ pub(crate) async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         None => None,
     };
     let bar = if args.file.is_some() && args.wait {
-        progress_bar(0, "jobs")
+        progress_counter("results")
     } else {
         indicatif::ProgressBar::hidden()
     };
