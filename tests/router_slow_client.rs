@@ -132,7 +132,10 @@ async fn a_client_that_stops_reading_stalls_nobody_and_is_dropped() {
     // The node stopped reading the slow client (the flooder stalls) ...
     let sent = within(STEP * 2, "flooder stalls", flooder).await.unwrap();
     assert!(sent > CLIENT_WINDOW, "only {sent} requests were sent");
-    assert!(sent < MAX_SLOW_REQUESTS, "the node kept reading a client that does not read");
+    assert!(
+        sent < MAX_SLOW_REQUESTS,
+        "the node kept reading a client that does not read"
+    );
     assert!(a.transport_stats().client_window_waits > 0);
     // ... and after the idle limit drops and counts it; the fast one stays.
     let dropped = wait_until(STEP, || a.transport_stats().slow_clients_dropped == 1).await;

@@ -233,7 +233,10 @@ pub(crate) async fn run(shared: Arc<Shared>, mut ws: Ws, addr: SocketAddr) {
     };
     shared.clients.write().remove(&id.get());
     drop(err_tx);
-    let writer_limit = shared.config.handshake_timeout.max(idle_close_grace(&shared));
+    let writer_limit = shared
+        .config
+        .handshake_timeout
+        .max(idle_close_grace(&shared));
     let written = tokio::time::timeout(writer_limit, &mut writer).await;
     if written.is_err() {
         // The peer does not take even the close: drop the connection.

@@ -35,8 +35,14 @@ impl Drop for Node {
 
 fn start(name: &str, join: Option<&str>) -> Node {
     let mut command = Command::new(BIN);
-    command
-        .args(["start", "--name", name, "--listen", "127.0.0.1:0", "--supervised"]);
+    command.args([
+        "start",
+        "--name",
+        name,
+        "--listen",
+        "127.0.0.1:0",
+        "--supervised",
+    ]);
     if let Some(seed) = join {
         command.args(["--join", seed]);
     }
@@ -74,7 +80,9 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
 
 async fn wait_formed(url: &str, n: usize) {
     let secret = ClusterSecret::development();
-    let mut session = Session::connect(url, &secret, LIMIT).await.expect("connect");
+    let mut session = Session::connect(url, &secret, LIMIT)
+        .await
+        .expect("connect");
     let deadline = Instant::now() + LIMIT;
     loop {
         let view = session.cluster(LIMIT).await.expect("members");

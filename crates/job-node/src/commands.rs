@@ -105,24 +105,22 @@ pub(crate) async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     let (mut done, mut refused, mut failed) = (0usize, 0usize, 0usize);
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     let url = &args.cluster.cluster;
-    let streamed = stream_jobs(url, &secret, jobs, ids_out, opts, |outcome| {
-        match outcome {
-            Outcome::Sent(id) => {
-                let _ = writeln!(out, "{}", serde_json::json!({ "id": id }));
+    let streamed = stream_jobs(url, &secret, jobs, ids_out, opts, |outcome| match outcome {
+        Outcome::Sent(id) => {
+            let _ = writeln!(out, "{}", serde_json::json!({ "id": id }));
+        }
+        Outcome::Result { json, success } => {
+            failed += usize::from(!success);
+            done += 1;
+            let _ = writeln!(out, "{json}");
+            if done % 4096 == 0 {
+                let _ = out.flush();
             }
-            Outcome::Result { json, success } => {
-                failed += usize::from(!success);
-                done += 1;
-                let _ = writeln!(out, "{json}");
-                if done % 4096 == 0 {
-                    let _ = out.flush();
-                }
-                bar.inc(1);
-            }
-            Outcome::Refused { id, reason } => {
-                refused += 1;
-                bar.suspend(|| eprintln!("job-node: job {id} refused: {reason}"));
-            }
+            bar.inc(1);
+        }
+        Outcome::Refused { id, reason } => {
+            refused += 1;
+            bar.suspend(|| eprintln!("job-node: job {id} refused: {reason}"));
         }
     })
     .await;

@@ -102,13 +102,13 @@ impl Iterator for JobLines {
             if self.buf.trim().is_empty() {
                 continue;
             }
-            return Some(serde_json::from_str(&self.buf).map_err(|source| {
-                JobsFileError::Line {
+            return Some(
+                serde_json::from_str(&self.buf).map_err(|source| JobsFileError::Line {
                     path: self.path.clone(),
                     line: self.line,
                     source,
-                }
-            }));
+                }),
+            );
         }
     }
 }

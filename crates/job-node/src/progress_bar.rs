@@ -26,8 +26,9 @@ pub(crate) fn progress_counter(message: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new_spinner();
-    let style = ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}] {pos} ({per_sec})")
-        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let style =
+        ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}] {pos} ({per_sec})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
     bar.set_style(style);
     bar.set_message(message.to_owned());
     bar

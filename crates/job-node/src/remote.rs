@@ -250,15 +250,16 @@ impl Session {
                 }
             }
         };
-        let answer = match timeout {
-            Some(limit) => tokio::time::timeout(limit, wait)
-                .await
-                .map_err(|_| RemoteError::Timeout {
-                    to: format!("coordinator@{}", self.node),
-                    timeout: limit,
+        let answer =
+            match timeout {
+                Some(limit) => tokio::time::timeout(limit, wait).await.map_err(|_| {
+                    RemoteError::Timeout {
+                        to: format!("coordinator@{}", self.node),
+                        timeout: limit,
+                    }
                 })??,
-            None => wait.await?,
-        };
+                None => wait.await?,
+            };
         if answer.kind != "message" {
             return Err(RemoteError::Refused {
                 to: answer.from.clone(),

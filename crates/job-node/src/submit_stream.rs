@@ -84,7 +84,9 @@ enum Event {
     Expect(usize),
     /// Everything is sent; `barrier` is the tag of the final `stats`
     /// request (answered once every submission before it was taken).
-    Done { barrier: u64 },
+    Done {
+        barrier: u64,
+    },
     Failed(anyhow::Error),
 }
 
@@ -314,7 +316,8 @@ impl Producer {
             .map(|m| m.url.clone())
             .with_context(|| format!("owner {owner} of {} jobs is not a member", ids.len()))?;
         self.event(Event::Expect(ids.len())).await?;
-        let (connect, events, timeout) = (self.connect.clone(), self.events.clone(), self.opts.timeout);
+        let (connect, events, timeout) =
+            (self.connect.clone(), self.events.clone(), self.opts.timeout);
         tokio::spawn(async move {
             let outcome = follow(&connect, &url, &ids, timeout, &events).await;
             if let Err(err) = outcome {
@@ -374,7 +377,9 @@ async fn follow(
     let (tag, attached) = session.attach(ids, timeout).await?;
     for id in attached.unknown {
         let reason = format!("its owner {} no longer knows it", session.node());
-        let _ = events.send(Event::Outcome(Outcome::Refused { id, reason })).await;
+        let _ = events
+            .send(Event::Outcome(Outcome::Refused { id, reason }))
+            .await;
     }
     for _ in 0..attached.attached.len() {
         let env = session.answer_to(tag, None).await?;

@@ -54,7 +54,8 @@ async fn serve(tcp: tokio::net::TcpStream, client: u64, addr: SocketAddr, counts
     };
     let me = format!("client-{client}@fake");
     let hello = json!({"auth": "ok", "client_id": client}).to_string();
-    let welcome = json!({"to": me, "from": "system@fake", "payload": json!({"welcome": me}).to_string()});
+    let welcome =
+        json!({"to": me, "from": "system@fake", "payload": json!({"welcome": me}).to_string()});
     for frame in [hello, welcome.to_string()] {
         ws.send(Message::Text(frame.into())).await.unwrap();
     }
@@ -62,9 +63,11 @@ async fn serve(tcp: tokio::net::TcpStream, client: u64, addr: SocketAddr, counts
         let env: Value = serde_json::from_str(text.as_str()).unwrap();
         let payload = &env["payload"];
         let answers: Vec<Value> = match payload["cmd"].as_str() {
-            Some("members") => vec![json!({"members": [{"node": "fake", "url": format!("ws://{addr}"),
+            Some("members") => vec![
+                json!({"members": [{"node": "fake", "url": format!("ws://{addr}"),
                 "incarnation": 1, "status": "up", "heartbeat": 1, "tags": [],
-                "load": {"cpu_percent": 0.0, "in_flight": 0, "queue_depth": 0}}]})],
+                "load": {"cpu_percent": 0.0, "in_flight": 0, "queue_depth": 0}}]}),
+            ],
             Some("get") => {
                 let (mut records, mut unknown) = (Vec::new(), Vec::new());
                 for id in payload["ids"].as_array().unwrap() {
@@ -93,7 +96,9 @@ async fn serve(tcp: tokio::net::TcpStream, client: u64, addr: SocketAddr, counts
         };
         for answer in answers {
             let reply = json!({"to": me, "from": env["to"], "payload": answer.to_string(), "correlation_id": env["id"]});
-            ws.send(Message::Text(reply.to_string().into())).await.unwrap();
+            ws.send(Message::Text(reply.to_string().into()))
+                .await
+                .unwrap();
         }
     }
 }
@@ -127,7 +132,10 @@ fn result_ids(outcomes: &[Outcome]) -> Vec<String> {
     let mut ids: Vec<String> = outcomes
         .iter()
         .map(|o| match o {
-            Outcome::Result { json, success: true } => serde_json::from_str::<Value>(json).unwrap()["id"]
+            Outcome::Result {
+                json,
+                success: true,
+            } => serde_json::from_str::<Value>(json).unwrap()["id"]
                 .as_str()
                 .unwrap()
                 .to_owned(),
@@ -157,7 +165,10 @@ async fn resume_submits_only_unknown_ids_and_collects_every_result_once() {
     expected.sort();
     assert_eq!(ids, expected, "one result per job, none twice");
     let submitted = submitted.lock().unwrap();
-    assert!(submitted.values().all(|&n| n == 1), "nothing submitted twice");
+    assert!(
+        submitted.values().all(|&n| n == 1),
+        "nothing submitted twice"
+    );
     let mut sent: Vec<&String> = submitted.keys().collect();
     sent.sort();
     let mut unknown: Vec<String> = (1..=2_500)
@@ -165,5 +176,9 @@ async fn resume_submits_only_unknown_ids_and_collects_every_result_once() {
         .filter(|id| known(id).is_none())
         .collect();
     unknown.sort();
-    assert_eq!(sent, unknown.iter().collect::<Vec<_>>(), "only the unknown ids are submitted");
+    assert_eq!(
+        sent,
+        unknown.iter().collect::<Vec<_>>(),
+        "only the unknown ids are submitted"
+    );
 }

@@ -70,9 +70,21 @@ async fn get_answers_for_any_job_from_any_node() {
     let nodes = cluster(3, &[]).await;
     let dir = Scratch::new("get");
     let file = dir.path("jobs.jsonl");
-    let lines: String = (0..20).map(|i| format!("{{\"kind\":\"echo\",\"data\":\"g{i}\"}}\n")).collect();
+    let lines: String = (0..20)
+        .map(|i| format!("{{\"kind\":\"echo\",\"data\":\"g{i}\"}}\n"))
+        .collect();
     std::fs::write(&file, lines).unwrap();
-    let out = cli(&["submit", "--cluster", nodes[0].url(), "--file", &file, "--wait", "--id-prefix", "g"]).await;
+    let out = cli(&[
+        "submit",
+        "--cluster",
+        nodes[0].url(),
+        "--file",
+        &file,
+        "--wait",
+        "--id-prefix",
+        "g",
+    ])
+    .await;
     assert!(out.status.success(), "{}", stderr(&out));
 
     let ids: Vec<String> = (1..=20).map(|n| format!("g-{n}")).collect();
@@ -110,7 +122,10 @@ async fn cancel_stops_a_queued_and_a_running_job_and_watch_reports_it() {
         assert!(out.status.success(), "{}", stderr(&out));
     }
     let running = wait_state(url, "c-run", "running").await;
-    assert_eq!(running["attempt"], 1, "the running attempt's number: {running}");
+    assert_eq!(
+        running["attempt"], 1,
+        "the running attempt's number: {running}"
+    );
     let queued = cli(&["get", "--cluster", url, "c-queued"]).await;
     assert_eq!(json_lines(&stdout(&queued))[0]["state"], "queued");
 
@@ -127,7 +142,12 @@ async fn cancel_stops_a_queued_and_a_running_job_and_watch_reports_it() {
     let out = cli(&["cancel", "--cluster", url, "c-run", "c-queued", "c-nobody"]).await;
     assert_eq!(out.status.code(), Some(1), "one id is unknown");
     let answer = json_lines(&stdout(&out)).remove(0);
-    let mut cancelled: Vec<&str> = answer["cancelled"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let mut cancelled: Vec<&str> = answer["cancelled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     cancelled.sort_unstable();
     assert_eq!(cancelled, ["c-queued", "c-run"], "{answer}");
     assert_eq!(answer["unknown"][0], "c-nobody");
@@ -136,8 +156,14 @@ async fn cancel_stops_a_queued_and_a_running_job_and_watch_reports_it() {
         assert_eq!(record["result"]["error"]["cause"], "cancelled", "{record}");
     }
 
-    let watched = tokio::time::timeout(LIMIT, watch.wait_with_output()).await.unwrap().unwrap();
-    assert!(!watched.status.success(), "a cancelled job is not a success");
+    let watched = tokio::time::timeout(LIMIT, watch.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !watched.status.success(),
+        "a cancelled job is not a success"
+    );
     let result = json_lines(&String::from_utf8_lossy(&watched.stdout)).remove(0);
     assert_eq!(result["id"], "c-run");
     assert_eq!(result["error"]["cause"], "cancelled", "{result}");
@@ -161,13 +187,18 @@ async fn dead_letters_are_listed_and_discarded() {
     let out = cli(&["dead", "--cluster", url, "list"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let letters = json_lines(&stdout(&out));
-    assert!(letters.iter().any(|l| l["job"]["id"] == "d-1"), "{letters:?}");
+    assert!(
+        letters.iter().any(|l| l["job"]["id"] == "d-1"),
+        "{letters:?}"
+    );
 
     let out = cli(&["dead", "--cluster", url, "discard", "d-1"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(json_lines(&stdout(&out))[0]["discarded"], true);
     let out = cli(&["dead", "--cluster", url, "list"]).await;
-    assert!(!json_lines(&stdout(&out)).iter().any(|l| l["job"]["id"] == "d-1"));
+    assert!(!json_lines(&stdout(&out))
+        .iter()
+        .any(|l| l["job"]["id"] == "d-1"));
     let out = cli(&["dead", "--cluster", url, "discard", "d-1"]).await;
     assert_eq!(out.status.code(), Some(1), "no longer a dead letter");
 }
@@ -184,19 +215,45 @@ async fn resume_after_the_coordinator_is_killed_runs_nothing_twice() {
     let lines: String = (1..=RESUME_JOBS)
         .map(|n| {
             let script = format!("sleep 0.01; echo r-{n} >> {log}");
-            serde_json::json!({"kind": "exec", "data": {"program": "sh", "args": ["-c", script]}}).to_string() + "\n"
+            serde_json::json!({"kind": "exec", "data": {"program": "sh", "args": ["-c", script]}})
+                .to_string()
+                + "\n"
         })
         .collect();
     let file = dir.path("jobs.jsonl");
     std::fs::write(&file, lines).unwrap();
 
-    let coordinator = NodeProc::start("node-1", &["--data-dir", &data, "--allow-exec", "sh", "--workers", "2"]).await;
-    let worker = NodeProc::start("node-2", &["--join", coordinator.url(), "--allow-exec", "sh", "--workers", "2"]).await;
+    let coordinator = NodeProc::start(
+        "node-1",
+        &["--data-dir", &data, "--allow-exec", "sh", "--workers", "2"],
+    )
+    .await;
+    let worker = NodeProc::start(
+        "node-2",
+        &[
+            "--join",
+            coordinator.url(),
+            "--allow-exec",
+            "sh",
+            "--workers",
+            "2",
+        ],
+    )
+    .await;
     wait_formed(coordinator.url(), 2).await;
 
     // First run: killed (with its coordinator) after 100 results.
     let mut first = Command::new(BIN)
-        .args(["submit", "--cluster", coordinator.url(), "--file", &file, "--wait", "--id-prefix", "r"])
+        .args([
+            "submit",
+            "--cluster",
+            coordinator.url(),
+            "--file",
+            &file,
+            "--wait",
+            "--id-prefix",
+            "r",
+        ])
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -206,7 +263,11 @@ async fn resume_after_the_coordinator_is_killed_runs_nothing_twice() {
     let mut results = BufReader::new(first.stdout.take().unwrap()).lines();
     let mut finished_first = HashSet::new();
     while finished_first.len() < 100 {
-        let line = tokio::time::timeout(LIMIT, results.next_line()).await.unwrap().unwrap().expect("results");
+        let line = tokio::time::timeout(LIMIT, results.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("results");
         let v: Value = serde_json::from_str(&line).unwrap();
         finished_first.insert(v["id"].as_str().unwrap().to_owned());
     }
@@ -216,12 +277,33 @@ async fn resume_after_the_coordinator_is_killed_runs_nothing_twice() {
     let _ = tokio::time::timeout(LIMIT, first.wait()).await;
 
     // Restart on the same data directory, rejoin, resume.
-    let restarted = NodeProc::start("node-1", &["--data-dir", &data, "--allow-exec", "sh", "--join", worker.url()]).await;
+    let restarted = NodeProc::start(
+        "node-1",
+        &[
+            "--data-dir",
+            &data,
+            "--allow-exec",
+            "sh",
+            "--join",
+            worker.url(),
+        ],
+    )
+    .await;
     wait_formed(restarted.url(), 2).await;
     let out = tokio::time::timeout(
         LIMIT * 4,
         Command::new(BIN)
-            .args(["submit", "--cluster", restarted.url(), "--file", &file, "--wait", "--id-prefix", "r", "--resume"])
+            .args([
+                "submit",
+                "--cluster",
+                restarted.url(),
+                "--file",
+                &file,
+                "--wait",
+                "--id-prefix",
+                "r",
+                "--resume",
+            ])
             .env("RUST_LOG", "error")
             .stdin(Stdio::null())
             .output(),
@@ -233,7 +315,10 @@ async fn resume_after_the_coordinator_is_killed_runs_nothing_twice() {
     let mut answered = HashSet::new();
     for result in json_lines(&stdout(&out)) {
         assert!(result["error"].is_null(), "{result}");
-        assert!(answered.insert(result["id"].as_str().unwrap().to_owned()), "{result} twice");
+        assert!(
+            answered.insert(result["id"].as_str().unwrap().to_owned()),
+            "{result} twice"
+        );
     }
     assert_eq!(answered.len(), RESUME_JOBS, "every job's result, once");
 
@@ -245,6 +330,9 @@ async fn resume_after_the_coordinator_is_killed_runs_nothing_twice() {
     let twice: Vec<_> = executions.iter().filter(|(_, &n)| n > 1).collect();
     assert!(twice.is_empty(), "jobs executed more than once: {twice:?}");
     for id in &finished_first {
-        assert_eq!(executions[id], 1, "{id} finished before the kill and ran again");
+        assert_eq!(
+            executions[id], 1,
+            "{id} finished before the kill and ran again"
+        );
     }
 }

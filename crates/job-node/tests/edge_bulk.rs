@@ -85,7 +85,12 @@ async fn bulk_submit(url: &str, tag: &str) {
         ids_out.to_str().unwrap(),
     ])
     .await;
-    assert!(out.status.success(), "exit {:?}: {}", out.status, stderr(&out));
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        stderr(&out)
+    );
     let text = stdout(&out);
     let mut seen = HashSet::new();
     for line in text.lines() {
@@ -116,9 +121,8 @@ async fn fifty_thousand_jobs_from_a_file_to_three_nodes() {
     bulk_submit(nodes[1].url(), "three").await;
 }
 
-type RawWs = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type RawWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A raw WebSocket client, as any language would write one: the bearer
 /// token on the upgrade, then JSON text frames (the auth reply and the
@@ -136,7 +140,11 @@ async fn raw_client(url: &str) -> RawWs {
         .expect("connect in time")
         .expect("upgrade accepted");
     for expected in ["auth", "payload"] {
-        let msg = tokio::time::timeout(LIMIT, ws.next()).await.unwrap().unwrap().unwrap();
+        let msg = tokio::time::timeout(LIMIT, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         let v: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
         assert!(v.get(expected).is_some(), "{v}");
     }
@@ -146,12 +154,18 @@ async fn raw_client(url: &str) -> RawWs {
 /// An echo job as a raw client sends it.
 fn raw_job(id: &str, data: &str) -> Message {
     let job = serde_json::json!({"id": id, "kind": "echo", "data": data});
-    Message::Text(serde_json::json!({"to": "coordinator@node-1", "payload": job}).to_string().into())
+    Message::Text(
+        serde_json::json!({"to": "coordinator@node-1", "payload": job})
+            .to_string()
+            .into(),
+    )
 }
 
 /// The job id and result of a result frame (None for other frames).
 fn raw_result(msg: &Message) -> Option<(String, Value)> {
-    let Message::Text(text) = msg else { return None };
+    let Message::Text(text) = msg else {
+        return None;
+    };
     let env: Value = serde_json::from_str(text.as_str()).ok()?;
     assert!(env["kind"].is_null(), "a result, not a refusal: {env}");
     let result: Value = serde_json::from_str(env["payload"].as_str()?).ok()?;
@@ -173,7 +187,10 @@ async fn a_raw_client_with_fifty_thousand_jobs_in_flight_gets_every_result() {
                 .expect("send in time")
                 .expect("socket open");
         }
-        tokio::time::timeout(BULK_LIMIT, tx.flush()).await.unwrap().unwrap();
+        tokio::time::timeout(BULK_LIMIT, tx.flush())
+            .await
+            .unwrap()
+            .unwrap();
         tx
     });
     // Give the sender a head start: at least 20,000 jobs out, or stuck.
@@ -189,12 +206,17 @@ async fn a_raw_client_with_fifty_thousand_jobs_in_flight_gets_every_result() {
             .expect("a frame in time")
             .expect("socket open")
             .expect("frame");
-        let Some((id, result)) = raw_result(&msg) else { continue };
+        let Some((id, result)) = raw_result(&msg) else {
+            continue;
+        };
         let n: usize = id.strip_prefix("raw-").unwrap().parse().unwrap();
         assert_eq!(result, format!("r{n}"));
         assert!(results.insert(n), "{id} twice");
     }
-    let _tx = tokio::time::timeout(BULK_LIMIT, sender).await.unwrap().unwrap();
+    let _tx = tokio::time::timeout(BULK_LIMIT, sender)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 /// Sends `n` echo jobs of `size` bytes each from a task, without reading;
@@ -226,7 +248,11 @@ async fn a_client_that_stops_reading_is_closed_only_after_the_idle_limit() {
     /// never stops reading).
     const STALL_CAP: usize = 2_000;
     const SIZE: usize = 128 * 1024;
-    let node = NodeProc::start("node-1", &["--client-window", "50", "--client-idle-limit", "3"]).await;
+    let node = NodeProc::start(
+        "node-1",
+        &["--client-window", "50", "--client-idle-limit", "3"],
+    )
+    .await;
     let connected = Instant::now();
     let (tx, mut rx) = raw_client(node.url()).await.split();
 
@@ -257,13 +283,19 @@ async fn a_client_that_stops_reading_is_closed_only_after_the_idle_limit() {
         .await
         .unwrap()
         .unwrap();
-    assert!(sent < STALL_CAP, "the node kept reading a client that does not read");
+    assert!(
+        sent < STALL_CAP,
+        "the node kept reading a client that does not read"
+    );
     // The writer has been stuck since before the sender's last 2 s; the
     // 3 s limit has passed for sure after 4 s more.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let mut answers = 0;
     let code = loop {
-        match tokio::time::timeout(LIMIT, rx.next()).await.expect("closed in time") {
+        match tokio::time::timeout(LIMIT, rx.next())
+            .await
+            .expect("closed in time")
+        {
             Some(Ok(Message::Close(frame))) => break frame.map(|f| (f.code, f.reason.to_string())),
             Some(Ok(msg)) => answers += usize::from(raw_result(&msg).is_some()),
             Some(Err(err)) => panic!("socket failed after {answers} answers: {err}"),
