@@ -70,6 +70,16 @@ fn start(name: &str, join: Option<&str>) -> Node {
     Node { child, url }
 }
 
+/// CPU seconds (user + system) `pid` has used so far.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 /// Peak resident set of `pid` in MiB (`VmHWM`).
 fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -185,12 +195,17 @@ fn main() {
         .spawn()
         .expect("spawn submit");
     let pid = client.id();
-    let mut client_peak = 0.0f64;
+    let node_cpu_before: Vec<f64> = [&n1, &n2, &n3]
+        .iter()
+        .map(|n| cpu_seconds(n.child.id()).unwrap_or(f64::NAN))
+        .collect();
+    let (mut client_peak, mut client_cpu) = (0.0f64, 0.0f64);
     let status = loop {
         if let Some(status) = client.try_wait().expect("wait") {
             break status;
         }
         client_peak = client_peak.max(peak_rss_mib(pid).unwrap_or(0.0));
+        client_cpu = client_cpu.max(cpu_seconds(pid).unwrap_or(0.0));
         std::thread::sleep(Duration::from_millis(50));
     };
     let elapsed = start_time.elapsed();
@@ -200,6 +215,11 @@ fn main() {
     let node_peaks: Vec<f64> = [&n1, &n2, &n3]
         .iter()
         .map(|n| peak_rss_mib(n.child.id()).unwrap_or(f64::NAN))
+        .collect();
+    let node_cpu: Vec<f64> = [&n1, &n2, &n3]
+        .iter()
+        .zip(&node_cpu_before)
+        .map(|(n, before)| cpu_seconds(n.child.id()).unwrap_or(f64::NAN) - before)
         .collect();
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -214,6 +234,10 @@ fn main() {
     println!("  peak RSS client      {client_peak:>10.1} MiB (VmHWM, sampled every 50 ms)");
     for (name, peak) in ["n1 (connected)", "n2", "n3"].iter().zip(&node_peaks) {
         println!("  peak RSS {name:<12}{peak:>10.1} MiB (VmHWM)");
+    }
+    println!("  CPU client           {client_cpu:>10.1} s (user + system, sampled)");
+    for (name, cpu) in ["n1 (connected)", "n2", "n3"].iter().zip(&node_cpu) {
+        println!("  CPU {name:<17}{cpu:>10.1} s (user + system, during the run)");
     }
     println!("  raw baseline         {baseline:>10.0} lines/s  (same lines, tokio TCP echo over loopback, same run)");
 }
