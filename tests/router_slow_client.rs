@@ -1,7 +1,8 @@
 //! A client that stops reading its socket, or talks to a node whose link is
 //! down, never stalls a node's incoming traffic: other clients get their
-//! replies, nodes keep exchanging envelopes, and the slow client is
-//! disconnected (close 1013) and counted.
+//! replies, nodes keep exchanging envelopes. The slow client's socket is no
+//! longer read once its window of unanswered envelopes is full, and after
+//! the idle limit it is disconnected (close 1013) and counted.
 
 mod support;
 
@@ -19,8 +20,10 @@ use support::ws::{close_code, connect_bearer, next_json, send_json, welcome, Ws}
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
-/// Outbound queue of every client of the node under test.
-const CLIENT_QUEUE: usize = 32;
+/// Window of unanswered envelopes of every client of the node under test.
+const CLIENT_WINDOW: usize = 32;
+/// How long a client may read nothing while answers wait.
+const IDLE_LIMIT: Duration = Duration::from_secs(2);
 /// Payload of each request of the slow client (its replies fill the socket).
 const BIG: usize = 8 * 1024;
 /// Most requests the slow client sends before giving up (far more than the
@@ -59,8 +62,9 @@ async fn authenticated(url: &str, node: &str) -> (SplitSink<Ws, Message>, SplitS
     ws.split()
 }
 
-/// Floods `to` with big requests, never reading, until the socket refuses
-/// (the node dropped the client) or `stop` is set; returns how many it sent.
+/// Floods `to` with big requests, never reading, until a send makes no
+/// progress for 2 s (the node stopped reading) or `stop` is set; returns
+/// how many it sent.
 async fn flood(mut sink: SplitSink<Ws, Message>, to: &str, stop: Arc<AtomicBool>) -> usize {
     let text = "x".repeat(BIG);
     for id in 1..=MAX_SLOW_REQUESTS {
@@ -68,7 +72,8 @@ async fn flood(mut sink: SplitSink<Ws, Message>, to: &str, stop: Arc<AtomicBool>
             return id - 1;
         }
         let req = json!({"to": to, "id": id, "payload": text}).to_string();
-        match tokio::time::timeout(STEP, sink.send(Message::Text(req.into()))).await {
+        let send = sink.send(Message::Text(req.into()));
+        match tokio::time::timeout(Duration::from_secs(2), send).await {
             Ok(Ok(())) => {}
             _ => return id - 1,
         }
@@ -79,7 +84,8 @@ async fn flood(mut sink: SplitSink<Ws, Message>, to: &str, stop: Arc<AtomicBool>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_stalls_nobody_and_is_dropped() {
     let mut cfg = fast("slow-a");
-    cfg.transport.client_queue = CLIENT_QUEUE;
+    cfg.transport.client_window = CLIENT_WINDOW;
+    cfg.transport.client_idle_limit = IDLE_LIMIT;
     let nodes = cluster_of(vec![cfg, fast("slow-b")]).await;
     let (a, b) = (nodes[0].clone(), nodes[1].clone());
     register_echo(&b, "echo");
@@ -123,7 +129,15 @@ async fn a_client_that_stops_reading_stalls_nobody_and_is_dropped() {
         assert_eq!(n["n"], i, "order kept");
     }
 
-    // The slow client is dropped and counted; the fast one stays connected.
+    // The node stopped reading the slow client (the flooder stalls) ...
+    let sent = within(STEP * 2, "flooder stalls", flooder).await.unwrap();
+    assert!(sent > CLIENT_WINDOW, "only {sent} requests were sent");
+    assert!(
+        sent < MAX_SLOW_REQUESTS,
+        "the node kept reading a client that does not read"
+    );
+    assert!(a.transport_stats().client_window_waits > 0);
+    // ... and after the idle limit drops and counts it; the fast one stays.
     let dropped = wait_until(STEP, || a.transport_stats().slow_clients_dropped == 1).await;
     assert!(
         dropped,
@@ -131,13 +145,8 @@ async fn a_client_that_stops_reading_stalls_nobody_and_is_dropped() {
         a.transport_stats()
     );
     stop.store(true, Ordering::Release);
-    let sent = within(STEP, "flooder ends", flooder).await.unwrap();
-    assert!(sent > CLIENT_QUEUE, "only {sent} requests were sent");
     let code = close_code(STEP, &mut slow_rx).await;
-    assert!(
-        code.is_none() || code == Some(CloseCode::Again),
-        "close code {code:?}"
-    );
+    assert_eq!(code, Some(CloseCode::Again), "close code {code:?}");
     let one_left = wait_until(STEP, || a.transport_stats().clients_connected == 1).await;
     assert!(one_left, "{:?}", a.transport_stats());
     send_json(

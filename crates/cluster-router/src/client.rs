@@ -170,7 +170,8 @@ impl Inner {
             Err(err) => {
                 bump(&self.counters.client_malformed, 1);
                 tracing::debug!(%client, err = %error_chain(&err), "malformed client envelope");
-                self.send_text_to_client(id, error_frame(&error_chain(&err)));
+                // Answers the frame: returns its unit of the client's window.
+                self.send_text_to_client(id, error_frame(&error_chain(&err)), true);
                 return;
             }
         };
@@ -228,15 +229,21 @@ impl Inner {
             .map_err(NotForClients::Json)
             .and_then(|env| encode(&env, id.get()));
         match text {
-            Ok(text) => self.send_text_to_client(id, text),
+            Ok(text) => self.send_text_to_client(id, text, false),
             Err(err) => tracing::error!(%err, "cannot encode the welcome"),
         }
     }
 
-    /// Queues a text frame for a client without waiting; a client whose
-    /// queue is full is disconnected as too slow.
-    fn send_text_to_client(&self, id: ClientId, text: String) {
-        match self.transport.try_send_to_client(id, text) {
+    /// Queues a text frame for a client without waiting (`answer`: it
+    /// answers one of the client's frames); a client whose queue is full is
+    /// disconnected as too slow.
+    fn send_text_to_client(&self, id: ClientId, text: String, answer: bool) {
+        let queued = if answer {
+            self.transport.try_answer_client(id, text)
+        } else {
+            self.transport.try_send_to_client(id, text)
+        };
+        match queued {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.transport.close_slow_client(id);
@@ -275,8 +282,11 @@ impl Inner {
 
     /// Hands `env` to a local client's socket without ever waiting: this
     /// runs on the incoming-dispatch task, which one client that stopped
-    /// reading must not stall. A client whose outbound queue is full is
-    /// disconnected as too slow (close 1013) and `env` bounces.
+    /// reading must not stall. An envelope with a correlation id answers
+    /// one of the client's envelopes and returns a unit of its window once
+    /// written (flow control, see the transport's `client_window`). A
+    /// client whose outbound queue still overflows is disconnected as too
+    /// slow (close 1013) and `env` bounces.
     pub(crate) fn deliver_to_client(&self, client: Option<ClientId>, env: Envelope) {
         let Some(client) = client else {
             let reason = format!("no client named {} on node {}", env.to.actor(), self.node);
@@ -295,7 +305,12 @@ impl Inner {
             payload: Bytes::new(),
             ..env
         };
-        let err = match self.transport.try_send_to_client(client, text) {
+        let queued = if header.correlation_id.is_some() {
+            self.transport.try_answer_client(client, text)
+        } else {
+            self.transport.try_send_to_client(client, text)
+        };
+        let err = match queued {
             Ok(()) => return bump(&self.counters.routed_to_clients, 1),
             Err(err) => err,
         };

@@ -32,6 +32,7 @@ use crate::event::{ClientId, Incoming, LinkEvent};
 use crate::link::{refill_now, Ws};
 use crate::stats::Counters;
 use crate::transport::{PreAuthSlot, Shared};
+use crate::window::ClientWindow;
 use crate::wire::{AuthReply, AuthRequest, ClientErrorFrame};
 
 /// Capacity of a client's queue of error replies (each a frame of ours
@@ -42,21 +43,38 @@ const DRAIN_CHUNK: usize = 256;
 /// How long a slow client's close frame may take to enter its socket
 /// before the connection is simply dropped.
 const SLOW_CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// Close reason sent to a client dropped for not reading (at most 123 bytes).
+/// Least time the close frame of an idle client may take to enter its
+/// socket: such a client has not been reading, so its socket is full; when
+/// it comes back and reads, it should still learn why it was closed.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(10);
+/// Close reason sent to a client whose outbound queue overflowed (at most 123 bytes).
 const SLOW_REASON: &str = "too slow: outbound queue full; a client must read its socket";
+/// Close reason sent to a client that read nothing for `client_idle_limit`
+/// while frames waited for it (at most 123 bytes).
+const IDLE_REASON: &str = "too slow: read nothing for the idle limit while answers waited";
+
+/// One text frame queued for a client.
+#[derive(Debug)]
+pub(crate) struct OutFrame {
+    pub(crate) text: String,
+    /// It answers one of the client's frames: writing it returns one unit
+    /// of the client's window.
+    pub(crate) answer: bool,
+}
 
 /// The transport's handle on one connected client.
 #[derive(Debug)]
 pub(crate) struct ClientHandle {
-    /// The client's bounded outbound queue of text frames (`client_queue`).
-    pub(crate) tx: mpsc::Sender<String>,
+    /// The client's bounded outbound queue of text frames
+    /// (`client_window + client_queue`).
+    pub(crate) tx: mpsc::Sender<OutFrame>,
     /// Cancelled to disconnect the client as too slow.
     kick: CancellationToken,
     kicked: AtomicBool,
 }
 
 impl ClientHandle {
-    fn new(tx: mpsc::Sender<String>, kick: CancellationToken) -> Self {
+    fn new(tx: mpsc::Sender<OutFrame>, kick: CancellationToken) -> Self {
         ClientHandle {
             tx,
             kick,
@@ -192,7 +210,12 @@ pub(crate) fn spawn_run(shared: &Arc<Shared>, ws: Ws, addr: SocketAddr) {
 /// Runs an authenticated client until it disconnects.
 pub(crate) async fn run(shared: Arc<Shared>, mut ws: Ws, addr: SocketAddr) {
     let id = ClientId::new(shared.next_id());
-    let (tx, rx) = mpsc::channel(shared.config.client_queue.max(1));
+    let config = &shared.config;
+    // Room for the window's answers plus frames that answer nothing; tokio
+    // allocates the channel's blocks as they fill, not up front.
+    let capacity = config.client_window.max(1) + config.client_queue.max(1);
+    let (tx, rx) = mpsc::channel(capacity);
+    let window = Arc::new(ClientWindow::new(config.client_window));
     let kick = CancellationToken::new();
     if !register(&shared, id, ClientHandle::new(tx, kick.clone())) {
         refuse_busy(&shared, ws, addr).await;
@@ -221,26 +244,35 @@ pub(crate) async fn run(shared: Arc<Shared>, mut ws: Ws, addr: SocketAddr) {
         frames: rx,
         replies: err_rx,
         kick: kick.clone(),
+        window: Arc::clone(&window),
+        id,
     };
     let mut writer = tokio::spawn(write_loop(Arc::clone(&shared), sink, queues));
-    let oversized = tokio::select! {
-        s = read_loop(&shared, stream, id, &err_tx) => s,
+    let mut stream = stream;
+    let linger = tokio::select! {
+        oversized = read_loop(&shared, &mut stream, id, &err_tx, &window) => oversized,
         // Too slow: the writer sends the close (1013) itself.
-        () = kick.cancelled() => None,
+        () = kick.cancelled() => true,
         () = shared.shutdown.cancelled() => {
             let close = CloseFrame { code: CloseCode::Away, reason: "shutting down".into() };
             let _ = err_tx.send(Message::Close(Some(close))).await;
-            None
+            false
         }
     };
     shared.clients.write().remove(&id.get());
     drop(err_tx);
-    let written = tokio::time::timeout(shared.config.handshake_timeout, &mut writer).await;
+    let writer_limit = shared
+        .config
+        .handshake_timeout
+        .max(idle_close_grace(&shared));
+    let written = tokio::time::timeout(writer_limit, &mut writer).await;
     if written.is_err() {
         // The peer does not take even the close: drop the connection.
         writer.abort();
     }
-    if let (Some(stream), Ok(Ok(sink))) = (oversized, written) {
+    if let (true, Ok(Ok(sink))) = (linger, written) {
+        // Our close frame must not be lost to a TCP reset for the frames
+        // we left unread.
         if let Ok(ws) = stream.reunite(sink) {
             crate::link::linger(ws).await;
         }
@@ -282,14 +314,26 @@ async fn refuse_busy(shared: &Shared, mut ws: Ws, addr: SocketAddr) {
     let _ = tokio::time::timeout(shared.config.handshake_timeout, refusal).await;
 }
 
+/// Reads the client's frames until it leaves; true when it sent a frame
+/// above the limit (the connection is being closed with 1009).
 async fn read_loop(
     shared: &Shared,
-    mut stream: SplitStream<Ws>,
+    stream: &mut SplitStream<Ws>,
     id: ClientId,
     replies: &mpsc::Sender<Message>,
-) -> Option<SplitStream<Ws>> {
+    window: &ClientWindow,
+) -> bool {
     let counters = &shared.counters;
-    while let Some(msg) = stream.next().await {
+    loop {
+        if !window.has_room() {
+            // Flow control: the socket is not read until an answer to one
+            // of this client's frames has been written to it.
+            Counters::bump(&counters.client_window_waits);
+            window.room().await;
+        }
+        let Some(msg) = stream.next().await else {
+            break;
+        };
         let text = match msg {
             Ok(Message::Text(text)) => text,
             Ok(Message::Binary(_)) => {
@@ -311,7 +355,7 @@ async fn read_loop(
                     reason: "frame too large".into(),
                 };
                 let _ = replies.send(Message::Close(Some(close))).await;
-                return Some(stream);
+                return true;
             }
             Err(err) => {
                 tracing::debug!(client = %id, %err, "client read error");
@@ -320,6 +364,7 @@ async fn read_loop(
         };
         Counters::bump(&counters.frames_in);
         Counters::bump(&counters.envelopes_in);
+        window.take();
         let incoming = Incoming::Client {
             id,
             text: Bytes::from(text),
@@ -327,7 +372,7 @@ async fn read_loop(
         // A closed receiver means the transport is shutting down.
         let _ = shared.incoming.send(incoming).await;
     }
-    None
+    false
 }
 
 fn bad_frame(shared: &Shared, id: ClientId, replies: &mpsc::Sender<Message>, why: &str) {
@@ -339,15 +384,27 @@ fn bad_frame(shared: &Shared, id: ClientId, replies: &mpsc::Sender<Message>, why
 /// What a client writer consumes.
 struct WriterQueues {
     /// Text frames for the client.
-    frames: mpsc::Receiver<String>,
+    frames: mpsc::Receiver<OutFrame>,
     /// Error replies and close frames from the reader.
     replies: mpsc::Receiver<Message>,
     /// Cancelled when the client is dropped as too slow.
     kick: CancellationToken,
+    /// Credit returned as answers are written.
+    window: Arc<ClientWindow>,
+    id: ClientId,
+}
+
+/// Why writing to a client stopped.
+enum WriteStop {
+    /// The socket failed or closed.
+    Failed,
+    /// The client read nothing for `client_idle_limit` while frames waited.
+    Idle,
 }
 
 /// Writes queued text frames and error replies; flushes
-/// once per wake-up. When the client is kicked as too slow, abandons what is
+/// once per wake-up. When the client is kicked as too slow, or reads
+/// nothing for `client_idle_limit` while frames wait, abandons what is
 /// queued (also mid-write) and closes with 1013.
 /// Returns the sink when done.
 async fn write_loop(shared: Arc<Shared>, mut sink: ClientSink, q: WriterQueues) -> ClientSink {
@@ -355,8 +412,12 @@ async fn write_loop(shared: Arc<Shared>, mut sink: ClientSink, q: WriterQueues) 
         frames: mut queue,
         mut replies,
         kick,
+        window,
+        id,
     } = q;
     let mut batch = Vec::with_capacity(DRAIN_CHUNK);
+    let mut reason = SLOW_REASON;
+    let mut grace = SLOW_CLOSE_GRACE;
     loop {
         tokio::select! {
             biased;
@@ -373,33 +434,82 @@ async fn write_loop(shared: Arc<Shared>, mut sink: ClientSink, q: WriterQueues) 
                 let written = tokio::select! {
                     biased;
                     () = kick.cancelled() => break,
-                    w = write_frames(&shared, &mut sink, &mut queue, &mut batch) => w,
+                    w = write_frames(&shared, &mut sink, &mut queue, &mut batch, &window) => w,
                 };
-                if written.is_err() {
-                    return sink;
+                match written {
+                    Ok(()) => {}
+                    Err(WriteStop::Failed) => return sink,
+                    Err(WriteStop::Idle) => {
+                        if kick_idle(&shared, id) {
+                            reason = IDLE_REASON;
+                            grace = idle_close_grace(&shared);
+                        }
+                        break;
+                    }
                 }
             }
         }
     }
+    // What it did not read is abandoned at once, not held for the grace.
+    drop(queue);
+    drop(batch);
     let close = CloseFrame {
         code: CloseCode::Again,
-        reason: SLOW_REASON.into(),
+        reason: reason.into(),
     };
-    let _ = tokio::time::timeout(SLOW_CLOSE_GRACE, sink.send(Message::Close(Some(close)))).await;
+    let _ = tokio::time::timeout(grace, sink.send(Message::Close(Some(close)))).await;
     sink
+}
+
+/// How long an idle client's close frame may take to enter its socket.
+fn idle_close_grace(shared: &Shared) -> Duration {
+    shared.config.client_idle_limit.max(IDLE_CLOSE_GRACE)
 }
 
 type ClientSink = futures_util::stream::SplitSink<Ws, Message>;
 
+/// Disconnects client `id` for reading nothing while answers waited:
+/// marks it kicked (so nobody else closes it), logs and counts it. False
+/// if it was already being closed.
+fn kick_idle(shared: &Shared, id: ClientId) -> bool {
+    let kicked = shared
+        .clients
+        .read()
+        .get(&id.get())
+        .is_some_and(ClientHandle::kick);
+    if kicked {
+        Counters::bump(&shared.counters.slow_clients_dropped);
+        tracing::warn!(
+            client = %id,
+            idle_limit = ?shared.config.client_idle_limit,
+            "client disconnected: it read nothing for the idle limit while answers waited"
+        );
+    }
+    kicked
+}
+
+/// Writes `batch` and whatever else is queued now, then flushes. Each
+/// write must make progress within `client_idle_limit`; a written answer
+/// returns one unit of the client's window.
 async fn write_frames(
     shared: &Shared,
     sink: &mut ClientSink,
-    queue: &mut mpsc::Receiver<String>,
-    batch: &mut Vec<String>,
-) -> Result<(), WsError> {
+    queue: &mut mpsc::Receiver<OutFrame>,
+    batch: &mut Vec<OutFrame>,
+    window: &ClientWindow,
+) -> Result<(), WriteStop> {
+    let idle = shared.config.client_idle_limit;
     loop {
-        for text in batch.drain(..) {
-            sink.feed(Message::Text(Utf8Bytes::from(text))).await?;
+        for frame in batch.drain(..) {
+            let msg = Message::Text(Utf8Bytes::from(frame.text));
+            match tokio::time::timeout(idle, sink.feed(msg)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(WriteStop::Failed),
+                Err(_) => return Err(WriteStop::Idle),
+            }
+            if frame.answer {
+                window.answered();
+            }
             Counters::bump(&shared.counters.frames_out);
             Counters::bump(&shared.counters.envelopes_out);
         }
@@ -407,5 +517,9 @@ async fn write_frames(
             break;
         }
     }
-    sink.flush().await
+    match tokio::time::timeout(idle, sink.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(WriteStop::Failed),
+        Err(_) => Err(WriteStop::Idle),
+    }
 }

@@ -126,8 +126,9 @@ impl Backoff {
 /// Default: listen on `127.0.0.1:0` without TLS, 16 MiB frames (64 KiB
 /// before authentication), at most 256 unauthenticated connections and
 /// 10,000 clients at once, 1 s heartbeats, 3 misses, 5 s handshake timeout,
-/// 8192-envelope outbound queues per link, 1024-envelope outbound queues per
-/// client, 100 ms..5 s backoff.
+/// 8192-envelope outbound queues per link, a window of 10,000 unanswered
+/// frames per client plus 1024 frames of room for other frames, 30 s client
+/// idle limit, 100 ms..5 s backoff.
 #[derive(Clone, Debug)]
 pub struct TransportConfig {
     /// This node's logical name (unique in the cluster).
@@ -146,12 +147,24 @@ pub struct TransportConfig {
     pub handshake_timeout: Duration,
     /// Capacity (in envelopes) of each link's outbound queue.
     pub outbound_queue: usize,
-    /// Capacity (in envelopes) of each external client's outbound queue. A
-    /// client must read its socket: one whose queue is full when
+    /// Flow control of external clients: a client's socket is read only
+    /// while fewer than this many of its frames are unanswered (read, and
+    /// no answer written back to its socket yet; see
+    /// [`Transport::try_answer_client`](crate::Transport::try_answer_client)).
+    /// A client that sends without reading is simply not read further; it
+    /// is never disconnected for it.
+    pub client_window: usize,
+    /// Room (in frames) in each client's outbound queue beyond its window,
+    /// for frames that answer nothing (the welcome, notices) or answer a
+    /// frame again. A queue full when
     /// [`Transport::try_send_to_client`](crate::Transport::try_send_to_client)
-    /// is called is too slow, and its owner (the router) disconnects it with
+    /// is called belongs to a client that stopped reading, and its owner
+    /// (the router) disconnects it with
     /// [`Transport::close_slow_client`](crate::Transport::close_slow_client).
     pub client_queue: usize,
+    /// A client that reads nothing for this long while frames wait for it
+    /// is disconnected with close code 1013.
+    pub client_idle_limit: Duration,
     /// Redial backoff for lost links.
     pub reconnect: Backoff,
     /// TLS: with a certificate, the listener serves only TLS (`wss://`);
@@ -184,7 +197,9 @@ impl Default for TransportConfig {
             heartbeat_misses: 3,
             handshake_timeout: Duration::from_secs(5),
             outbound_queue: 8192,
+            client_window: 10_000,
             client_queue: 1024,
+            client_idle_limit: Duration::from_secs(30),
             reconnect: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             tls: None,
             max_preauth_frame: 64 * 1024,

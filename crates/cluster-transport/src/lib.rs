@@ -31,11 +31,16 @@
 //!   envelope back. Incoming envelopes arrive batched per frame (and client
 //!   text frames one by one) through the one receiver returned by
 //!   [`Transport::take_incoming`].
-//! * **Clients must read.** Each external client has a bounded outbound queue
-//!   ([`TransportConfig::client_queue`]). [`Transport::try_send_to_client`]
-//!   never waits; a client whose queue is full is not reading its socket, and
-//!   [`Transport::close_slow_client`] disconnects it (close code 1013, logged,
-//!   counted in [`TransportStats::slow_clients_dropped`]).
+//! * **Clients get a window.** A client's socket is read only while fewer
+//!   than [`TransportConfig::client_window`] of its frames are unanswered;
+//!   an answer ([`Transport::try_answer_client`]) returns its credit when it
+//!   has been written to the socket. So a client that sends without reading
+//!   is paused, never dropped, and its bounded outbound queue
+//!   (`client_window + client_queue`) holds what it owes room for. Queuing
+//!   never waits; a client that reads nothing for
+//!   [`TransportConfig::client_idle_limit`] while frames wait, or whose queue
+//!   overflows ([`Transport::close_slow_client`]), is closed with 1013
+//!   (logged, counted in [`TransportStats::slow_clients_dropped`]).
 //!
 //! The codec and the handshake are sans-IO (bytes in, bytes out); the socket
 //! code is a thin layer around them. The wire format is in `docs/wire.md`.
@@ -80,6 +85,7 @@ mod stats;
 mod stream;
 mod tls;
 mod transport;
+mod window;
 mod wire;
 
 pub use auth::client_token;

@@ -32,8 +32,9 @@ pub struct TransportStats {
     pub duplicate_links: u64,
     /// External clients currently connected.
     pub clients_connected: u64,
-    /// External clients disconnected (close code 1013) because they did not
-    /// read their socket and their outbound queue stayed full.
+    /// External clients disconnected (close code 1013) because they read
+    /// nothing for `client_idle_limit` while frames waited, or their
+    /// outbound queue overflowed.
     pub slow_clients_dropped: u64,
     /// Connections refused because the node was at a limit: too many
     /// unauthenticated connections, or too many clients.
@@ -43,6 +44,9 @@ pub struct TransportStats {
     pub tls_failures: u64,
     /// Unauthenticated connections currently open.
     pub unauthenticated: u64,
+    /// Times a client's socket was left unread because its window was
+    /// full (flow control at work, not an error).
+    pub client_window_waits: u64,
 }
 
 #[derive(Debug, Default)]
@@ -64,6 +68,7 @@ pub(crate) struct Counters {
     pub(crate) busy_refusals: AtomicU64,
     pub(crate) tls_failures: AtomicU64,
     pub(crate) unauthenticated: AtomicU64,
+    pub(crate) client_window_waits: AtomicU64,
 }
 
 impl Counters {
@@ -98,6 +103,7 @@ impl Counters {
             busy_refusals: self.busy_refusals.load(Relaxed),
             tls_failures: self.tls_failures.load(Relaxed),
             unauthenticated: self.unauthenticated.load(Relaxed),
+            client_window_waits: self.client_window_waits.load(Relaxed),
         }
     }
 }

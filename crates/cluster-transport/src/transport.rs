@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{self, HeaderAuth};
+use crate::client::{self, HeaderAuth, OutFrame};
 use crate::codec;
 use crate::config::TransportConfig;
 use crate::envelope::Envelope;
@@ -480,12 +480,17 @@ impl Transport {
     }
 
     /// Queues `text` as one text frame for an external client, without
-    /// waiting.
+    /// waiting: a frame that answers none of the client's frames (a
+    /// welcome, a notice). Answers go through
+    /// [`try_answer_client`](Self::try_answer_client).
     ///
-    /// A client's queue holds [`TransportConfig::client_queue`] frames; it
-    /// is full only when the client has stopped reading its socket (the
-    /// writer could not push that many frames into the socket buffers). The
-    /// caller then decides what that means; the router's policy is
+    /// A client's queue holds [`TransportConfig::client_window`] +
+    /// [`TransportConfig::client_queue`] frames. Because the client's
+    /// socket is read only while it has fewer than `client_window`
+    /// unanswered frames, answers alone never fill it; it is full only when
+    /// the client also stopped reading while more than `client_queue`
+    /// other frames (notices, extra answers) piled up. The caller then
+    /// decides what that means; the router's policy is
     /// [`close_slow_client`](Self::close_slow_client).
     ///
     /// # Errors
@@ -498,6 +503,31 @@ impl Transport {
         client: ClientId,
         text: String,
     ) -> Result<(), TrySendError<String>> {
+        self.queue_for_client(client, text, false)
+    }
+
+    /// Like [`try_send_to_client`](Self::try_send_to_client), for a frame
+    /// that answers one of the client's frames: once it is written to the
+    /// socket, the client's window has room for one more frame (see
+    /// [`TransportConfig::client_window`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_send_to_client`](Self::try_send_to_client).
+    pub fn try_answer_client(
+        &self,
+        client: ClientId,
+        text: String,
+    ) -> Result<(), TrySendError<String>> {
+        self.queue_for_client(client, text, true)
+    }
+
+    fn queue_for_client(
+        &self,
+        client: ClientId,
+        text: String,
+        answer: bool,
+    ) -> Result<(), TrySendError<String>> {
         if text.len() > self.shared.config.max_frame_size {
             return Err(TrySendError::TooLarge(text));
         }
@@ -505,10 +535,13 @@ impl Transport {
         let Some(handle) = clients.get(&client.get()) else {
             return Err(TrySendError::NoLink(text));
         };
-        handle.tx.try_send(text).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(text) => TrySendError::Full(text),
-            mpsc::error::TrySendError::Closed(text) => TrySendError::NoLink(text),
-        })
+        handle
+            .tx
+            .try_send(OutFrame { text, answer })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(f) => TrySendError::Full(f.text),
+                mpsc::error::TrySendError::Closed(f) => TrySendError::NoLink(f.text),
+            })
     }
 
     /// Disconnects a client that does not read its socket: its connection is
@@ -529,7 +562,7 @@ impl Transport {
             tracing::warn!(
                 node = %self.shared.config.node_name,
                 client = %client,
-                queue = self.shared.config.client_queue,
+                queue = self.shared.config.client_window + self.shared.config.client_queue,
                 "client disconnected: it does not read its socket and its outbound queue is full"
             );
         }

@@ -36,6 +36,14 @@ pub(crate) enum Command {
     Submit(SubmitArgs),
     /// Show a cluster's members, tags, load and per-node statistics.
     Status(StatusArgs),
+    /// Print the records of jobs (any node answers for any job) as JSON lines.
+    Get(IdsArgs),
+    /// Follow one job until it is final, with progress, then print its result.
+    Watch(WatchArgs),
+    /// Cancel jobs (queued ones never start; running ones are told to stop).
+    Cancel(IdsArgs),
+    /// List, resubmit or discard dead-lettered jobs.
+    Dead(DeadArgs),
     /// Start a local cluster of node processes and run a workload on it.
     Demo(DemoArgs),
     /// Run a map-shuffle-reduce job (word count, inverted index) over files.
@@ -116,6 +124,15 @@ pub(crate) struct StartArgs {
     /// [env: JOBMESH_JOIN_TIMEOUT]
     #[arg(long, value_name = "S", value_parser = parse_seconds)]
     pub join_timeout: Option<Duration>,
+    /// Flow control of WebSocket clients: at most this many unanswered
+    /// messages per client; its socket is not read further until answers
+    /// are written back (default 10000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub client_window: Option<u64>,
+    /// Close (1013) a WebSocket client that reads nothing for this many
+    /// seconds while answers wait for it (default 30).
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    pub client_idle_limit: Option<Duration>,
     /// Run under a supervisor (`demo`): print a JSON readiness line on
     /// stdout once up, and drain and exit when stdin closes.
     #[arg(long, hide = true)]
@@ -190,6 +207,72 @@ pub(crate) struct SubmitArgs {
     /// Wait for the results and print them; otherwise print the job ids.
     #[arg(long)]
     pub wait: bool,
+    /// Prefix of the ids given to jobs without one: `<prefix>-<n>`, `n`
+    /// counting the jobs from 1 (default: random per run).
+    #[arg(long, value_name = "PREFIX")]
+    pub id_prefix: Option<String>,
+    /// Append each job's id to FILE as it is sent.
+    #[arg(long, value_name = "FILE")]
+    pub ids_out: Option<PathBuf>,
+    /// Resume an earlier run of the same file (same ids: the file's, or the
+    /// same --id-prefix): submit only the jobs the cluster does not know,
+    /// and collect every result. Nothing runs twice.
+    #[arg(long, requires = "wait", requires = "file")]
+    pub resume: bool,
+    /// Most jobs sent and not yet answered.
+    #[arg(long, value_name = "N", default_value_t = 5000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub window: u32,
+}
+
+/// `job-node get` and `job-node cancel`.
+#[derive(Debug, Clone, Args, PartialEq)]
+pub(crate) struct IdsArgs {
+    /// The cluster to ask.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Job ids.
+    #[arg(value_name = "ID", required = true)]
+    pub ids: Vec<String>,
+}
+
+/// `job-node watch`.
+#[derive(Debug, Clone, Args, PartialEq)]
+pub(crate) struct WatchArgs {
+    /// The cluster to ask.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// The job id.
+    #[arg(value_name = "ID")]
+    pub id: String,
+}
+
+/// `job-node dead`.
+#[derive(Debug, Clone, Args, PartialEq)]
+pub(crate) struct DeadArgs {
+    /// The cluster to ask.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: DeadAction,
+}
+
+/// `job-node dead list|resubmit|discard`.
+#[derive(Debug, Clone, Subcommand, PartialEq)]
+pub(crate) enum DeadAction {
+    /// Print the connected node's dead letters as JSON lines.
+    List,
+    /// Run a dead-lettered job again.
+    Resubmit {
+        /// The job id.
+        id: String,
+    },
+    /// Forget a dead-lettered job.
+    Discard {
+        /// The job id.
+        id: String,
+    },
 }
 
 /// `job-node status`.

@@ -380,6 +380,28 @@ pub(crate) struct NodeConfig {
     pub retention: Duration,
     /// Most bytes of finished job records kept.
     pub retention_bytes: u64,
+    /// Flow control of WebSocket clients (`--client-window`,
+    /// `--client-idle-limit`; command line only).
+    pub clients: ClientLimits,
+}
+
+/// Flow control of a node's WebSocket clients (see `docs/wire.md`, "Slow
+/// clients and flow control").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClientLimits {
+    /// Most unanswered messages per client.
+    pub window: usize,
+    /// A client that reads nothing this long while answers wait is closed.
+    pub idle_limit: std::time::Duration,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            window: 10_000,
+            idle_limit: std::time::Duration::from_secs(30),
+        }
+    }
 }
 
 /// The default of [`NodeConfig::join_timeout`].
@@ -417,6 +439,12 @@ impl NodeConfig {
         let layer = ConfigLayer::from_args(args).over(ConfigLayer::from_env(env)?.over(file));
         let mut config = NodeConfig::from_layer(layer)?;
         config.supervised = args.supervised;
+        if let Some(window) = args.client_window {
+            config.clients.window = usize::try_from(window).unwrap_or(usize::MAX);
+        }
+        if let Some(idle) = args.client_idle_limit {
+            config.clients.idle_limit = idle;
+        }
         Ok(config)
     }
 
@@ -493,6 +521,7 @@ impl NodeConfig {
             retention_bytes: layer
                 .retention_bytes
                 .map_or(DEFAULT_RETENTION_BYTES, |size| size.0),
+            clients: ClientLimits::default(),
         })
     }
 

@@ -1,6 +1,7 @@
 //! `job-node submit --file`: reading a JSON-lines jobs file.
 
 use std::io::BufRead;
+
 use std::path::{Path, PathBuf};
 
 use crate::http::JobSubmission;
@@ -29,51 +30,87 @@ pub(crate) enum JobsFileError {
         #[source]
         source: serde_json::Error,
     },
-    /// The file has no jobs.
-    #[error("jobs file {} has no jobs", path.display())]
-    Empty {
-        /// The file.
-        path: PathBuf,
-    },
 }
 
 /// Reads a JSON-lines jobs file: one [`JobSubmission`] object per line,
-/// blank lines skipped.
+/// blank lines skipped. (The whole file in memory: for small files; `submit
+/// --file` streams with [`JobLines`].)
 ///
 /// # Errors
 ///
 /// [`JobsFileError`] naming the file and line.
+#[cfg(test)]
 pub(crate) fn read_jobs_file(path: &Path) -> Result<Vec<JobSubmission>, JobsFileError> {
-    let file = std::fs::File::open(path).map_err(|source| JobsFileError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    read_jobs(std::io::BufReader::new(file), path)
+    JobLines::open(path)?.collect()
 }
 
-fn read_jobs(reader: impl BufRead, path: &Path) -> Result<Vec<JobSubmission>, JobsFileError> {
-    let mut jobs = Vec::new();
-    for (index, line) in reader.lines().enumerate() {
-        let line = line.map_err(|source| JobsFileError::Read {
+/// The jobs of a JSON-lines file, one line at a time (bounded memory
+/// whatever the file's size).
+pub(crate) struct JobLines {
+    reader: std::io::BufReader<std::fs::File>,
+    path: PathBuf,
+    line: usize,
+    buf: String,
+}
+
+impl JobLines {
+    /// Opens `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`JobsFileError::Read`].
+    pub(crate) fn open(path: &Path) -> Result<Self, JobsFileError> {
+        let file = std::fs::File::open(path).map_err(|source| JobsFileError::Read {
             path: path.to_owned(),
             source,
         })?;
-        if line.trim().is_empty() {
-            continue;
+        Ok(JobLines {
+            reader: std::io::BufReader::with_capacity(256 * 1024, file),
+            path: path.to_owned(),
+            line: 0,
+            buf: String::new(),
+        })
+    }
+}
+
+impl std::fmt::Debug for JobLines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobLines")
+            .field("path", &self.path)
+            .field("line", &self.line)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Iterator for JobLines {
+    type Item = Result<JobSubmission, JobsFileError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            self.buf.clear();
+            self.line += 1;
+            match self.reader.read_line(&mut self.buf) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(source) => {
+                    return Some(Err(JobsFileError::Read {
+                        path: self.path.clone(),
+                        source,
+                    }))
+                }
+            }
+            if self.buf.trim().is_empty() {
+                continue;
+            }
+            return Some(
+                serde_json::from_str(&self.buf).map_err(|source| JobsFileError::Line {
+                    path: self.path.clone(),
+                    line: self.line,
+                    source,
+                }),
+            );
         }
-        let job = serde_json::from_str(&line).map_err(|source| JobsFileError::Line {
-            path: path.to_owned(),
-            line: index + 1,
-            source,
-        })?;
-        jobs.push(job);
     }
-    if jobs.is_empty() {
-        return Err(JobsFileError::Empty {
-            path: path.to_owned(),
-        });
-    }
-    Ok(jobs)
 }
 
 #[cfg(test)]
@@ -97,10 +134,7 @@ mod tests {
         assert!(matches!(err, JobsFileError::Line { line: 2, .. }), "{err}");
         assert!(err.to_string().contains("bad.jsonl:2"), "{err}");
         let empty = dir.write("empty.jsonl", "\n  \n");
-        assert!(matches!(
-            read_jobs_file(&empty),
-            Err(JobsFileError::Empty { .. })
-        ));
+        assert!(read_jobs_file(&empty).unwrap().is_empty());
         assert!(matches!(
             read_jobs_file(&dir.path().join("none")),
             Err(JobsFileError::Read { .. })

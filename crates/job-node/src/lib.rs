@@ -6,13 +6,15 @@
 //! [`init_logging`] and [`run`]) and for the process tests in `tests/`,
 //! which start `job-node` processes and talk to them as a client does: a
 //! [`Session`] authenticated with a [`ClusterSecret`], a [`JobSubmission`]
-//! per job, the [`ReadyReport`] line a node prints when it serves. Every
+//! per job, [`stream_jobs`] for many, the [`ReadyReport`] line a node
+//! prints when it serves. Every
 //! module is private; embedding a node in another program is job-queue's
 //! business (`job_queue::Coordinator`, `job_queue::WorkerPool`).
 //!
 //! # Layout
 //!
-//! * `cli` — clap definitions of `start`, `submit`, `status`, `demo`.
+//! * `cli` — clap definitions of `start`, `submit`, `status`, `get`,
+//!   `watch`, `cancel`, `dead`, `demo`.
 //! * `config` — `start`'s settings: command line over `JOBMESH_*`
 //!   environment over the `--config` TOML file over defaults, checked
 //!   (node name, seed URLs, a secret on any non-loopback address).
@@ -25,9 +27,14 @@
 //!   `metrics` — the Prometheus registry behind `GET /metrics`.
 //! * `node` — the runtime of `start`: Router, Coordinator, WorkerPool,
 //!   HTTP API, and the drain on SIGINT/SIGTERM.
-//! * `client` — the WebSocket client of the cluster's client edge;
-//!   `remote` — the job and status protocols over it; `commands` —
-//!   `submit` and `status`.
+//! * The client library of the edge protocol, used by the CLI, the process
+//!   tests and the benches: `client` — the WebSocket connection
+//!   ([`ClusterClient`]: connect, authenticate, frames); `remote` — a
+//!   [`Session`] with one node: requests, the coordinator's commands (`get`,
+//!   `attach`, ...) and the system actor's; `submit_stream` —
+//!   [`stream_jobs`], any number of jobs with a window of unanswered ones,
+//!   client-side ids and resume; `commands` — `submit`, `status`, `get`,
+//!   `watch`, `cancel` and `dead` on top of them.
 //! * `supervise`, `ready` and `local_cluster` — child processes that die
 //!   with their parent, the line a supervised node prints once it serves,
 //!   and a local cluster of node processes; `demo` — the demo on one.
@@ -59,6 +66,7 @@ mod run;
 mod secret;
 mod signals;
 mod status_table;
+mod submit_stream;
 mod supervise;
 
 #[cfg(test)]
@@ -75,8 +83,9 @@ pub use client::{
 };
 pub use http::{ClusterView, JobSubmission, LoadView, MemberView};
 pub use ready::ReadyReport;
-pub use remote::{JobReply, RemoteError, Session};
+pub use remote::{Attached, JobReply, Lookup, RemoteError, Session, MAX_IDS};
 pub use secret::ClusterSecret;
+pub use submit_stream::{stream_jobs, Outcome, StreamOptions};
 
 // The crate's README, tested as doctests (it does not replace the guide above).
 #[doc = include_str!("../README.md")]

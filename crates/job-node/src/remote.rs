@@ -85,6 +85,33 @@ pub enum JobReply {
     Refused(String),
 }
 
+/// Most ids per `get`, `cancel` or `attach` command (the coordinator's bound).
+pub const MAX_IDS: usize = 1_000;
+
+/// The answer to `get`: the records found and the ids nobody knows.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[non_exhaustive]
+pub struct Lookup {
+    /// One JobRecord JSON object per known id.
+    #[serde(default)]
+    pub records: Vec<serde_json::Value>,
+    /// The ids no coordinator knows.
+    #[serde(default)]
+    pub unknown: Vec<String>,
+}
+
+/// The first answer to `attach`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[non_exhaustive]
+pub struct Attached {
+    /// The ids whose results will follow.
+    #[serde(default)]
+    pub attached: Vec<String>,
+    /// The ids this coordinator does not own.
+    #[serde(default)]
+    pub unknown: Vec<String>,
+}
+
 /// An authenticated session with one node.
 #[derive(Debug)]
 pub struct Session {
@@ -161,6 +188,12 @@ impl Session {
         &self.node
     }
 
+    /// The halves and the node's name, for a caller that sends and
+    /// receives from two tasks (`submit --file`).
+    pub(crate) fn into_parts(self) -> (ClientSender, ClientReceiver, String) {
+        (self.sender, self.receiver, self.node)
+    }
+
     /// Sends `payload` to `to` and waits up to `timeout` for its answer,
     /// skipping unrelated envelopes.
     ///
@@ -197,6 +230,109 @@ impl Session {
             });
         }
         Ok(answer)
+    }
+
+    /// Sends `payload` to `to` without waiting; returns its tag, which its
+    /// answers carry as `correlation_id` (see [`answer_to`](Self::answer_to)).
+    ///
+    /// # Errors
+    ///
+    /// A connection error.
+    pub async fn send(&mut self, to: &str, payload: &str) -> Result<u64, RemoteError> {
+        Ok(self.sender.send(to, payload).await?)
+    }
+
+    /// The next answer to the message tagged `tag` (others are skipped),
+    /// waiting at most `timeout` (`None`: as long as it takes).
+    ///
+    /// # Errors
+    ///
+    /// [`RemoteError::Refused`] for an error or undeliverable answer,
+    /// [`RemoteError::Timeout`], or a connection error.
+    pub async fn answer_to(
+        &mut self,
+        tag: u64,
+        timeout: Option<Duration>,
+    ) -> Result<ClientEnvelope, RemoteError> {
+        let receiver = &mut self.receiver;
+        let wait = async {
+            loop {
+                match receiver.recv().await? {
+                    ClientFrame::Envelope(env) if env.correlation_id == tag => return Ok(env),
+                    ClientFrame::Envelope(_) => {}
+                    ClientFrame::Error(err) => return Err(RemoteError::Rejected(err)),
+                }
+            }
+        };
+        let answer =
+            match timeout {
+                Some(limit) => tokio::time::timeout(limit, wait).await.map_err(|_| {
+                    RemoteError::Timeout {
+                        to: format!("coordinator@{}", self.node),
+                        timeout: limit,
+                    }
+                })??,
+                None => wait.await?,
+            };
+        if answer.kind != "message" {
+            return Err(RemoteError::Refused {
+                to: answer.from.clone(),
+                reason: reason_text(&answer.payload),
+            });
+        }
+        Ok(answer)
+    }
+
+    /// Sends a command of the coordinator protocol (`docs/jobs.md`) to the
+    /// connected node's coordinator and returns its JSON answer.
+    ///
+    /// # Errors
+    ///
+    /// See [`request`](Self::request); [`RemoteError::BadAnswer`].
+    pub async fn command(
+        &mut self,
+        command: &serde_json::Value,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, RemoteError> {
+        let to = format!("coordinator@{}", self.node);
+        let answer = self.request(&to, &command.to_string(), timeout).await?;
+        decode(&answer)
+    }
+
+    /// The records of `ids` (at most [`MAX_IDS`] per call), found anywhere
+    /// in the cluster: `{"records":[JobRecord..],"unknown":[ids..]}`.
+    ///
+    /// # Errors
+    ///
+    /// See [`command`](Self::command).
+    pub async fn get(&mut self, ids: &[String], timeout: Duration) -> Result<Lookup, RemoteError> {
+        let answer = self
+            .command(&serde_json::json!({"cmd": "get", "ids": ids}), timeout)
+            .await?;
+        serde_json::from_value(answer).map_err(|source| RemoteError::BadAnswer {
+            from: format!("coordinator@{}", self.node),
+            source,
+        })
+    }
+
+    /// Attaches to `ids` (jobs this node's coordinator owns): returns the
+    /// tag their results will carry and the coordinator's first answer
+    /// `{"attached":[..],"unknown":[..]}`; each attached job's result then
+    /// arrives once, through [`answer_to`](Self::answer_to) with that tag.
+    ///
+    /// # Errors
+    ///
+    /// See [`answer_to`](Self::answer_to); [`RemoteError::BadAnswer`].
+    pub async fn attach(
+        &mut self,
+        ids: &[String],
+        timeout: Duration,
+    ) -> Result<(u64, Attached), RemoteError> {
+        let to = format!("coordinator@{}", self.node);
+        let payload = serde_json::json!({"cmd": "attach", "ids": ids}).to_string();
+        let tag = self.sender.send(&to, &payload).await?;
+        let first = self.answer_to(tag, Some(timeout)).await?;
+        Ok((tag, decode(&first)?))
     }
 
     /// The cluster as the connected node sees it (`links` counts the other
@@ -309,7 +445,8 @@ impl Session {
     }
 }
 
-fn job_reply(env: &ClientEnvelope) -> JobReply {
+/// Classifies a coordinator's answer to a submission.
+pub(crate) fn job_reply(env: &ClientEnvelope) -> JobReply {
     if env.kind != "message" {
         return JobReply::Refused(reason_text(&env.payload));
     }
@@ -323,7 +460,7 @@ fn job_reply(env: &ClientEnvelope) -> JobReply {
 }
 
 /// An error payload is a JSON string (`"no actor named ..."`) or text.
-fn reason_text(payload: &str) -> String {
+pub(crate) fn reason_text(payload: &str) -> String {
     serde_json::from_str::<String>(payload).unwrap_or_else(|_| payload.to_owned())
 }
 

@@ -15,6 +15,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Start(args) => crate::node::run(NodeConfig::resolve(&args)?).await,
         Command::Submit(args) => crate::commands::submit(args).await,
         Command::Status(args) => crate::commands::status(args).await,
+        Command::Get(args) => crate::commands::get(args).await,
+        Command::Watch(args) => crate::commands::watch(args).await,
+        Command::Cancel(args) => crate::commands::cancel(args).await,
+        Command::Dead(args) => crate::commands::dead(args).await,
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Mapreduce(args) => crate::mapreduce_cmd::run(args).await,
     }

@@ -132,6 +132,8 @@ impl Node {
                 .tags(config.tags.clone());
         router_config.listen = config.listen;
         router_config.transport.tls = config.tls.clone();
+        router_config.transport.client_window = config.clients.window;
+        router_config.transport.client_idle_limit = config.clients.idle_limit;
         let router = Router::start(router_config)
             .await
             .map_err(|source| NodeError::Router {

@@ -1,0 +1,400 @@
+//! `submit --file`: streams a jobs file of any size to one node with a
+//! window of unanswered jobs, in bounded memory.
+//!
+//! A producer task reads the file line by line, gives every job without an
+//! id its id (`<prefix>-<n>`, `n` counting the file's jobs from 1, so a
+//! rerun with the same prefix names the same jobs), records it in
+//! `--ids-out`, and sends it once the window has room. The caller's task
+//! reads the answers: each job's answer frees one place in the window.
+//!
+//! With `resume`, the producer first asks the cluster about every chunk of
+//! [`MAX_IDS`] ids: finished jobs are reported from their records,
+//! unfinished ones are attached to at their owner (their results arrive
+//! there, once), and only the unknown ones are submitted.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::client::{ClientFrame, ClientSender};
+use crate::http::JobSubmission;
+use crate::remote::{job_reply, JobReply, RemoteError, Session, MAX_IDS};
+use crate::secret::ClusterSecret;
+
+/// How [`stream_jobs`] runs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StreamOptions {
+    /// Most jobs sent and not yet answered.
+    pub window: usize,
+    /// Wait for every result (else stop once every job was taken).
+    pub wait: bool,
+    /// Prefix of the ids given to jobs without one.
+    pub prefix: String,
+    /// Look the ids up first; submit only the unknown ones.
+    pub resume: bool,
+    /// Limit for each command's answer and each connection.
+    pub timeout: Duration,
+}
+
+impl StreamOptions {
+    /// Waits for every result, a window of 5,000 jobs, ids `<prefix>-<n>`,
+    /// a 10 s limit on connections and command answers, no resume.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        StreamOptions {
+            window: 5_000,
+            wait: true,
+            prefix: prefix.into(),
+            resume: false,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What happened to one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// It was sent (without `wait`, its id is the line to print).
+    Sent(String),
+    /// Its final result (JobResult JSON).
+    Result {
+        /// The JSON text.
+        json: String,
+        /// Whether it succeeded.
+        success: bool,
+    },
+    /// The cluster refused it, or it could not be followed.
+    Refused {
+        /// The job id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What the producer tells the answer loop.
+enum Event {
+    Outcome(Outcome),
+    /// This many more results will arrive through `Outcome` events.
+    Expect(usize),
+    /// Everything is sent; `barrier` is the tag of the final `stats`
+    /// request (answered once every submission before it was taken).
+    Done {
+        barrier: u64,
+    },
+    Failed(anyhow::Error),
+}
+
+/// Jobs sent and not yet answered, by tag.
+type InFlight = Arc<Mutex<HashMap<u64, String>>>;
+
+/// Connects to the node at `url` and streams `jobs` to its coordinator
+/// with a window of `opts.window` unanswered jobs, reporting every job's
+/// [`Outcome`] to `report` (results only with `opts.wait`). Each id is
+/// written to `ids_out` (one per line) before its job is sent; the writer
+/// is flushed whenever the window is full and at the end.
+///
+/// # Errors
+///
+/// A failed connection, an unreadable job (`jobs` yields an error), a
+/// failed write to `ids_out`, a lost connection, or a failed lookup (with
+/// `opts.resume`); what was reported stays reported.
+pub async fn stream_jobs<I>(
+    url: &str,
+    secret: &ClusterSecret,
+    jobs: I,
+    ids_out: Option<Box<dyn Write + Send>>,
+    opts: StreamOptions,
+    mut report: impl FnMut(Outcome),
+) -> anyhow::Result<()>
+where
+    I: Iterator<Item = anyhow::Result<JobSubmission>> + Send + 'static,
+{
+    let session = Session::connect(url, secret, opts.timeout).await?;
+    let connect = Connector {
+        url: url.to_owned(),
+        secret: secret.clone(),
+    };
+    let (sender, mut receiver, node) = session.into_parts();
+    let window = Arc::new(Semaphore::new(opts.window.max(1)));
+    let in_flight: InFlight = Arc::default();
+    let (events_tx, mut events) = mpsc::channel(1024);
+    let producer = Producer {
+        sender,
+        to: format!("coordinator@{node}"),
+        window: Arc::clone(&window),
+        in_flight: Arc::clone(&in_flight),
+        events: events_tx,
+        ids_out: ids_out.map(|f| std::io::BufWriter::with_capacity(64 * 1024, f)),
+        opts: opts.clone(),
+        connect,
+    };
+    let producing = tokio::spawn(producer.run(jobs));
+    let (mut expected, mut barrier, mut barrier_seen) = (0usize, None, false);
+    loop {
+        let unanswered = in_flight.lock().map_or(0, |m| m.len());
+        if barrier.is_some() {
+            let done = if opts.wait {
+                unanswered == 0 && expected == 0
+            } else {
+                barrier_seen
+            };
+            if done {
+                break;
+            }
+        }
+        tokio::select! {
+            frame = receiver.recv() => {
+                let env = match frame? {
+                    ClientFrame::Envelope(env) => env,
+                    ClientFrame::Error(err) => return Err(RemoteError::Rejected(err).into()),
+                };
+                if Some(env.correlation_id) == barrier {
+                    barrier_seen = true;
+                    continue;
+                }
+                let id = in_flight.lock().ok().and_then(|mut m| m.remove(&env.correlation_id));
+                let Some(id) = id else { continue };
+                window.add_permits(1);
+                match job_reply(&env) {
+                    JobReply::Result { json, success } => {
+                        if opts.wait {
+                            report(Outcome::Result { json, success });
+                        }
+                    }
+                    JobReply::Refused(reason) => report(Outcome::Refused { id, reason }),
+                }
+            }
+            event = events.recv(), if barrier.is_none() || expected > 0 => match event {
+                Some(Event::Outcome(outcome)) => {
+                    if matches!(outcome, Outcome::Result { .. } | Outcome::Refused { .. }) {
+                        expected = expected.saturating_sub(1);
+                    }
+                    report(outcome);
+                }
+                Some(Event::Expect(n)) => expected += n,
+                Some(Event::Done { barrier: tag }) => barrier = Some(tag),
+                Some(Event::Failed(err)) => return Err(err),
+                None => anyhow::bail!("the submitting task ended early"),
+            },
+        }
+    }
+    // The producer is done (it sent `Done`); it only closes the socket now.
+    let _ = producing.await;
+    Ok(())
+}
+
+/// Opens more sessions (to look ids up, and to attach at a job's owner).
+#[derive(Debug, Clone)]
+struct Connector {
+    /// The node the stream connected to.
+    url: String,
+    /// The cluster secret.
+    secret: ClusterSecret,
+}
+
+impl Connector {
+    async fn session(&self, url: &str, timeout: Duration) -> Result<Session, RemoteError> {
+        Session::connect(url, &self.secret, timeout).await
+    }
+}
+
+struct Producer {
+    sender: ClientSender,
+    to: String,
+    window: Arc<Semaphore>,
+    in_flight: InFlight,
+    events: mpsc::Sender<Event>,
+    ids_out: Option<std::io::BufWriter<Box<dyn Write + Send>>>,
+    opts: StreamOptions,
+    connect: Connector,
+}
+
+impl Producer {
+    async fn run<I>(mut self, jobs: I)
+    where
+        I: Iterator<Item = anyhow::Result<JobSubmission>>,
+    {
+        let result = self.produce(jobs).await;
+        let event = match result {
+            Ok(barrier) => Event::Done { barrier },
+            Err(err) => Event::Failed(err),
+        };
+        let _ = self.events.send(event).await;
+    }
+
+    async fn produce<I>(&mut self, jobs: I) -> anyhow::Result<u64>
+    where
+        I: Iterator<Item = anyhow::Result<JobSubmission>>,
+    {
+        let mut lookup = None;
+        if self.opts.resume {
+            let url = self.connect.url.clone();
+            lookup = Some(self.connect.session(&url, self.opts.timeout).await?);
+        }
+        let mut chunk = Vec::with_capacity(if self.opts.resume { MAX_IDS } else { 1 });
+        for (n, job) in jobs.enumerate() {
+            let mut job = job?;
+            if job.id.as_deref().is_none_or(str::is_empty) {
+                job.id = Some(format!("{}-{}", self.opts.prefix, n + 1));
+            }
+            chunk.push(job);
+            if chunk.len() == chunk.capacity() {
+                self.flush_chunk(&mut chunk, lookup.as_mut()).await?;
+            }
+        }
+        self.flush_chunk(&mut chunk, lookup.as_mut()).await?;
+        self.flush_ids()?;
+        // Barrier: the coordinator answers in order, so once this is
+        // answered every submission before it was taken or refused.
+        Ok(self.sender.send(&self.to, r#"{"cmd":"stats"}"#).await?)
+    }
+
+    async fn flush_chunk(
+        &mut self,
+        chunk: &mut Vec<JobSubmission>,
+        lookup: Option<&mut Session>,
+    ) -> anyhow::Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let Some(lookup) = lookup else {
+            for job in chunk.drain(..) {
+                self.send(job).await?;
+            }
+            return Ok(());
+        };
+        let ids: Vec<String> = chunk.iter().filter_map(|j| j.id.clone()).collect();
+        let found = lookup.get(&ids, self.opts.timeout).await?;
+        let unknown: std::collections::HashSet<String> = found.unknown.into_iter().collect();
+        let mut unfinished: HashMap<String, Vec<String>> = HashMap::new();
+        for record in found.records {
+            let id = record["id"].as_str().unwrap_or_default().to_owned();
+            match record.get("result").filter(|r| !r.is_null()) {
+                Some(result) => {
+                    let success = result.get("error").is_none_or(serde_json::Value::is_null);
+                    let json = result.to_string();
+                    self.event(Event::Expect(1)).await?;
+                    self.event(Event::Outcome(Outcome::Result { json, success }))
+                        .await?;
+                }
+                None => {
+                    let owner = record["owner"].as_str().unwrap_or_default().to_owned();
+                    unfinished.entry(owner).or_default().push(id);
+                }
+            }
+        }
+        for (owner, ids) in unfinished {
+            self.attach(lookup, owner, ids).await?;
+        }
+        for job in chunk.drain(..) {
+            if job.id.as_ref().is_some_and(|id| unknown.contains(id)) {
+                self.send(job).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Follows `ids` at their owner from a task of their own: their results
+    /// arrive as `Outcome` events.
+    async fn attach(
+        &mut self,
+        lookup: &mut Session,
+        owner: String,
+        ids: Vec<String>,
+    ) -> anyhow::Result<()> {
+        let cluster = lookup.cluster(self.opts.timeout).await?;
+        let url = cluster
+            .members
+            .iter()
+            .find(|m| m.node == owner)
+            .map(|m| m.url.clone())
+            .with_context(|| format!("owner {owner} of {} jobs is not a member", ids.len()))?;
+        self.event(Event::Expect(ids.len())).await?;
+        let (connect, events, timeout) =
+            (self.connect.clone(), self.events.clone(), self.opts.timeout);
+        tokio::spawn(async move {
+            let outcome = follow(&connect, &url, &ids, timeout, &events).await;
+            if let Err(err) = outcome {
+                let _ = events.send(Event::Failed(err)).await;
+            }
+        });
+        Ok(())
+    }
+
+    async fn send(&mut self, job: JobSubmission) -> anyhow::Result<()> {
+        let id = job.id.clone().unwrap_or_default();
+        if self.window.available_permits() == 0 {
+            // About to wait: make what was sent visible first.
+            self.flush_ids()?;
+        }
+        let permit = self.window.acquire().await.context("window closed")?;
+        permit.forget();
+        if let Some(out) = &mut self.ids_out {
+            writeln!(out, "{id}").context("cannot write --ids-out")?;
+        }
+        let payload = serde_json::to_string(&job).context("cannot encode a job")?;
+        let tag = self.sender.next_message_id();
+        if let Ok(mut m) = self.in_flight.lock() {
+            m.insert(tag, id.clone());
+        }
+        self.sender.send(&self.to, &payload).await?;
+        if !self.opts.wait {
+            self.event(Event::Outcome(Outcome::Sent(id))).await?;
+        }
+        Ok(())
+    }
+
+    fn flush_ids(&mut self) -> anyhow::Result<()> {
+        if let Some(out) = &mut self.ids_out {
+            out.flush().context("cannot write --ids-out")?;
+        }
+        Ok(())
+    }
+
+    async fn event(&mut self, event: Event) -> anyhow::Result<()> {
+        self.events
+            .send(event)
+            .await
+            .map_err(|_| anyhow::anyhow!("the answer loop ended"))
+    }
+}
+
+/// Attaches to `ids` at `url` and forwards each result.
+async fn follow(
+    connect: &Connector,
+    url: &str,
+    ids: &[String],
+    timeout: Duration,
+    events: &mpsc::Sender<Event>,
+) -> anyhow::Result<()> {
+    let mut session = connect.session(url, timeout).await?;
+    let (tag, attached) = session.attach(ids, timeout).await?;
+    for id in attached.unknown {
+        let reason = format!("its owner {} no longer knows it", session.node());
+        let _ = events
+            .send(Event::Outcome(Outcome::Refused { id, reason }))
+            .await;
+    }
+    for _ in 0..attached.attached.len() {
+        let env = session.answer_to(tag, None).await?;
+        let outcome = match job_reply(&env) {
+            JobReply::Result { json, success } => Outcome::Result { json, success },
+            JobReply::Refused(reason) => Outcome::Refused {
+                id: String::new(),
+                reason,
+            },
+        };
+        let _ = events.send(Event::Outcome(outcome)).await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "submit_stream_tests.rs"]
+mod tests;
