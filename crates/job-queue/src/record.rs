@@ -9,8 +9,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 use crate::failure::FailureCause;
 use crate::job::{Job, JobId, JobResult};
@@ -169,7 +169,7 @@ pub(crate) fn now_ms() -> u64 {
 /// Finished entries by id, oldest first, bounded by a [`Retention`].
 #[derive(Debug)]
 pub(crate) struct FinishedLog<V> {
-    map: FxHashMap<JobId, (u64, u64, usize, V)>,
+    map: HashMap<JobId, (u64, u64, usize, V)>,
     /// (seq, id) in insertion order; stale entries (re-inserted or removed
     /// ids) are skipped when met.
     order: VecDeque<(u64, JobId)>,
@@ -180,7 +180,7 @@ pub(crate) struct FinishedLog<V> {
 impl<V> Default for FinishedLog<V> {
     fn default() -> Self {
         FinishedLog {
-            map: FxHashMap::default(),
+            map: HashMap::new(),
             order: VecDeque::new(),
             bytes: 0,
             next_seq: 0,
@@ -272,7 +272,7 @@ struct LiveRecord {
 #[derive(Debug)]
 pub(crate) struct Records {
     owner: String,
-    live: FxHashMap<JobId, LiveRecord>,
+    live: HashMap<JobId, LiveRecord>,
     finished: FinishedLog<JobRecord>,
     retention: Retention,
 }
@@ -288,7 +288,7 @@ impl Records {
     pub(crate) fn new(owner: String, retention: Retention) -> Self {
         Records {
             owner,
-            live: FxHashMap::default(),
+            live: HashMap::new(),
             finished: FinishedLog::default(),
             retention,
         }

@@ -96,7 +96,7 @@ impl Live {
     fn new(retention: Retention) -> Self {
         Live {
             seq: 0,
-            records: FxHashMap::default(),
+            records: HashMap::new(),
             bytes: 0,
             id_floor: 0,
             finished: FinishedLog::default(),

@@ -83,7 +83,7 @@ pub(super) struct Retained {
     /// The job records.
     pub(super) records: crate::record::Records,
     /// Further waiters of jobs (idempotent submissions, attachments).
-    pub(super) extra: FxHashMap<JobId, Vec<Waiter>>,
+    pub(super) extra: HashMap<JobId, Vec<Waiter>>,
 }
 
 /// What the actor's factory hands to the instance it builds.

@@ -104,11 +104,11 @@ pub(super) struct Shell {
     /// Every job's record (unfinished, and finished within retention).
     records: Records,
     /// Further waiters per job (idempotent submissions, `attach`).
-    extra: FxHashMap<JobId, Vec<Waiter>>,
+    extra: HashMap<JobId, Vec<Waiter>>,
     /// How many further waiters are held (bounded).
     extra_count: usize,
     /// Attempts to cancel, per worker node, sent at the next flush.
-    cancels: FxHashMap<Arc<str>, Vec<(JobId, u32)>>,
+    cancels: HashMap<Arc<str>, Vec<(JobId, u32)>>,
     /// This instance's incarnation (fencing): dispatches carry it, and
     /// results of another incarnation are dropped.
     incarnation: u64,
@@ -150,9 +150,9 @@ impl Shell {
                 setup.router.node_id().to_string(),
                 setup.options.retention(),
             ),
-            extra: FxHashMap::default(),
+            extra: HashMap::new(),
             extra_count: 0,
-            cancels: FxHashMap::default(),
+            cancels: HashMap::new(),
             incarnation: super::incarnation(),
             setup: setup.clone(),
             #[cfg(feature = "fault-injection")]
