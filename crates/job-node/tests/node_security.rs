@@ -111,8 +111,13 @@ async fn mapreduce_with_the_wrong_secret_says_so_at_once() {
     let seed = NodeProc::start("node-1", &["--secret-file", &good]).await;
     let started = std::time::Instant::now();
     let out = cli(&[
-        "mapreduce", "wordcount", input.to_str().unwrap(), "--cluster", seed.url(),
-        "--secret-file", &bad,
+        "mapreduce",
+        "wordcount",
+        input.to_str().unwrap(),
+        "--cluster",
+        seed.url(),
+        "--secret-file",
+        &bad,
     ])
     .await;
     assert!(!out.status.success());
@@ -120,7 +125,11 @@ async fn mapreduce_with_the_wrong_secret_says_so_at_once() {
     assert!(err.contains("authentication failed"), "{err}");
     assert!(err.contains("wrong cluster secret"), "{err}");
     // Not the 20 s wait for workers: the refusal is reported right away.
-    assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
