@@ -160,7 +160,11 @@ async fn a_wrong_secret_is_refused() {
     .await;
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("401"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("wrong client token"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
