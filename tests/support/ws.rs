@@ -1,6 +1,12 @@
 //! A raw WebSocket client (tokio-tungstenite, not the project's transport)
 //! for the tests of external clients: connect, authenticate, JSON frames.
 //! Every helper bounds each await by the `limit` it is given.
+//!
+//! It is deliberately *not* the project's client library (job-node's
+//! `ClusterClient` / `Session` / `stream_jobs`): these tests pin the wire
+//! form itself (exact JSON fields, forged fields, binary and oversized
+//! frames, close codes) as a client written in any language would see it,
+//! which a library that hides the wire cannot express.
 
 use std::fmt::Debug;
 use std::time::Duration;

@@ -261,10 +261,16 @@ pub(crate) async fn run(shared: Arc<Shared>, mut ws: Ws, addr: SocketAddr) {
     };
     shared.clients.write().remove(&id.get());
     drop(err_tx);
-    let writer_limit = shared
-        .config
-        .handshake_timeout
-        .max(idle_close_grace(&shared));
+    // An idle client's close frame may wait for its grace; at shutdown
+    // nobody waits longer than a handshake.
+    let writer_limit = if shared.shutdown.is_cancelled() {
+        shared.config.handshake_timeout
+    } else {
+        shared
+            .config
+            .handshake_timeout
+            .max(idle_close_grace(&shared))
+    };
     let written = tokio::time::timeout(writer_limit, &mut writer).await;
     if written.is_err() {
         // The peer does not take even the close: drop the connection.
@@ -424,7 +430,20 @@ async fn write_loop(shared: Arc<Shared>, mut sink: ClientSink, q: WriterQueues) 
             () = kick.cancelled() => break,
             r = replies.recv() => match r {
                 Some(msg @ Message::Close(_)) => { let _ = sink.send(msg).await; return sink }
-                Some(msg) => if sink.send(msg).await.is_err() { return sink },
+                Some(msg) => {
+                    let idle = shared.config.client_idle_limit;
+                    match tokio::time::timeout(idle, sink.send(msg)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return sink,
+                        Err(_) => {
+                            if kick_idle(&shared, id) {
+                                reason = IDLE_REASON;
+                                grace = idle_close_grace(&shared);
+                            }
+                            break;
+                        }
+                    }
+                }
                 None => { let _ = sink.close().await; return sink }
             },
             n = queue.recv_many(&mut batch, DRAIN_CHUNK) => {

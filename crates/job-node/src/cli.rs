@@ -572,6 +572,89 @@ mod tests {
     }
 
     #[test]
+    fn job_life_commands() {
+        let Some(Command::Get(args)) = parse(&["get", "--cluster", "ws://h:1", "a-1", "a-2"])
+            .unwrap()
+            .command
+        else {
+            panic!("expected get");
+        };
+        assert_eq!(args.ids, ["a-1", "a-2"]);
+        assert_eq!(
+            parse(&["cancel", "--cluster", "ws://h:1"])
+                .unwrap_err()
+                .kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        let Some(Command::Watch(args)) = parse(&["watch", "--cluster", "ws://h:1", "a-1"])
+            .unwrap()
+            .command
+        else {
+            panic!("expected watch");
+        };
+        assert_eq!(args.id, "a-1");
+        let Some(Command::Dead(args)) = parse(&["dead", "--cluster", "ws://h:1", "discard", "x"])
+            .unwrap()
+            .command
+        else {
+            panic!("expected dead");
+        };
+        assert_eq!(args.action, DeadAction::Discard { id: "x".into() });
+        for sub in ["get", "watch", "cancel", "dead"] {
+            let err = parse(&[sub, "--help"]).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::DisplayHelp, "{sub}");
+        }
+    }
+
+    #[test]
+    fn streaming_submit_flags() {
+        let base = ["submit", "--cluster", "ws://h:1", "--file", "f"];
+        let with = |extra: &[&str]| parse(&[&base[..], extra].concat());
+        let Some(Command::Submit(args)) = with(&[
+            "--wait",
+            "--resume",
+            "--id-prefix",
+            "b7",
+            "--ids-out",
+            "ids",
+            "--window",
+            "100",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("expected submit");
+        };
+        assert!(args.resume && args.wait);
+        assert_eq!(args.id_prefix.as_deref(), Some("b7"));
+        assert_eq!(args.ids_out, Some(PathBuf::from("ids")));
+        assert_eq!(args.window, 100);
+        assert_eq!(
+            with(&["--resume"]).unwrap_err().kind(),
+            ErrorKind::MissingRequiredArgument,
+            "--resume needs --wait"
+        );
+        assert_eq!(
+            with(&["--window", "0"]).unwrap_err().kind(),
+            ErrorKind::ValueValidation
+        );
+        let Some(Command::Start(args)) = parse(&[
+            "start",
+            "--client-window",
+            "50",
+            "--client-idle-limit",
+            "2.5",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("expected start");
+        };
+        assert_eq!(args.client_window, Some(50));
+        assert_eq!(args.client_idle_limit, Some(Duration::from_millis(2500)));
+    }
+
+    #[test]
     fn seconds_parser() {
         assert_eq!(parse_seconds("2").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_seconds("0.25").unwrap(), Duration::from_millis(250));

@@ -90,8 +90,30 @@ enum Event {
     Failed(anyhow::Error),
 }
 
-/// Jobs sent and not yet answered, by tag.
-type InFlight = Arc<Mutex<HashMap<u64, String>>>;
+/// A job sent and not yet answered.
+struct Pending {
+    id: String,
+    /// What was sent, kept (with `wait`) to send it again if the node's
+    /// coordinator mailbox was full.
+    payload: Option<Arc<str>>,
+}
+
+/// Jobs sent and not yet answered, by tag (at most the window's worth).
+type InFlight = Arc<Mutex<HashMap<u64, Pending>>>;
+
+/// A job to send again: its id and payload.
+type Retry = (String, Arc<str>);
+
+/// How long the producer waits before sending again jobs that found the
+/// coordinator's mailbox full.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// Whether a refusal only says that the coordinator's mailbox was full at
+/// that moment (the router bounced the job before anyone saw it): safe to
+/// send again.
+fn mailbox_full(kind: &str, reason: &str) -> bool {
+    kind == "undeliverable" && reason.contains("is full")
+}
 
 /// Connects to the node at `url` and streams `jobs` to its coordinator
 /// with a window of `opts.window` unanswered jobs, reporting every job's
@@ -124,7 +146,9 @@ where
     let window = Arc::new(Semaphore::new(opts.window.max(1)));
     let in_flight: InFlight = Arc::default();
     let (events_tx, mut events) = mpsc::channel(1024);
+    let (retry_tx, retries) = mpsc::unbounded_channel();
     let producer = Producer {
+        retries,
         sender,
         to: format!("coordinator@{node}"),
         window: Arc::clone(&window),
@@ -158,16 +182,23 @@ where
                     barrier_seen = true;
                     continue;
                 }
-                let id = in_flight.lock().ok().and_then(|mut m| m.remove(&env.correlation_id));
-                let Some(id) = id else { continue };
-                window.add_permits(1);
-                match job_reply(&env) {
-                    JobReply::Result { json, success } => {
+                let pending = in_flight.lock().ok().and_then(|mut m| m.remove(&env.correlation_id));
+                let Some(Pending { id, payload }) = pending else { continue };
+                match (job_reply(&env), payload) {
+                    (JobReply::Refused(reason), Some(payload)) if mailbox_full(&env.kind, &reason) => {
+                        // Keeps its place in the window; the producer sends it again.
+                        let _ = retry_tx.send((id, payload));
+                    }
+                    (JobReply::Result { json, success }, _) => {
+                        window.add_permits(1);
                         if opts.wait {
                             report(Outcome::Result { json, success });
                         }
                     }
-                    JobReply::Refused(reason) => report(Outcome::Refused { id, reason }),
+                    (JobReply::Refused(reason), _) => {
+                        window.add_permits(1);
+                        report(Outcome::Refused { id, reason });
+                    }
                 }
             }
             event = events.recv(), if barrier.is_none() || expected > 0 => match event {
@@ -184,7 +215,9 @@ where
             },
         }
     }
-    // The producer is done (it sent `Done`); it only closes the socket now.
+    // The producer is done (it sent `Done`) and only serves retries, which
+    // end with this channel.
+    drop(retry_tx);
     let _ = producing.await;
     Ok(())
 }
@@ -206,6 +239,7 @@ impl Connector {
 
 struct Producer {
     sender: ClientSender,
+    retries: mpsc::UnboundedReceiver<Retry>,
     to: String,
     window: Arc<Semaphore>,
     in_flight: InFlight,
@@ -225,7 +259,35 @@ impl Producer {
             Ok(barrier) => Event::Done { barrier },
             Err(err) => Event::Failed(err),
         };
+        let failed = matches!(event, Event::Failed(_));
         let _ = self.events.send(event).await;
+        if failed {
+            return;
+        }
+        // Jobs bounced by a full mailbox come back until the answer loop ends.
+        while let Some(retry) = self.retries.recv().await {
+            if let Err(err) = self.resend(retry).await {
+                let _ = self.events.send(Event::Failed(err)).await;
+                return;
+            }
+        }
+    }
+
+    /// Sends again a job whose coordinator mailbox was full (it keeps its
+    /// place in the window), after a short pause.
+    async fn resend(&mut self, (id, payload): Retry) -> anyhow::Result<()> {
+        tokio::time::sleep(RETRY_PAUSE).await;
+        self.send_payload(id, payload).await
+    }
+
+    async fn send_payload(&mut self, id: String, payload: Arc<str>) -> anyhow::Result<()> {
+        let tag = self.sender.next_message_id();
+        let kept = self.opts.wait.then(|| Arc::clone(&payload));
+        if let Ok(mut m) = self.in_flight.lock() {
+            m.insert(tag, Pending { id, payload: kept });
+        }
+        self.sender.send(&self.to, &payload).await?;
+        Ok(())
     }
 
     async fn produce<I>(&mut self, jobs: I) -> anyhow::Result<u64>
@@ -333,17 +395,28 @@ impl Producer {
             // About to wait: make what was sent visible first.
             self.flush_ids()?;
         }
-        let permit = self.window.acquire().await.context("window closed")?;
-        permit.forget();
+        // Waits for room in the window, sending bounced jobs again meanwhile
+        // (they hold their places: were they left waiting, the window
+        // could be all theirs).
+        let window = Arc::clone(&self.window);
+        loop {
+            let retry = tokio::select! {
+                biased;
+                Some(retry) = self.retries.recv() => retry,
+                permit = window.acquire() => {
+                    permit.context("window closed")?.forget();
+                    break;
+                }
+            };
+            self.resend(retry).await?;
+        }
         if let Some(out) = &mut self.ids_out {
             writeln!(out, "{id}").context("cannot write --ids-out")?;
         }
-        let payload = serde_json::to_string(&job).context("cannot encode a job")?;
-        let tag = self.sender.next_message_id();
-        if let Ok(mut m) = self.in_flight.lock() {
-            m.insert(tag, id.clone());
-        }
-        self.sender.send(&self.to, &payload).await?;
+        let payload: Arc<str> = serde_json::to_string(&job)
+            .context("cannot encode a job")?
+            .into();
+        self.send_payload(id.clone(), payload).await?;
         if !self.opts.wait {
             self.event(Event::Outcome(Outcome::Sent(id))).await?;
         }

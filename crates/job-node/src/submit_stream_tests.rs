@@ -33,7 +33,9 @@ fn result_of(id: &str) -> Value {
 /// Jobs submitted to the fake, by id.
 type Submitted = Arc<Mutex<HashMap<String, usize>>>;
 
-async fn fake_cluster() -> (SocketAddr, Submitted) {
+/// `bounce`: the first submission of every fifth job is bounced as a full
+/// coordinator mailbox would be.
+async fn fake_cluster(bounce: bool) -> (SocketAddr, Submitted) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let submitted: Submitted = Arc::default();
@@ -42,13 +44,19 @@ async fn fake_cluster() -> (SocketAddr, Submitted) {
         let mut client = 0u64;
         while let Ok((tcp, _)) = listener.accept().await {
             client += 1;
-            tokio::spawn(serve(tcp, client, addr, Arc::clone(&counts)));
+            tokio::spawn(serve(tcp, client, addr, Arc::clone(&counts), bounce));
         }
     });
     (addr, submitted)
 }
 
-async fn serve(tcp: tokio::net::TcpStream, client: u64, addr: SocketAddr, counts: Submitted) {
+async fn serve(
+    tcp: tokio::net::TcpStream,
+    client: u64,
+    addr: SocketAddr,
+    counts: Submitted,
+    bounce: bool,
+) {
     let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
         return;
     };
@@ -90,7 +98,22 @@ async fn serve(tcp: tokio::net::TcpStream, client: u64, addr: SocketAddr, counts
             Some(other) => panic!("unexpected command {other}"),
             None => {
                 let id = payload["id"].as_str().unwrap().to_owned();
-                *counts.lock().unwrap().entry(id.clone()).or_default() += 1;
+                let count = {
+                    let mut counts = counts.lock().unwrap();
+                    let count = counts.entry(id.clone()).or_default();
+                    *count += 1;
+                    *count
+                };
+                let n: u64 = id.rsplit('-').next().unwrap().parse().unwrap();
+                if bounce && count == 1 && n % 5 == 0 {
+                    let why = json!("mailbox of coordinator on fake is full (16384 queued)");
+                    let reply = json!({"to": me, "from": env["to"], "payload": why.to_string(),
+                        "correlation_id": env["id"], "kind": "undeliverable"});
+                    ws.send(Message::Text(reply.to_string().into()))
+                        .await
+                        .unwrap();
+                    continue;
+                }
                 vec![result_of(&id)]
             }
         };
@@ -108,7 +131,16 @@ fn jobs(n: usize) -> impl Iterator<Item = anyhow::Result<JobSubmission>> + Send 
 }
 
 async fn run(resume: bool, n: usize, window: usize) -> (Vec<Outcome>, Submitted) {
-    let (addr, submitted) = fake_cluster().await;
+    run_with(resume, n, window, false).await
+}
+
+async fn run_with(
+    resume: bool,
+    n: usize,
+    window: usize,
+    bounce: bool,
+) -> (Vec<Outcome>, Submitted) {
+    let (addr, submitted) = fake_cluster(bounce).await;
     let url = format!("ws://{addr}");
     let secret = ClusterSecret::development();
     let opts = StreamOptions {
@@ -181,4 +213,17 @@ async fn resume_submits_only_unknown_ids_and_collects_every_result_once() {
         unknown.iter().collect::<Vec<_>>(),
         "only the unknown ids are submitted"
     );
+}
+
+#[tokio::test]
+async fn jobs_bounced_by_a_full_mailbox_are_sent_again_and_answered_once() {
+    // A window of 10: at times every place is held by a bounced job.
+    let (outcomes, submitted) = run_with(false, 1_000, 10, true).await;
+    let ids = result_ids(&outcomes);
+    assert_eq!(ids.len(), 1_000, "every job answered once");
+    let submitted = submitted.lock().unwrap();
+    for (id, count) in submitted.iter() {
+        let n: u64 = id.rsplit('-').next().unwrap().parse().unwrap();
+        assert_eq!(*count, if n % 5 == 0 { 2 } else { 1 }, "{id}");
+    }
 }

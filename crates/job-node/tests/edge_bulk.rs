@@ -220,19 +220,21 @@ async fn a_raw_client_with_fifty_thousand_jobs_in_flight_gets_every_result() {
 }
 
 /// Sends `n` echo jobs of `size` bytes each from a task, without reading;
-/// the task ends when all are sent or a send makes no progress for 2 s.
+/// the task ends when all are sent or a send makes no progress for
+/// `patience`.
 fn send_big(
     mut tx: futures_util::stream::SplitSink<RawWs, Message>,
     prefix: &'static str,
     n: usize,
     size: usize,
+    patience: Duration,
 ) -> tokio::task::JoinHandle<(futures_util::stream::SplitSink<RawWs, Message>, usize)> {
     tokio::spawn(async move {
         let data = "x".repeat(size);
         let mut sent = 0;
         for i in 0..n {
             let msg = raw_job(&format!("{prefix}-{i}"), &data);
-            match tokio::time::timeout(Duration::from_secs(2), tx.send(msg)).await {
+            match tokio::time::timeout(patience, tx.send(msg)).await {
                 Ok(Ok(())) => sent += 1,
                 _ => break,
             }
@@ -260,7 +262,7 @@ async fn a_client_that_stops_reading_is_closed_only_after_the_idle_limit() {
     // than the 3 s limit, whatever the machine's speed: the node's writer
     // cannot have waited longer than the connection exists). Then read:
     // every answer arrives, the connection stays up.
-    let sending = send_big(tx, "one", JOBS_PER_PHASE, SIZE);
+    let sending = send_big(tx, "one", JOBS_PER_PHASE, SIZE, LIMIT);
     tokio::time::sleep(Duration::from_secs(1).saturating_sub(connected.elapsed())).await;
     let mut got = HashSet::new();
     while got.len() < JOBS_PER_PHASE {
@@ -277,9 +279,11 @@ async fn a_client_that_stops_reading_is_closed_only_after_the_idle_limit() {
     assert_eq!(sent, JOBS_PER_PHASE, "a reading client is read");
 
     // Phase 2: stop reading for good. The node stops reading us too (the
-    // sender stalls for 2 s), and after the idle limit it closes with 1013
+    // sender stalls for 5 s: the node wrote no answer for that long, or it
+    // would have read more), and after the idle limit it closes with 1013
     // (the close frame waits in the node until we read again).
-    let (_tx, sent) = tokio::time::timeout(LIMIT * 4, send_big(tx, "two", STALL_CAP, SIZE))
+    let stalled = send_big(tx, "two", STALL_CAP, SIZE, Duration::from_secs(5));
+    let (_tx, sent) = tokio::time::timeout(LIMIT * 4, stalled)
         .await
         .unwrap()
         .unwrap();
@@ -287,9 +291,9 @@ async fn a_client_that_stops_reading_is_closed_only_after_the_idle_limit() {
         sent < STALL_CAP,
         "the node kept reading a client that does not read"
     );
-    // The writer has been stuck since before the sender's last 2 s; the
-    // 3 s limit has passed for sure after 4 s more.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The writer has been stuck since before the sender's last 5 s; the
+    // 3 s limit has passed, and the node has had 2 s more to notice.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let mut answers = 0;
     let code = loop {
         match tokio::time::timeout(LIMIT, rx.next())

@@ -30,12 +30,17 @@ pub struct NodeProc {
 
 impl NodeProc {
     /// Starts node `name` on a free loopback port with `extra` arguments
-    /// and waits for its ready line.
+    /// (2 workers unless they say `--workers`) and waits for its ready line.
     pub async fn start(name: &str, extra: &[&str]) -> NodeProc {
         let mut command = Command::new(BIN);
         command
             .args(["start", "--name", name, "--listen", "127.0.0.1:0"])
-            .args(["--supervised", "--workers", "2"])
+            .arg("--supervised")
+            .args(if extra.contains(&"--workers") {
+                &[][..]
+            } else {
+                &["--workers", "2"][..]
+            })
             .args(extra)
             .env(
                 "RUST_LOG",
