@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -147,8 +148,12 @@ where
     let in_flight: InFlight = Arc::default();
     let (events_tx, mut events) = mpsc::channel(1024);
     let (retry_tx, retries) = mpsc::unbounded_channel();
+    // Bounced jobs between their bounce and their resend (then in flight
+    // again): the stream is not done while any is on its way back.
+    let retrying = Arc::new(AtomicUsize::new(0));
     let producer = Producer {
         retries,
+        retrying: Arc::clone(&retrying),
         sender,
         to: format!("coordinator@{node}"),
         window: Arc::clone(&window),
@@ -161,7 +166,9 @@ where
     let producing = tokio::spawn(producer.run(jobs));
     let (mut expected, mut barrier, mut barrier_seen) = (0usize, None, false);
     loop {
-        let unanswered = in_flight.lock().map_or(0, |m| m.len());
+        // `retrying` first: a resend is in `in_flight` before it leaves it.
+        let retrying_now = retrying.load(Ordering::SeqCst);
+        let unanswered = in_flight.lock().map_or(0, |m| m.len()) + retrying_now;
         if barrier.is_some() {
             let done = if opts.wait {
                 unanswered == 0 && expected == 0
@@ -187,6 +194,7 @@ where
                 match (job_reply(&env), payload) {
                     (JobReply::Refused(reason), Some(payload)) if mailbox_full(&env.kind, &reason) => {
                         // Keeps its place in the window; the producer sends it again.
+                        retrying.fetch_add(1, Ordering::SeqCst);
                         let _ = retry_tx.send((id, payload));
                     }
                     (JobReply::Result { json, success }, _) => {
@@ -240,6 +248,8 @@ impl Connector {
 struct Producer {
     sender: ClientSender,
     retries: mpsc::UnboundedReceiver<Retry>,
+    /// Bounced jobs not yet sent again (see `stream_jobs`).
+    retrying: Arc<AtomicUsize>,
     to: String,
     window: Arc<Semaphore>,
     in_flight: InFlight,
@@ -277,15 +287,25 @@ impl Producer {
     /// place in the window), after a short pause.
     async fn resend(&mut self, (id, payload): Retry) -> anyhow::Result<()> {
         tokio::time::sleep(RETRY_PAUSE).await;
-        self.send_payload(id, payload).await
+        self.track(id, &payload);
+        // In `in_flight` again before it stops counting as retrying, so the
+        // answer loop never sees it in neither.
+        self.retrying.fetch_sub(1, Ordering::SeqCst);
+        self.sender.send(&self.to, &payload).await?;
+        Ok(())
     }
 
-    async fn send_payload(&mut self, id: String, payload: Arc<str>) -> anyhow::Result<()> {
+    /// Records the job under the message id its next send will carry.
+    fn track(&mut self, id: String, payload: &Arc<str>) {
         let tag = self.sender.next_message_id();
-        let kept = self.opts.wait.then(|| Arc::clone(&payload));
+        let kept = self.opts.wait.then(|| Arc::clone(payload));
         if let Ok(mut m) = self.in_flight.lock() {
             m.insert(tag, Pending { id, payload: kept });
         }
+    }
+
+    async fn send_payload(&mut self, id: String, payload: Arc<str>) -> anyhow::Result<()> {
+        self.track(id, &payload);
         self.sender.send(&self.to, &payload).await?;
         Ok(())
     }
