@@ -101,6 +101,7 @@ pub(crate) async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         wait: args.wait,
         resume: args.resume,
         timeout: args.cluster.connect_timeout,
+        tls: args.cluster.tls()?,
         ..StreamOptions::new(args.id_prefix.clone().unwrap_or_else(random_prefix))
     };
     let (mut done, mut refused, mut failed) = (0usize, 0usize, 0usize);
@@ -245,7 +246,8 @@ pub(crate) async fn watch(args: WatchArgs) -> anyhow::Result<()> {
         .map(|m| m.url.clone())
         .with_context(|| format!("the owner {owner:?} of job {} is not a member", args.id))?;
     let secret = ClusterSecret::for_client(args.cluster.secret_file.as_deref())?;
-    let mut at_owner = Session::connect(&url, &secret, timeout).await?;
+    let tls = args.cluster.tls()?;
+    let mut at_owner = Session::connect_with(&url, &secret, timeout, tls.as_ref()).await?;
     let (tag, attached) = at_owner.attach(&ids, timeout).await?;
     if attached.attached.is_empty() {
         anyhow::bail!("job {} is not known to its owner {owner}", args.id);

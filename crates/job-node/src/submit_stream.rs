@@ -40,6 +40,9 @@ pub struct StreamOptions {
     pub resume: bool,
     /// Limit for each command's answer and each connection.
     pub timeout: Duration,
+    /// TLS settings for `wss://` URLs (the CA the nodes' certificates
+    /// chain to).
+    pub tls: Option<cluster_router::TlsConfig>,
 }
 
 impl StreamOptions {
@@ -52,6 +55,7 @@ impl StreamOptions {
             prefix: prefix.into(),
             resume: false,
             timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -138,10 +142,11 @@ pub async fn stream_jobs<I>(
 where
     I: Iterator<Item = anyhow::Result<JobSubmission>> + Send + 'static,
 {
-    let session = Session::connect(url, secret, opts.timeout).await?;
+    let session = Session::connect_with(url, secret, opts.timeout, opts.tls.as_ref()).await?;
     let connect = Connector {
         url: url.to_owned(),
         secret: secret.clone(),
+        tls: opts.tls.clone(),
     };
     let (sender, mut receiver, node) = session.into_parts();
     let window = Arc::new(Semaphore::new(opts.window.max(1)));
@@ -237,11 +242,13 @@ struct Connector {
     url: String,
     /// The cluster secret.
     secret: ClusterSecret,
+    /// TLS settings for `wss://` URLs.
+    tls: Option<cluster_router::TlsConfig>,
 }
 
 impl Connector {
     async fn session(&self, url: &str, timeout: Duration) -> Result<Session, RemoteError> {
-        Session::connect(url, &self.secret, timeout).await
+        Session::connect_with(url, &self.secret, timeout, self.tls.as_ref()).await
     }
 }
 
