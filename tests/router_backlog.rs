@@ -92,7 +92,7 @@ const FLOOD: u64 = 20_000;
 /// Payload size of a flood envelope (its sequence number, then filler).
 const PAYLOAD: usize = 2 * 1024;
 /// Bound on each flood phase: far above what it takes on 2 loaded cores.
-const FLOOD_LIMIT: Duration = Duration::from_secs(30);
+const FLOOD_LIMIT: Duration = Duration::from_secs(120);
 
 /// Forwards every message to `sink@<other node>`, awaiting `Router::send`
 /// inside the handler (like a worker pool answering its coordinator). It
