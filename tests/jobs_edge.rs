@@ -174,6 +174,15 @@ async fn a_known_id_is_not_run_again_and_a_rerun_is_explicit() {
     assert_eq!(seen.counted.load(Ordering::SeqCst), 4);
     let record = &coord.get(vec![id("once-1")]).await.unwrap().records[0];
     assert_eq!((record.state, record.attempt), (JobState::Succeeded, 1));
+    // Any known job can be attached to; its result comes at once.
+    let attached = within(STEP, "attach", coord.attach(id("once-2")))
+        .await
+        .unwrap();
+    let result = within(STEP, "attached result", attached.result())
+        .await
+        .unwrap();
+    assert_eq!(result.result.as_deref(), Some("y"));
+    assert!(coord.attach(id("nobody")).await.is_err());
     finish(coord, vec![a]).await;
 }
 

@@ -273,7 +273,8 @@ struct LiveRecord {
 pub(crate) struct Records {
     owner: String,
     live: HashMap<JobId, LiveRecord>,
-    finished: FinishedLog<JobRecord>,
+    /// Boxed: a map of large values moves them on every resize.
+    finished: FinishedLog<Box<JobRecord>>,
     retention: Retention,
 }
 
@@ -306,7 +307,7 @@ impl Records {
 
     /// The final record of a finished job.
     pub(crate) fn finished(&self, id: &JobId) -> Option<&JobRecord> {
-        self.finished.get(id)
+        self.finished.get(id).map(|r| &**r)
     }
 
     /// A job was accepted.
@@ -424,7 +425,7 @@ impl Records {
             result: Some(result.clone()),
         };
         self.insert_finished(record, now_ms);
-        self.finished.get(&result.id)
+        self.finished(&result.id)
     }
 
     /// Adds a finished record (e.g. read back from the journal).
@@ -433,7 +434,7 @@ impl Records {
         let bytes = record.approx_bytes();
         self.live.remove(&record.id);
         self.finished
-            .insert(record.id.clone(), finished_ms, bytes, record);
+            .insert(record.id.clone(), finished_ms, bytes, Box::new(record));
         self.finished.evict(now_ms, self.retention);
     }
 
@@ -458,7 +459,7 @@ impl Records {
         progress: Option<ProgressRecord>,
     ) -> Option<JobRecord> {
         if let Some(done) = self.finished.get(id) {
-            return Some(done.clone());
+            return Some((**done).clone());
         }
         let live = self.live.get(id)?;
         let (attempt, running) = status.map_or((0, false), |s| (s.attempt, s.running));

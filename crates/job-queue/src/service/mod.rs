@@ -531,15 +531,15 @@ impl Coordinator {
         &self.resumed
     }
 
-    /// Waits for the result of a job resumed from the journal (see
-    /// [`resumed`](Self::resumed)). Its result is kept once final (the
-    /// newest 10,000), so this works before and after it finishes.
+    /// Waits for the result of a job this coordinator owns: one resumed
+    /// from the journal (see [`resumed`](Self::resumed); its result is kept
+    /// once final, the newest 10,000), or any job it has a record of
+    /// (unfinished, or finished within retention: answered at once).
     ///
     /// # Errors
     ///
-    /// [`JobError::UnknownJob`] if `id` is no resumed job (or its result
-    /// was already handed out or evicted), [`JobError::Ask`] if the
-    /// coordinator does not answer.
+    /// [`JobError::UnknownJob`] if `id` is not known here (or its record
+    /// was evicted), [`JobError::Ask`] if the coordinator does not answer.
     pub async fn attach(&self, id: JobId) -> Result<PendingJob, JobError> {
         let rx = self.ask(|reply| Call::Attach(id.clone(), reply)).await??;
         Ok(PendingJob {

@@ -196,6 +196,10 @@ impl Shell {
             self.deferred = resume;
             return Ok(());
         };
+        // The predecessor's records are newer than the journal's.
+        if let Some(journal) = &mut self.journal {
+            journal.finished = Vec::new();
+        }
         self.records = retained.records;
         self.extra = retained.extra;
         self.extra_count = self.extra.values().map(Vec::len).sum();
@@ -320,6 +324,15 @@ impl Shell {
             Some(waiter @ Waiter::Resumed) => {
                 *waiter = Waiter::Local { tx, progress: None };
                 Ok(rx)
+            }
+            // Any other job this coordinator knows: one more waiter.
+            _ if self.records.contains(&id) => {
+                let waiter = Waiter::Local { tx, progress: None };
+                if self.add_waiter(&id, waiter) {
+                    Ok(rx)
+                } else {
+                    Err(JobError::UnknownJob(id))
+                }
             }
             _ => Err(JobError::UnknownJob(id)),
         }
