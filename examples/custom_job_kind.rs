@@ -1,7 +1,8 @@
 //! Shows job-queue embedded in your own binary with a job kind of your own:
 //! a `quote` handler with typed input and output (serde JSON), the three
 //! kinds of handler error (bad data and permanent errors fail at once, a
-//! retryable one is retried with backoff), progress reports, a handler
+//! retryable one is retried with backoff), progress reports, cancellation
+//! (a slow quote stops when its job is cancelled), a handler
 //! unit-tested without a cluster, and a batch of 2,000 jobs checked against
 //! a direct computation. One node: a `Router`, a `WorkerPool` and a
 //! `Coordinator` in this process; other nodes would join with
@@ -26,6 +27,9 @@ use serde::{Deserialize, Serialize};
 struct Order {
     lines: Vec<Line>,
     coupon: Option<String>,
+    /// How long pricing takes (a slow supplier lookup), in milliseconds.
+    #[serde(default)]
+    lookup_ms: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -85,6 +89,15 @@ fn price(order: &Order, tax_percent: u64) -> Result<Quote, String> {
 async fn quote(ctx: JobContext, tax: Arc<TaxService>) -> Result<String, HandlerError> {
     // Undecodable data is a BadData error: the job fails without retries.
     let order: Order = ctx.json()?;
+    // A slow step that stops when the job is cancelled: the handler gives
+    // up at once and its job ends `cancelled`.
+    if order.lookup_ms > 0 {
+        ctx.progress(0.0, "looking up the supplier");
+        tokio::select! {
+            () = ctx.cancelled() => return Err(HandlerError::permanent("cancelled during the lookup")),
+            () = tokio::time::sleep(Duration::from_millis(order.lookup_ms)) => {}
+        }
+    }
     for (i, line) in order.lines.iter().enumerate() {
         let note = format!("priced {} ({} of {})", line.sku, i + 1, order.lines.len());
         ctx.progress((i + 1) as f32 / order.lines.len() as f32, note);
@@ -107,6 +120,7 @@ fn order(lines: &[(&str, u32, u64)], coupon: Option<&str>) -> Order {
             })
             .collect(),
         coupon: coupon.map(Into::into),
+        lookup_ms: 0,
     }
 }
 
@@ -177,6 +191,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     println!("permanent: {}", describe(&unknown));
     assert_eq!(unknown.attempt, 1);
+
+    // Cancellation: a quote whose lookup would take a minute is cancelled
+    // once it runs; its handler stops and the caller gets `cancelled`.
+    let slow = Order {
+        lookup_ms: 60_000,
+        ..order(&[("desk", 1, 25_000)], None)
+    };
+    let slow_job = job(&slow)?.with_id(job_queue::JobId::new("slow-quote")?);
+    let mut pending = coordinator.submit_with_progress(slow_job).await?;
+    // Its first progress report says the handler is in the slow step.
+    let update = pending.next_progress().await.ok_or("no progress")?;
+    println!("running: {}", update.note);
+    let started = std::time::Instant::now();
+    let report = coordinator.cancel(vec![pending.id().clone()]).await?;
+    while pending.next_progress().await.is_some() {}
+    let cancelled = pending.result().await?;
+    println!(
+        "cancelled: {:?} -> {} after {:.0?}",
+        report.cancelled,
+        describe(&cancelled),
+        started.elapsed()
+    );
+    assert_eq!(
+        cancelled.error.as_ref().map(|e| e.cause),
+        Some(FailureCause::Cancelled)
+    );
 
     // A batch, in one trip to the coordinator, checked against `price`.
     let orders: Vec<Order> = (0..2_000u64)
