@@ -142,18 +142,17 @@ pub(crate) struct StartArgs {
 /// Where a client command finds the cluster.
 #[derive(Debug, Clone, Args, PartialEq)]
 pub(crate) struct ClusterArgs {
-    /// WebSocket URL of any node (ws://host:port). [env: JOBMESH_CLUSTER]
+    /// WebSocket URL of any node (ws://host:port).
     #[arg(long, value_name = "URL", env = "JOBMESH_CLUSTER")]
     pub cluster: String,
     /// File holding the cluster secret (default: the development secret).
-    /// [env: JOBMESH_SECRET_FILE]
     #[arg(long, value_name = "FILE", env = "JOBMESH_SECRET_FILE")]
     pub secret_file: Option<PathBuf>,
     /// How long to wait for the cluster to answer, in seconds.
     #[arg(long, value_name = "S", default_value = "10", value_parser = parse_seconds)]
     pub connect_timeout: Duration,
     /// CA certificates (PEM) the node's certificate must chain to, for a
-    /// wss:// --cluster URL. [env: JOBMESH_TLS_CA]
+    /// wss:// --cluster URL.
     #[arg(long, value_name = "FILE", env = "JOBMESH_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
 }
@@ -336,6 +335,21 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("job-node").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn help_names_each_environment_variable_once() {
+        let mut root = Cli::command();
+        for name in ["submit", "status", "get", "cancel", "watch"] {
+            let help = root
+                .find_subcommand_mut(name)
+                .unwrap_or_else(|| panic!("no subcommand {name}"))
+                .render_long_help()
+                .to_string();
+            for var in ["JOBMESH_CLUSTER", "JOBMESH_SECRET_FILE", "JOBMESH_TLS_CA"] {
+                assert_eq!(help.matches(var).count(), 1, "{name} --help: {var}\n{help}");
+            }
+        }
     }
 
     #[test]
