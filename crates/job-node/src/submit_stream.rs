@@ -170,6 +170,8 @@ where
     };
     let producing = tokio::spawn(producer.run(jobs));
     let (mut expected, mut barrier, mut barrier_seen) = (0usize, None, false);
+    // Answers that matched nothing in flight before the barrier was known.
+    let mut early: Vec<u64> = Vec::new();
     loop {
         // `retrying` first: a resend is in `in_flight` before it leaves it.
         let retrying_now = retrying.load(Ordering::SeqCst);
@@ -195,7 +197,14 @@ where
                     continue;
                 }
                 let pending = in_flight.lock().ok().and_then(|mut m| m.remove(&env.correlation_id));
-                let Some(Pending { id, payload }) = pending else { continue };
+                let Some(Pending { id, payload }) = pending else {
+                    // The barrier's answer can overtake the producer's
+                    // `Done` event that names it: remember it (bounded).
+                    if barrier.is_none() && early.len() < EARLY_ANSWERS {
+                        early.push(env.correlation_id);
+                    }
+                    continue;
+                };
                 match (job_reply(&env), payload) {
                     (JobReply::Refused(reason), Some(payload)) if mailbox_full(&env.kind, &reason) => {
                         // Keeps its place in the window; the producer sends it again.
@@ -222,7 +231,10 @@ where
                     report(outcome);
                 }
                 Some(Event::Expect(n)) => expected += n,
-                Some(Event::Done { barrier: tag }) => barrier = Some(tag),
+                Some(Event::Done { barrier: tag }) => {
+                    barrier = Some(tag);
+                    barrier_seen = early.contains(&tag);
+                }
                 Some(Event::Failed(err)) => return Err(err),
                 None => anyhow::bail!("the submitting task ended early"),
             },
@@ -234,6 +246,10 @@ where
     let _ = producing.await;
     Ok(())
 }
+
+/// Most answers kept while the barrier is not known yet (only the barrier's
+/// own answer is expected among them).
+const EARLY_ANSWERS: usize = 64;
 
 /// Opens more sessions (to look ids up, and to attach at a job's owner).
 #[derive(Debug, Clone)]
