@@ -152,19 +152,33 @@ fn index_error(index: usize, total: usize, err: ApiError) -> ApiError {
 impl Api for NodeApi {
     async fn submit(&self, jobs: Vec<JobSubmission>) -> Result<Vec<String>, ApiError> {
         let total = jobs.len();
-        let mut ids = Vec::with_capacity(total);
+        // All or none: every job is checked before any is handed over, and
+        // the coordinator takes the batch in one call that refuses it whole
+        // if one job is refused (duplicate in the batch, capacity, draining).
+        let mut kinds = Vec::with_capacity(total);
+        let mut batch = Vec::with_capacity(total);
         for (index, submission) in jobs.into_iter().enumerate() {
-            let kind = submission.kind.clone();
-            let job = convert::job_from_submission(submission)
-                .map_err(|e| index_error(index, total, e))?;
-            let pending = self
-                .coordinator
-                .submit(job)
-                .await
-                .map_err(|e| index_error(index, total, submit_error(e)))?;
-            ids.push(self.track(kind, pending));
+            kinds.push(submission.kind.clone());
+            batch.push(
+                convert::job_from_submission(submission)
+                    .map_err(|e| index_error(index, total, e))?,
+            );
         }
-        Ok(ids)
+        let accepted = self
+            .coordinator
+            .submit_many(batch)
+            .await
+            .map_err(|e| match e {
+                JobError::Submit(SubmitError::InBatch { index, source }) => {
+                    index_error(index, total, submit_error(JobError::Submit(*source)))
+                }
+                other => submit_error(other),
+            })?;
+        Ok(kinds
+            .into_iter()
+            .zip(accepted)
+            .map(|(kind, pending)| self.track(kind, pending))
+            .collect())
     }
 
     async fn wait(&self, ids: &[String], timeout: Duration) -> Result<Vec<JobView>, ApiError> {
