@@ -50,8 +50,9 @@ pub enum ClientError {
         source: tokio_tungstenite::tungstenite::Error,
     },
     /// The TCP or TLS connection failed (unreachable, untrusted
-    /// certificate, `wss://` without a CA, a plaintext node).
-    #[error("cannot connect to {url}: {source}")]
+    /// certificate, `wss://` without a CA, a plaintext node). The
+    /// transport's error (the source) says why.
+    #[error("cannot connect to {url}")]
     Dial {
         /// The URL.
         url: String,

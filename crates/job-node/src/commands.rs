@@ -7,7 +7,7 @@ use anyhow::Context as _;
 
 use crate::cli::{ClusterArgs, DeadAction, DeadArgs, IdsArgs, StatusArgs, SubmitArgs, WatchArgs};
 use crate::http::JobSubmission;
-use crate::jobs_file::JobLines;
+use crate::jobs_file::{check_jobs, JobLines};
 use crate::progress_bar::progress_counter;
 use crate::remote::{job_reply, JobReply, Session, MAX_IDS};
 use crate::secret::ClusterSecret;
@@ -64,6 +64,46 @@ pub(crate) fn jobs_to_submit(
     }
 }
 
+/// Reads the whole jobs file once before anything is sent: a file with bad
+/// lines is refused whole, every bad line reported on stderr (line number
+/// and reason; the first [`BAD_LINES_LISTED`](crate::jobs_file::BAD_LINES_LISTED), then a count).
+///
+/// # Errors
+///
+/// An unreadable file, or bad lines ("nothing was submitted").
+async fn check_file(path: std::path::PathBuf, flags: SubmitArgs) -> anyhow::Result<()> {
+    let shown = path.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        check_jobs(&path, |job| {
+            crate::node::convert::job_from_submission(apply_flags(&flags, job))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+    })
+    .await
+    .context("the jobs file check stopped")??;
+    if found.bad_total == 0 {
+        return Ok(());
+    }
+    let mut err = std::io::stderr().lock();
+    for (line, reason) in &found.bad {
+        let _ = writeln!(err, "job-node: {}:{line}: {reason}", shown.display());
+    }
+    if found.bad_total > found.bad.len() {
+        let _ = writeln!(
+            err,
+            "job-node: ... and {} more bad lines",
+            found.bad_total - found.bad.len()
+        );
+    }
+    anyhow::bail!(
+        "{} of {} jobs in {} are not valid; nothing was submitted",
+        found.bad_total,
+        found.bad_total + found.jobs,
+        shown.display()
+    )
+}
+
 /// A random id prefix for one run (`r<8 hex digits>`).
 fn random_prefix() -> String {
     format!("r{:08x}", rand::random::<u32>())
@@ -79,6 +119,9 @@ fn random_prefix() -> String {
 /// Connection failures, and — after every line is printed — when any job
 /// was refused or (with `--wait`) failed.
 pub(crate) async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.file {
+        check_file(path.clone(), args.clone()).await?;
+    }
     let jobs = jobs_to_submit(&args)?;
     let secret = ClusterSecret::for_client(args.cluster.secret_file.as_deref())?;
     let ids_out: Option<Box<dyn Write + Send>> = match &args.ids_out {

@@ -102,13 +102,78 @@ impl Iterator for JobLines {
             if self.buf.trim().is_empty() {
                 continue;
             }
-            return Some(
-                serde_json::from_str(&self.buf).map_err(|source| JobsFileError::Line {
-                    path: self.path.clone(),
-                    line: self.line,
-                    source,
-                }),
-            );
+            // Without the line end, so a cut-off line reads `EOF ... at line
+            // 1 column N`, not `line 2 column 0`. Serde would take an array
+            // as the struct's fields in order: say what a line must be.
+            let text = self.buf.trim();
+            let parsed = if text.starts_with('{') {
+                serde_json::from_str(text)
+            } else {
+                Err(<serde_json::Error as serde::de::Error>::custom(
+                    "a line must be one JSON object, {\"kind\": ...}",
+                ))
+            };
+            return Some(parsed.map_err(|source| JobsFileError::Line {
+                path: self.path.clone(),
+                line: self.line,
+                source,
+            }));
+        }
+    }
+}
+
+/// How many bad lines [`check_jobs`] lists one by one (the rest are
+/// counted).
+pub(crate) const BAD_LINES_LISTED: usize = 100;
+
+/// What [`check_jobs`] found in a jobs file.
+#[derive(Debug, Default)]
+pub(crate) struct FileCheck {
+    /// Lines that are valid jobs.
+    pub(crate) jobs: usize,
+    /// The first [`BAD_LINES_LISTED`] bad lines: line number and reason.
+    pub(crate) bad: Vec<(usize, String)>,
+    /// How many lines are bad in all.
+    pub(crate) bad_total: usize,
+}
+
+/// Reads a whole jobs file once and checks every line: JSON of a job
+/// object, and whatever `check` says of the job (its id, limits, ...).
+/// `submit --file` does this before sending anything, so a file with bad
+/// lines is refused whole and every bad line is reported.
+///
+/// # Errors
+///
+/// [`JobsFileError::Read`] if the file cannot be read; bad lines are not
+/// errors here but listed in the [`FileCheck`].
+pub(crate) fn check_jobs(
+    path: &Path,
+    mut check: impl FnMut(JobSubmission) -> Result<(), String>,
+) -> Result<FileCheck, JobsFileError> {
+    let mut found = FileCheck::default();
+    let mut lines = JobLines::open(path)?;
+    // Not a `for` loop: the line number is read between items.
+    #[allow(clippy::while_let_on_iterator)]
+    while let Some(item) = lines.next() {
+        match item {
+            Ok(job) => match check(job) {
+                Ok(()) => found.jobs += 1,
+                Err(reason) => found.note_bad(lines.line, reason),
+            },
+            Err(JobsFileError::Line { line, source, .. }) => {
+                found.note_bad(line, format!("invalid job: {source}"));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(found)
+}
+
+impl FileCheck {
+    fn note_bad(&mut self, line: usize, reason: String) {
+        self.bad_total += 1;
+        if self.bad.len() < BAD_LINES_LISTED {
+            self.bad.push((line, reason));
         }
     }
 }
@@ -139,5 +204,32 @@ mod tests {
             read_jobs_file(&dir.path().join("none")),
             Err(JobsFileError::Read { .. })
         ));
+    }
+
+    #[test]
+    fn every_bad_line_is_listed() {
+        let dir = TempDir::new();
+        let mut text =
+            String::from("{\"kind\":\"echo\"}\n\n{\"kind\":\n{\"kind\":\"echo\",\"id\":\"a b\"}\n");
+        for _ in 0..150 {
+            text.push_str("[]\n");
+        }
+        let path = dir.write("mixed.jsonl", &text);
+        let found = check_jobs(&path, |job| match job.id.as_deref() {
+            Some(id) if id.contains(' ') => Err(format!("bad id {id:?}")),
+            _ => Ok(()),
+        })
+        .unwrap();
+        assert_eq!(found.jobs, 1);
+        assert_eq!(found.bad_total, 152);
+        assert_eq!(found.bad.len(), BAD_LINES_LISTED);
+        assert_eq!(found.bad[0].0, 3);
+        assert!(
+            found.bad[0].1.starts_with("invalid job: "),
+            "{:?}",
+            found.bad[0]
+        );
+        assert_eq!(found.bad[1], (4, "bad id \"a b\"".to_owned()));
+        assert_eq!(found.bad[2].0, 5);
     }
 }

@@ -75,7 +75,7 @@ mod test_util;
 // What main.rs needs.
 pub use cli::Cli;
 pub use logging::init as init_logging;
-pub use run::run;
+pub use run::{error_text, run};
 // What the process tests need to talk to a node, and the types its
 // answers and errors carry.
 pub use client::{

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("job-node: {err:#}");
+            eprintln!("job-node: {}", job_node::error_text(&err));
             ExitCode::FAILURE
         }
     }

@@ -23,3 +23,63 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mapreduce(args) => crate::mapreduce_cmd::run(args).await,
     }
 }
+
+/// `err` and its causes on one line, `outer: inner: root`, each cause
+/// once: many error types already show their source in their own message
+/// (`cannot read jobs file x: No such file or directory (os error 2)`), and
+/// printing the chain as well would repeat it.
+pub fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let line = cause.to_string();
+        if line.is_empty() || text.contains(&line) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&line);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read {path}: {source}")]
+    struct Shows {
+        path: &'static str,
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot start")]
+    struct Hides {
+        #[source]
+        source: std::io::Error,
+    }
+
+    fn io() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no such file (os error 2)")
+    }
+
+    #[test]
+    fn every_cause_is_printed_once() {
+        let shows = anyhow::Error::new(Shows {
+            path: "jobs.jsonl",
+            source: io(),
+        });
+        assert_eq!(
+            error_text(&shows),
+            "cannot read jobs.jsonl: no such file (os error 2)"
+        );
+        let hides = anyhow::Error::new(Hides { source: io() }).context("node-1");
+        assert_eq!(
+            error_text(&hides),
+            "node-1: cannot start: no such file (os error 2)"
+        );
+    }
+}

@@ -63,3 +63,122 @@ async fn an_http_batch_is_accepted_whole_or_not_at_all() {
         "{jobs}"
     );
 }
+
+/// A temporary directory removed on drop.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("jobmesh-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_file_reports_every_bad_line_and_sends_nothing() {
+    let node = NodeProc::start("node-1", &["--http", "127.0.0.1:0"]).await;
+    let scratch = Scratch::new("badlines");
+    let path = scratch.0.join("jobs.jsonl");
+    // 20,000 lines, three of them bad in different ways, one blank.
+    let mut text = String::new();
+    let bad_at = [
+        (7_usize, "{\"kind\":"),
+        (12_345, "{\"kind\":\"echo\",\"id\":\"has space\"}"),
+        (19_999, "[1,2]"),
+    ];
+    let mut line = 0;
+    while line < 20_000 {
+        line += 1;
+        match bad_at.iter().find(|(at, _)| *at == line) {
+            Some((_, bad)) => text.push_str(bad),
+            None if line == 100 => {}
+            None => text.push_str(&format!("{{\"kind\":\"echo\",\"data\":\"{line}\"}}")),
+        }
+        text.push('\n');
+    }
+    std::fs::write(&path, text).expect("write jobs");
+    let file = path.to_str().expect("utf-8 path");
+    let out = cli(&["submit", "--cluster", node.url(), "--file", file, "--wait"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    for (at, _) in bad_at {
+        assert!(
+            err.contains(&format!("{file}:{at}: ")),
+            "line {at} not reported: {err}"
+        );
+    }
+    assert!(err.contains("forbidden character"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "3 of 19999 jobs in {file} are not valid; nothing was submitted"
+        )),
+        "{err}"
+    );
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    let stats = http(node.http(), "GET", "/v1/stats", None).await.json();
+    assert_eq!(stats["submitted"], 0, "{stats}");
+
+    // Fixed, the same file runs: 19,999 result lines.
+    let fixed: String = std::fs::read_to_string(&path)
+        .expect("read back")
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if bad_at.iter().any(|(at, _)| *at == i + 1) {
+                format!("{{\"kind\":\"echo\",\"data\":\"fixed-{}\"}}\n", i + 1)
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&path, fixed).expect("rewrite jobs");
+    let out = cli(&["submit", "--cluster", node.url(), "--file", file, "--wait"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 19_999);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_name_each_cause_once() {
+    let scratch = Scratch::new("errors-once");
+    let missing = scratch.0.join("missing.jsonl");
+    let missing = missing.to_str().expect("utf-8 path");
+    let out = cli(&["submit", "--cluster", "ws://127.0.0.1:1", "--file", missing]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
+    assert_eq!(err.matches("cannot read jobs file").count(), 1, "{err}");
+
+    let out = cli(&[
+        "status",
+        "--cluster",
+        "ws://127.0.0.1:1",
+        "--connect-timeout",
+        "5",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(
+        err.matches("cannot connect to ws://127.0.0.1:1").count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+
+    let node = NodeProc::start("node-1", &[]).await;
+    let secret = scratch.0.join("secret");
+    std::fs::write(&secret, "not the cluster secret\n").expect("write secret");
+    let secret = secret.to_str().expect("utf-8 path");
+    let out = cli(&["status", "--cluster", node.url(), "--secret-file", secret]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.matches("wrong client token").count(), 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -104,8 +104,10 @@ impl Tally {
     }
 }
 
+/// Milliseconds with microsecond precision: whole microseconds divided
+/// once, so JSON shows `0.042`, never `0.041999999999999996`.
 fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
+    d.as_micros() as f64 / 1e3
 }
 
 fn timing_snapshot(h: &Histogram) -> TimingSnapshot {

@@ -8,7 +8,7 @@
 //! cluster gracefully.
 
 mod api;
-mod convert;
+pub(crate) mod convert;
 
 pub(crate) use api::NodeApi;
 
