@@ -188,12 +188,16 @@ pub(crate) async fn first_frame(
         }
         FirstFrame::WrongToken => {
             Counters::bump(&shared.counters.auth_failures);
-            tracing::warn!(%addr, "client refused: invalid token");
+            if let Some(suppressed) = shared.handshake_log.permit() {
+                tracing::warn!(%addr, suppressed, "client refused: invalid token");
+            }
             refuse(ws, "authentication failed").await;
         }
         FirstFrame::NotAuth => {
             Counters::bump(&shared.counters.auth_failures);
-            tracing::warn!(%addr, "client refused: sent data before authenticating");
+            if let Some(suppressed) = shared.handshake_log.permit() {
+                tracing::warn!(%addr, suppressed, "client refused: sent data before authenticating");
+            }
             refuse(ws, "not authenticated: send {\"auth\":\"<token>\"} first").await;
         }
     }

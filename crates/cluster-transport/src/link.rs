@@ -219,7 +219,10 @@ async fn refuse(
         }
         _ => {}
     }
-    tracing::warn!(local = %shared.config.node_name, peer = who, %error, "handshake refused");
+    if let Some(suppressed) = shared.handshake_log.permit() {
+        tracing::warn!(local = %shared.config.node_name, peer = who, %error, suppressed,
+            "handshake refused");
+    }
     if let Some(reply) = reply {
         let _ = send_frame(&mut ws, codec::encode_control(&reply)).await;
     }

@@ -112,6 +112,10 @@ pub(crate) struct Shared {
     /// Warnings a flood of connections can trigger.
     pub(crate) busy_log: RateLimitedLog,
     pub(crate) refused_log: RateLimitedLog,
+    /// Failed handshakes and authentications (a scan or a misconfigured
+    /// peer can cause thousands a second): one warning a second, with the
+    /// count of the ones not logged.
+    pub(crate) handshake_log: RateLimitedLog,
     /// Refused connections being drained (bounded like the slots).
     refusing: AtomicUsize,
 }
@@ -377,6 +381,7 @@ impl Transport {
             tasks_done: Notify::new(),
             busy_log: RateLimitedLog::default(),
             refused_log: RateLimitedLog::default(),
+            handshake_log: RateLimitedLog::default(),
             refusing: AtomicUsize::new(0),
         });
         let accept_shared = Arc::clone(&shared);
@@ -724,7 +729,9 @@ async fn accept_one(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, sl
         Ok(Err(err)) => {
             if header.refused() {
                 Counters::bump(&shared.counters.auth_failures);
-                tracing::warn!(%addr, "client refused: invalid bearer token");
+                if let Some(suppressed) = shared.handshake_log.permit() {
+                    tracing::warn!(%addr, suppressed, "client refused: invalid bearer token");
+                }
             } else {
                 tracing::debug!(%addr, %err, "websocket upgrade failed");
             }
@@ -792,7 +799,9 @@ async fn first_message(shared: Arc<Shared>, mut ws: link::Ws, addr: SocketAddr, 
         Ok(None) => {}
         Err(_) => {
             Counters::bump(&shared.counters.handshake_timeouts);
-            tracing::warn!(%addr, "handshake timed out: no first message");
+            if let Some(suppressed) = shared.handshake_log.permit() {
+                tracing::warn!(%addr, suppressed, "handshake timed out: no first message");
+            }
             let _ = ws.close(None).await;
         }
     }

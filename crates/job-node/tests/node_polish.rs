@@ -182,3 +182,77 @@ async fn errors_name_each_cause_once() {
     assert_eq!(err.matches("wrong client token").count(), 1, "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_failed_handshakes_is_logged_once_a_second_with_a_count() {
+    use std::process::Stdio;
+    let scratch = Scratch::new("handshake-log");
+    let log_path = scratch.0.join("node.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["start", "--name", "node-1", "--listen", "127.0.0.1:0"])
+        .args(["--supervised", "--workers", "1"])
+        .env("RUST_LOG", "warn")
+        .env_remove("JOBMESH_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn job-node");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let line = tokio::time::timeout(LIMIT, lines.next_line())
+        .await
+        .expect("ready in time")
+        .expect("read")
+        .expect("ready line");
+    let ready = job_node::ReadyReport::parse(&line).expect("ready line");
+    let url = ready.url.clone();
+
+    let probes = 2_000;
+    let started = std::time::Instant::now();
+    for _ in 0..probes {
+        let refused = job_node::ClusterClient::connect(&url, "not-the-token", LIMIT).await;
+        assert!(refused.is_err(), "a wrong token was accepted");
+    }
+    let elapsed = started.elapsed();
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let text = std::fs::read_to_string(&log_path).expect("read log");
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("client refused: invalid"))
+        .collect();
+    assert!(!warnings.is_empty(), "no warning at all: {text}");
+    // One a second at most (plus the first), each counting the others.
+    let bound = elapsed.as_secs() as usize + 2;
+    assert!(
+        warnings.len() <= bound,
+        "{} warnings in {elapsed:?} for {probes} probes",
+        warnings.len()
+    );
+    let counted: u64 = warnings
+        .iter()
+        .filter_map(|l| {
+            l.split("suppressed=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    // Everything but the probes after the last warning is accounted for.
+    assert!(
+        counted + warnings.len() as u64 <= probes,
+        "{counted} suppressed + {} logged > {probes}",
+        warnings.len()
+    );
+    if warnings.len() > 1 {
+        assert!(
+            counted > 0,
+            "later warnings say nothing was suppressed: {warnings:?}"
+        );
+    }
+}
