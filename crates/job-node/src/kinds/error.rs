@@ -24,13 +24,15 @@ pub(crate) enum KindError {
         /// The data as received (truncated to 64 characters).
         data: String,
     },
-    /// A numeric argument is above the kind's limit.
-    #[error("{what} is {value}, above the limit of {max}")]
-    LimitExceeded {
-        /// What was too large (`"sleep milliseconds"`, `"sha256 rounds"`, ...).
+    /// A numeric argument is outside the range the kind accepts.
+    #[error("{what} is {value}; it must be from {min} to {max}")]
+    OutOfRange {
+        /// What was out of range (`"sleep milliseconds"`, `"sha256 rounds"`, ...).
         what: &'static str,
         /// The requested value.
         value: u64,
+        /// The smallest accepted value.
+        min: u64,
         /// The largest accepted value.
         max: u64,
     },
@@ -100,7 +102,7 @@ impl KindError {
             ),
             KindError::InvalidJson { .. }
             | KindError::InvalidSleep { .. }
-            | KindError::LimitExceeded { .. }
+            | KindError::OutOfRange { .. }
             | KindError::ExecNotAllowed { .. }
             | KindError::Cancelled { .. } => false,
         }

@@ -130,7 +130,7 @@ pub(crate) struct ExecOutput {
 /// # Errors
 ///
 /// Permanent: [`KindError::InvalidJson`], [`KindError::ExecNotAllowed`],
-/// [`KindError::LimitExceeded`] (timeout above the policy's maximum),
+/// [`KindError::OutOfRange`] (timeout above the policy's maximum),
 /// [`KindError::Spawn`] for a missing program. Retryable:
 /// [`KindError::ExecTimeout`] (the program is killed) and [`KindError::Io`].
 ///
@@ -154,12 +154,13 @@ pub(crate) async fn exec(
 fn time_limit(request: &ExecRequest, policy: &ExecPolicy) -> Result<Duration, KindError> {
     match request.timeout_ms {
         None => Ok(policy.default_timeout),
-        Some(ms) if Duration::from_millis(ms) <= policy.max_timeout => {
+        Some(ms) if ms >= 1 && Duration::from_millis(ms) <= policy.max_timeout => {
             Ok(Duration::from_millis(ms))
         }
-        Some(ms) => Err(KindError::LimitExceeded {
+        Some(ms) => Err(KindError::OutOfRange {
             what: "exec timeout_ms",
             value: ms,
+            min: 1,
             max: u64::try_from(policy.max_timeout.as_millis()).unwrap_or(u64::MAX),
         }),
     }
@@ -399,12 +400,19 @@ mod tests {
             .unwrap_err();
         assert!(matches!(
             err,
-            KindError::LimitExceeded {
+            KindError::OutOfRange {
                 value: 1001,
                 max: 1000,
                 ..
             }
         ));
+        let err = run(r#"{"program":"echo","timeout_ms":0}"#, &policy)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "exec timeout_ms is 0; it must be from 1 to 1000"
+        );
     }
 
     #[tokio::test]

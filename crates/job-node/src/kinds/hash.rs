@@ -36,7 +36,7 @@ impl Sha256Request {
     /// # Errors
     ///
     /// [`KindError::InvalidJson`] when the object has an `input` key but
-    /// does not match [`Sha256Request`], [`KindError::LimitExceeded`] when
+    /// does not match [`Sha256Request`], [`KindError::OutOfRange`] when
     /// `rounds` is 0 or above [`MAX_SHA256_ROUNDS`].
     pub(crate) fn from_data(data: &str) -> Result<Self, KindError> {
         let looks_structured = matches!(
@@ -55,9 +55,10 @@ impl Sha256Request {
                 source,
             })?;
         if request.rounds == 0 || request.rounds > MAX_SHA256_ROUNDS {
-            return Err(KindError::LimitExceeded {
-                what: "sha256 rounds (1 or more)",
+            return Err(KindError::OutOfRange {
+                what: "sha256 rounds",
                 value: request.rounds,
+                min: 1,
                 max: MAX_SHA256_ROUNDS,
             });
         }
@@ -173,10 +174,14 @@ mod tests {
             assert!(!err.is_retryable());
         }
         let zero = run(r#"{"input":"abc","rounds":0}"#).await.unwrap_err();
-        assert!(matches!(zero, KindError::LimitExceeded { value: 0, .. }));
+        assert!(matches!(zero, KindError::OutOfRange { value: 0, .. }));
+        assert_eq!(
+            zero.to_string(),
+            "sha256 rounds is 0; it must be from 1 to 10000000"
+        );
         let huge = run(r#"{"input":"abc","rounds":10000001}"#)
             .await
             .unwrap_err();
-        assert!(matches!(huge, KindError::LimitExceeded { .. }));
+        assert!(matches!(huge, KindError::OutOfRange { .. }));
     }
 }

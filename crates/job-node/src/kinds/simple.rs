@@ -22,7 +22,7 @@ pub(crate) async fn echo(data: &str) -> Result<String, KindError> {
 /// # Errors
 ///
 /// [`KindError::InvalidSleep`] when `data` is not a whole number, and
-/// [`KindError::LimitExceeded`] above [`MAX_SLEEP_MS`].
+/// [`KindError::OutOfRange`] above [`MAX_SLEEP_MS`].
 ///
 /// # Cancel safety
 ///
@@ -36,9 +36,10 @@ pub(crate) async fn sleep(
         data: trimmed.chars().take(64).collect(),
     })?;
     if ms > MAX_SLEEP_MS {
-        return Err(KindError::LimitExceeded {
+        return Err(KindError::OutOfRange {
             what: "sleep milliseconds",
             value: ms,
+            min: 0,
             max: MAX_SLEEP_MS,
         });
     }
@@ -110,7 +111,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(
             err,
-            KindError::LimitExceeded {
+            KindError::OutOfRange {
                 value: 3_600_001,
                 ..
             }
