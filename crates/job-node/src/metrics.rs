@@ -217,6 +217,49 @@ impl Metrics {
     }
 }
 
+/// The classic Prometheus text format (`text/plain; version=0.0.4`) of
+/// an OpenMetrics text: what scrapers without OpenMetrics support parse.
+///
+/// The differences that matter: a counter's `# HELP`/`# TYPE` name the
+/// sample (`x_total`), not the family (`x`), or classic parsers call the
+/// samples untyped; `_created` samples, `# UNIT` and `# EOF` do not exist
+/// there; `unknown` is `untyped`.
+pub(crate) fn classic_text(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let is_counter = |name: &str| counters.contains(&name);
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let comment = line
+            .strip_prefix("# HELP ")
+            .map(|rest| ("HELP", rest))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|rest| ("TYPE", rest)));
+        if let Some((what, rest)) = comment {
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            let tail = if what == "TYPE" && tail == "unknown" {
+                "untyped"
+            } else {
+                tail
+            };
+            let suffix = if is_counter(name) { "_total" } else { "" };
+            out.push_str(&format!("# {what} {name}{suffix} {tail}\n"));
+            continue;
+        }
+        let sample = line.split(['{', ' ']).next().unwrap_or(line);
+        if sample.strip_suffix("_created").is_some_and(is_counter) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 fn labels(kind: &str, node: &str) -> KindNode {
     KindNode {
         kind: kind.to_owned(),

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -218,8 +218,11 @@ pub(crate) async fn stats(State(state): State<AppState>) -> Result<Response, Htt
     Ok(Json(state.api.stats().await?).into_response())
 }
 
-/// `GET /metrics`: refreshes the gauges, then encodes everything.
-pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+/// `GET /metrics`: refreshes the gauges, then encodes everything, in
+/// OpenMetrics when the scraper's `Accept` asks for it (Prometheus does),
+/// else in the classic Prometheus text format (`text/plain;
+/// version=0.0.4`), which every scraper reads.
+pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     match state.api.cluster().await {
         Ok(cluster) => state.metrics.update_cluster(&cluster),
         Err(err) => tracing::warn!(error = %err, "metrics: cluster view unavailable"),
@@ -228,14 +231,34 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         Ok(stats) => state.metrics.update_stats(&stats),
         Err(err) => tracing::warn!(error = %err, "metrics: statistics unavailable"),
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
-        .into_response()
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(wants_openmetrics);
+    let text = state.metrics.encode();
+    if openmetrics {
+        let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+        ([(header::CONTENT_TYPE, kind)], text).into_response()
+    } else {
+        let kind = "text/plain; version=0.0.4; charset=utf-8";
+        let classic = crate::metrics::classic_text(&text);
+        ([(header::CONTENT_TYPE, kind)], classic).into_response()
+    }
+}
+
+/// Whether an `Accept` value lists OpenMetrics with a quality above 0.
+fn wants_openmetrics(accept: &str) -> bool {
+    accept.split(',').any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default();
+        let refused = parts.any(|p| {
+            p.strip_prefix("q=")
+                .and_then(|q| q.parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+    })
 }
 
 /// Unknown routes.

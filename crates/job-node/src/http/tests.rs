@@ -235,6 +235,21 @@ impl Server {
             .expect("HTTP request hung")
     }
 
+    /// `GET /metrics` with `accept` as the `Accept` header (none if empty).
+    async fn get_metrics(&self, accept: &str) -> Reply {
+        let extra = if accept.is_empty() {
+            String::new()
+        } else {
+            format!("Accept: {accept}\r\n")
+        };
+        timeout(
+            LIMIT,
+            request_with(self.addr, "GET", "/metrics", &extra, None),
+        )
+        .await
+        .expect("HTTP request hung")
+    }
+
     async fn shutdown(mut self) {
         let _ = self.stop.take().unwrap().send(());
         timeout(LIMIT, self.task).await.unwrap().unwrap().unwrap();
@@ -269,10 +284,21 @@ impl Reply {
 
 /// A minimal HTTP/1.1 client: one request per connection.
 async fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Reply {
+    request_with(addr, method, path, "", body).await
+}
+
+/// [`request`] with `extra` header lines (each ending in `\r\n`).
+async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra: &str,
+    body: Option<&str>,
+) -> Reply {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let body = body.unwrap_or("");
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{extra}\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
@@ -604,7 +630,7 @@ async fn metrics_text_parses() {
     server
         .call("POST", "/v1/jobs", Some(r#"{"kind":"fail"}"#))
         .await;
-    let reply = server.call("GET", "/metrics", None).await;
+    let reply = server.get_metrics(OPENMETRICS_ACCEPT).await;
     assert_eq!(reply.status, 200);
     assert!(reply
         .headers
@@ -650,6 +676,107 @@ async fn metrics_text_parses() {
     assert_eq!(get("jobmesh_members", r#"status="up""#), 2.0);
     assert_eq!(get("jobmesh_node_in_flight", r#"node="node-b""#), 4.0);
     assert_eq!(get("jobmesh_dead_letters", ""), 1.0);
+    server.shutdown().await;
+}
+
+/// What Prometheus 2.x/3.x sends when it scrapes.
+const OPENMETRICS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,\
+    application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+#[tokio::test]
+async fn metrics_format_follows_accept_and_parses_with_a_real_parser() {
+    use openmetrics_parser::{
+        openmetrics::parse_openmetrics, prometheus::parse_prometheus, MetricNumber,
+        OpenMetricsType, OpenMetricsValue, PrometheusType, PrometheusValue,
+    };
+    let server = Server::start().await;
+    server
+        .metrics
+        .observe_attempt("sha256", "node-b", Duration::from_millis(3));
+    // Every family gets a sample: openmetrics-parser 0.4 refuses a family
+    // without samples, which the specification allows.
+    server.metrics.update_stats(&StatsView {
+        submitted: 9,
+        nodes: vec![NodeStatsView {
+            node: "node-b".into(),
+            completed: 4,
+            failed: 1,
+            in_flight: 0,
+            latency_ms: 0.0,
+            timing: TimingSnapshot::default(),
+            kinds: vec![KindStatsSnapshot {
+                kind: "sha256".into(),
+                completed: 4,
+                failed: 1,
+                timing: TimingSnapshot::default(),
+            }],
+        }],
+        ..StatsView::default()
+    });
+    let number = |n: &MetricNumber| n.as_f64();
+    let labels = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    // Classic text by default and for a scraper that asks for it.
+    for accept in [
+        "",
+        "text/plain;version=0.0.4",
+        "*/*",
+        "application/openmetrics-text;q=0",
+    ] {
+        let reply = server.get_metrics(accept).await;
+        assert_eq!(reply.status, 200);
+        assert!(
+            reply
+                .headers
+                .to_ascii_lowercase()
+                .contains("content-type: text/plain; version=0.0.4"),
+            "{accept}: {}",
+            reply.headers
+        );
+        let parsed = parse_prometheus(&reply.body)
+            .unwrap_or_else(|e| panic!("{accept}: {e:?}\n{}", reply.body));
+        let submitted = &parsed.families["jobmesh_jobs_submitted_total"];
+        assert_eq!(
+            submitted.family_type,
+            PrometheusType::Counter,
+            "{}",
+            reply.body
+        );
+        let histogram = &parsed.families["jobmesh_job_duration_seconds"];
+        assert_eq!(histogram.family_type, PrometheusType::Histogram);
+        match &histogram
+            .get_sample_by_label_values(&labels(&["sha256", "node-b"]))
+            .expect("sha256 sample")
+            .value
+        {
+            PrometheusValue::Histogram(h) => assert_eq!(h.count, Some(1)),
+            other => panic!("not a histogram: {other:?}"),
+        }
+        // No family is left untyped (the symptom of OpenMetrics counters read
+        // by a classic parser).
+        for (name, family) in &parsed.families {
+            assert_ne!(
+                family.family_type,
+                PrometheusType::Unknown,
+                "{name} untyped"
+            );
+        }
+        assert!(!reply.body.contains("# EOF"), "{}", reply.body);
+    }
+
+    // OpenMetrics for Prometheus' own Accept.
+    let reply = server.get_metrics(OPENMETRICS_ACCEPT).await;
+    assert!(reply
+        .headers
+        .to_ascii_lowercase()
+        .contains("content-type: application/openmetrics-text; version=1.0.0"));
+    let parsed = parse_openmetrics(&reply.body).unwrap_or_else(|e| panic!("{e:?}\n{}", reply.body));
+    let submitted = &parsed.families["jobmesh_jobs_submitted"];
+    assert_eq!(submitted.family_type, OpenMetricsType::Counter);
+    match &submitted.iter_samples().next().expect("one sample").value {
+        OpenMetricsValue::Counter(c) => assert_eq!(number(&c.value), 9.0),
+        other => panic!("not a counter: {other:?}"),
+    }
     server.shutdown().await;
 }
 
