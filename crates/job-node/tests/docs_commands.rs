@@ -326,3 +326,26 @@ fn the_scanner_reads_prompts_continuations_comments_and_cargo_run() {
     assert!(check_synopsis(&["demo".into(), "[--nodes".into(), "3]".into()]).is_ok());
     assert!(check_synopsis(&["demo".into(), "[--no-such-flag".into(), "3]".into()]).is_err());
 }
+
+/// docs/cli.md documents every subcommand: each has a `## \`job-node NAME`
+/// heading (alone or in a shared heading such as `get`, `watch`, `cancel`)
+/// and a line in the command list at its top.
+#[test]
+fn every_subcommand_has_a_section_in_cli_md() {
+    let text = std::fs::read_to_string(repo_root().join("docs/cli.md")).expect("docs/cli.md");
+    let headings: Vec<&str> = text.lines().filter(|l| l.starts_with("## ")).collect();
+    let mut missing = Vec::new();
+    for sub in Cli::command().get_subcommands() {
+        let name = sub.get_name();
+        let in_heading = headings
+            .iter()
+            .any(|h| h.contains(&format!("`job-node {name}`")) || h.contains(&format!("`{name}`")));
+        let listed = text
+            .lines()
+            .any(|l| l.trim_start().starts_with(&format!("{name} ")));
+        if !in_heading || !listed {
+            missing.push(format!("{name} (heading: {in_heading}, listed: {listed})"));
+        }
+    }
+    assert!(missing.is_empty(), "docs/cli.md lacks: {missing:?}");
+}
