@@ -256,3 +256,41 @@ async fn a_flood_of_failed_handshakes_is_logged_once_a_second_with_a_count() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_resumed_after_a_crash_keeps_its_kind() {
+    let scratch = Scratch::new("resumed-kind");
+    let data = scratch.0.join("data");
+    let data = data.to_str().expect("utf-8 path").to_owned();
+    let args = ["--data-dir", &data, "--http", "127.0.0.1:0"];
+    let mut node = NodeProc::start("node-1", &args).await;
+    let job = json!({"id": "resumed-1", "kind": "sleep", "data": "1500", "timeout_ms": 60000});
+    let reply = http(node.http(), "POST", "/v1/jobs", Some(&job.to_string())).await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let pid = node.child.id().expect("running");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    node.exit_code().await;
+
+    let node = NodeProc::start("node-1", &args).await;
+    let record = http(node.http(), "GET", "/v1/jobs/resumed-1", None).await;
+    assert_eq!(record.status, 200, "{}", record.body);
+    assert_eq!(record.json()["kind"], "sleep", "{}", record.body);
+    let reply = http(
+        node.http(),
+        "POST",
+        "/v1/jobs?wait=true&timeout=30",
+        Some(&job.to_string()),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let view = reply.json();
+    assert_eq!(view["state"], "succeeded", "{view}");
+    assert_eq!(view["kind"], "sleep", "{view}");
+    let record = http(node.http(), "GET", "/v1/jobs/resumed-1", None).await;
+    assert_eq!(record.json()["kind"], "sleep", "{}", record.body);
+    assert_eq!(record.json()["state"], "succeeded", "{}", record.body);
+}

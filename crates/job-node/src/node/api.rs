@@ -53,14 +53,23 @@ impl NodeApi {
         }
     }
 
-    /// Tracks the jobs the coordinator resumed from its journal (their kind
-    /// is not known here); returns how many.
+    /// Tracks the jobs the coordinator resumed from its journal, with the
+    /// kind their records carry; returns how many.
     pub(crate) async fn track_resumed(&self) -> usize {
+        let resumed = self.coordinator.resumed().to_vec();
+        let mut kinds = HashMap::with_capacity(resumed.len());
+        for chunk in resumed.chunks(crate::remote::MAX_IDS) {
+            match self.coordinator.get(chunk.to_vec()).await {
+                Ok(found) => kinds.extend(found.records.into_iter().map(|r| (r.id, r.kind))),
+                Err(err) => tracing::warn!(%err, "cannot read the records of resumed jobs"),
+            }
+        }
         let mut count = 0;
-        for id in self.coordinator.resumed().to_vec() {
+        for id in resumed {
+            let kind = kinds.remove(&id).unwrap_or_default();
             match self.coordinator.attach(id.clone()).await {
                 Ok(pending) => {
-                    self.track(String::new(), pending);
+                    self.track(kind, pending);
                     count += 1;
                 }
                 Err(err) => tracing::warn!(%id, %err, "cannot follow a resumed job"),
