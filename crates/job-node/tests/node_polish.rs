@@ -62,6 +62,43 @@ async fn an_http_batch_is_accepted_whole_or_not_at_all() {
         ],
         "{jobs}"
     );
+    // Durations are whole microseconds: no float noise on any interface.
+    assert_eq!(
+        long_decimals(&reply.body),
+        Vec::<String>::new(),
+        "{}",
+        reply.body
+    );
+    let stats = http(api, "GET", "/v1/stats", None).await;
+    assert_eq!(
+        long_decimals(&stats.body),
+        Vec::<String>::new(),
+        "{}",
+        stats.body
+    );
+}
+
+/// Numbers in a JSON text with more than 3 decimals (`0.060000000000000005`).
+fn long_decimals(text: &str) -> Vec<String> {
+    fn walk(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Number(n) => {
+                let shown = n.to_string();
+                if shown
+                    .split_once('.')
+                    .is_some_and(|(_, frac)| frac.len() > 3)
+                {
+                    out.push(shown);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            serde_json::Value::Object(map) => map.values().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(&serde_json::from_str(text).expect("JSON"), &mut out);
+    out
 }
 
 /// A temporary directory removed on drop.
