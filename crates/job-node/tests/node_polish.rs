@@ -222,29 +222,18 @@ async fn errors_name_each_cause_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_failed_handshakes_is_logged_once_a_second_with_a_count() {
-    use std::process::Stdio;
     let scratch = Scratch::new("handshake-log");
     let log_path = scratch.0.join("node.log");
     let log = std::fs::File::create(&log_path).expect("log file");
-    let mut child = tokio::process::Command::new(BIN)
-        .args(["start", "--name", "node-1", "--listen", "127.0.0.1:0"])
-        .args(["--supervised", "--workers", "1"])
-        .env("RUST_LOG", "warn")
-        .env_remove("JOBMESH_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn job-node");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    let line = tokio::time::timeout(LIMIT, lines.next_line())
-        .await
-        .expect("ready in time")
-        .expect("read")
-        .expect("ready line");
-    let ready = job_node::ReadyReport::parse(&line).expect("ready line");
+    let args = [
+        "--name",
+        "node-1",
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+    ];
+    let (mut child, ready) = start_raw(&args, log.into()).await;
     let url = ready.url.clone();
 
     let probes = 2_000;
@@ -330,4 +319,43 @@ async fn a_job_resumed_after_a_crash_keeps_its_kind() {
     let record = http(node.http(), "GET", "/v1/jobs/resumed-1", None).await;
     assert_eq!(record.json()["kind"], "sleep", "{}", record.body);
     assert_eq!(record.json()["state"], "succeeded", "{}", record.body);
+}
+
+/// `job-node start --supervised ARGS` with `RUST_LOG=warn` and stderr to
+/// `stderr`; the child (killed on drop) and its ready line.
+async fn start_raw(
+    args: &[&str],
+    stderr: std::process::Stdio,
+) -> (tokio::process::Child, job_node::ReadyReport) {
+    use std::process::Stdio;
+    let mut child = tokio::process::Command::new(BIN)
+        .arg("start")
+        .args(args)
+        .arg("--supervised")
+        .env("RUST_LOG", "warn")
+        .env_remove("JOBMESH_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn job-node");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let line = tokio::time::timeout(LIMIT, lines.next_line())
+        .await
+        .expect("ready in time")
+        .expect("read")
+        .expect("ready line");
+    let ready = job_node::ReadyReport::parse(&line).expect("ready line");
+    (child, ready)
+}
+
+#[tokio::test]
+async fn without_a_name_a_node_is_named_after_its_bound_port() {
+    let (_child, ready) =
+        start_raw(&["--listen", "127.0.0.1:0"], std::process::Stdio::null()).await;
+    let port = ready.url.rsplit(':').next().expect("port");
+    assert_ne!(port, "0");
+    assert_eq!(ready.node, format!("node-{port}"), "{ready:?}");
 }
