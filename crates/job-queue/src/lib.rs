@@ -64,7 +64,7 @@
 //!
 //! **The edge.** A coordinator keeps a [`JobRecord`] per job it owns
 //! (state, attempts with node and cause, timestamps, result), the finished
-//! ones for a retention window ([`CoordinatorOptions::retention`],
+//! ones for a retention window ([`CoordinatorOptions::retention`](CoordinatorOptions#structfield.retention),
 //! [`CoordinatorOptions::retention_bytes`]). Submitting a known id is
 //! idempotent (the caller waits for that job; [`Coordinator::rerun`] runs
 //! it again on purpose). [`Coordinator::get`] and [`Coordinator::cancel`]
