@@ -138,6 +138,7 @@ impl WorkerPool {
         let draining = Arc::new(AtomicBool::new(false));
         let sink = Arc::new(OnceLock::new());
         let events = EventSink::Actor(Arc::clone(&sink));
+        let local_kinds = Arc::new(registry.kinds().into_iter().map(str::to_owned).collect());
         let engine = WorkerEngine::start_with(engine_config, Arc::new(registry), events)?;
         let me = router.addr(WORKER)?;
         let parts = PoolParts {
@@ -150,6 +151,7 @@ impl WorkerPool {
             incarnations: Arc::default(),
             fenced: Arc::default(),
             kind_tags: Arc::new(kind_tags.clone()),
+            local_kinds,
             external: Arc::new(parking_lot::Mutex::new(external)),
             external_busy: Arc::default(),
             external_tags: Arc::default(),
@@ -336,6 +338,9 @@ struct PoolParts {
     incarnations: Arc<parking_lot::Mutex<std::collections::HashMap<ActorAddr, u64>>>,
     /// Jobs of older coordinator incarnations dropped before they started.
     fenced: Arc<std::sync::atomic::AtomicU64>,
+    /// The kinds of the registry (run by the engine); any other kind is
+    /// for external workers.
+    local_kinds: Arc<std::collections::HashSet<String>>,
     /// The tags of the built-in kinds and the dispatch window.
     kind_tags: Arc<Vec<String>>,
     /// External workers (shared so that they survive a restart of the actor).
@@ -455,7 +460,9 @@ impl PoolActor {
         for job in jobs {
             let (job, cause, reason) = if draining {
                 (job, FailureCause::Refused, "is draining")
-            } else if self.parts.external.lock().serves(&job.kind) {
+            } else if !self.parts.local_kinds.contains(&job.kind) {
+                // Not a built-in kind: an external worker's (or nobody's
+                // any more: refused, and placed again elsewhere).
                 let (from, ticket) = (env.from.clone(), ticket.clone());
                 self.with_external(|ext, now| ext.submit(job, from, ticket, now));
                 continue;
@@ -525,7 +532,7 @@ impl PoolActor {
 
     /// Cancels the listed attempts that `from` dispatched here.
     fn on_cancel(&mut self, from: &ActorAddr, incarnation: u64, attempts: &[(JobId, u32)]) {
-        if self.parts.external.lock().in_flight() + self.parts.external.lock().queued() > 0 {
+        if self.parts.external_busy.load(Ordering::Acquire) > 0 {
             self.with_external(|ext, now| {
                 for (id, attempt) in attempts {
                     ext.cancel(from, id, *attempt, now);
