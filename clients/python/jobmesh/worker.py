@@ -407,13 +407,13 @@ class Worker:
         else:
             value = future.result()
             try:
-                json.dumps(value)
+                text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
             except (TypeError, ValueError) as err:
                 self.stats.failed += 1
                 message = {"op": "error", "task": task_id, "message": f"result is not JSON: {err}"}
             else:
                 self.stats.succeeded += 1
-                message = {"op": "result", "task": task_id, "result": "" if value is None else value}
+                message = {"op": "result", "task": task_id, "result": text}
         await self._send(session, message)
 
     async def _send(self, session: Session, message: Dict[str, Any]) -> None:

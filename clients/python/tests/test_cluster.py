@@ -154,3 +154,42 @@ def test_cancellation_reaches_a_running_task(cluster: Cluster) -> None:
         await serving
 
     run(main())
+
+
+def test_stalled_worker_is_dropped_and_its_jobs_retried(cluster: Cluster) -> None:
+    cluster.start(1)
+    stalled = cluster.worker_process(0, "py-stall", "2", "0.5")
+    healthy_started = False
+
+    async def main() -> None:
+        nonlocal healthy_started
+        client = await cluster.client(0)
+        await wait_kind(client, "py-stall", "node-a")
+        started = asyncio.Event()
+
+        def on_progress(p: jobmesh.Progress) -> None:
+            if p.note == str(stalled.pid):
+                started.set()
+
+        handles = [await client.submit_nowait("py-stall", i, on_progress=on_progress) for i in range(2)]
+        await asyncio.wait_for(started.wait(), LIMIT)
+        # Frozen: its socket stays open, but it sends nothing any more.
+        os.kill(stalled.pid, signal.SIGSTOP)
+        try:
+            healthy = cluster.worker_process(0, "py-stall", "2", "0.01")
+            healthy_started = True
+            results = [await h.result(LIMIT) for h in handles]
+            assert all(json.loads(r.value())["pid"] == healthy.pid for r in results)
+            records = await client.get(*[h.id for h in handles])
+            causes = [a.get("cause") for rec in records["records"] for a in rec["attempts"]]
+            assert "node_down" in causes, causes
+            stalled_msgs = [a for rec in records["records"] for a in rec["attempts"]
+                            if a.get("cause") == "node_down"]
+            assert stalled_msgs
+        finally:
+            os.kill(stalled.pid, signal.SIGCONT)
+        assert stray_answers(client) == 0
+        await client.close()
+
+    run(main())
+    assert healthy_started
