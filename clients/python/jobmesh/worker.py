@@ -387,7 +387,8 @@ class Worker:
     async def _finish(self, session: Session, task_id: int, future: "asyncio.Future[Any]") -> None:
         running = self._running.pop(task_id, None)
         self.stats.running = len(self._running)
-        if running is not None and running.cancel_reason == "connection lost":
+        if running is None or running.cancel_reason == "connection lost":
+            # The node failed the job already when the connection dropped.
             return
         message: Dict[str, Any]
         if future.cancelled():

@@ -340,7 +340,7 @@ struct PoolParts {
     fenced: Arc<std::sync::atomic::AtomicU64>,
     /// The kinds of the registry (run by the engine); any other kind is
     /// for external workers.
-    local_kinds: Arc<std::collections::HashSet<String>>,
+    local_kinds: Arc<rustc_hash::FxHashSet<String>>,
     /// The tags of the built-in kinds and the dispatch window.
     kind_tags: Arc<Vec<String>>,
     /// External workers (shared so that they survive a restart of the actor).
