@@ -26,9 +26,11 @@ def test_worker_on_one_node_serves_jobs_submitted_through_another(cluster: Clust
         await app.wait_registered(LIMIT)
         client = await cluster.client(1)
         await wait_kind(client, "py-upper", "node-a")
-        handles = [await client.submit_nowait("py-upper", f"job {i}") for i in range(500)]
+        # Bulk: tens of thousands, more than the node's client window.
+        jobs = 20_000
+        handles = [await client.submit_nowait("py-upper", f"job {i}") for i in range(jobs)]
         results = [await h.result(LIMIT) for h in handles]
-        assert [r.value() for r in results] == [f"JOB {i}" for i in range(500)]
+        assert [r.value() for r in results] == [f"JOB {i}" for i in range(jobs)]
         assert {r.worker_node for r in results} == {"node-a"}
         # Built-in kinds run beside it.
         echo = await client.submit("echo", "plain")
