@@ -226,3 +226,61 @@ async fn a_raw_client_serves_a_kind_through_the_register_protocol() {
     serves(&nodes[0].router, "xw-a", "ext-k", false).await;
     finish(coord, nodes).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_worker_is_dropped_and_its_job_fails_retryably() {
+    let nodes = cluster(&[("xs-a", &[])], "").await;
+    let coord = coordinator(&nodes[0].router, StrategyKind::RoundRobin).await;
+    let mut worker = RawWorker::connect(&nodes[0].router.url(), "xs-a").await;
+    let reg = worker
+        .call(json!({"op":"register","kinds":["ext-s"],"heartbeat_ms":100}))
+        .await;
+    let id = payload_of(&reg)["worker"].as_u64().unwrap();
+    serves(&nodes[0].router, "xs-a", "ext-s", true).await;
+    let job = Job::new("ext-s", "").with_max_attempts(1);
+    let pending = within(STEP, "submit", coord.submit(job)).await.unwrap();
+    assert_eq!(worker.push().await["op"], "job");
+    // Silence: no heartbeat, no answer. The node gives up on the worker.
+    let closed = worker.push().await;
+    assert_eq!(
+        closed,
+        json!({"op":"closed","worker":id,"reason":"missed heartbeats"})
+    );
+    let result = within(STEP, "result", pending.result()).await.unwrap();
+    let failure = result.error.unwrap();
+    assert_eq!(
+        (failure.cause, failure.retryable),
+        (FailureCause::NodeDown, true)
+    );
+    serves(&nodes[0].router, "xs-a", "ext-s", false).await;
+    finish(coord, nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_pool_waits_for_its_external_tasks() {
+    let nodes = cluster(&[("xd-a", &[])], "").await;
+    let coord = coordinator(&nodes[0].router, StrategyKind::RoundRobin).await;
+    let mut worker = RawWorker::connect(&nodes[0].router.url(), "xd-a").await;
+    worker
+        .call(json!({"op":"register","kinds":["ext-d"],"heartbeat_ms":60000}))
+        .await;
+    serves(&nodes[0].router, "xd-a", "ext-d", true).await;
+    let pending = within(STEP, "submit", coord.submit(Job::new("ext-d", "")))
+        .await
+        .unwrap();
+    let task = worker.push().await["task"].as_u64().unwrap();
+    let pool = &nodes[0].pool;
+    let mut drain = Box::pin(pool.drain());
+    // The drain does not end while the external task runs...
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut drain).await;
+    assert!(early.is_err(), "drain ended with an external task running");
+    serves(&nodes[0].router, "xd-a", "ext-d", false).await;
+    // ... and ends once the worker answers.
+    worker
+        .call(json!({"op":"result","task":task,"result":"done"}))
+        .await;
+    within(STEP, "drain", drain).await;
+    let result = within(STEP, "result", pending.result()).await.unwrap();
+    assert_eq!(result.result.as_deref(), Some("done"));
+    finish(coord, nodes).await;
+}
