@@ -221,9 +221,12 @@ class Worker:
 
     async def wait_registered(self, timeout: Optional[float] = None) -> None:
         """Returns once every task is registered with the node."""
-        while self._registered is None:
-            await asyncio.sleep(0.01)
-        await asyncio.wait_for(self._registered.wait(), timeout)
+        async def registered() -> None:
+            while self._registered is None:  # run_async has not started yet
+                await asyncio.sleep(0.01)
+            await self._registered.wait()
+
+        await asyncio.wait_for(registered(), timeout)
 
     async def run_async(self, install_signals: bool = False, grace: float = 30.0) -> None:
         """The worker's main loop (see :meth:`run`): connects, registers,
