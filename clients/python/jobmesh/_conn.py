@@ -24,7 +24,7 @@ from .errors import AuthError, ConnectionClosed, JobmeshError, RemoteError
 try:  # websockets >= 13
     from websockets.asyncio.client import connect as _ws_connect
 except ImportError:  # pragma: no cover - older websockets
-    from websockets import connect as _ws_connect  # type: ignore[no-redef]
+    from websockets import connect as _ws_connect  # type: ignore[no-redef,unused-ignore]
 
 log = logging.getLogger("jobmesh")
 

@@ -250,13 +250,17 @@ class AsyncClient:
         """The records of jobs anywhere in the cluster:
         ``{"records": [JobRecord, ...], "unknown": [id, ...]}``
         (``docs/jobs.md``, "Job records")."""
-        return await self._session.request(self._coordinator(), {"cmd": "get", "ids": list(ids)})
+        answer: Dict[str, Any] = await self._session.request(self._coordinator(), {"cmd": "get", "ids": list(ids)})
+        return answer
 
     async def cancel(self, *ids: str) -> Dict[str, Any]:
         """Cancels jobs anywhere in the cluster:
         ``{"cancelled": [..], "final": [..], "unknown": [..]}``. A running
         task is told to stop; the job's result is ``cancelled``."""
-        return await self._session.request(self._coordinator(), {"cmd": "cancel", "ids": list(ids)})
+        answer: Dict[str, Any] = await self._session.request(
+            self._coordinator(), {"cmd": "cancel", "ids": list(ids)}
+        )
+        return answer
 
     async def attach(self, id: str, timeout: Optional[float] = None) -> JobResult:
         """Waits for the final result of a job submitted by anyone (at
