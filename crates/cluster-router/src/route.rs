@@ -439,6 +439,10 @@ impl Inner {
             LinkEvent::ClientConnected { id } => self.welcome(id),
             LinkEvent::ClientDisconnected { id } => {
                 tracing::debug!(node = %self.node, client = %id, "client disconnected");
+                if let Some(addr) = self.client_addr(id) {
+                    // Nobody subscribed is not an error.
+                    let _ = self.client_departures.send(addr);
+                }
             }
             _ => {}
         }

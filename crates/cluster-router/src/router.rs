@@ -52,6 +52,9 @@ pub(crate) struct Inner {
     pub(crate) actors: RwLock<FxHashMap<ActorName, Slot>>,
     pub(crate) membership: RwLock<Membership>,
     pub(crate) events: broadcast::Sender<MemberEvent>,
+    /// The addresses of external clients that disconnected (see
+    /// [`Router::subscribe_client_departures`]).
+    pub(crate) client_departures: broadcast::Sender<ActorAddr>,
     /// Requests awaiting an answer on `_reply`, by their (random) id.
     pub(crate) pending: Mutex<FxHashMap<MessageId, Pending>>,
     pub(crate) counters: Counters,
@@ -178,6 +181,7 @@ impl Router {
             transport,
             actors: RwLock::default(),
             events: broadcast::channel(EVENT_CAPACITY).0,
+            client_departures: broadcast::channel(EVENT_CAPACITY).0,
             pending: Mutex::default(),
             counters: Counters::default(),
             link_up: Notify::new(),
@@ -407,6 +411,15 @@ impl Router {
     /// Subscribes to membership events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<MemberEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// Subscribes to the departures of this node's external clients from
+    /// now on: the address (`client-<id>@<this node>`) of each client whose
+    /// connection closed. Actors that serve a client for longer than one
+    /// request (external workers) release what it held. A receiver that
+    /// lags (more than 1,024 departures unread) misses the oldest ones.
+    pub fn subscribe_client_departures(&self) -> broadcast::Receiver<ActorAddr> {
+        self.inner.client_departures.subscribe()
     }
 
     /// Publishes this node's load; it reaches the others with the next

@@ -112,6 +112,7 @@
 //! ```
 
 mod coordinator;
+mod external;
 mod failure;
 mod handler;
 mod histogram;
@@ -137,6 +138,7 @@ pub use error::{
 };
 pub use failure::{BoxError, FailureCause, HandlerError, JobFailure};
 // Handlers and the worker side.
+pub use external::EXTERNAL;
 pub use handler::{
     kind_tag, Handler, HandlerRegistry, JobContext, ProgressUpdate, KIND_TAG_PREFIX,
 };

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actor_core::{
     Actor, ActorRef, BoxError, ChildEvent, Context, RestartPolicy, SpawnOptions, Supervisor,
@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::coordinator::{capacity_tag, CAPACITY_TAG_PREFIX};
 use crate::error::{JobError, TrySubmitError};
+use crate::external::{Effect, ExternalLimits, ExternalWorkers, EXTERNAL};
 use crate::failure::{FailureCause, JobFailure};
 use crate::handler::{HandlerRegistry, KIND_TAG_PREFIX};
 use crate::job::JobResult;
@@ -98,6 +99,8 @@ pub struct WorkerPool {
     /// Results kept for coordinators that could not be reached.
     undelivered: Arc<PendingReplies>,
     fenced: Arc<std::sync::atomic::AtomicU64>,
+    /// Jobs queued for or running on external workers.
+    external_busy: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for WorkerPool {
@@ -131,9 +134,11 @@ impl WorkerPool {
         let mut kind_tags = registry.kind_tags();
         let window = u32::try_from(config.queue_capacity.max(1)).unwrap_or(u32::MAX);
         kind_tags.push(capacity_tag(window));
+        let external = external_workers(router, &registry, config.queue_capacity)?;
         let draining = Arc::new(AtomicBool::new(false));
         let sink = Arc::new(OnceLock::new());
         let events = EventSink::Actor(Arc::clone(&sink));
+        let local_kinds = Arc::new(registry.kinds().into_iter().map(str::to_owned).collect());
         let engine = WorkerEngine::start_with(engine_config, Arc::new(registry), events)?;
         let me = router.addr(WORKER)?;
         let parts = PoolParts {
@@ -145,7 +150,13 @@ impl WorkerPool {
             undelivered: PendingReplies::new(RetryLimits::default()),
             incarnations: Arc::default(),
             fenced: Arc::default(),
+            kind_tags: Arc::new(kind_tags.clone()),
+            local_kinds,
+            external: Arc::new(parking_lot::Mutex::new(external)),
+            external_busy: Arc::default(),
+            external_tags: Arc::default(),
         };
+        let external_busy = Arc::clone(&parts.external_busy);
         let fenced = Arc::clone(&parts.fenced);
         let undelivered = Arc::clone(&parts.undelivered);
         let actor = spawn_pool_actor(parts, config.queue_capacity.max(16))?;
@@ -160,6 +171,16 @@ impl WorkerPool {
                 return Err(err.into());
             }
         };
+        if let Err(err) = router.register_client_facing(EXTERNAL, actor.recipient::<Envelope>()) {
+            router.unregister(WORKER);
+            actor.stop();
+            engine.shutdown_within(Duration::ZERO).await;
+            return Err(err.into());
+        }
+        tokio::spawn(forward_client_departures(
+            router.subscribe_client_departures(),
+            actor.clone(),
+        ));
         advertise_kinds(router, kind_tags);
         // Retries results kept for unreachable coordinators; ends once the
         // pool (and every instance of its actor) is gone.
@@ -176,6 +197,7 @@ impl WorkerPool {
             draining,
             undelivered,
             fenced,
+            external_busy,
         })
     }
 
@@ -227,7 +249,7 @@ impl WorkerPool {
             tracing::info!(pool = %self.addr, "worker pool draining");
         }
         let busy = self.engine.queue().busy_probe();
-        while busy.is_busy() {
+        while busy.is_busy() || self.external_busy.load(Ordering::Acquire) > 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -249,6 +271,7 @@ impl WorkerPool {
             ..
         } = self;
         router.unregister(WORKER);
+        router.unregister(EXTERNAL);
         engine.shutdown_within(shutdown_grace).await;
         // Every result is in the pool's mailbox now, ahead of this.
         if actor.tell(PoolMsg::Finish).await.is_err() {
@@ -282,6 +305,10 @@ pub(crate) enum PoolMsg {
     Load,
     /// Send what is collected and stop (the engine has stopped).
     Finish,
+    /// Time to enforce the external workers' timeouts and heartbeats.
+    ExternalTick,
+    /// A client of this node disconnected.
+    ClientGone(ActorAddr),
 }
 
 impl From<Envelope> for PoolMsg {
@@ -311,6 +338,17 @@ struct PoolParts {
     incarnations: Arc<parking_lot::Mutex<std::collections::HashMap<ActorAddr, u64>>>,
     /// Jobs of older coordinator incarnations dropped before they started.
     fenced: Arc<std::sync::atomic::AtomicU64>,
+    /// The kinds of the registry (run by the engine); any other kind is
+    /// for external workers.
+    local_kinds: Arc<rustc_hash::FxHashSet<String>>,
+    /// The tags of the built-in kinds and the dispatch window.
+    kind_tags: Arc<Vec<String>>,
+    /// External workers (shared so that they survive a restart of the actor).
+    external: Arc<parking_lot::Mutex<ExternalWorkers<Arc<Ticket>>>>,
+    /// Their queued and running jobs, for `drain`.
+    external_busy: Arc<std::sync::atomic::AtomicUsize>,
+    /// The plain tags advertised for external workers (not the node's own).
+    external_tags: Arc<parking_lot::Mutex<Vec<String>>>,
 }
 
 /// Spawns the pool actor under its own supervisor (restarts logged by it).
@@ -377,6 +415,12 @@ impl PoolActor {
     }
 
     fn on_envelope(&mut self, env: Envelope) {
+        if env.to.actor().as_str() == EXTERNAL {
+            if env.kind == EnvelopeKind::Message {
+                self.with_external(|ext, now| ext.on_message(&env, now));
+            }
+            return;
+        }
         if env.kind != EnvelopeKind::Message {
             tracing::debug!(from = %env.from, kind = ?env.kind, "worker pool ignores a non-message envelope");
             return;
@@ -416,6 +460,12 @@ impl PoolActor {
         for job in jobs {
             let (job, cause, reason) = if draining {
                 (job, FailureCause::Refused, "is draining")
+            } else if !self.parts.local_kinds.contains(&job.kind) {
+                // Not a built-in kind: an external worker's (or nobody's
+                // any more: refused, and placed again elsewhere).
+                let (from, ticket) = (env.from.clone(), ticket.clone());
+                self.with_external(|ext, now| ext.submit(job, from, ticket, now));
+                continue;
             } else {
                 let control = Arc::new(TaskControl::default());
                 let key = (env.from.clone(), job.id.clone());
@@ -482,6 +532,13 @@ impl PoolActor {
 
     /// Cancels the listed attempts that `from` dispatched here.
     fn on_cancel(&mut self, from: &ActorAddr, incarnation: u64, attempts: &[(JobId, u32)]) {
+        if self.parts.external_busy.load(Ordering::Acquire) > 0 {
+            self.with_external(|ext, now| {
+                for (id, attempt) in attempts {
+                    ext.cancel(from, id, *attempt, now);
+                }
+            });
+        }
         for (id, attempt) in attempts {
             let key = (from.clone(), id.clone());
             if let Some(entry) = self.controls.get(&key) {
@@ -559,10 +616,14 @@ impl PoolActor {
 
     fn publish_load(&mut self) {
         let queue = &self.parts.queue;
+        let (ext_running, ext_queued) = {
+            let ext = self.parts.external.lock();
+            (ext.in_flight(), ext.queued())
+        };
         self.parts.router.set_load(Load {
             cpu_percent: self.cpu.sample(),
-            in_flight: u32::try_from(queue.in_flight()).unwrap_or(u32::MAX),
-            queue_depth: u32::try_from(queue.queue_depth()).unwrap_or(u32::MAX),
+            in_flight: u32::try_from(queue.in_flight() + ext_running).unwrap_or(u32::MAX),
+            queue_depth: u32::try_from(queue.queue_depth() + ext_queued).unwrap_or(u32::MAX),
         });
     }
 
@@ -603,6 +664,7 @@ impl Actor for PoolActor {
     async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
         let period = self.parts.load_interval.max(Duration::from_millis(10));
         ctx.run_interval(period, || PoolMsg::Load);
+        ctx.run_interval(EXTERNAL_TICK, || PoolMsg::ExternalTick);
         Ok(())
     }
 
@@ -611,7 +673,12 @@ impl Actor for PoolActor {
             PoolMsg::Envelope(env) => self.on_envelope(env),
             PoolMsg::Event(event) => self.on_event(event),
             PoolMsg::Load => self.publish_load(),
+            PoolMsg::ExternalTick => self.with_external(|ext, now| ext.tick(now)),
+            PoolMsg::ClientGone(client) => {
+                self.with_external(|ext, now| ext.on_client_gone(&client, now));
+            }
             PoolMsg::Finish => {
+                self.with_external(|ext, now| ext.shutdown(now));
                 self.flush();
                 ctx.stop();
                 return Ok(());
@@ -633,6 +700,112 @@ impl Actor for PoolActor {
     async fn stopped(&mut self, _ctx: &mut Context<Self>) {
         // A failed instance still sends what it collected.
         self.flush();
+    }
+}
+
+/// How often the external workers' timeouts and heartbeats are checked.
+const EXTERNAL_TICK: Duration = Duration::from_millis(100);
+
+impl PoolActor {
+    /// Runs `op` on the external workers, then carries out its effects.
+    fn with_external(&mut self, op: impl FnOnce(&mut ExternalWorkers<Arc<Ticket>>, Instant)) {
+        let (effects, busy, advertised) = {
+            let mut ext = self.parts.external.lock();
+            op(&mut ext, Instant::now());
+            let effects = ext.take_effects();
+            let busy = ext.in_flight() + ext.queued();
+            let advertise = effects.iter().any(|e| matches!(e, Effect::Advertise));
+            (effects, busy, advertise.then(|| ext.advertised()))
+        };
+        self.parts.external_busy.store(busy, Ordering::Release);
+        for effect in effects {
+            match effect {
+                Effect::Send(env) => self.send(env),
+                Effect::Finished(result, ticket) => self.on_result(result, ticket),
+                Effect::Progress(update, ticket) => {
+                    self.reply(&ticket, &WorkerReply::Progress(update));
+                }
+                Effect::Advertise => {}
+            }
+        }
+        if let Some(advertised) = advertised {
+            self.advertise_external(advertised);
+        }
+    }
+
+    /// Advertises the built-in kinds, the window and what the external
+    /// workers serve (unless the pool drains).
+    fn advertise_external(&mut self, advertised: Vec<String>) {
+        if self.parts.draining.load(Ordering::Acquire) {
+            return;
+        }
+        let router = &self.parts.router;
+        let mut previous = self.parts.external_tags.lock();
+        let mut tags: Vec<String> = router
+            .member(router.node_id())
+            .map(|m| m.tags)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| !t.starts_with(KIND_TAG_PREFIX) && !t.starts_with(CAPACITY_TAG_PREFIX))
+            .filter(|t| !previous.contains(t))
+            .collect();
+        let mut added = Vec::new();
+        for tag in self.parts.kind_tags.iter().chain(&advertised) {
+            if !tags.contains(tag) {
+                if !tag.starts_with(KIND_TAG_PREFIX) && !tag.starts_with(CAPACITY_TAG_PREFIX) {
+                    added.push(tag.clone());
+                }
+                tags.push(tag.clone());
+            }
+        }
+        *previous = added;
+        router.set_tags(tags);
+    }
+}
+
+/// The external workers of the node `router` runs, which may not take
+/// over the kinds of `registry`.
+fn external_workers(
+    router: &Router,
+    registry: &HandlerRegistry,
+    queue: usize,
+) -> Result<ExternalWorkers<Arc<Ticket>>, JobError> {
+    let me = router.addr(EXTERNAL)?;
+    let node_tags = router
+        .member(router.node_id())
+        .map(|m| m.tags)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| !t.starts_with(KIND_TAG_PREFIX) && !t.starts_with(CAPACITY_TAG_PREFIX))
+        .collect();
+    let local_kinds = registry.kinds().into_iter().map(str::to_owned).collect();
+    Ok(ExternalWorkers::new(
+        me,
+        node_tags,
+        local_kinds,
+        ExternalLimits::new(queue),
+    ))
+}
+
+/// Tells the pool actor about every client of the node that disconnects.
+async fn forward_client_departures(
+    mut departures: tokio::sync::broadcast::Receiver<ActorAddr>,
+    pool: ActorRef<PoolMsg>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match departures.recv().await {
+            Ok(client) => {
+                if pool.tell(PoolMsg::ClientGone(client)).await.is_err() {
+                    return;
+                }
+            }
+            Err(RecvError::Lagged(missed)) => {
+                // Their workers are dropped by the heartbeat check instead.
+                tracing::warn!(missed, "worker pool lagged behind client departures");
+            }
+            Err(RecvError::Closed) => return,
+        }
     }
 }
 

@@ -1,0 +1,210 @@
+"""The package's own API against a real node: auth, the client calls, and
+how task outcomes map to job results."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from typing import Any, Awaitable, Callable
+
+import pytest
+
+import jobmesh
+from conftest import LIMIT, Cluster, run, wait_kind
+
+
+def test_client_token_is_the_hmac_of_the_label() -> None:
+    expected = hmac.new(b"s3cret", b"jobmesh client token v1", hashlib.sha256).hexdigest()
+    assert jobmesh.client_token("s3cret") == expected
+    assert len(expected) == 64
+    with pytest.raises(ValueError):
+        jobmesh.Worker("ws://x", secret="a", token="b")
+
+
+def test_wrong_secret_is_refused(cluster: Cluster) -> None:
+    cluster.start(1)
+    with pytest.raises(jobmesh.AuthError):
+        run(jobmesh.AsyncClient.connect(cluster.url(0), secret="not the secret"))
+
+
+def test_sync_client_submit_get_cancel_attach(cluster: Cluster) -> None:
+    cluster.start(2)
+    with jobmesh.Client(cluster.url(0), secret_file=cluster.secret_file) as client:
+        assert client.node == "node-a"
+        result = client.submit("echo", "hello", id="sync-1")
+        assert result.ok and result.value() == "hello" and result.attempt == 1
+        again = client.submit("echo", "other data", id="sync-1")
+        assert again.value() == "hello", "a known id is not run again"
+        many = client.submit_many([{"kind": "echo", "data": f"m{i}"} for i in range(50)])
+        assert [r.value() for r in many] == [f"m{i}" for i in range(50)]
+        records = client.get("sync-1", "no-such-job")
+        assert records["unknown"] == ["no-such-job"]
+        assert records["records"][0]["state"] == "succeeded"
+        assert client.cancel("sync-1")["final"] == ["sync-1"]
+        assert client.attach("sync-1").value() == "hello"
+        with pytest.raises(jobmesh.UnknownJob):
+            client.attach("no-such-job")
+        failed = client.submit("nope-kind", "x")
+        assert not failed.ok and failed.error is not None
+        with pytest.raises(jobmesh.JobFailed):
+            failed.value()
+        with pytest.raises(jobmesh.RemoteError):
+            client.submit("echo", "x", max_attempts=0)
+    # A job submitted on node-a is attachable through node-b (its owner).
+    with jobmesh.Client(cluster.url(1), secret_file=cluster.secret_file) as other:
+        assert other.attach("sync-1").value() == "hello"
+
+
+async def _with_worker(
+    cluster: Cluster,
+    setup: Callable[[jobmesh.Worker], None],
+    kinds: list,
+    body: Callable[[jobmesh.AsyncClient, jobmesh.Worker], Awaitable[None]],
+) -> None:
+    app = jobmesh.Worker(cluster.url(0), secret_file=cluster.secret_file)
+    setup(app)
+    serving = asyncio.ensure_future(app.run_async())
+    await app.wait_registered(LIMIT)
+    client = await cluster.client(0)
+    for kind in kinds:
+        await wait_kind(client, kind, "node-a")
+    try:
+        await body(client, app)
+    finally:
+        await client.close()
+        app.stop()
+        await serving
+
+
+def test_task_outcomes_map_to_results(cluster: Cluster) -> None:
+    cluster.start(1)
+
+    def setup(app: jobmesh.Worker) -> None:
+        @app.task("py-flaky")
+        async def flaky(data: Any, ctx: jobmesh.TaskContext) -> str:
+            if ctx.attempt == 1:
+                raise jobmesh.Retry("first attempt always fails")
+            return f"ok on attempt {ctx.attempt}"
+
+        @app.task("py-bad")
+        async def bad(data: Any, ctx: jobmesh.TaskContext) -> str:
+            raise jobmesh.BadData("not an image")
+
+        @app.task("py-broken")
+        async def broken(data: Any, ctx: jobmesh.TaskContext) -> str:
+            raise KeyError("w")
+
+        @app.task("py-json")
+        async def as_json(data: Any, ctx: jobmesh.TaskContext) -> Any:
+            return {"w": data["w"] * 2, "kind": ctx.kind}
+
+        @app.task("py-raw", raw=True)
+        async def raw(data: str, ctx: jobmesh.TaskContext) -> str:
+            return type(data).__name__ + ":" + data
+
+        @app.task("py-sync", concurrency=2)
+        def blocking(data: Any, ctx: jobmesh.TaskContext) -> str:
+            ctx.progress(0.5, "half")
+            time.sleep(0.05)
+            return "slept"
+
+        @app.task("py-slow")
+        async def slow(data: Any, ctx: jobmesh.TaskContext) -> str:
+            await asyncio.sleep(30)
+            return "late"
+
+    async def body(client: jobmesh.AsyncClient, app: jobmesh.Worker) -> None:
+        flaky = await client.submit("py-flaky", "x")
+        assert (flaky.value(), flaky.attempt) == ("ok on attempt 2", 2)
+        bad = await client.submit("py-bad", "x")
+        assert bad.error is not None and (bad.error.cause, bad.error.retryable) == ("bad_data", False)
+        assert bad.attempt == 1
+        broken = await client.submit("py-broken", "x")
+        assert broken.error is not None and broken.error.cause == "handler"
+        assert not broken.error.retryable and "KeyError" in broken.error.message
+        doubled = await client.submit("py-json", {"w": 21})
+        assert doubled.value() == '{"w":42,"kind":"py-json"}'
+        assert (await client.submit("py-raw", '{"w":1}')).value() == 'str:{"w":1}'
+        seen = []
+        sync = await client.submit("py-sync", "", on_progress=seen.append)
+        assert sync.value() == "slept"
+        assert seen and seen[0].fraction == 0.5 and seen[0].note == "half"
+        slow = await client.submit("py-slow", "", timeout=0.3, max_attempts=1)
+        assert slow.error is not None and slow.error.cause == "timeout"
+        # The timed-out task was told to stop (cancelled on the worker).
+        deadline = time.monotonic() + LIMIT
+        while app.stats.cancelled < 1:
+            assert time.monotonic() < deadline, "the timed-out task was never cancelled"
+            await asyncio.sleep(0.02)
+
+    kinds = ["py-flaky", "py-bad", "py-broken", "py-json", "py-raw", "py-sync", "py-slow"]
+    run(_with_worker(cluster, setup, kinds, body))
+
+
+def test_worker_tags_route_tagged_jobs(cluster: Cluster) -> None:
+    cluster.start(1)
+
+    def setup(app: jobmesh.Worker) -> None:
+        @app.task("py-tagged", tags=["gpu"])
+        async def tagged(data: Any, ctx: jobmesh.TaskContext) -> str:
+            return ",".join(ctx.tags)
+
+    async def body(client: jobmesh.AsyncClient, app: jobmesh.Worker) -> None:
+        members = await client.members()
+        assert "gpu" in members[0]["tags"]
+        result = await client.submit("py-tagged", "", tags=["gpu"])
+        assert result.value() == "gpu"
+        nowhere = await client.submit("py-tagged", "", tags=["tpu"])
+        assert nowhere.error is not None and nowhere.error.cause == "no_eligible_node"
+
+    run(_with_worker(cluster, setup, ["py-tagged"], body))
+
+
+def test_registration_errors_are_reported(cluster: Cluster) -> None:
+    cluster.start(1)
+
+    async def main() -> None:
+        app = jobmesh.Worker(cluster.url(0), secret_file=cluster.secret_file)
+
+        @app.task("echo")
+        async def steal(data: Any, ctx: jobmesh.TaskContext) -> str:
+            return "stolen"
+
+        with pytest.raises(jobmesh.RemoteError, match="served by node-a's own handlers"):
+            await app.run_async()
+        with pytest.raises(ValueError):
+            app.task("x", concurrency=0)
+
+    run(main())
+
+
+def test_graceful_stop_unadvertises_and_finishes_running_jobs(cluster: Cluster) -> None:
+    cluster.start(1)
+
+    async def main() -> None:
+        app = jobmesh.Worker(cluster.url(0), secret_file=cluster.secret_file)
+        release = asyncio.Event()
+        started = asyncio.Event()
+
+        @app.task("py-gentle")
+        async def gentle(data: Any, ctx: jobmesh.TaskContext) -> str:
+            started.set()
+            await release.wait()
+            return "finished"
+
+        serving = asyncio.ensure_future(app.run_async())
+        await app.wait_registered(LIMIT)
+        client = await cluster.client(0)
+        await wait_kind(client, "py-gentle", "node-a")
+        handle = await client.submit_nowait("py-gentle", "")
+        await asyncio.wait_for(started.wait(), LIMIT)
+        app.stop()
+        await wait_kind(client, "py-gentle", "node-a", present=False)
+        release.set()
+        assert (await handle.result(LIMIT)).value() == "finished"
+        await asyncio.wait_for(serving, LIMIT)
+        await client.close()
+
+    run(main())
