@@ -67,7 +67,11 @@ async fn start_chromedriver(bin: &Path) -> (Child, u16) {
 struct BrowserLog;
 
 impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
         base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
     }
 
@@ -104,8 +108,8 @@ impl Browser {
         .await
         .expect("browser session in time")
         .expect("browser session");
-        let shots = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../target/dashboard-screenshots");
+        let shots =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/dashboard-screenshots");
         std::fs::create_dir_all(&shots).expect("screenshot dir");
         Browser { client, shots }
     }
@@ -132,12 +136,21 @@ impl Browser {
         }
     }
 
+    /// Clicks the element `css` finds; again if the live page replaced it
+    /// between the find and the click (a stale element).
     async fn click(&self, css: &str) {
-        let element = timeout(LIMIT, self.client.wait().for_element(Locator::Css(css)))
-            .await
-            .unwrap_or_else(|_| panic!("no {css} in time"))
-            .unwrap_or_else(|e| panic!("no {css}: {e}"));
-        element.click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
+        for _ in 0..20 {
+            let element = timeout(LIMIT, self.client.wait().for_element(Locator::Css(css)))
+                .await
+                .unwrap_or_else(|_| panic!("no {css} in time"))
+                .unwrap_or_else(|e| panic!("no {css}: {e}"));
+            match element.click().await {
+                Ok(()) => return,
+                Err(e) if e.to_string().contains("stale element") => continue,
+                Err(e) => panic!("click {css}: {e}"),
+            }
+        }
+        panic!("{css} went stale 20 times in a row");
     }
 
     async fn fill(&self, css: &str, text: &str) {
@@ -155,7 +168,11 @@ impl Browser {
 
     /// Console entries of level SEVERE.
     async fn console_errors(&self) -> Vec<Value> {
-        let log = self.client.issue_cmd(BrowserLog).await.expect("browser log");
+        let log = self
+            .client
+            .issue_cmd(BrowserLog)
+            .await
+            .expect("browser log");
         log.as_array()
             .cloned()
             .unwrap_or_default()
@@ -194,14 +211,42 @@ async fn the_dashboard_watches_and_steers_a_real_cluster() {
             "document.querySelectorAll('#members tbody tr[data-status=up]').length === 3",
         )
         .await;
-    browser.until("the live feed", "document.getElementById('live').textContent === 'live'").await;
+    browser
+        .until(
+            "the live feed",
+            "document.getElementById('live').textContent === 'live'",
+        )
+        .await;
 
-    // Some traffic for the charts and the jobs page.
+    // Some traffic for the charts and the jobs page: 300 jobs at once,
+    // then a trickle of short sleeps while the test goes on.
     let batch: Vec<Value> = (0..300)
         .map(|i| json!({"kind": if i % 3 == 0 { "sha256" } else { "echo" }, "data": format!("job {i}")}))
         .collect();
-    let reply = http(api, "POST", "/v1/jobs?wait=true&timeout=60", Some(&Value::Array(batch).to_string())).await;
+    let reply = http(
+        api,
+        "POST",
+        "/v1/jobs?wait=true&timeout=60",
+        Some(&Value::Array(batch).to_string()),
+    )
+    .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
+    let trickle = tokio::spawn(async move {
+        let mut pace = tokio::time::interval(Duration::from_millis(200));
+        for round in 0u64.. {
+            pace.tick().await;
+            let jobs: Vec<Value> = (0..10)
+                .map(|i| json!({"kind": "sleep", "data": ((round * 7 + i * 13) % 40 + 5).to_string()}))
+                .collect();
+            http(
+                api,
+                "POST",
+                "/v1/jobs",
+                Some(&Value::Array(jobs).to_string()),
+            )
+            .await;
+        }
+    });
 
     // Submit from the page and see it succeed.
     browser.click("a[data-page=submit]").await;
@@ -230,14 +275,18 @@ async fn the_dashboard_watches_and_steers_a_real_cluster() {
         )
         .await;
     let id = id.as_str().expect("an id").to_owned();
-    browser.click(&format!("#recent tbody tr[data-id='{id}'] button.cancel")).await;
+    browser
+        .click(&format!("#recent tbody tr[data-id='{id}'] button.cancel"))
+        .await;
     browser
         .until(
             "the sleep job cancelled",
             &format!("document.querySelector(\"#recent tbody tr[data-id='{id}']\").dataset.state === 'cancelled'"),
         )
         .await;
-    let record = http(api, "GET", &format!("/v1/jobs/{id}"), None).await.json();
+    let record = http(api, "GET", &format!("/v1/jobs/{id}"), None)
+        .await
+        .json();
     assert_eq!(record["state"], "cancelled", "{record}");
     browser.shot("submit").await;
 
@@ -251,18 +300,31 @@ async fn the_dashboard_watches_and_steers_a_real_cluster() {
             &format!("document.querySelectorAll(\"#jobs tbody tr[data-id='{id}'][data-state=cancelled]\").length === 1"),
         )
         .await;
-    browser.click(&format!("#jobs tbody tr[data-id='{id}']")).await;
     browser
-        .until("the attempts", "document.querySelectorAll('#attempts tbody tr').length === 1")
+        .click(&format!("#jobs tbody tr[data-id='{id}']"))
+        .await;
+    browser
+        .until(
+            "the attempts",
+            "document.querySelectorAll('#attempts tbody tr').length === 1",
+        )
         .await;
     browser.fill("#q-id", "").await;
-    browser.client.execute("document.getElementById('q-state').value = 'succeeded';", vec![]).await.expect("select");
+    browser.fill("#q-kind", "sha256").await;
+    browser
+        .client
+        .execute(
+            "document.getElementById('q-state').value = 'succeeded';",
+            vec![],
+        )
+        .await
+        .expect("select");
     browser.click("#search button[type=submit]").await;
     browser
         .until(
             "a page of succeeded jobs",
             "document.querySelectorAll('#jobs tbody tr[data-state=succeeded]').length === 50 \
-             && /of 301$/.test(document.getElementById('page-info').textContent)",
+             && /^1–50 of 101$/.test(document.getElementById('page-info').textContent)",
         )
         .await;
     browser.shot("jobs").await;
@@ -270,14 +332,21 @@ async fn the_dashboard_watches_and_steers_a_real_cluster() {
     // Charts have drawn the traffic.
     browser.click("a[data-page=charts]").await;
     browser
-        .until("a legend", "document.querySelectorAll('#l-rate-kind span').length >= 2")
+        .until(
+            "a legend",
+            "document.querySelectorAll('#l-rate-kind span').length >= 2",
+        )
         .await;
     browser.shot("charts").await;
 
     // The cluster page, for the README.
     browser.click("a[data-page=cluster]").await;
     browser
-        .until("the counters", "document.getElementById('s-succeeded').textContent === '301'")
+        .until(
+            "the counters and some jobs running",
+            "Number(document.getElementById('s-succeeded').textContent.replace(/,/g, '')) > 301 \
+             && document.getElementById('s-rate').textContent !== '0'",
+        )
         .await;
     browser.shot("cluster").await;
 
@@ -293,6 +362,7 @@ async fn the_dashboard_watches_and_steers_a_real_cluster() {
     let shot = browser.shot("node-down").await;
     eprintln!("screenshots in {}", shot.parent().unwrap().display());
 
+    trickle.abort();
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
     browser.client.close().await.expect("close the browser");

@@ -46,6 +46,7 @@ function fill(tbody, rows, cols, empty) {
 function fmtNum(n) { return n === undefined || n === null ? "–" : Number(n).toLocaleString("en-US"); }
 function fmtMs(ms) {
   if (ms === undefined || ms === null) return "–";
+  if (ms === 0) return "0";
   if (ms < 1) return ms.toFixed(2) + " ms";
   if (ms < 1000) return ms.toFixed(ms < 10 ? 1 : 0) + " ms";
   return (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + " s";
@@ -89,7 +90,7 @@ function showPage(name) {
   for (const a of document.querySelectorAll("#tabs a")) a.classList.toggle("active", a.dataset.page === name);
   if (name === "jobs") loadJobs();
   if (name === "dead") loadDead();
-  if (name === "charts") drawCharts();
+  if (name === "charts" || name === "cluster") drawCharts();
 }
 
 function showLogin() {
@@ -115,7 +116,7 @@ function connect() {
   source.addEventListener("error", () => setLive(false));
   source.addEventListener("history", (e) => {
     state.history = JSON.parse(e.data);
-    if (state.page === "charts") drawCharts();
+    if (state.page === "charts" || state.page === "cluster") drawCharts();
   });
   source.addEventListener("tick", (e) => {
     const tick = JSON.parse(e.data);
@@ -124,7 +125,7 @@ function connect() {
     if (state.history.length > HISTORY) state.history.splice(0, state.history.length - HISTORY);
     state.last = tick.state;
     renderCluster();
-    if (state.page === "charts") drawCharts();
+    if (state.page === "charts" || state.page === "cluster") drawCharts();
     if (state.page === "jobs" && !state.jobsBusy) loadJobs(true);
     if (state.page === "dead") loadDead();
     refreshRecent();
@@ -184,6 +185,12 @@ function rateOf(fig, windowMs) { return fig ? fig.n / Math.max(windowMs, 1) * 10
 
 function drawCharts() {
   const hist = state.history;
+  if (state.page === "cluster") {
+    const all = hist.map((t) => ({ t: t.t, window_ms: t.window_ms, total: { "all jobs": t.all } }));
+    drawChart("rate-all", all, "total", (t, f) => rateOf(f, t.window_ms), false);
+    drawChart("lat-all", all, "total", null, true);
+    return;
+  }
   drawChart("rate-node", hist, "nodes", (t, f) => rateOf(f, t.window_ms), false);
   drawChart("rate-kind", hist, "kinds", (t, f) => rateOf(f, t.window_ms), false);
   drawChart("lat-node", hist, "nodes", null, true);
@@ -201,7 +208,9 @@ function drawChart(name, hist, group, value, latency) {
   const names = [...new Set(hist.flatMap((t) => Object.keys(t[group] || {})))].sort();
   const pad = { l: 48, r: 10, t: 8, b: 22 };
   const now = hist.length ? hist[hist.length - 1].t : Date.now();
-  const from = now - HISTORY * 1000;
+  // The last minute at least, up to the whole history.
+  const span = Math.min(HISTORY * 1000, Math.max(60000, hist.length ? now - hist[0].t : 0));
+  const from = now - span;
   const lines = [];
   names.forEach((n, i) => {
     const color = COLORS[i % COLORS.length];
@@ -235,8 +244,10 @@ function drawChart(name, hist, group, value, latency) {
   }
   ctx.textAlign = "center"; ctx.textBaseline = "top";
   for (let m = 0; m <= 5; m++) {
-    const t = from + m * 60000;
-    ctx.fillText(m === 5 ? "now" : "-" + (5 - m) + "m", x(t), hgt - pad.b + 6);
+    const ago = (5 - m) * span / 5;
+    const s = Math.round(ago / 1000);
+    const label = m === 5 ? "now" : "-" + (s < 120 ? s + "s" : Math.floor(s / 60) + "m" + (s % 60 ? " " + (s % 60) + "s" : ""));
+    ctx.fillText(label, x(now - ago), hgt - pad.b + 6);
   }
   // series
   for (const l of lines) {
@@ -269,7 +280,8 @@ function drawChart(name, hist, group, value, latency) {
 function niceMax(v) {
   if (!(v > 0)) return 1;
   const p = Math.pow(10, Math.floor(Math.log10(v)));
-  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+  // Quarter steps stay round: 0.5, 1, 1.5, 2, 2.5 times a power of ten.
+  for (const m of [2, 4, 6, 8, 10]) if (v <= m * p) return m * p;
   return 10 * p;
 }
 function fmtRate(v) { return v >= 1000 ? (v / 1000).toFixed(v >= 10000 ? 0 : 1) + "k" : (v < 10 && v % 1 ? v.toFixed(1) : String(Math.round(v))); }
@@ -281,6 +293,10 @@ async function loadJobs(quiet) {
   state.jobsBusy = true;
   try {
     const page = await api("GET", "/v1/job-records?" + params);
+    // Unchanged pages leave the DOM alone (no flicker, no lost clicks).
+    const key = params + JSON.stringify(page);
+    if (key === state.jobsKey) return;
+    state.jobsKey = key;
     state.jobsTotal = page.total;
     const first = page.total ? page.offset + 1 : 0;
     $("page-info").textContent = fmtNum(first) + "–" + fmtNum(page.offset + page.jobs.length) + " of " + fmtNum(page.total);
@@ -431,7 +447,7 @@ function renderRecent() {
 async function start() {
   for (const a of document.querySelectorAll("#tabs a")) a.addEventListener("click", () => showPage(a.dataset.page));
   window.addEventListener("hashchange", () => showPage(location.hash.slice(1)));
-  window.addEventListener("resize", () => { if (state.page === "charts") drawCharts(); });
+  window.addEventListener("resize", () => { if (state.page === "charts" || state.page === "cluster") drawCharts(); });
   $("search").addEventListener("submit", (e) => {
     e.preventDefault();
     state.query = { id: $("q-id").value.trim(), state: $("q-state").value, kind: $("q-kind").value.trim(), node: $("q-node").value.trim() };
