@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{cluster, http, LIMIT};
+use common::{cluster, http, NodeProc, LIMIT};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -365,5 +365,85 @@ async fn the_dashboard_watches_and_steers_a_real_cluster() {
     trickle.abort();
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
+
+    with_http_auth(&browser).await;
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
     browser.client.close().await.expect("close the browser");
+}
+
+/// A node with `--http-auth`: the page asks for the client token, then
+/// works on a session cookie (a submission from the page succeeds), and
+/// logging out asks again.
+async fn with_http_auth(browser: &Browser) {
+    let secret = "the dashboard test's cluster secret";
+    let dir = std::env::temp_dir().join(format!("jobmesh-dashboard-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let file = dir.join("secret");
+    std::fs::write(&file, secret).expect("secret file");
+    let node = NodeProc::start(
+        "auth-1",
+        &[
+            "--secret-file",
+            file.to_str().unwrap(),
+            "--http",
+            "127.0.0.1:0",
+            "--http-auth",
+        ],
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let api = node.http();
+    assert_eq!(http(api, "GET", "/v1/cluster", None).await.status, 401);
+    let token = cluster_router::client_token(&cluster_router::Secret::from(secret));
+
+    timeout(LIMIT, browser.client.goto(&format!("http://{api}/")))
+        .await
+        .expect("page load in time")
+        .expect("page load");
+    browser
+        .until(
+            "the login form",
+            "!document.getElementById('page-login').classList.contains('hidden')",
+        )
+        .await;
+    browser.shot("login").await;
+    browser.fill("#login-token", &token).await;
+    browser.click("#login-form button[type=submit]").await;
+    browser
+        .until(
+            "the member after login",
+            "document.querySelectorAll('#members tbody tr[data-status=up]').length === 1",
+        )
+        .await;
+    let cookie = browser
+        .client
+        .get_named_cookie("jobmesh_session")
+        .await
+        .expect("a session cookie");
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(format!("{:?}", cookie.same_site()), "Some(Strict)");
+
+    browser.click("a[data-page=submit]").await;
+    browser.fill("#submit-kind", "echo").await;
+    browser.fill("#submit-data", "behind a login").await;
+    browser.fill("#submit-timeout", "").await;
+    browser.click("#submit-button").await;
+    let result = browser
+        .until(
+            "the job submitted with a session succeed",
+            "(() => { const r = document.querySelector('#recent tbody tr[data-state=succeeded]'); \
+             return r && r.children[4].textContent; })()",
+        )
+        .await;
+    assert_eq!(result, json!("behind a login"));
+
+    browser.click("#logout").await;
+    browser
+        .until(
+            "the login form again",
+            "!document.getElementById('page-login').classList.contains('hidden')",
+        )
+        .await;
+    drop(node);
 }

@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{JobRecord, JobState, LiveStatus, Records};
+use super::{AttemptRecord, JobRecord, JobState, LiveStatus, Records};
 use crate::job::JobId;
 
 /// Most samples one [`Coordinator::finished_between`](crate::Coordinator::finished_between) returns.
@@ -46,11 +46,14 @@ impl JobQuery {
     /// The deepest page start.
     pub const MAX_OFFSET: usize = 1_000_000;
 
-    fn matches(&self, id: &JobId, kind: &str, state: JobState, nodes: &[&str]) -> bool {
+    fn matches(&self, id: &JobId, kind: &str, state: JobState, attempts: &[AttemptRecord]) -> bool {
         self.state.is_none_or(|s| s == state)
             && self.kind.as_deref().is_none_or(|k| k == kind)
             && self.id.as_deref().is_none_or(|t| id.as_str().contains(t))
-            && self.node.as_deref().is_none_or(|n| nodes.contains(&n))
+            && self
+                .node
+                .as_deref()
+                .is_none_or(|n| attempts.iter().any(|a| a.node == n))
     }
 }
 
@@ -90,20 +93,20 @@ impl Records {
     ) -> JobPage {
         let mut hits: Vec<(u64, &JobId)> = Vec::new();
         for (id, live) in &self.live {
-            let running = status(id).is_some_and(|s| s.running);
+            // The core is asked only when the state filter needs it.
+            let running = query.state.is_some() && status(id).is_some_and(|s| s.running);
             let state = if running {
                 JobState::Running
             } else {
                 JobState::Queued
             };
-            let nodes: Vec<&str> = live.attempts.iter().map(|a| a.node.as_str()).collect();
-            if query.matches(id, &live.kind, state, &nodes) {
+            if query.matches(id, &live.kind, state, &live.attempts) {
                 hits.push((live.submitted_ms, id));
             }
         }
-        for (id, record) in self.finished.iter() {
-            let nodes: Vec<&str> = record.attempts.iter().map(|a| a.node.as_str()).collect();
-            if query.matches(id, &record.kind, record.state, &nodes) {
+        // The finished map itself, in no order: no lookup per entry.
+        for (id, (_, _, _, record)) in &self.finished.map {
+            if query.matches(id, &record.kind, record.state, &record.attempts) {
                 hits.push((record.submitted_ms, id));
             }
         }

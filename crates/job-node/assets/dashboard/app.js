@@ -97,7 +97,7 @@ function showLogin() {
   if (state.source) { state.source.close(); state.source = null; }
   setLive(false);
   for (const p of document.querySelectorAll(".page")) p.classList.toggle("hidden", p.id !== "page-login");
-  $("tabs").classList.add("hidden");
+  $("tabs").classList.add("invisible");
   $("login-token").focus();
 }
 
@@ -121,12 +121,15 @@ function connect() {
   source.addEventListener("tick", (e) => {
     const tick = JSON.parse(e.data);
     setLive(true);
-    state.history.push(tick.series);
+    const newest = state.history[state.history.length - 1];
+    if (!newest || newest.t < tick.series.t) state.history.push(tick.series);
     if (state.history.length > HISTORY) state.history.splice(0, state.history.length - HISTORY);
     state.last = tick.state;
     renderCluster();
     if (state.page === "charts" || state.page === "cluster") drawCharts();
-    if (state.page === "jobs" && !state.jobsBusy) loadJobs(true);
+    // The visible page of jobs follows every other tick.
+    state.ticks = (state.ticks || 0) + 1;
+    if (state.page === "jobs" && state.ticks % 2 === 0 && !state.jobsBusy && !document.hidden) loadJobs(true);
     if (state.page === "dead") loadDead();
     refreshRecent();
   });
@@ -477,7 +480,7 @@ async function start() {
 }
 
 function enter(withLogout) {
-  $("tabs").classList.remove("hidden");
+  $("tabs").classList.remove("invisible");
   $("logout").classList.toggle("hidden", !withLogout);
   showPage(location.hash.slice(1) || "cluster");
   connect();

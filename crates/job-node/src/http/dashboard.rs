@@ -193,18 +193,29 @@ async fn search(
 ) -> Result<Response, HttpError> {
     let Query(params) = params?;
     let query = params.query()?;
-    let exact_id = query.id.clone();
-    let mut page = state.api.search(query).await?;
+    let mut page = state.api.search(query.clone()).await?;
     // An id this coordinator does not own may be another's: ask the cluster.
     if page.total == 0 && page.offset == 0 {
-        if let Some(id) = exact_id {
-            if let Some(record) = state.api.job(&id).await? {
-                page.total = 1;
-                page.jobs.push(record);
+        if let Some(id) = &query.id {
+            if let Some(record) = state.api.job(id).await? {
+                if matches_filters(&query, &record) {
+                    page.total = 1;
+                    page.jobs.push(record);
+                }
             }
         }
     }
     Ok(Json(page).into_response())
+}
+
+/// Whether another node's record passes the state, kind and node filters.
+fn matches_filters(query: &JobQuery, record: &super::RecordView) -> bool {
+    query.state.is_none_or(|s| s == record.state)
+        && query.kind.as_deref().is_none_or(|k| k == record.kind)
+        && query
+            .node
+            .as_deref()
+            .is_none_or(|n| record.attempts.iter().any(|a| a.node == n))
 }
 
 #[derive(Debug, Deserialize)]

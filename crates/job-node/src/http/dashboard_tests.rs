@@ -183,7 +183,7 @@ async fn the_live_feed_sends_history_then_ticks_and_ends_with_the_server() {
             .len(),
         3
     );
-    assert_eq!(tick["state"]["since_ms"]["node-c"].is_u64(), true);
+    assert!(tick["state"]["since_ms"]["node-c"].is_u64(), "{tick}");
     assert!(tick["series"]["all"]["n"].as_u64().unwrap() >= 1, "{tick}");
     // A graceful shutdown ends the open stream instead of waiting on it.
     server.shutdown().await;

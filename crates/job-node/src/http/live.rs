@@ -152,13 +152,15 @@ impl LiveHub {
     ) -> Option<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
         let permit = Arc::clone(&self.streams).try_acquire_owned().ok()?;
         self.start();
+        // Subscribed before the history is read: a tick in between is in
+        // both (the page drops a tick it already has), never in neither.
+        let mut rx = self.tick.subscribe();
+        rx.mark_unchanged();
         let history = {
             let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
             let parts: Vec<&str> = history.iter().map(|s| &**s).collect();
             format!("[{}]", parts.join(","))
         };
-        let mut rx = self.tick.subscribe();
-        rx.mark_unchanged();
         let state = StreamState {
             history: Some(history),
             rx,
