@@ -36,12 +36,27 @@ fn which(names: &[&str]) -> Option<PathBuf> {
     })
 }
 
+/// chromedriver and the browsers it started, in their own process group:
+/// all killed on drop, also when the test fails before closing its session.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+        }
+    }
+}
+
 /// chromedriver on a free loopback port (it prints the port it got).
-async fn start_chromedriver(bin: &Path) -> (Child, u16) {
+async fn start_chromedriver(bin: &Path) -> (Driver, u16) {
     let mut child = Command::new(bin)
         .args(["--port=0", "--allowed-ips=127.0.0.1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .expect("spawn chromedriver");
@@ -58,7 +73,7 @@ async fn start_chromedriver(bin: &Path) -> (Child, u16) {
     .expect("chromedriver did not start in time")
     .expect("chromedriver printed no port");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, port)
+    (Driver(child), port)
 }
 
 /// The browser's console log (chromedriver's `se/log` command, which
@@ -94,7 +109,10 @@ impl Browser {
                 "binary": chromium,
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
                          "--disable-dev-shm-usage", "--window-size=1400,1000",
-                         "--no-first-run", "--disable-extensions"],
+                         "--no-first-run", "--disable-extensions",
+                         // No crash handler: it would leave its own session
+                         // behind if the test is killed.
+                         "--disable-breakpad", "--disable-crash-reporter"],
             }),
         );
         caps.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
