@@ -300,6 +300,11 @@ pub(crate) struct DemoArgs {
     /// Also serve the HTTP API of the first node on this address.
     #[arg(long, value_name = "IP:PORT")]
     pub http: Option<SocketAddr>,
+    /// Keep the cluster up after the run and print the web dashboard's URL
+    /// (the first node's `--http`, a free loopback port unless `--http`
+    /// says otherwise); Ctrl-C stops it.
+    #[arg(long)]
+    pub dashboard: bool,
 }
 
 impl Default for DemoArgs {
@@ -309,6 +314,7 @@ impl Default for DemoArgs {
             jobs: 3000,
             workers: 4,
             http: None,
+            dashboard: false,
         }
     }
 }

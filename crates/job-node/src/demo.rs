@@ -4,6 +4,7 @@
 //! per-node statistics, and a clean shutdown — also on Ctrl-C.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -99,7 +100,10 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         exe: std::env::current_exe().context("cannot find the job-node executable")?,
         nodes: args.nodes,
         workers: args.workers,
-        http: args.http,
+        http: match (args.http, args.dashboard) {
+            (None, true) => Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            (http, _) => http,
+        },
         secret_file: Some(secret_dir.file.clone()),
         ready_timeout: READY_TIMEOUT,
     };
@@ -125,6 +129,10 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         outcome = run_workload(&cluster, &secret, &args) => Some(outcome),
         _ = tokio::signal::ctrl_c() => None,
     };
+    let outcome = match outcome {
+        Some(outcome) if args.dashboard => keep_up_for_the_dashboard(&cluster, outcome).await,
+        other => other,
+    };
     if outcome.is_none() {
         println!("interrupted: stopping the nodes");
     }
@@ -135,6 +143,25 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         None => anyhow::bail!("interrupted"),
         Some(outcome) => outcome,
     }
+}
+
+/// `--dashboard`: prints the dashboard's URL and keeps the cluster up until
+/// Ctrl-C; the run's outcome stands (`None` if there is no dashboard).
+async fn keep_up_for_the_dashboard(
+    cluster: &LocalCluster,
+    outcome: anyhow::Result<()>,
+) -> Option<anyhow::Result<()>> {
+    if let Err(err) = &outcome {
+        println!("the run failed ({err:#}); the cluster stays up to look into it");
+    }
+    let Some(http) = cluster.nodes().first().and_then(|node| node.http) else {
+        println!("the first node reported no HTTP address: no dashboard");
+        return Some(outcome);
+    };
+    println!("\ndashboard: http://{http}/  (the cluster stays up; press Ctrl-C to stop it)");
+    let _ = tokio::signal::ctrl_c().await;
+    println!("stopping the nodes");
+    Some(outcome)
 }
 
 async fn run_workload(

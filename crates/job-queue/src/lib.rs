@@ -148,7 +148,10 @@ pub use service::Fault;
 pub use worker::{WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue};
 // Jobs, results and the coordinator actor.
 pub use job::{Job, JobId, JobResult};
-pub use record::{AttemptRecord, JobRecord, JobState, ProgressRecord};
+pub use record::{
+    AttemptRecord, FinishedSample, JobPage, JobQuery, JobRecord, JobState, ProgressRecord,
+    MAX_SAMPLES,
+};
 pub use service::{
     CancelReport, Coordinator, CoordinatorOptions, Lookup, PendingJob, COORDINATOR, MAX_IDS,
 };

@@ -15,6 +15,10 @@ use std::collections::HashMap;
 use crate::failure::FailureCause;
 use crate::job::{Job, JobId, JobResult};
 
+#[path = "record_query.rs"]
+mod query;
+pub use query::{FinishedSample, JobPage, JobQuery, MAX_SAMPLES};
+
 /// Where a job is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -246,6 +250,14 @@ impl<V> FinishedLog<V> {
             dropped += 1;
         }
         dropped
+    }
+
+    /// The entries, newest first.
+    pub(crate) fn iter_newest_first(&self) -> impl Iterator<Item = (&JobId, &V)> {
+        self.order.iter().rev().filter_map(|(seq, id)| {
+            let (live, _, _, value) = self.map.get(id)?;
+            (live == seq).then_some((id, value))
+        })
     }
 
     /// The entries, oldest first.

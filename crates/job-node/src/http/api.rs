@@ -203,4 +203,14 @@ pub(crate) trait Api: Send + Sync + 'static {
     async fn cluster(&self) -> Result<ClusterView, ApiError>;
     /// The coordinator's statistics.
     async fn stats(&self) -> Result<StatsView, ApiError>;
+    /// One page of this node's coordinator's job records.
+    async fn search(&self, query: job_queue::JobQuery) -> Result<job_queue::JobPage, ApiError>;
+    /// The jobs this node's coordinator saw finish after `after_ms` and at
+    /// or before `until_ms` (unix ms), at most `limit`.
+    async fn finished_between(
+        &self,
+        after_ms: u64,
+        until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<job_queue::FinishedSample>, ApiError>;
 }

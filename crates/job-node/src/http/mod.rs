@@ -11,6 +11,8 @@
 //! | `GET /v1/cluster` | members, tags, load |
 //! | `GET /v1/stats` | the coordinator's per-node statistics |
 //! | `GET /metrics` | Prometheus / OpenMetrics text |
+//! | `GET /v1/job-records` | a page of this node's job records, searched by id, state, kind, node |
+//! | `GET /`, `GET /dashboard/...` | the web dashboard and its live feed ([`dashboard`]) |
 //!
 //! Every error is a 4xx or 5xx with a JSON body `{"error": "..."}`,
 //! including malformed JSON, unknown routes and wrong methods.
@@ -20,9 +22,12 @@
 //! listener, wrapped around the routes by [`serve_node_api`].
 
 mod api;
+mod dashboard;
 mod error;
 mod handlers;
+mod live;
 mod security;
+mod session;
 
 pub(crate) use api::{
     Api, ApiError, FailureView, JobState, JobView, NodeStatsView, RecordView, StatsView,
@@ -50,6 +55,7 @@ pub(crate) const MAX_BATCH: usize = 10_000;
 pub(crate) struct AppState {
     pub(crate) api: Arc<dyn Api>,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) live: Arc<live::LiveHub>,
 }
 
 /// The API's routes over `api`, with `metrics` served at `/metrics`.
@@ -63,10 +69,15 @@ pub(crate) fn router(api: Arc<dyn Api>, metrics: Arc<Metrics>) -> axum::Router {
         .route("/v1/cluster", get(handlers::cluster))
         .route("/v1/stats", get(handlers::stats))
         .route("/metrics", get(handlers::metrics))
+        .merge(dashboard::routes())
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(AppState { api, metrics })
+        .with_state(AppState {
+            live: live::LiveHub::new(Arc::clone(&api)),
+            api,
+            metrics,
+        })
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then finishes
@@ -80,9 +91,25 @@ pub(crate) async fn serve(
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let (router, shutdown) = close_streams_on(router, shutdown);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Ends the dashboard's live streams when `shutdown` resolves (a graceful
+/// shutdown waits for open responses, and a stream never ends by itself).
+fn close_streams_on(
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (axum::Router, impl Future<Output = ()> + Send + 'static) {
+    let closing = dashboard::StreamsClosing::default();
+    let token = closing.0.clone();
+    let router = router.layer(axum::Extension(closing));
+    (router, async move {
+        shutdown.await;
+        token.cancel();
+    })
 }
 
 /// [`serve`] over HTTPS: `listener` hands over connections whose TLS
@@ -96,6 +123,7 @@ pub(crate) async fn serve_tls(
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let (router, shutdown) = close_streams_on(router, shutdown);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await

@@ -7,6 +7,11 @@
 //!   off unless `--http-auth`. `/metrics` may stay open (`--metrics-open`)
 //!   for scrapers that hold no token. A missing or wrong token is answered
 //!   `401` with `WWW-Authenticate: Bearer` and a JSON error.
+//! * **Dashboard sessions.** A browser logs in once with the token
+//!   (`POST /dashboard/login`) and then presents a session cookie instead
+//!   ([`super::session`]); a cookie-authenticated request that is not a
+//!   `GET` must also carry the `x-jobmesh-dashboard` header. The page and
+//!   its assets are served without authentication (they hold no data).
 //! * **HTTPS.** With `--tls-cert`/`--tls-key` the API is served over TLS
 //!   with the node's certificate ([`TlsListener`]); TLS handshakes run
 //!   concurrently (a bounded number at once) and each must finish within
@@ -14,16 +19,19 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+
+use super::dashboard;
+use super::session::{session_of, Sessions};
 
 /// How long an HTTPS client has for its TLS handshake.
 pub(crate) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,6 +45,10 @@ pub(crate) struct HttpAuth {
     token: Option<Arc<str>>,
     /// `/metrics` without the token.
     metrics_open: bool,
+    /// The dashboard's sessions.
+    sessions: Arc<Sessions>,
+    /// Whether session cookies are marked `Secure` (HTTPS).
+    secure_cookie: bool,
 }
 
 impl HttpAuth {
@@ -45,6 +57,8 @@ impl HttpAuth {
         HttpAuth {
             token: None,
             metrics_open: true,
+            sessions: Arc::default(),
+            secure_cookie: false,
         }
     }
 
@@ -53,7 +67,32 @@ impl HttpAuth {
         HttpAuth {
             token: Some(token.into()),
             metrics_open,
+            sessions: Arc::default(),
+            secure_cookie: false,
         }
+    }
+
+    /// Marks session cookies `Secure` (the API is served over HTTPS).
+    pub(crate) fn with_secure_cookie(mut self, secure: bool) -> Self {
+        self.secure_cookie = secure;
+        self
+    }
+
+    /// Whether `token` is the client token (constant time).
+    pub(crate) fn accepts(&self, token: &str) -> bool {
+        self.token
+            .as_ref()
+            .is_some_and(|t| constant_time_eq(token.as_bytes(), t.as_bytes()))
+    }
+
+    /// The dashboard's sessions.
+    pub(crate) fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// Whether session cookies are marked `Secure`.
+    pub(crate) fn secure_cookie(&self) -> bool {
+        self.secure_cookie
     }
 
     /// Whether requests need the token.
@@ -62,20 +101,45 @@ impl HttpAuth {
     }
 }
 
-/// Adds the bearer check of `auth` in front of every route of `router`.
+/// Adds the bearer check of `auth` in front of every route of `router`,
+/// and the dashboard's login and logout when auth is on.
 pub(crate) fn guard(router: axum::Router, auth: HttpAuth) -> axum::Router {
     if !auth.required() {
         return router;
     }
-    router.layer(axum::middleware::from_fn_with_state(auth, check))
+    router
+        .merge(dashboard::session_routes(auth.clone()))
+        .layer(axum::middleware::from_fn_with_state(auth, check))
 }
 
 async fn check(State(auth): State<HttpAuth>, request: Request, next: Next) -> Response {
     let Some(expected) = &auth.token else {
         return next.run(request).await;
     };
-    if auth.metrics_open && request.uri().path() == "/metrics" {
+    let path = request.uri().path();
+    if path == dashboard::SESSION_PATH {
+        let logged_in =
+            session_of(request.headers()).is_some_and(|id| auth.sessions.valid(id, Instant::now()));
+        let body = serde_json::json!({ "auth_required": true, "logged_in": logged_in });
+        return axum::Json(body).into_response();
+    }
+    if (auth.metrics_open && path == "/metrics") || dashboard::PUBLIC_PATHS.contains(&path) {
         return next.run(request).await;
+    }
+    let has_bearer = request.headers().contains_key(header::AUTHORIZATION);
+    if !has_bearer {
+        if let Some(id) = session_of(request.headers()) {
+            if auth.sessions.valid(id, Instant::now()) {
+                let safe = matches!(*request.method(), Method::GET | Method::HEAD);
+                if !safe && !request.headers().contains_key(dashboard::CSRF_HEADER) {
+                    let body = axum::Json(serde_json::json!({
+                        "error": "a dashboard session must send the x-jobmesh-dashboard header"
+                    }));
+                    return (StatusCode::FORBIDDEN, body).into_response();
+                }
+                return next.run(request).await;
+            }
+        }
     }
     let presented = request
         .headers()

@@ -202,6 +202,54 @@ impl Api for FakeApi {
             ..StatsView::default()
         })
     }
+
+    /// Filters by state, kind and id text; newest (highest id) first.
+    async fn search(&self, query: job_queue::JobQuery) -> Result<job_queue::JobPage, ApiError> {
+        let jobs = self.jobs.lock().unwrap();
+        let mut hits: Vec<RecordView> = jobs
+            .values()
+            .filter(|v| query.state.is_none_or(|s| s == v.state))
+            .filter(|v| {
+                query
+                    .kind
+                    .as_deref()
+                    .is_none_or(|k| v.kind.as_deref() == Some(k))
+            })
+            .filter(|v| query.id.as_deref().is_none_or(|t| v.id.contains(t)))
+            .map(record_of)
+            .collect();
+        hits.sort_by(|a, b| b.id.as_str().cmp(a.id.as_str()));
+        let total = hits.len();
+        let offset = query.offset.min(total);
+        let jobs = hits.into_iter().skip(offset).take(query.limit).collect();
+        Ok(job_queue::JobPage {
+            total,
+            offset,
+            jobs,
+        })
+    }
+
+    /// Every succeeded job, as finished now.
+    async fn finished_between(
+        &self,
+        _after_ms: u64,
+        until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<job_queue::FinishedSample>, ApiError> {
+        let jobs = self.jobs.lock().unwrap();
+        Ok(jobs
+            .values()
+            .filter(|v| v.state == JobState::Succeeded)
+            .take(limit)
+            .map(|v| job_queue::FinishedSample {
+                kind: v.kind.clone().unwrap_or_default(),
+                node: v.worker_node.clone().unwrap_or_default(),
+                finished_ms: until_ms,
+                elapsed_ms: v.elapsed_ms.unwrap_or(0.0),
+                succeeded: true,
+            })
+            .collect())
+    }
 }
 
 struct Server {
@@ -336,6 +384,9 @@ fn dechunk(mut body: &str) -> String {
         body = &rest[size + 2..];
     }
 }
+
+#[path = "dashboard_tests.rs"]
+mod dashboard;
 
 #[tokio::test]
 async fn submit_one_and_batch() {

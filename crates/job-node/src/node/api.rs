@@ -314,6 +314,22 @@ impl Api for NodeApi {
             .await
             .map_err(|e| ApiError::Internal(Box::new(e)))
     }
+
+    async fn search(&self, query: job_queue::JobQuery) -> Result<job_queue::JobPage, ApiError> {
+        self.coordinator.search(query).await.map_err(internal)
+    }
+
+    async fn finished_between(
+        &self,
+        after_ms: u64,
+        until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<job_queue::FinishedSample>, ApiError> {
+        self.coordinator
+            .finished_between(after_ms, until_ms, limit)
+            .await
+            .map_err(internal)
+    }
 }
 
 #[cfg(test)]

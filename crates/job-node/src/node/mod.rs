@@ -410,7 +410,8 @@ async fn start_http(
         .map_err(|source| NodeError::Http { addr, source })?;
     let backend: Arc<dyn crate::http::Api> = api.clone();
     let router = crate::http::router(backend, Arc::clone(metrics));
-    let router = crate::http::guard(router, http_auth(config));
+    let auth = http_auth(config).with_secure_cookie(config.tls.is_some());
+    let router = crate::http::guard(router, auth);
     let (stop, stopped) = oneshot::channel::<()>();
     let shutdown = async move {
         let _ = stopped.await;

@@ -23,7 +23,7 @@ use crate::coordinator::{CoordinatorConfig, DeadLetter};
 use crate::error::{JobError, SubmitError};
 use crate::handler::ProgressUpdate;
 use crate::job::{Job, JobId, JobResult};
-use crate::record::Retention;
+use crate::record::{FinishedSample, JobPage, JobQuery, Retention};
 use crate::stats::StatsSnapshot;
 
 mod command;
@@ -177,6 +177,15 @@ pub(crate) enum Call {
     Get(Vec<JobId>, oneshot::Sender<Lookup>),
     /// Cancels `ids` among this coordinator's jobs.
     Cancel(Vec<JobId>, oneshot::Sender<CancelReport>),
+    /// One page of this coordinator's records.
+    Search(Box<JobQuery>, oneshot::Sender<JobPage>),
+    /// The jobs finished within a window (unix ms), at most a number.
+    FinishedBetween {
+        after_ms: u64,
+        until_ms: u64,
+        limit: usize,
+        reply: oneshot::Sender<Vec<FinishedSample>>,
+    },
     /// Removes a dead letter.
     Discard(JobId, oneshot::Sender<bool>),
     /// A submission that re-runs a finished job under its id.
@@ -592,6 +601,42 @@ impl Coordinator {
             local.merge(remote);
         }
         Ok(local)
+    }
+
+    /// One page of this coordinator's job records matching `query`,
+    /// newest submission first (see [`JobQuery`] for the bounds). Only the
+    /// jobs this coordinator owns; find another's with [`get`](Self::get).
+    ///
+    /// # Errors
+    ///
+    /// [`JobError::Ask`] if the coordinator does not answer.
+    pub async fn search(&self, query: JobQuery) -> Result<JobPage, JobError> {
+        self.ask(|reply| Call::Search(Box::new(query), reply)).await
+    }
+
+    /// The jobs this coordinator owns that finished after `after_ms` and
+    /// at or before `until_ms` (unix ms), newest first, at most `limit`
+    /// (itself at most [`MAX_SAMPLES`](crate::MAX_SAMPLES)): what live
+    /// throughput and latency charts are drawn from. A window that ended
+    /// before the call was made is complete: every job that finished in it
+    /// is already recorded.
+    ///
+    /// # Errors
+    ///
+    /// [`JobError::Ask`] if the coordinator does not answer.
+    pub async fn finished_between(
+        &self,
+        after_ms: u64,
+        until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<FinishedSample>, JobError> {
+        self.ask(|reply| Call::FinishedBetween {
+            after_ms,
+            until_ms,
+            limit,
+            reply,
+        })
+        .await
     }
 
     /// Cancels `ids`, cluster-wide (as [`get`](Self::get) finds them): a

@@ -705,6 +705,17 @@ impl Shell {
             Call::Cancel(ids, reply) => {
                 let _ = reply.send(self.cancel_ids(&ids, now));
             }
+            Call::Search(query, reply) => {
+                let _ = reply.send(self.search(&query));
+            }
+            Call::FinishedBetween {
+                after_ms,
+                until_ms,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(self.records.finished_between(after_ms, until_ms, limit));
+            }
             Call::Discard(id, reply) => {
                 let _ = reply.send(self.core.discard_dead_letter(&id).is_some());
             }

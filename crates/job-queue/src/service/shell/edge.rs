@@ -164,6 +164,16 @@ impl Shell {
         answer
     }
 
+    /// One page of this coordinator's records.
+    pub(super) fn search(&self, query: &crate::record::JobQuery) -> crate::record::JobPage {
+        self.records.search(query, |id| {
+            self.core.job_status(id).map(|s| LiveStatus {
+                attempt: s.attempt,
+                running: s.node.is_some(),
+            })
+        })
+    }
+
     /// Cancels `ids` among this coordinator's jobs.
     pub(super) fn cancel_ids(&mut self, ids: &[JobId], now: Instant) -> CancelReport {
         let mut report = CancelReport::default();
