@@ -52,6 +52,15 @@ async fn hundred_thousand_each_way_in_order() {
         "node-b"
     );
     assert_eq!(a.peers(), vec!["node-b".to_owned()]);
+    // The dialer knows the link once the acceptor answered; the acceptor
+    // registers its side just after: wait for it before node-b sends.
+    timeout(T, async {
+        while b.peers().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("node-b registers the link");
 
     let recv_a = tokio::spawn(drain(rx_a, "node-b"));
     let recv_b = tokio::spawn(drain(rx_b, "node-a"));
