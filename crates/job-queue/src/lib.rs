@@ -128,8 +128,9 @@ mod worker;
 
 // The sans-IO coordinator and its vocabulary.
 pub use coordinator::{
-    capacity_tag, Action, AttemptFailure, Backoff, Cancelled, CoordinatorConfig, CoordinatorCore,
-    DeadLetter, JobStatus, NodeInfo, NodeLoad, NodeStatus, ResultDisposition, CAPACITY_TAG_PREFIX,
+    accept_tag, capacity_tag, Action, AttemptFailure, Backoff, Cancelled, CoordinatorConfig,
+    CoordinatorCore, DeadLetter, JobStatus, KindSelectors, NodeInfo, NodeLoad, NodeStatus,
+    ResultDisposition, Selector, ACCEPT_TAG_PREFIX, CAPACITY_TAG_PREFIX,
 };
 // Failures and the errors of every operation.
 pub use error::{

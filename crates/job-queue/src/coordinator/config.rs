@@ -4,6 +4,7 @@ use std::time::Duration;
 
 pub use cluster_router::Backoff;
 
+use super::selectors::KindSelectors;
 use crate::strategy::StrategyKind;
 
 /// Settings of a [`CoordinatorCore`](crate::CoordinatorCore).
@@ -33,6 +34,10 @@ pub struct CoordinatorConfig {
     /// How long a job refused by a full worker pool waits before it is
     /// placed again (the refusal does not count as an attempt).
     pub refusal_backoff: Duration,
+    /// Per-kind selectors for exact eligibility: a job of such a kind goes
+    /// only to nodes tagged `accept:<kind>:<value>` for its value (a node
+    /// running `exec` advertises the programs it allows).
+    pub selectors: KindSelectors,
 }
 
 impl Default for CoordinatorConfig {
@@ -46,6 +51,7 @@ impl Default for CoordinatorConfig {
             seed: None,
             default_window: 1024,
             refusal_backoff: Duration::from_millis(20),
+            selectors: KindSelectors::default(),
         }
     }
 }

@@ -95,7 +95,8 @@ impl CoordinatorCore {
             return;
         };
         self.counters.failed += 1;
-        let failure = no_eligible_node(&entry.job, false);
+        let accept = self.nodes.required_tag(&entry.job);
+        let failure = no_eligible_node(&entry.job, false, accept.as_deref());
         let result = JobResult::failure(id.clone(), failure, "", 0, Duration::ZERO);
         self.actions.push_back(Action::Complete(result));
     }

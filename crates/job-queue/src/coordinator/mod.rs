@@ -27,11 +27,13 @@ mod config;
 mod dead_letter;
 mod flow;
 mod nodes;
+mod selectors;
 mod timers;
 
 pub use config::{Backoff, CoordinatorConfig};
 pub use dead_letter::{AttemptFailure, DeadLetter};
 pub use nodes::{capacity_tag, NodeInfo, NodeLoad, NodeStatus, CAPACITY_TAG_PREFIX};
+pub use selectors::{accept_tag, KindSelectors, Selector, ACCEPT_TAG_PREFIX};
 
 use dead_letter::DeadLetters;
 use nodes::NodeTable;
@@ -253,7 +255,7 @@ impl CoordinatorCore {
                 built: FxHashMap::default(),
                 seed: config.seed,
             },
-            nodes: NodeTable::new(config.default_window),
+            nodes: NodeTable::new(config.default_window).with_selectors(config.selectors.clone()),
             config,
             next_id: 0,
             jobs: HashMap::new(),
@@ -397,7 +399,8 @@ impl CoordinatorCore {
         let id = job.id.clone();
         if !self.nodes.any_eligible(&job) {
             self.counters.failed += 1;
-            let failure = no_eligible_node(&job, false);
+            let accept = self.nodes.required_tag(&job);
+            let failure = no_eligible_node(&job, false, accept.as_deref());
             let result = JobResult::failure(id.clone(), failure, "", 0, Duration::ZERO);
             self.actions.push_back(Action::Complete(result));
             return Ok(id);
@@ -711,10 +714,13 @@ mod tests;
 /// without counting against its `max_attempts`.
 pub(crate) const FREE_REPLACEMENTS: u8 = 3;
 
-fn no_eligible_node(job: &Job, retrying: bool) -> JobFailure {
+fn no_eligible_node(job: &Job, retrying: bool, accept: Option<&str>) -> JobFailure {
     let mut message = format!("no Up node serves kind {:?}", job.kind);
     if !job.tags.is_empty() {
         message.push_str(&format!(" with tags {:?}", job.tags));
+    }
+    if let Some(tag) = accept {
+        message.push_str(&format!(" and accepts this job (tag {tag:?})"));
     }
     JobFailure {
         cause: FailureCause::NoEligibleNode,

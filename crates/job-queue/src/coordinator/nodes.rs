@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::selectors::KindSelectors;
 use crate::job::Job;
 use crate::stats::NodeStats;
 use crate::strategy::Candidate;
@@ -149,18 +150,21 @@ impl NodeState {
         self.limit = (self.limit / 2).max(1);
     }
 
-    /// Up, carrying every required tag, and serving the job's kind.
-    pub(crate) fn is_eligible(&self, job: &Job) -> bool {
-        self.status == NodeStatus::Up
-            && job.tags.iter().all(|t| self.tags.contains(t))
-            && self.serves(&job.kind)
+    /// Up, carrying every required tag (and `accept`, the tag the job's
+    /// kind selector asks for), and serving the job's kind.
+    pub(crate) fn is_eligible(&self, job: &Job, accept: Option<&str>) -> bool {
+        self.status == NodeStatus::Up && self.fits(job, accept)
     }
 
     /// Up or Suspect, with the job's tags and kind: the node may still run
     /// it (a Suspect node may come back).
-    pub(crate) fn could_serve(&self, job: &Job) -> bool {
-        self.status != NodeStatus::Down
-            && job.tags.iter().all(|t| self.tags.contains(t))
+    pub(crate) fn could_serve(&self, job: &Job, accept: Option<&str>) -> bool {
+        self.status != NodeStatus::Down && self.fits(job, accept)
+    }
+
+    fn fits(&self, job: &Job, accept: Option<&str>) -> bool {
+        job.tags.iter().all(|t| self.tags.contains(t))
+            && accept.is_none_or(|a| self.tags.iter().any(|t| t == a))
             && self.serves(&job.kind)
     }
 
@@ -192,6 +196,7 @@ fn serves_any(tags: &[String]) -> bool {
 pub(crate) struct NodeTable {
     nodes: BTreeMap<Arc<str>, NodeState>,
     default_window: u32,
+    selectors: KindSelectors,
 }
 
 impl Default for NodeTable {
@@ -205,7 +210,19 @@ impl NodeTable {
         NodeTable {
             nodes: BTreeMap::new(),
             default_window: default_window.max(1),
+            selectors: KindSelectors::default(),
         }
+    }
+
+    /// Uses `selectors` for exact eligibility (see [`KindSelectors`]).
+    pub(crate) fn with_selectors(mut self, selectors: KindSelectors) -> Self {
+        self.selectors = selectors;
+        self
+    }
+
+    /// The `accept:` tag a node must carry to run `job`, if any.
+    pub(crate) fn required_tag(&self, job: &Job) -> Option<String> {
+        self.selectors.required_tag(job)
     }
 
     /// Inserts or updates a node; returns its previous status, if known.
@@ -256,7 +273,10 @@ impl NodeTable {
 
     /// Whether any node that is not Down could run `job`.
     pub(crate) fn any_could_serve(&self, job: &Job) -> bool {
-        self.nodes.values().any(|n| n.could_serve(job))
+        let accept = self.required_tag(job);
+        self.nodes
+            .values()
+            .any(|n| n.could_serve(job, accept.as_deref()))
     }
 
     /// A node's status and tags, to tell later whether it changed.
@@ -266,7 +286,10 @@ impl NodeTable {
 
     /// Whether any node could run `job` right now.
     pub(crate) fn any_eligible(&self, job: &Job) -> bool {
-        self.nodes.values().any(|n| n.is_eligible(job))
+        let accept = self.required_tag(job);
+        self.nodes
+            .values()
+            .any(|n| n.is_eligible(job, accept.as_deref()))
     }
 
     /// The eligible candidates for `job`, by name, preferring nodes not
@@ -293,10 +316,11 @@ impl NodeTable {
         tried: impl Fn(&str) -> bool,
         last_failed: Option<&str>,
     ) -> Vec<(&'a str, &'a NodeState)> {
+        let accept = self.required_tag(job);
         let eligible: Vec<(&'a str, &'a NodeState)> = self
             .nodes
             .iter()
-            .filter(|(_, n)| n.is_eligible(job))
+            .filter(|(_, n)| n.is_eligible(job, accept.as_deref()))
             .map(|(k, n)| (&**k, n))
             .collect();
         let fresh = || eligible.iter().filter(|(k, _)| !tried(k));
@@ -353,6 +377,22 @@ mod tests {
         assert_eq!(names(&t.candidates(&gpu_echo, |_| false, None)), ["b"]);
         assert!(!t.any_eligible(&Job::new("echo", "").with_tag("tpu")));
         assert!(!t.any_eligible(&Job::new("render", "")));
+    }
+
+    #[test]
+    fn a_kind_selector_needs_the_accept_tag() {
+        let mut selectors = KindSelectors::default();
+        selectors.insert("exec", |job: &Job| Some(job.data.clone()));
+        let mut t = NodeTable::new(8).with_selectors(selectors);
+        t.upsert(NodeInfo::up("a", ["kind:exec", "accept:exec:ls"]));
+        t.upsert(NodeInfo::up("b", ["kind:exec", "accept:exec:date"]));
+        t.upsert(NodeInfo::up("c", ["kind:echo", "accept:exec:ls"]));
+        let ls = Job::new("exec", "ls");
+        assert_eq!(names(&t.candidates(&ls, |_| false, None)), ["a"]);
+        let date = Job::new("exec", "date");
+        assert_eq!(names(&t.candidates(&date, |_| false, None)), ["b"]);
+        assert!(!t.any_eligible(&Job::new("exec", "rm")));
+        assert!(t.any_could_serve(&ls) && !t.any_could_serve(&Job::new("exec", "rm")));
     }
 
     #[test]

@@ -83,7 +83,8 @@ impl CoordinatorCore {
             Choice::Busy => return Placement::Busy,
             Choice::NoneEligible => {
                 entry.job.attempt += 1;
-                let failure = no_eligible_node(&entry.job, true);
+                let accept = self.nodes.required_tag(&entry.job);
+                let failure = no_eligible_node(&entry.job, true, accept.as_deref());
                 self.fail_attempt(id, None, failure, None, now, false);
                 return Placement::Failed;
             }
