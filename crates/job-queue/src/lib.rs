@@ -128,9 +128,10 @@ mod worker;
 
 // The sans-IO coordinator and its vocabulary.
 pub use coordinator::{
-    accept_tag, capacity_tag, Action, AttemptFailure, Backoff, Cancelled, CoordinatorConfig,
-    CoordinatorCore, DeadLetter, JobStatus, KindSelectors, NodeInfo, NodeLoad, NodeStatus,
-    ResultDisposition, Selector, ACCEPT_TAG_PREFIX, CAPACITY_TAG_PREFIX,
+    accept_tag, capacity_tag, concurrency_tag, Action, AttemptFailure, Backoff, Cancelled,
+    CoordinatorConfig, CoordinatorCore, DeadLetter, JobStatus, KindSelectors, NodeInfo, NodeLoad,
+    NodeStatus, ResultDisposition, Selector, ACCEPT_TAG_PREFIX, CAPACITY_TAG_PREFIX,
+    CONCURRENCY_TAG_PREFIX,
 };
 // Failures and the errors of every operation.
 pub use error::{
@@ -149,7 +150,8 @@ pub use worker::{WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue};
 pub use job::{Job, JobId, JobResult};
 pub use record::{AttemptRecord, JobRecord, JobState, ProgressRecord};
 pub use service::{
-    CancelReport, Coordinator, CoordinatorOptions, Lookup, PendingJob, COORDINATOR, MAX_IDS,
+    CancelReport, Coordinator, CoordinatorOptions, Lookup, PendingJob, RecurringError,
+    RecurringJob, COORDINATOR, MAX_IDS, MAX_RECURRING,
 };
 pub use stats::{KindStatsSnapshot, NodeStatsSnapshot, StatsSnapshot, TimingSnapshot};
 pub use wire::MAX_BINCODE_BYTES;

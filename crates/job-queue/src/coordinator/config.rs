@@ -38,6 +38,16 @@ pub struct CoordinatorConfig {
     /// only to nodes tagged `accept:<kind>:<value>` for its value (a node
     /// running `exec` advertises the programs it allows).
     pub selectors: KindSelectors,
+    /// How long a job should wait on a node before it starts: the target
+    /// of the adaptive windows of nodes advertising their concurrency
+    /// (`workers:<k>`; default 50 ms). A node then holds about this much
+    /// unstarted work, at least twice its concurrency in jobs; the rest
+    /// waits in the ready queue for whichever node has room first. `None`:
+    /// fixed windows (each node's advertised capacity).
+    pub queue_target: Option<Duration>,
+    /// How long a job waits in the ready queue to gain one priority level
+    /// (default 1 s; `Duration::ZERO`: no aging, strict priorities).
+    pub priority_aging: Duration,
 }
 
 impl Default for CoordinatorConfig {
@@ -52,6 +62,8 @@ impl Default for CoordinatorConfig {
             default_window: 1024,
             refusal_backoff: Duration::from_millis(20),
             selectors: KindSelectors::default(),
+            queue_target: Some(Duration::from_millis(50)),
+            priority_aging: Duration::from_secs(1),
         }
     }
 }

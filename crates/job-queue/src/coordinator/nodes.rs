@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::selectors::KindSelectors;
+use super::window::{advertised_concurrency, AdaptiveWindow};
 use crate::job::Job;
 use crate::stats::NodeStats;
 use crate::strategy::Candidate;
@@ -93,17 +94,23 @@ pub(crate) struct NodeState {
     /// accepted result up to `window` (additive increase, multiplicative
     /// decrease, as several coordinators may share the node's queue).
     limit: u32,
+    /// The delay-driven window of a node advertising its concurrency
+    /// (`workers:<k>`); the node's window is then the smaller of it and
+    /// `limit`.
+    adaptive: Option<AdaptiveWindow>,
     serves_any: bool,
     pub(crate) latency: Option<Duration>,
     pub(crate) stats: NodeStats,
 }
 
 impl NodeState {
-    fn new(info: NodeInfo, default_window: u32) -> Self {
+    fn new(info: NodeInfo, default_window: u32, target: Option<Duration>) -> Self {
         let window = advertised_window(&info.tags)
             .unwrap_or(default_window)
             .max(1);
+        let adaptive = adaptive_window(&info.tags, target);
         NodeState {
+            adaptive,
             status: info.status,
             serves_any: serves_any(&info.tags),
             tags: info.tags,
@@ -116,13 +123,17 @@ impl NodeState {
         }
     }
 
-    fn update(&mut self, info: NodeInfo, default_window: u32) {
+    fn update(&mut self, info: NodeInfo, default_window: u32, target: Option<Duration>) {
         let window = advertised_window(&info.tags)
             .unwrap_or(default_window)
             .max(1);
         if window != self.window {
             self.window = window;
             self.limit = window;
+        }
+        let concurrency = advertised_concurrency(&info.tags).filter(|_| target.is_some());
+        if concurrency != self.adaptive.as_ref().map(AdaptiveWindow::concurrency) {
+            self.adaptive = adaptive_window(&info.tags, target);
         }
         self.status = info.status;
         self.serves_any = serves_any(&info.tags);
@@ -132,12 +143,25 @@ impl NodeState {
 
     /// Whether another attempt fits in the node's window.
     pub(crate) fn has_credit(&self) -> bool {
-        self.outstanding < self.limit
+        self.outstanding < self.limit()
     }
 
-    /// The effective window (for statistics and tests).
+    /// The effective window: the refusal-driven limit, and the adaptive
+    /// window if the node advertises its concurrency.
     pub(crate) fn limit(&self) -> u32 {
-        self.limit
+        match &self.adaptive {
+            Some(adaptive) => adaptive.size(self.window).min(self.limit),
+            None => self.limit,
+        }
+    }
+
+    /// A result whose job waited `waited` before it ran (round trip minus
+    /// processing time): feeds the adaptive window.
+    pub(crate) fn observe_wait(&mut self, waited: Duration) {
+        let outstanding = self.outstanding.saturating_add(1);
+        if let Some(adaptive) = &mut self.adaptive {
+            adaptive.observe(waited, outstanding, self.window);
+        }
     }
 
     /// An accepted result: the window grows back by one.
@@ -186,6 +210,13 @@ impl NodeState {
     }
 }
 
+/// The adaptive window of a node advertising its concurrency, when
+/// adaptive windows are on (`target` set).
+fn adaptive_window(tags: &[String], target: Option<Duration>) -> Option<AdaptiveWindow> {
+    let target = target?;
+    advertised_concurrency(tags).map(|k| AdaptiveWindow::new(k, target))
+}
+
 fn serves_any(tags: &[String]) -> bool {
     tags.iter()
         .any(|t| t.starts_with(crate::handler::KIND_TAG_PREFIX))
@@ -196,6 +227,7 @@ fn serves_any(tags: &[String]) -> bool {
 pub(crate) struct NodeTable {
     nodes: BTreeMap<Arc<str>, NodeState>,
     default_window: u32,
+    queue_target: Option<Duration>,
     selectors: KindSelectors,
 }
 
@@ -210,8 +242,15 @@ impl NodeTable {
         NodeTable {
             nodes: BTreeMap::new(),
             default_window: default_window.max(1),
+            queue_target: Some(Duration::from_millis(50)),
             selectors: KindSelectors::default(),
         }
+    }
+
+    /// The wait adaptive windows aim for (see [`AdaptiveWindow`]).
+    pub(crate) fn with_queue_target(mut self, target: Option<Duration>) -> Self {
+        self.queue_target = target;
+        self
     }
 
     /// Uses `selectors` for exact eligibility (see [`KindSelectors`]).
@@ -230,12 +269,12 @@ impl NodeTable {
         match self.nodes.get_mut(info.name.as_str()) {
             Some(state) => {
                 let previous = state.status;
-                state.update(info, self.default_window);
+                state.update(info, self.default_window, self.queue_target);
                 Some(previous)
             }
             None => {
                 let name: Arc<str> = Arc::from(info.name.as_str());
-                let state = NodeState::new(info, self.default_window);
+                let state = NodeState::new(info, self.default_window, self.queue_target);
                 self.nodes.insert(name, state);
                 None
             }

@@ -66,8 +66,17 @@ impl CoordinatorCore {
         if self.try_place(id, now) == Placement::Busy {
             if let Some(entry) = self.jobs.get_mut(id) {
                 entry.phase = Phase::Queued;
-                self.ready.push_back(id.clone());
+                self.ready.push_back(id.clone(), entry.job.priority, now);
             }
+        }
+    }
+
+    /// Holds a job that must not start before `at` (its `not_before`): it
+    /// waits like a retry in backoff, then is placed like any other.
+    pub(super) fn hold_until(&mut self, id: &JobId, at: Instant) {
+        if let Some(entry) = self.jobs.get_mut(id) {
+            entry.phase = Phase::Backoff;
+            entry.timer = Some(self.timers.insert(at, id.clone(), TimerKind::Retry));
         }
     }
 
@@ -210,7 +219,7 @@ impl CoordinatorCore {
                 Some((node, attempt))
             }
             1 => {
-                self.ready.retain(|queued| queued != id);
+                self.ready.remove(id);
                 None
             }
             _ => None,
