@@ -157,7 +157,7 @@ pub use stats::{KindStatsSnapshot, NodeStatsSnapshot, StatsSnapshot, TimingSnaps
 pub use wire::MAX_BINCODE_BYTES;
 // Load-balancing strategies.
 pub use strategy::{
-    Candidate, LeastCpu, LeastInFlight, LowestLatency, ParseStrategyError, Random, RoundRobin,
+    Candidate, EarliestFinish, LeastCpu, LeastInFlight, LowestLatency, ParseStrategyError, Random, RoundRobin,
     Strategy, StrategyKind,
 };
 

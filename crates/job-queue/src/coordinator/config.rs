@@ -54,7 +54,7 @@ impl Default for CoordinatorConfig {
     fn default() -> Self {
         CoordinatorConfig {
             node: "local".to_owned(),
-            strategy: StrategyKind::RoundRobin,
+            strategy: StrategyKind::EarliestFinish,
             backoff: Backoff::default(),
             max_jobs: 1_000_000,
             max_dead_letters: 10_000,

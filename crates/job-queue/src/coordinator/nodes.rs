@@ -98,6 +98,8 @@ pub(crate) struct NodeState {
     /// (`workers:<k>`); the node's window is then the smaller of it and
     /// `limit`.
     adaptive: Option<AdaptiveWindow>,
+    /// The concurrency the node advertises (`workers:<k>`), if any.
+    concurrency: Option<u32>,
     serves_any: bool,
     pub(crate) latency: Option<Duration>,
     pub(crate) stats: NodeStats,
@@ -110,6 +112,7 @@ impl NodeState {
             .max(1);
         let adaptive = adaptive_window(&info.tags, target);
         NodeState {
+            concurrency: advertised_concurrency(&info.tags),
             adaptive,
             status: info.status,
             serves_any: serves_any(&info.tags),
@@ -131,7 +134,8 @@ impl NodeState {
             self.window = window;
             self.limit = window;
         }
-        let concurrency = advertised_concurrency(&info.tags).filter(|_| target.is_some());
+        self.concurrency = advertised_concurrency(&info.tags);
+        let concurrency = self.concurrency.filter(|_| target.is_some());
         if concurrency != self.adaptive.as_ref().map(AdaptiveWindow::concurrency) {
             self.adaptive = adaptive_window(&info.tags, target);
         }
@@ -343,7 +347,7 @@ impl NodeTable {
     ) -> Vec<Candidate<'a>> {
         self.preferred(job, tried, last_failed)
             .into_iter()
-            .map(|(k, n)| candidate(k, n))
+            .map(|(k, n)| candidate(k, n, &job.kind))
             .collect()
     }
 
@@ -377,8 +381,11 @@ impl NodeTable {
     }
 }
 
-pub(crate) fn candidate<'a>(name: &'a str, node: &NodeState) -> Candidate<'a> {
+/// What a strategy sees of `node` for a job of `kind`.
+pub(crate) fn candidate<'a>(name: &'a str, node: &NodeState, kind: &str) -> Candidate<'a> {
     Candidate {
+        concurrency: node.concurrency,
+        service_time: node.stats.mean_of(kind),
         node: name,
         outstanding: node.outstanding,
         reported_in_flight: node.load.in_flight,

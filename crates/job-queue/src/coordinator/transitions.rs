@@ -336,7 +336,7 @@ fn choose_node(nodes: &super::NodeTable, strategy: &mut dyn Strategy, entry: &Jo
     let candidates: Vec<Candidate<'_>> = preferred
         .into_iter()
         .filter(|(_, n)| n.has_credit())
-        .map(|(k, n)| candidate(k, n))
+        .map(|(k, n)| candidate(k, n, &entry.job.kind))
         .collect();
     if candidates.is_empty() {
         return Choice::Busy;
