@@ -157,8 +157,8 @@ pub use stats::{KindStatsSnapshot, NodeStatsSnapshot, StatsSnapshot, TimingSnaps
 pub use wire::MAX_BINCODE_BYTES;
 // Load-balancing strategies.
 pub use strategy::{
-    Candidate, EarliestFinish, LeastCpu, LeastInFlight, LowestLatency, ParseStrategyError, Random, RoundRobin,
-    Strategy, StrategyKind,
+    Candidate, EarliestFinish, LeastCpu, LeastInFlight, LowestLatency, ParseStrategyError, Random,
+    RoundRobin, Strategy, StrategyKind,
 };
 
 pub mod error;

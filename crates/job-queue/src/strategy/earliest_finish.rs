@@ -5,6 +5,9 @@ use std::time::Duration;
 use super::{min_by_key, Candidate, Strategy};
 use crate::job::Job;
 
+/// The smallest service time assumed: 1 ms.
+const MIN_SERVICE: Duration = Duration::from_millis(1);
+
 /// Picks the node with the earliest expected completion time (the default
 /// strategy). For each candidate:
 ///
@@ -15,7 +18,8 @@ use crate::job::Job;
 /// - `service`: the mean processing time of the job's kind on that node
 ///   ([`Candidate::service_time`], measured by this coordinator); a node
 ///   with no sample yet is taken at the median of the candidates that have
-///   one (0 if none has: then the formula ranks by queue and round trip);
+///   one, and at least 1 ms (so that, before any measurement, an idle
+///   node beats a busy one);
 /// - `load`: the jobs ahead of it there ([`Candidate::load_estimate`]),
 ///   each assumed to take `service` too (an approximation when kinds mix);
 /// - `concurrency`: the node's worker loops (`workers:<k>`, 1 if unknown);
@@ -36,7 +40,13 @@ impl EarliestFinish {
     /// The expected completion time on `c`, given the `fallback` service
     /// time for a node without samples.
     pub fn expected(c: &Candidate<'_>, fallback: Duration) -> Duration {
-        let service = c.service_time.unwrap_or(fallback).as_secs_f64();
+        // At least `MIN_SERVICE`: with nothing measured yet, the jobs ahead
+        // must still count (an idle node beats a busy one).
+        let service = c
+            .service_time
+            .unwrap_or(fallback)
+            .max(MIN_SERVICE)
+            .as_secs_f64();
         let workers = f64::from(c.concurrency.unwrap_or(1).max(1));
         let queue = f64::from(c.load_estimate()) / workers * service;
         let rtt = c.latency.unwrap_or_default().as_secs_f64();
@@ -105,6 +115,13 @@ mod tests {
         // a: 40 ms, b: 60 ms, new: at the median (30 ms) -> 60 ms.
         assert_eq!(EarliestFinish::new().select(&job, &nodes), Some(0));
         assert_eq!(median_service(&idle(&["x"])), Duration::ZERO);
-        assert_eq!(EarliestFinish::new().select(&job, &idle(&["x", "y"])), Some(0));
+        assert_eq!(
+            EarliestFinish::new().select(&job, &idle(&["x", "y"])),
+            Some(0)
+        );
+        // Nothing measured: the idle node, not the one with jobs queued.
+        let mut fresh = idle(&["busy", "idle"]);
+        fresh[0].outstanding = 3;
+        assert_eq!(EarliestFinish::new().select(&job, &fresh), Some(1));
     }
 }
