@@ -130,7 +130,7 @@ async fn custom_mapreduce() {
 
 #[tokio::test]
 async fn cluster_strategies() {
-    run_example("cluster_strategies", "all 3000 jobs succeeded").await;
+    run_example("cluster_strategies", "all 3600 jobs succeeded").await;
 }
 
 #[tokio::test]

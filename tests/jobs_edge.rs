@@ -189,10 +189,12 @@ async fn a_known_id_is_not_run_again_and_a_rerun_is_explicit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_coordinator_fences_its_old_queued_work_and_keeps_its_records() {
     let dir = data_dir("fence");
-    let options = CoordinatorOptions {
+    let mut options = CoordinatorOptions {
         data_dir: Some(dir.clone()),
         ..CoordinatorOptions::default()
     };
+    // Fixed windows: the jobs must queue on the pool, not in the coordinator.
+    options.core.queue_target = None;
     let seen = Arc::new(Seen::default());
     let a = start_node(
         None,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use cluster_router::Router;
 use futures_util::future::join_all;
-use job_queue::{Job, JobId, StrategyKind};
+use job_queue::{CoordinatorOptions, Job, JobId, StrategyKind};
 use support::jobs::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -114,7 +114,10 @@ async fn attempts_in_a_broken_link_are_placed_again_well_before_their_timeout() 
         converged(&coord_router, &["ll-w1", "ll-w2"]),
     )
     .await;
-    let coord = coordinator(&coord_router, StrategyKind::RoundRobin).await;
+    // Fixed windows: many attempts must be in the link when it breaks.
+    let mut options = CoordinatorOptions::default();
+    options.core.queue_target = None;
+    let coord = coordinator_with(&coord_router, StrategyKind::RoundRobin, options).await;
 
     // From now on ll-w1's results (and heartbeats) vanish in the link.
     proxy.swallow.store(true, Ordering::Release);

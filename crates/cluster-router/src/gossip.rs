@@ -80,6 +80,21 @@ pub(crate) fn push_table(inner: &Inner, node: &NodeId, push: Push) {
     send_system(inner, node, table_message(inner, push));
 }
 
+/// Pushes this node's table at once to every reachable linked peer (after
+/// a change of its own row, e.g. its tags: peers learn what it serves now
+/// rather than at the next gossip round). Best effort, like every push.
+pub(crate) fn push_to_peers(inner: &Inner) {
+    let (nodes, payload) = {
+        let table = inner.membership.read();
+        let payload = wire::encode(&SystemMessage::Gossip(wire::to_wire(&table.members())));
+        (table.reachable_peers(), payload)
+    };
+    let linked: FxHashSet<String> = inner.transport.peers().into_iter().collect();
+    for node in nodes.iter().filter(|n| linked.contains(n.as_str())) {
+        send_system(inner, node, payload.clone());
+    }
+}
+
 /// Publishes events, closes links for good, dials new members, and sends
 /// what the membership asked for (indirect checks, rows to stale members,
 /// this node's table to everyone after a refutation or a Down verdict).

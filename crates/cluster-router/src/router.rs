@@ -428,11 +428,17 @@ impl Router {
         self.inner.membership.write().set_load(load);
     }
 
-    /// Replaces this node's tags (e.g. `gpu`, `kind:sha256`); they reach the
-    /// others with the next gossip round. Subscribers here see `Updated`.
+    /// Replaces this node's tags (e.g. `gpu`, `kind:sha256`); a change is
+    /// pushed at once to every reachable linked peer (and gossiped as
+    /// usual), so a pool that starts or drains is seen within a round trip.
+    /// Subscribers here see `Updated`.
     pub fn set_tags(&self, tags: Vec<String>) {
         let changes = self.inner.membership.write().set_tags(tags);
+        let changed = !changes.events.is_empty();
         gossip::apply(&self.inner, changes);
+        if changed {
+            gossip::push_to_peers(&self.inner);
+        }
     }
 
     /// A snapshot of the routing counters.

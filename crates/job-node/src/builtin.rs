@@ -30,7 +30,8 @@ pub(crate) fn register_builtins(registry: &mut HandlerRegistry, policy: ExecPoli
 /// kind, whether it succeeded, and how long it ran.
 pub(crate) type AttemptObserver = Arc<dyn Fn(&'static str, bool, Duration) + Send + Sync>;
 
-/// Registers the built-in kinds like [`register_builtins`], and calls
+/// Registers the built-in kinds like [`register_builtins`] (but `exec` only
+/// if `policy` allows some program), and calls
 /// `observer` after every attempt that ran to its end (an attempt the worker
 /// cancels at its timeout is not reported).
 pub(crate) fn register_builtins_observed(
@@ -40,6 +41,11 @@ pub(crate) fn register_builtins_observed(
 ) {
     let policy = Arc::new(policy);
     for kind in Builtin::ALL {
+        // `exec` is served (and its `kind:exec` tag advertised) only with a
+        // non-empty allow-list: a node refusing every program serves nothing.
+        if kind == Builtin::Exec && policy.allowed().next().is_none() {
+            continue;
+        }
         let policy = Arc::clone(&policy);
         let observer = Arc::clone(&observer);
         registry.register(kind.name(), move |ctx: JobContext| {

@@ -44,6 +44,8 @@ pub(crate) enum Command {
     Cancel(IdsArgs),
     /// List, resubmit or discard dead-lettered jobs.
     Dead(DeadArgs),
+    /// Add, list or remove recurring jobs (cron expressions, seconds first).
+    Recurring(crate::recurring_cmd::RecurringArgs),
     /// Start a local cluster of node processes and run a workload on it.
     Demo(DemoArgs),
     /// Run a map-shuffle-reduce job (word count, inverted index) over files.
@@ -203,6 +205,15 @@ pub(crate) struct SubmitArgs {
     /// Attempts before the job is dead-lettered (default 3).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_attempts: Option<u32>,
+    /// Priority: higher starts first among jobs waiting for a node
+    /// (default 0; a waiting job gains one level per second, so lower
+    /// priorities are delayed, never starved).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub priority: Option<i32>,
+    /// Start no earlier than S seconds after the job is accepted
+    /// (fractions allowed, e.g. 0.5).
+    #[arg(long, value_name = "S", value_parser = parse_delay)]
+    pub delay: Option<Duration>,
     /// Wait for the results and print them; otherwise print the job ids.
     #[arg(long)]
     pub wait: bool,
@@ -329,6 +340,18 @@ pub(crate) fn parse_seconds(text: &str) -> Result<Duration, String> {
         return Err(format!(
             "`{text}` must be more than 0 and at most 86400 seconds"
         ));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Parses `--delay`: a number of seconds, 0 to one year.
+fn parse_delay(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(seconds.is_finite() && (0.0..=31_622_400.0).contains(&seconds)) {
+        return Err(format!("`{text}` must be 0 to 31622400 seconds (a year)"));
     }
     Ok(Duration::from_secs_f64(seconds))
 }

@@ -25,8 +25,9 @@ pub(crate) async fn connect(args: &ClusterArgs) -> anyhow::Result<Session> {
     Ok(Session::connect_with(&args.cluster, &secret, args.connect_timeout, tls.as_ref()).await?)
 }
 
-/// Applies `--tags`, `--timeout` and `--max-attempts` to one job (tags are
-/// added; the timeout and attempts fill in what a line leaves unset).
+/// Applies `--tags`, `--timeout`, `--max-attempts`, `--priority` and
+/// `--delay` to one job (tags are added; the others fill in what a line
+/// leaves unset).
 fn apply_flags(args: &SubmitArgs, mut job: JobSubmission) -> JobSubmission {
     for tag in &args.tags {
         if !job.tags.contains(tag) {
@@ -39,6 +40,12 @@ fn apply_flags(args: &SubmitArgs, mut job: JobSubmission) -> JobSubmission {
             .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1));
     }
     job.max_attempts = job.max_attempts.or(args.max_attempts);
+    job.priority = job.priority.or(args.priority);
+    if job.delay_ms.is_none() && job.not_before_ms.is_none() {
+        job.delay_ms = args
+            .delay
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    }
     job
 }
 

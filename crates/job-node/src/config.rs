@@ -150,6 +150,14 @@ impl TryFrom<TextOrNumber> for ByteSize {
     }
 }
 
+/// The most programs `--allow-exec` may list: each is advertised as an
+/// `accept:exec:<program>` tag, and a node's gossiped tags are bounded.
+pub(crate) const MAX_EXEC_PROGRAMS: usize = 64;
+
+/// The longest program name `--allow-exec` may list (its tag stays under
+/// the gossip's 256-byte tag limit).
+pub(crate) const MAX_EXEC_PROGRAM_LEN: usize = 200;
+
 /// Why the configuration was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -209,6 +217,15 @@ pub(crate) enum ConfigError {
     /// Only one of --tls-cert and --tls-key.
     #[error("--tls-cert and --tls-key go together")]
     TlsPair,
+    /// The `--allow-exec` list is longer than a node can advertise, or a
+    /// program name is empty or too long.
+    #[error(
+        "invalid --allow-exec {0:?}: at most {max} programs of 1 to {len} bytes each \
+         (each is advertised to the cluster as a tag)",
+        max = MAX_EXEC_PROGRAMS,
+        len = MAX_EXEC_PROGRAM_LEN
+    )]
+    AllowExec(String),
     /// A join timeout that is not a positive number of seconds.
     #[error("invalid join timeout {0}: expected more than 0 and at most 86400 seconds")]
     JoinTimeout(f64),
@@ -466,6 +483,17 @@ impl NodeConfig {
         if let Some(bad) = tags.iter().find(|t| !is_valid_name(t)) {
             return Err(ConfigError::InvalidTag(bad.clone()));
         }
+        let allow_exec = layer.allow_exec.unwrap_or_default();
+        if allow_exec.len() > MAX_EXEC_PROGRAMS {
+            return Err(ConfigError::AllowExec(format!(
+                "{} programs",
+                allow_exec.len()
+            )));
+        }
+        let too_long = |p: &&String| p.is_empty() || p.len() > MAX_EXEC_PROGRAM_LEN;
+        if let Some(bad) = allow_exec.iter().find(too_long) {
+            return Err(ConfigError::AllowExec(bad.clone()));
+        }
         let join = layer.join.unwrap_or_default();
         if let Some(bad) = join.iter().find(|u| !is_ws_url(u)) {
             return Err(ConfigError::InvalidJoinUrl(bad.clone()));
@@ -515,7 +543,7 @@ impl NodeConfig {
             secret,
             http: layer.http,
             data_dir: layer.data_dir,
-            allow_exec: layer.allow_exec.unwrap_or_default(),
+            allow_exec,
             supervised: false,
             retention: layer.retention.map_or(DEFAULT_RETENTION, |span| span.0),
             retention_bytes: layer

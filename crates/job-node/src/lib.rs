@@ -61,6 +61,7 @@ mod metrics;
 mod node;
 mod progress_bar;
 mod ready;
+mod recurring_cmd;
 mod remote;
 mod run;
 mod secret;

@@ -19,6 +19,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Watch(args) => crate::commands::watch(args).await,
         Command::Cancel(args) => crate::commands::cancel(args).await,
         Command::Dead(args) => crate::commands::dead(args).await,
+        Command::Recurring(args) => crate::recurring_cmd::run(args).await,
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Mapreduce(args) => crate::mapreduce_cmd::run(args).await,
     }

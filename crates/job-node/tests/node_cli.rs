@@ -29,8 +29,11 @@ async fn exec_needs_the_allow_list() {
     let result: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(result["result"], Value::Null);
     assert_eq!(result["error"]["retryable"], false);
+    // No node allows it (the node without an allow-list does not even
+    // serve `exec`): it is sent nowhere and fails at once.
+    assert_eq!(result["error"]["cause"], "no_eligible_node");
     let message = result["error"]["message"].as_str().unwrap();
-    assert!(message.contains("--allow-exec"), "{message}");
+    assert!(message.contains("accept:exec:echo"), "{message}");
     assert!(
         stderr(&out).contains("1 of 1 jobs failed"),
         "{}",
@@ -68,7 +71,11 @@ async fn exec_needs_the_allow_list() {
     ])
     .await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(stdout(&out).contains("--allow-exec"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("accept:exec:/bin/echo"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[tokio::test]

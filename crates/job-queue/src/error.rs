@@ -38,6 +38,9 @@ pub enum JobError {
     /// to an id that was not resumed).
     #[error("unknown job {0}")]
     UnknownJob(JobId),
+    /// A recurring job was refused (bad name, expression or template).
+    #[error(transparent)]
+    Recurring(#[from] crate::service::RecurringError),
     /// A query or cancellation named more ids than one command may.
     #[error("{got} ids in one command, above the limit of {max}")]
     TooManyIds {

@@ -135,6 +135,13 @@ pub struct Job {
     pub attempt: u32,
     /// A strategy that overrides the coordinator's default for this job.
     pub strategy: Option<StrategyKind>,
+    /// Higher runs first among jobs waiting for a node (default 0); a
+    /// waiting job gains one level per second, so lower priorities are
+    /// delayed, never starved (`docs/jobs.md`, "Priorities and delays").
+    pub priority: i32,
+    /// Unix time in milliseconds before which the job does not start
+    /// (`None`: as soon as a node has room).
+    pub not_before: Option<u64>,
 }
 
 impl Job {
@@ -169,7 +176,27 @@ impl Job {
             max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
             attempt: 1,
             strategy: None,
+            priority: 0,
+            not_before: None,
         }
+    }
+
+    /// Sets the priority (higher first; default 0).
+    pub fn with_priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Makes the job wait until `unix_ms` (Unix time in milliseconds).
+    pub fn with_not_before(mut self, unix_ms: u64) -> Self {
+        self.not_before = Some(unix_ms);
+        self
+    }
+
+    /// Makes the job wait `delay` from now.
+    pub fn with_delay(self, delay: Duration) -> Self {
+        let at = unix_ms_now().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+        self.with_not_before(at)
     }
 
     /// Sets the id (instead of letting the coordinator assign one).
@@ -326,6 +353,13 @@ impl JobResult {
             (None, None) => Ok(""),
         }
     }
+}
+
+/// The current Unix time in milliseconds (0 before 1970).
+pub(crate) fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

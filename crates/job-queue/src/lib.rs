@@ -129,8 +129,10 @@ mod worker;
 
 // The sans-IO coordinator and its vocabulary.
 pub use coordinator::{
-    capacity_tag, Action, AttemptFailure, Backoff, Cancelled, CoordinatorConfig, CoordinatorCore,
-    DeadLetter, JobStatus, NodeInfo, NodeLoad, NodeStatus, ResultDisposition, CAPACITY_TAG_PREFIX,
+    accept_tag, capacity_tag, concurrency_tag, Action, AttemptFailure, Backoff, Cancelled,
+    CoordinatorConfig, CoordinatorCore, DeadLetter, JobStatus, KindSelectors, NodeInfo, NodeLoad,
+    NodeStatus, ResultDisposition, Selector, ACCEPT_TAG_PREFIX, CAPACITY_TAG_PREFIX,
+    CONCURRENCY_TAG_PREFIX,
 };
 // Failures and the errors of every operation.
 pub use error::{
@@ -153,14 +155,15 @@ pub use record::{
     MAX_SAMPLES,
 };
 pub use service::{
-    CancelReport, Coordinator, CoordinatorOptions, Lookup, PendingJob, COORDINATOR, MAX_IDS,
+    CancelReport, Coordinator, CoordinatorOptions, Lookup, PendingJob, RecurringError,
+    RecurringJob, COORDINATOR, MAX_IDS, MAX_RECURRING,
 };
 pub use stats::{KindStatsSnapshot, NodeStatsSnapshot, StatsSnapshot, TimingSnapshot};
 pub use wire::MAX_BINCODE_BYTES;
 // Load-balancing strategies.
 pub use strategy::{
-    Candidate, LeastCpu, LeastInFlight, LowestLatency, ParseStrategyError, Random, RoundRobin,
-    Strategy, StrategyKind,
+    Candidate, EarliestFinish, LeastCpu, LeastInFlight, LowestLatency, ParseStrategyError, Random,
+    RoundRobin, Strategy, StrategyKind,
 };
 
 pub mod error;

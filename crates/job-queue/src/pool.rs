@@ -18,7 +18,9 @@ use async_trait::async_trait;
 use cluster_router::{ActorAddr, Envelope, EnvelopeKind, Load, MessageId, PayloadFormat, Router};
 use tokio::sync::mpsc;
 
-use crate::coordinator::{capacity_tag, CAPACITY_TAG_PREFIX};
+use crate::coordinator::{
+    capacity_tag, concurrency_tag, CAPACITY_TAG_PREFIX, CONCURRENCY_TAG_PREFIX,
+};
 use crate::error::{JobError, TrySubmitError};
 use crate::external::{Effect, ExternalLimits, ExternalWorkers, EXTERNAL};
 use crate::failure::{FailureCause, JobFailure};
@@ -135,6 +137,8 @@ impl WorkerPool {
         let window = u32::try_from(config.queue_capacity.max(1)).unwrap_or(u32::MAX);
         kind_tags.push(capacity_tag(window));
         let external = external_workers(router, &registry, config.queue_capacity)?;
+        let workers = u32::try_from(config.workers.max(1)).unwrap_or(u32::MAX);
+        kind_tags.push(concurrency_tag(workers));
         let draining = Arc::new(AtomicBool::new(false));
         let sink = Arc::new(OnceLock::new());
         let events = EventSink::Actor(Arc::clone(&sink));
@@ -247,6 +251,9 @@ impl WorkerPool {
         if !self.draining.swap(true, Ordering::AcqRel) {
             advertise_kinds(&self.router, Vec::new());
             tracing::info!(pool = %self.addr, "worker pool draining");
+            if self.actor.tell(PoolMsg::HandBack).await.is_err() {
+                tracing::debug!(pool = %self.addr, "pool actor gone: nothing to hand back");
+            }
         }
         let busy = self.engine.queue().busy_probe();
         while busy.is_busy() || self.external_busy.load(Ordering::Acquire) > 0 {
@@ -281,7 +288,7 @@ impl WorkerPool {
     }
 }
 
-/// Replaces the node's `kind:*` and `capacity:*` tags with `kind_tags`,
+/// Replaces the node's `kind:*`, `capacity:*` and `workers:*` tags with `kind_tags`,
 /// keeping the others.
 fn advertise_kinds(router: &Router, kind_tags: Vec<String>) {
     let mut tags: Vec<String> = router
@@ -289,7 +296,11 @@ fn advertise_kinds(router: &Router, kind_tags: Vec<String>) {
         .map(|m| m.tags)
         .unwrap_or_default()
         .into_iter()
-        .filter(|t| !t.starts_with(KIND_TAG_PREFIX) && !t.starts_with(CAPACITY_TAG_PREFIX))
+        .filter(|t| {
+            ![KIND_TAG_PREFIX, CAPACITY_TAG_PREFIX, CONCURRENCY_TAG_PREFIX]
+                .iter()
+                .any(|prefix| t.starts_with(prefix))
+        })
         .collect();
     tags.extend(kind_tags);
     router.set_tags(tags);
@@ -309,6 +320,8 @@ pub(crate) enum PoolMsg {
     ExternalTick,
     /// A client of this node disconnected.
     ClientGone(ActorAddr),
+    /// The pool drains: answer every job not started yet with `refused`.
+    HandBack,
 }
 
 impl From<Envelope> for PoolMsg {
@@ -381,6 +394,7 @@ const FORWARD_BATCH: usize = 512;
 
 /// The controls of a job queued or running here, by (requester, id).
 struct Controlled {
+    ticket: Arc<Ticket>,
     attempt: u32,
     incarnation: Option<u64>,
     control: Arc<TaskControl>,
@@ -470,6 +484,7 @@ impl PoolActor {
                 let control = Arc::new(TaskControl::default());
                 let key = (env.from.clone(), job.id.clone());
                 let entry = Controlled {
+                    ticket: ticket.clone(),
                     attempt: job.attempt,
                     incarnation,
                     control: Arc::clone(&control),
@@ -527,6 +542,38 @@ impl PoolActor {
         }
         if fenced > 0 {
             tracing::info!(coordinator = %from, fenced, "coordinator restarted: its queued jobs of the previous incarnation are dropped");
+        }
+    }
+
+    /// The pool drains: every job queued here and not started yet is
+    /// answered at once with a `refused` failure (not an attempt; its
+    /// coordinator places it elsewhere), so a drain lasts about as long as
+    /// the running jobs, not the queue. A worker that takes such a job
+    /// later skips it (see `TaskControl::started`).
+    fn hand_back(&mut self) {
+        let node = self.parts.me.node().to_string();
+        let mut handed = Vec::new();
+        self.controls.retain(|(_, id), entry| {
+            let claimed = entry
+                .control
+                .started
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+            if claimed {
+                handed.push((id.clone(), entry.attempt, Arc::clone(&entry.ticket)));
+            }
+            !claimed
+        });
+        if !handed.is_empty() {
+            tracing::info!(pool = %self.parts.me, jobs = handed.len(), "draining: unstarted jobs handed back");
+        }
+        for (id, attempt, ticket) in handed {
+            let failure = JobFailure::new(
+                FailureCause::Refused,
+                format!("worker pool on {node} is draining; handed back unstarted"),
+            );
+            let result = JobResult::failure(id, failure, node.clone(), attempt, Duration::ZERO);
+            self.on_result(result, ticket);
         }
     }
 
@@ -677,6 +724,7 @@ impl Actor for PoolActor {
             PoolMsg::ClientGone(client) => {
                 self.with_external(|ext, now| ext.on_client_gone(&client, now));
             }
+            PoolMsg::HandBack => self.hand_back(),
             PoolMsg::Finish => {
                 self.with_external(|ext, now| ext.shutdown(now));
                 self.flush();

@@ -142,6 +142,13 @@ impl NodeStats {
         }
     }
 
+    /// The mean processing time of `kind` here, if any attempt of it
+    /// reported one.
+    pub(crate) fn mean_of(&self, kind: &str) -> Option<Duration> {
+        let tally = self.kinds.get(kind)?;
+        (tally.timing.count() > 0).then(|| tally.timing.mean())
+    }
+
     /// The snapshot of this node.
     pub(crate) fn snapshot(
         &self,

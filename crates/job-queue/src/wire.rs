@@ -13,8 +13,16 @@ use crate::failure::JobFailure;
 use crate::job::{Job, JobId, JobResult};
 use crate::strategy::StrategyKind;
 
-/// The version byte that starts every bincode form.
-pub(crate) const WIRE_VERSION: u8 = 1;
+/// The version byte that starts every bincode form. Version 2 added a
+/// job's `priority` and `not_before` (results are unchanged); a single job
+/// of version 1 (e.g. in an older journal) still decodes.
+pub(crate) const WIRE_VERSION: u8 = 2;
+
+/// The job form before priorities and delays.
+const JOB_V1: u8 = 1;
+
+/// The longest delay a JSON submission may ask for (`delay_ms`): one year.
+pub(crate) const MAX_DELAY_MS: u64 = 366 * 24 * 3600 * 1000;
 
 /// The default bound on a bincode form's decoded size: 16 MiB.
 pub const MAX_BINCODE_BYTES: u64 = 16 * 1024 * 1024;
@@ -70,6 +78,14 @@ struct JobJsonOut<'a> {
     attempt: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     strategy: Option<StrategyKind>,
+    #[serde(skip_serializing_if = "is_zero")]
+    priority: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_before_ms: Option<u64>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 #[derive(Deserialize)]
@@ -90,6 +106,12 @@ struct JobJsonIn {
     attempt: u32,
     #[serde(default)]
     strategy: Option<StrategyKind>,
+    #[serde(default)]
+    priority: i32,
+    #[serde(default)]
+    not_before_ms: Option<u64>,
+    #[serde(default)]
+    delay_ms: Option<u64>,
 }
 
 /// Bincode form; encoded from borrowed fields, decoded into owned ones.
@@ -104,11 +126,29 @@ struct JobBinOut<'a> {
     max_attempts: u32,
     attempt: u32,
     strategy: Option<StrategyKind>,
+    priority: i32,
+    not_before_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct JobBinIn {
     version: u8,
+    id: String,
+    kind: String,
+    data: String,
+    tags: Vec<String>,
+    timeout_ms: u64,
+    max_attempts: u32,
+    attempt: u32,
+    strategy: Option<StrategyKind>,
+    priority: i32,
+    not_before_ms: Option<u64>,
+}
+
+/// A single job of version 1 (before priorities and delays).
+#[derive(Deserialize)]
+struct JobBinInV1 {
+    _version: u8,
     id: String,
     kind: String,
     data: String,
@@ -146,6 +186,8 @@ impl Job {
             max_attempts: self.max_attempts,
             attempt: self.attempt,
             strategy: self.strategy,
+            priority: self.priority,
+            not_before_ms: self.not_before,
         };
         serde_json::to_string(&out).expect("a job always serializes to JSON")
     }
@@ -165,6 +207,23 @@ impl Job {
             Some(other) => other.to_string(),
         };
         check_job(wire.attempt)?;
+        let not_before = match (wire.not_before_ms, wire.delay_ms) {
+            (Some(_), Some(_)) => {
+                return Err(DecodeError::Field {
+                    field: "delay_ms",
+                    reason: "give delay_ms or not_before_ms, not both",
+                })
+            }
+            (Some(at), None) => Some(at),
+            (None, Some(delay)) if delay > MAX_DELAY_MS => {
+                return Err(DecodeError::Field {
+                    field: "delay_ms",
+                    reason: "at most one year (31622400000 ms)",
+                })
+            }
+            (None, Some(delay)) => Some(crate::job::unix_ms_now().saturating_add(delay)),
+            (None, None) => None,
+        };
         Ok(Job {
             id: JobId::from_wire(wire.id.as_deref().unwrap_or(""))?,
             kind: wire.kind,
@@ -174,6 +233,8 @@ impl Job {
             max_attempts: wire.max_attempts,
             attempt: wire.attempt,
             strategy: wire.strategy,
+            priority: wire.priority,
+            not_before,
         })
     }
 
@@ -195,6 +256,22 @@ impl Job {
     ///
     /// [`DecodeError`] for malformed input, a version mismatch or a bad id.
     pub fn from_bincode(bytes: &[u8]) -> Result<Job, DecodeError> {
+        if bytes.first() == Some(&JOB_V1) {
+            let old: JobBinInV1 = decode_bin(bytes)?;
+            return job_from_bin(JobBinIn {
+                version: WIRE_VERSION,
+                id: old.id,
+                kind: old.kind,
+                data: old.data,
+                tags: old.tags,
+                timeout_ms: old.timeout_ms,
+                max_attempts: old.max_attempts,
+                attempt: old.attempt,
+                strategy: old.strategy,
+                priority: 0,
+                not_before_ms: None,
+            });
+        }
         job_from_bin(decode_bin(bytes)?)
     }
 
@@ -209,6 +286,8 @@ impl Job {
             max_attempts: self.max_attempts,
             attempt: self.attempt,
             strategy: self.strategy,
+            priority: self.priority,
+            not_before_ms: self.not_before,
         }
     }
 }
@@ -237,6 +316,8 @@ fn job_from_bin(wire: JobBinIn) -> Result<Job, DecodeError> {
         max_attempts: wire.max_attempts,
         attempt: wire.attempt,
         strategy: wire.strategy,
+        priority: wire.priority,
+        not_before: wire.not_before_ms,
     })
 }
 

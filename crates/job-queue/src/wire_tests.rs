@@ -18,17 +18,22 @@ fn arb_job() -> impl Strategy<Value = Job> {
         1u32..10,
         1u32..10,
         arb_strategy(),
+        (any::<i32>(), prop::option::of(any::<u64>())),
     )
-        .prop_map(|(id, kind, data, tags, ms, max, attempt, strategy)| Job {
-            id: id.map(|s| JobId::new(&s).unwrap()).unwrap_or_default(),
-            kind,
-            data,
-            tags,
-            timeout: Duration::from_millis(ms),
-            max_attempts: max,
-            attempt,
-            strategy,
-        })
+        .prop_map(
+            |(id, kind, data, tags, ms, max, attempt, strategy, (priority, not_before))| Job {
+                id: id.map(|s| JobId::new(&s).unwrap()).unwrap_or_default(),
+                kind,
+                data,
+                tags,
+                timeout: Duration::from_millis(ms),
+                max_attempts: max,
+                attempt,
+                strategy,
+                priority,
+                not_before,
+            },
+        )
 }
 
 fn arb_result() -> impl Strategy<Value = JobResult> {
@@ -114,6 +119,8 @@ fn arb_job_bincode() -> impl Strategy<Value = Vec<u8>> {
                     max_attempts,
                     attempt,
                     strategy,
+                    priority: 0,
+                    not_before_ms: None,
                 };
                 bincode_opts(u64::MAX).serialize(&out).unwrap()
             },
@@ -317,7 +324,7 @@ fn malformed_forms_are_refused() {
         Job::from_bincode(&bytes),
         Err(DecodeError::Version {
             found: 9,
-            expected: 1
+            expected: 2
         })
     ));
 }
@@ -355,4 +362,53 @@ fn documented_result_json() {
         failed.to_json(),
         r#"{"id":"n-2","result":null,"error":{"cause":"timeout","message":"no result within 30000 ms","retryable":true},"worker_node":"node-c","attempt":3,"elapsed_ms":0.0}"#
     );
+}
+
+#[test]
+fn a_version_1_job_still_decodes_and_json_takes_priority_and_delays() {
+    #[derive(Serialize)]
+    struct V1<'a> {
+        version: u8,
+        id: &'a str,
+        kind: &'a str,
+        data: &'a str,
+        tags: &'a [String],
+        timeout_ms: u64,
+        max_attempts: u32,
+        attempt: u32,
+        strategy: Option<StrategyKind>,
+    }
+    let old = V1 {
+        version: 1,
+        id: "old-1",
+        kind: "echo",
+        data: "hi",
+        tags: &[],
+        timeout_ms: 5000,
+        max_attempts: 3,
+        attempt: 1,
+        strategy: None,
+    };
+    let bytes = bincode_opts(u64::MAX).serialize(&old).unwrap();
+    let job = Job::from_bincode(&bytes).unwrap();
+    assert_eq!(
+        (job.id.as_str(), job.priority, job.not_before),
+        ("old-1", 0, None)
+    );
+    let job = Job::new("echo", "")
+        .with_priority(-4)
+        .with_not_before(1_700_000_000_000);
+    assert_eq!(Job::from_bincode(&job.to_bincode()).unwrap(), job);
+    let json = job.to_json();
+    assert!(
+        json.contains(r#""priority":-4,"not_before_ms":1700000000000"#),
+        "{json}"
+    );
+    assert_eq!(Job::from_json(&json).unwrap(), job);
+    let before = crate::job::unix_ms_now();
+    let delayed = Job::from_json(r#"{"kind":"echo","delay_ms":5000}"#).unwrap();
+    let at = delayed.not_before.unwrap();
+    assert!((before + 5000..=crate::job::unix_ms_now() + 5000).contains(&at));
+    assert!(Job::from_json(r#"{"kind":"echo","delay_ms":1,"not_before_ms":2}"#).is_err());
+    assert!(Job::from_json(r#"{"kind":"echo","delay_ms":99999999999999}"#).is_err());
 }

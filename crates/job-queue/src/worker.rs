@@ -164,7 +164,8 @@ pub(crate) struct TaskControl {
     /// Set on a job not started yet whose coordinator restarted (fencing):
     /// it is not run, and its result is not sent.
     pub(crate) fenced: AtomicBool,
-    /// Set by the worker that takes the job.
+    /// Set by the worker that takes the job, or by a draining pool that
+    /// hands the job back unstarted (whichever sets it first answers).
     pub(crate) started: AtomicBool,
 }
 
@@ -384,6 +385,9 @@ impl<T: Clone + Send + Sync + 'static> WorkerEngine<T> {
     ///
     /// [`TrySubmitError::Full`] or [`TrySubmitError::Closed`], handing the
     /// job and ticket back.
+    // The error hands the job back (as tokio's `TrySendError` does): it is
+    // as large as a job, by design.
+    #[allow(clippy::result_large_err)]
     pub fn try_submit(&self, job: Job, ticket: T) -> Result<(), TrySubmitError<(Job, T)>> {
         self.queue.try_submit(job, ticket)
     }
@@ -495,6 +499,9 @@ impl<T: Send + 'static> WorkerQueue<T> {
     ///
     /// [`TrySubmitError::Full`] or [`TrySubmitError::Closed`], handing the
     /// job and ticket back.
+    // The error hands the job back (as tokio's `TrySendError` does): it is
+    // as large as a job, by design.
+    #[allow(clippy::result_large_err)]
     pub fn try_submit(&self, job: Job, ticket: T) -> Result<(), TrySubmitError<(Job, T)>> {
         if self.counters.closed.load(Ordering::Acquire) {
             return Err(TrySubmitError::Closed((job, ticket)));
@@ -509,6 +516,7 @@ impl<T: Send + 'static> WorkerQueue<T> {
 
     /// [`try_submit`](Self::try_submit) with controls the caller keeps to
     /// cancel or fence the job.
+    #[allow(clippy::result_large_err)] // hands the job back, as `try_submit`
     pub(crate) fn try_submit_controlled(
         &self,
         job: Job,
@@ -699,10 +707,13 @@ async fn run_task<T: Clone + Send + Sync + 'static>(
         Some(c) if c.fenced.load(Ordering::Acquire) || c.cancel.is_cancelled() => {
             Err(cancelled_failure(shared, "before it started"))
         }
+        // Taking the job and handing it back (a draining pool) race on
+        // `started`: whoever sets it first owns the job's one answer.
+        Some(c) if c.started.swap(true, Ordering::AcqRel) => {
+            let _ = unfinished.finish();
+            return;
+        }
         _ => {
-            if let Some(c) = &control {
-                c.started.store(true, Ordering::Release);
-            }
             let token = control.as_ref().map(|c| c.cancel.clone());
             execute(shared, job, &ticket, token).await
         }

@@ -33,6 +33,16 @@ pub struct JobSubmission {
     /// Attempts before the job is dead-lettered (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
+    /// Higher starts first among waiting jobs (default 0; aging lifts a
+    /// waiting job one level per second).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    /// Do not start before this Unix time in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before_ms: Option<u64>,
+    /// Do not start before this many milliseconds from its acceptance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
 }
 
 impl JobSubmission {
@@ -45,6 +55,9 @@ impl JobSubmission {
             tags: Vec::new(),
             timeout_ms: None,
             max_attempts: None,
+            priority: None,
+            not_before_ms: None,
+            delay_ms: None,
         }
     }
 }
@@ -213,4 +226,26 @@ pub(crate) trait Api: Send + Sync + 'static {
         until_ms: u64,
         limit: usize,
     ) -> Result<Vec<job_queue::FinishedSample>, ApiError>;
+    /// Adds (or replaces) a recurring job of this node's coordinator;
+    /// returns its next fire time (unix ms). Backends without recurring
+    /// jobs (test fakes) refuse.
+    async fn add_recurring(&self, spec: serde_json::Value) -> Result<u64, ApiError> {
+        let _ = spec;
+        Err(ApiError::Internal(
+            "recurring jobs are not supported here".into(),
+        ))
+    }
+    /// The recurring jobs of this node's coordinator, with `next_ms`.
+    async fn recurring(&self) -> Result<Vec<serde_json::Value>, ApiError> {
+        Err(ApiError::Internal(
+            "recurring jobs are not supported here".into(),
+        ))
+    }
+    /// Removes a recurring job; whether it existed.
+    async fn remove_recurring(&self, name: &str) -> Result<bool, ApiError> {
+        let _ = name;
+        Err(ApiError::Internal(
+            "recurring jobs are not supported here".into(),
+        ))
+    }
 }

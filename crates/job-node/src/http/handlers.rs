@@ -208,6 +208,43 @@ pub(crate) async fn discard(
     }
 }
 
+/// `POST /v1/recurring`: `{"name","cron","job"}`; answers `201`
+/// `{"name","next_ms"}`.
+pub(crate) async fn add_recurring(
+    State(state): State<AppState>,
+    body: Result<Json<Value>, JsonRejection>,
+) -> Result<Response, HttpError> {
+    let Json(spec) = body?;
+    let name = spec.get("name").cloned().unwrap_or(Value::Null);
+    let next_ms = state.api.add_recurring(spec).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "name": name, "next_ms": next_ms })),
+    )
+        .into_response())
+}
+
+/// `GET /v1/recurring`
+pub(crate) async fn recurring(State(state): State<AppState>) -> Result<Response, HttpError> {
+    let list = state.api.recurring().await?;
+    Ok(Json(json!({ "recurring": list })).into_response())
+}
+
+/// `DELETE /v1/recurring/{name}`
+pub(crate) async fn remove_recurring(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Response, HttpError> {
+    let Path(name) = name?;
+    if state.api.remove_recurring(&name).await? {
+        Ok(Json(json!({ "removed": true })).into_response())
+    } else {
+        Err(HttpError::not_found(format!(
+            "no recurring job named {name:?}"
+        )))
+    }
+}
+
 /// `GET /v1/cluster`
 pub(crate) async fn cluster(State(state): State<AppState>) -> Result<Response, HttpError> {
     Ok(Json(state.api.cluster().await?).into_response())

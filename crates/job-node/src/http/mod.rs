@@ -66,6 +66,11 @@ pub(crate) fn router(api: Arc<dyn Api>, metrics: Arc<Metrics>) -> axum::Router {
         .route("/v1/dead-letters", get(handlers::dead_letters))
         .route("/v1/dead-letters/{id}", delete(handlers::discard))
         .route("/v1/dead-letters/{id}/resubmit", post(handlers::resubmit))
+        .route(
+            "/v1/recurring",
+            post(handlers::add_recurring).get(handlers::recurring),
+        )
+        .route("/v1/recurring/{name}", delete(handlers::remove_recurring))
         .route("/v1/cluster", get(handlers::cluster))
         .route("/v1/stats", get(handlers::stats))
         .route("/metrics", get(handlers::metrics))

@@ -91,6 +91,20 @@ impl ExecPolicy {
     }
 }
 
+/// The program an `exec` job names, read from its data without checking
+/// the rest (the coordinator's selector for exact eligibility: the job goes
+/// only to a node tagged `accept:exec:<program>`). `None` when the data is
+/// not an exec request; the worker then answers with its decoding error.
+pub(crate) fn exec_program(data: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct ProgramOnly {
+        program: String,
+    }
+    serde_json::from_str::<ProgramOnly>(data)
+        .ok()
+        .map(|p| p.program)
+}
+
 /// The data of an `exec` job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -12,7 +12,7 @@ mod hash;
 mod simple;
 
 pub(crate) use error::KindError;
-pub(crate) use exec::{exec, ExecPolicy};
+pub(crate) use exec::{exec, exec_program, ExecPolicy};
 pub(crate) use hash::sha256;
 pub(crate) use simple::{echo, sleep};
 

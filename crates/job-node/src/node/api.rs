@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cluster_router::Router;
-use job_queue::{Coordinator, JobError, JobId, JobResult, PendingJob, SubmitError};
+use job_queue::{Coordinator, JobError, JobId, JobResult, PendingJob, RecurringJob, SubmitError};
 use tokio::sync::watch;
 
 use super::convert;
@@ -276,6 +276,35 @@ impl Api for NodeApi {
             Err(JobError::Submit(SubmitError::NotDeadLettered(_))) => Ok(None),
             Err(err) => Err(submit_error(err)),
         }
+    }
+
+    async fn add_recurring(&self, spec: serde_json::Value) -> Result<u64, ApiError> {
+        let spec: RecurringJob =
+            serde_json::from_value(spec).map_err(|e| ApiError::InvalidJob(Box::new(e)))?;
+        match self.coordinator.add_recurring(spec).await {
+            Ok(next) => Ok(next),
+            Err(JobError::Recurring(err)) => Err(ApiError::InvalidJob(Box::new(err))),
+            Err(err) => Err(internal(err)),
+        }
+    }
+
+    async fn recurring(&self) -> Result<Vec<serde_json::Value>, ApiError> {
+        let list = self.coordinator.recurring().await.map_err(internal)?;
+        Ok(list
+            .into_iter()
+            .filter_map(|(spec, next_ms)| {
+                let mut value = serde_json::to_value(spec).ok()?;
+                value["next_ms"] = next_ms.into();
+                Some(value)
+            })
+            .collect())
+    }
+
+    async fn remove_recurring(&self, name: &str) -> Result<bool, ApiError> {
+        self.coordinator
+            .remove_recurring(name)
+            .await
+            .map_err(internal)
     }
 
     async fn discard(&self, id: &str) -> Result<bool, ApiError> {

@@ -8,6 +8,9 @@ use job_queue::{DeadLetter, Job, JobFailure, JobId, JobRecord, JobResult};
 
 use crate::http::{ApiError, FailureView, JobState, JobSubmission, JobView, LoadView, MemberView};
 
+/// The longest `delay_ms` accepted: one year (as the coordinator's JSON form).
+const MAX_DELAY_MS: u64 = 366 * 24 * 3600 * 1000;
+
 /// Builds the queue's [`Job`] from a submission.
 ///
 /// # Errors
@@ -26,6 +29,22 @@ pub(crate) fn job_from_submission(sub: JobSubmission) -> Result<Job, ApiError> {
     }
     if let Some(attempts) = sub.max_attempts {
         job = job.with_max_attempts(attempts);
+    }
+    job.priority = sub.priority.unwrap_or(0);
+    match (sub.not_before_ms, sub.delay_ms) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::InvalidJob(
+                "give delay_ms or not_before_ms, not both".into(),
+            ))
+        }
+        (Some(at), None) => job = job.with_not_before(at),
+        (None, Some(ms)) if ms > MAX_DELAY_MS => {
+            return Err(ApiError::InvalidJob(
+                "delay_ms: at most one year (31622400000 ms)".into(),
+            ))
+        }
+        (None, Some(ms)) => job = job.with_delay(Duration::from_millis(ms)),
+        (None, None) => {}
     }
     job.validate().map_err(|e| invalid(&e))?;
     Ok(job)

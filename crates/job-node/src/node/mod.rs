@@ -21,14 +21,15 @@ use actor_core::AskError;
 use cluster_router::{Router, RouterConfig, RouterError, Secret};
 use job_queue::mapreduce::{MapReduceError, MapReduceNode};
 use job_queue::{
-    Coordinator, CoordinatorOptions, HandlerRegistry, JobError, WorkerPool, WorkerPoolConfig,
+    accept_tag, Coordinator, CoordinatorConfig, CoordinatorOptions, HandlerRegistry, Job, JobError,
+    WorkerPool, WorkerPoolConfig,
 };
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::builtin::register_builtins_observed;
 use crate::config::NodeConfig;
-use crate::kinds::ExecPolicy;
+use crate::kinds::{exec_program, ExecPolicy};
 use crate::metrics::Metrics;
 use crate::ready::ReadyReport;
 
@@ -129,7 +130,7 @@ impl Node {
         let mut router_config =
             RouterConfig::new(config.name.clone(), Secret::from(config.secret.expose()))
                 .seeds(config.join.clone())
-                .tags(config.tags.clone());
+                .tags(node_tags(config));
         router_config.listen = config.listen;
         router_config.transport.tls = config.tls.clone();
         router_config.transport.client_window = config.clients.window;
@@ -178,7 +179,11 @@ impl Node {
                 return Err(err.into());
             }
         };
+        let mut core = CoordinatorConfig::default();
+        core.selectors
+            .insert("exec", |job: &Job| exec_program(&job.data));
         let options = CoordinatorOptions {
+            core,
             data_dir: config.data_dir.clone(),
             retention: config.retention,
             retention_bytes: config.retention_bytes,
@@ -507,4 +512,14 @@ fn print_ready(report: &ReadyReport) {
     // A closed stdout (nobody reads the ready line) is not an error.
     let _ = writeln!(stdout, "{}", report.to_line());
     let _ = stdout.flush();
+}
+
+/// The node's tags: the configured ones, and `accept:exec:<program>` for
+/// every program `--allow-exec` lists, so that coordinators send an `exec`
+/// job only to a node that runs its program (the list is bounded by the
+/// configuration's checks).
+fn node_tags(config: &NodeConfig) -> Vec<String> {
+    let mut tags = config.tags.clone();
+    tags.extend(config.allow_exec.iter().map(|p| accept_tag("exec", p)));
+    tags
 }

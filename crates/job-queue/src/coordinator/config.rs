@@ -4,6 +4,7 @@ use std::time::Duration;
 
 pub use cluster_router::Backoff;
 
+use super::selectors::KindSelectors;
 use crate::strategy::StrategyKind;
 
 /// Settings of a [`CoordinatorCore`](crate::CoordinatorCore).
@@ -33,19 +34,36 @@ pub struct CoordinatorConfig {
     /// How long a job refused by a full worker pool waits before it is
     /// placed again (the refusal does not count as an attempt).
     pub refusal_backoff: Duration,
+    /// Per-kind selectors for exact eligibility: a job of such a kind goes
+    /// only to nodes tagged `accept:<kind>:<value>` for its value (a node
+    /// running `exec` advertises the programs it allows).
+    pub selectors: KindSelectors,
+    /// How long a job should wait on a node before it starts: the target
+    /// of the adaptive windows of nodes advertising their concurrency
+    /// (`workers:<k>`; default 50 ms). A node then holds about this much
+    /// unstarted work, at least twice its concurrency in jobs; the rest
+    /// waits in the ready queue for whichever node has room first. `None`:
+    /// fixed windows (each node's advertised capacity).
+    pub queue_target: Option<Duration>,
+    /// How long a job waits in the ready queue to gain one priority level
+    /// (default 1 s; `Duration::ZERO`: no aging, strict priorities).
+    pub priority_aging: Duration,
 }
 
 impl Default for CoordinatorConfig {
     fn default() -> Self {
         CoordinatorConfig {
             node: "local".to_owned(),
-            strategy: StrategyKind::RoundRobin,
+            strategy: StrategyKind::EarliestFinish,
             backoff: Backoff::default(),
             max_jobs: 1_000_000,
             max_dead_letters: 10_000,
             seed: None,
             default_window: 1024,
             refusal_backoff: Duration::from_millis(20),
+            selectors: KindSelectors::default(),
+            queue_target: Some(Duration::from_millis(50)),
+            priority_aging: Duration::from_secs(1),
         }
     }
 }

@@ -3,9 +3,9 @@
 //! do not count as attempts), batched submissions and draining.
 
 use std::collections::HashSet;
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::ready::Ready;
 use super::transitions::Placement;
 use super::{no_eligible_node, Action, CoordinatorCore, Phase, ResultDisposition, TimerKind};
 use crate::error::SubmitError;
@@ -26,9 +26,10 @@ impl CoordinatorCore {
         if self.ready.is_empty() || !self.nodes.any_credit() {
             return;
         }
-        let mut blocked: Vec<JobId> = Vec::new();
+        let mut blocked: Vec<Ready> = Vec::new();
         let mut blocked_classes: Vec<(String, Vec<String>)> = Vec::new();
-        while let Some(id) = self.ready.pop_front() {
+        while let Some(ready) = self.ready.pop_front(now) {
+            let id = ready.id.clone();
             let Some(entry) = self.jobs.get(&id) else {
                 continue;
             };
@@ -46,7 +47,7 @@ impl CoordinatorCore {
                         blocked_classes.push((entry.job.kind.clone(), entry.job.tags.clone()));
                     }
                 }
-                blocked.push(id);
+                blocked.push(ready);
                 if blocked.len() >= MAX_BLOCKED_SCAN {
                     break;
                 }
@@ -55,8 +56,8 @@ impl CoordinatorCore {
                 break;
             }
         }
-        for id in blocked.into_iter().rev() {
-            self.ready.push_front(id);
+        for ready in blocked.into_iter().rev() {
+            self.ready.push_front(ready);
         }
     }
 
@@ -76,9 +77,7 @@ impl CoordinatorCore {
             jobs.get(id)
                 .is_some_and(|e| matches!(e.phase, Phase::Queued) && !nodes.any_could_serve(&e.job))
         };
-        let (gone, kept): (VecDeque<JobId>, VecDeque<JobId>) =
-            self.ready.drain(..).partition(|id| stranded(id));
-        self.ready = kept;
+        let gone = self.ready.take_where(stranded);
         for id in gone {
             let fresh = self.jobs.get(&id).is_some_and(|e| e.failures.is_empty());
             if fresh {
@@ -95,7 +94,8 @@ impl CoordinatorCore {
             return;
         };
         self.counters.failed += 1;
-        let failure = no_eligible_node(&entry.job, false);
+        let accept = self.nodes.required_tag(&entry.job);
+        let failure = no_eligible_node(&entry.job, false, accept.as_deref());
         let result = JobResult::failure(id.clone(), failure, "", 0, Duration::ZERO);
         self.actions.push_back(Action::Complete(result));
     }

@@ -315,3 +315,65 @@ fn no_refusal_under_a_flood() {
         (0, 0, 0, 0)
     );
 }
+
+#[test]
+fn waiting_jobs_start_by_priority_and_aging_lifts_old_ones() {
+    let t0 = Instant::now();
+    let tags: &[&str] = &["kind:echo", "capacity:1"];
+    let mut core = core_with(&[("a", tags)], CoordinatorConfig::default(), t0);
+    let first = Job::new("echo", "busy").with_id(JobId::new("busy").unwrap());
+    core.submit(first, t0).unwrap();
+    let mut running = dispatched(&mut core);
+    for (name, priority) in [("low", 0), ("high", 9), ("mid", 3), ("high-2", 9)] {
+        let job = Job::new("echo", name)
+            .with_id(JobId::new(name).unwrap())
+            .with_priority(priority);
+        core.submit(job, t0).unwrap();
+    }
+    let mut order = Vec::new();
+    while let Some((job, node)) = running.pop() {
+        core.result_received(ok(&job, &node), &node, t0);
+        running.extend(dispatched(&mut core));
+        order.extend(running.iter().map(|(j, _)| j.id.to_string()));
+    }
+    assert_eq!(order, ["high", "high-2", "mid", "low"]);
+
+    // A job that waited 10 s (10 levels at 1 s each) beats a fresh 9.
+    core.submit(Job::new("echo", "").with_id(JobId::new("b2").unwrap()), t0)
+        .unwrap();
+    let mut running = dispatched(&mut core);
+    core.submit(Job::new("echo", "").with_id(JobId::new("old").unwrap()), t0)
+        .unwrap();
+    let t10 = t0 + Duration::from_millis(10_100);
+    let fresh = Job::new("echo", "")
+        .with_id(JobId::new("fresh").unwrap())
+        .with_priority(9);
+    core.submit(fresh, t10).unwrap();
+    let (job, node) = running.pop().unwrap();
+    core.result_received(ok(&job, &node), &node, t10);
+    let next = dispatched(&mut core);
+    assert_eq!(next[0].0.id.as_str(), "old");
+}
+
+#[test]
+fn a_delayed_job_does_not_start_before_its_time() {
+    let t0 = Instant::now();
+    let mut core = core_with(&[("a", &["kind:echo"])], CoordinatorConfig::default(), t0);
+    let id = core
+        .submit(Job::new("echo", "").with_delay(Duration::from_secs(60)), t0)
+        .unwrap();
+    assert!(dispatched(&mut core).is_empty(), "not yet");
+    assert_eq!(core.job_status(&id).unwrap().node, None);
+    let wake = core.next_wakeup().expect("a timer for its start");
+    assert!(wake >= t0 + Duration::from_millis(59_000), "{wake:?}");
+    core.tick(t0 + Duration::from_secs(30));
+    assert!(dispatched(&mut core).is_empty(), "still not");
+    core.tick(wake);
+    let started = dispatched(&mut core);
+    assert_eq!(started.len(), 1);
+    assert_eq!(started[0].0.attempt, 1, "the wait was no attempt");
+    // A not_before in the past starts at once.
+    core.submit(Job::new("echo", "").with_not_before(1), t0)
+        .unwrap();
+    assert_eq!(dispatched(&mut core).len(), 1);
+}

@@ -48,7 +48,7 @@ impl CoordinatorCore {
                 // Only a Suspect node could take it (the one whose link
                 // broke, say): wait for it rather than burn an attempt.
                 entry.phase = Phase::Queued;
-                self.ready.push_back(id);
+                self.ready.push_back(id, entry.job.priority, now);
             } else {
                 self.dispatch(&id, now);
             }

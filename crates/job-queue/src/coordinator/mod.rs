@@ -27,14 +27,20 @@ mod config;
 mod dead_letter;
 mod flow;
 mod nodes;
+mod ready;
+mod selectors;
 mod timers;
+mod window;
 
 pub use config::{Backoff, CoordinatorConfig};
 pub use dead_letter::{AttemptFailure, DeadLetter};
 pub use nodes::{capacity_tag, NodeInfo, NodeLoad, NodeStatus, CAPACITY_TAG_PREFIX};
+pub use selectors::{accept_tag, KindSelectors, Selector, ACCEPT_TAG_PREFIX};
+pub use window::{concurrency_tag, CONCURRENCY_TAG_PREFIX};
 
 use dead_letter::DeadLetters;
 use nodes::NodeTable;
+use ready::ReadyQueue;
 use timers::{TimerKey, TimerKind, Timers};
 
 /// An effect the caller must carry out.
@@ -215,8 +221,8 @@ pub struct CoordinatorCore {
     strategies: Strategies,
     dead: DeadLetters,
     actions: VecDeque<Action>,
-    /// Jobs waiting for a node's window to open, oldest first.
-    ready: VecDeque<JobId>,
+    /// Jobs waiting for a node's window to open, by priority with aging.
+    ready: ReadyQueue,
     rng: StdRng,
     counters: Counters,
     dispatch_by_id: bool,
@@ -242,6 +248,7 @@ pub enum Cancelled {
 impl CoordinatorCore {
     /// A coordinator with no known nodes and no jobs.
     pub fn new(config: CoordinatorConfig) -> Self {
+        let priority_aging = config.priority_aging;
         let rng = match config.seed {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_entropy(),
@@ -253,14 +260,16 @@ impl CoordinatorCore {
                 built: FxHashMap::default(),
                 seed: config.seed,
             },
-            nodes: NodeTable::new(config.default_window),
+            nodes: NodeTable::new(config.default_window)
+                .with_selectors(config.selectors.clone())
+                .with_queue_target(config.queue_target),
             config,
             next_id: 0,
             jobs: HashMap::new(),
             timers: Timers::default(),
             dead: DeadLetters::default(),
             actions: VecDeque::new(),
-            ready: VecDeque::new(),
+            ready: ReadyQueue::new(priority_aging),
             rng,
             counters: Counters::default(),
             dispatch_by_id: false,
@@ -297,7 +306,7 @@ impl CoordinatorCore {
     /// leaving this core without jobs.
     pub(crate) fn carry_over(&mut self) -> Carryover {
         let mut jobs = std::mem::take(&mut self.jobs);
-        let queued: Vec<JobId> = self.ready.drain(..).collect();
+        let queued: Vec<JobId> = self.ready.drain();
         let mut unfinished = Vec::with_capacity(jobs.len());
         let mut tail = Vec::with_capacity(queued.len());
         for id in &queued {
@@ -397,7 +406,8 @@ impl CoordinatorCore {
         let id = job.id.clone();
         if !self.nodes.any_eligible(&job) {
             self.counters.failed += 1;
-            let failure = no_eligible_node(&job, false);
+            let accept = self.nodes.required_tag(&job);
+            let failure = no_eligible_node(&job, false, accept.as_deref());
             let result = JobResult::failure(id.clone(), failure, "", 0, Duration::ZERO);
             self.actions.push_back(Action::Complete(result));
             return Ok(id);
@@ -410,8 +420,17 @@ impl CoordinatorCore {
             free_replacements: 0,
             superseded: None,
         };
+        let wait = entry
+            .job
+            .not_before
+            .map(|at| Duration::from_millis(at.saturating_sub(crate::job::unix_ms_now())))
+            .filter(|wait| !wait.is_zero());
         self.jobs.insert(id.clone(), entry);
-        self.dispatch(&id, now);
+        match wait {
+            // Delayed: waits like a retry in backoff, with no attempt made.
+            Some(wait) => self.hold_until(&id, now + wait),
+            None => self.dispatch(&id, now),
+        }
         Ok(id)
     }
 
@@ -444,7 +463,9 @@ impl CoordinatorCore {
         }
         let (node, dispatched_at) = self.end_running(&result.id);
         if let Some(state) = self.nodes.get_mut(&node) {
-            state.observe_latency(now.saturating_duration_since(dispatched_at));
+            let round_trip = now.saturating_duration_since(dispatched_at);
+            state.observe_latency(round_trip);
+            state.observe_wait(round_trip.saturating_sub(result.elapsed));
             state.credit_returned();
         }
         match result.error.clone() {
@@ -711,10 +732,13 @@ mod tests;
 /// without counting against its `max_attempts`.
 pub(crate) const FREE_REPLACEMENTS: u8 = 3;
 
-fn no_eligible_node(job: &Job, retrying: bool) -> JobFailure {
+fn no_eligible_node(job: &Job, retrying: bool, accept: Option<&str>) -> JobFailure {
     let mut message = format!("no Up node serves kind {:?}", job.kind);
     if !job.tags.is_empty() {
         message.push_str(&format!(" with tags {:?}", job.tags));
+    }
+    if let Some(tag) = accept {
+        message.push_str(&format!(" and accepts this job (tag {tag:?})"));
     }
     JobFailure {
         cause: FailureCause::NoEligibleNode,

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::selectors::KindSelectors;
+use super::window::{advertised_concurrency, AdaptiveWindow};
 use crate::job::Job;
 use crate::stats::NodeStats;
 use crate::strategy::Candidate;
@@ -92,17 +94,26 @@ pub(crate) struct NodeState {
     /// accepted result up to `window` (additive increase, multiplicative
     /// decrease, as several coordinators may share the node's queue).
     limit: u32,
+    /// The delay-driven window of a node advertising its concurrency
+    /// (`workers:<k>`); the node's window is then the smaller of it and
+    /// `limit`.
+    adaptive: Option<AdaptiveWindow>,
+    /// The concurrency the node advertises (`workers:<k>`), if any.
+    concurrency: Option<u32>,
     serves_any: bool,
     pub(crate) latency: Option<Duration>,
     pub(crate) stats: NodeStats,
 }
 
 impl NodeState {
-    fn new(info: NodeInfo, default_window: u32) -> Self {
+    fn new(info: NodeInfo, default_window: u32, target: Option<Duration>) -> Self {
         let window = advertised_window(&info.tags)
             .unwrap_or(default_window)
             .max(1);
+        let adaptive = adaptive_window(&info.tags, target);
         NodeState {
+            concurrency: advertised_concurrency(&info.tags),
+            adaptive,
             status: info.status,
             serves_any: serves_any(&info.tags),
             tags: info.tags,
@@ -115,13 +126,18 @@ impl NodeState {
         }
     }
 
-    fn update(&mut self, info: NodeInfo, default_window: u32) {
+    fn update(&mut self, info: NodeInfo, default_window: u32, target: Option<Duration>) {
         let window = advertised_window(&info.tags)
             .unwrap_or(default_window)
             .max(1);
         if window != self.window {
             self.window = window;
             self.limit = window;
+        }
+        self.concurrency = advertised_concurrency(&info.tags);
+        let concurrency = self.concurrency.filter(|_| target.is_some());
+        if concurrency != self.adaptive.as_ref().map(AdaptiveWindow::concurrency) {
+            self.adaptive = adaptive_window(&info.tags, target);
         }
         self.status = info.status;
         self.serves_any = serves_any(&info.tags);
@@ -131,12 +147,25 @@ impl NodeState {
 
     /// Whether another attempt fits in the node's window.
     pub(crate) fn has_credit(&self) -> bool {
-        self.outstanding < self.limit
+        self.outstanding < self.limit()
     }
 
-    /// The effective window (for statistics and tests).
+    /// The effective window: the refusal-driven limit, and the adaptive
+    /// window if the node advertises its concurrency.
     pub(crate) fn limit(&self) -> u32 {
-        self.limit
+        match &self.adaptive {
+            Some(adaptive) => adaptive.size(self.window).min(self.limit),
+            None => self.limit,
+        }
+    }
+
+    /// A result whose job waited `waited` before it ran (round trip minus
+    /// processing time): feeds the adaptive window.
+    pub(crate) fn observe_wait(&mut self, waited: Duration) {
+        let outstanding = self.outstanding.saturating_add(1);
+        if let Some(adaptive) = &mut self.adaptive {
+            adaptive.observe(waited, outstanding, self.window);
+        }
     }
 
     /// An accepted result: the window grows back by one.
@@ -149,18 +178,21 @@ impl NodeState {
         self.limit = (self.limit / 2).max(1);
     }
 
-    /// Up, carrying every required tag, and serving the job's kind.
-    pub(crate) fn is_eligible(&self, job: &Job) -> bool {
-        self.status == NodeStatus::Up
-            && job.tags.iter().all(|t| self.tags.contains(t))
-            && self.serves(&job.kind)
+    /// Up, carrying every required tag (and `accept`, the tag the job's
+    /// kind selector asks for), and serving the job's kind.
+    pub(crate) fn is_eligible(&self, job: &Job, accept: Option<&str>) -> bool {
+        self.status == NodeStatus::Up && self.fits(job, accept)
     }
 
     /// Up or Suspect, with the job's tags and kind: the node may still run
     /// it (a Suspect node may come back).
-    pub(crate) fn could_serve(&self, job: &Job) -> bool {
-        self.status != NodeStatus::Down
-            && job.tags.iter().all(|t| self.tags.contains(t))
+    pub(crate) fn could_serve(&self, job: &Job, accept: Option<&str>) -> bool {
+        self.status != NodeStatus::Down && self.fits(job, accept)
+    }
+
+    fn fits(&self, job: &Job, accept: Option<&str>) -> bool {
+        job.tags.iter().all(|t| self.tags.contains(t))
+            && accept.is_none_or(|a| self.tags.iter().any(|t| t == a))
             && self.serves(&job.kind)
     }
 
@@ -182,6 +214,13 @@ impl NodeState {
     }
 }
 
+/// The adaptive window of a node advertising its concurrency, when
+/// adaptive windows are on (`target` set).
+fn adaptive_window(tags: &[String], target: Option<Duration>) -> Option<AdaptiveWindow> {
+    let target = target?;
+    advertised_concurrency(tags).map(|k| AdaptiveWindow::new(k, target))
+}
+
 fn serves_any(tags: &[String]) -> bool {
     tags.iter()
         .any(|t| t.starts_with(crate::handler::KIND_TAG_PREFIX))
@@ -192,6 +231,8 @@ fn serves_any(tags: &[String]) -> bool {
 pub(crate) struct NodeTable {
     nodes: BTreeMap<Arc<str>, NodeState>,
     default_window: u32,
+    queue_target: Option<Duration>,
+    selectors: KindSelectors,
 }
 
 impl Default for NodeTable {
@@ -205,7 +246,26 @@ impl NodeTable {
         NodeTable {
             nodes: BTreeMap::new(),
             default_window: default_window.max(1),
+            queue_target: Some(Duration::from_millis(50)),
+            selectors: KindSelectors::default(),
         }
+    }
+
+    /// The wait adaptive windows aim for (see [`AdaptiveWindow`]).
+    pub(crate) fn with_queue_target(mut self, target: Option<Duration>) -> Self {
+        self.queue_target = target;
+        self
+    }
+
+    /// Uses `selectors` for exact eligibility (see [`KindSelectors`]).
+    pub(crate) fn with_selectors(mut self, selectors: KindSelectors) -> Self {
+        self.selectors = selectors;
+        self
+    }
+
+    /// The `accept:` tag a node must carry to run `job`, if any.
+    pub(crate) fn required_tag(&self, job: &Job) -> Option<String> {
+        self.selectors.required_tag(job)
     }
 
     /// Inserts or updates a node; returns its previous status, if known.
@@ -213,12 +273,12 @@ impl NodeTable {
         match self.nodes.get_mut(info.name.as_str()) {
             Some(state) => {
                 let previous = state.status;
-                state.update(info, self.default_window);
+                state.update(info, self.default_window, self.queue_target);
                 Some(previous)
             }
             None => {
                 let name: Arc<str> = Arc::from(info.name.as_str());
-                let state = NodeState::new(info, self.default_window);
+                let state = NodeState::new(info, self.default_window, self.queue_target);
                 self.nodes.insert(name, state);
                 None
             }
@@ -256,7 +316,10 @@ impl NodeTable {
 
     /// Whether any node that is not Down could run `job`.
     pub(crate) fn any_could_serve(&self, job: &Job) -> bool {
-        self.nodes.values().any(|n| n.could_serve(job))
+        let accept = self.required_tag(job);
+        self.nodes
+            .values()
+            .any(|n| n.could_serve(job, accept.as_deref()))
     }
 
     /// A node's status and tags, to tell later whether it changed.
@@ -266,7 +329,10 @@ impl NodeTable {
 
     /// Whether any node could run `job` right now.
     pub(crate) fn any_eligible(&self, job: &Job) -> bool {
-        self.nodes.values().any(|n| n.is_eligible(job))
+        let accept = self.required_tag(job);
+        self.nodes
+            .values()
+            .any(|n| n.is_eligible(job, accept.as_deref()))
     }
 
     /// The eligible candidates for `job`, by name, preferring nodes not
@@ -281,7 +347,7 @@ impl NodeTable {
     ) -> Vec<Candidate<'a>> {
         self.preferred(job, tried, last_failed)
             .into_iter()
-            .map(|(k, n)| candidate(k, n))
+            .map(|(k, n)| candidate(k, n, &job.kind))
             .collect()
     }
 
@@ -293,10 +359,11 @@ impl NodeTable {
         tried: impl Fn(&str) -> bool,
         last_failed: Option<&str>,
     ) -> Vec<(&'a str, &'a NodeState)> {
+        let accept = self.required_tag(job);
         let eligible: Vec<(&'a str, &'a NodeState)> = self
             .nodes
             .iter()
-            .filter(|(_, n)| n.is_eligible(job))
+            .filter(|(_, n)| n.is_eligible(job, accept.as_deref()))
             .map(|(k, n)| (&**k, n))
             .collect();
         let fresh = || eligible.iter().filter(|(k, _)| !tried(k));
@@ -314,8 +381,11 @@ impl NodeTable {
     }
 }
 
-pub(crate) fn candidate<'a>(name: &'a str, node: &NodeState) -> Candidate<'a> {
+/// What a strategy sees of `node` for a job of `kind`.
+pub(crate) fn candidate<'a>(name: &'a str, node: &NodeState, kind: &str) -> Candidate<'a> {
     Candidate {
+        concurrency: node.concurrency,
+        service_time: node.stats.mean_of(kind),
         node: name,
         outstanding: node.outstanding,
         reported_in_flight: node.load.in_flight,
@@ -353,6 +423,22 @@ mod tests {
         assert_eq!(names(&t.candidates(&gpu_echo, |_| false, None)), ["b"]);
         assert!(!t.any_eligible(&Job::new("echo", "").with_tag("tpu")));
         assert!(!t.any_eligible(&Job::new("render", "")));
+    }
+
+    #[test]
+    fn a_kind_selector_needs_the_accept_tag() {
+        let mut selectors = KindSelectors::default();
+        selectors.insert("exec", |job: &Job| Some(job.data.clone()));
+        let mut t = NodeTable::new(8).with_selectors(selectors);
+        t.upsert(NodeInfo::up("a", ["kind:exec", "accept:exec:ls"]));
+        t.upsert(NodeInfo::up("b", ["kind:exec", "accept:exec:date"]));
+        t.upsert(NodeInfo::up("c", ["kind:echo", "accept:exec:ls"]));
+        let ls = Job::new("exec", "ls");
+        assert_eq!(names(&t.candidates(&ls, |_| false, None)), ["a"]);
+        let date = Job::new("exec", "date");
+        assert_eq!(names(&t.candidates(&date, |_| false, None)), ["b"]);
+        assert!(!t.any_eligible(&Job::new("exec", "rm")));
+        assert!(t.any_could_serve(&ls) && !t.any_could_serve(&Job::new("exec", "rm")));
     }
 
     #[test]

@@ -66,8 +66,17 @@ impl CoordinatorCore {
         if self.try_place(id, now) == Placement::Busy {
             if let Some(entry) = self.jobs.get_mut(id) {
                 entry.phase = Phase::Queued;
-                self.ready.push_back(id.clone());
+                self.ready.push_back(id.clone(), entry.job.priority, now);
             }
+        }
+    }
+
+    /// Holds a job that must not start before `at` (its `not_before`): it
+    /// waits like a retry in backoff, then is placed like any other.
+    pub(super) fn hold_until(&mut self, id: &JobId, at: Instant) {
+        if let Some(entry) = self.jobs.get_mut(id) {
+            entry.phase = Phase::Backoff;
+            entry.timer = Some(self.timers.insert(at, id.clone(), TimerKind::Retry));
         }
     }
 
@@ -83,7 +92,8 @@ impl CoordinatorCore {
             Choice::Busy => return Placement::Busy,
             Choice::NoneEligible => {
                 entry.job.attempt += 1;
-                let failure = no_eligible_node(&entry.job, true);
+                let accept = self.nodes.required_tag(&entry.job);
+                let failure = no_eligible_node(&entry.job, true, accept.as_deref());
                 self.fail_attempt(id, None, failure, None, now, false);
                 return Placement::Failed;
             }
@@ -209,7 +219,7 @@ impl CoordinatorCore {
                 Some((node, attempt))
             }
             1 => {
-                self.ready.retain(|queued| queued != id);
+                self.ready.remove(id);
                 None
             }
             _ => None,
@@ -326,7 +336,7 @@ fn choose_node(nodes: &super::NodeTable, strategy: &mut dyn Strategy, entry: &Jo
     let candidates: Vec<Candidate<'_>> = preferred
         .into_iter()
         .filter(|(_, n)| n.has_credit())
-        .map(|(k, n)| candidate(k, n))
+        .map(|(k, n)| candidate(k, n, &entry.job.kind))
         .collect();
     if candidates.is_empty() {
         return Choice::Busy;

@@ -43,6 +43,16 @@ pub(super) enum Command {
     Discard {
         id: String,
     },
+    /// Adds or replaces a recurring job (`{"name","cron","job"}`).
+    RecurringAdd {
+        recurring: serde_json::Value,
+    },
+    /// Removes a recurring job.
+    RecurringRemove {
+        name: String,
+    },
+    /// Lists the recurring jobs.
+    RecurringList,
 }
 
 /// `None` if the payload is not a command (no `cmd` field): it is then a

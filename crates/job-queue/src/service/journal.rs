@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
+use super::recurring::RecurringJob;
 use super::{Accepted, AcceptedMany};
 use crate::error::SubmitError;
 use crate::job::{Job, JobId};
@@ -39,6 +40,10 @@ const KIND_SUBMIT: u8 = 1;
 const KIND_COMPLETE: u8 = 2;
 const KIND_ID_FLOOR: u8 = 3;
 const KIND_FINISHED: u8 = 4;
+/// A recurring job added or replaced: its JSON form (`RecurringJob`).
+const KIND_RECURRING: u8 = 5;
+/// A recurring job removed: its name.
+const KIND_UNRECURRING: u8 = 6;
 
 /// One journal entry.
 #[derive(Debug)]
@@ -49,6 +54,10 @@ pub(super) enum Record {
     Complete(JobId),
     /// A job finished: its record (JSON), kept within retention.
     Finished(JobId, u64, Vec<u8>),
+    /// A recurring job was added or replaced (its name, its JSON form).
+    Recurring(String, Vec<u8>),
+    /// A recurring job was removed.
+    Unrecurring(String),
 }
 
 /// Records to write, and the submissions to acknowledge once they are
@@ -78,6 +87,8 @@ pub(crate) struct Journal {
     pub(super) id_floor: u64,
     /// Records of finished jobs within retention, oldest first.
     pub(super) finished: Vec<JobRecord>,
+    /// The recurring jobs, by name.
+    pub(super) recurring: Vec<RecurringJob>,
 }
 
 /// The live records: unfinished submits in submission order, and the
@@ -90,6 +101,8 @@ struct Live {
     id_floor: u64,
     finished: FinishedLog<Vec<u8>>,
     retention: Retention,
+    /// Recurring jobs by name (JSON forms); few (at most `MAX_RECURRING`).
+    recurring: std::collections::BTreeMap<String, Vec<u8>>,
 }
 
 impl Live {
@@ -101,6 +114,7 @@ impl Live {
             id_floor: 0,
             finished: FinishedLog::default(),
             retention,
+            recurring: std::collections::BTreeMap::new(),
         }
     }
 
@@ -113,7 +127,8 @@ impl Live {
 
     /// Bytes of every live record.
     fn total_bytes(&self) -> u64 {
-        self.bytes + self.finished.bytes()
+        let recurring: usize = self.recurring.values().map(|b| b.len() + HEADER + 1).sum();
+        self.bytes + self.finished.bytes() + recurring as u64
     }
 
     fn submit(&mut self, id: JobId, body: Vec<u8>) {
@@ -185,6 +200,11 @@ impl Journal {
             .into_iter()
             .filter_map(|body| Job::from_bincode(body).ok())
             .collect();
+        let recurring = live
+            .recurring
+            .values()
+            .filter_map(|body| serde_json::from_slice::<RecurringJob>(body).ok())
+            .collect();
         let id_floor = live.id_floor;
         let file = OpenOptions::new().append(true).open(&path)?;
         let (tx, rx) = std_mpsc::channel();
@@ -210,6 +230,7 @@ impl Journal {
             unfinished,
             id_floor,
             finished,
+            recurring,
         })
     }
 
@@ -292,7 +313,10 @@ impl Writer {
             for batch in batches {
                 self.live.id_floor = self.live.id_floor.max(batch.id_floor);
                 for record in batch.records {
-                    sync |= matches!(record, Record::Submit(..));
+                    sync |= matches!(
+                        record,
+                        Record::Submit(..) | Record::Recurring(..) | Record::Unrecurring(..)
+                    );
                     self.apply(record, &mut buf);
                 }
                 acks.extend(batch.acks);
@@ -335,6 +359,14 @@ impl Writer {
                 encode(KIND_FINISHED, &framed, buf);
                 self.live.finish(id, finished_ms, framed);
             }
+            Record::Recurring(name, body) => {
+                encode(KIND_RECURRING, &body, buf);
+                self.live.recurring.insert(name, body);
+            }
+            Record::Unrecurring(name) => {
+                encode(KIND_UNRECURRING, name.as_bytes(), buf);
+                self.live.recurring.remove(&name);
+            }
         }
     }
 
@@ -361,6 +393,9 @@ fn compact(dir: &Path, path: &Path, live: &Live) -> io::Result<()> {
     encode(KIND_ID_FLOOR, &live.id_floor.to_le_bytes(), &mut buf);
     for (_, framed) in live.finished.iter() {
         encode(KIND_FINISHED, framed, &mut buf);
+    }
+    for body in live.recurring.values() {
+        encode(KIND_RECURRING, body, &mut buf);
     }
     for body in live.ordered() {
         encode(KIND_SUBMIT, body, &mut buf);
@@ -409,6 +444,17 @@ fn replay(data: &[u8], retention: Retention) -> Live {
                 }
                 None => tracing::warn!("journal: undecodable job record skipped"),
             },
+            KIND_RECURRING => match serde_json::from_slice::<RecurringJob>(body) {
+                Ok(spec) => {
+                    live.recurring.insert(spec.name, body.to_vec());
+                }
+                Err(err) => tracing::warn!(%err, "journal: undecodable recurring job skipped"),
+            },
+            KIND_UNRECURRING => {
+                if let Ok(name) = std::str::from_utf8(body) {
+                    live.recurring.remove(name);
+                }
+            }
             KIND_ID_FLOOR => {
                 if let Ok(bytes) = <[u8; 8]>::try_from(body) {
                     live.id_floor = live.id_floor.max(u64::from_le_bytes(bytes));

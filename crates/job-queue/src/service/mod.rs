@@ -32,6 +32,7 @@ mod fanout;
 mod fault;
 mod journal;
 pub(crate) mod outbox;
+mod recurring;
 mod restart;
 mod shell;
 
@@ -39,6 +40,7 @@ pub use fanout::{CancelReport, Lookup, MAX_IDS};
 #[cfg(feature = "fault-injection")]
 pub use fault::Fault;
 use outbox::SendFailure;
+pub use recurring::{RecurringError, RecurringJob, MAX_RECURRING};
 use restart::Handover;
 use shell::{Setup, Shell, BATCH};
 
@@ -190,6 +192,12 @@ pub(crate) enum Call {
     Discard(JobId, oneshot::Sender<bool>),
     /// A submission that re-runs a finished job under its id.
     Rerun(Job, oneshot::Sender<Accepted>),
+    /// Adds or replaces a recurring job; answers its next fire time.
+    AddRecurring(RecurringJob, oneshot::Sender<Result<u64, RecurringError>>),
+    /// Removes a recurring job; answers whether it existed.
+    RemoveRecurring(String, oneshot::Sender<bool>),
+    /// The recurring jobs and their next fire times (unix ms).
+    ListRecurring(oneshot::Sender<Vec<(RecurringJob, u64)>>),
 }
 
 /// A submitted job: its id, and its result once it is final.
@@ -666,6 +674,40 @@ impl Coordinator {
     /// [`JobError::Ask`] if the coordinator does not answer.
     pub async fn discard(&self, id: JobId) -> Result<bool, JobError> {
         self.ask(|reply| Call::Discard(id, reply)).await
+    }
+
+    /// Adds (or replaces, by name) a recurring job: each time its cron
+    /// expression fires (seconds resolution, UTC), a job built from the
+    /// template is submitted with the id `<name>-<fire unix ms>`. Durable
+    /// with a data directory. Returns the first fire time (unix ms).
+    ///
+    /// # Errors
+    ///
+    /// [`JobError::Recurring`] for a bad name, expression or template, or
+    /// too many recurring jobs; [`JobError::Ask`] if the coordinator does
+    /// not answer.
+    pub async fn add_recurring(&self, spec: RecurringJob) -> Result<u64, JobError> {
+        Ok(self.ask(|reply| Call::AddRecurring(spec, reply)).await??)
+    }
+
+    /// Removes a recurring job; whether it existed. Jobs it already fired
+    /// go on.
+    ///
+    /// # Errors
+    ///
+    /// [`JobError::Ask`] if the coordinator does not answer.
+    pub async fn remove_recurring(&self, name: &str) -> Result<bool, JobError> {
+        let name = name.to_owned();
+        self.ask(|reply| Call::RemoveRecurring(name, reply)).await
+    }
+
+    /// The recurring jobs, by name, each with its next fire time (unix ms).
+    ///
+    /// # Errors
+    ///
+    /// [`JobError::Ask`] if the coordinator does not answer.
+    pub async fn recurring(&self) -> Result<Vec<(RecurringJob, u64)>, JobError> {
+        self.ask(Call::ListRecurring).await
     }
 
     /// Runs a job again under an id whose earlier run is final (its record

@@ -84,6 +84,8 @@ pub(super) struct Retained {
     pub(super) records: crate::record::Records,
     /// Further waiters of jobs (idempotent submissions, attachments).
     pub(super) extra: HashMap<JobId, Vec<Waiter>>,
+    /// The recurring jobs.
+    pub(super) recurring: super::recurring::Recurring,
 }
 
 /// What the actor's factory hands to the instance it builds.

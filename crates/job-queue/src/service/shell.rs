@@ -31,6 +31,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::journal::{Ack, Batch, Gate, Journal, Record};
 use super::outbox::{Outbox, SendFailure};
+use super::recurring::Recurring;
 use super::restart::{Finished, Handover, HandoverSlot, Retained, Waiter};
 use super::{Accepted, Call, CoordinatorOptions, MemberUpdate, Msg};
 use crate::coordinator::{
@@ -45,7 +46,10 @@ use crate::protocol::{encode_cancel, encode_fenced_batch, encode_job, MAX_CANCEL
 use crate::record::{now_ms, Records};
 
 mod edge;
+mod recurring_ops;
 mod remote;
+
+pub(super) use recurring_ops::RecurringCommand;
 
 /// Most mailbox messages handled between two flushes.
 pub(super) const BATCH: usize = 512;
@@ -109,6 +113,8 @@ pub(super) struct Shell {
     extra_count: usize,
     /// Attempts to cancel, per worker node, sent at the next flush.
     cancels: HashMap<Arc<str>, Vec<(JobId, u32)>>,
+    /// Recurring jobs (cron), fired by the deadline sweep.
+    recurring: Recurring,
     /// This instance's incarnation (fencing): dispatches carry it, and
     /// results of another incarnation are dropped.
     incarnation: u64,
@@ -153,6 +159,7 @@ impl Shell {
             extra: HashMap::new(),
             extra_count: 0,
             cancels: HashMap::new(),
+            recurring: Recurring::default(),
             incarnation: super::incarnation(),
             setup: setup.clone(),
             #[cfg(feature = "fault-injection")]
@@ -185,6 +192,12 @@ impl Shell {
                 for record in std::mem::take(&mut journal.finished) {
                     self.records.insert_finished(record, now_ms);
                 }
+                for spec in std::mem::take(&mut journal.recurring) {
+                    let name = spec.name.clone();
+                    if let Err(err) = self.recurring.insert(spec, now_ms) {
+                        tracing::warn!(%name, %err, "journal: recurring job not restored");
+                    }
+                }
             }
             for job in &resume {
                 self.records.submitted(job, now_ms);
@@ -202,6 +215,7 @@ impl Shell {
         }
         self.records = retained.records;
         self.extra = retained.extra;
+        self.recurring = retained.recurring;
         self.extra_count = self.extra.values().map(Vec::len).sum();
         let mut unfinished = self.core.restore(retained.core);
         unfinished.extend(retained.deferred);
@@ -272,6 +286,7 @@ impl Shell {
                 Records::new(String::new(), self.setup.options.retention()),
             ),
             extra: std::mem::take(&mut self.extra),
+            recurring: std::mem::take(&mut self.recurring),
         }
     }
 
@@ -719,6 +734,15 @@ impl Shell {
             Call::Discard(id, reply) => {
                 let _ = reply.send(self.core.discard_dead_letter(&id).is_some());
             }
+            Call::AddRecurring(spec, reply) => {
+                let _ = reply.send(self.add_recurring(spec));
+            }
+            Call::RemoveRecurring(name, reply) => {
+                let _ = reply.send(self.remove_recurring(&name));
+            }
+            Call::ListRecurring(reply) => {
+                let _ = reply.send(self.recurring.list());
+            }
             Call::Drain(reply) => {
                 if !self.core.is_draining() {
                     tracing::info!(coordinator = %self.me, held = self.core.in_progress(), "draining");
@@ -754,6 +778,7 @@ impl Shell {
             Msg::Call(call) => self.on_call(call, now),
             Msg::Member(update) => self.on_member(update, now),
             Msg::Tick => {
+                self.fire_recurring(now);
                 self.core.tick(now);
                 self.resume_deferred(now);
             }

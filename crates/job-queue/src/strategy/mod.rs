@@ -13,12 +13,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::job::Job;
 
+mod earliest_finish;
 mod least_cpu;
 mod least_in_flight;
 mod lowest_latency;
 mod random;
 mod round_robin;
 
+pub use earliest_finish::EarliestFinish;
 pub use least_cpu::LeastCpu;
 pub use least_in_flight::LeastInFlight;
 pub use lowest_latency::LowestLatency;
@@ -42,6 +44,12 @@ pub struct Candidate<'a> {
     pub cpu: Option<f32>,
     /// EWMA of measured round trips; `None` until measured.
     pub latency: Option<Duration>,
+    /// The node's concurrency (worker loops) if it advertises it
+    /// (`workers:<k>`).
+    pub concurrency: Option<u32>,
+    /// The mean processing time of the job's kind on this node, as this
+    /// coordinator measured it; `None` before the first sample.
+    pub service_time: Option<Duration>,
 }
 
 impl Candidate<'_> {
@@ -80,16 +88,19 @@ pub enum StrategyKind {
     LowestLatency,
     /// [`LeastCpu`].
     LeastCpu,
+    /// [`EarliestFinish`] (the default).
+    EarliestFinish,
 }
 
 impl StrategyKind {
     /// Every built-in strategy.
-    pub const ALL: [StrategyKind; 5] = [
+    pub const ALL: [StrategyKind; 6] = [
         StrategyKind::Random,
         StrategyKind::RoundRobin,
         StrategyKind::LeastInFlight,
         StrategyKind::LowestLatency,
         StrategyKind::LeastCpu,
+        StrategyKind::EarliestFinish,
     ];
 
     /// The kebab-case name.
@@ -100,6 +111,7 @@ impl StrategyKind {
             StrategyKind::LeastInFlight => "least-in-flight",
             StrategyKind::LowestLatency => "lowest-latency",
             StrategyKind::LeastCpu => "least-cpu",
+            StrategyKind::EarliestFinish => "earliest-finish",
         }
     }
 
@@ -115,6 +127,7 @@ impl StrategyKind {
             StrategyKind::LeastInFlight => Box::new(LeastInFlight::new()),
             StrategyKind::LowestLatency => Box::new(LowestLatency::new()),
             StrategyKind::LeastCpu => Box::new(LeastCpu::new()),
+            StrategyKind::EarliestFinish => Box::new(EarliestFinish::new()),
         }
     }
 }
@@ -127,7 +140,7 @@ impl fmt::Display for StrategyKind {
 
 /// The name is not one of the built-in strategies.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown strategy {0:?} (expected random, round-robin, least-in-flight, lowest-latency or least-cpu)")]
+#[error("unknown strategy {0:?} (expected random, round-robin, least-in-flight, lowest-latency, least-cpu or earliest-finish)")]
 pub struct ParseStrategyError(pub String);
 
 impl FromStr for StrategyKind {
@@ -172,6 +185,8 @@ pub(crate) mod test_support {
                 reported_queue_depth: 0,
                 cpu: None,
                 latency: None,
+                concurrency: None,
+                service_time: None,
             })
             .collect()
     }

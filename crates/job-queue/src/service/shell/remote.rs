@@ -8,7 +8,7 @@ use bytes::Bytes;
 use cluster_router::{Envelope, PayloadFormat};
 
 use super::super::command::{self, Command};
-use super::{Shell, Waiter};
+use super::{RecurringCommand, Shell, Waiter};
 use crate::handler::ProgressUpdate;
 use crate::job::{Job, JobId};
 use crate::protocol::{decode_job, decode_reply, encode_reply, WorkerReply};
@@ -155,6 +155,13 @@ impl Shell {
             Ok(Command::Cancel { ids, local }) => return self.on_cancel(env, ids, local, now),
             Ok(Command::Attach { ids }) => return self.on_attach(env, ids),
             Ok(Command::Discard { id }) => return self.on_discard(env, &id),
+            Ok(Command::RecurringAdd { recurring }) => {
+                self.on_recurring_command(&env, RecurringCommand::Add(recurring))
+            }
+            Ok(Command::RecurringRemove { name }) => {
+                self.on_recurring_command(&env, RecurringCommand::Remove(name))
+            }
+            Ok(Command::RecurringList) => self.on_recurring_command(&env, RecurringCommand::List),
             Err(reason) => env.error_reply(&reason),
         };
         self.send(reply);

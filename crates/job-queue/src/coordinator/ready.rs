@@ -1,0 +1,207 @@
+//! The ready queue: jobs waiting for a node's window, by priority with
+//! aging.
+//!
+//! One FIFO lane per priority in use. The next job is the front of the
+//! lane whose front has the highest *effective* priority: its priority
+//! plus one for every `aging` it has waited in the queue (default 1 s), so
+//! a job of priority 0 waiting behind a steady stream of priority-5 jobs
+//! overtakes them after about 5 s: lower priorities are delayed, never
+//! starved. Ties go to the higher base priority; within a lane, oldest
+//! first. With one priority in use it is the plain FIFO it replaces.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::job::JobId;
+
+/// One waiting job.
+#[derive(Debug)]
+pub(crate) struct Ready {
+    pub(crate) id: JobId,
+    priority: i32,
+    since: Instant,
+}
+
+/// See the module guide.
+#[derive(Debug)]
+pub(crate) struct ReadyQueue {
+    lanes: BTreeMap<i32, VecDeque<Ready>>,
+    len: usize,
+    aging: Duration,
+}
+
+impl ReadyQueue {
+    /// An empty queue whose jobs gain one priority level per `aging`
+    /// waited (`Duration::ZERO`: no aging).
+    pub(crate) fn new(aging: Duration) -> Self {
+        ReadyQueue {
+            lanes: BTreeMap::new(),
+            len: 0,
+            aging,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Queues `id` behind the jobs of its priority.
+    pub(crate) fn push_back(&mut self, id: JobId, priority: i32, now: Instant) {
+        let ready = Ready {
+            id,
+            priority,
+            since: now,
+        };
+        self.lanes.entry(priority).or_default().push_back(ready);
+        self.len += 1;
+    }
+
+    /// Puts a job taken with [`pop_front`](Self::pop_front) back where it was.
+    pub(crate) fn push_front(&mut self, ready: Ready) {
+        self.lanes
+            .entry(ready.priority)
+            .or_default()
+            .push_front(ready);
+        self.len += 1;
+    }
+
+    fn effective(&self, ready: &Ready, now: Instant) -> i64 {
+        let boost = if self.aging.is_zero() {
+            0
+        } else {
+            let waited = now.saturating_duration_since(ready.since);
+            (waited.as_nanos() / self.aging.as_nanos()).min(i64::MAX as u128 / 4) as i64
+        };
+        i64::from(ready.priority).saturating_add(boost)
+    }
+
+    /// Takes the job to place next (see the module guide).
+    pub(crate) fn pop_front(&mut self, now: Instant) -> Option<Ready> {
+        let mut best: Option<(i64, i32)> = None;
+        // Highest base priority first, so that ties keep it.
+        for (priority, lane) in self.lanes.iter().rev() {
+            let Some(front) = lane.front() else { continue };
+            let effective = self.effective(front, now);
+            if best.is_none_or(|(b, _)| effective > b) {
+                best = Some((effective, *priority));
+            }
+        }
+        let (_, priority) = best?;
+        let lane = self.lanes.get_mut(&priority)?;
+        let ready = lane.pop_front();
+        if lane.is_empty() {
+            self.lanes.remove(&priority);
+        }
+        if ready.is_some() {
+            self.len -= 1;
+        }
+        ready
+    }
+
+    /// Removes the jobs for which `remove` holds; returns their ids, in
+    /// queue order per priority (highest first).
+    pub(crate) fn take_where(&mut self, mut remove: impl FnMut(&JobId) -> bool) -> Vec<JobId> {
+        let mut taken = Vec::new();
+        for lane in self.lanes.values_mut().rev() {
+            lane.retain(|ready| {
+                let out = remove(&ready.id);
+                if out {
+                    taken.push(ready.id.clone());
+                }
+                !out
+            });
+        }
+        self.lanes.retain(|_, lane| !lane.is_empty());
+        self.len -= taken.len();
+        taken
+    }
+
+    /// Removes one job, if queued.
+    pub(crate) fn remove(&mut self, id: &JobId) {
+        let mut found = false;
+        self.take_where(|queued| {
+            let hit = !found && queued == id;
+            found |= hit;
+            hit
+        });
+    }
+
+    /// Empties the queue; ids highest priority first, oldest first.
+    pub(crate) fn drain(&mut self) -> Vec<JobId> {
+        self.take_where(|_| true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> JobId {
+        JobId::new(s).unwrap()
+    }
+
+    fn order(q: &mut ReadyQueue, now: Instant) -> Vec<String> {
+        std::iter::from_fn(|| q.pop_front(now))
+            .map(|r| r.id.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn higher_priority_first_then_oldest_first() {
+        let now = Instant::now();
+        let mut q = ReadyQueue::new(Duration::from_secs(1));
+        q.push_back(id("low-1"), 0, now);
+        q.push_back(id("high-1"), 5, now);
+        q.push_back(id("low-2"), 0, now);
+        q.push_back(id("neg"), -3, now);
+        q.push_back(id("high-2"), 5, now);
+        assert_eq!(q.len(), 5);
+        let taken = q.pop_front(now).unwrap();
+        assert_eq!(taken.id.as_str(), "high-1");
+        q.push_front(taken);
+        assert_eq!(
+            order(&mut q, now),
+            ["high-1", "high-2", "low-1", "low-2", "neg"]
+        );
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn waiting_raises_a_job_so_low_priorities_are_not_starved() {
+        let start = Instant::now();
+        let mut q = ReadyQueue::new(Duration::from_secs(1));
+        q.push_back(id("old-low"), 0, start);
+        let later = start + Duration::from_millis(5_500);
+        q.push_back(id("new-high"), 5, later);
+        // 5.5 s of waiting: 0 + 5 = 5, a tie with the fresh 5: the higher
+        // base priority keeps it.
+        assert_eq!(q.pop_front(later).unwrap().id.as_str(), "new-high");
+        q.push_back(id("newer-high"), 5, later);
+        let much_later = start + Duration::from_millis(6_100);
+        // 6 levels gained: 6 > 5 + 0.
+        assert_eq!(q.pop_front(much_later).unwrap().id.as_str(), "old-low");
+        // Without aging, never.
+        let mut fifo = ReadyQueue::new(Duration::ZERO);
+        fifo.push_back(id("old-low"), 0, start);
+        fifo.push_back(id("high"), 1, much_later);
+        assert_eq!(fifo.pop_front(much_later).unwrap().id.as_str(), "high");
+    }
+
+    #[test]
+    fn remove_and_take_where() {
+        let now = Instant::now();
+        let mut q = ReadyQueue::new(Duration::from_secs(1));
+        for (i, p) in [0, 1, 0, 1].into_iter().enumerate() {
+            q.push_back(id(&format!("j{i}")), p, now);
+        }
+        q.remove(&id("j1"));
+        assert_eq!(q.len(), 3);
+        assert_eq!(q.take_where(|i| i.as_str() == "j2"), [id("j2")]);
+        assert_eq!(q.drain(), [id("j3"), id("j0")]);
+        assert!(q.is_empty());
+    }
+}
