@@ -21,5 +21,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dead(args) => crate::commands::dead(args).await,
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Mapreduce(args) => crate::mapreduce_cmd::run(args).await,
+        Command::Bench(args) => crate::bench_cmd::run(args).await,
     }
 }
