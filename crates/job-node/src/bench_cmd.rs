@@ -111,7 +111,7 @@ impl Percentiles {
         samples.sort_unstable();
         let at = |q: f64| {
             let rank = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
-            samples[rank - 1].as_secs_f64() * 1e6
+            samples[rank - 1].as_nanos() as f64 / 1e3
         };
         if samples.is_empty() {
             return Percentiles::default();
@@ -633,7 +633,7 @@ fn render(r: &Report) -> String {
          load average {load} before the run\n\n"
     );
     for (what, figure, baseline) in rows {
-        out.push_str(format!("{what:<46}{figure:<44}{baseline}").trim_end());
+        out.push_str(format!("{what:<50}{figure:<44}{baseline}").trim_end());
         out.push('\n');
     }
     out.push_str(&format!(

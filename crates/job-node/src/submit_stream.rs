@@ -104,7 +104,8 @@ struct Pending {
 }
 
 /// Jobs sent and not yet answered, by tag (at most the window's worth).
-type InFlight = Arc<Mutex<HashMap<u64, Pending>>>;
+/// Tags are this client's own counter, so a fast unkeyed hasher is safe.
+type InFlight = Arc<Mutex<rustc_hash::FxHashMap<u64, Pending>>>;
 
 /// A job to send again: its id and payload.
 type Retry = (String, Arc<str>);

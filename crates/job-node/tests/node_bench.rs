@@ -49,15 +49,24 @@ fn check_report(report: &Value, jobs: u64, rounds: u64) {
     let t = &report["throughput"];
     assert_eq!(t["jobs"], jobs, "{report:#}");
     assert_eq!(t["succeeded"], jobs, "every job answered once: {report:#}");
-    assert_eq!((t["failed"].as_u64(), t["refused"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        (t["failed"].as_u64(), t["refused"].as_u64()),
+        (Some(0), Some(0))
+    );
     assert!(number(report, &["throughput", "jobs_per_second"]) > 0.0);
     assert!(number(report, &["throughput", "seconds"]) > 0.0);
     let l = &report["latency"];
-    assert_eq!((l["rounds"].as_u64(), l["failed"].as_u64()), (Some(rounds), Some(0)));
+    assert_eq!(
+        (l["rounds"].as_u64(), l["failed"].as_u64()),
+        (Some(rounds), Some(0))
+    );
     for what in [&["latency"][..], &["baseline", "ws_ping_pong"][..]] {
         let at = |p: &str| number(report, &[what, &[p]].concat());
         let (p50, p99, p999) = (at("p50_us"), at("p99_us"), at("p999_us"));
-        assert!(0.0 < p50 && p50 <= p99 && p99 <= p999, "{what:?}: {report:#}");
+        assert!(
+            0.0 < p50 && p50 <= p99 && p99 <= p999,
+            "{what:?}: {report:#}"
+        );
     }
     assert!(number(report, &["baseline", "ws_echo_messages_per_second"]) > 0.0);
     assert_eq!(report["kind"], "echo");
@@ -67,12 +76,24 @@ fn check_report(report: &Value, jobs: u64, rounds: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_runs_a_local_cluster_end_to_end() {
     let report = bench(&[
-        "--nodes", "2", "--workers", "2", "--jobs", "3000", "--window", "200", "--rounds", "100",
+        "--nodes",
+        "2",
+        "--workers",
+        "2",
+        "--jobs",
+        "3000",
+        "--window",
+        "200",
+        "--rounds",
+        "100",
     ])
     .await;
     check_report(&report, 3000, 100);
     assert_eq!(report["cluster"], "local");
-    assert_eq!((report["nodes"].as_u64(), report["workers"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(
+        (report["nodes"].as_u64(), report["workers"].as_u64()),
+        (Some(2), Some(2))
+    );
     assert_eq!(report["journal"], false);
     assert!(number(&report, &["throughput", "cpu_us_per_job"]) > 0.0);
     assert!(number(&report, &["load_average"]) >= 0.0);
@@ -81,8 +102,17 @@ async fn bench_runs_a_local_cluster_end_to_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_runs_a_journaled_local_cluster() {
     let report = bench(&[
-        "--nodes", "1", "--workers", "2", "--journal", "--jobs", "1000", "--window", "100",
-        "--rounds", "20",
+        "--nodes",
+        "1",
+        "--workers",
+        "2",
+        "--journal",
+        "--jobs",
+        "1000",
+        "--window",
+        "100",
+        "--rounds",
+        "20",
     ])
     .await;
     check_report(&report, 1000, 20);
