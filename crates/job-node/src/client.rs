@@ -286,7 +286,9 @@ impl ClientSender {
     ///
     /// As [`send`](Self::send).
     pub async fn feed(&mut self, to: &str, payload_json: &str) -> Result<u64, ClientError> {
-        let text = self.envelope_text(to, payload_json)?;
+        let text = self
+            .envelope_text(to, payload_json)
+            .map_err(ClientError::Protocol)?;
         self.sink
             .feed(Message::Text(text.into()))
             .await
@@ -305,10 +307,11 @@ impl ClientSender {
 
     /// The client JSON form of one envelope; the payload is checked to be
     /// JSON and copied as it is (no parse into a tree and back).
-    fn envelope_text(&mut self, to: &str, payload_json: &str) -> Result<String, ClientError> {
+    /// The error is the text of a [`ClientError::Protocol`].
+    fn envelope_text(&mut self, to: &str, payload_json: &str) -> Result<String, String> {
         serde_json::from_str::<serde::de::IgnoredAny>(payload_json)
-            .map_err(|e| ClientError::Protocol(format!("payload is not JSON: {e}")))?;
-        let to = serde_json::to_string(to).map_err(|e| ClientError::Protocol(e.to_string()))?;
+            .map_err(|e| format!("payload is not JSON: {e}"))?;
+        let to = serde_json::to_string(to).map_err(|e| e.to_string())?;
         let id = self.next_id;
         self.next_id += 1;
         let payload = payload_json.trim();
