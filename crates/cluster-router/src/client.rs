@@ -30,11 +30,13 @@ use crate::router::{Inner, CLIENT_PREFIX, REPLY};
 use crate::stats::bump;
 
 /// An envelope as a client sends it. `from` (the seed's shape) and any
-/// other field are accepted and ignored.
+/// other field are accepted and ignored. The payload is borrowed as raw
+/// JSON text: it is only forwarded, so it is never built into a tree.
 #[derive(Debug, Deserialize)]
-struct ClientEnvelopeIn {
+struct ClientEnvelopeIn<'a> {
     to: String,
-    payload: serde_json::Value,
+    #[serde(borrow)]
+    payload: &'a serde_json::value::RawValue,
     /// The client's own tag, returned as the answers' `correlation_id`.
     #[serde(default)]
     id: u64,
@@ -63,10 +65,15 @@ pub(crate) struct MalformedEnvelope(#[source] serde_json::Error);
 
 /// Decodes a client's text frame.
 pub(crate) fn decode(text: &[u8]) -> Result<ClientMessage, MalformedEnvelope> {
-    let raw: ClientEnvelopeIn = serde_json::from_slice(text).map_err(MalformedEnvelope)?;
-    let payload = match raw.payload {
-        serde_json::Value::String(s) => Bytes::from(s),
-        other => Bytes::from(other.to_string()),
+    let raw: ClientEnvelopeIn<'_> = serde_json::from_slice(text).map_err(MalformedEnvelope)?;
+    let json = raw.payload.get();
+    let payload = if json.starts_with('"') {
+        // A JSON string: its value is the payload text.
+        let value: String = serde_json::from_str(json).map_err(MalformedEnvelope)?;
+        Bytes::from(value)
+    } else {
+        // Any other value: its JSON text as sent (already checked by the parse).
+        Bytes::copy_from_slice(json.as_bytes())
     };
     Ok(ClientMessage {
         to: raw.to,

@@ -50,6 +50,9 @@ pub(crate) enum Command {
     Demo(DemoArgs),
     /// Run a map-shuffle-reduce job (word count, inverted index) over files.
     Mapreduce(crate::mapreduce_cmd::MapReduceArgs),
+    /// Measure a cluster end to end (a local one by default): throughput,
+    /// latency with one job in flight, and raw WebSocket baselines.
+    Bench(crate::bench_cmd::BenchArgs),
 }
 
 /// `job-node start`. Every option may also come from the environment

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::header::{HeaderValue, AUTHORIZATION};
 use tokio_tungstenite::tungstenite::Message;
@@ -95,15 +95,6 @@ fn upgrade_error(url: &str, source: tokio_tungstenite::tungstenite::Error) -> Cl
             source,
         },
     }
-}
-
-/// One envelope as the client sends it.
-#[derive(Debug, Serialize)]
-struct EnvelopeOut<'a> {
-    to: &'a str,
-    from: &'a str,
-    payload: serde_json::Value,
-    id: u64,
 }
 
 /// One envelope as the client receives it.
@@ -282,22 +273,58 @@ impl ClientSender {
     /// [`ClientError::Protocol`] if `payload_json` is not JSON,
     /// [`ClientError::Lost`] if the connection failed.
     pub async fn send(&mut self, to: &str, payload_json: &str) -> Result<u64, ClientError> {
-        let payload: serde_json::Value = serde_json::from_str(payload_json)
-            .map_err(|e| ClientError::Protocol(format!("payload is not JSON: {e}")))?;
-        let id = self.next_id;
-        self.next_id += 1;
-        let text = serde_json::to_string(&EnvelopeOut {
-            to,
-            from: "",
-            payload,
-            id,
-        })
-        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let id = self.feed(to, payload_json).await?;
+        self.flush().await?;
+        Ok(id)
+    }
+
+    /// Queues one envelope like [`send`](Self::send) without flushing the
+    /// connection: envelopes fed back to back leave in as few writes as
+    /// the WebSocket's buffer allows. Call [`flush`](Self::flush) before
+    /// waiting for answers.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub async fn feed(&mut self, to: &str, payload_json: &str) -> Result<u64, ClientError> {
+        let text = self
+            .envelope_text(to, payload_json)
+            .map_err(ClientError::Protocol)?;
         self.sink
-            .send(Message::Text(text.into()))
+            .feed(Message::Text(text.into()))
             .await
             .map_err(ClientError::Lost)?;
-        Ok(id)
+        Ok(self.next_id - 1)
+    }
+
+    /// Writes out every envelope queued by [`feed`](Self::feed).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Lost`] if the connection failed.
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        self.sink.flush().await.map_err(ClientError::Lost)
+    }
+
+    /// The client JSON form of one envelope; the payload is checked to be
+    /// JSON and copied as it is (no parse into a tree and back).
+    /// The error is the text of a [`ClientError::Protocol`].
+    fn envelope_text(&mut self, to: &str, payload_json: &str) -> Result<String, String> {
+        serde_json::from_str::<serde::de::IgnoredAny>(payload_json)
+            .map_err(|e| format!("payload is not JSON: {e}"))?;
+        let to = serde_json::to_string(to).map_err(|e| e.to_string())?;
+        let id = self.next_id;
+        self.next_id += 1;
+        let payload = payload_json.trim();
+        let mut text = String::with_capacity(to.len() + payload.len() + 48);
+        text.push_str("{\"to\":");
+        text.push_str(&to);
+        text.push_str(",\"from\":\"\",\"payload\":");
+        text.push_str(payload);
+        text.push_str(",\"id\":");
+        text.push_str(&id.to_string());
+        text.push('}');
+        Ok(text)
     }
 
     /// Closes the connection politely.

@@ -106,6 +106,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         },
         secret_file: Some(secret_dir.file.clone()),
         ready_timeout: READY_TIMEOUT,
+        data_dir: None,
     };
     println!(
         "jobmesh demo: starting {} node processes with {} workers each (random cluster secret)",

@@ -43,8 +43,12 @@
 //! * `jobs_file` (the JSON-lines file of `submit --file`), `status_table`
 //!   (what `status` prints), `progress_bar` and `logging` — what the
 //!   commands read, print and log; `signals` — when a node should stop.
+//! * `bench_cmd` — `bench`: end-to-end throughput and latency of a local
+//!   (or given) cluster through `stream_jobs` and a `Session`, next to raw
+//!   WebSocket baselines measured in the same run.
 //! * `run` — the entry point: a parsed command line to the command's end.
 
+mod bench_cmd;
 mod builtin;
 mod cli;
 mod client;

@@ -66,6 +66,9 @@ pub(crate) struct LaunchOptions {
     pub secret_file: Option<PathBuf>,
     /// How long each node may take to come up.
     pub ready_timeout: Duration,
+    /// Journal the jobs: node `node-i` gets the data directory
+    /// `<data_dir>/node-i` (`None`: no journal).
+    pub data_dir: Option<PathBuf>,
 }
 
 /// The `start` command line for one demo node.
@@ -76,6 +79,7 @@ pub(crate) fn node_command(
     join: Option<&str>,
     http: Option<SocketAddr>,
     secret_file: Option<&Path>,
+    data_dir: Option<&Path>,
 ) -> Command {
     let mut command = Command::new(exe);
     command
@@ -90,6 +94,9 @@ pub(crate) fn node_command(
     }
     if let Some(file) = secret_file {
         command.arg("--secret-file").arg(file);
+    }
+    if let Some(dir) = data_dir {
+        command.arg("--data-dir").arg(dir);
     }
     // Only the demo's own output and the nodes' own warnings unless the
     // user asked for node logs.
@@ -119,6 +126,7 @@ pub(crate) fn node_command(
 pub(crate) struct LocalCluster {
     group: ProcessGroup,
     nodes: Vec<ReadyReport>,
+    pids: Vec<u32>,
 }
 
 impl LocalCluster {
@@ -132,11 +140,13 @@ impl LocalCluster {
         let mut cluster = LocalCluster {
             group: ProcessGroup::new(),
             nodes: Vec::new(),
+            pids: Vec::new(),
         };
         for index in 1..=options.nodes {
             let name = format!("node-{index}");
             let seed = cluster.nodes.first().map(|n| n.url.clone());
             let http = if index == 1 { options.http } else { None };
+            let data_dir = options.data_dir.as_ref().map(|dir| dir.join(&name));
             let command = node_command(
                 &options.exe,
                 &name,
@@ -144,6 +154,7 @@ impl LocalCluster {
                 seed.as_deref(),
                 http,
                 options.secret_file.as_deref(),
+                data_dir.as_deref(),
             );
             let child = cluster
                 .group
@@ -153,6 +164,7 @@ impl LocalCluster {
                     exe: options.exe.clone(),
                     source,
                 })?;
+            cluster.pids.extend(child.id());
             let line = child
                 .ready_line(options.ready_timeout)
                 .await
@@ -171,6 +183,11 @@ impl LocalCluster {
     /// The nodes, in start order.
     pub(crate) fn nodes(&self) -> &[ReadyReport] {
         &self.nodes
+    }
+
+    /// The process ids of the nodes, in start order.
+    pub(crate) fn pids(&self) -> &[u32] {
+        &self.pids
     }
 
     /// The URL of the first node.
@@ -235,6 +252,7 @@ mod tests {
             http: Some("127.0.0.1:9999".parse().unwrap()),
             secret_file: Some(PathBuf::from("/tmp/s")),
             ready_timeout: LIMIT,
+            data_dir: Some(PathBuf::from("/tmp/d")),
         };
         let cluster = launch_retrying_busy(&options).await;
         let names: Vec<_> = cluster.nodes().iter().map(|n| n.node.as_str()).collect();
@@ -250,11 +268,11 @@ mod tests {
         let lines: Vec<_> = args.lines().collect();
         assert_eq!(
             lines[0],
-            "start --name node-1 --listen 127.0.0.1:0 --supervised --workers 2 --http 127.0.0.1:9999 --secret-file /tmp/s"
+            "start --name node-1 --listen 127.0.0.1:0 --supervised --workers 2 --http 127.0.0.1:9999 --secret-file /tmp/s --data-dir /tmp/d/node-1"
         );
         assert_eq!(
             lines[2],
-            "start --name node-3 --listen 127.0.0.1:0 --supervised --workers 2 --join ws://127.0.0.1:1/node-1 --secret-file /tmp/s"
+            "start --name node-3 --listen 127.0.0.1:0 --supervised --workers 2 --join ws://127.0.0.1:1/node-1 --secret-file /tmp/s --data-dir /tmp/d/node-3"
         );
     }
 
@@ -268,6 +286,7 @@ mod tests {
             http: None,
             secret_file: None,
             ready_timeout: LIMIT,
+            data_dir: None,
         };
         let err = timeout(LIMIT, LocalCluster::launch(&options))
             .await

@@ -450,8 +450,14 @@ pub(crate) fn job_reply(env: &ClientEnvelope) -> JobReply {
     if env.kind != "message" {
         return JobReply::Refused(reason_text(&env.payload));
     }
-    let success = serde_json::from_str::<serde_json::Value>(&env.payload)
-        .map(|v| v.get("error").is_none_or(serde_json::Value::is_null))
+    /// Only whether `error` is set (absent or null: success).
+    #[derive(Deserialize)]
+    struct ErrorProbe {
+        #[serde(default)]
+        error: Option<serde::de::IgnoredAny>,
+    }
+    let success = serde_json::from_str::<ErrorProbe>(&env.payload)
+        .map(|probe| probe.error.is_none())
         .unwrap_or(false);
     JobReply::Result {
         json: env.payload.clone(),

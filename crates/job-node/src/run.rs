@@ -22,6 +22,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Recurring(args) => crate::recurring_cmd::run(args).await,
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Mapreduce(args) => crate::mapreduce_cmd::run(args).await,
+        Command::Bench(args) => crate::bench_cmd::run(args).await,
     }
 }
 

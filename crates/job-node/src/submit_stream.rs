@@ -104,7 +104,8 @@ struct Pending {
 }
 
 /// Jobs sent and not yet answered, by tag (at most the window's worth).
-type InFlight = Arc<Mutex<HashMap<u64, Pending>>>;
+/// Tags are this client's own counter, so a fast unkeyed hasher is safe.
+type InFlight = Arc<Mutex<rustc_hash::FxHashMap<u64, Pending>>>;
 
 /// A job to send again: its id and payload.
 type Retry = (String, Arc<str>);
@@ -327,9 +328,15 @@ impl Producer {
         }
     }
 
+    /// Sends one job; it leaves at once when the window is full after it
+    /// (the producer is about to wait), else with the next ones, in one
+    /// write of the WebSocket's buffer.
     async fn send_payload(&mut self, id: String, payload: Arc<str>) -> anyhow::Result<()> {
         self.track(id, &payload);
-        self.sender.send(&self.to, &payload).await?;
+        self.sender.feed(&self.to, &payload).await?;
+        if self.window.available_permits() == 0 {
+            self.sender.flush().await?;
+        }
         Ok(())
     }
 
@@ -374,6 +381,8 @@ impl Producer {
             }
             return Ok(());
         };
+        // What was fed leaves before the lookup waits.
+        self.sender.flush().await?;
         let ids: Vec<String> = chunk.iter().filter_map(|j| j.id.clone()).collect();
         let found = lookup.get(&ids, self.opts.timeout).await?;
         let unknown: std::collections::HashSet<String> = found.unknown.into_iter().collect();

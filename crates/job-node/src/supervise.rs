@@ -25,7 +25,6 @@ pub(crate) struct SupervisedChild {
 
 impl SupervisedChild {
     /// The operating-system process id, while it runs.
-    #[cfg(test)]
     pub(crate) fn id(&self) -> Option<u32> {
         self.child.id()
     }

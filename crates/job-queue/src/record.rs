@@ -127,35 +127,6 @@ pub struct JobRecord {
     pub result: Option<JobResult>,
 }
 
-impl JobRecord {
-    /// The record's approximate size in memory (the struct, its heap
-    /// strings with the allocator's overhead, and its entries in the
-    /// retention's map and queue), for the retention's byte budget.
-    pub fn approx_bytes(&self) -> usize {
-        const ALLOC: usize = 16;
-        const INDEX: usize = 96;
-        let text = |s: &str| if s.is_empty() { 0 } else { s.len() + ALLOC };
-        let result = self.result.as_ref().map_or(0, |r| {
-            r.result.as_deref().map_or(0, text)
-                + r.error.as_ref().map_or(0, |e| text(&e.message))
-                + text(&r.worker_node)
-        });
-        let attempts: usize = self
-            .attempts
-            .iter()
-            .map(|a| std::mem::size_of::<AttemptRecord>() + text(&a.node))
-            .sum();
-        let attempts = if attempts > 0 { attempts + ALLOC } else { 0 };
-        std::mem::size_of::<JobRecord>()
-            + INDEX
-            + text(self.id.as_str())
-            + text(&self.kind)
-            + text(&self.owner)
-            + result
-            + attempts
-    }
-}
-
 /// How long finished records are kept, and how many bytes of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Retention {
@@ -252,14 +223,6 @@ impl<V> FinishedLog<V> {
         dropped
     }
 
-    /// The entries, newest first.
-    pub(crate) fn iter_newest_first(&self) -> impl Iterator<Item = (&JobId, &V)> {
-        self.order.iter().rev().filter_map(|(seq, id)| {
-            let (live, _, _, value) = self.map.get(id)?;
-            (live == seq).then_some((id, value))
-        })
-    }
-
     /// The entries, oldest first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&JobId, &V)> {
         self.order.iter().filter_map(|(seq, id)| {
@@ -285,8 +248,10 @@ struct LiveRecord {
 pub(crate) struct Records {
     owner: String,
     live: HashMap<JobId, LiveRecord>,
-    /// Boxed: a map of large values moves them on every resize.
-    finished: FinishedLog<Box<JobRecord>>,
+    /// Each finished record as one bincode blob ([`StoredOut`]): one
+    /// allocation per job, decoded into a [`JobRecord`] (and rendered as
+    /// JSON) only when someone asks for it.
+    finished: FinishedLog<Box<[u8]>>,
     retention: Retention,
 }
 
@@ -309,7 +274,12 @@ impl Records {
 
     /// Whether the id is known (unfinished, or finished within retention).
     pub(crate) fn contains(&self, id: &JobId) -> bool {
-        self.live.contains_key(id) || self.finished.get(id).is_some()
+        self.live.contains_key(id) || self.is_finished(id)
+    }
+
+    /// Whether the job is finished (and its record still kept).
+    pub(crate) fn is_finished(&self, id: &JobId) -> bool {
+        self.finished.get(id).is_some()
     }
 
     /// Whether the job is unfinished.
@@ -317,9 +287,17 @@ impl Records {
         self.live.contains_key(id)
     }
 
-    /// The final record of a finished job.
-    pub(crate) fn finished(&self, id: &JobId) -> Option<&JobRecord> {
-        self.finished.get(id).map(|r| &**r)
+    /// The final record of a finished job, decoded from its stored form.
+    pub(crate) fn finished(&self, id: &JobId) -> Option<JobRecord> {
+        let blob = self.finished.get(id)?;
+        match bincode::deserialize::<StoredIn>(blob) {
+            Ok(stored) => Some(stored.into_record(id.clone(), self.owner.clone())),
+            Err(err) => {
+                // Only this module writes these bytes: a bug, not input.
+                tracing::error!(%id, %err, "a stored job record does not decode");
+                None
+            }
+        }
     }
 
     /// A job was accepted.
@@ -412,9 +390,12 @@ impl Records {
     }
 
     /// The job is final: its record moves to the finished ones (evicting
-    /// the oldest beyond retention). Returns the record, for the journal.
-    pub(crate) fn finish(&mut self, result: &JobResult, now_ms: u64) -> Option<&JobRecord> {
-        let live = self.live.remove(&result.id)?;
+    /// the oldest beyond retention). Returns whether the job was
+    /// unfinished here (its record is then [`finished`](Self::finished)).
+    pub(crate) fn finish(&mut self, result: &JobResult, now_ms: u64) -> bool {
+        let Some(live) = self.live.remove(&result.id) else {
+            return false;
+        };
         let mut attempts = live.attempts;
         if let Some(last) = attempts.last_mut() {
             last.ended_ms.get_or_insert(now_ms);
@@ -422,31 +403,52 @@ impl Records {
                 last.cause = result.error.as_ref().map(|e| e.cause);
             }
         }
-        let record = JobRecord {
-            id: result.id.clone(),
-            kind: live.kind,
-            owner: self.owner.clone(),
+        let stored = StoredOut {
+            kind: &live.kind,
             state: JobState::of_result(result),
             attempt: result.attempt,
             max_attempts: live.max_attempts,
             submitted_ms: live.submitted_ms,
             started_ms: live.started_ms,
-            finished_ms: Some(now_ms),
-            attempts,
-            progress: None,
-            result: Some(result.clone()),
+            finished_ms: now_ms,
+            attempts: StoredAttempts(&attempts),
+            result: Some(StoredResult::of(result)),
         };
-        self.insert_finished(record, now_ms);
-        self.finished(&result.id)
+        self.store_finished(result.id.clone(), now_ms, &stored, now_ms);
+        true
     }
 
     /// Adds a finished record (e.g. read back from the journal).
     pub(crate) fn insert_finished(&mut self, record: JobRecord, now_ms: u64) {
         let finished_ms = record.finished_ms.unwrap_or(now_ms);
-        let bytes = record.approx_bytes();
         self.live.remove(&record.id);
-        self.finished
-            .insert(record.id.clone(), finished_ms, bytes, Box::new(record));
+        let stored = StoredOut {
+            kind: &record.kind,
+            state: record.state,
+            attempt: record.attempt,
+            max_attempts: record.max_attempts,
+            submitted_ms: record.submitted_ms,
+            started_ms: record.started_ms,
+            finished_ms,
+            attempts: StoredAttempts(&record.attempts),
+            result: record.result.as_ref().map(StoredResult::of),
+        };
+        self.store_finished(record.id.clone(), finished_ms, &stored, now_ms);
+    }
+
+    fn store_finished(&mut self, id: JobId, finished_ms: u64, stored: &StoredOut<'_>, now_ms: u64) {
+        // Sized first, then written into one exact allocation.
+        let blob = match bincode::serialize(stored) {
+            Ok(bytes) => bytes.into_boxed_slice(),
+            Err(err) => {
+                tracing::error!(%id, %err, "a job record does not encode");
+                return;
+            }
+        };
+        const ALLOC: usize = 16;
+        const INDEX: usize = 96;
+        let bytes = blob.len() + ALLOC + INDEX + std::mem::size_of::<Box<[u8]>>();
+        self.finished.insert(id, finished_ms, bytes, blob);
         self.finished.evict(now_ms, self.retention);
     }
 
@@ -470,8 +472,8 @@ impl Records {
         status: Option<LiveStatus>,
         progress: Option<ProgressRecord>,
     ) -> Option<JobRecord> {
-        if let Some(done) = self.finished.get(id) {
-            return Some((**done).clone());
+        if self.is_finished(id) {
+            return self.finished(id);
         }
         let live = self.live.get(id)?;
         let (attempt, running) = status.map_or((0, false), |s| (s.attempt, s.running));
@@ -499,6 +501,169 @@ impl Records {
     #[cfg(test)]
     pub(crate) fn counts(&self) -> (usize, usize, u64) {
         (self.live.len(), self.finished.len(), self.finished.bytes())
+    }
+}
+
+/// The stored form of a finished record (bincode: every field always
+/// written, in order). The id is the map's key and the owner the
+/// coordinator's name, so neither is stored.
+#[derive(Serialize)]
+struct StoredOut<'a> {
+    kind: &'a str,
+    state: JobState,
+    attempt: u32,
+    max_attempts: u32,
+    submitted_ms: u64,
+    started_ms: Option<u64>,
+    finished_ms: u64,
+    attempts: StoredAttempts<'a>,
+    result: Option<StoredResult<'a>>,
+}
+
+/// The attempts as a sequence of tuples (the JSON form's optional fields
+/// would not survive bincode).
+struct StoredAttempts<'a>(&'a [AttemptRecord]);
+
+impl Serialize for StoredAttempts<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|a| {
+            (
+                a.attempt,
+                a.node.as_str(),
+                a.started_ms,
+                a.ended_ms,
+                a.cause,
+            )
+        }))
+    }
+}
+
+#[derive(Serialize)]
+struct StoredResult<'a> {
+    result: Option<&'a str>,
+    error: Option<&'a crate::failure::JobFailure>,
+    worker_node: &'a str,
+    attempt: u32,
+    elapsed: Duration,
+}
+
+impl<'a> StoredResult<'a> {
+    fn of(result: &'a JobResult) -> Self {
+        StoredResult {
+            result: result.result.as_deref(),
+            error: result.error.as_ref(),
+            worker_node: &result.worker_node,
+            attempt: result.attempt,
+            elapsed: result.elapsed,
+        }
+    }
+}
+
+type StoredAttemptIn = (u32, String, u64, Option<u64>, Option<FailureCause>);
+
+/// The leading fields of a stored finished record, borrowed from its blob:
+/// what a search filters on, decoded without an allocation (bincode's
+/// top-level functions allow the trailing fields).
+#[derive(Deserialize)]
+pub(crate) struct StoredHead<'a> {
+    #[serde(borrow)]
+    pub(crate) kind: &'a str,
+    pub(crate) state: JobState,
+    _attempt: u32,
+    _max_attempts: u32,
+    pub(crate) submitted_ms: u64,
+    _started_ms: Option<u64>,
+    _finished_ms: u64,
+}
+
+/// [`StoredHead`] and the attempts' nodes (for a search by node).
+#[derive(Deserialize)]
+pub(crate) struct StoredHeadNodes<'a> {
+    #[serde(borrow)]
+    _head: StoredHead<'a>,
+    #[serde(borrow)]
+    pub(crate) attempts: Vec<(u32, &'a str, u64, Option<u64>, Option<FailureCause>)>,
+}
+
+/// Decodes the stored form of a finished record (the whole of it).
+pub(crate) fn decode_stored(blob: &[u8]) -> Option<StoredSummary> {
+    let stored = bincode::deserialize::<StoredIn>(blob).ok()?;
+    let result = stored.result.as_ref();
+    Some(StoredSummary {
+        kind: stored.kind.clone(),
+        node: result.map(|r| r.worker_node.clone()).unwrap_or_default(),
+        elapsed: result.map_or(Duration::ZERO, |r| r.elapsed),
+        state: stored.state,
+    })
+}
+
+/// What live charts need of a finished record.
+pub(crate) struct StoredSummary {
+    pub(crate) kind: String,
+    pub(crate) node: String,
+    pub(crate) elapsed: Duration,
+    pub(crate) state: JobState,
+}
+
+#[derive(Deserialize)]
+struct StoredIn {
+    kind: String,
+    state: JobState,
+    attempt: u32,
+    max_attempts: u32,
+    submitted_ms: u64,
+    started_ms: Option<u64>,
+    finished_ms: u64,
+    attempts: Vec<StoredAttemptIn>,
+    result: Option<StoredResultIn>,
+}
+
+#[derive(Deserialize)]
+struct StoredResultIn {
+    result: Option<String>,
+    error: Option<crate::failure::JobFailure>,
+    worker_node: String,
+    attempt: u32,
+    elapsed: Duration,
+}
+
+impl StoredIn {
+    fn into_record(self, id: JobId, owner: String) -> JobRecord {
+        let result = self.result.map(|r| JobResult {
+            id: id.clone(),
+            result: r.result,
+            error: r.error,
+            worker_node: r.worker_node,
+            attempt: r.attempt,
+            elapsed: r.elapsed,
+        });
+        let attempts = self
+            .attempts
+            .into_iter()
+            .map(
+                |(attempt, node, started_ms, ended_ms, cause)| AttemptRecord {
+                    attempt,
+                    node,
+                    started_ms,
+                    ended_ms,
+                    cause,
+                },
+            )
+            .collect();
+        JobRecord {
+            id,
+            kind: self.kind,
+            owner,
+            state: self.state,
+            attempt: self.attempt,
+            max_attempts: self.max_attempts,
+            submitted_ms: self.submitted_ms,
+            started_ms: self.started_ms,
+            finished_ms: Some(self.finished_ms),
+            attempts,
+            progress: None,
+            result,
+        }
     }
 }
 

@@ -11,7 +11,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AttemptRecord, JobRecord, JobState, LiveStatus, Records};
+use super::{
+    decode_stored, JobRecord, JobState, LiveStatus, Records, StoredHead, StoredHeadNodes,
+};
 use crate::job::JobId;
 
 /// Most samples one [`Coordinator::finished_between`](crate::Coordinator::finished_between) returns.
@@ -46,14 +48,19 @@ impl JobQuery {
     /// The deepest page start.
     pub const MAX_OFFSET: usize = 1_000_000;
 
-    fn matches(&self, id: &JobId, kind: &str, state: JobState, attempts: &[AttemptRecord]) -> bool {
+    /// Whether a record matches: `on_node` tells whether the job had an
+    /// attempt on a node (asked only when the query names one).
+    fn matches(
+        &self,
+        id: &JobId,
+        kind: &str,
+        state: JobState,
+        on_node: impl FnOnce(&str) -> bool,
+    ) -> bool {
         self.state.is_none_or(|s| s == state)
             && self.kind.as_deref().is_none_or(|k| k == kind)
             && self.id.as_deref().is_none_or(|t| id.as_str().contains(t))
-            && self
-                .node
-                .as_deref()
-                .is_none_or(|n| attempts.iter().any(|a| a.node == n))
+            && self.node.as_deref().is_none_or(on_node)
     }
 }
 
@@ -100,14 +107,24 @@ impl Records {
             } else {
                 JobState::Queued
             };
-            if query.matches(id, &live.kind, state, &live.attempts) {
+            let on_node = |n: &str| live.attempts.iter().any(|a| a.node == n);
+            if query.matches(id, &live.kind, state, on_node) {
                 hits.push((live.submitted_ms, id));
             }
         }
-        // The finished map itself, in no order: no lookup per entry.
-        for (id, (_, _, _, record)) in &self.finished.map {
-            if query.matches(id, &record.kind, record.state, &record.attempts) {
-                hits.push((record.submitted_ms, id));
+        // The finished map itself, in no order: no lookup per entry, and of
+        // each stored record only the leading fields, borrowed (the nodes
+        // of its attempts only for a search by node).
+        for (id, (_, _, _, blob)) in &self.finished.map {
+            let Ok(head) = bincode::deserialize::<StoredHead<'_>>(blob) else {
+                continue;
+            };
+            let on_node = |n: &str| {
+                bincode::deserialize::<StoredHeadNodes<'_>>(blob)
+                    .is_ok_and(|h| h.attempts.iter().any(|a| a.1 == n))
+            };
+            if query.matches(id, head.kind, head.state, on_node) {
+                hits.push((head.submitted_ms, id));
             }
         }
         let total = hits.len();
@@ -143,21 +160,27 @@ impl Records {
         limit: usize,
     ) -> Vec<FinishedSample> {
         let limit = limit.min(MAX_SAMPLES);
-        self.finished
-            .iter_newest_first()
-            .map(|(_, record)| record)
-            .skip_while(|r| r.finished_ms.unwrap_or(0) > until_ms)
-            .take_while(|r| r.finished_ms.unwrap_or(0) > after_ms)
+        let finished = &self.finished;
+        finished
+            .order
+            .iter()
+            .rev()
+            .filter_map(|(seq, id)| {
+                let (live, finished_ms, _, blob) = finished.map.get(id)?;
+                (live == seq).then_some((*finished_ms, blob))
+            })
+            .skip_while(|(finished_ms, _)| *finished_ms > until_ms)
+            .take_while(|(finished_ms, _)| *finished_ms > after_ms)
             .take(limit)
-            .map(|r| {
-                let result = r.result.as_ref();
-                FinishedSample {
-                    kind: r.kind.clone(),
-                    node: result.map(|x| x.worker_node.clone()).unwrap_or_default(),
-                    finished_ms: r.finished_ms.unwrap_or(0),
-                    elapsed_ms: result.map_or(0.0, |x| x.elapsed.as_secs_f64() * 1e3),
-                    succeeded: r.state == JobState::Succeeded,
-                }
+            .filter_map(|(finished_ms, blob)| {
+                let stored = decode_stored(blob)?;
+                Some(FinishedSample {
+                    kind: stored.kind,
+                    node: stored.node,
+                    finished_ms,
+                    elapsed_ms: stored.elapsed.as_micros() as f64 / 1e3,
+                    succeeded: stored.state == JobState::Succeeded,
+                })
             })
             .collect()
     }

@@ -434,6 +434,7 @@ impl LocalSetup {
             http: None,
             secret_file: Some(file),
             ready_timeout: READY_TIMEOUT,
+            data_dir: None,
         };
         eprintln!(
             "starting a local cluster of {} node processes with {} workers each",

@@ -635,9 +635,12 @@ impl Shell {
     fn complete(&mut self, result: JobResult) {
         self.progress.remove(&result.id);
         let now_ms = now_ms();
-        let record = self.records.finish(&result, now_ms);
+        let finished = self.records.finish(&result, now_ms);
         if self.journal.is_some() {
-            let entry = match record.map(serde_json::to_vec) {
+            let record = finished
+                .then(|| self.records.finished(&result.id))
+                .flatten();
+            let entry = match record.as_ref().map(serde_json::to_vec) {
                 Some(Ok(json)) => Record::Finished(result.id.clone(), now_ms, json),
                 _ => Record::Complete(result.id.clone()),
             };

@@ -47,7 +47,7 @@ impl Shell {
 
     /// The final result of a finished job within retention.
     fn final_result(&self, id: &JobId) -> Option<JobResult> {
-        self.records.finished(id)?.result.clone()
+        self.records.finished(id)?.result
     }
 
     /// A local submission of a known id: the caller waits for that job.
@@ -188,7 +188,7 @@ impl Shell {
     }
 
     fn cancel_one(&mut self, id: &JobId, now: Instant) -> CancelOutcome {
-        if self.records.finished(id).is_some() {
+        if self.records.is_finished(id) {
             return CancelOutcome::Final;
         }
         if let Some(at) = self.deferred.iter().position(|job| &job.id == id) {

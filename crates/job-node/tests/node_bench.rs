@@ -1,0 +1,142 @@
+//! `job-node bench` cannot rot: it runs briefly (small N) against a local
+//! cluster it starts (with and without the journal) and against a running
+//! node (`--cluster`), and its JSON report must be complete and consistent.
+//! Only counts and orderings are checked, never timings.
+
+mod common;
+
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use common::{stderr, stdout, wait_formed, NodeProc, BIN};
+use serde_json::Value;
+use tokio::process::Command;
+
+/// Generous: a debug build on a loaded 2-core machine starts the nodes,
+/// runs the jobs and both baselines.
+const BENCH_LIMIT: Duration = Duration::from_secs(180);
+
+async fn bench(args: &[&str]) -> Value {
+    let mut command = Command::new(BIN);
+    command
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .env("RUST_LOG", "error")
+        .env_remove("JOBMESH_CLUSTER")
+        .env_remove("JOBMESH_SECRET_FILE")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let out: Output = tokio::time::timeout(BENCH_LIMIT, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("job-node bench {args:?} did not finish in time"))
+        .expect("run job-node bench");
+    assert!(out.status.success(), "bench {args:?}: {}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
+}
+
+fn number(report: &Value, path: &[&str]) -> f64 {
+    let mut v = report;
+    for key in path {
+        v = &v[key];
+    }
+    v.as_f64()
+        .unwrap_or_else(|| panic!("{path:?} is not a number: {report:#}"))
+}
+
+/// What every report must say, whatever the cluster.
+fn check_report(report: &Value, jobs: u64, rounds: u64) {
+    let t = &report["throughput"];
+    assert_eq!(t["jobs"], jobs, "{report:#}");
+    assert_eq!(t["succeeded"], jobs, "every job answered once: {report:#}");
+    assert_eq!(
+        (t["failed"].as_u64(), t["refused"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert!(number(report, &["throughput", "jobs_per_second"]) > 0.0);
+    assert!(number(report, &["throughput", "seconds"]) > 0.0);
+    let l = &report["latency"];
+    assert_eq!(
+        (l["rounds"].as_u64(), l["failed"].as_u64()),
+        (Some(rounds), Some(0))
+    );
+    for what in [&["latency"][..], &["baseline", "ws_ping_pong"][..]] {
+        let at = |p: &str| number(report, &[what, &[p]].concat());
+        let (p50, p99, p999) = (at("p50_us"), at("p99_us"), at("p999_us"));
+        assert!(
+            0.0 < p50 && p50 <= p99 && p99 <= p999,
+            "{what:?}: {report:#}"
+        );
+    }
+    assert!(number(report, &["baseline", "ws_echo_messages_per_second"]) > 0.0);
+    assert_eq!(report["kind"], "echo");
+    assert_eq!(report["data_bytes"], 16);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_runs_a_local_cluster_end_to_end() {
+    let report = bench(&[
+        "--nodes",
+        "2",
+        "--workers",
+        "2",
+        "--jobs",
+        "3000",
+        "--window",
+        "200",
+        "--rounds",
+        "100",
+    ])
+    .await;
+    check_report(&report, 3000, 100);
+    assert_eq!(report["cluster"], "local");
+    assert_eq!(
+        (report["nodes"].as_u64(), report["workers"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(report["journal"], false);
+    assert!(number(&report, &["throughput", "cpu_us_per_job"]) > 0.0);
+    assert!(number(&report, &["load_average"]) >= 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_runs_a_journaled_local_cluster() {
+    let report = bench(&[
+        "--nodes",
+        "1",
+        "--workers",
+        "2",
+        "--journal",
+        "--jobs",
+        "1000",
+        "--window",
+        "100",
+        "--rounds",
+        "20",
+    ])
+    .await;
+    check_report(&report, 1000, 20);
+    assert_eq!(report["journal"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_measures_a_running_cluster() {
+    let node = NodeProc::start("b1", &[]).await;
+    wait_formed(node.url(), 1).await;
+    let report = bench(&[
+        "--cluster",
+        node.url(),
+        "--jobs",
+        "1000",
+        "--window",
+        "50",
+        "--rounds",
+        "20",
+    ])
+    .await;
+    check_report(&report, 1000, 20);
+    assert_eq!(report["cluster"], node.url());
+    assert_eq!(report["nodes"], 1);
+    assert_eq!(report["workers"], Value::Null);
+    assert_eq!(report["throughput"]["cpu_us_per_job"], Value::Null);
+}
