@@ -11,9 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    decode_stored, JobRecord, JobState, LiveStatus, Records, StoredHead, StoredHeadNodes,
-};
+use super::{decode_stored, JobRecord, JobState, LiveStatus, Records, StoredHead, StoredHeadNodes};
 use crate::job::JobId;
 
 /// Most samples one [`Coordinator::finished_between`](crate::Coordinator::finished_between) returns.
