@@ -576,13 +576,16 @@ pub(crate) struct StoredHead<'a> {
     _finished_ms: u64,
 }
 
+/// A stored attempt, its node borrowed.
+pub(crate) type StoredAttemptRef<'a> = (u32, &'a str, u64, Option<u64>, Option<FailureCause>);
+
 /// [`StoredHead`] and the attempts' nodes (for a search by node).
 #[derive(Deserialize)]
 pub(crate) struct StoredHeadNodes<'a> {
     #[serde(borrow)]
     _head: StoredHead<'a>,
     #[serde(borrow)]
-    pub(crate) attempts: Vec<(u32, &'a str, u64, Option<u64>, Option<FailureCause>)>,
+    pub(crate) attempts: Vec<StoredAttemptRef<'a>>,
 }
 
 /// Decodes the stored form of a finished record (the whole of it).
