@@ -157,7 +157,8 @@ function renderCluster() {
   const rows = cluster.members.map((m) => {
     const kindTags = m.tags.filter((t) => t.startsWith("kind:")).map((t) => t.slice(5));
     kindTags.forEach((k) => kinds.add(k));
-    const other = m.tags.filter((t) => !t.startsWith("kind:"));
+    // User tags have no ":"; kind:, capacity:, workers:, accept: are the queue's own.
+    const other = m.tags.filter((t) => !t.includes(":"));
     const since = s.since_ms && s.since_ms[m.node];
     return h("tr", { dataset: { node: m.node, status: m.status } },
       h("td", { class: "mono" }, m.node, m.node === cluster.node ? h("span", { class: "muted" }, " (this)") : null),
