@@ -197,13 +197,21 @@ async fn metrics_parse(node: &NodeProc) {
         .head
         .to_ascii_lowercase()
         .contains("text/plain; version=0.0.4"));
-    let samples = parse_prometheus(&reply.body);
+    // Read with a real parser of the classic format.
+    use openmetrics_parser::PrometheusValue;
+    let parsed = openmetrics_parser::prometheus::parse_prometheus(&reply.body)
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", reply.body));
     let value = |name: &str| -> f64 {
-        samples
-            .iter()
-            .filter(|(n, _, _)| n == name)
-            .map(|(_, _, v)| v)
-            .sum()
+        parsed.families.get(name).map_or(0.0, |family| {
+            family
+                .iter_samples()
+                .map(|s| match &s.value {
+                    PrometheusValue::Counter(c) => c.value.as_f64(),
+                    PrometheusValue::Gauge(n) | PrometheusValue::Unknown(n) => n.as_f64(),
+                    _ => 0.0,
+                })
+                .sum()
+        })
     };
     assert!(
         value("jobmesh_jobs_submitted_total") >= 4.0,
@@ -216,42 +224,12 @@ async fn metrics_parse(node: &NodeProc) {
         reply.body
     );
     assert_eq!(value("jobmesh_links"), 2.0);
-    assert!(samples
-        .iter()
-        .any(|(n, l, v)| n == "jobmesh_members" && l == "status=\"up\"" && *v == 3.0));
-}
-
-/// Checks the text format: `# TYPE`/`# HELP`/`# UNIT` lines, samples of
-/// declared families with numeric values, and the closing `# EOF`.
-fn parse_prometheus(text: &str) -> Vec<(String, String, f64)> {
-    let mut families = Vec::new();
-    let mut samples = Vec::new();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.last(), Some(&"# EOF"), "no # EOF:\n{text}");
-    for line in &lines[..lines.len() - 1] {
-        if let Some(rest) = line.strip_prefix("# ") {
-            let mut parts = rest.splitn(3, ' ');
-            match (parts.next(), parts.next()) {
-                (Some("TYPE"), Some(name)) => families.push(name.to_owned()),
-                (Some("HELP" | "UNIT"), Some(_)) => {}
-                _ => panic!("bad descriptor: {line}"),
-            }
-            continue;
-        }
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
-        let value: f64 = match value {
-            "+Inf" => f64::INFINITY,
-            v => v.parse().unwrap_or_else(|_| panic!("bad value: {line}")),
-        };
-        let (name, labels) = match series.split_once('{') {
-            Some((name, rest)) => (name, rest.strip_suffix('}').expect("closed labels")),
-            None => (series, ""),
-        };
-        assert!(
-            families.iter().any(|f| name.starts_with(f.as_str())),
-            "undeclared family: {line}"
-        );
-        samples.push((name.to_owned(), labels.to_owned(), value));
-    }
-    samples
+    let up = parsed.families["jobmesh_members"]
+        .get_sample_by_label_values(&["up".to_owned()])
+        .map(|s| s.value.clone());
+    assert!(
+        matches!(up, Some(PrometheusValue::Gauge(n)) if n.as_f64() == 3.0),
+        "{}",
+        reply.body
+    );
 }
