@@ -104,3 +104,48 @@ async fn wrong_tokens_are_refused() {
     assert_eq!(t.stats().auth_failures, 2);
     stop(&[&t]).await;
 }
+
+/// A node shutting down (after a drain) sends what is already queued for
+/// a client before its close frame: results are not lost to the close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_frames_reach_the_client_before_the_shutdown_close() {
+    let t = node("node-a", "k").await;
+    let mut rx = t.take_incoming().unwrap();
+    let mut ws = connect_bearer(T, &t.url(), "k").await;
+    auth_ok(T, &mut ws).await;
+    send(
+        T,
+        &mut ws,
+        Message::text(r#"{"to":"worker@node-a","payload":1}"#),
+    )
+    .await;
+    let (client, _) = client_text(&mut rx).await;
+    // More than the socket buffers hold while the client does not read:
+    // the writer is stuck mid-queue when the shutdown's close is queued.
+    const FRAMES: usize = 300;
+    let pad = "x".repeat(64 * 1024);
+    for n in 0..FRAMES {
+        t.try_send_to_client(client, format!(r#"{{"n":{n},"pad":"{pad}"}}"#))
+            .unwrap();
+    }
+    let url = t.url().to_owned();
+    let shutdown = tokio::spawn({
+        let t = t.clone();
+        async move { t.shutdown().await }
+    });
+    // The shutdown has begun once the listener refuses connections.
+    let addr = url.trim_start_matches("ws://").to_owned();
+    timeout(T, async {
+        while tokio::net::TcpStream::connect(&addr).await.is_ok() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the listener closes");
+    for n in 0..FRAMES {
+        let got = next_json(T, &mut ws).await;
+        assert_eq!(got["n"], n, "frame {n} lost to the close");
+    }
+    assert_eq!(close_code(T, &mut ws).await, Some(CloseCode::Away));
+    timeout(T, shutdown).await.unwrap().unwrap();
+}

@@ -433,7 +433,14 @@ async fn write_loop(shared: Arc<Shared>, mut sink: ClientSink, q: WriterQueues) 
             biased;
             () = kick.cancelled() => break,
             r = replies.recv() => match r {
-                Some(msg @ Message::Close(_)) => { let _ = sink.send(msg).await; return sink }
+                Some(msg @ Message::Close(_)) => {
+                    // Frames already queued (results of a draining node)
+                    // go out before the close, or the client loses them.
+                    if write_frames(&shared, &mut sink, &mut queue, &mut batch, &window).await.is_ok() {
+                        let _ = sink.send(msg).await;
+                    }
+                    return sink;
+                }
                 Some(msg) => {
                     let idle = shared.config.client_idle_limit;
                     match tokio::time::timeout(idle, sink.send(msg)).await {
