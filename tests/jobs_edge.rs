@@ -62,6 +62,7 @@ fn pool(workers: usize) -> WorkerPoolConfig {
         queue_capacity: 256,
         load_interval: Duration::from_millis(100),
         shutdown_grace: Duration::from_millis(200),
+        ..WorkerPoolConfig::default()
     }
 }
 

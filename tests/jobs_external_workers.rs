@@ -284,3 +284,32 @@ async fn a_draining_pool_waits_for_its_external_tasks() {
     assert_eq!(result.result.as_deref(), Some("done"));
     finish(coord, nodes).await;
 }
+
+/// A pool started without external workers (`job-node start
+/// --no-external-workers`) refuses every registration with a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_without_external_workers_refuses_registrations() {
+    let config = job_queue::WorkerPoolConfig {
+        external_workers: false,
+        ..job_queue::WorkerPoolConfig::default()
+    };
+    let node = start_node_with(None, "xw-off", &[], registry(""), config).await;
+    let mut client = RawWorker::connect(&node.router.url(), "xw-off").await;
+    let refused = client
+        .call(json!({"op":"register","kinds":["ext-off"],"concurrency":1}))
+        .await;
+    assert_eq!(refused["kind"], "error", "{refused}");
+    assert!(
+        refused["payload"]
+            .as_str()
+            .is_some_and(|p| p.contains("external workers are disabled on this node")),
+        "{refused}"
+    );
+    serves(&node.router, "xw-off", "echo", true).await;
+    let tags = node
+        .router
+        .member(&NodeId::new("xw-off").unwrap())
+        .map(|m| m.tags)
+        .unwrap_or_default();
+    assert!(!tags.contains(&"kind:ext-off".to_owned()), "{tags:?}");
+}

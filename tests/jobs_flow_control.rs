@@ -33,6 +33,7 @@ async fn small_queue_cluster(prefix: &str, loops: usize) -> (Router, Vec<Node>) 
         queue_capacity: QUEUE,
         load_interval: Duration::from_millis(100),
         shutdown_grace: Duration::from_millis(200),
+        ..WorkerPoolConfig::default()
     };
     let mut nodes = Vec::new();
     let mut names = Vec::new();

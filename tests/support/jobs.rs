@@ -155,6 +155,7 @@ pub async fn start_node(
         queue_capacity: 256,
         load_interval,
         shutdown_grace: Duration::from_millis(200),
+        ..WorkerPoolConfig::default()
     };
     start_node_with(seed, name, tags, registry, config).await
 }

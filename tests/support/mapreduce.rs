@@ -126,6 +126,7 @@ async fn start_worker(name: &str, seed: String, settings: &MrSettings) -> MrWork
         queue_capacity: 256,
         load_interval: Duration::from_millis(100),
         shutdown_grace: Duration::from_millis(100),
+        ..WorkerPoolConfig::default()
     };
     let pool = within(STEP, "pool", WorkerPool::start(&router, handlers, config))
         .await

@@ -124,6 +124,11 @@ pub(crate) struct StartArgs {
     /// [env: JOBMESH_METRICS_OPEN=true]
     #[arg(long)]
     pub metrics_open: bool,
+    /// Refuse clients that register as external workers (docs/wire.md,
+    /// "External workers"); by default any client of this node may.
+    /// [env: JOBMESH_NO_EXTERNAL_WORKERS=true]
+    #[arg(long)]
+    pub no_external_workers: bool,
     /// With --join: how long to try to authenticate with a seed before
     /// giving up and exiting non-zero, in seconds (default 60).
     /// [env: JOBMESH_JOIN_TIMEOUT]

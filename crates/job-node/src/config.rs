@@ -56,6 +56,8 @@ pub(crate) struct ConfigLayer {
     pub http_auth: Option<bool>,
     /// Serve /metrics without the token.
     pub metrics_open: Option<bool>,
+    /// Refuse external worker registrations.
+    pub no_external_workers: Option<bool>,
     /// Seconds to try to authenticate with a seed before exiting.
     pub join_timeout: Option<f64>,
     /// Retention of finished job records, by age.
@@ -249,6 +251,7 @@ impl ConfigLayer {
             tls_ca: args.tls_ca.clone(),
             http_auth: args.http_auth.then_some(true),
             metrics_open: args.metrics_open.then_some(true),
+            no_external_workers: args.no_external_workers.then_some(true),
             join_timeout: args.join_timeout.map(|d| d.as_secs_f64()),
             retention: args.retention,
             retention_bytes: args.retention_bytes,
@@ -280,6 +283,7 @@ impl ConfigLayer {
             tls_ca: get("JOBMESH_TLS_CA").map(PathBuf::from),
             http_auth: parse_env(&get, "JOBMESH_HTTP_AUTH", "true or false")?,
             metrics_open: parse_env(&get, "JOBMESH_METRICS_OPEN", "true or false")?,
+            no_external_workers: parse_env(&get, "JOBMESH_NO_EXTERNAL_WORKERS", "true or false")?,
             join_timeout: parse_env(&get, "JOBMESH_JOIN_TIMEOUT", "a number of seconds")?,
             retention: parse_env(&get, "JOBMESH_RETENTION", "a duration like 24h")?,
             retention_bytes: parse_env(&get, "JOBMESH_RETENTION_BYTES", "a size like 256MiB")?,
@@ -328,6 +332,7 @@ impl ConfigLayer {
             tls_ca: self.tls_ca.or(lower.tls_ca),
             http_auth: self.http_auth.or(lower.http_auth),
             metrics_open: self.metrics_open.or(lower.metrics_open),
+            no_external_workers: self.no_external_workers.or(lower.no_external_workers),
             join_timeout: self.join_timeout.or(lower.join_timeout),
             retention: self.retention.or(lower.retention),
             retention_bytes: self.retention_bytes.or(lower.retention_bytes),
@@ -389,6 +394,8 @@ pub(crate) struct NodeConfig {
     pub http_auth: bool,
     /// Whether /metrics is served without the token.
     pub metrics_open: bool,
+    /// Whether clients may register as external workers.
+    pub external_workers: bool,
     /// How long a joining node tries to authenticate with a seed.
     pub join_timeout: std::time::Duration,
     /// The name is the default `node-PORT` (no `--name`).
@@ -534,6 +541,7 @@ impl NodeConfig {
             tls,
             http_auth,
             metrics_open: layer.metrics_open.unwrap_or(false),
+            external_workers: !layer.no_external_workers.unwrap_or(false),
             join_timeout,
             name,
             listen,

@@ -242,3 +242,28 @@ fn retention_sizes_and_ages_parse() {
         (DEFAULT_RETENTION, DEFAULT_RETENTION_BYTES)
     );
 }
+
+#[test]
+fn external_workers_can_be_refused_by_flag_env_or_file() {
+    let on = NodeConfig::resolve_with(&StartArgs::default(), no_env()).unwrap();
+    assert!(on.external_workers, "allowed by default");
+    let args = StartArgs {
+        no_external_workers: true,
+        ..StartArgs::default()
+    };
+    assert!(
+        !NodeConfig::resolve_with(&args, no_env())
+            .unwrap()
+            .external_workers
+    );
+    let environment = env(&[("JOBMESH_NO_EXTERNAL_WORKERS", "true")]);
+    let config = NodeConfig::resolve_with(&StartArgs::default(), environment).unwrap();
+    assert!(!config.external_workers);
+    let dir = TempDir::new();
+    let file = dir.write("node.toml", "no_external_workers = true\n");
+    let environment = env(&[("JOBMESH_CONFIG", file.to_str().unwrap())]);
+    let config = NodeConfig::resolve_with(&StartArgs::default(), environment).unwrap();
+    assert!(!config.external_workers);
+    let bad = env(&[("JOBMESH_NO_EXTERNAL_WORKERS", "maybe")]);
+    assert!(NodeConfig::resolve_with(&StartArgs::default(), bad).is_err());
+}

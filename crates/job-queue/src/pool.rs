@@ -52,6 +52,10 @@ pub struct WorkerPoolConfig {
     /// How long [`WorkerPool::shutdown`] lets running jobs finish before it
     /// cancels them (they are then reported as retryable `node_down`).
     pub shutdown_grace: Duration,
+    /// Whether clients of this node may register as external workers
+    /// (`external@<node>`, docs/wire.md); when false every registration
+    /// is refused with "external workers are disabled on this node".
+    pub external_workers: bool,
 }
 
 impl Default for WorkerPoolConfig {
@@ -62,6 +66,7 @@ impl Default for WorkerPoolConfig {
             queue_capacity: engine.queue_capacity,
             load_interval: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(5),
+            external_workers: true,
         }
     }
 }
@@ -136,7 +141,7 @@ impl WorkerPool {
         let mut kind_tags = registry.kind_tags();
         let window = u32::try_from(config.queue_capacity.max(1)).unwrap_or(u32::MAX);
         kind_tags.push(capacity_tag(window));
-        let external = external_workers(router, &registry, config.queue_capacity)?;
+        let external = external_workers(router, &registry, &config)?;
         let workers = u32::try_from(config.workers.max(1)).unwrap_or(u32::MAX);
         kind_tags.push(concurrency_tag(workers));
         let draining = Arc::new(AtomicBool::new(false));
@@ -816,7 +821,7 @@ impl PoolActor {
 fn external_workers(
     router: &Router,
     registry: &HandlerRegistry,
-    queue: usize,
+    config: &WorkerPoolConfig,
 ) -> Result<ExternalWorkers<Arc<Ticket>>, JobError> {
     let me = router.addr(EXTERNAL)?;
     let node_tags = router
@@ -831,7 +836,10 @@ fn external_workers(
         me,
         node_tags,
         local_kinds,
-        ExternalLimits::new(queue),
+        ExternalLimits {
+            enabled: config.external_workers,
+            ..ExternalLimits::new(config.queue_capacity)
+        },
     ))
 }
 

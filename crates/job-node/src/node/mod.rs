@@ -168,6 +168,7 @@ impl Node {
         let pool_config = WorkerPoolConfig {
             workers: config.workers,
             shutdown_grace: POOL_CANCEL_GRACE,
+            external_workers: config.external_workers,
             ..WorkerPoolConfig::default()
         };
         // The pool first: it advertises the kinds, which the coordinator's

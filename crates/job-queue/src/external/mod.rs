@@ -50,6 +50,8 @@ pub const EXTERNAL: &str = "external";
 /// Bounds on what external workers may ask of a node.
 #[derive(Clone, Debug)]
 pub(crate) struct ExternalLimits {
+    /// Whether the node takes external workers at all.
+    pub(crate) enabled: bool,
     /// Registrations one client may hold.
     pub(crate) registrations_per_client: usize,
     /// Registrations on the node.
@@ -72,6 +74,7 @@ pub(crate) struct ExternalLimits {
 impl ExternalLimits {
     pub(crate) fn new(queue: usize) -> Self {
         ExternalLimits {
+            enabled: true,
             registrations_per_client: 64,
             registrations: 4096,
             kinds: 32,

@@ -104,6 +104,9 @@ impl<T: Clone> ExternalWorkers<T> {
         now: Instant,
     ) -> Result<serde_json::Value, String> {
         let limits = &self.limits;
+        if !limits.enabled {
+            return Err("external workers are disabled on this node".to_owned());
+        }
         if kinds.is_empty() || kinds.len() > limits.kinds {
             return Err(format!("register 1..={} kinds", limits.kinds));
         }
