@@ -85,8 +85,8 @@ pub enum JobReply {
     Refused(String),
 }
 
-/// Most ids per `get`, `cancel` or `attach` command (the coordinator's bound).
-pub const MAX_IDS: usize = 1_000;
+/// Most ids per `get`, `cancel` or `attach` command: the coordinator's bound.
+pub use job_queue::MAX_IDS;
 
 /// The answer to `get`: the records found and the ids nobody knows.
 #[derive(Debug, Clone, Default, Deserialize)]

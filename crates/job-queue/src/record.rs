@@ -590,13 +590,20 @@ pub(crate) struct StoredHeadNodes<'a> {
 
 /// Decodes the stored form of a finished record (the whole of it).
 pub(crate) fn decode_stored(blob: &[u8]) -> Option<StoredSummary> {
-    let stored = bincode::deserialize::<StoredIn>(blob).ok()?;
-    let result = stored.result.as_ref();
+    let StoredIn {
+        kind,
+        state,
+        result,
+        ..
+    } = bincode::deserialize(blob).ok()?;
+    let (node, elapsed) = result.map_or((String::new(), Duration::ZERO), |r| {
+        (r.worker_node, r.elapsed)
+    });
     Some(StoredSummary {
-        kind: stored.kind.clone(),
-        node: result.map(|r| r.worker_node.clone()).unwrap_or_default(),
-        elapsed: result.map_or(Duration::ZERO, |r| r.elapsed),
-        state: stored.state,
+        kind,
+        node,
+        elapsed,
+        state,
     })
 }
 

@@ -32,31 +32,9 @@ async fn call_with(
     headers: &str,
     body: Option<&str>,
 ) -> Reply {
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        let body = body.unwrap_or("");
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{headers}\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).await.unwrap();
-        stream.write_all(body.as_bytes()).await.unwrap();
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.unwrap();
-        let raw = String::from_utf8(raw).unwrap();
-        let (headers, body) = raw.split_once("\r\n\r\n").expect("no header end");
-        Reply {
-            status: headers[9..12].parse().unwrap(),
-            headers: headers.to_owned(),
-            body: if headers.to_ascii_lowercase().contains("chunked") {
-                dechunk(body)
-            } else {
-                body.to_owned()
-            },
-        }
-    };
-    timeout(LIMIT, exchange).await.expect("HTTP request hung")
+    timeout(LIMIT, request_with(addr, method, path, headers, body))
+        .await
+        .expect("HTTP request hung")
 }
 
 /// Opens `GET /dashboard/events` and reads until `until` appears in what

@@ -58,7 +58,7 @@ impl NodeApi {
     pub(crate) async fn track_resumed(&self) -> usize {
         let resumed = self.coordinator.resumed().to_vec();
         let mut kinds = HashMap::with_capacity(resumed.len());
-        for chunk in resumed.chunks(crate::remote::MAX_IDS) {
+        for chunk in resumed.chunks(job_queue::MAX_IDS) {
             match self.coordinator.get(chunk.to_vec()).await {
                 Ok(found) => kinds.extend(found.records.into_iter().map(|r| (r.id, r.kind))),
                 Err(err) => tracing::warn!(%err, "cannot read the records of resumed jobs"),
