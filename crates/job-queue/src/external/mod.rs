@@ -298,15 +298,7 @@ impl<T: Clone> ExternalWorkers<T> {
         };
         if let Some(q) = self.queue.remove(position) {
             let why = format!("cancelled on {} before it started", self.node);
-            let failure = JobFailure::new(FailureCause::Cancelled, why);
-            let result = JobResult::failure(
-                q.job.id,
-                failure,
-                &*self.node,
-                q.job.attempt,
-                Duration::ZERO,
-            );
-            self.effects.push(Effect::Finished(result, q.ticket));
+            self.fail_unstarted(q.job, q.ticket, FailureCause::Cancelled, why);
         }
         true
     }
@@ -355,15 +347,7 @@ impl<T: Clone> ExternalWorkers<T> {
         }
         for q in std::mem::take(&mut self.queue) {
             let why = format!("worker pool on {} shut down", self.node);
-            let failure = JobFailure::new(FailureCause::NodeDown, why);
-            let result = JobResult::failure(
-                q.job.id,
-                failure,
-                &*self.node,
-                q.job.attempt,
-                Duration::ZERO,
-            );
-            self.effects.push(Effect::Finished(result, q.ticket));
+            self.fail_unstarted(q.job, q.ticket, FailureCause::NodeDown, why);
         }
     }
 
@@ -443,7 +427,13 @@ impl<T: Clone> ExternalWorkers<T> {
     }
 
     fn refuse(&mut self, job: Job, ticket: T, why: String) {
-        let failure = JobFailure::new(FailureCause::Refused, why);
+        self.fail_unstarted(job, ticket, FailureCause::Refused, why);
+    }
+
+    /// Answers a job that never reached a worker (refused, cancelled or
+    /// shut down while queued): no time was spent on it.
+    fn fail_unstarted(&mut self, job: Job, ticket: T, cause: FailureCause, why: String) {
+        let failure = JobFailure::new(cause, why);
         let result = JobResult::failure(job.id, failure, &*self.node, job.attempt, Duration::ZERO);
         self.effects.push(Effect::Finished(result, ticket));
     }
