@@ -100,3 +100,60 @@ async fn a_restarted_coordinator_resumes_every_unfinished_job_exactly_once() {
     stop_all(nodes).await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_survive_a_restart_and_can_be_resubmitted_or_discarded_after_it() {
+    let dir = data_dir();
+    let options = CoordinatorOptions {
+        data_dir: Some(dir.clone()),
+        ..CoordinatorOptions::default()
+    };
+    let nodes = cluster(&[("dl-a", &[]), ("dl-b", &[])], "").await;
+    let first = coordinator_with(&nodes[0].router, StrategyKind::RoundRobin, options.clone()).await;
+    // `reject` fails for good at once: two dead letters, with their payloads.
+    let mut ids = Vec::new();
+    for payload in ["first payload", "second payload"] {
+        let result = within(STEP, "rejected job", first.run(Job::new("reject", payload)))
+            .await
+            .unwrap();
+        assert!(result.outcome().is_err(), "{result:?}");
+        ids.push(result.id);
+    }
+    let before = within(STEP, "dead letters", first.dead_letters())
+        .await
+        .unwrap();
+    assert_eq!(before.len(), 2);
+    within(STEP, "first coordinator stops", first.shutdown()).await;
+
+    // A new coordinator on the same directory has them: job, payload and
+    // the failure of each attempt.
+    let second =
+        coordinator_with(&nodes[0].router, StrategyKind::RoundRobin, options.clone()).await;
+    let after = within(STEP, "dead letters", second.dead_letters())
+        .await
+        .unwrap();
+    assert_eq!(after, before);
+    assert_eq!(after[0].job.data, "first payload");
+    assert_eq!(after[0].failures.len(), 1);
+    // Discarded and resubmitted ones are gone for good.
+    assert!(within(STEP, "discard", second.discard(ids[0].clone()))
+        .await
+        .unwrap());
+    let rerun = within(STEP, "resubmit", second.resubmit(ids[1].clone()))
+        .await
+        .unwrap();
+    let result = within(STEP, "rerun", rerun.result()).await.unwrap();
+    assert!(result.outcome().is_err(), "reject fails again: {result:?}");
+    within(STEP, "second coordinator stops", second.shutdown()).await;
+
+    let third = coordinator_with(&nodes[0].router, StrategyKind::RoundRobin, options).await;
+    let last = within(STEP, "dead letters", third.dead_letters())
+        .await
+        .unwrap();
+    // Only the resubmitted job's second failure is a dead letter now.
+    let left: Vec<&JobId> = last.iter().map(|l| &l.job.id).collect();
+    assert_eq!(left, [&ids[1]]);
+    within(STEP, "third coordinator stops", third.shutdown()).await;
+    stop_all(nodes).await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -45,20 +45,24 @@ pub(crate) struct DeadLetters {
 }
 
 impl DeadLetters {
-    /// Adds a dead letter, evicting the oldest beyond `cap`.
-    pub(crate) fn push(&mut self, letter: DeadLetter, cap: usize) {
+    /// Adds a dead letter, evicting the oldest beyond `cap`; returns the
+    /// ids evicted.
+    pub(crate) fn push(&mut self, letter: DeadLetter, cap: usize) -> Vec<JobId> {
         let id = letter.job.id.clone();
         self.remove(&id);
         let seq = self.next_seq;
         self.next_seq += 1;
         self.order.insert(seq, id.clone());
         self.by_id.insert(id, (seq, letter));
+        let mut evicted = Vec::new();
         while self.by_id.len() > cap.max(1) {
             let Some((_, oldest)) = self.order.pop_first() else {
                 break;
             };
             self.by_id.remove(&oldest);
+            evicted.push(oldest);
         }
+        evicted
     }
 
     pub(crate) fn get(&self, id: &JobId) -> Option<&DeadLetter> {
@@ -98,13 +102,15 @@ mod tests {
     #[test]
     fn ordered_capped_and_removable() {
         let mut dl = DeadLetters::default();
-        for id in ["a", "b", "c"] {
-            dl.push(letter(id), 2);
-        }
+        let evicted: Vec<JobId> = ["a", "b", "c"]
+            .into_iter()
+            .flat_map(|id| dl.push(letter(id), 2))
+            .collect();
+        assert_eq!(evicted, [JobId::new("a").unwrap()]);
         let ids: Vec<&str> = dl.list().iter().map(|l| l.job.id.as_str()).collect();
         assert_eq!(ids, ["b", "c"]);
         assert!(dl.remove(&JobId::new("b").unwrap()).is_some());
-        dl.push(letter("c"), 2);
+        assert!(dl.push(letter("c"), 2).is_empty());
         assert_eq!(dl.len(), 1);
         assert!(dl.get(&JobId::new("c").unwrap()).is_some());
     }

@@ -92,6 +92,9 @@ pub enum Action {
         attempts: u32,
         /// The cause of the last failure.
         cause: FailureCause,
+        /// The oldest dead letters dropped to keep the list within
+        /// `max_dead_letters`.
+        evicted: Vec<JobId>,
     },
 }
 
@@ -665,6 +668,16 @@ impl CoordinatorCore {
     /// One dead letter.
     pub fn dead_letter(&self, id: &JobId) -> Option<&DeadLetter> {
         self.dead.get(id)
+    }
+
+    /// Puts back dead letters read from a journal, oldest first; returns
+    /// the ids dropped to keep the list within `max_dead_letters`.
+    pub(crate) fn restore_dead_letters(&mut self, letters: Vec<DeadLetter>) -> Vec<JobId> {
+        let mut evicted = Vec::new();
+        for letter in letters {
+            evicted.extend(self.dead.push(letter, self.config.max_dead_letters));
+        }
+        evicted
     }
 
     /// Removes a dead letter without resubmitting it.

@@ -294,6 +294,7 @@ fn always_failing_job_gets_three_attempts_then_a_dead_letter_with_three_causes()
         id: dl,
         attempts: 3,
         cause,
+        ..
     }] = acts.as_slice()
     else {
         panic!("expected Complete then DeadLettered, got {acts:?}");

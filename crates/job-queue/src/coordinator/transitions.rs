@@ -255,11 +255,12 @@ impl CoordinatorCore {
             job: entry.job,
             failures: entry.failures,
         };
-        self.dead.push(letter, self.config.max_dead_letters);
+        let evicted = self.dead.push(letter, self.config.max_dead_letters);
         self.actions.push_back(Action::DeadLettered {
             id: id.clone(),
             attempts,
             cause,
+            evicted,
         });
     }
 

@@ -1,6 +1,7 @@
 //! The coordinator's journal: an append-only file of records, one per
 //! accepted job (`Submit`, the job's bincode form) and one per finished job
-//! (`Complete`, its id), written by a dedicated thread.
+//! (`Complete`, its id), written by a dedicated thread; also the finished
+//! jobs' records, the recurring jobs and the dead letters.
 //!
 //! Record layout: `len: u32 LE` (of kind + body), `crc32: u32 LE` (of kind +
 //! body), `kind: u8`, body. Replay stops at the first torn or corrupt record
@@ -26,6 +27,7 @@ use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
 use super::recurring::RecurringJob;
 use super::{Accepted, AcceptedMany};
+use crate::coordinator::{AttemptFailure, DeadLetter};
 use crate::error::SubmitError;
 use crate::job::{Job, JobId};
 use crate::record::{now_ms, FinishedLog, JobRecord, Retention};
@@ -44,6 +46,10 @@ const KIND_FINISHED: u8 = 4;
 const KIND_RECURRING: u8 = 5;
 /// A recurring job removed: its name.
 const KIND_UNRECURRING: u8 = 6;
+/// A job dead-lettered: see [`encode_dead_letter`].
+const KIND_DEAD: u8 = 7;
+/// A dead letter removed (resubmitted, discarded or evicted): its id.
+const KIND_UNDEAD: u8 = 8;
 
 /// One journal entry.
 #[derive(Debug)]
@@ -58,6 +64,10 @@ pub(super) enum Record {
     Recurring(String, Vec<u8>),
     /// A recurring job was removed.
     Unrecurring(String),
+    /// A job was dead-lettered ([`encode_dead_letter`]).
+    Dead(JobId, Vec<u8>),
+    /// A dead letter was removed.
+    Undead(JobId),
 }
 
 /// Records to write, and the submissions to acknowledge once they are
@@ -89,6 +99,8 @@ pub(crate) struct Journal {
     pub(super) finished: Vec<JobRecord>,
     /// The recurring jobs, by name.
     pub(super) recurring: Vec<RecurringJob>,
+    /// The dead letters, oldest first.
+    pub(super) dead: Vec<DeadLetter>,
 }
 
 /// The live records: unfinished submits in submission order, and the
@@ -103,6 +115,9 @@ struct Live {
     retention: Retention,
     /// Recurring jobs by name (JSON forms); few (at most `MAX_RECURRING`).
     recurring: std::collections::BTreeMap<String, Vec<u8>>,
+    /// Dead letters by id, with their order of arrival; as many as the
+    /// coordinator keeps (it journals the ones it evicts).
+    dead: HashMap<JobId, (u64, Vec<u8>)>,
 }
 
 impl Live {
@@ -115,7 +130,20 @@ impl Live {
             finished: FinishedLog::default(),
             retention,
             recurring: std::collections::BTreeMap::new(),
+            dead: HashMap::new(),
         }
+    }
+
+    fn dead_letter(&mut self, id: JobId, body: Vec<u8>) {
+        self.seq += 1;
+        self.dead.insert(id, (self.seq, body));
+    }
+
+    /// The dead letters' bodies, oldest first.
+    fn dead_ordered(&self) -> Vec<&[u8]> {
+        let mut list: Vec<&(u64, Vec<u8>)> = self.dead.values().collect();
+        list.sort_unstable_by_key(|(seq, _)| *seq);
+        list.into_iter().map(|(_, body)| body.as_slice()).collect()
     }
 
     fn finish(&mut self, id: JobId, finished_ms: u64, body: Vec<u8>) {
@@ -128,7 +156,8 @@ impl Live {
     /// Bytes of every live record.
     fn total_bytes(&self) -> u64 {
         let recurring: usize = self.recurring.values().map(|b| b.len() + HEADER + 1).sum();
-        self.bytes + self.finished.bytes() + recurring as u64
+        let dead: usize = self.dead.values().map(|(_, b)| b.len() + HEADER + 1).sum();
+        self.bytes + self.finished.bytes() + recurring as u64 + dead as u64
     }
 
     fn submit(&mut self, id: JobId, body: Vec<u8>) {
@@ -205,6 +234,11 @@ impl Journal {
             .values()
             .filter_map(|body| serde_json::from_slice::<RecurringJob>(body).ok())
             .collect();
+        let dead = live
+            .dead_ordered()
+            .into_iter()
+            .filter_map(decode_dead_letter)
+            .collect();
         let id_floor = live.id_floor;
         let file = OpenOptions::new().append(true).open(&path)?;
         let (tx, rx) = std_mpsc::channel();
@@ -231,6 +265,7 @@ impl Journal {
             id_floor,
             finished,
             recurring,
+            dead,
         })
     }
 
@@ -367,6 +402,14 @@ impl Writer {
                 encode(KIND_UNRECURRING, name.as_bytes(), buf);
                 self.live.recurring.remove(&name);
             }
+            Record::Dead(id, body) => {
+                encode(KIND_DEAD, &body, buf);
+                self.live.dead_letter(id, body);
+            }
+            Record::Undead(id) => {
+                encode(KIND_UNDEAD, id.as_str().as_bytes(), buf);
+                self.live.dead.remove(&id);
+            }
         }
     }
 
@@ -396,6 +439,9 @@ fn compact(dir: &Path, path: &Path, live: &Live) -> io::Result<()> {
     }
     for body in live.recurring.values() {
         encode(KIND_RECURRING, body, &mut buf);
+    }
+    for body in live.dead_ordered() {
+        encode(KIND_DEAD, body, &mut buf);
     }
     for body in live.ordered() {
         encode(KIND_SUBMIT, body, &mut buf);
@@ -455,6 +501,15 @@ fn replay(data: &[u8], retention: Retention) -> Live {
                     live.recurring.remove(name);
                 }
             }
+            KIND_DEAD => match decode_dead_letter(body) {
+                Some(letter) => live.dead_letter(letter.job.id, body.to_vec()),
+                None => tracing::warn!("journal: undecodable dead letter skipped"),
+            },
+            KIND_UNDEAD => {
+                if let Ok(Ok(id)) = std::str::from_utf8(body).map(JobId::new) {
+                    live.dead.remove(&id);
+                }
+            }
             KIND_ID_FLOOR => {
                 if let Ok(bytes) = <[u8; 8]>::try_from(body) {
                     live.id_floor = live.id_floor.max(u64::from_le_bytes(bytes));
@@ -471,6 +526,29 @@ fn replay(data: &[u8], retention: Retention) -> Live {
         );
     }
     live
+}
+
+/// A dead letter's journal body: `job_len: u32 LE`, the job's bincode
+/// form, then the failures of its attempts as JSON.
+pub(super) fn encode_dead_letter(letter: &DeadLetter) -> Vec<u8> {
+    let job = letter.job.to_bincode();
+    let failures = serde_json::to_vec(&letter.failures).unwrap_or_else(|_| b"[]".to_vec());
+    let mut body = Vec::with_capacity(4 + job.len() + failures.len());
+    body.extend_from_slice(&u32::try_from(job.len()).unwrap_or(u32::MAX).to_le_bytes());
+    body.extend_from_slice(&job);
+    body.extend_from_slice(&failures);
+    body
+}
+
+/// The dead letter of an [`encode_dead_letter`] body.
+fn decode_dead_letter(body: &[u8]) -> Option<DeadLetter> {
+    let (len, rest) = body.split_first_chunk::<4>()?;
+    let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+    let (job, failures) = (rest.get(..len)?, rest.get(len..)?);
+    Some(DeadLetter {
+        job: Job::from_bincode(job).ok()?,
+        failures: serde_json::from_slice::<Vec<AttemptFailure>>(failures).ok()?,
+    })
 }
 
 /// The id and finish time of a `Finished` body (`finished_ms: u64 LE`,
@@ -693,6 +771,60 @@ mod tests {
         let mut last = Journal::open(&dir, tiny, None).unwrap();
         assert!(last.finished.is_empty());
         last.close().await;
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn dead_letters_survive_reopens_and_compaction_until_removed() {
+        use crate::failure::{FailureCause, JobFailure};
+        let dir = std::env::temp_dir().join(format!("jq-journal-dead-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let letter = |id: &str| DeadLetter {
+            job: job(id),
+            failures: vec![AttemptFailure {
+                attempt: 1,
+                node: Some("n2".into()),
+                failure: JobFailure::new(FailureCause::Panic, format!("{id} broke")),
+            }],
+        };
+        let mut journal = Journal::open(&dir, WIDE, None).unwrap();
+        let mut batch = Batch::default();
+        for id in ["d-1", "d-2", "d-3"] {
+            let id = JobId::new(id).unwrap();
+            batch
+                .records
+                .push(Record::Submit(id.clone(), job(id.as_str()).to_bincode()));
+            batch.records.push(Record::Complete(id.clone()));
+            let body = encode_dead_letter(&letter(id.as_str()));
+            batch.records.push(Record::Dead(id, body));
+        }
+        batch
+            .records
+            .push(Record::Undead(JobId::new("d-2").unwrap()));
+        journal.write(batch);
+        journal.close().await;
+
+        // Reopening replays, then compacts: the letters survive both, in
+        // order, with their job and failures; the removed one stays gone.
+        for _ in 0..2 {
+            let mut again = Journal::open(&dir, WIDE, None).unwrap();
+            assert_eq!(again.dead, [letter("d-1"), letter("d-3")]);
+            assert!(again.unfinished.is_empty());
+            again.close().await;
+        }
+        let mut again = Journal::open(&dir, WIDE, None).unwrap();
+        let mut batch = Batch::default();
+        batch
+            .records
+            .push(Record::Undead(JobId::new("d-1").unwrap()));
+        again.write(batch);
+        again.close().await;
+        let mut last = Journal::open(&dir, WIDE, None).unwrap();
+        assert_eq!(last.dead, [letter("d-3")]);
+        last.close().await;
+        // A cut-off body is skipped, not trusted.
+        assert!(decode_dead_letter(&encode_dead_letter(&letter("x"))[..6]).is_none());
+        assert!(decode_dead_letter(&[0xff, 0xff, 0xff, 0xff]).is_none());
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -192,6 +192,10 @@ impl Shell {
                 for record in std::mem::take(&mut journal.finished) {
                     self.records.insert_finished(record, now_ms);
                 }
+                let letters = std::mem::take(&mut journal.dead);
+                for gone in self.core.restore_dead_letters(letters) {
+                    self.journal_batch.records.push(Record::Undead(gone));
+                }
                 for spec in std::mem::take(&mut journal.recurring) {
                     let name = spec.name.clone();
                     if let Err(err) = self.recurring.insert(spec, now_ms) {
@@ -212,6 +216,7 @@ impl Shell {
         // The predecessor's records are newer than the journal's.
         if let Some(journal) = &mut self.journal {
             journal.finished = Vec::new();
+            journal.dead = Vec::new();
         }
         self.records = retained.records;
         self.extra = retained.extra;
@@ -262,7 +267,10 @@ impl Shell {
         while let Some(action) = self.core.poll_action() {
             match action {
                 Action::Complete(result) => self.complete(result),
-                Action::DeadLettered { id, .. } => tracing::warn!(%id, "job dead-lettered"),
+                Action::DeadLettered { id, evicted, .. } => {
+                    tracing::warn!(%id, "job dead-lettered");
+                    self.journal_dead(&id, evicted);
+                }
                 // Dispatches are moot: the successor resubmits the job.
                 _ => {}
             }
@@ -308,6 +316,33 @@ impl Shell {
         } else {
             let _ = reply.send(accepted);
         }
+    }
+
+    /// Journals a new dead letter (with its job, so that it can be
+    /// resubmitted after a restart) and the ones it evicted.
+    fn journal_dead(&mut self, id: &JobId, evicted: Vec<JobId>) {
+        if self.journal.is_none() {
+            return;
+        }
+        if let Some(letter) = self.core.dead_letter(id) {
+            let body = super::journal::encode_dead_letter(letter);
+            self.journal_batch
+                .records
+                .push(Record::Dead(id.clone(), body));
+        }
+        for gone in evicted {
+            self.journal_batch.records.push(Record::Undead(gone));
+        }
+    }
+
+    /// Removes a dead letter (discarded, or run again), in the journal too;
+    /// whether there was one.
+    pub(super) fn discard_dead(&mut self, id: &JobId) -> bool {
+        let found = self.core.discard_dead_letter(id).is_some();
+        if found && self.journal.is_some() {
+            self.journal_batch.records.push(Record::Undead(id.clone()));
+        }
+        found
     }
 
     fn journal_submit(&mut self, id: &JobId) {
@@ -540,7 +575,11 @@ impl Shell {
                         id,
                         attempts,
                         cause,
-                    } => tracing::warn!(%id, attempts, %cause, "job dead-lettered"),
+                        evicted,
+                    } => {
+                        tracing::warn!(%id, attempts, %cause, "job dead-lettered");
+                        self.journal_dead(&id, evicted);
+                    }
                 }
             }
             let groups: Vec<_> = self.per_node.drain().collect();
@@ -735,7 +774,7 @@ impl Shell {
                 let _ = reply.send(self.records.finished_between(after_ms, until_ms, limit));
             }
             Call::Discard(id, reply) => {
-                let _ = reply.send(self.core.discard_dead_letter(&id).is_some());
+                let _ = reply.send(self.discard_dead(&id));
             }
             Call::AddRecurring(spec, reply) => {
                 let _ = reply.send(self.add_recurring(spec));

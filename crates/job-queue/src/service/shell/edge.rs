@@ -9,7 +9,7 @@ use cluster_router::{Envelope, PayloadFormat};
 use tokio::sync::{mpsc, oneshot};
 
 use super::super::fanout::{self, CancelReport, Lookup, MAX_IDS};
-use super::super::journal::Ack;
+use super::super::journal::{Ack, Record};
 use super::super::{Accepted, AcceptedMany};
 use super::{Shell, Waiter};
 use crate::coordinator::Cancelled;
@@ -127,7 +127,7 @@ impl Shell {
         }
         if !job.id.is_unassigned() {
             self.records.forget_finished(&job.id);
-            self.core.discard_dead_letter(&job.id);
+            self.discard_dead(&job.id);
             self.finished.take(&job.id);
         }
         self.submit_fresh(job, now)
@@ -137,6 +137,9 @@ impl Shell {
     pub(super) fn resubmit(&mut self, id: &JobId, now: Instant) -> Result<JobId, SubmitError> {
         let letter = self.core.dead_letter(id).map(|l| l.job.clone());
         let id = self.core.resubmit_dead_letter(id, now)?;
+        if self.journal.is_some() {
+            self.journal_batch.records.push(Record::Undead(id.clone()));
+        }
         if let Some(job) = letter {
             self.finished.take(&id);
             self.records.submitted(&job, crate::record::now_ms());
@@ -308,7 +311,7 @@ impl Shell {
     pub(super) fn on_discard(&mut self, env: Envelope, id: &str) {
         let reply = match JobId::new(id) {
             Ok(id) => {
-                let discarded = self.core.discard_dead_letter(&id).is_some();
+                let discarded = self.discard_dead(&id);
                 json_reply(&env, &serde_json::json!({ "discarded": discarded }))
             }
             Err(err) => env.error_reply(&err.to_string()),
