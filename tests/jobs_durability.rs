@@ -157,3 +157,43 @@ async fn dead_letters_survive_a_restart_and_can_be_resubmitted_or_discarded_afte
     stop_all(nodes).await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// How many times `needle` occurs in the journal file of `dir`.
+fn journal_mentions(dir: &std::path::Path, needle: &str) -> usize {
+    let data = std::fs::read(dir.join("jobs.journal")).unwrap_or_default();
+    data.windows(needle.len())
+        .filter(|w| *w == needle.as_bytes())
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recurring_job_change_is_answered_once_it_is_in_the_journal() {
+    let dir = data_dir();
+    let options = CoordinatorOptions {
+        data_dir: Some(dir.clone()),
+        ..CoordinatorOptions::default()
+    };
+    let nodes = cluster(&[("rc-a", &[])], "").await;
+    let coord = coordinator_with(&nodes[0].router, StrategyKind::RoundRobin, options).await;
+    let name = "nightly-report-7f3a";
+    for round in 1..=3 {
+        let spec = job_queue::RecurringJob {
+            name: name.into(),
+            cron: "0 0 3 * * *".into(),
+            job: Job::new("echo", "report"),
+        };
+        within(STEP, "add", coord.add_recurring(spec))
+            .await
+            .unwrap();
+        // Answered only after the writer thread wrote (and fsynced) it.
+        assert_eq!(journal_mentions(&dir, name), 2 * round - 1);
+        let removed = within(STEP, "remove", coord.remove_recurring(name))
+            .await
+            .unwrap();
+        assert!(removed);
+        assert_eq!(journal_mentions(&dir, name), 2 * round);
+    }
+    within(STEP, "coordinator stops", coord.shutdown()).await;
+    stop_all(nodes).await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cluster_router::Router;
-use job_queue::{Coordinator, JobError, JobId, JobResult, PendingJob, RecurringJob, SubmitError};
+use job_queue::{
+    Coordinator, JobError, JobId, JobResult, PendingJob, RecurringError, RecurringJob, SubmitError,
+};
 use tokio::sync::watch;
 
 use super::convert;
@@ -283,6 +285,9 @@ impl Api for NodeApi {
             serde_json::from_value(spec).map_err(|e| ApiError::InvalidJob(Box::new(e)))?;
         match self.coordinator.add_recurring(spec).await {
             Ok(next) => Ok(next),
+            Err(JobError::Recurring(err @ RecurringError::Journal { .. })) => {
+                Err(internal(JobError::Recurring(err)))
+            }
             Err(JobError::Recurring(err)) => Err(ApiError::InvalidJob(Box::new(err))),
             Err(err) => Err(internal(err)),
         }

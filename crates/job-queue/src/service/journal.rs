@@ -294,6 +294,8 @@ impl Journal {
 pub(super) enum Ack {
     One(oneshot::Sender<Accepted>, Accepted),
     Many(oneshot::Sender<AcceptedMany>, AcceptedMany),
+    /// Told once the batch's records are durable (or could not be written).
+    Durable(oneshot::Sender<Result<(), io::ErrorKind>>),
 }
 
 impl Ack {
@@ -304,6 +306,9 @@ impl Ack {
             }
             Ack::Many(reply, accepted) => {
                 let _ = reply.send(accepted);
+            }
+            Ack::Durable(reply) => {
+                let _ = reply.send(Ok(()));
             }
         }
     }
@@ -316,6 +321,9 @@ impl Ack {
             }
             Ack::Many(reply, _) => {
                 let _ = reply.send(Err(err));
+            }
+            Ack::Durable(reply) => {
+                let _ = reply.send(Err(kind));
             }
         }
     }

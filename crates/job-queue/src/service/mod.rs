@@ -195,7 +195,7 @@ pub(crate) enum Call {
     /// Adds or replaces a recurring job; answers its next fire time.
     AddRecurring(RecurringJob, oneshot::Sender<Result<u64, RecurringError>>),
     /// Removes a recurring job; answers whether it existed.
-    RemoveRecurring(String, oneshot::Sender<bool>),
+    RemoveRecurring(String, oneshot::Sender<Result<bool, RecurringError>>),
     /// The recurring jobs and their next fire times (unix ms).
     ListRecurring(oneshot::Sender<Vec<(RecurringJob, u64)>>),
 }
@@ -683,9 +683,10 @@ impl Coordinator {
     ///
     /// # Errors
     ///
-    /// [`JobError::Recurring`] for a bad name, expression or template, or
-    /// too many recurring jobs; [`JobError::Ask`] if the coordinator does
-    /// not answer.
+    /// [`JobError::Recurring`] for a bad name, expression or template, too
+    /// many recurring jobs, or a journal that cannot be written (the answer
+    /// waits for the journal's fsync); [`JobError::Ask`] if the coordinator
+    /// does not answer.
     pub async fn add_recurring(&self, spec: RecurringJob) -> Result<u64, JobError> {
         Ok(self.ask(|reply| Call::AddRecurring(spec, reply)).await??)
     }
@@ -695,10 +696,14 @@ impl Coordinator {
     ///
     /// # Errors
     ///
-    /// [`JobError::Ask`] if the coordinator does not answer.
+    /// [`JobError::Recurring`] if the removal cannot be journaled (the
+    /// answer waits for the journal's fsync); [`JobError::Ask`] if the
+    /// coordinator does not answer.
     pub async fn remove_recurring(&self, name: &str) -> Result<bool, JobError> {
         let name = name.to_owned();
-        self.ask(|reply| Call::RemoveRecurring(name, reply)).await
+        Ok(self
+            .ask(|reply| Call::RemoveRecurring(name, reply))
+            .await??)
     }
 
     /// The recurring jobs, by name, each with its next fire time (unix ms).

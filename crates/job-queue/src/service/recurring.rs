@@ -77,6 +77,15 @@ pub enum RecurringError {
     /// Too many recurring jobs.
     #[error("at most {MAX_RECURRING} recurring jobs per coordinator")]
     TooMany,
+    /// The change was made but could not be journaled: it is lost at the
+    /// next restart.
+    #[error(
+        "the change could not be written to the journal ({kind}); it will not survive a restart"
+    )]
+    Journal {
+        /// The I/O error's kind.
+        kind: std::io::ErrorKind,
+    },
 }
 
 #[derive(Debug)]

@@ -777,10 +777,16 @@ impl Shell {
                 let _ = reply.send(self.discard_dead(&id));
             }
             Call::AddRecurring(spec, reply) => {
-                let _ = reply.send(self.add_recurring(spec));
+                let answer = self.add_recurring(spec);
+                self.answer_when_durable(answer, move |answer| {
+                    let _ = reply.send(answer);
+                });
             }
             Call::RemoveRecurring(name, reply) => {
-                let _ = reply.send(self.remove_recurring(&name));
+                let answer = Ok(self.remove_recurring(&name));
+                self.answer_when_durable(answer, move |answer| {
+                    let _ = reply.send(answer);
+                });
             }
             Call::ListRecurring(reply) => {
                 let _ = reply.send(self.recurring.list());

@@ -8,7 +8,9 @@ use bytes::Bytes;
 use cluster_router::Envelope;
 use serde::Serialize;
 
-use super::super::journal::Record;
+use tokio::sync::oneshot;
+
+use super::super::journal::{Ack, Record};
 use super::super::recurring::{RecurringError, RecurringJob};
 use super::Shell;
 use crate::record::now_ms;
@@ -64,24 +66,45 @@ impl Shell {
         removed
     }
 
-    /// The answer to a `recurring_*` command.
-    pub(super) fn on_recurring_command(
+    /// Gives `answer` to `reply` once the change it reports is durable:
+    /// after the journal's fsync of the current batch (an error if that
+    /// fails), at once without a journal or when the change failed.
+    pub(super) fn answer_when_durable<T: Send + 'static>(
         &mut self,
-        env: &Envelope,
-        cmd: RecurringCommand,
-    ) -> Envelope {
+        answer: Result<T, RecurringError>,
+        reply: impl FnOnce(Result<T, RecurringError>) + Send + 'static,
+    ) {
+        if answer.is_err() || self.journal.is_none() {
+            return reply(answer);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.journal_batch.acks.push(Ack::Durable(tx));
+        tokio::spawn(async move {
+            let durable = rx.await.unwrap_or(Err(std::io::ErrorKind::BrokenPipe));
+            reply(
+                durable
+                    .map_err(|kind| RecurringError::Journal { kind })
+                    .and(answer),
+            );
+        });
+    }
+
+    /// Answers a `recurring_*` command (a change once it is durable).
+    pub(super) fn on_recurring_command(&mut self, env: Envelope, cmd: RecurringCommand) {
         let answer = match cmd {
             RecurringCommand::Add(value) => match serde_json::from_value::<RecurringJob>(value) {
                 Ok(spec) => {
                     let name = spec.name.clone();
-                    self.add_recurring(spec)
-                        .map(|next_ms| serde_json::json!({"name": name, "next_ms": next_ms}))
-                        .map_err(|e| e.to_string())
+                    let added = self
+                        .add_recurring(spec)
+                        .map(|next_ms| serde_json::json!({"name": name, "next_ms": next_ms}));
+                    return self.reply_when_durable(env, added);
                 }
                 Err(err) => Err(format!("bad recurring job: {err}")),
             },
             RecurringCommand::Remove(name) => {
-                Ok(serde_json::json!({"removed": self.remove_recurring(&name)}))
+                let removed = serde_json::json!({"removed": self.remove_recurring(&name)});
+                return self.reply_when_durable(env, Ok(removed));
             }
             RecurringCommand::List => {
                 let list = self.recurring.list();
@@ -95,10 +118,33 @@ impl Shell {
                 serde_json::to_value(listed).map_err(|e| e.to_string())
             }
         };
-        match answer {
-            Ok(value) => env.reply(Bytes::from(value.to_string())),
-            Err(reason) => env.error_reply(&reason),
-        }
+        self.send(json_answer(&env, answer));
+    }
+
+    /// Replies to `env` with `answer` once the change is durable.
+    fn reply_when_durable(
+        &mut self,
+        env: Envelope,
+        answer: Result<serde_json::Value, RecurringError>,
+    ) {
+        let router = self.router.clone();
+        self.answer_when_durable(answer, move |answer| {
+            let reply = json_answer(&env, answer.map_err(|e| e.to_string()));
+            // The journal's acknowledgement arrives on a task of its own;
+            // the reply leaves from there.
+            tokio::spawn(async move {
+                if let Err(err) = router.send(reply).await {
+                    tracing::warn!(%err, "cannot deliver a recurring-job answer");
+                }
+            });
+        });
+    }
+}
+
+fn json_answer(env: &Envelope, answer: Result<serde_json::Value, String>) -> Envelope {
+    match answer {
+        Ok(value) => env.reply(Bytes::from(value.to_string())),
+        Err(reason) => env.error_reply(&reason),
     }
 }
 

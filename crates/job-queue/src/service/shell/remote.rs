@@ -156,12 +156,14 @@ impl Shell {
             Ok(Command::Attach { ids }) => return self.on_attach(env, ids),
             Ok(Command::Discard { id }) => return self.on_discard(env, &id),
             Ok(Command::RecurringAdd { recurring }) => {
-                self.on_recurring_command(&env, RecurringCommand::Add(recurring))
+                return self.on_recurring_command(env, RecurringCommand::Add(recurring))
             }
             Ok(Command::RecurringRemove { name }) => {
-                self.on_recurring_command(&env, RecurringCommand::Remove(name))
+                return self.on_recurring_command(env, RecurringCommand::Remove(name))
             }
-            Ok(Command::RecurringList) => self.on_recurring_command(&env, RecurringCommand::List),
+            Ok(Command::RecurringList) => {
+                return self.on_recurring_command(env, RecurringCommand::List)
+            }
             Err(reason) => env.error_reply(&reason),
         };
         self.send(reply);
