@@ -17,13 +17,18 @@ fn data_dir() -> PathBuf {
     std::env::temp_dir().join(format!("jobs-durability-{}-{nanos}", std::process::id()))
 }
 
+/// Coordinator options with a journal in `dir`.
+fn journaled(dir: &std::path::Path) -> CoordinatorOptions {
+    CoordinatorOptions {
+        data_dir: Some(dir.to_path_buf()),
+        ..CoordinatorOptions::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_coordinator_resumes_every_unfinished_job_exactly_once() {
     let dir = data_dir();
-    let options = CoordinatorOptions {
-        data_dir: Some(dir.clone()),
-        ..CoordinatorOptions::default()
-    };
+    let options = journaled(&dir);
     // du-b is the only `slow` node, and it hangs every `stall` job.
     let mut nodes = cluster(&[("du-a", &[]), ("du-b", &["slow"])], "du-b").await;
     let first = coordinator_with(&nodes[0].router, StrategyKind::RoundRobin, options.clone()).await;
@@ -104,10 +109,7 @@ async fn a_restarted_coordinator_resumes_every_unfinished_job_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_survive_a_restart_and_can_be_resubmitted_or_discarded_after_it() {
     let dir = data_dir();
-    let options = CoordinatorOptions {
-        data_dir: Some(dir.clone()),
-        ..CoordinatorOptions::default()
-    };
+    let options = journaled(&dir);
     let nodes = cluster(&[("dl-a", &[]), ("dl-b", &[])], "").await;
     let first = coordinator_with(&nodes[0].router, StrategyKind::RoundRobin, options.clone()).await;
     // `reject` fails for good at once: two dead letters, with their payloads.
@@ -169,10 +171,7 @@ fn journal_mentions(dir: &std::path::Path, needle: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recurring_job_change_is_answered_once_it_is_in_the_journal() {
     let dir = data_dir();
-    let options = CoordinatorOptions {
-        data_dir: Some(dir.clone()),
-        ..CoordinatorOptions::default()
-    };
+    let options = journaled(&dir);
     let nodes = cluster(&[("rc-a", &[])], "").await;
     let coord = coordinator_with(&nodes[0].router, StrategyKind::RoundRobin, options).await;
     let name = "nightly-report-7f3a";
