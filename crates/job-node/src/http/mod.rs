@@ -41,7 +41,6 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
-use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
 
@@ -85,17 +84,22 @@ pub(crate) fn router(api: Arc<dyn Api>, metrics: Arc<Metrics>) -> axum::Router {
         })
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then finishes
-/// the requests in progress.
+/// Serves `router` on `listener` (a `TcpListener`, or a [`TlsListener`]
+/// handing over connections whose TLS handshake succeeded) until
+/// `shutdown` resolves, then finishes the requests in progress.
 ///
 /// # Errors
 ///
 /// The I/O error that stopped the server.
-pub(crate) async fn serve(
-    listener: TcpListener,
+pub(crate) async fn serve<L>(
+    listener: L,
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let (router, shutdown) = close_streams_on(router, shutdown);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
@@ -115,23 +119,6 @@ fn close_streams_on(
         shutdown.await;
         token.cancel();
     })
-}
-
-/// [`serve`] over HTTPS: `listener` hands over connections whose TLS
-/// handshake succeeded.
-///
-/// # Errors
-///
-/// The I/O error that stopped the server.
-pub(crate) async fn serve_tls(
-    listener: TlsListener,
-    router: axum::Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let (router, shutdown) = close_streams_on(router, shutdown);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 #[cfg(test)]

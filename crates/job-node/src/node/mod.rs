@@ -428,7 +428,7 @@ async fn start_http(
             let acceptor = tokio_rustls::TlsAcceptor::from(tls);
             let listener = crate::http::TlsListener::new(listener, acceptor)
                 .map_err(|source| NodeError::Http { addr, source })?;
-            tokio::spawn(crate::http::serve_tls(listener, router, shutdown))
+            tokio::spawn(crate::http::serve(listener, router, shutdown))
         }
         None => tokio::spawn(crate::http::serve(listener, router, shutdown)),
     };
