@@ -77,12 +77,14 @@ fn data_dir(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("jobs-edge-{tag}-{}-{nanos}", std::process::id()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn records_are_found_and_jobs_cancelled_from_another_coordinator() {
+/// Node `<prefix>-a` (no pool counting) and `<prefix>-b` with `workers`
+/// worker loops counting its `count` jobs, converged.
+async fn two_nodes(prefix: &str, workers: usize) -> (Node, Node, Arc<Seen>) {
     let seen = Arc::new(Seen::default());
+    let (name_a, name_b) = (format!("{prefix}-a"), format!("{prefix}-b"));
     let a = start_node(
         None,
-        "ed-a",
+        &name_a,
         &[],
         registry_with(None),
         Duration::from_millis(100),
@@ -91,13 +93,19 @@ async fn records_are_found_and_jobs_cancelled_from_another_coordinator() {
     let seed = Some(a.router.url());
     let b = start_node_with(
         seed,
-        "ed-b",
+        &name_b,
         &[],
         registry_with(Some(seen.clone())),
-        pool(2),
+        pool(workers),
     )
     .await;
-    within(STEP, "converge", converged(&a.router, &["ed-a", "ed-b"])).await;
+    within(STEP, "converge", converged(&a.router, &[&name_a, &name_b])).await;
+    (a, b, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_are_found_and_jobs_cancelled_from_another_coordinator() {
+    let (a, b, seen) = two_nodes("ed", 2).await;
     let coord_a = coordinator(&a.router, StrategyKind::RoundRobin).await;
     let coord_b = coordinator(&b.router, StrategyKind::RoundRobin).await;
     // Owned by b's coordinator, asked for at a's.
@@ -196,26 +204,8 @@ async fn a_restarted_coordinator_fences_its_old_queued_work_and_keeps_its_record
     };
     // Fixed windows: the jobs must queue on the pool, not in the coordinator.
     options.core.queue_target = None;
-    let seen = Arc::new(Seen::default());
-    let a = start_node(
-        None,
-        "fe-a",
-        &[],
-        registry_with(None),
-        Duration::from_millis(100),
-    )
-    .await;
-    let seed = Some(a.router.url());
-    // One worker: the first `hold` keeps the others queued there.
-    let b = start_node_with(
-        seed,
-        "fe-b",
-        &[],
-        registry_with(Some(seen.clone())),
-        pool(1),
-    )
-    .await;
-    within(STEP, "converge", converged(&a.router, &["fe-a", "fe-b"])).await;
+    // One worker on b: the first `hold` keeps the others queued there.
+    let (a, b, seen) = two_nodes("fe", 1).await;
     let first = coordinator_with(&a.router, StrategyKind::RoundRobin, options.clone()).await;
     let done = Job::new("count", "early").with_id(id("fe-done"));
     within(STEP, "early job", first.run(done)).await.unwrap();
