@@ -306,6 +306,15 @@ async fn the_dashboard_watches_and_steers_a_real_cluster() {
         .await
         .json();
     assert_eq!(record["state"], "cancelled", "{record}");
+    // The cluster page counts it as cancelled, not failed.
+    browser.click("a[data-page=cluster]").await;
+    browser
+        .until(
+            "the cancelled counter",
+            "document.getElementById('s-cancelled').textContent === '1' && document.getElementById('s-failed').textContent === '0'",
+        )
+        .await;
+    browser.click("a[data-page=submit]").await;
     browser.shot("submit").await;
 
     // Jobs: the search finds the cancelled job; its detail lists its attempt.

@@ -63,8 +63,12 @@ pub struct StatsSnapshot {
     pub submitted: u64,
     /// Jobs that finished successfully.
     pub succeeded: u64,
-    /// Jobs that finished with an error (dead-lettered or not retryable).
+    /// Jobs that finished with an error (dead-lettered, not retryable, or
+    /// cancelled).
     pub failed: u64,
+    /// Of `failed`, the jobs cancelled by a caller.
+    #[serde(default)]
+    pub cancelled: u64,
     /// Attempts beyond the first.
     pub retries: u64,
     /// Jobs in progress.

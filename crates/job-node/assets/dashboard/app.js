@@ -149,7 +149,10 @@ function renderCluster() {
   $("s-rate").textContent = lastTick ? rate(lastTick.all).toFixed(lastTick.all.n ? 1 : 0) : "–";
   $("s-submitted").textContent = fmtNum(stats.submitted);
   $("s-succeeded").textContent = fmtNum(stats.succeeded);
-  $("s-failed").textContent = fmtNum(stats.failed);
+  // The coordinator counts cancelled jobs as failed; shown apart here.
+  const cancelled = stats.cancelled || 0;
+  $("s-failed").textContent = fmtNum(stats.failed - cancelled);
+  $("s-cancelled").textContent = fmtNum(cancelled);
   $("s-progress").textContent = fmtNum(stats.in_progress);
   $("s-queued").textContent = fmtNum(stats.queued);
   $("dead-count").textContent = stats.dead_letters ? String(stats.dead_letters) : "";

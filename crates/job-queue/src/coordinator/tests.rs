@@ -783,4 +783,6 @@ fn cancel_ends_a_running_a_queued_and_a_retrying_job_once() {
         0,
         "cancelled jobs are not dead letters"
     );
+    let stats = core.stats();
+    assert_eq!((stats.failed, stats.cancelled), (3, 3), "{stats:?}");
 }

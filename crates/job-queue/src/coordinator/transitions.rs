@@ -231,6 +231,7 @@ impl CoordinatorCore {
             self.timers.remove(key);
         }
         self.counters.failed += 1;
+        self.counters.cancelled += 1;
         let node = running_on.as_ref().map_or("", |(n, _)| &**n).to_owned();
         let failure = JobFailure::new(FailureCause::Cancelled, "cancelled");
         let result = JobResult::failure(id.clone(), failure, node, attempt, Duration::ZERO);
