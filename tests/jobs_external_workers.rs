@@ -313,3 +313,73 @@ async fn a_pool_without_external_workers_refuses_registrations() {
         .unwrap_or_default();
     assert!(!tags.contains(&"kind:ext-off".to_owned()), "{tags:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_coordinator_fences_its_jobs_queued_for_external_workers() {
+    let dir = std::env::temp_dir().join(format!(
+        "jobs-xw-fence-{}-{:?}",
+        std::process::id(),
+        std::time::SystemTime::now()
+    ));
+    let mut options = job_queue::CoordinatorOptions {
+        data_dir: Some(dir.clone()),
+        ..job_queue::CoordinatorOptions::default()
+    };
+    // Fixed windows: the jobs must queue at the pool, not in the coordinator.
+    options.core.queue_target = None;
+    let nodes = cluster(&[("xf-a", &[]), ("xf-b", &[])], "").await;
+    let mut worker = RawWorker::connect(&nodes[1].router.url(), "xf-b").await;
+    let reg = worker
+        .call(json!({"op":"register","kinds":["ext-f"],"concurrency":1,"heartbeat_ms":60000}))
+        .await;
+    assert_eq!(payload_of(&reg)["op"], "registered", "{reg}");
+    serves(&nodes[0].router, "xf-b", "ext-f", true).await;
+
+    let first = coordinator_with(&nodes[0].router, StrategyKind::RoundRobin, options.clone()).await;
+    let ids: Vec<String> = (0..4).map(|i| format!("xf-{i}")).collect();
+    for id in &ids {
+        let job = Job::new("ext-f", id.as_str()).with_id(JobId::new(id).unwrap());
+        within(STEP, "submit", first.submit(job)).await.unwrap();
+    }
+    // The worker holds the first job; the other three wait at xf-b.
+    let held = worker.push().await;
+    assert_eq!(held["op"], "job", "{held}");
+    within(STEP, "first coordinator stops", first.shutdown()).await;
+
+    let second = coordinator_with(&nodes[0].router, StrategyKind::RoundRobin, options).await;
+    // The successor dispatches the four again: xf-b drops the three of the
+    // old incarnation that never reached the worker.
+    let fenced = wait_until(LIMIT, || nodes[1].pool.fenced() == 3).await;
+    assert!(fenced, "fenced {}", nodes[1].pool.fenced());
+    let held_task = held["task"].as_u64().unwrap();
+    let late = worker
+        .call(json!({"op":"result","task":held_task,"result":"old"}))
+        .await;
+    assert_eq!(payload_of(&late)["op"], "ack", "{late}");
+    // Each job then reaches the worker once more, and only once.
+    let mut pushed = Vec::new();
+    for _ in 0..ids.len() {
+        let job = worker.push().await;
+        assert_eq!(job["op"], "job", "{job}");
+        let id = job["job"]["id"].as_str().unwrap().to_owned();
+        let task = job["task"].as_u64().unwrap();
+        worker
+            .call(json!({"op":"result","task":task,"result":format!("new {id}")}))
+            .await;
+        pushed.push(id);
+    }
+    pushed.sort();
+    assert_eq!(pushed, ids);
+    for id in &ids {
+        let pending = within(STEP, "attach", second.attach(JobId::new(id).unwrap()))
+            .await
+            .unwrap();
+        let result = within(STEP, "result", pending.result()).await.unwrap();
+        assert_eq!(result.result.as_deref(), Some(format!("new {id}").as_str()));
+    }
+    // Nothing else was pushed: the heartbeat's answer follows every push.
+    worker.call(json!({"op":"heartbeat"})).await;
+    assert!(worker.pushes.is_empty(), "{:?}", worker.pushes);
+    finish(second, nodes).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -545,6 +545,17 @@ impl PoolActor {
                 fenced += 1;
             }
         }
+        if self.parts.external_busy.load(Ordering::Acquire) > 0 {
+            // Jobs waiting for an external worker: dropped here (the local
+            // ones are counted when a worker skips them).
+            let stale = |t: &Arc<Ticket>| t.incarnation.is_some_and(|i| i < incarnation);
+            let mut dropped = 0;
+            self.with_external(|ext, _| dropped = ext.fence(from, stale));
+            self.parts
+                .fenced
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+            fenced += dropped as u64;
+        }
         if fenced > 0 {
             tracing::info!(coordinator = %from, fenced, "coordinator restarted: its queued jobs of the previous incarnation are dropped");
         }

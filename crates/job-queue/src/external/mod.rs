@@ -303,6 +303,18 @@ impl<T: Clone> ExternalWorkers<T> {
         true
     }
 
+    /// Drops the jobs from `requester` waiting for a worker whose ticket
+    /// `stale` says belongs to an older incarnation of that coordinator (not
+    /// run, no result: its successor runs them again); returns how many.
+    /// Jobs already pushed to a worker run on (their late results are
+    /// dropped by the coordinator).
+    pub(crate) fn fence(&mut self, requester: &ActorAddr, stale: impl Fn(&T) -> bool) -> usize {
+        let before = self.queue.len();
+        self.queue
+            .retain(|q| &q.requester != requester || !stale(&q.ticket));
+        before - self.queue.len()
+    }
+
     /// A client disconnected: its tasks fail (retryable) and its
     /// registrations end.
     pub(crate) fn on_client_gone(&mut self, client: &ActorAddr, now: Instant) {

@@ -389,3 +389,27 @@ fn required_tags_come_from_the_node_or_the_registration() {
     assert_eq!(tasks[0].0, "client-1@n");
     assert_eq!(ext.queued(), 1, "only client-1 has the tag; it is busy");
 }
+
+#[test]
+fn fencing_drops_only_the_queued_jobs_of_the_stale_incarnation() {
+    let mut ext = state();
+    let now = Instant::now();
+    register(&mut ext, "client-1@n", &["resize"], 1);
+    let (old, other) = (addr("coordinator@m"), addr("coordinator@o"));
+    // The ticket stands for the incarnation: 1 is the old one.
+    ext.submit(job("running", "resize"), old.clone(), 1, now);
+    ext.submit(job("stale-1", "resize"), old.clone(), 1, now);
+    ext.submit(job("other", "resize"), other.clone(), 1, now);
+    ext.submit(job("stale-2", "resize"), old.clone(), 1, now);
+    ext.submit(job("fresh", "resize"), old.clone(), 2, now);
+    let _ = ext.take_effects();
+    assert_eq!((ext.in_flight(), ext.queued()), (1, 4));
+    assert_eq!(ext.fence(&old, |incarnation| *incarnation < 2), 2);
+    assert!(ext.take_effects().is_empty(), "fenced jobs get no result");
+    // The running task and the other coordinator's and the new
+    // incarnation's queued jobs stay.
+    assert_eq!((ext.in_flight(), ext.queued()), (1, 2));
+    let left: Vec<&str> = ext.queue.iter().map(|q| q.job.id.as_str()).collect();
+    assert_eq!(left, ["other", "fresh"]);
+    assert_eq!(ext.fence(&old, |incarnation| *incarnation < 2), 0);
+}
