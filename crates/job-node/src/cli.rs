@@ -129,6 +129,11 @@ pub(crate) struct StartArgs {
     /// [env: JOBMESH_NO_EXTERNAL_WORKERS=true]
     #[arg(long)]
     pub no_external_workers: bool,
+    /// The only kinds external workers may register for, comma-separated
+    /// (default: any kind this node does not serve itself).
+    /// [env: JOBMESH_EXTERNAL_KINDS]
+    #[arg(long, value_name = "KIND,...", value_delimiter = ',')]
+    pub external_kinds: Option<Vec<String>>,
     /// With --join: how long to try to authenticate with a seed before
     /// giving up and exiting non-zero, in seconds (default 60).
     /// [env: JOBMESH_JOIN_TIMEOUT]

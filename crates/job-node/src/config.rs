@@ -58,6 +58,8 @@ pub(crate) struct ConfigLayer {
     pub metrics_open: Option<bool>,
     /// Refuse external worker registrations.
     pub no_external_workers: Option<bool>,
+    /// The only kinds external workers may register for.
+    pub external_kinds: Option<Vec<String>>,
     /// Seconds to try to authenticate with a seed before exiting.
     pub join_timeout: Option<f64>,
     /// Retention of finished job records, by age.
@@ -155,6 +157,8 @@ impl TryFrom<TextOrNumber> for ByteSize {
 /// The most programs `--allow-exec` may list: each is advertised as an
 /// `accept:exec:<program>` tag, and a node's gossiped tags are bounded.
 pub(crate) const MAX_EXEC_PROGRAMS: usize = 64;
+/// Most kinds `--external-kinds` may list.
+pub(crate) const MAX_EXTERNAL_KINDS: usize = 256;
 
 /// The longest program name `--allow-exec` may list (its tag stays under
 /// the gossip's 256-byte tag limit).
@@ -198,6 +202,9 @@ pub(crate) enum ConfigError {
     /// A tag breaks the naming rule.
     #[error("invalid tag {0:?}: use 1 to 64 characters of A-Z a-z 0-9 _ . -")]
     InvalidTag(String),
+    /// `--external-kinds` is empty, too long, or names a bad kind.
+    #[error("invalid --external-kinds: {0}")]
+    ExternalKinds(String),
     /// A seed URL is not a WebSocket URL.
     #[error("invalid --join URL {0:?}: expected ws://HOST:PORT or wss://HOST:PORT")]
     InvalidJoinUrl(String),
@@ -252,6 +259,7 @@ impl ConfigLayer {
             http_auth: args.http_auth.then_some(true),
             metrics_open: args.metrics_open.then_some(true),
             no_external_workers: args.no_external_workers.then_some(true),
+            external_kinds: args.external_kinds.clone(),
             join_timeout: args.join_timeout.map(|d| d.as_secs_f64()),
             retention: args.retention,
             retention_bytes: args.retention_bytes,
@@ -284,6 +292,7 @@ impl ConfigLayer {
             http_auth: parse_env(&get, "JOBMESH_HTTP_AUTH", "true or false")?,
             metrics_open: parse_env(&get, "JOBMESH_METRICS_OPEN", "true or false")?,
             no_external_workers: parse_env(&get, "JOBMESH_NO_EXTERNAL_WORKERS", "true or false")?,
+            external_kinds: list("JOBMESH_EXTERNAL_KINDS"),
             join_timeout: parse_env(&get, "JOBMESH_JOIN_TIMEOUT", "a number of seconds")?,
             retention: parse_env(&get, "JOBMESH_RETENTION", "a duration like 24h")?,
             retention_bytes: parse_env(&get, "JOBMESH_RETENTION_BYTES", "a size like 256MiB")?,
@@ -333,6 +342,7 @@ impl ConfigLayer {
             http_auth: self.http_auth.or(lower.http_auth),
             metrics_open: self.metrics_open.or(lower.metrics_open),
             no_external_workers: self.no_external_workers.or(lower.no_external_workers),
+            external_kinds: self.external_kinds.or(lower.external_kinds),
             join_timeout: self.join_timeout.or(lower.join_timeout),
             retention: self.retention.or(lower.retention),
             retention_bytes: self.retention_bytes.or(lower.retention_bytes),
@@ -396,6 +406,9 @@ pub(crate) struct NodeConfig {
     pub metrics_open: bool,
     /// Whether clients may register as external workers.
     pub external_workers: bool,
+    /// The only kinds they may register for (`None`: any kind the node
+    /// does not serve itself).
+    pub external_kinds: Option<Vec<String>>,
     /// How long a joining node tries to authenticate with a seed.
     pub join_timeout: std::time::Duration,
     /// The name is the default `node-PORT` (no `--name`).
@@ -501,6 +514,19 @@ impl NodeConfig {
         if let Some(bad) = allow_exec.iter().find(too_long) {
             return Err(ConfigError::AllowExec(bad.clone()));
         }
+        if let Some(kinds) = &layer.external_kinds {
+            if kinds.is_empty() || kinds.len() > MAX_EXTERNAL_KINDS {
+                return Err(ConfigError::ExternalKinds(format!(
+                    "{} kinds (give 1 to {MAX_EXTERNAL_KINDS}, or --no-external-workers)",
+                    kinds.len()
+                )));
+            }
+            if let Some(bad) = kinds.iter().find(|k| !is_valid_name(k)) {
+                return Err(ConfigError::ExternalKinds(format!(
+                    "{bad:?} is not a kind name"
+                )));
+            }
+        }
         let join = layer.join.unwrap_or_default();
         if let Some(bad) = join.iter().find(|u| !is_ws_url(u)) {
             return Err(ConfigError::InvalidJoinUrl(bad.clone()));
@@ -542,6 +568,7 @@ impl NodeConfig {
             http_auth,
             metrics_open: layer.metrics_open.unwrap_or(false),
             external_workers: !layer.no_external_workers.unwrap_or(false),
+            external_kinds: layer.external_kinds,
             join_timeout,
             name,
             listen,

@@ -267,3 +267,34 @@ fn external_workers_can_be_refused_by_flag_env_or_file() {
     let bad = env(&[("JOBMESH_NO_EXTERNAL_WORKERS", "maybe")]);
     assert!(NodeConfig::resolve_with(&StartArgs::default(), bad).is_err());
 }
+
+#[test]
+fn external_kinds_come_from_flag_env_or_file_and_are_checked() {
+    let any = NodeConfig::resolve_with(&StartArgs::default(), no_env()).unwrap();
+    assert_eq!(any.external_kinds, None, "any kind by default");
+    let args = StartArgs {
+        external_kinds: Some(vec!["resize".into(), "ocr".into()]),
+        ..StartArgs::default()
+    };
+    let config = NodeConfig::resolve_with(&args, no_env()).unwrap();
+    assert_eq!(config.external_kinds.unwrap(), ["resize", "ocr"]);
+    let environment = env(&[("JOBMESH_EXTERNAL_KINDS", "a, b")]);
+    let config = NodeConfig::resolve_with(&StartArgs::default(), environment).unwrap();
+    assert_eq!(config.external_kinds.unwrap(), ["a", "b"]);
+    let dir = TempDir::new();
+    let file = dir.write("node.toml", "external_kinds = [\"thumb\"]\n");
+    let environment = env(&[("JOBMESH_CONFIG", file.to_str().unwrap())]);
+    let config = NodeConfig::resolve_with(&StartArgs::default(), environment).unwrap();
+    assert_eq!(config.external_kinds.unwrap(), ["thumb"]);
+    for bad in [vec![], vec!["has space".to_owned()]] {
+        let args = StartArgs {
+            external_kinds: Some(bad),
+            ..StartArgs::default()
+        };
+        let err = NodeConfig::resolve_with(&args, no_env()).unwrap_err();
+        assert!(
+            err.to_string().contains("invalid --external-kinds"),
+            "{err}"
+        );
+    }
+}

@@ -56,6 +56,10 @@ pub struct WorkerPoolConfig {
     /// (`external@<node>`, docs/wire.md); when false every registration
     /// is refused with "external workers are disabled on this node".
     pub external_workers: bool,
+    /// The only kinds external workers may register for; `None`: any kind
+    /// the pool does not serve itself. A registration naming another kind
+    /// is refused, saying which kinds are allowed.
+    pub external_kinds: Option<Vec<String>>,
 }
 
 impl Default for WorkerPoolConfig {
@@ -67,6 +71,7 @@ impl Default for WorkerPoolConfig {
             load_interval: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(5),
             external_workers: true,
+            external_kinds: None,
         }
     }
 }
@@ -849,6 +854,7 @@ fn external_workers(
         local_kinds,
         ExternalLimits {
             enabled: config.external_workers,
+            allowed_kinds: config.external_kinds.clone(),
             ..ExternalLimits::new(config.queue_capacity)
         },
     ))

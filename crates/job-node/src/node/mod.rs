@@ -169,6 +169,7 @@ impl Node {
             workers: config.workers,
             shutdown_grace: POOL_CANCEL_GRACE,
             external_workers: config.external_workers,
+            external_kinds: config.external_kinds.clone(),
             ..WorkerPoolConfig::default()
         };
         // The pool first: it advertises the kinds, which the coordinator's

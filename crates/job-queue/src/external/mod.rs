@@ -52,6 +52,8 @@ pub const EXTERNAL: &str = "external";
 pub(crate) struct ExternalLimits {
     /// Whether the node takes external workers at all.
     pub(crate) enabled: bool,
+    /// The only kinds they may register for (`None`: any not built in).
+    pub(crate) allowed_kinds: Option<Vec<String>>,
     /// Registrations one client may hold.
     pub(crate) registrations_per_client: usize,
     /// Registrations on the node.
@@ -75,6 +77,7 @@ impl ExternalLimits {
     pub(crate) fn new(queue: usize) -> Self {
         ExternalLimits {
             enabled: true,
+            allowed_kinds: None,
             registrations_per_client: 64,
             registrations: 4096,
             kinds: 32,

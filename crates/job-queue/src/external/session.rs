@@ -118,6 +118,15 @@ impl<T: Clone> ExternalWorkers<T> {
                     self.node
                 ));
             }
+            if let Some(allowed) = &limits.allowed_kinds {
+                if !allowed.iter().any(|k| k == kind) {
+                    return Err(format!(
+                        "external workers on {} may only serve {}; not {kind:?}",
+                        self.node,
+                        allowed.join(", ")
+                    ));
+                }
+            }
         }
         if tags.len() > limits.tags {
             return Err(format!("at most {} tags", limits.tags));

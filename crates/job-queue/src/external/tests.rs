@@ -413,3 +413,30 @@ fn fencing_drops_only_the_queued_jobs_of_the_stale_incarnation() {
     assert_eq!(left, ["other", "fresh"]);
     assert_eq!(ext.fence(&old, |incarnation| *incarnation < 2), 0);
 }
+
+#[test]
+fn a_node_may_restrict_the_kinds_external_workers_serve() {
+    let mut ext = ExternalWorkers::<u32>::new(
+        addr("external@n"),
+        Vec::new(),
+        vec!["echo".into()],
+        ExternalLimits {
+            allowed_kinds: Some(vec!["resize".into(), "ocr".into()]),
+            ..ExternalLimits::new(4)
+        },
+    );
+    let now = Instant::now();
+    let payload = json!({"op":"register","kinds":["resize","billing"],"concurrency":1});
+    let (answer, _) = call(&mut ext, "client-1@n", payload, now);
+    let why = answer.unwrap_err();
+    assert!(
+        why.contains("may only serve resize, ocr") && why.contains("\"billing\""),
+        "{why}"
+    );
+    assert!(
+        !ext.serves("resize"),
+        "a refused registration serves nothing"
+    );
+    register(&mut ext, "client-1@n", &["ocr", "resize"], 1);
+    assert!(ext.serves("resize") && ext.serves("ocr"));
+}
