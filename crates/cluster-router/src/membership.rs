@@ -99,6 +99,8 @@ struct Entry {
     given_up: bool,
     next_dial: Instant,
     told: Option<Instant>,
+    /// [`MemberEvent::LinkLost`] events reported for this member.
+    link_losses: u64,
 }
 
 /// What is left of a removed member.
@@ -152,6 +154,7 @@ impl Membership {
             given_up: false,
             next_dial: now,
             told: None,
+            link_losses: 0,
         }
     }
 
@@ -171,6 +174,12 @@ impl Membership {
     /// The row of `node`.
     pub(crate) fn get(&self, node: &NodeId) -> Option<&Member> {
         self.entries.get(node).map(|e| &e.member)
+    }
+
+    /// How many [`MemberEvent::LinkLost`] were reported for `node` since
+    /// its row was created (0 for an unknown node).
+    pub(crate) fn link_losses(&self, node: &NodeId) -> u64 {
+        self.entries.get(node).map_or(0, |e| e.link_losses)
     }
 
     /// Every row, sorted by node id (removed members are not listed).
@@ -674,13 +683,17 @@ impl Membership {
         }
         // A Down or Left member's attempts were dealt with already, and
         // nothing may be reported about it after its Left.
-        let reachable = |m: &&Member| m.status.is_reachable();
-        if let Some(member) = self
-            .get(node)
-            .filter(reachable)
-            .filter(|_| *node != self.me)
-        {
-            changes.events.push(MemberEvent::LinkLost(member.clone()));
+        if *node != self.me {
+            if let Some(entry) = self
+                .entries
+                .get_mut(node)
+                .filter(|e| e.member.status.is_reachable())
+            {
+                entry.link_losses += 1;
+                changes
+                    .events
+                    .push(MemberEvent::LinkLost(entry.member.clone()));
+            }
         }
         changes
     }

@@ -192,8 +192,10 @@ fn a_suspect_heard_again_is_up_but_gossip_alone_does_not_revive_it() {
     );
     // A second loss is reported, and is no new suspicion.
     assert_eq!(statuses(&t.link_down(&node("b"), t0 + ms(20))), vec![lost]);
+    assert_eq!(t.link_losses(&node("b")), 2, "each reported loss counted");
     // A node that is not in the table has no link to lose.
     assert!(t.link_down(&node("nobody"), t0 + ms(20)).is_empty());
+    assert_eq!(t.link_losses(&node("nobody")), 0);
     // Its heartbeat advancing in third-party gossip is not contact.
     assert!(t
         .merge(vec![member("b", 1, 2, MemberStatus::Up)], t0 + ms(30))

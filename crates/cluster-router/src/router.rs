@@ -408,6 +408,14 @@ impl Router {
         self.inner.membership.read().get(node).cloned()
     }
 
+    /// How many times the link to `node` dropped while it was reachable
+    /// (each time a [`MemberEvent::LinkLost`]) since it entered this node's
+    /// table; 0 for an unknown node. A subscriber whose subscription lagged
+    /// compares it with what it saw to find the losses it missed.
+    pub fn link_losses(&self, node: &NodeId) -> u64 {
+        self.inner.membership.read().link_losses(node)
+    }
+
     /// Subscribes to membership events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<MemberEvent> {
         self.inner.events.subscribe()

@@ -31,6 +31,7 @@ mod fanout;
 #[cfg(feature = "fault-injection")]
 mod fault;
 mod journal;
+mod link_losses;
 pub(crate) mod outbox;
 mod recurring;
 mod restart;

@@ -30,6 +30,7 @@ use rustc_hash::FxHashMap;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::journal::{Ack, Batch, Gate, Journal, Record};
+use super::link_losses::LinkLosses;
 use super::outbox::{Outbox, SendFailure};
 use super::recurring::Recurring;
 use super::restart::{Finished, Handover, HandoverSlot, Retained, Waiter};
@@ -118,6 +119,8 @@ pub(super) struct Shell {
     /// This instance's incarnation (fencing): dispatches carry it, and
     /// results of another incarnation are dropped.
     incarnation: u64,
+    /// The link losses acted on, per node.
+    link_losses: LinkLosses,
     #[cfg(feature = "fault-injection")]
     fault_armed: bool,
 }
@@ -161,6 +164,7 @@ impl Shell {
             cancels: HashMap::new(),
             recurring: Recurring::default(),
             incarnation: super::incarnation(),
+            link_losses: LinkLosses::default(),
             setup: setup.clone(),
             #[cfg(feature = "fault-injection")]
             fault_armed: false,
@@ -454,10 +458,27 @@ impl Shell {
         Ok(ids)
     }
 
-    /// Reloads the node table from the router (status, tags, load).
+    /// Reloads the node table from the router (status, tags, load), and
+    /// acts on link losses whose events this instance missed.
     fn refresh_nodes(&mut self, now: Instant) {
-        let infos = self.router.members().iter().map(node_info).collect();
-        self.core.set_nodes(infos, now);
+        let members = self.router.members();
+        self.core
+            .set_nodes(members.iter().map(node_info).collect(), now);
+        for member in &members {
+            self.on_link_losses(&member.node, now);
+        }
+        self.link_losses
+            .retain(|node| members.iter().any(|m| &m.node == node));
+    }
+
+    /// The link to `node` dropped since this instance last acted on it:
+    /// what was in the link may be lost, so its attempts go again (one
+    /// action covers every loss so far).
+    fn on_link_losses(&mut self, node: &NodeId, now: Instant) {
+        let count = self.router.link_losses(node);
+        if self.link_losses.take_new(node, count) {
+            self.core.link_lost(node.as_str(), now);
+        }
     }
 
     /// Forgets dispatch envelopes none of whose attempts still runs.
@@ -476,9 +497,7 @@ impl Shell {
                 self.core.member_down(m.node.as_str(), now);
             }
             // What was in the link may be lost: its attempts go again.
-            MemberUpdate::Event(MemberEvent::LinkLost(m)) => {
-                self.core.link_lost(m.node.as_str(), now);
-            }
+            MemberUpdate::Event(MemberEvent::LinkLost(m)) => self.on_link_losses(&m.node, now),
             MemberUpdate::Event(other) => self.core.update_node(node_info(other.member()), now),
             // Missed events: reload the whole table.
             MemberUpdate::Lagged => self.refresh_nodes(now),
@@ -867,6 +886,11 @@ impl Actor for Shell {
         }
         self.recover().await?;
         let now = Instant::now();
+        // Losses before this instance had anything in flight are moot.
+        for member in self.router.members() {
+            let count = self.router.link_losses(&member.node);
+            self.link_losses.baseline(&member.node, count);
+        }
         self.refresh_nodes(now);
         self.resume_deferred(now);
         self.flush(now);
