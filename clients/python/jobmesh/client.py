@@ -98,6 +98,8 @@ def _job(
     tags: Optional[Iterable[str]],
     timeout: Optional[float],
     max_attempts: Optional[int],
+    priority: Optional[int] = None,
+    delay: Optional[float] = None,
 ) -> Dict[str, Any]:
     job: Dict[str, Any] = {"kind": kind, "id": id or f"py-{uuid.uuid4().hex}"}
     if data is not None:
@@ -108,6 +110,10 @@ def _job(
         job["timeout_ms"] = max(1, int(timeout * 1000))
     if max_attempts is not None:
         job["max_attempts"] = max_attempts
+    if priority is not None:
+        job["priority"] = priority
+    if delay is not None:
+        job["delay_ms"] = max(0, int(delay * 1000))
     return job
 
 
@@ -189,12 +195,16 @@ class AsyncClient:
         tags: Optional[Iterable[str]] = None,
         timeout: Optional[float] = None,
         max_attempts: Optional[int] = None,
+        priority: Optional[int] = None,
+        delay: Optional[float] = None,
         on_progress: Optional[ProgressCallback] = None,
     ) -> JobResult:
         """Submits a job and waits for its one final result.
 
         ``data`` is a string, or any JSON value (sent as its JSON text).
-        ``timeout`` is the per-attempt timeout in seconds. A job id that the
+        ``timeout`` is the per-attempt timeout in seconds. ``priority``
+        (higher first, default 0) orders jobs waiting for a worker; a job
+        with ``delay`` (seconds) does not start before then. A job id that the
         cluster already knows is not run again: the result is that job's.
         ``on_progress`` is called with each :class:`Progress` report.
 
@@ -208,6 +218,8 @@ class AsyncClient:
             tags=tags,
             timeout=timeout,
             max_attempts=max_attempts,
+            priority=priority,
+            delay=delay,
             on_progress=on_progress,
         )
         return await handle.result()
@@ -221,11 +233,13 @@ class AsyncClient:
         tags: Optional[Iterable[str]] = None,
         timeout: Optional[float] = None,
         max_attempts: Optional[int] = None,
+        priority: Optional[int] = None,
+        delay: Optional[float] = None,
         on_progress: Optional[ProgressCallback] = None,
     ) -> JobHandle:
         """Sends a job and returns at once with a :class:`JobHandle` (the
         job's id; its result later). Arguments as :meth:`submit`."""
-        job = _job(kind, data, id, tags, timeout, max_attempts)
+        job = _job(kind, data, id, tags, timeout, max_attempts, priority, delay)
         command = {"cmd": "submit", "job": job, "progress": on_progress is not None}
         queue = await self._session.send(self._coordinator(), command)
         task = asyncio.ensure_future(self._follow(queue, on_progress))

@@ -208,3 +208,20 @@ def test_graceful_stop_unadvertises_and_finishes_running_jobs(cluster: Cluster) 
         await client.close()
 
     run(main())
+
+
+def test_priority_and_delay_reach_the_coordinator(cluster: Cluster) -> None:
+    cluster.start(1)
+    with jobmesh.Client(cluster.url(0), secret_file=cluster.secret_file) as client:
+        before = time.time()
+        result = client.submit("echo", "later", id="delayed-1", delay=1.0, priority=5)
+        assert result.value() == "later"
+        # The job did not start before its delay (a lower bound only).
+        assert time.time() - before >= 1.0
+        record = client.get("delayed-1")["records"][0]
+        assert record["started_ms"] - record["submitted_ms"] >= 900, record
+        # The fields are sent as the job's: out of range is refused.
+        with pytest.raises(jobmesh.RemoteError):
+            client.submit("echo", "x", priority=2**31)
+        with pytest.raises(jobmesh.RemoteError):
+            client.submit("echo", "x", delay=400 * 24 * 3600.0)
