@@ -261,6 +261,7 @@ impl CoordinatorCore {
                 seed: config.seed,
             },
             nodes: NodeTable::new(config.default_window)
+                .with_local(&config.node)
                 .with_selectors(config.selectors.clone())
                 .with_queue_target(config.queue_target),
             config,
