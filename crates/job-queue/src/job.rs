@@ -461,6 +461,35 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn ids_carry_one_keyed_hash_and_id_maps_find_them() {
+        use std::hash::BuildHasher;
+        let made = JobId::new("client-job-1").unwrap();
+        let generated = JobId::generated("client-job", 1);
+        let decoded: JobId = serde_json::from_str("\"client-job-1\"").unwrap();
+        assert_eq!(made, generated);
+        assert_eq!(made, decoded);
+        // Equal ids hash alike, through any hasher.
+        let std_keyed = std::hash::RandomState::new();
+        assert_eq!(std_keyed.hash_one(&made), std_keyed.hash_one(&decoded));
+        let pass = BuildIdHasher::default();
+        assert_eq!(pass.hash_one(&made), made.hash);
+        assert_eq!(pass.hash_one(&generated), made.hash);
+        // The hash is keyed SipHash of the text, not the text itself.
+        assert_eq!(made.hash, id_key().hash_one("client-job-1"));
+        let mut map = IdMap::default();
+        for n in 0..10_000u64 {
+            map.insert(JobId::generated("n", n), n);
+        }
+        for n in 0..10_000u64 {
+            let id = JobId::new(&format!("n-{n}")).unwrap();
+            assert_eq!(map.get(&id), Some(&n));
+        }
+        assert!(!map.contains_key(&JobId::new("n-10000").unwrap()));
+        // Ordering is by text, as before.
+        assert!(JobId::new("a-2").unwrap() < JobId::new("b-1").unwrap());
+    }
+
+    #[test]
     fn job_id_validation() {
         assert!(JobId::new("node-a-1").is_ok());
         assert_eq!(JobId::new(""), Err(ParseJobIdError::Empty));
