@@ -17,8 +17,96 @@ use crate::strategy::StrategyKind;
 /// control characters. [`JobId::default()`] is the empty, *unassigned* id: a
 /// coordinator replaces it with a generated `<node>-<counter>` id on submit.
 /// `Display` and `FromStr` round-trip for every valid id.
-#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct JobId(Arc<str>);
+///
+/// An id carries its hash, computed once when it is made: SipHash keyed
+/// with a key drawn at random when the process starts (ids are chosen by
+/// clients, so maps keyed by them keep keyed hashing, `docs/architecture.md`),
+/// and [`Hash`] writes only that `u64`. A job id is looked up some twenty
+/// times on its way through a coordinator; each lookup then costs no
+/// SipHash of the string. Equal ids have equal hashes within a process;
+/// the hash is never sent anywhere.
+#[derive(Clone)]
+pub struct JobId {
+    id: Arc<str>,
+    hash: u64,
+}
+
+/// The process-wide random key of [`JobId`] hashes.
+fn id_key() -> &'static std::hash::RandomState {
+    static KEY: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    KEY.get_or_init(std::hash::RandomState::new)
+}
+
+impl Default for JobId {
+    fn default() -> Self {
+        JobId::wrap(Arc::from(""))
+    }
+}
+
+impl PartialEq for JobId {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.id == other.id
+    }
+}
+
+impl Eq for JobId {}
+
+impl PartialOrd for JobId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for JobId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.id.cmp(&other.id)
+    }
+}
+
+impl std::hash::Hash for JobId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// The hasher of maps keyed by [`JobId`] alone: it passes the id's own
+/// keyed hash through instead of hashing it again. Any other input is
+/// mixed in (FxHash-style), so a key of another type still works, but
+/// without keyed hashing: use it for `JobId` keys only.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct IdHasher {
+    hash: u64,
+    written: bool,
+}
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.hash = if self.written {
+            (self.hash.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
+        } else {
+            // The first (for a `JobId`, the only) write: its hash as it is.
+            n
+        };
+        self.written = true;
+    }
+
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// Builds [`IdHasher`]s.
+pub(crate) type BuildIdHasher = std::hash::BuildHasherDefault<IdHasher>;
+/// A map keyed by job ids, hashed by their own keyed hash ([`JobId`]).
+pub(crate) type IdMap<V> = std::collections::HashMap<JobId, V, BuildIdHasher>;
+/// A set of job ids, hashed by their own keyed hash ([`JobId`]).
+pub(crate) type IdSet = std::collections::HashSet<JobId, BuildIdHasher>;
 
 impl JobId {
     /// The longest id accepted, in bytes.
@@ -40,22 +128,27 @@ impl JobId {
         if let Some(c) = id.chars().find(|c| c.is_whitespace() || c.is_control()) {
             return Err(ParseJobIdError::BadChar { c });
         }
-        Ok(JobId(Arc::from(id)))
+        Ok(JobId::wrap(Arc::from(id)))
+    }
+
+    fn wrap(id: Arc<str>) -> Self {
+        let hash = std::hash::BuildHasher::hash_one(id_key(), &*id);
+        JobId { id, hash }
     }
 
     /// The id a coordinator on `node` generates for its `counter`-th job.
     pub(crate) fn generated(node: &str, counter: u64) -> Self {
-        JobId(Arc::from(format!("{node}-{counter}")))
+        JobId::wrap(Arc::from(format!("{node}-{counter}")))
     }
 
     /// The id as a string slice (empty when unassigned).
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.id
     }
 
     /// Whether this is the empty id that asks the coordinator to assign one.
     pub fn is_unassigned(&self) -> bool {
-        self.0.is_empty()
+        self.id.is_empty()
     }
 
     /// Parses a wire id, where the empty string means unassigned.
@@ -70,13 +163,13 @@ impl JobId {
 
 impl fmt::Display for JobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.id)
     }
 }
 
 impl fmt::Debug for JobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "JobId({:?})", &*self.0)
+        write!(f, "JobId({:?})", &*self.id)
     }
 }
 
@@ -90,7 +183,7 @@ impl FromStr for JobId {
 
 impl Serialize for JobId {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+        serializer.serialize_str(&self.id)
     }
 }
 
@@ -366,6 +459,35 @@ pub(crate) fn unix_ms_now() -> u64 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn ids_carry_one_keyed_hash_and_id_maps_find_them() {
+        use std::hash::BuildHasher;
+        let made = JobId::new("client-job-1").unwrap();
+        let generated = JobId::generated("client-job", 1);
+        let decoded: JobId = serde_json::from_str("\"client-job-1\"").unwrap();
+        assert_eq!(made, generated);
+        assert_eq!(made, decoded);
+        // Equal ids hash alike, through any hasher.
+        let std_keyed = std::hash::RandomState::new();
+        assert_eq!(std_keyed.hash_one(&made), std_keyed.hash_one(&decoded));
+        let pass = BuildIdHasher::default();
+        assert_eq!(pass.hash_one(&made), made.hash);
+        assert_eq!(pass.hash_one(&generated), made.hash);
+        // The hash is keyed SipHash of the text, not the text itself.
+        assert_eq!(made.hash, id_key().hash_one("client-job-1"));
+        let mut map = IdMap::default();
+        for n in 0..10_000u64 {
+            map.insert(JobId::generated("n", n), n);
+        }
+        for n in 0..10_000u64 {
+            let id = JobId::new(&format!("n-{n}")).unwrap();
+            assert_eq!(map.get(&id), Some(&n));
+        }
+        assert!(!map.contains_key(&JobId::new("n-10000").unwrap()));
+        // Ordering is by text, as before.
+        assert!(JobId::new("a-2").unwrap() < JobId::new("b-1").unwrap());
+    }
 
     #[test]
     fn job_id_validation() {

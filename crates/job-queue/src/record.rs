@@ -10,10 +10,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 use crate::failure::FailureCause;
-use crate::job::{Job, JobId, JobResult};
+use crate::job::{IdMap, Job, JobId, JobResult};
 
 #[path = "record_query.rs"]
 mod query;
@@ -144,7 +143,7 @@ pub(crate) fn now_ms() -> u64 {
 /// Finished entries by id, oldest first, bounded by a [`Retention`].
 #[derive(Debug)]
 pub(crate) struct FinishedLog<V> {
-    map: HashMap<JobId, (u64, u64, usize, V)>,
+    map: IdMap<(u64, u64, usize, V)>,
     /// (seq, id) in insertion order; stale entries (re-inserted or removed
     /// ids) are skipped when met.
     order: VecDeque<(u64, JobId)>,
@@ -155,7 +154,7 @@ pub(crate) struct FinishedLog<V> {
 impl<V> Default for FinishedLog<V> {
     fn default() -> Self {
         FinishedLog {
-            map: HashMap::new(),
+            map: IdMap::default(),
             order: VecDeque::new(),
             bytes: 0,
             next_seq: 0,
@@ -247,7 +246,7 @@ struct LiveRecord {
 #[derive(Debug)]
 pub(crate) struct Records {
     owner: String,
-    live: HashMap<JobId, LiveRecord>,
+    live: IdMap<LiveRecord>,
     /// Each finished record as one bincode blob ([`StoredOut`]): one
     /// allocation per job, decoded into a [`JobRecord`] (and rendered as
     /// JSON) only when someone asks for it.
@@ -266,7 +265,7 @@ impl Records {
     pub(crate) fn new(owner: String, retention: Retention) -> Self {
         Records {
             owner,
-            live: HashMap::new(),
+            live: IdMap::default(),
             finished: FinishedLog::default(),
             retention,
         }

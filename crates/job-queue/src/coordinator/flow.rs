@@ -2,14 +2,13 @@
 //! jobs waiting for a window to open, refusals by full worker pools (which
 //! do not count as attempts), batched submissions and draining.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use super::ready::Ready;
 use super::transitions::Placement;
 use super::{no_eligible_node, Action, CoordinatorCore, Phase, ResultDisposition, TimerKind};
 use crate::error::SubmitError;
-use crate::job::{Job, JobId, JobResult};
+use crate::job::{IdSet, Job, JobId, JobResult};
 
 /// Most ready-queue entries passed over (their nodes are full) in one
 /// pump, so that a blocked head costs a bounded amount per freed credit.
@@ -158,7 +157,7 @@ impl CoordinatorCore {
                 limit: self.config.max_jobs,
             });
         }
-        let mut explicit: HashSet<JobId> = HashSet::new();
+        let mut explicit = IdSet::default();
         for (index, job) in jobs.iter().enumerate() {
             let refused = |source: SubmitError| SubmitError::InBatch {
                 index,

@@ -8,7 +8,6 @@
 //! a result). [`CoordinatorCore::next_wakeup`] says when to call
 //! [`CoordinatorCore::tick`]: one shared deadline sweep for every job.
 
-use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use rustc_hash::FxHashMap;
 
 use crate::error::SubmitError;
 use crate::failure::{FailureCause, JobFailure};
-use crate::job::{Job, JobId, JobResult};
+use crate::job::{IdMap, Job, JobId, JobResult};
 use crate::stats::StatsSnapshot;
 use crate::strategy::{Strategy, StrategyKind};
 
@@ -219,7 +218,7 @@ pub struct CoordinatorCore {
     next_id: u64,
     /// Keyed by ids clients may choose: keyed hashing (SipHash, random
     /// per process), as for every map keyed by job ids in this crate.
-    jobs: HashMap<JobId, JobEntry>,
+    jobs: IdMap<JobEntry>,
     timers: Timers,
     nodes: NodeTable,
     strategies: Strategies,
@@ -265,11 +264,12 @@ impl CoordinatorCore {
                 seed: config.seed,
             },
             nodes: NodeTable::new(config.default_window)
+                .with_local(&config.node)
                 .with_selectors(config.selectors.clone())
                 .with_queue_target(config.queue_target),
             config,
             next_id: 0,
-            jobs: HashMap::new(),
+            jobs: IdMap::default(),
             timers: Timers::default(),
             dead: DeadLetters::default(),
             actions: VecDeque::new(),

@@ -233,6 +233,9 @@ pub(crate) struct NodeTable {
     default_window: u32,
     queue_target: Option<Duration>,
     selectors: KindSelectors,
+    /// The coordinator's own node: no network between them, so its
+    /// candidates carry a round trip of zero.
+    local: Option<Arc<str>>,
 }
 
 impl Default for NodeTable {
@@ -248,7 +251,19 @@ impl NodeTable {
             default_window: default_window.max(1),
             queue_target: Some(Duration::from_millis(50)),
             selectors: KindSelectors::default(),
+            local: None,
         }
+    }
+
+    /// Names the coordinator's own node (see [`candidate`]).
+    pub(crate) fn with_local(mut self, node: &str) -> Self {
+        self.local = (!node.is_empty()).then(|| Arc::from(node));
+        self
+    }
+
+    /// Whether `name` is the coordinator's own node.
+    pub(crate) fn is_local(&self, name: &str) -> bool {
+        self.local.as_deref() == Some(name)
     }
 
     /// The wait adaptive windows aim for (see [`AdaptiveWindow`]).

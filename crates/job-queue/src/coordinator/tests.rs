@@ -162,6 +162,41 @@ fn lowest_latency_prefers_the_low_ewma_node() {
 }
 
 #[test]
+fn an_idle_cluster_runs_the_job_on_the_coordinators_own_node() {
+    // The coordinator runs on node "coord": jobs reach its pool in-process,
+    // so its round trip counts as zero, whatever the EWMA of dispatch to
+    // result (queueing included) measured.
+    let t0 = Instant::now();
+    let nodes = echo_nodes(&["a", "coord"]);
+    let mut core = with_nodes(StrategyKind::EarliestFinish, &nodes, t0);
+    core.submit(Job::new("echo", ""), t0).unwrap();
+    let (j1, n1) = one_dispatch(&mut core);
+    core.submit(Job::new("echo", ""), t0).unwrap();
+    let (j2, n2) = one_dispatch(&mut core);
+    // Nothing measured: a tie, to the lower name; then the idle one.
+    assert_eq!((n1.as_str(), n2.as_str()), ("a", "coord"), "idle first");
+    core.result_received(ok(&j1, "a"), "a", t0 + Duration::from_millis(5));
+    core.result_received(ok(&j2, "coord"), "coord", t0 + Duration::from_millis(50));
+    core.drain_actions().for_each(drop);
+    for _ in 0..5 {
+        core.submit(Job::new("echo", ""), t0 + SEC).unwrap();
+        let (job, node) = one_dispatch(&mut core);
+        assert_eq!(node, "coord", "one in flight: the local node");
+        core.result_received(ok(&job, "coord"), "coord", t0 + SEC);
+        core.drain_actions().for_each(drop);
+    }
+    // Busy enough locally, the remote node takes jobs too (its 5 ms
+    // round trip is worth one job of 5 ms here; ties go to "a").
+    let mut placed = HashMap::<String, u32>::new();
+    for _ in 0..40 {
+        core.submit(Job::new("echo", ""), t0 + SEC).unwrap();
+        *placed.entry(one_dispatch(&mut core).1).or_default() += 1;
+    }
+    assert!(placed["coord"] >= placed["a"], "{placed:?}");
+    assert!(placed["a"] > 0, "{placed:?}");
+}
+
+#[test]
 fn least_cpu_prefers_the_low_load_node_as_a_per_job_override() {
     let t0 = Instant::now();
     let mut core = core(StrategyKind::RoundRobin);

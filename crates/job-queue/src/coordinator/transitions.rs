@@ -338,7 +338,16 @@ fn choose_node(nodes: &super::NodeTable, strategy: &mut dyn Strategy, entry: &Jo
     let candidates: Vec<Candidate<'_>> = preferred
         .into_iter()
         .filter(|(_, n)| n.has_credit())
-        .map(|(k, n)| candidate(k, n, &entry.job.kind))
+        .map(|(k, n)| {
+            let mut c = candidate(k, n, &entry.job.kind);
+            if nodes.is_local(k) {
+                // In-process: no network round trip. The measured EWMA
+                // (dispatch to result) holds the node's queueing and
+                // service time, which the strategies count on their own.
+                c.latency = Some(std::time::Duration::ZERO);
+            }
+            c
+        })
         .collect();
     if candidates.is_empty() {
         return Choice::Busy;

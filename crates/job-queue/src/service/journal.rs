@@ -16,7 +16,6 @@
 //! live records, it is compacted: the unfinished jobs are written to a new
 //! file that atomically replaces it.
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -29,7 +28,7 @@ use super::recurring::RecurringJob;
 use super::{Accepted, AcceptedMany};
 use crate::coordinator::{AttemptFailure, DeadLetter};
 use crate::error::SubmitError;
-use crate::job::{Job, JobId};
+use crate::job::{IdMap, Job, JobId};
 use crate::record::{now_ms, FinishedLog, JobRecord, Retention};
 
 /// The journal's file name inside the data directory.
@@ -108,7 +107,7 @@ pub(crate) struct Journal {
 #[derive(Debug)]
 struct Live {
     seq: u64,
-    records: HashMap<JobId, (u64, Vec<u8>)>,
+    records: IdMap<(u64, Vec<u8>)>,
     bytes: u64,
     id_floor: u64,
     finished: FinishedLog<Vec<u8>>,
@@ -124,7 +123,7 @@ impl Live {
     fn new(retention: Retention) -> Self {
         Live {
             seq: 0,
-            records: HashMap::new(),
+            records: IdMap::default(),
             bytes: 0,
             id_floor: 0,
             finished: FinishedLog::default(),

@@ -11,7 +11,6 @@
 //! the retained list. A panic can leave the scheduling state half-updated,
 //! so that is rebuilt, never reused.
 
-use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -22,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::journal::Journal;
 use crate::coordinator::Carryover;
 use crate::handler::ProgressUpdate;
-use crate::job::{JobId, JobResult};
+use crate::job::{IdMap, JobId, JobResult};
 
 /// Results of resumed jobs kept for [`Coordinator::attach`](super::Coordinator::attach).
 const MAX_FINISHED: usize = 10_000;
@@ -47,7 +46,7 @@ pub(super) enum Waiter {
 #[derive(Default)]
 pub(super) struct Finished {
     order: VecDeque<JobId>,
-    results: HashMap<JobId, JobResult>,
+    results: IdMap<JobResult>,
 }
 
 impl Finished {
@@ -70,9 +69,9 @@ impl Finished {
 
 /// The state a failed coordinator instance leaves to its successor.
 pub(super) struct Retained {
-    pub(super) waiters: HashMap<JobId, Waiter>,
+    pub(super) waiters: IdMap<Waiter>,
     pub(super) finished: Finished,
-    pub(super) progress: HashMap<JobId, ProgressUpdate>,
+    pub(super) progress: IdMap<ProgressUpdate>,
     /// Callers of `drain` still waiting.
     pub(super) drained: Vec<oneshot::Sender<()>>,
     /// Jobs not yet resumed when the instance failed (still waiting for an
@@ -83,7 +82,7 @@ pub(super) struct Retained {
     /// The job records.
     pub(super) records: crate::record::Records,
     /// Further waiters of jobs (idempotent submissions, attachments).
-    pub(super) extra: HashMap<JobId, Vec<Waiter>>,
+    pub(super) extra: IdMap<Vec<Waiter>>,
     /// The recurring jobs.
     pub(super) recurring: super::recurring::Recurring,
 }

@@ -41,7 +41,7 @@ use crate::coordinator::{
 use crate::error::{JobError, SubmitError};
 use crate::failure::{FailureCause, JobFailure};
 use crate::handler::ProgressUpdate;
-use crate::job::{Job, JobId, JobResult};
+use crate::job::{IdMap, Job, JobId, JobResult};
 use crate::pool::WORKER;
 use crate::protocol::{encode_cancel, encode_fenced_batch, encode_job, MAX_CANCEL_IDS};
 use crate::record::{now_ms, Records};
@@ -86,11 +86,11 @@ pub(super) struct Shell {
     setup: Setup,
     worker: ActorName,
     format: PayloadFormat,
-    waiters: HashMap<JobId, Waiter>,
+    waiters: IdMap<Waiter>,
     /// Dispatch envelopes whose jobs may still bounce: id -> where it went
     /// and its (job, attempt)s.
     batches: FxHashMap<MessageId, (ActorAddr, Vec<(JobId, u32)>)>,
-    progress: HashMap<JobId, ProgressUpdate>,
+    progress: IdMap<ProgressUpdate>,
     outbox: Outbox,
     failed: Option<mpsc::UnboundedReceiver<SendFailure>>,
     journal: Option<Journal>,
@@ -109,7 +109,7 @@ pub(super) struct Shell {
     /// Every job's record (unfinished, and finished within retention).
     records: Records,
     /// Further waiters per job (idempotent submissions, `attach`).
-    extra: HashMap<JobId, Vec<Waiter>>,
+    extra: IdMap<Vec<Waiter>>,
     /// How many further waiters are held (bounded).
     extra_count: usize,
     /// Attempts to cancel, per worker node, sent at the next flush.
@@ -141,9 +141,9 @@ impl Shell {
             me: setup.me.clone(),
             worker: ActorName::new(WORKER).expect("a valid actor name"),
             format: setup.options.dispatch_format,
-            waiters: HashMap::new(),
+            waiters: IdMap::default(),
             batches: FxHashMap::default(),
-            progress: HashMap::new(),
+            progress: IdMap::default(),
             outbox,
             failed: Some(failed),
             journal,
@@ -159,7 +159,7 @@ impl Shell {
                 setup.router.node_id().to_string(),
                 setup.options.retention(),
             ),
-            extra: HashMap::new(),
+            extra: IdMap::default(),
             extra_count: 0,
             cancels: HashMap::new(),
             recurring: Recurring::default(),
@@ -242,7 +242,7 @@ impl Shell {
     /// Keeps the predecessor's waiters of the jobs being resumed; answers
     /// the others (their job was lost, which only happens when the journal
     /// did not get their submission) with an error.
-    fn adopt_waiters(&mut self, mut waiters: HashMap<JobId, Waiter>, resume: &[Job]) {
+    fn adopt_waiters(&mut self, mut waiters: IdMap<Waiter>, resume: &[Job]) {
         for job in resume {
             let waiter = waiters.remove(&job.id).unwrap_or(Waiter::Resumed);
             self.waiters.insert(job.id.clone(), waiter);

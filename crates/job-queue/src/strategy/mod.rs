@@ -42,7 +42,9 @@ pub struct Candidate<'a> {
     /// CPU use in percent (0..=100 per core summed as the node reports it),
     /// from gossip; `None` until reported.
     pub cpu: Option<f32>,
-    /// EWMA of measured round trips; `None` until measured.
+    /// EWMA of measured round trips (dispatch to result); `None` until
+    /// measured. Zero for the coordinator's own node: jobs reach its pool
+    /// in-process, with no network between them.
     pub latency: Option<Duration>,
     /// The node's concurrency (worker loops) if it advertises it
     /// (`workers:<k>`).
