@@ -116,7 +116,7 @@ struct Live {
     recurring: std::collections::BTreeMap<String, Vec<u8>>,
     /// Dead letters by id, with their order of arrival; as many as the
     /// coordinator keeps (it journals the ones it evicts).
-    dead: HashMap<JobId, (u64, Vec<u8>)>,
+    dead: IdMap<(u64, Vec<u8>)>,
 }
 
 impl Live {
@@ -129,7 +129,7 @@ impl Live {
             finished: FinishedLog::default(),
             retention,
             recurring: std::collections::BTreeMap::new(),
-            dead: HashMap::new(),
+            dead: IdMap::default(),
         }
     }
 
