@@ -265,9 +265,11 @@ async fn run_floods(a: &mut Side, b: &mut Side) -> [(Vec<MessageId>, Outcome); 2
     match tokio::time::timeout(FLOOD_LIMIT, settled).await {
         Ok(done) => done,
         Err(_) => panic!(
-            "floods not settled after {FLOOD_LIMIT:?} (deadlock?)\na: {:?}\nb: {:?}",
+            "floods not settled after {FLOOD_LIMIT:?} (deadlock?)\na: {:?}, lost the link to b {} times\nb: {:?}, lost the link to a {} times",
             a.router.stats(),
+            a.router.link_losses(b.router.node_id()),
             b.router.stats(),
+            b.router.link_losses(a.router.node_id()),
         ),
     }
 }
