@@ -41,6 +41,7 @@ use crate::error::{JobError, SubmitError};
 use crate::failure::{FailureCause, JobFailure};
 use crate::handler::ProgressUpdate;
 use crate::job::{Job, JobId, JobResult};
+use crate::limits::{LimitMsg, LIMITS};
 use crate::pool::WORKER;
 use crate::protocol::{encode_cancel, encode_fenced_batch, encode_job, MAX_CANCEL_IDS};
 use crate::record::{now_ms, Records};
@@ -84,6 +85,7 @@ pub(super) struct Shell {
     me: ActorAddr,
     setup: Setup,
     worker: ActorName,
+    limits_name: ActorName,
     format: PayloadFormat,
     waiters: HashMap<JobId, Waiter>,
     /// Dispatch envelopes whose jobs may still bounce: id -> where it went
@@ -137,6 +139,7 @@ impl Shell {
             router: setup.router.clone(),
             me: setup.me.clone(),
             worker: ActorName::new(WORKER).expect("a valid actor name"),
+            limits_name: ActorName::new(LIMITS).expect("a valid actor name"),
             format: setup.options.dispatch_format,
             waiters: HashMap::new(),
             batches: FxHashMap::default(),
@@ -452,6 +455,10 @@ impl Shell {
     }
 
     fn on_envelope(&mut self, env: Envelope, now: Instant) {
+        if env.to.actor().as_str() == LIMITS {
+            self.on_limits(&env, now);
+            return;
+        }
         match env.kind {
             EnvelopeKind::Message => {
                 let from_worker = env.from.actor().as_str() == WORKER;
@@ -462,6 +469,38 @@ impl Shell {
                 }
             }
             _ => self.on_bounce(&env, now),
+        }
+    }
+
+    /// A message of the limits protocol: only from another node's
+    /// `limits` actor (the router vouches for the node, and no external
+    /// client can address `limits`); bounces are ignored (the protocol
+    /// retries on its own).
+    fn on_limits(&mut self, env: &Envelope, now: Instant) {
+        let from_limits = env.from.actor().as_str() == LIMITS;
+        if env.kind != EnvelopeKind::Message || !from_limits || env.format != PayloadFormat::Binary {
+            tracing::debug!(from = %env.from, kind = ?env.kind, "limits: envelope ignored");
+            return;
+        }
+        match LimitMsg::decode(&env.payload) {
+            Ok(msg) => self.core.limit_received(env.from.node().as_str(), msg, now),
+            Err(err) => tracing::warn!(from = %env.from, %err, "limits: malformed message dropped"),
+        }
+    }
+
+    /// Sends the limits protocol's messages (best effort: a lost one is
+    /// made up by the next report or grant).
+    fn send_limit_messages(&mut self) {
+        for (node, msg) in self.core.take_limit_messages() {
+            let Ok(node) = NodeId::new(&node) else {
+                continue;
+            };
+            let to = ActorAddr::new(self.limits_name.clone(), node);
+            let from = ActorAddr::new(self.limits_name.clone(), self.me.node().clone());
+            let env = Envelope::new(to, from, PayloadFormat::Binary, msg.encode());
+            if let Err(err) = self.outbox.send(env) {
+                tracing::debug!(%err, "limits: message not sent");
+            }
         }
     }
 
@@ -548,6 +587,7 @@ impl Shell {
                 self.dispatch(&node, jobs, now);
             }
             self.send_cancels();
+            self.send_limit_messages();
             if !any {
                 break;
             }
