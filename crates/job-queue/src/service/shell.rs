@@ -548,7 +548,7 @@ impl Shell {
     /// Carries out every pending action of the core: completions at once,
     /// dispatches grouped per node; then hands the journal its batch.
     fn flush(&mut self, now: Instant) {
-        let now_ms = now_ms();
+        let mut now_ms = now_ms();
         // Failed sends can make the core emit more actions; a few rounds
         // settle them (the rest goes out with the next run).
         for _ in 0..4 {
@@ -574,7 +574,12 @@ impl Shell {
                         let entry = self.per_node.entry(Arc::from(node.as_str()));
                         entry.or_default().push((job.id, job.attempt));
                     }
-                    Action::Complete(result) => self.complete(result),
+                    Action::Complete(result) => {
+                        self.complete(result);
+                        // A dispatch the completion made room for is
+                        // recorded as starting after it ended.
+                        now_ms = now_ms.max(crate::record::now_ms());
+                    }
                     Action::DeadLettered {
                         id,
                         attempts,
