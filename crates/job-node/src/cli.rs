@@ -398,7 +398,14 @@ mod tests {
 
     #[test]
     fn limits_repeat_and_are_checked() {
-        let cli = parse(&["start", "--limit", "kind=sleep,running=2", "--limit", "kind=io,rate=50"]).unwrap();
+        let cli = parse(&[
+            "start",
+            "--limit",
+            "kind=sleep,running=2",
+            "--limit",
+            "kind=io,rate=50",
+        ])
+        .unwrap();
         let Some(Command::Start(args)) = cli.command else {
             panic!("expected start");
         };

@@ -61,9 +61,14 @@ async fn submit_everywhere(nodes: &[NodeProc], n: usize, ms: u64, tag: &str) -> 
             .expect("results in time")
             .unwrap()
         {
-            results.push(serde_json::from_str::<Value>(&line).unwrap_or_else(|e| panic!("{e}: {line}")));
+            results.push(
+                serde_json::from_str::<Value>(&line).unwrap_or_else(|e| panic!("{e}: {line}")),
+            );
         }
-        let status = timeout(LIMIT, child.wait()).await.expect("submit exits").unwrap();
+        let status = timeout(LIMIT, child.wait())
+            .await
+            .expect("submit exits")
+            .unwrap();
         assert!(status.success(), "submit failed");
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -92,7 +97,9 @@ async fn attempts(nodes: &[NodeProc], expected_per_node: usize) -> Vec<(u64, u64
             assert_eq!(record["state"], "succeeded", "{record}");
             for attempt in record["attempts"].as_array().unwrap() {
                 let started = attempt["started_ms"].as_u64().unwrap();
-                let ended = attempt["ended_ms"].as_u64().unwrap_or_else(|| panic!("{record}"));
+                let ended = attempt["ended_ms"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{record}"));
                 out.push((started, ended));
             }
         }
@@ -127,15 +134,26 @@ async fn a_running_limit_of_two_holds_across_three_coordinators() {
         assert!(result["error"].is_null(), "{result}");
     }
     let attempts = attempts(&nodes, per_node).await;
-    assert_eq!(max_concurrent(&attempts), 2, "most sleep attempts running at once");
+    assert_eq!(
+        max_concurrent(&attempts),
+        2,
+        "most sleep attempts running at once"
+    );
     // Every node's workers ran some: the limit is the cluster's, not a split.
     for node in ["node-1", "node-2", "node-3"] {
-        assert!(results.iter().any(|r| r["worker_node"] == node), "{node} ran none");
+        assert!(
+            results.iter().any(|r| r["worker_node"] == node),
+            "{node} ran none"
+        );
     }
     // Each coordinator shows the limit and who leads it.
     let stats = http(nodes[1].http(), "GET", "/v1/stats", None).await.json();
     let limit = &stats["limits"][0];
-    assert_eq!((limit["kind"].as_str(), limit["running"].as_u64()), (Some("sleep"), Some(2)), "{stats}");
+    assert_eq!(
+        (limit["kind"].as_str(), limit["running"].as_u64()),
+        (Some("sleep"), Some(2)),
+        "{stats}"
+    );
     assert_eq!(limit["leader"], "node-1", "{stats}");
     assert_eq!(stats["waiting_for_limit"], 0, "{stats}");
 }
@@ -148,7 +166,14 @@ async fn a_rate_limit_spreads_the_starts() {
     let nodes = three_nodes("kind=sleep,rate=20").await;
     let results = submit_everywhere(&nodes[..2], 50, 0, "rate").await;
     assert_eq!(results.len(), 100);
-    let starts: Vec<u64> = attempts(&nodes[..2], 50).await.iter().map(|a| a.0).collect();
+    let starts: Vec<u64> = attempts(&nodes[..2], 50)
+        .await
+        .iter()
+        .map(|a| a.0)
+        .collect();
     let span = starts.iter().max().unwrap() - starts.iter().min().unwrap();
-    assert!(span >= 4_500, "100 starts within {span} ms at 20 per second");
+    assert!(
+        span >= 4_500,
+        "100 starts within {span} ms at 20 per second"
+    );
 }

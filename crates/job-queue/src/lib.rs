@@ -151,7 +151,9 @@ pub use service::Fault;
 pub use worker::{WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue};
 // Jobs, results and the coordinator actor.
 pub use job::{Job, JobId, JobResult};
-pub use limits::{KindLimit, LimitSnapshot, LimitsConfig, ParseLimitError, LIMITS, LIMIT_TAG_PREFIX};
+pub use limits::{
+    KindLimit, LimitSnapshot, LimitsConfig, ParseLimitError, LIMITS, LIMIT_TAG_PREFIX,
+};
 pub use record::{
     AttemptRecord, FinishedSample, JobPage, JobQuery, JobRecord, JobState, ProgressRecord,
     MAX_SAMPLES,

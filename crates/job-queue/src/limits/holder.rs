@@ -177,7 +177,8 @@ impl KindHolder {
     pub(crate) fn poll(&mut self, limit: &KindLimit, now: Instant) -> Option<Report> {
         self.leader.as_ref()?;
         let active = self.used > 0 || !self.waiting.is_empty() || self.allowed > 0;
-        let idle_for = |t: Option<Instant>| t.is_none_or(|t| now.saturating_duration_since(t) >= RETRY);
+        let idle_for =
+            |t: Option<Instant>| t.is_none_or(|t| now.saturating_duration_since(t) >= RETRY);
         let changed = self.dirty && idle_for(self.in_flight);
         let renew = active
             && self

@@ -112,8 +112,10 @@ impl KindLeader {
     /// shares out slots and tokens; returns the grants to send.
     pub(crate) fn poll(&mut self, now: Instant) -> Vec<(String, Grant)> {
         let lease = self.lease;
-        self.holders
-            .retain(|_, h| h.heard.is_some_and(|t| now.saturating_duration_since(t) < lease));
+        self.holders.retain(|_, h| {
+            h.heard
+                .is_some_and(|t| now.saturating_duration_since(t) < lease)
+        });
         if !self.holding_off(now) {
             if now.saturating_duration_since(self.rotated) >= ROTATE_EVERY {
                 self.rotated = now;

@@ -256,7 +256,11 @@ impl LimitEngine {
     /// A message from `limits@<from>` (the router vouches for `from`).
     pub(crate) fn received(&mut self, from: &str, msg: LimitMsg, now: Instant) {
         let Some(state) = self.kinds.get_mut(msg.kind()) else {
-            tracing::debug!(from, kind = msg.kind(), "limits message for a kind not limited here");
+            tracing::debug!(
+                from,
+                kind = msg.kind(),
+                "limits message for a kind not limited here"
+            );
             return;
         };
         match msg {
@@ -264,7 +268,9 @@ impl LimitEngine {
                 Some(leader) if self.live.contains(from) || from == self.me => {
                     leader.report(from, &report, now);
                 }
-                _ => tracing::debug!(from, kind = %report.kind, "limits report to a node that does not lead the kind"),
+                _ => {
+                    tracing::debug!(from, kind = %report.kind, "limits report to a node that does not lead the kind")
+                }
             },
             LimitMsg::Grant(grant) => {
                 if state.holder.leader() == Some(from) {

@@ -79,7 +79,10 @@ impl KindLimit {
         if let Some(n) = self.running.filter(|n| !(1..=MAX_COUNT).contains(n)) {
             return Err(bad("running", n.to_string(), "1 to 1000000"));
         }
-        if let Some(r) = self.rate.filter(|r| !(r.is_finite() && *r > 0.0 && *r <= MAX_RATE)) {
+        if let Some(r) = self
+            .rate
+            .filter(|r| !(r.is_finite() && *r > 0.0 && *r <= MAX_RATE))
+        {
             return Err(bad("rate", r.to_string(), "above 0, at most 1000000"));
         }
         if let Some(b) = self.burst.filter(|b| !(1..=MAX_COUNT).contains(b)) {
@@ -177,15 +180,24 @@ impl FromStr for KindLimit {
             match key.trim() {
                 "kind" => kind = Some(value.trim().to_owned()),
                 "running" => {
-                    let n = value.trim().parse().map_err(|_| number("running", "a whole number"))?;
+                    let n = value
+                        .trim()
+                        .parse()
+                        .map_err(|_| number("running", "a whole number"))?;
                     limit.running = Some(n);
                 }
                 "rate" => {
-                    let r = value.trim().parse().map_err(|_| number("rate", "a number"))?;
+                    let r = value
+                        .trim()
+                        .parse()
+                        .map_err(|_| number("rate", "a number"))?;
                     limit.rate = Some(r);
                 }
                 "burst" => {
-                    let b = value.trim().parse().map_err(|_| number("burst", "a whole number"))?;
+                    let b = value
+                        .trim()
+                        .parse()
+                        .map_err(|_| number("burst", "a whole number"))?;
                     limit.burst = Some(b);
                 }
                 _ => return Err(refused()),
@@ -266,7 +278,13 @@ mod tests {
         ] {
             assert!(bad.parse::<KindLimit>().is_err(), "{bad}");
         }
-        for bad in ["limit:x:0:-:-", "limit:x:-:-:-", "limit:x:2:-", "kind:x", "limit::2:-:-"] {
+        for bad in [
+            "limit:x:0:-:-",
+            "limit:x:-:-:-",
+            "limit:x:2:-",
+            "kind:x",
+            "limit::2:-:-",
+        ] {
             assert_eq!(KindLimit::from_tag(bad), None, "{bad}");
         }
     }

@@ -122,7 +122,10 @@ impl Sim {
     }
 
     fn leader(&self, name: &str) -> &leader::KindLeader {
-        self.nodes[name].engine.leader_of(KIND).expect("leads the kind")
+        self.nodes[name]
+            .engine
+            .leader_of(KIND)
+            .expect("leads the kind")
     }
 }
 
@@ -140,7 +143,12 @@ fn fair_shares_are_max_min_with_turns() {
 #[test]
 fn a_limit_of_two_holds_across_three_coordinators_and_every_job_runs() {
     let lease = Duration::from_secs(1);
-    let mut sim = Sim::new(&["a", "b", "c"], "kind=sleep,running=2", lease, Duration::from_millis(40));
+    let mut sim = Sim::new(
+        &["a", "b", "c"],
+        "kind=sleep,running=2",
+        lease,
+        Duration::from_millis(40),
+    );
     for name in ["a", "b", "c"] {
         sim.submit(name, 30);
     }
@@ -149,7 +157,12 @@ fn a_limit_of_two_holds_across_three_coordinators_and_every_job_runs() {
         assert!(sim.running() <= 2, "{} running", sim.running());
         assert!(sim.leader("a").booked() <= 2);
         if first_done.is_none() && sim.nodes.values().any(|n| n.finished == 30) {
-            first_done = Some(sim.nodes.iter().map(|(k, n)| (k.clone(), n.started.len())).collect());
+            first_done = Some(
+                sim.nodes
+                    .iter()
+                    .map(|(k, n)| (k.clone(), n.started.len()))
+                    .collect(),
+            );
         }
         sim.nodes.values().all(|n| n.finished == 30)
     });
@@ -159,24 +172,48 @@ fn a_limit_of_two_holds_across_three_coordinators_and_every_job_runs() {
     let first_done = first_done.unwrap();
     assert!(first_done.values().all(|&n| n > 0), "{first_done:?}");
     // A new leader grants nothing for one lease.
-    let first = sim.nodes.values().filter_map(|n| n.started.first()).min().unwrap();
-    assert!(*first >= sim.start + lease, "started {:?} after the start", *first - sim.start);
+    let first = sim
+        .nodes
+        .values()
+        .filter_map(|n| n.started.first())
+        .min()
+        .unwrap();
+    assert!(
+        *first >= sim.start + lease,
+        "started {:?} after the start",
+        *first - sim.start
+    );
 }
 
 #[test]
 fn a_partitioned_holder_stops_at_its_lease_and_its_share_comes_back() {
     let lease = Duration::from_millis(600);
-    let mut sim = Sim::new(&["a", "b", "c"], "kind=sleep,running=2", lease, Duration::from_millis(30));
+    let mut sim = Sim::new(
+        &["a", "b", "c"],
+        "kind=sleep,running=2",
+        lease,
+        Duration::from_millis(30),
+    );
     sim.submit("c", 1000);
     sim.submit("b", 1000);
     // Until c holds a share and runs.
-    sim.run_until(Duration::from_secs(10), |sim| !sim.nodes["c"].running.is_empty());
+    sim.run_until(Duration::from_secs(10), |sim| {
+        !sim.nodes["c"].running.is_empty()
+    });
     let cut_at = sim.now;
     sim.cut.insert("c".into());
     let stop_by = cut_at + lease;
     sim.run_until(Duration::from_secs(20), |sim| sim.now > cut_at + lease * 3);
-    let late: Vec<_> = sim.nodes["c"].started.iter().filter(|t| **t >= stop_by).collect();
-    assert!(late.is_empty(), "c started {} jobs after its lease ran out", late.len());
+    let late: Vec<_> = sim.nodes["c"]
+        .started
+        .iter()
+        .filter(|t| **t >= stop_by)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "c started {} jobs after its lease ran out",
+        late.len()
+    );
     // The leader forgot c; b runs with the whole limit.
     assert_eq!(sim.leader("a").holders(), 1);
     assert_eq!(sim.nodes["b"].running.len(), 2);
@@ -186,7 +223,12 @@ fn a_partitioned_holder_stops_at_its_lease_and_its_share_comes_back() {
 #[test]
 fn a_new_leader_waits_a_lease_and_the_limit_holds_through_the_change() {
     let lease = Duration::from_millis(500);
-    let mut sim = Sim::new(&["a", "b", "c"], "kind=sleep,running=2", lease, Duration::from_millis(20));
+    let mut sim = Sim::new(
+        &["a", "b", "c"],
+        "kind=sleep,running=2",
+        lease,
+        Duration::from_millis(20),
+    );
     for name in ["a", "b", "c"] {
         sim.submit(name, 200);
     }
@@ -197,7 +239,10 @@ fn a_new_leader_waits_a_lease_and_the_limit_holds_through_the_change() {
     for node in sim.nodes.values_mut() {
         node.engine.observe_node("a", false, &[], crashed);
     }
-    assert!(sim.nodes["b"].engine.leader_of(KIND).is_some(), "b leads now");
+    assert!(
+        sim.nodes["b"].engine.leader_of(KIND).is_some(),
+        "b leads now"
+    );
     sim.run_until(Duration::from_secs(60), |sim| {
         assert!(sim.running() <= 2, "{} running", sim.running());
         sim.nodes.values().all(|n| n.finished == 200)
@@ -210,27 +255,46 @@ fn a_new_leader_waits_a_lease_and_the_limit_holds_through_the_change() {
         .flat_map(|n| &n.started)
         .filter(|t| **t > crashed + Duration::from_millis(50) && **t < crashed + lease)
         .count();
-    assert_eq!(early, 0, "starts while the new leader waited out the old leases");
+    assert_eq!(
+        early, 0,
+        "starts while the new leader waited out the old leases"
+    );
 }
 
 #[test]
 fn a_rate_limit_spreads_starts_over_the_bucket() {
     let lease = Duration::from_millis(400);
-    let mut sim = Sim::new(&["a", "b"], "kind=sleep,rate=20", lease, Duration::from_millis(1));
+    let mut sim = Sim::new(
+        &["a", "b"],
+        "kind=sleep,rate=20",
+        lease,
+        Duration::from_millis(1),
+    );
     sim.submit("a", 50);
     sim.submit("b", 50);
-    sim.run_until(Duration::from_secs(30), |sim| sim.nodes.values().all(|n| n.finished == 50));
+    sim.run_until(Duration::from_secs(30), |sim| {
+        sim.nodes.values().all(|n| n.finished == 50)
+    });
     let mut starts: Vec<Instant> = sim.nodes.values().flat_map(|n| n.started.clone()).collect();
     starts.sort();
     let bucket = limit("kind=sleep,rate=20").bucket() as f64;
     assert_eq!(bucket, 2.0);
     let span = (*starts.last().unwrap() - starts[0]).as_secs_f64();
     let bound = (100.0 - bucket) / 20.0 - TOKEN_TTL.as_secs_f64();
-    assert!(span >= bound, "100 starts in {span:.2} s, the bucket allows no less than {bound:.2}");
+    assert!(
+        span >= bound,
+        "100 starts in {span:.2} s, the bucket allows no less than {bound:.2}"
+    );
     // No second holds more than its tokens (plus the bucket).
     for (i, t) in starts.iter().enumerate() {
-        let within = starts[i..].iter().take_while(|u| **u - *t < Duration::from_secs(1)).count();
-        assert!(within as f64 <= bucket + 20.0 * 1.25, "{within} starts within a second");
+        let within = starts[i..]
+            .iter()
+            .take_while(|u| **u - *t < Duration::from_secs(1))
+            .count();
+        assert!(
+            within as f64 <= bucket + 20.0 * 1.25,
+            "{within} starts within a second"
+        );
     }
     // Both coordinators got turns.
     assert!(sim.nodes.values().all(|n| n.started.len() == 50));
@@ -344,17 +408,25 @@ fn a_coordinator_core_keeps_limited_jobs_queued_until_it_has_a_share() {
     let mut core = CoordinatorCore::new(config);
     let t0 = Instant::now();
     core.update_node(NodeInfo::up("node-b", ["kind:echo"]), t0);
-    let ids: Vec<_> = (0..3).map(|i| core.submit(Job::new("echo", i.to_string()), t0).unwrap()).collect();
+    let ids: Vec<_> = (0..3)
+        .map(|i| core.submit(Job::new("echo", i.to_string()), t0).unwrap())
+        .collect();
     let other = core.submit(Job::new("other", ""), t0);
     assert!(other.is_ok());
     assert_eq!(core.stats().waiting_for_limit, 3);
     // Not before the leader (this node) has waited a lease.
-    assert!(core.drain_actions().all(|a| !matches!(a, Action::Dispatch { .. })));
+    assert!(core
+        .drain_actions()
+        .all(|a| !matches!(a, Action::Dispatch { .. })));
     let mut now = t0;
     let mut order = Vec::new();
     while order.len() < 3 {
         now += Duration::from_millis(20);
-        assert!(now < t0 + Duration::from_secs(5), "stuck: {:?}", core.stats());
+        assert!(
+            now < t0 + Duration::from_secs(5),
+            "stuck: {:?}",
+            core.stats()
+        );
         core.tick(now);
         let dispatched: Vec<Job> = core
             .drain_actions()
@@ -366,7 +438,8 @@ fn a_coordinator_core_keeps_limited_jobs_queued_until_it_has_a_share() {
         assert!(dispatched.len() <= 1, "one at a time: {dispatched:?}");
         assert!(now >= t0 + lease || dispatched.is_empty());
         for job in dispatched {
-            let result = JobResult::success(job.id.clone(), "", "node-b", job.attempt, Duration::ZERO);
+            let result =
+                JobResult::success(job.id.clone(), "", "node-b", job.attempt, Duration::ZERO);
             order.push(job.id);
             core.result_received(result, "node-b", now);
         }

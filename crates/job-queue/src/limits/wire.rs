@@ -130,7 +130,7 @@ mod tests {
         });
         assert!(LimitMsg::decode(&huge.encode()).is_err());
         let mut long = vec![VERSION];
-        long.extend(std::iter::repeat(0xFF).take(4096));
+        long.extend(std::iter::repeat_n(0xFF, 4096));
         assert!(LimitMsg::decode(&long).is_err());
     }
 }

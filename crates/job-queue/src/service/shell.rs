@@ -478,7 +478,8 @@ impl Shell {
     /// retries on its own).
     fn on_limits(&mut self, env: &Envelope, now: Instant) {
         let from_limits = env.from.actor().as_str() == LIMITS;
-        if env.kind != EnvelopeKind::Message || !from_limits || env.format != PayloadFormat::Binary {
+        if env.kind != EnvelopeKind::Message || !from_limits || env.format != PayloadFormat::Binary
+        {
             tracing::debug!(from = %env.from, kind = ?env.kind, "limits: envelope ignored");
             return;
         }
