@@ -226,6 +226,11 @@ impl fmt::Display for KindLimit {
 }
 
 /// Settings of the cluster-wide limits of a coordinator.
+///
+/// A [`CoordinatorCore`](crate::CoordinatorCore) with limits needs its
+/// [`tick`](crate::CoordinatorCore::tick) called often (the
+/// [`Coordinator`](crate::Coordinator) ticks every 20 ms): leases are
+/// renewed and tokens handed out on the tick, not at a wakeup time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LimitsConfig {
     /// The limits this node holds (and advertises); every node should hold
