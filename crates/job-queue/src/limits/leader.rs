@@ -11,7 +11,9 @@
 //!   counted from when it *sent* its report, runs out (earlier);
 //! - a new leader grants nothing for one lease: every share granted by a
 //!   predecessor has expired by then, and every reachable holder has told
-//!   it what it runs.
+//!   it what it runs. The same wait follows each node it newly sees live
+//!   (a joiner, or the other side of a healed partition, may still use the
+//!   grants of another leader until it follows this one).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -80,6 +82,14 @@ impl KindLeader {
 
     pub(crate) fn set_limit(&mut self, limit: KindLimit) {
         self.limit = limit;
+    }
+
+    /// Grants nothing more for one lease from `now` (a node newly seen
+    /// live may hold another leader's grants); renewals go on.
+    pub(crate) fn hold_off(&mut self, now: Instant) {
+        self.hold_until = self.hold_until.max(now + self.lease);
+        self.refilled = self.refilled.max(self.hold_until);
+        self.bucket = 0.0;
     }
 
     /// Whether it still waits out its predecessors' leases.

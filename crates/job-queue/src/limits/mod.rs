@@ -136,7 +136,14 @@ impl LimitEngine {
             return;
         }
         if live {
-            self.live.insert(node.to_owned());
+            if self.live.insert(node.to_owned()) && node != self.me {
+                // It may follow another leader still: wait out its grants.
+                for state in self.kinds.values_mut() {
+                    if let Some(leader) = &mut state.leading {
+                        leader.hold_off(now);
+                    }
+                }
+            }
         } else {
             self.live.remove(node);
         }

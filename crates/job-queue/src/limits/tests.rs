@@ -448,3 +448,40 @@ fn a_coordinator_core_keeps_limited_jobs_queued_until_it_has_a_share() {
     assert_eq!(core.stats().waiting_for_limit, 0);
     assert_eq!(core.stats().limits[0].running_here, 0);
 }
+
+#[test]
+fn a_leader_that_sees_a_node_newly_live_grants_nothing_more_for_a_lease() {
+    let lease = Duration::from_millis(500);
+    let mut sim = Sim::new(
+        &["a", "b", "c"],
+        "kind=sleep,running=2",
+        lease,
+        Duration::from_millis(20),
+    );
+    sim.submit("b", 400);
+    sim.run_until(Duration::from_secs(10), |sim| sim.nodes["b"].finished >= 20);
+    // A node the leader did not know (a joiner, a healed partition) may
+    // still use another leader's grants.
+    let seen = sim.now;
+    let tag = limit("kind=sleep,running=2").tag();
+    sim.nodes
+        .get_mut("a")
+        .unwrap()
+        .engine
+        .observe_node("z", true, &[tag], seen);
+    sim.submit("c", 50);
+    let b_before = sim.nodes["b"].started.len();
+    sim.run_until(Duration::from_secs(10), |sim| {
+        sim.now >= seen + lease - STEP * 2
+    });
+    assert!(
+        sim.nodes["c"].started.is_empty(),
+        "c got a share during the wait"
+    );
+    assert!(
+        sim.nodes["b"].started.len() > b_before,
+        "b's share was renewed"
+    );
+    sim.run_until(Duration::from_secs(20), |sim| sim.nodes["c"].finished == 50);
+    assert!(sim.max_running <= 2);
+}
