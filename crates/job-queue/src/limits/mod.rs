@@ -45,6 +45,29 @@ use leader::KindLeader;
 pub use spec::{KindLimit, LimitsConfig, ParseLimitError, LIMIT_TAG_PREFIX};
 pub(crate) use wire::LimitMsg;
 
+/// A report and a grant, as seeds of the fuzz target.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn sample_messages() -> Vec<LimitMsg> {
+    vec![
+        LimitMsg::Report(wire::Report {
+            kind: "sleep".into(),
+            report_seq: 3,
+            acked: 1,
+            used: 1,
+            want: 5,
+            want_tokens: 4,
+        }),
+        LimitMsg::Grant(wire::Grant {
+            kind: "sleep".into(),
+            report_seq: 3,
+            seq: 2,
+            allowed: 2,
+            tokens: 1,
+            lease_ms: 2000,
+        }),
+    ]
+}
+
 /// The well-known name of the lease protocol's actor on every node.
 pub const LIMITS: &str = "limits";
 
