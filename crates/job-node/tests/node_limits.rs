@@ -139,6 +139,19 @@ async fn a_running_limit_of_two_holds_across_three_coordinators() {
         2,
         "most sleep attempts running at once"
     );
+    // A figure, not a bound: how much of the limit the slot hand-offs use.
+    let first = attempts.iter().map(|a| a.0).min().unwrap();
+    let last = attempts.iter().map(|a| a.1).max().unwrap();
+    let busy: u64 = attempts.iter().map(|a| a.1 - a.0).sum();
+    eprintln!(
+        "running=2: {} attempts of 10 ms in {} ms from the first start to the last end \
+         (slots busy {:.0} %; 10 ms x {} / 2 = {} ms if hand-offs were free)",
+        attempts.len(),
+        last - first,
+        100.0 * busy as f64 / (2 * (last - first)) as f64,
+        attempts.len(),
+        attempts.len() * 10 / 2
+    );
     // Every node's workers ran some: the limit is the cluster's, not a split.
     for node in ["node-1", "node-2", "node-3"] {
         assert!(
