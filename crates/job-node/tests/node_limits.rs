@@ -1,6 +1,6 @@
 //! Cluster-wide limits per kind against real processes: three `job-node`
 //! processes, each configured `--limit kind=sleep,...`, each accepting
-//! jobs of the limited kind. Concurrency is read from the job records'
+//! jobs of the limited kind (and the leader killed mid-run). Concurrency is read from the job records'
 //! attempt times (each attempt's run lies within its dispatch and the
 //! arrival of its result at the coordinator), not from timing windows.
 
@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use common::{http, wait_formed, NodeProc, BIN, LIMIT};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{ChildStdout, Command};
 use tokio::time::timeout;
 
 /// Starts three nodes with `limit` and an HTTP API each.
@@ -30,19 +30,19 @@ async fn three_nodes(limit: &str) -> Vec<NodeProc> {
     nodes
 }
 
-/// Submits `n` sleep jobs of `ms` through each node at once (`submit
-/// --file --wait`, one process per node) and waits for every result.
-async fn submit_everywhere(nodes: &[NodeProc], n: usize, ms: u64, tag: &str) -> Vec<Value> {
+/// Starts `submit --file --wait` of `n` sleep jobs of `ms` through each
+/// node at once (one process per node); returns the result-line readers.
+fn spawn_submits(nodes: &[&NodeProc], n: usize, ms: u64, tag: &str) -> Vec<Submit> {
     let dir = std::env::temp_dir().join(format!("job-node-limits-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut children = Vec::new();
+    let mut out = Vec::new();
     for (k, node) in nodes.iter().enumerate() {
         let file = dir.join(format!("jobs-{k}.jsonl"));
         let lines: String = (0..n)
             .map(|i| format!("{{\"id\":\"{tag}-{k}-{i}\",\"kind\":\"sleep\",\"data\":\"{ms}\"}}\n"))
             .collect();
         std::fs::write(&file, lines).unwrap();
-        let child = Command::new(BIN)
+        let mut child = Command::new(BIN)
             .args(["submit", "--cluster", node.url(), "--wait", "--file"])
             .arg(&file)
             .env("RUST_LOG", "error")
@@ -51,27 +51,49 @@ async fn submit_everywhere(nodes: &[NodeProc], n: usize, ms: u64, tag: &str) -> 
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        children.push(child);
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        out.push(Submit { child, lines });
     }
-    let mut results = Vec::new();
-    for mut child in children {
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        while let Some(line) = timeout(Duration::from_secs(120), lines.next_line())
+    out
+}
+
+/// A running `submit --wait` and its result lines.
+struct Submit {
+    child: tokio::process::Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Submit {
+    /// The next result, `None` at the end.
+    async fn next(&mut self) -> Option<Value> {
+        let line = timeout(Duration::from_secs(120), self.lines.next_line())
             .await
             .expect("results in time")
-            .unwrap()
-        {
-            results.push(
-                serde_json::from_str::<Value>(&line).unwrap_or_else(|e| panic!("{e}: {line}")),
-            );
+            .unwrap()?;
+        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}")))
+    }
+
+    /// Every remaining result; the process must succeed.
+    async fn rest(mut self, results: &mut Vec<Value>) {
+        while let Some(result) = self.next().await {
+            results.push(result);
         }
-        let status = timeout(LIMIT, child.wait())
+        let status = timeout(LIMIT, self.child.wait())
             .await
             .expect("submit exits")
             .unwrap();
         assert!(status.success(), "submit failed");
     }
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Submits `n` sleep jobs of `ms` through each node at once and waits for
+/// every result.
+async fn submit_everywhere(nodes: &[NodeProc], n: usize, ms: u64, tag: &str) -> Vec<Value> {
+    let nodes: Vec<&NodeProc> = nodes.iter().collect();
+    let mut results = Vec::new();
+    for submit in spawn_submits(&nodes, n, ms, tag) {
+        submit.rest(&mut results).await;
+    }
     results
 }
 
@@ -189,4 +211,59 @@ async fn a_rate_limit_spreads_the_starts() {
         span >= 4_500,
         "100 starts within {span} ms at 20 per second"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_limit_holds_when_its_leader_is_killed() {
+    let mut nodes = three_nodes("kind=sleep,running=2").await;
+    let survivors: Vec<&NodeProc> = nodes[1..].iter().collect();
+    // More work than the two slots finish within a lease after the kill:
+    // the rest needs the next leader.
+    let submits = spawn_submits(&survivors, 300, 20, "crash");
+    // Some jobs are through (the leader, node-1, grants): kill it. The
+    // coordinators' statistics say how far the run is (the results wait in
+    // the submit processes' pipes, unread).
+    let mut results = Vec::new();
+    timeout(LIMIT, async {
+        loop {
+            let stats = http(nodes[1].http(), "GET", "/v1/stats", None).await.json();
+            if stats["succeeded"].as_u64().unwrap() >= 20 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("20 jobs through in time");
+    timeout(LIMIT, nodes[0].child.kill())
+        .await
+        .expect("killed in time")
+        .unwrap();
+    let killed_ms = unix_ms();
+    for submit in submits {
+        submit.rest(&mut results).await;
+    }
+    assert_eq!(results.len(), 600);
+    for result in &results {
+        assert!(result["error"].is_null(), "{result}");
+    }
+    let attempts = attempts(&nodes[1..], 300).await;
+    assert!(
+        max_concurrent(&attempts) <= 2,
+        "more than 2 running at once"
+    );
+    // Work went on under the next leader, after the old leases ran out.
+    let lease_ms = 2_000;
+    let later = attempts
+        .iter()
+        .filter(|a| a.0 > killed_ms + lease_ms)
+        .count();
+    assert!(later > 0, "no attempt started after the old leases expired");
+    let stats = http(nodes[1].http(), "GET", "/v1/stats", None).await.json();
+    assert_eq!(stats["limits"][0]["leader"], "node-2", "{stats}");
+}
+
+fn unix_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.unwrap().as_millis() as u64
 }
