@@ -1,8 +1,9 @@
 //! Cluster-wide limits per kind against real processes: three `job-node`
 //! processes, each configured `--limit kind=sleep,...`, each accepting
-//! jobs of the limited kind (and the leader killed mid-run). Concurrency is read from the job records'
-//! attempt times (each attempt's run lies within its dispatch and the
-//! arrival of its result at the coordinator), not from timing windows.
+//! jobs of the limited kind (once with the leader killed mid-run).
+//! Concurrency is read from the job records' attempt times (each attempt's
+//! run lies within its dispatch and the arrival of its result at the
+//! coordinator), not from timing windows.
 
 mod common;
 
