@@ -25,7 +25,7 @@
 //! still checked and every map they feed is bounded.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -75,6 +75,9 @@ pub const LIMITS: &str = "limits";
 const MAX_KINDS: usize = 256;
 /// Most limit tags read per node.
 const MAX_TAGS_PER_NODE: usize = 64;
+/// With nothing changed, the leaders and holders run at most this often
+/// (renewals, expiry, the bucket), not on every coordinator input.
+const IDLE_RUN: Duration = Duration::from_millis(5);
 
 /// One limited kind, as one coordinator sees it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -117,6 +120,9 @@ pub(crate) struct LimitEngine {
     outbox: Vec<(String, LimitMsg)>,
     /// Jobs of kinds no longer limited, to place again.
     freed: Vec<JobId>,
+    /// Something changed since the last run (a start, an end, a message).
+    changed: bool,
+    last_run: Option<Instant>,
 }
 
 impl LimitEngine {
@@ -129,6 +135,8 @@ impl LimitEngine {
             kinds: FxHashMap::default(),
             outbox: Vec::new(),
             freed: Vec::new(),
+            changed: true,
+            last_run: None,
         };
         engine.recompute(now);
         engine
@@ -180,6 +188,7 @@ impl LimitEngine {
 
     /// Recomputes every kind's effective limit and leader.
     fn recompute(&mut self, now: Instant) {
+        self.changed = true;
         let mut wanted: BTreeMap<String, (KindLimit, String)> = BTreeMap::new();
         let own = std::iter::once((&self.me, &self.config.kinds));
         for (node, limits) in own.chain(self.advertised.iter()) {
@@ -238,6 +247,7 @@ impl LimitEngine {
     pub(crate) fn start(&mut self, kind: &str) {
         if let Some(state) = self.kinds.get_mut(kind) {
             state.holder.start(&state.limit);
+            self.changed = true;
         }
     }
 
@@ -245,11 +255,13 @@ impl LimitEngine {
     pub(crate) fn finished(&mut self, kind: &str) {
         if let Some(state) = self.kinds.get_mut(kind) {
             state.holder.finished();
+            self.changed = true;
         }
     }
 
     /// Parks a job waiting for a permit of `kind`.
     pub(crate) fn park(&mut self, kind: &str, id: JobId) {
+        self.changed = true;
         match self.kinds.get_mut(kind) {
             Some(state) => state.holder.park(id),
             None => self.freed.push(id),
@@ -260,6 +272,7 @@ impl LimitEngine {
     pub(crate) fn unpark(&mut self, kind: &str, id: &JobId) {
         if let Some(state) = self.kinds.get_mut(kind) {
             state.holder.unpark(id);
+            self.changed = true;
         }
     }
 
@@ -276,6 +289,7 @@ impl LimitEngine {
                 let ready = s.holder.may_start(&s.limit, now);
                 ready.then(|| s.holder.pop_parked()).flatten()
             })
+            .inspect(|_| self.changed = true)
     }
 
     /// Jobs parked waiting for a permit.
@@ -293,6 +307,7 @@ impl LimitEngine {
             );
             return;
         };
+        self.changed = true;
         match msg {
             LimitMsg::Report(report) => match &mut state.leading {
                 Some(leader) if self.live.contains(from) || from == self.me => {
@@ -316,6 +331,14 @@ impl LimitEngine {
     /// Runs every kind's leader and holder: grants and reports to send;
     /// those between this node and itself are delivered at once.
     pub(crate) fn run(&mut self, now: Instant) {
+        let recent = self
+            .last_run
+            .is_some_and(|t| now.saturating_duration_since(t) < IDLE_RUN);
+        if !self.changed && recent {
+            return;
+        }
+        self.changed = false;
+        self.last_run = Some(now);
         for state in self.kinds.values_mut() {
             for _ in 0..3 {
                 let mut local = false;
