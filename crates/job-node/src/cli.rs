@@ -148,6 +148,13 @@ pub(crate) struct StartArgs {
     /// seconds while answers wait for it (default 30).
     #[arg(long, value_name = "S", value_parser = parse_seconds)]
     pub client_idle_limit: Option<Duration>,
+    /// A cluster-wide limit on a job kind, e.g. `kind=sleep,running=2,rate=50`
+    /// (at most 2 running across the cluster, at most 50 starts per second;
+    /// `burst=B` sizes the bucket); repeat for more kinds. Give every node
+    /// the same limits (where they differ the stricter wins).
+    /// [env: JOBMESH_LIMITS, `;`-separated]
+    #[arg(long = "limit", value_name = "kind=K,running=N,rate=R")]
+    pub limits: Option<Vec<crate::config::LimitSpec>>,
     /// Run under a supervisor (`demo`): print a JSON readiness line on
     /// stdout once up, and drain and exit when stdin closes.
     #[arg(long, hide = true)]
@@ -392,6 +399,25 @@ mod tests {
                 assert_eq!(help.matches(var).count(), 1, "{name} --help: {var}\n{help}");
             }
         }
+    }
+
+    #[test]
+    fn limits_repeat_and_are_checked() {
+        let cli = parse(&[
+            "start",
+            "--limit",
+            "kind=sleep,running=2",
+            "--limit",
+            "kind=io,rate=50",
+        ])
+        .unwrap();
+        let Some(Command::Start(args)) = cli.command else {
+            panic!("expected start");
+        };
+        let kinds: Vec<String> = args.limits.unwrap().into_iter().map(|l| l.0.kind).collect();
+        assert_eq!(kinds, ["sleep", "io"]);
+        let err = parse(&["start", "--limit", "kind=sleep"]).unwrap_err();
+        assert!(err.to_string().contains("running=N or rate=R"), "{err}");
     }
 
     #[test]

@@ -66,6 +66,31 @@ pub(crate) struct ConfigLayer {
     pub retention: Option<Span>,
     /// Retention of finished job records, by bytes.
     pub retention_bytes: Option<ByteSize>,
+    /// Cluster-wide limits per job kind.
+    pub limits: Option<Vec<LimitSpec>>,
+}
+
+/// A cluster-wide limit written `kind=sleep,running=2,rate=50`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "String")]
+pub(crate) struct LimitSpec(pub job_queue::KindLimit);
+
+impl std::str::FromStr for LimitSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        text.parse()
+            .map(LimitSpec)
+            .map_err(|e| format!("limit {text:?}: {e}"))
+    }
+}
+
+impl TryFrom<String> for LimitSpec {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
 }
 
 /// A duration written `90`, `90s`, `15m`, `24h` or `7d` (at least 1 s).
@@ -186,6 +211,9 @@ pub(crate) enum ConfigError {
         #[source]
         source: toml::de::Error,
     },
+    /// Two limits for one job kind.
+    #[error("two limits for job kind {0:?}: give one limit per kind (running=, rate= and burst= together)")]
+    DuplicateLimit(String),
     /// An environment variable has a value that does not parse.
     #[error("invalid value {value:?} in ${var}: expected {expected}")]
     BadEnv {
@@ -263,6 +291,7 @@ impl ConfigLayer {
             join_timeout: args.join_timeout.map(|d| d.as_secs_f64()),
             retention: args.retention,
             retention_bytes: args.retention_bytes,
+            limits: args.limits.clone(),
         }
     }
 
@@ -296,6 +325,21 @@ impl ConfigLayer {
             join_timeout: parse_env(&get, "JOBMESH_JOIN_TIMEOUT", "a number of seconds")?,
             retention: parse_env(&get, "JOBMESH_RETENTION", "a duration like 24h")?,
             retention_bytes: parse_env(&get, "JOBMESH_RETENTION_BYTES", "a size like 256MiB")?,
+            limits: get("JOBMESH_LIMITS")
+                .map(|v| {
+                    v.split(';')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| {
+                            s.parse().map_err(|_| ConfigError::BadEnv {
+                                var: "JOBMESH_LIMITS",
+                                value: v.clone(),
+                                expected: "limits like kind=sleep,running=2;kind=io,rate=50",
+                            })
+                        })
+                        .collect::<Result<Vec<LimitSpec>, ConfigError>>()
+                })
+                .transpose()?,
         })
     }
 
@@ -346,6 +390,7 @@ impl ConfigLayer {
             join_timeout: self.join_timeout.or(lower.join_timeout),
             retention: self.retention.or(lower.retention),
             retention_bytes: self.retention_bytes.or(lower.retention_bytes),
+            limits: self.limits.or(lower.limits),
         }
     }
 }
@@ -417,6 +462,8 @@ pub(crate) struct NodeConfig {
     pub retention: Duration,
     /// Most bytes of finished job records kept.
     pub retention_bytes: u64,
+    /// Cluster-wide limits per job kind (`--limit`).
+    pub limits: Vec<job_queue::KindLimit>,
     /// Flow control of WebSocket clients (`--client-window`,
     /// `--client-idle-limit`; command line only).
     pub clients: ClientLimits,
@@ -527,6 +574,17 @@ impl NodeConfig {
                 )));
             }
         }
+        let limits: Vec<job_queue::KindLimit> = layer
+            .limits
+            .unwrap_or_default()
+            .into_iter()
+            .map(|spec| spec.0)
+            .collect();
+        for (i, limit) in limits.iter().enumerate() {
+            if limits[..i].iter().any(|l| l.kind == limit.kind) {
+                return Err(ConfigError::DuplicateLimit(limit.kind.clone()));
+            }
+        }
         let join = layer.join.unwrap_or_default();
         if let Some(bad) = join.iter().find(|u| !is_ws_url(u)) {
             return Err(ConfigError::InvalidJoinUrl(bad.clone()));
@@ -585,6 +643,7 @@ impl NodeConfig {
                 .retention_bytes
                 .map_or(DEFAULT_RETENTION_BYTES, |size| size.0),
             clients: ClientLimits::default(),
+            limits,
         })
     }
 

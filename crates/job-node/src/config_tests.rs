@@ -298,3 +298,41 @@ fn external_kinds_come_from_flag_env_or_file_and_are_checked() {
         );
     }
 }
+
+#[test]
+fn limits_from_file_env_and_command_line() {
+    let dir = TempDir::new();
+    let file = dir.write(
+        "node.toml",
+        "limits = [\"kind=sleep,running=2,rate=50\", \"kind=io,rate=5,burst=2\"]\n",
+    );
+    let from_file = env(&[("JOBMESH_CONFIG", file.to_str().unwrap())]);
+    let config = NodeConfig::resolve_with(&StartArgs::default(), from_file).unwrap();
+    let shown: Vec<String> = config.limits.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        ["kind=sleep,running=2,rate=50", "kind=io,rate=5,burst=2"]
+    );
+    let from_env = env(&[("JOBMESH_LIMITS", "kind=a,running=1; kind=b,rate=0.5")]);
+    let config = NodeConfig::resolve_with(&StartArgs::default(), from_env).unwrap();
+    assert_eq!(config.limits.len(), 2);
+    assert_eq!(config.limits[1].rate, Some(0.5));
+    let bad_env = env(&[("JOBMESH_LIMITS", "kind=a,running=0")]);
+    let err = NodeConfig::resolve_with(&StartArgs::default(), bad_env).unwrap_err();
+    assert!(err.to_string().contains("JOBMESH_LIMITS"), "{err}");
+    let args = StartArgs {
+        limits: Some(vec![
+            "kind=a,running=1".parse().unwrap(),
+            "kind=a,rate=3".parse().unwrap(),
+        ]),
+        ..StartArgs::default()
+    };
+    let err = NodeConfig::resolve_with(&args, no_env()).unwrap_err();
+    assert!(
+        err.to_string().contains("two limits for job kind \"a\""),
+        "{err}"
+    );
+    let bad_file = dir.write("bad.toml", "limits = [\"kind=a,speed=3\"]\n");
+    let err = ConfigLayer::from_file(&bad_file).unwrap_err();
+    assert!(format!("{err:?}").contains("speed"), "{err:?}");
+}

@@ -62,6 +62,7 @@ pub(crate) struct Metrics {
     retried: Counter,
     refused: Counter,
     queued: Gauge,
+    waiting_for_limit: Gauge,
     latency: Family<KindNode, Histogram, fn() -> Histogram>,
     links: Gauge,
     members: Family<StatusLabel, Gauge>,
@@ -87,6 +88,7 @@ impl Metrics {
             retried: Counter::default(),
             refused: Counter::default(),
             queued: Gauge::default(),
+            waiting_for_limit: Gauge::default(),
             latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             links: Gauge::default(),
             members: Family::default(),
@@ -128,6 +130,11 @@ impl Metrics {
             "jobs_queued",
             "Jobs waiting in this node's coordinator for a node's dispatch window",
             self.queued.clone(),
+        );
+        r.register(
+            "jobs_waiting_for_limit",
+            "Jobs held in this node's coordinator for a cluster-wide limit of their kind",
+            self.waiting_for_limit.clone(),
         );
         r.register(
             "job_duration_seconds",
@@ -182,6 +189,8 @@ impl Metrics {
     pub(crate) fn update_stats(&self, stats: &StatsView) {
         self.dead_letters.set(saturating_i64(stats.dead_letters));
         self.queued.set(saturating_i64(stats.queued));
+        self.waiting_for_limit
+            .set(saturating_i64(stats.waiting_for_limit));
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         self.submitted
             .inc_by(stats.submitted.saturating_sub(seen.submitted));

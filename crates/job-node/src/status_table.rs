@@ -98,6 +98,24 @@ pub(crate) fn render_status(cluster: &ClusterView, stats: &StatsView) -> String 
         stats.in_progress,
         stats.dead_letters
     );
+    for limit in &stats.limits {
+        let mut bounds = Vec::new();
+        if let Some(n) = limit.running {
+            bounds.push(format!("at most {n} running"));
+        }
+        if let Some(r) = limit.rate {
+            bounds.push(format!("{r} starts/s"));
+        }
+        let _ = writeln!(
+            out,
+            "limit {}: {} cluster-wide, leader {}; here {} running, {} waiting for the limit",
+            limit.kind,
+            bounds.join(", "),
+            limit.leader.as_deref().unwrap_or("-"),
+            limit.running_here,
+            limit.waiting_here
+        );
+    }
     out
 }
 
@@ -106,6 +124,37 @@ mod tests {
     use super::*;
     use crate::http::{LoadView, MemberView};
     use job_queue::TimingSnapshot;
+
+    #[test]
+    fn status_shows_the_limits() {
+        let cluster = ClusterView {
+            node: "node-a".into(),
+            links: 0,
+            members: vec![],
+        };
+        let stats = StatsView {
+            waiting_for_limit: 4,
+            limits: vec![job_queue::LimitSnapshot {
+                kind: "sleep".into(),
+                running: Some(2),
+                rate: Some(50.0),
+                leader: Some("node-a".into()),
+                running_here: 1,
+                allowed_here: 1,
+                waiting_here: 4,
+                granted_total: Some(2),
+            }],
+            ..StatsView::default()
+        };
+        let table = render_status(&cluster, &stats);
+        assert!(
+            table.ends_with(
+                "limit sleep: at most 2 running, 50 starts/s cluster-wide, leader node-a; \
+                 here 1 running, 4 waiting for the limit\n"
+            ),
+            "{table}"
+        );
+    }
 
     #[test]
     fn status_table() {

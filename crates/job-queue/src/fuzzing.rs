@@ -4,7 +4,9 @@
 //! results that reads a payload from another node or an external client
 //! (`Job`/`JobResult` JSON and bincode, the worker protocol's `decode_job`,
 //! `decode_jobs` and `decode_reply` in both payload formats, and the batch
-//! sequences), and checks the round trips of what is accepted. It never
+//! sequences, the limits protocol's messages), and checks the round trips
+//! of what is accepted (a limits message is also fed to a limits engine
+//! as if from a member node). It never
 //! panics on any input; a panic is a violated invariant, i.e. a bug (what
 //! the fuzzers look for). [`job_wire_seeds`] builds seed inputs with the
 //! real encoders. The same functions are run on stable by
@@ -17,6 +19,7 @@ use cluster_router::PayloadFormat;
 use crate::failure::{FailureCause, JobFailure};
 use crate::handler::ProgressUpdate;
 use crate::job::{Job, JobId, JobResult};
+use crate::limits::{KindLimit, LimitEngine, LimitMsg, LimitsConfig};
 use crate::protocol::{self, WorkerReply};
 use crate::wire::{decode_job_seq, decode_result_seq, encode_job_seq, encode_result_seq};
 
@@ -29,6 +32,35 @@ pub fn job_wire(data: &[u8]) {
     sequences(data);
     for format in FORMATS {
         worker_protocol(data, format);
+    }
+    limits_protocol(data);
+}
+
+/// A limits message: re-encodes equal, and an engine that leads its kind
+/// (and one that follows another leader) takes it without panicking.
+fn limits_protocol(data: &[u8]) {
+    let Ok(msg) = LimitMsg::decode(data) else {
+        return;
+    };
+    assert_eq!(LimitMsg::decode(&msg.encode()).expect("own encoding"), msg);
+    let now = std::time::Instant::now();
+    let limit = KindLimit {
+        kind: msg.kind().to_owned(),
+        running: Some(2),
+        rate: Some(5.0),
+        burst: None,
+    };
+    let config = LimitsConfig {
+        kinds: vec![limit.clone()],
+        lease: Duration::from_millis(100),
+    };
+    for me in ["a", "c"] {
+        let mut engine = LimitEngine::new(me.into(), config.clone(), now);
+        engine.observe_node("b", true, &[limit.tag()], now);
+        engine.received("b", msg.clone(), now);
+        engine.received("b", msg.clone(), now + Duration::from_millis(150));
+        let _ = engine.take_outbox();
+        let _ = engine.snapshot();
     }
 }
 
@@ -209,5 +241,10 @@ pub fn job_wire_seeds() -> Vec<Vec<u8>> {
     let mut seq = Vec::new();
     encode_result_seq(&sample_results(), &mut seq);
     out.push(seq);
+    out.extend(
+        crate::limits::sample_messages()
+            .iter()
+            .map(|m| m.encode().to_vec()),
+    );
     out
 }

@@ -39,6 +39,14 @@
 //! e.g. shared by several coordinators, or draining) costs no attempt: the
 //! job is placed again after a short backoff and the node's window shrinks.
 //!
+//! **Cluster-wide limits.** [`CoordinatorConfig::limits`] bounds a kind
+//! across the cluster ([`KindLimit`]: at most N running, at most R starts
+//! per second): the coordinators share each limit by leases granted by a
+//! leader (the lowest-named node advertising it), messages between
+//! `limits@<node>` actors that only nodes can address. A job without a
+//! permit waits (queued, [`StatsSnapshot::waiting_for_limit`]); see
+//! `docs/jobs.md`, "Cluster-wide limits".
+//!
 //! **On the cluster.** [`WorkerPool::start`] wraps a `WorkerEngine` as
 //! `worker@<node>` on a `cluster_router::Router`, advertises `kind:<name>`
 //! tags and gossips its load. [`Coordinator::start`] runs the core as the
@@ -117,6 +125,7 @@ mod failure;
 mod handler;
 mod histogram;
 mod job;
+mod limits;
 mod pool;
 mod protocol;
 mod record;
@@ -150,6 +159,9 @@ pub use service::Fault;
 pub use worker::{WorkerConfig, WorkerEngine, WorkerEvent, WorkerQueue};
 // Jobs, results and the coordinator actor.
 pub use job::{Job, JobId, JobResult};
+pub use limits::{
+    KindLimit, LimitSnapshot, LimitsConfig, ParseLimitError, LIMITS, LIMIT_TAG_PREFIX,
+};
 pub use record::{
     AttemptRecord, FinishedSample, JobPage, JobQuery, JobRecord, JobState, ProgressRecord,
     MAX_SAMPLES,

@@ -84,6 +84,13 @@ pub struct StatsSnapshot {
     /// as attempts).
     #[serde(default)]
     pub refusals: u64,
+    /// Jobs waiting for a cluster-wide limit of their kind (a running
+    /// slot or a start token), not counted in `queued`.
+    #[serde(default)]
+    pub waiting_for_limit: u64,
+    /// The cluster-wide limits, by kind, as this coordinator sees them.
+    #[serde(default)]
+    pub limits: Vec<crate::limits::LimitSnapshot>,
     /// Per node, sorted by node name.
     pub nodes: Vec<NodeStatsSnapshot>,
 }

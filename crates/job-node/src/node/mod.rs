@@ -184,6 +184,7 @@ impl Node {
         let mut core = CoordinatorConfig::default();
         core.selectors
             .insert("exec", |job: &Job| exec_program(&job.data));
+        core.limits.kinds = config.limits.clone();
         let options = CoordinatorOptions {
             core,
             data_dir: config.data_dir.clone(),

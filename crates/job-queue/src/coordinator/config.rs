@@ -5,6 +5,7 @@ use std::time::Duration;
 pub use cluster_router::Backoff;
 
 use super::selectors::KindSelectors;
+use crate::limits::LimitsConfig;
 use crate::strategy::StrategyKind;
 
 /// Settings of a [`CoordinatorCore`](crate::CoordinatorCore).
@@ -48,6 +49,10 @@ pub struct CoordinatorConfig {
     /// How long a job waits in the ready queue to gain one priority level
     /// (default 1 s; `Duration::ZERO`: no aging, strict priorities).
     pub priority_aging: Duration,
+    /// Cluster-wide limits per kind (running at once, starts per second),
+    /// shared with the other coordinators by a lease protocol (see
+    /// `docs/jobs.md`, "Cluster-wide limits").
+    pub limits: LimitsConfig,
 }
 
 impl Default for CoordinatorConfig {
@@ -64,6 +69,7 @@ impl Default for CoordinatorConfig {
             selectors: KindSelectors::default(),
             queue_target: Some(Duration::from_millis(50)),
             priority_aging: Duration::from_secs(1),
+            limits: LimitsConfig::default(),
         }
     }
 }

@@ -22,6 +22,7 @@ impl CoordinatorCore {
     /// already found blocked (same kind and tags, no earlier failure) are
     /// passed over without running the strategy.
     pub(super) fn pump(&mut self, now: Instant) {
+        self.wake_limited(now);
         if self.ready.is_empty() || !self.nodes.any_credit() {
             return;
         }
@@ -40,7 +41,14 @@ impl CoordinatorCore {
                 *kind == entry.job.kind && *tags == entry.job.tags
             };
             let known_blocked = plain && blocked_classes.iter().any(same_class);
-            if known_blocked || self.try_place(&id, now) == Placement::Busy {
+            let placed = if known_blocked {
+                Placement::Busy
+            } else {
+                self.try_place(&id, now)
+            };
+            if placed == Placement::Limited {
+                self.park_limited(&id);
+            } else if placed == Placement::Busy {
                 if plain && !known_blocked {
                     if let Some(entry) = self.jobs.get(&id) {
                         blocked_classes.push((entry.job.kind.clone(), entry.job.tags.clone()));

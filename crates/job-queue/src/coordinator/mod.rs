@@ -19,6 +19,7 @@ use rustc_hash::FxHashMap;
 use crate::error::SubmitError;
 use crate::failure::{FailureCause, JobFailure};
 use crate::job::{IdMap, Job, JobId, JobResult};
+use crate::limits::{LimitEngine, LimitMsg};
 use crate::stats::StatsSnapshot;
 use crate::strategy::{Strategy, StrategyKind};
 
@@ -231,6 +232,9 @@ pub struct CoordinatorCore {
     dispatch_by_id: bool,
     attempt_events: bool,
     draining: bool,
+    /// Cluster-wide limits: permits for limited kinds, and the jobs
+    /// waiting for one.
+    limits: LimitEngine,
 }
 
 /// What [`CoordinatorCore::cancel`] did.
@@ -252,6 +256,7 @@ impl CoordinatorCore {
     /// A coordinator with no known nodes and no jobs.
     pub fn new(config: CoordinatorConfig) -> Self {
         let priority_aging = config.priority_aging;
+        let limits = LimitEngine::new(config.node.clone(), config.limits.clone(), Instant::now());
         let rng = match config.seed {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_entropy(),
@@ -279,6 +284,7 @@ impl CoordinatorCore {
             dispatch_by_id: false,
             attempt_events: false,
             draining: false,
+            limits,
         }
     }
 
@@ -533,6 +539,8 @@ impl CoordinatorCore {
         let lost = self.nodes.shape(&name).is_some_and(|(status, tags)| {
             status != NodeStatus::Down && (down || tags != info.tags.as_slice())
         });
+        let live = info.status != NodeStatus::Down;
+        self.limits.observe_node(&name, live, &info.tags, now);
         let previous = self.nodes.upsert(info);
         if down && previous != Some(NodeStatus::Down) {
             self.retry_running_on(&name, now);
@@ -568,6 +576,7 @@ impl CoordinatorCore {
         };
         if state.status != NodeStatus::Down {
             state.status = NodeStatus::Down;
+            self.limits.observe_node(node, false, &[], now);
             self.retry_running_on(node, now);
             self.release_stranded(now);
             self.pump(now);
@@ -599,6 +608,18 @@ impl CoordinatorCore {
             self.replace_running_on(node, now);
             self.pump(now);
         }
+    }
+
+    /// A message of the limits protocol from `limits@<from>` (the router
+    /// vouches for `from`).
+    pub(crate) fn limit_received(&mut self, from: &str, msg: LimitMsg, now: Instant) {
+        self.limits.received(from, msg, now);
+        self.pump(now);
+    }
+
+    /// The limits protocol's messages to send, to `limits@<node>`.
+    pub(crate) fn take_limit_messages(&mut self) -> Vec<(String, LimitMsg)> {
+        self.limits.take_outbox()
     }
 
     /// Feeds a round-trip measurement (e.g. a ping) into the node's EWMA.
@@ -732,6 +753,8 @@ impl CoordinatorCore {
             late_results: self.counters.late,
             queued: self.ready.len() as u64,
             refusals: self.counters.refusals,
+            waiting_for_limit: self.limits.parked() as u64,
+            limits: self.limits.snapshot(),
             nodes,
         }
     }

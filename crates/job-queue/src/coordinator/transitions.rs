@@ -57,18 +57,57 @@ impl CoordinatorCore {
         if let Some(state) = self.nodes.get_mut(&node) {
             state.outstanding = state.outstanding.saturating_sub(1);
         }
+        if !self.limits.is_idle() {
+            self.limits.finished(&entry.job.kind);
+        }
         (node, dispatched_at)
     }
 
     /// Starts the next attempt of `id` on a node chosen by its strategy, or
     /// queues it in the ready queue if every eligible node's window is full.
     pub(super) fn dispatch(&mut self, id: &JobId, now: Instant) {
-        if self.try_place(id, now) == Placement::Busy {
-            if let Some(entry) = self.jobs.get_mut(id) {
-                entry.phase = Phase::Queued;
-                self.ready.push_back(id.clone(), entry.job.priority, now);
+        match self.try_place(id, now) {
+            Placement::Busy => {
+                if let Some(entry) = self.jobs.get_mut(id) {
+                    entry.phase = Phase::Queued;
+                    self.ready.push_back(id.clone(), entry.job.priority, now);
+                }
+            }
+            Placement::Limited => self.park_limited(id),
+            Placement::Started | Placement::Failed | Placement::Gone => {}
+        }
+    }
+
+    /// Parks a job that waits for a permit of its kind's cluster-wide
+    /// limit (queued, outside the ready queue).
+    pub(super) fn park_limited(&mut self, id: &JobId) {
+        if let Some(entry) = self.jobs.get_mut(id) {
+            entry.phase = Phase::Queued;
+            self.limits.park(&entry.job.kind, id.clone());
+        }
+    }
+
+    /// Places parked jobs whose kind has a permit free again.
+    pub(super) fn wake_limited(&mut self, now: Instant) {
+        if self.limits.is_idle() {
+            return;
+        }
+        self.limits.run(now);
+        let mut budget = self.jobs.len() + 1;
+        while budget > 0 {
+            budget -= 1;
+            let Some(id) = self.limits.next_startable(now) else {
+                break;
+            };
+            if self
+                .jobs
+                .get(&id)
+                .is_some_and(|e| matches!(e.phase, Phase::Queued))
+            {
+                self.dispatch(&id, now);
             }
         }
+        self.limits.run(now);
     }
 
     /// Holds a job that must not start before `at` (its `not_before`): it
@@ -88,6 +127,13 @@ impl CoordinatorCore {
         };
         let chosen = choose_node(&self.nodes, self.strategies.get(entry.job.strategy), entry);
         let node = match chosen {
+            Choice::Node(node) if !self.limits.is_idle() => {
+                if !self.limits.may_start(&entry.job.kind, now) {
+                    return Placement::Limited;
+                }
+                self.limits.start(&entry.job.kind);
+                node
+            }
             Choice::Node(node) => node,
             Choice::Busy => return Placement::Busy,
             Choice::NoneEligible => {
@@ -220,6 +266,9 @@ impl CoordinatorCore {
             }
             1 => {
                 self.ready.remove(id);
+                if let Some(entry) = self.jobs.get(id) {
+                    self.limits.unpark(&entry.job.kind, id);
+                }
                 None
             }
             _ => None,
@@ -316,6 +365,8 @@ pub(super) enum Placement {
     Busy,
     /// No node is eligible: the attempt failed (and may be retried).
     Failed,
+    /// The job's kind has no cluster-wide permit free: the job waits.
+    Limited,
     /// The job is no longer in progress.
     Gone,
 }

@@ -23,6 +23,7 @@ use crate::coordinator::{CoordinatorConfig, DeadLetter};
 use crate::error::{JobError, SubmitError};
 use crate::handler::ProgressUpdate;
 use crate::job::{Job, JobId, JobResult};
+use crate::limits::{KindLimit, LIMITS, LIMIT_TAG_PREFIX};
 use crate::record::{FinishedSample, JobPage, JobQuery, Retention};
 use crate::stats::StatsSnapshot;
 
@@ -326,13 +327,18 @@ impl Coordinator {
         };
         let restarts = Arc::new(AtomicU64::new(0));
         let actor = spawn_supervised(setup, &options, &restarts)?;
-        // External clients submit jobs and commands to the coordinator.
-        if let Err(err) = router.register_client_facing(COORDINATOR, actor.recipient::<Envelope>())
-        {
+        // External clients submit jobs and commands to the coordinator;
+        // the limits protocol is for nodes only (clients cannot address it).
+        let registered_names = router
+            .register_client_facing(COORDINATOR, actor.recipient::<Envelope>())
+            .and_then(|_| router.register(LIMITS, actor.recipient::<Envelope>()));
+        if let Err(err) = registered_names {
+            router.unregister(COORDINATOR);
             actor.stop();
             actor.wait_stopped().await;
             return Err(err.into());
         }
+        advertise_limits(router, &options.core.limits.kinds);
         // Replies to what the coordinator sends can reach it now: resume
         // the journal's jobs (at once, else on the next tick).
         registered.store(true, Ordering::Release);
@@ -740,9 +746,29 @@ impl Coordinator {
     /// later on the same directory resumes the unfinished jobs.
     pub async fn shutdown(&self) {
         self.router.unregister(COORDINATOR);
+        self.router.unregister(LIMITS);
         self.actor.stop();
         self.actor.wait_stopped().await;
     }
+}
+
+/// Replaces this node's `limit:*` tags with those of `limits` (keeping the
+/// others), so that every coordinator sees them.
+fn advertise_limits(router: &Router, limits: &[KindLimit]) {
+    let current = router
+        .member(router.node_id())
+        .map(|m| m.tags)
+        .unwrap_or_default();
+    let had_limits = current.iter().any(|t| t.starts_with(LIMIT_TAG_PREFIX));
+    if limits.is_empty() && !had_limits {
+        return;
+    }
+    let mut tags: Vec<String> = current
+        .into_iter()
+        .filter(|t| !t.starts_with(LIMIT_TAG_PREFIX))
+        .collect();
+    tags.extend(limits.iter().map(KindLimit::tag));
+    router.set_tags(tags);
 }
 
 fn check_ids(ids: &[JobId]) -> Result<(), JobError> {

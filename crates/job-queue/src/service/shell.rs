@@ -42,6 +42,7 @@ use crate::error::{JobError, SubmitError};
 use crate::failure::{FailureCause, JobFailure};
 use crate::handler::ProgressUpdate;
 use crate::job::{IdMap, Job, JobId, JobResult};
+use crate::limits::{LimitMsg, LIMITS};
 use crate::pool::WORKER;
 use crate::protocol::{encode_cancel, encode_fenced_batch, encode_job, MAX_CANCEL_IDS};
 use crate::record::{now_ms, Records};
@@ -85,6 +86,7 @@ pub(super) struct Shell {
     me: ActorAddr,
     setup: Setup,
     worker: ActorName,
+    limits_name: ActorName,
     format: PayloadFormat,
     waiters: IdMap<Waiter>,
     /// Dispatch envelopes whose jobs may still bounce: id -> where it went
@@ -140,6 +142,7 @@ impl Shell {
             router: setup.router.clone(),
             me: setup.me.clone(),
             worker: ActorName::new(WORKER).expect("a valid actor name"),
+            limits_name: ActorName::new(LIMITS).expect("a valid actor name"),
             format: setup.options.dispatch_format,
             waiters: IdMap::default(),
             batches: FxHashMap::default(),
@@ -506,6 +509,10 @@ impl Shell {
     }
 
     fn on_envelope(&mut self, env: Envelope, now: Instant) {
+        if env.to.actor().as_str() == LIMITS {
+            self.on_limits(&env, now);
+            return;
+        }
         match env.kind {
             EnvelopeKind::Message => {
                 let from_worker = env.from.actor().as_str() == WORKER;
@@ -516,6 +523,39 @@ impl Shell {
                 }
             }
             _ => self.on_bounce(&env, now),
+        }
+    }
+
+    /// A message of the limits protocol: only from another node's
+    /// `limits` actor (the router vouches for the node, and no external
+    /// client can address `limits`); bounces are ignored (the protocol
+    /// retries on its own).
+    fn on_limits(&mut self, env: &Envelope, now: Instant) {
+        let from_limits = env.from.actor().as_str() == LIMITS;
+        if env.kind != EnvelopeKind::Message || !from_limits || env.format != PayloadFormat::Binary
+        {
+            tracing::debug!(from = %env.from, kind = ?env.kind, "limits: envelope ignored");
+            return;
+        }
+        match LimitMsg::decode(&env.payload) {
+            Ok(msg) => self.core.limit_received(env.from.node().as_str(), msg, now),
+            Err(err) => tracing::warn!(from = %env.from, %err, "limits: malformed message dropped"),
+        }
+    }
+
+    /// Sends the limits protocol's messages (best effort: a lost one is
+    /// made up by the next report or grant).
+    fn send_limit_messages(&mut self) {
+        for (node, msg) in self.core.take_limit_messages() {
+            let Ok(node) = NodeId::new(&node) else {
+                continue;
+            };
+            let to = ActorAddr::new(self.limits_name.clone(), node);
+            let from = ActorAddr::new(self.limits_name.clone(), self.me.node().clone());
+            let env = Envelope::new(to, from, PayloadFormat::Binary, msg.encode());
+            if let Err(err) = self.outbox.send(env) {
+                tracing::debug!(%err, "limits: message not sent");
+            }
         }
     }
 
@@ -563,7 +603,7 @@ impl Shell {
     /// Carries out every pending action of the core: completions at once,
     /// dispatches grouped per node; then hands the journal its batch.
     fn flush(&mut self, now: Instant) {
-        let now_ms = now_ms();
+        let mut now_ms = now_ms();
         // Failed sends can make the core emit more actions; a few rounds
         // settle them (the rest goes out with the next run).
         for _ in 0..4 {
@@ -589,7 +629,12 @@ impl Shell {
                         let entry = self.per_node.entry(Arc::from(node.as_str()));
                         entry.or_default().push((job.id, job.attempt));
                     }
-                    Action::Complete(result) => self.complete(result),
+                    Action::Complete(result) => {
+                        self.complete(result);
+                        // A dispatch the completion made room for is
+                        // recorded as starting after it ended.
+                        now_ms = now_ms.max(crate::record::now_ms());
+                    }
                     Action::DeadLettered {
                         id,
                         attempts,
@@ -606,6 +651,7 @@ impl Shell {
                 self.dispatch(&node, jobs, now);
             }
             self.send_cancels();
+            self.send_limit_messages();
             if !any {
                 break;
             }
