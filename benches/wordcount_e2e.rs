@@ -56,6 +56,23 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".to_owned())
 }
 
+/// CPU time (user + system) of this process and of its reaped children,
+/// from `/proc/self/stat` (fields 14-17, in clock ticks of 10 ms).
+fn cpu_times() -> (Duration, Duration) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+    let field = |i: usize| -> u64 {
+        rest.split_whitespace()
+            .nth(i)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    // utime is field 14 of the line, i.e. index 11 after the name.
+    let ticks = |t: u64| Duration::from_millis(t * 10);
+    (ticks(field(11) + field(12)), ticks(field(13) + field(14)))
+}
+
 /// The `job-node` binary: `$JOB_NODE_BIN`, else the release binary next to
 /// this bench (`target/release/deps/<bench>` -> `target/release/job-node`).
 fn job_node_binary() -> PathBuf {
@@ -70,9 +87,10 @@ fn job_node_binary() -> PathBuf {
     release.join("job-node")
 }
 
-/// Runs one command to completion; returns its wall time (spawn to exit)
-/// and what it wrote to stderr (its summary).
-fn run_command(bin: &Path, args: &[String]) -> (Duration, String) {
+/// Runs one command to completion; returns its wall time (spawn to exit),
+/// its CPU time and what it wrote to stderr (its summary).
+fn run_command(bin: &Path, args: &[String]) -> (Duration, Duration, String) {
+    let (_, children_before) = cpu_times();
     let started = Instant::now();
     let mut child = Command::new(bin)
         .args(args)
@@ -98,7 +116,8 @@ fn run_command(bin: &Path, args: &[String]) -> (Duration, String) {
     let elapsed = started.elapsed();
     let log = reader.join().unwrap_or_default();
     assert!(status.success(), "{args:?} failed ({status}):\n{log}");
-    (elapsed, log)
+    let (_, children_after) = cpu_times();
+    (elapsed, children_after.saturating_sub(children_before), log)
 }
 
 /// Parses `word count` lines.
@@ -159,14 +178,20 @@ fn main() {
     let mut baseline = Vec::with_capacity(runs);
     let mut timings: Vec<Vec<Duration>> = vec![Vec::with_capacity(runs); variants.len()];
     let mut summaries = vec![String::new(); variants.len()];
+    let mut base_cpu = Vec::with_capacity(runs);
+    let mut cpu: Vec<Vec<Duration>> = vec![Vec::with_capacity(runs); variants.len()];
     for _ in 0..runs {
+        let (own_before, _) = cpu_times();
         let t = Instant::now();
         let counted = reference_word_count(&input());
         baseline.push(t.elapsed());
+        base_cpu.push(cpu_times().0.saturating_sub(own_before));
         assert_eq!(counted.len(), reference.len());
-        for ((variant, times), summary) in variants.iter().zip(&mut timings).zip(&mut summaries) {
-            let (time, log) = run_command(&bin, &command(variant));
-            times.push(time);
+        for (i, variant) in variants.iter().enumerate() {
+            let (time, cpu_time, log) = run_command(&bin, &command(variant));
+            timings[i].push(time);
+            cpu[i].push(cpu_time);
+            let summary = &mut summaries[i];
             *summary = log;
             let text = std::fs::read_to_string(&out).expect("read output");
             assert!(
@@ -184,28 +209,31 @@ fn main() {
             .join(", ")
     };
     println!(
-        "{:<48} {:>9} {:>9}  runs (ms)",
-        "what", "median ms", "MB/s"
+        "{:<52} {:>9} {:>6} {:>10}  wall of each run (ms)",
+        "what", "median ms", "MB/s", "CPU ms"
     );
     println!(
-        "{:<48} {:>9.0} {:>9.0}  {}",
+        "{:<52} {:>9.0} {:>6.0} {:>10.0}  {}",
         "single-threaded count, in-process (baseline)",
         ms(base),
         mb as f64 / base.as_secs_f64(),
+        ms(median(base_cpu)),
         all(&baseline)
     );
-    for (variant, times) in variants.iter().zip(&timings) {
+    for ((variant, times), cpu) in variants.iter().zip(&timings).zip(cpu) {
         let m = median(times.clone());
         let name = format!("job-node mapreduce wordcount {}", variant.join(" "));
         println!(
-            "{:<48} {:>9.0} {:>9.0}  {}  ({:.2}x the baseline's time)",
+            "{:<52} {:>9.0} {:>6.0} {:>10.0}  {}  ({:.2}x the baseline's time)",
             format!("{} (end to end)", name.trim_end()),
             ms(m),
             mb as f64 / m.as_secs_f64(),
+            ms(median(cpu)),
             all(times),
             m.as_secs_f64() / base.as_secs_f64()
         );
     }
+    println!("(CPU ms: user + system of the process and its children, median)");
     for (variant, summary) in variants.iter().zip(&summaries) {
         println!("\nlast summary of `{}`:\n{summary}", variant.join(" "));
     }

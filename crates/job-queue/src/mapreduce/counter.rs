@@ -71,7 +71,9 @@ impl WordCounts<'_> {
 
 /// A word (ASCII letters only) as a lowercase `String`.
 fn lowercase(word: &[u8]) -> String {
-    word.iter().map(|&b| char::from(b | 0x20)).collect()
+    let lower = word.to_ascii_lowercase();
+    // ASCII is valid UTF-8: the error arm is never taken.
+    String::from_utf8(lower).unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned())
 }
 
 /// Counts the words of `text` (maximal runs of ASCII letters, compared
