@@ -9,7 +9,10 @@
 //! words of vocabulary, Zipf 1.0) and written to one file in a temporary
 //! directory. Every command's output is checked against the reference
 //! (outside the timing). Rounds interleave the baseline and every variant,
-//! so they share the machine's load; the figures are medians.
+//! so they share the machine's load; the figures are medians, with the CPU
+//! time (user + system) of the baseline and of each command with its
+//! children (`/proc/self/stat`), which moves less with the load than wall
+//! time does.
 //!
 //! Run (the bench drives the release binary, build it first):
 //!

@@ -73,7 +73,8 @@ impl WordCounts<'_> {
 fn lowercase(word: &[u8]) -> String {
     let lower = word.to_ascii_lowercase();
     // ASCII is valid UTF-8: the error arm is never taken.
-    String::from_utf8(lower).unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned())
+    String::from_utf8(lower)
+        .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned())
 }
 
 /// Counts the words of `text` (maximal runs of ASCII letters, compared
@@ -244,7 +245,8 @@ mod tests {
         let norm = normalize(text);
         let mut map = std::collections::BTreeMap::<String, u64>::new();
         for w in words(&norm) {
-            *map.entry(String::from_utf8(w.to_vec()).unwrap()).or_default() += 1;
+            *map.entry(String::from_utf8(w.to_vec()).unwrap())
+                .or_default() += 1;
         }
         map.into_iter().collect()
     }
