@@ -114,6 +114,37 @@ async fn wordcount_on_a_local_cluster_equals_the_reference() {
     assert_eq!(parse_counts(&stdout(&out)), top_words(&expected, 7));
 }
 
+/// The default command (this process is the whole cluster) on inputs of
+/// realistic size: tens of MB, the benchmark's vocabulary, mixed case,
+/// non-ASCII letters and invalid UTF-8, several files and a word cut by
+/// nothing but the end of a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wordcount_in_this_process_equals_the_reference_at_scale() {
+    let scratch = Scratch::new("wc-big");
+    let big = generate_corpus(&CorpusConfig {
+        seed: 42,
+        bytes: 24_000_000,
+        vocabulary: 20_000,
+        exponent: 1.0,
+    });
+    let mut odd = corpus(3, 2_000_000);
+    odd.extend_from_slice(b" Stra\xdfe caf\xc3\xa9 \xff DON'T EXTRAORDINARILY extraordinarily");
+    let a = scratch.write("big.txt", &big);
+    let b = scratch.write("odd.txt", &odd);
+    let expected = reference_word_count(&[Input::read(&a).unwrap(), Input::read(&b).unwrap()]);
+    let out_file = scratch.path("counts.txt");
+    let out = cli(&["mapreduce", "wordcount", &a, &b, "--output", &out_file]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written = std::fs::read_to_string(&out_file).unwrap();
+    assert_eq!(parse_counts(&written), expected);
+    let summary = stderr(&out);
+    assert!(
+        !summary.contains("starting a local cluster"),
+        "no node process is started by default: {summary}"
+    );
+    assert!(summary.contains("mr-local-"), "{summary}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn index_on_an_existing_cluster() {
     let node = NodeProc::start("mr-seed", &[]).await;

@@ -34,7 +34,7 @@ use job_queue::mapreduce::{
     ClusterMapReduce, Input, InvertedIndex, MapReduceNode, MapReduceNodeConfig, MapReduceRegistry,
     RunOptions, WordCount, MAX_REDUCERS,
 };
-use job_queue::{Coordinator, CoordinatorOptions};
+use job_queue::{Coordinator, CoordinatorOptions, HandlerRegistry, WorkerPool, WorkerPoolConfig};
 
 use crate::cli::parse_seconds;
 use crate::local_cluster::{LaunchOptions, LocalCluster};
@@ -118,14 +118,17 @@ pub(crate) struct RunArgs {
     /// Write the result to this file instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Node processes of the local cluster (without --cluster).
-    #[arg(long, value_name = "N", default_value_t = 3, conflicts_with = "cluster",
+    /// Start a local cluster of N node processes and run there (without
+    /// --cluster; default: run in this process, which is then the whole
+    /// cluster).
+    #[arg(long, value_name = "N", conflicts_with = "cluster",
           value_parser = clap::value_parser!(u16).range(1..=16))]
-    pub nodes: u16,
-    /// Workers per local node (without --cluster).
-    #[arg(long, value_name = "K", default_value_t = 2, conflicts_with = "cluster",
+    pub nodes: Option<u16>,
+    /// Concurrent tasks per local node (without --cluster; default: one per
+    /// CPU core in this process, 2 per node process with --nodes).
+    #[arg(long, value_name = "K", conflicts_with = "cluster",
           value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub workers: u16,
+    pub workers: Option<u16>,
     /// Per-attempt timeout of each task, in seconds.
     #[arg(long, value_name = "S", default_value = "60", value_parser = parse_seconds)]
     pub task_timeout: Duration,
@@ -147,17 +150,24 @@ pub(crate) async fn run(args: MapReduceArgs) -> anyhow::Result<()> {
         MapReduceJob::Index(a) => (&a.run, None),
     };
     let inputs = read_inputs(&run.inputs)?;
-    let (local, target) = match &run.cluster {
-        None => {
-            let local = LocalSetup::launch(run).await?;
+    let (local, target) = match (&run.cluster, run.nodes) {
+        (None, None) => {
+            let workers = run.workers.map_or_else(default_workers, usize::from);
+            return tokio::select! {
+                outcome = drive_embedded(&args.job, run, top, &inputs, workers) => outcome,
+                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+            };
+        }
+        (None, Some(nodes)) => {
+            let local = LocalSetup::launch(run, nodes).await?;
             let target = Target {
                 seed: local.cluster.seed_url().unwrap_or_default().to_owned(),
                 secret: local.secret.clone(),
-                workers: usize::from(run.nodes),
+                workers: usize::from(nodes),
             };
             (Some(local), target)
         }
-        Some(url) => {
+        (Some(url), _) => {
             let target = Target {
                 seed: url.clone(),
                 secret: ClusterSecret::for_client(run.secret_file.as_deref())?,
@@ -193,6 +203,27 @@ pub(crate) fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<Input>> {
             Input::open(path).with_context(|| format!("cannot read input {}", path.display()))
         })
         .collect()
+}
+
+/// Tasks at once in this process without `--workers`: one per core.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
+/// Runs the job with this process as the whole cluster: no child process,
+/// no link; the map tasks read their splits from the input files directly
+/// (this node's own store) and the shuffle stays in memory.
+async fn drive_embedded(
+    job: &MapReduceJob,
+    run: &RunArgs,
+    top: Option<u64>,
+    inputs: &[Input],
+    workers: usize,
+) -> anyhow::Result<()> {
+    let member = DriverNode::embedded(run.listen, workers).await?;
+    let outcome = execute(&member.driver, job, run, top, inputs).await;
+    member.leave().await;
+    outcome
 }
 
 /// The cluster to join.
@@ -301,12 +332,15 @@ fn seed_refusal(router: &Router) -> Option<String> {
         })
 }
 
-/// This process as a (non-worker) member of the cluster.
+/// This process as a member of the cluster: a driver, and without
+/// `--cluster` and `--nodes` also the worker (`pool`).
 struct DriverNode {
     router: Router,
     coordinator: Coordinator,
     mapreduce: MapReduceNode,
     driver: ClusterMapReduce,
+    /// The worker pool of an embedded cluster (none when joining one).
+    pool: Option<WorkerPool>,
 }
 
 impl DriverNode {
@@ -349,6 +383,7 @@ impl DriverNode {
                 router,
                 coordinator,
                 mapreduce,
+                pool: None,
             }),
             Err(err) => {
                 router.shutdown().await;
@@ -399,8 +434,64 @@ impl DriverNode {
         Ok(())
     }
 
+    /// This process as a cluster of one node with `workers` task slots,
+    /// under a random secret: nobody else can join it.
+    async fn embedded(listen: SocketAddr, workers: usize) -> anyhow::Result<Self> {
+        let name = format!("mr-local-{}", std::process::id());
+        let secret = hex::encode(rand::random::<[u8; 32]>());
+        let mut config = RouterConfig::new(name, Secret::from(secret));
+        config.listen = listen;
+        let router = Router::start(config)
+            .await
+            .context("cannot start the map-reduce node")?;
+        let started = async {
+            let mut handlers = HandlerRegistry::new();
+            let mapreduce = MapReduceNode::install(&router, &mut handlers)?;
+            let pool_config = WorkerPoolConfig {
+                workers,
+                ..WorkerPoolConfig::default()
+            };
+            let pool = match WorkerPool::start(&router, handlers, pool_config).await {
+                Ok(pool) => pool,
+                Err(err) => {
+                    mapreduce.shutdown();
+                    return Err(anyhow::Error::from(err));
+                }
+            };
+            match Coordinator::start(&router, CoordinatorOptions::default()).await {
+                Ok(coordinator) => Ok((mapreduce, pool, coordinator)),
+                Err(err) => {
+                    pool.shutdown().await;
+                    mapreduce.shutdown();
+                    Err(anyhow::Error::from(err))
+                }
+            }
+        }
+        .await;
+        match started {
+            Ok((mapreduce, pool, coordinator)) => Ok(DriverNode {
+                driver: ClusterMapReduce::new(mapreduce.clone(), coordinator.clone()),
+                router,
+                coordinator,
+                mapreduce,
+                pool: Some(pool),
+            }),
+            Err(err) => {
+                router.shutdown().await;
+                Err(err.context("cannot start the map-reduce node"))
+            }
+        }
+    }
+
     async fn leave(self) {
         self.coordinator.shutdown().await;
+        if let Some(pool) = self.pool {
+            pool.shutdown().await;
+            self.mapreduce.shutdown();
+            // A cluster of one: nobody to tell.
+            self.router.shutdown().await;
+            return;
+        }
         self.mapreduce.shutdown();
         if tokio::time::timeout(LEAVE_TIMEOUT, self.router.leave())
             .await
@@ -419,7 +510,7 @@ struct LocalSetup {
 }
 
 impl LocalSetup {
-    async fn launch(run: &RunArgs) -> anyhow::Result<Self> {
+    async fn launch(run: &RunArgs, nodes: u16) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!(
             "jobmesh-mr-{}-{:08x}",
             std::process::id(),
@@ -429,16 +520,16 @@ impl LocalSetup {
         let secret = ClusterSecret::from_file(&file)?;
         let options = LaunchOptions {
             exe: std::env::current_exe().context("cannot find the job-node executable")?,
-            nodes: run.nodes,
-            workers: run.workers,
+            nodes,
+            workers: run.workers.unwrap_or(2),
             http: None,
             secret_file: Some(file),
             ready_timeout: READY_TIMEOUT,
             data_dir: None,
         };
         eprintln!(
-            "starting a local cluster of {} node processes with {} workers each",
-            run.nodes, run.workers
+            "starting a local cluster of {nodes} node processes with {} workers each",
+            run.workers.unwrap_or(2)
         );
         match LocalCluster::launch(&options).await {
             Ok(cluster) => Ok(LocalSetup {

@@ -33,7 +33,7 @@ fn wordcount_and_index_arguments() {
         [PathBuf::from("a.txt"), PathBuf::from("b.txt")]
     );
     assert_eq!((wc.run.splits, wc.run.reducers, wc.top), (16, 4, Some(10)));
-    assert_eq!((wc.run.nodes, wc.run.workers), (3, 2));
+    assert_eq!((wc.run.nodes, wc.run.workers), (None, None));
     assert!(wc.run.cluster.is_none());
     let args = parse(&[
         "index",

@@ -3,6 +3,7 @@
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use super::counter::count_words;
 use super::spec::{MapInput, MapOutput, MapReduce, ReduceContext};
 use super::words::{normalize, words};
 
@@ -37,18 +38,13 @@ impl MapReduce for WordCount {
     }
 
     fn map(&self, input: &MapInput<'_>) -> MapOutput<String, u64> {
-        let text = normalize(input.text);
-        let mut counts: FxHashMap<&[u8], u64> = FxHashMap::default();
-        let mut records = 0;
-        for word in words(&text) {
-            records += 1;
-            *counts.entry(word).or_insert(0) += 1;
+        // One pass over the raw text, no lowercased copy (see counter.rs).
+        let counts = count_words(input.text);
+        let records = counts.total();
+        MapOutput {
+            pairs: counts.into_pairs(),
+            records,
         }
-        let pairs = counts
-            .into_iter()
-            .map(|(word, count)| (word_string(word), count))
-            .collect();
-        MapOutput { pairs, records }
     }
 
     fn combine(&self, acc: &mut u64, value: u64) {

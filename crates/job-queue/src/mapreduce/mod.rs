@@ -73,6 +73,7 @@
 
 mod builtins;
 mod cluster;
+mod counter;
 mod driver;
 mod error;
 mod fetch;

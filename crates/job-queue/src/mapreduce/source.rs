@@ -21,11 +21,26 @@ pub(crate) struct FileRange {
 }
 
 impl FileRange {
-    /// The whole range in a new buffer (blocking).
+    /// The whole range in a new buffer (blocking). Reads straight into
+    /// the buffer's spare capacity (`read_to_end` does not zero it first):
+    /// one copy, from the page cache.
     pub(crate) fn read_all(&self) -> io::Result<Bytes> {
-        let mut out = BytesMut::new();
-        self.read_into(&mut out, 0, self.len)?;
-        Ok(out.freeze())
+        let len = usize::try_from(self.len)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "range too large"))?;
+        let mut file = File::open(&*self.path)?;
+        file.seek(SeekFrom::Start(self.start))?;
+        let mut out = Vec::with_capacity(len);
+        file.take(self.len).read_to_end(&mut out)?;
+        if out.len() != len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{} is shorter than expected (changed during the job?)",
+                    self.path.display()
+                ),
+            ));
+        }
+        Ok(Bytes::from(out))
     }
 
     /// Appends up to `max_len` bytes of the range from `offset` (relative
