@@ -5,6 +5,7 @@ use std::time::Duration;
 pub use cluster_router::Backoff;
 
 use super::selectors::KindSelectors;
+use super::speculation::SpeculationConfig;
 use crate::strategy::StrategyKind;
 
 /// Settings of a [`CoordinatorCore`](crate::CoordinatorCore).
@@ -48,6 +49,9 @@ pub struct CoordinatorConfig {
     /// How long a job waits in the ready queue to gain one priority level
     /// (default 1 s; `Duration::ZERO`: no aging, strict priorities).
     pub priority_aging: Duration,
+    /// Speculative backups of straggling attempts of idempotent jobs
+    /// (`docs/jobs.md`, "Speculative backups").
+    pub speculation: SpeculationConfig,
 }
 
 impl Default for CoordinatorConfig {
@@ -64,6 +68,7 @@ impl Default for CoordinatorConfig {
             selectors: KindSelectors::default(),
             queue_target: Some(Duration::from_millis(50)),
             priority_aging: Duration::from_secs(1),
+            speculation: SpeculationConfig::default(),
         }
     }
 }

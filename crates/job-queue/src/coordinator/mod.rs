@@ -29,6 +29,7 @@ mod flow;
 mod nodes;
 mod ready;
 mod selectors;
+mod speculation;
 mod timers;
 mod window;
 
@@ -36,11 +37,13 @@ pub use config::{Backoff, CoordinatorConfig};
 pub use dead_letter::{AttemptFailure, DeadLetter};
 pub use nodes::{capacity_tag, NodeInfo, NodeLoad, NodeStatus, CAPACITY_TAG_PREFIX};
 pub use selectors::{accept_tag, KindSelectors, Selector, ACCEPT_TAG_PREFIX};
+pub use speculation::SpeculationConfig;
 pub use window::{concurrency_tag, CONCURRENCY_TAG_PREFIX};
 
 use dead_letter::DeadLetters;
 use nodes::NodeTable;
 use ready::ReadyQueue;
+use speculation::Straggler;
 use timers::{TimerKey, TimerKind, Timers};
 
 /// An effect the caller must carry out.
@@ -82,6 +85,17 @@ pub enum Action {
         node: Option<Arc<str>>,
         /// Why it failed.
         cause: FailureCause,
+    },
+    /// Tell `worker@<node>` to stop attempt `attempt` of job `id`: the
+    /// other attempt of a speculated job finished first, or the job ended
+    /// while this one still ran (see `docs/jobs.md`, "Speculative backups").
+    CancelAttempt {
+        /// The job.
+        id: JobId,
+        /// The attempt to stop.
+        attempt: u32,
+        /// The node running it.
+        node: Arc<str>,
     },
     /// The job failed for good and was added to the dead-letter list
     /// (emitted right after its [`Action::Complete`]).
@@ -143,6 +157,13 @@ struct JobEntry {
     /// node: it may still have run there, and its success, if it comes
     /// first, completes the job.
     superseded: Option<(u32, Arc<str>)>,
+    /// The speculation timer of the running attempt, if armed.
+    spec_timer: Option<TimerKey>,
+    /// Whether the job got its (one) speculative backup.
+    speculated: bool,
+    /// The original attempt, still running, of a job whose backup is the
+    /// current attempt.
+    straggler: Option<Straggler>,
 }
 
 /// What a coordinator keeps across a restart of its actor: the unfinished
@@ -167,6 +188,8 @@ struct Counters {
     retries: u64,
     late: u64,
     refusals: u64,
+    speculative_started: u64,
+    speculative_won: u64,
 }
 
 #[derive(Debug)]
@@ -228,6 +251,8 @@ pub struct CoordinatorCore {
     dispatch_by_id: bool,
     attempt_events: bool,
     draining: bool,
+    /// Jobs with a straggler and its backup both running.
+    backups_in_flight: usize,
 }
 
 /// What [`CoordinatorCore::cancel`] did.
@@ -275,6 +300,7 @@ impl CoordinatorCore {
             dispatch_by_id: false,
             attempt_events: false,
             draining: false,
+            backups_in_flight: 0,
         }
     }
 
@@ -317,6 +343,7 @@ impl CoordinatorCore {
         unfinished.extend(jobs.into_values().map(|entry| entry.job));
         unfinished.extend(tail);
         self.timers = Timers::default();
+        self.backups_in_flight = 0;
         Carryover {
             unfinished,
             dead: std::mem::take(&mut self.dead),
@@ -419,6 +446,9 @@ impl CoordinatorCore {
             failures: Vec::new(),
             free_replacements: 0,
             superseded: None,
+            spec_timer: None,
+            speculated: false,
+            straggler: None,
         };
         let wait = entry
             .job
@@ -448,6 +478,10 @@ impl CoordinatorCore {
     ) -> ResultDisposition {
         if self.is_superseded(&result, from_node) {
             return self.superseded_succeeded(result, from_node, now);
+        }
+        if self.is_straggler(&result, from_node) {
+            self.straggler_answered(result, now);
+            return ResultDisposition::Accepted;
         }
         if !self.is_current(&result.id, result.attempt, Some(from_node)) {
             self.counters.late += 1;
@@ -505,10 +539,16 @@ impl CoordinatorCore {
             let Some(entry) = self.jobs.get_mut(&id) else {
                 continue;
             };
+            if kind == TimerKind::Speculate {
+                entry.spec_timer = None;
+                self.speculate(&id, now);
+                continue;
+            }
             entry.timer = None;
             match kind {
                 TimerKind::Deadline => self.time_out(&id, now),
                 TimerKind::Retry => self.dispatch(&id, now),
+                TimerKind::Speculate => {}
             }
         }
         self.pump(now);
@@ -717,6 +757,8 @@ impl CoordinatorCore {
             late_results: self.counters.late,
             queued: self.ready.len() as u64,
             refusals: self.counters.refusals,
+            speculative_started: self.counters.speculative_started,
+            speculative_won: self.counters.speculative_won,
             nodes,
         }
     }

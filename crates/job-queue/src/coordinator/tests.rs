@@ -626,7 +626,10 @@ fn exactly_one_completion_per_job_under_chaos() {
     for step in 0..3000u32 {
         now += Duration::from_millis(rng.gen_range(0..400));
         if step < 500 {
-            let job = Job::new("echo", "").with_timeout(Duration::from_secs(2));
+            // Half of them speculative: backups race their stragglers.
+            let job = Job::new("echo", "")
+                .with_timeout(Duration::from_secs(2))
+                .with_speculative(step % 2 == 0);
             submitted.push(core.submit(job, now).unwrap());
         }
         if rng.gen_bool(0.02) {
@@ -660,6 +663,7 @@ fn exactly_one_completion_per_job_under_chaos() {
                 Action::DeadLettered { .. } => {}
                 Action::DispatchId { .. } => unreachable!("not built with_dispatch_by_id"),
                 Action::AttemptFailed { .. } => unreachable!("not built with_attempt_events"),
+                Action::CancelAttempt { .. } => {}
             }
         }
     }
@@ -678,6 +682,9 @@ fn exactly_one_completion_per_job_under_chaos() {
     assert_eq!(core.in_progress(), 0);
     assert_eq!(completed.len(), submitted.len());
     assert!(completed.values().all(|&n| n == 1), "a job completed twice");
+    let stats = core.stats();
+    assert!(stats.speculative_started > 0, "no backup ever raced");
+    assert!(stats.nodes.iter().all(|n| n.in_flight == 0), "a slot leaked");
     let stats = core.stats();
     assert_eq!(stats.succeeded + stats.failed, submitted.len() as u64);
     assert!(stats.late_results > 0 && stats.retries > 0);

@@ -47,6 +47,9 @@ impl CoordinatorCore {
         if let Some(key) = entry.timer.take() {
             self.timers.remove(key);
         }
+        if let Some(key) = entry.spec_timer.take() {
+            self.timers.remove(key);
+        }
         let Phase::Running {
             node,
             dispatched_at,
@@ -124,14 +127,16 @@ impl CoordinatorCore {
             state.outstanding += 1;
         }
         self.actions.push_back(action);
+        self.arm_speculation(id, &node, now);
         Placement::Started
     }
 
     /// Completes a job whose current attempt succeeded.
     pub(super) fn succeed(&mut self, result: JobResult, node: &str) {
-        let Some(entry) = self.jobs.remove(&result.id) else {
+        let Some(mut entry) = self.jobs.remove(&result.id) else {
             return;
         };
+        self.end_straggler(&result.id, &mut entry, true);
         if let Some(state) = self.nodes.get_mut(node) {
             state
                 .stats
@@ -158,7 +163,9 @@ impl CoordinatorCore {
         if let Some(state) = node.as_deref().and_then(|n| self.nodes.get_mut(n)) {
             state.stats.record(&entry.job.kind, false, elapsed);
         }
-        let budget = entry.job.max_attempts + u32::from(entry.free_replacements);
+        let budget = entry.job.max_attempts
+            + u32::from(entry.free_replacements)
+            + u32::from(entry.speculated);
         let retry = failure.retryable && entry.job.attempt < budget;
         tracing::debug!(%id, attempt = entry.job.attempt, %failure, retry, "attempt failed");
         if self.attempt_events {
@@ -230,6 +237,7 @@ impl CoordinatorCore {
         if let Some(key) = entry.timer.take() {
             self.timers.remove(key);
         }
+        self.end_straggler(id, &mut entry, false);
         self.counters.failed += 1;
         let node = running_on.as_ref().map_or("", |(n, _)| &**n).to_owned();
         let failure = JobFailure::new(FailureCause::Cancelled, "cancelled");
@@ -241,9 +249,14 @@ impl CoordinatorCore {
 
     /// Completes a job as failed and moves it to the dead-letter list.
     fn finish_failed(&mut self, id: &JobId, elapsed: Duration) {
-        let Some(entry) = self.jobs.remove(id) else {
+        let Some(mut entry) = self.jobs.remove(id) else {
             return;
         };
+        // The straggler's cancellation is recorded before the failure
+        // that ends the job, which stays the last one.
+        let last_failure = entry.failures.pop();
+        self.end_straggler(id, &mut entry, false);
+        entry.failures.extend(last_failure);
         let last = entry.failures.last().expect("a failed job has a failure");
         let cause = last.failure.cause;
         let attempts = entry.job.attempt;
@@ -297,6 +310,7 @@ impl CoordinatorCore {
     /// Fails every attempt running on `node` with `NodeDown` and retries it
     /// at once, in id order (deterministic).
     pub(super) fn retry_running_on(&mut self, node: &str, now: Instant) {
+        self.drop_stragglers_on(node, FailureCause::NodeDown);
         for id in self.running_on(node) {
             let (node, _) = self.end_running(&id);
             let failure = JobFailure::new(FailureCause::NodeDown, format!("node {node} went down"));
