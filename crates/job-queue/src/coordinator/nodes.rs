@@ -347,7 +347,7 @@ impl NodeTable {
     ) -> Vec<Candidate<'a>> {
         self.preferred(job, tried, last_failed)
             .into_iter()
-            .map(|(k, n)| candidate(k, n, &job.kind))
+            .map(|(k, n)| candidate(k, n, &job.kind, 0))
             .collect()
     }
 
@@ -382,8 +382,15 @@ impl NodeTable {
 }
 
 /// What a strategy sees of `node` for a job of `kind`.
-pub(crate) fn candidate<'a>(name: &'a str, node: &NodeState, kind: &str) -> Candidate<'a> {
+pub(crate) fn candidate<'a>(
+    name: &'a str,
+    node: &NodeState,
+    kind: &str,
+    backlog: u32,
+) -> Candidate<'a> {
     Candidate {
+        has_room: node.has_credit(),
+        backlog,
         concurrency: node.concurrency,
         service_time: node.stats.mean_of(kind),
         node: name,

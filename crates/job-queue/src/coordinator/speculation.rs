@@ -202,7 +202,7 @@ impl CoordinatorCore {
         let candidates: Vec<Candidate<'_>> = others
             .into_iter()
             .filter(|(_, n)| n.has_credit())
-            .map(|(name, n)| candidate(name, n, &entry.job.kind))
+            .map(|(name, n)| candidate(name, n, &entry.job.kind, 0))
             .collect();
         let strategy = self.strategies.get(entry.job.strategy);
         let picked = strategy

@@ -89,7 +89,9 @@ impl CoordinatorCore {
         let Some(entry) = self.jobs.get_mut(id) else {
             return Placement::Gone;
         };
-        let chosen = choose_node(&self.nodes, self.strategies.get(entry.job.strategy), entry);
+        let backlog = u32::try_from(self.ready.len()).unwrap_or(u32::MAX);
+        let strategy = self.strategies.get(entry.job.strategy);
+        let chosen = choose_node(&self.nodes, strategy, entry, backlog);
         let node = match chosen {
             Choice::Node(node) => node,
             Choice::Busy => return Placement::Busy,
@@ -339,26 +341,41 @@ enum Choice {
 }
 
 /// Runs the job's strategy over its preferred eligible candidates that
-/// have room in their window.
-fn choose_node(nodes: &super::NodeTable, strategy: &mut dyn Strategy, entry: &JobEntry) -> Choice {
+/// have room in their window (and, for a strategy that waits for full
+/// nodes, those without: picking one of them makes the job wait).
+fn choose_node(
+    nodes: &super::NodeTable,
+    strategy: &mut dyn Strategy,
+    entry: &JobEntry,
+    backlog: u32,
+) -> Choice {
     let tried = |n: &str| entry.failures.iter().any(|f| f.node.as_deref() == Some(n));
     let last_failed = entry.failures.last().and_then(|f| f.node.as_deref());
     let preferred = nodes.preferred(&entry.job, tried, last_failed);
     if preferred.is_empty() {
         return Choice::NoneEligible;
     }
+    let waits = strategy.waits_for_full_nodes();
     let candidates: Vec<Candidate<'_>> = preferred
         .into_iter()
-        .filter(|(_, n)| n.has_credit())
-        .map(|(k, n)| candidate(k, n, &entry.job.kind))
+        .filter(|(_, n)| waits || n.has_credit())
+        .map(|(k, n)| candidate(k, n, &entry.job.kind, backlog))
         .collect();
-    if candidates.is_empty() {
+    if !candidates.iter().any(|c| c.has_room) {
         return Choice::Busy;
     }
-    let picked = strategy
+    let Some(chosen) = strategy
         .select(&entry.job, &candidates)
         .and_then(|i| candidates.get(i))
-        .and_then(|c| nodes.key(c.node));
+    else {
+        // A strategy that declines every candidate: as if none were eligible.
+        return Choice::NoneEligible;
+    };
+    if !chosen.has_room {
+        // Better to wait for this node than to run elsewhere now.
+        return Choice::Busy;
+    }
+    let picked = nodes.key(chosen.node);
     // A strategy that declines every candidate: as if none were eligible.
     picked.map_or(Choice::NoneEligible, Choice::Node)
 }
