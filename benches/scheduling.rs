@@ -12,9 +12,9 @@
 //! kind `work` sleeps `10 ms x factor`, where the factor is a property of
 //! the node's handler (1 on `w1` and `w2`, 4 on `w3`): a node-dependent
 //! kind, as a slow machine would be. Every node also has hiccups, as real
-//! machines do (a pause, a noisy neighbour): every 50th attempt on each
-//! node takes 30 times as long, whichever job it is. Jobs "with backups"
-//! are marked `speculative` (default settings: a backup after
+//! machines do (a pause, a noisy neighbour): every 300th attempt on each
+//! node takes 20 times as long, whichever job it is. Jobs "with backups"
+//! (rare enough that p99 shows the scheduling and p99.9 the hiccups) are marked `speculative` (default settings: a backup after
 //! `max(3 x p95, 100 ms) + 50 ms`); the others never run twice. A
 //! coordinator node (no pool) places the jobs; each row runs on a fresh
 //! cluster (fresh statistics).
@@ -45,8 +45,8 @@ const OPEN_JOBS: usize = 1_500;
 const OPEN_LOAD: f64 = 0.65;
 const BASE_MS: u64 = 10;
 const FACTORS: [u64; 3] = [1, 1, 4];
-const HICCUP_EVERY: u64 = 50;
-const HICCUP_FACTOR: u64 = 30;
+const HICCUP_EVERY: u64 = 300;
+const HICCUP_FACTOR: u64 = 20;
 
 fn registry(factor: u64) -> HandlerRegistry {
     let attempts = Arc::new(AtomicU64::new(0));
@@ -84,6 +84,7 @@ struct Outcome {
     makespan: Duration,
     p50: Duration,
     p99: Duration,
+    p999: Duration,
     per_node: Vec<(String, usize)>,
     backups: u64,
 }
@@ -132,18 +133,20 @@ async fn cluster(prefix: &str) -> Cluster {
     }
 }
 
+type Waiter = tokio::task::JoinHandle<(Duration, String)>;
+
+/// Waits for the result of `job` submitted at `submitted` (spawned at once,
+/// so that its latency is taken when the result arrives).
+fn wait_for(submitted: Instant, job: PendingJob) -> Waiter {
+    tokio::spawn(async move {
+        let result = job.result().await.expect("result");
+        assert!(result.error.is_none(), "{result:?}");
+        (submitted.elapsed(), result.worker_node)
+    })
+}
+
 /// Waits for every result; returns (latency, worker node) per job.
-async fn collect(pending: Vec<(Instant, PendingJob)>) -> Vec<(Duration, String)> {
-    let tasks: Vec<_> = pending
-        .into_iter()
-        .map(|(submitted, job)| {
-            tokio::spawn(async move {
-                let result = job.result().await.expect("result");
-                assert!(result.error.is_none(), "{result:?}");
-                (submitted.elapsed(), result.worker_node)
-            })
-        })
-        .collect();
+async fn collect(tasks: Vec<Waiter>) -> Vec<(Duration, String)> {
     let mut out = Vec::with_capacity(tasks.len());
     for task in tasks {
         out.push(task.await.expect("task"));
@@ -165,11 +168,11 @@ async fn run(scenario: Scenario, strategy: StrategyKind, speculative: bool, pref
         .expect("coordinator");
     let job = || Job::new("work", "").with_speculative(speculative);
     let start = Instant::now();
-    let pending: Vec<(Instant, PendingJob)> = match scenario {
+    let pending: Vec<Waiter> = match scenario {
         Scenario::Batch => {
             let jobs: Vec<Job> = (0..BATCH_JOBS).map(|_| job()).collect();
             let pending = coord.submit_many(jobs).await.expect("submit");
-            pending.into_iter().map(|p| (start, p)).collect()
+            pending.into_iter().map(|p| wait_for(start, p)).collect()
         }
         Scenario::OpenLoop => {
             let gap = Duration::from_secs_f64(1.0 / (capacity() * OPEN_LOAD));
@@ -179,7 +182,8 @@ async fn run(scenario: Scenario, strategy: StrategyKind, speculative: bool, pref
                 let due = start + gap.mul_f64(i as f64);
                 tokio::time::sleep_until(due.into()).await;
                 let submitted = Instant::now();
-                pending.push((submitted, coord.submit(job()).await.expect("submit")));
+                let job = coord.submit(job()).await.expect("submit");
+                pending.push(wait_for(submitted, job));
             }
             pending
         }
@@ -207,6 +211,7 @@ async fn run(scenario: Scenario, strategy: StrategyKind, speculative: bool, pref
         makespan,
         p50: at(0.5),
         p99: at(0.99),
+        p999: at(0.999),
         per_node: per_node.into_iter().collect(),
         backups,
     }
@@ -257,6 +262,7 @@ async fn main() {
         ] {
             for speculative in [false, true] {
                 let (mut spans, mut p50s, mut p99s) = (Vec::new(), Vec::new(), Vec::new());
+                let mut p999s = Vec::new();
                 let mut last = (Vec::new(), 0);
                 for run_no in 0..runs {
                     let prefix = format!("{}-{}-{run_no}", strategy.as_str(), u8::from(speculative));
@@ -264,10 +270,11 @@ async fn main() {
                     spans.push(ms(o.makespan));
                     p50s.push(ms(o.p50));
                     p99s.push(ms(o.p99));
+                    p999s.push(ms(o.p999));
                     last = (o.per_node, o.backups);
                 }
                 println!(
-                    "{:<16} {:<12} makespan {:>6.0} ms (runs {:?})  p50 {:>5.0} ms  p99 {:>6.0} ms  \
+                    "{:<16} {:<12} makespan {:>6.0} ms (runs {:?})  p50 {:>5.0} ms  p99 {:>6.0} ms  p99.9 {:>6.0} ms  \
                      jobs per node {:?}, backups {} (last run)",
                     strategy.as_str(),
                     if speculative { "with backups" } else { "no backups" },
@@ -275,6 +282,7 @@ async fn main() {
                     spans.iter().map(|m| m.round() as u64).collect::<Vec<_>>(),
                     support::median(p50s),
                     support::median(p99s),
+                    support::median(p999s),
                     last.0,
                     last.1
                 );

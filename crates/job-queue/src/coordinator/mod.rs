@@ -500,6 +500,7 @@ impl CoordinatorCore {
             let round_trip = now.saturating_duration_since(dispatched_at);
             state.observe_latency(round_trip);
             state.observe_wait(round_trip.saturating_sub(result.elapsed));
+            state.observe_link(round_trip.saturating_sub(result.elapsed), now);
             state.credit_returned();
         }
         match result.error.clone() {

@@ -23,7 +23,12 @@ const MIN_SERVICE: Duration = Duration::from_millis(1);
 /// - `load`: the jobs ahead of it there ([`Candidate::load_estimate`]),
 ///   each assumed to take `service` too (an approximation when kinds mix);
 /// - `concurrency`: the node's worker loops (`workers:<k>`, 1 if unknown);
-/// - `rtt`: the round-trip EWMA ([`Candidate::latency`], 0 until measured).
+/// - `rtt`: the link's own round trip ([`Candidate::link_rtt`], 0 until
+///   measured). Not the round-trip EWMA ([`Candidate::latency`]): that one
+///   includes the time in the node's queue and handler, which the other
+///   terms already count, and on a node rarely used it stays stale (one
+///   slow job kept such a node out of use).
+///
 ///
 /// Ties go to the lower node name. So a node twice as fast gets about
 /// twice the work, a node whose queue is long gets less, and a slow or
@@ -65,7 +70,7 @@ impl EarliestFinish {
             .as_secs_f64();
         let workers = f64::from(c.concurrency.unwrap_or(1).max(1));
         let queue = f64::from(c.load_estimate()) / workers * service;
-        let rtt = c.latency.unwrap_or_default().as_secs_f64();
+        let rtt = c.link_rtt.unwrap_or_default().as_secs_f64();
         Duration::from_secs_f64((rtt + queue + service).min(1e9))
     }
 }
@@ -147,8 +152,10 @@ mod tests {
         assert_eq!(s.select(&job, &nodes), Some(0));
         nodes[0].outstanding = 8; // 40 + 10 = 50 ms > 40 ms
         assert_eq!(s.select(&job, &nodes), Some(1));
-        // A long round trip counts too.
-        nodes[1].latency = Some(100 * MS);
+        // A long round trip counts too (the link's, not the EWMA).
+        nodes[0].latency = Some(500 * MS);
+        assert_eq!(s.select(&job, &nodes), Some(1));
+        nodes[1].link_rtt = Some(100 * MS);
         assert_eq!(s.select(&job, &nodes), Some(0));
     }
 

@@ -50,6 +50,10 @@ pub struct Candidate<'a> {
     /// The mean processing time of the job's kind on this node, as this
     /// coordinator measured it; `None` before the first sample.
     pub service_time: Option<Duration>,
+    /// The link's own round trip to the node: the smallest (round trip
+    /// minus processing time) of the last 10 to 20 s, without queueing;
+    /// `None` until measured.
+    pub link_rtt: Option<Duration>,
     /// Whether the node's dispatch window has room for the job now. Only a
     /// strategy that [waits for full nodes](Strategy::waits_for_full_nodes)
     /// is shown nodes without room; picking one makes the job wait in the
@@ -205,6 +209,7 @@ pub(crate) mod test_support {
                 service_time: None,
                 has_room: true,
                 backlog: 0,
+                link_rtt: None,
             })
             .collect()
     }
