@@ -154,7 +154,12 @@ async fn collect(tasks: Vec<Waiter>) -> Vec<(Duration, String)> {
     out
 }
 
-async fn run(scenario: Scenario, strategy: StrategyKind, speculative: bool, prefix: &str) -> Outcome {
+async fn run(
+    scenario: Scenario,
+    strategy: StrategyKind,
+    speculative: bool,
+    prefix: &str,
+) -> Outcome {
     let cluster = cluster(prefix).await;
     let options = CoordinatorOptions {
         core: CoordinatorConfig {
@@ -265,7 +270,8 @@ async fn main() {
                 let mut p999s = Vec::new();
                 let mut last = (Vec::new(), 0);
                 for run_no in 0..runs {
-                    let prefix = format!("{}-{}-{run_no}", strategy.as_str(), u8::from(speculative));
+                    let prefix =
+                        format!("{}-{}-{run_no}", strategy.as_str(), u8::from(speculative));
                     let o = run(scenario, strategy, speculative, &prefix).await;
                     spans.push(ms(o.makespan));
                     p50s.push(ms(o.p50));

@@ -520,7 +520,10 @@ impl NodeConfig {
         }
         let idempotent = layer.idempotent.unwrap_or_default();
         if idempotent.len() > MAX_IDEMPOTENT_KINDS {
-            return Err(ConfigError::Idempotent(format!("{} kinds", idempotent.len())));
+            return Err(ConfigError::Idempotent(format!(
+                "{} kinds",
+                idempotent.len()
+            )));
         }
         let bad_kind = |k: &&String| k.is_empty() || k.len() > job_queue::Job::MAX_KIND_LEN;
         if let Some(bad) = idempotent.iter().find(bad_kind) {

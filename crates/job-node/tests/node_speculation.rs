@@ -14,7 +14,16 @@ use serde_json::Value;
 const SLEEP_MS: &str = "200";
 
 async fn submit(url: &str, extra: &[&str]) -> Value {
-    let mut args = vec!["submit", "--cluster", url, "--kind", "sleep", "--data", SLEEP_MS, "--wait"];
+    let mut args = vec![
+        "submit",
+        "--cluster",
+        url,
+        "--kind",
+        "sleep",
+        "--data",
+        SLEEP_MS,
+        "--wait",
+    ];
     args.extend_from_slice(extra);
     let out = cli(&args).await;
     serde_json::from_str(stdout(&out).trim()).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
@@ -46,11 +55,17 @@ async fn a_speculative_job_on_a_slow_node_finishes_through_its_backup() {
     // Names sort the slow node first: with nothing measured on it, the
     // earliest-finish strategy takes it at the fast node's time and
     // prefers it (no round trip measured yet, lower name on a tie).
-    let slow =
-        NodeProc::start_with_env("a-slow", &[], &[("JOBMESH_TEST_SLOWDOWN", "10")]).await;
+    let slow = NodeProc::start_with_env("a-slow", &[], &[("JOBMESH_TEST_SLOWDOWN", "10")]).await;
     let fast = NodeProc::start(
         "b-fast",
-        &["--join", slow.url(), "--tags", "fast", "--http", "127.0.0.1:0"],
+        &[
+            "--join",
+            slow.url(),
+            "--tags",
+            "fast",
+            "--http",
+            "127.0.0.1:0",
+        ],
     )
     .await;
     wait_formed(fast.url(), 2).await;
@@ -75,7 +90,11 @@ async fn a_speculative_job_on_a_slow_node_finishes_through_its_backup() {
     assert_eq!(rec["state"], "succeeded", "{rec}");
     let tries = attempts(&rec);
     assert_eq!(tries.len(), 2, "{rec}");
-    assert_eq!(tries[0], (1, "a-slow".into(), Some("cancelled".into())), "{rec}");
+    assert_eq!(
+        tries[0],
+        (1, "a-slow".into(), Some("cancelled".into())),
+        "{rec}"
+    );
     assert_eq!(tries[1], (2, "b-fast".into(), None), "{rec}");
     eprintln!("speculative job finished in {took:?} (2 s on the slow node alone)");
 

@@ -21,7 +21,17 @@ fn arb_job() -> impl Strategy<Value = Job> {
         (any::<i32>(), prop::option::of(any::<u64>()), any::<bool>()),
     )
         .prop_map(
-            |(id, kind, data, tags, ms, max, attempt, strategy, (priority, not_before, speculative))| Job {
+            |(
+                id,
+                kind,
+                data,
+                tags,
+                ms,
+                max,
+                attempt,
+                strategy,
+                (priority, not_before, speculative),
+            )| Job {
                 id: id.map(|s| JobId::new(&s).unwrap()).unwrap_or_default(),
                 kind,
                 data,
@@ -447,7 +457,12 @@ fn a_version_2_job_still_decodes_and_speculative_round_trips() {
     let bytes = bincode_opts(u64::MAX).serialize(&old).unwrap();
     let job = Job::from_bincode(&bytes).unwrap();
     assert_eq!(
-        (job.id.as_str(), job.priority, job.not_before, job.speculative),
+        (
+            job.id.as_str(),
+            job.priority,
+            job.not_before,
+            job.speculative
+        ),
         ("old-2", 7, Some(9), false)
     );
     let job = Job::new("echo", "").with_speculative(true);

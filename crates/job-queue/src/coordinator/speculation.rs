@@ -80,13 +80,7 @@ pub(super) struct Straggler {
 impl CoordinatorCore {
     /// Whether `job` may be run twice at once.
     fn speculates(&self, job: &Job) -> bool {
-        job.speculative
-            || self
-                .config
-                .speculation
-                .idempotent_kinds
-                .iter()
-                .any(|k| *k == job.kind)
+        job.speculative || self.config.speculation.idempotent_kinds.contains(&job.kind)
     }
 
     /// How long after its dispatch an attempt of `job` on `node` becomes a
@@ -132,7 +126,9 @@ impl CoordinatorCore {
         let Some(after) = self.straggler_after(&entry.job, node) else {
             return;
         };
-        let key = self.timers.insert(now + after, id.clone(), TimerKind::Speculate);
+        let key = self
+            .timers
+            .insert(now + after, id.clone(), TimerKind::Speculate);
         if let Some(entry) = self.jobs.get_mut(id) {
             entry.spec_timer = Some(key);
         }
@@ -228,10 +224,11 @@ impl CoordinatorCore {
         });
         entry.speculated = true;
         entry.job.attempt += 1;
-        entry.timer = Some(
-            self.timers
-                .insert(now + entry.job.timeout, id.clone(), TimerKind::Deadline),
-        );
+        entry.timer = Some(self.timers.insert(
+            now + entry.job.timeout,
+            id.clone(),
+            TimerKind::Deadline,
+        ));
         entry.phase = Phase::Running {
             node: node.clone(),
             dispatched_at: now,
@@ -289,7 +286,9 @@ impl CoordinatorCore {
             }
             Some(failure) => {
                 if let Some(state) = self.nodes.get_mut(&straggler.node) {
-                    state.stats.record(&entry.job.kind, false, Some(result.elapsed));
+                    state
+                        .stats
+                        .record(&entry.job.kind, false, Some(result.elapsed));
                 }
                 self.record_side_failure(&result.id, straggler, failure);
             }

@@ -89,8 +89,14 @@ fn a_straggler_gets_one_backup_on_another_node_and_the_backup_wins() {
         node: Arc::from(on.as_str()),
     };
     assert!(actions.contains(&cancel), "{actions:?}");
-    assert!(actions.iter().any(|a| matches!(a,
-        Action::AttemptFailed { attempt: 1, cause: FailureCause::Cancelled, .. })));
+    assert!(actions.iter().any(|a| matches!(
+        a,
+        Action::AttemptFailed {
+            attempt: 1,
+            cause: FailureCause::Cancelled,
+            ..
+        }
+    )));
     // The loser's result is late: one result, never two.
     let late = core.result_received(ok(&first, &on), &on, t1);
     assert_eq!(late, ResultDisposition::Dropped);
@@ -98,7 +104,10 @@ fn a_straggler_gets_one_backup_on_another_node_and_the_backup_wins() {
     let stats = core.stats();
     assert_eq!((stats.speculative_started, stats.speculative_won), (1, 1));
     assert_eq!(stats.succeeded, 11);
-    assert!(stats.nodes.iter().all(|n| n.in_flight == 0), "slots released");
+    assert!(
+        stats.nodes.iter().all(|n| n.in_flight == 0),
+        "slots released"
+    );
 }
 
 #[test]
@@ -139,7 +148,11 @@ fn only_speculative_jobs_and_idempotent_kinds_get_backups() {
     core.submit(Job::new("echo", ""), t0).unwrap();
     let plain = dispatch_of(&mut core);
     core.tick(t0 + 20 * SEC);
-    assert_eq!(core.drain_actions().count(), 0, "a plain job is never backed up");
+    assert_eq!(
+        core.drain_actions().count(),
+        0,
+        "a plain job is never backed up"
+    );
     core.submit(Job::new("other", ""), t0).unwrap();
     dispatch_of(&mut core);
     core.tick(t0 + 20 * SEC);
@@ -210,8 +223,9 @@ fn a_failed_backup_is_retried_while_the_straggler_runs() {
     core.result_received(r.clone(), &on, t0 + 3 * SEC);
     let actions: Vec<Action> = core.drain_actions().collect();
     assert!(actions.contains(&Action::Complete(r)));
-    assert!(actions.iter().any(|a| matches!(a,
-        Action::CancelAttempt { attempt: 3, .. })));
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::CancelAttempt { attempt: 3, .. })));
     drop(backup);
     assert!(core.stats().nodes.iter().all(|n| n.in_flight == 0));
 }
@@ -224,11 +238,15 @@ fn the_straggler_node_going_down_leaves_the_backup_running() {
     let ((first, on), (backup, backup_on)) = straggling(&mut core, t0);
     core.member_down(&on, t0 + SEC);
     let actions: Vec<Action> = core.drain_actions().collect();
-    assert!(actions.iter().all(|a| !matches!(a, Action::Dispatch { .. })));
+    assert!(actions
+        .iter()
+        .all(|a| !matches!(a, Action::Dispatch { .. })));
     assert!(core.is_running(&first.id, 2));
     let r = ok(&backup, &backup_on);
     core.result_received(r.clone(), &backup_on, t0 + SEC);
-    assert!(core.drain_actions().any(|a| a == Action::Complete(r.clone())));
+    assert!(core
+        .drain_actions()
+        .any(|a| a == Action::Complete(r.clone())));
     // The backup won, but there was no straggler left to beat.
     assert_eq!(core.stats().speculative_won, 0);
 }

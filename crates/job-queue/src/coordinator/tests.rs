@@ -684,7 +684,10 @@ fn exactly_one_completion_per_job_under_chaos() {
     assert!(completed.values().all(|&n| n == 1), "a job completed twice");
     let stats = core.stats();
     assert!(stats.speculative_started > 0, "no backup ever raced");
-    assert!(stats.nodes.iter().all(|n| n.in_flight == 0), "a slot leaked");
+    assert!(
+        stats.nodes.iter().all(|n| n.in_flight == 0),
+        "a slot leaked"
+    );
     let stats = core.stats();
     assert_eq!(stats.succeeded + stats.failed, submitted.len() as u64);
     assert!(stats.late_results > 0 && stats.retries > 0);
