@@ -50,6 +50,23 @@ fn attempts(record: &Value) -> Vec<(u64, String, Option<String>)> {
         .collect()
 }
 
+/// Waits (bounded) until `node`'s gossiped load, as `via` sees it, is zero.
+async fn wait_idle(via: &NodeProc, node: &str) {
+    let deadline = Instant::now() + common::LIMIT;
+    loop {
+        let view = http(via.http(), "GET", "/v1/cluster", None).await.json();
+        let members = view["members"].as_array().cloned().unwrap_or_default();
+        let idle = members.iter().any(|m| {
+            m["node"] == node && m["load"]["in_flight"] == 0 && m["load"]["queue_depth"] == 0
+        });
+        if idle {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{node} never idle: {view}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_speculative_job_on_a_slow_node_finishes_through_its_backup() {
     // Names sort the slow node first: with nothing measured on it, the
@@ -98,7 +115,10 @@ async fn a_speculative_job_on_a_slow_node_finishes_through_its_backup() {
     assert_eq!(tries[1], (2, "b-fast".into(), None), "{rec}");
     eprintln!("speculative job finished in {took:?} (2 s on the slow node alone)");
 
-    // Not marked: runs its 2 s on the slow node, once.
+    // Not marked: runs its 2 s on the slow node, once. First the slow node
+    // must report itself idle again (its cancelled attempt gone), or the
+    // strategy rightly prefers the fast node.
+    wait_idle(&fast, "a-slow").await;
     let result = submit(fast.url(), &["--id-prefix", "plain"]).await;
     assert!(result["error"].is_null(), "{result}");
     assert_eq!(result["worker_node"], "a-slow", "{result}");
