@@ -104,6 +104,13 @@ pub(crate) struct StartArgs {
     /// (default: none). [env: JOBMESH_ALLOW_EXEC]
     #[arg(long, value_name = "PROG,...", value_delimiter = ',')]
     pub allow_exec: Option<Vec<String>>,
+    /// Job kinds that are idempotent, comma-separated: an attempt of such
+    /// a kind that straggles (runs past 3x the kind's p95 on its node) gets
+    /// a speculative backup on another node, the first result wins
+    /// (default: none; a job can ask for it with `speculative`).
+    /// [env: JOBMESH_IDEMPOTENT]
+    #[arg(long, value_name = "KIND,...", value_delimiter = ',')]
+    pub idempotent: Option<Vec<String>>,
     /// TLS certificate chain (PEM) to serve cluster links, clients and the
     /// HTTP API with (`wss://`, `https://`); needs --tls-key. [env: JOBMESH_TLS_CERT]
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -234,6 +241,11 @@ pub(crate) struct SubmitArgs {
     /// (fractions allowed, e.g. 0.5).
     #[arg(long, value_name = "S", value_parser = parse_delay)]
     pub delay: Option<Duration>,
+    /// The job is idempotent: an attempt that straggles (runs past 3x its
+    /// kind's p95 on its node) may get a speculative backup on another
+    /// node; the first result wins.
+    #[arg(long)]
+    pub speculative: bool,
     /// Wait for the results and print them; otherwise print the job ids.
     #[arg(long)]
     pub wait: bool,

@@ -25,8 +25,8 @@ pub(crate) async fn connect(args: &ClusterArgs) -> anyhow::Result<Session> {
     Ok(Session::connect_with(&args.cluster, &secret, args.connect_timeout, tls.as_ref()).await?)
 }
 
-/// Applies `--tags`, `--timeout`, `--max-attempts`, `--priority` and
-/// `--delay` to one job (tags are added; the others fill in what a line
+/// Applies `--tags`, `--timeout`, `--max-attempts`, `--priority`,
+/// `--speculative` and `--delay` to one job (tags are added; the others fill in what a line
 /// leaves unset).
 fn apply_flags(args: &SubmitArgs, mut job: JobSubmission) -> JobSubmission {
     for tag in &args.tags {
@@ -41,6 +41,7 @@ fn apply_flags(args: &SubmitArgs, mut job: JobSubmission) -> JobSubmission {
     }
     job.max_attempts = job.max_attempts.or(args.max_attempts);
     job.priority = job.priority.or(args.priority);
+    job.speculative |= args.speculative;
     if job.delay_ms.is_none() && job.not_before_ms.is_none() {
         job.delay_ms = args
             .delay

@@ -46,6 +46,8 @@ pub(crate) struct ConfigLayer {
     pub data_dir: Option<PathBuf>,
     /// Programs `exec` may run.
     pub allow_exec: Option<Vec<String>>,
+    /// Kinds whose jobs may get speculative backups.
+    pub idempotent: Option<Vec<String>>,
     /// TLS certificate chain (PEM file).
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM file).
@@ -185,6 +187,9 @@ pub(crate) const MAX_EXEC_PROGRAMS: usize = 64;
 /// Most kinds `--external-kinds` may list.
 pub(crate) const MAX_EXTERNAL_KINDS: usize = 256;
 
+/// The most kinds `--idempotent` may list.
+pub(crate) const MAX_IDEMPOTENT_KINDS: usize = 256;
+
 /// The longest program name `--allow-exec` may list (its tag stays under
 /// the gossip's 256-byte tag limit).
 pub(crate) const MAX_EXEC_PROGRAM_LEN: usize = 200;
@@ -263,6 +268,13 @@ pub(crate) enum ConfigError {
         len = MAX_EXEC_PROGRAM_LEN
     )]
     AllowExec(String),
+    /// The `--idempotent` list is too long, or a kind name is empty or
+    /// too long.
+    #[error(
+        "invalid --idempotent {0:?}: at most {max} kinds of 1 to 64 bytes each",
+        max = MAX_IDEMPOTENT_KINDS
+    )]
+    Idempotent(String),
     /// A join timeout that is not a positive number of seconds.
     #[error("invalid join timeout {0}: expected more than 0 and at most 86400 seconds")]
     JoinTimeout(f64),
@@ -281,6 +293,7 @@ impl ConfigLayer {
             http: args.http,
             data_dir: args.data_dir.clone(),
             allow_exec: args.allow_exec.clone(),
+            idempotent: args.idempotent.clone(),
             tls_cert: args.tls_cert.clone(),
             tls_key: args.tls_key.clone(),
             tls_ca: args.tls_ca.clone(),
@@ -315,6 +328,7 @@ impl ConfigLayer {
             http: parse_env(&get, "JOBMESH_HTTP", "IP:PORT")?,
             data_dir: get("JOBMESH_DATA_DIR").map(PathBuf::from),
             allow_exec: list("JOBMESH_ALLOW_EXEC"),
+            idempotent: list("JOBMESH_IDEMPOTENT"),
             tls_cert: get("JOBMESH_TLS_CERT").map(PathBuf::from),
             tls_key: get("JOBMESH_TLS_KEY").map(PathBuf::from),
             tls_ca: get("JOBMESH_TLS_CA").map(PathBuf::from),
@@ -380,6 +394,7 @@ impl ConfigLayer {
             http: self.http.or(lower.http),
             data_dir: self.data_dir.or(lower.data_dir),
             allow_exec: self.allow_exec.or(lower.allow_exec),
+            idempotent: self.idempotent.or(lower.idempotent),
             tls_cert: self.tls_cert.or(lower.tls_cert),
             tls_key: self.tls_key.or(lower.tls_key),
             tls_ca: self.tls_ca.or(lower.tls_ca),
@@ -440,6 +455,8 @@ pub(crate) struct NodeConfig {
     pub data_dir: Option<PathBuf>,
     /// Programs `exec` may run.
     pub allow_exec: Vec<String>,
+    /// Kinds whose jobs may get speculative backups (they are idempotent).
+    pub idempotent: Vec<String>,
     /// Report readiness on stdout and exit when stdin closes.
     pub supervised: bool,
     /// TLS for the cluster listener, seeds and the HTTP API.
@@ -585,6 +602,17 @@ impl NodeConfig {
                 return Err(ConfigError::DuplicateLimit(limit.kind.clone()));
             }
         }
+        let idempotent = layer.idempotent.unwrap_or_default();
+        if idempotent.len() > MAX_IDEMPOTENT_KINDS {
+            return Err(ConfigError::Idempotent(format!(
+                "{} kinds",
+                idempotent.len()
+            )));
+        }
+        let bad_kind = |k: &&String| k.is_empty() || k.len() > job_queue::Job::MAX_KIND_LEN;
+        if let Some(bad) = idempotent.iter().find(bad_kind) {
+            return Err(ConfigError::Idempotent(bad.clone()));
+        }
         let join = layer.join.unwrap_or_default();
         if let Some(bad) = join.iter().find(|u| !is_ws_url(u)) {
             return Err(ConfigError::InvalidJoinUrl(bad.clone()));
@@ -637,6 +665,7 @@ impl NodeConfig {
             http: layer.http,
             data_dir: layer.data_dir,
             allow_exec,
+            idempotent,
             supervised: false,
             retention: layer.retention.map_or(DEFAULT_RETENTION, |span| span.0),
             retention_bytes: layer

@@ -336,3 +336,31 @@ fn limits_from_file_env_and_command_line() {
     let err = ConfigLayer::from_file(&bad_file).unwrap_err();
     assert!(format!("{err:?}").contains("speed"), "{err:?}");
 }
+
+#[test]
+fn idempotent_kinds_from_each_layer_and_checked() {
+    let config = NodeConfig::resolve_with(&StartArgs::default(), no_env()).unwrap();
+    assert!(config.idempotent.is_empty(), "none by default");
+    let environment = env(&[("JOBMESH_IDEMPOTENT", "sleep, sha256")]);
+    let config = NodeConfig::resolve_with(&StartArgs::default(), environment).unwrap();
+    assert_eq!(config.idempotent, ["sleep", "sha256"]);
+    let args = StartArgs {
+        idempotent: Some(vec!["echo".into()]),
+        ..StartArgs::default()
+    };
+    let environment = env(&[("JOBMESH_IDEMPOTENT", "sleep")]);
+    let config = NodeConfig::resolve_with(&args, environment).unwrap();
+    assert_eq!(config.idempotent, ["echo"], "CLI beats env");
+    let dir = TempDir::new();
+    let file = dir.write("node.toml", "idempotent = [\"echo\"]\n");
+    let environment = env(&[("JOBMESH_CONFIG", file.to_str().unwrap())]);
+    let config = NodeConfig::resolve_with(&StartArgs::default(), environment).unwrap();
+    assert_eq!(config.idempotent, ["echo"], "a config file key");
+    let long = "k".repeat(65);
+    let args = StartArgs {
+        idempotent: Some(vec![long]),
+        ..StartArgs::default()
+    };
+    let err = NodeConfig::resolve_with(&args, no_env()).unwrap_err();
+    assert!(matches!(err, ConfigError::Idempotent(_)), "{err}");
+}

@@ -43,6 +43,8 @@ struct Seen {
     submitted: u64,
     retries: u64,
     refusals: u64,
+    speculative_started: u64,
+    speculative_won: u64,
     attempts: HashMap<KindNode, (u64, u64)>,
 }
 
@@ -61,6 +63,8 @@ pub(crate) struct Metrics {
     failed: Family<KindNode, Counter>,
     retried: Counter,
     refused: Counter,
+    speculative_started: Counter,
+    speculative_won: Counter,
     queued: Gauge,
     waiting_for_limit: Gauge,
     latency: Family<KindNode, Histogram, fn() -> Histogram>,
@@ -87,6 +91,8 @@ impl Metrics {
             failed: Family::default(),
             retried: Counter::default(),
             refused: Counter::default(),
+            speculative_started: Counter::default(),
+            speculative_won: Counter::default(),
             queued: Gauge::default(),
             waiting_for_limit: Gauge::default(),
             latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
@@ -125,6 +131,16 @@ impl Metrics {
             "dispatches_refused",
             "Dispatches of this node's coordinator refused by a worker pool (full or draining) and placed again",
             self.refused.clone(),
+        );
+        r.register(
+            "jobs_speculative_started",
+            "Speculative backups this node's coordinator started for straggling attempts",
+            self.speculative_started.clone(),
+        );
+        r.register(
+            "jobs_speculative_won",
+            "Jobs of this node's coordinator whose speculative backup finished first",
+            self.speculative_won.clone(),
         );
         r.register(
             "jobs_queued",
@@ -201,6 +217,15 @@ impl Metrics {
         self.refused
             .inc_by(stats.refusals.saturating_sub(seen.refusals));
         seen.refusals = stats.refusals;
+        self.speculative_started.inc_by(
+            stats
+                .speculative_started
+                .saturating_sub(seen.speculative_started),
+        );
+        seen.speculative_started = stats.speculative_started;
+        self.speculative_won
+            .inc_by(stats.speculative_won.saturating_sub(seen.speculative_won));
+        seen.speculative_won = stats.speculative_won;
         for node in &stats.nodes {
             for kind in &node.kinds {
                 let key = labels(&kind.kind, &node.node);

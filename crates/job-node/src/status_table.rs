@@ -87,7 +87,7 @@ pub(crate) fn render_status(cluster: &ClusterView, stats: &StatsView) -> String 
     let _ = writeln!(
         out,
         "\n{} members, {} links from {}; jobs: {} submitted, {} succeeded, {} failed, \
-         {} retries, {} in progress, {} dead letters",
+         {} retries, {} in progress, {} dead letters, {} speculative backups ({} won)",
         cluster.members.len(),
         cluster.links,
         cluster.node,
@@ -96,7 +96,9 @@ pub(crate) fn render_status(cluster: &ClusterView, stats: &StatsView) -> String 
         stats.failed,
         stats.retries,
         stats.in_progress,
-        stats.dead_letters
+        stats.dead_letters,
+        stats.speculative_started,
+        stats.speculative_won
     );
     for limit in &stats.limits {
         let mut bounds = Vec::new();

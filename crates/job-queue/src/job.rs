@@ -235,6 +235,11 @@ pub struct Job {
     /// Unix time in milliseconds before which the job does not start
     /// (`None`: as soon as a node has room).
     pub not_before: Option<u64>,
+    /// Whether a straggling attempt may get a speculative backup on another
+    /// node (the submitter says the job is idempotent: running it twice is
+    /// harmless). Kinds the coordinator marks idempotent are speculated
+    /// without it (`docs/jobs.md`, "Speculative backups").
+    pub speculative: bool,
 }
 
 impl Job {
@@ -271,12 +276,20 @@ impl Job {
             strategy: None,
             priority: 0,
             not_before: None,
+            speculative: false,
         }
     }
 
     /// Sets the priority (higher first; default 0).
     pub fn with_priority(mut self, priority: i32) -> Self {
         self.priority = priority;
+        self
+    }
+
+    /// Allows speculative backups of a straggling attempt (the job is
+    /// idempotent).
+    pub fn with_speculative(mut self, speculative: bool) -> Self {
+        self.speculative = speculative;
         self
     }
 

@@ -140,8 +140,8 @@ mod worker;
 pub use coordinator::{
     accept_tag, capacity_tag, concurrency_tag, Action, AttemptFailure, Backoff, Cancelled,
     CoordinatorConfig, CoordinatorCore, DeadLetter, JobStatus, KindSelectors, NodeInfo, NodeLoad,
-    NodeStatus, ResultDisposition, Selector, ACCEPT_TAG_PREFIX, CAPACITY_TAG_PREFIX,
-    CONCURRENCY_TAG_PREFIX,
+    NodeStatus, ResultDisposition, Selector, SpeculationConfig, ACCEPT_TAG_PREFIX,
+    CAPACITY_TAG_PREFIX, CONCURRENCY_TAG_PREFIX,
 };
 // Failures and the errors of every operation.
 pub use error::{

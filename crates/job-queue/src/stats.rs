@@ -91,6 +91,13 @@ pub struct StatsSnapshot {
     /// The cluster-wide limits, by kind, as this coordinator sees them.
     #[serde(default)]
     pub limits: Vec<crate::limits::LimitSnapshot>,
+    /// Speculative backups started (straggling attempts run again on
+    /// another node).
+    #[serde(default)]
+    pub speculative_started: u64,
+    /// Jobs whose speculative backup finished first.
+    #[serde(default)]
+    pub speculative_won: u64,
     /// Per node, sorted by node name.
     pub nodes: Vec<NodeStatsSnapshot>,
 }
@@ -158,6 +165,14 @@ impl NodeStats {
     pub(crate) fn mean_of(&self, kind: &str) -> Option<Duration> {
         let tally = self.kinds.get(kind)?;
         (tally.timing.count() > 0).then(|| tally.timing.mean())
+    }
+
+    /// The `q` quantile of `kind`'s processing time here, once at least
+    /// `min_samples` attempts of it reported one.
+    pub(crate) fn quantile_of(&self, kind: &str, q: f64, min_samples: u64) -> Option<Duration> {
+        let tally = self.kinds.get(kind)?;
+        let count = tally.timing.count();
+        (count > 0 && count >= min_samples).then(|| tally.timing.quantile(q))
     }
 
     /// The snapshot of this node.

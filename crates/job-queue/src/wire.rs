@@ -13,13 +13,20 @@ use crate::failure::JobFailure;
 use crate::job::{Job, JobId, JobResult};
 use crate::strategy::StrategyKind;
 
-/// The version byte that starts every bincode form. Version 2 added a
-/// job's `priority` and `not_before` (results are unchanged); a single job
-/// of version 1 (e.g. in an older journal) still decodes.
+/// The version byte that starts every bincode form of a result (and of
+/// progress reports). Version 2 added a job's `priority` and `not_before`
+/// (results are unchanged since).
 pub(crate) const WIRE_VERSION: u8 = 2;
+
+/// The version byte of a job's bincode form: 3 added `speculative`. A
+/// single job of version 1 or 2 (e.g. in an older journal) still decodes.
+pub(crate) const JOB_WIRE_VERSION: u8 = 3;
 
 /// The job form before priorities and delays.
 const JOB_V1: u8 = 1;
+
+/// The job form before `speculative`.
+const JOB_V2: u8 = 2;
 
 /// The longest delay a JSON submission may ask for (`delay_ms`): one year.
 pub(crate) const MAX_DELAY_MS: u64 = 366 * 24 * 3600 * 1000;
@@ -82,6 +89,12 @@ struct JobJsonOut<'a> {
     priority: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
     not_before_ms: Option<u64>,
+    #[serde(skip_serializing_if = "is_false")]
+    speculative: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn is_zero(n: &i32) -> bool {
@@ -112,6 +125,8 @@ struct JobJsonIn {
     not_before_ms: Option<u64>,
     #[serde(default)]
     delay_ms: Option<u64>,
+    #[serde(default)]
+    speculative: bool,
 }
 
 /// Bincode form; encoded from borrowed fields, decoded into owned ones.
@@ -128,11 +143,29 @@ struct JobBinOut<'a> {
     strategy: Option<StrategyKind>,
     priority: i32,
     not_before_ms: Option<u64>,
+    speculative: bool,
 }
 
 #[derive(Deserialize)]
 struct JobBinIn {
     version: u8,
+    id: String,
+    kind: String,
+    data: String,
+    tags: Vec<String>,
+    timeout_ms: u64,
+    max_attempts: u32,
+    attempt: u32,
+    strategy: Option<StrategyKind>,
+    priority: i32,
+    not_before_ms: Option<u64>,
+    speculative: bool,
+}
+
+/// A single job of version 2 (before `speculative`).
+#[derive(Deserialize)]
+struct JobBinInV2 {
+    _version: u8,
     id: String,
     kind: String,
     data: String,
@@ -188,6 +221,7 @@ impl Job {
             strategy: self.strategy,
             priority: self.priority,
             not_before_ms: self.not_before,
+            speculative: self.speculative,
         };
         serde_json::to_string(&out).expect("a job always serializes to JSON")
     }
@@ -235,6 +269,7 @@ impl Job {
             strategy: wire.strategy,
             priority: wire.priority,
             not_before,
+            speculative: wire.speculative,
         })
     }
 
@@ -259,7 +294,7 @@ impl Job {
         if bytes.first() == Some(&JOB_V1) {
             let old: JobBinInV1 = decode_bin(bytes)?;
             return job_from_bin(JobBinIn {
-                version: WIRE_VERSION,
+                version: JOB_WIRE_VERSION,
                 id: old.id,
                 kind: old.kind,
                 data: old.data,
@@ -270,6 +305,24 @@ impl Job {
                 strategy: old.strategy,
                 priority: 0,
                 not_before_ms: None,
+                speculative: false,
+            });
+        }
+        if bytes.first() == Some(&JOB_V2) {
+            let old: JobBinInV2 = decode_bin(bytes)?;
+            return job_from_bin(JobBinIn {
+                version: JOB_WIRE_VERSION,
+                id: old.id,
+                kind: old.kind,
+                data: old.data,
+                tags: old.tags,
+                timeout_ms: old.timeout_ms,
+                max_attempts: old.max_attempts,
+                attempt: old.attempt,
+                strategy: old.strategy,
+                priority: old.priority,
+                not_before_ms: old.not_before_ms,
+                speculative: false,
             });
         }
         job_from_bin(decode_bin(bytes)?)
@@ -277,7 +330,7 @@ impl Job {
 
     fn bin_out(&self) -> JobBinOut<'_> {
         JobBinOut {
-            version: WIRE_VERSION,
+            version: JOB_WIRE_VERSION,
             id: self.id.as_str(),
             kind: &self.kind,
             data: &self.data,
@@ -288,6 +341,7 @@ impl Job {
             strategy: self.strategy,
             priority: self.priority,
             not_before_ms: self.not_before,
+            speculative: self.speculative,
         }
     }
 }
@@ -305,7 +359,12 @@ fn check_job(attempt: u32) -> Result<(), DecodeError> {
 }
 
 fn job_from_bin(wire: JobBinIn) -> Result<Job, DecodeError> {
-    check_version(wire.version)?;
+    if wire.version != JOB_WIRE_VERSION {
+        return Err(DecodeError::Version {
+            found: wire.version,
+            expected: JOB_WIRE_VERSION,
+        });
+    }
     check_job(wire.attempt)?;
     Ok(Job {
         id: JobId::from_wire(&wire.id)?,
@@ -318,6 +377,7 @@ fn job_from_bin(wire: JobBinIn) -> Result<Job, DecodeError> {
         strategy: wire.strategy,
         priority: wire.priority,
         not_before: wire.not_before_ms,
+        speculative: wire.speculative,
     })
 }
 

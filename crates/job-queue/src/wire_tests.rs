@@ -18,10 +18,20 @@ fn arb_job() -> impl Strategy<Value = Job> {
         1u32..10,
         1u32..10,
         arb_strategy(),
-        (any::<i32>(), prop::option::of(any::<u64>())),
+        (any::<i32>(), prop::option::of(any::<u64>()), any::<bool>()),
     )
         .prop_map(
-            |(id, kind, data, tags, ms, max, attempt, strategy, (priority, not_before))| Job {
+            |(
+                id,
+                kind,
+                data,
+                tags,
+                ms,
+                max,
+                attempt,
+                strategy,
+                (priority, not_before, speculative),
+            )| Job {
                 id: id.map(|s| JobId::new(&s).unwrap()).unwrap_or_default(),
                 kind,
                 data,
@@ -32,6 +42,7 @@ fn arb_job() -> impl Strategy<Value = Job> {
                 strategy,
                 priority,
                 not_before,
+                speculative,
             },
         )
 }
@@ -110,7 +121,7 @@ fn arb_job_bincode() -> impl Strategy<Value = Vec<u8>> {
         .prop_map(
             |(id, kind, data, tags, timeout_ms, max_attempts, attempt, strategy)| {
                 let out = JobBinOut {
-                    version: WIRE_VERSION,
+                    version: JOB_WIRE_VERSION,
                     id: &id,
                     kind: &kind,
                     data: &data,
@@ -121,6 +132,7 @@ fn arb_job_bincode() -> impl Strategy<Value = Vec<u8>> {
                     strategy,
                     priority: 0,
                     not_before_ms: None,
+                    speculative: false,
                 };
                 bincode_opts(u64::MAX).serialize(&out).unwrap()
             },
@@ -324,7 +336,7 @@ fn malformed_forms_are_refused() {
         Job::from_bincode(&bytes),
         Err(DecodeError::Version {
             found: 9,
-            expected: 2
+            expected: 3
         })
     ));
 }
@@ -332,7 +344,7 @@ fn malformed_forms_are_refused() {
 #[test]
 fn bincode_length_is_bounded() {
     // A length prefix claiming 1 TiB of data must fail fast, not allocate.
-    let mut bytes = vec![WIRE_VERSION, 0];
+    let mut bytes = vec![JOB_WIRE_VERSION, 0];
     bytes.push(0xFD); // varint marker for a u64 length
     bytes.extend_from_slice(&(1u64 << 40).to_le_bytes());
     assert!(Job::from_bincode(&bytes).is_err());
@@ -411,4 +423,55 @@ fn a_version_1_job_still_decodes_and_json_takes_priority_and_delays() {
     assert!((before + 5000..=crate::job::unix_ms_now() + 5000).contains(&at));
     assert!(Job::from_json(r#"{"kind":"echo","delay_ms":1,"not_before_ms":2}"#).is_err());
     assert!(Job::from_json(r#"{"kind":"echo","delay_ms":99999999999999}"#).is_err());
+}
+
+#[test]
+fn a_version_2_job_still_decodes_and_speculative_round_trips() {
+    #[derive(Serialize)]
+    struct V2<'a> {
+        version: u8,
+        id: &'a str,
+        kind: &'a str,
+        data: &'a str,
+        tags: &'a [String],
+        timeout_ms: u64,
+        max_attempts: u32,
+        attempt: u32,
+        strategy: Option<StrategyKind>,
+        priority: i32,
+        not_before_ms: Option<u64>,
+    }
+    let old = V2 {
+        version: 2,
+        id: "old-2",
+        kind: "echo",
+        data: "hi",
+        tags: &[],
+        timeout_ms: 5000,
+        max_attempts: 3,
+        attempt: 1,
+        strategy: None,
+        priority: 7,
+        not_before_ms: Some(9),
+    };
+    let bytes = bincode_opts(u64::MAX).serialize(&old).unwrap();
+    let job = Job::from_bincode(&bytes).unwrap();
+    assert_eq!(
+        (
+            job.id.as_str(),
+            job.priority,
+            job.not_before,
+            job.speculative
+        ),
+        ("old-2", 7, Some(9), false)
+    );
+    let job = Job::new("echo", "").with_speculative(true);
+    assert_eq!(Job::from_bincode(&job.to_bincode()).unwrap(), job);
+    let json = job.to_json();
+    assert!(json.contains(r#""speculative":true"#), "{json}");
+    assert_eq!(Job::from_json(&json).unwrap(), job);
+    assert!(!Job::new("echo", "").to_json().contains("speculative"));
+    // A batch of version-2 jobs (an older node) is refused, naming both.
+    let err = decode_job_seq(&bincode_opts(u64::MAX).serialize(&vec![old]).unwrap());
+    assert!(err.is_err());
 }

@@ -43,6 +43,10 @@ pub struct JobSubmission {
     /// Do not start before this many milliseconds from its acceptance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<u64>,
+    /// The job is idempotent: a straggling attempt may get a speculative
+    /// backup on another node (default false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub speculative: bool,
 }
 
 impl JobSubmission {
@@ -58,6 +62,7 @@ impl JobSubmission {
             priority: None,
             not_before_ms: None,
             delay_ms: None,
+            speculative: false,
         }
     }
 }

@@ -16,6 +16,22 @@ pub(crate) async fn echo(data: &str) -> Result<String, KindError> {
     Ok(data.to_owned())
 }
 
+/// The factor by which `sleep` stretches its sleep on this node: the
+/// test-only variable `JOBMESH_TEST_SLOWDOWN` (a whole number from 1 to
+/// 100, default 1), read once. It makes a node slow for the scheduling
+/// tests and benchmarks (a heterogeneous cluster on one machine); it is
+/// not a setting for production use.
+pub(crate) fn test_slowdown() -> u64 {
+    static FACTOR: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *FACTOR.get_or_init(|| {
+        std::env::var("JOBMESH_TEST_SLOWDOWN")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|f| (1..=100).contains(f))
+            .unwrap_or(1)
+    })
+}
+
 /// `sleep`: waits `data` milliseconds (surrounding whitespace allowed) and
 /// returns the number of milliseconds slept.
 ///
@@ -43,8 +59,9 @@ pub(crate) async fn sleep(
             max: MAX_SLEEP_MS,
         });
     }
+    let slept = Duration::from_millis(ms.saturating_mul(test_slowdown()));
     tokio::select! {
-        () = tokio::time::sleep(Duration::from_millis(ms)) => Ok(ms.to_string()),
+        () = tokio::time::sleep(slept) => Ok(ms.to_string()),
         () = cancel.cancelled() => Err(KindError::Cancelled { kind: "sleep" }),
     }
 }

@@ -31,6 +31,7 @@ pub(crate) fn job_from_submission(sub: JobSubmission) -> Result<Job, ApiError> {
         job = job.with_max_attempts(attempts);
     }
     job.priority = sub.priority.unwrap_or(0);
+    job.speculative = sub.speculative;
     match (sub.not_before_ms, sub.delay_ms) {
         (Some(_), Some(_)) => {
             return Err(ApiError::InvalidJob(

@@ -182,6 +182,7 @@ impl Node {
             }
         };
         let mut core = CoordinatorConfig::default();
+        core.speculation.idempotent_kinds = config.idempotent.clone();
         core.selectors
             .insert("exec", |job: &Job| exec_program(&job.data));
         core.limits.kinds = config.limits.clone();

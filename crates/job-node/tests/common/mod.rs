@@ -32,7 +32,13 @@ impl NodeProc {
     /// Starts node `name` on a free loopback port with `extra` arguments
     /// (2 workers unless they say `--workers`) and waits for its ready line.
     pub async fn start(name: &str, extra: &[&str]) -> NodeProc {
+        NodeProc::start_with_env(name, extra, &[]).await
+    }
+
+    /// [`start`](Self::start) with extra environment variables.
+    pub async fn start_with_env(name: &str, extra: &[&str], env: &[(&str, &str)]) -> NodeProc {
         let mut command = Command::new(BIN);
+        command.envs(env.iter().copied());
         command
             .args(["start", "--name", name, "--listen", "127.0.0.1:0"])
             .arg("--supervised")

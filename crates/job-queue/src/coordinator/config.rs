@@ -5,6 +5,7 @@ use std::time::Duration;
 pub use cluster_router::Backoff;
 
 use super::selectors::KindSelectors;
+use super::speculation::SpeculationConfig;
 use crate::limits::LimitsConfig;
 use crate::strategy::StrategyKind;
 
@@ -53,6 +54,9 @@ pub struct CoordinatorConfig {
     /// shared with the other coordinators by a lease protocol (see
     /// `docs/jobs.md`, "Cluster-wide limits").
     pub limits: LimitsConfig,
+    /// Speculative backups of straggling attempts of idempotent jobs
+    /// (`docs/jobs.md`, "Speculative backups").
+    pub speculation: SpeculationConfig,
 }
 
 impl Default for CoordinatorConfig {
@@ -70,6 +74,7 @@ impl Default for CoordinatorConfig {
             queue_target: Some(Duration::from_millis(50)),
             priority_aging: Duration::from_secs(1),
             limits: LimitsConfig::default(),
+            speculation: SpeculationConfig::default(),
         }
     }
 }

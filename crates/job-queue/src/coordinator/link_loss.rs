@@ -12,6 +12,7 @@ impl CoordinatorCore {
     /// Places again every attempt running on `node`, whose link was lost
     /// (see [`CoordinatorCore::link_lost`]).
     pub(super) fn replace_running_on(&mut self, node: &str, now: Instant) {
+        self.drop_stragglers_on(node, FailureCause::Undeliverable);
         let ids = self.running_on(node);
         if !ids.is_empty() {
             tracing::info!(

@@ -29,6 +29,7 @@ mod flow;
 mod nodes;
 mod ready;
 mod selectors;
+mod speculation;
 mod timers;
 mod window;
 
@@ -36,11 +37,13 @@ pub use config::{Backoff, CoordinatorConfig};
 pub use dead_letter::{AttemptFailure, DeadLetter};
 pub use nodes::{capacity_tag, NodeInfo, NodeLoad, NodeStatus, CAPACITY_TAG_PREFIX};
 pub use selectors::{accept_tag, KindSelectors, Selector, ACCEPT_TAG_PREFIX};
+pub use speculation::SpeculationConfig;
 pub use window::{concurrency_tag, CONCURRENCY_TAG_PREFIX};
 
 use dead_letter::DeadLetters;
 use nodes::NodeTable;
 use ready::ReadyQueue;
+use speculation::Straggler;
 use timers::{TimerKey, TimerKind, Timers};
 
 /// An effect the caller must carry out.
@@ -82,6 +85,17 @@ pub enum Action {
         node: Option<Arc<str>>,
         /// Why it failed.
         cause: FailureCause,
+    },
+    /// Tell `worker@<node>` to stop attempt `attempt` of job `id`: the
+    /// other attempt of a speculated job finished first, or the job ended
+    /// while this one still ran (see `docs/jobs.md`, "Speculative backups").
+    CancelAttempt {
+        /// The job.
+        id: JobId,
+        /// The attempt to stop.
+        attempt: u32,
+        /// The node running it.
+        node: Arc<str>,
     },
     /// The job failed for good and was added to the dead-letter list
     /// (emitted right after its [`Action::Complete`]).
@@ -146,6 +160,13 @@ struct JobEntry {
     /// node: it may still have run there, and its success, if it comes
     /// first, completes the job.
     superseded: Option<(u32, Arc<str>)>,
+    /// The speculation timer of the running attempt, if armed.
+    spec_timer: Option<TimerKey>,
+    /// Whether the job got its (one) speculative backup.
+    speculated: bool,
+    /// The original attempt, still running, of a job whose backup is the
+    /// current attempt.
+    straggler: Option<Straggler>,
 }
 
 /// What a coordinator keeps across a restart of its actor: the unfinished
@@ -171,6 +192,8 @@ struct Counters {
     retries: u64,
     late: u64,
     refusals: u64,
+    speculative_started: u64,
+    speculative_won: u64,
 }
 
 #[derive(Debug)]
@@ -235,6 +258,8 @@ pub struct CoordinatorCore {
     /// Cluster-wide limits: permits for limited kinds, and the jobs
     /// waiting for one.
     limits: LimitEngine,
+    /// Jobs with a straggler and its backup both running.
+    backups_in_flight: usize,
 }
 
 /// What [`CoordinatorCore::cancel`] did.
@@ -285,6 +310,7 @@ impl CoordinatorCore {
             attempt_events: false,
             draining: false,
             limits,
+            backups_in_flight: 0,
         }
     }
 
@@ -327,6 +353,7 @@ impl CoordinatorCore {
         unfinished.extend(jobs.into_values().map(|entry| entry.job));
         unfinished.extend(tail);
         self.timers = Timers::default();
+        self.backups_in_flight = 0;
         Carryover {
             unfinished,
             dead: std::mem::take(&mut self.dead),
@@ -429,6 +456,9 @@ impl CoordinatorCore {
             failures: Vec::new(),
             free_replacements: 0,
             superseded: None,
+            spec_timer: None,
+            speculated: false,
+            straggler: None,
         };
         let wait = entry
             .job
@@ -459,6 +489,10 @@ impl CoordinatorCore {
         if self.is_superseded(&result, from_node) {
             return self.superseded_succeeded(result, from_node, now);
         }
+        if self.is_straggler(&result, from_node) {
+            self.straggler_answered(result, now);
+            return ResultDisposition::Accepted;
+        }
         if !self.is_current(&result.id, result.attempt, Some(from_node)) {
             self.counters.late += 1;
             tracing::debug!(id = %result.id, attempt = result.attempt, from_node, "late result dropped");
@@ -476,6 +510,7 @@ impl CoordinatorCore {
             let round_trip = now.saturating_duration_since(dispatched_at);
             state.observe_latency(round_trip);
             state.observe_wait(round_trip.saturating_sub(result.elapsed));
+            state.observe_link(round_trip.saturating_sub(result.elapsed), now);
             state.credit_returned();
         }
         match result.error.clone() {
@@ -515,10 +550,16 @@ impl CoordinatorCore {
             let Some(entry) = self.jobs.get_mut(&id) else {
                 continue;
             };
+            if kind == TimerKind::Speculate {
+                entry.spec_timer = None;
+                self.speculate(&id, now);
+                continue;
+            }
             entry.timer = None;
             match kind {
                 TimerKind::Deadline => self.time_out(&id, now),
                 TimerKind::Retry => self.dispatch(&id, now),
+                TimerKind::Speculate => {}
             }
         }
         self.pump(now);
@@ -755,6 +796,8 @@ impl CoordinatorCore {
             refusals: self.counters.refusals,
             waiting_for_limit: self.limits.parked() as u64,
             limits: self.limits.snapshot(),
+            speculative_started: self.counters.speculative_started,
+            speculative_won: self.counters.speculative_won,
             nodes,
         }
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -102,7 +102,42 @@ pub(crate) struct NodeState {
     concurrency: Option<u32>,
     serves_any: bool,
     pub(crate) latency: Option<Duration>,
+    /// The link's own round trip (without queueing and processing).
+    link_rtt: BaseRtt,
     pub(crate) stats: NodeStats,
+}
+
+/// How long a window of the link round-trip minimum lasts.
+const BASE_RTT_WINDOW: Duration = Duration::from_secs(10);
+
+/// The smallest round trip not spent in the node's queue or handler
+/// (round trip minus processing time) over the last one or two windows of
+/// [`BASE_RTT_WINDOW`]: the link's own delay, as LEDBAT's base delay or
+/// BBR's min RTT. A queue on the node raises each sample but not the
+/// minimum, so the queue is not counted twice by `earliest-finish`.
+#[derive(Debug, Default)]
+struct BaseRtt {
+    current: Option<Duration>,
+    previous: Option<Duration>,
+    since: Option<Instant>,
+}
+
+impl BaseRtt {
+    fn observe(&mut self, sample: Duration, now: Instant) {
+        let since = *self.since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= BASE_RTT_WINDOW {
+            self.previous = self.current.take();
+            self.since = Some(now);
+        }
+        self.current = Some(self.current.map_or(sample, |c| c.min(sample)));
+    }
+
+    fn get(&self) -> Option<Duration> {
+        match (self.current, self.previous) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 impl NodeState {
@@ -122,6 +157,7 @@ impl NodeState {
             window,
             limit: window,
             latency: None,
+            link_rtt: BaseRtt::default(),
             stats: NodeStats::default(),
         }
     }
@@ -166,6 +202,12 @@ impl NodeState {
         if let Some(adaptive) = &mut self.adaptive {
             adaptive.observe(waited, outstanding, self.window);
         }
+    }
+
+    /// A result's round trip minus its processing time, at `now`: feeds
+    /// the link's base round trip.
+    pub(crate) fn observe_link(&mut self, outside_handler: Duration, now: Instant) {
+        self.link_rtt.observe(outside_handler, now);
     }
 
     /// An accepted result: the window grows back by one.
@@ -362,7 +404,7 @@ impl NodeTable {
     ) -> Vec<Candidate<'a>> {
         self.preferred(job, tried, last_failed)
             .into_iter()
-            .map(|(k, n)| candidate(k, n, &job.kind))
+            .map(|(k, n)| candidate(k, n, &job.kind, 0))
             .collect()
     }
 
@@ -397,8 +439,15 @@ impl NodeTable {
 }
 
 /// What a strategy sees of `node` for a job of `kind`.
-pub(crate) fn candidate<'a>(name: &'a str, node: &NodeState, kind: &str) -> Candidate<'a> {
+pub(crate) fn candidate<'a>(
+    name: &'a str,
+    node: &NodeState,
+    kind: &str,
+    backlog: u32,
+) -> Candidate<'a> {
     Candidate {
+        has_room: node.has_credit(),
+        backlog,
         concurrency: node.concurrency,
         service_time: node.stats.mean_of(kind),
         node: name,
@@ -407,6 +456,7 @@ pub(crate) fn candidate<'a>(name: &'a str, node: &NodeState, kind: &str) -> Cand
         reported_queue_depth: node.load.queue_depth,
         cpu: node.load.cpu,
         latency: node.latency,
+        link_rtt: node.link_rtt.get(),
     }
 }
 

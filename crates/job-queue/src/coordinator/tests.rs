@@ -175,18 +175,29 @@ fn an_idle_cluster_runs_the_job_on_the_coordinators_own_node() {
     let (j2, n2) = one_dispatch(&mut core);
     // Nothing measured: a tie, to the lower name; then the idle one.
     assert_eq!((n1.as_str(), n2.as_str()), ("a", "coord"), "idle first");
-    core.result_received(ok(&j1, "a"), "a", t0 + Duration::from_millis(5));
-    core.result_received(ok(&j2, "coord"), "coord", t0 + Duration::from_millis(50));
+    // Both ran the job in 1 ms; a's answer took 5 ms (a 4 ms link), the
+    // local one 50 ms (its queue: not a link).
+    let quick = |job: &Job, node: &str| {
+        JobResult::success(
+            job.id.clone(),
+            "ok",
+            node,
+            job.attempt,
+            Duration::from_millis(1),
+        )
+    };
+    core.result_received(quick(&j1, "a"), "a", t0 + Duration::from_millis(5));
+    core.result_received(quick(&j2, "coord"), "coord", t0 + Duration::from_millis(50));
     core.drain_actions().for_each(drop);
     for _ in 0..5 {
         core.submit(Job::new("echo", ""), t0 + SEC).unwrap();
         let (job, node) = one_dispatch(&mut core);
         assert_eq!(node, "coord", "one in flight: the local node");
-        core.result_received(ok(&job, "coord"), "coord", t0 + SEC);
+        core.result_received(quick(&job, "coord"), "coord", t0 + SEC);
         core.drain_actions().for_each(drop);
     }
-    // Busy enough locally, the remote node takes jobs too (its 5 ms
-    // round trip is worth one job of 5 ms here; ties go to "a").
+    // Busy enough locally, the remote node takes jobs too (its 4 ms link
+    // is worth four jobs of 1 ms here; ties go to "a").
     let mut placed = HashMap::<String, u32>::new();
     for _ in 0..40 {
         core.submit(Job::new("echo", ""), t0 + SEC).unwrap();
@@ -662,7 +673,10 @@ fn exactly_one_completion_per_job_under_chaos() {
     for step in 0..3000u32 {
         now += Duration::from_millis(rng.gen_range(0..400));
         if step < 500 {
-            let job = Job::new("echo", "").with_timeout(Duration::from_secs(2));
+            // Half of them speculative: backups race their stragglers.
+            let job = Job::new("echo", "")
+                .with_timeout(Duration::from_secs(2))
+                .with_speculative(step % 2 == 0);
             submitted.push(core.submit(job, now).unwrap());
         }
         if rng.gen_bool(0.02) {
@@ -696,6 +710,7 @@ fn exactly_one_completion_per_job_under_chaos() {
                 Action::DeadLettered { .. } => {}
                 Action::DispatchId { .. } => unreachable!("not built with_dispatch_by_id"),
                 Action::AttemptFailed { .. } => unreachable!("not built with_attempt_events"),
+                Action::CancelAttempt { .. } => {}
             }
         }
     }
@@ -714,6 +729,12 @@ fn exactly_one_completion_per_job_under_chaos() {
     assert_eq!(core.in_progress(), 0);
     assert_eq!(completed.len(), submitted.len());
     assert!(completed.values().all(|&n| n == 1), "a job completed twice");
+    let stats = core.stats();
+    assert!(stats.speculative_started > 0, "no backup ever raced");
+    assert!(
+        stats.nodes.iter().all(|n| n.in_flight == 0),
+        "a slot leaked"
+    );
     let stats = core.stats();
     assert_eq!(stats.succeeded + stats.failed, submitted.len() as u64);
     assert!(stats.late_results > 0 && stats.retries > 0);

@@ -13,6 +13,9 @@ pub(crate) enum TimerKind {
     Deadline,
     /// The end of a retry backoff.
     Retry,
+    /// The running attempt becomes a straggler: time for a speculative
+    /// backup.
+    Speculate,
 }
 
 /// A timer's key; unique thanks to the sequence number.

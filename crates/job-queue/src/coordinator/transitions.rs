@@ -47,6 +47,9 @@ impl CoordinatorCore {
         if let Some(key) = entry.timer.take() {
             self.timers.remove(key);
         }
+        if let Some(key) = entry.spec_timer.take() {
+            self.timers.remove(key);
+        }
         let Phase::Running {
             node,
             dispatched_at,
@@ -125,7 +128,9 @@ impl CoordinatorCore {
         let Some(entry) = self.jobs.get_mut(id) else {
             return Placement::Gone;
         };
-        let chosen = choose_node(&self.nodes, self.strategies.get(entry.job.strategy), entry);
+        let backlog = u32::try_from(self.ready.len()).unwrap_or(u32::MAX);
+        let strategy = self.strategies.get(entry.job.strategy);
+        let chosen = choose_node(&self.nodes, strategy, entry, backlog);
         let node = match chosen {
             Choice::Node(node) if !self.limits.is_idle() => {
                 if !self.limits.may_start(&entry.job.kind, now) {
@@ -170,14 +175,16 @@ impl CoordinatorCore {
             state.outstanding += 1;
         }
         self.actions.push_back(action);
+        self.arm_speculation(id, &node, now);
         Placement::Started
     }
 
     /// Completes a job whose current attempt succeeded.
     pub(super) fn succeed(&mut self, result: JobResult, node: &str) {
-        let Some(entry) = self.jobs.remove(&result.id) else {
+        let Some(mut entry) = self.jobs.remove(&result.id) else {
             return;
         };
+        self.end_straggler(&result.id, &mut entry, true);
         if let Some(state) = self.nodes.get_mut(node) {
             state
                 .stats
@@ -204,7 +211,9 @@ impl CoordinatorCore {
         if let Some(state) = node.as_deref().and_then(|n| self.nodes.get_mut(n)) {
             state.stats.record(&entry.job.kind, false, elapsed);
         }
-        let budget = entry.job.max_attempts + u32::from(entry.free_replacements);
+        let budget = entry.job.max_attempts
+            + u32::from(entry.free_replacements)
+            + u32::from(entry.speculated);
         let retry = failure.retryable && entry.job.attempt < budget;
         tracing::debug!(%id, attempt = entry.job.attempt, %failure, retry, "attempt failed");
         if self.attempt_events {
@@ -279,6 +288,7 @@ impl CoordinatorCore {
         if let Some(key) = entry.timer.take() {
             self.timers.remove(key);
         }
+        self.end_straggler(id, &mut entry, false);
         self.counters.failed += 1;
         self.counters.cancelled += 1;
         let node = running_on.as_ref().map_or("", |(n, _)| &**n).to_owned();
@@ -291,9 +301,14 @@ impl CoordinatorCore {
 
     /// Completes a job as failed and moves it to the dead-letter list.
     fn finish_failed(&mut self, id: &JobId, elapsed: Duration) {
-        let Some(entry) = self.jobs.remove(id) else {
+        let Some(mut entry) = self.jobs.remove(id) else {
             return;
         };
+        // The straggler's cancellation is recorded before the failure
+        // that ends the job, which stays the last one.
+        let last_failure = entry.failures.pop();
+        self.end_straggler(id, &mut entry, false);
+        entry.failures.extend(last_failure);
         let last = entry.failures.last().expect("a failed job has a failure");
         let cause = last.failure.cause;
         let attempts = entry.job.attempt;
@@ -348,6 +363,7 @@ impl CoordinatorCore {
     /// Fails every attempt running on `node` with `NodeDown` and retries it
     /// at once, in id order (deterministic).
     pub(super) fn retry_running_on(&mut self, node: &str, now: Instant) {
+        self.drop_stragglers_on(node, FailureCause::NodeDown);
         for id in self.running_on(node) {
             let (node, _) = self.end_running(&id);
             let failure = JobFailure::new(FailureCause::NodeDown, format!("node {node} went down"));
@@ -378,35 +394,51 @@ enum Choice {
 }
 
 /// Runs the job's strategy over its preferred eligible candidates that
-/// have room in their window.
-fn choose_node(nodes: &super::NodeTable, strategy: &mut dyn Strategy, entry: &JobEntry) -> Choice {
+/// have room in their window (and, for a strategy that waits for full
+/// nodes, those without: picking one of them makes the job wait).
+fn choose_node(
+    nodes: &super::NodeTable,
+    strategy: &mut dyn Strategy,
+    entry: &JobEntry,
+    backlog: u32,
+) -> Choice {
     let tried = |n: &str| entry.failures.iter().any(|f| f.node.as_deref() == Some(n));
     let last_failed = entry.failures.last().and_then(|f| f.node.as_deref());
     let preferred = nodes.preferred(&entry.job, tried, last_failed);
     if preferred.is_empty() {
         return Choice::NoneEligible;
     }
+    let waits = strategy.waits_for_full_nodes();
     let candidates: Vec<Candidate<'_>> = preferred
         .into_iter()
-        .filter(|(_, n)| n.has_credit())
+        .filter(|(_, n)| waits || n.has_credit())
         .map(|(k, n)| {
-            let mut c = candidate(k, n, &entry.job.kind);
+            let mut c = candidate(k, n, &entry.job.kind, backlog);
             if nodes.is_local(k) {
                 // In-process: no network round trip. The measured EWMA
                 // (dispatch to result) holds the node's queueing and
                 // service time, which the strategies count on their own.
                 c.latency = Some(std::time::Duration::ZERO);
+                c.link_rtt = Some(std::time::Duration::ZERO);
             }
             c
         })
         .collect();
-    if candidates.is_empty() {
+    if !candidates.iter().any(|c| c.has_room) {
         return Choice::Busy;
     }
-    let picked = strategy
+    let Some(chosen) = strategy
         .select(&entry.job, &candidates)
         .and_then(|i| candidates.get(i))
-        .and_then(|c| nodes.key(c.node));
+    else {
+        // A strategy that declines every candidate: as if none were eligible.
+        return Choice::NoneEligible;
+    };
+    if !chosen.has_room {
+        // Better to wait for this node than to run elsewhere now.
+        return Choice::Busy;
+    }
+    let picked = nodes.key(chosen.node);
     // A strategy that declines every candidate: as if none were eligible.
     picked.map_or(Choice::NoneEligible, Choice::Node)
 }

@@ -234,6 +234,11 @@ impl LimitEngine {
         }
     }
 
+    /// Whether jobs of `kind` need a permit.
+    pub(crate) fn is_limited(&self, kind: &str) -> bool {
+        self.kinds.contains_key(kind)
+    }
+
     /// Whether a job of `kind` needs no permit, or may take one now.
     pub(crate) fn may_start(&mut self, kind: &str, now: Instant) -> bool {
         match self.kinds.get_mut(kind) {

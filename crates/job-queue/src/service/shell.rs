@@ -629,6 +629,9 @@ impl Shell {
                         let entry = self.per_node.entry(Arc::from(node.as_str()));
                         entry.or_default().push((job.id, job.attempt));
                     }
+                    Action::CancelAttempt { id, attempt, node } => {
+                        self.cancels.entry(node).or_default().push((id, attempt));
+                    }
                     Action::Complete(result) => {
                         self.complete(result);
                         // A dispatch the completion made room for is

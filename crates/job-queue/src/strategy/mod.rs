@@ -52,6 +52,18 @@ pub struct Candidate<'a> {
     /// The mean processing time of the job's kind on this node, as this
     /// coordinator measured it; `None` before the first sample.
     pub service_time: Option<Duration>,
+    /// The link's own round trip to the node: the smallest (round trip
+    /// minus processing time) of the last 10 to 20 s, without queueing;
+    /// `None` until measured.
+    pub link_rtt: Option<Duration>,
+    /// Whether the node's dispatch window has room for the job now. Only a
+    /// strategy that [waits for full nodes](Strategy::waits_for_full_nodes)
+    /// is shown nodes without room; picking one makes the job wait in the
+    /// coordinator's ready queue for that node.
+    pub has_room: bool,
+    /// Jobs waiting in the coordinator's ready queue besides this one (the
+    /// same for every candidate).
+    pub backlog: u32,
 }
 
 impl Candidate<'_> {
@@ -73,6 +85,14 @@ pub trait Strategy: Send + fmt::Debug {
     /// Returns the index in `candidates` of the chosen node, or `None` if
     /// `candidates` is empty. `candidates` are sorted by node name.
     fn select(&mut self, job: &Job, candidates: &[Candidate<'_>]) -> Option<usize>;
+
+    /// Whether the strategy is shown eligible nodes whose window is full
+    /// too ([`Candidate::has_room`] false), so that it can choose to wait
+    /// for a better node rather than take a worse one with room (default
+    /// false: only nodes with room are candidates).
+    fn waits_for_full_nodes(&self) -> bool {
+        false
+    }
 }
 
 /// The built-in strategies, as named on the wire and on the command line.
@@ -189,6 +209,9 @@ pub(crate) mod test_support {
                 latency: None,
                 concurrency: None,
                 service_time: None,
+                has_room: true,
+                backlog: 0,
+                link_rtt: None,
             })
             .collect()
     }
