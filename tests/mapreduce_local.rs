@@ -343,9 +343,12 @@ async fn timed_out_tasks_are_retried_and_panics_fail_the_job() {
 /// started and then waits until the test has killed a node.
 #[derive(Clone)]
 struct Gated {
-    started: mpsc::UnboundedSender<()>,
+    /// Told, with `node`, when the first reduce is held.
+    started: mpsc::UnboundedSender<usize>,
     go: Arc<Mutex<std_mpsc::Receiver<()>>>,
     first: Arc<AtomicBool>,
+    /// The index of the worker node this instance is registered on.
+    node: usize,
 }
 
 impl MapReduce for Gated {
@@ -367,7 +370,7 @@ impl MapReduce for Gated {
 
     fn reduce(&self, _key: &String, values: Vec<u64>, _ctx: &ReduceContext<'_>) -> u64 {
         if self.first.swap(false, Ordering::SeqCst) {
-            let _ = self.started.send(());
+            let _ = self.started.send(self.node);
             let _ = self.go.lock().recv_timeout(HOLD_LIMIT);
         }
         values.into_iter().sum()
@@ -412,13 +415,19 @@ async fn outputs_lost_with_a_node_are_produced_again() {
         started: started_tx,
         go: Arc::new(Mutex::new(go_rx)),
         first: Arc::new(AtomicBool::new(true)),
+        node: usize::MAX,
     };
     let registered = gated.clone();
+    // Each worker node's registry is built in the order of the names.
+    let registries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let settings = MrSettings::nodes(3, 2).jobs(move || {
         let mut jobs = MapReduceRegistry::new();
-        jobs.register(registered.clone());
+        let mut on_node = registered.clone();
+        on_node.node = registries.fetch_add(1, Ordering::SeqCst);
+        jobs.register(on_node);
         jobs
     });
+    let names = settings.workers.clone();
     let mut cluster = MrCluster::start(settings).await;
     let inputs = corpus(60_000, 2);
     let (events_tx, mut events) = mpsc::unbounded_channel();
@@ -429,11 +438,16 @@ async fn outputs_lost_with_a_node_are_produced_again() {
     } = &mut cluster;
     let (out, victim) = within(STEP, "run with a node killed", async {
         tokio::join!(driver.run(&gated, &inputs, &opts, &mut observer), async {
-            started.recv().await.expect("the reduce phase started");
+            let held = started.recv().await.expect("the reduce phase started");
             // Every map is done and a reduce is held: kill a node that
-            // holds map outputs, and release the reduce only once the
-            // driver has seen the node go.
-            let victim = map_nodes(&mut events).pop().expect("a map ran");
+            // holds map outputs (not the one holding the reduce: its
+            // handler blocks a thread, so that node could not shut down),
+            // and release the reduce only once the driver has seen the
+            // node go.
+            let victim = map_nodes(&mut events)
+                .into_iter()
+                .rfind(|n| *n != names[held])
+                .expect("a map ran on a node not holding the reduce");
             let at = workers.iter().position(|w| w.name == victim).unwrap();
             workers.remove(at).kill().await;
             loop {
