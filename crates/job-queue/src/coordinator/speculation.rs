@@ -228,32 +228,7 @@ impl CoordinatorCore {
             node: running,
         });
         entry.speculated = true;
-        entry.job.attempt += 1;
-        entry.timer = Some(self.timers.insert(
-            now + entry.job.timeout,
-            id.clone(),
-            TimerKind::Deadline,
-        ));
-        entry.phase = Phase::Running {
-            node: node.clone(),
-            dispatched_at: now,
-        };
-        let action = if self.dispatch_by_id {
-            Action::DispatchId {
-                id: id.clone(),
-                attempt: entry.job.attempt,
-                node: node.clone(),
-            }
-        } else {
-            Action::Dispatch {
-                job: entry.job.clone(),
-                node: node.to_string(),
-            }
-        };
-        if let Some(state) = self.nodes.get_mut(&node) {
-            state.outstanding += 1;
-        }
-        self.actions.push_back(action);
+        self.start_attempt(id, &node, now);
         self.backups_in_flight += 1;
         self.counters.speculative_started += 1;
     }

@@ -149,6 +149,17 @@ impl CoordinatorCore {
                 return Placement::Failed;
             }
         };
+        self.start_attempt(id, &node, now);
+        self.arm_speculation(id, &node, now);
+        Placement::Started
+    }
+
+    /// Starts the next attempt of `id` on `node` now: its number, its
+    /// deadline, the dispatch action, the node's outstanding count.
+    pub(super) fn start_attempt(&mut self, id: &JobId, node: &Arc<str>, now: Instant) {
+        let Some(entry) = self.jobs.get_mut(id) else {
+            return;
+        };
         entry.job.attempt += 1;
         let deadline = now + entry.job.timeout;
         entry.timer = Some(
@@ -171,12 +182,10 @@ impl CoordinatorCore {
                 node: node.to_string(),
             }
         };
-        if let Some(state) = self.nodes.get_mut(&node) {
+        if let Some(state) = self.nodes.get_mut(node) {
             state.outstanding += 1;
         }
         self.actions.push_back(action);
-        self.arm_speculation(id, &node, now);
-        Placement::Started
     }
 
     /// Completes a job whose current attempt succeeded.
