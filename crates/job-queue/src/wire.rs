@@ -162,22 +162,6 @@ struct JobBinIn {
     speculative: bool,
 }
 
-/// A single job of version 2 (before `speculative`).
-#[derive(Deserialize)]
-struct JobBinInV2 {
-    _version: u8,
-    id: String,
-    kind: String,
-    data: String,
-    tags: Vec<String>,
-    timeout_ms: u64,
-    max_attempts: u32,
-    attempt: u32,
-    strategy: Option<StrategyKind>,
-    priority: i32,
-    not_before_ms: Option<u64>,
-}
-
 /// A single job of version 1 (before priorities and delays).
 #[derive(Deserialize)]
 struct JobBinInV1 {
@@ -190,6 +174,32 @@ struct JobBinInV1 {
     max_attempts: u32,
     attempt: u32,
     strategy: Option<StrategyKind>,
+}
+
+/// A single job of version 2 (before `speculative`): version 1's fields,
+/// then `priority` and `not_before_ms` (bincode lays a tuple out as the
+/// struct with the same fields in order).
+type JobBinInV2 = (JobBinInV1, i32, Option<u64>);
+
+impl JobBinInV1 {
+    /// The current form of an older job: its fields, those it lacks at
+    /// their defaults.
+    fn upgrade(self, priority: i32, not_before_ms: Option<u64>) -> JobBinIn {
+        JobBinIn {
+            version: JOB_WIRE_VERSION,
+            id: self.id,
+            kind: self.kind,
+            data: self.data,
+            tags: self.tags,
+            timeout_ms: self.timeout_ms,
+            max_attempts: self.max_attempts,
+            attempt: self.attempt,
+            strategy: self.strategy,
+            priority,
+            not_before_ms,
+            speculative: false,
+        }
+    }
 }
 
 fn timeout_ms(job: &Job) -> u64 {
@@ -291,41 +301,14 @@ impl Job {
     ///
     /// [`DecodeError`] for malformed input, a version mismatch or a bad id.
     pub fn from_bincode(bytes: &[u8]) -> Result<Job, DecodeError> {
-        if bytes.first() == Some(&JOB_V1) {
-            let old: JobBinInV1 = decode_bin(bytes)?;
-            return job_from_bin(JobBinIn {
-                version: JOB_WIRE_VERSION,
-                id: old.id,
-                kind: old.kind,
-                data: old.data,
-                tags: old.tags,
-                timeout_ms: old.timeout_ms,
-                max_attempts: old.max_attempts,
-                attempt: old.attempt,
-                strategy: old.strategy,
-                priority: 0,
-                not_before_ms: None,
-                speculative: false,
-            });
+        match bytes.first() {
+            Some(&JOB_V1) => job_from_bin(decode_bin::<JobBinInV1>(bytes)?.upgrade(0, None)),
+            Some(&JOB_V2) => {
+                let (v1, priority, not_before_ms): JobBinInV2 = decode_bin(bytes)?;
+                job_from_bin(v1.upgrade(priority, not_before_ms))
+            }
+            _ => job_from_bin(decode_bin(bytes)?),
         }
-        if bytes.first() == Some(&JOB_V2) {
-            let old: JobBinInV2 = decode_bin(bytes)?;
-            return job_from_bin(JobBinIn {
-                version: JOB_WIRE_VERSION,
-                id: old.id,
-                kind: old.kind,
-                data: old.data,
-                tags: old.tags,
-                timeout_ms: old.timeout_ms,
-                max_attempts: old.max_attempts,
-                attempt: old.attempt,
-                strategy: old.strategy,
-                priority: old.priority,
-                not_before_ms: old.not_before_ms,
-                speculative: false,
-            });
-        }
-        job_from_bin(decode_bin(bytes)?)
     }
 
     fn bin_out(&self) -> JobBinOut<'_> {
