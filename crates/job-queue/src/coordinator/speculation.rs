@@ -80,7 +80,11 @@ pub(super) struct Straggler {
 impl CoordinatorCore {
     /// Whether `job` may be run twice at once.
     fn speculates(&self, job: &Job) -> bool {
-        job.speculative || self.config.speculation.idempotent_kinds.contains(&job.kind)
+        let marked =
+            job.speculative || self.config.speculation.idempotent_kinds.contains(&job.kind);
+        // A second attempt would take a second slot of a cluster-wide
+        // limit: limited kinds are not backed up.
+        marked && !self.limits.is_limited(&job.kind)
     }
 
     /// How long after its dispatch an attempt of `job` on `node` becomes a
@@ -155,12 +159,9 @@ impl CoordinatorCore {
         let Phase::Running { node: running, .. } = &entry.phase else {
             return;
         };
-        if entry.speculated || entry.straggler.is_some() {
-            return;
-        }
-        // A second attempt would take a second slot of a cluster-wide
-        // limit: limited kinds are not backed up.
-        if self.limits.is_limited(&entry.job.kind) {
+        // `speculates` again: a limit may have appeared since the timer was
+        // armed.
+        if entry.speculated || entry.straggler.is_some() || !self.speculates(&entry.job) {
             return;
         }
         let running = running.clone();
