@@ -27,6 +27,21 @@ pub struct Cli {
     pub(crate) command: Option<Command>,
 }
 
+impl Cli {
+    /// Threads for the process's async runtime: `start`'s `--threads` (or
+    /// `JOBMESH_THREADS`, or the config file's `threads`); `None` (one per
+    /// CPU) for every other command, or when `start`'s settings do not
+    /// resolve (the command then reports why).
+    pub fn runtime_threads(&self) -> Option<usize> {
+        match &self.command {
+            Some(Command::Start(args)) => crate::config::NodeConfig::resolve(args)
+                .ok()
+                .and_then(|config| config.threads),
+            _ => None,
+        }
+    }
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
@@ -61,7 +76,7 @@ pub(crate) enum Command {
 #[derive(Debug, Clone, Default, Args, PartialEq)]
 pub(crate) struct StartArgs {
     /// TOML config file with the same keys as the long options
-    /// (name, listen, join, tags, workers, secret_file, http, data_dir,
+    /// (name, listen, join, tags, workers, threads, secret_file, http, data_dir,
     /// allow_exec, retention, retention_bytes). [env: JOBMESH_CONFIG]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -82,6 +97,12 @@ pub(crate) struct StartArgs {
     /// Concurrent jobs on this node (default: number of CPUs). [env: JOBMESH_WORKERS]
     #[arg(long, value_name = "K")]
     pub workers: Option<usize>,
+    /// Threads of the node's async runtime (networking, coordinator,
+    /// worker pool); CPU-heavy job kinds run on a separate blocking pool
+    /// either way (default: number of CPUs; the nodes of a local cluster
+    /// share the machine's CPUs). [env: JOBMESH_THREADS]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     /// File holding the cluster secret (trimmed, non-empty). Required to
     /// listen on a non-loopback address. [env: JOBMESH_SECRET_FILE]
     #[arg(long, value_name = "FILE")]

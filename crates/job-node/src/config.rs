@@ -20,6 +20,9 @@ pub(crate) const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// How many bytes of finished job records are kept by default.
 pub(crate) const DEFAULT_RETENTION_BYTES: u64 = 256 << 20;
 
+/// The most threads `--threads` may ask for.
+pub(crate) const MAX_THREADS: usize = 1024;
+
 /// The default cluster listen address.
 pub(crate) const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 7700);
@@ -38,6 +41,8 @@ pub(crate) struct ConfigLayer {
     pub tags: Option<Vec<String>>,
     /// Concurrent jobs.
     pub workers: Option<usize>,
+    /// Threads of the async runtime.
+    pub threads: Option<usize>,
     /// Secret file.
     pub secret_file: Option<PathBuf>,
     /// HTTP API address.
@@ -244,6 +249,9 @@ pub(crate) enum ConfigError {
     /// `workers` is zero.
     #[error("--workers must be at least 1")]
     ZeroWorkers,
+    /// `threads` out of range.
+    #[error("--threads must be 1 to {MAX_THREADS}, not {0}")]
+    Threads(usize),
     /// A non-loopback listen address without a secret.
     #[error(
         "refusing to listen on {0} without a cluster secret: pass --secret-file \
@@ -289,6 +297,7 @@ impl ConfigLayer {
             join: args.join.clone(),
             tags: args.tags.clone(),
             workers: args.workers,
+            threads: args.threads,
             secret_file: args.secret_file.clone(),
             http: args.http,
             data_dir: args.data_dir.clone(),
@@ -324,6 +333,7 @@ impl ConfigLayer {
             join: list("JOBMESH_JOIN"),
             tags: list("JOBMESH_TAGS"),
             workers: parse_env(&get, "JOBMESH_WORKERS", "a whole number")?,
+            threads: parse_env(&get, "JOBMESH_THREADS", "a whole number")?,
             secret_file: get("JOBMESH_SECRET_FILE").map(PathBuf::from),
             http: parse_env(&get, "JOBMESH_HTTP", "IP:PORT")?,
             data_dir: get("JOBMESH_DATA_DIR").map(PathBuf::from),
@@ -390,6 +400,7 @@ impl ConfigLayer {
             join: self.join.or(lower.join),
             tags: self.tags.or(lower.tags),
             workers: self.workers.or(lower.workers),
+            threads: self.threads.or(lower.threads),
             secret_file: self.secret_file.or(lower.secret_file),
             http: self.http.or(lower.http),
             data_dir: self.data_dir.or(lower.data_dir),
@@ -447,6 +458,8 @@ pub(crate) struct NodeConfig {
     pub tags: Vec<String>,
     /// Concurrent jobs.
     pub workers: usize,
+    /// Threads of the async runtime (`None`: one per CPU).
+    pub threads: Option<usize>,
     /// The cluster secret.
     pub secret: ClusterSecret,
     /// HTTP API address.
@@ -621,6 +634,9 @@ impl NodeConfig {
         if workers == 0 {
             return Err(ConfigError::ZeroWorkers);
         }
+        if let Some(threads) = layer.threads.filter(|t| !(1..=MAX_THREADS).contains(t)) {
+            return Err(ConfigError::Threads(threads));
+        }
         // The HTTP API's token derives from the secret: a public API with
         // the well-known development secret would be open to anyone.
         let public_http = layer.http.filter(|a| !a.ip().is_loopback());
@@ -661,6 +677,7 @@ impl NodeConfig {
             join,
             tags,
             workers,
+            threads: layer.threads,
             secret,
             http: layer.http,
             data_dir: layer.data_dir,

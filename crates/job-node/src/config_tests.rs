@@ -364,3 +364,38 @@ fn idempotent_kinds_from_each_layer_and_checked() {
     let err = NodeConfig::resolve_with(&args, no_env()).unwrap_err();
     assert!(matches!(err, ConfigError::Idempotent(_)), "{err}");
 }
+
+#[test]
+fn runtime_threads_from_each_layer_and_checked() {
+    let config = NodeConfig::resolve_with(&StartArgs::default(), no_env()).unwrap();
+    assert_eq!(config.threads, None, "one per CPU by default");
+    let config = NodeConfig::resolve_with(&StartArgs::default(), env(&[("JOBMESH_THREADS", "2")]));
+    assert_eq!(config.unwrap().threads, Some(2));
+    let args = StartArgs {
+        threads: Some(1),
+        ..StartArgs::default()
+    };
+    let config = NodeConfig::resolve_with(&args, env(&[("JOBMESH_THREADS", "2")])).unwrap();
+    assert_eq!(config.threads, Some(1), "CLI beats env");
+    let dir = TempDir::new();
+    let file = dir.write("node.toml", "threads = 3\n");
+    let environment = env(&[("JOBMESH_CONFIG", file.to_str().unwrap())]);
+    let config = NodeConfig::resolve_with(&StartArgs::default(), environment).unwrap();
+    assert_eq!(config.threads, Some(3), "a config file key");
+    for bad in [0, 1025] {
+        let args = StartArgs {
+            threads: Some(bad),
+            ..StartArgs::default()
+        };
+        let err = NodeConfig::resolve_with(&args, no_env()).unwrap_err();
+        assert!(matches!(err, ConfigError::Threads(n) if n == bad), "{err}");
+    }
+}
+
+#[test]
+fn local_nodes_share_the_cpus() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(crate::local_cluster::threads_per_node(1), cpus);
+    assert_eq!(crate::local_cluster::threads_per_node(u16::MAX), 1);
+    assert!(crate::local_cluster::threads_per_node(3) * 3 <= cpus.max(3));
+}

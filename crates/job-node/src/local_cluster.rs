@@ -71,11 +71,21 @@ pub(crate) struct LaunchOptions {
     pub data_dir: Option<PathBuf>,
 }
 
+/// The async runtime threads of each of `nodes` nodes on this machine:
+/// they share its CPUs (at least one each). Three nodes that each took
+/// every CPU would hand their work between more threads than cores, and
+/// every hand-over between threads of a process is a wake-up.
+pub(crate) fn threads_per_node(nodes: u16) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus / usize::from(nodes.max(1))).max(1)
+}
+
 /// The `start` command line for one demo node.
 pub(crate) fn node_command(
     exe: &Path,
     name: &str,
     workers: u16,
+    threads: usize,
     join: Option<&str>,
     http: Option<SocketAddr>,
     secret_file: Option<&Path>,
@@ -85,7 +95,8 @@ pub(crate) fn node_command(
     command
         .arg("start")
         .args(["--name", name, "--listen", "127.0.0.1:0", "--supervised"])
-        .args(["--workers", &workers.to_string()]);
+        .args(["--workers", &workers.to_string()])
+        .args(["--threads", &threads.to_string()]);
     if let Some(seed) = join {
         command.args(["--join", seed]);
     }
@@ -111,6 +122,7 @@ pub(crate) fn node_command(
         "JOBMESH_JOIN",
         "JOBMESH_TAGS",
         "JOBMESH_WORKERS",
+        "JOBMESH_THREADS",
         "JOBMESH_SECRET_FILE",
         "JOBMESH_HTTP",
         "JOBMESH_DATA_DIR",
@@ -151,6 +163,7 @@ impl LocalCluster {
                 &options.exe,
                 &name,
                 options.workers,
+                threads_per_node(options.nodes),
                 seed.as_deref(),
                 http,
                 options.secret_file.as_deref(),
