@@ -42,8 +42,10 @@ impl Cli {
     }
 }
 
-/// The subcommands.
+/// The subcommands (parsed once per process: the size of `start`'s many
+/// options does not matter).
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Command {
     /// Run a node until SIGINT/SIGTERM, then drain and leave the cluster.
     Start(StartArgs),

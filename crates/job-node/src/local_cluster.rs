@@ -81,29 +81,26 @@ pub(crate) fn threads_per_node(nodes: u16) -> usize {
 }
 
 /// The `start` command line for one demo node.
-pub(crate) fn node_command(
-    exe: &Path,
+fn node_command(
+    options: &LaunchOptions,
     name: &str,
-    workers: u16,
-    threads: usize,
     join: Option<&str>,
     http: Option<SocketAddr>,
-    secret_file: Option<&Path>,
     data_dir: Option<&Path>,
 ) -> Command {
-    let mut command = Command::new(exe);
+    let mut command = Command::new(&options.exe);
     command
         .arg("start")
         .args(["--name", name, "--listen", "127.0.0.1:0", "--supervised"])
-        .args(["--workers", &workers.to_string()])
-        .args(["--threads", &threads.to_string()]);
+        .args(["--workers", &options.workers.to_string()])
+        .args(["--threads", &threads_per_node(options.nodes).to_string()]);
     if let Some(seed) = join {
         command.args(["--join", seed]);
     }
     if let Some(addr) = http {
         command.args(["--http", &addr.to_string()]);
     }
-    if let Some(file) = secret_file {
+    if let Some(file) = &options.secret_file {
         command.arg("--secret-file").arg(file);
     }
     if let Some(dir) = data_dir {
@@ -159,16 +156,7 @@ impl LocalCluster {
             let seed = cluster.nodes.first().map(|n| n.url.clone());
             let http = if index == 1 { options.http } else { None };
             let data_dir = options.data_dir.as_ref().map(|dir| dir.join(&name));
-            let command = node_command(
-                &options.exe,
-                &name,
-                options.workers,
-                threads_per_node(options.nodes),
-                seed.as_deref(),
-                http,
-                options.secret_file.as_deref(),
-                data_dir.as_deref(),
-            );
+            let command = node_command(options, &name, seed.as_deref(), http, data_dir.as_deref());
             let child = cluster
                 .group
                 .spawn(name.clone(), command)
