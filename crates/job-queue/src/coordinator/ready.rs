@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 
 use crate::job::JobId;
 
+/// Lanes kept when empty (priorities are chosen by submitters: beyond
+/// these, an emptied lane is dropped, so their number stays bounded by the
+/// jobs waiting).
+const KEPT_LANES: usize = 8;
+
 /// One waiting job.
 #[derive(Debug)]
 pub(crate) struct Ready {
@@ -93,7 +98,10 @@ impl ReadyQueue {
         let (_, priority) = best?;
         let lane = self.lanes.get_mut(&priority)?;
         let ready = lane.pop_front();
-        if lane.is_empty() {
+        // An emptied lane is kept (with its buffer) while few lanes exist:
+        // a queue that empties and fills again with every job, as under a
+        // steady load, would otherwise free and allocate a lane per job.
+        if lane.is_empty() && self.lanes.len() > KEPT_LANES {
             self.lanes.remove(&priority);
         }
         if ready.is_some() {
@@ -189,6 +197,23 @@ mod tests {
         fifo.push_back(id("old-low"), 0, start);
         fifo.push_back(id("high"), 1, much_later);
         assert_eq!(fifo.pop_front(much_later).unwrap().id.as_str(), "high");
+    }
+
+    #[test]
+    fn emptied_lanes_are_kept_only_while_few() {
+        let now = Instant::now();
+        let mut q = ReadyQueue::new(Duration::ZERO);
+        for p in 0..100 {
+            q.push_back(id(&format!("p{p}")), p, now);
+        }
+        assert_eq!(order(&mut q, now).len(), 100);
+        assert!(q.lanes.len() <= KEPT_LANES, "{} lanes left", q.lanes.len());
+        // A kept empty lane is used again, in order.
+        q.push_back(id("a"), 3, now);
+        q.push_back(id("b"), 3, now);
+        q.push_back(id("c"), 7, now);
+        assert_eq!(order(&mut q, now), ["c", "a", "b"]);
+        assert!(q.is_empty());
     }
 
     #[test]
