@@ -423,6 +423,11 @@ impl NodeTable {
             .filter(|(_, n)| n.is_eligible(job, accept.as_deref()))
             .map(|(k, n)| (&**k, n))
             .collect();
+        // The common case, a job that has not failed anywhere: every
+        // eligible node is fresh (no second list).
+        if !eligible.iter().any(|(k, _)| tried(k)) {
+            return eligible;
+        }
         let fresh = || eligible.iter().filter(|(k, _)| !tried(k));
         if fresh().next().is_some() {
             fresh().copied().collect()
