@@ -71,10 +71,11 @@ async fn a_mixed_batch_has_each_entry_answered_once() {
         json!({"id": "bm-1", "kind": "echo", "data": "again"}),
         json!({"kind": "echo", "data": "no id"}),
         json!({"id": "bm-2", "kind": "reject"}),
+        json!({"id": "x".repeat(100_000), "kind": "echo"}),
     ];
     send_batch(&mut ws, "bm-a", 7, jobs).await;
     let mut answers = Answers::default();
-    answers.read_until(&mut ws, &[(7, 7)]).await;
+    answers.read_until(&mut ws, &[(7, 8)]).await;
 
     let refused = &answers.refused[&7];
     let mut indexes: Vec<u64> = refused
@@ -82,7 +83,10 @@ async fn a_mixed_batch_has_each_entry_answered_once() {
         .map(|r| r["index"].as_u64().unwrap())
         .collect();
     indexes.sort_unstable();
-    assert_eq!(indexes, [1, 2], "{refused:?}");
+    assert_eq!(indexes, [1, 2, 7], "{refused:?}");
+    // An over-long id is not echoed back; the index names the entry.
+    let long = refused.iter().find(|r| r["index"] == 7).unwrap();
+    assert!(long.get("id").is_none(), "{long}");
     let bad = refused.iter().find(|r| r["index"] == 1).unwrap();
     assert_eq!(bad["id"], "bm-bad");
     assert!(bad["reason"].as_str().unwrap().contains("attempt"), "{bad}");

@@ -327,11 +327,14 @@ fn batch_waiter(to: &ActorAddr, request: MessageId) -> Waiter {
     }
 }
 
-/// The `id` of a job that could not be decoded, if it has a string one.
+/// The `id` of a job that could not be decoded, if it has a string one
+/// short enough to be an id (a longer one is not echoed back: the index
+/// names the entry).
 fn id_of(raw: &RawValue) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct IdOnly {
         id: Option<String>,
     }
-    serde_json::from_str::<IdOnly>(raw.get()).ok()?.id
+    let id = serde_json::from_str::<IdOnly>(raw.get()).ok()?.id?;
+    (id.len() <= JobId::MAX_LEN).then_some(id)
 }
