@@ -16,9 +16,14 @@ from pathlib import Path
 from typing import Any, Callable, Coroutine, Dict, Iterable, List, Optional, TypeVar, Union
 
 from ._conn import Session, resolve_token
-from .errors import JobFailed, UnknownJob
+from .errors import JobFailed, RemoteError, UnknownJob
 
 T = TypeVar("T")
+
+#: Most jobs per ``submit_batch`` frame (the coordinator's bound).
+MAX_BATCH_JOBS = 4096
+
+_JOB_KEYS = frozenset(("kind", "data", "id", "tags", "timeout", "max_attempts", "priority", "delay"))
 
 
 @dataclass(frozen=True)
@@ -245,6 +250,58 @@ class AsyncClient:
         task = asyncio.ensure_future(self._follow(queue, on_progress))
         return JobHandle(job["id"], task)
 
+    async def submit_many(self, jobs: Iterable[Dict[str, Any]]) -> List[JobResult]:
+        """Submits many jobs (each a dict of :meth:`submit`'s arguments,
+        ``kind`` and ``data`` included) in ``submit_batch`` frames of up to
+        4,096 jobs, and returns their results in the order given.
+
+        Each job is taken or refused on its own (``docs/jobs.md``, "Batch
+        submission"); results of a batch come back a few per envelope. A
+        known id is not run again. Raises :class:`~jobmesh.RemoteError`
+        naming the first refused job once every answer is in (the other
+        jobs still ran).
+        """
+        jobs = list(jobs)
+        for job in jobs:
+            unknown = set(job) - _JOB_KEYS
+            if unknown:
+                raise TypeError(f"submit_many: unknown job field(s) {sorted(unknown)}")
+        built = [
+            _job(
+                job["kind"],
+                job.get("data"),
+                job.get("id"),
+                job.get("tags"),
+                job.get("timeout"),
+                job.get("max_attempts"),
+                job.get("priority"),
+                job.get("delay"),
+            )
+            for job in jobs
+        ]
+        results: Dict[str, JobResult] = {}
+        refused: List[str] = []
+        batches = [built[i : i + MAX_BATCH_JOBS] for i in range(0, len(built), MAX_BATCH_JOBS)]
+        queues = [
+            (await self._session.send(self._coordinator(), {"cmd": "submit_batch", "jobs": batch}), batch)
+            for batch in batches
+        ]
+        for queue, batch in queues:
+            try:
+                left = len(batch)
+                while left > 0:
+                    answer = await self._session.next_answer(queue)
+                    for result in answer.get("results", []):
+                        results[result["id"]] = JobResult.from_json(result)
+                    for refusal in answer.get("refused", []):
+                        refused.append(f"job {refusal.get('id', refusal.get('index'))}: {refusal['reason']}")
+                    left -= len(answer.get("results", [])) + len(answer.get("refused", []))
+            finally:
+                self._session.forget(queue)
+        if refused:
+            raise RemoteError(refused[0] + (f" (and {len(refused) - 1} more refused)" if len(refused) > 1 else ""))
+        return [results[job["id"]] for job in built]
+
     async def _follow(self, queue: Any, on_progress: Optional[ProgressCallback]) -> JobResult:
         try:
             while True:
@@ -360,15 +417,10 @@ class Client:
         return self._run(self._client.submit(kind, data, **options))
 
     def submit_many(self, jobs: Iterable[Dict[str, Any]]) -> List[JobResult]:
-        """Submits several jobs (each a dict of :meth:`submit`'s arguments,
-        ``kind`` and ``data`` included) at once and returns their results
-        in order."""
+        """Submits several jobs in batches and blocks until their results,
+        in order; see :meth:`AsyncClient.submit_many`."""
 
-        async def run() -> List[JobResult]:
-            handles = [await self._client.submit_nowait(**job) for job in jobs]
-            return [await h.result() for h in handles]
-
-        return self._run(run())
+        return self._run(self._client.submit_many(jobs))
 
     def get(self, *ids: str) -> Dict[str, Any]:
         """See :meth:`AsyncClient.get`."""

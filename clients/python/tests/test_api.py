@@ -39,6 +39,13 @@ def test_sync_client_submit_get_cancel_attach(cluster: Cluster) -> None:
         assert again.value() == "hello", "a known id is not run again"
         many = client.submit_many([{"kind": "echo", "data": f"m{i}"} for i in range(50)])
         assert [r.value() for r in many] == [f"m{i}" for i in range(50)]
+        # More than one submit_batch frame (4,096 jobs each), a known id among them.
+        bulk = [{"kind": "echo", "data": f"b{i}"} for i in range(5000)] + [{"kind": "echo", "id": "sync-1"}]
+        answers = client.submit_many(bulk)
+        assert [r.value() for r in answers[:5000]] == [f"b{i}" for i in range(5000)]
+        assert answers[5000].value() == "hello", "a known id in a batch is not run again"
+        with pytest.raises(jobmesh.RemoteError, match="at least 1"):
+            client.submit_many([{"kind": "echo", "data": "fine"}, {"kind": "echo", "max_attempts": 0}])
         records = client.get("sync-1", "no-such-job")
         assert records["unknown"] == ["no-such-job"]
         assert records["records"][0]["state"] == "succeeded"

@@ -450,19 +450,23 @@ pub(crate) fn job_reply(env: &ClientEnvelope) -> JobReply {
     if env.kind != "message" {
         return JobReply::Refused(reason_text(&env.payload));
     }
-    /// Only whether `error` is set (absent or null: success).
+    JobReply::Result {
+        json: env.payload.clone(),
+        success: succeeded(&env.payload),
+    }
+}
+
+/// Whether a `JobResult`'s JSON says success (`error` absent or null).
+pub(crate) fn succeeded(result_json: &str) -> bool {
+    /// Only whether `error` is set.
     #[derive(Deserialize)]
     struct ErrorProbe {
         #[serde(default)]
         error: Option<serde::de::IgnoredAny>,
     }
-    let success = serde_json::from_str::<ErrorProbe>(&env.payload)
+    serde_json::from_str::<ErrorProbe>(result_json)
         .map(|probe| probe.error.is_none())
-        .unwrap_or(false);
-    JobReply::Result {
-        json: env.payload.clone(),
-        success,
-    }
+        .unwrap_or(false)
 }
 
 /// An error payload is a JSON string (`"no actor named ..."`) or text.

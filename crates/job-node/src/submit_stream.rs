@@ -4,8 +4,12 @@
 //! A producer task reads the file line by line, gives every job without an
 //! id its id (`<prefix>-<n>`, `n` counting the file's jobs from 1, so a
 //! rerun with the same prefix names the same jobs), records it in
-//! `--ids-out`, and sends it once the window has room. The caller's task
-//! reads the answers: each job's answer frees one place in the window.
+//! `--ids-out`, and sends it once the window (counted in jobs) has room.
+//! Jobs travel in batches (`{"cmd":"submit_batch"}`, `docs/jobs.md`): the
+//! producer fills one frame from the window's free room and sends it as
+//! soon as the room is used up, the batch is full, or the input pauses, so
+//! a trickle is never held back. The caller's task reads the answers: each
+//! result or refusal frees one place in the window.
 //!
 //! With `resume`, the producer first asks the cluster about every chunk of
 //! [`MAX_IDS`] ids: finished jobs are reported from their records,
@@ -23,7 +27,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::client::{ClientFrame, ClientSender};
 use crate::http::JobSubmission;
-use crate::remote::{job_reply, JobReply, RemoteError, Session, MAX_IDS};
+use crate::remote::{job_reply, reason_text, JobReply, RemoteError, Session, MAX_IDS};
 use crate::secret::ClusterSecret;
 
 /// How [`stream_jobs`] runs.
@@ -95,20 +99,48 @@ enum Event {
     Failed(anyhow::Error),
 }
 
-/// A job sent and not yet answered.
+/// A batch sent and not yet fully answered.
 struct Pending {
-    id: String,
+    /// The ids of its jobs, in order (refusals name their index).
+    ids: Vec<String>,
     /// What was sent, kept (with `wait`) to send it again if the node's
     /// coordinator mailbox was full.
     payload: Option<Arc<str>>,
+    /// Entries not answered yet.
+    left: usize,
 }
 
-/// Jobs sent and not yet answered, by tag (at most the window's worth).
-/// Tags are this client's own counter, so a fast unkeyed hasher is safe.
+/// Batches sent and not yet answered, by tag (at most the window's worth
+/// of jobs). Tags are this client's own counter, so a fast unkeyed hasher
+/// is safe.
 type InFlight = Arc<Mutex<rustc_hash::FxHashMap<u64, Pending>>>;
 
-/// A job to send again: its id and payload.
-type Retry = (String, Arc<str>);
+/// A batch to send again: its ids and payload.
+type Retry = (Vec<String>, Arc<str>);
+
+/// Most jobs per batch: the coordinator's bound.
+const MAX_BATCH: usize = job_queue::MAX_BATCH_JOBS;
+
+/// A batch past this many bytes of jobs is sent (far below the frame limit).
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// One answer to a batch (`docs/jobs.md`).
+#[derive(serde::Deserialize)]
+struct BatchAnswer<'a> {
+    #[serde(borrow)]
+    results: Vec<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    refused: Vec<Refusal>,
+}
+
+#[derive(serde::Deserialize)]
+struct Refusal {
+    #[serde(default)]
+    index: Option<usize>,
+    #[serde(default)]
+    id: Option<String>,
+    reason: String,
+}
 
 /// How long the producer waits before sending again jobs that found the
 /// coordinator's mailbox full.
@@ -168,6 +200,7 @@ where
         ids_out: ids_out.map(|f| std::io::BufWriter::with_capacity(64 * 1024, f)),
         opts: opts.clone(),
         connect,
+        batch: Batch::default(),
     };
     let producing = tokio::spawn(producer.run(jobs));
     let (mut expected, mut barrier, mut barrier_seen) = (0usize, None, false);
@@ -197,8 +230,8 @@ where
                     barrier_seen = true;
                     continue;
                 }
-                let pending = in_flight.lock().ok().and_then(|mut m| m.remove(&env.correlation_id));
-                let Some(Pending { id, payload }) = pending else {
+                let mut taken = in_flight.lock().ok().and_then(|mut m| m.remove(&env.correlation_id));
+                let Some(pending) = taken.as_mut() else {
                     // The barrier's answer can overtake the producer's
                     // `Done` event that names it: remember it (bounded).
                     if barrier.is_none() && early.len() < EARLY_ANSWERS {
@@ -206,21 +239,28 @@ where
                     }
                     continue;
                 };
-                match (job_reply(&env), payload) {
-                    (JobReply::Refused(reason), Some(payload)) if mailbox_full(&env.kind, &reason) => {
-                        // Keeps its place in the window; the producer sends it again.
+                if env.kind != "message" {
+                    let reason = reason_text(&env.payload);
+                    if mailbox_full(&env.kind, &reason) && pending.payload.is_some() {
+                        // Keeps its places in the window; the producer sends it again.
                         retrying.fetch_add(1, Ordering::SeqCst);
-                        let _ = retry_tx.send((id, payload));
-                    }
-                    (JobReply::Result { json, success }, _) => {
-                        window.add_permits(1);
-                        if opts.wait {
-                            report(Outcome::Result { json, success });
+                        let ids = std::mem::take(&mut pending.ids);
+                        let _ = retry_tx.send((ids, pending.payload.take().unwrap_or_default()));
+                    } else {
+                        // The whole batch (the node's answer, not a job's).
+                        window.add_permits(pending.left);
+                        for id in std::mem::take(&mut pending.ids) {
+                            report(Outcome::Refused { id, reason: reason.clone() });
                         }
                     }
-                    (JobReply::Refused(reason), _) => {
-                        window.add_permits(1);
-                        report(Outcome::Refused { id, reason });
+                    continue;
+                }
+                let answered = batch_answer(&env.payload, &pending.ids, opts.wait, &mut report)?;
+                window.add_permits(answered.min(pending.left));
+                pending.left = pending.left.saturating_sub(answered);
+                if pending.left > 0 {
+                    if let (Ok(mut m), Some(pending)) = (in_flight.lock(), taken) {
+                        m.insert(env.correlation_id, pending);
                     }
                 }
             }
@@ -246,6 +286,37 @@ where
     drop(retry_tx);
     let _ = producing.await;
     Ok(())
+}
+
+/// Reports the entries of one answer to a batch of `ids`; returns how many
+/// it answers.
+fn batch_answer(
+    payload: &str,
+    ids: &[String],
+    wait: bool,
+    report: &mut impl FnMut(Outcome),
+) -> anyhow::Result<usize> {
+    let answer: BatchAnswer<'_> =
+        serde_json::from_str(payload).context("unexpected answer to a batch")?;
+    let count = answer.results.len() + answer.refused.len();
+    if wait {
+        for result in answer.results {
+            let json = result.get().to_owned();
+            let success = crate::remote::succeeded(&json);
+            report(Outcome::Result { json, success });
+        }
+    }
+    for refusal in answer.refused {
+        let id = refusal
+            .id
+            .or_else(|| refusal.index.and_then(|i| ids.get(i).cloned()))
+            .unwrap_or_default();
+        report(Outcome::Refused {
+            id,
+            reason: refusal.reason,
+        });
+    }
+    Ok(count)
 }
 
 /// Most answers kept while the barrier is not known yet (only the barrier's
@@ -281,6 +352,29 @@ struct Producer {
     ids_out: Option<std::io::BufWriter<Box<dyn Write + Send>>>,
     opts: StreamOptions,
     connect: Connector,
+    /// The batch being filled.
+    batch: Batch,
+}
+
+/// Jobs gathered for one `submit_batch` frame.
+#[derive(Default)]
+struct Batch {
+    ids: Vec<String>,
+    /// `{"cmd":"submit_batch","jobs":[` and the jobs so far.
+    json: String,
+}
+
+impl Batch {
+    fn push(&mut self, id: String, job_json: &str) {
+        if self.ids.is_empty() {
+            self.json.clear();
+            self.json.push_str(r#"{"cmd":"submit_batch","jobs":["#);
+        } else {
+            self.json.push(',');
+        }
+        self.json.push_str(job_json);
+        self.ids.push(id);
+    }
 }
 
 impl Producer {
@@ -307,11 +401,11 @@ impl Producer {
         }
     }
 
-    /// Sends again a job whose coordinator mailbox was full (it keeps its
-    /// place in the window), after a short pause.
-    async fn resend(&mut self, (id, payload): Retry) -> anyhow::Result<()> {
+    /// Sends again a batch whose coordinator mailbox was full (it keeps its
+    /// places in the window), after a short pause.
+    async fn resend(&mut self, (ids, payload): Retry) -> anyhow::Result<()> {
         tokio::time::sleep(RETRY_PAUSE).await;
-        self.track(id, &payload);
+        self.track(ids, &payload);
         // In `in_flight` again before it stops counting as retrying, so the
         // answer loop never sees it in neither.
         self.retrying.fetch_sub(1, Ordering::SeqCst);
@@ -319,23 +413,36 @@ impl Producer {
         Ok(())
     }
 
-    /// Records the job under the message id its next send will carry.
-    fn track(&mut self, id: String, payload: &Arc<str>) {
+    /// Records the batch under the message id its next send will carry.
+    fn track(&mut self, ids: Vec<String>, payload: &Arc<str>) {
         let tag = self.sender.next_message_id();
         let kept = self.opts.wait.then(|| Arc::clone(payload));
+        let left = ids.len();
         if let Ok(mut m) = self.in_flight.lock() {
-            m.insert(tag, Pending { id, payload: kept });
+            m.insert(
+                tag,
+                Pending {
+                    ids,
+                    payload: kept,
+                    left,
+                },
+            );
         }
     }
 
-    /// Sends one job; it leaves at once when the window is full after it
-    /// (the producer is about to wait), else with the next ones, in one
-    /// write of the WebSocket's buffer.
-    async fn send_payload(&mut self, id: String, payload: Arc<str>) -> anyhow::Result<()> {
-        self.track(id, &payload);
-        self.sender.feed(&self.to, &payload).await?;
-        if self.window.available_permits() == 0 {
-            self.sender.flush().await?;
+    /// Sends the jobs gathered so far as one `submit_batch` frame.
+    async fn send_batch(&mut self) -> anyhow::Result<()> {
+        if self.batch.ids.is_empty() {
+            return Ok(());
+        }
+        self.batch.json.push_str("]}");
+        let payload: Arc<str> = std::mem::take(&mut self.batch.json).into();
+        let ids = std::mem::take(&mut self.batch.ids);
+        let sent = (!self.opts.wait).then(|| ids.clone());
+        self.track(ids, &payload);
+        self.sender.send(&self.to, &payload).await?;
+        for id in sent.into_iter().flatten() {
+            self.event(Event::Outcome(Outcome::Sent(id))).await?;
         }
         Ok(())
     }
@@ -361,6 +468,7 @@ impl Producer {
             }
         }
         self.flush_chunk(&mut chunk, lookup.as_mut()).await?;
+        self.send_batch().await?;
         self.flush_ids()?;
         // Barrier: the coordinator answers in order, so once this is
         // answered every submission before it was taken or refused.
@@ -381,8 +489,8 @@ impl Producer {
             }
             return Ok(());
         };
-        // What was fed leaves before the lookup waits.
-        self.sender.flush().await?;
+        // What was gathered leaves before the lookup waits.
+        self.send_batch().await?;
         let ids: Vec<String> = chunk.iter().filter_map(|j| j.id.clone()).collect();
         let found = lookup.get(&ids, self.opts.timeout).await?;
         let unknown: std::collections::HashSet<String> = found.unknown.into_iter().collect();
@@ -441,15 +549,20 @@ impl Producer {
         Ok(())
     }
 
+    /// Adds one job to the batch once the window has room for it; the
+    /// batch leaves when it is full or the window's room is used up (the
+    /// producer is about to wait).
     async fn send(&mut self, job: JobSubmission) -> anyhow::Result<()> {
         let id = job.id.clone().unwrap_or_default();
         if self.window.available_permits() == 0 {
-            // About to wait: make what was sent visible first.
+            // About to wait: what was gathered leaves, and what was sent
+            // is made visible first.
+            self.send_batch().await?;
             self.flush_ids()?;
         }
-        // Waits for room in the window, sending bounced jobs again meanwhile
-        // (they hold their places: were they left waiting, the window
-        // could be all theirs).
+        // Waits for room in the window, sending bounced batches again
+        // meanwhile (they hold their places: were they left waiting, the
+        // window could be all theirs).
         let window = Arc::clone(&self.window);
         loop {
             let retry = tokio::select! {
@@ -465,12 +578,13 @@ impl Producer {
         if let Some(out) = &mut self.ids_out {
             writeln!(out, "{id}").context("cannot write --ids-out")?;
         }
-        let payload: Arc<str> = serde_json::to_string(&job)
-            .context("cannot encode a job")?
-            .into();
-        self.send_payload(id.clone(), payload).await?;
-        if !self.opts.wait {
-            self.event(Event::Outcome(Outcome::Sent(id))).await?;
+        let json = serde_json::to_string(&job).context("cannot encode a job")?;
+        self.batch.push(id, &json);
+        if self.batch.ids.len() >= MAX_BATCH
+            || self.batch.json.len() >= MAX_BATCH_BYTES
+            || self.window.available_permits() == 0
+        {
+            self.send_batch().await?;
         }
         Ok(())
     }

@@ -95,17 +95,23 @@ async fn serve(
                 answers
             }
             Some("stats") => vec![json!({})],
-            Some(other) => panic!("unexpected command {other}"),
-            None => {
-                let id = payload["id"].as_str().unwrap().to_owned();
-                let count = {
+            Some("submit_batch") => {
+                let jobs = payload["jobs"].as_array().unwrap();
+                let ids: Vec<String> = jobs
+                    .iter()
+                    .map(|job| job["id"].as_str().unwrap().to_owned())
+                    .collect();
+                let mut first_of_fifth = false;
+                {
                     let mut counts = counts.lock().unwrap();
-                    let count = counts.entry(id.clone()).or_default();
-                    *count += 1;
-                    *count
-                };
-                let n: u64 = id.rsplit('-').next().unwrap().parse().unwrap();
-                if bounce && count == 1 && n % 5 == 0 {
+                    for id in &ids {
+                        let count = counts.entry(id.clone()).or_default();
+                        *count += 1;
+                        let n: u64 = id.rsplit('-').next().unwrap().parse().unwrap();
+                        first_of_fifth |= *count == 1 && n % 5 == 0;
+                    }
+                }
+                if bounce && first_of_fifth {
                     let why = json!("mailbox of coordinator on fake is full (16384 queued)");
                     let reply = json!({"to": me, "from": env["to"], "payload": why.to_string(),
                         "correlation_id": env["id"], "kind": "undeliverable"});
@@ -114,8 +120,17 @@ async fn serve(
                         .unwrap();
                     continue;
                 }
-                vec![result_of(&id)]
+                // Two answers, as two flushes of a coordinator would give.
+                let results: Vec<Value> = ids.iter().map(|id| result_of(id)).collect();
+                let (head, tail) = results.split_at(results.len() / 2);
+                [head, tail]
+                    .into_iter()
+                    .filter(|part| !part.is_empty())
+                    .map(|part| json!({"results": part, "refused": []}))
+                    .collect()
             }
+            Some(other) => panic!("unexpected command {other}"),
+            None => panic!("a job outside a batch: {payload}"),
         };
         for answer in answers {
             let reply = json!({"to": me, "from": env["to"], "payload": answer.to_string(), "correlation_id": env["id"]});
@@ -216,14 +231,50 @@ async fn resume_submits_only_unknown_ids_and_collects_every_result_once() {
 }
 
 #[tokio::test]
-async fn jobs_bounced_by_a_full_mailbox_are_sent_again_and_answered_once() {
-    // A window of 10: at times every place is held by a bounced job.
+async fn batches_bounced_by_a_full_mailbox_are_sent_again_and_answered_once() {
+    // A window of 10: at times every place is held by a bounced batch.
     let (outcomes, submitted) = run_with(false, 1_000, 10, true).await;
     let ids = result_ids(&outcomes);
     assert_eq!(ids.len(), 1_000, "every job answered once");
     let submitted = submitted.lock().unwrap();
+    let mut again = 0;
     for (id, count) in submitted.iter() {
         let n: u64 = id.rsplit('-').next().unwrap().parse().unwrap();
-        assert_eq!(*count, if n % 5 == 0 { 2 } else { 1 }, "{id}");
+        if n % 5 == 0 {
+            assert_eq!(*count, 2, "{id} was bounced once, then sent again");
+        }
+        assert!(*count <= 2, "{id}");
+        again += usize::from(*count == 2);
     }
+    assert!(again >= 200, "every fifth job was sent again");
+}
+
+#[tokio::test]
+async fn a_window_larger_than_a_batch_answers_every_job() {
+    let (addr, submitted) = fake_cluster(false).await;
+    let url = format!("ws://{addr}");
+    let opts = StreamOptions {
+        window: 20_000,
+        timeout: LIMIT,
+        ..StreamOptions::new("big")
+    };
+    let mut outcomes = Vec::new();
+    tokio::time::timeout(
+        LIMIT * 3,
+        stream_jobs(
+            &url,
+            &ClusterSecret::development(),
+            jobs(10_000),
+            None,
+            opts,
+            |o| {
+                outcomes.push(o);
+            },
+        ),
+    )
+    .await
+    .expect("in time")
+    .expect("streamed");
+    assert_eq!(result_ids(&outcomes).len(), 10_000);
+    assert_eq!(submitted.lock().unwrap().len(), 10_000);
 }

@@ -1,6 +1,7 @@
 //! The edge under bulk load, with real `job-node` processes: `submit
-//! --file --wait` of 50,000 echo jobs to one node and to a 3-node cluster
-//! returns every result; a raw WebSocket client that sends 50,000 jobs
+//! --file --wait` of 50,000 echo jobs (sent in `submit_batch` frames) to one
+//! node and to a 3-node cluster, one of whose nodes is killed in the middle
+//! of the run, returns every result exactly once; a raw WebSocket client that sends 50,000 jobs
 //! before reading a single answer gets them all (flow control pauses the
 //! reading of its socket, it does not drop it); a client that stops
 //! reading is closed with 1013, but only after the node's idle limit.
@@ -8,12 +9,13 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
@@ -50,59 +52,63 @@ fn echo_file(dir: &Scratch, n: usize) -> String {
     path.to_str().unwrap().to_owned()
 }
 
-async fn cli_bulk(args: &[&str]) -> Output {
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
+/// Runs `submit --file --wait` of [`JOBS`] echo jobs against `url` and
+/// checks one correct line per job, ids `<prefix>-1..=JOBS` and the
+/// `--ids-out` file; `after(n)` runs once `n` result lines were read.
+async fn bulk_submit(url: &str, tag: &str, mut after: impl FnMut(usize)) {
+    let dir = Scratch::new(tag);
+    let file = echo_file(&dir, JOBS);
+    let ids_out = dir.0.join("ids.txt");
+    let mut child = Command::new(BIN)
+        .args([
+            "submit",
+            "--cluster",
+            url,
+            "--file",
+            &file,
+            "--wait",
+            "--id-prefix",
+            tag,
+            "--ids-out",
+            ids_out.to_str().unwrap(),
+        ])
         .env("RUST_LOG", "error")
         .env_remove("JOBMESH_CLUSTER")
         .env_remove("JOBMESH_SECRET_FILE")
         .stdin(Stdio::null())
-        .kill_on_drop(true);
-    tokio::time::timeout(BULK_LIMIT, command.output())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run job-node");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = HashSet::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.expect("stdout") {
+            let v: Value = serde_json::from_str(&line).expect("a JSON line");
+            let id = v["id"].as_str().expect("an id");
+            let n: usize = id
+                .strip_prefix(&format!("{tag}-"))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("id {id} is not {tag}-<n>"));
+            assert_eq!(v["result"], format!("payload {}", n - 1), "{line}");
+            assert!(seen.insert(n), "job {id} answered twice");
+            after(seen.len());
+        }
+    };
+    tokio::time::timeout(BULK_LIMIT, read)
         .await
-        .unwrap_or_else(|_| panic!("job-node {args:?} did not finish in time"))
-        .expect("run job-node")
-}
-
-/// Runs `submit --file --wait` of [`JOBS`] echo jobs against `url` and
-/// checks one correct line per job, ids `<prefix>-1..=JOBS` and the
-/// `--ids-out` file.
-async fn bulk_submit(url: &str, tag: &str) {
-    let dir = Scratch::new(tag);
-    let file = echo_file(&dir, JOBS);
-    let ids_out = dir.0.join("ids.txt");
-    let out = cli_bulk(&[
-        "submit",
-        "--cluster",
-        url,
-        "--file",
-        &file,
-        "--wait",
-        "--id-prefix",
-        tag,
-        "--ids-out",
-        ids_out.to_str().unwrap(),
-    ])
-    .await;
+        .unwrap_or_else(|_| panic!("submit --file to {url} did not finish in time"));
+    let out = tokio::time::timeout(LIMIT, child.wait_with_output())
+        .await
+        .expect("exits")
+        .expect("job-node");
     assert!(
         out.status.success(),
         "exit {:?}: {}",
         out.status,
         stderr(&out)
     );
-    let text = stdout(&out);
-    let mut seen = HashSet::new();
-    for line in text.lines() {
-        let v: Value = serde_json::from_str(line).expect("a JSON line");
-        let id = v["id"].as_str().expect("an id");
-        let n: usize = id
-            .strip_prefix(&format!("{tag}-"))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("id {id} is not {tag}-<n>"));
-        assert_eq!(v["result"], format!("payload {}", n - 1), "{line}");
-        assert!(seen.insert(n), "job {id} answered twice");
-    }
     assert_eq!(seen.len(), JOBS, "one line per job");
     let recorded = std::fs::read_to_string(&ids_out).unwrap();
     assert_eq!(recorded.lines().count(), JOBS);
@@ -112,13 +118,22 @@ async fn bulk_submit(url: &str, tag: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_thousand_jobs_from_a_file_to_one_node() {
     let node = NodeProc::start("node-1", &[]).await;
-    bulk_submit(node.url(), "one").await;
+    bulk_submit(node.url(), "one", |_| {}).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_thousand_jobs_from_a_file_to_three_nodes() {
-    let nodes = cluster(3, &[]).await;
-    bulk_submit(nodes[1].url(), "three").await;
+async fn fifty_thousand_jobs_from_a_file_to_three_nodes_one_killed_midway() {
+    let mut nodes = cluster(3, &[]).await;
+    let (head, tail) = nodes.split_at_mut(2);
+    let victim = &mut tail[0];
+    // Killed (SIGKILL) after a fifth of the results: its attempts in
+    // flight go again elsewhere, and the client still gets each job once.
+    bulk_submit(head[1].url(), "three", |n| {
+        if n == JOBS / 5 {
+            victim.child.start_kill().expect("kill node-3");
+        }
+    })
+    .await;
 }
 
 type RawWs =

@@ -168,7 +168,7 @@ pub use record::{
 };
 pub use service::{
     CancelReport, Coordinator, CoordinatorOptions, Lookup, PendingJob, RecurringError,
-    RecurringJob, COORDINATOR, MAX_IDS, MAX_RECURRING,
+    RecurringJob, COORDINATOR, MAX_BATCH_JOBS, MAX_IDS, MAX_RECURRING,
 };
 pub use stats::{KindStatsSnapshot, NodeStatsSnapshot, StatsSnapshot, TimingSnapshot};
 pub use wire::MAX_BINCODE_BYTES;

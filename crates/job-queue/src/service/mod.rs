@@ -38,6 +38,7 @@ mod recurring;
 mod restart;
 mod shell;
 
+pub use command::MAX_BATCH_JOBS;
 pub use fanout::{CancelReport, Lookup, MAX_IDS};
 #[cfg(feature = "fault-injection")]
 pub use fault::Fault;

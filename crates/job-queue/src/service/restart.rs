@@ -38,6 +38,9 @@ pub(super) enum Waiter {
         format: PayloadFormat,
         progress: bool,
     },
+    /// An entry of a `submit_batch`: its result joins the batch's next
+    /// answer (one envelope per flush).
+    Batch { to: ActorAddr, request: MessageId },
     /// A job resumed from the journal: its result is kept in [`Finished`].
     Resumed,
 }

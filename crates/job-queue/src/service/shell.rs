@@ -47,6 +47,7 @@ use crate::pool::WORKER;
 use crate::protocol::{encode_cancel, encode_fenced_batch, encode_job, MAX_CANCEL_IDS};
 use crate::record::{now_ms, Records};
 
+mod batch;
 mod edge;
 mod recurring_ops;
 mod remote;
@@ -123,6 +124,8 @@ pub(super) struct Shell {
     incarnation: u64,
     /// The link losses acted on, per node.
     link_losses: LinkLosses,
+    /// Answers to `submit_batch` commands gathered during a run.
+    batch_replies: batch::BatchReplies,
     #[cfg(feature = "fault-injection")]
     fault_armed: bool,
 }
@@ -168,6 +171,7 @@ impl Shell {
             recurring: Recurring::default(),
             incarnation: super::incarnation(),
             link_losses: LinkLosses::default(),
+            batch_replies: batch::BatchReplies::default(),
             setup: setup.clone(),
             #[cfg(feature = "fault-injection")]
             fault_armed: false,
@@ -262,6 +266,8 @@ impl Shell {
                 env.kind = EnvelopeKind::Error;
                 env.correlation_id = Some(request);
                 self.send(env);
+            } else if let Waiter::Batch { to, request } = waiter {
+                self.lost_in_batch(&to, request, &id);
             }
             // A local waiter's channel closes: `PendingJob::result` fails.
         }
@@ -282,6 +288,7 @@ impl Shell {
                 _ => {}
             }
         }
+        self.send_batch_replies();
         if let Some(mut journal) = self.journal.take() {
             if !self.journal_batch.is_empty() {
                 self.journal_batch.id_floor = self.core.generated_ids();
@@ -655,6 +662,7 @@ impl Shell {
             }
             self.send_cancels();
             self.send_limit_messages();
+            self.send_batch_replies();
             if !any {
                 break;
             }
@@ -785,6 +793,7 @@ impl Shell {
                 env.correlation_id = Some(request);
                 self.send(env);
             }
+            Waiter::Batch { to, request } => self.deliver_in_batch(&to, request, &result),
             Waiter::Resumed => self.finished.insert(result),
         }
     }

@@ -151,6 +151,7 @@ impl Shell {
                     Job::from_json(&job.to_string()).map_err(|e| format!("cannot decode job: {e}"));
                 return self.submit_remote(job, &env, progress, rerun, now);
             }
+            Ok(Command::SubmitBatch { jobs }) => return self.on_submit_batch(&env, jobs, now),
             Ok(Command::Get { ids, local }) => return self.on_get(env, ids, local),
             Ok(Command::Cancel { ids, local }) => return self.on_cancel(env, ids, local, now),
             Ok(Command::Attach { ids }) => return self.on_attach(env, ids),
