@@ -126,6 +126,7 @@ mod handler;
 mod histogram;
 mod job;
 mod limits;
+mod local;
 mod pool;
 mod protocol;
 mod record;
