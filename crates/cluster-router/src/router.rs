@@ -476,9 +476,8 @@ impl Router {
     pub fn remove_local<T: Any + Send + Sync>(&self, value: &Arc<T>) -> bool {
         let mut locals = self.inner.locals.write();
         let current = locals.get(&TypeId::of::<T>());
-        let same = current.is_some_and(|current| {
-            std::ptr::addr_eq(Arc::as_ptr(current), Arc::as_ptr(value))
-        });
+        let same = current
+            .is_some_and(|current| std::ptr::addr_eq(Arc::as_ptr(current), Arc::as_ptr(value)));
         if same {
             locals.remove(&TypeId::of::<T>());
         }
