@@ -17,6 +17,8 @@ use actor_core::{
 };
 use async_trait::async_trait;
 use cluster_router::{ActorAddr, Envelope, EnvelopeKind, Load, MessageId, PayloadFormat, Router};
+use rustc_hash::FxHashMap;
+use std::collections::hash_map::Entry;
 use tokio::sync::mpsc;
 
 use crate::coordinator::{
@@ -454,8 +456,12 @@ const MAX_COORDINATORS: usize = 4096;
 
 struct PoolActor {
     parts: PoolParts,
-    /// Jobs queued or running, for cancellation and fencing.
-    controls: std::collections::HashMap<(ActorAddr, JobId), Controlled>,
+    /// Jobs queued or running, for cancellation and fencing. Fast unkeyed
+    /// hashing: the key's job id hashes as its keyed hash (`JobId`), which
+    /// nobody outside the process can predict, so collisions cannot be
+    /// aimed through the ids, and the addresses are coordinators' (their
+    /// nodes authenticated by the router).
+    controls: FxHashMap<(ActorAddr, JobId), Controlled>,
     outbox: Outbox,
     cpu: CpuSampler,
     /// Results of batched requests collected in this run, per requester.
@@ -469,7 +475,7 @@ impl PoolActor {
         let (outbox, _failures) = Outbox::new(parts.router.clone());
         PoolActor {
             parts,
-            controls: std::collections::HashMap::new(),
+            controls: FxHashMap::default(),
             outbox,
             cpu: CpuSampler::default(),
             results: Vec::new(),
@@ -686,30 +692,22 @@ impl PoolActor {
         match event {
             WorkerEvent::Finished { result, ticket, .. } => {
                 let key = (ticket.reply_to.clone(), result.id.clone());
-                let same = self.controls.get(&key).is_some_and(|entry| {
-                    entry.attempt == result.attempt && entry.incarnation == ticket.incarnation
-                });
-                if same {
-                    self.controls.remove(&key);
+                if let Entry::Occupied(entry) = self.controls.entry(key) {
+                    let control = entry.get();
+                    if control.attempt == result.attempt
+                        && control.incarnation == ticket.incarnation
+                    {
+                        entry.remove();
+                    }
                 }
                 // A job of an older incarnation that ended cancelled was
                 // fenced before it started (a newer incarnation cannot
                 // cancel an older one's jobs): its coordinator is gone.
-                let newest = self
-                    .parts
-                    .incarnations
-                    .lock()
-                    .get(&ticket.reply_to)
-                    .copied();
-                let stale = ticket
-                    .incarnation
-                    .zip(newest)
-                    .is_some_and(|(mine, newest)| mine < newest);
                 let cancelled = result
                     .error
                     .as_ref()
                     .is_some_and(|e| e.cause == FailureCause::Cancelled);
-                if stale && cancelled {
+                if cancelled && self.is_stale(&ticket) {
                     self.parts.fenced.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
@@ -719,6 +717,21 @@ impl PoolActor {
                 self.reply(&ticket, WorkerReply::Progress(update));
             }
         }
+    }
+
+    /// Whether a newer incarnation of the ticket's coordinator dispatched
+    /// here since.
+    fn is_stale(&self, ticket: &Ticket) -> bool {
+        let newest = self
+            .parts
+            .incarnations
+            .lock()
+            .get(&ticket.reply_to)
+            .copied();
+        ticket
+            .incarnation
+            .zip(newest)
+            .is_some_and(|(mine, newest)| mine < newest)
     }
 
     /// Collects a result of a batched request; answers any other at once.
