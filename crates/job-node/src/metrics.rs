@@ -333,3 +333,30 @@ fn labels(kind: &str, node: &str) -> KindNode {
 fn saturating_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_histograms_count_per_kind_and_node() {
+        let metrics = Metrics::new();
+        let ms = Duration::from_millis(1);
+        for node in ["n1", "n1", "n2", "n1", "n1", "n2"] {
+            metrics.observe_attempt("echo", node, ms);
+        }
+        metrics.observe_attempt("sha256", "n1", ms);
+        let text = metrics.encode();
+        let count = |labels: &str| {
+            let prefix = format!("jobmesh_job_duration_seconds_count{{{labels}}} ");
+            text.lines()
+                .find_map(|line| line.strip_prefix(prefix.as_str()))
+                .unwrap_or_else(|| panic!("no {prefix} in {text}"))
+                .trim()
+                .to_owned()
+        };
+        assert_eq!(count(r#"kind="echo",node="n1""#), "4");
+        assert_eq!(count(r#"kind="echo",node="n2""#), "2");
+        assert_eq!(count(r#"kind="sha256",node="n1""#), "1");
+    }
+}
