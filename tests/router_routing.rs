@@ -295,3 +295,35 @@ async fn many_envelopes_cross_in_order() {
     );
     stop_all(&nodes).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_local_companions_are_kept_per_type_and_per_router() {
+    use std::sync::Arc;
+    let nodes = cluster(&["local-a", "local-b"]).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    assert!(a.local::<String>().is_none());
+    let first = Arc::new(String::from("first"));
+    assert!(a.set_local(Arc::clone(&first)).is_none());
+    assert_eq!(
+        a.local::<String>().as_deref().map(String::as_str),
+        Some("first")
+    );
+    // Per type, and per router: another type or router sees nothing.
+    assert!(a.local::<u64>().is_none());
+    assert!(b.local::<String>().is_none());
+    // A successor replaces it; its predecessor cannot withdraw it.
+    let second = Arc::new(String::from("second"));
+    let replaced = a.set_local(Arc::clone(&second)).expect("the first one");
+    assert!(Arc::ptr_eq(&replaced, &first));
+    assert!(!a.remove_local(&first));
+    assert_eq!(
+        a.local::<String>().as_deref().map(String::as_str),
+        Some("second")
+    );
+    assert!(a.remove_local(&second));
+    assert!(a.local::<String>().is_none());
+    // Shutdown forgets them.
+    a.set_local(Arc::new(7u64));
+    stop_all(&nodes).await;
+    assert!(a.local::<u64>().is_none());
+}

@@ -1,6 +1,7 @@
 //! The [`Router`] handle: start, registration, sending, requests, membership
 //! queries, leave and shutdown.
 
+use std::any::{Any, TypeId};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -70,6 +71,9 @@ pub(crate) struct Inner {
     pub(crate) outboxes: Outboxes,
     /// Rate limit of the "mailbox full" warnings.
     pub(crate) overflow_warnings: OverflowWarnings,
+    /// Process-local companions of this node's actors, by type (see
+    /// [`Router::set_local`]).
+    pub(crate) locals: RwLock<FxHashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     /// This `Inner` itself (for the tasks it spawns).
     weak: Weak<Inner>,
 }
@@ -190,6 +194,7 @@ impl Router {
             stopped: AtomicBool::new(false),
             outboxes: Outboxes::default(),
             overflow_warnings: OverflowWarnings::default(),
+            locals: RwLock::default(),
             seed_errors: Mutex::default(),
             config,
         });
@@ -449,6 +454,36 @@ impl Router {
         }
     }
 
+    /// Publishes a process-local companion of an actor of this node, one
+    /// per type `T` (replacing the previous one): a value that other actors
+    /// of the same process look up with [`local`](Self::local), e.g. a typed
+    /// handle that skips envelopes between two actors that live side by
+    /// side. The router only keeps it; it never crosses the network.
+    /// Returns the value it replaced.
+    pub fn set_local<T: Any + Send + Sync>(&self, value: Arc<T>) -> Option<Arc<T>> {
+        let old = self.inner.locals.write().insert(TypeId::of::<T>(), value);
+        old.and_then(|old| old.downcast().ok())
+    }
+
+    /// The companion of type `T` published with [`set_local`](Self::set_local).
+    pub fn local<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let value = self.inner.locals.read().get(&TypeId::of::<T>()).cloned()?;
+        value.downcast().ok()
+    }
+
+    /// Withdraws the companion of type `T` if it is still `value` (a later
+    /// one, published by a successor, is kept); whether it was withdrawn.
+    pub fn remove_local<T: Any + Send + Sync>(&self, value: &Arc<T>) -> bool {
+        let mut locals = self.inner.locals.write();
+        let current = locals.get(&TypeId::of::<T>());
+        let same = current
+            .is_some_and(|current| std::ptr::addr_eq(Arc::as_ptr(current), Arc::as_ptr(value)));
+        if same {
+            locals.remove(&TypeId::of::<T>());
+        }
+        same
+    }
+
     /// A snapshot of the routing counters.
     pub fn stats(&self) -> RouterStats {
         self.inner.counters.snapshot()
@@ -516,6 +551,7 @@ impl Router {
             slot.backlog.close();
         }
         inner.pending.lock().clear();
+        inner.locals.write().clear();
         inner.outboxes.clear();
         inner.transport.shutdown().await;
     }

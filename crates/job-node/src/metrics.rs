@@ -8,7 +8,7 @@
 //! each scrape.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -48,6 +48,10 @@ struct Seen {
     attempts: HashMap<KindNode, (u64, u64)>,
 }
 
+/// Most kinds whose processing-time histogram is cached for
+/// [`Metrics::observe_attempt`].
+const MAX_CACHED_KINDS: usize = 256;
+
 fn latency_histogram() -> Histogram {
     // 0.5 ms .. ~16 s
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -68,6 +72,10 @@ pub(crate) struct Metrics {
     queued: Gauge,
     waiting_for_limit: Gauge,
     latency: Family<KindNode, Histogram, fn() -> Histogram>,
+    /// The histogram of `latency` for each kind, with the node it is
+    /// labelled with: the per-attempt observation finds it without
+    /// building (allocating) a label set and hashing it.
+    latency_by_kind: RwLock<HashMap<String, (String, Histogram)>>,
     links: Gauge,
     members: Family<StatusLabel, Gauge>,
     in_flight: Family<NodeLabel, Gauge>,
@@ -96,6 +104,7 @@ impl Metrics {
             queued: Gauge::default(),
             waiting_for_limit: Gauge::default(),
             latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            latency_by_kind: RwLock::default(),
             links: Gauge::default(),
             members: Family::default(),
             in_flight: Family::default(),
@@ -174,9 +183,29 @@ impl Metrics {
     /// Records the processing time of an attempt this node's workers
     /// finished (successfully or not) for a job of `kind`.
     pub(crate) fn observe_attempt(&self, kind: &str, node: &str, elapsed: Duration) {
-        self.latency
-            .get_or_create(&labels(kind, node))
-            .observe(elapsed.as_secs_f64());
+        let seconds = elapsed.as_secs_f64();
+        {
+            let cached = self
+                .latency_by_kind
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some((labelled, histogram)) = cached.get(kind) {
+                if labelled == node {
+                    histogram.observe(seconds);
+                    return;
+                }
+            }
+        }
+        let histogram = self.latency.get_or_create(&labels(kind, node)).clone();
+        histogram.observe(seconds);
+        let mut cached = self
+            .latency_by_kind
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        // The kinds are the registry's (bounded); the cap only guards it.
+        if cached.len() < MAX_CACHED_KINDS || cached.contains_key(kind) {
+            cached.insert(kind.to_owned(), (node.to_owned(), histogram));
+        }
     }
 
     /// Refreshes the membership gauges.
@@ -303,4 +332,31 @@ fn labels(kind: &str, node: &str) -> KindNode {
 
 fn saturating_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_histograms_count_per_kind_and_node() {
+        let metrics = Metrics::new();
+        let ms = Duration::from_millis(1);
+        for node in ["n1", "n1", "n2", "n1", "n1", "n2"] {
+            metrics.observe_attempt("echo", node, ms);
+        }
+        metrics.observe_attempt("sha256", "n1", ms);
+        let text = metrics.encode();
+        let count = |labels: &str| {
+            let prefix = format!("jobmesh_job_duration_seconds_count{{{labels}}} ");
+            text.lines()
+                .find_map(|line| line.strip_prefix(prefix.as_str()))
+                .unwrap_or_else(|| panic!("no {prefix} in {text}"))
+                .trim()
+                .to_owned()
+        };
+        assert_eq!(count(r#"kind="echo",node="n1""#), "4");
+        assert_eq!(count(r#"kind="echo",node="n2""#), "2");
+        assert_eq!(count(r#"kind="sha256",node="n1""#), "1");
+    }
 }

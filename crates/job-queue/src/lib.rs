@@ -57,7 +57,10 @@
 //! (other nodes, external JSON clients), as a reply in the request's format.
 //! The hot path is batched: the coordinator drains its mailbox in runs,
 //! sends one envelope of many jobs per node, never waits on a full link
-//! (a per-node lane does), and pools answer with batches of results.
+//! (a per-node lane does), and pools answer with batches of results. The
+//! pool of the coordinator's own node, in the same process, gets its jobs
+//! and returns its results as typed values instead of envelopes (same
+//! semantics, envelopes as the fallback; `WorkerPool::local_jobs`).
 //! [`Coordinator::submit_with_progress`] forwards progress reports;
 //! [`Coordinator::submit_many`] submits a batch in one trip, all or none;
 //! [`Coordinator::drain`] and [`WorkerPool::drain`] finish what is held
@@ -126,6 +129,7 @@ mod handler;
 mod histogram;
 mod job;
 mod limits;
+mod local;
 mod pool;
 mod protocol;
 mod record;

@@ -13,9 +13,12 @@ use std::time::{Duration, Instant};
 
 use actor_core::{
     Actor, ActorRef, BoxError, ChildEvent, Context, RestartPolicy, SpawnOptions, Supervisor,
+    TrySendError,
 };
 use async_trait::async_trait;
 use cluster_router::{ActorAddr, Envelope, EnvelopeKind, Load, MessageId, PayloadFormat, Router};
+use rustc_hash::FxHashMap;
+use std::collections::hash_map::Entry;
 use tokio::sync::mpsc;
 
 use crate::coordinator::{
@@ -27,6 +30,7 @@ use crate::failure::{FailureCause, JobFailure};
 use crate::handler::{HandlerRegistry, KIND_TAG_PREFIX};
 use crate::job::JobResult;
 use crate::job::{Job, JobId};
+use crate::local::{LocalCancel, LocalJobs, LocalPool, LocalReply, LocalStats};
 use crate::protocol::{decode_request, encode_reply, WorkerReply, WorkerRequest};
 use crate::reply_retry::{self, PendingReplies, RetryLimits};
 use crate::service::outbox::Outbox;
@@ -87,6 +91,9 @@ pub(crate) struct Ticket {
     batched: bool,
     /// The requesting coordinator's incarnation (fenced batches).
     incarnation: Option<u64>,
+    /// The requester is the coordinator of this process: answers go into
+    /// its mailbox as typed values (see `local.rs`).
+    local: Option<ActorRef<LocalReply>>,
 }
 
 /// A node's worker pool: receives jobs at `worker@<node>`, runs them on a
@@ -113,6 +120,9 @@ pub struct WorkerPool {
     fenced: Arc<std::sync::atomic::AtomicU64>,
     /// Jobs queued for or running on external workers.
     external_busy: Arc<std::sync::atomic::AtomicUsize>,
+    /// The typed entrance published on the router for this process's
+    /// coordinator.
+    local: Arc<LocalPool>,
 }
 
 impl std::fmt::Debug for WorkerPool {
@@ -169,7 +179,9 @@ impl WorkerPool {
             external: Arc::new(parking_lot::Mutex::new(external)),
             external_busy: Arc::default(),
             external_tags: Arc::default(),
+            local_stats: Arc::default(),
         };
+        let local_stats = Arc::clone(&parts.local_stats);
         let external_busy = Arc::clone(&parts.external_busy);
         let fenced = Arc::clone(&parts.fenced);
         let undelivered = Arc::clone(&parts.undelivered);
@@ -196,6 +208,12 @@ impl WorkerPool {
             actor.clone(),
         ));
         advertise_kinds(router, kind_tags);
+        // The coordinator of this process may now hand jobs over directly.
+        let local = Arc::new(LocalPool {
+            actor: actor.clone(),
+            stats: local_stats,
+        });
+        router.set_local(Arc::clone(&local));
         // Retries results kept for unreachable coordinators; ends once the
         // pool (and every instance of its actor) is gone.
         tokio::spawn(reply_retry::retry_loop(
@@ -212,7 +230,20 @@ impl WorkerPool {
             undelivered,
             fenced,
             external_busy,
+            local,
         })
+    }
+
+    /// Jobs this pool received from the coordinator of its own process
+    /// without an envelope (see `docs/architecture.md`, "The local path").
+    pub fn local_jobs(&self) -> u64 {
+        self.local.stats.jobs()
+    }
+
+    /// Results this pool returned to the coordinator of its own process
+    /// without an envelope.
+    pub fn local_results(&self) -> u64 {
+        self.local.stats.results()
     }
 
     /// Jobs of an older incarnation of a restarted coordinator that were
@@ -285,8 +316,11 @@ impl WorkerPool {
             actor,
             engine,
             shutdown_grace,
+            local,
             ..
         } = self;
+        // Dispatches take the envelope path from now on (and bounce).
+        router.remove_local(&local);
         router.unregister(WORKER);
         router.unregister(EXTERNAL);
         engine.shutdown_within(shutdown_grace).await;
@@ -320,6 +354,10 @@ fn advertise_kinds(router: &Router, kind_tags: Vec<String>) {
 pub(crate) enum PoolMsg {
     /// From the router: a job or a batch of jobs.
     Envelope(Envelope),
+    /// From the coordinator of this process: a batch of jobs.
+    LocalJobs(LocalJobs),
+    /// From the coordinator of this process: attempts to cancel.
+    LocalCancel(LocalCancel),
     /// From the engine: a result or a progress report.
     Event(WorkerEvent<Arc<Ticket>>),
     /// Time to publish the load.
@@ -372,6 +410,8 @@ struct PoolParts {
     external_busy: Arc<std::sync::atomic::AtomicUsize>,
     /// The plain tags advertised for external workers (not the node's own).
     external_tags: Arc<parking_lot::Mutex<Vec<String>>>,
+    /// Counters of the typed path to this process's coordinator.
+    local_stats: Arc<LocalStats>,
 }
 
 /// Spawns the pool actor under its own supervisor (restarts logged by it).
@@ -416,8 +456,12 @@ const MAX_COORDINATORS: usize = 4096;
 
 struct PoolActor {
     parts: PoolParts,
-    /// Jobs queued or running, for cancellation and fencing.
-    controls: std::collections::HashMap<(ActorAddr, JobId), Controlled>,
+    /// Jobs queued or running, for cancellation and fencing. Fast unkeyed
+    /// hashing: the key's job id hashes as its keyed hash (`JobId`), which
+    /// nobody outside the process can predict, so collisions cannot be
+    /// aimed through the ids, and the addresses are coordinators' (their
+    /// nodes authenticated by the router).
+    controls: FxHashMap<(ActorAddr, JobId), Controlled>,
     outbox: Outbox,
     cpu: CpuSampler,
     /// Results of batched requests collected in this run, per requester.
@@ -431,7 +475,7 @@ impl PoolActor {
         let (outbox, _failures) = Outbox::new(parts.router.clone());
         PoolActor {
             parts,
-            controls: std::collections::HashMap::new(),
+            controls: FxHashMap::default(),
             outbox,
             cpu: CpuSampler::default(),
             results: Vec::new(),
@@ -454,7 +498,18 @@ impl PoolActor {
                 jobs,
                 incarnation,
                 batched,
-            }) => self.on_jobs(&env, jobs, incarnation, batched),
+            }) => {
+                let ticket = Arc::new(Ticket {
+                    reply_to: env.from.clone(),
+                    me: self.parts.me.clone(),
+                    request: env.id,
+                    format: env.format,
+                    batched,
+                    incarnation,
+                    local: None,
+                });
+                self.on_jobs(ticket, jobs);
+            }
             Ok(WorkerRequest::Cancel {
                 incarnation,
                 attempts,
@@ -467,19 +522,35 @@ impl PoolActor {
         }
     }
 
-    fn on_jobs(&mut self, env: &Envelope, jobs: Vec<Job>, incarnation: Option<u64>, batched: bool) {
+    /// Jobs from the coordinator of this process, handled like a fenced
+    /// batch envelope from its address.
+    fn on_local_jobs(&mut self, request: LocalJobs) {
+        let LocalJobs {
+            from,
+            incarnation,
+            jobs,
+            reply,
+        } = request;
+        let ticket = Arc::new(Ticket {
+            reply_to: from,
+            me: self.parts.me.clone(),
+            // Only seen if an answer falls back to an envelope.
+            request: MessageId::next(),
+            format: PayloadFormat::Binary,
+            batched: true,
+            incarnation: Some(incarnation),
+            local: Some(reply),
+        });
+        self.on_jobs(ticket, jobs);
+    }
+
+    fn on_jobs(&mut self, ticket: Arc<Ticket>, jobs: Vec<Job>) {
+        let from = &ticket.reply_to;
+        let incarnation = ticket.incarnation;
         if let Some(incarnation) = incarnation {
-            self.fence_older(&env.from, incarnation);
+            self.fence_older(from, incarnation);
         }
         let me = self.parts.me.clone();
-        let ticket = Arc::new(Ticket {
-            reply_to: env.from.clone(),
-            me: me.clone(),
-            request: env.id,
-            format: env.format,
-            batched,
-            incarnation,
-        });
         let draining = self.parts.draining.load(Ordering::Acquire);
         for job in jobs {
             let (job, cause, reason) = if draining {
@@ -487,12 +558,12 @@ impl PoolActor {
             } else if !self.parts.local_kinds.contains(&job.kind) {
                 // Not a built-in kind: an external worker's (or nobody's
                 // any more: refused, and placed again elsewhere).
-                let (from, ticket) = (env.from.clone(), ticket.clone());
+                let (from, ticket) = (from.clone(), ticket.clone());
                 self.with_external(|ext, now| ext.submit(job, from, ticket, now));
                 continue;
             } else {
                 let control = Arc::new(TaskControl::default());
-                let key = (env.from.clone(), job.id.clone());
+                let key = (from.clone(), job.id.clone());
                 let entry = Controlled {
                     ticket: ticket.clone(),
                     attempt: job.attempt,
@@ -621,45 +692,52 @@ impl PoolActor {
         match event {
             WorkerEvent::Finished { result, ticket, .. } => {
                 let key = (ticket.reply_to.clone(), result.id.clone());
-                let same = self.controls.get(&key).is_some_and(|entry| {
-                    entry.attempt == result.attempt && entry.incarnation == ticket.incarnation
-                });
-                if same {
-                    self.controls.remove(&key);
+                if let Entry::Occupied(entry) = self.controls.entry(key) {
+                    let control = entry.get();
+                    if control.attempt == result.attempt
+                        && control.incarnation == ticket.incarnation
+                    {
+                        entry.remove();
+                    }
                 }
                 // A job of an older incarnation that ended cancelled was
                 // fenced before it started (a newer incarnation cannot
                 // cancel an older one's jobs): its coordinator is gone.
-                let newest = self
-                    .parts
-                    .incarnations
-                    .lock()
-                    .get(&ticket.reply_to)
-                    .copied();
-                let stale = ticket
-                    .incarnation
-                    .zip(newest)
-                    .is_some_and(|(mine, newest)| mine < newest);
                 let cancelled = result
                     .error
                     .as_ref()
                     .is_some_and(|e| e.cause == FailureCause::Cancelled);
-                if stale && cancelled {
+                if cancelled && self.is_stale(&ticket) {
                     self.parts.fenced.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
                 self.on_result(result, ticket);
             }
             WorkerEvent::Progress { update, ticket } => {
-                self.reply(&ticket, &WorkerReply::Progress(update));
+                self.reply(&ticket, WorkerReply::Progress(update));
             }
         }
+    }
+
+    /// Whether a newer incarnation of the ticket's coordinator dispatched
+    /// here since.
+    fn is_stale(&self, ticket: &Ticket) -> bool {
+        let newest = self
+            .parts
+            .incarnations
+            .lock()
+            .get(&ticket.reply_to)
+            .copied();
+        ticket
+            .incarnation
+            .zip(newest)
+            .is_some_and(|(mine, newest)| mine < newest)
     }
 
     /// Collects a result of a batched request; answers any other at once.
     fn on_result(&mut self, result: JobResult, ticket: Arc<Ticket>) {
         if !ticket.batched {
-            return self.reply(&ticket, &WorkerReply::Result(result));
+            return self.reply(&ticket, WorkerReply::Result(result));
         }
         let same = self
             .results
@@ -678,7 +756,7 @@ impl PoolActor {
                 Some(incarnation) => WorkerReply::Fenced(incarnation, results),
                 None => WorkerReply::Results(results),
             };
-            self.reply(&ticket, &reply);
+            self.reply(&ticket, reply);
         }
     }
 
@@ -699,7 +777,15 @@ impl PoolActor {
     /// progress report) for a coordinator whose node is not Up, or behind
     /// earlier undelivered results, or whose send fails at once, is kept and
     /// retried (see `reply_retry`); the coordinator drops duplicates.
-    fn reply(&mut self, ticket: &Ticket, reply: &WorkerReply) {
+    fn reply(&mut self, ticket: &Ticket, reply: WorkerReply) {
+        let reply = match &ticket.local {
+            Some(coordinator) => match self.reply_local(coordinator, reply) {
+                Some(reply) => reply,
+                None => return,
+            },
+            None => reply,
+        };
+        let reply = &reply;
         let env = reply_envelope(ticket, reply);
         if matches!(reply, WorkerReply::Progress(_)) {
             return self.send(env);
@@ -714,6 +800,33 @@ impl PoolActor {
         if let Err(err) = self.outbox.send(env.clone()) {
             tracing::info!(to = %ticket.reply_to, %err, "worker result kept for a retry");
             undelivered.keep(env);
+        }
+    }
+
+    /// Hands a reply to the coordinator of this process without an
+    /// envelope; gives it back when that cannot be done at once (its
+    /// mailbox is full or it stopped) or while earlier replies to it wait
+    /// in the outbox or for a retry (they keep their order).
+    fn reply_local(
+        &mut self,
+        coordinator: &ActorRef<LocalReply>,
+        reply: WorkerReply,
+    ) -> Option<WorkerReply> {
+        let node = self.parts.me.node();
+        if self.outbox.is_queued(node) || self.parts.undelivered.has_pending(node) {
+            return Some(reply);
+        }
+        let count = reply.result_count();
+        let local = LocalReply {
+            from: self.parts.me.clone(),
+            reply,
+        };
+        match coordinator.try_tell(local) {
+            Ok(()) => {
+                self.parts.local_stats.add_results(count);
+                None
+            }
+            Err(TrySendError::Full(local) | TrySendError::Closed(local)) => Some(local.reply),
         }
     }
 
@@ -739,6 +852,10 @@ impl Actor for PoolActor {
     async fn handle(&mut self, msg: PoolMsg, ctx: &mut Context<Self>) -> Result<(), BoxError> {
         match msg {
             PoolMsg::Envelope(env) => self.on_envelope(env),
+            PoolMsg::LocalJobs(jobs) => self.on_local_jobs(jobs),
+            PoolMsg::LocalCancel(cancel) => {
+                self.on_cancel(&cancel.from, cancel.incarnation, &cancel.attempts);
+            }
             PoolMsg::Event(event) => self.on_event(event),
             PoolMsg::Load => self.publish_load(),
             PoolMsg::ExternalTick => self.with_external(|ext, now| ext.tick(now)),
@@ -792,7 +909,7 @@ impl PoolActor {
                 Effect::Send(env) => self.send(env),
                 Effect::Finished(result, ticket) => self.on_result(result, ticket),
                 Effect::Progress(update, ticket) => {
-                    self.reply(&ticket, &WorkerReply::Progress(update));
+                    self.reply(&ticket, WorkerReply::Progress(update));
                 }
                 Effect::Advertise => {}
             }

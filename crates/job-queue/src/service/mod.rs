@@ -24,6 +24,7 @@ use crate::error::{JobError, SubmitError};
 use crate::handler::ProgressUpdate;
 use crate::job::{Job, JobId, JobResult};
 use crate::limits::{KindLimit, LIMITS, LIMIT_TAG_PREFIX};
+use crate::local::LocalReply;
 use crate::record::{FinishedSample, JobPage, JobQuery, Retention};
 use crate::stats::StatsSnapshot;
 
@@ -139,6 +140,9 @@ pub(crate) enum Msg {
     Refresh,
     /// A queued send failed after the actor handed it over.
     SendFailed(SendFailure),
+    /// A reply of this node's worker pool, without an envelope (see
+    /// `local.rs`).
+    Local(LocalReply),
     /// A test fault to inject.
     #[cfg(feature = "fault-injection")]
     Fault(Fault),
@@ -147,6 +151,12 @@ pub(crate) enum Msg {
 impl From<Envelope> for Msg {
     fn from(env: Envelope) -> Msg {
         Msg::Envelope(env)
+    }
+}
+
+impl From<LocalReply> for Msg {
+    fn from(reply: LocalReply) -> Msg {
+        Msg::Local(reply)
     }
 }
 

@@ -70,6 +70,14 @@ impl Outbox {
         }
     }
 
+    /// Whether envelopes to `node` wait in its lane (a send now would join
+    /// them).
+    pub(crate) fn is_queued(&self, node: &NodeId) -> bool {
+        self.lanes
+            .get(node)
+            .is_some_and(|lane| lane.queued.load(Ordering::Acquire) > 0)
+    }
+
     fn lane(&mut self, node: &NodeId) -> &Lane {
         let router = &self.router;
         let failures = &self.failures;

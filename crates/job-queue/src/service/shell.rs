@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actor_core::{Actor, BoxError, Context};
+use actor_core::{Actor, ActorRef, BoxError, Context};
 use async_trait::async_trait;
 use bytes::Bytes;
 use cluster_router::{
@@ -43,7 +43,8 @@ use crate::failure::{FailureCause, JobFailure};
 use crate::handler::ProgressUpdate;
 use crate::job::{IdMap, Job, JobId, JobResult};
 use crate::limits::{LimitMsg, LIMITS};
-use crate::pool::WORKER;
+use crate::local::{LocalCancel, LocalJobs, LocalPool, LocalReply};
+use crate::pool::{PoolMsg, WORKER};
 use crate::protocol::{encode_cancel, encode_fenced_batch, encode_job, MAX_CANCEL_IDS};
 use crate::record::{now_ms, Records};
 
@@ -126,6 +127,10 @@ pub(super) struct Shell {
     link_losses: LinkLosses,
     /// Answers to `submit_batch` commands gathered during a run.
     batch_replies: batch::BatchReplies,
+    /// This actor's own handle while a flush runs (a strong handle held
+    /// for longer would keep the actor from stopping on its own): where
+    /// this node's pool answers jobs handed over without an envelope.
+    myself: Option<ActorRef<Msg>>,
     #[cfg(feature = "fault-injection")]
     fault_armed: bool,
 }
@@ -172,6 +177,7 @@ impl Shell {
             incarnation: super::incarnation(),
             link_losses: LinkLosses::default(),
             batch_replies: batch::BatchReplies::default(),
+            myself: None,
             setup: setup.clone(),
             #[cfg(feature = "fault-injection")]
             fault_armed: false,
@@ -680,8 +686,18 @@ impl Shell {
         }
     }
 
-    /// Sends the attempts in `jobs` to `worker@<node>`, many per envelope.
+    /// Sends the attempts in `jobs` to `worker@<node>`: to this node's
+    /// pool without an envelope when it can take them, else many per
+    /// envelope.
     fn dispatch(&mut self, node: &str, jobs: Vec<(JobId, u32)>, now: Instant) {
+        let jobs = if node == self.me.node().as_str() {
+            match self.dispatch_local(jobs) {
+                Some(jobs) => jobs,
+                None => return,
+            }
+        } else {
+            jobs
+        };
         let Ok(node_id) = NodeId::new(node) else {
             self.fail_dispatched(jobs, &format!("bad node name {node:?}"), now);
             return;
@@ -702,6 +718,54 @@ impl Shell {
                 self.fail_dispatched(chunk.to_vec(), &message, now);
             }
         }
+    }
+
+    /// Hands the attempts in `jobs` to this node's pool as one typed batch
+    /// (see `local.rs`); gives them back when they must take the envelope
+    /// path (no pool in this process, its mailbox full or gone, earlier
+    /// envelopes to it still queued).
+    fn dispatch_local(&mut self, jobs: Vec<(JobId, u32)>) -> Option<Vec<(JobId, u32)>> {
+        let Some(pool) = self.local_pool() else {
+            return Some(jobs);
+        };
+        let Some(reply) = self.myself.as_ref().map(ActorRef::recipient) else {
+            return Some(jobs);
+        };
+        let live: Vec<Job> = jobs
+            .iter()
+            .filter_map(|(id, attempt)| self.core.running_job(id, *attempt))
+            .cloned()
+            .collect();
+        if live.is_empty() {
+            // Every action was stale (the attempts already ended).
+            return None;
+        }
+        let count = live.len();
+        let batch = LocalJobs {
+            from: self.me.clone(),
+            incarnation: self.incarnation,
+            jobs: live,
+            reply,
+        };
+        match pool.actor.try_tell(PoolMsg::LocalJobs(batch)) {
+            Ok(()) => {
+                pool.stats.add_jobs(count);
+                None
+            }
+            Err(_) => Some(jobs),
+        }
+    }
+
+    /// This node's pool, when it can be reached without an envelope now:
+    /// it runs in this process, binary dispatch (JSON dispatch stays one
+    /// envelope per job), and nothing to it waits in the outbox (a typed
+    /// message must not overtake an earlier envelope).
+    fn local_pool(&self) -> Option<Arc<LocalPool>> {
+        if self.format != PayloadFormat::Binary || self.outbox.is_queued(self.me.node()) {
+            return None;
+        }
+        let pool = self.router.local::<LocalPool>()?;
+        pool.actor.is_alive().then_some(pool)
     }
 
     /// Encodes the first attempts of `jobs` that fit one envelope; returns
@@ -733,17 +797,39 @@ impl Shell {
     /// flush (best effort: a lost message leaves the attempt running, and
     /// its result is dropped as late).
     fn send_cancels(&mut self) {
-        for (node, attempts) in std::mem::take(&mut self.cancels) {
-            let Ok(node_id) = NodeId::new(&node) else {
-                continue;
-            };
-            let to = ActorAddr::new(self.worker.clone(), node_id);
-            for chunk in attempts.chunks(MAX_CANCEL_IDS) {
-                let payload = encode_cancel(self.incarnation, chunk);
-                let env =
-                    Envelope::new(to.clone(), self.me.clone(), PayloadFormat::Binary, payload);
-                self.send(env);
+        for (node, mut attempts) in std::mem::take(&mut self.cancels) {
+            if *node == *self.me.node().as_str() {
+                let Some(pool) = self.local_pool() else {
+                    self.send_cancel_envelopes(&node, &attempts);
+                    continue;
+                };
+                let cancel = LocalCancel {
+                    from: self.me.clone(),
+                    incarnation: self.incarnation,
+                    attempts,
+                };
+                match pool.actor.try_tell(PoolMsg::LocalCancel(cancel)) {
+                    Ok(()) => continue,
+                    Err(err) => match err.into_inner() {
+                        PoolMsg::LocalCancel(cancel) => attempts = cancel.attempts,
+                        _ => continue,
+                    },
+                }
             }
+            self.send_cancel_envelopes(&node, &attempts);
+        }
+    }
+
+    /// Cancels `attempts` on `node` through envelopes.
+    fn send_cancel_envelopes(&mut self, node: &str, attempts: &[(JobId, u32)]) {
+        let Ok(node_id) = NodeId::new(node) else {
+            return;
+        };
+        let to = ActorAddr::new(self.worker.clone(), node_id);
+        for chunk in attempts.chunks(MAX_CANCEL_IDS) {
+            let payload = encode_cancel(self.incarnation, chunk);
+            let env = Envelope::new(to.clone(), self.me.clone(), PayloadFormat::Binary, payload);
+            self.send(env);
         }
     }
 
@@ -914,6 +1000,7 @@ impl Shell {
                 self.resume_deferred(now);
             }
             Msg::SendFailed(failure) => self.on_send_failed(failure, now),
+            Msg::Local(LocalReply { from, reply }) => self.on_reply(&from, reply, now),
             #[cfg(feature = "fault-injection")]
             Msg::Fault(fault) => self.inject(fault),
         }
@@ -951,7 +1038,9 @@ impl Actor for Shell {
         }
         self.refresh_nodes(now);
         self.resume_deferred(now);
+        self.myself = Some(ctx.myself());
         self.flush(now);
+        self.myself = None;
         Ok(())
     }
 
@@ -965,8 +1054,10 @@ impl Actor for Shell {
         Ok(())
     }
 
-    async fn drained(&mut self, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
+    async fn drained(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        self.myself = Some(ctx.myself());
         self.flush(Instant::now());
+        self.myself = None;
         Ok(())
     }
 

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use cluster_router::{Envelope, PayloadFormat};
+use cluster_router::{ActorAddr, Envelope, PayloadFormat};
 
 use super::super::command::{self, Command};
 use super::{RecurringCommand, Shell, Waiter};
@@ -15,28 +15,34 @@ use crate::protocol::{decode_job, decode_reply, encode_reply, WorkerReply};
 
 impl Shell {
     pub(super) fn on_worker_reply(&mut self, env: &Envelope, now: Instant) {
+        match decode_reply(&env.payload, env.format) {
+            Ok(reply) => self.on_reply(&env.from, reply, now),
+            Err(err) => tracing::warn!(from = %env.from, %err, "undecodable worker reply"),
+        }
+    }
+
+    /// A worker pool's reply, from an envelope or (this node's pool) as a
+    /// typed value.
+    pub(super) fn on_reply(&mut self, from: &ActorAddr, reply: WorkerReply, now: Instant) {
         #[cfg(feature = "fault-injection")]
         if std::mem::take(&mut self.fault_armed) {
-            panic!(
-                "injected fault: panicked while handling a reply from {}",
-                env.from
-            );
+            panic!("injected fault: panicked while handling a reply from {from}");
         }
-        let node = env.from.node().as_str();
-        match decode_reply(&env.payload, env.format) {
-            Ok(WorkerReply::Result(result)) => {
+        let node = from.node().as_str();
+        match reply {
+            WorkerReply::Result(result) => {
                 self.core.result_received(result, node, now);
             }
-            Ok(WorkerReply::Results(results)) => {
+            WorkerReply::Results(results) => {
                 for result in results {
                     self.core.result_received(result, node, now);
                 }
             }
-            Ok(WorkerReply::Fenced(incarnation, results)) => {
+            WorkerReply::Fenced(incarnation, results) => {
                 if incarnation != self.incarnation {
                     // Attempts an earlier incarnation of this coordinator
                     // dispatched: their jobs were resumed and run again.
-                    tracing::debug!(from = %env.from, count = results.len(), "results of an earlier incarnation dropped");
+                    tracing::debug!(%from, count = results.len(), "results of an earlier incarnation dropped");
                     self.core.count_late(results.len() as u64);
                     return;
                 }
@@ -44,13 +50,12 @@ impl Shell {
                     self.core.result_received(result, node, now);
                 }
             }
-            Ok(WorkerReply::Progress(update)) => {
+            WorkerReply::Progress(update) => {
                 if self.core.is_running(&update.job_id, update.attempt) {
                     self.forward_progress(&update);
                     self.progress.insert(update.job_id.clone(), update);
                 }
             }
-            Err(err) => tracing::warn!(from = %env.from, %err, "undecodable worker reply"),
         }
     }
 
