@@ -267,13 +267,14 @@ mod tests {
             .all(|e| !e.killed && e.status.is_some_and(|s| s.success())));
         let args = std::fs::read_to_string(dir.path().join("args.log")).unwrap();
         let lines: Vec<_> = args.lines().collect();
+        let threads = threads_per_node(3);
         assert_eq!(
             lines[0],
-            "start --name node-1 --listen 127.0.0.1:0 --supervised --workers 2 --http 127.0.0.1:9999 --secret-file /tmp/s --data-dir /tmp/d/node-1"
+            format!("start --name node-1 --listen 127.0.0.1:0 --supervised --workers 2 --threads {threads} --http 127.0.0.1:9999 --secret-file /tmp/s --data-dir /tmp/d/node-1")
         );
         assert_eq!(
             lines[2],
-            "start --name node-3 --listen 127.0.0.1:0 --supervised --workers 2 --join ws://127.0.0.1:1/node-1 --secret-file /tmp/s --data-dir /tmp/d/node-3"
+            format!("start --name node-3 --listen 127.0.0.1:0 --supervised --workers 2 --threads {threads} --join ws://127.0.0.1:1/node-1 --secret-file /tmp/s --data-dir /tmp/d/node-3")
         );
     }
 
