@@ -27,33 +27,31 @@ impl CoordinatorCore {
             return;
         }
         let mut blocked: Vec<Ready> = Vec::new();
-        let mut blocked_classes: Vec<(String, Vec<String>)> = Vec::new();
+        // Classes (kind and tags) of jobs found blocked in this pass.
+        let mut blocked_classes: Vec<u64> = Vec::new();
         while let Some(ready) = self.ready.pop_front(now) {
-            let id = ready.id.clone();
-            let Some(entry) = self.jobs.get(&id) else {
-                continue;
-            };
-            if !matches!(entry.phase, Phase::Queued) {
-                continue;
-            }
-            let plain = entry.failures.is_empty();
-            let same_class = |(kind, tags): &(String, Vec<String>)| {
-                *kind == entry.job.kind && *tags == entry.job.tags
-            };
-            let known_blocked = plain && blocked_classes.iter().any(same_class);
+            // A job like one already found blocked is passed over without
+            // looking it up (a gone or placed job's entry is dropped when
+            // a later pass reaches it).
+            let known_blocked = ready.class.is_some_and(|c| blocked_classes.contains(&c));
             let placed = if known_blocked {
                 Placement::Busy
             } else {
-                self.try_place(&id, now)
+                let Some(entry) = self.jobs.get(&ready.id) else {
+                    continue;
+                };
+                if !matches!(entry.phase, Phase::Queued) {
+                    continue;
+                }
+                let placed = self.try_place(&ready.id, now);
+                if let (Placement::Busy, Some(class)) = (placed, ready.class) {
+                    blocked_classes.push(class);
+                }
+                placed
             };
             if placed == Placement::Limited {
-                self.park_limited(&id);
+                self.park_limited(&ready.id);
             } else if placed == Placement::Busy {
-                if plain && !known_blocked {
-                    if let Some(entry) = self.jobs.get(&id) {
-                        blocked_classes.push((entry.job.kind.clone(), entry.job.tags.clone()));
-                    }
-                }
                 blocked.push(ready);
                 if blocked.len() >= MAX_BLOCKED_SCAN {
                     break;

@@ -49,7 +49,8 @@ impl CoordinatorCore {
                 // Only a Suspect node could take it (the one whose link
                 // broke, say): wait for it rather than burn an attempt.
                 entry.phase = Phase::Queued;
-                self.ready.push_back(id, entry.job.priority, now);
+                // It failed once: never passed over as like another job.
+                self.ready.push_back(id, None, entry.job.priority, now);
             } else {
                 self.dispatch(&id, now);
             }

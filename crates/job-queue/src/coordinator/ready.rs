@@ -23,8 +23,25 @@ const KEPT_LANES: usize = 8;
 #[derive(Debug)]
 pub(crate) struct Ready {
     pub(crate) id: JobId,
+    /// What the job asks of a node (see [`class_of`]), so that a pass over
+    /// the queue can skip jobs like one it found blocked without looking
+    /// the job up; `None` for a job that failed before (it avoids the
+    /// nodes it failed on, so it is never skipped as like another).
+    pub(crate) class: Option<u64>,
     priority: i32,
     since: Instant,
+}
+
+/// A keyed hash of a job's kind and tags: jobs with equal classes fit the
+/// same nodes. Keyed with the process's random key (kinds and tags come
+/// from clients), so two classes cannot be made to collide on purpose.
+pub(crate) fn class_of(kind: &str, tags: &[String]) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    static KEY: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    let mut hasher = KEY.get_or_init(std::hash::RandomState::new).build_hasher();
+    kind.hash(&mut hasher);
+    tags.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// See the module guide.
@@ -55,9 +72,10 @@ impl ReadyQueue {
     }
 
     /// Queues `id` behind the jobs of its priority.
-    pub(crate) fn push_back(&mut self, id: JobId, priority: i32, now: Instant) {
+    pub(crate) fn push_back(&mut self, id: JobId, class: Option<u64>, priority: i32, now: Instant) {
         let ready = Ready {
             id,
+            class,
             priority,
             since: now,
         };
@@ -148,6 +166,25 @@ impl ReadyQueue {
 mod tests {
     use super::*;
 
+    impl ReadyQueue {
+        fn push_back_test(&mut self, id: JobId, priority: i32, now: Instant) {
+            self.push_back(id, None, priority, now);
+        }
+    }
+
+    #[test]
+    fn classes_tell_kinds_and_tags_apart() {
+        let gpu = ["gpu".to_string()];
+        assert_eq!(class_of("echo", &[]), class_of("echo", &[]));
+        assert_ne!(class_of("echo", &[]), class_of("echo", &gpu));
+        assert_ne!(class_of("echo", &[]), class_of("sleep", &[]));
+        // Kind and tags are delimited: "ab" + ["c"] is not "a" + ["bc"].
+        assert_ne!(
+            class_of("ab", &["c".to_string()]),
+            class_of("a", &["bc".to_string()])
+        );
+    }
+
     fn id(s: &str) -> JobId {
         JobId::new(s).unwrap()
     }
@@ -162,11 +199,11 @@ mod tests {
     fn higher_priority_first_then_oldest_first() {
         let now = Instant::now();
         let mut q = ReadyQueue::new(Duration::from_secs(1));
-        q.push_back(id("low-1"), 0, now);
-        q.push_back(id("high-1"), 5, now);
-        q.push_back(id("low-2"), 0, now);
-        q.push_back(id("neg"), -3, now);
-        q.push_back(id("high-2"), 5, now);
+        q.push_back_test(id("low-1"), 0, now);
+        q.push_back_test(id("high-1"), 5, now);
+        q.push_back_test(id("low-2"), 0, now);
+        q.push_back_test(id("neg"), -3, now);
+        q.push_back_test(id("high-2"), 5, now);
         assert_eq!(q.len(), 5);
         let taken = q.pop_front(now).unwrap();
         assert_eq!(taken.id.as_str(), "high-1");
@@ -182,20 +219,20 @@ mod tests {
     fn waiting_raises_a_job_so_low_priorities_are_not_starved() {
         let start = Instant::now();
         let mut q = ReadyQueue::new(Duration::from_secs(1));
-        q.push_back(id("old-low"), 0, start);
+        q.push_back_test(id("old-low"), 0, start);
         let later = start + Duration::from_millis(5_500);
-        q.push_back(id("new-high"), 5, later);
+        q.push_back_test(id("new-high"), 5, later);
         // 5.5 s of waiting: 0 + 5 = 5, a tie with the fresh 5: the higher
         // base priority keeps it.
         assert_eq!(q.pop_front(later).unwrap().id.as_str(), "new-high");
-        q.push_back(id("newer-high"), 5, later);
+        q.push_back_test(id("newer-high"), 5, later);
         let much_later = start + Duration::from_millis(6_100);
         // 6 levels gained: 6 > 5 + 0.
         assert_eq!(q.pop_front(much_later).unwrap().id.as_str(), "old-low");
         // Without aging, never.
         let mut fifo = ReadyQueue::new(Duration::ZERO);
-        fifo.push_back(id("old-low"), 0, start);
-        fifo.push_back(id("high"), 1, much_later);
+        fifo.push_back_test(id("old-low"), 0, start);
+        fifo.push_back_test(id("high"), 1, much_later);
         assert_eq!(fifo.pop_front(much_later).unwrap().id.as_str(), "high");
     }
 
@@ -204,14 +241,14 @@ mod tests {
         let now = Instant::now();
         let mut q = ReadyQueue::new(Duration::ZERO);
         for p in 0..100 {
-            q.push_back(id(&format!("p{p}")), p, now);
+            q.push_back_test(id(&format!("p{p}")), p, now);
         }
         assert_eq!(order(&mut q, now).len(), 100);
         assert!(q.lanes.len() <= KEPT_LANES, "{} lanes left", q.lanes.len());
         // A kept empty lane is used again, in order.
-        q.push_back(id("a"), 3, now);
-        q.push_back(id("b"), 3, now);
-        q.push_back(id("c"), 7, now);
+        q.push_back_test(id("a"), 3, now);
+        q.push_back_test(id("b"), 3, now);
+        q.push_back_test(id("c"), 7, now);
         assert_eq!(order(&mut q, now), ["c", "a", "b"]);
         assert!(q.is_empty());
     }
@@ -221,7 +258,7 @@ mod tests {
         let now = Instant::now();
         let mut q = ReadyQueue::new(Duration::from_secs(1));
         for (i, p) in [0, 1, 0, 1].into_iter().enumerate() {
-            q.push_back(id(&format!("j{i}")), p, now);
+            q.push_back_test(id(&format!("j{i}")), p, now);
         }
         q.remove(&id("j1"));
         assert_eq!(q.len(), 3);

@@ -73,7 +73,12 @@ impl CoordinatorCore {
             Placement::Busy => {
                 if let Some(entry) = self.jobs.get_mut(id) {
                     entry.phase = Phase::Queued;
-                    self.ready.push_back(id.clone(), entry.job.priority, now);
+                    let class = entry
+                        .failures
+                        .is_empty()
+                        .then(|| super::ready::class_of(&entry.job.kind, &entry.job.tags));
+                    self.ready
+                        .push_back(id.clone(), class, entry.job.priority, now);
                 }
             }
             Placement::Limited => self.park_limited(id),
