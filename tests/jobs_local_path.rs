@@ -62,16 +62,7 @@ async fn jobs_on_the_coordinators_own_node_take_the_local_path() {
     assert_eq!(nodes[0].pool.local_results(), 200);
 
     // In bulk: a full mailbox may send some by envelope; none is lost.
-    let jobs = (0..20_000)
-        .map(|i| Job::new("echo", format!("bulk-{i}")))
-        .collect();
-    let pending = within(STEP, "submit bulk", coord.submit_many(jobs))
-        .await
-        .unwrap();
-    for (i, job) in pending.into_iter().enumerate() {
-        let result = within(STEP, "bulk result", job.result()).await.unwrap();
-        assert_eq!(result.outcome(), Ok(format!("bulk-{i}").as_str()));
-    }
+    echo_batch(&coord, "bulk", 20_000).await;
     assert!(
         nodes[0].pool.local_jobs() > 200,
         "the bulk went locally too"
@@ -218,18 +209,7 @@ async fn a_pool_replaced_on_the_same_node_is_reached_locally() {
     let coord = coordinator(&nodes[0].router, StrategyKind::LeastInFlight).await;
     let run = |tag: &'static str| {
         let coord = coord.clone();
-        async move {
-            let jobs = (0..1_000)
-                .map(|i| Job::new("echo", format!("{tag}-{i}")))
-                .collect();
-            let pending = within(STEP, "submit", coord.submit_many(jobs))
-                .await
-                .unwrap();
-            for (i, job) in pending.into_iter().enumerate() {
-                let result = within(STEP, "result", job.result()).await.unwrap();
-                assert_eq!(result.outcome(), Ok(format!("{tag}-{i}").as_str()));
-            }
-        }
+        async move { echo_batch(&coord, tag, 1_000).await }
     };
     run("first").await;
     assert!(nodes[0].pool.local_jobs() > 0);

@@ -110,16 +110,7 @@ async fn expect_all_done(pending: Vec<PendingJob>) {
 
 /// New work after the restart: a batch of echo jobs all succeed.
 async fn expect_serving(coord: &job_queue::Coordinator) {
-    let jobs = (0..200)
-        .map(|i| Job::new("echo", format!("new-{i}")))
-        .collect();
-    let pending = within(STEP, "submit new jobs", coord.submit_many(jobs))
-        .await
-        .unwrap();
-    for (i, job) in pending.into_iter().enumerate() {
-        let result = within(STEP, "new result", job.result()).await.unwrap();
-        assert_eq!(result.outcome(), Ok(format!("new-{i}").as_str()));
-    }
+    echo_batch(coord, "new", 200).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -257,3 +257,18 @@ pub async fn finish(coord: Coordinator, nodes: Vec<Node>) {
     within(STEP, "coordinator shutdown", coord.shutdown()).await;
     stop_all(nodes).await;
 }
+
+/// Submits `count` echo jobs whose data is `<prefix>-<i>` in one
+/// `submit_many` and checks that each result echoes its own data.
+pub async fn echo_batch(coord: &Coordinator, prefix: &str, count: usize) {
+    let jobs = (0..count)
+        .map(|i| job_queue::Job::new("echo", format!("{prefix}-{i}")))
+        .collect();
+    let pending = within(STEP, "submit_many", coord.submit_many(jobs))
+        .await
+        .unwrap();
+    for (i, job) in pending.into_iter().enumerate() {
+        let result = within(STEP, "result", job.result()).await.unwrap();
+        assert_eq!(result.outcome(), Ok(format!("{prefix}-{i}").as_str()));
+    }
+}
