@@ -140,3 +140,39 @@ async fn bench_measures_a_running_cluster() {
     assert_eq!(report["workers"], Value::Null);
     assert_eq!(report["throughput"]["cpu_us_per_job"], Value::Null);
 }
+
+/// `benches/tools/bench_compare.py`, which the README and
+/// docs/performance.md name as the command of their figures, runs two
+/// builds interleaved and prints a row per build (here the same binary
+/// twice, tiny runs: only the table's shape is checked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_compare_prints_a_row_per_build() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let script = root.join("benches/tools/bench_compare.py");
+    let mut command = Command::new("python3");
+    command
+        .arg(&script)
+        .args(["--runs", "2"])
+        .arg(format!("one={BIN}"))
+        .arg(format!("two={BIN}"))
+        .args(["--", "--nodes", "1", "--workers", "2"])
+        .args(["--jobs", "500", "--window", "100", "--rounds", "20"])
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(BENCH_LIMIT * 2, command.output())
+        .await
+        .expect("bench_compare.py did not finish in time")
+        .expect("run python3 benches/tools/bench_compare.py");
+    assert!(out.status.success(), "bench_compare.py: {}", stderr(&out));
+    let table = stdout(&out);
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| ")).collect();
+    assert_eq!(rows.len(), 3, "a header and one row per build:\n{table}");
+    for (row, label) in rows[1..].iter().zip(["one", "two"]) {
+        assert!(row.starts_with(&format!("| {label} | ")), "{table}");
+        // A median and the two runs in each figure's column.
+        assert_eq!(row.matches('(').count(), 7, "{row}");
+    }
+    let progress = stderr(&out);
+    assert_eq!(progress.matches(" run ").count(), 4, "{progress}");
+}
