@@ -115,15 +115,19 @@ async fn a_speculative_job_on_a_slow_node_finishes_through_its_backup() {
     assert_eq!(tries[1], (2, "b-fast".into(), None), "{rec}");
     eprintln!("speculative job finished in {took:?} (2 s on the slow node alone)");
 
-    // Not marked: runs its 2 s on the slow node, once. First the slow node
-    // must report itself idle again (its cancelled attempt gone), or the
-    // strategy rightly prefers the fast node.
+    // Not marked: runs its 2 s on the slow node, once, although the fast
+    // node could take a backup. Submitted through the slow node's own
+    // coordinator, which has measured nothing on either node, so its own
+    // node (no round trip) is where the job finishes first; through the
+    // fast node's coordinator the choice would hang on measured round
+    // trips, which a loaded machine moves. First the slow node must report
+    // itself idle again (its cancelled attempt gone).
     wait_idle(&fast, "a-slow").await;
-    let result = submit(fast.url(), &["--id-prefix", "plain"]).await;
+    let result = submit(slow.url(), &["--id-prefix", "plain"]).await;
     assert!(result["error"].is_null(), "{result}");
     assert_eq!(result["worker_node"], "a-slow", "{result}");
     assert_eq!(result["attempt"], 1, "{result}");
-    let rec = record(fast.url(), result["id"].as_str().unwrap()).await;
+    let rec = record(slow.url(), result["id"].as_str().unwrap()).await;
     assert_eq!(attempts(&rec).len(), 1, "{rec}");
 
     let stats = http(fast.http(), "GET", "/v1/stats", None).await.json();
