@@ -6,18 +6,9 @@ symbols). usage: benches/tools/perf_symbols.py PERF_DATA BINARY [TOP]
 import bisect, collections, re, subprocess, sys
 data, binary = sys.argv[1], sys.argv[2]
 top = int(sys.argv[3]) if len(sys.argv) > 3 else 40
-delta = 0
-for line in subprocess.run(['readelf', '-lW', binary], capture_output=True, text=True).stdout.splitlines():
-    f = line.split()
-    if f and f[0] == 'LOAD' and 'E' in f[6:-1]:
-        delta = int(f[2], 16) - int(f[1], 16)
-syms = []
-for line in subprocess.run(['nm', '-C', '--defined-only', binary], capture_output=True, text=True).stdout.splitlines():
-    parts = line.split(' ', 2)
-    if len(parts) == 3 and parts[1] in 'tTwW':
-        syms.append((int(parts[0], 16), parts[2]))
-syms.sort()
-addrs = [a for a, _ in syms]
+sys.path.insert(0, __import__('os').path.dirname(__file__))
+from perf_tree import symbols  # noqa: E402 (the same symbol table)
+syms, addrs, delta = symbols(binary)
 maps = {}
 mm = re.compile(r' (\d+)/\d+: \[0x([0-9a-f]+)\(0x[0-9a-f]+\) @ 0x([0-9a-f]+) .*\]: r-xp (\S+)')
 out = subprocess.run(['perf', 'script', '-G', '--show-mmap-events', '-i', data, '-F', 'pid,ip,sym,dso'],

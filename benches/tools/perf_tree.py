@@ -16,8 +16,9 @@ Record with e.g.: perf record -e cpu-clock -F 700 --call-graph dwarf,16384 \\
 """
 import bisect, collections, os, re, subprocess, sys
 
-def samples(data, binary):
-    """Yields (pid, frames leaf first) with the binary's frames named."""
+def symbols(binary):
+    """The binary's function symbols sorted by address, their addresses,
+    and the offset of its executable segment (file offset to address)."""
     delta = 0
     for line in subprocess.run(['readelf', '-lW', binary], capture_output=True, text=True).stdout.splitlines():
         f = line.split()
@@ -29,7 +30,12 @@ def samples(data, binary):
         if len(parts) == 3 and parts[1] in 'tTwW':
             syms.append((int(parts[0], 16), parts[2]))
     syms.sort()
-    addrs = [a for a, _ in syms]
+    return syms, [a for a, _ in syms], delta
+
+
+def samples(data, binary):
+    """Yields (pid, frames leaf first) with the binary's frames named."""
+    syms, addrs, delta = symbols(binary)
     name = os.path.basename(binary)
     maps = {}
     mm = re.compile(r' (\d+)/\d+: \[0x([0-9a-f]+)\(0x[0-9a-f]+\) @ 0x([0-9a-f]+) .*\]: r-xp (\S+)')
@@ -102,4 +108,5 @@ def main():
     else:
         sys.exit(__doc__)
 
-main()
+if __name__ == '__main__':
+    main()
