@@ -109,12 +109,7 @@ async fn a_cancel_reaches_a_job_on_the_local_path() {
     )
     .await;
     let coord = coordinator(&nodes[0].router, StrategyKind::LeastInFlight).await;
-    let jobs: Vec<Job> = (0..2)
-        .map(|i| Job::new("gated", i.to_string()).with_timeout(Duration::from_secs(120)))
-        .collect();
-    let pending = within(STEP, "submit", coord.submit_many(jobs))
-        .await
-        .unwrap();
+    let pending = submit_gated_jobs(&coord, 2).await;
     let running = wait_until(STEP, || nodes[0].pool.in_flight() == 2).await;
     assert!(running, "both gated jobs run");
     assert_eq!(nodes[0].pool.local_jobs(), 2);
@@ -152,12 +147,7 @@ async fn a_restarted_coordinator_fences_its_predecessors_queued_local_jobs() {
     )
     .await;
     let coord = coordinator(&nodes[0].router, StrategyKind::LeastInFlight).await;
-    let jobs = (0..JOBS)
-        .map(|i| Job::new("gated", i.to_string()).with_timeout(Duration::from_secs(120)))
-        .collect();
-    let pending = within(STEP, "submit", coord.submit_many(jobs))
-        .await
-        .unwrap();
+    let pending = submit_gated_jobs(&coord, JOBS).await;
     // Both loops run a gated job, and more wait in the pool's queue.
     let busy = wait_until(STEP, || {
         nodes[0].pool.in_flight() == 2 && nodes[0].pool.queue_depth() > 0

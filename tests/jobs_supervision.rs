@@ -87,12 +87,7 @@ fn data_dir(test: &str) -> PathBuf {
 /// Submits `JOBS` gated jobs in one batch and waits until both nodes' worker
 /// loops are busy with them.
 async fn submit_gated(coord: &job_queue::Coordinator, nodes: &[Node]) -> Vec<PendingJob> {
-    let jobs = (0..JOBS)
-        .map(|i| Job::new("gated", i.to_string()).with_timeout(Duration::from_secs(120)))
-        .collect();
-    let pending = within(STEP, "submit", coord.submit_many(jobs))
-        .await
-        .unwrap();
+    let pending = submit_gated_jobs(coord, JOBS).await;
     let busy = wait_until(STEP, || nodes.iter().all(|n| n.pool.in_flight() == 2)).await;
     assert!(busy, "the gated jobs reach both pools");
     pending

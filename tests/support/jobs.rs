@@ -272,3 +272,15 @@ pub async fn echo_batch(coord: &Coordinator, prefix: &str, count: usize) {
         assert_eq!(result.outcome(), Ok(format!("{prefix}-{i}").as_str()));
     }
 }
+
+/// Submits `count` jobs of the test kind `gated` (data `0`, `1`, ...; a
+/// 120 s timeout, so that they wait for their gate, not their deadline) in
+/// one `submit_many`.
+pub async fn submit_gated_jobs(coord: &Coordinator, count: usize) -> Vec<job_queue::PendingJob> {
+    let jobs = (0..count)
+        .map(|i| job_queue::Job::new("gated", i.to_string()).with_timeout(Duration::from_secs(120)))
+        .collect();
+    within(STEP, "submit gated jobs", coord.submit_many(jobs))
+        .await
+        .unwrap()
+}
