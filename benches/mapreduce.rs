@@ -21,6 +21,10 @@
 //! `MR_BENCH_WORKERS` (worker loops per node, default 1),
 //! `MR_BENCH_CHUNK_KB` (fetch chunk, default 4096).
 
+mod support;
+
+use support::{env_usize, median_duration, ms};
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -32,24 +36,8 @@ use job_queue::mapreduce::{
 use job_queue::{Coordinator, CoordinatorOptions, HandlerRegistry, WorkerPool, WorkerPoolConfig};
 use test_kit::{generate_inputs, reference_word_count, CorpusConfig};
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut xs: Vec<Duration>) -> Duration {
-    xs.sort_unstable();
-    xs[xs.len() / 2]
-}
-
 fn mb_per_s(bytes: usize, time: Duration) -> f64 {
     bytes as f64 / 1e6 / time.as_secs_f64()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 /// A `kB` field of `/proc/self/status` in MB (0 where unavailable).
@@ -138,7 +126,7 @@ async fn start_node(name: &str, seed: Option<String>, workers: usize) -> BenchNo
     config.seeds = seed.into_iter().collect();
     let router = Router::start(config).await.expect("router");
     let mut node_config = MapReduceNodeConfig::default();
-    node_config.fetch.chunk = (env_or("MR_BENCH_CHUNK_KB", 4096) * 1024) as u32;
+    node_config.fetch.chunk = (env_usize("MR_BENCH_CHUNK_KB", 4096) * 1024) as u32;
     let mapreduce = MapReduceNode::start(&router, MapReduceRegistry::with_builtins(), node_config)
         .expect("partition actor");
     let mut handlers = HandlerRegistry::new();
@@ -262,8 +250,8 @@ fn run_cluster(
             last = Some(out);
         }
         let out = last.expect("at least one run");
-        let total = median(totals);
-        let pick = |f: fn(&PhaseTimings) -> Duration| median(phases.iter().map(f).collect());
+        let total = median_duration(totals);
+        let pick = |f: fn(&PhaseTimings) -> Duration| median_duration(phases.iter().map(f).collect());
         println!(
             "  3-node cluster ({workers} worker(s)/node): {:>7.1} ms  {:>7.1} MB/s  ({} splits, {} reducers; median of {runs})",
             ms(total),
@@ -303,14 +291,14 @@ fn run_cluster(
 }
 
 fn main() {
-    let mb = env_or("MR_BENCH_MB", 100);
-    let runs = env_or("MR_BENCH_RUNS", 3).max(1);
+    let mb = env_usize("MR_BENCH_MB", 100);
+    let runs = env_usize("MR_BENCH_RUNS", 3).max(1);
     let options = RunOptions {
-        splits: env_or("MR_BENCH_SPLITS", 24),
-        reducers: env_or("MR_BENCH_REDUCERS", 4) as u32,
+        splits: env_usize("MR_BENCH_SPLITS", 24),
+        reducers: env_usize("MR_BENCH_REDUCERS", 4) as u32,
         ..RunOptions::default()
     };
-    let workers = env_or("MR_BENCH_WORKERS", 1).max(1);
+    let workers = env_usize("MR_BENCH_WORKERS", 1).max(1);
     let rss_start = status_mb("VmRSS:");
     let generated = Instant::now();
     let (_dir, files, bytes) = write_corpus(mb);
@@ -338,7 +326,7 @@ fn main() {
         baseline.push(t.elapsed());
     }
     assert_eq!(entries, expected, "distributed count differs");
-    let base = median(baseline);
+    let base = median_duration(baseline);
     println!(
         "  single-threaded word count: {:>7.1} ms  {:>7.1} MB/s  ({} distinct words; the cluster is {:.2}x faster)",
         ms(base),

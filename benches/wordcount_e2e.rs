@@ -27,6 +27,10 @@
 //! argument sets separated by `;`, default `;--nodes 3`: the default
 //! command, then a local cluster of 3 node processes).
 
+mod support;
+
+use support::{env_usize, median_duration, ms};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,22 +40,6 @@ use test_kit::{generate_corpus, reference_word_count, CorpusConfig};
 
 /// How long one command may take before it is killed.
 const COMMAND_LIMIT: Duration = Duration::from_secs(120);
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut xs: Vec<Duration>) -> Duration {
-    xs.sort_unstable();
-    xs[xs.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -134,8 +122,8 @@ fn parse_counts(text: &str) -> Vec<(String, u64)> {
 }
 
 fn main() {
-    let mb = env_or("WC_E2E_MB", 50);
-    let runs = env_or("WC_E2E_RUNS", 5).max(1);
+    let mb = env_usize("WC_E2E_MB", 50);
+    let runs = env_usize("WC_E2E_RUNS", 5).max(1);
     let variants: Vec<Vec<String>> = std::env::var("WC_E2E_VARIANTS")
         .unwrap_or_else(|_| ";--nodes 3".to_owned())
         .split(';')
@@ -204,7 +192,7 @@ fn main() {
         }
     }
     println!("load average after: {}", load_average());
-    let base = median(baseline.clone());
+    let base = median_duration(baseline.clone());
     let all = |xs: &[Duration]| {
         xs.iter()
             .map(|d| format!("{:.0}", ms(*d)))
@@ -220,18 +208,18 @@ fn main() {
         "single-threaded count, in-process (baseline)",
         ms(base),
         mb as f64 / base.as_secs_f64(),
-        ms(median(base_cpu)),
+        ms(median_duration(base_cpu)),
         all(&baseline)
     );
     for ((variant, times), cpu) in variants.iter().zip(&timings).zip(cpu) {
-        let m = median(times.clone());
+        let m = median_duration(times.clone());
         let name = format!("job-node mapreduce wordcount {}", variant.join(" "));
         println!(
             "{:<52} {:>9.0} {:>6.0} {:>10.0}  {}  ({:.2}x the baseline's time)",
             format!("{} (end to end)", name.trim_end()),
             ms(m),
             mb as f64 / m.as_secs_f64(),
-            ms(median(cpu)),
+            ms(median_duration(cpu)),
             all(times),
             m.as_secs_f64() / base.as_secs_f64()
         );
