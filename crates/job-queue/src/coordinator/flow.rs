@@ -53,7 +53,11 @@ impl CoordinatorCore {
                 self.park_limited(&ready.id);
             } else if placed == Placement::Busy {
                 blocked.push(ready);
-                if blocked.len() >= MAX_BLOCKED_SCAN {
+                // Stop when nothing queued could fare better: every job
+                // left is like one found blocked (the common case of one
+                // kind of job waiting for full nodes: no pass over them).
+                if blocked.len() >= MAX_BLOCKED_SCAN || self.ready.only_classes_in(&blocked_classes)
+                {
                     break;
                 }
             }

@@ -12,6 +12,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use rustc_hash::FxHashMap;
+
 use crate::job::JobId;
 
 /// Lanes kept when empty (priorities are chosen by submitters: beyond
@@ -50,6 +52,10 @@ pub(crate) struct ReadyQueue {
     lanes: BTreeMap<i32, VecDeque<Ready>>,
     len: usize,
     aging: Duration,
+    /// Queued entries per class (entries without a class are `len` minus
+    /// the sum): lets a pass stop once every class still queued is one it
+    /// found blocked. At most one key per queued entry.
+    classes: FxHashMap<u64, usize>,
 }
 
 impl ReadyQueue {
@@ -60,7 +66,42 @@ impl ReadyQueue {
             lanes: BTreeMap::new(),
             len: 0,
             aging,
+            classes: FxHashMap::default(),
         }
+    }
+
+    fn count_in(&mut self, class: Option<u64>) {
+        if let Some(class) = class {
+            *self.classes.entry(class).or_default() += 1;
+        }
+        self.len += 1;
+    }
+
+    fn count_out(&mut self, class: Option<u64>) {
+        if let Some(class) = class {
+            if let Some(n) = self.classes.get_mut(&class) {
+                *n -= 1;
+                if *n == 0 {
+                    self.classes.remove(&class);
+                }
+            }
+        }
+        self.len -= 1;
+    }
+
+    /// Whether a job of `class` is queued.
+    pub(crate) fn has_class(&self, class: u64) -> bool {
+        self.classes.contains_key(&class)
+    }
+
+    /// Whether every queued entry has a class, and each of them is in
+    /// `blocked`: a pass that found those classes blocked has nothing
+    /// left to try.
+    pub(crate) fn only_classes_in(&self, blocked: &[u64]) -> bool {
+        // Checked in this order, each step is bounded by `blocked`.
+        self.classes.len() <= blocked.len()
+            && self.classes.keys().all(|c| blocked.contains(c))
+            && self.classes.values().sum::<usize>() == self.len
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -80,16 +121,17 @@ impl ReadyQueue {
             since: now,
         };
         self.lanes.entry(priority).or_default().push_back(ready);
-        self.len += 1;
+        self.count_in(class);
     }
 
     /// Puts a job taken with [`pop_front`](Self::pop_front) back where it was.
     pub(crate) fn push_front(&mut self, ready: Ready) {
+        let class = ready.class;
         self.lanes
             .entry(ready.priority)
             .or_default()
             .push_front(ready);
-        self.len += 1;
+        self.count_in(class);
     }
 
     fn effective(&self, ready: &Ready, now: Instant) -> i64 {
@@ -104,16 +146,28 @@ impl ReadyQueue {
 
     /// Takes the job to place next (see the module guide).
     pub(crate) fn pop_front(&mut self, now: Instant) -> Option<Ready> {
-        let mut best: Option<(i64, i32)> = None;
-        // Highest base priority first, so that ties keep it.
-        for (priority, lane) in self.lanes.iter().rev() {
-            let Some(front) = lane.front() else { continue };
-            let effective = self.effective(front, now);
-            if best.is_none_or(|(b, _)| effective > b) {
-                best = Some((effective, *priority));
-            }
+        if self.len == 0 {
+            return None;
         }
-        let (_, priority) = best?;
+        let mut fronts = self.lanes.iter().rev().filter(|(_, lane)| !lane.is_empty());
+        let first = fronts.next().map(|(p, lane)| (*p, lane));
+        let priority = match (first, fronts.next()) {
+            // One lane holds every job (one priority in use): no aging to
+            // weigh.
+            (Some((priority, _)), None) => priority,
+            _ => {
+                let mut best: Option<(i64, i32)> = None;
+                // Highest base priority first, so that ties keep it.
+                for (priority, lane) in self.lanes.iter().rev() {
+                    let Some(front) = lane.front() else { continue };
+                    let effective = self.effective(front, now);
+                    if best.is_none_or(|(b, _)| effective > b) {
+                        best = Some((effective, *priority));
+                    }
+                }
+                best?.1
+            }
+        };
         let lane = self.lanes.get_mut(&priority)?;
         let ready = lane.pop_front();
         // An emptied lane is kept (with its buffer) while few lanes exist:
@@ -122,8 +176,8 @@ impl ReadyQueue {
         if lane.is_empty() && self.lanes.len() > KEPT_LANES {
             self.lanes.remove(&priority);
         }
-        if ready.is_some() {
-            self.len -= 1;
+        if let Some(ready) = &ready {
+            self.count_out(ready.class);
         }
         ready
     }
@@ -132,17 +186,21 @@ impl ReadyQueue {
     /// queue order per priority (highest first).
     pub(crate) fn take_where(&mut self, mut remove: impl FnMut(&JobId) -> bool) -> Vec<JobId> {
         let mut taken = Vec::new();
+        let mut classes = Vec::new();
         for lane in self.lanes.values_mut().rev() {
             lane.retain(|ready| {
                 let out = remove(&ready.id);
                 if out {
                     taken.push(ready.id.clone());
+                    classes.push(ready.class);
                 }
                 !out
             });
         }
         self.lanes.retain(|_, lane| !lane.is_empty());
-        self.len -= taken.len();
+        for class in classes {
+            self.count_out(class);
+        }
         taken
     }
 
@@ -265,5 +323,35 @@ mod tests {
         assert_eq!(q.take_where(|i| i.as_str() == "j2"), [id("j2")]);
         assert_eq!(q.drain(), [id("j3"), id("j0")]);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn knows_when_every_queued_class_is_blocked() {
+        let now = Instant::now();
+        let mut q = ReadyQueue::new(Duration::ZERO);
+        let (echo, gpu) = (
+            class_of("echo", &[]),
+            class_of("echo", &["gpu".to_string()]),
+        );
+        for i in 0..3 {
+            q.push_back(id(&format!("e{i}")), Some(echo), 0, now);
+        }
+        q.push_back(id("g"), Some(gpu), 0, now);
+        assert!(!q.only_classes_in(&[echo]));
+        assert!(q.only_classes_in(&[gpu, echo]));
+        // Taken out and put back: still counted.
+        let first = q.pop_front(now).unwrap();
+        assert_eq!(first.class, Some(echo));
+        q.push_front(first);
+        assert!(!q.only_classes_in(&[echo]));
+        // The other class gone: only blocked ones are left.
+        assert_eq!(q.take_where(|i| i.as_str() == "g"), [id("g")]);
+        assert!(q.only_classes_in(&[echo]));
+        // A job without a class (it failed before) is never passed over.
+        q.push_back(id("retry"), None, 0, now);
+        assert!(!q.only_classes_in(&[echo]));
+        assert_eq!(q.drain().len(), 4);
+        assert!(q.classes.is_empty());
+        assert!(q.only_classes_in(&[]));
     }
 }

@@ -69,14 +69,25 @@ impl CoordinatorCore {
     /// Starts the next attempt of `id` on a node chosen by its strategy, or
     /// queues it in the ready queue if every eligible node's window is full.
     pub(super) fn dispatch(&mut self, id: &JobId, now: Instant) {
-        match self.try_place(id, now) {
+        let Some(entry) = self.jobs.get(id) else {
+            return;
+        };
+        let class = entry
+            .failures
+            .is_empty()
+            .then(|| super::ready::class_of(&entry.job.kind, &entry.job.tags));
+        // Jobs like this one already wait: every pass of the queue since
+        // they were queued found no room for them (`pump` runs whenever
+        // room opens), so this one waits behind them, in order, without a
+        // placement of its own.
+        let placed = match class {
+            Some(class) if self.ready.has_class(class) => Placement::Busy,
+            _ => self.try_place(id, now),
+        };
+        match placed {
             Placement::Busy => {
                 if let Some(entry) = self.jobs.get_mut(id) {
                     entry.phase = Phase::Queued;
-                    let class = entry
-                        .failures
-                        .is_empty()
-                        .then(|| super::ready::class_of(&entry.job.kind, &entry.job.tags));
                     self.ready
                         .push_back(id.clone(), class, entry.job.priority, now);
                 }
