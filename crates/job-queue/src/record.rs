@@ -165,12 +165,14 @@ impl<V> Default for FinishedLog<V> {
 impl<V> FinishedLog<V> {
     /// Adds (or replaces) an entry finished at `finished_ms`.
     pub(crate) fn insert(&mut self, id: JobId, finished_ms: u64, bytes: usize, value: V) {
-        self.remove(&id);
         let seq = self.next_seq;
         self.next_seq += 1;
         self.bytes += bytes as u64;
         self.order.push_back((seq, id.clone()));
-        self.map.insert(id, (seq, finished_ms, bytes, value));
+        // One probe: a replaced entry's bytes leave with it.
+        if let Some((_, _, old, _)) = self.map.insert(id, (seq, finished_ms, bytes, value)) {
+            self.bytes -= old as u64;
+        }
         if self.order.len() > 2 * self.map.len() + 1024 {
             let map = &self.map;
             self.order

@@ -181,8 +181,9 @@ impl CoordinatorCore {
                 return Err(refused(SubmitError::Duplicate(job.id.clone())));
             }
         }
+        let eligible = self.nodes.eligibility(&jobs);
         let mut ids = Vec::with_capacity(jobs.len());
-        for mut job in jobs {
+        for (mut job, eligible) in jobs.into_iter().zip(eligible) {
             if job.id.is_unassigned() {
                 job.id = self.fresh_id();
                 while explicit.contains(&job.id) {
@@ -190,7 +191,7 @@ impl CoordinatorCore {
                 }
             }
             // Cannot fail: every check above holds for each job.
-            ids.push(self.submit_held(job, now)?);
+            ids.push(self.accept(job, now, true, Some(eligible))?);
         }
         Ok(ids)
     }

@@ -414,17 +414,25 @@ impl CoordinatorCore {
     /// [`submit`](Self::submit) without the draining check: for jobs the
     /// coordinator already holds (resumed from its journal).
     pub(crate) fn submit_held(&mut self, job: Job, now: Instant) -> Result<JobId, SubmitError> {
-        self.accept(job, now, true)
+        self.accept(job, now, true, None)
     }
 
     /// [`submit_held`](Self::submit_held) for a job already counted as
     /// submitted (resumed after a restart of this coordinator, whose
     /// counters were [restored](Self::restore)).
     pub(crate) fn resume_held(&mut self, job: Job, now: Instant) -> Result<JobId, SubmitError> {
-        self.accept(job, now, false)
+        self.accept(job, now, false, None)
     }
 
-    fn accept(&mut self, mut job: Job, now: Instant, count: bool) -> Result<JobId, SubmitError> {
+    /// Takes `job` in; `eligible` is whether a node could run it, if the
+    /// caller already asked.
+    fn accept(
+        &mut self,
+        mut job: Job,
+        now: Instant,
+        count: bool,
+        eligible: Option<bool>,
+    ) -> Result<JobId, SubmitError> {
         job.validate()?;
         if self.jobs.len() >= self.config.max_jobs {
             return Err(SubmitError::AtCapacity {
@@ -441,7 +449,7 @@ impl CoordinatorCore {
             self.counters.submitted += 1;
         }
         let id = job.id.clone();
-        if !self.nodes.any_eligible(&job) {
+        if !eligible.unwrap_or_else(|| self.nodes.any_eligible(&job)) {
             self.counters.failed += 1;
             let accept = self.nodes.required_tag(&job);
             let failure = no_eligible_node(&job, false, accept.as_deref());
@@ -697,6 +705,12 @@ impl CoordinatorCore {
     /// Whether some Up node has the job's tags and serves its kind now.
     pub fn has_eligible_node(&self, job: &Job) -> bool {
         self.nodes.any_eligible(job)
+    }
+
+    /// Whether every job in `jobs` has an eligible node (asked once per
+    /// run of like jobs).
+    pub fn all_have_eligible_nodes(&self, jobs: &[Job]) -> bool {
+        !self.nodes.eligibility(jobs).contains(&false)
     }
 
     /// A job in progress (dispatched or waiting to retry).

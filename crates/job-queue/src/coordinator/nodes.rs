@@ -384,6 +384,29 @@ impl NodeTable {
         self.nodes.get(name).map(|n| (n.status, n.tags.as_slice()))
     }
 
+    /// [`any_eligible`](Self::any_eligible) of each job in `jobs`, asked
+    /// once per run of jobs with the same kind and tags (unless the kind
+    /// has a selector, which reads each job's data).
+    pub(crate) fn eligibility(&self, jobs: &[Job]) -> Vec<bool> {
+        let mut out: Vec<bool> = Vec::with_capacity(jobs.len());
+        let mut run: Option<(&Job, bool)> = None;
+        for job in jobs {
+            let answer = match (run, out.last()) {
+                (Some((prev, false)), Some(&last))
+                    if prev.kind == job.kind && prev.tags == job.tags =>
+                {
+                    last
+                }
+                _ => {
+                    run = Some((job, self.selectors.has(&job.kind)));
+                    self.any_eligible(job)
+                }
+            };
+            out.push(answer);
+        }
+        out
+    }
+
     /// Whether any node could run `job` right now.
     pub(crate) fn any_eligible(&self, job: &Job) -> bool {
         let accept = self.required_tag(job);
@@ -509,6 +532,32 @@ mod tests {
         assert_eq!(names(&t.candidates(&date, |_| false, None)), ["b"]);
         assert!(!t.any_eligible(&Job::new("exec", "rm")));
         assert!(t.any_could_serve(&ls) && !t.any_could_serve(&Job::new("exec", "rm")));
+    }
+
+    #[test]
+    fn eligibility_of_a_batch_is_asked_per_run_of_like_jobs() {
+        let mut selectors = KindSelectors::default();
+        selectors.insert("exec", |job: &Job| Some(job.data.clone()));
+        let mut t = table().with_selectors(selectors);
+        t.upsert(NodeInfo::up("e", ["kind:exec", "accept:exec:ls"]));
+        let jobs = [
+            Job::new("echo", "1"),
+            Job::new("echo", "2"),
+            Job::new("echo", "").with_tag("tpu"),
+            Job::new("echo", "").with_tag("tpu"),
+            Job::new("echo", "3").with_tag("gpu"),
+            // A selector reads each job's data: asked for every one.
+            Job::new("exec", "ls"),
+            Job::new("exec", "rm"),
+            Job::new("exec", "ls"),
+            Job::new("render", ""),
+        ];
+        let expected: Vec<bool> = jobs.iter().map(|j| t.any_eligible(j)).collect();
+        assert_eq!(
+            expected,
+            [true, true, false, false, true, true, false, true, false]
+        );
+        assert_eq!(t.eligibility(&jobs), expected);
     }
 
     #[test]

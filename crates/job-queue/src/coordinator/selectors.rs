@@ -70,6 +70,12 @@ impl KindSelectors {
         self.by_kind.is_empty()
     }
 
+    /// Whether `kind` has a selector (its jobs' eligibility depends on
+    /// their data, not only on kind and tags).
+    pub fn has(&self, kind: &str) -> bool {
+        !self.by_kind.is_empty() && self.by_kind.contains_key(kind)
+    }
+
     /// The `accept:<kind>:<value>` tag a node must carry to run `job`, if
     /// its kind has a selector and the value can be read.
     pub fn required_tag(&self, job: &Job) -> Option<String> {

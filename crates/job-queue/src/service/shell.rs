@@ -458,7 +458,7 @@ impl Shell {
         jobs: Vec<Job>,
         now: Instant,
     ) -> Result<Vec<JobId>, SubmitError> {
-        if jobs.iter().any(|job| !self.core.has_eligible_node(job)) {
+        if !self.core.all_have_eligible_nodes(&jobs) {
             self.refresh_nodes(now);
         }
         let parts: Vec<(String, u32)> = jobs
