@@ -7,7 +7,11 @@
 //! form is the one of `docs/jobs.md`, "Job records".
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use serde::{Deserialize, Serialize};
 
@@ -236,12 +240,40 @@ impl<V> FinishedLog<V> {
 /// What a coordinator keeps about a job that is not final yet.
 #[derive(Debug)]
 struct LiveRecord {
-    kind: String,
+    kind: Arc<str>,
     max_attempts: u32,
     submitted_ms: u64,
     started_ms: Option<u64>,
-    attempts: Vec<AttemptRecord>,
+    /// Usually one: kept inline.
+    attempts: SmallVec<[LiveAttempt; 1]>,
 }
+
+/// An [`AttemptRecord`] of a live job; its node's name is shared with the
+/// coordinator's node table.
+#[derive(Clone, Debug)]
+struct LiveAttempt {
+    attempt: u32,
+    node: Arc<str>,
+    started_ms: u64,
+    ended_ms: Option<u64>,
+    cause: Option<FailureCause>,
+}
+
+impl LiveAttempt {
+    fn to_record(&self) -> AttemptRecord {
+        AttemptRecord {
+            attempt: self.attempt,
+            node: self.node.to_string(),
+            started_ms: self.started_ms,
+            ended_ms: self.ended_ms,
+            cause: self.cause,
+        }
+    }
+}
+
+/// Kinds interned for live records (at most this many; beyond, a kind gets
+/// its own copy): kinds come from clients.
+const MAX_INTERNED_KINDS: usize = 1024;
 
 /// Every job record of one coordinator: the unfinished ones and the
 /// finished ones within retention.
@@ -254,6 +286,8 @@ pub(crate) struct Records {
     /// JSON) only when someone asks for it.
     finished: FinishedLog<Box<[u8]>>,
     retention: Retention,
+    /// Shared copies of the kinds seen (see [`MAX_INTERNED_KINDS`]).
+    kinds: FxHashMap<Arc<str>, ()>,
 }
 
 /// How a job in progress stands in the core (for a live record's view).
@@ -270,6 +304,7 @@ impl Records {
             live: IdMap::default(),
             finished: FinishedLog::default(),
             retention,
+            kinds: FxHashMap::default(),
         }
     }
 
@@ -303,14 +338,27 @@ impl Records {
 
     /// A job was accepted.
     pub(crate) fn submitted(&mut self, job: &Job, now_ms: u64) {
-        self.submitted_parts(job.id.clone(), job.kind.clone(), job.max_attempts, now_ms);
+        let kind = self.intern(&job.kind);
+        self.submitted_parts(job.id.clone(), kind, job.max_attempts, now_ms);
+    }
+
+    /// A shared copy of `kind`.
+    pub(crate) fn intern(&mut self, kind: &str) -> Arc<str> {
+        if let Some((shared, ())) = self.kinds.get_key_value(kind) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = Arc::from(kind);
+        if self.kinds.len() < MAX_INTERNED_KINDS {
+            self.kinds.insert(Arc::clone(&shared), ());
+        }
+        shared
     }
 
     /// A job was accepted (its id, kind and attempts allowed).
     pub(crate) fn submitted_parts(
         &mut self,
         id: JobId,
-        kind: String,
+        kind: Arc<str>,
         max_attempts: u32,
         now_ms: u64,
     ) {
@@ -322,7 +370,7 @@ impl Records {
                 max_attempts,
                 submitted_ms: now_ms,
                 started_ms: None,
-                attempts: Vec::new(),
+                attempts: SmallVec::new(),
             },
         );
     }
@@ -334,23 +382,28 @@ impl Records {
 
     /// Attempt `attempt` was sent to `node`. A refused dispatch is placed
     /// again under the same number: that attempt's node is replaced.
-    pub(crate) fn attempt_started(&mut self, id: &JobId, attempt: u32, node: &str, now_ms: u64) {
+    pub(crate) fn attempt_started(
+        &mut self,
+        id: &JobId,
+        attempt: u32,
+        node: &Arc<str>,
+        now_ms: u64,
+    ) {
         let Some(live) = self.live.get_mut(id) else {
             return;
         };
         live.started_ms.get_or_insert(now_ms);
         if let Some(last) = live.attempts.last_mut() {
             if last.attempt == attempt {
-                last.node.clear();
-                last.node.push_str(node);
+                last.node = Arc::clone(node);
                 last.started_ms = now_ms;
                 return;
             }
             last.ended_ms.get_or_insert(now_ms);
         }
-        live.attempts.push(AttemptRecord {
+        live.attempts.push(LiveAttempt {
             attempt,
-            node: node.to_owned(),
+            node: Arc::clone(node),
             started_ms: now_ms,
             ended_ms: None,
             cause: None,
@@ -380,9 +433,9 @@ impl Records {
                 a.cause = Some(cause);
             }
             // Failed before any dispatch (no eligible node on a retry).
-            None => live.attempts.push(AttemptRecord {
+            None => live.attempts.push(LiveAttempt {
                 attempt,
-                node: node.unwrap_or_default().to_owned(),
+                node: Arc::from(node.unwrap_or_default()),
                 started_ms: now_ms,
                 ended_ms: Some(now_ms),
                 cause: Some(cause),
@@ -412,7 +465,7 @@ impl Records {
             submitted_ms: live.submitted_ms,
             started_ms: live.started_ms,
             finished_ms: now_ms,
-            attempts: StoredAttempts(&attempts),
+            attempts: StoredAttempts::Live(&attempts),
             result: Some(StoredResult::of(result)),
         };
         self.store_finished(result.id.clone(), now_ms, &stored, now_ms);
@@ -431,7 +484,7 @@ impl Records {
             submitted_ms: record.submitted_ms,
             started_ms: record.started_ms,
             finished_ms,
-            attempts: StoredAttempts(&record.attempts),
+            attempts: StoredAttempts::Records(&record.attempts),
             result: record.result.as_ref().map(StoredResult::of),
         };
         self.store_finished(record.id.clone(), finished_ms, &stored, now_ms);
@@ -480,7 +533,7 @@ impl Records {
         let (attempt, running) = status.map_or((0, false), |s| (s.attempt, s.running));
         Some(JobRecord {
             id: id.clone(),
-            kind: live.kind.clone(),
+            kind: live.kind.to_string(),
             owner: self.owner.clone(),
             state: if running {
                 JobState::Running
@@ -492,7 +545,7 @@ impl Records {
             submitted_ms: live.submitted_ms,
             started_ms: live.started_ms,
             finished_ms: None,
-            attempts: live.attempts.clone(),
+            attempts: live.attempts.iter().map(LiveAttempt::to_record).collect(),
             progress: progress.filter(|_| running),
             result: None,
         })
@@ -523,19 +576,29 @@ struct StoredOut<'a> {
 
 /// The attempts as a sequence of tuples (the JSON form's optional fields
 /// would not survive bincode).
-struct StoredAttempts<'a>(&'a [AttemptRecord]);
+enum StoredAttempts<'a> {
+    Live(&'a [LiveAttempt]),
+    Records(&'a [AttemptRecord]),
+}
 
 impl Serialize for StoredAttempts<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(|a| {
-            (
-                a.attempt,
-                a.node.as_str(),
-                a.started_ms,
-                a.ended_ms,
-                a.cause,
-            )
-        }))
+        match self {
+            StoredAttempts::Live(attempts) => serializer.collect_seq(
+                attempts
+                    .iter()
+                    .map(|a| (a.attempt, &*a.node, a.started_ms, a.ended_ms, a.cause)),
+            ),
+            StoredAttempts::Records(attempts) => serializer.collect_seq(attempts.iter().map(|a| {
+                (
+                    a.attempt,
+                    a.node.as_str(),
+                    a.started_ms,
+                    a.ended_ms,
+                    a.cause,
+                )
+            })),
+        }
     }
 }
 

@@ -105,7 +105,7 @@ impl Records {
             } else {
                 JobState::Queued
             };
-            let on_node = |n: &str| live.attempts.iter().any(|a| a.node == n);
+            let on_node = |n: &str| live.attempts.iter().any(|a| &*a.node == n);
             if query.matches(id, &live.kind, state, on_node) {
                 hits.push((live.submitted_ms, id));
             }
@@ -216,7 +216,7 @@ mod tests {
             let j = job(&format!("job-{i:06}"), kind);
             r.submitted(&j, 1_000 + i);
             let node = if i % 3 == 0 { "node-b" } else { "node-c" };
-            r.attempt_started(&j.id, 1, node, 1_000 + i);
+            r.attempt_started(&j.id, 1, &node.into(), 1_000 + i);
             if i % 4 != 0 {
                 let result = JobResult::success(j.id.clone(), "ok", node, 1, Duration::ZERO);
                 r.finish(&result, 2_000 + i);

@@ -26,9 +26,9 @@ fn a_record_follows_the_job_through_attempts_to_its_result() {
     records.submitted(&job("a"), 1_000);
     let queued = records.view(&id("a"), None, None).unwrap();
     assert_eq!((queued.state, queued.attempt), (JobState::Queued, 0));
-    records.attempt_started(&id("a"), 1, "n2", 1_010);
+    records.attempt_started(&id("a"), 1, &"n2".into(), 1_010);
     records.attempt_failed(&id("a"), 1, Some("n2"), FailureCause::Timeout, 1_020);
-    records.attempt_started(&id("a"), 2, "n3", 1_030);
+    records.attempt_started(&id("a"), 2, &"n3".into(), 1_030);
     let status = LiveStatus {
         attempt: 2,
         running: true,
@@ -63,8 +63,8 @@ fn a_record_follows_the_job_through_attempts_to_its_result() {
 fn a_refused_dispatch_replaces_the_attempt_node() {
     let mut records = Records::new("n1".into(), WIDE);
     records.submitted(&job("a"), 0);
-    records.attempt_started(&id("a"), 1, "n2", 1);
-    records.attempt_started(&id("a"), 1, "n3", 2);
+    records.attempt_started(&id("a"), 1, &"n2".into(), 1);
+    records.attempt_started(&id("a"), 1, &"n3".into(), 2);
     let view = records.view(&id("a"), None, None).unwrap();
     assert_eq!(view.attempts.len(), 1);
     assert_eq!(view.attempts[0].node, "n3");
@@ -147,4 +147,23 @@ fn reinserting_an_id_keeps_one_entry_and_the_right_order() {
     assert!(kept.get(&id("k-49")).is_none() && kept.get(&id("k-50")).is_some());
     let first: Vec<_> = kept.iter().map(|(_, v)| *v).take(2).collect();
     assert_eq!(first, [50, 51]);
+}
+
+#[test]
+fn live_records_share_their_kinds_up_to_a_bound() {
+    let mut records = Records::new("n1".into(), WIDE);
+    let (a, b) = (records.intern("echo"), records.intern("echo"));
+    assert!(Arc::ptr_eq(&a, &b));
+    // Kinds come from clients: past the bound, each gets its own copy and
+    // the table stops growing.
+    for n in 0..MAX_INTERNED_KINDS + 10 {
+        records.intern(&format!("k{n}"));
+    }
+    assert_eq!(records.kinds.len(), MAX_INTERNED_KINDS);
+    let (x, y) = (records.intern("late-kind"), records.intern("late-kind"));
+    assert!(!Arc::ptr_eq(&x, &y) && *x == *y);
+    // A record made from a shared kind reads as before.
+    records.submitted(&job("a"), 1_000);
+    let view = records.view(&id("a"), None, None).unwrap();
+    assert_eq!(view.kind, "echo");
 }

@@ -445,7 +445,7 @@ impl Shell {
         if !self.core.has_eligible_node(&job) {
             self.refresh_nodes(now);
         }
-        let (kind, max_attempts) = (job.kind.clone(), job.max_attempts);
+        let (kind, max_attempts) = (self.records.intern(&job.kind), job.max_attempts);
         let id = self.core.submit(job, now)?;
         self.records
             .submitted_parts(id.clone(), kind, max_attempts, now_ms());
@@ -461,10 +461,14 @@ impl Shell {
         if !self.core.all_have_eligible_nodes(&jobs) {
             self.refresh_nodes(now);
         }
-        let parts: Vec<(String, u32)> = jobs
-            .iter()
-            .map(|job| (job.kind.clone(), job.max_attempts))
-            .collect();
+        let mut parts: Vec<(Arc<str>, u32)> = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let kind = match parts.last() {
+                Some((last, _)) if **last == *job.kind => Arc::clone(last),
+                _ => self.records.intern(&job.kind),
+            };
+            parts.push((kind, job.max_attempts));
+        }
         let ids = self.core.submit_batch(jobs, now)?;
         let now_ms = now_ms();
         for (id, (kind, max_attempts)) in ids.iter().zip(parts) {
