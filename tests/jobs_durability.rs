@@ -223,7 +223,9 @@ async fn finished_records_of_twenty_thousand_jobs_survive_a_restart() {
     let ids: Vec<JobId> = results.iter().map(|r| r.id.clone()).collect();
     let mut before = Vec::with_capacity(JOBS);
     for chunk in ids.chunks(job_queue::MAX_IDS) {
-        let found = within(STEP, "get", first.get(chunk.to_vec())).await.unwrap();
+        let found = within(STEP, "get", first.get(chunk.to_vec()))
+            .await
+            .unwrap();
         assert!(found.unknown.is_empty());
         before.extend(found.records);
     }
@@ -234,7 +236,9 @@ async fn finished_records_of_twenty_thousand_jobs_survive_a_restart() {
     assert!(second.resumed().is_empty());
     let mut after = Vec::with_capacity(JOBS);
     for chunk in ids.chunks(job_queue::MAX_IDS) {
-        let found = within(STEP, "get", second.get(chunk.to_vec())).await.unwrap();
+        let found = within(STEP, "get", second.get(chunk.to_vec()))
+            .await
+            .unwrap();
         assert!(found.unknown.is_empty(), "{} unknown", found.unknown.len());
         after.extend(found.records);
     }
