@@ -196,3 +196,67 @@ async fn a_recurring_job_change_is_answered_once_it_is_in_the_journal() {
     stop_all(nodes).await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Finished jobs' records at scale: 20,000 echo jobs through a journaled
+/// coordinator; one restarted on the same directory holds the same record
+/// for every one of them (read back from the journal, written in the
+/// stored form), answers `attach` from it and runs nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_records_of_twenty_thousand_jobs_survive_a_restart() {
+    const JOBS: usize = 20_000;
+    let dir = data_dir();
+    let options = journaled(&dir);
+    let nodes = cluster(&[("fr-a", &[]), ("fr-b", &[])], "").await;
+    let first = coordinator_with(&nodes[0].router, StrategyKind::RoundRobin, options.clone()).await;
+    let mut results = Vec::with_capacity(JOBS);
+    for chunk in 0..JOBS / 1000 {
+        let jobs = (0..1000)
+            .map(|i| Job::new("echo", format!("fr-{}", chunk * 1000 + i)))
+            .collect();
+        let pending = within(STEP, "submit_many", first.submit_many(jobs))
+            .await
+            .unwrap();
+        for job in pending {
+            results.push(within(STEP, "result", job.result()).await.unwrap());
+        }
+    }
+    let ids: Vec<JobId> = results.iter().map(|r| r.id.clone()).collect();
+    let mut before = Vec::with_capacity(JOBS);
+    for chunk in ids.chunks(job_queue::MAX_IDS) {
+        let found = within(STEP, "get", first.get(chunk.to_vec()))
+            .await
+            .unwrap();
+        assert!(found.unknown.is_empty());
+        before.extend(found.records);
+    }
+    within(STEP, "first coordinator stops", first.shutdown()).await;
+
+    let second =
+        coordinator_with(&nodes[0].router, StrategyKind::RoundRobin, options.clone()).await;
+    assert!(second.resumed().is_empty());
+    let mut after = Vec::with_capacity(JOBS);
+    for chunk in ids.chunks(job_queue::MAX_IDS) {
+        let found = within(STEP, "get", second.get(chunk.to_vec()))
+            .await
+            .unwrap();
+        assert!(found.unknown.is_empty(), "{} unknown", found.unknown.len());
+        after.extend(found.records);
+    }
+    assert_eq!(after.len(), JOBS);
+    for (was, is) in before.iter().zip(&after) {
+        assert_eq!(was, is);
+    }
+    for i in [0, JOBS / 2, JOBS - 1] {
+        let pending = within(STEP, "attach", second.attach(ids[i].clone()))
+            .await
+            .unwrap();
+        let result = within(STEP, "kept result", pending.result()).await.unwrap();
+        assert_eq!(result, results[i]);
+        assert_eq!(result.outcome(), Ok(format!("fr-{i}").as_str()));
+    }
+    let stats = within(STEP, "stats", second.stats()).await.unwrap();
+    assert_eq!((stats.submitted, stats.succeeded), (0, 0));
+    within(STEP, "second coordinator stops", second.shutdown()).await;
+    stop_all(nodes).await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -228,6 +228,11 @@ impl<V> FinishedLog<V> {
         dropped
     }
 
+    /// Every entry's value, in no particular order.
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.map.values_mut().map(|e| &mut e.3)
+    }
+
     /// The entries, oldest first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&JobId, &V)> {
         self.order.iter().filter_map(|(seq, id)| {
@@ -334,6 +339,13 @@ impl Records {
                 None
             }
         }
+    }
+
+    /// The stored form of a finished job's record (what the journal
+    /// writes; [`insert_finished_blob`](Self::insert_finished_blob) reads
+    /// it back).
+    pub(crate) fn finished_blob(&self, id: &JobId) -> Option<&[u8]> {
+        self.finished.get(id).map(|blob| &**blob)
     }
 
     /// A job was accepted.
@@ -490,6 +502,26 @@ impl Records {
         self.store_finished(record.id.clone(), finished_ms, &stored, now_ms);
     }
 
+    /// Adds a finished record in its stored form (a
+    /// [`finished_blob`](Self::finished_blob) read back from the journal);
+    /// returns false, keeping nothing, if `blob` does not decode.
+    pub(crate) fn insert_finished_blob(
+        &mut self,
+        id: JobId,
+        finished_ms: u64,
+        blob: Box<[u8]>,
+        now_ms: u64,
+    ) -> bool {
+        if bincode::deserialize::<StoredIn>(&blob).is_err() {
+            return false;
+        }
+        self.live.remove(&id);
+        let bytes = stored_size(&blob);
+        self.finished.insert(id, finished_ms, bytes, blob);
+        self.finished.evict(now_ms, self.retention);
+        true
+    }
+
     fn store_finished(&mut self, id: JobId, finished_ms: u64, stored: &StoredOut<'_>, now_ms: u64) {
         // Sized first, then written into one exact allocation.
         let blob = match bincode::serialize(stored) {
@@ -499,9 +531,7 @@ impl Records {
                 return;
             }
         };
-        const ALLOC: usize = 16;
-        const INDEX: usize = 96;
-        let bytes = blob.len() + ALLOC + INDEX + std::mem::size_of::<Box<[u8]>>();
+        let bytes = stored_size(&blob);
         self.finished.insert(id, finished_ms, bytes, blob);
         self.finished.evict(now_ms, self.retention);
     }
@@ -558,8 +588,19 @@ impl Records {
     }
 }
 
+/// What a stored record costs in memory: the blob, its allocation and its
+/// share of the index.
+fn stored_size(blob: &[u8]) -> usize {
+    const ALLOC: usize = 16;
+    const INDEX: usize = 96;
+    blob.len() + ALLOC + INDEX + std::mem::size_of::<Box<[u8]>>()
+}
+
 /// The stored form of a finished record (bincode: every field always
-/// written, in order). The id is the map's key and the owner the
+/// written, in order). The journal writes it as is (record kind 9 of
+/// `service/journal.rs`, `docs/jobs.md`, "Durability"): a change to this
+/// layout or to its parts needs a new blob version there, and a reader
+/// of the old one. The id is the map's key and the owner the
 /// coordinator's name, so neither is stored.
 #[derive(Serialize)]
 struct StoredOut<'a> {

@@ -294,6 +294,15 @@ impl Job {
         out
     }
 
+    /// Appends the bincode form, numbered `attempt`, to `out` (the
+    /// journal writes a job that has made no attempt yet as attempt 1,
+    /// without a copy of the job or a buffer of its own).
+    pub(crate) fn append_bincode_as(&self, attempt: u32, out: &mut Vec<u8>) {
+        let mut form = self.bin_out();
+        form.attempt = attempt;
+        encode_bin_into(&form, out, "a job always serializes to bincode");
+    }
+
     /// Decodes the bincode form, refusing input that would decode to more
     /// than [`MAX_BINCODE_BYTES`].
     ///

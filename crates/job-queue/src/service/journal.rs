@@ -1,23 +1,34 @@
 //! The coordinator's journal: an append-only file of records, one per
 //! accepted job (`Submit`, the job's bincode form) and one per finished job
-//! (`Complete`, its id), written by a dedicated thread; also the finished
-//! jobs' records, the recurring jobs and the dead letters.
+//! (its record in the compact stored form of `record.rs`); also the
+//! recurring jobs and the dead letters.
 //!
 //! Record layout: `len: u32 LE` (of kind + body), `crc32: u32 LE` (of kind +
 //! body), `kind: u8`, body. Replay stops at the first torn or corrupt record
 //! (a crash mid-write) and drops the rest.
 //!
+//! The coordinator encodes the records of one flush into one buffer
+//! ([`Encoded`]: framed and checksummed, with a short note per record of
+//! what it changes), and a dedicated thread writes them.
+//!
 //! Fsync policy (group commit): the thread takes every batch waiting for it,
 //! writes them with one `write`, and calls `fsync` (`sync_data`) once if any
 //! of them holds a `Submit`; only then are those submissions acknowledged.
-//! `Complete` records are written but not fsynced on their own: after a
+//! Finished records are written but not fsynced on their own: after a
 //! power loss (not a process crash) the last completions may be lost and
-//! those jobs run again. When the file exceeds 4 MiB and four times the
-//! live records, it is compacted: the unfinished jobs are written to a new
-//! file that atomically replaces it.
+//! those jobs run again. A write that fails is cut off the file again, so
+//! that no torn record hides the ones written after it.
+//!
+//! The writer keeps no copy of the records: it knows where each live one
+//! (unfinished job, finished record within retention, recurring job, dead
+//! letter) lies in the file. When the file exceeds 4 MiB and four times
+//! the live records, it is compacted: those byte ranges are copied, in
+//! file order and checksums included, to a new file that atomically
+//! replaces it.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
@@ -29,7 +40,7 @@ use super::{Accepted, AcceptedMany};
 use crate::coordinator::{AttemptFailure, DeadLetter};
 use crate::error::SubmitError;
 use crate::job::{IdMap, Job, JobId};
-use crate::record::{now_ms, FinishedLog, JobRecord, Retention};
+use crate::record::{now_ms, FinishedLog, JobRecord, Records, Retention};
 
 /// The journal's file name inside the data directory.
 pub(super) const FILE_NAME: &str = "jobs.journal";
@@ -40,7 +51,9 @@ const HEADER: usize = 8;
 const KIND_SUBMIT: u8 = 1;
 const KIND_COMPLETE: u8 = 2;
 const KIND_ID_FLOOR: u8 = 3;
-const KIND_FINISHED: u8 = 4;
+/// A job finished, its record as JSON (written by older builds; still
+/// read): `finished_ms: u64 LE`, then the `JobRecord` JSON.
+const KIND_FINISHED_JSON: u8 = 4;
 /// A recurring job added or replaced: its JSON form (`RecurringJob`).
 const KIND_RECURRING: u8 = 5;
 /// A recurring job removed: its name.
@@ -49,16 +62,20 @@ const KIND_UNRECURRING: u8 = 6;
 const KIND_DEAD: u8 = 7;
 /// A dead letter removed (resubmitted, discarded or evicted): its id.
 const KIND_UNDEAD: u8 = 8;
+/// A job finished, its record in the stored form: `finished_ms: u64 LE`,
+/// `version: u8` ([`BLOB_V1`]), `id_len: u8`, the id, then the stored
+/// record (`Records::finished_blob`).
+const KIND_FINISHED: u8 = 9;
+/// The stored record form of `record.rs` as of this kind's introduction.
+const BLOB_V1: u8 = 1;
 
-/// One journal entry.
+/// One journal entry (the rarer kinds; submissions and finished records
+/// have their own methods on [`Encoded`]).
 #[derive(Debug)]
 pub(super) enum Record {
-    /// A job was accepted (its bincode form).
-    Submit(JobId, Vec<u8>),
-    /// A job finished (no record kept: a resumed job refused at resume).
+    /// A job finished without a record kept (a resumed job refused at
+    /// resume).
     Complete(JobId),
-    /// A job finished: its record (JSON), kept within retention.
-    Finished(JobId, u64, Vec<u8>),
     /// A recurring job was added or replaced (its name, its JSON form).
     Recurring(String, Vec<u8>),
     /// A recurring job was removed.
@@ -69,11 +86,117 @@ pub(super) enum Record {
     Undead(JobId),
 }
 
+/// What one record changes in the live set.
+#[derive(Debug)]
+enum Op {
+    Submit(JobId),
+    Complete(JobId),
+    Finished(JobId, u64),
+    Recurring(String),
+    Unrecurring(String),
+    Dead(JobId),
+    Undead(JobId),
+}
+
+/// Records encoded in order, as they go to the file: the framed bytes,
+/// and for each record what it changes and its framed length.
+#[derive(Debug, Default)]
+pub(super) struct Encoded {
+    bytes: Vec<u8>,
+    ops: Vec<(Op, u32)>,
+    /// Whether a record must be fsynced before the batch is acknowledged.
+    sync: bool,
+}
+
+impl Encoded {
+    /// Appends one of the rarer records.
+    pub(super) fn push(&mut self, record: Record) {
+        match record {
+            Record::Complete(id) => {
+                let op = Op::Complete(id.clone());
+                self.add(KIND_COMPLETE, op, |out| {
+                    out.extend_from_slice(id.as_str().as_bytes())
+                });
+            }
+            Record::Recurring(name, body) => {
+                self.sync = true;
+                self.add(KIND_RECURRING, Op::Recurring(name), |out| {
+                    out.extend_from_slice(&body);
+                });
+            }
+            Record::Unrecurring(name) => {
+                self.sync = true;
+                let op = Op::Unrecurring(name.clone());
+                self.add(KIND_UNRECURRING, op, |out| {
+                    out.extend_from_slice(name.as_bytes())
+                });
+            }
+            Record::Dead(id, body) => {
+                self.add(KIND_DEAD, Op::Dead(id), |out| out.extend_from_slice(&body));
+            }
+            Record::Undead(id) => {
+                let op = Op::Undead(id.clone());
+                self.add(KIND_UNDEAD, op, |out| {
+                    out.extend_from_slice(id.as_str().as_bytes())
+                });
+            }
+        }
+    }
+
+    /// Appends a job's submission: its bincode form, numbered from 1 if it
+    /// has made no attempt yet (still in the ready queue).
+    pub(super) fn submit(&mut self, job: &Job) {
+        self.sync = true;
+        self.add(KIND_SUBMIT, Op::Submit(job.id.clone()), |out| {
+            job.append_bincode_as(job.attempt.max(1), out);
+        });
+    }
+
+    /// Appends a finished job's record, `blob` being its stored form
+    /// (`Records::finished_blob`).
+    pub(super) fn finished(&mut self, id: &JobId, finished_ms: u64, blob: &[u8]) {
+        // Ids are at most `JobId::MAX_LEN` (128) bytes.
+        let Ok(id_len) = u8::try_from(id.as_str().len()) else {
+            return self.push(Record::Complete(id.clone()));
+        };
+        let op = Op::Finished(id.clone(), finished_ms);
+        self.add(KIND_FINISHED, op, |out| {
+            out.extend_from_slice(&finished_ms.to_le_bytes());
+            out.push(BLOB_V1);
+            out.push(id_len);
+            out.extend_from_slice(id.as_str().as_bytes());
+            out.extend_from_slice(blob);
+        });
+    }
+
+    /// Whether there is no record.
+    pub(super) fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Frames one record into the buffer and notes what it changes; a
+    /// record over the limit is left out (and logged), since replay would
+    /// stop at it.
+    fn add(&mut self, kind: u8, op: Op, body: impl FnOnce(&mut Vec<u8>)) {
+        if self.bytes.capacity() == 0 {
+            self.bytes.reserve(16 << 10);
+        }
+        match frame(&mut self.bytes, kind, body) {
+            Some(len) => self.ops.push((op, len)),
+            None => tracing::error!(
+                kind,
+                ?op,
+                "journal: record over {MAX_RECORD} bytes not written"
+            ),
+        }
+    }
+}
+
 /// Records to write, and the submissions to acknowledge once they are
 /// durable.
 #[derive(Debug, Default)]
 pub(super) struct Batch {
-    pub(super) records: Vec<Record>,
+    pub(super) records: Encoded,
     pub(super) acks: Vec<Ack>,
     /// The highest generated-id counter used so far.
     pub(super) id_floor: u64,
@@ -82,6 +205,37 @@ pub(super) struct Batch {
 impl Batch {
     pub(super) fn is_empty(&self) -> bool {
         self.records.is_empty() && self.acks.is_empty()
+    }
+}
+
+/// A finished job's record read back from the journal.
+#[derive(Debug)]
+pub(super) enum Finished {
+    /// Journaled by an older build, as JSON.
+    Json(Box<JobRecord>),
+    /// Journaled in the stored form.
+    Stored {
+        id: JobId,
+        finished_ms: u64,
+        blob: Box<[u8]>,
+    },
+}
+
+impl Finished {
+    /// Adds the record to `records`.
+    pub(super) fn restore(self, records: &mut Records, now_ms: u64) {
+        match self {
+            Finished::Json(record) => records.insert_finished(*record, now_ms),
+            Finished::Stored {
+                id,
+                finished_ms,
+                blob,
+            } => {
+                if !records.insert_finished_blob(id.clone(), finished_ms, blob, now_ms) {
+                    tracing::warn!(%id, "journal: undecodable job record skipped");
+                }
+            }
+        }
     }
 }
 
@@ -95,90 +249,137 @@ pub(crate) struct Journal {
     /// The highest generated-id counter recorded.
     pub(super) id_floor: u64,
     /// Records of finished jobs within retention, oldest first.
-    pub(super) finished: Vec<JobRecord>,
+    pub(super) finished: Vec<Finished>,
     /// The recurring jobs, by name.
     pub(super) recurring: Vec<RecurringJob>,
     /// The dead letters, oldest first.
     pub(super) dead: Vec<DeadLetter>,
 }
 
-/// The live records: unfinished submits in submission order, and the
-/// finished jobs' records within retention.
+/// Where a live record lies in the file: its offset and its length,
+/// header included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    at: u64,
+    len: u32,
+}
+
+/// The live records, by where they lie in the file: unfinished submits,
+/// the finished jobs' records within retention, recurring jobs and dead
+/// letters. File order is the order they were written in.
 #[derive(Debug)]
 struct Live {
-    seq: u64,
-    records: IdMap<(u64, Vec<u8>)>,
-    bytes: u64,
-    id_floor: u64,
-    finished: FinishedLog<Vec<u8>>,
+    submits: IdMap<Span>,
+    submit_bytes: u64,
+    finished: FinishedLog<Span>,
     retention: Retention,
-    /// Recurring jobs by name (JSON forms); few (at most `MAX_RECURRING`).
-    recurring: std::collections::BTreeMap<String, Vec<u8>>,
-    /// Dead letters by id, with their order of arrival; as many as the
-    /// coordinator keeps (it journals the ones it evicts).
-    dead: IdMap<(u64, Vec<u8>)>,
+    /// Recurring jobs by name; few (at most `MAX_RECURRING`).
+    recurring: BTreeMap<String, Span>,
+    /// Dead letters by id; as many as the coordinator keeps (it journals
+    /// the ones it evicts).
+    dead: IdMap<Span>,
+    dead_bytes: u64,
+    id_floor: u64,
 }
 
 impl Live {
     fn new(retention: Retention) -> Self {
         Live {
-            seq: 0,
-            records: IdMap::default(),
-            bytes: 0,
-            id_floor: 0,
+            submits: IdMap::default(),
+            submit_bytes: 0,
             finished: FinishedLog::default(),
             retention,
-            recurring: std::collections::BTreeMap::new(),
+            recurring: BTreeMap::new(),
             dead: IdMap::default(),
+            dead_bytes: 0,
+            id_floor: 0,
         }
     }
 
-    fn dead_letter(&mut self, id: JobId, body: Vec<u8>) {
-        self.seq += 1;
-        self.dead.insert(id, (self.seq, body));
+    fn apply(&mut self, op: Op, span: Span) {
+        match op {
+            Op::Submit(id) => self.submit(id, span),
+            Op::Complete(id) => self.complete(&id),
+            Op::Finished(id, finished_ms) => self.finish(id, finished_ms, span),
+            Op::Recurring(name) => {
+                self.recurring.insert(name, span);
+            }
+            Op::Unrecurring(name) => {
+                self.recurring.remove(&name);
+            }
+            Op::Dead(id) => self.dead_letter(id, span),
+            Op::Undead(id) => self.undead(&id),
+        }
     }
 
-    /// The dead letters' bodies, oldest first.
-    fn dead_ordered(&self) -> Vec<&[u8]> {
-        let mut list: Vec<&(u64, Vec<u8>)> = self.dead.values().collect();
-        list.sort_unstable_by_key(|(seq, _)| *seq);
-        list.into_iter().map(|(_, body)| body.as_slice()).collect()
-    }
-
-    fn finish(&mut self, id: JobId, finished_ms: u64, body: Vec<u8>) {
-        self.complete(&id);
-        let size = body.len() + HEADER + 9;
-        self.finished.insert(id, finished_ms, size, body);
-        self.finished.evict(now_ms(), self.retention);
-    }
-
-    /// Bytes of every live record.
-    fn total_bytes(&self) -> u64 {
-        let recurring: usize = self.recurring.values().map(|b| b.len() + HEADER + 1).sum();
-        let dead: usize = self.dead.values().map(|(_, b)| b.len() + HEADER + 1).sum();
-        self.bytes + self.finished.bytes() + recurring as u64 + dead as u64
-    }
-
-    fn submit(&mut self, id: JobId, body: Vec<u8>) {
+    fn submit(&mut self, id: JobId, span: Span) {
         // A re-run: the earlier run's record is replaced when it finishes.
         self.finished.remove(&id);
-        self.seq += 1;
-        self.bytes += body.len() as u64 + HEADER as u64 + 1;
-        if let Some((_, old)) = self.records.insert(id, (self.seq, body)) {
-            self.bytes -= old.len() as u64 + HEADER as u64 + 1;
+        self.submit_bytes += u64::from(span.len);
+        if let Some(old) = self.submits.insert(id, span) {
+            self.submit_bytes -= u64::from(old.len);
         }
     }
 
     fn complete(&mut self, id: &JobId) {
-        if let Some((_, body)) = self.records.remove(id) {
-            self.bytes -= body.len() as u64 + HEADER as u64 + 1;
+        if let Some(old) = self.submits.remove(id) {
+            self.submit_bytes -= u64::from(old.len);
         }
     }
 
-    fn ordered(&self) -> Vec<&[u8]> {
-        let mut list: Vec<&(u64, Vec<u8>)> = self.records.values().collect();
-        list.sort_unstable_by_key(|(seq, _)| *seq);
-        list.into_iter().map(|(_, body)| body.as_slice()).collect()
+    fn finish(&mut self, id: JobId, finished_ms: u64, span: Span) {
+        self.complete(&id);
+        self.finished
+            .insert(id, finished_ms, span.len as usize, span);
+    }
+
+    fn dead_letter(&mut self, id: JobId, span: Span) {
+        self.dead_bytes += u64::from(span.len);
+        if let Some(old) = self.dead.insert(id, span) {
+            self.dead_bytes -= u64::from(old.len);
+        }
+    }
+
+    fn undead(&mut self, id: &JobId) {
+        if let Some(old) = self.dead.remove(id) {
+            self.dead_bytes -= u64::from(old.len);
+        }
+    }
+
+    /// Bytes of every live record.
+    fn total_bytes(&self) -> u64 {
+        let recurring: u64 = self.recurring.values().map(|s| u64::from(s.len)).sum();
+        self.submit_bytes + self.finished.bytes() + self.dead_bytes + recurring
+    }
+
+    /// Every live record, in file order.
+    fn spans(&self) -> Vec<Span> {
+        let mut spans: Vec<Span> = self.submits.values().copied().collect();
+        spans.extend(self.finished.iter().map(|(_, span)| *span));
+        spans.extend(self.recurring.values().copied());
+        spans.extend(self.dead.values().copied());
+        spans.sort_unstable_by_key(|span| span.at);
+        spans
+    }
+
+    fn in_file_order<'a>(spans: impl Iterator<Item = &'a Span>) -> Vec<Span> {
+        let mut list: Vec<Span> = spans.copied().collect();
+        list.sort_unstable_by_key(|span| span.at);
+        list
+    }
+
+    /// Moves every record to where compaction put it (`moved`: old
+    /// offset, new offset; sorted).
+    fn relocate(&mut self, moved: &[(u64, u64)]) {
+        let find = |span: &mut Span| {
+            if let Ok(i) = moved.binary_search_by_key(&span.at, |m| m.0) {
+                span.at = moved[i].1;
+            }
+        };
+        self.submits.values_mut().for_each(find);
+        self.finished.values_mut().for_each(find);
+        self.recurring.values_mut().for_each(find);
+        self.dead.values_mut().for_each(find);
     }
 }
 
@@ -201,8 +402,8 @@ impl Gate {
 
 impl Journal {
     /// Opens (creating) the journal in `dir`, replays it, compacts it to the
-    /// unfinished jobs and starts the writer thread, which holds `turn`
-    /// (see [`Gate`]) until it exits.
+    /// live records and starts the writer thread, which holds `turn` (see
+    /// [`Gate`]) until it exits.
     pub(crate) fn open(
         dir: &Path,
         retention: Retention,
@@ -217,37 +418,18 @@ impl Journal {
         };
         let mut live = replay(&data, retention);
         live.finished.evict(now_ms(), retention);
-        compact(dir, &path, &live)?;
-        let finished = live
-            .finished
-            .iter()
-            .filter_map(|(_, body)| serde_json::from_slice::<JobRecord>(body.get(8..)?).ok())
-            .collect();
-        let unfinished = live
-            .ordered()
-            .into_iter()
-            .filter_map(|body| Job::from_bincode(body).ok())
-            .collect();
-        let recurring = live
-            .recurring
-            .values()
-            .filter_map(|body| serde_json::from_slice::<RecurringJob>(body).ok())
-            .collect();
-        let dead = live
-            .dead_ordered()
-            .into_iter()
-            .filter_map(decode_dead_letter)
-            .collect();
-        let id_floor = live.id_floor;
-        let file = OpenOptions::new().append(true).open(&path)?;
+        let mut journal = Journal::read_live(&data, &live);
+        let (file, len) = compact(dir, &path, &mut live, &mut data.as_slice())?;
+        drop(data);
         let (tx, rx) = std_mpsc::channel();
         let (done_tx, done) = oneshot::channel();
         let writer = Writer {
             dir: dir.to_path_buf(),
             path,
-            len: file.metadata()?.len(),
             file,
+            len,
             floor_written: live.id_floor,
+            compact_at: COMPACT_MIN_BYTES,
             live,
         };
         std::thread::Builder::new()
@@ -257,15 +439,57 @@ impl Journal {
                 drop(turn);
                 let _ = done_tx.send(());
             })?;
-        Ok(Journal {
-            tx: Some(tx),
-            done: Some(done),
+        journal.tx = Some(tx);
+        journal.done = Some(done);
+        Ok(journal)
+    }
+
+    /// What the live records of `data` hold.
+    fn read_live(data: &[u8], live: &Live) -> Journal {
+        let body = |span: &Span| {
+            let (kind, body, _) = read_record(data, usize::try_from(span.at).ok()?)?;
+            Some((kind, body))
+        };
+        let finished = live
+            .finished
+            .iter()
+            .filter_map(|(_, span)| match body(span)? {
+                (KIND_FINISHED_JSON, body) => serde_json::from_slice(body.get(8..)?)
+                    .ok()
+                    .map(Finished::Json),
+                (_, body) => {
+                    let (id, finished_ms, blob) = finished_stored(body)?;
+                    let blob = blob.into();
+                    Some(Finished::Stored {
+                        id,
+                        finished_ms,
+                        blob,
+                    })
+                }
+            })
+            .collect();
+        let unfinished = Live::in_file_order(live.submits.values())
+            .iter()
+            .filter_map(|span| Job::from_bincode(body(span)?.1).ok())
+            .collect();
+        let recurring = live
+            .recurring
+            .values()
+            .filter_map(|span| serde_json::from_slice::<RecurringJob>(body(span)?.1).ok())
+            .collect();
+        let dead = Live::in_file_order(live.dead.values())
+            .iter()
+            .filter_map(|span| decode_dead_letter(body(span)?.1))
+            .collect();
+        Journal {
+            tx: None,
+            done: None,
             unfinished,
-            id_floor,
+            id_floor: live.id_floor,
             finished,
             recurring,
             dead,
-        })
+        }
     }
 
     /// Hands a batch to the writer; its acknowledgements are sent once the
@@ -341,137 +565,193 @@ struct Writer {
     len: u64,
     live: Live,
     floor_written: u64,
+    /// The file length below which no compaction is tried (raised after
+    /// one fails, so that a full disk is not rewritten at every write).
+    compact_at: u64,
+}
+
+/// The batches of one write, merged.
+#[derive(Default)]
+struct Group {
+    bytes: Vec<u8>,
+    ops: Vec<(Op, u32)>,
+    acks: Vec<Ack>,
+    sync: bool,
+    id_floor: u64,
+}
+
+impl Group {
+    fn add(&mut self, batch: Batch) {
+        let Batch {
+            records,
+            acks,
+            id_floor,
+        } = batch;
+        self.id_floor = self.id_floor.max(id_floor);
+        self.sync |= records.sync;
+        if self.bytes.is_empty() {
+            self.bytes = records.bytes;
+        } else {
+            self.bytes.extend_from_slice(&records.bytes);
+        }
+        self.ops.extend(records.ops);
+        self.acks.extend(acks);
+    }
 }
 
 impl Writer {
     fn run(mut self, rx: std_mpsc::Receiver<Batch>) {
-        let mut buf = Vec::with_capacity(64 * 1024);
         while let Ok(first) = rx.recv() {
-            let mut batches = vec![first];
-            batches.extend(rx.try_iter());
-            buf.clear();
-            let mut sync = false;
-            let mut acks = Vec::new();
-            for batch in batches {
-                self.live.id_floor = self.live.id_floor.max(batch.id_floor);
-                for record in batch.records {
-                    sync |= matches!(
-                        record,
-                        Record::Submit(..) | Record::Recurring(..) | Record::Unrecurring(..)
-                    );
-                    self.apply(record, &mut buf);
-                }
-                acks.extend(batch.acks);
+            let mut group = Group::default();
+            group.add(first);
+            for batch in rx.try_iter() {
+                group.add(batch);
             }
-            if self.live.id_floor > self.floor_written {
-                encode(KIND_ID_FLOOR, &self.live.id_floor.to_le_bytes(), &mut buf);
-                self.floor_written = self.live.id_floor;
-            }
-            match self.commit(&buf, sync) {
-                Ok(()) => {
-                    for ack in acks {
-                        ack.send();
-                    }
-                }
-                Err(err) => {
-                    tracing::error!(path = %self.path.display(), %err, "journal write failed");
-                    fail_acks(acks, err.kind());
-                }
-            }
+            self.write_group(group);
         }
         if let Err(err) = self.file.sync_data() {
             tracing::warn!(%err, "journal sync at close failed");
         }
     }
 
-    fn apply(&mut self, record: Record, buf: &mut Vec<u8>) {
-        match record {
-            Record::Submit(id, body) => {
-                encode(KIND_SUBMIT, &body, buf);
-                self.live.submit(id, body);
-            }
-            Record::Complete(id) => {
-                encode(KIND_COMPLETE, id.as_str().as_bytes(), buf);
-                self.live.complete(&id);
-            }
-            Record::Finished(id, finished_ms, body) => {
-                let mut framed = Vec::with_capacity(body.len() + 8);
-                framed.extend_from_slice(&finished_ms.to_le_bytes());
-                framed.extend_from_slice(&body);
-                encode(KIND_FINISHED, &framed, buf);
-                self.live.finish(id, finished_ms, framed);
-            }
-            Record::Recurring(name, body) => {
-                encode(KIND_RECURRING, &body, buf);
-                self.live.recurring.insert(name, body);
-            }
-            Record::Unrecurring(name) => {
-                encode(KIND_UNRECURRING, name.as_bytes(), buf);
-                self.live.recurring.remove(&name);
-            }
-            Record::Dead(id, body) => {
-                encode(KIND_DEAD, &body, buf);
-                self.live.dead_letter(id, body);
-            }
-            Record::Undead(id) => {
-                encode(KIND_UNDEAD, id.as_str().as_bytes(), buf);
-                self.live.dead.remove(&id);
+    fn write_group(&mut self, mut group: Group) {
+        let floor = self.live.id_floor.max(group.id_floor);
+        if floor > self.floor_written {
+            encode(KIND_ID_FLOOR, &floor.to_le_bytes(), &mut group.bytes);
+        }
+        if let Err(err) = self.append(&group.bytes, group.sync) {
+            tracing::error!(path = %self.path.display(), %err, "journal write failed");
+            fail_acks(group.acks, err.kind());
+            return;
+        }
+        self.live.id_floor = floor;
+        self.floor_written = floor;
+        let mut at = self.len;
+        for (op, len) in group.ops {
+            self.live.apply(op, Span { at, len });
+            at += u64::from(len);
+        }
+        self.len += group.bytes.len() as u64;
+        for ack in group.acks {
+            ack.send();
+        }
+        self.live.finished.evict(now_ms(), self.live.retention);
+        let limit = self.compact_at.max(4 * self.live.total_bytes());
+        if self.len > limit {
+            if let Err(err) = self.compact() {
+                tracing::warn!(path = %self.path.display(), %err, "journal compaction failed");
+                self.compact_at = self.len + COMPACT_MIN_BYTES;
             }
         }
     }
 
-    fn commit(&mut self, buf: &[u8], sync: bool) -> io::Result<()> {
-        self.file.write_all(buf)?;
-        if sync {
-            self.file.sync_data()?;
+    /// Writes `bytes` at the end of the file (and fsyncs if `sync`). On
+    /// failure whatever part reached the file is cut off again.
+    fn append(&mut self, bytes: &[u8], sync: bool) -> io::Result<()> {
+        let written =
+            self.file.write_all(bytes).and_then(
+                |()| {
+                    if sync {
+                        self.file.sync_data()
+                    } else {
+                        Ok(())
+                    }
+                },
+            );
+        if written.is_err() {
+            if let Err(err) = self.file.set_len(self.len) {
+                tracing::error!(%err, "journal: a failed write could not be cut off");
+            }
         }
-        self.len += buf.len() as u64;
-        if self.len > COMPACT_MIN_BYTES && self.len > 4 * self.live.total_bytes() {
-            compact(&self.dir, &self.path, &self.live)?;
-            self.file = OpenOptions::new().append(true).open(&self.path)?;
-            self.len = self.file.metadata()?.len();
-        }
+        written
+    }
+
+    fn compact(&mut self) -> io::Result<()> {
+        let mut source = BufReader::with_capacity(1 << 20, File::open(&self.path)?);
+        let (file, len) = compact(&self.dir, &self.path, &mut self.live, &mut source)?;
+        self.file = file;
+        self.len = len;
+        self.compact_at = COMPACT_MIN_BYTES;
         Ok(())
     }
 }
 
 /// Rewrites the journal with only the live records (and the id floor),
-/// atomically: temporary file, fsync, rename, fsync of the directory.
-fn compact(dir: &Path, path: &Path, live: &Live) -> io::Result<()> {
+/// copied from `source` (the file as it is, read from its start), then
+/// replaces it atomically: temporary file, fsync, rename, fsync of the
+/// directory. Returns the new file, open for appending, and its length.
+fn compact(
+    dir: &Path,
+    path: &Path,
+    live: &mut Live,
+    source: &mut impl Read,
+) -> io::Result<(File, u64)> {
     let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-    let mut buf = Vec::with_capacity(live.total_bytes() as usize + 32);
-    encode(KIND_ID_FLOOR, &live.id_floor.to_le_bytes(), &mut buf);
-    for (_, framed) in live.finished.iter() {
-        encode(KIND_FINISHED, framed, &mut buf);
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+    let mut head = Vec::new();
+    encode(KIND_ID_FLOOR, &live.id_floor.to_le_bytes(), &mut head);
+    out.write_all(&head)?;
+    let mut written = head.len() as u64;
+    let mut read = 0;
+    let mut moved = Vec::new();
+    let mut record = Vec::new();
+    for span in live.spans() {
+        let gap = span
+            .at
+            .checked_sub(read)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "journal records overlap"))?;
+        io::copy(&mut source.by_ref().take(gap), &mut io::sink())?;
+        record.resize(span.len as usize, 0);
+        source.read_exact(&mut record)?;
+        read = span.at + u64::from(span.len);
+        // Bytes that changed on disk since they were written would end
+        // every later replay at this record: they are left out.
+        if read_record(&record, 0).is_none() {
+            tracing::warn!(
+                at = span.at,
+                "journal: corrupt record dropped at compaction"
+            );
+            continue;
+        }
+        out.write_all(&record)?;
+        moved.push((span.at, written));
+        written += u64::from(span.len);
     }
-    for body in live.recurring.values() {
-        encode(KIND_RECURRING, body, &mut buf);
-    }
-    for body in live.dead_ordered() {
-        encode(KIND_DEAD, body, &mut buf);
-    }
-    for body in live.ordered() {
-        encode(KIND_SUBMIT, body, &mut buf);
-    }
-    let mut file = File::create(&tmp)?;
-    file.write_all(&buf)?;
+    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
     file.sync_all()?;
     drop(file);
+    let append = OpenOptions::new().append(true).open(&tmp)?;
     fs::rename(&tmp, path)?;
     if let Ok(d) = File::open(dir) {
         // Makes the rename durable; not supported everywhere.
         let _ = d.sync_all();
     }
-    Ok(())
+    live.relocate(&moved);
+    Ok((append, written))
+}
+
+/// Appends one framed record (`body` writes the body after the kind);
+/// its framed length, or `None` (nothing appended) if it is over
+/// [`MAX_RECORD`].
+fn frame(out: &mut Vec<u8>, kind: u8, body: impl FnOnce(&mut Vec<u8>)) -> Option<u32> {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER]);
+    out.push(kind);
+    body(out);
+    let payload = &out[start + HEADER..];
+    if payload.len() > MAX_RECORD {
+        out.truncate(start);
+        return None;
+    }
+    let len = payload.len() as u32;
+    let crc = crc32(0, payload);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
+    Some(len + HEADER as u32)
 }
 
 fn encode(kind: u8, body: &[u8], out: &mut Vec<u8>) {
-    let len = u32::try_from(body.len() + 1).expect("journal records are small");
-    out.extend_from_slice(&len.to_le_bytes());
-    let crc = crc32(crc32(0, &[kind]), body);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.push(kind);
-    out.extend_from_slice(body);
+    frame(out, kind, |out| out.extend_from_slice(body));
 }
 
 /// Replays records up to the first torn or corrupt one.
@@ -479,51 +759,11 @@ fn replay(data: &[u8], retention: Retention) -> Live {
     let mut live = Live::new(retention);
     let mut at = 0;
     while let Some((kind, body, next)) = read_record(data, at) {
-        match kind {
-            KIND_SUBMIT => match Job::from_bincode(body) {
-                Ok(job) => live.submit(job.id, body.to_vec()),
-                Err(err) => tracing::warn!(%err, "journal: undecodable job skipped"),
-            },
-            KIND_COMPLETE => {
-                if let Ok(Ok(id)) = std::str::from_utf8(body).map(JobId::new) {
-                    live.complete(&id);
-                }
-            }
-            KIND_FINISHED => match finished_record(body) {
-                Some((id, finished_ms)) => {
-                    live.complete(&id);
-                    let size = body.len() + HEADER + 1;
-                    live.finished.insert(id, finished_ms, size, body.to_vec());
-                }
-                None => tracing::warn!("journal: undecodable job record skipped"),
-            },
-            KIND_RECURRING => match serde_json::from_slice::<RecurringJob>(body) {
-                Ok(spec) => {
-                    live.recurring.insert(spec.name, body.to_vec());
-                }
-                Err(err) => tracing::warn!(%err, "journal: undecodable recurring job skipped"),
-            },
-            KIND_UNRECURRING => {
-                if let Ok(name) = std::str::from_utf8(body) {
-                    live.recurring.remove(name);
-                }
-            }
-            KIND_DEAD => match decode_dead_letter(body) {
-                Some(letter) => live.dead_letter(letter.job.id, body.to_vec()),
-                None => tracing::warn!("journal: undecodable dead letter skipped"),
-            },
-            KIND_UNDEAD => {
-                if let Ok(Ok(id)) = std::str::from_utf8(body).map(JobId::new) {
-                    live.dead.remove(&id);
-                }
-            }
-            KIND_ID_FLOOR => {
-                if let Ok(bytes) = <[u8; 8]>::try_from(body) {
-                    live.id_floor = live.id_floor.max(u64::from_le_bytes(bytes));
-                }
-            }
-            _ => tracing::warn!(kind, "journal: unknown record kind skipped"),
-        }
+        let span = Span {
+            at: at as u64,
+            len: (next - at) as u32,
+        };
+        replay_one(&mut live, kind, body, span);
         at = next;
     }
     if at < data.len() {
@@ -533,6 +773,62 @@ fn replay(data: &[u8], retention: Retention) -> Live {
         );
     }
     live
+}
+
+fn replay_one(live: &mut Live, kind: u8, body: &[u8], span: Span) {
+    let id = || {
+        std::str::from_utf8(body)
+            .ok()
+            .and_then(|s| JobId::new(s).ok())
+    };
+    match kind {
+        KIND_SUBMIT => match Job::from_bincode(body) {
+            Ok(job) => live.submit(job.id, span),
+            Err(err) => tracing::warn!(%err, "journal: undecodable job skipped"),
+        },
+        KIND_COMPLETE => {
+            if let Some(id) = id() {
+                live.complete(&id);
+            }
+        }
+        KIND_FINISHED | KIND_FINISHED_JSON => {
+            let found = if kind == KIND_FINISHED {
+                finished_stored(body).map(|(id, ms, _)| (id, ms))
+            } else {
+                finished_json(body)
+            };
+            match found {
+                Some((id, finished_ms)) => live.finish(id, finished_ms, span),
+                None => tracing::warn!("journal: undecodable job record skipped"),
+            }
+        }
+        KIND_RECURRING => match serde_json::from_slice::<RecurringJob>(body) {
+            Ok(spec) => {
+                live.recurring.insert(spec.name, span);
+            }
+            Err(err) => tracing::warn!(%err, "journal: undecodable recurring job skipped"),
+        },
+        KIND_UNRECURRING => {
+            if let Ok(name) = std::str::from_utf8(body) {
+                live.recurring.remove(name);
+            }
+        }
+        KIND_DEAD => match decode_dead_letter(body) {
+            Some(letter) => live.dead_letter(letter.job.id, span),
+            None => tracing::warn!("journal: undecodable dead letter skipped"),
+        },
+        KIND_UNDEAD => {
+            if let Some(id) = id() {
+                live.undead(&id);
+            }
+        }
+        KIND_ID_FLOOR => {
+            if let Ok(bytes) = <[u8; 8]>::try_from(body) {
+                live.id_floor = live.id_floor.max(u64::from_le_bytes(bytes));
+            }
+        }
+        _ => tracing::warn!(kind, "journal: unknown record kind skipped"),
+    }
 }
 
 /// A dead letter's journal body: `job_len: u32 LE`, the job's bincode
@@ -558,9 +854,9 @@ fn decode_dead_letter(body: &[u8]) -> Option<DeadLetter> {
     })
 }
 
-/// The id and finish time of a `Finished` body (`finished_ms: u64 LE`,
-/// then the record's JSON).
-fn finished_record(body: &[u8]) -> Option<(JobId, u64)> {
+/// The id and finish time of an old `Finished` body (`finished_ms: u64
+/// LE`, then the record's JSON).
+fn finished_json(body: &[u8]) -> Option<(JobId, u64)> {
     let (ms, json) = body.split_first_chunk::<8>()?;
     #[derive(serde::Deserialize)]
     struct IdOnly {
@@ -568,6 +864,18 @@ fn finished_record(body: &[u8]) -> Option<(JobId, u64)> {
     }
     let IdOnly { id } = serde_json::from_slice(json).ok()?;
     Some((id, u64::from_le_bytes(*ms)))
+}
+
+/// The id, finish time and stored record of a [`KIND_FINISHED`] body.
+fn finished_stored(body: &[u8]) -> Option<(JobId, u64, &[u8])> {
+    let (ms, rest) = body.split_first_chunk::<8>()?;
+    let ([version, id_len], rest) = rest.split_first_chunk::<2>()?;
+    if *version != BLOB_V1 {
+        return None;
+    }
+    let (id, blob) = rest.split_at_checked(usize::from(*id_len))?;
+    let id = JobId::new(std::str::from_utf8(id).ok()?).ok()?;
+    Some((id, u64::from_le_bytes(*ms), blob))
 }
 
 fn read_record(data: &[u8], at: usize) -> Option<(u8, &[u8], usize)> {
@@ -595,221 +903,5 @@ fn crc32(crc: u32, bytes: &[u8]) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const WIDE: Retention = Retention {
-        age: std::time::Duration::from_secs(3600),
-        bytes: u64::MAX,
-    };
-
-    #[test]
-    fn crc32_matches_the_standard_check_value() {
-        assert_eq!(crc32(0, b"123456789"), 0xCBF4_3926);
-        assert_eq!(crc32(crc32(0, b"1234"), b"56789"), 0xCBF4_3926);
-    }
-
-    fn job(id: &str) -> Job {
-        Job::new("echo", id).with_id(JobId::new(id).unwrap())
-    }
-
-    #[test]
-    fn replay_keeps_unfinished_jobs_in_order_and_drops_a_torn_tail() {
-        let mut data = Vec::new();
-        for id in ["j-1", "j-2", "j-3"] {
-            encode(KIND_SUBMIT, &job(id).to_bincode(), &mut data);
-        }
-        encode(KIND_COMPLETE, b"j-2", &mut data);
-        encode(KIND_ID_FLOOR, &7u64.to_le_bytes(), &mut data);
-        let whole = data.len();
-        encode(KIND_SUBMIT, &job("j-4").to_bincode(), &mut data);
-        data.truncate(data.len() - 3);
-        let live = replay(&data, WIDE);
-        let ids: Vec<String> = live
-            .ordered()
-            .into_iter()
-            .map(|b| Job::from_bincode(b).unwrap().id.to_string())
-            .collect();
-        assert_eq!(ids, ["j-1", "j-3"]);
-        assert_eq!(live.id_floor, 7);
-        // A flipped bit ends the replay at that record.
-        let mut corrupt = data[..whole].to_vec();
-        corrupt[HEADER + 2] ^= 1;
-        assert!(replay(&corrupt, WIDE).records.is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_reopened_journal_resumes_unfinished_jobs_and_compacts() {
-        let dir = std::env::temp_dir().join(format!("jq-journal-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let mut journal = Journal::open(&dir, WIDE, None).unwrap();
-        assert!(journal.unfinished.is_empty());
-        let (reply, acked) = oneshot::channel();
-        let (_tx, rx) = oneshot::channel();
-        let mut batch = Batch {
-            id_floor: 12,
-            ..Batch::default()
-        };
-        for id in ["a-1", "a-2"] {
-            batch.records.push(Record::Submit(
-                JobId::new(id).unwrap(),
-                job(id).to_bincode(),
-            ));
-        }
-        batch
-            .records
-            .push(Record::Complete(JobId::new("a-1").unwrap()));
-        batch
-            .acks
-            .push(Ack::One(reply, Ok((JobId::new("a-2").unwrap(), rx))));
-        journal.write(batch);
-        let acked = tokio::time::timeout(std::time::Duration::from_secs(10), acked)
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(acked.is_ok());
-        journal.close().await;
-        let mut again = Journal::open(&dir, WIDE, None).unwrap();
-        let ids: Vec<&str> = again.unfinished.iter().map(|j| j.id.as_str()).collect();
-        assert_eq!(ids, ["a-2"]);
-        assert_eq!(again.id_floor, 12);
-        again.close().await;
-        let _ = fs::remove_dir_all(&dir);
-    }
-
-    fn record_json(id: &str, finished_ms: u64) -> Vec<u8> {
-        let result = crate::job::JobResult::success(
-            JobId::new(id).unwrap(),
-            "out",
-            "n2",
-            1,
-            std::time::Duration::ZERO,
-        );
-        let record = JobRecord {
-            id: JobId::new(id).unwrap(),
-            kind: "echo".into(),
-            owner: "n1".into(),
-            state: crate::record::JobState::Succeeded,
-            attempt: 1,
-            max_attempts: 3,
-            submitted_ms: finished_ms,
-            started_ms: None,
-            finished_ms: Some(finished_ms),
-            attempts: Vec::new(),
-            progress: None,
-            result: Some(result),
-        };
-        serde_json::to_vec(&record).unwrap()
-    }
-
-    #[tokio::test]
-    async fn finished_records_survive_a_reopen_within_retention_and_reruns_replace_them() {
-        let dir = std::env::temp_dir().join(format!("jq-journal-rec-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let journal = Journal::open(&dir, WIDE, None).unwrap();
-        let now = now_ms();
-        let mut batch = Batch::default();
-        for (id, at) in [("old-1", now - 7_200_000), ("new-1", now), ("again-1", now)] {
-            let body = job(id).to_bincode();
-            batch
-                .records
-                .push(Record::Submit(JobId::new(id).unwrap(), body));
-            let json = record_json(id, at);
-            batch
-                .records
-                .push(Record::Finished(JobId::new(id).unwrap(), at, json));
-        }
-        // A re-run of again-1: submitted anew, not finished yet.
-        let body = job("again-1").to_bincode();
-        batch
-            .records
-            .push(Record::Submit(JobId::new("again-1").unwrap(), body));
-        let (reply, acked) = oneshot::channel();
-        let (_tx, rx) = oneshot::channel();
-        batch
-            .acks
-            .push(Ack::One(reply, Ok((JobId::new("again-1").unwrap(), rx))));
-        journal.write(batch);
-        let mut journal = journal;
-        tokio::time::timeout(std::time::Duration::from_secs(10), acked)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        journal.close().await;
-        // Kept for an hour: the two-hour-old record is gone at reopen.
-        let hour = Retention {
-            age: std::time::Duration::from_secs(3600),
-            bytes: u64::MAX,
-        };
-        let mut again = Journal::open(&dir, hour, None).unwrap();
-        let finished: Vec<&str> = again.finished.iter().map(|r| r.id.as_str()).collect();
-        assert_eq!(finished, ["new-1"]);
-        let unfinished: Vec<&str> = again.unfinished.iter().map(|j| j.id.as_str()).collect();
-        assert_eq!(unfinished, ["again-1"]);
-        again.close().await;
-        // A byte budget below one record keeps none.
-        let tiny = Retention {
-            age: std::time::Duration::from_secs(3600),
-            bytes: 1,
-        };
-        let mut last = Journal::open(&dir, tiny, None).unwrap();
-        assert!(last.finished.is_empty());
-        last.close().await;
-        let _ = fs::remove_dir_all(&dir);
-    }
-
-    #[tokio::test]
-    async fn dead_letters_survive_reopens_and_compaction_until_removed() {
-        use crate::failure::{FailureCause, JobFailure};
-        let dir = std::env::temp_dir().join(format!("jq-journal-dead-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let letter = |id: &str| DeadLetter {
-            job: job(id),
-            failures: vec![AttemptFailure {
-                attempt: 1,
-                node: Some("n2".into()),
-                failure: JobFailure::new(FailureCause::Panic, format!("{id} broke")),
-            }],
-        };
-        let mut journal = Journal::open(&dir, WIDE, None).unwrap();
-        let mut batch = Batch::default();
-        for id in ["d-1", "d-2", "d-3"] {
-            let id = JobId::new(id).unwrap();
-            batch
-                .records
-                .push(Record::Submit(id.clone(), job(id.as_str()).to_bincode()));
-            batch.records.push(Record::Complete(id.clone()));
-            let body = encode_dead_letter(&letter(id.as_str()));
-            batch.records.push(Record::Dead(id, body));
-        }
-        batch
-            .records
-            .push(Record::Undead(JobId::new("d-2").unwrap()));
-        journal.write(batch);
-        journal.close().await;
-
-        // Reopening replays, then compacts: the letters survive both, in
-        // order, with their job and failures; the removed one stays gone.
-        for _ in 0..2 {
-            let mut again = Journal::open(&dir, WIDE, None).unwrap();
-            assert_eq!(again.dead, [letter("d-1"), letter("d-3")]);
-            assert!(again.unfinished.is_empty());
-            again.close().await;
-        }
-        let mut again = Journal::open(&dir, WIDE, None).unwrap();
-        let mut batch = Batch::default();
-        batch
-            .records
-            .push(Record::Undead(JobId::new("d-1").unwrap()));
-        again.write(batch);
-        again.close().await;
-        let mut last = Journal::open(&dir, WIDE, None).unwrap();
-        assert_eq!(last.dead, [letter("d-3")]);
-        last.close().await;
-        // A cut-off body is skipped, not trusted.
-        assert!(decode_dead_letter(&encode_dead_letter(&letter("x"))[..6]).is_none());
-        assert!(decode_dead_letter(&[0xff, 0xff, 0xff, 0xff]).is_none());
-        let _ = fs::remove_dir_all(&dir);
-    }
-}
+#[path = "journal_tests.rs"]
+mod tests;

@@ -207,7 +207,7 @@ impl Shell {
             let now_ms = now_ms();
             if let Some(journal) = &mut self.journal {
                 for record in std::mem::take(&mut journal.finished) {
-                    self.records.insert_finished(record, now_ms);
+                    record.restore(&mut self.records, now_ms);
                 }
                 let letters = std::mem::take(&mut journal.dead);
                 for gone in self.core.restore_dead_letters(letters) {
@@ -368,18 +368,7 @@ impl Shell {
     fn journal_submit(&mut self, id: &JobId) {
         if self.journal.is_some() {
             if let Some(job) = self.core.job(id) {
-                // A job still in the ready queue has made no attempt yet;
-                // its journaled form is numbered from 1 like any job.
-                let body = if job.attempt == 0 {
-                    let mut first = job.clone();
-                    first.attempt = 1;
-                    first.to_bincode()
-                } else {
-                    job.to_bincode()
-                };
-                self.journal_batch
-                    .records
-                    .push(Record::Submit(id.clone(), body));
+                self.journal_batch.records.submit(job);
             }
         }
     }
@@ -842,14 +831,11 @@ impl Shell {
         let now_ms = now_ms();
         let finished = self.records.finish(&result, now_ms);
         if self.journal.is_some() {
-            let record = finished
-                .then(|| self.records.finished(&result.id))
-                .flatten();
-            let entry = match record.as_ref().map(serde_json::to_vec) {
-                Some(Ok(json)) => Record::Finished(result.id.clone(), now_ms, json),
-                _ => Record::Complete(result.id.clone()),
-            };
-            self.journal_batch.records.push(entry);
+            let records = &mut self.journal_batch.records;
+            match finished.then(|| self.records.finished_blob(&result.id)) {
+                Some(Some(blob)) => records.finished(&result.id, now_ms, blob),
+                _ => records.push(Record::Complete(result.id.clone())),
+            }
         }
         if let Some(extra) = self.extra.remove(&result.id) {
             self.extra_count -= extra.len();
