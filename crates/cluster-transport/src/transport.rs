@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use tokio::net::{TcpListener, TcpStream};
@@ -59,6 +59,18 @@ impl fmt::Debug for PreAuthSlot {
 impl Drop for PreAuthSlot {
     fn drop(&mut self) {
         Counters::drop_one(&self.shared.counters.unauthenticated);
+    }
+}
+
+/// One task counted under `Shared::active_tasks`, until it ends or is
+/// dropped (aborted, or its runtime shut down).
+struct ActiveTask(Arc<Shared>);
+
+impl Drop for ActiveTask {
+    fn drop(&mut self) {
+        if self.0.active_tasks.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.tasks_done.notify_waiters();
+        }
     }
 }
 
@@ -193,13 +205,12 @@ impl Shared {
         F: std::future::Future<Output = ()> + Send + 'static,
     {
         self.active_tasks.fetch_add(1, Ordering::SeqCst);
-        let shared = Arc::clone(self);
-        tokio::spawn(async move {
-            fut.await;
-            if shared.active_tasks.fetch_sub(1, Ordering::SeqCst) == 1 {
-                shared.tasks_done.notify_waiters();
-            }
-        });
+        let counted = ActiveTask(Arc::clone(self));
+        // `map`, not `async move { fut.await; .. }`: an async block keeps
+        // the future it captured and the one it awaits in two slots, which
+        // doubled the task of every connection (a client's reader was 4.7
+        // KB instead of 2.3 KB in debug builds).
+        tokio::spawn(fut.map(move |()| drop(counted)));
     }
 
     /// Installs `conn` as the link to `peer`, replacing (and closing) any
