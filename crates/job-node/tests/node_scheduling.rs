@@ -352,13 +352,18 @@ async fn waiting_jobs_start_by_priority_on_a_single_worker() {
 async fn a_delayed_job_does_not_start_early() {
     let node = NodeProc::start("delays", &[]).await;
     let delayed = ["delayed-1".to_owned()];
+    // The node turns the delay into a start time when it reads the job,
+    // which is after this instant (the record's `submitted_ms` is taken a
+    // little later still, so it is not the bound).
+    let asked_at = unix_ms();
     let mut submit = spawn_submit(node.url(), "delayed", "echo", "later", &["--delay", "1.5"]);
     let status = timeout(LIMIT, submit.wait()).await.expect("done").unwrap();
     assert!(status.success());
     let record = &records(node.url(), &delayed).await[0];
-    let waited = record["started_ms"].as_u64().unwrap() - record["submitted_ms"].as_u64().unwrap();
-    println!("delayed job: started {waited} ms after it was accepted (asked: 1500 ms)");
-    assert!(waited >= 1_500, "{record}");
+    let started = record["started_ms"].as_u64().unwrap();
+    let waited = started.saturating_sub(asked_at);
+    println!("delayed job: started {waited} ms after it was submitted (asked: 1500 ms)");
+    assert!(started >= asked_at + 1_500, "{record}");
     assert_eq!(record["state"], "succeeded");
     assert_eq!(record["attempt"], 1, "the wait is no attempt");
 }
@@ -437,4 +442,11 @@ async fn a_recurring_job_fires_on_schedule_and_survives_a_restart() {
     let out = cli(&["recurring", "--cluster", node.url(), "list"]).await;
     assert_eq!(stdout(&out).trim(), "", "removed");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The wall clock in unix milliseconds (the clock job records use).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
