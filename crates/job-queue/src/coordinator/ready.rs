@@ -150,11 +150,10 @@ impl ReadyQueue {
             return None;
         }
         let mut fronts = self.lanes.iter().rev().filter(|(_, lane)| !lane.is_empty());
-        let first = fronts.next().map(|(p, lane)| (*p, lane));
-        let priority = match (first, fronts.next()) {
+        let priority = match (fronts.next(), fronts.next()) {
             // One lane holds every job (one priority in use): no aging to
             // weigh.
-            (Some((priority, _)), None) => priority,
+            (Some((&priority, _)), None) => priority,
             _ => {
                 let mut best: Option<(i64, i32)> = None;
                 // Highest base priority first, so that ties keep it.
