@@ -383,3 +383,56 @@ async fn a_restarted_coordinator_fences_its_jobs_queued_for_external_workers() {
     finish(second, nodes).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A worker that sends its last results and hangs up at once (a script
+/// that finishes its work and exits) loses none of them: the node reads
+/// a client's frames before it learns the client is gone, so the results
+/// count and nothing is failed as "disconnected" (each job has one attempt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_sent_just_before_a_hang_up_count() {
+    const ROUNDS: usize = 20;
+    const PER_ROUND: usize = 64;
+    let nodes = cluster(&[("xh-a", &[])], "").await;
+    let coord = coordinator(&nodes[0].router, StrategyKind::RoundRobin).await;
+    for round in 0..ROUNDS {
+        let mut worker = RawWorker::connect(&nodes[0].router.url(), "xh-a").await;
+        let reg = worker
+            .call(json!({"op":"register","kinds":["ext-h"],"concurrency":PER_ROUND,"heartbeat_ms":60000}))
+            .await;
+        assert_eq!(payload_of(&reg)["op"], "registered", "{reg}");
+        serves(&nodes[0].router, "xh-a", "ext-h", true).await;
+        let jobs = (0..PER_ROUND)
+            .map(|i| Job::new("ext-h", format!("{round}-{i}")).with_max_attempts(1))
+            .collect();
+        let pending = within(STEP, "submit", coord.submit_many(jobs))
+            .await
+            .unwrap();
+        // Each job's result as soon as it comes, without waiting for an
+        // answer; the close follows the last result at once.
+        let to = format!("external@{}", worker.node);
+        let mut answered = 0;
+        while answered < PER_ROUND {
+            let frame = next_json(LIMIT, &mut worker.ws).await;
+            if frame.get("correlation_id").is_some() {
+                continue; // an earlier result's acknowledgement
+            }
+            let push = payload_of(&frame);
+            assert_eq!(push["op"], "job", "{push}");
+            let result = json!({"op":"result","task":push["task"],"result":push["job"]["data"]});
+            let env = json!({"to": to, "id": 1000 + answered, "payload": result});
+            send_json(LIMIT, &mut worker.ws, &env).await;
+            answered += 1;
+        }
+        within(STEP, "close", worker.ws.close(None)).await.unwrap();
+        for p in pending {
+            let result = within(STEP, "result", p.result()).await.unwrap();
+            assert!(
+                result.error.is_none(),
+                "round {round}: a result sent before the hang-up was lost: {result:?}"
+            );
+            assert_eq!(result.attempt, 1);
+        }
+        serves(&nodes[0].router, "xh-a", "ext-h", false).await;
+    }
+    finish(coord, nodes).await;
+}

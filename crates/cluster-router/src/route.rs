@@ -358,6 +358,15 @@ impl Inner {
         match incoming {
             Incoming::Node { peer, envelopes } => self.dispatch_from_node(&peer, envelopes).await,
             Incoming::Client { id, text } => self.dispatch_from_client(id, &text).await,
+            Incoming::ClientGone { id } => {
+                tracing::debug!(node = %self.node, client = %id, "client gone");
+                // After the client's frames were dispatched: a worker's
+                // last result reaches the pool before its departure.
+                // Nobody subscribed is not an error.
+                if let Some(addr) = self.client_addr(id) {
+                    let _ = self.client_departures.send(addr);
+                }
+            }
         }
     }
 
@@ -437,13 +446,7 @@ impl Inner {
                 }
             }
             LinkEvent::ClientConnected { id } => self.welcome(id),
-            LinkEvent::ClientDisconnected { id } => {
-                tracing::debug!(node = %self.node, client = %id, "client disconnected");
-                if let Some(addr) = self.client_addr(id) {
-                    // Nobody subscribed is not an error.
-                    let _ = self.client_departures.send(addr);
-                }
-            }
+            // Departures are announced in band (`Incoming::ClientGone`).
             _ => {}
         }
     }

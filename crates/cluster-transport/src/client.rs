@@ -286,6 +286,9 @@ pub(crate) async fn run(shared: Arc<Shared>, mut ws: Ws, addr: SocketAddr) {
         }
     };
     shared.clients.write().remove(&id.get());
+    // After the client's last frame on the same channel (a closed receiver
+    // means the transport is shutting down).
+    let _ = shared.incoming.send(Incoming::ClientGone { id }).await;
     drop(err_tx);
     // An idle client's close frame may wait for its grace; at shutdown
     // nobody waits longer than a handshake.

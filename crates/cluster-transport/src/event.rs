@@ -54,6 +54,16 @@ pub enum Incoming {
         /// router defines the JSON it must hold).
         text: Bytes,
     },
+    /// An external client's connection ended. Sent on the same channel
+    /// after the client's last frame, so whoever reads it has seen
+    /// everything the client sent before it hung up (a worker's last
+    /// result is not overtaken by its departure). The link event
+    /// [`LinkEvent::ClientDisconnected`] follows later, once the
+    /// connection is closed.
+    ClientGone {
+        /// The client.
+        id: ClientId,
+    },
 }
 
 /// Link lifecycle events (see [`Transport::subscribe`](crate::Transport::subscribe)).
