@@ -870,9 +870,12 @@ impl Actor for PoolActor {
                 return Ok(());
             }
         }
-        if self.parts.queue.is_busy() {
+        if self.parts.queue.jobs() > 1 {
             // Under load, let the workers finish a few more jobs so that
-            // one envelope carries many results; an idle pool answers at once.
+            // one envelope carries many results. With one job (or none) in
+            // the engine nothing else can join: answer at once (lingering
+            // costs a yield, and tokio polls the socket driver with a
+            // syscall before it resumes the yielded task).
             ctx.linger();
         }
         Ok(())

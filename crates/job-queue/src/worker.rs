@@ -555,8 +555,13 @@ impl<T: Send + 'static> WorkerQueue<T> {
 
     /// Whether jobs are queued or running.
     pub(crate) fn is_busy(&self) -> bool {
-        self.counters.in_flight.load(Ordering::Relaxed) > 0
-            || self.counters.queued.load(Ordering::Relaxed) > 0
+        self.jobs() > 0
+    }
+
+    /// Jobs queued or running in the engine.
+    pub(crate) fn jobs(&self) -> usize {
+        self.counters.in_flight.load(Ordering::Relaxed)
+            + self.counters.queued.load(Ordering::Relaxed)
     }
 
     /// A view of the running-job count that does not keep the queue open.

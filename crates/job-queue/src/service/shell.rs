@@ -1035,9 +1035,12 @@ impl Actor for Shell {
     }
 
     async fn handle(&mut self, msg: Msg, ctx: &mut Context<Self>) -> Result<(), BoxError> {
-        if self.core.in_progress() > 0 {
+        if self.core.in_progress() > 1 {
             // Under load, let senders add to this run so that one flush
-            // carries many dispatches (one envelope per node).
+            // carries many dispatches (one envelope per node). One job in
+            // progress (the one this message may be about) has nothing to
+            // wait for: lingering would only add a yield and a syscall to
+            // its latency.
             ctx.linger();
         }
         self.on_message(msg, Instant::now());
