@@ -553,11 +553,6 @@ impl<T: Send + 'static> WorkerQueue<T> {
         self.tx.max_capacity() - self.tx.free_capacity()
     }
 
-    /// Whether jobs are queued or running.
-    pub(crate) fn is_busy(&self) -> bool {
-        self.jobs() > 0
-    }
-
     /// Jobs queued or running in the engine.
     pub(crate) fn jobs(&self) -> usize {
         self.counters.in_flight.load(Ordering::Relaxed)
