@@ -368,3 +368,95 @@ async fn dead_letters_survive_reopens_and_compaction_until_removed() {
     assert!(decode_dead_letter(&[0xff, 0xff, 0xff, 0xff]).is_none());
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// A small tmpfs mounted for one test (needs root, like the network
+/// namespace tests); unmounted and removed when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    /// `None` (the test is skipped, with a note) where mounting is not
+    /// allowed.
+    fn mount(name: &str, size: &str) -> Option<SmallDisk> {
+        let dir = temp_dir(name);
+        fs::create_dir_all(&dir).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a tmpfs (needs root)");
+            let _ = fs::remove_dir_all(&dir);
+            return None;
+        }
+        Some(SmallDisk(dir))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes `batch` and returns what its durable acknowledgement says.
+async fn write_outcome(journal: &Journal, mut batch: Batch) -> Result<(), io::ErrorKind> {
+    let (tx, rx) = oneshot::channel();
+    batch.acks.push(Ack::Durable(tx));
+    journal.write(batch);
+    tokio::time::timeout(STEP, rx).await.unwrap().unwrap()
+}
+
+/// A full disk: the write that does not fit is refused (its submitters
+/// get the error), the part of it that reached the file is cut off, and
+/// once there is room again the journal takes writes and replays all of
+/// them (a torn record left in the middle would end the replay there).
+#[tokio::test]
+async fn a_full_disk_refuses_the_write_cuts_it_off_and_the_journal_goes_on() {
+    let Some(disk) = SmallDisk::mount("full", "512k") else {
+        return;
+    };
+    // A filler takes most of the room; deleting it frees the disk later.
+    let filler = disk.0.join("filler");
+    fs::write(&filler, vec![0u8; 256 * 1024]).unwrap();
+    let dir = disk.0.join("data");
+    let mut journal = Journal::open(&dir, WIDE, None).unwrap();
+    let data = "x".repeat(4000);
+    let mut acked = Vec::new();
+    let mut refused = None;
+    for n in 0..200 {
+        let mut batch = Batch::default();
+        let names: Vec<String> = (0..4).map(|i| format!("f-{n}-{i}")).collect();
+        for name in &names {
+            let job = Job::new("echo", data.clone()).with_id(id(name));
+            batch.records.submit(&job);
+        }
+        match write_outcome(&journal, batch).await {
+            Ok(()) => acked.extend(names),
+            Err(kind) => {
+                refused = Some((kind, names));
+                break;
+            }
+        }
+    }
+    let (kind, lost) = refused.expect("a 512 KB disk never filled up");
+    assert_eq!(kind, io::ErrorKind::StorageFull);
+    assert!(acked.len() >= 4, "the first writes fit");
+    // Room again: the journal goes on where the last good record ended.
+    fs::remove_file(&filler).unwrap();
+    let mut batch = Batch::default();
+    for name in ["after-1", "after-2"] {
+        batch.records.submit(&job(name));
+    }
+    assert_eq!(write_outcome(&journal, batch).await, Ok(()));
+    journal.close().await;
+    let mut again = Journal::open(&dir, WIDE, None).unwrap();
+    let mut expected = acked.clone();
+    expected.extend(["after-1".to_owned(), "after-2".to_owned()]);
+    assert_eq!(unfinished_ids(&again), expected);
+    for name in &lost {
+        assert!(!unfinished_ids(&again).contains(name), "{name} was refused");
+    }
+    again.close().await;
+}
