@@ -668,7 +668,13 @@ impl Writer {
 
     fn compact(&mut self) -> io::Result<()> {
         let mut source = BufReader::with_capacity(1 << 20, File::open(&self.path)?);
-        let (file, len) = compact(&self.dir, &self.path, &mut self.live, &mut source)?;
+        let compacted = compact(&self.dir, &self.path, &mut self.live, &mut source);
+        if compacted.is_err() {
+            // A half-written copy would hold on to the room that a full
+            // disk lacks: the journal's own appends would fail next.
+            let _ = fs::remove_file(self.dir.join(format!("{FILE_NAME}.tmp")));
+        }
+        let (file, len) = compacted?;
         self.file = file;
         self.len = len;
         self.compact_at = COMPACT_MIN_BYTES;

@@ -460,3 +460,68 @@ async fn a_full_disk_refuses_the_write_cuts_it_off_and_the_journal_goes_on() {
     }
     again.close().await;
 }
+
+/// Submits and completes `n` jobs of `data` in one durable write (bytes
+/// that compaction drops).
+async fn churn(journal: &Journal, tag: &str, n: usize, data: &str) {
+    let mut batch = Batch::default();
+    for i in 0..n {
+        let job = Job::new("echo", data.to_owned()).with_id(id(&format!("{tag}-{i}")));
+        batch.records.submit(&job);
+        batch.records.push(Record::Complete(job.id.clone()));
+    }
+    assert_eq!(write_outcome(journal, batch).await, Ok(()), "{tag}");
+}
+
+/// A compaction that fails for want of room leaves the journal as it was
+/// and takes its half-written copy away (else the journal's own appends
+/// would fail next); with room again, the retry compacts, and a reopen
+/// finds every unfinished job.
+#[tokio::test]
+async fn a_compaction_without_room_is_retried_later_and_leaves_no_copy_behind() {
+    let Some(disk) = SmallDisk::mount("compact", "16m") else {
+        return;
+    };
+    let dir = disk.0.join("data");
+    let path = dir.join(FILE_NAME);
+    let tmp = dir.join(format!("{FILE_NAME}.tmp"));
+    let size = || fs::metadata(&path).unwrap().len();
+    let mut journal = Journal::open(&dir, WIDE, None).unwrap();
+    let data = "x".repeat(4000);
+    // 1.2 MB of unfinished jobs: compaction starts past 4x that.
+    let mut live = Vec::new();
+    for n in 0..10 {
+        let mut batch = Batch::default();
+        for i in 0..30 {
+            let job = Job::new("echo", data.clone()).with_id(id(&format!("live-{n}-{i}")));
+            live.push(job.id.to_string());
+            batch.records.submit(&job);
+        }
+        assert_eq!(write_outcome(&journal, batch).await, Ok(()));
+    }
+    let threshold = 4 * size();
+    // 11 MB of the 16 MiB taken: too little room for the copy.
+    let filler = disk.0.join("filler");
+    fs::write(&filler, vec![0u8; 11_000_000]).unwrap();
+    let mut round = 0;
+    while size() <= threshold + 100_000 {
+        churn(&journal, &format!("a{round}"), 8, &data).await;
+        round += 1;
+        assert!(round < 400, "the journal never reached its threshold");
+    }
+    assert!(size() > threshold, "a compaction succeeded without room");
+    assert!(!tmp.exists(), "the failed compaction left its copy behind");
+    // Room again: the retry (4 MiB later) compacts down to the live jobs.
+    fs::remove_file(&filler).unwrap();
+    let mut round = 0;
+    while size() > threshold / 2 {
+        churn(&journal, &format!("b{round}"), 8, &data).await;
+        round += 1;
+        assert!(round < 400, "the compaction was never retried");
+    }
+    assert!(!tmp.exists());
+    journal.close().await;
+    let mut again = Journal::open(&dir, WIDE, None).unwrap();
+    assert_eq!(unfinished_ids(&again), live);
+    again.close().await;
+}
