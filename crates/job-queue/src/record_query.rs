@@ -163,7 +163,7 @@ impl Records {
             .order
             .iter()
             .rev()
-            .filter_map(|(seq, id)| {
+            .filter_map(|(seq, id, _)| {
                 let (live, finished_ms, _, blob) = finished.map.get(id)?;
                 (live == seq).then_some((*finished_ms, blob))
             })
