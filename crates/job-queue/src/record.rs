@@ -16,6 +16,7 @@ use smallvec::SmallVec;
 use serde::{Deserialize, Serialize};
 
 use crate::failure::FailureCause;
+use crate::id_slab::IdSlab;
 use crate::job::{IdMap, Job, JobId, JobResult};
 
 #[path = "record_query.rs"]
@@ -295,7 +296,8 @@ const MAX_INTERNED_KINDS: usize = 1024;
 #[derive(Debug)]
 pub(crate) struct Records {
     owner: String,
-    live: IdMap<LiveRecord>,
+    /// In a slab behind a small index (see [`IdSlab`]).
+    live: IdSlab<LiveRecord>,
     /// Each finished record as one bincode blob ([`StoredOut`]): one
     /// allocation per job, decoded into a [`JobRecord`] (and rendered as
     /// JSON) only when someone asks for it.
@@ -319,7 +321,7 @@ impl Records {
     pub(crate) fn new(owner: String, retention: Retention) -> Self {
         Records {
             owner,
-            live: IdMap::default(),
+            live: IdSlab::default(),
             finished: FinishedLog::default(),
             retention,
             kinds: FxHashMap::default(),
