@@ -89,8 +89,14 @@ impl Histogram {
         if self.count == 0 {
             return Duration::ZERO;
         }
-        let mean = self.sum_us / u128::from(self.count);
-        Duration::from_micros(u64::try_from(mean).unwrap_or(u64::MAX))
+        // A 64-bit division when the sum fits (always, short of 584,000
+        // years of samples): the 128-bit one is a slow library call, and
+        // placement asks for the mean of every candidate node per job.
+        let mean = match u64::try_from(self.sum_us) {
+            Ok(sum) => sum / self.count,
+            Err(_) => u64::try_from(self.sum_us / u128::from(self.count)).unwrap_or(u64::MAX),
+        };
+        Duration::from_micros(mean)
     }
 
     /// The largest sample, or zero without samples.

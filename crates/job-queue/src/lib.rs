@@ -127,6 +127,7 @@ mod external;
 mod failure;
 mod handler;
 mod histogram;
+mod id_slab;
 mod job;
 mod limits;
 mod local;

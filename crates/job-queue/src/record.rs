@@ -16,6 +16,7 @@ use smallvec::SmallVec;
 use serde::{Deserialize, Serialize};
 
 use crate::failure::FailureCause;
+use crate::id_slab::IdSlab;
 use crate::job::{IdMap, Job, JobId, JobResult};
 
 #[path = "record_query.rs"]
@@ -148,9 +149,11 @@ pub(crate) fn now_ms() -> u64 {
 #[derive(Debug)]
 pub(crate) struct FinishedLog<V> {
     map: IdMap<(u64, u64, usize, V)>,
-    /// (seq, id) in insertion order; stale entries (re-inserted or removed
-    /// ids) are skipped when met.
-    order: VecDeque<(u64, JobId)>,
+    /// (seq, id, finished_ms) in insertion order; stale entries
+    /// (re-inserted or removed ids) are skipped when met. The time is kept
+    /// here too so that a log within its budget whose oldest entry is young
+    /// decides not to evict without a lookup.
+    order: VecDeque<(u64, JobId, u64)>,
     bytes: u64,
     next_seq: u64,
 }
@@ -172,7 +175,7 @@ impl<V> FinishedLog<V> {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.bytes += bytes as u64;
-        self.order.push_back((seq, id.clone()));
+        self.order.push_back((seq, id.clone(), finished_ms));
         // One probe: a replaced entry's bytes leave with it.
         if let Some((_, _, old, _)) = self.map.insert(id, (seq, finished_ms, bytes, value)) {
             self.bytes -= old as u64;
@@ -180,7 +183,7 @@ impl<V> FinishedLog<V> {
         if self.order.len() > 2 * self.map.len() + 1024 {
             let map = &self.map;
             self.order
-                .retain(|(seq, id)| map.get(id).is_some_and(|e| e.0 == *seq));
+                .retain(|(seq, id, _)| map.get(id).is_some_and(|e| e.0 == *seq));
         }
     }
 
@@ -209,7 +212,11 @@ impl<V> FinishedLog<V> {
         let age_ms = u64::try_from(retention.age.as_millis()).unwrap_or(u64::MAX);
         let cutoff = now_ms.saturating_sub(age_ms);
         let mut dropped = 0;
-        while let Some((seq, id)) = self.order.front() {
+        while let Some((seq, id, at)) = self.order.front() {
+            // A stale front is left for later: dropping it frees nothing.
+            if self.bytes <= retention.bytes && *at >= cutoff {
+                break;
+            }
             let Some(&(live_seq, finished_ms, _, _)) = self.map.get(id) else {
                 self.order.pop_front();
                 continue;
@@ -221,7 +228,7 @@ impl<V> FinishedLog<V> {
             if self.bytes <= retention.bytes && finished_ms >= cutoff {
                 break;
             }
-            let (_, id) = self.order.pop_front().expect("front exists");
+            let (_, id, _) = self.order.pop_front().expect("front exists");
             self.remove(&id);
             dropped += 1;
         }
@@ -235,7 +242,7 @@ impl<V> FinishedLog<V> {
 
     /// The entries, oldest first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&JobId, &V)> {
-        self.order.iter().filter_map(|(seq, id)| {
+        self.order.iter().filter_map(|(seq, id, _)| {
             let (live, _, _, value) = self.map.get(id)?;
             (live == seq).then_some((id, value))
         })
@@ -276,6 +283,10 @@ impl LiveAttempt {
     }
 }
 
+/// The most bytes the encoding buffer of finished records keeps between
+/// records.
+const SCRATCH_KEPT: usize = 64 << 10;
+
 /// Kinds interned for live records (at most this many; beyond, a kind gets
 /// its own copy): kinds come from clients.
 const MAX_INTERNED_KINDS: usize = 1024;
@@ -285,7 +296,8 @@ const MAX_INTERNED_KINDS: usize = 1024;
 #[derive(Debug)]
 pub(crate) struct Records {
     owner: String,
-    live: IdMap<LiveRecord>,
+    /// In a slab behind a small index (see [`IdSlab`]).
+    live: IdSlab<LiveRecord>,
     /// Each finished record as one bincode blob ([`StoredOut`]): one
     /// allocation per job, decoded into a [`JobRecord`] (and rendered as
     /// JSON) only when someone asks for it.
@@ -293,6 +305,9 @@ pub(crate) struct Records {
     retention: Retention,
     /// Shared copies of the kinds seen (see [`MAX_INTERNED_KINDS`]).
     kinds: FxHashMap<Arc<str>, ()>,
+    /// Where a finished record is encoded before its exact copy is kept
+    /// (one pass of the encoder, no sizing pass; at most one record).
+    scratch: Vec<u8>,
 }
 
 /// How a job in progress stands in the core (for a live record's view).
@@ -306,10 +321,11 @@ impl Records {
     pub(crate) fn new(owner: String, retention: Retention) -> Self {
         Records {
             owner,
-            live: IdMap::default(),
+            live: IdSlab::default(),
             finished: FinishedLog::default(),
             retention,
             kinds: FxHashMap::default(),
+            scratch: Vec::new(),
         }
     }
 
@@ -523,14 +539,19 @@ impl Records {
     }
 
     fn store_finished(&mut self, id: JobId, finished_ms: u64, stored: &StoredOut<'_>, now_ms: u64) {
-        // Sized first, then written into one exact allocation.
-        let blob = match bincode::serialize(stored) {
-            Ok(bytes) => bytes.into_boxed_slice(),
-            Err(err) => {
-                tracing::error!(%id, %err, "a job record does not encode");
-                return;
-            }
-        };
+        // Encoded once into the scratch buffer, then copied into one exact
+        // allocation (`bincode::serialize` walks the record twice: once to
+        // size it, once to write it).
+        self.scratch.clear();
+        if let Err(err) = bincode::serialize_into(&mut self.scratch, stored) {
+            tracing::error!(%id, %err, "a job record does not encode");
+            return;
+        }
+        let blob: Box<[u8]> = Box::from(self.scratch.as_slice());
+        // A record with a huge result does not pin its buffer.
+        if self.scratch.capacity() > SCRATCH_KEPT {
+            self.scratch = Vec::new();
+        }
         let bytes = stored_size(&blob);
         self.finished.insert(id, finished_ms, bytes, blob);
         self.finished.evict(now_ms, self.retention);

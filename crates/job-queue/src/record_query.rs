@@ -97,7 +97,7 @@ impl Records {
         status: impl Fn(&JobId) -> Option<LiveStatus>,
     ) -> JobPage {
         let mut hits: Vec<(u64, &JobId)> = Vec::new();
-        for (id, live) in &self.live {
+        for (id, live) in self.live.iter() {
             // The core is asked only when the state filter needs it.
             let running = query.state.is_some() && status(id).is_some_and(|s| s.running);
             let state = if running {
@@ -163,7 +163,7 @@ impl Records {
             .order
             .iter()
             .rev()
-            .filter_map(|(seq, id)| {
+            .filter_map(|(seq, id, _)| {
                 let (live, finished_ms, _, blob) = finished.map.get(id)?;
                 (live == seq).then_some((*finished_ms, blob))
             })

@@ -134,11 +134,14 @@ impl CoordinatorCore {
         }
         self.counters.refusals += 1;
         tracing::debug!(%id, attempt, %node, "attempt refused by a full pool; not counted");
-        let at = now + self.config.refusal_backoff;
+        let backoff = self.config.refusal_backoff;
         if let Some(entry) = self.jobs.get_mut(id) {
             entry.job.attempt = entry.job.attempt.saturating_sub(1);
             entry.phase = Phase::Backoff;
-            entry.timer = Some(self.timers.insert(at, id.clone(), TimerKind::Retry));
+            let key = self
+                .timers
+                .insert_after(now, backoff, id.clone(), TimerKind::Retry);
+            entry.timer = Some(key);
         }
         self.pump(now);
         ResultDisposition::Accepted

@@ -18,7 +18,8 @@ use rustc_hash::FxHashMap;
 
 use crate::error::SubmitError;
 use crate::failure::{FailureCause, JobFailure};
-use crate::job::{IdMap, Job, JobId, JobResult};
+use crate::id_slab::IdSlab;
+use crate::job::{Job, JobId, JobResult};
 use crate::limits::{LimitEngine, LimitMsg};
 use crate::stats::StatsSnapshot;
 use crate::strategy::{Strategy, StrategyKind};
@@ -169,6 +170,23 @@ struct JobEntry {
     straggler: Option<Straggler>,
 }
 
+impl JobEntry {
+    /// A job just accepted: no attempt yet.
+    fn new(job: Job) -> Self {
+        JobEntry {
+            job,
+            phase: Phase::Pending,
+            timer: None,
+            failures: Vec::new(),
+            free_replacements: 0,
+            superseded: None,
+            spec_timer: None,
+            speculated: false,
+            straggler: None,
+        }
+    }
+}
+
 /// What a coordinator keeps across a restart of its actor: the unfinished
 /// jobs (to resubmit to a fresh core; dispatched and retrying ones first,
 /// then the ready queue in order), the dead letters, the counters, the id
@@ -240,9 +258,8 @@ impl Strategies {
 pub struct CoordinatorCore {
     config: CoordinatorConfig,
     next_id: u64,
-    /// Keyed by ids clients may choose: keyed hashing (SipHash, random
-    /// per process), as for every map keyed by job ids in this crate.
-    jobs: IdMap<JobEntry>,
+    /// The jobs in progress, by id (see [`IdSlab`]).
+    jobs: IdSlab<JobEntry>,
     timers: Timers,
     nodes: NodeTable,
     strategies: Strategies,
@@ -299,7 +316,7 @@ impl CoordinatorCore {
                 .with_queue_target(config.queue_target),
             config,
             next_id: 0,
-            jobs: IdMap::default(),
+            jobs: IdSlab::default(),
             timers: Timers::default(),
             dead: DeadLetters::default(),
             actions: VecDeque::new(),
@@ -457,17 +474,7 @@ impl CoordinatorCore {
             self.actions.push_back(Action::Complete(result));
             return Ok(id);
         }
-        let entry = JobEntry {
-            job,
-            phase: Phase::Pending,
-            timer: None,
-            failures: Vec::new(),
-            free_replacements: 0,
-            superseded: None,
-            spec_timer: None,
-            speculated: false,
-            straggler: None,
-        };
+        let entry = JobEntry::new(job);
         let wait = entry
             .job
             .not_before

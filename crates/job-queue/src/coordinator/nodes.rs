@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 
 use super::selectors::KindSelectors;
@@ -101,6 +102,9 @@ pub(crate) struct NodeState {
     /// The concurrency the node advertises (`workers:<k>`), if any.
     concurrency: Option<u32>,
     serves_any: bool,
+    /// The kinds its `kind:<name>` tags name: placement asks per job and
+    /// node, so a set lookup rather than a scan of the tags.
+    kinds: FxHashSet<Box<str>>,
     pub(crate) latency: Option<Duration>,
     /// The link's own round trip (without queueing and processing).
     link_rtt: BaseRtt,
@@ -151,6 +155,7 @@ impl NodeState {
             adaptive,
             status: info.status,
             serves_any: serves_any(&info.tags),
+            kinds: served_kinds(&info.tags),
             tags: info.tags,
             load: info.load,
             outstanding: 0,
@@ -177,6 +182,7 @@ impl NodeState {
         }
         self.status = info.status;
         self.serves_any = serves_any(&info.tags);
+        self.kinds = served_kinds(&info.tags);
         self.tags = info.tags;
         self.load = info.load;
     }
@@ -239,9 +245,7 @@ impl NodeState {
     }
 
     fn serves(&self, kind: &str) -> bool {
-        self.tags
-            .iter()
-            .any(|t| t.strip_prefix(crate::handler::KIND_TAG_PREFIX) == Some(kind))
+        self.kinds.contains(kind)
     }
 
     pub(crate) fn observe_latency(&mut self, rtt: Duration) {
@@ -263,10 +267,22 @@ fn adaptive_window(tags: &[String], target: Option<Duration>) -> Option<Adaptive
     advertised_concurrency(tags).map(|k| AdaptiveWindow::new(k, target))
 }
 
+/// The kinds named by `kind:<name>` tags.
+fn served_kinds(tags: &[String]) -> FxHashSet<Box<str>> {
+    tags.iter()
+        .filter_map(|t| t.strip_prefix(crate::handler::KIND_TAG_PREFIX))
+        .map(Box::from)
+        .collect()
+}
+
 fn serves_any(tags: &[String]) -> bool {
     tags.iter()
         .any(|t| t.starts_with(crate::handler::KIND_TAG_PREFIX))
 }
+
+/// Eligible nodes of one placement: inline for up to 8 (no allocation per
+/// placement on a small cluster).
+pub(crate) type Eligible<'a> = smallvec::SmallVec<[(&'a str, &'a NodeState); 8]>;
 
 /// All known nodes, sorted by name.
 #[derive(Debug)]
@@ -438,9 +454,9 @@ impl NodeTable {
         job: &Job,
         tried: impl Fn(&str) -> bool,
         last_failed: Option<&str>,
-    ) -> Vec<(&'a str, &'a NodeState)> {
+    ) -> Eligible<'a> {
         let accept = self.required_tag(job);
-        let eligible: Vec<(&'a str, &'a NodeState)> = self
+        let eligible: Eligible<'a> = self
             .nodes
             .iter()
             .filter(|(_, n)| n.is_eligible(job, accept.as_deref()))

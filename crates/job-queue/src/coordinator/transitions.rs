@@ -177,11 +177,12 @@ impl CoordinatorCore {
             return;
         };
         entry.job.attempt += 1;
-        let deadline = now + entry.job.timeout;
-        entry.timer = Some(
-            self.timers
-                .insert(deadline, id.clone(), TimerKind::Deadline),
-        );
+        // Attempts with the same timeout share a FIFO lane of the timers.
+        entry.timer =
+            Some(
+                self.timers
+                    .insert_after(now, entry.job.timeout, id.clone(), TimerKind::Deadline),
+            );
         entry.phase = Phase::Running {
             node: node.clone(),
             dispatched_at: now,
@@ -434,7 +435,7 @@ fn choose_node(
         return Choice::NoneEligible;
     }
     let waits = strategy.waits_for_full_nodes();
-    let candidates: Vec<Candidate<'_>> = preferred
+    let candidates: smallvec::SmallVec<[Candidate<'_>; 8]> = preferred
         .into_iter()
         .filter(|(_, n)| waits || n.has_credit())
         .map(|(k, n)| {
