@@ -127,7 +127,6 @@ mod external;
 mod failure;
 mod handler;
 mod histogram;
-mod id_slab;
 mod job;
 mod limits;
 mod local;

@@ -16,7 +16,6 @@ use smallvec::SmallVec;
 use serde::{Deserialize, Serialize};
 
 use crate::failure::FailureCause;
-use crate::id_slab::IdSlab;
 use crate::job::{IdMap, Job, JobId, JobResult};
 
 #[path = "record_query.rs"]
@@ -296,8 +295,7 @@ const MAX_INTERNED_KINDS: usize = 1024;
 #[derive(Debug)]
 pub(crate) struct Records {
     owner: String,
-    /// In a slab behind a small index (see [`IdSlab`]).
-    live: IdSlab<LiveRecord>,
+    live: IdMap<LiveRecord>,
     /// Each finished record as one bincode blob ([`StoredOut`]): one
     /// allocation per job, decoded into a [`JobRecord`] (and rendered as
     /// JSON) only when someone asks for it.
@@ -321,7 +319,7 @@ impl Records {
     pub(crate) fn new(owner: String, retention: Retention) -> Self {
         Records {
             owner,
-            live: IdSlab::default(),
+            live: IdMap::default(),
             finished: FinishedLog::default(),
             retention,
             kinds: FxHashMap::default(),

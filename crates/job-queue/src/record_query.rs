@@ -97,7 +97,7 @@ impl Records {
         status: impl Fn(&JobId) -> Option<LiveStatus>,
     ) -> JobPage {
         let mut hits: Vec<(u64, &JobId)> = Vec::new();
-        for (id, live) in self.live.iter() {
+        for (id, live) in &self.live {
             // The core is asked only when the state filter needs it.
             let running = query.state.is_some() && status(id).is_some_and(|s| s.running);
             let state = if running {

@@ -18,7 +18,6 @@ use rustc_hash::FxHashMap;
 
 use crate::error::SubmitError;
 use crate::failure::{FailureCause, JobFailure};
-use crate::id_slab::IdSlab;
 use crate::job::{Job, JobId, JobResult};
 use crate::limits::{LimitEngine, LimitMsg};
 use crate::stats::StatsSnapshot;
@@ -31,6 +30,7 @@ mod nodes;
 mod ready;
 mod selectors;
 mod speculation;
+mod table;
 mod timers;
 mod window;
 
@@ -45,6 +45,7 @@ use dead_letter::DeadLetters;
 use nodes::NodeTable;
 use ready::ReadyQueue;
 use speculation::Straggler;
+use table::JobTable;
 use timers::{TimerKey, TimerKind, Timers};
 
 /// An effect the caller must carry out.
@@ -258,8 +259,8 @@ impl Strategies {
 pub struct CoordinatorCore {
     config: CoordinatorConfig,
     next_id: u64,
-    /// The jobs in progress, by id (see [`IdSlab`]).
-    jobs: IdSlab<JobEntry>,
+    /// The jobs in progress, by id (see [`JobTable`]).
+    jobs: JobTable,
     timers: Timers,
     nodes: NodeTable,
     strategies: Strategies,
@@ -316,7 +317,7 @@ impl CoordinatorCore {
                 .with_queue_target(config.queue_target),
             config,
             next_id: 0,
-            jobs: IdSlab::default(),
+            jobs: JobTable::default(),
             timers: Timers::default(),
             dead: DeadLetters::default(),
             actions: VecDeque::new(),
