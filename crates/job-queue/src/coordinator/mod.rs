@@ -18,7 +18,7 @@ use rustc_hash::FxHashMap;
 
 use crate::error::SubmitError;
 use crate::failure::{FailureCause, JobFailure};
-use crate::job::{Job, JobId, JobResult};
+use crate::job::{IdMap, Job, JobId, JobResult};
 use crate::limits::{LimitEngine, LimitMsg};
 use crate::stats::StatsSnapshot;
 use crate::strategy::{Strategy, StrategyKind};
@@ -30,7 +30,6 @@ mod nodes;
 mod ready;
 mod selectors;
 mod speculation;
-mod table;
 mod timers;
 mod window;
 
@@ -45,7 +44,6 @@ use dead_letter::DeadLetters;
 use nodes::NodeTable;
 use ready::ReadyQueue;
 use speculation::Straggler;
-use table::JobTable;
 use timers::{TimerKey, TimerKind, Timers};
 
 /// An effect the caller must carry out.
@@ -171,23 +169,6 @@ struct JobEntry {
     straggler: Option<Straggler>,
 }
 
-impl JobEntry {
-    /// A job just accepted: no attempt yet.
-    fn new(job: Job) -> Self {
-        JobEntry {
-            job,
-            phase: Phase::Pending,
-            timer: None,
-            failures: Vec::new(),
-            free_replacements: 0,
-            superseded: None,
-            spec_timer: None,
-            speculated: false,
-            straggler: None,
-        }
-    }
-}
-
 /// What a coordinator keeps across a restart of its actor: the unfinished
 /// jobs (to resubmit to a fresh core; dispatched and retrying ones first,
 /// then the ready queue in order), the dead letters, the counters, the id
@@ -259,8 +240,9 @@ impl Strategies {
 pub struct CoordinatorCore {
     config: CoordinatorConfig,
     next_id: u64,
-    /// The jobs in progress, by id (see [`JobTable`]).
-    jobs: JobTable,
+    /// Keyed by ids clients may choose: keyed hashing (SipHash, random
+    /// per process), as for every map keyed by job ids in this crate.
+    jobs: IdMap<JobEntry>,
     timers: Timers,
     nodes: NodeTable,
     strategies: Strategies,
@@ -317,7 +299,7 @@ impl CoordinatorCore {
                 .with_queue_target(config.queue_target),
             config,
             next_id: 0,
-            jobs: JobTable::default(),
+            jobs: IdMap::default(),
             timers: Timers::default(),
             dead: DeadLetters::default(),
             actions: VecDeque::new(),
@@ -475,7 +457,17 @@ impl CoordinatorCore {
             self.actions.push_back(Action::Complete(result));
             return Ok(id);
         }
-        let entry = JobEntry::new(job);
+        let entry = JobEntry {
+            job,
+            phase: Phase::Pending,
+            timer: None,
+            failures: Vec::new(),
+            free_replacements: 0,
+            superseded: None,
+            spec_timer: None,
+            speculated: false,
+            straggler: None,
+        };
         let wait = entry
             .job
             .not_before

@@ -650,9 +650,8 @@ fn per_job_state_stays_under_one_kib() {
     core.submit(job, t0).unwrap();
     one_dispatch(&mut core);
     let entry = core.jobs.values().next().unwrap();
-    // Index slot (key + slot number + control byte), slab slot, the job's
-    // heap, one timer entry.
-    let map_slot = std::mem::size_of::<(JobId, usize)>() + 1 + std::mem::size_of::<JobEntry>() + 8;
+    // Map slot (key + value + control byte), the job's heap, one timer entry.
+    let map_slot = std::mem::size_of::<(JobId, JobEntry)>() + 1;
     let timer = std::mem::size_of::<(TimerKey, JobId, TimerKind)>() + 16;
     let per_job = map_slot + entry.job.heap_bytes() + timer;
     assert!(per_job < 1024, "{per_job} bytes per job");
