@@ -414,7 +414,7 @@ async fn write_outcome(journal: &Journal, mut batch: Batch) -> Result<(), io::Er
 /// them (a torn record left in the middle would end the replay there).
 #[tokio::test]
 async fn a_full_disk_refuses_the_write_cuts_it_off_and_the_journal_goes_on() {
-    let Some(disk) = SmallDisk::mount("full", "512k") else {
+    let Some(disk) = SmallDisk::mount("disk-full", "512k") else {
         return;
     };
     // A filler takes most of the room; deleting it frees the disk later.
@@ -479,7 +479,7 @@ async fn churn(journal: &Journal, tag: &str, n: usize, data: &str) {
 /// finds every unfinished job.
 #[tokio::test]
 async fn a_compaction_without_room_is_retried_later_and_leaves_no_copy_behind() {
-    let Some(disk) = SmallDisk::mount("compact", "16m") else {
+    let Some(disk) = SmallDisk::mount("compact-no-room", "16m") else {
         return;
     };
     let dir = disk.0.join("data");
