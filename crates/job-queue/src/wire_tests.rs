@@ -475,3 +475,12 @@ fn a_version_2_job_still_decodes_and_speculative_round_trips() {
     let err = decode_job_seq(&bincode_opts(u64::MAX).serialize(&vec![old]).unwrap());
     assert!(err.is_err());
 }
+
+#[test]
+fn a_job_id_with_escapes_decodes_like_a_plain_one() {
+    let plain = Job::from_json(r#"{"id":"a-1","kind":"echo"}"#).expect("plain");
+    let escaped = Job::from_json(r#"{"id":"a\u002d1","kind":"echo"}"#).expect("escaped");
+    assert_eq!(plain.id, escaped.id);
+    assert_eq!(escaped.id.as_str(), "a-1");
+    assert!(Job::from_json(r#"{"id":"a\u0020b","kind":"echo"}"#).is_err());
+}
