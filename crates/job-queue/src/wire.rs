@@ -517,6 +517,13 @@ impl JobResult {
         serde_json::to_string(&out).expect("a result always serializes to JSON")
     }
 
+    /// Appends [`to_json`](Self::to_json)'s text to `out`, without a
+    /// `String` of its own (a batch answer gathers many results).
+    pub(crate) fn append_json(&self, out: &mut Vec<u8>) {
+        // Writing to a Vec cannot fail, and these fields always serialize.
+        let _ = serde_json::to_writer(out, self);
+    }
+
     /// Decodes the JSON form.
     ///
     /// # Errors

@@ -484,3 +484,18 @@ fn a_job_id_with_escapes_decodes_like_a_plain_one() {
     assert_eq!(escaped.id.as_str(), "a-1");
     assert!(Job::from_json(r#"{"id":"a\u0020b","kind":"echo"}"#).is_err());
 }
+
+#[test]
+fn appended_result_json_is_to_json() {
+    let ok = JobResult::success(
+        JobId::new("r-1").expect("id"),
+        "a \"quoted\" line\n",
+        "node-a",
+        2,
+        Duration::from_micros(1_250),
+    );
+    let mut out = b"[".to_vec();
+    ok.append_json(&mut out);
+    assert_eq!(&out[1..], ok.to_json().as_bytes());
+    assert_eq!(JobResult::from_json(&ok.to_json()).expect("round trip"), ok);
+}

@@ -98,7 +98,7 @@ impl BatchReplies {
         if !entry.results.is_empty() {
             entry.results.push(b',');
         }
-        entry.results.extend_from_slice(result.to_json().as_bytes());
+        result.append_json(&mut entry.results);
         self.take_if_full(request)
     }
 
