@@ -157,6 +157,22 @@ struct BatchAnswer<'a> {
     refused: Vec<Refusal>,
 }
 
+/// An answer to a batch read only for whether each result succeeded, in
+/// one pass (a caller that only counts).
+#[derive(serde::Deserialize)]
+struct BatchCounts {
+    results: Vec<ErrorProbe>,
+    #[serde(default)]
+    refused: Vec<Refusal>,
+}
+
+/// Whether a `JobResult` failed: `error` set (absent or null: success).
+#[derive(serde::Deserialize)]
+struct ErrorProbe {
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+}
+
 #[derive(serde::Deserialize)]
 struct Refusal {
     #[serde(default)]
@@ -326,29 +342,40 @@ struct Keep {
 }
 
 /// Reports the entries of one answer to a batch of `ids`; returns how many
-/// it answers. Results are read only as far as `succeeded` needs (their
-/// text is borrowed, and copied only to be kept).
+/// it answers. Without their text, whether each result succeeded is read
+/// in the same pass as the answer; with it, each is borrowed from the
+/// answer and copied once.
 fn batch_answer(
     payload: &str,
     ids: &[String],
     keep: Keep,
     report: &mut impl FnMut(Outcome),
 ) -> anyhow::Result<usize> {
-    let answer: BatchAnswer<'_> =
-        serde_json::from_str(payload).context("unexpected answer to a batch")?;
-    let count = answer.results.len() + answer.refused.len();
-    if keep.results {
-        for result in answer.results {
-            let success = crate::remote::succeeded(result.get());
-            let json = if keep.json {
-                result.get().to_owned()
-            } else {
-                String::new()
-            };
-            report(Outcome::Result { json, success });
+    let (results, refused) = if keep.results && !keep.json {
+        let answer: BatchCounts =
+            serde_json::from_str(payload).context("unexpected answer to a batch")?;
+        for result in &answer.results {
+            let success = result.error.is_none();
+            report(Outcome::Result {
+                json: String::new(),
+                success,
+            });
         }
-    }
-    for refusal in answer.refused {
+        (answer.results.len(), answer.refused)
+    } else {
+        let answer: BatchAnswer<'_> =
+            serde_json::from_str(payload).context("unexpected answer to a batch")?;
+        if keep.results {
+            for result in &answer.results {
+                let success = crate::remote::succeeded(result.get());
+                let json = result.get().to_owned();
+                report(Outcome::Result { json, success });
+            }
+        }
+        (answer.results.len(), answer.refused)
+    };
+    let count = results + refused.len();
+    for refusal in refused {
         let id = refusal
             .id
             .or_else(|| refusal.index.and_then(|i| ids.get(i).cloned()))
