@@ -381,6 +381,8 @@ async fn throughput(
     let opts = StreamOptions {
         window: args.window as usize,
         tls: target.tls.clone(),
+        // Only counted: whether each job succeeded, not its text.
+        result_json: false,
         ..StreamOptions::new(format!("{prefix}-t"))
     };
     let mut tally = Throughput {

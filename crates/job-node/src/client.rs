@@ -14,7 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::header::{HeaderValue, AUTHORIZATION};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 type Ws = WebSocketStream<cluster_router::Connection>;
@@ -297,6 +297,24 @@ impl ClientSender {
         Ok(self.next_id - 1)
     }
 
+    /// Sends an envelope whose client JSON form the caller built itself
+    /// (see [`envelope_head`] and [`envelope_tail`]) with the id
+    /// [`next_message_id`](Self::next_message_id) gave, and flushes: the
+    /// text goes out as it is, without a check or a copy. Returns the id.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Lost`] if the connection failed.
+    pub(crate) async fn send_envelope_text(&mut self, text: Utf8Bytes) -> Result<u64, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.sink
+            .send(Message::Text(text))
+            .await
+            .map_err(ClientError::Lost)?;
+        Ok(id)
+    }
+
     /// Writes out every envelope queued by [`feed`](Self::feed).
     ///
     /// # Errors
@@ -334,13 +352,91 @@ impl ClientSender {
     }
 }
 
+/// The client JSON form of an envelope up to its payload:
+/// `{"to":<to>,"from":"","payload":`. The payload (JSON text) follows,
+/// then [`envelope_tail`].
+pub(crate) fn envelope_head(to: &str) -> String {
+    // A string always serializes.
+    let to = serde_json::to_string(to).unwrap_or_default();
+    format!("{{\"to\":{to},\"from\":\"\",\"payload\":")
+}
+
+/// Ends an envelope begun with [`envelope_head`]: `,"id":<id>}`.
+pub(crate) fn envelope_tail(out: &mut Vec<u8>, id: u64) {
+    out.extend_from_slice(b",\"id\":");
+    out.extend_from_slice(id.to_string().as_bytes());
+    out.push(b'}');
+}
+
+/// An envelope as received, read without copying what it need not: the
+/// payload is borrowed from the frame unless it holds escapes.
+#[derive(Debug, Deserialize)]
+pub(crate) struct EnvelopeRef<'a> {
+    /// The payload (JSON text).
+    #[serde(borrow)]
+    pub(crate) payload: std::borrow::Cow<'a, str>,
+    /// The id of our message this answers (0 = none).
+    #[serde(default)]
+    pub(crate) correlation_id: u64,
+    /// `undeliverable` or `error`; absent for a message.
+    #[serde(default, borrow)]
+    pub(crate) kind: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl EnvelopeRef<'_> {
+    /// `message`, `undeliverable` or `error`.
+    pub(crate) fn kind(&self) -> &str {
+        self.kind.as_deref().unwrap_or("message")
+    }
+}
+
+/// A frame from the node, borrowed from its text.
+#[derive(Debug)]
+pub(crate) enum FrameRef<'a> {
+    /// An envelope.
+    Envelope(EnvelopeRef<'a>),
+    /// An error report about one of our frames.
+    Error(String),
+}
+
+/// Reads a frame [`ClientReceiver::recv_text`] returned, as
+/// [`ClientReceiver::recv`] would.
+///
+/// # Errors
+///
+/// The start of a frame that is neither an envelope nor an error report
+/// (the text of a [`ClientError::Protocol`]).
+pub(crate) fn parse_frame(text: &str) -> Result<FrameRef<'_>, String> {
+    if let Ok(envelope) = serde_json::from_str::<EnvelopeRef<'_>>(text) {
+        return Ok(FrameRef::Envelope(envelope));
+    }
+    if let Ok(err) = serde_json::from_str::<ErrorFrame>(text) {
+        return Ok(FrameRef::Error(err.error));
+    }
+    Err(truncate(text))
+}
+
 impl ClientReceiver {
     async fn next_text(&mut self) -> Result<String, ClientError> {
+        Ok(self.recv_text().await?.as_str().to_owned())
+    }
+
+    /// The next text frame, as received (no copy); read it with
+    /// [`parse_frame`].
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`recv`](Self::recv).
+    pub(crate) async fn recv_text(&mut self) -> Result<Utf8Bytes, ClientError> {
         loop {
             match self.stream.next().await {
                 None => return Err(ClientError::Closed { reason: None }),
                 Some(Err(err)) => return Err(ClientError::Lost(err)),
-                Some(Ok(Message::Text(text))) => return Ok(text.as_str().to_owned()),
+                Some(Ok(Message::Text(text))) => return Ok(text),
                 Some(Ok(Message::Close(frame))) => {
                     let reason = frame
                         .map(|f| f.reason.to_string())

@@ -153,3 +153,41 @@ async fn silent_node_times_out() {
         .unwrap_err();
     assert!(matches!(err, ClientError::Timeout { .. }), "{err}");
 }
+
+#[test]
+fn a_built_envelope_is_the_client_json_form() {
+    let mut text = envelope_head("coordinator@node \"1\"").into_bytes();
+    text.extend_from_slice(br#"{"cmd":"stats"}"#);
+    envelope_tail(&mut text, 42);
+    let env: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    assert_eq!(
+        env,
+        serde_json::json!({"to": "coordinator@node \"1\"", "from": "", "payload": {"cmd": "stats"}, "id": 42})
+    );
+}
+
+#[test]
+fn frames_are_read_in_place() {
+    let text = r#"{"to":"client-1@n","from":"coordinator@n","payload":"{\"results\":[]}","correlation_id":7}"#;
+    let FrameRef::Envelope(env) = parse_frame(text).unwrap() else {
+        panic!("an envelope");
+    };
+    assert_eq!(
+        (env.payload.as_ref(), env.correlation_id, env.kind()),
+        (r#"{"results":[]}"#, 7, "message")
+    );
+    let plain = r#"{"to":"client-1@n","from":"x@n","payload":"no escapes","kind":"error"}"#;
+    let FrameRef::Envelope(env) = parse_frame(plain).unwrap() else {
+        panic!("an envelope");
+    };
+    assert!(matches!(
+        env.payload,
+        std::borrow::Cow::Borrowed("no escapes")
+    ));
+    assert_eq!((env.correlation_id, env.kind()), (0, "error"));
+    assert!(matches!(
+        parse_frame(r#"{"error":"malformed envelope"}"#).unwrap(),
+        FrameRef::Error(e) if e == "malformed envelope"
+    ));
+    assert_eq!(parse_frame("[1,2]").unwrap_err(), "[1,2]");
+}

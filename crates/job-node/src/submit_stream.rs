@@ -25,7 +25,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::client::{ClientFrame, ClientSender};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::client::{envelope_head, envelope_tail, parse_frame, ClientSender, FrameRef};
 use crate::http::JobSubmission;
 use crate::remote::{job_reply, reason_text, JobReply, RemoteError, Session, MAX_IDS};
 use crate::secret::ClusterSecret;
@@ -47,6 +49,10 @@ pub struct StreamOptions {
     /// TLS settings for `wss://` URLs (the CA the nodes' certificates
     /// chain to).
     pub tls: Option<cluster_router::TlsConfig>,
+    /// Keep each result's JSON text in [`Outcome::Result`] (else its
+    /// `json` is empty: a caller that only counts, as `bench` does, saves
+    /// a copy per job).
+    pub result_json: bool,
 }
 
 impl StreamOptions {
@@ -60,6 +66,7 @@ impl StreamOptions {
             resume: false,
             timeout: Duration::from_secs(10),
             tls: None,
+            result_json: true,
         }
     }
 }
@@ -72,7 +79,7 @@ pub enum Outcome {
     Sent(String),
     /// Its final result (JobResult JSON).
     Result {
-        /// The JSON text.
+        /// The JSON text (empty without [`StreamOptions::result_json`]).
         json: String,
         /// Whether it succeeded.
         success: bool,
@@ -105,7 +112,7 @@ struct Pending {
     ids: Vec<String>,
     /// What was sent, kept (with `wait`) to send it again if the node's
     /// coordinator mailbox was full.
-    payload: Option<Arc<str>>,
+    payload: Option<SentPayload>,
     /// Entries not answered yet.
     left: usize,
 }
@@ -116,7 +123,24 @@ struct Pending {
 type InFlight = Arc<Mutex<rustc_hash::FxHashMap<u64, Pending>>>;
 
 /// A batch to send again: its ids and payload.
-type Retry = (Vec<String>, Arc<str>);
+type Retry = (Vec<String>, SentPayload);
+
+/// The payload of an envelope that was sent: a handle on the frame's text
+/// (no copy) and where in it the payload lies.
+#[derive(Debug, Clone)]
+struct SentPayload {
+    frame: Utf8Bytes,
+    payload: std::ops::Range<usize>,
+}
+
+impl SentPayload {
+    fn text(&self) -> &str {
+        self.frame
+            .as_str()
+            .get(self.payload.clone())
+            .unwrap_or_default()
+    }
+}
 
 /// Most jobs per batch: the coordinator's bound.
 const MAX_BATCH: usize = job_queue::MAX_BATCH_JOBS;
@@ -131,6 +155,22 @@ struct BatchAnswer<'a> {
     results: Vec<&'a serde_json::value::RawValue>,
     #[serde(default)]
     refused: Vec<Refusal>,
+}
+
+/// An answer to a batch read only for whether each result succeeded, in
+/// one pass (a caller that only counts).
+#[derive(serde::Deserialize)]
+struct BatchCounts {
+    results: Vec<ErrorProbe>,
+    #[serde(default)]
+    refused: Vec<Refusal>,
+}
+
+/// Whether a `JobResult` failed: `error` set (absent or null: success).
+#[derive(serde::Deserialize)]
+struct ErrorProbe {
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(serde::Deserialize)]
@@ -193,6 +233,7 @@ where
         retries,
         retrying: Arc::clone(&retrying),
         sender,
+        head: envelope_head(&format!("coordinator@{node}")),
         to: format!("coordinator@{node}"),
         window: Arc::clone(&window),
         in_flight: Arc::clone(&in_flight),
@@ -221,10 +262,11 @@ where
             }
         }
         tokio::select! {
-            frame = receiver.recv() => {
-                let env = match frame? {
-                    ClientFrame::Envelope(env) => env,
-                    ClientFrame::Error(err) => return Err(RemoteError::Rejected(err).into()),
+            frame = receiver.recv_text() => {
+                let text = frame?;
+                let env = match parse_frame(&text).map_err(crate::client::ClientError::Protocol)? {
+                    FrameRef::Envelope(env) => env,
+                    FrameRef::Error(err) => return Err(RemoteError::Rejected(err).into()),
                 };
                 if Some(env.correlation_id) == barrier {
                     barrier_seen = true;
@@ -239,13 +281,14 @@ where
                     }
                     continue;
                 };
-                if env.kind != "message" {
+                if env.kind() != "message" {
                     let reason = reason_text(&env.payload);
-                    if mailbox_full(&env.kind, &reason) && pending.payload.is_some() {
+                    let retry = pending.payload.take().filter(|_| mailbox_full(env.kind(), &reason));
+                    if let Some(payload) = retry {
                         // Keeps its places in the window; the producer sends it again.
                         retrying.fetch_add(1, Ordering::SeqCst);
                         let ids = std::mem::take(&mut pending.ids);
-                        let _ = retry_tx.send((ids, pending.payload.take().unwrap_or_default()));
+                        let _ = retry_tx.send((ids, payload));
                     } else {
                         // The whole batch (the node's answer, not a job's).
                         window.add_permits(pending.left);
@@ -255,7 +298,8 @@ where
                     }
                     continue;
                 }
-                let answered = batch_answer(&env.payload, &pending.ids, opts.wait, &mut report)?;
+                let keep = Keep { results: opts.wait, json: opts.result_json };
+                let answered = batch_answer(&env.payload, &pending.ids, keep, &mut report)?;
                 window.add_permits(answered.min(pending.left));
                 pending.left = pending.left.saturating_sub(answered);
                 if pending.left > 0 {
@@ -288,25 +332,50 @@ where
     Ok(())
 }
 
+/// What [`batch_answer`] reports of results.
+#[derive(Debug, Clone, Copy)]
+struct Keep {
+    /// Report results at all (`wait`).
+    results: bool,
+    /// With their JSON text.
+    json: bool,
+}
+
 /// Reports the entries of one answer to a batch of `ids`; returns how many
-/// it answers.
+/// it answers. Without their text, whether each result succeeded is read
+/// in the same pass as the answer; with it, each is borrowed from the
+/// answer and copied once.
 fn batch_answer(
     payload: &str,
     ids: &[String],
-    wait: bool,
+    keep: Keep,
     report: &mut impl FnMut(Outcome),
 ) -> anyhow::Result<usize> {
-    let answer: BatchAnswer<'_> =
-        serde_json::from_str(payload).context("unexpected answer to a batch")?;
-    let count = answer.results.len() + answer.refused.len();
-    if wait {
-        for result in answer.results {
-            let json = result.get().to_owned();
-            let success = crate::remote::succeeded(&json);
-            report(Outcome::Result { json, success });
+    let (results, refused) = if keep.results && !keep.json {
+        let answer: BatchCounts =
+            serde_json::from_str(payload).context("unexpected answer to a batch")?;
+        for result in &answer.results {
+            let success = result.error.is_none();
+            report(Outcome::Result {
+                json: String::new(),
+                success,
+            });
         }
-    }
-    for refusal in answer.refused {
+        (answer.results.len(), answer.refused)
+    } else {
+        let answer: BatchAnswer<'_> =
+            serde_json::from_str(payload).context("unexpected answer to a batch")?;
+        if keep.results {
+            for result in &answer.results {
+                let success = crate::remote::succeeded(result.get());
+                let json = result.get().to_owned();
+                report(Outcome::Result { json, success });
+            }
+        }
+        (answer.results.len(), answer.refused)
+    };
+    let count = results + refused.len();
+    for refusal in refused {
         let id = refusal
             .id
             .or_else(|| refusal.index.and_then(|i| ids.get(i).cloned()))
@@ -342,6 +411,9 @@ impl Connector {
 
 struct Producer {
     sender: ClientSender,
+    /// `{"to":"coordinator@<node>","from":"","payload":`: every batch's
+    /// envelope starts so.
+    head: String,
     retries: mpsc::UnboundedReceiver<Retry>,
     /// Bounced jobs not yet sent again (see `stream_jobs`).
     retrying: Arc<AtomicUsize>,
@@ -356,24 +428,35 @@ struct Producer {
     batch: Batch,
 }
 
-/// Jobs gathered for one `submit_batch` frame.
+/// Jobs gathered for one `submit_batch` frame, written straight into the
+/// frame's text: the envelope's head, `{"cmd":"submit_batch","jobs":[` and
+/// the jobs so far (each serialized in place, no string of its own).
 #[derive(Default)]
 struct Batch {
     ids: Vec<String>,
-    /// `{"cmd":"submit_batch","jobs":[` and the jobs so far.
-    json: String,
+    json: Vec<u8>,
+    /// The size of the last frame: the next one starts with that room.
+    last_len: usize,
 }
 
 impl Batch {
-    fn push(&mut self, id: String, job_json: &str) {
+    fn push(&mut self, head: &str, id: String, job: &JobSubmission) -> anyhow::Result<()> {
         if self.ids.is_empty() {
-            self.json.clear();
-            self.json.push_str(r#"{"cmd":"submit_batch","jobs":["#);
+            self.json = Vec::with_capacity(self.last_len);
+            self.json.extend_from_slice(head.as_bytes());
+            self.json
+                .extend_from_slice(br#"{"cmd":"submit_batch","jobs":["#);
         } else {
-            self.json.push(',');
+            self.json.push(b',');
         }
-        self.json.push_str(job_json);
+        serde_json::to_writer(&mut self.json, job).context("cannot encode a job")?;
         self.ids.push(id);
+        Ok(())
+    }
+
+    /// The bytes of jobs so far.
+    fn len(&self) -> usize {
+        self.json.len()
     }
 }
 
@@ -403,20 +486,50 @@ impl Producer {
 
     /// Sends again a batch whose coordinator mailbox was full (it keeps its
     /// places in the window), after a short pause.
-    async fn resend(&mut self, (ids, payload): Retry) -> anyhow::Result<()> {
+    async fn resend(&mut self, (ids, sent): Retry) -> anyhow::Result<()> {
         tokio::time::sleep(RETRY_PAUSE).await;
-        self.track(ids, &payload);
+        let mut text = Vec::with_capacity(sent.frame.len());
+        text.extend_from_slice(self.head.as_bytes());
+        text.extend_from_slice(sent.text().as_bytes());
         // In `in_flight` again before it stops counting as retrying, so the
         // answer loop never sees it in neither.
-        self.retrying.fetch_sub(1, Ordering::SeqCst);
-        self.sender.send(&self.to, &payload).await?;
+        let retrying = Arc::clone(&self.retrying);
+        self.send_frame(ids, text, move || {
+            retrying.fetch_sub(1, Ordering::SeqCst);
+        })
+        .await
+    }
+
+    /// Ends the envelope `text` (head and payload) with the id its send
+    /// carries, records the batch `ids` under that id and sends it.
+    async fn send_frame(
+        &mut self,
+        ids: Vec<String>,
+        mut text: Vec<u8>,
+        tracked: impl FnOnce(),
+    ) -> anyhow::Result<()> {
+        let payload = self.head.len()..text.len();
+        let tag = self.sender.next_message_id();
+        envelope_tail(&mut text, tag);
+        // Cannot fail: the head, JSON from serde_json and ASCII.
+        let text = String::from_utf8(text).context("a batch is not UTF-8")?;
+        let frame = Utf8Bytes::from(text);
+        self.track(
+            ids,
+            SentPayload {
+                frame: frame.clone(),
+                payload,
+            },
+        );
+        tracked();
+        self.sender.send_envelope_text(frame).await?;
         Ok(())
     }
 
     /// Records the batch under the message id its next send will carry.
-    fn track(&mut self, ids: Vec<String>, payload: &Arc<str>) {
+    fn track(&mut self, ids: Vec<String>, payload: SentPayload) {
         let tag = self.sender.next_message_id();
-        let kept = self.opts.wait.then(|| Arc::clone(payload));
+        let kept = self.opts.wait.then_some(payload);
         let left = ids.len();
         if let Ok(mut m) = self.in_flight.lock() {
             m.insert(
@@ -435,12 +548,12 @@ impl Producer {
         if self.batch.ids.is_empty() {
             return Ok(());
         }
-        self.batch.json.push_str("]}");
-        let payload: Arc<str> = std::mem::take(&mut self.batch.json).into();
+        self.batch.json.extend_from_slice(b"]}");
+        let text = std::mem::take(&mut self.batch.json);
+        self.batch.last_len = text.len() + 32;
         let ids = std::mem::take(&mut self.batch.ids);
         let sent = (!self.opts.wait).then(|| ids.clone());
-        self.track(ids, &payload);
-        self.sender.send(&self.to, &payload).await?;
+        self.send_frame(ids, text, || {}).await?;
         for id in sent.into_iter().flatten() {
             self.event(Event::Outcome(Outcome::Sent(id))).await?;
         }
@@ -578,10 +691,9 @@ impl Producer {
         if let Some(out) = &mut self.ids_out {
             writeln!(out, "{id}").context("cannot write --ids-out")?;
         }
-        let json = serde_json::to_string(&job).context("cannot encode a job")?;
-        self.batch.push(id, &json);
+        self.batch.push(&self.head, id, &job)?;
         if self.batch.ids.len() >= MAX_BATCH
-            || self.batch.json.len() >= MAX_BATCH_BYTES
+            || self.batch.len() >= MAX_BATCH_BYTES
             || self.window.available_permits() == 0
         {
             self.send_batch().await?;

@@ -278,3 +278,90 @@ async fn a_window_larger_than_a_batch_answers_every_job() {
     assert_eq!(result_ids(&outcomes).len(), 10_000);
     assert_eq!(submitted.lock().unwrap().len(), 10_000);
 }
+
+#[test]
+fn a_batch_answer_reports_success_with_or_without_the_text() {
+    let ok = result_of("b-1").to_string();
+    let failed =
+        json!({"id": "b-2", "result": null, "error": {"cause": "handler", "message": "no"},
+        "worker_node": "fake", "attempt": 1, "elapsed_ms": 0.1})
+        .to_string();
+    let payload =
+        format!(r#"{{"results":[{ok},{failed}],"refused":[{{"index":2,"reason":"bad"}}]}}"#);
+    let ids = ["b-1".to_owned(), "b-2".to_owned(), "b-3".to_owned()];
+    for json in [true, false] {
+        let mut outcomes = Vec::new();
+        let keep = Keep {
+            results: true,
+            json,
+        };
+        let answered = batch_answer(&payload, &ids, keep, &mut |o| outcomes.push(o)).unwrap();
+        assert_eq!(answered, 3);
+        let text = |t: &str| if json { t.to_owned() } else { String::new() };
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Result {
+                    json: text(&ok),
+                    success: true
+                },
+                Outcome::Result {
+                    json: text(&failed),
+                    success: false
+                },
+                Outcome::Refused {
+                    id: "b-3".into(),
+                    reason: "bad".into()
+                },
+            ]
+        );
+    }
+    let mut outcomes = Vec::new();
+    let keep = Keep {
+        results: false,
+        json: true,
+    };
+    assert_eq!(
+        batch_answer(&payload, &ids, keep, &mut |o| outcomes.push(o)).unwrap(),
+        3
+    );
+    assert_eq!(outcomes.len(), 1, "only the refusal without wait");
+    assert!(batch_answer("[1]", &ids, keep, &mut |_| {}).is_err());
+}
+
+#[tokio::test]
+async fn counting_only_streams_tens_of_thousands_of_jobs_without_their_text() {
+    let (addr, submitted) = fake_cluster(false).await;
+    let url = format!("ws://{addr}");
+    let opts = StreamOptions {
+        window: 5_000,
+        timeout: LIMIT,
+        result_json: false,
+        ..StreamOptions::new("count")
+    };
+    let (mut succeeded, mut other) = (0usize, 0usize);
+    tokio::time::timeout(
+        LIMIT * 6,
+        stream_jobs(
+            &url,
+            &ClusterSecret::development(),
+            jobs(30_000),
+            None,
+            opts,
+            |o| match o {
+                Outcome::Result {
+                    json,
+                    success: true,
+                } if json.is_empty() => succeeded += 1,
+                _ => other += 1,
+            },
+        ),
+    )
+    .await
+    .expect("in time")
+    .expect("streamed");
+    assert_eq!((succeeded, other), (30_000, 0));
+    let submitted = submitted.lock().unwrap();
+    assert_eq!(submitted.len(), 30_000);
+    assert!(submitted.values().all(|&n| n == 1), "each job sent once");
+}

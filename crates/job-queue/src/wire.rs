@@ -103,9 +103,11 @@ fn is_zero(n: &i32) -> bool {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct JobJsonIn {
-    #[serde(default)]
-    id: Option<String>,
+struct JobJsonIn<'a> {
+    /// Borrowed from the text unless it holds escapes: the id is copied
+    /// once, into the [`JobId`].
+    #[serde(default, borrow)]
+    id: Option<std::borrow::Cow<'a, str>>,
     kind: String,
     #[serde(default)]
     data: Option<serde_json::Value>,
@@ -244,7 +246,7 @@ impl Job {
     /// [`DecodeError`] for malformed JSON, unknown fields, a bad id, or an
     /// attempt number of 0.
     pub fn from_json(text: &str) -> Result<Job, DecodeError> {
-        let wire: JobJsonIn = serde_json::from_str(text)?;
+        let wire: JobJsonIn<'_> = serde_json::from_str(text)?;
         let data = match wire.data {
             None | Some(serde_json::Value::Null) => String::new(),
             Some(serde_json::Value::String(s)) => s,
@@ -513,6 +515,13 @@ impl JobResult {
             elapsed_ms: elapsed_us(self) as f64 / 1e3,
         };
         serde_json::to_string(&out).expect("a result always serializes to JSON")
+    }
+
+    /// Appends [`to_json`](Self::to_json)'s text to `out`, without a
+    /// `String` of its own (a batch answer gathers many results).
+    pub(crate) fn append_json(&self, out: &mut Vec<u8>) {
+        // Writing to a Vec cannot fail, and these fields always serialize.
+        let _ = serde_json::to_writer(out, self);
     }
 
     /// Decodes the JSON form.

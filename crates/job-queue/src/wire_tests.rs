@@ -475,3 +475,27 @@ fn a_version_2_job_still_decodes_and_speculative_round_trips() {
     let err = decode_job_seq(&bincode_opts(u64::MAX).serialize(&vec![old]).unwrap());
     assert!(err.is_err());
 }
+
+#[test]
+fn a_job_id_with_escapes_decodes_like_a_plain_one() {
+    let plain = Job::from_json(r#"{"id":"a-1","kind":"echo"}"#).expect("plain");
+    let escaped = Job::from_json(r#"{"id":"a\u002d1","kind":"echo"}"#).expect("escaped");
+    assert_eq!(plain.id, escaped.id);
+    assert_eq!(escaped.id.as_str(), "a-1");
+    assert!(Job::from_json(r#"{"id":"a\u0020b","kind":"echo"}"#).is_err());
+}
+
+#[test]
+fn appended_result_json_is_to_json() {
+    let ok = JobResult::success(
+        JobId::new("r-1").expect("id"),
+        "a \"quoted\" line\n",
+        "node-a",
+        2,
+        Duration::from_micros(1_250),
+    );
+    let mut out = b"[".to_vec();
+    ok.append_json(&mut out);
+    assert_eq!(&out[1..], ok.to_json().as_bytes());
+    assert_eq!(JobResult::from_json(&ok.to_json()).expect("round trip"), ok);
+}

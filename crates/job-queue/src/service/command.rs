@@ -9,7 +9,7 @@ use crate::coordinator::{AttemptFailure, DeadLetter};
 /// `{"cmd":"submit","job":{...},"progress":true}`.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
-pub(super) enum Command {
+pub(super) enum Command<'a> {
     Stats,
     DeadLetters,
     Resubmit {
@@ -25,11 +25,12 @@ pub(super) enum Command {
         rerun: bool,
     },
     /// Many jobs in one frame (at most [`MAX_BATCH_JOBS`]), each taken or
-    /// refused on its own; kept as JSON text until each is decoded. Parsed
-    /// on its own (serde cannot keep raw text inside a tagged enum).
+    /// refused on its own; kept as JSON text, borrowed from the frame, until
+    /// each is decoded. Parsed on its own (serde cannot keep raw text inside
+    /// a tagged enum), in the same pass that finds the `cmd`.
     #[serde(skip)]
     SubmitBatch {
-        jobs: Vec<Box<RawValue>>,
+        jobs: Vec<&'a RawValue>,
     },
     /// Records of jobs; `local`: only this coordinator's (no fan-out).
     Get {
@@ -68,39 +69,170 @@ pub const MAX_BATCH_JOBS: usize = 4_096;
 
 /// `None` if the payload is not a command (no `cmd` field): it is then a
 /// job. `Some(Err)` for a malformed command.
-pub(super) fn parse(payload: &[u8]) -> Option<Result<Command, String>> {
-    /// Only the `cmd` field: every job goes through this check, so it
-    /// skips the rest without building anything.
-    #[derive(Deserialize)]
-    struct Probe<'a> {
-        #[serde(borrow)]
-        cmd: Option<&'a RawValue>,
-    }
-    let cmd = serde_json::from_slice::<Probe<'_>>(payload).ok()?.cmd?;
+///
+/// One pass reads the top-level fields: `cmd` and `jobs` as raw text, the
+/// rest skipped. A `submit_batch` is complete after it (its jobs borrowed
+/// from `payload`); any other command is rare and parsed again in full.
+pub(super) fn parse(payload: &[u8]) -> Option<Result<Command<'_>, String>> {
+    let head = serde_json::from_slice::<Head<'_>>(payload).ok()?;
+    let cmd = head.cmd?;
     if cmd.get() == r#""submit_batch""# {
-        return Some(parse_batch(payload));
+        return Some(head.into_batch());
     }
     Some(serde_json::from_slice(payload).map_err(|e| format!("bad command: {e}")))
 }
 
-/// `{"cmd":"submit_batch","jobs":[..]}`: the jobs stay JSON text; more than
-/// [`MAX_BATCH_JOBS`] is refused as a whole.
-fn parse_batch(payload: &[u8]) -> Result<Command, String> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Batch {
-        #[allow(dead_code)]
-        cmd: serde::de::IgnoredAny,
-        jobs: Vec<Box<RawValue>>,
+/// The top-level fields of a payload that matter before its kind is known.
+#[derive(Default)]
+struct Head<'a> {
+    cmd: Option<&'a RawValue>,
+    jobs: Option<Jobs<'a>>,
+    /// `jobs` appeared more than once.
+    duplicate_jobs: bool,
+    /// The first field other than `cmd` and `jobs`, if any.
+    other_field: Option<String>,
+}
+
+/// A `jobs` field: the first [`MAX_BATCH_JOBS`] entries as raw text and
+/// the number of all of them (entries past the bound are only counted), or
+/// not an array.
+enum Jobs<'a> {
+    List {
+        kept: Vec<&'a RawValue>,
+        count: usize,
+    },
+    NotArray,
+}
+
+impl<'a> Head<'a> {
+    /// `{"cmd":"submit_batch","jobs":[..]}`: the checks the derived parser
+    /// would make (no other field, `jobs` once and an array), then the bound.
+    fn into_batch(self) -> Result<Command<'a>, String> {
+        if let Some(field) = self.other_field {
+            return Err(format!(
+                "bad command: unknown field `{field}`, expected `cmd` or `jobs`"
+            ));
+        }
+        if self.duplicate_jobs {
+            return Err("bad command: duplicate field `jobs`".to_owned());
+        }
+        match self.jobs {
+            None => Err("bad command: missing field `jobs`".to_owned()),
+            Some(Jobs::NotArray) => Err("bad command: `jobs` must be an array of jobs".to_owned()),
+            Some(Jobs::List { count, .. }) if count > MAX_BATCH_JOBS => Err(format!(
+                "too many jobs: {count} in one submit_batch, at most {MAX_BATCH_JOBS}"
+            )),
+            Some(Jobs::List { kept, .. }) => Ok(Command::SubmitBatch { jobs: kept }),
+        }
     }
-    let batch: Batch = serde_json::from_slice(payload).map_err(|e| format!("bad command: {e}"))?;
-    if batch.jobs.len() > MAX_BATCH_JOBS {
-        return Err(format!(
-            "too many jobs: {} in one submit_batch, at most {MAX_BATCH_JOBS}",
-            batch.jobs.len()
-        ));
+}
+
+impl<'de> Deserialize<'de> for Head<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(HeadVisitor)
     }
-    Ok(Command::SubmitBatch { jobs: batch.jobs })
+}
+
+struct HeadVisitor;
+
+impl<'de> serde::de::Visitor<'de> for HeadVisitor {
+    type Value = Head<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Head<'de>, M::Error> {
+        let mut head = Head::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "cmd" if head.cmd.is_some() => {
+                    return Err(serde::de::Error::duplicate_field("cmd"))
+                }
+                "cmd" => head.cmd = Some(map.next_value()?),
+                "jobs" => {
+                    let jobs = map.next_value::<Jobs<'de>>()?;
+                    head.duplicate_jobs |= head.jobs.is_some();
+                    head.jobs = Some(jobs);
+                }
+                _ => {
+                    if head.other_field.is_none() {
+                        // Bounded: echoed back in an error.
+                        head.other_field = Some(key.chars().take(64).collect());
+                    }
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(head)
+    }
+}
+
+impl<'de> Deserialize<'de> for Jobs<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(JobsVisitor)
+    }
+}
+
+struct JobsVisitor;
+
+impl JobsVisitor {
+    fn not_array<E>(self) -> Result<Jobs<'static>, E> {
+        Ok(Jobs::NotArray)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JobsVisitor {
+    type Value = Jobs<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of jobs")
+    }
+
+    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<Jobs<'de>, S::Error> {
+        let mut kept: Vec<&'de RawValue> =
+            Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_BATCH_JOBS));
+        let mut count = 0usize;
+        while count < MAX_BATCH_JOBS {
+            match seq.next_element::<&'de RawValue>()? {
+                Some(job) => kept.push(job),
+                None => return Ok(Jobs::List { kept, count }),
+            }
+            count += 1;
+        }
+        // Past the bound: counted for the error, not kept.
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+            count += 1;
+        }
+        Ok(Jobs::List { kept, count })
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Jobs<'de>, M::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        self.not_array()
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Jobs<'de>, E> {
+        self.not_array()
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Jobs<'de>, E> {
+        self.not_array()
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Jobs<'de>, E> {
+        self.not_array()
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Jobs<'de>, E> {
+        self.not_array()
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Jobs<'de>, E> {
+        self.not_array()
+    }
+    fn visit_unit<E>(self) -> Result<Jobs<'de>, E> {
+        self.not_array()
+    }
 }
 
 #[derive(Serialize)]
@@ -199,5 +331,88 @@ mod tests {
             Some(Err(_))
         ));
         assert!(matches!(parse(br#"{"cmd":"submit_batch"}"#), Some(Err(_))));
+    }
+
+    fn reason(payload: &str) -> String {
+        match parse(payload.as_bytes()) {
+            Some(Err(reason)) => reason,
+            _ => panic!("refused: {payload}"),
+        }
+    }
+
+    #[test]
+    fn a_batch_is_read_in_one_pass_in_any_field_order() {
+        // `jobs` before `cmd`, whitespace, escapes in a job: the texts are
+        // slices of the frame itself.
+        let frame = r#" { "jobs" : [ {"kind":"echo","data":"a\"b"} ,{"id":"x-2","kind":"echo"} ], "cmd" : "submit_batch" } "#;
+        let Some(Ok(Command::SubmitBatch { jobs })) = parse(frame.as_bytes()) else {
+            panic!("a batch");
+        };
+        let texts: Vec<&str> = jobs.iter().map(|j| j.get()).collect();
+        assert_eq!(
+            texts,
+            [
+                r#"{"kind":"echo","data":"a\"b"}"#,
+                r#"{"id":"x-2","kind":"echo"}"#
+            ]
+        );
+        let range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
+        assert!(jobs
+            .iter()
+            .all(|j| range.contains(&(j.get().as_ptr() as usize))));
+    }
+
+    #[test]
+    fn a_malformed_batch_is_refused_with_a_clear_reason() {
+        assert_eq!(
+            reason(r#"{"cmd":"submit_batch","jobs":[],"extra":1}"#),
+            "bad command: unknown field `extra`, expected `cmd` or `jobs`"
+        );
+        assert_eq!(
+            reason(r#"{"cmd":"submit_batch"}"#),
+            "bad command: missing field `jobs`"
+        );
+        assert_eq!(
+            reason(r#"{"cmd":"submit_batch","jobs":{"kind":"echo"}}"#),
+            "bad command: `jobs` must be an array of jobs"
+        );
+        assert_eq!(
+            reason(r#"{"cmd":"submit_batch","jobs":"x"}"#),
+            "bad command: `jobs` must be an array of jobs"
+        );
+        assert_eq!(
+            reason(r#"{"cmd":"submit_batch","jobs":[],"jobs":[]}"#),
+            "bad command: duplicate field `jobs`"
+        );
+        // A `jobs` field on another command is still that command's error.
+        assert!(reason(r#"{"cmd":"get","ids":[],"jobs":5}"#)
+            .starts_with("bad command: unknown field `jobs`"));
+        // Not JSON, or a truncated batch: not a command (decoded as a job,
+        // which fails with its own error), as before.
+        assert!(parse(br#"{"cmd":"submit_batch","jobs":[{"kind":"echo"}"#).is_none());
+        assert!(parse(br#"{"cmd":"submit_batch","cmd":"stats","jobs":[]}"#).is_none());
+    }
+
+    #[test]
+    fn a_full_batch_of_real_jobs_and_one_past_the_bound() {
+        let job = |n: usize| format!(r#"{{"id":"bulk-{n}","kind":"echo","data":"payload {n}"}}"#);
+        let frame = |count: usize| {
+            let jobs: Vec<String> = (0..count).map(job).collect();
+            format!(r#"{{"cmd":"submit_batch","jobs":[{}]}}"#, jobs.join(","))
+        };
+        let full = frame(MAX_BATCH_JOBS);
+        let Some(Ok(Command::SubmitBatch { jobs })) = parse(full.as_bytes()) else {
+            panic!("a full batch");
+        };
+        assert_eq!(jobs.len(), MAX_BATCH_JOBS);
+        for (n, raw) in jobs.iter().enumerate() {
+            assert_eq!(raw.get(), job(n));
+        }
+        // Far past the bound: counted, refused as a whole.
+        let over = frame(30_000);
+        assert_eq!(
+            reason(&over),
+            "too many jobs: 30000 in one submit_batch, at most 4096"
+        );
     }
 }

@@ -98,7 +98,7 @@ impl BatchReplies {
         if !entry.results.is_empty() {
             entry.results.push(b',');
         }
-        entry.results.extend_from_slice(result.to_json().as_bytes());
+        result.append_json(&mut entry.results);
         self.take_if_full(request)
     }
 
@@ -139,12 +139,7 @@ impl BatchReplies {
 impl Shell {
     /// `{"cmd":"submit_batch","jobs":[..]}` from `env` (already bounded by
     /// [`MAX_BATCH_JOBS`](super::super::MAX_BATCH_JOBS)).
-    pub(super) fn on_submit_batch(
-        &mut self,
-        env: &Envelope,
-        jobs: Vec<Box<RawValue>>,
-        now: Instant,
-    ) {
+    pub(super) fn on_submit_batch(&mut self, env: &Envelope, jobs: Vec<&RawValue>, now: Instant) {
         let (to, request) = (env.from.clone(), env.id);
         self.batch_replies.open(&to, request);
         let mut fresh: Vec<(usize, Job)> = Vec::with_capacity(jobs.len());
@@ -152,7 +147,7 @@ impl Shell {
         // earlier one, as if submitted after it.
         let mut repeated: Vec<(usize, Job)> = Vec::new();
         let mut seen = IdSet::default();
-        for (index, raw) in jobs.iter().enumerate() {
+        for (index, raw) in jobs.into_iter().enumerate() {
             let job = match Job::from_json(raw.get()) {
                 Ok(job) => job,
                 Err(err) => {
@@ -172,7 +167,6 @@ impl Shell {
                 repeated.push((index, job));
             }
         }
-        drop(jobs);
         self.take_fresh(&to, request, fresh, now);
         for (index, job) in repeated {
             if self.records.contains(&job.id) {

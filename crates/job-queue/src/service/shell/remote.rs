@@ -85,7 +85,9 @@ impl Shell {
     /// A submission or a command from a node or an external client.
     pub(super) fn on_request(&mut self, env: Envelope, now: Instant) {
         if env.format == PayloadFormat::Json {
-            if let Some(cmd) = command::parse(&env.payload) {
+            // A handle on the same bytes: a batch's jobs borrow from it.
+            let payload = env.payload.clone();
+            if let Some(cmd) = command::parse(&payload) {
                 self.on_command(env, cmd, now);
                 return;
             }
@@ -126,7 +128,7 @@ impl Shell {
         }
     }
 
-    fn on_command(&mut self, env: Envelope, cmd: Result<Command, String>, now: Instant) {
+    fn on_command(&mut self, env: Envelope, cmd: Result<Command<'_>, String>, now: Instant) {
         let reply = match cmd {
             Ok(Command::Stats) => match serde_json::to_vec(&self.core.stats()) {
                 Ok(json) => env.reply(Bytes::from(json)),
