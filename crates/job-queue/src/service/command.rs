@@ -89,8 +89,10 @@ struct Head<'a> {
     jobs: Option<Jobs<'a>>,
     /// `jobs` appeared more than once.
     duplicate_jobs: bool,
-    /// The first field other than `cmd` and `jobs`, if any.
-    other_field: Option<String>,
+    /// The first field other than `cmd` and `jobs`, if any (borrowed
+    /// from the frame unless escaped: a plain job has such fields, and
+    /// only a batch's error reads it).
+    other_field: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// A `jobs` field: the first [`MAX_BATCH_JOBS`] entries as raw text and
@@ -109,6 +111,8 @@ impl<'a> Head<'a> {
     /// would make (no other field, `jobs` once and an array), then the bound.
     fn into_batch(self) -> Result<Command<'a>, String> {
         if let Some(field) = self.other_field {
+            // Bounded: echoed back in an error.
+            let field: String = field.chars().take(64).collect();
             return Err(format!(
                 "bad command: unknown field `{field}`, expected `cmd` or `jobs`"
             ));
@@ -144,7 +148,7 @@ impl<'de> serde::de::Visitor<'de> for HeadVisitor {
 
     fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Head<'de>, M::Error> {
         let mut head = Head::default();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             match key.as_ref() {
                 "cmd" if head.cmd.is_some() => {
                     return Err(serde::de::Error::duplicate_field("cmd"))
@@ -157,14 +161,36 @@ impl<'de> serde::de::Visitor<'de> for HeadVisitor {
                 }
                 _ => {
                     if head.other_field.is_none() {
-                        // Bounded: echoed back in an error.
-                        head.other_field = Some(key.chars().take(64).collect());
+                        head.other_field = Some(key);
                     }
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
             }
         }
         Ok(head)
+    }
+}
+
+/// A field name, borrowed from the frame unless it holds escapes (serde's
+/// own `Cow<str>` always copies).
+struct Key<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
@@ -414,5 +440,27 @@ mod tests {
             reason(&over),
             "too many jobs: 30000 in one submit_batch, at most 4096"
         );
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_escaped_or_not_and_cut_at_64_characters() {
+        let escaped = r#"{"cmd":"submit_batch","jobs":[],"\u0078tra":1}"#;
+        assert_eq!(
+            reason(escaped),
+            "bad command: unknown field `xtra`, expected `cmd` or `jobs`"
+        );
+        let long = format!(
+            r#"{{"cmd":"submit_batch","jobs":[],"{}":1}}"#,
+            "k".repeat(500)
+        );
+        assert_eq!(
+            reason(&long),
+            format!(
+                "bad command: unknown field `{}`, expected `cmd` or `jobs`",
+                "k".repeat(64)
+            )
+        );
+        // A plain job (no `cmd`) is not a command, whatever its fields.
+        assert!(parse(br#"{"kind":"echo","\u0064ata":"x"}"#).is_none());
     }
 }
