@@ -120,6 +120,12 @@ pub(crate) struct Backlog {
     closed: AtomicBool,
     /// Woken when the backlog closes.
     stop: Notify,
+    /// Envelopes ever appended, and ever taken out (in the mailbox, or
+    /// bounced): a mark of `pushed` is passed once `done` reaches it.
+    pushed: AtomicU64,
+    done: AtomicU64,
+    /// Woken whenever `done` moves.
+    progress: Notify,
 }
 
 impl Backlog {
@@ -131,6 +137,29 @@ impl Backlog {
             limits,
             closed: AtomicBool::new(false),
             stop: Notify::new(),
+            pushed: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            progress: Notify::new(),
+        }
+    }
+
+    /// How many envelopes were ever appended: [`passed`](Self::passed)
+    /// waits until every one of them is out of the backlog.
+    pub(crate) fn mark(&self) -> u64 {
+        self.pushed.load(Ordering::Acquire)
+    }
+
+    /// Returns once every envelope appended before `mark` was taken
+    /// (told to the mailbox, or bounced), or the backlog closed.
+    pub(crate) async fn passed(&self, mark: u64) {
+        loop {
+            let notified = self.progress.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.done.load(Ordering::Acquire) >= mark || self.closed.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
         }
     }
 
@@ -163,6 +192,7 @@ impl Backlog {
         let mut queue = self.queue.lock();
         self.len.fetch_add(1, Ordering::AcqRel);
         self.bytes.fetch_add(env.payload.len(), Ordering::AcqRel);
+        self.pushed.fetch_add(1, Ordering::AcqRel);
         queue.envelopes.push_back(env);
         if !queue.draining {
             queue.draining = true;
@@ -176,6 +206,7 @@ impl Backlog {
         self.closed.store(true, Ordering::Release);
         self.queue.lock().envelopes.clear();
         self.stop.notify_waiters();
+        self.progress.notify_waiters();
     }
 
     async fn stopped(&self) {
@@ -206,6 +237,8 @@ impl Backlog {
     fn delivered(&self, payload_len: usize) {
         self.len.fetch_sub(1, Ordering::AcqRel);
         self.bytes.fetch_sub(payload_len, Ordering::AcqRel);
+        self.done.fetch_add(1, Ordering::AcqRel);
+        self.progress.notify_waiters();
     }
 }
 

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use cluster_transport::{self as transport, ClientId, Incoming, LinkEvent, SendError};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::addr::NodeId;
-use crate::backlog::is_answer;
+use crate::addr::{ActorAddr, NodeId};
+use crate::backlog::{is_answer, Backlog};
 use crate::client;
 use crate::envelope::{json_string, Envelope, EnvelopeKind, MessageId, PayloadFormat};
 use crate::error::RouterError;
@@ -360,14 +360,38 @@ impl Inner {
             Incoming::Client { id, text } => self.dispatch_from_client(id, &text).await,
             Incoming::ClientGone { id } => {
                 tracing::debug!(node = %self.node, client = %id, "client gone");
-                // After the client's frames were dispatched: a worker's
-                // last result reaches the pool before its departure.
-                // Nobody subscribed is not an error.
                 if let Some(addr) = self.client_addr(id) {
-                    let _ = self.client_departures.send(addr);
+                    self.announce_departure(addr);
                 }
             }
         }
+    }
+
+    /// Tells the subscribers that `client` is gone, once everything it
+    /// sent is in its actors' mailboxes: its frames were dispatched
+    /// already (the departure comes after them on the incoming channel),
+    /// but those that met a full mailbox wait in a backlog, and the
+    /// departure must not overtake them (a worker's last result would be
+    /// failed as "disconnected"). Nobody subscribed is not an error.
+    fn announce_departure(&self, client: ActorAddr) {
+        let waiting: Vec<(Arc<Backlog>, u64)> = self
+            .actors
+            .read()
+            .values()
+            .filter(|slot| slot.client_facing && !slot.backlog.is_empty())
+            .map(|slot| (Arc::clone(&slot.backlog), slot.backlog.mark()))
+            .collect();
+        if waiting.is_empty() {
+            let _ = self.client_departures.send(client);
+            return;
+        }
+        let departures = self.client_departures.clone();
+        tokio::spawn(async move {
+            for (backlog, mark) in waiting {
+                backlog.passed(mark).await;
+            }
+            let _ = departures.send(client);
+        });
     }
 
     async fn dispatch_from_node(&self, peer: &str, envelopes: Vec<transport::Envelope>) {
