@@ -18,22 +18,6 @@ use support::router::*;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
-/// Waits for a permit before handling each message, then forwards it.
-struct Gated {
-    gate: Arc<Semaphore>,
-    out: mpsc::UnboundedSender<Envelope>,
-}
-
-#[async_trait::async_trait]
-impl Actor for Gated {
-    type Message = Envelope;
-    async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
-        self.gate.acquire().await?.forget();
-        let _ = self.out.send(env);
-        Ok(())
-    }
-}
-
 fn small(capacity: usize) -> SpawnOptions {
     SpawnOptions::default().capacity(capacity)
 }

@@ -8,28 +8,11 @@ mod support;
 
 use std::sync::Arc;
 
-use actor_core::{spawn_with, Actor, BoxError, Context, SpawnOptions};
-use cluster_router::Envelope;
+use actor_core::{spawn_with, SpawnOptions};
 use serde_json::json;
 use support::router::*;
 use support::ws::{connect_bearer, send_json, welcome};
 use tokio::sync::{mpsc, Semaphore};
-
-/// Waits for a permit before handling each message, then forwards it.
-struct Gated {
-    gate: Arc<Semaphore>,
-    out: mpsc::UnboundedSender<Envelope>,
-}
-
-#[async_trait::async_trait]
-impl Actor for Gated {
-    type Message = Envelope;
-    async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
-        self.gate.acquire().await?.forget();
-        let _ = self.out.send(env);
-        Ok(())
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_departure_waits_for_the_clients_envelopes_in_the_backlog() {

@@ -1,5 +1,5 @@
 //! Router clusters for the `router_*` tests: fast configuration, start and
-//! convergence, an echo actor and a collector.
+//! convergence, an echo actor, a collector and a gated actor.
 
 use std::time::Duration;
 
@@ -107,6 +107,23 @@ impl Actor for Collector {
     type Message = Envelope;
     async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
         let _ = self.0.send(env);
+        Ok(())
+    }
+}
+
+/// Waits for a permit before handling each message, then forwards it: its
+/// mailbox fills up while the gate is shut.
+pub struct Gated {
+    pub gate: std::sync::Arc<tokio::sync::Semaphore>,
+    pub out: mpsc::UnboundedSender<Envelope>,
+}
+
+#[async_trait::async_trait]
+impl Actor for Gated {
+    type Message = Envelope;
+    async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        self.gate.acquire().await?.forget();
+        let _ = self.out.send(env);
         Ok(())
     }
 }
