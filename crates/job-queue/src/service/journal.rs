@@ -668,13 +668,7 @@ impl Writer {
 
     fn compact(&mut self) -> io::Result<()> {
         let mut source = BufReader::with_capacity(1 << 20, File::open(&self.path)?);
-        let compacted = compact(&self.dir, &self.path, &mut self.live, &mut source);
-        if compacted.is_err() {
-            // A half-written copy would hold on to the room that a full
-            // disk lacks: the journal's own appends would fail next.
-            let _ = fs::remove_file(self.dir.join(format!("{FILE_NAME}.tmp")));
-        }
-        let (file, len) = compacted?;
+        let (file, len) = compact(&self.dir, &self.path, &mut self.live, &mut source)?;
         self.file = file;
         self.len = len;
         self.compact_at = COMPACT_MIN_BYTES;
@@ -685,7 +679,8 @@ impl Writer {
 /// Rewrites the journal with only the live records (and the id floor),
 /// copied from `source` (the file as it is, read from its start), then
 /// replaces it atomically: temporary file, fsync, rename, fsync of the
-/// directory. Returns the new file, open for appending, and its length.
+/// directory. Returns the new file, open for appending, and its length;
+/// on failure the temporary file is removed and the old one stays.
 fn compact(
     dir: &Path,
     path: &Path,
@@ -693,7 +688,24 @@ fn compact(
     source: &mut impl Read,
 ) -> io::Result<(File, u64)> {
     let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-    let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+    let compacted = compact_via(&tmp, dir, path, live, source);
+    if compacted.is_err() {
+        // A half-written copy would hold on to the room that a full disk
+        // lacks: the journal's own appends would fail next.
+        let _ = fs::remove_file(&tmp);
+    }
+    compacted
+}
+
+/// [`compact`]'s work, through the temporary file `tmp`.
+fn compact_via(
+    tmp: &Path,
+    dir: &Path,
+    path: &Path,
+    live: &mut Live,
+    source: &mut impl Read,
+) -> io::Result<(File, u64)> {
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(tmp)?);
     let mut head = Vec::new();
     encode(KIND_ID_FLOOR, &live.id_floor.to_le_bytes(), &mut head);
     out.write_all(&head)?;
@@ -726,8 +738,8 @@ fn compact(
     let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
     file.sync_all()?;
     drop(file);
-    let append = OpenOptions::new().append(true).open(&tmp)?;
-    fs::rename(&tmp, path)?;
+    let append = OpenOptions::new().append(true).open(tmp)?;
+    fs::rename(tmp, path)?;
     if let Ok(d) = File::open(dir) {
         // Makes the rename durable; not supported everywhere.
         let _ = d.sync_all();
