@@ -118,14 +118,12 @@ pub(crate) struct Backlog {
     bytes: AtomicUsize,
     limits: BacklogLimits,
     closed: AtomicBool,
-    /// Woken when the backlog closes.
-    stop: Notify,
     /// Envelopes ever appended, and ever taken out (in the mailbox, or
     /// bounced): a mark of `pushed` is passed once `done` reaches it.
     pushed: AtomicU64,
     done: AtomicU64,
-    /// Woken whenever `done` moves.
-    progress: Notify,
+    /// Woken when the backlog closes or `done` moves.
+    changed: Notify,
 }
 
 impl Backlog {
@@ -136,10 +134,9 @@ impl Backlog {
             bytes: AtomicUsize::new(0),
             limits,
             closed: AtomicBool::new(false),
-            stop: Notify::new(),
             pushed: AtomicU64::new(0),
             done: AtomicU64::new(0),
-            progress: Notify::new(),
+            changed: Notify::new(),
         }
     }
 
@@ -152,11 +149,18 @@ impl Backlog {
     /// Returns once every envelope appended before `mark` was taken
     /// (told to the mailbox, or bounced), or the backlog closed.
     pub(crate) async fn passed(&self, mark: u64) {
+        self.wait_for(|| self.done.load(Ordering::Acquire) >= mark)
+            .await;
+    }
+
+    /// Returns once `ready` holds or the backlog closed (checked after
+    /// each change, with no wake-up lost in between).
+    async fn wait_for(&self, ready: impl Fn() -> bool) {
         loop {
-            let notified = self.progress.notified();
+            let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.done.load(Ordering::Acquire) >= mark || self.closed.load(Ordering::Acquire) {
+            if ready() || self.closed.load(Ordering::Acquire) {
                 return;
             }
             notified.await;
@@ -205,20 +209,11 @@ impl Backlog {
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.queue.lock().envelopes.clear();
-        self.stop.notify_waiters();
-        self.progress.notify_waiters();
+        self.changed.notify_waiters();
     }
 
     async fn stopped(&self) {
-        loop {
-            let notified = self.stop.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.closed.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
-        }
+        self.wait_for(|| false).await;
     }
 
     /// Moves up to `DRAIN_BATCH` envelopes into `batch`; when there are
@@ -238,7 +233,7 @@ impl Backlog {
         self.len.fetch_sub(1, Ordering::AcqRel);
         self.bytes.fetch_sub(payload_len, Ordering::AcqRel);
         self.done.fetch_add(1, Ordering::AcqRel);
-        self.progress.notify_waiters();
+        self.changed.notify_waiters();
     }
 }
 
