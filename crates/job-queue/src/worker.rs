@@ -91,6 +91,13 @@ struct Counters {
     closed: AtomicBool,
 }
 
+impl Counters {
+    /// Jobs queued or running.
+    fn jobs(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed) + self.queued.load(Ordering::Relaxed)
+    }
+}
+
 /// Where the engine's events go.
 pub(crate) enum EventSink<T> {
     /// A channel, returned by [`WorkerEngine::start`].
@@ -555,8 +562,7 @@ impl<T: Send + 'static> WorkerQueue<T> {
 
     /// Jobs queued or running in the engine.
     pub(crate) fn jobs(&self) -> usize {
-        self.counters.in_flight.load(Ordering::Relaxed)
-            + self.counters.queued.load(Ordering::Relaxed)
+        self.counters.jobs()
     }
 
     /// A view of the running-job count that does not keep the queue open.
@@ -571,7 +577,7 @@ pub(crate) struct BusyProbe(Arc<Counters>);
 
 impl BusyProbe {
     pub(crate) fn is_busy(&self) -> bool {
-        self.0.in_flight.load(Ordering::Relaxed) > 0 || self.0.queued.load(Ordering::Relaxed) > 0
+        self.0.jobs() > 0
     }
 }
 
