@@ -56,12 +56,26 @@ pub(crate) struct LocalStats {
 }
 
 impl LocalStats {
+    /// Counts `count` jobs before they are handed over (whoever sees them
+    /// run sees them counted); `undo_jobs` takes them back when the hand-over
+    /// fails.
     pub(crate) fn add_jobs(&self, count: usize) {
         self.jobs.fetch_add(count as u64, Ordering::Relaxed);
     }
 
+    pub(crate) fn undo_jobs(&self, count: usize) {
+        self.jobs.fetch_sub(count as u64, Ordering::Relaxed);
+    }
+
+    /// Counts `count` results before they are handed over (whoever sees a
+    /// result sees it counted); `undo_results` takes them back when the
+    /// hand-over fails.
     pub(crate) fn add_results(&self, count: usize) {
         self.results.fetch_add(count as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn undo_results(&self, count: usize) {
+        self.results.fetch_sub(count as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn jobs(&self) -> u64 {

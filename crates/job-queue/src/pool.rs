@@ -821,12 +821,13 @@ impl PoolActor {
             from: self.parts.me.clone(),
             reply,
         };
+        self.parts.local_stats.add_results(count);
         match coordinator.try_tell(local) {
-            Ok(()) => {
-                self.parts.local_stats.add_results(count);
-                None
+            Ok(()) => None,
+            Err(TrySendError::Full(local) | TrySendError::Closed(local)) => {
+                self.parts.local_stats.undo_results(count);
+                Some(local.reply)
             }
-            Err(TrySendError::Full(local) | TrySendError::Closed(local)) => Some(local.reply),
         }
     }
 

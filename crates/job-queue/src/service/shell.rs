@@ -740,12 +740,13 @@ impl Shell {
             jobs: live,
             reply,
         };
+        pool.stats.add_jobs(count);
         match pool.actor.try_tell(PoolMsg::LocalJobs(batch)) {
-            Ok(()) => {
-                pool.stats.add_jobs(count);
-                None
+            Ok(()) => None,
+            Err(_) => {
+                pool.stats.undo_jobs(count);
+                Some(jobs)
             }
-            Err(_) => Some(jobs),
         }
     }
 
