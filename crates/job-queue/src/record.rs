@@ -254,7 +254,10 @@ impl<V> FinishedLog<V> {
 
 /// What a coordinator keeps about a job that is not final yet.
 #[derive(Debug)]
-struct LiveRecord {
+struct LiveRecord<W> {
+    /// Who waits for the job's result (the coordinator actor's waiter):
+    /// kept in the record, so that the job's end finds both in one place.
+    waiter: Option<W>,
     kind: Arc<str>,
     max_attempts: u32,
     submitted_ms: u64,
@@ -296,14 +299,16 @@ const MAX_INTERNED_KINDS: usize = 1024;
 
 /// Every job record of one coordinator: the unfinished ones and the
 /// finished ones within retention.
+///
+/// `W` is who waits for a job's result (see [`set_waiter`](Self::set_waiter)).
 #[derive(Debug)]
-pub(crate) struct Records {
+pub(crate) struct Records<W = ()> {
     owner: String,
     /// One slot per job for its whole life: its live record (boxed, so
     /// that a slot stays small), then in place its finished record as one
     /// bincode blob ([`StoredOut`]): one allocation per job, decoded into
     /// a [`JobRecord`] (and rendered as JSON) only when someone asks.
-    table: RecordTable<Box<LiveRecord>, Box<[u8]>>,
+    table: RecordTable<Box<LiveRecord<W>>, Box<[u8]>>,
     retention: Retention,
     /// Shared copies of the kinds seen (see [`MAX_INTERNED_KINDS`]).
     kinds: FxHashMap<Arc<str>, ()>,
@@ -320,7 +325,16 @@ pub(crate) struct LiveStatus {
 }
 
 impl Records {
+    /// Records without waiters.
+    #[cfg(test)]
     pub(crate) fn new(owner: String, retention: Retention) -> Self {
+        Records::with_waiters(owner, retention)
+    }
+}
+
+impl<W> Records<W> {
+    /// Records whose live jobs may each hold a waiter `W`.
+    pub(crate) fn with_waiters(owner: String, retention: Retention) -> Self {
         Records {
             owner,
             table: RecordTable::default(),
@@ -395,6 +409,7 @@ impl Records {
         self.table.insert_live(
             id,
             Box::new(LiveRecord {
+                waiter: None,
                 kind,
                 max_attempts,
                 submitted_ms: now_ms,
@@ -402,6 +417,42 @@ impl Records {
                 attempts: SmallVec::new(),
             }),
         );
+    }
+
+    /// Makes `waiter` the one who waits for the unfinished job `id`
+    /// (replacing an earlier one); hands it back if `id` is not unfinished.
+    pub(crate) fn set_waiter(&mut self, id: &JobId, waiter: W) -> Result<(), W> {
+        match self.table.live_mut(id) {
+            Some(live) => {
+                live.waiter = Some(waiter);
+                Ok(())
+            }
+            None => Err(waiter),
+        }
+    }
+
+    /// Who waits for the unfinished job `id`.
+    pub(crate) fn waiter(&self, id: &JobId) -> Option<&W> {
+        self.table.live(id)?.waiter.as_ref()
+    }
+
+    /// Who waits for the unfinished job `id`, to change.
+    pub(crate) fn waiter_mut(&mut self, id: &JobId) -> Option<&mut W> {
+        self.table.live_mut(id)?.waiter.as_mut()
+    }
+
+    /// Takes the waiters of the unfinished jobs `lost` picks (their
+    /// records stay).
+    pub(crate) fn take_waiters(&mut self, mut lost: impl FnMut(&JobId) -> bool) -> Vec<(JobId, W)> {
+        let mut taken = Vec::new();
+        for (id, live) in self.table.iter_live_mut() {
+            if lost(id) {
+                if let Some(waiter) = live.waiter.take() {
+                    taken.push((id.clone(), waiter));
+                }
+            }
+        }
+        taken
     }
 
     /// Forgets an unfinished job that was never accepted after all.
@@ -472,10 +523,11 @@ impl Records {
         }
     }
 
-    /// The job is final: its record moves to the finished ones (evicting
-    /// the oldest beyond retention). Returns whether the job was
-    /// unfinished here (its record is then [`finished`](Self::finished)).
-    pub(crate) fn finish(&mut self, result: &JobResult, now_ms: u64) -> bool {
+    /// The job is final: its record becomes a finished one (evicting the
+    /// oldest beyond retention). Returns `None` if the job was not
+    /// unfinished here, else its waiter, if it had one (its record is then
+    /// [`finished`](Self::finished)).
+    pub(crate) fn finish(&mut self, result: &JobResult, now_ms: u64) -> Option<Option<W>> {
         let scratch = &mut self.scratch;
         let finished = self.table.finish(&result.id, now_ms, |live| {
             let mut live = *live;
@@ -500,10 +552,10 @@ impl Records {
                 let bytes = stored_size(&blob);
                 (blob, bytes)
             });
-            (kept, ())
+            (kept, live.waiter)
         });
         self.table.evict(now_ms, self.retention);
-        finished.is_some()
+        finished
     }
 
     /// Adds a finished record (e.g. read back from the journal).

@@ -88,7 +88,7 @@ pub struct FinishedSample {
     pub succeeded: bool,
 }
 
-impl Records {
+impl<W> Records<W> {
     /// The page of records matching `query`, newest submission first
     /// (ties by id). `status` tells how an unfinished job stands.
     pub(crate) fn search(

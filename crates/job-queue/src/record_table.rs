@@ -227,6 +227,14 @@ impl<L, F> RecordTable<L, F> {
         })
     }
 
+    /// The live entries, mutably, in no particular order.
+    pub(crate) fn iter_live_mut(&mut self) -> impl Iterator<Item = (&JobId, &mut L)> {
+        self.map.iter_mut().filter_map(|(id, slot)| match slot {
+            Slot::Live(value) => Some((id, value)),
+            Slot::Finished { .. } | Slot::Taken => None,
+        })
+    }
+
     /// The finished entries, in no particular order.
     pub(crate) fn iter_finished(&self) -> impl Iterator<Item = (&JobId, &F)> {
         self.map.iter().filter_map(|(id, slot)| match slot {
