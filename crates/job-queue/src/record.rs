@@ -405,8 +405,10 @@ impl<W> Records<W> {
         max_attempts: u32,
         now_ms: u64,
     ) {
-        // Replaces a finished record of the same id (an explicit re-run).
-        self.table.insert_live(
+        // Replaces a finished record of the same id (an explicit re-run);
+        // a live one (not expected) keeps its waiter.
+        let id_again = id.clone();
+        let replaced = self.table.insert_live(
             id,
             Box::new(LiveRecord {
                 waiter: None,
@@ -417,6 +419,11 @@ impl<W> Records<W> {
                 attempts: SmallVec::new(),
             }),
         );
+        if let Some(waiter) = replaced.and_then(|old| old.waiter) {
+            if let Some(live) = self.table.live_mut(&id_again) {
+                live.waiter = Some(waiter);
+            }
+        }
     }
 
     /// Makes `waiter` the one who waits for the unfinished job `id`

@@ -60,17 +60,17 @@ impl<L, F> Default for RecordTable<L, F> {
 
 impl<L, F> RecordTable<L, F> {
     /// Makes `id` live with `value`, replacing a finished entry of the
-    /// same id (an explicit re-run) or a live one.
-    pub(crate) fn insert_live(&mut self, id: JobId, value: L) {
+    /// same id (an explicit re-run) or a live one (returned).
+    pub(crate) fn insert_live(&mut self, id: JobId, value: L) -> Option<L> {
         match self.map.insert(id, Slot::Live(value)) {
-            None => self.live += 1,
-            Some(Slot::Live(_)) => {}
+            None | Some(Slot::Taken) => self.live += 1,
+            Some(Slot::Live(old)) => return Some(old),
             Some(Slot::Finished { bytes, .. }) => {
                 self.bytes -= u64::from(bytes);
                 self.live += 1;
             }
-            Some(Slot::Taken) => self.live += 1,
         }
+        None
     }
 
     pub(crate) fn live(&self, id: &JobId) -> Option<&L> {
@@ -347,7 +347,8 @@ mod tests {
             table.finish(&id(1), n, |()| (Some(((), 1)), ()));
         }
         assert_eq!(table.finished_len(), 1);
-        assert!(table.order.len() <= 2 * 1 + 1024 + 1);
+        // Compacted past twice the finished entries (one) plus 1,024.
+        assert!(table.order.len() <= 2 + 1024 + 1);
         // A finished entry replaced by a journaled one, and removed.
         table.insert_finished(id(2), 5, 3, ());
         table.insert_finished(id(2), 6, 4, ());
