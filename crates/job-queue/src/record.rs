@@ -20,7 +20,10 @@ use crate::job::{IdMap, Job, JobId, JobResult};
 
 #[path = "record_query.rs"]
 mod query;
+#[path = "record_table.rs"]
+mod table;
 pub use query::{FinishedSample, JobPage, JobQuery, MAX_SAMPLES};
+use table::RecordTable;
 
 /// Where a job is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -186,6 +189,7 @@ impl<V> FinishedLog<V> {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn get(&self, id: &JobId) -> Option<&V> {
         self.map.get(id).map(|e| &e.3)
     }
@@ -250,7 +254,10 @@ impl<V> FinishedLog<V> {
 
 /// What a coordinator keeps about a job that is not final yet.
 #[derive(Debug)]
-struct LiveRecord {
+struct LiveRecord<W> {
+    /// Who waits for the job's result (the coordinator actor's waiter):
+    /// kept in the record, so that the job's end finds both in one place.
+    waiter: Option<W>,
     kind: Arc<str>,
     max_attempts: u32,
     submitted_ms: u64,
@@ -292,14 +299,16 @@ const MAX_INTERNED_KINDS: usize = 1024;
 
 /// Every job record of one coordinator: the unfinished ones and the
 /// finished ones within retention.
+///
+/// `W` is who waits for a job's result (see [`set_waiter`](Self::set_waiter)).
 #[derive(Debug)]
-pub(crate) struct Records {
+pub(crate) struct Records<W = ()> {
     owner: String,
-    live: IdMap<LiveRecord>,
-    /// Each finished record as one bincode blob ([`StoredOut`]): one
-    /// allocation per job, decoded into a [`JobRecord`] (and rendered as
-    /// JSON) only when someone asks for it.
-    finished: FinishedLog<Box<[u8]>>,
+    /// One slot per job for its whole life: its live record (boxed, so
+    /// that a slot stays small), then in place its finished record as one
+    /// bincode blob ([`StoredOut`]): one allocation per job, decoded into
+    /// a [`JobRecord`] (and rendered as JSON) only when someone asks.
+    table: RecordTable<Box<LiveRecord<W>>, Box<[u8]>>,
     retention: Retention,
     /// Shared copies of the kinds seen (see [`MAX_INTERNED_KINDS`]).
     kinds: FxHashMap<Arc<str>, ()>,
@@ -316,11 +325,19 @@ pub(crate) struct LiveStatus {
 }
 
 impl Records {
+    /// Records without waiters.
+    #[cfg(test)]
     pub(crate) fn new(owner: String, retention: Retention) -> Self {
+        Records::with_waiters(owner, retention)
+    }
+}
+
+impl<W> Records<W> {
+    /// Records whose live jobs may each hold a waiter `W`.
+    pub(crate) fn with_waiters(owner: String, retention: Retention) -> Self {
         Records {
             owner,
-            live: IdMap::default(),
-            finished: FinishedLog::default(),
+            table: RecordTable::default(),
             retention,
             kinds: FxHashMap::default(),
             scratch: Vec::new(),
@@ -329,22 +346,22 @@ impl Records {
 
     /// Whether the id is known (unfinished, or finished within retention).
     pub(crate) fn contains(&self, id: &JobId) -> bool {
-        self.live.contains_key(id) || self.is_finished(id)
+        self.table.contains(id)
     }
 
     /// Whether the job is finished (and its record still kept).
     pub(crate) fn is_finished(&self, id: &JobId) -> bool {
-        self.finished.get(id).is_some()
+        self.table.finished(id).is_some()
     }
 
     /// Whether the job is unfinished.
     pub(crate) fn is_live(&self, id: &JobId) -> bool {
-        self.live.contains_key(id)
+        self.table.live(id).is_some()
     }
 
     /// The final record of a finished job, decoded from its stored form.
     pub(crate) fn finished(&self, id: &JobId) -> Option<JobRecord> {
-        let blob = self.finished.get(id)?;
+        let blob = self.table.finished(id)?;
         match bincode::deserialize::<StoredIn>(blob) {
             Ok(stored) => Some(stored.into_record(id.clone(), self.owner.clone())),
             Err(err) => {
@@ -359,7 +376,7 @@ impl Records {
     /// writes; [`insert_finished_blob`](Self::insert_finished_blob) reads
     /// it back).
     pub(crate) fn finished_blob(&self, id: &JobId) -> Option<&[u8]> {
-        self.finished.get(id).map(|blob| &**blob)
+        self.table.finished(id).map(|blob| &**blob)
     }
 
     /// A job was accepted.
@@ -388,22 +405,66 @@ impl Records {
         max_attempts: u32,
         now_ms: u64,
     ) {
-        self.finished.remove(&id);
-        self.live.insert(
+        // Replaces a finished record of the same id (an explicit re-run);
+        // a live one (not expected) keeps its waiter.
+        let id_again = id.clone();
+        let replaced = self.table.insert_live(
             id,
-            LiveRecord {
+            Box::new(LiveRecord {
+                waiter: None,
                 kind,
                 max_attempts,
                 submitted_ms: now_ms,
                 started_ms: None,
                 attempts: SmallVec::new(),
-            },
+            }),
         );
+        if let Some(waiter) = replaced.and_then(|old| old.waiter) {
+            if let Some(live) = self.table.live_mut(&id_again) {
+                live.waiter = Some(waiter);
+            }
+        }
+    }
+
+    /// Makes `waiter` the one who waits for the unfinished job `id`
+    /// (replacing an earlier one); hands it back if `id` is not unfinished.
+    pub(crate) fn set_waiter(&mut self, id: &JobId, waiter: W) -> Result<(), W> {
+        match self.table.live_mut(id) {
+            Some(live) => {
+                live.waiter = Some(waiter);
+                Ok(())
+            }
+            None => Err(waiter),
+        }
+    }
+
+    /// Who waits for the unfinished job `id`.
+    pub(crate) fn waiter(&self, id: &JobId) -> Option<&W> {
+        self.table.live(id)?.waiter.as_ref()
+    }
+
+    /// Who waits for the unfinished job `id`, to change.
+    pub(crate) fn waiter_mut(&mut self, id: &JobId) -> Option<&mut W> {
+        self.table.live_mut(id)?.waiter.as_mut()
+    }
+
+    /// Takes the waiters of the unfinished jobs `lost` picks (their
+    /// records stay).
+    pub(crate) fn take_waiters(&mut self, mut lost: impl FnMut(&JobId) -> bool) -> Vec<(JobId, W)> {
+        let mut taken = Vec::new();
+        for (id, live) in self.table.iter_live_mut() {
+            if lost(id) {
+                if let Some(waiter) = live.waiter.take() {
+                    taken.push((id.clone(), waiter));
+                }
+            }
+        }
+        taken
     }
 
     /// Forgets an unfinished job that was never accepted after all.
     pub(crate) fn forget_live(&mut self, id: &JobId) {
-        self.live.remove(id);
+        self.table.remove_live(id);
     }
 
     /// Attempt `attempt` was sent to `node`. A refused dispatch is placed
@@ -415,7 +476,7 @@ impl Records {
         node: &Arc<str>,
         now_ms: u64,
     ) {
-        let Some(live) = self.live.get_mut(id) else {
+        let Some(live) = self.table.live_mut(id) else {
             return;
         };
         live.started_ms.get_or_insert(now_ms);
@@ -445,7 +506,7 @@ impl Records {
         cause: FailureCause,
         now_ms: u64,
     ) {
-        let Some(live) = self.live.get_mut(id) else {
+        let Some(live) = self.table.live_mut(id) else {
             return;
         };
         match live
@@ -469,39 +530,44 @@ impl Records {
         }
     }
 
-    /// The job is final: its record moves to the finished ones (evicting
-    /// the oldest beyond retention). Returns whether the job was
-    /// unfinished here (its record is then [`finished`](Self::finished)).
-    pub(crate) fn finish(&mut self, result: &JobResult, now_ms: u64) -> bool {
-        let Some(live) = self.live.remove(&result.id) else {
-            return false;
-        };
-        let mut attempts = live.attempts;
-        if let Some(last) = attempts.last_mut() {
-            last.ended_ms.get_or_insert(now_ms);
-            if last.cause.is_none() {
-                last.cause = result.error.as_ref().map(|e| e.cause);
+    /// The job is final: its record becomes a finished one (evicting the
+    /// oldest beyond retention). Returns `None` if the job was not
+    /// unfinished here, else its waiter, if it had one (its record is then
+    /// [`finished`](Self::finished)).
+    pub(crate) fn finish(&mut self, result: &JobResult, now_ms: u64) -> Option<Option<W>> {
+        let scratch = &mut self.scratch;
+        let finished = self.table.finish(&result.id, now_ms, |live| {
+            let mut live = *live;
+            if let Some(last) = live.attempts.last_mut() {
+                last.ended_ms.get_or_insert(now_ms);
+                if last.cause.is_none() {
+                    last.cause = result.error.as_ref().map(|e| e.cause);
+                }
             }
-        }
-        let stored = StoredOut {
-            kind: &live.kind,
-            state: JobState::of_result(result),
-            attempt: result.attempt,
-            max_attempts: live.max_attempts,
-            submitted_ms: live.submitted_ms,
-            started_ms: live.started_ms,
-            finished_ms: now_ms,
-            attempts: StoredAttempts::Live(&attempts),
-            result: Some(StoredResult::of(result)),
-        };
-        self.store_finished(result.id.clone(), now_ms, &stored, now_ms);
-        true
+            let stored = StoredOut {
+                kind: &live.kind,
+                state: JobState::of_result(result),
+                attempt: result.attempt,
+                max_attempts: live.max_attempts,
+                submitted_ms: live.submitted_ms,
+                started_ms: live.started_ms,
+                finished_ms: now_ms,
+                attempts: StoredAttempts::Live(&live.attempts),
+                result: Some(StoredResult::of(result)),
+            };
+            let kept = encode_stored(scratch, &result.id, &stored).map(|blob| {
+                let bytes = stored_size(&blob);
+                (blob, bytes)
+            });
+            (kept, live.waiter)
+        });
+        self.table.evict(now_ms, self.retention);
+        finished
     }
 
     /// Adds a finished record (e.g. read back from the journal).
     pub(crate) fn insert_finished(&mut self, record: JobRecord, now_ms: u64) {
         let finished_ms = record.finished_ms.unwrap_or(now_ms);
-        self.live.remove(&record.id);
         let stored = StoredOut {
             kind: &record.kind,
             state: record.state,
@@ -513,7 +579,13 @@ impl Records {
             attempts: StoredAttempts::Records(&record.attempts),
             result: record.result.as_ref().map(StoredResult::of),
         };
-        self.store_finished(record.id.clone(), finished_ms, &stored, now_ms);
+        if let Some(blob) = encode_stored(&mut self.scratch, &record.id, &stored) {
+            let bytes = stored_size(&blob);
+            // Replaces a live record of the same id.
+            self.table
+                .insert_finished(record.id.clone(), finished_ms, bytes, blob);
+        }
+        self.table.evict(now_ms, self.retention);
     }
 
     /// Adds a finished record in its stored form (a
@@ -529,41 +601,22 @@ impl Records {
         if bincode::deserialize::<StoredIn>(&blob).is_err() {
             return false;
         }
-        self.live.remove(&id);
         let bytes = stored_size(&blob);
-        self.finished.insert(id, finished_ms, bytes, blob);
-        self.finished.evict(now_ms, self.retention);
+        // Replaces a live record of the same id.
+        self.table.insert_finished(id, finished_ms, bytes, blob);
+        self.table.evict(now_ms, self.retention);
         true
-    }
-
-    fn store_finished(&mut self, id: JobId, finished_ms: u64, stored: &StoredOut<'_>, now_ms: u64) {
-        // Encoded once into the scratch buffer, then copied into one exact
-        // allocation (`bincode::serialize` walks the record twice: once to
-        // size it, once to write it).
-        self.scratch.clear();
-        if let Err(err) = bincode::serialize_into(&mut self.scratch, stored) {
-            tracing::error!(%id, %err, "a job record does not encode");
-            return;
-        }
-        let blob: Box<[u8]> = Box::from(self.scratch.as_slice());
-        // A record with a huge result does not pin its buffer.
-        if self.scratch.capacity() > SCRATCH_KEPT {
-            self.scratch = Vec::new();
-        }
-        let bytes = stored_size(&blob);
-        self.finished.insert(id, finished_ms, bytes, blob);
-        self.finished.evict(now_ms, self.retention);
     }
 
     /// Drops a finished record (an explicit re-run); returns whether there
     /// was one.
     pub(crate) fn forget_finished(&mut self, id: &JobId) -> bool {
-        self.finished.remove(id).is_some()
+        self.table.remove_finished(id).is_some()
     }
 
     /// Drops records past the age limit.
     pub(crate) fn expire(&mut self, now_ms: u64) -> usize {
-        self.finished.evict(now_ms, self.retention)
+        self.table.evict(now_ms, self.retention)
     }
 
     /// The record of `id`: a finished one as kept, an unfinished one built
@@ -578,7 +631,7 @@ impl Records {
         if self.is_finished(id) {
             return self.finished(id);
         }
-        let live = self.live.get(id)?;
+        let live = self.table.live(id)?;
         let (attempt, running) = status.map_or((0, false), |s| (s.attempt, s.running));
         Some(JobRecord {
             id: id.clone(),
@@ -603,8 +656,29 @@ impl Records {
     /// Unfinished and finished records held, and the finished ones' bytes.
     #[cfg(test)]
     pub(crate) fn counts(&self) -> (usize, usize, u64) {
-        (self.live.len(), self.finished.len(), self.finished.bytes())
+        (
+            self.table.live_len(),
+            self.table.finished_len(),
+            self.table.bytes(),
+        )
     }
+}
+
+/// Encodes a finished record once into `scratch`, then copies it into one
+/// exact allocation (`bincode::serialize` walks a record twice: once to
+/// size it, once to write it).
+fn encode_stored(scratch: &mut Vec<u8>, id: &JobId, stored: &StoredOut<'_>) -> Option<Box<[u8]>> {
+    scratch.clear();
+    if let Err(err) = bincode::serialize_into(&mut *scratch, stored) {
+        tracing::error!(%id, %err, "a job record does not encode");
+        return None;
+    }
+    let blob: Box<[u8]> = Box::from(scratch.as_slice());
+    // A record with a huge result does not pin its buffer.
+    if scratch.capacity() > SCRATCH_KEPT {
+        *scratch = Vec::new();
+    }
+    Some(blob)
 }
 
 /// What a stored record costs in memory: the blob, its allocation and its

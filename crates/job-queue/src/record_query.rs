@@ -88,7 +88,7 @@ pub struct FinishedSample {
     pub succeeded: bool,
 }
 
-impl Records {
+impl<W> Records<W> {
     /// The page of records matching `query`, newest submission first
     /// (ties by id). `status` tells how an unfinished job stands.
     pub(crate) fn search(
@@ -97,7 +97,7 @@ impl Records {
         status: impl Fn(&JobId) -> Option<LiveStatus>,
     ) -> JobPage {
         let mut hits: Vec<(u64, &JobId)> = Vec::new();
-        for (id, live) in &self.live {
+        for (id, live) in self.table.iter_live() {
             // The core is asked only when the state filter needs it.
             let running = query.state.is_some() && status(id).is_some_and(|s| s.running);
             let state = if running {
@@ -113,7 +113,7 @@ impl Records {
         // The finished map itself, in no order: no lookup per entry, and of
         // each stored record only the leading fields, borrowed (the nodes
         // of its attempts only for a search by node).
-        for (id, (_, _, _, blob)) in &self.finished.map {
+        for (id, blob) in self.table.iter_finished() {
             let Ok(head) = bincode::deserialize::<StoredHead<'_>>(blob) else {
                 continue;
             };
@@ -158,15 +158,8 @@ impl Records {
         limit: usize,
     ) -> Vec<FinishedSample> {
         let limit = limit.min(MAX_SAMPLES);
-        let finished = &self.finished;
-        finished
-            .order
-            .iter()
-            .rev()
-            .filter_map(|(seq, id, _)| {
-                let (live, finished_ms, _, blob) = finished.map.get(id)?;
-                (live == seq).then_some((*finished_ms, blob))
-            })
+        self.table
+            .newest_finished()
             .skip_while(|(finished_ms, _)| *finished_ms > until_ms)
             .take_while(|(finished_ms, _)| *finished_ms > after_ms)
             .take(limit)

@@ -45,8 +45,11 @@ fn a_record_follows_the_job_through_attempts_to_its_result() {
     assert_eq!(running.attempts[0].cause, Some(FailureCause::Timeout));
     assert_eq!(running.attempts[0].ended_ms, Some(1_020));
     assert_eq!(running.started_ms, Some(1_010));
-    assert!(records.finish(&ok("a", 2), 1_040));
-    assert!(!records.finish(&ok("a", 2), 1_041), "finished once");
+    assert!(records.finish(&ok("a", 2), 1_040).is_some());
+    assert!(
+        records.finish(&ok("a", 2), 1_041).is_none(),
+        "finished once"
+    );
     let done = records.view(&id("a"), None, None).unwrap();
     assert_eq!((done.state, done.attempt), (JobState::Succeeded, 2));
     assert_eq!(done.finished_ms, Some(1_040));
@@ -104,7 +107,7 @@ fn retention_evicts_the_oldest_finished_by_bytes_and_age_never_the_unfinished() 
     let one = {
         let mut r = Records::new("n1".into(), WIDE);
         r.submitted(&job("j-0"), 0);
-        assert!(r.finish(&ok("j-0", 1), 0));
+        assert!(r.finish(&ok("j-0", 1), 0).is_some());
         r.counts().2
     };
     let retention = Retention {
@@ -166,4 +169,34 @@ fn live_records_share_their_kinds_up_to_a_bound() {
     records.submitted(&job("a"), 1_000);
     let view = records.view(&id("a"), None, None).unwrap();
     assert_eq!(view.kind, "echo");
+}
+
+/// 100,000 jobs, each with its waiter kept in its record: the job's end
+/// hands back that waiter and no other; a job without a record keeps none.
+#[test]
+fn a_hundred_thousand_waiters_come_back_with_their_jobs_end() {
+    let mut records: Records<u64> = Records::with_waiters("n1".into(), WIDE);
+    for n in 0..100_000u64 {
+        let name = format!("w-{n}");
+        records.submitted(&job(&name), n);
+        assert_eq!(records.set_waiter(&id(&name), n), Ok(()));
+        if n >= 5_000 {
+            let done = format!("w-{}", n - 5_000);
+            assert_eq!(records.waiter(&id(&done)), Some(&(n - 5_000)));
+            assert_eq!(records.finish(&ok(&done, 1), n), Some(Some(n - 5_000)));
+            // Final: no waiter can be set any more, and none comes back.
+            assert_eq!(records.set_waiter(&id(&done), 0), Err(0));
+            assert_eq!(records.finish(&ok(&done, 1), n), None);
+        }
+    }
+    assert_eq!(records.counts().0, 5_000);
+    assert_eq!(records.set_waiter(&id("never"), 1), Err(1));
+    // A restarted coordinator takes the waiters of jobs it lost.
+    let lost = records.take_waiters(|id| id.as_str().ends_with('7'));
+    assert_eq!(lost.len(), 500);
+    assert!(lost.iter().all(|(id, w)| id.as_str() == format!("w-{w}")));
+    assert_eq!(records.waiter(&id("w-99997")), None);
+    assert_eq!(records.waiter(&id("w-99998")), Some(&99_998));
+    // A job without its waiter still finishes.
+    assert_eq!(records.finish(&ok("w-99997", 1), 1), Some(None));
 }

@@ -223,7 +223,7 @@ pub(super) enum Finished {
 
 impl Finished {
     /// Adds the record to `records`.
-    pub(super) fn restore(self, records: &mut Records, now_ms: u64) {
+    pub(super) fn restore<W>(self, records: &mut Records<W>, now_ms: u64) {
         match self {
             Finished::Json(record) => records.insert_finished(*record, now_ms),
             Finished::Stored {

@@ -43,7 +43,7 @@ fn stored(records: &mut Records, name: &str, at: u64, failed: bool) -> Vec<u8> {
     } else {
         JobResult::success(id(name), "out\n", "n2", 1, Duration::from_micros(70))
     };
-    assert!(records.finish(&result, at));
+    assert!(records.finish(&result, at).is_some());
     records.finished_blob(&id(name)).unwrap().to_vec()
 }
 

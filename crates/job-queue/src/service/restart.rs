@@ -83,7 +83,7 @@ pub(super) struct Retained {
     /// Dead letters, counters, id counter, draining, unfinished jobs.
     pub(super) core: Carryover,
     /// The job records.
-    pub(super) records: crate::record::Records,
+    pub(super) records: crate::record::Records<Waiter>,
     /// Further waiters of jobs (idempotent submissions, attachments).
     pub(super) extra: IdMap<Vec<Waiter>>,
     /// The recurring jobs.

@@ -41,7 +41,7 @@ use crate::coordinator::{
 use crate::error::{JobError, SubmitError};
 use crate::failure::{FailureCause, JobFailure};
 use crate::handler::ProgressUpdate;
-use crate::job::{IdMap, Job, JobId, JobResult};
+use crate::job::{IdMap, IdSet, Job, JobId, JobResult};
 use crate::limits::{LimitMsg, LIMITS};
 use crate::local::{LocalCancel, LocalJobs, LocalPool, LocalReply};
 use crate::pool::{PoolMsg, WORKER};
@@ -90,6 +90,8 @@ pub(super) struct Shell {
     worker: ActorName,
     limits_name: ActorName,
     format: PayloadFormat,
+    /// Waiters of jobs without a live record (none in the normal course:
+    /// a job's waiter is kept in its record, see [`Shell::wait_for`]).
     waiters: IdMap<Waiter>,
     /// Dispatch envelopes whose jobs may still bounce: id -> where it went
     /// and its (job, attempt)s.
@@ -110,8 +112,9 @@ pub(super) struct Shell {
     drained: Vec<oneshot::Sender<()>>,
     /// A restarted instance's inheritance, consumed by `started`.
     retained: Option<Retained>,
-    /// Every job's record (unfinished, and finished within retention).
-    records: Records,
+    /// Every job's record (unfinished, and finished within retention),
+    /// and an unfinished job's waiter.
+    records: Records<Waiter>,
     /// Further waiters per job (idempotent submissions, `attach`).
     extra: IdMap<Vec<Waiter>>,
     /// How many further waiters are held (bounded).
@@ -166,7 +169,7 @@ impl Shell {
             per_node: FxHashMap::default(),
             drained: Vec::new(),
             retained,
-            records: Records::new(
+            records: Records::with_waiters(
                 setup.router.node_id().to_string(),
                 setup.options.retention(),
             ),
@@ -222,11 +225,8 @@ impl Shell {
             }
             for job in &resume {
                 self.records.submitted(job, now_ms);
+                self.wait_for(job.id.clone(), Waiter::Resumed);
             }
-            self.waiters = resume
-                .iter()
-                .map(|job| (job.id.clone(), Waiter::Resumed))
-                .collect();
             self.deferred = resume;
             return Ok(());
         };
@@ -256,11 +256,20 @@ impl Shell {
     /// the others (their job was lost, which only happens when the journal
     /// did not get their submission) with an error.
     fn adopt_waiters(&mut self, mut waiters: IdMap<Waiter>, resume: &[Job]) {
+        let resumed: IdSet = resume.iter().map(|job| job.id.clone()).collect();
+        // The waiters kept in the records of jobs not resumed: lost.
+        let mut lost = self.records.take_waiters(|id| !resumed.contains(id));
         for job in resume {
-            let waiter = waiters.remove(&job.id).unwrap_or(Waiter::Resumed);
-            self.waiters.insert(job.id.clone(), waiter);
+            match waiters.remove(&job.id) {
+                Some(waiter) => self.wait_for(job.id.clone(), waiter),
+                None if self.waiter(&job.id).is_none() => {
+                    self.wait_for(job.id.clone(), Waiter::Resumed);
+                }
+                None => {}
+            }
         }
-        for (id, waiter) in waiters {
+        lost.extend(waiters);
+        for (id, waiter) in lost {
             tracing::warn!(%id, "job lost in a coordinator restart");
             if let Waiter::Remote { to, request, .. } = waiter {
                 let mut env = Envelope::new(
@@ -311,7 +320,7 @@ impl Shell {
             core: self.core.carry_over(),
             records: std::mem::replace(
                 &mut self.records,
-                Records::new(String::new(), self.setup.options.retention()),
+                Records::with_waiters(String::new(), self.setup.options.retention()),
             ),
             extra: std::mem::take(&mut self.extra),
             recurring: std::mem::take(&mut self.recurring),
@@ -327,8 +336,7 @@ impl Shell {
         reply: oneshot::Sender<Accepted>,
     ) {
         let (tx, rx) = oneshot::channel();
-        self.waiters
-            .insert(id.clone(), Waiter::Local { tx, progress });
+        self.wait_for(id.clone(), Waiter::Local { tx, progress });
         self.journal_submit(&id);
         let accepted = Ok((id, rx));
         if self.journal.is_some() {
@@ -379,21 +387,16 @@ impl Shell {
             let _ = tx.send(result);
             return Ok(rx);
         }
-        match self.waiters.get_mut(&id) {
-            Some(waiter @ Waiter::Resumed) => {
-                *waiter = Waiter::Local { tx, progress: None };
-                Ok(rx)
-            }
-            // Any other job this coordinator knows: one more waiter.
-            _ if self.records.contains(&id) => {
-                let waiter = Waiter::Local { tx, progress: None };
-                if self.add_waiter(&id, waiter) {
-                    Ok(rx)
-                } else {
-                    Err(JobError::UnknownJob(id))
-                }
-            }
-            _ => Err(JobError::UnknownJob(id)),
+        if let Some(waiter @ Waiter::Resumed) = self.waiter_mut(&id) {
+            *waiter = Waiter::Local { tx, progress: None };
+            return Ok(rx);
+        }
+        // Any other job this coordinator knows: one more waiter.
+        let waiter = Waiter::Local { tx, progress: None };
+        if self.records.contains(&id) && self.add_waiter(&id, waiter) {
+            Ok(rx)
+        } else {
+            Err(JobError::UnknownJob(id))
         }
     }
 
@@ -827,10 +830,34 @@ impl Shell {
         }
     }
 
+    /// Makes `waiter` the one who waits for job `id`: kept in the job's
+    /// record (one place per job), or apart if it has none.
+    pub(super) fn wait_for(&mut self, id: JobId, waiter: Waiter) {
+        if let Err(waiter) = self.records.set_waiter(&id, waiter) {
+            self.waiters.insert(id, waiter);
+        }
+    }
+
+    /// Who waits for job `id`.
+    pub(super) fn waiter(&self, id: &JobId) -> Option<&Waiter> {
+        self.records.waiter(id).or_else(|| self.waiters.get(id))
+    }
+
+    /// Who waits for job `id`, to change.
+    fn waiter_mut(&mut self, id: &JobId) -> Option<&mut Waiter> {
+        match self.records.waiter_mut(id) {
+            Some(waiter) => Some(waiter),
+            None => self.waiters.get_mut(id),
+        }
+    }
+
     fn complete(&mut self, result: JobResult) {
         self.progress.remove(&result.id);
         let now_ms = now_ms();
-        let finished = self.records.finish(&result, now_ms);
+        let (finished, waiter) = match self.records.finish(&result, now_ms) {
+            Some(waiter) => (true, waiter),
+            None => (false, None),
+        };
         if self.journal.is_some() {
             let records = &mut self.journal_batch.records;
             match finished.then(|| self.records.finished_blob(&result.id)) {
@@ -844,9 +871,13 @@ impl Shell {
                 self.deliver(waiter, result.clone());
             }
         }
-        match self.waiters.remove(&result.id) {
+        // A waiter kept apart (the job had no record when it came).
+        if let Some(apart) = self.waiters.remove(&result.id) {
+            self.deliver(apart, result.clone());
+        }
+        match waiter {
             Some(waiter) => self.deliver(waiter, result),
-            None => tracing::debug!(id = %result.id, "result without a waiter"),
+            None => tracing::debug!(id = %result.id, "result without a waiter in its record"),
         }
     }
 

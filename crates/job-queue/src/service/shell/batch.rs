@@ -208,7 +208,7 @@ impl Shell {
             Ok(ids) => {
                 for id in ids {
                     self.journal_submit(&id);
-                    self.waiters.insert(id, batch_waiter(to, request));
+                    self.wait_for(id, batch_waiter(to, request));
                 }
             }
             Err(err) => {
@@ -233,7 +233,7 @@ impl Shell {
         match self.submit_fresh(job, now) {
             Ok(id) => {
                 self.journal_submit(&id);
-                self.waiters.insert(id, batch_waiter(to, request));
+                self.wait_for(id, batch_waiter(to, request));
             }
             Err(err) => {
                 self.refuse_in_batch(to, request, index, id.as_deref(), &err.to_string());

@@ -98,8 +98,7 @@ impl Shell {
                 Ok(index) => {
                     let id = ids[index].clone();
                     let (tx, rx) = oneshot::channel();
-                    self.waiters
-                        .insert(id.clone(), Waiter::Local { tx, progress: None });
+                    self.wait_for(id.clone(), Waiter::Local { tx, progress: None });
                     self.journal_submit(&id);
                     Ok((id, rx))
                 }

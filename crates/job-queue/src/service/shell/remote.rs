@@ -61,7 +61,7 @@ impl Shell {
 
     /// Hands a progress report to a submitter that asked for them.
     fn forward_progress(&mut self, update: &ProgressUpdate) {
-        match self.waiters.get(&update.job_id) {
+        match self.waiter(&update.job_id) {
             Some(Waiter::Local {
                 progress: Some(tx), ..
             }) => {
@@ -184,6 +184,6 @@ impl Shell {
             format: env.format,
             progress,
         };
-        self.waiters.insert(id, waiter);
+        self.wait_for(id, waiter);
     }
 }
