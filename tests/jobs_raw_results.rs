@@ -14,9 +14,7 @@ use cluster_router::{Envelope, EnvelopeKind, PayloadFormat, Router};
 use job_queue::StrategyKind;
 use serde_json::{json, Value};
 use support::jobs::*;
-use support::ws::{
-    auth_ok, bearer_request, connect, next_json, send_auth, send_json, token, Ws,
-};
+use support::ws::{auth_ok, bearer_request, connect, next_json, send_auth, send_json, token, Ws};
 use tokio_tungstenite::tungstenite::Error as WsError;
 
 /// Jobs per client in the bulk test, and per batch.
@@ -25,7 +23,11 @@ const BATCH: usize = 1_000;
 
 /// Connects to `url` with a bearer token, adding `query` to the URL.
 async fn connect_with_query(url: &str, query: &str) -> Ws {
-    connect(STEP, bearer_request(&format!("{url}/?{query}"), &token(SECRET))).await
+    connect(
+        STEP,
+        bearer_request(&format!("{url}/?{query}"), &token(SECRET)),
+    )
+    .await
 }
 
 /// The data of job `i` of client `form`: quotes, a backslash and
@@ -58,7 +60,10 @@ async fn submit_all(ws: &mut Ws, node: &str, form: &str) -> (usize, usize) {
     while seen.len() < JOBS {
         let env = next_json(STEP, ws).await;
         assert!(env.get("kind").is_none(), "an error answer: {env}");
-        assert!(env.get("format").is_none(), "a JSON payload has no format: {env}");
+        assert!(
+            env.get("format").is_none(),
+            "a JSON payload has no format: {env}"
+        );
         let answer = match &env["payload"] {
             Value::String(text) => {
                 strings += 1;
@@ -107,7 +112,10 @@ async fn raw_and_string_clients_each_get_their_form_for_tens_of_thousands_of_job
         submit_all(&mut str_ws, "rr-a", "str"),
     );
     assert!(raw.0 > 0 && raw.1 == 0, "raw client: {raw:?}");
-    assert!(strings.0 == 0 && strings.1 > 0, "strings client: {strings:?}");
+    assert!(
+        strings.0 == 0 && strings.1 > 0,
+        "strings client: {strings:?}"
+    );
     finish(coord, nodes).await;
 }
 

@@ -433,8 +433,10 @@ mod tests {
         assert!(v.get("id").is_none(), "internal ids stay inside: {v}");
         // Another client's answer does not decode to the tag.
         assert_ne!(
-            serde_json::from_str::<serde_json::Value>(&encode(&answer, 5, ClientPayloads::Strings).unwrap()).unwrap()
-                ["correlation_id"],
+            serde_json::from_str::<serde_json::Value>(
+                &encode(&answer, 5, ClientPayloads::Strings).unwrap()
+            )
+            .unwrap()["correlation_id"],
             77
         );
         // An untagged envelope's answers carry no correlation.
@@ -442,13 +444,21 @@ mod tests {
             id: message_id(4, 0),
             ..req.clone()
         };
-        let text = encode(&untagged.reply(Bytes::from_static(b"1")), 4, ClientPayloads::Strings).unwrap();
+        let text = encode(
+            &untagged.reply(Bytes::from_static(b"1")),
+            4,
+            ClientPayloads::Strings,
+        )
+        .unwrap();
         assert!(!text.contains("correlation_id"), "{text}");
         let binary = Envelope {
             payload: Bytes::from_static(&[0xff]),
             ..req.reply(Bytes::new())
         };
-        assert!(matches!(encode(&binary, 4, ClientPayloads::Raw), Err(NotForClients::NotText)));
+        assert!(matches!(
+            encode(&binary, 4, ClientPayloads::Raw),
+            Err(NotForClients::NotText)
+        ));
     }
 
     fn frame_of(payload: &'static [u8], format: PayloadFormat, payloads: ClientPayloads) -> String {
@@ -517,7 +527,10 @@ mod tests {
         for payloads in [Strings, Raw] {
             let v: serde_json::Value =
                 serde_json::from_str(&frame_of(b"[1]", PayloadFormat::Binary, payloads)).unwrap();
-            assert_eq!((&v["payload"], &v["format"]), (&"[1]".into(), &"binary".into()));
+            assert_eq!(
+                (&v["payload"], &v["format"]),
+                (&"[1]".into(), &"binary".into())
+            );
         }
     }
 

@@ -200,7 +200,10 @@ pub fn client_envelope(data: &[u8]) {
 /// the payload's text, which then is not JSON.
 fn raw_answer(answer: &Envelope, client: u64, tag: u64) {
     let Ok(text) = client::encode(answer, client, ClientPayloads::Raw) else {
-        assert!(answer.payload_str().is_none(), "only non-text payloads are refused");
+        assert!(
+            answer.payload_str().is_none(),
+            "only non-text payloads are refused"
+        );
         return;
     };
     #[derive(serde::Deserialize)]
@@ -217,7 +220,11 @@ fn raw_answer(answer: &Envelope, client: u64, tag: u64) {
     match out.format.as_deref() {
         None => {
             let trimmed = sent.trim_matches([' ', '\t', '\n', '\r']);
-            assert_eq!(out.payload.get(), trimmed, "a JSON payload travels as it is");
+            assert_eq!(
+                out.payload.get(),
+                trimmed,
+                "a JSON payload travels as it is"
+            );
         }
         Some("text") => {
             let value: String = serde_json::from_str(out.payload.get()).expect("a string");

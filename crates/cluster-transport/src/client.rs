@@ -302,7 +302,12 @@ pub(crate) fn spawn_run(shared: &Arc<Shared>, ws: Ws, addr: SocketAddr, payloads
 }
 
 /// Runs an authenticated client until it disconnects.
-pub(crate) async fn run(shared: Arc<Shared>, mut ws: Ws, addr: SocketAddr, payloads: ClientPayloads) {
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut ws: Ws,
+    addr: SocketAddr,
+    payloads: ClientPayloads,
+) {
     let id = ClientId::new(shared.next_id());
     let config = &shared.config;
     // Room for the window's answers plus frames that answer nothing; tokio

@@ -214,22 +214,32 @@ fn raw_payloads_are_read_in_place() {
     assert!(matches!(env.payload, Cow::Borrowed(_)));
     assert_eq!(
         (env.payload.as_ref(), env.correlation_id, env.kind()),
-        (r#"{"results":[{"id":"a\"b","result":"\"x\""}]}"#, 7, "message")
+        (
+            r#"{"results":[{"id":"a\"b","result":"\"x\""}]}"#,
+            7,
+            "message"
+        )
     );
     // A JSON string value is JSON too: its text keeps the quotes, as the
     // string form would have given it.
     let env = read(r#"{"to":"c@n","from":"x@n","payload":"no actor","kind":"undeliverable"}"#);
-    assert_eq!((env.payload.as_ref(), env.kind()), (r#""no actor""#, "undeliverable"));
+    assert_eq!(
+        (env.payload.as_ref(), env.kind()),
+        (r#""no actor""#, "undeliverable")
+    );
     // Text that is not JSON, and binary text, arrive as strings with a format.
     for format in ["text", "binary"] {
-        let text = format!(r#"{{"to":"c@n","from":"x@n","payload":"a \"b\"","format":"{format}"}}"#);
+        let text =
+            format!(r#"{{"to":"c@n","from":"x@n","payload":"a \"b\"","format":"{format}"}}"#);
         let text: &'static str = Box::leak(text.into_boxed_str());
         assert_eq!(read(text).payload, r#"a "b""#);
     }
     // The same frames without raw payloads: every payload is a string.
-    let FrameRef::Envelope(env) =
-        parse_frame(r#"{"to":"c@n","from":"x@n","payload":"\"no actor\""}"#, false).unwrap()
-    else {
+    let FrameRef::Envelope(env) = parse_frame(
+        r#"{"to":"c@n","from":"x@n","payload":"\"no actor\""}"#,
+        false,
+    )
+    .unwrap() else {
         panic!("an envelope");
     };
     assert_eq!(env.payload, r#""no actor""#);
@@ -246,7 +256,14 @@ fn the_upgrade_asks_for_raw_payloads() {
     ] {
         let mut request = url.into_client_request().unwrap();
         ask_for_raw_payloads(&mut request).unwrap();
-        assert_eq!(request.uri().path_and_query().unwrap().as_str(), want, "{url}");
-        assert_eq!(request.uri().host(), url.split("//").nth(1).unwrap().split(':').next());
+        assert_eq!(
+            request.uri().path_and_query().unwrap().as_str(),
+            want,
+            "{url}"
+        );
+        assert_eq!(
+            request.uri().host(),
+            url.split("//").nth(1).unwrap().split(':').next()
+        );
     }
 }
