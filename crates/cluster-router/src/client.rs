@@ -522,6 +522,17 @@ mod tests {
             assert_eq!(v["format"], "text");
             assert_eq!(v["payload"].as_str().unwrap().as_bytes(), payload);
         }
+        // The check has no depth limit (it does not recurse): a deep value
+        // is still JSON and goes raw.
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let env = Envelope::new(
+            addr("client-4@a"),
+            addr("echo@b"),
+            PayloadFormat::Json,
+            Bytes::from(deep.clone()),
+        );
+        let text = encode(&env, 4, Raw).unwrap();
+        assert!(text.contains(&format!(r#""payload":{deep}}}"#)));
         // Binary payloads that are text: a string marked binary, in both
         // forms, even when the bytes happen to be JSON.
         for payloads in [Strings, Raw] {
