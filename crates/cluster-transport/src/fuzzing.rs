@@ -13,10 +13,10 @@ use bytes::Bytes;
 
 use crate::auth;
 use crate::client::{check_first_frame, payloads_from_query, FirstFrame};
-use crate::event::ClientPayloads;
 use crate::codec::{self, BatchEncoder, NodeFrame, Push};
 use crate::config::Secret;
 use crate::envelope::Envelope;
+use crate::event::ClientPayloads;
 use crate::handshake::{Dialer, Listener, Params, Step};
 use crate::wire::{ControlFrame, ErrorCode, RefuseReason, PROTOCOL_VERSION};
 
