@@ -1,8 +1,10 @@
 """One authenticated WebSocket session with a node (internal).
 
-The session speaks the client JSON form of ``docs/wire.md``: it
-authenticates with the client token, learns its address from the welcome
-envelope, tags every envelope it sends with a fresh number and routes each
+The session speaks the client JSON form of ``docs/wire.md``: it asks for
+raw payloads (``?payloads=raw`` on the URL: a payload that is JSON arrives
+as the JSON value, not as a string holding its text, so it is parsed once,
+not twice), authenticates with the client token, learns its address from
+the welcome envelope, tags every envelope it sends with a fresh number and routes each
 answer (``correlation_id``) back to whoever waits for that tag. Envelopes
 without a correlation (pushes: jobs for an external worker) go to a push
 handler.
@@ -16,6 +18,7 @@ import hmac
 import itertools
 import json
 import logging
+import urllib.parse
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, Optional, Union
 
@@ -68,13 +71,35 @@ def resolve_token(
 
 
 def decode_payload(payload: Any) -> Any:
-    """A payload reaches clients as a JSON string; its text is usually JSON."""
+    """A payload sent as a JSON string (every payload of a session without
+    raw payloads): its text is usually JSON."""
     if not isinstance(payload, str):
         return payload
     try:
         return json.loads(payload)
     except ValueError:
         return payload
+
+
+def envelope_payload(env: Dict[str, Any], raw: bool) -> Any:
+    """The payload of envelope ``env``, decoded: with raw payloads (``raw``)
+    one without a ``format`` is the JSON value itself and ``"format":"text"``
+    marks text that is not JSON; every other payload is a string whose
+    text is usually JSON."""
+    payload = env.get("payload")
+    fmt = env.get("format")
+    if raw and fmt is None:
+        return payload
+    if raw and fmt == "text":
+        return payload
+    return decode_payload(payload)
+
+
+def with_raw_payloads(url: str) -> str:
+    """``url`` with ``payloads=raw`` added to its query."""
+    parts = urllib.parse.urlsplit(url)
+    query = f"{parts.query}&payloads=raw" if parts.query else "payloads=raw"
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path or "/", query, parts.fragment))
 
 
 Answer = Dict[str, Any]
@@ -84,8 +109,10 @@ PushHandler = Callable[[Dict[str, Any]], Awaitable[None]]
 class Session:
     """An authenticated connection; use :meth:`open`."""
 
-    def __init__(self, ws: Any, address: str) -> None:
+    def __init__(self, ws: Any, address: str, raw: bool = False) -> None:
         self._ws = ws
+        #: The node sends JSON payloads raw (it confirmed ``payloads=raw``).
+        self.raw = raw
         #: This client's address, ``client-<id>@<node>``.
         self.address = address
         #: The node the session is connected to.
@@ -100,15 +127,18 @@ class Session:
         self.stray_answers = 0
 
     @classmethod
-    async def open(cls, url: str, token: str, timeout: float = 10.0) -> "Session":
+    async def open(cls, url: str, token: str, timeout: float = 10.0, raw_payloads: bool = True) -> "Session":
         """Connects to ``url``, authenticates with ``token`` and waits for
-        the welcome.
+        the welcome. With ``raw_payloads`` (the default) it asks for JSON
+        payloads as JSON values; a node that does not confirm sends strings,
+        which are read as well.
 
         Raises :class:`AuthError` if the node refuses the token and
         :class:`ConnectionError`/:class:`OSError` if it cannot be reached.
         """
+        target = with_raw_payloads(url) if raw_payloads else url
         ws = await asyncio.wait_for(
-            _ws_connect(url, max_size=MAX_FRAME + 1024, ping_interval=None, open_timeout=timeout),
+            _ws_connect(target, max_size=MAX_FRAME + 1024, ping_interval=None, open_timeout=timeout),
             timeout,
         )
         try:
@@ -116,14 +146,20 @@ class Session:
             first = json.loads(await asyncio.wait_for(ws.recv(), timeout))
             if first.get("auth") != "ok":
                 raise AuthError(str(first.get("error", first)))
+            raw = first.get("payloads") == "raw"
             welcome = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-            address = decode_payload(welcome.get("payload")).get("welcome")
+            greeting = envelope_payload(welcome, raw)
+            address = greeting.get("welcome") if isinstance(greeting, dict) else None
             if not isinstance(address, str) or "@" not in address:
                 raise JobmeshError(f"unexpected first envelope: {welcome}")
         except BaseException:
             await ws.close()
             raise
-        return cls(ws, address)
+        return cls(ws, address, raw)
+
+    def payload(self, env: Dict[str, Any]) -> Any:
+        """The decoded payload of an envelope this session received."""
+        return envelope_payload(env, self.raw)
 
     def on_push(self, handler: PushHandler) -> None:
         """Envelopes that answer nothing (pushes) go to ``handler``."""
@@ -167,7 +203,7 @@ class Session:
         answer = await asyncio.wait_for(queue.get(), timeout)
         if "closed" in answer:
             raise ConnectionClosed(answer["closed"])
-        payload = decode_payload(answer.get("payload"))
+        payload = self.payload(answer)
         kind = answer.get("kind")
         if kind in ("error", "undeliverable"):
             raise RemoteError(str(payload), kind=kind, sender=answer.get("from", ""))

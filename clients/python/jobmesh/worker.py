@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Union
 
-from ._conn import Session, decode_payload, resolve_token
+from ._conn import Session, resolve_token
 from .errors import BadData, ConnectionClosed, JobmeshError, RemoteError, Retry
 
 log = logging.getLogger("jobmesh.worker")
@@ -337,7 +337,10 @@ class Worker:
                 return
 
     async def _on_push(self, env: Dict[str, Any]) -> None:
-        message = decode_payload(env.get("payload"))
+        session = self._session
+        if session is None:
+            return
+        message = session.payload(env)
         if not isinstance(message, dict):
             return
         op = message.get("op")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import time
 from typing import Any, Awaitable, Callable
 
@@ -232,3 +233,63 @@ def test_priority_and_delay_reach_the_coordinator(cluster: Cluster) -> None:
             client.submit("echo", "x", priority=2**31)
         with pytest.raises(jobmesh.RemoteError):
             client.submit("echo", "x", delay=400 * 24 * 3600.0)
+
+
+def test_raw_payload_helpers() -> None:
+    from jobmesh._conn import envelope_payload, with_raw_payloads
+
+    assert with_raw_payloads("ws://127.0.0.1:7700") == "ws://127.0.0.1:7700/?payloads=raw"
+    assert with_raw_payloads("wss://h:1/edge?x=1") == "wss://h:1/edge?x=1&payloads=raw"
+    # Raw: a payload without a format is the value; text stays text.
+    assert envelope_payload({"payload": {"a": 1}}, raw=True) == {"a": 1}
+    assert envelope_payload({"payload": "a reason"}, raw=True) == "a reason"
+    assert envelope_payload({"payload": "NaN", "format": "text"}, raw=True) == "NaN"
+    assert envelope_payload({"payload": "[1]", "format": "binary"}, raw=True) == [1]
+    # Strings: the text, decoded when it is JSON.
+    assert envelope_payload({"payload": '{"a":1}'}, raw=False) == {"a": 1}
+    assert envelope_payload({"payload": "plain"}, raw=False) == "plain"
+
+
+def test_sessions_get_raw_payloads_unless_they_opt_out(cluster: Cluster) -> None:
+    from jobmesh._conn import Session
+
+    cluster.start(1)
+    token = jobmesh.client_token(cluster.secret_file.read_text().strip())
+
+    async def answers(session: Session) -> Any:
+        queue = await session.send(f"coordinator@{session.node}", {"cmd": "submit_batch", "jobs": jobs})
+        try:
+            seen: list[Any] = []
+            count = 0
+            while count < len(jobs):
+                env = await asyncio.wait_for(queue.get(), LIMIT)
+                seen.append(env["payload"])
+                count += len(session.payload(env)["results"])
+            return seen
+        finally:
+            session.forget(queue)
+
+    jobs = [{"id": f"py-raw-{i}", "kind": "echo", "data": f'{i} "q" \\ é'} for i in range(2000)]
+
+    async def main() -> None:
+        raw = await Session.open(cluster.url(0), token)
+        plain = await Session.open(cluster.url(0), token, raw_payloads=False)
+        try:
+            assert raw.raw and not plain.raw
+            raw_seen = await answers(raw)
+            plain_seen = await answers(plain)
+            assert all(isinstance(p, dict) for p in raw_seen)
+            assert all(isinstance(p, str) for p in plain_seen)
+            by_id = {r["id"]: r["result"] for p in raw_seen for r in p["results"]}
+            assert by_id == {j["id"]: j["data"] for j in jobs}
+            # The same jobs again: known ids, the same results, as strings.
+            again = {r["id"]: r["result"] for p in plain_seen for r in json.loads(p)["results"]}
+            assert again == by_id
+            # The package's API reads both forms alike.
+            assert (await raw.request(f"system@{raw.node}", {"cmd": "ping"}, LIMIT)) == {"pong": raw.node}
+            assert (await plain.request(f"system@{plain.node}", {"cmd": "ping"}, LIMIT)) == {"pong": plain.node}
+        finally:
+            await raw.close()
+            await plain.close()
+
+    run(main())

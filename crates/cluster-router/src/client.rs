@@ -18,9 +18,10 @@
 //! counted where the addressee lives.
 
 use bytes::Bytes;
-use cluster_transport::{ClientId, TrySendError};
+use cluster_transport::{ClientId, ClientPayloads, TrySendError};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::addr::{ActorAddr, ActorName};
 use crate::envelope::{json_string, Envelope, EnvelopeKind, MessageId, PayloadFormat};
@@ -93,13 +94,23 @@ pub(crate) fn message_id(client: u64, tag: u64) -> MessageId {
 struct ClientEnvelopeOut<'a> {
     to: &'a ActorAddr,
     from: &'a ActorAddr,
-    payload: &'a str,
+    payload: PayloadOut<'a>,
     #[serde(skip_serializing_if = "is_zero")]
     correlation_id: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     kind: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     format: Option<&'static str>,
+}
+
+/// A payload as a client receives it.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum PayloadOut<'a> {
+    /// A JSON string whose value is the payload text.
+    Text(&'a str),
+    /// The payload itself, a JSON value (raw payloads only).
+    Raw(&'a RawValue),
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -109,7 +120,7 @@ fn is_zero(v: &u64) -> bool {
 /// Why an envelope cannot be shown to a client.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum NotForClients {
-    /// Payloads travel as JSON strings.
+    /// Payloads travel as JSON text.
     #[error("its payload is not UTF-8 text")]
     NotText,
     /// Serialization failed (it does not for these types).
@@ -117,11 +128,30 @@ pub(crate) enum NotForClients {
     Json(#[source] serde_json::Error),
 }
 
-/// The JSON text frame of `env` for client `client`: the correlation id,
-/// if any, is turned back into the client's own tag (0 when the answer
-/// correlates to an untagged envelope, and then omitted).
-pub(crate) fn encode(env: &Envelope, client: u64) -> Result<String, NotForClients> {
-    let payload = env.payload_str().ok_or(NotForClients::NotText)?;
+/// The JSON text frame of `env` for client `client`, with its payload in
+/// the form the client asked for: a JSON string (always, with
+/// [`ClientPayloads::Strings`]), or with [`ClientPayloads::Raw`] the
+/// payload's own JSON when it is a Json payload that parses as one JSON
+/// value, else a JSON string marked `"format":"text"` (or `"binary"`).
+/// The correlation id, if any, is turned back into the client's own tag
+/// (0 when the answer correlates to an untagged envelope, and then
+/// omitted).
+pub(crate) fn encode(
+    env: &Envelope,
+    client: u64,
+    payloads: ClientPayloads,
+) -> Result<String, NotForClients> {
+    let text = env.payload_str().ok_or(NotForClients::NotText)?;
+    let binary = env.format == PayloadFormat::Binary;
+    let (payload, format) = match payloads {
+        ClientPayloads::Raw if !binary => match serde_json::from_str::<&RawValue>(text) {
+            // A checked JSON value: written as it is (a payload with
+            // whitespace around its value is rewritten without it).
+            Ok(raw) => (PayloadOut::Raw(raw), None),
+            Err(_) => (PayloadOut::Text(text), Some("text")),
+        },
+        _ => (PayloadOut::Text(text), binary.then_some("binary")),
+    };
     let correlation_id = env
         .correlation_id
         .map_or(0, |c| TagCipher::global().decipher(client, c.get()));
@@ -135,7 +165,7 @@ pub(crate) fn encode(env: &Envelope, client: u64) -> Result<String, NotForClient
             EnvelopeKind::Undeliverable => Some("undeliverable"),
             EnvelopeKind::Error => Some("error"),
         },
-        format: (env.format == PayloadFormat::Binary).then_some("binary"),
+        format,
     };
     serde_json::to_string(&out).map_err(NotForClients::Json)
 }
@@ -234,11 +264,17 @@ impl Inner {
         let payload = serde_json::json!({ "welcome": client.to_string() });
         let text = Envelope::json(client, self.system_addr.clone(), &payload)
             .map_err(NotForClients::Json)
-            .and_then(|env| encode(&env, id.get()));
+            .and_then(|env| encode(&env, id.get(), self.payloads_of(id)));
         match text {
             Ok(text) => self.send_text_to_client(id, text, false),
             Err(err) => tracing::error!(%err, "cannot encode the welcome"),
         }
+    }
+
+    /// How client `id` asked for payloads (strings if it is gone: its
+    /// frame is then refused by the transport anyway).
+    fn payloads_of(&self, id: ClientId) -> ClientPayloads {
+        self.transport.client_payloads(id).unwrap_or_default()
     }
 
     /// Queues a text frame for a client without waiting (`answer`: it
@@ -300,7 +336,7 @@ impl Inner {
             self.bounce(env, &reason);
             return;
         };
-        let text = match encode(&env, client.get()) {
+        let text = match encode(&env, client.get(), self.payloads_of(client)) {
             Ok(text) => text,
             Err(err) => {
                 let reason = format!("cannot deliver to {}: {err}", env.to);
@@ -389,7 +425,7 @@ mod tests {
             )
         };
         let answer = req.error_reply("no");
-        let text = encode(&answer, 4).unwrap();
+        let text = encode(&answer, 4, ClientPayloads::Strings).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["correlation_id"], 77);
         assert_eq!(v["kind"], "error");
@@ -397,8 +433,10 @@ mod tests {
         assert!(v.get("id").is_none(), "internal ids stay inside: {v}");
         // Another client's answer does not decode to the tag.
         assert_ne!(
-            serde_json::from_str::<serde_json::Value>(&encode(&answer, 5).unwrap()).unwrap()
-                ["correlation_id"],
+            serde_json::from_str::<serde_json::Value>(
+                &encode(&answer, 5, ClientPayloads::Strings).unwrap()
+            )
+            .unwrap()["correlation_id"],
             77
         );
         // An untagged envelope's answers carry no correlation.
@@ -406,13 +444,105 @@ mod tests {
             id: message_id(4, 0),
             ..req.clone()
         };
-        let text = encode(&untagged.reply(Bytes::from_static(b"1")), 4).unwrap();
+        let text = encode(
+            &untagged.reply(Bytes::from_static(b"1")),
+            4,
+            ClientPayloads::Strings,
+        )
+        .unwrap();
         assert!(!text.contains("correlation_id"), "{text}");
         let binary = Envelope {
             payload: Bytes::from_static(&[0xff]),
             ..req.reply(Bytes::new())
         };
-        assert!(matches!(encode(&binary, 4), Err(NotForClients::NotText)));
+        assert!(matches!(
+            encode(&binary, 4, ClientPayloads::Raw),
+            Err(NotForClients::NotText)
+        ));
+    }
+
+    fn frame_of(payload: &'static [u8], format: PayloadFormat, payloads: ClientPayloads) -> String {
+        let env = Envelope::new(
+            addr("client-4@a"),
+            addr("echo@b"),
+            format,
+            Bytes::from_static(payload),
+        );
+        encode(&env, 4, payloads).unwrap()
+    }
+
+    #[test]
+    fn raw_payloads_only_for_clients_that_asked() {
+        use ClientPayloads::{Raw, Strings};
+        let json = br#"{"results":[{"id":"a","result":"\"x\""}]}"#;
+        // Today's form, unchanged: the payload's text as a JSON string.
+        let text = frame_of(json, PayloadFormat::Json, Strings);
+        assert_eq!(
+            text,
+            r#"{"to":"client-4@a","from":"echo@b","payload":"{\"results\":[{\"id\":\"a\",\"result\":\"\\\"x\\\"\"}]}"}"#
+        );
+        // Raw: the payload's own JSON, byte for byte.
+        let text = frame_of(json, PayloadFormat::Json, Raw);
+        assert_eq!(
+            text,
+            format!(
+                r#"{{"to":"client-4@a","from":"echo@b","payload":{}}}"#,
+                std::str::from_utf8(json).unwrap()
+            )
+        );
+        // Every JSON value, strings and scalars too; surrounding
+        // whitespace is dropped.
+        for (payload, want) in [
+            (&b"\"a reason\""[..], r#""a reason""#),
+            (b"42", "42"),
+            (b"null", "null"),
+            (b" [1, 2] \n", "[1, 2]"),
+        ] {
+            let env = Envelope::new(
+                addr("client-4@a"),
+                addr("echo@b"),
+                PayloadFormat::Json,
+                Bytes::copy_from_slice(payload),
+            );
+            let text = encode(&env, 4, Raw).unwrap();
+            let want = format!(r#"{{"to":"client-4@a","from":"echo@b","payload":{want}}}"#);
+            assert_eq!(text, want);
+        }
+        // A Json payload that is not JSON (a client's string payload is
+        // its text): a string marked as text.
+        for payload in [&b"hello"[..], b"", b"{\"open\":", b"1 2", b"\"a\" x"] {
+            let env = Envelope::new(
+                addr("client-4@a"),
+                addr("echo@b"),
+                PayloadFormat::Json,
+                Bytes::copy_from_slice(payload),
+            );
+            let v: serde_json::Value =
+                serde_json::from_str(&encode(&env, 4, Raw).unwrap()).unwrap();
+            assert_eq!(v["format"], "text");
+            assert_eq!(v["payload"].as_str().unwrap().as_bytes(), payload);
+        }
+        // The check has no depth limit (it does not recurse): a deep value
+        // is still JSON and goes raw.
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let env = Envelope::new(
+            addr("client-4@a"),
+            addr("echo@b"),
+            PayloadFormat::Json,
+            Bytes::from(deep.clone()),
+        );
+        let text = encode(&env, 4, Raw).unwrap();
+        assert!(text.contains(&format!(r#""payload":{deep}}}"#)));
+        // Binary payloads that are text: a string marked binary, in both
+        // forms, even when the bytes happen to be JSON.
+        for payloads in [Strings, Raw] {
+            let v: serde_json::Value =
+                serde_json::from_str(&frame_of(b"[1]", PayloadFormat::Binary, payloads)).unwrap();
+            assert_eq!(
+                (&v["payload"], &v["format"]),
+                (&"[1]".into(), &"binary".into())
+            );
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 use bytes::Bytes;
 use cluster_transport as transport;
+use cluster_transport::ClientPayloads;
 
 use crate::addr::{ActorAddr, ActorName, NodeId};
 use crate::client;
@@ -171,8 +172,12 @@ pub fn client_envelope(data: &[u8]) {
     let back = header::from_wire(header::to_wire(env.clone()), &[&node]).expect("decodes");
     assert_eq!(back, env);
     // Answers come back with the client's tag; the payload as sent.
-    for answer in [env.reply(msg.payload.clone()), env.error_reply("refused")] {
-        let Ok(text) = client::encode(&answer, CLIENT) else {
+    let answers = [env.reply(msg.payload.clone()), env.error_reply("refused")];
+    for answer in &answers {
+        raw_answer(answer, CLIENT, msg.tag);
+    }
+    for answer in answers {
+        let Ok(text) = client::encode(&answer, CLIENT, ClientPayloads::Strings) else {
             assert!(
                 answer.payload_str().is_none(),
                 "only non-text payloads are refused"
@@ -186,6 +191,47 @@ pub fn client_envelope(data: &[u8]) {
         assert!(v.get("id").is_none(), "internal ids stay inside");
         let again = client::decode(text.as_bytes()).expect("an answer reads as an envelope");
         assert_eq!(again.payload, answer.payload);
+    }
+}
+
+/// The raw form of `answer` for a client that asked for raw payloads: a
+/// payload without a `format` is the payload's own JSON (as sent, without
+/// the whitespace around it), one with `"format":"text"` a string holding
+/// the payload's text, which then is not JSON.
+fn raw_answer(answer: &Envelope, client: u64, tag: u64) {
+    let Ok(text) = client::encode(answer, client, ClientPayloads::Raw) else {
+        assert!(
+            answer.payload_str().is_none(),
+            "only non-text payloads are refused"
+        );
+        return;
+    };
+    #[derive(serde::Deserialize)]
+    struct Out<'a> {
+        #[serde(borrow)]
+        payload: &'a serde_json::value::RawValue,
+        format: Option<String>,
+        #[serde(default)]
+        correlation_id: u64,
+    }
+    let out: Out<'_> = serde_json::from_str(&text).expect("own output is JSON");
+    assert_eq!(out.correlation_id, tag);
+    let sent = answer.payload_str().expect("encoded, so text");
+    match out.format.as_deref() {
+        None => {
+            let trimmed = sent.trim_matches([' ', '\t', '\n', '\r']);
+            assert_eq!(
+                out.payload.get(),
+                trimmed,
+                "a JSON payload travels as it is"
+            );
+        }
+        Some("text") => {
+            let value: String = serde_json::from_str(out.payload.get()).expect("a string");
+            assert_eq!(value, sent);
+            assert!(serde_json::from_str::<serde::de::IgnoredAny>(sent).is_err());
+        }
+        Some(other) => panic!("format {other} for a Json payload"),
     }
 }
 

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth;
 use crate::config::Secret;
-use crate::event::{ClientId, Incoming, LinkEvent};
+use crate::event::{ClientId, ClientPayloads, Incoming, LinkEvent};
 use crate::link::{refill_now, Ws};
 use crate::stats::Counters;
 use crate::transport::{PreAuthSlot, Shared};
@@ -94,14 +94,17 @@ pub(crate) struct ClientHandle {
     /// Cancelled to disconnect the client as too slow.
     kick: CancellationToken,
     kicked: AtomicBool,
+    /// How the client asked to receive payloads.
+    pub(crate) payloads: ClientPayloads,
 }
 
 impl ClientHandle {
-    fn new(tx: mpsc::Sender<OutFrame>, kick: CancellationToken) -> Self {
+    fn new(tx: mpsc::Sender<OutFrame>, kick: CancellationToken, payloads: ClientPayloads) -> Self {
         ClientHandle {
             tx,
             kick,
             kicked: AtomicBool::new(false),
+            payloads,
         }
     }
 
@@ -115,11 +118,14 @@ impl ClientHandle {
     }
 }
 
-/// Outcome of inspecting the upgrade request's `Authorization` header.
+/// Outcome of inspecting the upgrade request: its `Authorization` header
+/// and its `payloads` query parameter.
 #[derive(Debug)]
 pub(crate) struct HeaderAuth<'a> {
     secret: &'a Secret,
     verdict: Option<bool>,
+    payloads: ClientPayloads,
+    bad_option: Option<BadClientOption>,
 }
 
 impl<'a> HeaderAuth<'a> {
@@ -127,6 +133,8 @@ impl<'a> HeaderAuth<'a> {
         HeaderAuth {
             secret,
             verdict: None,
+            payloads: ClientPayloads::default(),
+            bad_option: None,
         }
     }
 
@@ -139,10 +147,29 @@ impl<'a> HeaderAuth<'a> {
     pub(crate) fn refused(&self) -> bool {
         self.verdict == Some(false)
     }
+
+    /// How the peer, if it is a client, asked to receive payloads.
+    pub(crate) fn payloads(&self) -> ClientPayloads {
+        self.payloads
+    }
+
+    /// Why the upgrade was refused with HTTP 400 (a bad `payloads`).
+    pub(crate) fn bad_option(&self) -> Option<&BadClientOption> {
+        self.bad_option.as_ref()
+    }
 }
 
 impl Callback for &mut HeaderAuth<'_> {
     fn on_request(self, request: &Request, response: Response) -> Result<Response, ErrorResponse> {
+        match payloads_from_query(request.uri().query()) {
+            Ok(payloads) => self.payloads = payloads,
+            Err(err) => {
+                let mut refusal = ErrorResponse::new(Some(err.to_string()));
+                *refusal.status_mut() = StatusCode::BAD_REQUEST;
+                self.bad_option = Some(err);
+                return Err(refusal);
+            }
+        }
         let Some(value) = request.headers().get(AUTHORIZATION) else {
             return Ok(response);
         };
@@ -156,6 +183,44 @@ impl Callback for &mut HeaderAuth<'_> {
         *refusal.status_mut() = StatusCode::UNAUTHORIZED;
         Err(refusal)
     }
+}
+
+/// Why the upgrade URL's `payloads` parameter was refused (answered with
+/// HTTP 400 and this text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum BadClientOption {
+    /// A value other than `raw` or `strings`.
+    #[error("unknown payloads value {0:?} in the upgrade URL (expected \"raw\" or \"strings\")")]
+    Value(String),
+    /// The parameter given more than once.
+    #[error("payloads given more than once in the upgrade URL")]
+    Repeated,
+}
+
+/// The `payloads` parameter of an upgrade URL's query (sans-IO: part of
+/// the pre-auth path). Other parameters are ignored, as they always were.
+pub(crate) fn payloads_from_query(query: Option<&str>) -> Result<ClientPayloads, BadClientOption> {
+    let mut found = None;
+    for pair in query.unwrap_or_default().split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != "payloads" {
+            continue;
+        }
+        let payloads = match value {
+            "raw" => ClientPayloads::Raw,
+            "strings" => ClientPayloads::Strings,
+            other => {
+                // The request line is bounded by the HTTP parser; the
+                // error repeats at most 64 characters of it.
+                return Err(BadClientOption::Value(other.chars().take(64).collect()));
+            }
+        };
+        if found.replace(payloads).is_some() {
+            return Err(BadClientOption::Repeated);
+        }
+    }
+    Ok(found.unwrap_or_default())
 }
 
 fn error_text(why: &str) -> Message {
@@ -195,19 +260,21 @@ pub(crate) fn check_first_frame(secret: &Secret, text: &str) -> FirstFrame {
     }
 }
 
-/// Handles a client whose first message was `text` (it must be the auth frame).
+/// Handles a client whose first message was `text` (it must be the auth
+/// frame); `payloads` is what its upgrade URL asked for.
 pub(crate) async fn first_frame(
     shared: Arc<Shared>,
     ws: Ws,
     text: Utf8Bytes,
     addr: SocketAddr,
     slot: PreAuthSlot,
+    payloads: ClientPayloads,
 ) {
     match check_first_frame(&shared.config.secret, text.as_str()) {
         FirstFrame::Accepted => {
             drop(slot);
             let ws = crate::link::reopen(ws, Role::Server, shared.client_ws_config()).await;
-            spawn_run(&shared, ws, addr);
+            spawn_run(&shared, ws, addr, payloads);
         }
         FirstFrame::WrongToken => {
             Counters::bump(&shared.counters.auth_failures);
@@ -229,13 +296,18 @@ pub(crate) async fn first_frame(
 /// Runs an authenticated client in a task of its own: the connection's
 /// accept task (sized for the TLS and WebSocket handshakes) ends, and an
 /// idle client costs only what [`run`] holds.
-pub(crate) fn spawn_run(shared: &Arc<Shared>, ws: Ws, addr: SocketAddr) {
+pub(crate) fn spawn_run(shared: &Arc<Shared>, ws: Ws, addr: SocketAddr, payloads: ClientPayloads) {
     let task_shared = Arc::clone(shared);
-    shared.spawn(run(task_shared, ws, addr));
+    shared.spawn(run(task_shared, ws, addr, payloads));
 }
 
 /// Runs an authenticated client until it disconnects.
-pub(crate) async fn run(shared: Arc<Shared>, mut ws: Ws, addr: SocketAddr) {
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut ws: Ws,
+    addr: SocketAddr,
+    payloads: ClientPayloads,
+) {
     let id = ClientId::new(shared.next_id());
     let config = &shared.config;
     // Room for the window's answers plus frames that answer nothing; tokio
@@ -244,13 +316,14 @@ pub(crate) async fn run(shared: Arc<Shared>, mut ws: Ws, addr: SocketAddr) {
     let (tx, rx) = mpsc::channel(capacity);
     let window = Arc::new(ClientWindow::new(config.client_window));
     let kick = CancellationToken::new();
-    if !register(&shared, id, ClientHandle::new(tx, kick.clone())) {
+    if !register(&shared, id, ClientHandle::new(tx, kick.clone(), payloads)) {
         refuse_busy(&shared, ws, addr).await;
         return;
     }
     let reply = AuthReply {
         auth: "ok",
         client_id: id.get(),
+        payloads: (payloads != ClientPayloads::Strings).then_some(payloads.as_str()),
     };
     let sent = match serde_json::to_string(&reply) {
         Ok(text) => ws.send(Message::Text(Utf8Bytes::from(text))).await.is_ok(),
@@ -576,5 +649,64 @@ async fn write_frames(
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(WriteStop::Failed),
         Err(_) => Err(WriteStop::Idle),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_parameter() {
+        for (query, want) in [
+            (None, ClientPayloads::Strings),
+            (Some(""), ClientPayloads::Strings),
+            (Some("x=1&y"), ClientPayloads::Strings),
+            (Some("payloads=strings"), ClientPayloads::Strings),
+            (Some("payloads=raw"), ClientPayloads::Raw),
+            (Some("a=b&payloads=raw&c"), ClientPayloads::Raw),
+        ] {
+            assert_eq!(payloads_from_query(query).unwrap(), want, "{query:?}");
+        }
+        let err = payloads_from_query(Some("payloads=RAW")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"unknown payloads value "RAW" in the upgrade URL (expected "raw" or "strings")"#
+        );
+        assert_eq!(
+            payloads_from_query(Some("payloads")).unwrap_err(),
+            BadClientOption::Value(String::new())
+        );
+        assert_eq!(
+            payloads_from_query(Some("payloads=raw&payloads=raw")).unwrap_err(),
+            BadClientOption::Repeated
+        );
+        // A long value is cut in the error.
+        let long = format!("payloads={}", "x".repeat(10_000));
+        let BadClientOption::Value(v) = payloads_from_query(Some(&long)).unwrap_err() else {
+            panic!("not a value error")
+        };
+        assert_eq!(v.len(), 64);
+    }
+
+    #[test]
+    fn auth_reply_names_raw_payloads_only() {
+        let plain = AuthReply {
+            auth: "ok",
+            client_id: 3,
+            payloads: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&plain).unwrap(),
+            r#"{"auth":"ok","client_id":3}"#
+        );
+        let raw = AuthReply {
+            payloads: Some(ClientPayloads::Raw.as_str()),
+            ..plain
+        };
+        assert_eq!(
+            serde_json::to_string(&raw).unwrap(),
+            r#"{"auth":"ok","client_id":3,"payloads":"raw"}"#
+        );
     }
 }

@@ -36,6 +36,32 @@ impl std::str::FromStr for ClientId {
     }
 }
 
+/// How a client asked to receive payloads, at connect time (the upgrade
+/// URL's `payloads` query parameter, `docs/wire.md`, "Client auth"). The
+/// transport only carries the choice; the router, which owns the client
+/// JSON form, applies it to every frame it writes to that client.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ClientPayloads {
+    /// Every payload as a JSON string (no parameter, or `payloads=strings`):
+    /// the form every client gets unless it asks for another.
+    #[default]
+    Strings,
+    /// A payload that is JSON as the raw JSON value (`payloads=raw`); any
+    /// other payload as a string with a `format` that says so.
+    Raw,
+}
+
+impl ClientPayloads {
+    /// The parameter's value: `strings` or `raw`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ClientPayloads::Strings => "strings",
+            ClientPayloads::Raw => "raw",
+        }
+    }
+}
+
 /// What arrived: one frame's worth, from a node or from a client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Incoming {

@@ -12,10 +12,11 @@
 use bytes::Bytes;
 
 use crate::auth;
-use crate::client::{check_first_frame, FirstFrame};
+use crate::client::{check_first_frame, payloads_from_query, FirstFrame};
 use crate::codec::{self, BatchEncoder, NodeFrame, Push};
 use crate::config::Secret;
 use crate::envelope::Envelope;
+use crate::event::ClientPayloads;
 use crate::handshake::{Dialer, Listener, Params, Step};
 use crate::wire::{ControlFrame, ErrorCode, RefuseReason, PROTOCOL_VERSION};
 
@@ -107,6 +108,13 @@ pub fn client_preauth(data: &[u8]) {
         assert_eq!(token.trim(), auth::client_token(&secret));
     }
     assert_eq!(check_first_frame(&secret, text), verdict, "deterministic");
+    // The same text as the query of the upgrade URL: the `payloads`
+    // parameter is read before authentication too.
+    match payloads_from_query(Some(text)) {
+        Ok(ClientPayloads::Raw) => assert!(text.contains("payloads=raw")),
+        Ok(_) => {}
+        Err(err) => assert!(err.to_string().len() < 400, "the refusal's text is bounded"),
+    }
 }
 
 /// The pre-auth gate: the raw bytes an unauthenticated peer sends (HTTP

@@ -92,7 +92,7 @@ pub use auth::client_token;
 pub use config::{Backoff, Secret, TransportConfig};
 pub use envelope::Envelope;
 pub use error::{HandshakeError, SendError, TransportError, TrySendError};
-pub use event::{ClientId, DownReason, Incoming, LinkEvent};
+pub use event::{ClientId, ClientPayloads, DownReason, Incoming, LinkEvent};
 pub use stats::TransportStats;
 pub use stream::Connection;
 pub use tls::{open_stream, TlsConfig, TlsError};

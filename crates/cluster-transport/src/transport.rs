@@ -22,7 +22,7 @@ use crate::codec;
 use crate::config::TransportConfig;
 use crate::envelope::Envelope;
 use crate::error::{SendError, TransportError, TrySendError};
-use crate::event::{ClientId, DownReason, Incoming, LinkEvent};
+use crate::event::{ClientId, ClientPayloads, DownReason, Incoming, LinkEvent};
 use crate::handshake::Params;
 use crate::link;
 use crate::stats::{Counters, RateLimitedLog, TransportStats};
@@ -538,6 +538,13 @@ impl Transport {
         self.queue_for_client(client, text, true)
     }
 
+    /// How client `client` asked to receive payloads at connect time
+    /// (`None`: no such client, or it is gone).
+    pub fn client_payloads(&self, client: ClientId) -> Option<ClientPayloads> {
+        let clients = self.shared.clients.read();
+        clients.get(&client.get()).map(|handle| handle.payloads)
+    }
+
     fn queue_for_client(
         &self,
         client: ClientId,
@@ -743,6 +750,10 @@ async fn accept_one(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, sl
                 if let Some(suppressed) = shared.handshake_log.permit() {
                     tracing::warn!(%addr, suppressed, "client refused: invalid bearer token");
                 }
+            } else if let Some(why) = header.bad_option() {
+                if let Some(suppressed) = shared.handshake_log.permit() {
+                    tracing::warn!(%addr, %why, suppressed, "client refused: bad upgrade URL");
+                }
             } else {
                 tracing::debug!(%addr, %err, "websocket upgrade failed");
             }
@@ -757,10 +768,11 @@ async fn accept_one(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, sl
     if header.accepted() {
         drop(slot);
         let ws = link::reopen(ws, Role::Server, shared.client_ws_config()).await;
-        client::spawn_run(&shared, ws, addr);
+        client::spawn_run(&shared, ws, addr, header.payloads());
         return;
     }
-    first_message(shared, ws, addr, slot).await;
+    let payloads = header.payloads();
+    first_message(shared, ws, addr, slot, payloads).await;
 }
 
 /// The TLS handshake of an accepted socket when the listener serves TLS.
@@ -792,7 +804,13 @@ async fn accept_tls(
 
 /// Without a bearer header, the first message tells a node (binary `Hello`)
 /// from a client (text `{"auth":..}`).
-async fn first_message(shared: Arc<Shared>, mut ws: link::Ws, addr: SocketAddr, slot: PreAuthSlot) {
+async fn first_message(
+    shared: Arc<Shared>,
+    mut ws: link::Ws,
+    addr: SocketAddr,
+    slot: PreAuthSlot,
+    payloads: ClientPayloads,
+) {
     let timeout = shared.config.handshake_timeout;
     let first = tokio::select! {
         () = shared.shutdown.cancelled() => return,
@@ -801,7 +819,7 @@ async fn first_message(shared: Arc<Shared>, mut ws: link::Ws, addr: SocketAddr, 
     match first {
         Ok(Some(Ok(Message::Binary(frame)))) => link::accept(shared, ws, frame, addr, slot).await,
         Ok(Some(Ok(Message::Text(text)))) => {
-            client::first_frame(shared, ws, text, addr, slot).await
+            client::first_frame(shared, ws, text, addr, slot, payloads).await
         }
         Ok(Some(Ok(_))) => {
             let _ = ws.close(None).await;

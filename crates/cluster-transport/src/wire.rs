@@ -111,6 +111,11 @@ pub(crate) struct AuthRequest {
 pub(crate) struct AuthReply {
     pub(crate) auth: &'static str,
     pub(crate) client_id: u64,
+    /// `"raw"` when the client asked for raw payloads (and gets them);
+    /// absent otherwise, so a client that asked for nothing sees exactly
+    /// the reply it always saw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) payloads: Option<&'static str>,
 }
 
 /// An error sent to a client as a text frame (`{"error":"..."}`).

@@ -1,17 +1,24 @@
 //! The external WebSocket client that `submit` and `status` use.
 //!
 //! It speaks the transport's client edge (`docs/wire.md`): the upgrade
-//! request carries `Authorization: Bearer <client token>`, the node answers
-//! `{"auth":"ok","client_id":N}`, and then every text frame is one JSON
-//! envelope `{"to","from","payload",...}`. Error reports arrive as
-//! `{"error":"..."}`. What the payloads mean (job submissions, results,
-//! statistics requests) is up to the actor addressed in `to`.
+//! request carries `Authorization: Bearer <client token>` and asks for raw
+//! payloads (`?payloads=raw`), the node answers
+//! `{"auth":"ok","client_id":N,"payloads":"raw"}`, and then every text
+//! frame is one JSON envelope `{"to","from","payload",...}` whose payload,
+//! when it is JSON, is the JSON value itself (a node that does not confirm
+//! raw payloads sends every payload as a JSON string, which is read as
+//! well). Error reports arrive as `{"error":"..."}`. What the payloads mean
+//! (job submissions, results, statistics requests) is up to the actor
+//! addressed in `to`.
 
 use std::time::Duration;
+
+use std::borrow::Cow;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::header::{HeaderValue, AUTHORIZATION};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -138,6 +145,9 @@ struct AuthReply {
     auth: String,
     #[serde(default)]
     client_id: u64,
+    /// `"raw"` when the node sends JSON payloads raw.
+    #[serde(default)]
+    payloads: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -156,6 +166,8 @@ pub struct ClientSender {
 #[derive(Debug)]
 pub struct ClientReceiver {
     stream: SplitStream<Ws>,
+    /// The node confirmed raw payloads (see [`parse_frame`]).
+    raw: bool,
 }
 
 /// An authenticated connection to one node.
@@ -196,6 +208,10 @@ impl ClusterClient {
             source,
         };
         let mut request = url.into_client_request().map_err(url_error)?;
+        ask_for_raw_payloads(&mut request).map_err(|e| ClientError::Url {
+            url: url.to_owned(),
+            source: e.into(),
+        })?;
         let bearer = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| {
             ClientError::Refused(format!("the client token is not a valid header: {e}"))
         })?;
@@ -211,7 +227,7 @@ impl ClusterClient {
                 .await
                 .map_err(|source| upgrade_error(url, source))?;
             let (sink, stream) = ws.split();
-            let mut receiver = ClientReceiver { stream };
+            let mut receiver = ClientReceiver { stream, raw: false };
             let client_id = receiver.auth_reply().await?;
             Ok::<_, ClientError>((sink, receiver, client_id))
         })
@@ -352,6 +368,27 @@ impl ClientSender {
     }
 }
 
+/// Adds `payloads=raw` to the upgrade request's query: JSON payloads then
+/// arrive as JSON values, not as JSON strings holding their text (one
+/// escape on the node and one unescape here less per payload).
+fn ask_for_raw_payloads(
+    request: &mut tokio_tungstenite::tungstenite::handshake::client::Request,
+) -> Result<(), tokio_tungstenite::tungstenite::http::Error> {
+    let uri = request.uri();
+    let path = match uri.path() {
+        "" => "/",
+        path => path,
+    };
+    let query = match uri.query() {
+        Some(query) if !query.is_empty() => format!("{query}&payloads=raw"),
+        _ => "payloads=raw".to_owned(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(format!("{path}?{query}").parse()?);
+    *request.uri_mut() = tokio_tungstenite::tungstenite::http::Uri::from_parts(parts)?;
+    Ok(())
+}
+
 /// The client JSON form of an envelope up to its payload:
 /// `{"to":<to>,"from":"","payload":`. The payload (JSON text) follows,
 /// then [`envelope_tail`].
@@ -368,19 +405,52 @@ pub(crate) fn envelope_tail(out: &mut Vec<u8>, id: u64) {
     out.push(b'}');
 }
 
-/// An envelope as received, read without copying what it need not: the
-/// payload is borrowed from the frame unless it holds escapes.
+/// An envelope as it arrives, before its payload is read: the payload is
+/// a slice of the frame, and `format` says what it holds.
 #[derive(Debug, Deserialize)]
-pub(crate) struct EnvelopeRef<'a> {
-    /// The payload (JSON text).
+struct WireEnvelope<'a> {
+    #[serde(default, borrow)]
+    to: Cow<'a, str>,
+    #[serde(default, borrow)]
+    from: Cow<'a, str>,
     #[serde(borrow)]
-    pub(crate) payload: std::borrow::Cow<'a, str>,
-    /// The id of our message this answers (0 = none).
+    payload: &'a RawValue,
     #[serde(default)]
+    id: u64,
+    #[serde(default)]
+    correlation_id: u64,
+    #[serde(default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    format: Option<Cow<'a, str>>,
+}
+
+/// A JSON string's value, borrowed from the frame unless it holds escapes.
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'a> WireEnvelope<'a> {
+    /// The payload's text. With raw payloads (`raw`), a payload without a
+    /// `format` is a JSON value and its text is the value's JSON, read in
+    /// place; every other payload is a JSON string holding the text.
+    fn payload_text(&self, raw: bool) -> Result<Cow<'a, str>, serde_json::Error> {
+        if raw && self.format.is_none() {
+            return Ok(Cow::Borrowed(self.payload.get()));
+        }
+        serde_json::from_str::<Text<'a>>(self.payload.get()).map(|t| t.0)
+    }
+}
+
+/// An envelope as received, read without copying what it need not: the
+/// payload is borrowed from the frame unless it is a string with escapes.
+#[derive(Debug)]
+pub(crate) struct EnvelopeRef<'a> {
+    /// The payload's text (JSON text when the sender sent JSON).
+    pub(crate) payload: Cow<'a, str>,
+    /// The id of our message this answers (0 = none).
     pub(crate) correlation_id: u64,
     /// `undeliverable` or `error`; absent for a message.
-    #[serde(default, borrow)]
-    pub(crate) kind: Option<std::borrow::Cow<'a, str>>,
+    pub(crate) kind: Option<Cow<'a, str>>,
 }
 
 impl EnvelopeRef<'_> {
@@ -400,20 +470,33 @@ pub(crate) enum FrameRef<'a> {
 }
 
 /// Reads a frame [`ClientReceiver::recv_text`] returned, as
-/// [`ClientReceiver::recv`] would.
+/// [`ClientReceiver::recv`] would; `raw` is
+/// [`ClientReceiver::raw_payloads`].
 ///
 /// # Errors
 ///
 /// The start of a frame that is neither an envelope nor an error report
 /// (the text of a [`ClientError::Protocol`]).
-pub(crate) fn parse_frame(text: &str) -> Result<FrameRef<'_>, String> {
-    if let Ok(envelope) = serde_json::from_str::<EnvelopeRef<'_>>(text) {
-        return Ok(FrameRef::Envelope(envelope));
+pub(crate) fn parse_frame(text: &str, raw: bool) -> Result<FrameRef<'_>, String> {
+    if let Some(env) = parse_envelope(text, raw) {
+        let (wire, payload) = env;
+        return Ok(FrameRef::Envelope(EnvelopeRef {
+            payload,
+            correlation_id: wire.correlation_id,
+            kind: wire.kind,
+        }));
     }
     if let Ok(err) = serde_json::from_str::<ErrorFrame>(text) {
         return Ok(FrameRef::Error(err.error));
     }
     Err(truncate(text))
+}
+
+/// An envelope frame and its payload's text; `None` if `text` is not one.
+fn parse_envelope(text: &str, raw: bool) -> Option<(WireEnvelope<'_>, Cow<'_, str>)> {
+    let wire = serde_json::from_str::<WireEnvelope<'_>>(text).ok()?;
+    let payload = wire.payload_text(raw).ok()?;
+    Some((wire, payload))
 }
 
 impl ClientReceiver {
@@ -453,10 +536,17 @@ impl ClientReceiver {
         }
     }
 
+    /// Whether the node sends JSON payloads raw (it confirmed
+    /// `payloads=raw`); [`parse_frame`] needs to know.
+    pub(crate) fn raw_payloads(&self) -> bool {
+        self.raw
+    }
+
     async fn auth_reply(&mut self) -> Result<u64, ClientError> {
         let text = self.next_text().await?;
         if let Ok(reply) = serde_json::from_str::<AuthReply>(&text) {
             if reply.auth == "ok" {
+                self.raw = reply.payloads.as_deref() == Some("raw");
                 return Ok(reply.client_id);
             }
             return Err(ClientError::Refused(reply.auth));
@@ -478,9 +568,16 @@ impl ClientReceiver {
     ///
     /// Cancel safe: a frame is consumed only when it is returned.
     pub async fn recv(&mut self) -> Result<ClientFrame, ClientError> {
-        let text = self.next_text().await?;
-        if let Ok(envelope) = serde_json::from_str::<ClientEnvelope>(&text) {
-            return Ok(ClientFrame::Envelope(envelope));
+        let text = self.recv_text().await?;
+        if let Some((wire, payload)) = parse_envelope(&text, self.raw) {
+            return Ok(ClientFrame::Envelope(ClientEnvelope {
+                to: wire.to.into_owned(),
+                from: wire.from.into_owned(),
+                payload: payload.into_owned(),
+                id: wire.id,
+                correlation_id: wire.correlation_id,
+                kind: wire.kind.map_or_else(message_kind, Cow::into_owned),
+            }));
         }
         if let Ok(err) = serde_json::from_str::<ErrorFrame>(&text) {
             return Ok(ClientFrame::Error(err.error));

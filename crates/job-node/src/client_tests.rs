@@ -14,7 +14,9 @@ use super::*;
 const LIMIT: Duration = Duration::from_secs(10);
 const TOKEN: &str = "good-token";
 
-/// Accepts one client: checks the bearer token, answers auth ok, then
+/// Accepts one client: checks the bearer token and that it asks for raw
+/// payloads, answers auth ok without confirming them (a node of an older
+/// version), then
 /// echoes each envelope back as a reply (payload wrapped in `{"echo":..}`)
 /// and answers the text `bad` with an error frame.
 async fn fake_node() -> SocketAddr {
@@ -24,6 +26,11 @@ async fn fake_node() -> SocketAddr {
         let (tcp, _) = listener.accept().await.unwrap();
         #[allow(clippy::result_large_err)] // the signature tungstenite's callback requires
         let check = |req: &Request, resp: Response| {
+            if req.uri().query() != Some("payloads=raw") {
+                let mut refusal = ErrorResponse::new(Some("no payloads=raw".into()));
+                *refusal.status_mut() = StatusCode::BAD_REQUEST;
+                return Err(refusal);
+            }
             let ok = req
                 .headers()
                 .get("authorization")
@@ -169,7 +176,7 @@ fn a_built_envelope_is_the_client_json_form() {
 #[test]
 fn frames_are_read_in_place() {
     let text = r#"{"to":"client-1@n","from":"coordinator@n","payload":"{\"results\":[]}","correlation_id":7}"#;
-    let FrameRef::Envelope(env) = parse_frame(text).unwrap() else {
+    let FrameRef::Envelope(env) = parse_frame(text, false).unwrap() else {
         panic!("an envelope");
     };
     assert_eq!(
@@ -177,7 +184,7 @@ fn frames_are_read_in_place() {
         (r#"{"results":[]}"#, 7, "message")
     );
     let plain = r#"{"to":"client-1@n","from":"x@n","payload":"no escapes","kind":"error"}"#;
-    let FrameRef::Envelope(env) = parse_frame(plain).unwrap() else {
+    let FrameRef::Envelope(env) = parse_frame(plain, false).unwrap() else {
         panic!("an envelope");
     };
     assert!(matches!(
@@ -186,8 +193,77 @@ fn frames_are_read_in_place() {
     ));
     assert_eq!((env.correlation_id, env.kind()), (0, "error"));
     assert!(matches!(
-        parse_frame(r#"{"error":"malformed envelope"}"#).unwrap(),
+        parse_frame(r#"{"error":"malformed envelope"}"#, false).unwrap(),
         FrameRef::Error(e) if e == "malformed envelope"
     ));
-    assert_eq!(parse_frame("[1,2]").unwrap_err(), "[1,2]");
+    assert_eq!(parse_frame("[1,2]", false).unwrap_err(), "[1,2]");
+}
+
+#[test]
+fn raw_payloads_are_read_in_place() {
+    let read = |text: &'static str| {
+        let FrameRef::Envelope(env) = parse_frame(text, true).unwrap() else {
+            panic!("an envelope: {text}");
+        };
+        env
+    };
+    // A JSON value: its text, a slice of the frame (no unescaping).
+    let env = read(
+        r#"{"to":"client-1@n","from":"c@n","payload":{"results":[{"id":"a\"b","result":"\"x\""}]},"correlation_id":7}"#,
+    );
+    assert!(matches!(env.payload, Cow::Borrowed(_)));
+    assert_eq!(
+        (env.payload.as_ref(), env.correlation_id, env.kind()),
+        (
+            r#"{"results":[{"id":"a\"b","result":"\"x\""}]}"#,
+            7,
+            "message"
+        )
+    );
+    // A JSON string value is JSON too: its text keeps the quotes, as the
+    // string form would have given it.
+    let env = read(r#"{"to":"c@n","from":"x@n","payload":"no actor","kind":"undeliverable"}"#);
+    assert_eq!(
+        (env.payload.as_ref(), env.kind()),
+        (r#""no actor""#, "undeliverable")
+    );
+    // Text that is not JSON, and binary text, arrive as strings with a format.
+    for format in ["text", "binary"] {
+        let text =
+            format!(r#"{{"to":"c@n","from":"x@n","payload":"a \"b\"","format":"{format}"}}"#);
+        let text: &'static str = Box::leak(text.into_boxed_str());
+        assert_eq!(read(text).payload, r#"a "b""#);
+    }
+    // The same frames without raw payloads: every payload is a string.
+    let FrameRef::Envelope(env) = parse_frame(
+        r#"{"to":"c@n","from":"x@n","payload":"\"no actor\""}"#,
+        false,
+    )
+    .unwrap() else {
+        panic!("an envelope");
+    };
+    assert_eq!(env.payload, r#""no actor""#);
+    // A raw object where a string is due is not an envelope.
+    assert!(parse_frame(r#"{"to":"c@n","from":"x@n","payload":{}}"#, false).is_err());
+}
+
+#[test]
+fn the_upgrade_asks_for_raw_payloads() {
+    for (url, want) in [
+        ("ws://127.0.0.1:7000", "/?payloads=raw"),
+        ("ws://127.0.0.1:7000/", "/?payloads=raw"),
+        ("ws://h:1/edge?x=1", "/edge?x=1&payloads=raw"),
+    ] {
+        let mut request = url.into_client_request().unwrap();
+        ask_for_raw_payloads(&mut request).unwrap();
+        assert_eq!(
+            request.uri().path_and_query().unwrap().as_str(),
+            want,
+            "{url}"
+        );
+        assert_eq!(
+            request.uri().host(),
+            url.split("//").nth(1).unwrap().split(':').next()
+        );
+    }
 }

@@ -264,7 +264,7 @@ where
         tokio::select! {
             frame = receiver.recv_text() => {
                 let text = frame?;
-                let env = match parse_frame(&text).map_err(crate::client::ClientError::Protocol)? {
+                let env = match parse_frame(&text, receiver.raw_payloads()).map_err(crate::client::ClientError::Protocol)? {
                     FrameRef::Envelope(env) => env,
                     FrameRef::Error(err) => return Err(RemoteError::Rejected(err).into()),
                 };
