@@ -147,8 +147,8 @@ pub(crate) fn encode(
         ClientPayloads::Raw if !binary => match serde_json::from_str::<&RawValue>(text) {
             // A checked JSON value: written as it is (a payload with
             // whitespace around its value is rewritten without it).
-            Ok(raw) => (PayloadOut::Raw(raw), None),
-            Err(_) => (PayloadOut::Text(text), Some("text")),
+            Ok(raw) if nesting_at_most(raw.get(), MAX_RAW_DEPTH) => (PayloadOut::Raw(raw), None),
+            _ => (PayloadOut::Text(text), Some("text")),
         },
         _ => (PayloadOut::Text(text), binary.then_some("binary")),
     };
@@ -168,6 +168,43 @@ pub(crate) fn encode(
         format,
     };
     serde_json::to_string(&out).map_err(NotForClients::Json)
+}
+
+/// The deepest JSON value that goes raw to a client: common parsers stop
+/// at 128 levels (serde_json's default recursion limit, counted over the
+/// whole frame, whose envelope is one level), so a deeper value would make
+/// the client's frame unreadable; it goes as a string marked `text`.
+pub(crate) const MAX_RAW_DEPTH: usize = 100;
+
+/// Whether the JSON text `json` (already checked to be JSON) nests arrays
+/// and objects at most `limit` levels deep (one pass, no recursion).
+fn nesting_at_most(json: &str, limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for byte in json.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
 }
 
 /// `{"error":"<why>"}`: the answer to a frame that is not an envelope.
@@ -522,17 +559,36 @@ mod tests {
             assert_eq!(v["format"], "text");
             assert_eq!(v["payload"].as_str().unwrap().as_bytes(), payload);
         }
-        // The check has no depth limit (it does not recurse): a deep value
-        // is still JSON and goes raw.
-        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        let env = Envelope::new(
-            addr("client-4@a"),
-            addr("echo@b"),
-            PayloadFormat::Json,
-            Bytes::from(deep.clone()),
-        );
-        let text = encode(&env, 4, Raw).unwrap();
-        assert!(text.contains(&format!(r#""payload":{deep}}}"#)));
+        // A value nested up to MAX_RAW_DEPTH goes raw (brackets inside
+        // strings do not count); a deeper one goes as text, so the client's
+        // parser (serde_json: 128 levels per frame) can read the frame.
+        let nested = |depth: usize| {
+            let open = r#"{"a":["x[{\"[","#.repeat(depth / 2);
+            let close = "]}".repeat(depth / 2);
+            format!("{open}1{close}")
+        };
+        for (depth, raw) in [
+            (MAX_RAW_DEPTH, true),
+            (MAX_RAW_DEPTH + 2, false),
+            (10_000, false),
+        ] {
+            let deep = nested(depth);
+            let env = Envelope::new(
+                addr("client-4@a"),
+                addr("echo@b"),
+                PayloadFormat::Json,
+                Bytes::from(deep.clone()),
+            );
+            let text = encode(&env, 4, Raw).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&text).expect("a readable frame");
+            if raw {
+                assert!(text.contains(&format!(r#""payload":{deep}}}"#)), "{depth}");
+                assert!(v.get("format").is_none());
+            } else {
+                assert_eq!(v["format"], "text", "{depth}");
+                assert_eq!(v["payload"].as_str(), Some(deep.as_str()));
+            }
+        }
         // Binary payloads that are text: a string marked binary, in both
         // forms, even when the bytes happen to be JSON.
         for payloads in [Strings, Raw] {

@@ -380,6 +380,8 @@ fn ask_for_raw_payloads(
         path => path,
     };
     let query = match uri.query() {
+        // The user's own choice stands (a second `payloads` is refused).
+        Some(query) if query.split('&').any(|p| p.starts_with("payloads=")) => return Ok(()),
         Some(query) if !query.is_empty() => format!("{query}&payloads=raw"),
         _ => "payloads=raw".to_owned(),
     };

@@ -253,6 +253,9 @@ fn the_upgrade_asks_for_raw_payloads() {
         ("ws://127.0.0.1:7000", "/?payloads=raw"),
         ("ws://127.0.0.1:7000/", "/?payloads=raw"),
         ("ws://h:1/edge?x=1", "/edge?x=1&payloads=raw"),
+        // The user's own choice is left alone (a second one is refused).
+        ("ws://h:1/?payloads=strings", "/?payloads=strings"),
+        ("ws://h:1/?x=1&payloads=raw", "/?x=1&payloads=raw"),
     ] {
         let mut request = url.into_client_request().unwrap();
         ask_for_raw_payloads(&mut request).unwrap();
