@@ -83,16 +83,25 @@ def decode_payload(payload: Any) -> Any:
 
 def envelope_payload(env: Dict[str, Any], raw: bool) -> Any:
     """The payload of envelope ``env``, decoded: with raw payloads (``raw``)
-    one without a ``format`` is the JSON value itself and ``"format":"text"``
-    marks text that is not JSON; every other payload is a string whose
-    text is usually JSON."""
+    one without a ``format`` is the JSON value itself; every other payload
+    is a string read as without raw payloads (``"format":"text"`` marks
+    text that is not JSON, or a JSON value nested too deep to go raw)."""
     payload = env.get("payload")
     fmt = env.get("format")
     if raw and fmt is None:
         return payload
-    if raw and fmt == "text":
-        return payload
+    if raw and fmt == "text" and isinstance(payload, str):
+        # The node found it not to be JSON (Python's parser would take
+        # NaN or Infinity), unless it was JSON nested too deep to go raw.
+        try:
+            return json.loads(payload, parse_constant=_not_json)
+        except (ValueError, RecursionError):
+            return payload
     return decode_payload(payload)
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def with_raw_payloads(url: str) -> str:

@@ -244,6 +244,10 @@ def test_raw_payload_helpers() -> None:
     assert envelope_payload({"payload": {"a": 1}}, raw=True) == {"a": 1}
     assert envelope_payload({"payload": "a reason"}, raw=True) == "a reason"
     assert envelope_payload({"payload": "NaN", "format": "text"}, raw=True) == "NaN"
+    assert envelope_payload({"payload": "[1, NaN]", "format": "text"}, raw=True) == "[1, NaN]"
+    # JSON nested too deep to go raw comes as text and is still decoded.
+    deep = "[" * 150 + "]" * 150
+    assert envelope_payload({"payload": deep, "format": "text"}, raw=True) == json.loads(deep)
     assert envelope_payload({"payload": "[1]", "format": "binary"}, raw=True) == [1]
     # Strings: the text, decoded when it is JSON.
     assert envelope_payload({"payload": '{"a":1}'}, raw=False) == {"a": 1}
