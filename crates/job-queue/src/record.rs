@@ -6,7 +6,6 @@
 //! window (by age, and by total bytes, oldest finished first). The JSON
 //! form is the one of `docs/jobs.md`, "Job records".
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,7 +15,7 @@ use smallvec::SmallVec;
 use serde::{Deserialize, Serialize};
 
 use crate::failure::FailureCause;
-use crate::job::{IdMap, Job, JobId, JobResult};
+use crate::job::{Job, JobId, JobResult};
 
 #[path = "record_query.rs"]
 mod query;
@@ -147,108 +146,55 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Finished entries by id, oldest first, bounded by a [`Retention`].
+/// Finished entries by id, oldest first, bounded by a [`Retention`] (a
+/// [`RecordTable`] that never holds a live entry).
 #[derive(Debug)]
-pub(crate) struct FinishedLog<V> {
-    map: IdMap<(u64, u64, usize, V)>,
-    /// (seq, id, finished_ms) in insertion order; stale entries
-    /// (re-inserted or removed ids) are skipped when met. The time is kept
-    /// here too so that a log within its budget whose oldest entry is young
-    /// decides not to evict without a lookup.
-    order: VecDeque<(u64, JobId, u64)>,
-    bytes: u64,
-    next_seq: u64,
-}
+pub(crate) struct FinishedLog<V>(RecordTable<std::convert::Infallible, V>);
 
 impl<V> Default for FinishedLog<V> {
     fn default() -> Self {
-        FinishedLog {
-            map: IdMap::default(),
-            order: VecDeque::new(),
-            bytes: 0,
-            next_seq: 0,
-        }
+        FinishedLog(RecordTable::default())
     }
 }
 
 impl<V> FinishedLog<V> {
     /// Adds (or replaces) an entry finished at `finished_ms`.
     pub(crate) fn insert(&mut self, id: JobId, finished_ms: u64, bytes: usize, value: V) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.bytes += bytes as u64;
-        self.order.push_back((seq, id.clone(), finished_ms));
-        // One probe: a replaced entry's bytes leave with it.
-        if let Some((_, _, old, _)) = self.map.insert(id, (seq, finished_ms, bytes, value)) {
-            self.bytes -= old as u64;
-        }
-        if self.order.len() > 2 * self.map.len() + 1024 {
-            let map = &self.map;
-            self.order
-                .retain(|(seq, id, _)| map.get(id).is_some_and(|e| e.0 == *seq));
-        }
+        self.0.insert_finished(id, finished_ms, bytes, value);
     }
 
     #[cfg(test)]
     pub(crate) fn get(&self, id: &JobId) -> Option<&V> {
-        self.map.get(id).map(|e| &e.3)
+        self.0.finished(id)
     }
 
     pub(crate) fn remove(&mut self, id: &JobId) -> Option<V> {
-        let (_, _, bytes, value) = self.map.remove(id)?;
-        self.bytes -= bytes as u64;
-        Some(value)
+        self.0.remove_finished(id)
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.0.finished_len()
     }
 
     pub(crate) fn bytes(&self) -> u64 {
-        self.bytes
+        self.0.bytes()
     }
 
     /// Drops the oldest entries while over the byte budget or older than
     /// the age limit at `now_ms`; returns how many were dropped.
     pub(crate) fn evict(&mut self, now_ms: u64, retention: Retention) -> usize {
-        let age_ms = u64::try_from(retention.age.as_millis()).unwrap_or(u64::MAX);
-        let cutoff = now_ms.saturating_sub(age_ms);
-        let mut dropped = 0;
-        while let Some((seq, id, at)) = self.order.front() {
-            // A stale front is left for later: dropping it frees nothing.
-            if self.bytes <= retention.bytes && *at >= cutoff {
-                break;
-            }
-            let Some(&(live_seq, finished_ms, _, _)) = self.map.get(id) else {
-                self.order.pop_front();
-                continue;
-            };
-            if live_seq != *seq {
-                self.order.pop_front();
-                continue;
-            }
-            if self.bytes <= retention.bytes && finished_ms >= cutoff {
-                break;
-            }
-            let (_, id, _) = self.order.pop_front().expect("front exists");
-            self.remove(&id);
-            dropped += 1;
-        }
-        dropped
+        self.0.evict(now_ms, retention)
     }
 
     /// Every entry's value, in no particular order.
     pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
-        self.map.values_mut().map(|e| &mut e.3)
+        self.0.iter_finished_mut().map(|(_, value)| value)
     }
 
     /// The entries, oldest first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&JobId, &V)> {
-        self.order.iter().filter_map(|(seq, id, _)| {
-            let (live, _, _, value) = self.map.get(id)?;
-            (live == seq).then_some((id, value))
-        })
+        self.0.oldest_finished()
     }
 }
 

@@ -192,7 +192,6 @@ impl<L, F> RecordTable<L, F> {
         self.map.len() - self.live
     }
 
-    #[cfg(test)]
     pub(crate) fn bytes(&self) -> u64 {
         self.bytes
     }
@@ -241,6 +240,26 @@ impl<L, F> RecordTable<L, F> {
             Slot::Finished { value, .. } => Some((id, value)),
             Slot::Live(_) | Slot::Taken => None,
         })
+    }
+
+    /// The finished entries, mutably, in no particular order.
+    pub(crate) fn iter_finished_mut(&mut self) -> impl Iterator<Item = (&JobId, &mut F)> {
+        self.map.iter_mut().filter_map(|(id, slot)| match slot {
+            Slot::Finished { value, .. } => Some((id, value)),
+            Slot::Live(_) | Slot::Taken => None,
+        })
+    }
+
+    /// The finished entries, oldest first.
+    pub(crate) fn oldest_finished(&self) -> impl Iterator<Item = (&JobId, &F)> {
+        self.order
+            .iter()
+            .filter_map(|(seq, id, _)| match self.map.get(id)? {
+                Slot::Finished {
+                    seq: live, value, ..
+                } if live == seq => Some((id, value)),
+                _ => None,
+            })
     }
 
     /// The finished entries with their finish times, newest first.
