@@ -83,7 +83,12 @@ impl Builtin {
             Builtin::Echo => echo(data).await,
             Builtin::Sleep => sleep(data, cancel).await,
             Builtin::Sha256 => sha256(data, cancel).await,
-            Builtin::Exec => exec(data, policy, cancel).await,
+            // Boxed: `exec`'s future is ~18 KB (a child process, its pipes
+            // and buffers), and an unboxed one would make this future, and
+            // every handler future built on it, that size for every job of
+            // every kind; moving it cost an echo job more than the job
+            // itself (docs/performance.md, "Seventh round").
+            Builtin::Exec => Box::pin(exec(data, policy, cancel)).await,
         }
     }
 }
@@ -122,6 +127,19 @@ mod tests {
         }
         assert!("ECHO".parse::<Builtin>().is_err());
         assert!("".parse::<Builtin>().is_err());
+    }
+
+    /// Every job's handler future holds this one: it must not take the
+    /// size of the largest kind's (`exec`'s is ~18 KB), which every job
+    /// of every kind would pay for in copies (docs/performance.md,
+    /// "Seventh round").
+    #[test]
+    fn a_kinds_future_is_small_whatever_the_kind() {
+        let (policy, cancel) = (ExecPolicy::deny_all(), CancellationToken::new());
+        for kind in Builtin::ALL {
+            let size = std::mem::size_of_val(&kind.run_cancellable("x", &policy, &cancel));
+            assert!(size <= 1024, "{kind}: a {size}-byte future");
+        }
     }
 
     #[tokio::test]
