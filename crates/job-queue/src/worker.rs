@@ -118,7 +118,32 @@ impl<T> Clone for EventSink<T> {
 
 impl<T: Send + 'static> EventSink<T> {
     /// Delivers `event`, waiting for room; `false` if nobody listens.
+    ///
+    /// With room at once (the common case) nothing waits; the waiting send
+    /// (a ~1 KB future) is boxed, so that it does not swell the future of
+    /// every job's worker turn, which is built and copied once per job.
     async fn send(&self, event: WorkerEvent<T>) -> bool {
+        let event = match self {
+            EventSink::Channel(tx) => match tx.try_send(event) {
+                Ok(()) => return true,
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                Err(mpsc::error::TrySendError::Full(event)) => event,
+            },
+            EventSink::Actor(cell) => {
+                let Some(actor) = cell.get() else {
+                    return false;
+                };
+                match actor.try_tell(event) {
+                    Ok(()) => return true,
+                    Err(TrySendError::Closed(_)) => return false,
+                    Err(TrySendError::Full(event)) => event,
+                }
+            }
+        };
+        Box::pin(self.send_waiting(event)).await
+    }
+
+    async fn send_waiting(&self, event: WorkerEvent<T>) -> bool {
         match self {
             EventSink::Channel(tx) => tx.send(event).await.is_ok(),
             EventSink::Actor(cell) => match cell.get() {
