@@ -53,8 +53,8 @@ pub(crate) fn register_builtins_observed(
             let observer = Arc::clone(&observer);
             async move {
                 let started = Instant::now();
-                let cancel = ctx.cancellation();
-                let outcome = kind.run_cancellable(ctx.data(), &policy, &cancel).await;
+                let cancel = ctx.cancellation_token();
+                let outcome = kind.run_cancellable(ctx.data(), &policy, cancel).await;
                 observer(kind.name(), outcome.is_ok(), started.elapsed());
                 outcome.map_err(to_handler_error)
             }

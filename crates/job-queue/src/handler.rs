@@ -92,12 +92,20 @@ impl JobContext {
         }
     }
 
-    pub(crate) fn with_progress(job: Job, node: Arc<str>, progress: Option<ProgressFn>) -> Self {
+    /// A worker's context for one attempt: the token is the worker's
+    /// (a fresh one made here and replaced would cost an allocation per
+    /// job).
+    pub(crate) fn for_attempt(
+        job: Job,
+        node: Arc<str>,
+        progress: Option<ProgressFn>,
+        cancel: CancellationToken,
+    ) -> Self {
         JobContext {
             job,
             node,
             progress,
-            cancel: CancellationToken::new(),
+            cancel,
         }
     }
 
@@ -133,6 +141,13 @@ impl JobContext {
     /// spawned one.
     pub fn cancellation(&self) -> CancellationToken {
         self.cancel.clone()
+    }
+
+    /// The cancellation token, borrowed: for code that runs inside the
+    /// handler's own future (a clone, and its drop, each take the token's
+    /// lock).
+    pub fn cancellation_token(&self) -> &CancellationToken {
+        &self.cancel
     }
 
     /// The job being run.
@@ -296,7 +311,8 @@ mod tests {
         let sink = seen.clone();
         let report: ProgressFn = Arc::new(move |u| sink.lock().push(u));
         let job = Job::new("k", "").with_id(JobId::new("j1").unwrap());
-        let ctx = JobContext::with_progress(job, Arc::from("n"), Some(report));
+        let ctx =
+            JobContext::for_attempt(job, Arc::from("n"), Some(report), CancellationToken::new());
         ctx.progress(1.5, "over");
         ctx.progress(f32::NAN, "nan");
         let seen = seen.lock();

@@ -745,7 +745,7 @@ async fn run_task<T: Clone + Send + Sync + 'static>(
             return;
         }
         _ => {
-            let token = control.as_ref().map(|c| c.cancel.clone());
+            let token = control.as_ref().map(|c| &c.cancel);
             execute(shared, job, &ticket, token).await
         }
     };
@@ -781,7 +781,7 @@ async fn execute<T: Clone + Send + Sync + 'static>(
     shared: &LoopShared<T>,
     job: Job,
     ticket: &T,
-    token: Option<CancellationToken>,
+    token: Option<&CancellationToken>,
 ) -> Result<String, JobFailure> {
     let Some(handler) = shared.registry.get(&job.kind) else {
         return Err(JobFailure::new(
@@ -802,9 +802,20 @@ async fn execute<T: Clone + Send + Sync + 'static>(
             ticket: ticket.clone(),
         });
     });
-    let token = token.unwrap_or_default();
-    let ctx = JobContext::with_progress(job, shared.node.clone(), Some(progress))
-        .with_cancellation(token.clone());
+    // Without controls (the engine used on its own) nobody can cancel the
+    // job: the handler gets a token that never fires.
+    let ctx = JobContext::for_attempt(
+        job,
+        shared.node.clone(),
+        Some(progress),
+        token.cloned().unwrap_or_default(),
+    );
+    let cancelled = async {
+        match token {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
     let run = AssertUnwindSafe(async move { handler.handle(ctx).await }).catch_unwind();
     // One timer per *running* job (at most K per node), so a stuck handler
     // cannot hold a worker loop forever.
@@ -818,7 +829,7 @@ async fn execute<T: Clone + Send + Sync + 'static>(
                 format!("worker on {} is shutting down", shared.node),
             ));
         }
-        () = token.cancelled() => None,
+        () = cancelled => None,
         outcome = &mut run => Some(outcome),
     };
     let Some(outcome) = outcome else {
