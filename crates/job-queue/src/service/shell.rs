@@ -612,7 +612,11 @@ impl Shell {
     /// Carries out every pending action of the core: completions at once,
     /// dispatches grouped per node; then hands the journal its batch.
     fn flush(&mut self, now: Instant) {
+        // Wall-clock time for the records, read once per 64 completions,
+        // not twice per job: a run's completions are microseconds apart,
+        // and the records keep milliseconds.
         let mut now_ms = now_ms();
+        let mut completions = 0u32;
         // Failed sends can make the core emit more actions; a few rounds
         // settle them (the rest goes out with the next run).
         for _ in 0..4 {
@@ -642,10 +646,14 @@ impl Shell {
                         self.cancels.entry(node).or_default().push((id, attempt));
                     }
                     Action::Complete(result) => {
-                        self.complete(result);
-                        // A dispatch the completion made room for is
-                        // recorded as starting after it ended.
-                        now_ms = now_ms.max(crate::record::now_ms());
+                        completions += 1;
+                        if completions % 64 == 0 {
+                            // Never earlier: a dispatch the completions made
+                            // room for is recorded as starting after they
+                            // ended.
+                            now_ms = now_ms.max(crate::record::now_ms());
+                        }
+                        self.complete_at(result, now_ms);
                     }
                     Action::DeadLettered {
                         id,
@@ -852,8 +860,12 @@ impl Shell {
     }
 
     fn complete(&mut self, result: JobResult) {
+        self.complete_at(result, now_ms());
+    }
+
+    /// [`complete`](Self::complete) with the wall-clock time already read.
+    fn complete_at(&mut self, result: JobResult, now_ms: u64) {
         self.progress.remove(&result.id);
-        let now_ms = now_ms();
         let (finished, waiter) = match self.records.finish(&result, now_ms) {
             Some(waiter) => (true, waiter),
             None => (false, None),
