@@ -821,6 +821,21 @@ async fn execute<T: Clone + Send + Sync + 'static>(
     // cannot hold a worker loop forever.
     let mut shutting_down = shared.cancel.subscribe();
     let mut run = std::pin::pin!(tokio::time::timeout(timeout, run));
+    // A handler done at its first poll (most short jobs) ends here, before
+    // the shutdown and cancel waits register (each a lock to register and
+    // one to deregister). Not started while the worker shuts down; and a
+    // cancel that came while it ran wins, as it would in the select.
+    let first = if *shutting_down.borrow() {
+        None
+    } else {
+        (&mut run).now_or_never()
+    };
+    if let Some(outcome) = first {
+        if token.is_some_and(CancellationToken::is_cancelled) {
+            return Err(cancelled_failure(shared, "while running"));
+        }
+        return settle(shared, outcome, timeout);
+    }
     let outcome = tokio::select! {
         biased;
         _ = shutting_down.wait_for(|c| *c) => {
@@ -838,6 +853,19 @@ async fn execute<T: Clone + Send + Sync + 'static>(
         let _ = tokio::time::timeout(CANCEL_GRACE, &mut run).await;
         return Err(cancelled_failure(shared, "while running"));
     };
+    settle(shared, outcome, timeout)
+}
+
+/// What a handler's run came to: its output, or the failure its timeout,
+/// panic or error makes.
+fn settle<T>(
+    shared: &LoopShared<T>,
+    outcome: Result<
+        std::thread::Result<Result<String, crate::HandlerError>>,
+        tokio::time::error::Elapsed,
+    >,
+    timeout: Duration,
+) -> Result<String, JobFailure> {
     match outcome {
         Err(_) => Err(JobFailure::new(
             FailureCause::Timeout,

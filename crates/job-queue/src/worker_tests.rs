@@ -43,6 +43,11 @@ fn registry() -> HandlerRegistry {
             assert!(ctx.is_cancelled());
             Ok::<_, HandlerError>("saw the cancellation".to_owned())
         })
+        .register("quitter", |ctx: JobContext| async move {
+            // Cancelled while it runs, and done at its first poll.
+            ctx.cancellation_token().cancel();
+            Ok::<_, HandlerError>("done anyway".to_owned())
+        })
         .register("slow", |_ctx: JobContext| async move {
             tokio::time::sleep(Duration::from_secs(60)).await;
             Ok::<_, HandlerError>("late".to_owned())
@@ -445,5 +450,30 @@ async fn cancelled_and_fenced_jobs_never_start_and_running_handlers_see_the_sign
     assert!(controls[0].started.load(Ordering::Acquire));
     assert!(!controls[1].started.load(Ordering::Acquire));
     assert!(!controls[2].started.load(Ordering::Acquire));
+    engine.shutdown().await;
+}
+
+/// A handler done at its first poll takes the worker's short way (no
+/// select): a cancel that came while it ran still wins, and a job done at
+/// once without controls still succeeds.
+#[tokio::test]
+async fn a_cancel_during_a_handlers_first_poll_wins_over_its_output() {
+    let (engine, mut events) = engine(1);
+    let control: Arc<TaskControl> = Arc::default();
+    engine
+        .queue()
+        .try_submit_controlled(job("quitter", "", "c1"), 7, Arc::clone(&control))
+        .unwrap();
+    let (result, ticket) = next_finished(&mut events).await;
+    assert_eq!(ticket, 7);
+    let failure = result.error.expect("a cancelled job fails");
+    assert_eq!(failure.cause, FailureCause::Cancelled, "{failure}");
+    assert!(failure.message.contains("while running"), "{failure}");
+    timeout(WAIT, engine.submit(job("square", r#"{"n":4}"#, "s1"), 8))
+        .await
+        .unwrap()
+        .unwrap();
+    let (result, ticket) = next_finished(&mut events).await;
+    assert_eq!((ticket, result.result.as_deref()), (8, Some("16")));
     engine.shutdown().await;
 }
