@@ -4,6 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use rustc_hash::FxHashMap;
@@ -69,6 +70,7 @@ pub struct JobContext {
     node: Arc<str>,
     progress: Option<ProgressFn>,
     cancel: CancellationToken,
+    started: Instant,
 }
 
 impl fmt::Debug for JobContext {
@@ -89,6 +91,7 @@ impl JobContext {
             node: Arc::from(node),
             progress: None,
             cancel: CancellationToken::new(),
+            started: Instant::now(),
         }
     }
 
@@ -100,13 +103,20 @@ impl JobContext {
         node: Arc<str>,
         progress: Option<ProgressFn>,
         cancel: CancellationToken,
+        started: Instant,
     ) -> Self {
         JobContext {
             job,
             node,
             progress,
             cancel,
+            started,
         }
+    }
+
+    /// When the worker started this attempt (its timeout counts from here).
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     /// Replaces the context's cancellation token (the worker's, or a test's).
@@ -311,8 +321,13 @@ mod tests {
         let sink = seen.clone();
         let report: ProgressFn = Arc::new(move |u| sink.lock().push(u));
         let job = Job::new("k", "").with_id(JobId::new("j1").unwrap());
-        let ctx =
-            JobContext::for_attempt(job, Arc::from("n"), Some(report), CancellationToken::new());
+        let ctx = JobContext::for_attempt(
+            job,
+            Arc::from("n"),
+            Some(report),
+            CancellationToken::new(),
+            Instant::now(),
+        );
         ctx.progress(1.5, "over");
         ctx.progress(f32::NAN, "nan");
         let seen = seen.lock();

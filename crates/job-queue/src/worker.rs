@@ -746,7 +746,7 @@ async fn run_task<T: Clone + Send + Sync + 'static>(
         }
         _ => {
             let token = control.as_ref().map(|c| &c.cancel);
-            execute(shared, job, &ticket, token).await
+            execute(shared, job, &ticket, token, started).await
         }
     };
     let Some((kind, _)) = unfinished.finish() else {
@@ -782,6 +782,7 @@ async fn execute<T: Clone + Send + Sync + 'static>(
     job: Job,
     ticket: &T,
     token: Option<&CancellationToken>,
+    started: Instant,
 ) -> Result<String, JobFailure> {
     let Some(handler) = shared.registry.get(&job.kind) else {
         return Err(JobFailure::new(
@@ -809,6 +810,7 @@ async fn execute<T: Clone + Send + Sync + 'static>(
         shared.node.clone(),
         Some(progress),
         token.cloned().unwrap_or_default(),
+        started,
     );
     let cancelled = async {
         match token {
@@ -820,7 +822,15 @@ async fn execute<T: Clone + Send + Sync + 'static>(
     // One timer per *running* job (at most K per node), so a stuck handler
     // cannot hold a worker loop forever.
     let mut shutting_down = shared.cancel.subscribe();
-    let mut run = std::pin::pin!(tokio::time::timeout(timeout, run));
+    // From the attempt's start (no second clock read); a timeout too long
+    // to add is as good as none.
+    let deadline = started
+        .checked_add(timeout)
+        .map(tokio::time::Instant::from_std);
+    let mut run = std::pin::pin!(match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, run),
+        None => tokio::time::timeout(timeout, run),
+    });
     // A handler done at its first poll (most short jobs) ends here, before
     // the shutdown and cancel waits register (each a lock to register and
     // one to deregister). Not started while the worker shuts down; and a
