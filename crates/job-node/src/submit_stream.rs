@@ -17,6 +17,7 @@
 //! there, once), and only the unknown ones are submitted.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -573,7 +574,11 @@ impl Producer {
         for (n, job) in jobs.enumerate() {
             let mut job = job?;
             if job.id.as_deref().is_none_or(str::is_empty) {
-                job.id = Some(format!("{}-{}", self.opts.prefix, n + 1));
+                // Sized once (`format!` grew it, copying, per job).
+                let prefix = &self.opts.prefix;
+                let mut id = String::with_capacity(prefix.len() + 21);
+                let _ = write!(id, "{prefix}-{}", n + 1);
+                job.id = Some(id);
             }
             chunk.push(job);
             if chunk.len() == chunk.capacity() {

@@ -38,14 +38,23 @@ pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, ctx: JobContext) -> Result<String, HandlerError>;
 }
 
-#[async_trait]
+// Written out (not `#[async_trait]`): the closure's own future is boxed,
+// instead of a wrapper future holding it and the context, which would be
+// built, then copied into its box, once per job.
 impl<F, Fut> Handler for F
 where
     F: Fn(JobContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<String, HandlerError>> + Send + 'static,
 {
-    async fn handle(&self, ctx: JobContext) -> Result<String, HandlerError> {
-        (self)(ctx).await
+    fn handle<'life0, 'async_trait>(
+        &'life0 self,
+        ctx: JobContext,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<String, HandlerError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin((self)(ctx))
     }
 }
 
