@@ -25,7 +25,6 @@ struct Sink {
     done: Option<oneshot::Sender<()>>,
 }
 
-#[async_trait::async_trait]
 impl Actor for Sink {
     type Message = u64;
 
@@ -44,7 +43,6 @@ impl Actor for Sink {
 /// Answers every request with its argument plus one.
 struct Echo;
 
-#[async_trait::async_trait]
 impl Actor for Echo {
     type Message = (u64, ReplyTo<u64>);
 

@@ -36,7 +36,6 @@ struct Sink {
     done: Option<oneshot::Sender<Instant>>,
 }
 
-#[async_trait::async_trait]
 impl Actor for Sink {
     type Message = Envelope;
     async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
@@ -54,7 +53,6 @@ impl Actor for Sink {
 /// Answers every envelope with its payload.
 struct Echo(Router);
 
-#[async_trait::async_trait]
 impl Actor for Echo {
     type Message = Envelope;
     async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
@@ -94,7 +92,6 @@ impl Pinger {
     }
 }
 
-#[async_trait::async_trait]
 impl Actor for Pinger {
     type Message = Envelope;
     async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {

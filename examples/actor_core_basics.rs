@@ -29,7 +29,6 @@ enum SummerMsg {
     },
 }
 
-#[async_trait::async_trait]
 impl Actor for Summer {
     type Message = SummerMsg;
 

@@ -39,7 +39,6 @@ struct Greeter {
     router: Router,
 }
 
-#[async_trait::async_trait]
 impl Actor for Greeter {
     type Message = Envelope;
 
@@ -62,7 +61,6 @@ impl Actor for Greeter {
 /// Hands every envelope it gets to `main`.
 struct Inbox(mpsc::Sender<Envelope>);
 
-#[async_trait::async_trait]
 impl Actor for Inbox {
     type Message = Envelope;
 

@@ -35,7 +35,6 @@ impl Server {
     }
 }
 
-#[async_trait::async_trait]
 impl Actor for Server {
     type Message = Request;
 

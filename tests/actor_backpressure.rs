@@ -18,7 +18,6 @@ struct Gated {
     entered: mpsc::UnboundedSender<u32>,
 }
 
-#[async_trait::async_trait]
 impl Actor for Gated {
     type Message = u32;
 

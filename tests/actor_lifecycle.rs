@@ -28,7 +28,6 @@ struct Hooks {
     fail_start: bool,
 }
 
-#[async_trait::async_trait]
 impl Actor for Hooks {
     type Message = Msg;
 

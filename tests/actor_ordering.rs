@@ -19,7 +19,6 @@ struct Recorder {
     seen: Vec<(usize, u32)>,
 }
 
-#[async_trait::async_trait]
 impl Actor for Recorder {
     type Message = Msg;
 

@@ -27,7 +27,6 @@ struct Member {
     done: mpsc::UnboundedSender<(usize, u32)>,
 }
 
-#[async_trait::async_trait]
 impl Actor for Member {
     type Message = Job;
 

@@ -59,7 +59,6 @@ struct Mixed {
     handled: usize,
 }
 
-#[async_trait::async_trait]
 impl Actor for Mixed {
     type Message = Msg;
 

@@ -4,8 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures_util::Stream;
+use std::future::Future;
 
 use crate::actor_ref::{ActorRef, Lifecycle, WeakActorRef};
 use crate::error::BoxError;
@@ -17,21 +17,29 @@ use crate::sources::{SourceId, Sources};
 /// actor ([`Supervisor::spawn_child`](crate::Supervisor::spawn_child)) is then
 /// rebuilt by its factory; a plain one ([`spawn`](crate::spawn)) is logged
 /// and stopped.
-#[async_trait]
+// Native `async fn` in the trait, not `#[async_trait]`: a handler's future
+// is not boxed (an allocation, and a copy of the whole future into it, per
+// message); implementations write plain `async fn`s.
 pub trait Actor: Send + Sized + 'static {
     /// The type of the messages in this actor's mailbox.
     type Message: Send + 'static;
 
     /// Runs once before the first message (and again after each restart).
     /// An error fails the actor like a failing handler.
-    async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+    fn started(
+        &mut self,
+        ctx: &mut Context<Self>,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
         let _ = ctx;
-        Ok(())
+        async { Ok(()) }
     }
 
     /// Handles one message.
-    async fn handle(&mut self, msg: Self::Message, ctx: &mut Context<Self>)
-        -> Result<(), BoxError>;
+    fn handle(
+        &mut self,
+        msg: Self::Message,
+        ctx: &mut Context<Self>,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send;
 
     /// Runs after a run of messages has been handled, before the actor
     /// waits for more. A run is what the mailbox held when it was last
@@ -40,16 +48,20 @@ pub trait Actor: Send + Sized + 'static {
     /// every `batch` messages. It lets an actor batch work across messages:
     /// flush buffered writes, send one network frame for many requests.
     /// An error or panic fails the actor like a failing handler.
-    async fn drained(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+    fn drained(
+        &mut self,
+        ctx: &mut Context<Self>,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
         let _ = ctx;
-        Ok(())
+        async { Ok(()) }
     }
 
     /// Runs once when the actor stops, including after a failure (before a
     /// restart, the failed instance's `stopped` runs too). A panic here is
     /// logged and ignored.
-    async fn stopped(&mut self, ctx: &mut Context<Self>) {
+    fn stopped(&mut self, ctx: &mut Context<Self>) -> impl Future<Output = ()> + Send {
         let _ = ctx;
+        async {}
     }
 }
 

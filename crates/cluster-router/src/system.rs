@@ -5,7 +5,6 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use actor_core::{Actor, BoxError, Context};
-use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
@@ -80,7 +79,6 @@ impl SystemActor {
     }
 }
 
-#[async_trait]
 impl Actor for SystemActor {
     type Message = Envelope;
 

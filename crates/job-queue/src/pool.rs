@@ -15,7 +15,6 @@ use actor_core::{
     Actor, ActorRef, BoxError, ChildEvent, Context, RestartPolicy, SpawnOptions, Supervisor,
     TrySendError,
 };
-use async_trait::async_trait;
 use cluster_router::{ActorAddr, Envelope, EnvelopeKind, Load, MessageId, PayloadFormat, Router};
 use rustc_hash::FxHashMap;
 use std::collections::hash_map::Entry;
@@ -839,7 +838,6 @@ impl PoolActor {
     }
 }
 
-#[async_trait]
 impl Actor for PoolActor {
     type Message = PoolMsg;
 

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use actor_core::{Actor, BoxError, Context};
-use async_trait::async_trait;
 use bytes::Bytes;
 use cluster_router::{
     ActorAddr, ActorName, Envelope, EnvelopeKind, NodeId, PayloadFormat, Router, RouterError,
@@ -46,7 +45,6 @@ impl PartitionServer {
     }
 }
 
-#[async_trait]
 impl Actor for PartitionServer {
     type Message = Envelope;
 

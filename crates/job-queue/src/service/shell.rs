@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actor_core::{Actor, ActorRef, BoxError, Context};
-use async_trait::async_trait;
 use bytes::Bytes;
 use cluster_router::{
     ActorAddr, ActorName, Envelope, EnvelopeKind, Member, MemberEvent, MemberStatus, MessageId,
@@ -1051,7 +1050,6 @@ impl Shell {
     }
 }
 
-#[async_trait]
 impl Actor for Shell {
     type Message = Msg;
 
