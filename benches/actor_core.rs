@@ -25,6 +25,7 @@ struct Sink {
     done: Option<oneshot::Sender<()>>,
 }
 
+#[async_trait::async_trait]
 impl Actor for Sink {
     type Message = u64;
 
@@ -43,6 +44,7 @@ impl Actor for Sink {
 /// Answers every request with its argument plus one.
 struct Echo;
 
+#[async_trait::async_trait]
 impl Actor for Echo {
     type Message = (u64, ReplyTo<u64>);
 

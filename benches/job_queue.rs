@@ -292,6 +292,7 @@ async fn run_window(coord: &Coordinator, jobs: usize, window: usize) {
 #[derive(Debug)]
 struct Sink(Arc<AtomicU64>);
 
+#[async_trait::async_trait]
 impl Actor for Sink {
     type Message = Envelope;
 

@@ -36,6 +36,7 @@ struct Sink {
     done: Option<oneshot::Sender<Instant>>,
 }
 
+#[async_trait::async_trait]
 impl Actor for Sink {
     type Message = Envelope;
     async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
@@ -53,6 +54,7 @@ impl Actor for Sink {
 /// Answers every envelope with its payload.
 struct Echo(Router);
 
+#[async_trait::async_trait]
 impl Actor for Echo {
     type Message = Envelope;
     async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
@@ -92,6 +94,7 @@ impl Pinger {
     }
 }
 
+#[async_trait::async_trait]
 impl Actor for Pinger {
     type Message = Envelope;
     async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {

@@ -29,6 +29,7 @@ enum SummerMsg {
     },
 }
 
+#[async_trait::async_trait]
 impl Actor for Summer {
     type Message = SummerMsg;
 

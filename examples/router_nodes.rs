@@ -39,6 +39,7 @@ struct Greeter {
     router: Router,
 }
 
+#[async_trait::async_trait]
 impl Actor for Greeter {
     type Message = Envelope;
 
@@ -61,6 +62,7 @@ impl Actor for Greeter {
 /// Hands every envelope it gets to `main`.
 struct Inbox(mpsc::Sender<Envelope>);
 
+#[async_trait::async_trait]
 impl Actor for Inbox {
     type Message = Envelope;
 

@@ -35,6 +35,7 @@ impl Server {
     }
 }
 
+#[async_trait::async_trait]
 impl Actor for Server {
     type Message = Request;
 

@@ -18,6 +18,7 @@ struct Gated {
     entered: mpsc::UnboundedSender<u32>,
 }
 
+#[async_trait::async_trait]
 impl Actor for Gated {
     type Message = u32;
 

@@ -27,6 +27,7 @@ struct Batcher {
     runs: mpsc::UnboundedSender<(usize, Vec<u32>)>,
 }
 
+#[async_trait::async_trait]
 impl Actor for Batcher {
     type Message = Msg;
 

@@ -28,6 +28,7 @@ struct Hooks {
     fail_start: bool,
 }
 
+#[async_trait::async_trait]
 impl Actor for Hooks {
     type Message = Msg;
 

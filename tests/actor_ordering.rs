@@ -19,6 +19,7 @@ struct Recorder {
     seen: Vec<(usize, u32)>,
 }
 
+#[async_trait::async_trait]
 impl Actor for Recorder {
     type Message = Msg;
 

@@ -27,6 +27,7 @@ struct Member {
     done: mpsc::UnboundedSender<(usize, u32)>,
 }
 
+#[async_trait::async_trait]
 impl Actor for Member {
     type Message = Job;
 

@@ -59,6 +59,7 @@ struct Mixed {
     handled: usize,
 }
 
+#[async_trait::async_trait]
 impl Actor for Mixed {
     type Message = Msg;
 

@@ -43,6 +43,7 @@ enum Plan {
     Every(Duration),
 }
 
+#[async_trait::async_trait]
 impl Actor for Timed {
     type Message = Msg;
 
@@ -224,6 +225,7 @@ async fn forward_delivers_a_whole_stream_in_order_through_a_small_mailbox() {
         items: mpsc::UnboundedSender<u64>,
     }
 
+    #[async_trait::async_trait]
     impl Actor for Collector {
         type Message = Msg;
 

@@ -31,6 +31,7 @@ struct Worker {
     stopped: Option<mpsc::UnboundedSender<u32>>,
 }
 
+#[async_trait::async_trait]
 impl Actor for Worker {
     type Message = Cmd;
 

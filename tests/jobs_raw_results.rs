@@ -124,6 +124,7 @@ async fn raw_and_string_clients_each_get_their_form_for_tens_of_thousands_of_job
 /// a client and bounce back here, ignored), and a JSON string.
 struct Shapes(Router);
 
+#[async_trait::async_trait]
 impl Actor for Shapes {
     type Message = Envelope;
     async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {

@@ -88,6 +88,7 @@ struct Relay {
     pause: Duration,
 }
 
+#[async_trait::async_trait]
 impl Actor for Relay {
     type Message = Envelope;
     async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
@@ -107,6 +108,7 @@ struct OrderedSink {
     arrived: mpsc::UnboundedSender<u64>,
 }
 
+#[async_trait::async_trait]
 impl Actor for OrderedSink {
     type Message = Envelope;
     async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {

@@ -21,6 +21,7 @@ struct Peer {
     log: mpsc::UnboundedSender<(ActorAddr, Envelope)>,
 }
 
+#[async_trait::async_trait]
 impl Actor for Peer {
     type Message = Envelope;
     async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {

@@ -38,6 +38,7 @@ const NODE_ENVELOPES: usize = 2_000;
 /// or Error, as a real actor should not).
 struct Echo(Router);
 
+#[async_trait::async_trait]
 impl Actor for Echo {
     type Message = Envelope;
     async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {

@@ -76,6 +76,7 @@ pub async fn stop_all(nodes: &[Router]) {
 /// Answers every message with its own payload.
 pub struct Echo(pub Router);
 
+#[async_trait::async_trait]
 impl Actor for Echo {
     type Message = Envelope;
     async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
@@ -101,6 +102,7 @@ pub fn client_echo(router: &Router, name: &str) -> ActorAddr {
 /// Forwards every envelope it receives into a channel.
 pub struct Collector(pub mpsc::UnboundedSender<Envelope>);
 
+#[async_trait::async_trait]
 impl Actor for Collector {
     type Message = Envelope;
     async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
@@ -116,6 +118,7 @@ pub struct Gated {
     pub out: mpsc::UnboundedSender<Envelope>,
 }
 
+#[async_trait::async_trait]
 impl Actor for Gated {
     type Message = Envelope;
     async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {

@@ -4,8 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use futures_util::Stream;
-use std::future::Future;
 
 use crate::actor_ref::{ActorRef, Lifecycle, WeakActorRef};
 use crate::error::BoxError;
@@ -17,29 +17,21 @@ use crate::sources::{SourceId, Sources};
 /// actor ([`Supervisor::spawn_child`](crate::Supervisor::spawn_child)) is then
 /// rebuilt by its factory; a plain one ([`spawn`](crate::spawn)) is logged
 /// and stopped.
-// Native `async fn` in the trait, not `#[async_trait]`: a handler's future
-// is not boxed (an allocation, and a copy of the whole future into it, per
-// message); implementations write plain `async fn`s.
+#[async_trait]
 pub trait Actor: Send + Sized + 'static {
     /// The type of the messages in this actor's mailbox.
     type Message: Send + 'static;
 
     /// Runs once before the first message (and again after each restart).
     /// An error fails the actor like a failing handler.
-    fn started(
-        &mut self,
-        ctx: &mut Context<Self>,
-    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+    async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
         let _ = ctx;
-        async { Ok(()) }
+        Ok(())
     }
 
     /// Handles one message.
-    fn handle(
-        &mut self,
-        msg: Self::Message,
-        ctx: &mut Context<Self>,
-    ) -> impl Future<Output = Result<(), BoxError>> + Send;
+    async fn handle(&mut self, msg: Self::Message, ctx: &mut Context<Self>)
+        -> Result<(), BoxError>;
 
     /// Runs after a run of messages has been handled, before the actor
     /// waits for more. A run is what the mailbox held when it was last
@@ -48,20 +40,16 @@ pub trait Actor: Send + Sized + 'static {
     /// every `batch` messages. It lets an actor batch work across messages:
     /// flush buffered writes, send one network frame for many requests.
     /// An error or panic fails the actor like a failing handler.
-    fn drained(
-        &mut self,
-        ctx: &mut Context<Self>,
-    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+    async fn drained(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
         let _ = ctx;
-        async { Ok(()) }
+        Ok(())
     }
 
     /// Runs once when the actor stops, including after a failure (before a
     /// restart, the failed instance's `stopped` runs too). A panic here is
     /// logged and ignored.
-    fn stopped(&mut self, ctx: &mut Context<Self>) -> impl Future<Output = ()> + Send {
+    async fn stopped(&mut self, ctx: &mut Context<Self>) {
         let _ = ctx;
-        async {}
     }
 }
 

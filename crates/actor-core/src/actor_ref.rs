@@ -166,6 +166,7 @@ impl<M: Send + 'static> ActorRef<M> {
     ///     fn from(text: String) -> Msg { Msg::Text(text) }
     /// }
     /// # struct Logger;
+    /// # #[async_trait::async_trait]
     /// # impl Actor for Logger {
     /// #     type Message = Msg;
     /// #     async fn handle(&mut self, _msg: Msg, _ctx: &mut Context<Self>) -> Result<(), BoxError> { Ok(()) }

@@ -54,9 +54,8 @@
 //!
 //! **Performance.** The mailbox is a Tokio bounded `mpsc` channel; the run
 //! loop drains it in batches into a reused buffer, and `ask` uses a Tokio
-//! `oneshot`. A message costs no allocation of its own: the handlers are
-//! native `async fn`s (no boxed future per message), so implementations
-//! write `async fn handle(...)` with no attribute. See `benches/actor_core.rs` at the workspace
+//! `oneshot`. The only allocation per message is the boxed handler future
+//! that `async_trait` creates. See `benches/actor_core.rs` at the workspace
 //! root for figures.
 //!
 //! # Example
@@ -72,6 +71,7 @@
 //!     Get(ReplyTo<u64>),
 //! }
 //!
+//! #[async_trait::async_trait]
 //! impl Actor for Counter {
 //!     type Message = CounterMsg;
 //!     async fn handle(&mut self, msg: CounterMsg, _ctx: &mut Context<Self>) -> Result<(), BoxError> {

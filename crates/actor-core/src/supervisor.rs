@@ -104,6 +104,7 @@ impl ChildEvent {
 /// use actor_core::{Actor, BoxError, ChildEvent, Context, RestartPolicy, SpawnOptions, Supervisor};
 ///
 /// struct Fragile;
+/// #[async_trait::async_trait]
 /// impl Actor for Fragile {
 ///     type Message = bool;
 ///     async fn handle(&mut self, fail: bool, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
@@ -196,6 +197,7 @@ impl Supervisor {
     /// use actor_core::{Actor, BoxError, Context, RestartPolicy, SpawnOptions, Supervisor};
     ///
     /// struct Resizer;
+    /// #[async_trait::async_trait]
     /// impl Actor for Resizer {
     ///     type Message = u32;
     ///     async fn handle(&mut self, px: u32, _ctx: &mut Context<Self>) -> Result<(), BoxError> {

@@ -84,6 +84,7 @@
 //!
 //! struct Echo(Router);
 //!
+//! #[async_trait::async_trait]
 //! impl Actor for Echo {
 //!     type Message = Envelope;
 //!     async fn handle(&mut self, env: Envelope, _ctx: &mut Context<Self>) -> Result<(), BoxError> {

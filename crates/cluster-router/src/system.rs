@@ -5,6 +5,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use actor_core::{Actor, BoxError, Context};
+use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
@@ -79,6 +80,7 @@ impl SystemActor {
     }
 }
 
+#[async_trait]
 impl Actor for SystemActor {
     type Message = Envelope;
 

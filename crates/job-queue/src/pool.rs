@@ -15,6 +15,7 @@ use actor_core::{
     Actor, ActorRef, BoxError, ChildEvent, Context, RestartPolicy, SpawnOptions, Supervisor,
     TrySendError,
 };
+use async_trait::async_trait;
 use cluster_router::{ActorAddr, Envelope, EnvelopeKind, Load, MessageId, PayloadFormat, Router};
 use rustc_hash::FxHashMap;
 use std::collections::hash_map::Entry;
@@ -838,6 +839,7 @@ impl PoolActor {
     }
 }
 
+#[async_trait]
 impl Actor for PoolActor {
     type Message = PoolMsg;
 

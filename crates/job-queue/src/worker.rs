@@ -16,6 +16,7 @@ use actor_core::{
     Actor, ActorRef, BoxError, ChildEvent, Context, RestartPolicy, SpawnOptions, StopWatch,
     Supervisor, TrySendError,
 };
+use async_trait::async_trait;
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -639,6 +640,7 @@ struct WorkerLoop<T> {
     shared: Arc<LoopShared<T>>,
 }
 
+#[async_trait]
 impl<T: Clone + Send + Sync + 'static> Actor for WorkerLoop<T> {
     type Message = Work<T>;
 

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use actor_core::{Actor, BoxError, Context};
+use async_trait::async_trait;
 use bytes::Bytes;
 use cluster_router::{
     ActorAddr, ActorName, Envelope, EnvelopeKind, NodeId, PayloadFormat, Router, RouterError,
@@ -45,6 +46,7 @@ impl PartitionServer {
     }
 }
 
+#[async_trait]
 impl Actor for PartitionServer {
     type Message = Envelope;
 

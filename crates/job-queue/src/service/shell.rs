@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actor_core::{Actor, ActorRef, BoxError, Context};
+use async_trait::async_trait;
 use bytes::Bytes;
 use cluster_router::{
     ActorAddr, ActorName, Envelope, EnvelopeKind, Member, MemberEvent, MemberStatus, MessageId,
@@ -1050,6 +1051,7 @@ impl Shell {
     }
 }
 
+#[async_trait]
 impl Actor for Shell {
     type Message = Msg;
 
