@@ -116,6 +116,15 @@ impl<T> Clone for EventSink<T> {
     }
 }
 
+/// What a [`EventSink`] did with an event it was not to wait for.
+enum Tried<E> {
+    Delivered,
+    /// Nobody listens: the event is dropped.
+    Nobody,
+    /// The sink is full: the event is handed back.
+    Full(E),
+}
+
 impl<T: Send + 'static> EventSink<T> {
     /// Delivers `event`, waiting for room; `false` if nobody listens.
     ///
@@ -123,24 +132,11 @@ impl<T: Send + 'static> EventSink<T> {
     /// (a ~1 KB future) is boxed, so that it does not swell the future of
     /// every job's worker turn, which is built and copied once per job.
     async fn send(&self, event: WorkerEvent<T>) -> bool {
-        let event = match self {
-            EventSink::Channel(tx) => match tx.try_send(event) {
-                Ok(()) => return true,
-                Err(mpsc::error::TrySendError::Closed(_)) => return false,
-                Err(mpsc::error::TrySendError::Full(event)) => event,
-            },
-            EventSink::Actor(cell) => {
-                let Some(actor) = cell.get() else {
-                    return false;
-                };
-                match actor.try_tell(event) {
-                    Ok(()) => return true,
-                    Err(TrySendError::Closed(_)) => return false,
-                    Err(TrySendError::Full(event)) => event,
-                }
-            }
-        };
-        Box::pin(self.send_waiting(event)).await
+        match self.try_deliver(event) {
+            Tried::Delivered => true,
+            Tried::Nobody => false,
+            Tried::Full(event) => Box::pin(self.send_waiting(event)).await,
+        }
     }
 
     async fn send_waiting(&self, event: WorkerEvent<T>) -> bool {
@@ -156,15 +152,29 @@ impl<T: Send + 'static> EventSink<T> {
     /// Delivers `event` without waiting; hands it back if the sink is full
     /// (drops it if nobody listens).
     fn try_send(&self, event: WorkerEvent<T>) -> Option<WorkerEvent<T>> {
+        match self.try_deliver(event) {
+            Tried::Full(event) => Some(event),
+            Tried::Delivered | Tried::Nobody => None,
+        }
+    }
+
+    fn try_deliver(&self, event: WorkerEvent<T>) -> Tried<WorkerEvent<T>> {
         match self {
             EventSink::Channel(tx) => match tx.try_send(event) {
-                Err(mpsc::error::TrySendError::Full(event)) => Some(event),
-                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => None,
+                Ok(()) => Tried::Delivered,
+                Err(mpsc::error::TrySendError::Full(event)) => Tried::Full(event),
+                Err(mpsc::error::TrySendError::Closed(_)) => Tried::Nobody,
             },
-            EventSink::Actor(cell) => match cell.get()?.try_tell(event) {
-                Err(TrySendError::Full(event)) => Some(event),
-                Ok(()) | Err(_) => None,
-            },
+            EventSink::Actor(cell) => {
+                let Some(actor) = cell.get() else {
+                    return Tried::Nobody;
+                };
+                match actor.try_tell(event) {
+                    Ok(()) => Tried::Delivered,
+                    Err(TrySendError::Full(event)) => Tried::Full(event),
+                    Err(TrySendError::Closed(_)) => Tried::Nobody,
+                }
+            }
         }
     }
 
