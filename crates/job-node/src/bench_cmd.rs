@@ -11,10 +11,11 @@
 //!   `submit --file --wait` does);
 //! * **latency** with one job in flight: `--rounds` round trips (client ->
 //!   coordinator -> worker -> client), p50 / p99 / p99.9;
-//! * the **raw baselines of the same run**: a WebSocket echo server in this
-//!   process on loopback, driven the same way: a pipelined echo of as many
-//!   envelopes as jobs with the same window, and a ping-pong with one
-//!   envelope in flight for as many rounds.
+//! * the **raw baselines of the same run**: a WebSocket echo server on
+//!   loopback in its own process (this binary as the hidden `bench-echo`,
+//!   with a node's runtime threads), driven the same way: a pipelined echo
+//!   of as many envelopes as jobs with the same window, and a ping-pong
+//!   with one envelope in flight for as many rounds.
 //!
 //! With a local cluster it also reports the CPU time that the node
 //! processes and this process used during the throughput run, per job, and
@@ -34,10 +35,11 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::http::JobSubmission;
-use crate::local_cluster::{LaunchOptions, LocalCluster};
+use crate::local_cluster::{self, LaunchOptions, LocalCluster};
 use crate::remote::{job_reply, JobReply, Session};
 use crate::secret::ClusterSecret;
 use crate::submit_stream::{stream_jobs, Outcome, StreamOptions};
+use crate::supervise::ProcessGroup;
 
 /// How long each local node may take to print its ready line.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -351,10 +353,17 @@ async fn measure(args: &BenchArgs, target: &Target, cluster: String) -> anyhow::
     let load_average = load_average();
     let throughput = throughput(args, target, &data, &prefix).await?;
     let latency = latency(args, &mut session, &data, &prefix).await?;
-    let baseline = Baseline {
-        ws_echo_messages_per_second: ws_echo(&envelope, args.jobs, args.window).await?,
-        ws_ping_pong: ws_ping_pong(&envelope, args.rounds).await?,
-    };
+    let mut echo = EchoProcess::start(local_cluster::threads_per_node(args.nodes)).await?;
+    let baseline = async {
+        anyhow::Ok(Baseline {
+            ws_echo_messages_per_second: ws_echo(echo.addr, &envelope, args.jobs, args.window)
+                .await?,
+            ws_ping_pong: ws_ping_pong(echo.addr, &envelope, args.rounds).await?,
+        })
+    }
+    .await;
+    echo.stop().await;
+    let baseline = baseline?;
     Ok(Report {
         cluster,
         nodes: u16::try_from(nodes).unwrap_or(u16::MAX),
@@ -453,8 +462,58 @@ async fn latency(
     })
 }
 
-/// A WebSocket echo server on loopback in this process: every text frame
-/// is sent back, written out whenever no further frame is ready.
+/// The raw baselines' echo server: this binary again as `bench-echo`, so
+/// that a ping-pong crosses processes as a job's round trip does (in this
+/// process it would share the client's runtime thread and measure no
+/// wake-up at all), with as many runtime threads as a local node.
+struct EchoProcess {
+    group: ProcessGroup,
+    addr: SocketAddr,
+}
+
+impl EchoProcess {
+    async fn start(threads: usize) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("cannot find the job-node executable")?;
+        let mut command = tokio::process::Command::new(exe);
+        command.args(["bench-echo", "--threads", &threads.to_string()]);
+        let mut group = ProcessGroup::new();
+        let line = group
+            .spawn("the echo server", command)
+            .context("cannot start the echo server")?
+            .ready_line(READY_TIMEOUT)
+            .await?;
+        let addr = serde_json::from_str::<EchoReady>(&line)
+            .with_context(|| format!("the echo server said {line:?}"))?
+            .listen;
+        Ok(EchoProcess { group, addr })
+    }
+
+    async fn stop(&mut self) {
+        self.group.shutdown(SHUTDOWN_GRACE).await;
+    }
+}
+
+/// The echo server's one line on stdout.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct EchoReady {
+    listen: SocketAddr,
+}
+
+/// `job-node bench-echo`: serves [`echo_server`] until stdin closes.
+///
+/// # Errors
+///
+/// When it cannot listen on loopback or print its address.
+pub(crate) async fn echo_process() -> anyhow::Result<()> {
+    let (addr, server) = echo_server().await?;
+    println!("{}", serde_json::to_string(&EchoReady { listen: addr })?);
+    crate::signals::wait_for_eof(tokio::io::stdin()).await;
+    server.abort();
+    Ok(())
+}
+
+/// A WebSocket echo server on loopback: every text frame is sent back,
+/// written out whenever no further frame is ready.
 async fn echo_server() -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -497,8 +556,7 @@ async fn raw_client(addr: SocketAddr) -> anyhow::Result<RawWs> {
 }
 
 /// `count` envelopes through the echo server with at most `window` unanswered.
-async fn ws_echo(envelope: &str, count: u32, window: u32) -> anyhow::Result<f64> {
-    let (addr, server) = echo_server().await?;
+async fn ws_echo(addr: SocketAddr, envelope: &str, count: u32, window: u32) -> anyhow::Result<f64> {
     let (mut sink, mut frames) = raw_client(addr).await?.split();
     let room = Arc::new(Semaphore::new(window as usize));
     let text = envelope.to_owned();
@@ -524,13 +582,15 @@ async fn ws_echo(envelope: &str, count: u32, window: u32) -> anyhow::Result<f64>
     let elapsed = started.elapsed().as_secs_f64();
     let mut sink = sending.await??;
     let _ = sink.close().await;
-    server.abort();
     Ok(f64::from(count) / elapsed.max(1e-9))
 }
 
 /// `rounds` envelopes through the echo server, one at a time.
-async fn ws_ping_pong(envelope: &str, rounds: u32) -> anyhow::Result<Percentiles> {
-    let (addr, server) = echo_server().await?;
+async fn ws_ping_pong(
+    addr: SocketAddr,
+    envelope: &str,
+    rounds: u32,
+) -> anyhow::Result<Percentiles> {
     let mut ws = raw_client(addr).await?;
     let warm_up = (rounds / 10).min(200);
     let mut samples = Vec::with_capacity(rounds as usize);
@@ -546,7 +606,6 @@ async fn ws_ping_pong(envelope: &str, rounds: u32) -> anyhow::Result<Percentiles
         }
     }
     let _ = ws.close(None).await;
-    server.abort();
     Ok(Percentiles::of(samples))
 }
 
@@ -669,15 +728,17 @@ mod tests {
     #[tokio::test]
     async fn the_baselines_run_on_loopback() {
         let limit = Duration::from_secs(30);
-        let rate = tokio::time::timeout(limit, ws_echo("{\"x\":1}", 2000, 64))
+        let (addr, server) = echo_server().await.unwrap();
+        let rate = tokio::time::timeout(limit, ws_echo(addr, "{\"x\":1}", 2000, 64))
             .await
             .unwrap()
             .unwrap();
         assert!(rate > 0.0);
-        let p = tokio::time::timeout(limit, ws_ping_pong("{\"x\":1}", 50))
+        let p = tokio::time::timeout(limit, ws_ping_pong(addr, "{\"x\":1}", 50))
             .await
             .unwrap()
             .unwrap();
         assert!(p.p50_us > 0.0 && p.p50_us <= p.p99_us && p.p99_us <= p.p999_us);
+        server.abort();
     }
 }

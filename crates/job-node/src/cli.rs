@@ -29,7 +29,8 @@ pub struct Cli {
 
 impl Cli {
     /// Threads for the process's async runtime: `start`'s `--threads` (or
-    /// `JOBMESH_THREADS`, or the config file's `threads`); `None` (one per
+    /// `JOBMESH_THREADS`, or the config file's `threads`), the hidden
+    /// `bench-echo`'s `--threads`; `None` (one per
     /// CPU) for every other command, or when `start`'s settings do not
     /// resolve (the command then reports why).
     pub fn runtime_threads(&self) -> Option<usize> {
@@ -37,6 +38,7 @@ impl Cli {
             Some(Command::Start(args)) => crate::config::NodeConfig::resolve(args)
                 .ok()
                 .and_then(|config| config.threads),
+            Some(Command::BenchEcho { threads }) => Some((*threads).max(1)),
             _ => None,
         }
     }
@@ -70,6 +72,14 @@ pub(crate) enum Command {
     /// Measure a cluster end to end (a local one by default): throughput,
     /// latency with one job in flight, and raw WebSocket baselines.
     Bench(crate::bench_cmd::BenchArgs),
+    /// `bench`'s raw baseline: a WebSocket echo server on loopback in its
+    /// own process; prints its address on stdout, exits when stdin closes.
+    #[command(hide = true)]
+    BenchEcho {
+        /// Async runtime threads (as many as a node of the bench's cluster).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
 }
 
 /// `job-node start`. Every option may also come from the environment

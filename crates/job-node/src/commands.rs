@@ -156,7 +156,7 @@ pub(crate) async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         ..StreamOptions::new(args.id_prefix.clone().unwrap_or_else(random_prefix))
     };
     let (mut done, mut refused, mut failed) = (0usize, 0usize, 0usize);
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
     let url = &args.cluster.cluster;
     let streamed = stream_jobs(url, &secret, jobs, ids_out, opts, |outcome| match outcome {
         Outcome::Sent(id) => {

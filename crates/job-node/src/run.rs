@@ -23,6 +23,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Mapreduce(args) => crate::mapreduce_cmd::run(args).await,
         Command::Bench(args) => crate::bench_cmd::run(args).await,
+        Command::BenchEcho { .. } => crate::bench_cmd::echo_process().await,
     }
 }
 

@@ -176,3 +176,50 @@ async fn bench_compare_prints_a_row_per_build() {
     let progress = stderr(&out);
     assert_eq!(progress.matches(" run ").count(), 4, "{progress}");
 }
+
+/// The baselines' echo server (`bench-echo`, its own process): it prints
+/// its loopback address, echoes text frames, and exits once its stdin
+/// closes (as when the bench that started it ends, however it ends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_echo_server_process_echoes_and_exits_when_stdin_closes() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::AsyncBufReadExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    const LIMIT: Duration = Duration::from_secs(30);
+    let mut child = Command::new(BIN)
+        .args(["bench-echo", "--threads", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start job-node bench-echo");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(LIMIT, lines.next_line())
+        .await
+        .expect("the echo server's line in time")
+        .unwrap()
+        .expect("a line");
+    let ready: Value = serde_json::from_str(&line).unwrap();
+    let addr = ready["listen"].as_str().expect("its address").to_owned();
+    assert!(addr.starts_with("127.0.0.1:"), "{line}");
+    let (mut ws, _) = tokio::time::timeout(
+        LIMIT,
+        tokio_tungstenite::connect_async(format!("ws://{addr}/")),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    for n in 0..100 {
+        let text = format!(r#"{{"n":{n}}}"#);
+        ws.send(Message::text(text.clone())).await.unwrap();
+        let back = tokio::time::timeout(LIMIT, ws.next()).await.unwrap();
+        assert_eq!(back.unwrap().unwrap(), Message::text(text));
+    }
+    drop(child.stdin.take());
+    let status = tokio::time::timeout(LIMIT, child.wait())
+        .await
+        .expect("it exits once stdin closes")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
