@@ -1,43 +1,41 @@
-//! One table for every job record of a coordinator: a job's entry is made
-//! when it is accepted, turns from live to finished in place when it ends,
-//! and leaves when retention evicts it.
+//! Every job record of a coordinator: a job's live entry is made when it
+//! is accepted, becomes a finished one when it ends, and leaves when
+//! retention evicts it.
 //!
-//! Before, a live record and a finished one were values in two maps keyed
-//! by the same id: the end of each job removed it from one (a probe of cold
-//! memory) and inserted it into the other (another, plus that map's growth),
-//! and every submission probed the finished map to drop an earlier run.
-//! Here each event touches the job's one slot. A live value is boxed, so
-//! a slot stays small (the table holds every finished record within
-//! retention, hundreds of thousands, and moves every slot when it grows).
+//! Live and finished entries are two maps. The live map holds only the
+//! jobs in progress (thousands at most), so its memory stays in cache: a
+//! job's events while it runs (its attempts) touch nothing else. The
+//! finished map holds every finished record within retention (hundreds of
+//! thousands; tens of megabytes of buckets), and a random probe into it is
+//! a cache and TLB miss: a job meets it once when it ends (the insert),
+//! and once when it is accepted, for a probe of its control bytes only
+//! (an explicit re-run replaces its finished entry; for a new id no bucket
+//! is read). One map for both made each of a job's events such a probe
+//! (docs/performance.md, "Eighth round").
 
 use std::collections::VecDeque;
 
 use super::Retention;
 use crate::job::{IdMap, JobId};
 
-/// One job's slot.
+/// A finished entry.
 #[derive(Debug)]
-enum Slot<L, F> {
-    Live(L),
-    Finished {
-        /// Its position in the finished order (stale order entries of a
-        /// re-run id do not match).
-        seq: u64,
-        /// What it counts against the byte budget.
-        bytes: u32,
-        value: F,
-    },
-    /// Only while [`RecordTable::finish`] turns a live entry into a
-    /// finished one: never seen outside it.
-    Taken,
+struct Finished<F> {
+    /// Its position in the finished order (stale order entries of a
+    /// re-run id do not match).
+    seq: u64,
+    /// What it counts against the byte budget.
+    bytes: u32,
+    value: F,
 }
 
 /// Live entries (never evicted) and finished ones (oldest first by the
-/// order they finished in, bounded by a [`Retention`]) in one map.
+/// order they finished in, bounded by a [`Retention`]); an id is in one
+/// of the two at most.
 #[derive(Debug)]
 pub(crate) struct RecordTable<L, F> {
-    map: IdMap<Slot<L, F>>,
-    live: usize,
+    live: IdMap<L>,
+    finished: IdMap<Finished<F>>,
     /// (seq, id, finished_ms) in finishing order; stale entries (a
     /// finished id removed or made live again) are skipped when met, and
     /// dropped in bulk when they outnumber the finished ones.
@@ -49,8 +47,8 @@ pub(crate) struct RecordTable<L, F> {
 impl<L, F> Default for RecordTable<L, F> {
     fn default() -> Self {
         RecordTable {
-            map: IdMap::default(),
-            live: 0,
+            live: IdMap::default(),
+            finished: IdMap::default(),
             order: VecDeque::new(),
             bytes: 0,
             next_seq: 0,
@@ -62,134 +60,98 @@ impl<L, F> RecordTable<L, F> {
     /// Makes `id` live with `value`, replacing a finished entry of the
     /// same id (an explicit re-run) or a live one (returned).
     pub(crate) fn insert_live(&mut self, id: JobId, value: L) -> Option<L> {
-        match self.map.insert(id, Slot::Live(value)) {
-            None | Some(Slot::Taken) => self.live += 1,
-            Some(Slot::Live(old)) => return Some(old),
-            Some(Slot::Finished { bytes, .. }) => {
-                self.bytes -= u64::from(bytes);
-                self.live += 1;
-            }
+        if let Some(old) = self.finished.remove(&id) {
+            self.bytes -= u64::from(old.bytes);
         }
-        None
+        self.live.insert(id, value)
     }
 
     pub(crate) fn live(&self, id: &JobId) -> Option<&L> {
-        match self.map.get(id)? {
-            Slot::Live(value) => Some(value),
-            Slot::Finished { .. } | Slot::Taken => None,
-        }
+        self.live.get(id)
     }
 
     pub(crate) fn live_mut(&mut self, id: &JobId) -> Option<&mut L> {
-        match self.map.get_mut(id)? {
-            Slot::Live(value) => Some(value),
-            Slot::Finished { .. } | Slot::Taken => None,
-        }
+        self.live.get_mut(id)
     }
 
     pub(crate) fn finished(&self, id: &JobId) -> Option<&F> {
-        match self.map.get(id)? {
-            Slot::Finished { value, .. } => Some(value),
-            Slot::Live(_) | Slot::Taken => None,
-        }
+        self.finished.get(id).map(|entry| &entry.value)
     }
 
     pub(crate) fn contains(&self, id: &JobId) -> bool {
-        self.map.contains_key(id)
+        self.live.contains_key(id) || self.finished.contains_key(id)
     }
 
     /// Removes a live entry.
     pub(crate) fn remove_live(&mut self, id: &JobId) -> Option<L> {
-        self.live(id)?;
-        match self.map.remove(id)? {
-            Slot::Live(value) => {
-                self.live -= 1;
-                Some(value)
-            }
-            Slot::Finished { .. } | Slot::Taken => None,
-        }
+        self.live.remove(id)
     }
 
     /// Removes a finished entry (its order entry goes stale).
     pub(crate) fn remove_finished(&mut self, id: &JobId) -> Option<F> {
-        self.finished(id)?;
-        match self.map.remove(id)? {
-            Slot::Finished { bytes, value, .. } => {
-                self.bytes -= u64::from(bytes);
-                Some(value)
-            }
-            Slot::Live(_) | Slot::Taken => None,
-        }
+        let entry = self.finished.remove(id)?;
+        self.bytes -= u64::from(entry.bytes);
+        Some(entry.value)
     }
 
-    /// Turns the live entry of `id` into a finished one, in place, with
-    /// the value `finish` makes of it (`None`: the entry is dropped);
-    /// returns what `finish` gave back, or `None` (and calls nothing) if
-    /// `id` is not live.
+    /// Turns the live entry of `id` into a finished one with the value
+    /// `finish` makes of it (`None`: the entry is dropped); returns what
+    /// `finish` gave back, or `None` (and calls nothing) if `id` is not
+    /// live.
     pub(crate) fn finish<R>(
         &mut self,
         id: &JobId,
         finished_ms: u64,
         finish: impl FnOnce(L) -> (Option<(F, usize)>, R),
     ) -> Option<R> {
-        let slot = self.map.get_mut(id)?;
-        if !matches!(slot, Slot::Live(_)) {
-            return None;
-        }
-        let seq = self.next_seq;
-        let Slot::Live(live) = std::mem::replace(slot, Slot::Taken) else {
-            return None;
-        };
-        self.live -= 1;
+        let (id, live) = self.live.remove_entry(id)?;
         let (kept, out) = finish(live);
-        match kept {
-            Some((value, bytes)) => {
-                let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
-                *slot = Slot::Finished { seq, bytes, value };
-                self.next_seq += 1;
-                self.bytes += u64::from(bytes);
-                self.order.push_back((seq, id.clone(), finished_ms));
-                self.compact();
-            }
-            None => {
-                self.map.remove(id);
-            }
+        if let Some((value, bytes)) = kept {
+            self.push_finished(id, finished_ms, bytes, value);
         }
         Some(out)
     }
 
     /// Adds (or replaces) a finished entry (e.g. read back from a journal).
     pub(crate) fn insert_finished(&mut self, id: JobId, finished_ms: u64, bytes: usize, value: F) {
+        self.live.remove(&id);
+        self.push_finished(id, finished_ms, bytes, value);
+    }
+
+    fn push_finished(&mut self, id: JobId, finished_ms: u64, bytes: usize, value: F) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
         self.bytes += u64::from(bytes);
         self.order.push_back((seq, id.clone(), finished_ms));
-        match self.map.insert(id, Slot::Finished { seq, bytes, value }) {
-            Some(Slot::Live(_)) => self.live -= 1,
-            Some(Slot::Finished { bytes, .. }) => self.bytes -= u64::from(bytes),
-            Some(Slot::Taken) | None => {}
+        if let Some(old) = self.finished.insert(id, Finished { seq, bytes, value }) {
+            self.bytes -= u64::from(old.bytes);
         }
         self.compact();
     }
 
+    /// Whether `seq` is the current finished entry of `id`.
+    fn current(&self, id: &JobId, seq: u64) -> bool {
+        self.finished.get(id).is_some_and(|entry| entry.seq == seq)
+    }
+
     /// Drops stale order entries once they outnumber the finished ones.
     fn compact(&mut self) {
-        if self.order.len() > 2 * self.finished_len() + 1024 {
-            let map = &self.map;
-            self.order.retain(|(seq, id, _)| {
-                matches!(map.get(id), Some(Slot::Finished { seq: live, .. }) if live == seq)
-            });
+        if self.order.len() > 2 * self.finished.len() + 1024 {
+            let finished = &self.finished;
+            self.order
+                .retain(|(seq, id, _)| finished.get(id).is_some_and(|entry| entry.seq == *seq));
         }
     }
 
     #[cfg(test)]
     pub(crate) fn live_len(&self) -> usize {
-        self.live
+        self.live.len()
     }
 
+    #[cfg(test)]
     pub(crate) fn finished_len(&self) -> usize {
-        self.map.len() - self.live
+        self.finished.len()
     }
 
     pub(crate) fn bytes(&self) -> u64 {
@@ -207,8 +169,7 @@ impl<L, F> RecordTable<L, F> {
             if self.bytes <= retention.bytes && at >= cutoff {
                 break;
             }
-            let current =
-                matches!(self.map.get(id), Some(Slot::Finished { seq: s, .. }) if *s == seq);
+            let current = self.current(id, seq);
             let (_, id, _) = self.order.pop_front().expect("front exists");
             if current {
                 self.remove_finished(&id);
@@ -220,46 +181,32 @@ impl<L, F> RecordTable<L, F> {
 
     /// The live entries, in no particular order.
     pub(crate) fn iter_live(&self) -> impl Iterator<Item = (&JobId, &L)> {
-        self.map.iter().filter_map(|(id, slot)| match slot {
-            Slot::Live(value) => Some((id, value)),
-            Slot::Finished { .. } | Slot::Taken => None,
-        })
+        self.live.iter()
     }
 
     /// The live entries, mutably, in no particular order.
     pub(crate) fn iter_live_mut(&mut self) -> impl Iterator<Item = (&JobId, &mut L)> {
-        self.map.iter_mut().filter_map(|(id, slot)| match slot {
-            Slot::Live(value) => Some((id, value)),
-            Slot::Finished { .. } | Slot::Taken => None,
-        })
+        self.live.iter_mut()
     }
 
     /// The finished entries, in no particular order.
     pub(crate) fn iter_finished(&self) -> impl Iterator<Item = (&JobId, &F)> {
-        self.map.iter().filter_map(|(id, slot)| match slot {
-            Slot::Finished { value, .. } => Some((id, value)),
-            Slot::Live(_) | Slot::Taken => None,
-        })
+        self.finished.iter().map(|(id, entry)| (id, &entry.value))
     }
 
     /// The finished entries, mutably, in no particular order.
     pub(crate) fn iter_finished_mut(&mut self) -> impl Iterator<Item = (&JobId, &mut F)> {
-        self.map.iter_mut().filter_map(|(id, slot)| match slot {
-            Slot::Finished { value, .. } => Some((id, value)),
-            Slot::Live(_) | Slot::Taken => None,
-        })
+        self.finished
+            .iter_mut()
+            .map(|(id, entry)| (id, &mut entry.value))
     }
 
     /// The finished entries, oldest first.
     pub(crate) fn oldest_finished(&self) -> impl Iterator<Item = (&JobId, &F)> {
-        self.order
-            .iter()
-            .filter_map(|(seq, id, _)| match self.map.get(id)? {
-                Slot::Finished {
-                    seq: live, value, ..
-                } if live == seq => Some((id, value)),
-                _ => None,
-            })
+        self.order.iter().filter_map(|(seq, id, _)| {
+            let entry = self.finished.get(id)?;
+            (entry.seq == *seq).then_some((id, &entry.value))
+        })
     }
 
     /// The finished entries with their finish times, newest first.
@@ -267,11 +214,9 @@ impl<L, F> RecordTable<L, F> {
         self.order
             .iter()
             .rev()
-            .filter_map(|(seq, id, finished_ms)| match self.map.get(id)? {
-                Slot::Finished {
-                    seq: live, value, ..
-                } if live == seq => Some((*finished_ms, value)),
-                _ => None,
+            .filter_map(|(seq, id, finished_ms)| {
+                let entry = self.finished.get(id)?;
+                (entry.seq == *seq).then_some((*finished_ms, &entry.value))
             })
     }
 }
