@@ -141,8 +141,30 @@ pub(crate) fn encode(
     client: u64,
     payloads: ClientPayloads,
 ) -> Result<String, NotForClients> {
+    encode_for(env, client, payloads, OwnJson::No)
+}
+
+/// Whether an envelope's JSON payload was serialized by this process from
+/// its own types ([`Router::send_own_json`](crate::Router::send_own_json)):
+/// valid and shallow, so a raw-payload client gets it without a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OwnJson {
+    Yes,
+    No,
+}
+
+/// [`encode`], skipping the payload's check for [`OwnJson::Yes`].
+pub(crate) fn encode_for(
+    env: &Envelope,
+    client: u64,
+    payloads: ClientPayloads,
+    own: OwnJson,
+) -> Result<String, NotForClients> {
     let text = env.payload_str().ok_or(NotForClients::NotText)?;
     let binary = env.format == PayloadFormat::Binary;
+    if own == OwnJson::Yes && !binary && payloads == ClientPayloads::Raw {
+        return own_json_frame(env, text, client);
+    }
     let (payload, format) = match payloads {
         ClientPayloads::Raw if !binary => match serde_json::from_str::<&RawValue>(text) {
             // A checked JSON value: written as it is (a payload with
@@ -152,22 +174,54 @@ pub(crate) fn encode(
         },
         _ => (PayloadOut::Text(text), binary.then_some("binary")),
     };
-    let correlation_id = env
-        .correlation_id
-        .map_or(0, |c| TagCipher::global().decipher(client, c.get()));
     let out = ClientEnvelopeOut {
         to: &env.to,
         from: &env.from,
         payload,
-        correlation_id,
-        kind: match env.kind {
-            EnvelopeKind::Message => None,
-            EnvelopeKind::Undeliverable => Some("undeliverable"),
-            EnvelopeKind::Error => Some("error"),
-        },
+        correlation_id: client_tag(env, client),
+        kind: kind_name(env.kind),
         format,
     };
     serde_json::to_string(&out).map_err(NotForClients::Json)
+}
+
+/// The client's own tag for `env`'s correlation id (0: none).
+fn client_tag(env: &Envelope, client: u64) -> u64 {
+    env.correlation_id
+        .map_or(0, |c| TagCipher::global().decipher(client, c.get()))
+}
+
+fn kind_name(kind: EnvelopeKind) -> Option<&'static str> {
+    match kind {
+        EnvelopeKind::Message => None,
+        EnvelopeKind::Undeliverable => Some("undeliverable"),
+        EnvelopeKind::Error => Some("error"),
+    }
+}
+
+/// The frame [`ClientEnvelopeOut`] serializes to for a raw payload,
+/// written around `payload` (JSON this process wrote itself) instead of
+/// parsing it into a `RawValue` first: the same bytes (a test compares).
+fn own_json_frame(env: &Envelope, payload: &str, client: u64) -> Result<String, NotForClients> {
+    use std::fmt::Write as _;
+    let to = serde_json::to_string(&env.to).map_err(NotForClients::Json)?;
+    let from = serde_json::to_string(&env.from).map_err(NotForClients::Json)?;
+    let mut out = String::with_capacity(payload.len() + to.len() + from.len() + 80);
+    out.push_str("{\"to\":");
+    out.push_str(&to);
+    out.push_str(",\"from\":");
+    out.push_str(&from);
+    out.push_str(",\"payload\":");
+    out.push_str(payload);
+    let tag = client_tag(env, client);
+    if tag != 0 {
+        let _ = write!(out, ",\"correlation_id\":{tag}");
+    }
+    if let Some(kind) = kind_name(env.kind) {
+        let _ = write!(out, ",\"kind\":\"{kind}\"");
+    }
+    out.push('}');
+    Ok(out)
 }
 
 /// The deepest JSON value that goes raw to a client: common parsers stop
@@ -367,13 +421,13 @@ impl Inner {
     /// written (flow control, see the transport's `client_window`). A
     /// client whose outbound queue still overflows is disconnected as too
     /// slow (close 1013) and `env` bounces.
-    pub(crate) fn deliver_to_client(&self, client: Option<ClientId>, env: Envelope) {
+    pub(crate) fn deliver_to_client(&self, client: Option<ClientId>, env: Envelope, own: OwnJson) {
         let Some(client) = client else {
             let reason = format!("no client named {} on node {}", env.to.actor(), self.node);
             self.bounce(env, &reason);
             return;
         };
-        let text = match encode(&env, client.get(), self.payloads_of(client)) {
+        let text = match encode_for(&env, client.get(), self.payloads_of(client), own) {
             Ok(text) => text,
             Err(err) => {
                 let reason = format!("cannot deliver to {}: {err}", env.to);
@@ -599,6 +653,55 @@ mod tests {
                 (&"[1]".into(), &"binary".into())
             );
         }
+    }
+
+    /// A payload the node wrote itself (`Router::send_own_json`) skips the
+    /// check, and its frame is byte for byte the checked one, for every
+    /// kind, with and without a correlation; other cases are unchanged.
+    #[test]
+    fn own_json_frames_are_the_checked_frames() {
+        use ClientPayloads::{Raw, Strings};
+        let payloads: [&[u8]; 4] = [
+            br#"{"results":[{"id":"a\"b","result":"\u00e9\n[{","worker_node":"n-1","attempt":1,"elapsed_ms":0.25}],"refused":[]}"#,
+            "{\"reason\":\"déjà vu ✓\"}".as_bytes(),
+            b"[]",
+            b"\"a string\"",
+        ];
+        for payload in payloads {
+            for kind in [
+                EnvelopeKind::Message,
+                EnvelopeKind::Undeliverable,
+                EnvelopeKind::Error,
+            ] {
+                for correlation in [None, Some(MessageId::from_raw(77))] {
+                    let mut env = Envelope::new(
+                        addr("client-4@a"),
+                        addr("coordinator@a"),
+                        PayloadFormat::Json,
+                        Bytes::copy_from_slice(payload),
+                    );
+                    env.kind = kind;
+                    env.correlation_id = correlation;
+                    for mode in [Raw, Strings] {
+                        let own = encode_for(&env, 4, mode, OwnJson::Yes).unwrap();
+                        assert_eq!(own, encode(&env, 4, mode).unwrap(), "{kind:?} {mode:?}");
+                        serde_json::from_str::<serde_json::Value>(&own).expect("JSON");
+                    }
+                }
+            }
+        }
+        // Binary payloads are never raw, own or not.
+        let mut env = Envelope::new(
+            addr("client-4@a"),
+            addr("coordinator@a"),
+            PayloadFormat::Binary,
+            Bytes::from_static(b"[1]"),
+        );
+        env.correlation_id = Some(MessageId::from_raw(5));
+        assert_eq!(
+            encode_for(&env, 4, Raw, OwnJson::Yes).unwrap(),
+            encode(&env, 4, Raw).unwrap()
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::addr::{ActorAddr, NodeId};
 use crate::backlog::{is_answer, Backlog};
-use crate::client;
+use crate::client::{self, OwnJson};
 use crate::envelope::{json_string, Envelope, EnvelopeKind, MessageId, PayloadFormat};
 use crate::error::RouterError;
 use crate::gossip;
@@ -58,6 +58,22 @@ impl Inner {
         }
     }
 
+    /// [`Router::send_own_json`](crate::Router::send_own_json).
+    pub(crate) async fn send_own_json(&self, env: Envelope) -> Result<(), RouterError> {
+        let to_local_client = !self.stopped.load(Ordering::Acquire)
+            && *env.to.node() == self.node
+            && env.format == PayloadFormat::Json
+            && !client::sent_by_client(&env);
+        if to_local_client {
+            if let Some(id) = env.to.actor().as_str().strip_prefix(CLIENT_PREFIX) {
+                let client = id.parse().ok().map(ClientId::new);
+                self.deliver_to_client(client, env, OwnJson::Yes);
+                return Ok(());
+            }
+        }
+        self.send(env).await
+    }
+
     /// Delivers to a local mailbox, the reply mailbox or a local client;
     /// bounces what cannot be delivered. `mode` says what to do when the
     /// mailbox is full.
@@ -88,7 +104,7 @@ impl Inner {
         }
         if let Some(id) = name.strip_prefix(CLIENT_PREFIX) {
             let client = id.parse().ok().map(ClientId::new);
-            self.deliver_to_client(client, env);
+            self.deliver_to_client(client, env, OwnJson::No);
             return None;
         }
         let actors = self.actors.read();

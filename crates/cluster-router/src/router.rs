@@ -336,6 +336,27 @@ impl Router {
         self.inner.send(env).await
     }
 
+    /// [`send`](Self::send) for a [`PayloadFormat::Json`] payload that this
+    /// process serialized from its own types: valid JSON, nested at most a
+    /// few levels (no foreign JSON embedded raw). To a local client that
+    /// takes raw payloads it goes into the frame as it is, where
+    /// [`send`](Self::send) would parse it first (to check that it is one
+    /// JSON value the client's parser can read); to anyone else this is
+    /// [`send`](Self::send). A payload that breaks the promise reaches such
+    /// a client as an unreadable frame, so only code that wrote the JSON
+    /// itself may use this.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`send`](Self::send).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`send`](Self::send).
+    pub async fn send_own_json(&self, env: Envelope) -> Result<(), RouterError> {
+        self.inner.send_own_json(env).await
+    }
+
     /// Sends `payload` to `to` from this router's reply mailbox and waits for
     /// the answer (the envelope from `to` whose `correlation_id` is the
     /// request's id), whatever its kind: check [`Envelope::kind`] for

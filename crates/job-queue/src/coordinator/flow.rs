@@ -170,7 +170,7 @@ impl CoordinatorCore {
                 limit: self.config.max_jobs,
             });
         }
-        let mut explicit = IdSet::default();
+        let mut explicit = IdSet::with_capacity_and_hasher(jobs.len(), Default::default());
         for (index, job) in jobs.iter().enumerate() {
             let refused = |source: SubmitError| SubmitError::InBatch {
                 index,

@@ -48,6 +48,16 @@ impl Outbox {
     /// or Down node, stopped router); a failure after queueing is reported
     /// on the receiver returned by [`Outbox::new`].
     pub(crate) fn send(&mut self, env: Envelope) -> Result<(), String> {
+        self.send_with(env, false)
+    }
+
+    /// [`send`](Self::send) of a JSON payload this node serialized itself
+    /// ([`Router::send_own_json`](cluster_router::Router::send_own_json)).
+    pub(crate) fn send_own_json(&mut self, env: Envelope) -> Result<(), String> {
+        self.send_with(env, true)
+    }
+
+    fn send_with(&mut self, env: Envelope, own_json: bool) -> Result<(), String> {
         if let Some(lane) = self.lanes.get(env.to.node()) {
             if lane.queued.load(Ordering::Acquire) > 0 {
                 // Keep per-node order: join the queue behind earlier sends.
@@ -60,7 +70,12 @@ impl Outbox {
         // (or the local mailbox) has room; when it would wait, the attempt
         // is dropped unsent (documented cancel safety) and the clone (cheap:
         // shared addresses and payload) goes to the lane.
-        match self.router.send(env.clone()).now_or_never() {
+        let sent = if own_json {
+            self.router.send_own_json(env.clone()).now_or_never()
+        } else {
+            self.router.send(env.clone()).now_or_never()
+        };
+        match sent {
             Some(Ok(())) => Ok(()),
             Some(Err(err)) => Err(err.to_string()),
             None => {

@@ -911,7 +911,7 @@ impl Shell {
                 };
                 let mut env = Envelope::new(to, self.me.clone(), format, payload);
                 env.correlation_id = Some(request);
-                self.send(env);
+                self.send_own_json(env);
             }
             Waiter::Batch { to, request } => self.deliver_in_batch(&to, request, &result),
             Waiter::Resumed => self.finished.insert(result),
@@ -922,6 +922,16 @@ impl Shell {
     fn send(&mut self, env: Envelope) {
         let to = env.to.clone();
         if let Err(err) = self.outbox.send(env) {
+            tracing::warn!(%to, %err, "cannot deliver a coordinator reply");
+        }
+    }
+
+    /// [`send`](Self::send) of a reply whose JSON payload this node wrote
+    /// from its own types (a result, a batch's answer): a local client
+    /// that takes raw payloads gets it without the router parsing it again.
+    fn send_own_json(&mut self, env: Envelope) {
+        let to = env.to.clone();
+        if let Err(err) = self.outbox.send_own_json(env) {
             tracing::warn!(%to, %err, "cannot deliver a coordinator reply");
         }
     }

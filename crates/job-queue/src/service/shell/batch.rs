@@ -39,17 +39,32 @@ pub(in crate::service) struct BatchReplies {
 /// What one batch gets in its next answer.
 struct BatchReply {
     to: ActorAddr,
-    /// `JobResult` JSON objects, comma-separated.
+    /// The answer's start, then `JobResult` JSON objects, comma-separated
+    /// (the answer is finished in place: no copy of the results).
     results: Vec<u8>,
     /// Refusal JSON objects, comma-separated.
     refused: Vec<u8>,
 }
 
+/// How every batch answer starts.
+const RESULTS_START: &[u8] = b"{\"results\":[";
+
 impl BatchReply {
+    fn new(to: &ActorAddr) -> Self {
+        BatchReply {
+            to: to.clone(),
+            results: RESULTS_START.to_vec(),
+            refused: Vec::new(),
+        }
+    }
+
+    fn has_results(&self) -> bool {
+        self.results.len() > RESULTS_START.len()
+    }
+
     fn payload(self) -> Bytes {
-        let mut out = Vec::with_capacity(self.results.len() + self.refused.len() + 26);
-        out.extend_from_slice(b"{\"results\":[");
-        out.extend_from_slice(&self.results);
+        let mut out = self.results;
+        out.reserve(self.refused.len() + 16);
         out.extend_from_slice(b"],\"refused\":[");
         out.extend_from_slice(&self.refused);
         out.extend_from_slice(b"]}");
@@ -57,7 +72,7 @@ impl BatchReply {
     }
 
     fn bytes(&self) -> usize {
-        self.results.len() + self.refused.len()
+        self.results.len() - RESULTS_START.len() + self.refused.len()
     }
 }
 
@@ -74,11 +89,9 @@ struct Refusal<'a> {
 
 impl BatchReplies {
     fn entry(&mut self, to: &ActorAddr, request: MessageId) -> &mut BatchReply {
-        self.pending.entry(request).or_insert_with(|| BatchReply {
-            to: to.clone(),
-            results: Vec::new(),
-            refused: Vec::new(),
-        })
+        self.pending
+            .entry(request)
+            .or_insert_with(|| BatchReply::new(to))
     }
 
     /// Makes sure the batch `request` gets an answer at the next flush
@@ -95,7 +108,7 @@ impl BatchReplies {
         result: &JobResult,
     ) -> Option<(MessageId, BatchReply)> {
         let entry = self.entry(to, request);
-        if !entry.results.is_empty() {
+        if entry.has_results() {
             entry.results.push(b',');
         }
         result.append_json(&mut entry.results);
@@ -146,7 +159,7 @@ impl Shell {
         // Jobs whose id came earlier in this batch: handled after the
         // earlier one, as if submitted after it.
         let mut repeated: Vec<(usize, Job)> = Vec::new();
-        let mut seen = IdSet::default();
+        let mut seen = IdSet::with_capacity_and_hasher(jobs.len(), Default::default());
         for (index, raw) in jobs.into_iter().enumerate() {
             let job = match Job::from_json(raw.get()) {
                 Ok(job) => job,
@@ -310,7 +323,9 @@ impl Shell {
         let to = reply.to.clone();
         let mut env = Envelope::new(to, self.me.clone(), PayloadFormat::Json, reply.payload());
         env.correlation_id = Some(request);
-        self.send(env);
+        // Results and refusals as this node serialized them (a result's
+        // output is a JSON string in it): valid, and a few levels deep.
+        self.send_own_json(env);
     }
 }
 
