@@ -128,8 +128,13 @@ impl JobId {
         if id.len() > Self::MAX_LEN {
             return Err(ParseJobIdError::TooLong { len: id.len() });
         }
-        if let Some(c) = id.chars().find(|c| c.is_whitespace() || c.is_control()) {
-            return Err(ParseJobIdError::BadChar { c });
+        // Printable ASCII (most ids) passes at once; anything else is
+        // checked character by character.
+        let printable_ascii = id.bytes().all(|b| (b'!'..=b'~').contains(&b));
+        if !printable_ascii {
+            if let Some(c) = id.chars().find(|c| c.is_whitespace() || c.is_control()) {
+                return Err(ParseJobIdError::BadChar { c });
+            }
         }
         Ok(JobId::wrap(Arc::from(id)))
     }
@@ -517,6 +522,21 @@ mod tests {
             JobId::new(&"x".repeat(129)),
             Err(ParseJobIdError::TooLong { len: 129 })
         ));
+        // Both paths: printable ASCII at once, the rest by character.
+        for bad in ["a\tb", "a\u{7f}", "\u{0}", "é\u{a0}", "x\u{2028}", "日本\n"] {
+            assert!(
+                matches!(JobId::new(bad), Err(ParseJobIdError::BadChar { .. })),
+                "{bad:?}"
+            );
+        }
+        for good in [
+            "~!#$%&'()*+,-./:;<=>?@[]^_`{|}",
+            "é-1",
+            "日本-2",
+            "\"quoted\"",
+        ] {
+            assert_eq!(JobId::new(good).unwrap().as_str(), good);
+        }
         assert!(JobId::default().is_unassigned());
         assert_eq!(JobId::generated("n1", 7).as_str(), "n1-7");
     }

@@ -88,9 +88,11 @@ fn drain_time(candidates: &[Candidate<'_>], fallback: Duration) -> Duration {
     Duration::from_secs_f64((backlog / rate.max(1e-9)).min(1e9))
 }
 
-/// The median of the known service times.
+/// The median of the known service times (on the stack for up to 8
+/// candidates: this runs once per placement).
 fn median_service(candidates: &[Candidate<'_>]) -> Duration {
-    let mut known: Vec<Duration> = candidates.iter().filter_map(|c| c.service_time).collect();
+    let mut known: smallvec::SmallVec<[Duration; 8]> =
+        candidates.iter().filter_map(|c| c.service_time).collect();
     if known.is_empty() {
         return Duration::ZERO;
     }
