@@ -5,8 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use job_queue::{HandlerError, HandlerRegistry, JobContext};
+use tokio_util::sync::CancellationToken;
 
-use crate::kinds::{Builtin, ExecPolicy, KindError};
+use crate::kinds::{Builtin, CancelSource, ExecPolicy, KindError};
+
+/// A job's context gives its token only to a kind that asks for one: the
+/// context makes it then (an `echo` job makes none).
+impl CancelSource for JobContext {
+    fn token(&self) -> &CancellationToken {
+        self.cancellation_token()
+    }
+}
 
 /// Registers `echo`, `sleep`, `sha256` and `exec` (under `policy`).
 #[cfg(test)]
@@ -52,8 +61,7 @@ pub(crate) fn register_builtins_observed(
             let policy = Arc::clone(&policy);
             let observer = Arc::clone(&observer);
             async move {
-                let cancel = ctx.cancellation_token();
-                let outcome = kind.run_cancellable(ctx.data(), &policy, cancel).await;
+                let outcome = kind.run_cancellable(ctx.data(), &policy, &ctx).await;
                 // From the attempt's start (one clock read fewer per job).
                 observer(kind.name(), outcome.is_ok(), ctx.started().elapsed());
                 outcome.map_err(to_handler_error)

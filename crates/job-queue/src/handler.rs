@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::failure::HandlerError;
 use crate::job::{Job, JobId};
+use crate::worker::TaskControl;
 
 /// The tag prefix with which a node advertises a kind it serves
 /// (`kind:resize`).
@@ -78,8 +79,38 @@ pub struct JobContext {
     job: Job,
     node: Arc<str>,
     progress: Option<ProgressFn>,
-    cancel: CancellationToken,
+    cancel: CancelSource,
     started: Instant,
+}
+
+/// Where a [`JobContext`]'s cancellation comes from. Either way its token
+/// is made only when asked for: most handlers never look at it, and a
+/// token is an allocation (and a lock per clone, drop and check).
+enum CancelSource {
+    /// The context's own token ([`JobContext::new`], a worker engine used
+    /// without controls: made on first use, and then fires only if someone
+    /// cancels it), or the one given to
+    /// [`with_cancellation`](JobContext::with_cancellation).
+    Own(OnceLock<CancellationToken>),
+    /// The controls of a worker pool's job: cancelled by the pool.
+    Control(Arc<TaskControl>),
+}
+
+impl CancelSource {
+    fn token(&self) -> &CancellationToken {
+        match self {
+            CancelSource::Own(token) => token.get_or_init(CancellationToken::new),
+            CancelSource::Control(control) => control.token(),
+        }
+    }
+
+    /// Makes no token.
+    fn is_cancelled(&self) -> bool {
+        match self {
+            CancelSource::Own(token) => token.get().is_some_and(CancellationToken::is_cancelled),
+            CancelSource::Control(control) => control.is_cancelled(),
+        }
+    }
 }
 
 impl fmt::Debug for JobContext {
@@ -99,21 +130,25 @@ impl JobContext {
             job,
             node: Arc::from(node),
             progress: None,
-            cancel: CancellationToken::new(),
+            cancel: CancelSource::Own(OnceLock::new()),
             started: Instant::now(),
         }
     }
 
-    /// A worker's context for one attempt: the token is the worker's
-    /// (a fresh one made here and replaced would cost an allocation per
-    /// job).
+    /// A worker's context for one attempt: cancelled through the job's
+    /// `control` if it has one (the worker pool's jobs); without, its
+    /// token is its own, made on first use.
     pub(crate) fn for_attempt(
         job: Job,
         node: Arc<str>,
         progress: Option<ProgressFn>,
-        cancel: CancellationToken,
+        control: Option<Arc<TaskControl>>,
         started: Instant,
     ) -> Self {
+        let cancel = match control {
+            Some(control) => CancelSource::Control(control),
+            None => CancelSource::Own(OnceLock::new()),
+        };
         JobContext {
             job,
             node,
@@ -130,7 +165,7 @@ impl JobContext {
 
     /// Replaces the context's cancellation token (the worker's, or a test's).
     pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
-        self.cancel = token;
+        self.cancel = CancelSource::Own(OnceLock::from(token));
         self
     }
 
@@ -147,11 +182,12 @@ impl JobContext {
     ///
     /// Cancel safe.
     pub async fn cancelled(&self) {
-        self.cancel.cancelled().await;
+        self.cancel.token().cancelled().await;
     }
 
     /// Whether the job was cancelled (for loops that poll, e.g. CPU-bound
     /// work on a blocking thread; see also [`cancellation`](Self::cancellation)).
+    /// Cheap, and makes no token if the handler has none yet.
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
     }
@@ -159,14 +195,17 @@ impl JobContext {
     /// A clone of the cancellation token, to move into a blocking task or a
     /// spawned one.
     pub fn cancellation(&self) -> CancellationToken {
-        self.cancel.clone()
+        self.cancel.token().clone()
     }
 
     /// The cancellation token, borrowed: for code that runs inside the
     /// handler's own future (a clone, and its drop, each take the token's
-    /// lock).
+    /// lock). The token is made at the first call (of this,
+    /// [`cancellation`](Self::cancellation) or
+    /// [`cancelled`](Self::cancelled)): a handler that never needs one
+    /// costs none.
     pub fn cancellation_token(&self) -> &CancellationToken {
-        &self.cancel
+        self.cancel.token()
     }
 
     /// The job being run.
@@ -324,19 +363,92 @@ mod tests {
         assert!(registry.is_empty());
     }
 
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+    #[test]
+    fn a_context_is_send_and_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<JobContext>();
+    }
+
+    #[tokio::test]
+    async fn a_new_contexts_token_is_its_own_and_fires_only_when_cancelled() {
+        let ctx = JobContext::new(Job::new("k", ""), "n");
+        assert!(!ctx.is_cancelled());
+        assert!(matches!(&ctx.cancel, CancelSource::Own(t) if t.get().is_none()));
+        let token = ctx.cancellation();
+        assert!(std::ptr::eq(
+            ctx.cancellation_token(),
+            ctx.cancellation_token()
+        ));
+        assert!(!token.is_cancelled() && !ctx.is_cancelled());
+        token.cancel();
+        assert!(ctx.is_cancelled());
+        assert!(ctx.cancellation_token().is_cancelled());
+        tokio::time::timeout(WAIT, ctx.cancelled()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn with_cancellation_uses_the_given_token() {
+        let token = CancellationToken::new();
+        let ctx = JobContext::new(Job::new("k", ""), "n").with_cancellation(token.clone());
+        assert!(!ctx.is_cancelled());
+        let waiter = tokio::spawn(async move {
+            ctx.cancelled().await;
+            assert!(ctx.is_cancelled());
+            ctx
+        });
+        token.cancel();
+        let ctx = tokio::time::timeout(WAIT, waiter).await.unwrap().unwrap();
+        // Its clone and its borrow are the given token.
+        let other = CancellationToken::new();
+        let ctx = ctx.with_cancellation(other.clone());
+        assert!(!ctx.is_cancelled());
+        ctx.cancellation().cancel();
+        assert!(other.is_cancelled());
+        assert!(ctx.cancellation_token().is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn a_workers_context_is_cancelled_through_its_control() {
+        let control = Arc::new(TaskControl::default());
+        let ctx = JobContext::for_attempt(
+            Job::new("k", ""),
+            Arc::from("n"),
+            None,
+            Some(Arc::clone(&control)),
+            Instant::now(),
+        );
+        assert!(!ctx.is_cancelled());
+        assert!(!control.has_token(), "is_cancelled makes no token");
+        control.cancel();
+        assert!(ctx.is_cancelled());
+        assert!(!control.has_token());
+        // A token asked for after the cancel comes cancelled.
+        tokio::time::timeout(WAIT, ctx.cancelled()).await.unwrap();
+        assert!(ctx.cancellation().is_cancelled());
+        assert!(std::ptr::eq(ctx.cancellation_token(), control.token()));
+
+        // A handler that cancels its token cancels the job.
+        let control = Arc::new(TaskControl::default());
+        let ctx = JobContext::for_attempt(
+            Job::new("k", ""),
+            Arc::from("n"),
+            None,
+            Some(Arc::clone(&control)),
+            Instant::now(),
+        );
+        ctx.cancellation_token().cancel();
+        assert!(control.is_cancelled());
+    }
+
     #[test]
     fn progress_is_clamped_and_tagged() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
         let report: ProgressFn = Arc::new(move |u| sink.lock().push(u));
         let job = Job::new("k", "").with_id(JobId::new("j1").unwrap());
-        let ctx = JobContext::for_attempt(
-            job,
-            Arc::from("n"),
-            Some(report),
-            CancellationToken::new(),
-            Instant::now(),
-        );
+        let ctx = JobContext::for_attempt(job, Arc::from("n"), Some(report), None, Instant::now());
         ctx.progress(1.5, "over");
         ctx.progress(f32::NAN, "nan");
         let seen = seen.lock();

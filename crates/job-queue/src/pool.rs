@@ -682,7 +682,7 @@ impl PoolActor {
             let key = (from.clone(), id.clone());
             if let Some(entry) = self.controls.get(&key) {
                 if entry.attempt == *attempt && entry.incarnation.is_none_or(|i| i == incarnation) {
-                    entry.control.cancel.cancel();
+                    entry.control.cancel();
                 }
             }
         }

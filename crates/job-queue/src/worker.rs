@@ -8,7 +8,7 @@
 //! worker pool) straight in its own mailbox.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -198,17 +198,73 @@ const CANCEL_GRACE: Duration = Duration::from_millis(500);
 
 /// The controls of one queued or running job, shared by the worker running
 /// it and whoever may stop it (the worker pool).
+///
+/// Its cancellation is lazy: a flag, and a [`CancellationToken`] made only
+/// when something needs one (the handler asks its context for the token, or
+/// the worker waits on it because the handler did not finish at its first
+/// poll). Nearly no job is cancelled and most finish at their first poll,
+/// and a token is an allocation, and a lock for each clone, drop, wait and
+/// check: made for every job, it was ~8% of a worker node's samples.
 #[derive(Debug, Default)]
 pub(crate) struct TaskControl {
-    /// Cancels the job: a queued job is not started, a running handler sees
-    /// [`JobContext::cancelled`] fire.
-    pub(crate) cancel: CancellationToken,
+    /// Set by [`cancel`](Self::cancel): a queued job is not started.
+    cancelled: AtomicBool,
+    /// The running handler's token, made on first use
+    /// ([`token`](Self::token)): it fires once the job is cancelled.
+    token: OnceLock<CancellationToken>,
     /// Set on a job not started yet whose coordinator restarted (fencing):
     /// it is not run, and its result is not sent.
     pub(crate) fenced: AtomicBool,
     /// Set by the worker that takes the job, or by a draining pool that
     /// hands the job back unstarted (whichever sets it first answers).
     pub(crate) started: AtomicBool,
+}
+
+impl TaskControl {
+    /// Cancels the job: a queued job is not started, a running handler sees
+    /// [`JobContext::cancelled`] fire (its token, if it has one yet, is
+    /// cancelled here; one made later is cancelled as it is made).
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        // Cancel and `token` race as a store then a load on each side (the
+        // flag here, the token's cell there): with a SeqCst fence between
+        // each side's store and load, whichever side's fence comes second
+        // sees the other's store. So either this sees the token and cancels
+        // it, or `token` sees the flag and cancels the token it made (or
+        // both, which is harmless): a token never stays live after a cancel.
+        fence(Ordering::SeqCst);
+        if let Some(token) = self.token.get() {
+            token.cancel();
+        }
+    }
+
+    /// Whether the job was cancelled: by [`cancel`](Self::cancel), or
+    /// through its token (a handler may cancel its own). Makes no token.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+            || self
+                .token
+                .get()
+                .is_some_and(CancellationToken::is_cancelled)
+    }
+
+    /// The job's token, made on first use; already cancelled if the job
+    /// was.
+    pub(crate) fn token(&self) -> &CancellationToken {
+        let token = self.token.get_or_init(CancellationToken::new);
+        // Pairs with the fence in `cancel` (see there).
+        fence(Ordering::SeqCst);
+        if self.cancelled.load(Ordering::SeqCst) {
+            token.cancel();
+        }
+        token
+    }
+
+    /// Whether the job's token was made.
+    #[cfg(test)]
+    pub(crate) fn has_token(&self) -> bool {
+        self.token.get().is_some()
+    }
 }
 
 /// A queued job. Dropped without being run (the engine shut down with it
@@ -745,7 +801,7 @@ async fn run_task<T: Clone + Send + Sync + 'static>(
         pending: Some((job.kind.clone(), ticket.clone())),
     };
     let outcome = match &control {
-        Some(c) if c.fenced.load(Ordering::Acquire) || c.cancel.is_cancelled() => {
+        Some(c) if c.fenced.load(Ordering::Acquire) || c.is_cancelled() => {
             Err(cancelled_failure(shared, "before it started"))
         }
         // Taking the job and handing it back (a draining pool) race on
@@ -754,10 +810,7 @@ async fn run_task<T: Clone + Send + Sync + 'static>(
             let _ = unfinished.finish();
             return;
         }
-        _ => {
-            let token = control.as_ref().map(|c| &c.cancel);
-            execute(shared, job, &ticket, token, started).await
-        }
+        _ => execute(shared, job, &ticket, control, started).await,
     };
     let Some((kind, _)) = unfinished.finish() else {
         return;
@@ -791,7 +844,7 @@ async fn execute<T: Clone + Send + Sync + 'static>(
     shared: &LoopShared<T>,
     job: Job,
     ticket: &T,
-    token: Option<&CancellationToken>,
+    control: Option<Arc<TaskControl>>,
     started: Instant,
 ) -> Result<String, JobFailure> {
     let Some(handler) = shared.registry.get(&job.kind) else {
@@ -813,21 +866,17 @@ async fn execute<T: Clone + Send + Sync + 'static>(
             ticket: ticket.clone(),
         });
     });
-    // Without controls (the engine used on its own) nobody can cancel the
-    // job: the handler gets a token that never fires.
+    // The context shares the job's controls (a reference count, no token:
+    // one is made only if the handler asks for it). Without controls (the
+    // engine used on its own) nobody can cancel the job: the handler's
+    // token, if it makes one, is its own and the worker does not watch it.
     let ctx = JobContext::for_attempt(
         job,
         shared.node.clone(),
         Some(progress),
-        token.cloned().unwrap_or_default(),
+        control.clone(),
         started,
     );
-    let cancelled = async {
-        match token {
-            Some(token) => token.cancelled().await,
-            None => std::future::pending().await,
-        }
-    };
     let run = AssertUnwindSafe(async move { handler.handle(ctx).await }).catch_unwind();
     // One timer per *running* job (at most K per node), so a stuck handler
     // cannot hold a worker loop forever.
@@ -843,7 +892,8 @@ async fn execute<T: Clone + Send + Sync + 'static>(
     });
     // A handler done at its first poll (most short jobs) ends here, before
     // the shutdown and cancel waits register (each a lock to register and
-    // one to deregister). Not started while the worker shuts down; and a
+    // one to deregister), and without a cancellation token unless the
+    // handler made one. Not started while the worker shuts down; and a
     // cancel that came while it ran wins, as it would in the select.
     let first = if *shutting_down.borrow() {
         None
@@ -851,11 +901,19 @@ async fn execute<T: Clone + Send + Sync + 'static>(
         (&mut run).now_or_never()
     };
     if let Some(outcome) = first {
-        if token.is_some_and(CancellationToken::is_cancelled) {
+        if control.as_deref().is_some_and(TaskControl::is_cancelled) {
             return Err(cancelled_failure(shared, "while running"));
         }
         return settle(shared, outcome, timeout);
     }
+    // The handler waits: only now is the job's token needed (made, or
+    // taken from the handler that made it, at the select's first poll).
+    let cancelled = async {
+        match &control {
+            Some(control) => control.token().cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
     let outcome = tokio::select! {
         biased;
         _ = shutting_down.wait_for(|c| *c) => {

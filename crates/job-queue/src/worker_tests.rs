@@ -433,9 +433,9 @@ async fn cancelled_and_fenced_jobs_never_start_and_running_handlers_see_the_sign
             break;
         }
     }
-    controls[1].cancel.cancel();
+    controls[1].cancel();
     controls[2].fenced.store(true, Ordering::Release);
-    controls[0].cancel.cancel();
+    controls[0].cancel();
     let mut seen = Vec::new();
     for _ in 0..3 {
         let (result, ticket) = next_finished(&mut events).await;
@@ -476,4 +476,110 @@ async fn a_cancel_during_a_handlers_first_poll_wins_over_its_output() {
     let (result, ticket) = next_finished(&mut events).await;
     assert_eq!((ticket, result.result.as_deref()), (8, Some("16")));
     engine.shutdown().await;
+}
+
+/// A job done at its first poll, whose handler never asks for a token,
+/// has none made; one whose handler waits gets one from the worker.
+#[tokio::test]
+async fn a_token_is_made_only_for_a_handler_that_waits_or_asks() {
+    let (engine, mut events) = engine(1);
+    let queue = engine.queue();
+    let quick: Arc<TaskControl> = Arc::default();
+    queue
+        .try_submit_controlled(job("square", r#"{"n":5}"#, "t1"), 1, Arc::clone(&quick))
+        .unwrap();
+    let (result, ticket) = next_finished(&mut events).await;
+    assert_eq!((ticket, result.result.as_deref()), (1, Some("25")));
+    assert!(!quick.has_token());
+    assert!(!quick.is_cancelled());
+
+    let slow: Arc<TaskControl> = Arc::default();
+    queue
+        .try_submit_controlled(job("slow", "", "t2"), 2, Arc::clone(&slow))
+        .unwrap();
+    // Made by the worker's select, once the handler has waited.
+    timeout(WAIT, async {
+        while !slow.has_token() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .unwrap();
+    slow.cancel();
+    let (result, ticket) = next_finished(&mut events).await;
+    assert_eq!(ticket, 2);
+    let failure = result.error.expect("a cancelled job fails");
+    assert_eq!(failure.cause, FailureCause::Cancelled, "{failure}");
+    assert!(failure.message.contains("while running"), "{failure}");
+    engine.shutdown().await;
+}
+
+#[test]
+fn a_token_made_after_the_cancel_is_already_cancelled() {
+    let control = TaskControl::default();
+    control.cancel();
+    assert!(control.is_cancelled());
+    assert!(!control.has_token(), "cancel makes no token");
+    assert!(control.token().is_cancelled());
+    // The same token every time.
+    assert!(std::ptr::eq(control.token(), control.token()));
+}
+
+#[tokio::test]
+async fn a_token_made_before_the_cancel_fires_at_the_cancel() {
+    let control = Arc::new(TaskControl::default());
+    let token = control.token().clone();
+    assert!(!token.is_cancelled());
+    assert!(!control.is_cancelled());
+    let waiter = tokio::spawn(async move { token.cancelled().await });
+    tokio::task::yield_now().await;
+    control.cancel();
+    timeout(WAIT, waiter).await.unwrap().unwrap();
+    assert!(control.is_cancelled());
+    assert!(control.token().is_cancelled());
+}
+
+#[test]
+fn is_cancelled_makes_no_token_and_sees_a_cancel_through_the_token() {
+    let control = TaskControl::default();
+    assert!(!control.is_cancelled());
+    assert!(!control.has_token());
+    // A handler may cancel its own token: that cancels the job, as it did
+    // when the token was the control itself.
+    control.token().cancel();
+    assert!(control.is_cancelled());
+}
+
+/// Cancel and the token's creation race on two threads: whichever comes
+/// second, the token ends up cancelled (the fences in `TaskControl`).
+#[test]
+fn a_cancel_racing_the_tokens_creation_always_cancels_it() {
+    const ROUNDS: usize = 20_000;
+    let controls: Arc<Vec<TaskControl>> =
+        Arc::new((0..ROUNDS).map(|_| TaskControl::default()).collect());
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let canceller = {
+        let (controls, barrier) = (Arc::clone(&controls), Arc::clone(&barrier));
+        std::thread::spawn(move || {
+            for control in controls.iter() {
+                barrier.wait();
+                control.cancel();
+            }
+        })
+    };
+    let maker = {
+        let (controls, barrier) = (Arc::clone(&controls), Arc::clone(&barrier));
+        std::thread::spawn(move || {
+            for control in controls.iter() {
+                barrier.wait();
+                let _ = control.token();
+            }
+        })
+    };
+    canceller.join().unwrap();
+    maker.join().unwrap();
+    for (i, control) in controls.iter().enumerate() {
+        assert!(control.has_token(), "round {i}");
+        assert!(control.token.get().unwrap().is_cancelled(), "round {i}");
+    }
 }

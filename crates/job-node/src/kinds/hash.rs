@@ -4,7 +4,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use super::KindError;
+use super::{CancelSource, KindError};
 
 /// The most rounds one `sha256` job may ask for (about 3 s of one core).
 pub(crate) const MAX_SHA256_ROUNDS: u64 = 10_000_000;
@@ -94,12 +94,12 @@ impl Sha256Request {
 ///
 /// See [`Sha256Request::from_data`]; [`KindError::Aborted`] if the blocking
 /// task panicked or was cancelled.
-pub(crate) async fn sha256(data: &str, cancel: &CancellationToken) -> Result<String, KindError> {
+pub(crate) async fn sha256(data: &str, cancel: &impl CancelSource) -> Result<String, KindError> {
     let request = Sha256Request::from_data(data)?;
     if request.rounds < BLOCKING_THRESHOLD {
         return Ok(request.digest_hex());
     }
-    let token = cancel.clone();
+    let token = cancel.token().clone();
     tokio::task::spawn_blocking(move || request.digest_hex_until(&token))
         .await
         .map_err(|_| KindError::Aborted { kind: "sha256" })?

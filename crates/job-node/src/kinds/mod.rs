@@ -21,6 +21,21 @@ use std::str::FromStr;
 
 use tokio_util::sync::CancellationToken;
 
+/// Where a kind gets its cancellation token, asked only when the kind
+/// needs one: a job's context makes its token at the first ask (an
+/// allocation, and a lock per wait and check), and `echo`, or a `sha256`
+/// short enough to hash in place, never asks.
+pub(crate) trait CancelSource: Sync {
+    /// The token that fires when the job is cancelled.
+    fn token(&self) -> &CancellationToken;
+}
+
+impl CancelSource for CancellationToken {
+    fn token(&self) -> &CancellationToken {
+        self
+    }
+}
+
 /// One of the built-in job kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -68,7 +83,8 @@ impl Builtin {
     /// Like [`run`](Self::run), stopping early with
     /// [`KindError::Cancelled`] when `cancel` fires: `sleep` stops sleeping,
     /// `sha256` stops between rounds, `exec` kills its program (and reaps
-    /// it) before it returns.
+    /// it) before it returns. `cancel`'s token is taken only by a kind that
+    /// may wait (not `echo`, nor a short `sha256`).
     ///
     /// # Errors
     ///
@@ -77,18 +93,18 @@ impl Builtin {
         self,
         data: &str,
         policy: &ExecPolicy,
-        cancel: &CancellationToken,
+        cancel: &impl CancelSource,
     ) -> Result<String, KindError> {
         match self {
             Builtin::Echo => echo(data).await,
-            Builtin::Sleep => sleep(data, cancel).await,
+            Builtin::Sleep => sleep(data, cancel.token()).await,
             Builtin::Sha256 => sha256(data, cancel).await,
             // Boxed: `exec`'s future is ~18 KB (a child process, its pipes
             // and buffers), and an unboxed one would make this future, and
             // every handler future built on it, that size for every job of
             // every kind; moving it cost an echo job more than the job
             // itself (docs/performance.md, "Seventh round").
-            Builtin::Exec => Box::pin(exec(data, policy, cancel)).await,
+            Builtin::Exec => Box::pin(exec(data, policy, cancel.token())).await,
         }
     }
 }
@@ -140,6 +156,23 @@ mod tests {
             let size = std::mem::size_of_val(&kind.run_cancellable("x", &policy, &cancel));
             assert!(size <= 1024, "{kind}: a {size}-byte future");
         }
+    }
+
+    /// `echo` and a short `sha256` finish without a token: a job's context
+    /// then makes none.
+    #[tokio::test]
+    async fn kinds_that_never_wait_ask_for_no_token() {
+        struct NoToken;
+        impl CancelSource for NoToken {
+            fn token(&self) -> &CancellationToken {
+                panic!("asked for a token")
+            }
+        }
+        let policy = ExecPolicy::deny_all();
+        let echo = Builtin::Echo.run_cancellable("hi", &policy, &NoToken);
+        assert_eq!(echo.await.unwrap(), "hi");
+        let hash = Builtin::Sha256.run_cancellable("abc", &policy, &NoToken);
+        assert_eq!(hash.await.unwrap().len(), 64);
     }
 
     #[tokio::test]
