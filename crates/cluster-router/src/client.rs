@@ -332,7 +332,7 @@ impl Inner {
         if *env.to.node() == self.node || never_for_clients(env.to.actor()) {
             // Refused here (reply mailboxes and clients, on any node) or
             // delivered here.
-            self.deliver_local(env, Delivery::Spill).await;
+            self.deliver_local(env, Delivery::Spill, OwnJson::No).await;
         } else {
             // Never waits for a full or not-yet-up link (see `outbox`); the
             // addressee's node applies the client rules.

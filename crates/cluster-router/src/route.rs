@@ -47,38 +47,33 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 impl Inner {
     /// See [`Router::send`](crate::Router::send).
     pub(crate) async fn send(&self, env: Envelope) -> Result<(), RouterError> {
+        self.send_as(env, OwnJson::No).await
+    }
+
+    /// See [`Router::send_own_json`](crate::Router::send_own_json).
+    pub(crate) async fn send_own_json(&self, env: Envelope) -> Result<(), RouterError> {
+        self.send_as(env, OwnJson::Yes).await
+    }
+
+    /// [`send`](Self::send), saying whether the payload is JSON this
+    /// process wrote itself (only a local client's frame makes use of it).
+    async fn send_as(&self, env: Envelope, own: OwnJson) -> Result<(), RouterError> {
         if self.stopped.load(Ordering::Acquire) {
             return Err(RouterError::Stopped);
         }
         if *env.to.node() == self.node {
-            self.deliver_local(env, Delivery::Wait).await;
+            self.deliver_local(env, Delivery::Wait, own).await;
             Ok(())
         } else {
             self.send_remote(env).await
         }
     }
 
-    /// [`Router::send_own_json`](crate::Router::send_own_json).
-    pub(crate) async fn send_own_json(&self, env: Envelope) -> Result<(), RouterError> {
-        let to_local_client = !self.stopped.load(Ordering::Acquire)
-            && *env.to.node() == self.node
-            && env.format == PayloadFormat::Json
-            && !client::sent_by_client(&env);
-        if to_local_client {
-            if let Some(id) = env.to.actor().as_str().strip_prefix(CLIENT_PREFIX) {
-                let client = id.parse().ok().map(ClientId::new);
-                self.deliver_to_client(client, env, OwnJson::Yes);
-                return Ok(());
-            }
-        }
-        self.send(env).await
-    }
-
     /// Delivers to a local mailbox, the reply mailbox or a local client;
     /// bounces what cannot be delivered. `mode` says what to do when the
-    /// mailbox is full.
-    pub(crate) async fn deliver_local(&self, env: Envelope, mode: Delivery) {
-        let Some((actor, env)) = self.deliver_now(env, mode) else {
+    /// mailbox is full; `own` is passed on to a local client's frame.
+    pub(crate) async fn deliver_local(&self, env: Envelope, mode: Delivery, own: OwnJson) {
+        let Some((actor, env)) = self.deliver_now(env, mode, own) else {
             return;
         };
         match actor.tell(env).await {
@@ -92,7 +87,12 @@ impl Inner {
     /// the mailbox is full (the caller then waits for room); `None` once the
     /// envelope is delivered, queued in the backlog or bounced, which is
     /// always the case with [`Delivery::Spill`].
-    fn deliver_now(&self, env: Envelope, mode: Delivery) -> Option<(ActorRef<Envelope>, Envelope)> {
+    fn deliver_now(
+        &self,
+        env: Envelope,
+        mode: Delivery,
+        own: OwnJson,
+    ) -> Option<(ActorRef<Envelope>, Envelope)> {
         if client::sent_by_client(&env) && !self.takes_from_clients(&env) {
             self.refuse_client(env);
             return None;
@@ -104,7 +104,7 @@ impl Inner {
         }
         if let Some(id) = name.strip_prefix(CLIENT_PREFIX) {
             let client = id.parse().ok().map(ClientId::new);
-            self.deliver_to_client(client, env, OwnJson::No);
+            self.deliver_to_client(client, env, own);
             return None;
         }
         let actors = self.actors.read();
@@ -317,7 +317,7 @@ impl Inner {
             self.post_remote(env);
             return;
         }
-        let waiting = self.deliver_now(env, Delivery::Spill);
+        let waiting = self.deliver_now(env, Delivery::Spill, OwnJson::No);
         debug_assert!(waiting.is_none(), "Delivery::Spill never waits");
     }
 
@@ -444,7 +444,7 @@ impl Inner {
                 self.bounce(env, &reason);
                 continue;
             }
-            self.deliver_local(env, Delivery::Spill).await;
+            self.deliver_local(env, Delivery::Spill, OwnJson::No).await;
         }
     }
 

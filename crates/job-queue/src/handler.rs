@@ -411,14 +411,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_workers_context_is_cancelled_through_its_control() {
-        let control = Arc::new(TaskControl::default());
-        let ctx = JobContext::for_attempt(
-            Job::new("k", ""),
-            Arc::from("n"),
-            None,
-            Some(Arc::clone(&control)),
-            Instant::now(),
-        );
+        let controlled = || {
+            let control = Arc::new(TaskControl::default());
+            let ctx = JobContext::for_attempt(
+                Job::new("k", ""),
+                Arc::from("n"),
+                None,
+                Some(Arc::clone(&control)),
+                Instant::now(),
+            );
+            (control, ctx)
+        };
+        let (control, ctx) = controlled();
         assert!(!ctx.is_cancelled());
         assert!(!control.has_token(), "is_cancelled makes no token");
         control.cancel();
@@ -430,14 +434,7 @@ mod tests {
         assert!(std::ptr::eq(ctx.cancellation_token(), control.token()));
 
         // A handler that cancels its token cancels the job.
-        let control = Arc::new(TaskControl::default());
-        let ctx = JobContext::for_attempt(
-            Job::new("k", ""),
-            Arc::from("n"),
-            None,
-            Some(Arc::clone(&control)),
-            Instant::now(),
-        );
+        let (control, ctx) = controlled();
         ctx.cancellation_token().cancel();
         assert!(control.is_cancelled());
     }

@@ -51,13 +51,10 @@ impl Outbox {
         self.send_with(env, false)
     }
 
-    /// [`send`](Self::send) of a JSON payload this node serialized itself
+    /// [`send`](Self::send); with `own_json`, of a JSON payload this node
+    /// serialized itself
     /// ([`Router::send_own_json`](cluster_router::Router::send_own_json)).
-    pub(crate) fn send_own_json(&mut self, env: Envelope) -> Result<(), String> {
-        self.send_with(env, true)
-    }
-
-    fn send_with(&mut self, env: Envelope, own_json: bool) -> Result<(), String> {
+    pub(crate) fn send_with(&mut self, env: Envelope, own_json: bool) -> Result<(), String> {
         if let Some(lane) = self.lanes.get(env.to.node()) {
             if lane.queued.load(Ordering::Acquire) > 0 {
                 // Keep per-node order: join the queue behind earlier sends.

@@ -920,18 +920,19 @@ impl Shell {
 
     /// Sends a reply without waiting.
     fn send(&mut self, env: Envelope) {
-        let to = env.to.clone();
-        if let Err(err) = self.outbox.send(env) {
-            tracing::warn!(%to, %err, "cannot deliver a coordinator reply");
-        }
+        self.send_as(env, false);
     }
 
     /// [`send`](Self::send) of a reply whose JSON payload this node wrote
     /// from its own types (a result, a batch's answer): a local client
     /// that takes raw payloads gets it without the router parsing it again.
     fn send_own_json(&mut self, env: Envelope) {
+        self.send_as(env, true);
+    }
+
+    fn send_as(&mut self, env: Envelope, own_json: bool) {
         let to = env.to.clone();
-        if let Err(err) = self.outbox.send_own_json(env) {
+        if let Err(err) = self.outbox.send_with(env, own_json) {
             tracing::warn!(%to, %err, "cannot deliver a coordinator reply");
         }
     }
