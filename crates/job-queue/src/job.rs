@@ -112,6 +112,11 @@ pub(crate) type IdMap<V> = std::collections::HashMap<JobId, V, BuildIdHasher>;
 pub(crate) type IdSet = std::collections::HashSet<JobId, BuildIdHasher>;
 
 impl JobId {
+    /// The id's keyed hash (the one its maps use).
+    pub(crate) fn keyed_hash(&self) -> u64 {
+        self.hash
+    }
+
     /// The longest id accepted, in bytes.
     pub const MAX_LEN: usize = 128;
 

@@ -2,31 +2,61 @@
 //! is accepted, becomes a finished one when it ends, and leaves when
 //! retention evicts it.
 //!
-//! Live and finished entries are two maps. The live map holds only the
+//! Live and finished entries are kept apart. The live map holds only the
 //! jobs in progress (thousands at most), so its memory stays in cache: a
-//! job's events while it runs (its attempts) touch nothing else. The
-//! finished map holds every finished record within retention (hundreds of
-//! thousands; tens of megabytes of buckets), and a random probe into it is
-//! a cache and TLB miss: a job meets it once when it ends (the insert),
-//! and once when it is accepted, for a probe of its control bytes only
-//! (an explicit re-run replaces its finished entry; for a new id no bucket
-//! is read). One map for both made each of a job's events such a probe
-//! (docs/performance.md, "Eighth round").
+//! job's events while it runs (its attempts) touch nothing else.
+//!
+//! Finished entries (hundreds of thousands within retention) sit in a
+//! ring in the order they finished, and an index finds them by id: a hash
+//! table of 8-byte entries (32 bits of the id's keyed hash and the entry's
+//! position in the ring). A job meets it once when it ends (a push at the
+//! ring's end and an 8-byte write into the index) and once when it is
+//! accepted, for a probe of the index's control bytes only (an explicit
+//! re-run replaces its finished entry; for a new id nothing else is read).
+//! A map of ids to whole entries (56-byte buckets, and a separate queue
+//! for their order) made that write a cache and TLB miss into tens of
+//! megabytes, and its growth moved every entry (docs/performance.md,
+//! "Ninth round"). Retention evicts from the ring's front; an entry
+//! removed before (a re-run, a cancelled record) leaves a hole there,
+//! and holes are compacted away once they outnumber the entries.
 
 use std::collections::VecDeque;
+
+use hashbrown::HashTable;
 
 use super::Retention;
 use crate::job::{IdMap, JobId};
 
-/// A finished entry.
+/// A finished entry, at its place in the finishing order.
 #[derive(Debug)]
-struct Finished<F> {
-    /// Its position in the finished order (stale order entries of a
-    /// re-run id do not match).
-    seq: u64,
+struct Slot<F> {
+    id: JobId,
+    finished_ms: u64,
     /// What it counts against the byte budget.
     bytes: u32,
-    value: F,
+    /// `None`: removed (a hole).
+    value: Option<F>,
+}
+
+/// The index's entry for a finished entry: its id's hash (32 bits of it)
+/// and its position (ring index + `base`, wrapping; a ring never holds
+/// 2^32 entries).
+#[derive(Clone, Copy, Debug)]
+struct IndexEntry {
+    hash: u32,
+    pos: u32,
+}
+
+/// The 32 bits of an id's keyed hash the index keeps.
+fn short_hash(id: &JobId) -> u32 {
+    // Truncation intended: the low half of a keyed 64-bit hash.
+    id.keyed_hash() as u32
+}
+
+/// The index's table hash of a short hash: spread over 64 bits so that
+/// both the bucket (low bits) and the control byte (top bits) vary.
+fn spread(hash: u32) -> u64 {
+    u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// Live entries (never evicted) and finished ones (oldest first by the
@@ -35,23 +65,25 @@ struct Finished<F> {
 #[derive(Debug)]
 pub(crate) struct RecordTable<L, F> {
     live: IdMap<L>,
-    finished: IdMap<Finished<F>>,
-    /// (seq, id, finished_ms) in finishing order; stale entries (a
-    /// finished id removed or made live again) are skipped when met, and
-    /// dropped in bulk when they outnumber the finished ones.
-    order: VecDeque<(u64, JobId, u64)>,
+    /// Finished entries in finishing order, holes included.
+    ring: VecDeque<Slot<F>>,
+    /// The position of `ring[0]`.
+    base: u32,
+    /// Finished entries (not holes) by id.
+    index: HashTable<IndexEntry>,
+    holes: usize,
     bytes: u64,
-    next_seq: u64,
 }
 
 impl<L, F> Default for RecordTable<L, F> {
     fn default() -> Self {
         RecordTable {
             live: IdMap::default(),
-            finished: IdMap::default(),
-            order: VecDeque::new(),
+            ring: VecDeque::new(),
+            base: 0,
+            index: HashTable::new(),
+            holes: 0,
             bytes: 0,
-            next_seq: 0,
         }
     }
 }
@@ -60,9 +92,7 @@ impl<L, F> RecordTable<L, F> {
     /// Makes `id` live with `value`, replacing a finished entry of the
     /// same id (an explicit re-run) or a live one (returned).
     pub(crate) fn insert_live(&mut self, id: JobId, value: L) -> Option<L> {
-        if let Some(old) = self.finished.remove(&id) {
-            self.bytes -= u64::from(old.bytes);
-        }
+        self.remove_finished(&id);
         self.live.insert(id, value)
     }
 
@@ -74,12 +104,24 @@ impl<L, F> RecordTable<L, F> {
         self.live.get_mut(id)
     }
 
+    /// The ring index of the finished entry of `id`.
+    fn find(&self, id: &JobId) -> Option<usize> {
+        let hash = short_hash(id);
+        let (ring, base) = (&self.ring, self.base);
+        let at = |entry: &IndexEntry| entry.pos.wrapping_sub(base) as usize;
+        self.index
+            .find(spread(hash), |entry| {
+                entry.hash == hash && ring.get(at(entry)).is_some_and(|slot| slot.id == *id)
+            })
+            .map(at)
+    }
+
     pub(crate) fn finished(&self, id: &JobId) -> Option<&F> {
-        self.finished.get(id).map(|entry| &entry.value)
+        self.ring.get(self.find(id)?)?.value.as_ref()
     }
 
     pub(crate) fn contains(&self, id: &JobId) -> bool {
-        self.live.contains_key(id) || self.finished.contains_key(id)
+        self.live.contains_key(id) || self.find(id).is_some()
     }
 
     /// Removes a live entry.
@@ -87,11 +129,29 @@ impl<L, F> RecordTable<L, F> {
         self.live.remove(id)
     }
 
-    /// Removes a finished entry (its order entry goes stale).
+    /// Removes a finished entry (it leaves a hole in the ring).
     pub(crate) fn remove_finished(&mut self, id: &JobId) -> Option<F> {
-        let entry = self.finished.remove(id)?;
-        self.bytes -= u64::from(entry.bytes);
-        Some(entry.value)
+        if self.index.is_empty() {
+            return None;
+        }
+        let hash = short_hash(id);
+        let (ring, base) = (&self.ring, self.base);
+        let entry = self
+            .index
+            .find_entry(spread(hash), |entry| {
+                entry.hash == hash
+                    && ring
+                        .get(entry.pos.wrapping_sub(base) as usize)
+                        .is_some_and(|slot| slot.id == *id)
+            })
+            .ok()?;
+        let (entry, _) = entry.remove();
+        let slot = self.ring.get_mut(entry.pos.wrapping_sub(base) as usize)?;
+        let value = slot.value.take()?;
+        self.bytes -= u64::from(slot.bytes);
+        self.holes += 1;
+        self.compact();
+        Some(value)
     }
 
     /// Turns the live entry of `id` into a finished one with the value
@@ -107,6 +167,7 @@ impl<L, F> RecordTable<L, F> {
         let (id, live) = self.live.remove_entry(id)?;
         let (kept, out) = finish(live);
         if let Some((value, bytes)) = kept {
+            // Not finished as well: an id is in one of the two at most.
             self.push_finished(id, finished_ms, bytes, value);
         }
         Some(out)
@@ -115,32 +176,46 @@ impl<L, F> RecordTable<L, F> {
     /// Adds (or replaces) a finished entry (e.g. read back from a journal).
     pub(crate) fn insert_finished(&mut self, id: JobId, finished_ms: u64, bytes: usize, value: F) {
         self.live.remove(&id);
+        self.remove_finished(&id);
         self.push_finished(id, finished_ms, bytes, value);
     }
 
+    /// Appends a finished entry of an id that has none.
     fn push_finished(&mut self, id: JobId, finished_ms: u64, bytes: usize, value: F) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
         let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
         self.bytes += u64::from(bytes);
-        self.order.push_back((seq, id.clone(), finished_ms));
-        if let Some(old) = self.finished.insert(id, Finished { seq, bytes, value }) {
-            self.bytes -= u64::from(old.bytes);
-        }
-        self.compact();
+        let hash = short_hash(&id);
+        // Truncation intended: positions wrap (see `IndexEntry`).
+        let pos = self.base.wrapping_add(self.ring.len() as u32);
+        self.ring.push_back(Slot {
+            id,
+            finished_ms,
+            bytes,
+            value: Some(value),
+        });
+        self.index
+            .insert_unique(spread(hash), IndexEntry { hash, pos }, |entry| {
+                spread(entry.hash)
+            });
     }
 
-    /// Whether `seq` is the current finished entry of `id`.
-    fn current(&self, id: &JobId, seq: u64) -> bool {
-        self.finished.get(id).is_some_and(|entry| entry.seq == seq)
-    }
-
-    /// Drops stale order entries once they outnumber the finished ones.
+    /// Drops the holes once they outnumber the entries (and the index's
+    /// positions with them: it is made again).
     fn compact(&mut self) {
-        if self.order.len() > 2 * self.finished.len() + 1024 {
-            let finished = &self.finished;
-            self.order
-                .retain(|(seq, id, _)| finished.get(id).is_some_and(|entry| entry.seq == *seq));
+        if self.holes <= self.index.len() + 1024 {
+            return;
+        }
+        self.ring.retain(|slot| slot.value.is_some());
+        self.holes = 0;
+        self.index.clear();
+        for (i, slot) in self.ring.iter().enumerate() {
+            let hash = short_hash(&slot.id);
+            // Truncation intended: positions wrap (see `IndexEntry`).
+            let pos = self.base.wrapping_add(i as u32);
+            self.index
+                .insert_unique(spread(hash), IndexEntry { hash, pos }, |entry| {
+                    spread(entry.hash)
+                });
         }
     }
 
@@ -151,7 +226,7 @@ impl<L, F> RecordTable<L, F> {
 
     #[cfg(test)]
     pub(crate) fn finished_len(&self) -> usize {
-        self.finished.len()
+        self.index.len()
     }
 
     pub(crate) fn bytes(&self) -> u64 {
@@ -164,17 +239,29 @@ impl<L, F> RecordTable<L, F> {
         let age_ms = u64::try_from(retention.age.as_millis()).unwrap_or(u64::MAX);
         let cutoff = now_ms.saturating_sub(age_ms);
         let mut dropped = 0;
-        while let Some(&(seq, ref id, at)) = self.order.front() {
-            // A stale front is left for later: dropping it frees nothing.
-            if self.bytes <= retention.bytes && at >= cutoff {
+        while let Some(front) = self.ring.front() {
+            // A hole at the front is left for later: dropping it frees nothing.
+            if self.bytes <= retention.bytes && front.finished_ms >= cutoff {
                 break;
             }
-            let current = self.current(id, seq);
-            let (_, id, _) = self.order.pop_front().expect("front exists");
-            if current {
-                self.remove_finished(&id);
-                dropped += 1;
+            let Some(front) = self.ring.pop_front() else {
+                break;
+            };
+            let pos = self.base;
+            self.base = self.base.wrapping_add(1);
+            if front.value.is_none() {
+                self.holes -= 1;
+                continue;
             }
+            self.bytes -= u64::from(front.bytes);
+            let hash = short_hash(&front.id);
+            if let Ok(entry) = self
+                .index
+                .find_entry(spread(hash), |entry| entry.pos == pos)
+            {
+                entry.remove();
+            }
+            dropped += 1;
         }
         dropped
     }
@@ -189,35 +276,31 @@ impl<L, F> RecordTable<L, F> {
         self.live.iter_mut()
     }
 
-    /// The finished entries, in no particular order.
+    /// The finished entries (oldest first, as [`Self::oldest_finished`]).
     pub(crate) fn iter_finished(&self) -> impl Iterator<Item = (&JobId, &F)> {
-        self.finished.iter().map(|(id, entry)| (id, &entry.value))
+        self.oldest_finished()
     }
 
-    /// The finished entries, mutably, in no particular order.
+    /// The finished entries, mutably, oldest first.
     pub(crate) fn iter_finished_mut(&mut self) -> impl Iterator<Item = (&JobId, &mut F)> {
-        self.finished
+        self.ring
             .iter_mut()
-            .map(|(id, entry)| (id, &mut entry.value))
+            .filter_map(|slot| Some((&slot.id, slot.value.as_mut()?)))
     }
 
     /// The finished entries, oldest first.
     pub(crate) fn oldest_finished(&self) -> impl Iterator<Item = (&JobId, &F)> {
-        self.order.iter().filter_map(|(seq, id, _)| {
-            let entry = self.finished.get(id)?;
-            (entry.seq == *seq).then_some((id, &entry.value))
-        })
+        self.ring
+            .iter()
+            .filter_map(|slot| Some((&slot.id, slot.value.as_ref()?)))
     }
 
     /// The finished entries with their finish times, newest first.
     pub(crate) fn newest_finished(&self) -> impl Iterator<Item = (u64, &F)> {
-        self.order
+        self.ring
             .iter()
             .rev()
-            .filter_map(|(seq, id, finished_ms)| {
-                let entry = self.finished.get(id)?;
-                (entry.seq == *seq).then_some((*finished_ms, &entry.value))
-            })
+            .filter_map(|slot| Some((slot.finished_ms, slot.value.as_ref()?)))
     }
 }
 
@@ -312,7 +395,7 @@ mod tests {
         }
         assert_eq!(table.finished_len(), 1);
         // Compacted past twice the finished entries (one) plus 1,024.
-        assert!(table.order.len() <= 2 + 1024 + 1);
+        assert!(table.ring.len() <= 2 + 1024 + 1);
         // A finished entry replaced by a journaled one, and removed.
         table.insert_finished(id(2), 5, 3, ());
         table.insert_finished(id(2), 6, 4, ());
@@ -325,5 +408,140 @@ mod tests {
         assert_eq!(table.finish(&id(3), 9, |()| (None, 5)), Some(5));
         assert!(!table.contains(&id(3)));
         assert_eq!(table.live_len(), 0);
+    }
+}
+
+#[cfg(test)]
+mod model_tests {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Live(u8),
+        Finish(u8, u16),
+        Journaled(u8, u16),
+        Remove(u8),
+        Evict(u16),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => any::<u8>().prop_map(Op::Live),
+            3 => (any::<u8>(), 1..50u16).prop_map(|(n, b)| Op::Finish(n, b)),
+            1 => (any::<u8>(), 1..50u16).prop_map(|(n, b)| Op::Journaled(n, b)),
+            1 => any::<u8>().prop_map(Op::Remove),
+            1 => (0..2_000u16).prop_map(Op::Evict),
+        ]
+    }
+
+    fn id(n: u8) -> JobId {
+        JobId::new(&format!("j{n}")).unwrap()
+    }
+
+    proptest! {
+        /// The ring and its index against a plain model: live ids, and
+        /// finished ones in finishing order (an id at most once).
+        #[test]
+        fn the_table_agrees_with_a_plain_model(
+            ops in proptest::collection::vec(op(), 1..400),
+            base in prop_oneof![Just(0u32), Just(u32::MAX - 20)],
+        ) {
+            let mut table: RecordTable<u32, u32> = RecordTable { base, ..RecordTable::default() };
+            let mut live: Vec<u8> = Vec::new();
+            // (id, finished_ms, bytes), oldest first.
+            let mut finished: Vec<(u8, u64, u32)> = Vec::new();
+            let mut clock = 0u64;
+            for op in ops {
+                clock += 1;
+                match op {
+                    Op::Live(n) => {
+                        table.insert_live(id(n), u32::from(n));
+                        finished.retain(|f| f.0 != n);
+                        if !live.contains(&n) {
+                            live.push(n);
+                        }
+                    }
+                    Op::Finish(n, bytes) => {
+                        let out = table.finish(&id(n), clock, |v| (Some((v + 1, usize::from(bytes))), v));
+                        if live.contains(&n) {
+                            prop_assert_eq!(out, Some(u32::from(n)));
+                            live.retain(|&l| l != n);
+                            finished.push((n, clock, u32::from(bytes)));
+                        } else {
+                            prop_assert_eq!(out, None);
+                        }
+                    }
+                    Op::Journaled(n, bytes) => {
+                        table.insert_finished(id(n), clock, usize::from(bytes), u32::from(n) + 1);
+                        live.retain(|&l| l != n);
+                        finished.retain(|f| f.0 != n);
+                        finished.push((n, clock, u32::from(bytes)));
+                    }
+                    Op::Remove(n) => {
+                        let had = finished.iter().any(|f| f.0 == n);
+                        prop_assert_eq!(table.remove_finished(&id(n)).is_some(), had);
+                        finished.retain(|f| f.0 != n);
+                    }
+                    Op::Evict(budget) => {
+                        let retention = Retention { age: Duration::from_secs(3600), bytes: u64::from(budget) };
+                        let mut dropped = 0;
+                        while finished.iter().map(|f| u64::from(f.2)).sum::<u64>() > u64::from(budget) {
+                            finished.remove(0);
+                            dropped += 1;
+                        }
+                        prop_assert_eq!(table.evict(clock, retention), dropped);
+                    }
+                }
+                prop_assert_eq!(table.bytes(), finished.iter().map(|f| u64::from(f.2)).sum::<u64>());
+                prop_assert_eq!(table.finished_len(), finished.len());
+                prop_assert_eq!(table.live_len(), live.len());
+                let newest: Vec<u64> = table.newest_finished().map(|(at, _)| at).collect();
+                let expected: Vec<u64> = finished.iter().rev().map(|f| f.1).collect();
+                prop_assert_eq!(newest, expected);
+            }
+            for n in 0..=u8::MAX {
+                let done = finished.iter().any(|f| f.0 == n);
+                prop_assert_eq!(table.finished(&id(n)) == Some(&(u32::from(n) + 1)), done);
+                prop_assert_eq!(table.contains(&id(n)), done || live.contains(&n));
+            }
+        }
+    }
+
+    /// Holes from many removals are compacted away and the index made
+    /// again across wrapping positions: every entry is still found.
+    #[test]
+    fn compaction_across_wrapping_positions_keeps_every_entry_found() {
+        let mut table: RecordTable<(), u64> = RecordTable {
+            base: u32::MAX - 1_000,
+            ..RecordTable::default()
+        };
+        for n in 0..20_000u64 {
+            table.insert_finished(JobId::new(&format!("w{n}")).unwrap(), n, 1, n);
+        }
+        for n in (0..20_000u64).filter(|n| n % 3 != 0) {
+            assert_eq!(
+                table.remove_finished(&JobId::new(&format!("w{n}")).unwrap()),
+                Some(n)
+            );
+        }
+        assert!(table.ring.len() < 20_000, "compacted: {}", table.ring.len());
+        for n in 0..20_000u64 {
+            let found = table.finished(&JobId::new(&format!("w{n}")).unwrap());
+            assert_eq!(found, (n % 3 == 0).then_some(&n));
+        }
+        let retention = Retention {
+            age: Duration::from_secs(3600),
+            bytes: 1_000,
+        };
+        assert_eq!(table.evict(20_000, retention), 6_667 - 1_000);
+        assert_eq!(
+            table.finished(&JobId::new("w19998").unwrap()),
+            Some(&19_998)
+        );
+        assert_eq!(table.finished(&JobId::new("w0").unwrap()), None);
     }
 }
