@@ -8,8 +8,21 @@
 //! * round-trip latency with one in flight: p50 / p99 over 20,000 ping-pongs
 //!   between the same two actors.
 //!
+//! Raw baselines, measured in-process in each run right after the router
+//! figure they go with, on the same runtime's worker threads
+//! (`support::raw_ws`): a plain tokio-tungstenite connection over loopback,
+//! one binary WebSocket message per payload of the same size, no router:
+//!
+//! * one-way: 1,000,000 16-byte messages written as fast as the write buffer
+//!   takes them, counted by the other end;
+//! * echo: 300,000 8-byte round trips with 256 in flight (both directions
+//!   counted, as for the router);
+//! * ping-pong: p50 / p99 over 20,000 8-byte round trips, one in flight.
+//!
 //! Run: `cargo bench -p jobmesh --bench router`. Each figure is the median
-//! of three runs, each on a fresh pair of nodes, on a 2-worker runtime.
+//! of three runs, each on a fresh pair of nodes (and a fresh connection for
+//! the baselines), on a 2-worker runtime; each line prints the router's
+//! figure and then the raw baseline's.
 
 mod support;
 
@@ -20,7 +33,7 @@ use bytes::Bytes;
 use cluster_router::{ActorAddr, Envelope, PayloadFormat, Router, RouterConfig};
 use tokio::sync::oneshot;
 
-use crate::support::median;
+use crate::support::{median, raw_ws};
 
 const RUNS: usize = 3;
 const ONE_WAY: u64 = 1_000_000;
@@ -28,6 +41,11 @@ const WINDOW: u64 = 256;
 const ROUND_TRIPS: u64 = 300_000;
 const PINGS: u64 = 20_000;
 const MAILBOX: usize = 4096;
+/// The one-way payload (as `one_way` sends).
+const ONE_WAY_BYTES: usize = 16;
+/// The size of the pinger's payload (its `u64` sequence number) and the
+/// echo's reply.
+const PING_BYTES: usize = std::mem::size_of::<u64>();
 
 /// Counts envelopes; reports the instant the `target`-th arrives.
 struct Sink {
@@ -161,7 +179,7 @@ async fn one_way() -> f64 {
         .register("sink", spawn_with("sink", sink, opts()).unwrap())
         .unwrap();
     let from = a.addr("source").unwrap();
-    let payload = Bytes::from_static(&[7; 16]);
+    let payload = Bytes::from_static(&[7; ONE_WAY_BYTES]);
     let start = Instant::now();
     let sender = a.clone();
     tokio::spawn(async move {
@@ -228,6 +246,11 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[idx])
 }
 
+/// Round-trip times as the pinger records them: whole microseconds, sorted.
+fn micros(samples: &[Duration]) -> Vec<u32> {
+    samples.iter().map(|d| d.as_micros() as u32).collect()
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -235,31 +258,55 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let mut one = Vec::new();
-        let mut rr = Vec::new();
-        let mut p50 = Vec::new();
-        let mut p99 = Vec::new();
+        let (mut one, mut raw_one) = (Vec::new(), Vec::new());
+        let (mut rr, mut raw_rr) = (Vec::new(), Vec::new());
+        let (mut p50, mut raw_p50) = (Vec::new(), Vec::new());
+        let (mut p99, mut raw_p99) = (Vec::new(), Vec::new());
         for run in 1..=RUNS {
             let rate = one_way().await;
+            let raw_rate = raw_ws::one_way(ONE_WAY_BYTES, ONE_WAY as usize).await;
             let (elapsed, _) = ping_pong(WINDOW, ROUND_TRIPS).await;
             let rr_rate = 2.0 * ROUND_TRIPS as f64 / elapsed.as_secs_f64();
+            let raw_elapsed =
+                raw_ws::echo(PING_BYTES, WINDOW as usize, ROUND_TRIPS as usize).await;
+            let raw_rr_rate = 2.0 * ROUND_TRIPS as f64 / raw_elapsed.as_secs_f64();
             let (_, mut samples) = ping_pong(1, PINGS).await;
             samples.sort_unstable();
             let (q50, q99) = (percentile(&samples, 0.50), percentile(&samples, 0.99));
+            let raw = micros(&raw_ws::ping_pong(PING_BYTES, PINGS as usize).await);
+            let (raw50, raw99) = (percentile(&raw, 0.50), percentile(&raw, 0.99));
             println!(
-                "run {run}: one-way {rate:>10.0} msg/s | request/reply (window {WINDOW}) {rr_rate:>10.0} msg/s | rtt p50 {q50:.0} µs p99 {q99:.0} µs"
+                "run {run}: one-way {rate:>10.0} msg/s | request/reply (window {WINDOW}) {rr_rate:>10.0} msg/s | rtt p50 {q50:.0} µs p99 {q99:.0} µs \
+                 || raw WebSocket: one-way {raw_rate:>10.0} msg/s | echo (window {WINDOW}) {raw_rr_rate:>10.0} msg/s | ping-pong p50 {raw50:.0} µs p99 {raw99:.0} µs"
             );
             one.push(rate);
+            raw_one.push(raw_rate);
             rr.push(rr_rate);
+            raw_rr.push(raw_rr_rate);
             p50.push(q50);
+            raw_p50.push(raw50);
             p99.push(q99);
+            raw_p99.push(raw99);
         }
-        println!("router one-way, 16 B payloads:           {:>10.0} msg/s (median of {RUNS})", median(one));
-        println!("router request/reply, {WINDOW} in flight:    {:>10.0} msg/s (median of {RUNS})", median(rr));
         println!(
-            "router round trip, one in flight:        p50 {:.0} µs, p99 {:.0} µs (medians of {RUNS})",
+            "router one-way, 16 B payloads:           {:>10.0} msg/s (median of {RUNS}) \
+             | raw WebSocket one-way on loopback, same run: {:.0} msg/s (16 B binary messages)",
+            median(one),
+            median(raw_one)
+        );
+        println!(
+            "router request/reply, {WINDOW} in flight:    {:>10.0} msg/s (median of {RUNS}) \
+             | raw WebSocket echo on loopback, same run: {:.0} msg/s (8 B, {WINDOW} in flight, both directions counted)",
+            median(rr),
+            median(raw_rr)
+        );
+        println!(
+            "router round trip, one in flight:        p50 {:.0} µs, p99 {:.0} µs (medians of {RUNS}) \
+             | raw WebSocket ping-pong on loopback, same run: p50 {:.0} µs, p99 {:.0} µs (8 B)",
             median(p50),
-            median(p99)
+            median(p99),
+            median(raw_p50),
+            median(raw_p99)
         );
     });
 }

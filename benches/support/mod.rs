@@ -1,6 +1,10 @@
 //! Helpers shared by the benchmarks (each bench target includes this
 //! module with `mod support;`).
 
+/// Raw WebSocket baselines (ping-pong, echo, one-way) over loopback, printed
+/// next to the in-process figures of the same run.
+pub(crate) mod raw_ws;
+
 /// The median of `xs` (the upper one of the two middle values for an even
 /// count). Panics on an empty vector.
 #[allow(dead_code)] // the benches that time whole runs use median_duration
