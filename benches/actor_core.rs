@@ -3,6 +3,20 @@
 //! the median of 3 rounds, on a 2-worker multi-thread runtime (plus the ask
 //! latency on a current-thread runtime).
 //!
+//! Raw baselines, measured in-process in each round right after the figure
+//! they go with, on the same runtime (and the same thread placement):
+//!
+//! * tell: a bare `tokio::sync::mpsc` channel of the same capacity, the same
+//!   message count and the same number of sender tasks, drained by one task
+//!   that counts;
+//! * ask: a bare request/reply, a `(u64, oneshot::Sender<u64>)` over a tokio
+//!   mpsc channel of the same capacity to a task that answers `n + 1`, one
+//!   at a time (no timeout around the wait, where `ask` has one), on both
+//!   runtime flavours.
+//!
+//! The round lines and the table print each actor-core figure next to its
+//! baseline.
+//!
 //! Run with `cargo bench -p jobmesh --bench actor_core`. Set
 //! `ACTOR_BENCH_MESSAGES` / `ACTOR_BENCH_ASKS` to change the workload.
 
@@ -11,7 +25,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use actor_core::{spawn_with, Actor, BoxError, Context, ReplyTo, SpawnOptions};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::support::median;
 
@@ -112,6 +126,81 @@ async fn ask_latency(asks: usize) -> (f64, f64) {
         assert_eq!(reply, i + 1);
     }
     actor.stop();
+    percentiles(samples)
+}
+
+/// The tell baseline: `messages` in total from `senders` tasks through a
+/// bare mpsc channel of capacity [`CAPACITY`] to one counting task;
+/// returns messages/s.
+async fn mpsc_throughput(messages: u64, senders: u64) -> f64 {
+    let (tx, mut rx) = mpsc::channel::<u64>(CAPACITY);
+    let receiver = tokio::spawn(async move {
+        let mut seen = 0u64;
+        while seen < messages {
+            let Some(msg) = rx.recv().await else { break };
+            std::hint::black_box(msg);
+            seen += 1;
+        }
+        seen
+    });
+    let per_sender = messages / senders;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..senders)
+        .map(|s| {
+            let tx = tx.clone();
+            let count = if s == senders - 1 {
+                messages - per_sender * (senders - 1)
+            } else {
+                per_sender
+            };
+            tokio::spawn(async move {
+                for i in 0..count {
+                    tx.send(i).await.expect("receiver alive");
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    for task in tasks {
+        task.await.expect("sender task");
+    }
+    let seen = tokio::time::timeout(Duration::from_secs(120), receiver)
+        .await
+        .expect("receiver finished in time")
+        .expect("receiver task");
+    let elapsed = start.elapsed();
+    assert_eq!(seen, messages, "every message arrived");
+    messages as f64 / elapsed.as_secs_f64()
+}
+
+/// The ask baseline: `asks` sequential requests over a bare mpsc channel to
+/// a task answering on a oneshot; returns (p50, p99) in microseconds.
+async fn mpsc_ask_latency(asks: usize) -> (f64, f64) {
+    let (tx, mut rx) = mpsc::channel::<(u64, oneshot::Sender<u64>)>(CAPACITY);
+    let responder = tokio::spawn(async move {
+        while let Some((n, reply)) = rx.recv().await {
+            let _ = reply.send(n + 1);
+        }
+    });
+    let mut samples = Vec::with_capacity(asks);
+    for i in 0..asks as u64 {
+        let start = Instant::now();
+        let (reply_tx, reply_rx) = oneshot::channel();
+        tx.send((i, reply_tx)).await.expect("responder alive");
+        let reply = reply_rx.await.expect("reply");
+        samples.push(start.elapsed());
+        assert_eq!(reply, i + 1);
+    }
+    drop(tx);
+    tokio::time::timeout(Duration::from_secs(10), responder)
+        .await
+        .expect("responder ended in time")
+        .expect("responder task");
+    percentiles(samples)
+}
+
+/// (p50, p99) of `samples` in microseconds.
+fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
     samples.sort_unstable();
     let pick = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
     (pick(0.50), pick(0.99))
@@ -132,55 +221,96 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let mut one = Vec::new();
-    let mut four = Vec::new();
-    let mut p50s = Vec::new();
-    let mut p99s = Vec::new();
+    let (mut one, mut raw_one) = (Vec::new(), Vec::new());
+    let (mut four, mut raw_four) = (Vec::new(), Vec::new());
+    let (mut p50s, mut raw_p50s) = (Vec::new(), Vec::new());
+    let (mut p99s, mut raw_p99s) = (Vec::new(), Vec::new());
     for round in 1..=ROUNDS {
-        let (t1, t4, (p50, p99)) = runtime.block_on(async {
-            (
+        let [t1, r1, t4, r4] = runtime.block_on(async {
+            [
                 tell_throughput(messages, 1).await,
+                mpsc_throughput(messages, 1).await,
                 tell_throughput(messages, 4).await,
-                ask_latency(asks).await,
-            )
+                mpsc_throughput(messages, 4).await,
+            ]
         });
-        println!("round {round}: tell x1 {:.2} M/s, tell x4 {:.2} M/s, ask p50 {p50:.2} us, p99 {p99:.2} us", t1 / 1e6, t4 / 1e6);
+        let (p50, p99) = runtime.block_on(ask_latency(asks));
+        let (raw_p50, raw_p99) = runtime.block_on(mpsc_ask_latency(asks));
+        println!(
+            "round {round}: tell x1 {:.2} M/s, tell x4 {:.2} M/s, ask p50 {p50:.2} us, p99 {p99:.2} us \
+             | bare mpsc: x1 {:.2} M/s, x4 {:.2} M/s, request/reply p50 {raw_p50:.2} us, p99 {raw_p99:.2} us",
+            t1 / 1e6,
+            t4 / 1e6,
+            r1 / 1e6,
+            r4 / 1e6
+        );
         one.push(t1);
+        raw_one.push(r1);
         four.push(t4);
+        raw_four.push(r4);
         p50s.push(p50);
+        raw_p50s.push(raw_p50);
         p99s.push(p99);
+        raw_p99s.push(raw_p99);
     }
     let current_thread = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let mut ct_p50s = Vec::new();
-    let mut ct_p99s = Vec::new();
+    let (mut ct_p50s, mut raw_ct_p50s) = (Vec::new(), Vec::new());
+    let (mut ct_p99s, mut raw_ct_p99s) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let (p50, p99) = current_thread.block_on(ask_latency(asks));
         ct_p50s.push(p50);
         ct_p99s.push(p99);
+        let (p50, p99) = current_thread.block_on(mpsc_ask_latency(asks));
+        raw_ct_p50s.push(p50);
+        raw_ct_p99s.push(p99);
     }
     println!();
     println!("actor-core (median of {ROUNDS} rounds; {messages} tells, {asks} asks, capacity {CAPACITY}, 2 worker threads)");
-    println!("| metric                  | value        |");
-    println!("|-------------------------|--------------|");
-    println!(
-        "| tell, 1 sender          | {:>7.2} M/s  |",
-        median(one) / 1e6
-    );
-    println!(
-        "| tell, 4 senders         | {:>7.2} M/s  |",
-        median(four) / 1e6
-    );
-    println!("| ask round-trip p50      | {:>7.2} us   |", median(p50s));
-    println!("| ask round-trip p99      | {:>7.2} us   |", median(p99s));
-    println!(
-        "| ask p50, current_thread | {:>7.2} us   |",
-        median(ct_p50s)
-    );
-    println!(
-        "| ask p99, current_thread | {:>7.2} us   |",
-        median(ct_p99s)
-    );
+    println!("raw baseline, same run and runtime: a bare tokio mpsc of the same capacity (tell), a bare mpsc + oneshot request/reply to an answering task (ask)");
+    println!("| metric                  | value        | raw baseline  |");
+    println!("|-------------------------|--------------|---------------|");
+    let rows = [
+        (
+            "tell, 1 sender         ",
+            median(one) / 1e6,
+            median(raw_one) / 1e6,
+            "M/s",
+        ),
+        (
+            "tell, 4 senders        ",
+            median(four) / 1e6,
+            median(raw_four) / 1e6,
+            "M/s",
+        ),
+        (
+            "ask round-trip p50     ",
+            median(p50s),
+            median(raw_p50s),
+            "us ",
+        ),
+        (
+            "ask round-trip p99     ",
+            median(p99s),
+            median(raw_p99s),
+            "us ",
+        ),
+        (
+            "ask p50, current_thread",
+            median(ct_p50s),
+            median(raw_ct_p50s),
+            "us ",
+        ),
+        (
+            "ask p99, current_thread",
+            median(ct_p99s),
+            median(raw_ct_p99s),
+            "us ",
+        ),
+    ];
+    for (metric, value, raw, unit) in rows {
+        println!("| {metric} | {value:>7.2} {unit}  | {raw:>7.2} {unit}   |");
+    }
 }
