@@ -5,10 +5,33 @@
 //! queued in the coordinator (live heap bytes, counted by a counting global
 //! allocator, `stats_alloc`).
 //!
+//! Raw baselines, measured in-process in the same run and printed at the
+//! end of the line of the figure they go with:
+//!
+//! * core: a single-threaded loop doing the minimal bookkeeping per job
+//!   (`Job::new`, a `HashMap` insert and remove, a `VecDeque` push and pop),
+//!   no coordinator;
+//! * engine: the same `Job` values through bare tokio mpsc channels (one
+//!   submitter, round robin to K tasks that send each job back to one
+//!   consumer; capacity 4,096 as the engine's queues), no handler;
+//! * cluster throughput: a raw WebSocket echo on loopback (`support::raw_ws`,
+//!   plain tokio-tungstenite, 128-byte binary messages, no router) with the
+//!   same window and as many round trips as jobs, right after the cluster
+//!   figure on the same runtime (a job crosses a link out and back);
+//! * cluster latency: a raw WebSocket ping-pong on loopback, 128-byte
+//!   messages, as many rounds as jobs timed, one in flight, right after.
+//!
+//! Memory has no baseline. Everything but `core` runs on the runtime's
+//! worker threads.
+//!
 //! Run with `cargo bench -p jobmesh --bench job_queue`; it prints one line
-//! per figure. Quote medians of several runs: the machine is noisy.
+//! per figure (`JOB_QUEUE_BENCH=cluster` runs only the cluster figures).
+//! Quote medians of several runs: the machine is noisy.
+
+mod support;
 
 use std::alloc::System;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +44,12 @@ use job_queue::{
     WorkerEngine, WorkerEvent, WorkerPool, WorkerPoolConfig,
 };
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
+use tokio::sync::mpsc;
+
+use crate::support::raw_ws;
+
+/// The raw WebSocket baselines' message size (about a dispatch envelope).
+const RAW_BYTES: usize = 128;
 
 /// Counts every allocation and deallocation (a few atomic additions each),
 /// for the memory figure.
@@ -84,12 +113,35 @@ fn bench_core(jobs: u64) {
             .count() as u64;
     }
     let secs = started.elapsed().as_secs_f64();
+    let raw = core_baseline(jobs);
     println!(
-        "core: {jobs} jobs in {:.3} s = {:.0} jobs/s ({:.0} ns/job)",
+        "core: {jobs} jobs in {:.3} s = {:.0} jobs/s ({:.0} ns/job) \
+         | single-threaded loop, same run (per job: Job::new, a HashMap insert and remove, a VecDeque push and pop): {:.0} jobs/s ({:.0} ns/job)",
         secs,
         jobs as f64 / secs,
-        secs * 1e9 / jobs as f64
+        secs * 1e9 / jobs as f64,
+        jobs as f64 / raw,
+        raw * 1e9 / jobs as f64
     );
+}
+
+/// The core's baseline: the least bookkeeping a queue does per job, in
+/// batches of 1,024 as the bench keeps in flight; returns seconds.
+fn core_baseline(jobs: u64) -> f64 {
+    let mut table = HashMap::with_capacity(1024);
+    let mut ready = VecDeque::with_capacity(1024);
+    let started = Instant::now();
+    for n in 0..jobs {
+        table.insert(n, Job::new("noop", "{}"));
+        ready.push_back(n);
+        if ready.len() == 1024 || n + 1 == jobs {
+            while let Some(id) = ready.pop_front() {
+                std::hint::black_box(table.remove(&id));
+            }
+        }
+    }
+    assert!(table.is_empty(), "every job completed");
+    started.elapsed().as_secs_f64()
 }
 
 /// K worker loops running no-op jobs from one submitter.
@@ -117,11 +169,58 @@ async fn bench_engine(jobs: u64, workers: usize) {
     }
     consumer.await.expect("consumer");
     let secs = started.elapsed().as_secs_f64();
-    println!(
-        "engine (K={workers}): {jobs} jobs in {secs:.3} s = {:.0} jobs/s",
-        jobs as f64 / secs
-    );
     engine.shutdown().await;
+    let raw = engine_baseline(jobs, workers).await;
+    println!(
+        "engine (K={workers}): {jobs} jobs in {secs:.3} s = {:.0} jobs/s \
+         | bare tokio mpsc, same run (the same Job values round robin to {workers} tasks and back to one consumer, capacity 4096): {:.0} jobs/s",
+        jobs as f64 / secs,
+        jobs as f64 / raw
+    );
+}
+
+/// The engine's baseline: `jobs` no-op `Job`s from one submitter through
+/// bare mpsc channels to `workers` tasks (round robin) that send each back
+/// to one consumer; returns seconds.
+async fn engine_baseline(jobs: u64, workers: usize) -> f64 {
+    let (done_tx, mut done_rx) = mpsc::channel::<Job>(4096);
+    let mut queues = Vec::with_capacity(workers);
+    let mut tasks = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let (tx, mut rx) = mpsc::channel::<Job>(4096);
+        let done = done_tx.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(job) = rx.recv().await {
+                done.send(job).await.expect("consumer alive");
+            }
+        }));
+        queues.push(tx);
+    }
+    drop(done_tx);
+    let started = Instant::now();
+    let consumer = tokio::spawn(async move {
+        let mut finished = 0;
+        while finished < jobs {
+            let Some(job) = done_rx.recv().await else {
+                break;
+            };
+            std::hint::black_box(job);
+            finished += 1;
+        }
+        finished
+    });
+    for n in 0..jobs {
+        let queue = &queues[n as usize % workers];
+        queue.send(Job::new("noop", "")).await.expect("task alive");
+    }
+    let finished = consumer.await.expect("consumer");
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(finished, jobs, "every job came back");
+    drop(queues);
+    for task in tasks {
+        task.await.expect("baseline task");
+    }
+    secs
 }
 
 fn router_config(name: &str) -> RouterConfig {
@@ -215,8 +314,11 @@ async fn bench_cluster(jobs: usize, window: usize) {
             );
         }
     }
+    let raw_echo = raw_ws::echo(RAW_BYTES, window, jobs).await;
+    let raw_rate = jobs as f64 / raw_echo.as_secs_f64();
     println!(
-        "cluster (coordinator + 2 worker nodes, {window} in flight): {jobs} jobs in {secs:.3} s = {:.0} jobs/s",
+        "cluster (coordinator + 2 worker nodes, {window} in flight): {jobs} jobs in {secs:.3} s = {:.0} jobs/s \
+         | raw WebSocket echo on loopback, same run ({RAW_BYTES} B messages, {window} in flight, {jobs} round trips): {raw_rate:.0} round trips/s",
         jobs as f64 / secs
     );
     let mut sequential = Vec::with_capacity(5000);
@@ -227,9 +329,11 @@ async fn bench_cluster(jobs: usize, window: usize) {
         sequential.push(t.elapsed());
     }
     sequential.sort_unstable();
+    let raw = raw_ws::ping_pong(RAW_BYTES, sequential.len()).await;
     println!(
-        "cluster (coordinator + 2 worker nodes, one in flight): p50 {:?} p99 {:?}",
-        sequential[2500], sequential[4950]
+        "cluster (coordinator + 2 worker nodes, one in flight): p50 {:?} p99 {:?} \
+         | raw WebSocket ping-pong on loopback, same run ({RAW_BYTES} B messages): p50 {:?} p99 {:?}",
+        sequential[2500], sequential[4950], raw[2500], raw[4950]
     );
     let stats = coord.stats().await.expect("stats");
     println!(
@@ -254,7 +358,8 @@ async fn bench_cluster(jobs: usize, window: usize) {
     run_window(&journaled, jobs / 2, window).await;
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "cluster, journaled in {} ({window} in flight): {} jobs in {secs:.3} s = {:.0} jobs/s",
+        "cluster, journaled in {} ({window} in flight): {} jobs in {secs:.3} s = {:.0} jobs/s \
+         | raw WebSocket echo on loopback, same run: {raw_rate:.0} round trips/s (as on the first cluster line)",
         dir.display(),
         jobs / 2,
         (jobs / 2) as f64 / secs

@@ -10,11 +10,13 @@
 #![allow(dead_code)] // each bench target uses only some of the baselines
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -122,39 +124,47 @@ async fn ping_pong_inner(size: usize, rounds: usize) -> Vec<Duration> {
     samples
 }
 
-/// `total` round trips of `size`-byte binary messages with `window` in
-/// flight (a reply lets the next request go, as a pinger does); the time
-/// from the first send to the last reply.
+/// `total` round trips of `size`-byte binary messages with at most
+/// `window` unanswered (a reply lets the next request go, as a pinger does;
+/// one task writes, flushing when the window is full, another reads); the
+/// time from the first send to the last reply.
 pub(crate) async fn echo(size: usize, window: usize, total: usize) -> Duration {
     on_worker(echo_inner(size, window, total)).await
 }
 
 async fn echo_inner(size: usize, window: usize, total: usize) -> Duration {
-    let (mut client, server) = connected_pair().await;
+    let (client, server) = connected_pair().await;
     let echo = spawn_echo(server);
+    let (mut sink, mut replies) = client.split();
     let payload = Bytes::from(vec![0x5a; size]);
+    let room = Arc::new(Semaphore::new(window));
+    let sender_room = Arc::clone(&room);
     let start = Instant::now();
-    let run = async {
-        let mut sent = 0;
-        while sent < window.min(total) {
-            client
-                .feed(Message::Binary(payload.clone()))
-                .await
-                .expect("send");
-            sent += 1;
-        }
+    let sender = tokio::spawn(async move {
         for _ in 0..total {
-            let reply = next_flushing(&mut client).await.expect("reply");
-            if sent < total {
-                client.feed(reply).await.expect("send");
-                sent += 1;
+            if sender_room.available_permits() == 0 {
+                sink.flush().await.expect("flush");
             }
+            sender_room.acquire().await.expect("room").forget();
+            let message = Message::Binary(payload.clone());
+            sink.feed(message).await.expect("send");
+        }
+        sink.flush().await.expect("flush");
+        sink
+    });
+    let receive = async {
+        for _ in 0..total {
+            let reply = replies.next().await.expect("reply").expect("read");
+            std::hint::black_box(reply);
+            room.add_permits(1);
         }
     };
-    tokio::time::timeout(LIMIT, run)
+    tokio::time::timeout(LIMIT, receive)
         .await
         .expect("echo in time");
     let elapsed = start.elapsed();
+    let sink = sender.await.expect("sender");
+    let client = sink.reunite(replies).expect("halves of one connection");
     close(client, echo).await;
     elapsed
 }
