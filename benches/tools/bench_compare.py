@@ -32,7 +32,8 @@ def main():
             results[label].append(report)
             t, l, b = report['throughput'], report['latency'], report['baseline']
             print(f"{label} run {i + 1}: load {report.get('load_average') or 0:.1f}, "
-                  f"{t['jobs_per_second']:,.0f} jobs/s, CPU {t.get('cpu_us_per_job') or 0:.1f} us/job, "
+                  f"{t['jobs_per_second']:,.0f} jobs/s, CPU {t.get('cpu_us_per_job') or 0:.1f} us/job "
+                  f"(echo {b.get('ws_echo_cpu_us_per_message') or 0:.2f} us/envelope), "
                   f"p50 {l['p50_us']:.0f} p99 {l['p99_us']:.0f} us; echo {b['ws_echo_messages_per_second']:,.0f}/s, "
                   f"ping-pong p50 {b['ws_ping_pong']['p50_us']:.0f} us", file=sys.stderr, flush=True)
     def col(reports, get, fmt):
@@ -40,8 +41,9 @@ def main():
         return f"{fmt(statistics.median(values))} ({', '.join(fmt(v) for v in values)})"
     n0 = lambda v: f'{v:,.0f}'
     n1 = lambda v: f'{v:.1f}'
-    print('| build | jobs/s | CPU µs/job | one in flight p50 µs | p99 µs | raw: WebSocket echo/s | raw: ping-pong p50 µs | load average |')
-    print('|---|---|---|---|---|---|---|---|')
+    n2 = lambda v: f'{v:.2f}'
+    print('| build | jobs/s | CPU µs/job | one in flight p50 µs | p99 µs | raw: WebSocket echo/s | raw: echo CPU µs/envelope | raw: ping-pong p50 µs | load average |')
+    print('|---|---|---|---|---|---|---|---|---|')
     for label, _ in builds:
         rs = results[label]
         print(f"| {label} | {col(rs, lambda r: r['throughput']['jobs_per_second'], n0)} "
@@ -49,6 +51,7 @@ def main():
               f"| {col(rs, lambda r: r['latency']['p50_us'], n0)} "
               f"| {col(rs, lambda r: r['latency']['p99_us'], n0)} "
               f"| {col(rs, lambda r: r['baseline']['ws_echo_messages_per_second'], n0)} "
+              f"| {col(rs, lambda r: r['baseline'].get('ws_echo_cpu_us_per_message') or 0, n2)} "
               f"| {col(rs, lambda r: r['baseline']['ws_ping_pong']['p50_us'], n0)} "
               f"| {col(rs, lambda r: r.get('load_average') or 0, n1)} |")
 

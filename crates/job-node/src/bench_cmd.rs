@@ -155,6 +155,11 @@ struct Latency {
 struct Baseline {
     /// Envelopes echoed per second, pipelined with the same window.
     ws_echo_messages_per_second: f64,
+    /// CPU time (user + system) of the echo server's process and this
+    /// process during the echo run, per envelope echoed; `None` where it
+    /// cannot be read (it is the floor of a job's CPU: its envelope's trip
+    /// to a process and back, with no node in between).
+    ws_echo_cpu_us_per_message: Option<f64>,
     /// One envelope in flight.
     ws_ping_pong: Percentiles,
 }
@@ -355,9 +360,16 @@ async fn measure(args: &BenchArgs, target: &Target, cluster: String) -> anyhow::
     let latency = latency(args, &mut session, &data, &prefix).await?;
     let mut echo = EchoProcess::start(local_cluster::threads_per_node(args.nodes)).await?;
     let baseline = async {
+        let cpu_before = echo.pid.and_then(|pid| cpu_seconds(&[pid]));
+        let ws_echo_messages_per_second =
+            ws_echo(echo.addr, &envelope, args.jobs, args.window).await?;
+        let cpu_after = echo.pid.and_then(|pid| cpu_seconds(&[pid]));
+        let ws_echo_cpu_us_per_message = cpu_before
+            .zip(cpu_after)
+            .map(|(before, after)| (after - before) * 1e6 / f64::from(args.jobs.max(1)));
         anyhow::Ok(Baseline {
-            ws_echo_messages_per_second: ws_echo(echo.addr, &envelope, args.jobs, args.window)
-                .await?,
+            ws_echo_messages_per_second,
+            ws_echo_cpu_us_per_message,
             ws_ping_pong: ws_ping_pong(echo.addr, &envelope, args.rounds).await?,
         })
     }
@@ -469,6 +481,7 @@ async fn latency(
 struct EchoProcess {
     group: ProcessGroup,
     addr: SocketAddr,
+    pid: Option<u32>,
 }
 
 impl EchoProcess {
@@ -477,15 +490,15 @@ impl EchoProcess {
         let mut command = tokio::process::Command::new(exe);
         command.args(["bench-echo", "--threads", &threads.to_string()]);
         let mut group = ProcessGroup::new();
-        let line = group
+        let child = group
             .spawn("the echo server", command)
-            .context("cannot start the echo server")?
-            .ready_line(READY_TIMEOUT)
-            .await?;
+            .context("cannot start the echo server")?;
+        let pid = child.id();
+        let line = child.ready_line(READY_TIMEOUT).await?;
         let addr = serde_json::from_str::<EchoReady>(&line)
             .with_context(|| format!("the echo server said {line:?}"))?
             .listen;
-        Ok(EchoProcess { group, addr })
+        Ok(EchoProcess { group, addr, pid })
     }
 
     async fn stop(&mut self) {
@@ -609,8 +622,7 @@ async fn ws_ping_pong(
     Ok(Percentiles::of(samples))
 }
 
-/// CPU seconds (user + system) used so far by `pids` and this process,
-/// from `/proc/<pid>/stat` (`None` where it cannot be read).
+/// CPU seconds (user + system) used so far by `pids` and this process.
 fn cpu_seconds(pids: &[u32]) -> Option<f64> {
     let mut total = proc_cpu_seconds("self")?;
     for pid in pids {
@@ -619,7 +631,33 @@ fn cpu_seconds(pids: &[u32]) -> Option<f64> {
     Some(total)
 }
 
+/// A process's CPU seconds: the sum of its threads' time on a CPU in
+/// nanoseconds (`/proc/<pid>/task/*/schedstat`), or where that cannot be
+/// read, its user + system time in clock ticks (`/proc/<pid>/stat`). The
+/// ticks count in 10 ms steps: too coarse for a run of a few tens of
+/// milliseconds such as the echo baseline's. (A thread that exits during
+/// a run takes its time out of the sum; a node's and this process's
+/// runtime threads live as long as they do.)
 fn proc_cpu_seconds(pid: &str) -> Option<f64> {
+    threads_cpu_seconds(pid).or_else(|| ticks_cpu_seconds(pid))
+}
+
+fn threads_cpu_seconds(pid: &str) -> Option<f64> {
+    let mut nanos: u64 = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        // A thread that exited since the listing has nothing left to read.
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        nanos += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(nanos as f64 / 1e9)
+}
+
+fn ticks_cpu_seconds(pid: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The fields after the command name (in parentheses, may hold spaces).
     let rest = stat.get(stat.rfind(')')? + 2..)?;
@@ -686,7 +724,11 @@ fn render(r: &Report) -> String {
         (
             "CPU per job (nodes + this client)".to_owned(),
             cpu,
-            String::new(),
+            r.baseline
+                .ws_echo_cpu_us_per_message
+                .map_or(String::new(), |c| {
+                    format!("{c:.1} µs per envelope echoed (echo server + this client)")
+                }),
         ),
     ];
     let mut out = format!(
@@ -723,6 +765,14 @@ mod tests {
     fn this_process_has_cpu_time_and_a_load_average() {
         assert!(cpu_seconds(&[]).is_some_and(|s| s >= 0.0));
         assert!(load_average().is_some());
+        // The threads' nanosecond sum is what is read here, and it grows
+        // with work done (the ticks only in 10 ms steps).
+        let before = threads_cpu_seconds("self").expect("schedstat");
+        let mut x = 0u64;
+        while threads_cpu_seconds("self").expect("schedstat") <= before {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        assert!(ticks_cpu_seconds("self").is_some());
     }
 
     #[tokio::test]

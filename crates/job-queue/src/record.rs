@@ -502,7 +502,7 @@ impl<W> Records<W> {
                 result: Some(StoredResult::of(result)),
             };
             let kept = encode_stored(scratch, &result.id, &stored).map(|blob| {
-                let bytes = stored_size(&blob);
+                let bytes = stored_size(&blob, &result.id);
                 (blob, bytes)
             });
             (kept, live.waiter)
@@ -526,7 +526,7 @@ impl<W> Records<W> {
             result: record.result.as_ref().map(StoredResult::of),
         };
         if let Some(blob) = encode_stored(&mut self.scratch, &record.id, &stored) {
-            let bytes = stored_size(&blob);
+            let bytes = stored_size(&blob, &record.id);
             // Replaces a live record of the same id.
             self.table
                 .insert_finished(record.id.clone(), finished_ms, bytes, blob);
@@ -547,7 +547,7 @@ impl<W> Records<W> {
         if bincode::deserialize::<StoredIn>(&blob).is_err() {
             return false;
         }
-        let bytes = stored_size(&blob);
+        let bytes = stored_size(&blob, &id);
         // Replaces a live record of the same id.
         self.table.insert_finished(id, finished_ms, bytes, blob);
         self.table.evict(now_ms, self.retention);
@@ -627,12 +627,16 @@ fn encode_stored(scratch: &mut Vec<u8>, id: &JobId, stored: &StoredOut<'_>) -> O
     Some(blob)
 }
 
-/// What a stored record costs in memory: the blob, its allocation and its
-/// share of the index.
-fn stored_size(blob: &[u8]) -> usize {
-    const ALLOC: usize = 16;
-    const INDEX: usize = 96;
-    blob.len() + ALLOC + INDEX + std::mem::size_of::<Box<[u8]>>()
+/// What a finished record costs in memory: its blob (as the allocator
+/// rounds it), its slot in the records' ring (which holds the blob's
+/// pointer and the id's), its index entry with the index's spare room,
+/// and the id's own allocation.
+fn stored_size(blob: &[u8], id: &JobId) -> usize {
+    const SLOT: usize = 56;
+    const INDEX: usize = 16;
+    /// An `Arc<str>`'s two counts.
+    const ARC: usize = 16;
+    blob.len().next_multiple_of(16) + SLOT + INDEX + (ARC + id.as_str().len()).next_multiple_of(16)
 }
 
 /// The stored form of a finished record (bincode: every field always
