@@ -96,6 +96,8 @@ async fn bench_runs_a_local_cluster_end_to_end() {
     );
     assert_eq!(report["journal"], false);
     assert!(number(&report, &["throughput", "cpu_us_per_job"]) > 0.0);
+    // The echo run's own CPU, the CPU figure's baseline.
+    assert!(number(&report, &["baseline", "ws_echo_cpu_us_per_message"]) > 0.0);
     assert!(number(&report, &["load_average"]) >= 0.0);
 }
 
@@ -171,7 +173,7 @@ async fn bench_compare_prints_a_row_per_build() {
     for (row, label) in rows[1..].iter().zip(["one", "two"]) {
         assert!(row.starts_with(&format!("| {label} | ")), "{table}");
         // A median and the two runs in each figure's column.
-        assert_eq!(row.matches('(').count(), 7, "{row}");
+        assert_eq!(row.matches('(').count(), 8, "{row}");
     }
     let progress = stderr(&out);
     assert_eq!(progress.matches(" run ").count(), 4, "{progress}");

@@ -27,7 +27,7 @@
 //!
 //! [`Router::set_local`]: cluster_router::Router::set_local
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actor_core::ActorRef;
@@ -44,6 +44,36 @@ pub(crate) struct LocalPool {
     pub(crate) actor: ActorRef<PoolMsg>,
     /// What went through the typed path.
     pub(crate) stats: Arc<LocalStats>,
+    /// The pool's load as it is now.
+    pub(crate) load: Arc<LiveLoad>,
+}
+
+/// A pool's load as it is now, for the coordinator of the same process:
+/// the pool stores it each time its mailbox is drained (and with each
+/// report), the coordinator reads it before each message. The load a
+/// node reports through the membership is up to a report interval plus
+/// the coordinator's refresh old.
+#[derive(Debug, Default)]
+pub(crate) struct LiveLoad {
+    in_flight: AtomicU32,
+    queue_depth: AtomicU32,
+}
+
+impl LiveLoad {
+    pub(crate) fn set(&self, in_flight: usize, queue_depth: usize) {
+        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        self.in_flight.store(clamp(in_flight), Ordering::Relaxed);
+        self.queue_depth
+            .store(clamp(queue_depth), Ordering::Relaxed);
+    }
+
+    /// Running and queued jobs.
+    pub(crate) fn get(&self) -> (u32, u32) {
+        (
+            self.in_flight.load(Ordering::Relaxed),
+            self.queue_depth.load(Ordering::Relaxed),
+        )
+    }
 }
 
 /// Counters of the typed path (read through [`crate::WorkerPool`]).

@@ -30,7 +30,7 @@ use crate::failure::{FailureCause, JobFailure};
 use crate::handler::{HandlerRegistry, KIND_TAG_PREFIX};
 use crate::job::JobResult;
 use crate::job::{Job, JobId};
-use crate::local::{LocalCancel, LocalJobs, LocalPool, LocalReply, LocalStats};
+use crate::local::{LiveLoad, LocalCancel, LocalJobs, LocalPool, LocalReply, LocalStats};
 use crate::protocol::{decode_request, encode_reply, WorkerReply, WorkerRequest};
 use crate::reply_retry::{self, PendingReplies, RetryLimits};
 use crate::service::outbox::Outbox;
@@ -180,8 +180,10 @@ impl WorkerPool {
             external_busy: Arc::default(),
             external_tags: Arc::default(),
             local_stats: Arc::default(),
+            live_load: Arc::default(),
         };
         let local_stats = Arc::clone(&parts.local_stats);
+        let live_load = Arc::clone(&parts.live_load);
         let external_busy = Arc::clone(&parts.external_busy);
         let fenced = Arc::clone(&parts.fenced);
         let undelivered = Arc::clone(&parts.undelivered);
@@ -212,6 +214,7 @@ impl WorkerPool {
         let local = Arc::new(LocalPool {
             actor: actor.clone(),
             stats: local_stats,
+            load: live_load,
         });
         router.set_local(Arc::clone(&local));
         // Retries results kept for unreachable coordinators; ends once the
@@ -412,6 +415,8 @@ struct PoolParts {
     external_tags: Arc<parking_lot::Mutex<Vec<String>>>,
     /// Counters of the typed path to this process's coordinator.
     local_stats: Arc<LocalStats>,
+    /// The load now, for this process's coordinator.
+    live_load: Arc<LiveLoad>,
 }
 
 /// Spawns the pool actor under its own supervisor (restarts logged by it).
@@ -760,7 +765,18 @@ impl PoolActor {
         }
     }
 
+    /// Stores the load as it is now for this process's coordinator
+    /// (external workers' jobs, running or queued, count as queued).
+    fn store_live_load(&self) {
+        let queue = &self.parts.queue;
+        let external = self.parts.external_busy.load(Ordering::Relaxed);
+        self.parts
+            .live_load
+            .set(queue.in_flight(), queue.queue_depth() + external);
+    }
+
     fn publish_load(&mut self) {
+        self.store_live_load();
         let queue = &self.parts.queue;
         let (ext_running, ext_queued) = {
             let ext = self.parts.external.lock();
@@ -884,6 +900,7 @@ impl Actor for PoolActor {
 
     async fn drained(&mut self, _ctx: &mut Context<Self>) -> Result<(), BoxError> {
         self.flush();
+        self.store_live_load();
         Ok(())
     }
 

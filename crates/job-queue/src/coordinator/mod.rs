@@ -580,6 +580,13 @@ impl CoordinatorCore {
 
     // ---------- inputs: membership ----------
 
+    /// The coordinator's own node's pool load (running, queued) as read in
+    /// this process just now, used instead of the load it last reported
+    /// (`None`: the reported one). Placement reads it; nothing else runs.
+    pub(crate) fn set_local_live_load(&mut self, load: Option<(u32, u32)>) {
+        self.nodes.set_local_live_load(load);
+    }
+
     /// Adds or updates a node (status, tags, gossiped load). A node turning
     /// Down has its running attempts retried elsewhere at once.
     pub fn update_node(&mut self, info: NodeInfo, now: Instant) {

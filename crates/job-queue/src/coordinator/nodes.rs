@@ -294,6 +294,9 @@ pub(crate) struct NodeTable {
     /// The coordinator's own node: no network between them, so its
     /// candidates carry a round trip of zero.
     local: Option<Arc<str>>,
+    /// The own node's pool load as it is now (running, queued), when the
+    /// pool runs in this process ([`Self::set_local_live_load`]).
+    local_live: Option<(u32, u32)>,
 }
 
 impl Default for NodeTable {
@@ -310,6 +313,7 @@ impl NodeTable {
             queue_target: Some(Duration::from_millis(50)),
             selectors: KindSelectors::default(),
             local: None,
+            local_live: None,
         }
     }
 
@@ -322,6 +326,21 @@ impl NodeTable {
     /// Whether `name` is the coordinator's own node.
     pub(crate) fn is_local(&self, name: &str) -> bool {
         self.local.as_deref() == Some(name)
+    }
+
+    /// The own node's pool load read in this process just now (`None`:
+    /// not known, the reported load stands). The load a node reports
+    /// through the membership is up to a report interval plus a refresh
+    /// old: right after a burst it still shows the burst's queue, and the
+    /// own node, idle by then, looked busy and lost single jobs to remote
+    /// nodes (an extra network hop each) for most of a second.
+    pub(crate) fn set_local_live_load(&mut self, load: Option<(u32, u32)>) {
+        self.local_live = load;
+    }
+
+    /// See [`Self::set_local_live_load`].
+    pub(crate) fn local_live_load(&self) -> Option<(u32, u32)> {
+        self.local_live
     }
 
     /// The wait adaptive windows aim for (see [`AdaptiveWindow`]).

@@ -208,6 +208,58 @@ fn an_idle_cluster_runs_the_job_on_the_coordinators_own_node() {
 }
 
 #[test]
+fn the_own_nodes_load_as_read_now_beats_its_stale_report() {
+    // Right after a burst the own node's last report still shows its
+    // queue; read in-process, its pool is idle: single jobs stay local.
+    let t0 = Instant::now();
+    let mut core = with_nodes(
+        StrategyKind::EarliestFinish,
+        &echo_nodes(&["a", "coord"]),
+        t0,
+    );
+    let mut busy = NodeInfo::up("coord", ["kind:echo"]);
+    busy.load.queue_depth = 330;
+    core.update_node(busy, t0);
+    // Both measured: 1 ms jobs, a's link 1 ms.
+    let quick = |job: &Job, node: &str| {
+        JobResult::success(
+            job.id.clone(),
+            "ok",
+            node,
+            job.attempt,
+            Duration::from_millis(1),
+        )
+    };
+    for _ in ["a", "coord"] {
+        let job = Job::new("echo", "").with_strategy(StrategyKind::RoundRobin);
+        core.submit(job, t0).unwrap();
+        let (job, placed) = one_dispatch(&mut core);
+        let at = t0 + Duration::from_millis(if placed == "a" { 2 } else { 1 });
+        core.result_received(quick(&job, &placed), &placed, at);
+        core.drain_actions().for_each(drop);
+    }
+    core.submit(Job::new("echo", ""), t0 + SEC).unwrap();
+    assert_eq!(
+        one_dispatch(&mut core).1,
+        "a",
+        "the stale report: looks busy"
+    );
+    core.drain_actions().for_each(drop);
+    core.set_local_live_load(Some((0, 0)));
+    for _ in 0..5 {
+        core.submit(Job::new("echo", ""), t0 + SEC).unwrap();
+        let (job, placed) = one_dispatch(&mut core);
+        assert_eq!(placed, "coord", "idle now: the own node");
+        core.result_received(quick(&job, "coord"), "coord", t0 + SEC);
+        core.drain_actions().for_each(drop);
+    }
+    // Its load as read now counts like a report: busy now, remote again.
+    core.set_local_live_load(Some((4, 330)));
+    core.submit(Job::new("echo", ""), t0 + SEC).unwrap();
+    assert_eq!(one_dispatch(&mut core).1, "a", "busy now");
+}
+
+#[test]
 fn least_cpu_prefers_the_low_load_node_as_a_per_job_override() {
     let t0 = Instant::now();
     let mut core = core(StrategyKind::RoundRobin);

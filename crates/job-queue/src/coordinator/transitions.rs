@@ -450,6 +450,11 @@ fn choose_node(
                     // service time, which the strategies count on their own.
                     c.latency = Some(std::time::Duration::ZERO);
                     c.link_rtt = Some(std::time::Duration::ZERO);
+                    // Its load now, not its last report.
+                    if let Some((in_flight, queue_depth)) = nodes.local_live_load() {
+                        c.reported_in_flight = in_flight;
+                        c.reported_queue_depth = queue_depth;
+                    }
                 }
                 c
             }),

@@ -761,6 +761,17 @@ impl Shell {
         }
     }
 
+    /// Gives the core this node's pool load as it is now (when the pool
+    /// runs in this process), for the placements this message makes.
+    fn read_local_load(&mut self) {
+        let load = self
+            .router
+            .local::<LocalPool>()
+            .filter(|pool| pool.actor.is_alive())
+            .map(|pool| pool.load.get());
+        self.core.set_local_live_load(load);
+    }
+
     /// This node's pool, when it can be reached without an envelope now:
     /// it runs in this process, binary dispatch (JSON dispatch stays one
     /// envelope per job), and nothing to it waits in the outbox (a typed
@@ -1098,6 +1109,7 @@ impl Actor for Shell {
             // its latency.
             ctx.linger();
         }
+        self.read_local_load();
         self.on_message(msg, Instant::now());
         Ok(())
     }
