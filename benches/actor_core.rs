@@ -73,6 +73,48 @@ impl Actor for Echo {
     }
 }
 
+/// Where the sender tasks put their numbers: an actor (`tell`) or a bare
+/// channel (the baseline).
+trait Put: Clone + Send + 'static {
+    fn put(&self, n: u64) -> impl std::future::Future<Output = ()> + Send;
+}
+
+impl Put for actor_core::ActorRef<u64> {
+    async fn put(&self, n: u64) {
+        self.tell(n).await.expect("sink alive");
+    }
+}
+
+impl Put for mpsc::Sender<u64> {
+    async fn put(&self, n: u64) {
+        self.send(n).await.expect("receiver alive");
+    }
+}
+
+/// Sends `messages` numbers in total into `to` from `senders` tasks (the
+/// last one takes the remainder) and waits for them.
+async fn send_from_tasks(to: &impl Put, messages: u64, senders: u64) {
+    let per_sender = messages / senders;
+    let tasks: Vec<_> = (0..senders)
+        .map(|s| {
+            let to = to.clone();
+            let count = if s == senders - 1 {
+                messages - per_sender * (senders - 1)
+            } else {
+                per_sender
+            };
+            tokio::spawn(async move {
+                for i in 0..count {
+                    to.put(i).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("sender task");
+    }
+}
+
 /// Sends `messages` in total from `senders` tasks; returns messages/s.
 async fn tell_throughput(messages: u64, senders: u64) -> f64 {
     let (done_tx, done_rx) = oneshot::channel();
@@ -83,26 +125,8 @@ async fn tell_throughput(messages: u64, senders: u64) -> f64 {
     };
     let actor =
         spawn_with("sink", sink, SpawnOptions::default().capacity(CAPACITY)).expect("spawn sink");
-    let per_sender = messages / senders;
     let start = Instant::now();
-    let tasks: Vec<_> = (0..senders)
-        .map(|s| {
-            let actor = actor.clone();
-            let count = if s == senders - 1 {
-                messages - per_sender * (senders - 1)
-            } else {
-                per_sender
-            };
-            tokio::spawn(async move {
-                for i in 0..count {
-                    actor.tell(i).await.expect("sink alive");
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("sender task");
-    }
+    send_from_tasks(&actor, messages, senders).await;
     tokio::time::timeout(Duration::from_secs(120), done_rx)
         .await
         .expect("sink finished in time")
@@ -150,27 +174,9 @@ async fn mpsc_throughput(messages: u64, senders: u64) -> f64 {
         }
         seen
     });
-    let per_sender = messages / senders;
     let start = Instant::now();
-    let tasks: Vec<_> = (0..senders)
-        .map(|s| {
-            let tx = tx.clone();
-            let count = if s == senders - 1 {
-                messages - per_sender * (senders - 1)
-            } else {
-                per_sender
-            };
-            tokio::spawn(async move {
-                for i in 0..count {
-                    tx.send(i).await.expect("receiver alive");
-                }
-            })
-        })
-        .collect();
+    send_from_tasks(&tx, messages, senders).await;
     drop(tx);
-    for task in tasks {
-        task.await.expect("sender task");
-    }
     let seen = tokio::time::timeout(Duration::from_secs(120), receiver)
         .await
         .expect("receiver finished in time")

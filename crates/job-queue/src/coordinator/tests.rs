@@ -52,6 +52,17 @@ fn one_dispatch(core: &mut CoordinatorCore) -> (Job, String) {
     d.remove(0)
 }
 
+/// A success that took 1 ms on `node`.
+fn quick(job: &Job, node: &str) -> JobResult {
+    JobResult::success(
+        job.id.clone(),
+        "ok",
+        node,
+        job.attempt,
+        Duration::from_millis(1),
+    )
+}
+
 fn ok(job: &Job, node: &str) -> JobResult {
     JobResult::success(
         job.id.clone(),
@@ -177,15 +188,6 @@ fn an_idle_cluster_runs_the_job_on_the_coordinators_own_node() {
     assert_eq!((n1.as_str(), n2.as_str()), ("a", "coord"), "idle first");
     // Both ran the job in 1 ms; a's answer took 5 ms (a 4 ms link), the
     // local one 50 ms (its queue: not a link).
-    let quick = |job: &Job, node: &str| {
-        JobResult::success(
-            job.id.clone(),
-            "ok",
-            node,
-            job.attempt,
-            Duration::from_millis(1),
-        )
-    };
     core.result_received(quick(&j1, "a"), "a", t0 + Duration::from_millis(5));
     core.result_received(quick(&j2, "coord"), "coord", t0 + Duration::from_millis(50));
     core.drain_actions().for_each(drop);
@@ -221,15 +223,6 @@ fn the_own_nodes_load_as_read_now_beats_its_stale_report() {
     busy.load.queue_depth = 330;
     core.update_node(busy, t0);
     // Both measured: 1 ms jobs, a's link 1 ms.
-    let quick = |job: &Job, node: &str| {
-        JobResult::success(
-            job.id.clone(),
-            "ok",
-            node,
-            job.attempt,
-            Duration::from_millis(1),
-        )
-    };
     for _ in ["a", "coord"] {
         let job = Job::new("echo", "").with_strategy(StrategyKind::RoundRobin);
         core.submit(job, t0).unwrap();
