@@ -367,14 +367,6 @@ impl LinkState {
 }
 
 /// Runs an established link until it closes, then reports it lost.
-///
-/// The reader and the writer are two futures of this one task, not two
-/// tasks: the WebSocket's halves share one waker proxy
-/// (tokio-tungstenite), so every frame that arrives wakes the writer as
-/// well as the reader. As two tasks, each frame woke two at once, and the
-/// runtime then woke an idle worker thread to share them; that thread went
-/// back to wait in the I/O driver, and the next frame had to wake it from
-/// there (on a VM, tens of microseconds per wake-up, twice per round trip).
 async fn run_link(shared: Arc<Shared>, ws: Ws, peer: String, conn: Conn) {
     Counters::bump(&shared.counters.links_open);
     let Conn {
@@ -390,14 +382,13 @@ async fn run_link(shared: Arc<Shared>, ws: Ws, peer: String, conn: Conn) {
         reason: Mutex::new(None),
         reader_done: CancellationToken::new(),
     });
-    let reader = read_loop(
+    let reader = tokio::spawn(read_loop(
         Arc::clone(&shared),
         stream,
         peer.clone(),
         ctrl_tx,
         Arc::clone(&state),
-    );
-    tokio::pin!(reader);
+    ));
     let enc = BatchEncoder::new(shared.config.max_frame_size);
     let mut writer = Writer {
         shared: &shared,
@@ -405,32 +396,19 @@ async fn run_link(shared: Arc<Shared>, ws: Ws, peer: String, conn: Conn) {
         state: &state,
         enc,
     };
-    // What the reader returned, once it ended.
-    let mut read_out = None;
-    let graceful = {
-        let run = writer.run(queue, ctrl_rx, &cancel);
-        tokio::pin!(run);
-        loop {
-            tokio::select! {
-                graceful = &mut run => break graceful,
-                out = &mut reader, if read_out.is_none() => read_out = Some(out),
-            }
-        }
-    };
-    if graceful && read_out.is_none() {
+    let graceful = writer.run(queue, ctrl_rx, &cancel).await;
+    if graceful {
         let grace = shared.config.handshake_timeout;
-        read_out = tokio::time::timeout(grace, &mut reader).await.ok();
+        let _ = tokio::time::timeout(grace, state.reader_done.cancelled()).await;
     }
     if state.oversize.load(Ordering::Relaxed) {
-        let out = match read_out {
-            Some(out) => out,
-            None => reader.await,
-        };
-        if let Some(stream) = out {
+        if let Ok(Some(stream)) = reader.await {
             if let Ok(ws) = stream.reunite(writer.sink) {
                 linger(ws).await;
             }
         }
+    } else {
+        reader.abort();
     }
     Counters::drop_one(&shared.counters.links_open);
     let reason = state
