@@ -364,9 +364,7 @@ async fn measure(args: &BenchArgs, target: &Target, cluster: String) -> anyhow::
         let ws_echo_messages_per_second =
             ws_echo(echo.addr, &envelope, args.jobs, args.window).await?;
         let cpu_after = echo.pid.and_then(|pid| cpu_seconds(&[pid]));
-        let ws_echo_cpu_us_per_message = cpu_before
-            .zip(cpu_after)
-            .map(|(before, after)| (after - before) * 1e6 / f64::from(args.jobs.max(1)));
+        let ws_echo_cpu_us_per_message = cpu_us_per(cpu_before, cpu_after, args.jobs);
         anyhow::Ok(Baseline {
             ws_echo_messages_per_second,
             ws_echo_cpu_us_per_message,
@@ -432,9 +430,7 @@ async fn throughput(
     tally.seconds = elapsed;
     tally.jobs_per_second = f64::from(args.jobs) / elapsed.max(1e-9);
     if !target.pids.is_empty() {
-        if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
-            tally.cpu_us_per_job = Some((after - before) * 1e6 / f64::from(args.jobs));
-        }
+        tally.cpu_us_per_job = cpu_us_per(cpu_before, cpu_after, args.jobs);
     }
     Ok(tally)
 }
@@ -620,6 +616,12 @@ async fn ws_ping_pong(
     }
     let _ = ws.close(None).await;
     Ok(Percentiles::of(samples))
+}
+
+/// Microseconds of CPU per unit of `count`, from CPU seconds before and
+/// after (`None` if either could not be read).
+fn cpu_us_per(before: Option<f64>, after: Option<f64>, count: u32) -> Option<f64> {
+    Some((after? - before?) * 1e6 / f64::from(count.max(1)))
 }
 
 /// CPU seconds (user + system) used so far by `pids` and this process.

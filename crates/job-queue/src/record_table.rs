@@ -59,6 +59,34 @@ fn spread(hash: u32) -> u64 {
     u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
+/// Indexes the entry at `pos` (its id's short hash `hash`).
+fn index_insert(index: &mut HashTable<IndexEntry>, hash: u32, pos: u32) {
+    index.insert_unique(spread(hash), IndexEntry { hash, pos }, |entry| {
+        spread(entry.hash)
+    });
+}
+
+/// The ring index of the entry at `pos` of a ring whose front is at
+/// `base`.
+fn ring_index(base: u32, pos: u32) -> usize {
+    pos.wrapping_sub(base) as usize
+}
+
+/// Whether `entry` indexes the finished entry of `id` (`hash`: its short
+/// hash) in `ring`, whose front is at `base`.
+fn indexes<F>(
+    ring: &VecDeque<Slot<F>>,
+    base: u32,
+    id: &JobId,
+    hash: u32,
+    entry: &IndexEntry,
+) -> bool {
+    entry.hash == hash
+        && ring
+            .get(ring_index(base, entry.pos))
+            .is_some_and(|slot| slot.id == *id)
+}
+
 /// Live entries (never evicted) and finished ones (oldest first by the
 /// order they finished in, bounded by a [`Retention`]); an id is in one
 /// of the two at most.
@@ -108,12 +136,9 @@ impl<L, F> RecordTable<L, F> {
     fn find(&self, id: &JobId) -> Option<usize> {
         let hash = short_hash(id);
         let (ring, base) = (&self.ring, self.base);
-        let at = |entry: &IndexEntry| entry.pos.wrapping_sub(base) as usize;
         self.index
-            .find(spread(hash), |entry| {
-                entry.hash == hash && ring.get(at(entry)).is_some_and(|slot| slot.id == *id)
-            })
-            .map(at)
+            .find(spread(hash), |entry| indexes(ring, base, id, hash, entry))
+            .map(|entry| ring_index(base, entry.pos))
     }
 
     pub(crate) fn finished(&self, id: &JobId) -> Option<&F> {
@@ -138,15 +163,10 @@ impl<L, F> RecordTable<L, F> {
         let (ring, base) = (&self.ring, self.base);
         let entry = self
             .index
-            .find_entry(spread(hash), |entry| {
-                entry.hash == hash
-                    && ring
-                        .get(entry.pos.wrapping_sub(base) as usize)
-                        .is_some_and(|slot| slot.id == *id)
-            })
+            .find_entry(spread(hash), |entry| indexes(ring, base, id, hash, entry))
             .ok()?;
         let (entry, _) = entry.remove();
-        let slot = self.ring.get_mut(entry.pos.wrapping_sub(base) as usize)?;
+        let slot = self.ring.get_mut(ring_index(base, entry.pos))?;
         let value = slot.value.take()?;
         self.bytes -= u64::from(slot.bytes);
         self.holes += 1;
@@ -193,10 +213,7 @@ impl<L, F> RecordTable<L, F> {
             bytes,
             value: Some(value),
         });
-        self.index
-            .insert_unique(spread(hash), IndexEntry { hash, pos }, |entry| {
-                spread(entry.hash)
-            });
+        index_insert(&mut self.index, hash, pos);
     }
 
     /// Drops the holes once they outnumber the entries (and the index's
@@ -211,11 +228,7 @@ impl<L, F> RecordTable<L, F> {
         for (i, slot) in self.ring.iter().enumerate() {
             let hash = short_hash(&slot.id);
             // Truncation intended: positions wrap (see `IndexEntry`).
-            let pos = self.base.wrapping_add(i as u32);
-            self.index
-                .insert_unique(spread(hash), IndexEntry { hash, pos }, |entry| {
-                    spread(entry.hash)
-                });
+            index_insert(&mut self.index, hash, self.base.wrapping_add(i as u32));
         }
     }
 

@@ -52,25 +52,24 @@ fn one_dispatch(core: &mut CoordinatorCore) -> (Job, String) {
     d.remove(0)
 }
 
-/// A success that took 1 ms on `node`.
-fn quick(job: &Job, node: &str) -> JobResult {
+/// A success of `job` on `node` that took `ms` there.
+fn success_in(job: &Job, node: &str, ms: u64) -> JobResult {
     JobResult::success(
         job.id.clone(),
         "ok",
         node,
         job.attempt,
-        Duration::from_millis(1),
+        Duration::from_millis(ms),
     )
 }
 
+/// A success that took 1 ms on `node`.
+fn quick(job: &Job, node: &str) -> JobResult {
+    success_in(job, node, 1)
+}
+
 fn ok(job: &Job, node: &str) -> JobResult {
-    JobResult::success(
-        job.id.clone(),
-        "ok",
-        node,
-        job.attempt,
-        Duration::from_millis(5),
-    )
+    success_in(job, node, 5)
 }
 
 fn failed(job: &Job, node: &str, failure: JobFailure) -> JobResult {

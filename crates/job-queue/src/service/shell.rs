@@ -764,12 +764,14 @@ impl Shell {
     /// Gives the core this node's pool load as it is now (when the pool
     /// runs in this process), for the placements this message makes.
     fn read_local_load(&mut self) {
-        let load = self
-            .router
-            .local::<LocalPool>()
-            .filter(|pool| pool.actor.is_alive())
-            .map(|pool| pool.load.get());
+        let load = self.running_local_pool().map(|pool| pool.load.get());
         self.core.set_local_live_load(load);
+    }
+
+    /// This node's pool, when it runs in this process.
+    fn running_local_pool(&self) -> Option<Arc<LocalPool>> {
+        let pool = self.router.local::<LocalPool>()?;
+        pool.actor.is_alive().then_some(pool)
     }
 
     /// This node's pool, when it can be reached without an envelope now:
@@ -780,8 +782,7 @@ impl Shell {
         if self.format != PayloadFormat::Binary || self.outbox.is_queued(self.me.node()) {
             return None;
         }
-        let pool = self.router.local::<LocalPool>()?;
-        pool.actor.is_alive().then_some(pool)
+        self.running_local_pool()
     }
 
     /// Encodes the first attempts of `jobs` that fit one envelope; returns
