@@ -19,6 +19,8 @@ use crate::job::{Job, JobId, JobResult};
 
 #[path = "record_query.rs"]
 mod query;
+#[path = "record_ring.rs"]
+mod ring;
 #[path = "record_table.rs"]
 mod table;
 pub use query::{FinishedSample, JobPage, JobQuery, MAX_SAMPLES};

@@ -7,7 +7,8 @@
 //! job's events while it runs (its attempts) touch nothing else.
 //!
 //! Finished entries (hundreds of thousands within retention) sit in a
-//! ring in the order they finished, and an index finds them by id: a hash
+//! ring (in chunks that never move, `record_ring.rs`) in the order they
+//! finished, and an index finds them by id: a hash
 //! table of 8-byte entries (32 bits of the id's keyed hash and the entry's
 //! position in the ring). A job meets it once when it ends (a push at the
 //! ring's end and an 8-byte write into the index) and once when it is
@@ -20,10 +21,9 @@
 //! removed before (a re-run, a cancelled record) leaves a hole there,
 //! and holes are compacted away once they outnumber the entries.
 
-use std::collections::VecDeque;
-
 use hashbrown::HashTable;
 
+use super::ring::ChunkRing;
 use super::Retention;
 use crate::job::{IdMap, JobId};
 
@@ -75,7 +75,7 @@ fn ring_index(base: u32, pos: u32) -> usize {
 /// Whether `entry` indexes the finished entry of `id` (`hash`: its short
 /// hash) in `ring`, whose front is at `base`.
 fn indexes<F>(
-    ring: &VecDeque<Slot<F>>,
+    ring: &ChunkRing<Slot<F>>,
     base: u32,
     id: &JobId,
     hash: u32,
@@ -94,7 +94,7 @@ fn indexes<F>(
 pub(crate) struct RecordTable<L, F> {
     live: IdMap<L>,
     /// Finished entries in finishing order, holes included.
-    ring: VecDeque<Slot<F>>,
+    ring: ChunkRing<Slot<F>>,
     /// The position of `ring[0]`.
     base: u32,
     /// Finished entries (not holes) by id.
@@ -107,7 +107,7 @@ impl<L, F> Default for RecordTable<L, F> {
     fn default() -> Self {
         RecordTable {
             live: IdMap::default(),
-            ring: VecDeque::new(),
+            ring: ChunkRing::default(),
             base: 0,
             index: HashTable::new(),
             holes: 0,
