@@ -20,7 +20,7 @@ const GATED_READ: usize = 4096;
 enum Io {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
-    /// Taken by [`Connection::take`] (the WebSocket layer is being replaced).
+    /// Taken by [`Connection::take_authenticated`] (the WebSocket layer is being replaced).
     Gone,
 }
 
