@@ -1,11 +1,13 @@
 //! TLS between nodes and for clients (certificates generated at run
 //! time): a wss:// link carries envelopes with the HMAC handshake inside
 //! TLS, a wss client authenticates with its token, a plaintext client is
-//! refused by a TLS node, and dialling wss:// needs a trusted CA.
+//! refused by a TLS node, dialling wss:// needs a trusted CA, and a TLS
+//! link carries bulk both ways at once.
 
 mod support;
 
-use cluster_transport::{Incoming, TransportConfig, TransportError};
+use bytes::Bytes;
+use cluster_transport::{Envelope, Incoming, Transport, TransportConfig, TransportError};
 use support::tls::TestPki;
 use support::transport::{bind, env, from_node, stop, T};
 use support::wait_until;
@@ -104,4 +106,56 @@ async fn wss_needs_a_trusted_ca() {
     let err = timeout(T, a.connect(&wss)).await.unwrap().unwrap_err();
     assert!(matches!(err, TransportError::Tls { .. }), "{err}");
     stop(&[&a, &b, &c, &plain]).await;
+}
+
+/// Envelopes per direction in the bulk test, and their payload size: 16 MiB
+/// each way, more than loopback's socket buffers hold, so writes must wait
+/// for the socket while the same link's reader keeps reading.
+const BULK: u64 = 256;
+const BULK_BYTES: usize = 64 * 1024;
+
+fn bulk_envelope(i: u64) -> Envelope {
+    let mut payload = vec![i as u8; BULK_BYTES];
+    payload[..8].copy_from_slice(&i.to_le_bytes());
+    Envelope::new(Bytes::from_static(b"bulk"), Bytes::from(payload))
+}
+
+async fn bulk_send(t: &Transport, peer: &str) {
+    for i in 0..BULK {
+        timeout(T, t.send(peer, bulk_envelope(i)))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
+async fn bulk_receive(inbox: &mut tokio::sync::mpsc::Receiver<Incoming>) {
+    let mut next = 0;
+    while next < BULK {
+        let (_, envs) = from_node(timeout(T, inbox.recv()).await.unwrap().unwrap());
+        for env in envs {
+            assert_eq!(env, bulk_envelope(next), "lost, duplicated or reordered");
+            next += 1;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_link_carries_bulk_both_ways_at_once() {
+    let pki = TestPki::new();
+    let a = bind(tls_node("node-a", "k", &pki)).await;
+    let b = bind(tls_node("node-b", "k", &pki)).await;
+    let (mut inbox_a, mut inbox_b) = (a.take_incoming().unwrap(), b.take_incoming().unwrap());
+    timeout(T, b.connect(&a.url())).await.unwrap().unwrap();
+    assert!(
+        wait_until(T, || !a.peers().is_empty()).await,
+        "a sees the link"
+    );
+    tokio::join!(
+        bulk_send(&a, "node-b"),
+        bulk_send(&b, "node-a"),
+        bulk_receive(&mut inbox_a),
+        bulk_receive(&mut inbox_b),
+    );
+    stop(&[&a, &b]).await;
 }

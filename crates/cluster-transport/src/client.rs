@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
@@ -30,6 +29,7 @@ use crate::auth;
 use crate::config::Secret;
 use crate::event::{ClientId, ClientPayloads, Incoming, LinkEvent};
 use crate::link::{refill_now, Ws};
+use crate::split::{self, WsSink, WsStream};
 use crate::stats::Counters;
 use crate::transport::{PreAuthSlot, Shared};
 use crate::window::ClientWindow;
@@ -337,7 +337,7 @@ pub(crate) async fn run(
     tracing::info!(%addr, client = %id, "client connected");
     shared.emit(LinkEvent::ClientConnected { id });
 
-    let (sink, stream) = ws.split();
+    let (sink, stream) = split::split(ws);
     // Error replies are rare; a client flooding bad frames loses some.
     let (err_tx, err_rx) = mpsc::channel(ERROR_REPLIES);
     let queues = WriterQueues {
@@ -381,7 +381,7 @@ pub(crate) async fn run(
     if let (true, Ok(Ok(sink))) = (linger, written) {
         // Our close frame must not be lost to a TCP reset for the frames
         // we left unread.
-        if let Ok(ws) = stream.reunite(sink) {
+        if let Some(ws) = split::reunite(stream, sink) {
             crate::link::linger(ws).await;
         }
     }
@@ -426,7 +426,7 @@ async fn refuse_busy(shared: &Shared, mut ws: Ws, addr: SocketAddr) {
 /// above the limit (the connection is being closed with 1009).
 async fn read_loop(
     shared: &Shared,
-    stream: &mut SplitStream<Ws>,
+    stream: &mut WsStream,
     id: ClientId,
     replies: &mpsc::Sender<Reply>,
     window: &ClientWindow,
@@ -512,7 +512,7 @@ enum WriteStop {
 /// nothing for `client_idle_limit` while frames wait, abandons what is
 /// queued (also mid-write) and closes with 1013.
 /// Returns the sink when done.
-async fn write_loop(shared: Arc<Shared>, mut sink: ClientSink, q: WriterQueues) -> ClientSink {
+async fn write_loop(shared: Arc<Shared>, mut sink: WsSink, q: WriterQueues) -> WsSink {
     let WriterQueues {
         frames: mut queue,
         mut replies,
@@ -594,8 +594,6 @@ fn idle_close_grace(shared: &Shared) -> Duration {
     shared.config.client_idle_limit.max(IDLE_CLOSE_GRACE)
 }
 
-type ClientSink = futures_util::stream::SplitSink<Ws, Message>;
-
 /// Disconnects client `id` for reading nothing while answers waited:
 /// marks it kicked (so nobody else closes it), logs and counts it. False
 /// if it was already being closed.
@@ -621,7 +619,7 @@ fn kick_idle(shared: &Shared, id: ClientId) -> bool {
 /// returns one unit of the client's window.
 async fn write_frames(
     shared: &Shared,
-    sink: &mut ClientSink,
+    sink: &mut WsSink,
     queue: &mut mpsc::Receiver<OutFrame>,
     batch: &mut Vec<OutFrame>,
     window: &ClientWindow,

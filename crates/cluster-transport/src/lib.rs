@@ -81,6 +81,7 @@ mod event;
 mod gate;
 mod handshake;
 mod link;
+mod split;
 mod stats;
 mod stream;
 mod tls;

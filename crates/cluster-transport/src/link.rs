@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,6 +24,7 @@ use crate::envelope::Envelope;
 use crate::error::{HandshakeError, TransportError};
 use crate::event::{DownReason, Incoming, LinkEvent};
 use crate::handshake::{Dialer, Listener, Step};
+use crate::split::{self, WsSink, WsStream};
 use crate::stats::Counters;
 use crate::stream::Connection;
 use crate::transport::{send_frame, PeerQueue, PreAuthSlot, Shared, SharedQueue};
@@ -376,7 +376,7 @@ async fn run_link(shared: Arc<Shared>, ws: Ws, peer: String, conn: Conn) {
         ctrl_tx,
         ctrl_rx,
     } = conn;
-    let (sink, stream) = ws.split();
+    let (sink, stream) = split::split(ws);
     let state = Arc::new(LinkState {
         oversize: AtomicBool::new(false),
         reason: Mutex::new(None),
@@ -403,7 +403,7 @@ async fn run_link(shared: Arc<Shared>, ws: Ws, peer: String, conn: Conn) {
     }
     if state.oversize.load(Ordering::Relaxed) {
         if let Ok(Some(stream)) = reader.await {
-            if let Ok(ws) = stream.reunite(writer.sink) {
+            if let Some(ws) = split::reunite(stream, writer.sink) {
                 linger(ws).await;
             }
         }
@@ -423,11 +423,11 @@ async fn run_link(shared: Arc<Shared>, ws: Ws, peer: String, conn: Conn) {
 /// Hands the stream back when it stopped on an oversized frame.
 async fn read_loop(
     shared: Arc<Shared>,
-    mut stream: SplitStream<Ws>,
+    mut stream: WsStream,
     peer: String,
     ctrl: mpsc::Sender<Ctrl>,
     state: Arc<LinkState>,
-) -> Option<SplitStream<Ws>> {
+) -> Option<WsStream> {
     let counters = &shared.counters;
     let cfg = &shared.config;
     let allowed = cfg.heartbeat_interval * cfg.heartbeat_misses;
@@ -551,7 +551,7 @@ fn malformed(shared: &Shared, peer: &str, ctrl: &mpsc::Sender<Ctrl>, why: &str, 
 /// watches the peer's liveness.
 struct Writer<'a> {
     shared: &'a Shared,
-    sink: SplitSink<Ws, Message>,
+    sink: WsSink,
     state: &'a LinkState,
     enc: BatchEncoder,
 }

@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsStream;
 
 use crate::gate::Gate;
+use crate::split::{Direction, TaskWakers};
 
 /// Bytes read from the socket per read while gated.
 const GATED_READ: usize = 4096;
@@ -19,7 +20,7 @@ const GATED_READ: usize = 4096;
 enum Io {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
-    /// Taken by [`Connection::take`] (the WebSocket layer is being replaced).
+    /// Taken by [`Connection::take_authenticated`] (the WebSocket layer is being replaced).
     Gone,
 }
 
@@ -36,6 +37,8 @@ pub struct Connection {
     /// Bytes read from the socket but not handed over yet (past a boundary
     /// while gated).
     pending: BytesMut,
+    /// Which wakers the socket registers while split (see [`crate::split`]).
+    pub(crate) wakers: TaskWakers,
 }
 
 impl Connection {
@@ -52,6 +55,7 @@ impl Connection {
             io,
             gate: gated.then(Gate::default),
             pending: BytesMut::new(),
+            wakers: TaskWakers::default(),
         }
     }
 
@@ -63,27 +67,30 @@ impl Connection {
     /// Moves the socket out (leaving a dead connection behind) and lifts
     /// the gate: the peer has authenticated.
     pub(crate) fn take_authenticated(&mut self) -> Connection {
-        let mut conn = std::mem::replace(
-            self,
-            Connection {
-                io: Io::Gone,
-                gate: None,
-                pending: BytesMut::new(),
-            },
-        );
+        let mut conn = std::mem::replace(self, Connection::new(Io::Gone, false));
         conn.gate = None;
         conn
     }
 
-    /// The socket, pinned (an error once moved out).
-    fn io_pin(&mut self) -> Result<Pin<&mut dyn AsyncReadWrite>, io::Error> {
-        match &mut self.io {
-            Io::Plain(tcp) => Ok(Pin::new(tcp)),
-            Io::Tls(tls) => Ok(Pin::new(tls.as_mut())),
-            Io::Gone => Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "connection moved",
-            )),
+    /// Polls the socket in `direction` with the waker [`TaskWakers`] picks,
+    /// or `cx`'s outside a split.
+    fn poll_io<R>(
+        &mut self,
+        direction: Direction,
+        cx: &mut Context<'_>,
+        poll: impl FnOnce(Pin<&mut dyn AsyncReadWrite>, &mut Context<'_>) -> Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        let io: Pin<&mut dyn AsyncReadWrite> = match &mut self.io {
+            Io::Plain(tcp) => Pin::new(tcp),
+            Io::Tls(tls) => Pin::new(tls.as_mut()),
+            Io::Gone => {
+                let moved = io::Error::new(io::ErrorKind::NotConnected, "connection moved");
+                return Poll::Ready(Err(moved));
+            }
+        };
+        match self.wakers.waker(direction) {
+            Some(waker) => poll(io, &mut Context::from_waker(&waker)),
+            None => poll(io, cx),
         }
     }
 
@@ -123,11 +130,11 @@ impl AsyncRead for Connection {
             return Poll::Ready(this.serve_pending(buf));
         }
         if this.gate.is_none() {
-            return this.io_pin()?.poll_read(cx, buf);
+            return this.poll_io(Direction::Read, cx, |io, cx| io.poll_read(cx, buf));
         }
         let mut chunk = [0u8; GATED_READ];
         let mut read = ReadBuf::new(&mut chunk);
-        ready!(this.io_pin()?.poll_read(cx, &mut read))?;
+        ready!(this.poll_io(Direction::Read, cx, |io, cx| io.poll_read(cx, &mut read)))?;
         if read.filled().is_empty() {
             return Poll::Ready(Ok(()));
         }
@@ -142,15 +149,18 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().io_pin()?.poll_write(cx, buf)
+        self.get_mut()
+            .poll_io(Direction::Write, cx, |io, cx| io.poll_write(cx, buf))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().io_pin()?.poll_flush(cx)
+        self.get_mut()
+            .poll_io(Direction::Write, cx, |io, cx| io.poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().io_pin()?.poll_shutdown(cx)
+        self.get_mut()
+            .poll_io(Direction::Write, cx, |io, cx| io.poll_shutdown(cx))
     }
 
     fn poll_write_vectored(
@@ -158,7 +168,9 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().io_pin()?.poll_write_vectored(cx, bufs)
+        self.get_mut().poll_io(Direction::Write, cx, |io, cx| {
+            io.poll_write_vectored(cx, bufs)
+        })
     }
 
     fn is_write_vectored(&self) -> bool {
