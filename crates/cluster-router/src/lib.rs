@@ -142,8 +142,8 @@ mod wire;
 
 pub use addr::{ActorAddr, ActorName, AddrError, AddrPart, NodeId, MAX_PART_LEN};
 pub use cluster_transport::{
-    client_token, open_stream, Backoff, Connection, Secret, TlsConfig, TlsError, TransportConfig,
-    TransportError,
+    client_token, open_stream, split_websocket, Backoff, Connection, Secret, TlsConfig, TlsError,
+    TransportConfig, TransportError, WsSink, WsStream,
 };
 pub use config::RouterConfig;
 pub use envelope::{Envelope, EnvelopeKind, MessageId, PayloadFormat};

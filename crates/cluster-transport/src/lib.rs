@@ -94,6 +94,7 @@ pub use config::{Backoff, Secret, TransportConfig};
 pub use envelope::Envelope;
 pub use error::{HandshakeError, SendError, TransportError, TrySendError};
 pub use event::{ClientId, ClientPayloads, DownReason, Incoming, LinkEvent};
+pub use split::{split as split_websocket, SplitWs, WsSink, WsStream};
 pub use stats::TransportStats;
 pub use stream::Connection;
 pub use tls::{open_stream, TlsConfig, TlsError};

@@ -51,17 +51,19 @@ use crate::stream::Connection;
 
 /// A WebSocket whose socket wakes the task polling it, not both halves.
 #[derive(Debug)]
-pub(crate) struct SplitWs {
+pub struct SplitWs {
     ws: Ws,
 }
 
 /// The writing half of a [`split`] WebSocket.
-pub(crate) type WsSink = SplitSink<SplitWs, Message>;
+pub type WsSink = SplitSink<SplitWs, Message>;
 /// The reading half of a [`split`] WebSocket.
-pub(crate) type WsStream = SplitStream<SplitWs>;
+pub type WsStream = SplitStream<SplitWs>;
 
-/// Splits `ws` into halves for two tasks (see the module's guide).
-pub(crate) fn split(ws: Ws) -> (WsSink, WsStream) {
+/// Splits `ws` into halves for two tasks, each woken only by its own
+/// direction of the socket (see the module's guide); use it in place of
+/// `StreamExt::split` for a WebSocket over a [`Connection`].
+pub fn split(ws: Ws) -> (WsSink, WsStream) {
     SplitWs { ws }.split()
 }
 

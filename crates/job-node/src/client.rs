@@ -15,16 +15,12 @@ use std::time::Duration;
 
 use std::borrow::Cow;
 
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::header::{HeaderValue, AUTHORIZATION};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
-
-type Ws = WebSocketStream<cluster_router::Connection>;
 
 /// Why talking to the cluster failed.
 #[derive(Debug, thiserror::Error)]
@@ -158,14 +154,14 @@ struct ErrorFrame {
 /// The sending half of a connection.
 #[derive(Debug)]
 pub struct ClientSender {
-    sink: SplitSink<Ws, Message>,
+    sink: cluster_router::WsSink,
     next_id: u64,
 }
 
 /// The receiving half of a connection.
 #[derive(Debug)]
 pub struct ClientReceiver {
-    stream: SplitStream<Ws>,
+    stream: cluster_router::WsStream,
     /// The node confirmed raw payloads (see [`parse_frame`]).
     raw: bool,
 }
@@ -226,7 +222,9 @@ impl ClusterClient {
             let (ws, _) = tokio_tungstenite::client_async(request, stream)
                 .await
                 .map_err(|source| upgrade_error(url, source))?;
-            let (sink, stream) = ws.split();
+            // Each half woken by its own direction of the socket only (an
+            // answer arriving does not wake the task that sends).
+            let (sink, stream) = cluster_router::split_websocket(ws);
             let mut receiver = ClientReceiver { stream, raw: false };
             let client_id = receiver.auth_reply().await?;
             Ok::<_, ClientError>((sink, receiver, client_id))
