@@ -2,9 +2,14 @@
 """Interleaved runs of `job-node bench --json` for several builds, and a
 Markdown table of the medians with every run (docs/performance.md).
 
-usage: benches/tools/bench_compare.py [--runs N] LABEL=BINARY ... -- BENCH_ARGS...
+usage: benches/tools/bench_compare.py [--runs N] LABEL=BINARY[+ARG...] ... -- BENCH_ARGS...
 e.g.   benches/tools/bench_compare.py before=/tmp/jn-old after=target/release/job-node \\
            -- --jobs 100000 --rounds 3000
+       benches/tools/bench_compare.py one=target/release/job-node \\
+           three=target/release/job-node+--clients=3 -- --jobs 300000 --rounds 1000
+
+A build's `+ARG`s are added to its runs only (after BENCH_ARGS), so one
+binary can be compared with itself under two settings.
 
 Runs are interleaved (A, B, A, B, ...) so that every build sees the same
 machine load; the one-minute load average before each run is printed too.
@@ -20,11 +25,13 @@ def main():
         sys.exit(__doc__)
     split = args.index('--')
     builds = [b.split('=', 1) for b in args[:split]]
+    extra = {label: binary.split('+')[1:] for label, binary in builds}
+    builds = [(label, binary.split('+')[0]) for label, binary in builds]
     bench = args[split + 1:]
     results = {label: [] for label, _ in builds}
     for i in range(runs):
         for label, binary in builds:
-            out = subprocess.run([binary, 'bench', '--json', *bench], capture_output=True, text=True)
+            out = subprocess.run([binary, 'bench', '--json', *bench, *extra[label]], capture_output=True, text=True)
             try:
                 report = json.loads(out.stdout)
             except json.JSONDecodeError:

@@ -81,6 +81,13 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 5000,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub window: u32,
+    /// Connections the throughput run is spread over, each with its share
+    /// of --jobs and --window (all in this process). A local cluster's
+    /// clients connect to its nodes in turn, so each node coordinates the
+    /// jobs of its own clients; with --cluster all connect to URL.
+    #[arg(long, default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub clients: u32,
     /// Job kind.
     #[arg(long, value_name = "KIND", default_value = "echo")]
     pub kind: String,
@@ -131,6 +138,8 @@ impl Percentiles {
 struct Throughput {
     jobs: u32,
     window: u32,
+    /// Connections the jobs were spread over (`--clients`).
+    clients: u32,
     seconds: f64,
     jobs_per_second: f64,
     succeeded: u64,
@@ -139,6 +148,22 @@ struct Throughput {
     /// CPU time (user + system) of the local nodes and this process during
     /// the run, per job; `None` for a remote cluster.
     cpu_us_per_job: Option<f64>,
+    /// Each client's share and outcome, in client order.
+    per_client: Vec<ClientRun>,
+}
+
+/// One client of the throughput run.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct ClientRun {
+    /// The node it connected to.
+    url: String,
+    jobs: u32,
+    window: u32,
+    /// From the run's start until its last answer.
+    seconds: f64,
+    succeeded: u64,
+    failed: u64,
+    refused: u64,
 }
 
 /// The one-in-flight run.
@@ -208,6 +233,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .transpose()?;
             let target = Target {
                 url: url.clone(),
+                client_urls: vec![url.clone()],
                 secret,
                 tls,
                 pids: Vec::new(),
@@ -276,6 +302,7 @@ async fn run_local(args: &BenchArgs) -> anyhow::Result<Report> {
     };
     let target = Target {
         url: cluster.seed_url().context("no nodes")?.to_owned(),
+        client_urls: cluster.nodes().iter().map(|n| n.url.clone()).collect(),
         secret: ClusterSecret::from_file(&secret_file)?,
         tls: None,
         pids: cluster.pids().to_vec(),
@@ -298,7 +325,11 @@ async fn run_local(args: &BenchArgs) -> anyhow::Result<Report> {
 
 /// The cluster measured.
 struct Target {
+    /// Where the session and the one-in-flight run connect (the first node).
     url: String,
+    /// Where the throughput run's clients connect, in turn: every local
+    /// node, or the --cluster URL alone.
+    client_urls: Vec<String>,
     secret: ClusterSecret,
     tls: Option<cluster_router::TlsConfig>,
     /// The local node processes (empty for `--cluster`).
@@ -388,51 +419,88 @@ async fn measure(args: &BenchArgs, target: &Target, cluster: String) -> anyhow::
     })
 }
 
-/// `--jobs` jobs through [`stream_jobs`] with a window of `--window`.
+/// `--jobs` jobs through [`stream_jobs`] with a window of `--window`,
+/// spread over `--clients` connections.
 async fn throughput(
     args: &BenchArgs,
     target: &Target,
     data: &str,
     prefix: &str,
 ) -> anyhow::Result<Throughput> {
-    let (kind, data) = (args.kind.clone(), data.to_owned());
-    let jobs = (0..args.jobs).map(move |_| Ok(JobSubmission::new(kind.clone(), data.clone())));
-    let opts = StreamOptions {
-        window: args.window as usize,
-        tls: target.tls.clone(),
-        // Only counted: whether each job succeeded, not its text.
-        result_json: false,
-        ..StreamOptions::new(format!("{prefix}-t"))
-    };
-    let mut tally = Throughput {
-        jobs: args.jobs,
-        window: args.window,
-        ..Throughput::default()
-    };
+    let shares = client_shares(args.jobs, args.window, args.clients);
+    let clients = u32::try_from(shares.len()).unwrap_or(u32::MAX);
     let cpu_before = cpu_seconds(&target.pids);
     let started = Instant::now();
-    stream_jobs(
-        &target.url,
-        &target.secret,
-        jobs,
-        None,
-        opts,
-        |outcome| match outcome {
-            Outcome::Result { success: true, .. } => tally.succeeded += 1,
-            Outcome::Result { success: false, .. } => tally.failed += 1,
-            Outcome::Refused { .. } => tally.refused += 1,
-            _ => {}
-        },
-    )
-    .await?;
+    let runs = shares.into_iter().enumerate().map(|(i, (jobs, window))| {
+        let url = &target.client_urls[i % target.client_urls.len().max(1)];
+        let (kind, data) = (args.kind.clone(), data.to_owned());
+        let submissions =
+            (0..jobs).map(move |_| Ok(JobSubmission::new(kind.clone(), data.clone())));
+        let opts = StreamOptions {
+            window: window as usize,
+            tls: target.tls.clone(),
+            // Only counted: whether each job succeeded, not its text.
+            result_json: false,
+            ..StreamOptions::new(format!("{prefix}-t{i}"))
+        };
+        async move {
+            let mut tally = ClientRun {
+                url: url.clone(),
+                jobs,
+                window,
+                ..ClientRun::default()
+            };
+            stream_jobs(
+                url,
+                &target.secret,
+                submissions,
+                None,
+                opts,
+                |outcome| match outcome {
+                    Outcome::Result { success: true, .. } => tally.succeeded += 1,
+                    Outcome::Result { success: false, .. } => tally.failed += 1,
+                    Outcome::Refused { .. } => tally.refused += 1,
+                    _ => {}
+                },
+            )
+            .await
+            .with_context(|| format!("client {i} (of {clients}) to {url}"))?;
+            tally.seconds = started.elapsed().as_secs_f64();
+            anyhow::Ok(tally)
+        }
+    });
+    let tallies = futures_util::future::try_join_all(runs).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let cpu_after = cpu_seconds(&target.pids);
-    tally.seconds = elapsed;
-    tally.jobs_per_second = f64::from(args.jobs) / elapsed.max(1e-9);
-    if !target.pids.is_empty() {
-        tally.cpu_us_per_job = cpu_us_per(cpu_before, cpu_after, args.jobs);
+    let mut total = Throughput {
+        jobs: args.jobs,
+        window: args.window,
+        clients,
+        seconds: elapsed,
+        jobs_per_second: f64::from(args.jobs) / elapsed.max(1e-9),
+        ..Throughput::default()
+    };
+    for tally in &tallies {
+        total.succeeded += tally.succeeded;
+        total.failed += tally.failed;
+        total.refused += tally.refused;
     }
-    Ok(tally)
+    total.per_client = tallies;
+    if !target.pids.is_empty() {
+        total.cpu_us_per_job = cpu_us_per(cpu_before, cpu_after, args.jobs);
+    }
+    Ok(total)
+}
+
+/// Each client's jobs and window: `jobs` and `window` split as evenly as
+/// they go (the first clients take the remainders), every window at least
+/// one; never more clients than jobs.
+fn client_shares(jobs: u32, window: u32, clients: u32) -> Vec<(u32, u32)> {
+    let clients = clients.clamp(1, jobs.max(1));
+    let share = |total: u32, i: u32| total / clients + u32::from(i < total % clients);
+    (0..clients)
+        .map(|i| (share(jobs, i), share(window, i).max(1)))
+        .collect()
 }
 
 /// `--rounds` jobs one at a time (after a short warm-up).
@@ -703,8 +771,16 @@ fn render(r: &Report) -> String {
         ),
         (
             format!(
-                "throughput: {} {} jobs, {} B, window {}",
-                t.jobs, r.kind, r.data_bytes, t.window
+                "throughput: {} {} jobs, {} B, window {}{}",
+                t.jobs,
+                r.kind,
+                r.data_bytes,
+                t.window,
+                if t.clients > 1 {
+                    format!(", {} clients", t.clients)
+                } else {
+                    String::new()
+                }
             ),
             format!("{:.0} jobs/s", t.jobs_per_second),
             format!(
@@ -752,6 +828,20 @@ fn render(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clients_share_jobs_and_window() {
+        assert_eq!(client_shares(10, 5, 1), vec![(10, 5)]);
+        assert_eq!(client_shares(10, 5, 3), vec![(4, 2), (3, 2), (3, 1)]);
+        // Every window at least one; no client without a job.
+        assert_eq!(client_shares(2, 1, 4), vec![(1, 1), (1, 1)]);
+        let shares = client_shares(1_000_003, 5_000, 7);
+        assert_eq!(
+            shares.iter().map(|s| u64::from(s.0)).sum::<u64>(),
+            1_000_003
+        );
+        assert_eq!(shares.iter().map(|s| s.1).sum::<u32>(), 5_000);
+    }
 
     #[test]
     fn percentiles_pick_ranks() {

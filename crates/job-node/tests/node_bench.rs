@@ -90,6 +90,7 @@ async fn bench_runs_a_local_cluster_end_to_end() {
     .await;
     check_report(&report, 3000, 100);
     assert_eq!(report["cluster"], "local");
+    assert_eq!(report["throughput"]["clients"], 1);
     assert_eq!(
         (report["nodes"].as_u64(), report["workers"].as_u64()),
         (Some(2), Some(2))
@@ -99,6 +100,47 @@ async fn bench_runs_a_local_cluster_end_to_end() {
     // The echo run's own CPU, the CPU figure's baseline.
     assert!(number(&report, &["baseline", "ws_echo_cpu_us_per_message"]) > 0.0);
     assert!(number(&report, &["load_average"]) >= 0.0);
+}
+
+/// `--clients 3` on two nodes: the jobs and the window are split over
+/// three connections, which go to the nodes in turn (two to the first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_spreads_clients_over_the_local_nodes() {
+    let report = bench(&[
+        "--nodes",
+        "2",
+        "--workers",
+        "2",
+        "--clients",
+        "3",
+        "--jobs",
+        "3001",
+        "--window",
+        "200",
+        "--rounds",
+        "20",
+    ])
+    .await;
+    check_report(&report, 3001, 20);
+    let t = &report["throughput"];
+    assert_eq!(t["clients"], 3, "{report:#}");
+    let clients = t["per_client"].as_array().expect("per_client");
+    let shares: Vec<(u64, u64)> = clients
+        .iter()
+        .map(|c| (c["jobs"].as_u64().unwrap(), c["window"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(shares, [(1001, 67), (1000, 67), (1000, 66)], "{report:#}");
+    for c in clients {
+        assert_eq!(c["succeeded"], c["jobs"], "{report:#}");
+        assert!(number(c, &["seconds"]) <= number(&report, &["throughput", "seconds"]));
+    }
+    let urls: Vec<&str> = clients.iter().map(|c| c["url"].as_str().unwrap()).collect();
+    assert_eq!(urls[0], urls[2], "{urls:?}");
+    assert_ne!(urls[0], urls[1], "{urls:?}");
+    assert!(
+        urls.iter().all(|u| u.starts_with("ws://127.0.0.1:")),
+        "{urls:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
