@@ -148,6 +148,10 @@ struct Throughput {
     /// CPU time (user + system) of the local nodes and this process during
     /// the run, per job; `None` for a remote cluster.
     cpu_us_per_job: Option<f64>,
+    /// The same, split: each local node process (in start order) and this
+    /// process (the clients); empty for a remote cluster.
+    cpu_us_per_job_nodes: Vec<f64>,
+    cpu_us_per_job_client: Option<f64>,
     /// Each client's share and outcome, in client order.
     per_client: Vec<ClientRun>,
 }
@@ -430,6 +434,7 @@ async fn throughput(
     let shares = client_shares(args.jobs, args.window, args.clients);
     let clients = u32::try_from(shares.len()).unwrap_or(u32::MAX);
     let cpu_before = cpu_seconds(&target.pids);
+    let split_before = cpu_split(&target.pids);
     let started = Instant::now();
     let runs = shares.into_iter().enumerate().map(|(i, (jobs, window))| {
         let url = &target.client_urls[i % target.client_urls.len().max(1)];
@@ -472,6 +477,7 @@ async fn throughput(
     let tallies = futures_util::future::try_join_all(runs).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let cpu_after = cpu_seconds(&target.pids);
+    let split_after = cpu_split(&target.pids);
     let mut total = Throughput {
         jobs: args.jobs,
         window: args.window,
@@ -488,6 +494,15 @@ async fn throughput(
     total.per_client = tallies;
     if !target.pids.is_empty() {
         total.cpu_us_per_job = cpu_us_per(cpu_before, cpu_after, args.jobs);
+        if let (Some(before), Some(after)) = (split_before, split_after) {
+            let per_job = |b: f64, a: f64| (a - b) * 1e6 / f64::from(args.jobs.max(1));
+            total.cpu_us_per_job_client = Some(per_job(before[0], after[0]));
+            total.cpu_us_per_job_nodes = before[1..]
+                .iter()
+                .zip(&after[1..])
+                .map(|(&b, &a)| per_job(b, a))
+                .collect();
+        }
     }
     Ok(total)
 }
@@ -699,6 +714,14 @@ fn cpu_seconds(pids: &[u32]) -> Option<f64> {
         total += proc_cpu_seconds(&pid.to_string())?;
     }
     Some(total)
+}
+
+/// CPU seconds of this process, then of each of `pids`.
+fn cpu_split(pids: &[u32]) -> Option<Vec<f64>> {
+    std::iter::once("self".to_owned())
+        .chain(pids.iter().map(u32::to_string))
+        .map(|pid| proc_cpu_seconds(&pid))
+        .collect()
 }
 
 /// A process's CPU seconds: the sum of its threads' time on a CPU in

@@ -96,7 +96,21 @@ async fn bench_runs_a_local_cluster_end_to_end() {
         (Some(2), Some(2))
     );
     assert_eq!(report["journal"], false);
-    assert!(number(&report, &["throughput", "cpu_us_per_job"]) > 0.0);
+    let cpu = number(&report, &["throughput", "cpu_us_per_job"]);
+    assert!(cpu > 0.0);
+    // Split by process: the two nodes and this client, adding up to it
+    // (each read a moment apart from the total's).
+    let nodes = report["throughput"]["cpu_us_per_job_nodes"]
+        .as_array()
+        .expect("per node");
+    assert_eq!(nodes.len(), 2, "{report:#}");
+    let client = number(&report, &["throughput", "cpu_us_per_job_client"]);
+    let split = client + nodes.iter().map(|n| n.as_f64().unwrap()).sum::<f64>();
+    assert!(nodes.iter().all(|n| n.as_f64().unwrap() > 0.0) && client > 0.0);
+    assert!(
+        (split - cpu).abs() <= 0.25 * cpu,
+        "{split} against {cpu}: {report:#}"
+    );
     // The echo run's own CPU, the CPU figure's baseline.
     assert!(number(&report, &["baseline", "ws_echo_cpu_us_per_message"]) > 0.0);
     assert!(number(&report, &["load_average"]) >= 0.0);
@@ -183,6 +197,11 @@ async fn bench_measures_a_running_cluster() {
     assert_eq!(report["nodes"], 1);
     assert_eq!(report["workers"], Value::Null);
     assert_eq!(report["throughput"]["cpu_us_per_job"], Value::Null);
+    assert_eq!(
+        report["throughput"]["cpu_us_per_job_nodes"],
+        Value::Array(Vec::new())
+    );
+    assert_eq!(report["throughput"]["cpu_us_per_job_client"], Value::Null);
 }
 
 /// `benches/tools/bench_compare.py`, which the README and
