@@ -43,6 +43,10 @@ const TARGETS: &[(&str, EntryPoint)] = &[
         cluster_router::fuzzing::system_command_json,
     ),
     ("job_queue_wire", job_queue::fuzzing::job_wire),
+    (
+        "job_queue_client_command",
+        job_queue::fuzzing::client_command,
+    ),
 ];
 
 /// Random inputs per target (debug build: a few seconds in all).

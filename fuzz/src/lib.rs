@@ -75,5 +75,11 @@ pub fn targets() -> Vec<Target> {
         job_queue::fuzzing::job_wire,
         job_queue::fuzzing::job_wire_seeds,
     ));
+    #[cfg(feature = "job-queue")]
+    out.push(t(
+        "job_queue_client_command",
+        job_queue::fuzzing::client_command,
+        job_queue::fuzzing::client_command_seeds,
+    ));
     out
 }

@@ -80,15 +80,30 @@ fn job_forms(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(job) = Job::from_json(text) {
-        let back = Job::from_json(&job.to_json()).expect("own JSON decodes");
-        assert_eq!(back, job);
-        let _ = job.validate();
+    match Job::from_json(text) {
+        Ok(job) => {
+            let back = Job::from_json(&job.to_json()).expect("own JSON decodes");
+            assert_eq!(back, job);
+            let _ = job.validate();
+        }
+        // The refusal goes back to the client: it quotes little of it.
+        Err(err) => assert_bounded(&err.to_string()),
     }
     if let Ok(res) = JobResult::from_json(text) {
         let back = JobResult::from_json(&res.to_json()).expect("own JSON decodes");
         assert_same_result(&back, &res);
     }
+}
+
+/// An error text for a client is at most [`crate::error::MAX_ERROR_TEXT`]
+/// bytes, and a little for its prefix.
+fn assert_bounded(text: &str) {
+    assert!(
+        text.len() <= crate::error::MAX_ERROR_TEXT + 32,
+        "an error of {} bytes: {}...",
+        text.len(),
+        text.chars().take(80).collect::<String>()
+    );
 }
 
 /// The bincode sequences of jobs and results carried in batches.
@@ -150,14 +165,20 @@ fn assert_same_result(a: &JobResult, b: &JobResult) {
     assert_eq!(&a, b);
 }
 
+fn assert_same_results(xs: &[JobResult], ys: &[JobResult]) {
+    assert_eq!(xs.len(), ys.len());
+    xs.iter()
+        .zip(ys)
+        .for_each(|(x, y)| assert_same_result(x, y));
+}
+
 fn assert_same_reply(a: &WorkerReply, b: &WorkerReply) {
     match (a, b) {
         (WorkerReply::Result(x), WorkerReply::Result(y)) => assert_same_result(x, y),
-        (WorkerReply::Results(xs), WorkerReply::Results(ys)) => {
-            assert_eq!(xs.len(), ys.len());
-            xs.iter()
-                .zip(ys)
-                .for_each(|(x, y)| assert_same_result(x, y));
+        (WorkerReply::Results(xs), WorkerReply::Results(ys)) => assert_same_results(xs, ys),
+        (WorkerReply::Fenced(i, xs), WorkerReply::Fenced(j, ys)) => {
+            assert_eq!(i, j, "the incarnation changed");
+            assert_same_results(xs, ys);
         }
         (WorkerReply::Progress(x), WorkerReply::Progress(y)) => assert_eq!(x, y),
         (a, b) => panic!("reply changed shape: {b:?} -> {a:?}"),
@@ -205,6 +226,7 @@ fn sample_replies() -> Vec<WorkerReply> {
     let results = sample_results();
     vec![
         WorkerReply::Result(results[0].clone()),
+        WorkerReply::Fenced(7, results[1..].to_vec()),
         WorkerReply::Results(results),
         WorkerReply::Progress(ProgressUpdate {
             job_id: id("job-42"),
@@ -247,4 +269,162 @@ pub fn job_wire_seeds() -> Vec<Vec<u8>> {
             .map(|m| m.encode().to_vec()),
     );
     out
+}
+
+/// A frame's payload from an external client to `coordinator@<node>`
+/// (`service::command::parse`, which tells commands from plain jobs and
+/// reads `submit_batch` with its own one-pass visitor), checked against a
+/// plain reading of the same JSON's top-level fields:
+/// - not a command (`None`) exactly when the payload is not a JSON object
+///   with one `cmd` field;
+/// - a batch is accepted exactly when its object has one `cmd` (the string
+///   `submit_batch`), one `jobs` (an array of at most
+///   [`crate::MAX_BATCH_JOBS`]) and nothing else, and then holds each
+///   entry's text as it is in the payload; a longer array is refused as
+///   too many jobs;
+/// - any other accepted command has a string `cmd` other than
+///   `submit_batch`;
+/// - a refusal's message is non-empty and at most
+///   [`MAX_ERROR_TEXT`](crate::error::MAX_ERROR_TEXT)
+///   bytes (errors go back to the client: they must not echo its input
+///   at length).
+pub fn client_command(data: &[u8]) {
+    use crate::service::command::{parse, Command};
+    let parsed = parse(data);
+    let fields = serde_json::from_slice::<Fields<'_>>(data).ok().map(|f| f.0);
+    let named = |name: &str| -> Vec<&serde_json::value::RawValue> {
+        fields
+            .iter()
+            .flatten()
+            .filter(|(key, _)| key == name)
+            .map(|(_, value)| *value)
+            .collect()
+    };
+    let cmds = named("cmd");
+    let cmd: Option<String> = match cmds[..] {
+        [one] => serde_json::from_str(one.get()).ok(),
+        _ => None,
+    };
+    let jobs = named("jobs");
+    let batch_array: Option<Vec<&serde_json::value::RawValue>> = match jobs[..] {
+        [one] => serde_json::from_str(one.get()).ok(),
+        _ => None,
+    };
+    let well_formed_batch = cmd.as_deref() == Some("submit_batch")
+        && fields.as_ref().is_some_and(|f| f.len() == 2)
+        && batch_array.is_some();
+    match &parsed {
+        None => assert!(
+            fields.is_none() || cmds.len() != 1,
+            "an object with one `cmd` field was taken for a job"
+        ),
+        Some(Ok(Command::SubmitBatch { jobs: kept })) => {
+            assert!(well_formed_batch, "a malformed batch was accepted");
+            let entries = batch_array.expect("checked");
+            assert!(entries.len() <= crate::MAX_BATCH_JOBS);
+            assert_eq!(kept.len(), entries.len());
+            for (kept, entry) in kept.iter().zip(&entries) {
+                assert_eq!(kept.get(), entry.get(), "a batch entry changed");
+            }
+        }
+        Some(Ok(_)) => {
+            assert_eq!(cmds.len(), 1, "a command without exactly one `cmd`");
+            assert!(
+                cmd.as_deref().is_some_and(|c| c != "submit_batch"),
+                "a command whose `cmd` is not a string other than submit_batch"
+            );
+        }
+        Some(Err(message)) => {
+            assert!(!message.is_empty());
+            assert_bounded(message);
+            if well_formed_batch {
+                let count = batch_array.as_ref().map_or(0, Vec::len);
+                assert!(
+                    count > crate::MAX_BATCH_JOBS && message.contains("too many jobs"),
+                    "a well-formed batch of {count} jobs refused: {message}"
+                );
+            }
+        }
+    }
+}
+
+/// A JSON object's top-level fields in order, duplicates kept, values
+/// as their text.
+struct Fields<'a>(Vec<(String, &'a serde_json::value::RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> serde::de::Visitor<'de> for FieldsVisitor {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Fields<'de>, M::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    out.push(entry);
+                }
+                Ok(Fields(out))
+            }
+        }
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+/// Seeds for [`client_command`]: every command the client edge takes
+/// (`docs/wire.md`), a batch, malformed commands and a plain job.
+pub fn client_command_seeds() -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = [
+        r#"{"cmd":"stats"}"#,
+        r#"{"cmd":"dead_letters"}"#,
+        r#"{"cmd":"resubmit","id":"job-1"}"#,
+        r#"{"cmd":"submit","job":{"kind":"echo","data":"x"},"progress":true}"#,
+        r#"{"cmd":"submit","job":{"id":"a-1","kind":"echo"},"rerun":true}"#,
+        r#"{"cmd":"get","ids":["a-1","a-2"],"local":true}"#,
+        r#"{"cmd":"cancel","ids":["a-1"]}"#,
+        r#"{"cmd":"attach","ids":["a-1","b-2"]}"#,
+        r#"{"cmd":"discard","id":"a-1"}"#,
+        r#"{"cmd":"recurring_add","recurring":{"name":"n","cron":"* * * * *","job":{"kind":"echo"}}}"#,
+        r#"{"cmd":"recurring_remove","name":"n"}"#,
+        r#"{"cmd":"recurring_list"}"#,
+        r#"{"cmd":"submit_batch","jobs":[{"kind":"echo","data":"a"},{"id":"b-1","kind":"sleep","data":1}]}"#,
+        r#"{"jobs":[{"kind":"echo"}],"cmd":"submit_batch"}"#,
+        r#"{"cmd":"submit_batch","jobs":{"kind":"echo"}}"#,
+        r#"{"cmd":"submit_batch","jobs":[],"extra":1}"#,
+        r#"{"cmd":"submit_batch","jobs":[1],"jobs":[2]}"#,
+        r#"{"c\u006dd":"stats"}"#,
+        r#"{"cmd":"reboot"}"#,
+        r#"{"kind":"echo","data":{"x":[1,2,3]},"tags":["gpu"]}"#,
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    let jobs = vec![r#"{"kind":"echo"}"#; crate::MAX_BATCH_JOBS + 1].join(",");
+    out.push(format!(r#"{{"cmd":"submit_batch","jobs":[{jobs}]}}"#).into_bytes());
+    out
+}
+
+#[cfg(test)]
+mod client_command_tests {
+    use super::*;
+
+    #[test]
+    fn the_seeds_hold_the_invariants() {
+        for seed in client_command_seeds() {
+            client_command(&seed);
+        }
+    }
+
+    #[test]
+    fn a_long_unknown_command_is_refused_briefly() {
+        let name = "x".repeat(100_000);
+        client_command(format!(r#"{{"cmd":"{name}"}}"#).as_bytes());
+        job_wire(format!(r#"{{"kind":"echo","{name}":1}}"#).as_bytes());
+        client_command(format!(r#"{{"cmd":"stats","{name}":1}}"#).as_bytes());
+        client_command(format!(r#"{{"cmd":"resubmit","id":{{"{name}":1}}}}"#).as_bytes());
+    }
 }

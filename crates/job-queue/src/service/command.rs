@@ -4,12 +4,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::coordinator::{AttemptFailure, DeadLetter};
+use crate::error::bounded;
 
 /// `{"cmd":"stats"}`, `{"cmd":"dead_letters"}`, `{"cmd":"resubmit","id":"..."}`,
 /// `{"cmd":"submit","job":{...},"progress":true}`.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
-pub(super) enum Command<'a> {
+pub(crate) enum Command<'a> {
     Stats,
     DeadLetters,
     Resubmit {
@@ -73,13 +74,13 @@ pub const MAX_BATCH_JOBS: usize = 4_096;
 /// One pass reads the top-level fields: `cmd` and `jobs` as raw text, the
 /// rest skipped. A `submit_batch` is complete after it (its jobs borrowed
 /// from `payload`); any other command is rare and parsed again in full.
-pub(super) fn parse(payload: &[u8]) -> Option<Result<Command<'_>, String>> {
+pub(crate) fn parse(payload: &[u8]) -> Option<Result<Command<'_>, String>> {
     let head = serde_json::from_slice::<Head<'_>>(payload).ok()?;
     let cmd = head.cmd?;
     if cmd.get() == r#""submit_batch""# {
         return Some(head.into_batch());
     }
-    Some(serde_json::from_slice(payload).map_err(|e| format!("bad command: {e}")))
+    Some(serde_json::from_slice(payload).map_err(|e| bounded(format!("bad command: {e}"))))
 }
 
 /// The top-level fields of a payload that matter before its kind is known.
@@ -282,6 +283,35 @@ pub(super) fn dead_letters_json(letters: &[&DeadLetter]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_errors_keep_their_start_and_end() {
+        let name = "é".repeat(50_000);
+        let Some(Err(message)) = parse(format!(r#"{{"cmd":"{name}"}}"#).as_bytes()) else {
+            panic!("an unknown command is refused");
+        };
+        assert!(
+            message.len() <= crate::error::MAX_ERROR_TEXT,
+            "{} bytes",
+            message.len()
+        );
+        assert!(
+            message.starts_with("bad command: unknown variant `éé"),
+            "{message}"
+        );
+        assert!(message.contains(" … "), "{message}");
+        assert!(
+            message.ends_with(&format!("column {}", name.len() + 9)),
+            "{message}"
+        );
+        // Short ones are left alone.
+        let short = parse(br#"{"cmd":"reboot"}"#).unwrap().unwrap_err();
+        assert!(
+            short.starts_with("bad command: unknown variant `reboot`"),
+            "{short}"
+        );
+        assert!(!short.contains('…'), "{short}");
+    }
 
     #[test]
     fn commands_and_jobs_are_told_apart() {

@@ -28,7 +28,7 @@ use crate::local::LocalReply;
 use crate::record::{FinishedSample, JobPage, JobQuery, Retention};
 use crate::stats::StatsSnapshot;
 
-mod command;
+pub(crate) mod command;
 mod fanout;
 #[cfg(feature = "fault-injection")]
 mod fault;

@@ -348,7 +348,7 @@ fn parse_ids(ids: Vec<String>) -> Result<Vec<JobId>, String> {
         ));
     }
     ids.iter()
-        .map(|id| JobId::new(id).map_err(|e| format!("bad id {id:?}: {e}")))
+        .map(|id| JobId::new(id).map_err(|e| crate::error::bounded(format!("bad id {id:?}: {e}"))))
         .collect()
 }
 
