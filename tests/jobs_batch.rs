@@ -160,6 +160,73 @@ async fn batches_are_bounded_and_an_empty_one_is_answered() {
     finish(coord, nodes).await;
 }
 
+/// Refusals quote at most `MAX_ERROR_TEXT` bytes of what they refuse, however
+/// long the client made it: an unknown command, a job's unknown field, an
+/// id, a malformed envelope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_quote_little_of_a_megabyte_of_input() {
+    use cluster_router::MAX_ERROR_TEXT;
+    let nodes = cluster(&[("bq-a", &[])], "").await;
+    let coord = coordinator(&nodes[0].router, StrategyKind::RoundRobin).await;
+    let mut ws = connect_bearer(STEP, &nodes[0].router.url(), SECRET).await;
+    welcome(STEP, &mut ws, "bq-a").await;
+    let long = "x".repeat(1 << 20);
+    let short_error = |env: &Value, tag: u64| {
+        assert_eq!(env["correlation_id"], tag, "{}", &env.to_string()[..200]);
+        assert_eq!(env["kind"], "error");
+        // The payload is the reason as a JSON string.
+        let reason: String = serde_json::from_str(env["payload"].as_str().unwrap()).unwrap();
+        assert!(reason.len() <= MAX_ERROR_TEXT, "{} bytes", reason.len());
+        reason
+    };
+
+    let cmd = json!({"to": "coordinator@bq-a", "id": 1, "payload": {"cmd": long}});
+    send_json(STEP, &mut ws, &cmd).await;
+    let reason = short_error(&next_json(STEP, &mut ws).await, 1);
+    assert!(
+        reason.starts_with("bad command: unknown variant `xxx"),
+        "{reason}"
+    );
+    assert!(reason.contains("expected one of"), "{reason}");
+
+    let get = json!({"to": "coordinator@bq-a", "id": 2,
+        "payload": {"cmd": "get", "ids": [format!("a {long}")]}});
+    send_json(STEP, &mut ws, &get).await;
+    let reason = short_error(&next_json(STEP, &mut ws).await, 2);
+    assert!(reason.starts_with("bad id \"a xxx"), "{reason}");
+
+    // A job of a batch: its refusal's reason, in the batch's answer.
+    send_batch(
+        &mut ws,
+        "bq-a",
+        3,
+        vec![json!({"kind": "echo", long.clone(): 1})],
+    )
+    .await;
+    let mut answers = Answers::default();
+    answers.read_until(&mut ws, &[(3, 1)]).await;
+    let reason = answers.refused[&3][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.len() <= MAX_ERROR_TEXT + 32,
+        "{} bytes",
+        reason.len()
+    );
+    assert!(reason.contains("unknown field `xxx"), "{reason}");
+
+    // Not an envelope at all: the edge's error frame.
+    send_json(
+        STEP,
+        &mut ws,
+        &json!({"to": "coordinator@bq-a", long.clone(): 1}),
+    )
+    .await;
+    let frame = next_json(STEP, &mut ws).await;
+    let reason = frame["error"].as_str().expect("an error frame");
+    assert!(reason.len() <= MAX_ERROR_TEXT, "{} bytes", reason.len());
+    assert!(reason.starts_with("malformed envelope"), "{reason}");
+    finish(coord, nodes).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_jobs_in_batches_come_back_once_in_few_envelopes() {
     let nodes = cluster(&[("bt-a", &[]), ("bt-b", &[]), ("bt-c", &[])], "").await;

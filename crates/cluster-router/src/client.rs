@@ -263,7 +263,7 @@ fn nesting_at_most(json: &str, limit: usize) -> bool {
 
 /// `{"error":"<why>"}`: the answer to a frame that is not an envelope.
 pub(crate) fn error_frame(why: &str) -> String {
-    serde_json::json!({ "error": why }).to_string()
+    serde_json::json!({ "error": crate::envelope::bound_text(why) }).to_string()
 }
 
 /// Whether `addr` is an external client's address (`client-<id>@node`).

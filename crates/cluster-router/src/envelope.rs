@@ -194,7 +194,31 @@ impl Envelope {
 
 /// `reason` as a JSON string literal (so Json payloads stay valid JSON).
 pub(crate) fn json_string(reason: &str) -> Bytes {
-    Bytes::from(serde_json::Value::from(reason).to_string())
+    Bytes::from(serde_json::Value::from(bound_text(reason)).to_string())
+}
+
+/// The longest error text sent back to a sender, in bytes. Errors quote
+/// what could not be taken (an unknown command's name, a field, an id),
+/// which the sender may have made megabytes long.
+pub const MAX_ERROR_TEXT: usize = 512;
+
+/// `text` if it fits in [`MAX_ERROR_TEXT`] bytes, else its first 200 and
+/// last 300 bytes (a parser's message ends with what it expected and at
+/// which column) around an ellipsis. Error and undeliverable answers and
+/// a client's error frames pass their reason through it.
+pub fn bound_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_ERROR_TEXT {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut head = 200;
+    while !text.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = text.len() - 300;
+    while !text.is_char_boundary(tail) {
+        tail += 1;
+    }
+    std::borrow::Cow::Owned(format!("{} … {}", &text[..head], &text[tail..]))
 }
 
 impl fmt::Debug for Envelope {
@@ -220,6 +244,35 @@ mod tests {
 
     fn addr(s: &str) -> ActorAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn error_answers_quote_a_bounded_reason() {
+        assert_eq!(bound_text("short"), "short");
+        let at_limit = "x".repeat(MAX_ERROR_TEXT);
+        assert_eq!(bound_text(&at_limit), at_limit);
+        // Multi-byte characters across both cuts.
+        let long = format!(
+            "unknown variant `{}` at line 1 column 99",
+            "é".repeat(40_000)
+        );
+        let cut = bound_text(&long);
+        assert!(cut.len() <= MAX_ERROR_TEXT, "{} bytes", cut.len());
+        assert!(
+            cut.starts_with("unknown variant `éé") && cut.ends_with("column 99"),
+            "{cut}"
+        );
+        assert!(cut.contains(" … "));
+        let env = Envelope::new(
+            addr("a@n1"),
+            addr("b@n2"),
+            PayloadFormat::Json,
+            Bytes::from_static(b"{}"),
+        );
+        for answer in [env.error_reply(&long), env.undeliverable(&long).unwrap()] {
+            let reason: String = answer.payload_json().unwrap();
+            assert_eq!(reason, cut);
+        }
     }
 
     #[test]

@@ -151,7 +151,8 @@ pub fn client_envelope(data: &[u8]) {
         Err(err) => {
             let frame = client::error_frame(&crate::route::error_chain(&err));
             let v: serde_json::Value = serde_json::from_str(&frame).expect("error frame is JSON");
-            assert!(v["error"].is_string());
+            let why = v["error"].as_str().expect("a string");
+            assert!(why.len() <= crate::MAX_ERROR_TEXT, "{} bytes", why.len());
             return;
         }
     };

@@ -146,7 +146,7 @@ pub use cluster_transport::{
     TransportConfig, TransportError, WsSink, WsStream,
 };
 pub use config::RouterConfig;
-pub use envelope::{Envelope, EnvelopeKind, MessageId, PayloadFormat};
+pub use envelope::{bound_text, Envelope, EnvelopeKind, MessageId, PayloadFormat, MAX_ERROR_TEXT};
 pub use error::RouterError;
 pub use member::{Load, Member, MemberEvent, MemberStatus};
 pub use router::Router;

@@ -132,8 +132,9 @@ pub enum InvalidJob {
 pub enum DecodeError {
     /// Malformed JSON or a missing/mistyped field. Its text quotes the
     /// offending input (a field's name, a value) and is cut to
-    /// [`MAX_ERROR_TEXT`] bytes, as it goes back to the client.
-    #[error("invalid JSON: {}", bounded(.0.to_string()))]
+    /// [`cluster_router::MAX_ERROR_TEXT`] bytes, as it goes back to the
+    /// client.
+    #[error("invalid JSON: {}", cluster_router::bound_text(&.0.to_string()))]
     Json(#[from] serde_json::Error),
     /// Malformed bincode, or input above the size limit.
     #[error("invalid bincode: {0}")]
@@ -228,27 +229,3 @@ impl<T> TrySubmitError<T> {
 #[derive(Debug, thiserror::Error)]
 #[error("worker engine is shut down")]
 pub struct EngineClosed<T>(pub T);
-
-/// The longest error text that may quote a client's input, in bytes:
-/// errors go back to the client, and a parser's message quotes what it
-/// could not take (an unknown field's name, a command), which the client
-/// may have made megabytes long.
-pub const MAX_ERROR_TEXT: usize = 512;
-
-/// `message` if it fits in [`MAX_ERROR_TEXT`] bytes, else its start and
-/// its end (where a parser says what it expected and at which column)
-/// around an ellipsis.
-pub(crate) fn bounded(message: String) -> String {
-    if message.len() <= MAX_ERROR_TEXT {
-        return message;
-    }
-    let mut head = 200;
-    while !message.is_char_boundary(head) {
-        head -= 1;
-    }
-    let mut tail = message.len() - 300;
-    while !message.is_char_boundary(tail) {
-        tail += 1;
-    }
-    format!("{} … {}", &message[..head], &message[tail..])
-}

@@ -95,11 +95,11 @@ fn job_forms(data: &[u8]) {
     }
 }
 
-/// An error text for a client is at most [`crate::error::MAX_ERROR_TEXT`]
+/// An error text for a client is at most [`cluster_router::MAX_ERROR_TEXT`]
 /// bytes, and a little for its prefix.
 fn assert_bounded(text: &str) {
     assert!(
-        text.len() <= crate::error::MAX_ERROR_TEXT + 32,
+        text.len() <= cluster_router::MAX_ERROR_TEXT + 32,
         "an error of {} bytes: {}...",
         text.len(),
         text.chars().take(80).collect::<String>()
@@ -285,7 +285,7 @@ pub fn job_wire_seeds() -> Vec<Vec<u8>> {
 /// - any other accepted command has a string `cmd` other than
 ///   `submit_batch`;
 /// - a refusal's message is non-empty and at most
-///   [`MAX_ERROR_TEXT`](crate::error::MAX_ERROR_TEXT)
+///   [`MAX_ERROR_TEXT`](cluster_router::MAX_ERROR_TEXT)
 ///   bytes (errors go back to the client: they must not echo its input
 ///   at length).
 pub fn client_command(data: &[u8]) {
@@ -398,6 +398,8 @@ pub fn client_command_seeds() -> Vec<Vec<u8>> {
         r#"{"cmd":"submit_batch","jobs":[1],"jobs":[2]}"#,
         r#"{"c\u006dd":"stats"}"#,
         r#"{"cmd":"reboot"}"#,
+        // Found by the fuzzer: a `jobs` the one pass cannot read.
+        r#"{"cmd":"sub","jobs":1e999}"#,
         r#"{"kind":"echo","data":{"x":[1,2,3]},"tags":["gpu"]}"#,
     ]
     .iter()

@@ -4,7 +4,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::coordinator::{AttemptFailure, DeadLetter};
-use crate::error::bounded;
 
 /// `{"cmd":"stats"}`, `{"cmd":"dead_letters"}`, `{"cmd":"resubmit","id":"..."}`,
 /// `{"cmd":"submit","job":{...},"progress":true}`.
@@ -75,12 +74,60 @@ pub const MAX_BATCH_JOBS: usize = 4_096;
 /// rest skipped. A `submit_batch` is complete after it (its jobs borrowed
 /// from `payload`); any other command is rare and parsed again in full.
 pub(crate) fn parse(payload: &[u8]) -> Option<Result<Command<'_>, String>> {
-    let head = serde_json::from_slice::<Head<'_>>(payload).ok()?;
+    let head = match serde_json::from_slice::<Head<'_>>(payload) {
+        Ok(head) => head,
+        // The one pass reads `jobs` as a value: a number out of range
+        // there fails it. A command nonetheless (one `cmd` field) gets the
+        // full parser's answer.
+        Err(_) => {
+            return (cmd_fields(payload) == Some(1)).then(|| {
+                serde_json::from_slice::<Command<'_>>(payload)
+                    .map_err(|e| bounded(&format!("bad command: {e}")))
+            })
+        }
+    };
     let cmd = head.cmd?;
     if cmd.get() == r#""submit_batch""# {
         return Some(head.into_batch());
     }
-    Some(serde_json::from_slice(payload).map_err(|e| bounded(format!("bad command: {e}"))))
+    Some(serde_json::from_slice(payload).map_err(|e| bounded(&format!("bad command: {e}"))))
+}
+
+/// A parser's message cut to [`cluster_router::MAX_ERROR_TEXT`] bytes.
+fn bounded(message: &str) -> String {
+    cluster_router::bound_text(message).into_owned()
+}
+
+/// How many top-level `cmd` fields `payload` has, if it is a JSON object
+/// (values skipped unread).
+fn cmd_fields(payload: &[u8]) -> Option<usize> {
+    struct CmdCount(usize);
+    impl<'de> Deserialize<'de> for CmdCount {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct CountVisitor;
+            impl<'de> serde::de::Visitor<'de> for CountVisitor {
+                type Value = CmdCount;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<M: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: M,
+                ) -> Result<CmdCount, M::Error> {
+                    let mut count = 0;
+                    while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                        count += usize::from(key == "cmd");
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                    Ok(CmdCount(count))
+                }
+            }
+            deserializer.deserialize_map(CountVisitor)
+        }
+    }
+    serde_json::from_slice::<CmdCount>(payload)
+        .ok()
+        .map(|c| c.0)
 }
 
 /// The top-level fields of a payload that matter before its kind is known.
@@ -285,13 +332,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_command_the_one_pass_cannot_read_is_still_a_command() {
+        // `jobs` is read as a value; 1e999 is out of range for one.
+        let refused = parse(br#"{"cmd":"sub","jobs":1e999}"#);
+        assert!(
+            matches!(&refused, Some(Err(e)) if e.contains("unknown variant `sub`")),
+            "{refused:?}"
+        );
+        let refused = parse(br#"{"cmd":"submit_batch","jobs":1e999}"#);
+        assert!(
+            matches!(&refused, Some(Err(e)) if e.starts_with("bad command: ")),
+            "{refused:?}"
+        );
+        // Two `cmd` fields, or none: not a command (the job parse answers).
+        assert!(parse(br#"{"cmd":"stats","cmd":"stats","jobs":1e999}"#).is_none());
+        assert!(parse(br#"{"kind":"echo","jobs":1e999}"#).is_none());
+    }
+
+    #[test]
     fn long_errors_keep_their_start_and_end() {
         let name = "é".repeat(50_000);
         let Some(Err(message)) = parse(format!(r#"{{"cmd":"{name}"}}"#).as_bytes()) else {
             panic!("an unknown command is refused");
         };
         assert!(
-            message.len() <= crate::error::MAX_ERROR_TEXT,
+            message.len() <= cluster_router::MAX_ERROR_TEXT,
             "{} bytes",
             message.len()
         );

@@ -348,7 +348,11 @@ fn parse_ids(ids: Vec<String>) -> Result<Vec<JobId>, String> {
         ));
     }
     ids.iter()
-        .map(|id| JobId::new(id).map_err(|e| crate::error::bounded(format!("bad id {id:?}: {e}"))))
+        .map(|id| {
+            JobId::new(id).map_err(|e| {
+                cluster_router::bound_text(&format!("bad id {id:?}: {e}")).into_owned()
+            })
+        })
         .collect()
 }
 
