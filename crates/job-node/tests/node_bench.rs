@@ -184,6 +184,8 @@ async fn bench_measures_a_running_cluster() {
     let report = bench(&[
         "--cluster",
         node.url(),
+        "--clients",
+        "2",
         "--jobs",
         "1000",
         "--window",
@@ -194,6 +196,12 @@ async fn bench_measures_a_running_cluster() {
     .await;
     check_report(&report, 1000, 20);
     assert_eq!(report["cluster"], node.url());
+    // Both clients connect to the one URL given.
+    let clients = report["throughput"]["per_client"].as_array().unwrap();
+    assert_eq!(clients.len(), 2, "{report:#}");
+    assert!(clients
+        .iter()
+        .all(|c| c["url"] == node.url() && c["jobs"] == 500));
     assert_eq!(report["nodes"], 1);
     assert_eq!(report["workers"], Value::Null);
     assert_eq!(report["throughput"]["cpu_us_per_job"], Value::Null);
