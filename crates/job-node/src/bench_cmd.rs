@@ -88,6 +88,11 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=256))]
     pub clients: u32,
+    /// With --cluster: connect the clients to every member that is up, in
+    /// turn, at the URL it advertises (as a local cluster's clients are),
+    /// instead of all to URL.
+    #[arg(long, requires = "cluster")]
+    pub spread: bool,
     /// Job kind.
     #[arg(long, value_name = "KIND", default_value = "echo")]
     pub kind: String,
@@ -328,6 +333,7 @@ async fn run_local(args: &BenchArgs) -> anyhow::Result<Report> {
 }
 
 /// The cluster measured.
+#[derive(Clone)]
 struct Target {
     /// Where the session and the one-in-flight run connect (the first node).
     url: String,
@@ -377,11 +383,23 @@ async fn measure(args: &BenchArgs, target: &Target, cluster: String) -> anyhow::
         .unwrap_or_else(|| "x".repeat(args.payload as usize));
     let prefix = format!("bench-{:08x}", rand::random::<u32>());
     let mut session = target.session().await?;
-    let nodes = session
-        .cluster(Duration::from_secs(10))
-        .await?
-        .members
-        .len();
+    let view = session.cluster(Duration::from_secs(10)).await?;
+    let nodes = view.members.len();
+    let spread_target;
+    let target = if args.spread {
+        // The members' advertised URLs, the connected node's first.
+        let mut up: Vec<_> = view.members.iter().filter(|m| m.status == "up").collect();
+        up.sort_by_key(|m| m.node != view.node);
+        let client_urls: Vec<String> = up.iter().map(|m| m.url.clone()).collect();
+        anyhow::ensure!(!client_urls.is_empty(), "no member of {} is up", target.url);
+        spread_target = Target {
+            client_urls,
+            ..target.clone()
+        };
+        &spread_target
+    } else {
+        target
+    };
     let node = session.node().to_owned();
     // A job's envelope, as the baselines send it (same size as the jobs').
     let mut sample = JobSubmission::new(args.kind.clone(), data.clone());

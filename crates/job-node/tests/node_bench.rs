@@ -8,7 +8,7 @@ mod common;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use common::{stderr, stdout, wait_formed, NodeProc, BIN};
+use common::{cluster, stderr, stdout, wait_formed, NodeProc, BIN};
 use serde_json::Value;
 use tokio::process::Command;
 
@@ -210,6 +210,37 @@ async fn bench_measures_a_running_cluster() {
         Value::Array(Vec::new())
     );
     assert_eq!(report["throughput"]["cpu_us_per_job_client"], Value::Null);
+}
+
+/// `--spread` against a running cluster of two nodes: the clients go to
+/// the members' advertised URLs in turn, the connected node's first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_spreads_clients_over_a_running_clusters_members() {
+    let nodes = cluster(2, &[]).await;
+    let (first, second) = (nodes[0].url(), nodes[1].url());
+    let report = bench(&[
+        "--cluster",
+        second,
+        "--spread",
+        "--clients",
+        "3",
+        "--jobs",
+        "1500",
+        "--window",
+        "90",
+        "--rounds",
+        "20",
+    ])
+    .await;
+    check_report(&report, 1500, 20);
+    assert_eq!(report["nodes"], 2);
+    let urls: Vec<&str> = report["throughput"]["per_client"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(urls, [second, first, second], "{report:#}");
 }
 
 /// `benches/tools/bench_compare.py`, which the README and
