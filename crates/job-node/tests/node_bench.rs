@@ -246,26 +246,37 @@ async fn bench_spreads_clients_over_a_running_clusters_members() {
 /// `benches/tools/bench_compare.py`, which the README and
 /// docs/performance.md name as the command of their figures, runs two
 /// builds interleaved and prints a row per build (here the same binary
-/// twice, tiny runs: only the table's shape is checked).
+/// twice, the second with `+--clients=2`, tiny runs: only the table's shape
+/// is checked), and a build's `+ARG`s reach its runs only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_compare_prints_a_row_per_build() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let script = root.join("benches/tools/bench_compare.py");
-    let mut command = Command::new("python3");
-    command
-        .arg(&script)
-        .args(["--runs", "2"])
-        .arg(format!("one={BIN}"))
-        .arg(format!("two={BIN}"))
-        .args(["--", "--nodes", "1", "--workers", "2"])
-        .args(["--jobs", "500", "--window", "100", "--rounds", "20"])
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(BENCH_LIMIT * 2, command.output())
-        .await
-        .expect("bench_compare.py did not finish in time")
-        .expect("run python3 benches/tools/bench_compare.py");
+    let compare = |builds: [String; 2]| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut command = Command::new("python3");
+        command
+            .arg(root.join("benches/tools/bench_compare.py"))
+            .args(["--runs", "2"])
+            .args(builds)
+            .args(["--", "--nodes", "1", "--workers", "2"])
+            .args(["--jobs", "500", "--window", "100", "--rounds", "20"])
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        async move {
+            tokio::time::timeout(BENCH_LIMIT * 2, command.output())
+                .await
+                .expect("bench_compare.py did not finish in time")
+                .expect("run python3 benches/tools/bench_compare.py")
+        }
+    };
+    // An extra argument out of range fails that build's first run.
+    let out = compare([format!("one={BIN}"), format!("bad={BIN}+--clients=0")]).await;
+    assert!(!out.status.success());
+    let progress = stderr(&out);
+    assert!(progress.contains("bad run 1 printed no JSON"), "{progress}");
+    assert!(progress.contains("--clients"), "{progress}");
+
+    let out = compare([format!("one={BIN}"), format!("two={BIN}+--clients=2")]).await;
     assert!(out.status.success(), "bench_compare.py: {}", stderr(&out));
     let table = stdout(&out);
     let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| ")).collect();
