@@ -8,7 +8,9 @@
 //!
 //! * **throughput**: `--jobs` jobs of `--kind` with `--payload` bytes of
 //!   data, at most `--window` unanswered ([`stream_jobs`], exactly what
-//!   `submit --file --wait` does);
+//!   `submit --file --wait` does), over `--clients` connections (each with
+//!   its share; to the local nodes in turn, to URL, or with `--spread` to
+//!   a running cluster's members in turn);
 //! * **latency** with one job in flight: `--rounds` round trips (client ->
 //!   coordinator -> worker -> client), p50 / p99 / p99.9;
 //! * the **raw baselines of the same run**: a WebSocket echo server on
@@ -18,7 +20,8 @@
 //!   with one envelope in flight for as many rounds.
 //!
 //! With a local cluster it also reports the CPU time that the node
-//! processes and this process used during the throughput run, per job, and
+//! processes and this process used during the throughput run, per job (in
+//! all and, in `--json`, per process), and
 //! the machine's one-minute load average before the run (`/proc/loadavg`),
 //! since on a shared machine the figures move with it.
 
@@ -84,7 +87,8 @@ pub(crate) struct BenchArgs {
     /// Connections the throughput run is spread over, each with its share
     /// of --jobs and --window (all in this process). A local cluster's
     /// clients connect to its nodes in turn, so each node coordinates the
-    /// jobs of its own clients; with --cluster all connect to URL.
+    /// jobs of its own clients; with --cluster all connect to URL (or, with
+    /// --spread, to its members in turn).
     #[arg(long, default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=256))]
     pub clients: u32,
