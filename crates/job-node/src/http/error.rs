@@ -12,17 +12,23 @@ use super::ApiError;
 pub(crate) struct HttpError {
     /// The status code.
     pub status: StatusCode,
-    /// The `error` field of the body.
+    /// The `error` field of the body, at most
+    /// [`cluster_router::MAX_ERROR_TEXT`] bytes.
     pub message: String,
 }
 
 impl HttpError {
-    /// An error with `status` and `message`.
+    /// An error with `status` and `message`, cut to
+    /// [`cluster_router::MAX_ERROR_TEXT`] bytes: messages quote what was
+    /// refused (a field's name, a query parameter), which the client may
+    /// have made megabytes long.
     pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        HttpError {
-            status,
-            message: message.into(),
-        }
+        let message = message.into();
+        let message = match cluster_router::bound_text(&message) {
+            std::borrow::Cow::Borrowed(_) => message,
+            std::borrow::Cow::Owned(cut) => cut,
+        };
+        HttpError { status, message }
     }
 
     /// A 400 Bad Request.

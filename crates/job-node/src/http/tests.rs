@@ -500,6 +500,34 @@ async fn bad_bodies_get_json_errors() {
         )
         .await;
     reply.error(400);
+    // A megabyte of field name, query parameter or job is quoted briefly.
+    let long = "x".repeat(1 << 20);
+    for (path, body, status) in [
+        (
+            "/v1/jobs".to_owned(),
+            format!(r#"{{"kind":"echo","{long}":1}}"#),
+            422,
+        ),
+        (
+            "/v1/jobs".to_owned(),
+            format!(r#"{{"kind":"echo"{long}}}"#),
+            400,
+        ),
+        (
+            // (A megabyte of URL is refused by the HTTP layer: 431.)
+            format!("/v1/jobs?wait={}", &long[..4000]),
+            r#"{"kind":"echo"}"#.to_owned(),
+            400,
+        ),
+    ] {
+        let message = server.call("POST", &path, Some(&body)).await.error(status);
+        assert!(
+            message.len() <= cluster_router::MAX_ERROR_TEXT,
+            "{} bytes: {}",
+            message.len(),
+            &message[..200]
+        );
+    }
     let too_many = serde_json::to_string(&vec![json!({"kind": "echo"}); MAX_BATCH + 1]).unwrap();
     server
         .call("POST", "/v1/jobs", Some(&too_many))
