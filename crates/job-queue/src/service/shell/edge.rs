@@ -348,11 +348,7 @@ fn parse_ids(ids: Vec<String>) -> Result<Vec<JobId>, String> {
         ));
     }
     ids.iter()
-        .map(|id| {
-            JobId::new(id).map_err(|e| {
-                cluster_router::bound_text(&format!("bad id {id:?}: {e}")).into_owned()
-            })
-        })
+        .map(|id| JobId::new(id).map_err(|e| format!("bad id {id:?}: {e}")))
         .collect()
 }
 
