@@ -455,7 +455,6 @@ async fn throughput(
 ) -> anyhow::Result<Throughput> {
     let shares = client_shares(args.jobs, args.window, args.clients);
     let clients = u32::try_from(shares.len()).unwrap_or(u32::MAX);
-    let cpu_before = cpu_seconds(&target.pids);
     let split_before = cpu_split(&target.pids);
     let started = Instant::now();
     let runs = shares.into_iter().enumerate().map(|(i, (jobs, window))| {
@@ -498,7 +497,6 @@ async fn throughput(
     });
     let tallies = futures_util::future::try_join_all(runs).await?;
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu_after = cpu_seconds(&target.pids);
     let split_after = cpu_split(&target.pids);
     let mut total = Throughput {
         jobs: args.jobs,
@@ -515,8 +513,9 @@ async fn throughput(
     }
     total.per_client = tallies;
     if !target.pids.is_empty() {
-        total.cpu_us_per_job = cpu_us_per(cpu_before, cpu_after, args.jobs);
         if let (Some(before), Some(after)) = (split_before, split_after) {
+            let sum = |split: &[f64]| Some(split.iter().sum());
+            total.cpu_us_per_job = cpu_us_per(sum(&before), sum(&after), args.jobs);
             let per_job = |b: f64, a: f64| (a - b) * 1e6 / f64::from(args.jobs.max(1));
             total.cpu_us_per_job_client = Some(per_job(before[0], after[0]));
             total.cpu_us_per_job_nodes = before[1..]
@@ -731,11 +730,7 @@ fn cpu_us_per(before: Option<f64>, after: Option<f64>, count: u32) -> Option<f64
 
 /// CPU seconds (user + system) used so far by `pids` and this process.
 fn cpu_seconds(pids: &[u32]) -> Option<f64> {
-    let mut total = proc_cpu_seconds("self")?;
-    for pid in pids {
-        total += proc_cpu_seconds(&pid.to_string())?;
-    }
-    Some(total)
+    Some(cpu_split(pids)?.iter().sum())
 }
 
 /// CPU seconds of this process, then of each of `pids`.
