@@ -375,9 +375,16 @@ async fn a_killed_coordinator_restarts_with_its_records_and_runs_nothing_twice()
             assert_eq!(runs, 1, "{id} finished before the kill and ran again");
         }
     }
-    // Only the attempts running at the kill (2 workers) may have run twice.
+    // Only jobs not yet final at the kill may have run twice: the attempts
+    // running then (one per worker, 2 workers), and per worker at most one
+    // that had exited within the last 0.2 s (a job's own length) and whose
+    // completion the coordinator had not written yet (at least once,
+    // docs/jobs.md, "Durability"). Counting only the first kind assumed a
+    // completion is written the instant its process exits; a kill in those
+    // few milliseconds re-ran a third job (CI, k-3 done, k-4 and k-5
+    // running).
     let twice = once_more.values().filter(|n| **n > 1).count();
-    assert!(twice <= 2, "{twice} jobs ran twice: {once_more:?}");
+    assert!(twice <= 2 * 2, "{twice} jobs ran twice: {once_more:?}");
     // And a second re-submission runs nothing at all.
     let id = client.send(counting_job("k-0", &log)).await;
     client.reply(id).await;
