@@ -190,8 +190,9 @@ impl Callback for &mut HeaderAuth<'_> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub(crate) enum BadClientOption {
-    /// A value other than `raw` or `strings`.
-    #[error("unknown payloads value {0:?} in the upgrade URL (expected \"raw\" or \"strings\")")]
+    /// A value other than `raw` or `strings` (its first characters, up to
+    /// 64 bytes once escaped as in Rust's debug form).
+    #[error("unknown payloads value \"{0}\" in the upgrade URL (expected \"raw\" or \"strings\")")]
     Value(String),
     /// The parameter given more than once.
     #[error("payloads given more than once in the upgrade URL")]
@@ -212,8 +213,18 @@ pub(crate) fn payloads_from_query(query: Option<&str>) -> Result<ClientPayloads,
             "strings" => ClientPayloads::Strings,
             other => {
                 // The request line is bounded by the HTTP parser; the
-                // error repeats at most 64 characters of it.
-                return Err(BadClientOption::Value(other.chars().take(64).collect()));
+                // error repeats at most 64 bytes of it, counted after
+                // escaping (a control character escapes to up to 10) and
+                // cut between characters.
+                let mut shown = String::new();
+                for c in other.chars() {
+                    let escaped = c.escape_debug().to_string();
+                    if shown.len() + escaped.len() > 64 {
+                        break;
+                    }
+                    shown.push_str(&escaped);
+                }
+                return Err(BadClientOption::Value(shown));
             }
         };
         if found.replace(payloads).is_some() {
@@ -685,6 +696,16 @@ mod tests {
             panic!("not a value error")
         };
         assert_eq!(v.len(), 64);
+        // Control characters are escaped, and the cut counts the escapes
+        // (found by the `transport_client_preauth` fuzzer: 64 of them,
+        // each shown as `\u{18}`, made a 580-byte answer).
+        let controls = format!("payloads={}", "\u{18}".repeat(200));
+        let err = payloads_from_query(Some(&controls)).unwrap_err();
+        let BadClientOption::Value(v) = &err else {
+            panic!("not a value error")
+        };
+        assert_eq!(v, &"\\u{18}".repeat(10));
+        assert!(err.to_string().len() < 200, "{err}");
     }
 
     #[test]

@@ -291,7 +291,8 @@ pub fn node_frame_seeds() -> Vec<Vec<u8>> {
 }
 
 /// Seeds: the auth message (right and wrong token, padded token), an
-/// envelope sent before authenticating, and garbage.
+/// envelope sent before authenticating, garbage, and an upgrade query with
+/// control characters in a refused value.
 pub fn client_preauth_seeds() -> Vec<Vec<u8>> {
     let token = auth::client_token(&Secret::from("cookie"));
     vec![
@@ -300,6 +301,8 @@ pub fn client_preauth_seeds() -> Vec<Vec<u8>> {
         br#"{"auth":"0000"}"#.to_vec(),
         br#"{"to":"worker@node-b","payload":"x"}"#.to_vec(),
         b"not json".to_vec(),
+        // An upgrade query whose refused value escapes long.
+        format!("a=b&payloads={}", "\u{18}".repeat(100)).into_bytes(),
     ]
 }
 

@@ -80,7 +80,11 @@ impl KindHolder {
         while self.tokens.front().is_some_and(|(_, until)| *until <= now) {
             self.tokens.pop_front();
         }
-        self.tokens.iter().map(|(n, _)| *n).sum()
+        // Saturating: the batches' counts come from the leader, another
+        // node, and a grant of `u32::MAX` twice must not overflow.
+        self.tokens
+            .iter()
+            .fold(0u32, |sum, (n, _)| sum.saturating_add(*n))
     }
 
     /// Whether one more attempt may start now.

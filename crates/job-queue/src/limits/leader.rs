@@ -214,7 +214,9 @@ impl KindLeader {
 
     /// Slots counted as taken (for status and tests).
     pub(crate) fn booked(&self) -> u32 {
-        self.holders.values().map(|h| h.promised).sum()
+        self.holders
+            .values()
+            .fold(0u32, |sum, h| sum.saturating_add(h.promised))
     }
 
     #[cfg(test)]

@@ -65,6 +65,15 @@ pub(crate) fn sample_messages() -> Vec<LimitMsg> {
             tokens: 1,
             lease_ms: 2000,
         }),
+        // The most tokens a grant can carry: twice overflowed a sum.
+        LimitMsg::Grant(wire::Grant {
+            kind: "sleep".into(),
+            report_seq: 0,
+            seq: 1,
+            allowed: 0,
+            tokens: u32::MAX,
+            lease_ms: 1000,
+        }),
     ]
 }
 

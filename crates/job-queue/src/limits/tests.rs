@@ -394,6 +394,35 @@ fn what_the_network_feeds_is_checked_and_bounded() {
 }
 
 #[test]
+fn huge_token_grants_add_up_without_overflow() {
+    // Found by the `job_queue_wire` fuzzer: a follower that got two grants
+    // of `u32::MAX` start tokens from its leader summed them and panicked
+    // (overflow; a release build wrapped to fewer tokens).
+    let now = Instant::now();
+    let spec = limit("kind=sleep,rate=5");
+    let config = LimitsConfig {
+        kinds: vec![spec.clone()],
+        lease: Duration::from_secs(1),
+    };
+    // "c" follows "b", the lowest name with the limit.
+    let mut c = LimitEngine::new("c".into(), config, now);
+    c.observe_node("b", true, &[spec.tag()], now);
+    let grant = LimitMsg::Grant(Grant {
+        kind: KIND.into(),
+        report_seq: 0,
+        seq: 1,
+        allowed: 0,
+        tokens: u32::MAX,
+        lease_ms: 1_000,
+    });
+    c.received("b", grant.clone(), now);
+    c.received("b", grant, now);
+    c.run(now);
+    assert!(c.may_start(KIND, now), "the tokens are there");
+    assert!(!c.may_start(KIND, now + TOKEN_TTL), "and expire");
+}
+
+#[test]
 fn a_coordinator_core_keeps_limited_jobs_queued_until_it_has_a_share() {
     use crate::{Action, CoordinatorConfig, CoordinatorCore, Job, JobResult, NodeInfo};
     let lease = Duration::from_millis(100);
