@@ -214,7 +214,7 @@ pub(crate) fn payloads_from_query(query: Option<&str>) -> Result<ClientPayloads,
             other => {
                 // The request line is bounded by the HTTP parser; the
                 // error repeats at most 64 bytes of it, counted after
-                // escaping (a control character escapes to up to 10) and
+                // escaping (a character escapes to up to 10) and
                 // cut between characters.
                 let mut shown = String::new();
                 for c in other.chars() {
@@ -698,7 +698,7 @@ mod tests {
         assert_eq!(v.len(), 64);
         // Control characters are escaped, and the cut counts the escapes
         // (found by the `transport_client_preauth` fuzzer: 64 of them,
-        // each shown as `\u{18}`, made a 580-byte answer).
+        // each shown as `\u{18}`, made a 456-byte answer).
         let controls = format!("payloads={}", "\u{18}".repeat(200));
         let err = payloads_from_query(Some(&controls)).unwrap_err();
         let BadClientOption::Value(v) = &err else {
