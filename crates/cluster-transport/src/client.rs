@@ -698,7 +698,7 @@ mod tests {
         assert_eq!(v.len(), 64);
         // Control characters are escaped, and the cut counts the escapes
         // (found by the `transport_client_preauth` fuzzer: 64 of them,
-        // each shown as `\u{18}`, made a 456-byte answer).
+        // each shown as `\u{18}`, made a 458-byte answer).
         let controls = format!("payloads={}", "\u{18}".repeat(200));
         let err = payloads_from_query(Some(&controls)).unwrap_err();
         let BadClientOption::Value(v) = &err else {
