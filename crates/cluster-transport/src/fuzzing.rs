@@ -18,7 +18,7 @@ use crate::config::Secret;
 use crate::envelope::Envelope;
 use crate::event::ClientPayloads;
 use crate::handshake::{Dialer, Listener, Params, Step};
-use crate::wire::{ControlFrame, ErrorCode, RefuseReason, PROTOCOL_VERSION};
+use crate::wire::{AuthRequest, ControlFrame, ErrorCode, RefuseReason, PROTOCOL_VERSION};
 
 /// `TransportConfig::default().max_frame_size` (16 MiB).
 const DEFAULT_LIMIT: usize = 16 * 1024 * 1024;
@@ -99,16 +99,12 @@ pub fn client_preauth(data: &[u8]) {
     let secret = Secret::from("cookie");
     let verdict = check_first_frame(&secret, text);
     if verdict == FirstFrame::Accepted {
-        // The token, read on its own: other fields are skipped unread, so
-        // they may hold what a full JSON value refuses (a lone surrogate
-        // escape such as `\udcde`, found by this fuzzer) and still the
-        // frame is the auth message. What must hold is that the token is
-        // the right one.
-        #[derive(serde::Deserialize)]
-        struct Token {
-            auth: String,
-        }
-        let token = serde_json::from_str::<Token>(text)
+        // The token, read on its own (the auth message's own type): other
+        // fields are skipped unread, so they may hold what a full JSON
+        // value refuses (a lone surrogate escape such as `\udcde`, found
+        // by this fuzzer) and still the frame is the auth message. What
+        // must hold is that the token is the right one.
+        let token = serde_json::from_str::<AuthRequest>(text)
             .expect("an accepted frame carries the token")
             .auth;
         assert_eq!(token.trim(), auth::client_token(&secret));
