@@ -47,12 +47,15 @@ impl MapReduce for WordCount {
         }
     }
 
+    // Counts can come from other nodes' map outputs (fetched over the
+    // network): a count that cannot grow further stays at `u64::MAX`
+    // instead of wrapping (release) or panicking (debug).
     fn combine(&self, acc: &mut u64, value: u64) {
-        *acc += value;
+        *acc = acc.saturating_add(value);
     }
 
     fn reduce(&self, _key: &String, values: Vec<u64>, _ctx: &ReduceContext<'_>) -> u64 {
-        values.into_iter().sum()
+        values.into_iter().fold(0, u64::saturating_add)
     }
 }
 
@@ -129,7 +132,9 @@ impl MapReduce for InvertedIndex {
             let offset = ctx.record_offset(group.split).unwrap_or(0);
             postings.extend(group.positions.into_iter().map(|p| Posting {
                 file,
-                position: offset + p,
+                // Positions come from other nodes' map outputs: one past
+                // the end stays at the end instead of wrapping.
+                position: offset.saturating_add(p),
             }));
         }
         postings.sort_unstable();
@@ -173,6 +178,28 @@ mod tests {
         );
         let ctx = ReduceContext { splits: &[] };
         assert_eq!(WordCount.reduce(&"the".into(), vec![3, 4], &ctx), 7);
+    }
+
+    #[test]
+    fn reduce_saturates_instead_of_overflowing() {
+        let ctx = ReduceContext { splits: &[] };
+        let huge = WordCount.reduce(&"w".into(), vec![u64::MAX, 2, 3], &ctx);
+        assert_eq!(huge, u64::MAX);
+        let mut acc = u64::MAX - 1;
+        WordCount.combine(&mut acc, 5);
+        assert_eq!(acc, u64::MAX);
+        let infos = [SplitInfo {
+            file: 0,
+            record_offset: u64::MAX - 1,
+        }];
+        let ctx = ReduceContext { splits: &infos };
+        let group = vec![SplitPositions {
+            split: 0,
+            positions: vec![0, 7],
+        }];
+        let postings = InvertedIndex.reduce(&"w".into(), vec![group], &ctx);
+        let positions: Vec<u64> = postings.iter().map(|p| p.position).collect();
+        assert_eq!(positions, [u64::MAX - 1, u64::MAX]);
     }
 
     #[test]
