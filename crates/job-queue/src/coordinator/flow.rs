@@ -88,7 +88,7 @@ impl CoordinatorCore {
         };
         let gone = self.ready.take_where(stranded);
         for id in gone {
-            let fresh = self.jobs.get(&id).is_some_and(|e| e.failures.is_empty());
+            let fresh = self.jobs.get(&id).is_some_and(|e| e.failures().is_empty());
             if fresh {
                 self.fail_unplaced(&id);
             } else {

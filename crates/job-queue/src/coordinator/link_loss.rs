@@ -31,13 +31,14 @@ impl CoordinatorCore {
                 FailureCause::Undeliverable,
                 format!("the link to {node} was lost with attempt {attempt} in flight"),
             );
-            entry.superseded = Some((attempt, node.clone()));
-            if entry.free_replacements >= FREE_REPLACEMENTS {
+            let rare = entry.rare_mut();
+            rare.superseded = Some((attempt, node.clone()));
+            if rare.free_replacements >= FREE_REPLACEMENTS {
                 self.fail_attempt(&id, Some(node), failure, None, now, true);
                 continue;
             }
-            entry.free_replacements += 1;
-            entry.failures.push(AttemptFailure {
+            rare.free_replacements += 1;
+            rare.failures.push(AttemptFailure {
                 attempt,
                 node: Some(node.to_string()),
                 failure,
@@ -62,7 +63,7 @@ impl CoordinatorCore {
     pub(super) fn is_superseded(&self, result: &JobResult, from_node: &str) -> bool {
         result.error.is_none()
             && self.jobs.get(&result.id).is_some_and(|entry| {
-                entry.superseded.as_ref().is_some_and(|(attempt, node)| {
+                entry.superseded().is_some_and(|(attempt, node)| {
                     *attempt == result.attempt && **node == *from_node
                 })
             })
@@ -79,7 +80,9 @@ impl CoordinatorCore {
         let Some(entry) = self.jobs.get_mut(&result.id) else {
             return ResultDisposition::Dropped;
         };
-        entry.superseded = None;
+        if let Some(rare) = entry.rare.as_deref_mut() {
+            rare.superseded = None;
+        }
         match entry.phase {
             Phase::Running { .. } => {
                 self.end_running(&result.id);

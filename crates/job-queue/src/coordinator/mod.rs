@@ -152,6 +152,17 @@ struct JobEntry {
     job: Job,
     phase: Phase,
     timer: Option<TimerKey>,
+    /// What few jobs ever have (failed attempts, link-loss replacements,
+    /// speculation), out of the live map's buckets: a bucket of the map
+    /// is a cache miss when a job's result comes back, and the map's size
+    /// (thousands of jobs in flight) decides how many of them miss
+    /// (docs/performance.md, "Fourteenth round").
+    rare: Option<Box<Rare>>,
+}
+
+/// The parts of a [`JobEntry`] that most jobs never use.
+#[derive(Debug, Default)]
+struct Rare {
     failures: Vec<AttemptFailure>,
     /// Attempts placed again after their link was lost that did not count
     /// against `max_attempts` (at most `FREE_REPLACEMENTS`).
@@ -167,6 +178,59 @@ struct JobEntry {
     /// The original attempt, still running, of a job whose backup is the
     /// current attempt.
     straggler: Option<Straggler>,
+}
+
+impl JobEntry {
+    fn new(job: Job) -> Self {
+        JobEntry {
+            job,
+            phase: Phase::Pending,
+            timer: None,
+            rare: None,
+        }
+    }
+
+    /// The rare parts, made on first use.
+    fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Why earlier attempts failed.
+    fn failures(&self) -> &[AttemptFailure] {
+        self.rare.as_deref().map_or(&[], |r| &r.failures)
+    }
+
+    fn free_replacements(&self) -> u8 {
+        self.rare.as_deref().map_or(0, |r| r.free_replacements)
+    }
+
+    fn superseded(&self) -> Option<&(u32, Arc<str>)> {
+        self.rare.as_deref().and_then(|r| r.superseded.as_ref())
+    }
+
+    fn speculated(&self) -> bool {
+        self.rare.as_deref().is_some_and(|r| r.speculated)
+    }
+
+    fn straggler(&self) -> Option<&Straggler> {
+        self.rare.as_deref().and_then(|r| r.straggler.as_ref())
+    }
+
+    fn take_straggler(&mut self) -> Option<Straggler> {
+        self.rare.as_deref_mut().and_then(|r| r.straggler.take())
+    }
+
+    fn take_spec_timer(&mut self) -> Option<TimerKey> {
+        self.rare.as_deref_mut().and_then(|r| r.spec_timer.take())
+    }
+
+    /// The failures, taken out.
+    fn take_failures(&mut self) -> Vec<AttemptFailure> {
+        self.rare
+            .as_deref_mut()
+            .map(|r| std::mem::take(&mut r.failures))
+            .unwrap_or_default()
+    }
 }
 
 /// What a coordinator keeps across a restart of its actor: the unfinished
@@ -457,17 +521,7 @@ impl CoordinatorCore {
             self.actions.push_back(Action::Complete(result));
             return Ok(id);
         }
-        let entry = JobEntry {
-            job,
-            phase: Phase::Pending,
-            timer: None,
-            failures: Vec::new(),
-            free_replacements: 0,
-            superseded: None,
-            spec_timer: None,
-            speculated: false,
-            straggler: None,
-        };
+        let entry = JobEntry::new(job);
         let wait = entry
             .job
             .not_before
@@ -559,7 +613,7 @@ impl CoordinatorCore {
                 continue;
             };
             if kind == TimerKind::Speculate {
-                entry.spec_timer = None;
+                entry.take_spec_timer();
                 self.speculate(&id, now);
                 continue;
             }
@@ -740,7 +794,7 @@ impl CoordinatorCore {
         Some(JobStatus {
             attempt: entry.job.attempt,
             node,
-            failures: entry.failures.clone(),
+            failures: entry.failures().to_vec(),
         })
     }
 

@@ -124,7 +124,7 @@ impl CoordinatorCore {
         let Some(entry) = self.jobs.get(id) else {
             return;
         };
-        if entry.speculated {
+        if entry.speculated() {
             return;
         }
         let Some(after) = self.straggler_after(&entry.job, node) else {
@@ -134,7 +134,7 @@ impl CoordinatorCore {
             .timers
             .insert(now + after, id.clone(), TimerKind::Speculate);
         if let Some(entry) = self.jobs.get_mut(id) {
-            entry.spec_timer = Some(key);
+            entry.rare_mut().spec_timer = Some(key);
         }
     }
 
@@ -161,7 +161,7 @@ impl CoordinatorCore {
         };
         // `speculates` again: a limit may have appeared since the timer was
         // armed.
-        if entry.speculated || entry.straggler.is_some() || !self.speculates(&entry.job) {
+        if entry.speculated() || entry.straggler().is_some() || !self.speculates(&entry.job) {
             return;
         }
         let running = running.clone();
@@ -178,7 +178,7 @@ impl CoordinatorCore {
                     let at = now + self.config.speculation.floor.max(Duration::from_millis(1));
                     let key = self.timers.insert(at, id.clone(), TimerKind::Speculate);
                     if let Some(entry) = self.jobs.get_mut(id) {
-                        entry.spec_timer = Some(key);
+                        entry.rare_mut().spec_timer = Some(key);
                     }
                 }
                 return;
@@ -224,11 +224,13 @@ impl CoordinatorCore {
             self.timers.remove(key);
         }
         tracing::debug!(%id, attempt = entry.job.attempt, straggler = %running, backup = %node, "speculative backup");
-        entry.straggler = Some(Straggler {
-            attempt: entry.job.attempt,
+        let attempt = entry.job.attempt;
+        let rare = entry.rare_mut();
+        rare.straggler = Some(Straggler {
+            attempt,
             node: running,
         });
-        entry.speculated = true;
+        rare.speculated = true;
         self.start_attempt(id, &node, now);
         self.backups_in_flight += 1;
         self.counters.speculative_started += 1;
@@ -238,8 +240,7 @@ impl CoordinatorCore {
     pub(super) fn is_straggler(&self, result: &JobResult, from_node: &str) -> bool {
         self.jobs.get(&result.id).is_some_and(|entry| {
             entry
-                .straggler
-                .as_ref()
+                .straggler()
                 .is_some_and(|s| s.attempt == result.attempt && *s.node == *from_node)
         })
     }
@@ -251,7 +252,7 @@ impl CoordinatorCore {
         let Some(entry) = self.jobs.get_mut(&result.id) else {
             return;
         };
-        let Some(straggler) = entry.straggler.take() else {
+        let Some(straggler) = entry.take_straggler() else {
             return;
         };
         self.backups_in_flight = self.backups_in_flight.saturating_sub(1);
@@ -324,7 +325,7 @@ impl CoordinatorCore {
             });
         }
         if let Some(entry) = self.jobs.get_mut(id) {
-            entry.failures.push(AttemptFailure {
+            entry.rare_mut().failures.push(AttemptFailure {
                 attempt: attempt.attempt,
                 node: Some(attempt.node.to_string()),
                 failure,
@@ -336,7 +337,7 @@ impl CoordinatorCore {
     /// straggler still running is cancelled and its slot released. `won`:
     /// the backup's success ends it.
     pub(super) fn end_straggler(&mut self, id: &JobId, entry: &mut JobEntry, won: bool) {
-        let Some(straggler) = entry.straggler.take() else {
+        let Some(straggler) = entry.take_straggler() else {
             return;
         };
         self.backups_in_flight = self.backups_in_flight.saturating_sub(1);
@@ -361,7 +362,7 @@ impl CoordinatorCore {
                 cause: failure.cause,
             });
         }
-        entry.failures.push(AttemptFailure {
+        entry.rare_mut().failures.push(AttemptFailure {
             attempt: straggler.attempt,
             node: Some(straggler.node.to_string()),
             failure,
@@ -379,12 +380,12 @@ impl CoordinatorCore {
         let mut ids: Vec<JobId> = self
             .jobs
             .iter()
-            .filter(|(_, e)| e.straggler.as_ref().is_some_and(|s| &*s.node == node))
+            .filter(|(_, e)| e.straggler().is_some_and(|s| &*s.node == node))
             .map(|(id, _)| id.clone())
             .collect();
         ids.sort_unstable();
         for id in ids {
-            let Some(straggler) = self.jobs.get_mut(&id).and_then(|e| e.straggler.take()) else {
+            let Some(straggler) = self.jobs.get_mut(&id).and_then(JobEntry::take_straggler) else {
                 continue;
             };
             self.backups_in_flight = self.backups_in_flight.saturating_sub(1);

@@ -47,7 +47,7 @@ impl CoordinatorCore {
         if let Some(key) = entry.timer.take() {
             self.timers.remove(key);
         }
-        if let Some(key) = entry.spec_timer.take() {
+        if let Some(key) = entry.take_spec_timer() {
             self.timers.remove(key);
         }
         let Phase::Running {
@@ -73,7 +73,7 @@ impl CoordinatorCore {
             return;
         };
         let class = entry
-            .failures
+            .failures()
             .is_empty()
             .then(|| super::ready::class_of(&entry.job.kind, &entry.job.tags));
         // Jobs like this one already wait: every pass of the queue since
@@ -238,8 +238,8 @@ impl CoordinatorCore {
             state.stats.record(&entry.job.kind, false, elapsed);
         }
         let budget = entry.job.max_attempts
-            + u32::from(entry.free_replacements)
-            + u32::from(entry.speculated);
+            + u32::from(entry.free_replacements())
+            + u32::from(entry.speculated());
         let retry = failure.retryable && entry.job.attempt < budget;
         tracing::debug!(%id, attempt = entry.job.attempt, %failure, retry, "attempt failed");
         if self.attempt_events {
@@ -250,11 +250,15 @@ impl CoordinatorCore {
                 cause: failure.cause,
             });
         }
-        entry.failures.push(AttemptFailure {
-            attempt: entry.job.attempt,
+        let attempt = entry.job.attempt;
+        let failures = &mut entry.rare_mut().failures;
+        failures.push(AttemptFailure {
+            attempt,
             node: node.map(|n| n.to_string()),
             failure,
         });
+        // The retry after `n` failed attempts is retry `n - 1`.
+        let retry_number = (failures.len() as u32).saturating_sub(1);
         if !retry {
             self.finish_failed(id, elapsed.unwrap_or_default());
             return;
@@ -263,9 +267,7 @@ impl CoordinatorCore {
         let delay = if immediate {
             Duration::ZERO
         } else {
-            // The retry after `n` failed attempts is retry `n - 1`.
-            let retry = (entry.failures.len() as u32).saturating_sub(1);
-            self.config.backoff.delay_with(retry, &mut self.rng)
+            self.config.backoff.delay_with(retry_number, &mut self.rng)
         };
         if delay.is_zero() {
             self.dispatch(id, now);
@@ -332,10 +334,12 @@ impl CoordinatorCore {
         };
         // The straggler's cancellation is recorded before the failure
         // that ends the job, which stays the last one.
-        let last_failure = entry.failures.pop();
+        let mut failures = entry.take_failures();
+        let last_failure = failures.pop();
         self.end_straggler(id, &mut entry, false);
-        entry.failures.extend(last_failure);
-        let last = entry.failures.last().expect("a failed job has a failure");
+        failures.extend(entry.take_failures());
+        failures.extend(last_failure);
+        let last = failures.last().expect("a failed job has a failure");
         let cause = last.failure.cause;
         let attempts = entry.job.attempt;
         let node = last.node.clone().unwrap_or_default();
@@ -344,7 +348,7 @@ impl CoordinatorCore {
         self.actions.push_back(Action::Complete(result));
         let letter = DeadLetter {
             job: entry.job,
-            failures: entry.failures,
+            failures,
         };
         let evicted = self.dead.push(letter, self.config.max_dead_letters);
         self.actions.push_back(Action::DeadLettered {
@@ -428,8 +432,8 @@ fn choose_node(
     entry: &JobEntry,
     backlog: u32,
 ) -> Choice {
-    let tried = |n: &str| entry.failures.iter().any(|f| f.node.as_deref() == Some(n));
-    let last_failed = entry.failures.last().and_then(|f| f.node.as_deref());
+    let tried = |n: &str| entry.failures().iter().any(|f| f.node.as_deref() == Some(n));
+    let last_failed = entry.failures().last().and_then(|f| f.node.as_deref());
     let preferred = nodes.preferred(&entry.job, tried, last_failed);
     if preferred.is_empty() {
         return Choice::NoneEligible;
