@@ -432,7 +432,12 @@ fn choose_node(
     entry: &JobEntry,
     backlog: u32,
 ) -> Choice {
-    let tried = |n: &str| entry.failures().iter().any(|f| f.node.as_deref() == Some(n));
+    let tried = |n: &str| {
+        entry
+            .failures()
+            .iter()
+            .any(|f| f.node.as_deref() == Some(n))
+    };
     let last_failed = entry.failures().last().and_then(|f| f.node.as_deref());
     let preferred = nodes.preferred(&entry.job, tried, last_failed);
     if preferred.is_empty() {
