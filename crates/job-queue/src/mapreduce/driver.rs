@@ -394,10 +394,12 @@ impl MapReduceDriver {
     fn map_done(&mut self, index: u32, report: MapReport) {
         let mut partitions = report.partitions;
         partitions.resize(self.config.reducers as usize, PartitionInfo::default());
-        self.stats.records += report.records;
+        // Reports come from other nodes: their counts saturate, never
+        // overflow (a panic in a debug build).
+        self.stats.records = self.stats.records.saturating_add(report.records);
         for p in &partitions {
-            self.stats.shuffle_pairs += p.pairs;
-            self.stats.shuffle_bytes += p.bytes;
+            self.stats.shuffle_pairs = self.stats.shuffle_pairs.saturating_add(p.pairs);
+            self.stats.shuffle_bytes = self.stats.shuffle_bytes.saturating_add(p.bytes);
         }
         self.maps[index as usize] = Slot::Done(MapDone {
             node: report.node,
@@ -411,7 +413,7 @@ impl MapReduceDriver {
             ReduceReport::Done {
                 node, keys, bytes, ..
             } => {
-                self.stats.output_keys += keys;
+                self.stats.output_keys = self.stats.output_keys.saturating_add(keys);
                 self.reduces[part as usize] = Slot::Done(ReduceDone::Held { node, keys, bytes });
             }
             ReduceReport::Missing { lost, .. } => {
@@ -428,10 +430,10 @@ impl MapReduceDriver {
 
     fn rerun_map(&mut self, index: u32) {
         if let Slot::Done(done) = &self.maps[index as usize] {
-            self.stats.records -= done.records;
+            self.stats.records = self.stats.records.saturating_sub(done.records);
             for p in &done.partitions {
-                self.stats.shuffle_pairs -= p.pairs;
-                self.stats.shuffle_bytes -= p.bytes;
+                self.stats.shuffle_pairs = self.stats.shuffle_pairs.saturating_sub(p.pairs);
+                self.stats.shuffle_bytes = self.stats.shuffle_bytes.saturating_sub(p.bytes);
             }
         }
         self.maps[index as usize] = Slot::Pending;
@@ -440,7 +442,7 @@ impl MapReduceDriver {
 
     fn rerun_reduce(&mut self, part: u32) {
         if let Slot::Done(ReduceDone::Held { keys, .. }) = &self.reduces[part as usize] {
-            self.stats.output_keys -= keys;
+            self.stats.output_keys = self.stats.output_keys.saturating_sub(*keys);
         }
         self.reduces[part as usize] = Slot::Pending;
         self.count_recovery();
@@ -516,7 +518,7 @@ impl MapReduceDriver {
                 record_offset: *offset,
             });
             if let Slot::Done(done) = slot {
-                *offset += done.records;
+                *offset = offset.saturating_add(done.records);
             }
         }
         infos

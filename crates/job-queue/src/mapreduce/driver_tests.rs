@@ -112,6 +112,60 @@ fn runs_map_then_reduce_then_merge() {
     assert_eq!((stats.map_tasks, stats.reduce_tasks), (3, 2));
 }
 
+/// Reports come from other nodes: counts at the top of `u64` saturate the
+/// driver's figures (and the record offsets) instead of overflowing.
+#[test]
+fn huge_counts_in_reports_saturate() {
+    let mut d = driver(&[0, 0, 0], 1);
+    let maps = drain(&mut d);
+    let huge = |job: &Job, node: &str| {
+        let task: MapTask = serde_json::from_str(&job.data).unwrap();
+        let report = MapReport {
+            node: node.into(),
+            task: task.split.index,
+            records: u64::MAX,
+            partitions: vec![PartitionInfo {
+                pairs: u64::MAX,
+                bytes: u64::MAX,
+            }],
+        };
+        JobResult::success(
+            job.id.clone(),
+            serde_json::to_string(&report).unwrap(),
+            node,
+            1,
+            Duration::ZERO,
+        )
+    };
+    d.on_result(&huge(&maps[0], "n1"));
+    d.on_result(&huge(&maps[1], "n2"));
+    d.on_result(&huge(&maps[2], "n1"));
+    assert_eq!(d.phase(), Phase::Reduce);
+    let stats = d.stats();
+    assert_eq!(
+        (stats.records, stats.shuffle_pairs, stats.shuffle_bytes),
+        (u64::MAX, u64::MAX, u64::MAX)
+    );
+    let reduces = drain(&mut d);
+    let offsets: Vec<u64> = reduce_task(&reduces[0])
+        .splits
+        .iter()
+        .map(|s| s.record_offset)
+        .collect();
+    assert_eq!(offsets, [0, u64::MAX, u64::MAX]);
+    // n1 goes down: its two maps run again, and their counts come off
+    // the saturated figures without underflowing.
+    d.on_node_down("n1");
+    assert_eq!(d.phase(), Phase::Map);
+    let huge_keys = ReduceReport::Done {
+        node: "n2".into(),
+        partition: 0,
+        keys: u64::MAX,
+        bytes: u64::MAX,
+    };
+    d.on_result(&reduce_result(&reduces[0], &huge_keys));
+}
+
 #[test]
 fn empty_input_is_an_empty_result() {
     let mut d = driver(&[], 4);
