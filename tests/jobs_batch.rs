@@ -260,3 +260,76 @@ async fn thousands_of_jobs_in_batches_come_back_once_in_few_envelopes() {
     println!("{total} results in {} envelopes", answers.envelopes);
     finish(coord, nodes).await;
 }
+
+/// The map-reduce engine's task kinds (`mr.map`, `mr.reduce`) are its
+/// drivers' alone: their data names other jobs' blobs and nodes. A client
+/// is refused them, alone, in a batch (the other entries run) and as a
+/// recurring job's template.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_cannot_submit_the_map_reduce_engines_task_kinds() {
+    let nodes = cluster(&[("mk-a", &[])], "").await;
+    let coord = coordinator(&nodes[0].router, StrategyKind::RoundRobin).await;
+    let mut ws = connect_bearer(STEP, &nodes[0].router.url(), SECRET).await;
+    welcome(STEP, &mut ws, "mk-a").await;
+
+    let task = json!({"job": "someone-else", "spec": "wordcount", "partition": 0,
+        "sources": [{"node": "mk-a", "task": 0}], "splits": []});
+    let single = json!({"to": "coordinator@mk-a", "id": 1,
+        "payload": {"kind": "mr.reduce", "data": task.to_string()}});
+    send_json(STEP, &mut ws, &single).await;
+    let refused = next_json(STEP, &mut ws).await;
+    assert_eq!(
+        (refused["correlation_id"].as_u64(), refused["kind"].as_str()),
+        (Some(1), Some("error")),
+        "{refused}"
+    );
+    assert!(
+        refused["payload"]
+            .as_str()
+            .unwrap()
+            .contains("map-reduce engine"),
+        "{refused}"
+    );
+
+    let jobs = vec![
+        json!({"id": "mk-1", "kind": "mr.map", "data": "{}"}),
+        json!({"id": "mk-2", "kind": "echo", "data": "fine"}),
+        json!({"kind": "mr.reduce", "data": task.to_string()}),
+    ];
+    send_batch(&mut ws, "mk-a", 2, jobs).await;
+    let mut answers = Answers::default();
+    answers.read_until(&mut ws, &[(2, 3)]).await;
+    let mut refused: Vec<(u64, String)> = answers.refused[&2]
+        .iter()
+        .map(|r| {
+            let reason = r["reason"].as_str().unwrap();
+            assert!(reason.contains("map-reduce engine"), "{r}");
+            (r["index"].as_u64().unwrap(), r["id"].to_string())
+        })
+        .collect();
+    refused.sort();
+    assert_eq!(
+        refused,
+        [(0, "\"mk-1\"".to_owned()), (2, "null".to_owned())],
+        "{:?}",
+        answers.refused
+    );
+    assert_eq!(answers.results[&2].len(), 1);
+    assert_eq!(answers.results[&2][0]["result"], "fine");
+
+    let recurring = json!({"to": "coordinator@mk-a", "id": 3,
+        "payload": {"cmd": "recurring_add", "recurring":
+            {"name": "mk", "cron": "* * * * * *", "job": {"kind": "mr.map", "data": "{}"}}}});
+    send_json(STEP, &mut ws, &recurring).await;
+    let refused = next_json(STEP, &mut ws).await;
+    assert_eq!(refused["correlation_id"], 3, "{refused}");
+    assert_eq!(refused["kind"], "error", "{refused}");
+    assert!(
+        refused["payload"]
+            .as_str()
+            .unwrap()
+            .contains("map-reduce engine"),
+        "{refused}"
+    );
+    finish(coord, nodes).await;
+}

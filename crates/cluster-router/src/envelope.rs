@@ -108,6 +108,13 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// Whether an external client sent this envelope: a Message whose
+    /// `from` is a client's address (`client-<id>@<node>`), which only the
+    /// router of the client's node sets and no actor can register.
+    pub fn sent_by_client(&self) -> bool {
+        crate::client::sent_by_client(self)
+    }
+
     /// A new [`EnvelopeKind::Message`] with a fresh id and no correlation.
     pub fn new(to: ActorAddr, from: ActorAddr, format: PayloadFormat, payload: Bytes) -> Self {
         Self {

@@ -19,6 +19,13 @@ const MAX_DELAY_MS: u64 = 366 * 24 * 3600 * 1000;
 /// kind, zero timeout, bad tag).
 pub(crate) fn job_from_submission(sub: JobSubmission) -> Result<Job, ApiError> {
     let invalid = |e: &dyn std::fmt::Display| ApiError::InvalidJob(e.to_string().into());
+    // Submissions come from clients (HTTP, the CLI): the map-reduce
+    // engine's task kinds are its drivers' alone.
+    if job_queue::mapreduce::is_engine_kind(&sub.kind) {
+        return Err(ApiError::InvalidJob(
+            job_queue::mapreduce::engine_kind_refusal(&sub.kind).into(),
+        ));
+    }
     let mut job = Job::new(sub.kind, sub.data);
     if let Some(id) = sub.id.as_deref().filter(|id| !id.is_empty()) {
         job = job.with_id(JobId::new(id).map_err(|e| invalid(&e))?);
@@ -175,6 +182,18 @@ mod tests {
         let mut unassigned = JobSubmission::new("echo", "");
         unassigned.id = Some(String::new());
         assert!(job_from_submission(unassigned).unwrap().id.is_unassigned());
+        // The map-reduce engine's task kinds are not for clients.
+        for kind in [
+            job_queue::mapreduce::MAP_KIND,
+            job_queue::mapreduce::REDUCE_KIND,
+        ] {
+            match job_from_submission(JobSubmission::new(kind, "{}")) {
+                Err(ApiError::InvalidJob(why)) => {
+                    assert!(why.to_string().contains("map-reduce engine"));
+                }
+                other => panic!("{kind} accepted: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -112,6 +112,11 @@ impl<T: Clone> ExternalWorkers<T> {
         }
         for kind in &kinds {
             check_name("kind", kind)?;
+            // Their reports steer a map-reduce driver (which node holds
+            // which output): a client must not answer them.
+            if crate::mapreduce::is_engine_kind(kind) {
+                return Err(crate::mapreduce::engine_kind_refusal(kind));
+            }
             if self.local_kinds.iter().any(|k| k == kind) {
                 return Err(format!(
                     "kind {kind:?} is served by {}'s own handlers",

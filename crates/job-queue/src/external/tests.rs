@@ -174,6 +174,10 @@ fn registrations_are_validated_and_bounded() {
         json!({"op":"register","kinds":["k"],"concurrency":513}),
         json!({"op":"register","kinds":["k"],"heartbeat_ms":1}),
         json!({"op":"register","kinds":["k".repeat(65)]}),
+        // The map-reduce engine's task kinds, though this node does not
+        // serve them itself.
+        json!({"op":"register","kinds":["mr.map"]}),
+        json!({"op":"register","kinds":["k","mr.reduce"]}),
     ];
     for case in cases {
         let (answer, _) = call(&mut ext, "client-1@n", case.clone(), now);

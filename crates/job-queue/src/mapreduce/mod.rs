@@ -103,6 +103,6 @@ pub use run::{MapReduceOutput, PhaseTimings, RunOptions};
 pub use spec::{MapInput, MapOutput, MapReduce, MapReduceRegistry, ReduceContext, SplitInfo};
 pub use split::{plan_splits, Input, SplitSpec};
 pub use store::{BlobId, PartitionStore, Stage, StoreError};
-pub use task::{MAP_KIND, MAX_REDUCERS, REDUCE_KIND};
+pub use task::{engine_kind_refusal, is_engine_kind, MAP_KIND, MAX_REDUCERS, REDUCE_KIND};
 pub use wire::WireError;
 pub use words::{normalize, stable_hash, words, ShuffleKey, Words};

@@ -12,6 +12,22 @@ pub const MAP_KIND: &str = "mr.map";
 /// The job kind of reduce tasks.
 pub const REDUCE_KIND: &str = "mr.reduce";
 
+/// Whether `kind` is one of the map-reduce engine's own task kinds
+/// ([`MAP_KIND`], [`REDUCE_KIND`]). Their data names another job's blobs
+/// and nodes, so only the engine's drivers (nodes) submit them; a
+/// coordinator refuses them from external clients
+/// ([`engine_kind_refusal`]).
+pub fn is_engine_kind(kind: &str) -> bool {
+    kind == MAP_KIND || kind == REDUCE_KIND
+}
+
+/// Why a client's job of an engine kind is refused.
+pub fn engine_kind_refusal(kind: &str) -> String {
+    format!(
+        "kind {kind:?} is the map-reduce engine's own task kind: only its drivers submit it (run map-reduce with `job-node mapreduce`, docs/mapreduce.md)"
+    )
+}
+
 /// The most reducers (partitions) a job may have: bounds what a map task
 /// allocates for a task description received from the network.
 pub const MAX_REDUCERS: u32 = 65_536;

@@ -25,6 +25,7 @@ use serde_json::value::RawValue;
 
 use super::{Shell, Waiter};
 use crate::job::{IdSet, Job, JobId, JobResult};
+use crate::mapreduce::{engine_kind_refusal, is_engine_kind};
 
 /// Results and refusals of one batch past this many bytes leave at once
 /// (more envelopes for that batch, each well under the frame limit).
@@ -154,6 +155,7 @@ impl Shell {
     /// [`MAX_BATCH_JOBS`](super::super::MAX_BATCH_JOBS)).
     pub(super) fn on_submit_batch(&mut self, env: &Envelope, jobs: Vec<&RawValue>, now: Instant) {
         let (to, request) = (env.from.clone(), env.id);
+        let from_client = env.sent_by_client();
         self.batch_replies.open(&to, request);
         let mut fresh: Vec<(usize, Job)> = Vec::with_capacity(jobs.len());
         // Jobs whose id came earlier in this batch: handled after the
@@ -170,6 +172,12 @@ impl Shell {
                     continue;
                 }
             };
+            if from_client && is_engine_kind(&job.kind) {
+                let reason = engine_kind_refusal(&job.kind);
+                let id = (!job.id.is_unassigned()).then(|| job.id.as_str().to_owned());
+                self.refuse_in_batch(&to, request, index, id.as_deref(), &reason);
+                continue;
+            }
             if job.id.is_unassigned() {
                 fresh.push((index, job));
             } else if self.records.contains(&job.id) {

@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use super::super::journal::{Ack, Record};
 use super::super::recurring::{RecurringError, RecurringJob};
 use super::Shell;
+use crate::mapreduce::{engine_kind_refusal, is_engine_kind};
 use crate::record::now_ms;
 
 /// One recurring job as the `recurring_list` command answers it.
@@ -93,6 +94,9 @@ impl Shell {
     pub(super) fn on_recurring_command(&mut self, env: Envelope, cmd: RecurringCommand) {
         let answer = match cmd {
             RecurringCommand::Add(value) => match serde_json::from_value::<RecurringJob>(value) {
+                Ok(spec) if env.sent_by_client() && is_engine_kind(&spec.job.kind) => {
+                    Err(engine_kind_refusal(&spec.job.kind))
+                }
                 Ok(spec) => {
                     let name = spec.name.clone();
                     let added = self

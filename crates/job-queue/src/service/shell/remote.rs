@@ -11,6 +11,7 @@ use super::super::command::{self, Command};
 use super::{RecurringCommand, Shell, Waiter};
 use crate::handler::ProgressUpdate;
 use crate::job::{Job, JobId};
+use crate::mapreduce::{engine_kind_refusal, is_engine_kind};
 use crate::protocol::{decode_job, decode_reply, encode_reply, WorkerReply};
 
 impl Shell {
@@ -106,6 +107,9 @@ impl Shell {
         now: Instant,
     ) {
         let job = match job {
+            Ok(job) if env.sent_by_client() && is_engine_kind(&job.kind) => {
+                Err(engine_kind_refusal(&job.kind))
+            }
             Ok(job) if !rerun && !job.id.is_unassigned() && self.records.contains(&job.id) => {
                 return self.wait_known(job.id, env, progress);
             }
