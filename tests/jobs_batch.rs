@@ -7,7 +7,7 @@ mod support;
 
 use std::collections::HashMap;
 
-use job_queue::{Job, JobId, StrategyKind, MAX_BATCH_JOBS};
+use job_queue::{Coordinator, Job, JobId, StrategyKind, MAX_BATCH_JOBS};
 use serde_json::{json, Value};
 use support::jobs::*;
 use support::ws::{connect_bearer, next_json, send_json, welcome, Ws};
@@ -17,6 +17,16 @@ async fn send_batch(ws: &mut Ws, node: &str, tag: u64, jobs: Vec<Value>) {
     let cmd = json!({"to": format!("coordinator@{node}"), "id": tag,
         "payload": {"cmd": "submit_batch", "jobs": jobs}});
     send_json(STEP, ws, &cmd).await;
+}
+
+/// One node with a round-robin coordinator, and a client connected to it
+/// (its welcome read).
+async fn one_node_and_client(name: &str) -> (Vec<Node>, Coordinator, Ws) {
+    let nodes = cluster(&[(name, &[])], "").await;
+    let coord = coordinator(&nodes[0].router, StrategyKind::RoundRobin).await;
+    let mut ws = connect_bearer(STEP, &nodes[0].router.url(), SECRET).await;
+    welcome(STEP, &mut ws, name).await;
+    (nodes, coord, ws)
 }
 
 /// Answers of batches: results and refusals per tag, and how many
@@ -113,10 +123,7 @@ async fn a_mixed_batch_has_each_entry_answered_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_are_bounded_and_an_empty_one_is_answered() {
-    let nodes = cluster(&[("bl-a", &[])], "").await;
-    let coord = coordinator(&nodes[0].router, StrategyKind::RoundRobin).await;
-    let mut ws = connect_bearer(STEP, &nodes[0].router.url(), SECRET).await;
-    welcome(STEP, &mut ws, "bl-a").await;
+    let (nodes, coord, mut ws) = one_node_and_client("bl-a").await;
 
     let too_many = vec![json!({"kind": "echo"}); MAX_BATCH_JOBS + 1];
     send_batch(&mut ws, "bl-a", 1, too_many).await;
@@ -166,10 +173,7 @@ async fn batches_are_bounded_and_an_empty_one_is_answered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_quote_little_of_a_megabyte_of_input() {
     use cluster_router::MAX_ERROR_TEXT;
-    let nodes = cluster(&[("bq-a", &[])], "").await;
-    let coord = coordinator(&nodes[0].router, StrategyKind::RoundRobin).await;
-    let mut ws = connect_bearer(STEP, &nodes[0].router.url(), SECRET).await;
-    welcome(STEP, &mut ws, "bq-a").await;
+    let (nodes, coord, mut ws) = one_node_and_client("bq-a").await;
     let long = "x".repeat(1 << 20);
     let short_error = |env: &Value, tag: u64| {
         assert_eq!(env["correlation_id"], tag, "{}", &env.to_string()[..200]);
@@ -261,35 +265,32 @@ async fn thousands_of_jobs_in_batches_come_back_once_in_few_envelopes() {
     finish(coord, nodes).await;
 }
 
+/// `answer` is the error answer to request `tag`, refusing a map-reduce
+/// task kind.
+fn engine_kind_refused(answer: &Value, tag: u64) {
+    assert_eq!(
+        (answer["correlation_id"].as_u64(), answer["kind"].as_str()),
+        (Some(tag), Some("error")),
+        "{answer}"
+    );
+    let reason = answer["payload"].as_str().unwrap();
+    assert!(reason.contains("map-reduce engine"), "{answer}");
+}
+
 /// The map-reduce engine's task kinds (`mr.map`, `mr.reduce`) are its
 /// drivers' alone: their data names other jobs' blobs and nodes. A client
 /// is refused them, alone, in a batch (the other entries run) and as a
 /// recurring job's template.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_cannot_submit_the_map_reduce_engines_task_kinds() {
-    let nodes = cluster(&[("mk-a", &[])], "").await;
-    let coord = coordinator(&nodes[0].router, StrategyKind::RoundRobin).await;
-    let mut ws = connect_bearer(STEP, &nodes[0].router.url(), SECRET).await;
-    welcome(STEP, &mut ws, "mk-a").await;
+    let (nodes, coord, mut ws) = one_node_and_client("mk-a").await;
 
     let task = json!({"job": "someone-else", "spec": "wordcount", "partition": 0,
         "sources": [{"node": "mk-a", "task": 0}], "splits": []});
     let single = json!({"to": "coordinator@mk-a", "id": 1,
         "payload": {"kind": "mr.reduce", "data": task.to_string()}});
     send_json(STEP, &mut ws, &single).await;
-    let refused = next_json(STEP, &mut ws).await;
-    assert_eq!(
-        (refused["correlation_id"].as_u64(), refused["kind"].as_str()),
-        (Some(1), Some("error")),
-        "{refused}"
-    );
-    assert!(
-        refused["payload"]
-            .as_str()
-            .unwrap()
-            .contains("map-reduce engine"),
-        "{refused}"
-    );
+    engine_kind_refused(&next_json(STEP, &mut ws).await, 1);
 
     let jobs = vec![
         json!({"id": "mk-1", "kind": "mr.map", "data": "{}"}),
@@ -321,15 +322,6 @@ async fn clients_cannot_submit_the_map_reduce_engines_task_kinds() {
         "payload": {"cmd": "recurring_add", "recurring":
             {"name": "mk", "cron": "* * * * * *", "job": {"kind": "mr.map", "data": "{}"}}}});
     send_json(STEP, &mut ws, &recurring).await;
-    let refused = next_json(STEP, &mut ws).await;
-    assert_eq!(refused["correlation_id"], 3, "{refused}");
-    assert_eq!(refused["kind"], "error", "{refused}");
-    assert!(
-        refused["payload"]
-            .as_str()
-            .unwrap()
-            .contains("map-reduce engine"),
-        "{refused}"
-    );
+    engine_kind_refused(&next_json(STEP, &mut ws).await, 3);
     finish(coord, nodes).await;
 }

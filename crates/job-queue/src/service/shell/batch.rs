@@ -174,8 +174,8 @@ impl Shell {
             };
             if from_client && is_engine_kind(&job.kind) {
                 let reason = engine_kind_refusal(&job.kind);
-                let id = (!job.id.is_unassigned()).then(|| job.id.as_str().to_owned());
-                self.refuse_in_batch(&to, request, index, id.as_deref(), &reason);
+                let id = (!job.id.is_unassigned()).then(|| job.id.as_str());
+                self.refuse_in_batch(&to, request, index, id, &reason);
                 continue;
             }
             if job.id.is_unassigned() {
